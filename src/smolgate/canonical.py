@@ -1,0 +1,249 @@
+"""The canonical model: every wire protocol meets every other only through these types.
+
+A protocol module decodes its wire format into these structs and encodes them back out; nothing else
+crosses a module boundary. Structs are msgspec (fast to build, typed, immutable by convention).
+
+Conventions shared by all codecs:
+- `Usage.input_tokens` counts *all* prompt tokens, cached ones included (OpenAI's convention); the
+  Anthropic codec subtracts `cached_tokens` / `cache_creation_tokens` when it renders.
+- `ToolCall.arguments` is JSON *text* (OpenAI's convention); object-based protocols dump/load it.
+- System prompts are hoisted into `Request.system`; messages hold only `user` and `assistant` turns.
+  Tool results are `ToolResult` blocks inside a `user` message (Anthropic's convention).
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Literal, Union
+
+import msgspec
+
+
+class Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pass
+
+
+# ---------------------------------------------------------------- content blocks
+
+
+class Text(Struct, tag="text"):
+    text: str
+
+
+class Image(Struct, tag="image"):
+    """An image as inline bytes or a URL (exactly one is set). `media_type` like "image/png"."""
+
+    data: bytes | None = None
+    url: str | None = None
+    media_type: str | None = None
+    detail: str | None = None  # OpenAI's low|high|auto hint, kept for OpenAI-to-OpenAI fidelity
+
+
+class Video(Struct, tag="video"):
+    data: bytes | None = None
+    url: str | None = None
+    media_type: str | None = None
+
+
+class ToolCall(Struct, tag="tool_call"):
+    id: str
+    name: str
+    arguments: str = "{}"  # JSON text
+    signature: str | None = None  # Gemini thoughtSignature riding on the call part
+
+
+class ToolResult(Struct, tag="tool_result"):
+    call_id: str
+    content: list[Text | Image] = msgspec.field(default_factory=list)
+    is_error: bool = False
+    name: str | None = None  # Gemini keys results by function name; filled when known
+
+
+class Reasoning(Struct, tag="reasoning"):
+    """Model reasoning. `signature` (Anthropic) / opaque `redacted` data replay only to their maker."""
+
+    text: str = ""
+    signature: str | None = None
+    redacted: str | None = None  # Anthropic redacted_thinking.data or Responses encrypted_content
+
+
+Block = Union[Text, Image, Video, ToolCall, ToolResult, Reasoning]
+
+
+class Message(Struct):
+    role: Literal["user", "assistant"]
+    content: list[Block]
+
+
+# ---------------------------------------------------------------- request
+
+
+class Tool(Struct):
+    name: str
+    description: str | None = None
+    parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolChoice(Struct):
+    mode: Literal["auto", "none", "required", "tool"] = "auto"
+    name: str | None = None  # set when mode == "tool"
+    parallel: bool | None = None
+
+
+class ResponseFormat(Struct):
+    type: Literal["text", "json_object", "json_schema"] = "text"
+    schema: dict[str, Any] | None = None
+    name: str | None = None
+    strict: bool | None = None
+
+
+class ReasoningConfig(Struct):
+    enabled: bool = True
+    effort: str | None = None  # low|medium|high|…
+    budget_tokens: int | None = None
+    include_thoughts: bool | None = None
+
+
+class Request(Struct):
+    model: str
+    messages: list[Message]
+    system: list[Text] = msgspec.field(default_factory=list)
+    tools: list[Tool] = msgspec.field(default_factory=list)
+    tool_choice: ToolChoice | None = None
+    response_format: ResponseFormat | None = None
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    top_k: int | None = None
+    stop: list[str] = msgspec.field(default_factory=list)
+    seed: int | None = None
+    stream: bool = False
+    reasoning: ReasoningConfig | None = None
+    metadata: dict[str, Any] = msgspec.field(default_factory=dict)
+    extra: dict[str, Any] = msgspec.field(default_factory=dict)  # provider pass-through, never interpreted
+
+    @property
+    def system_text(self) -> str:
+        return "\n\n".join(t.text for t in self.system)
+
+
+# ---------------------------------------------------------------- response
+
+
+class StopReason(str, enum.Enum):
+    END_TURN = "end_turn"
+    MAX_TOKENS = "max_tokens"
+    STOP_SEQUENCE = "stop_sequence"
+    TOOL_USE = "tool_use"
+    CONTENT_FILTER = "content_filter"
+
+
+class Usage(Struct):
+    input_tokens: int = 0  # includes cached tokens
+    output_tokens: int = 0  # includes reasoning tokens
+    cached_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        return self.input_tokens + self.output_tokens
+
+
+class Response(Struct):
+    id: str
+    model: str
+    content: list[Block]
+    stop_reason: StopReason = StopReason.END_TURN
+    stop_sequence: str | None = None
+    usage: Usage = msgspec.field(default_factory=Usage)
+    created: int = 0  # unix seconds
+
+
+# ---------------------------------------------------------------- stream events
+#
+# Modelled on the richest protocol (Anthropic): message start → (block start → deltas → block stop)* →
+# message delta (stop reason, usage) → message stop. Block indices are sequential and never interleave;
+# every encoder is a small state machine over these events.
+
+
+class MessageStart(Struct, tag="message_start"):
+    id: str
+    model: str
+    usage: Usage | None = None  # prompt-side usage when the upstream tells it early
+    created: int = 0
+
+
+class BlockStart(Struct, tag="block_start"):
+    index: int
+    block: Text | ToolCall | Reasoning  # initial state: empty text / call with id+name and "" arguments
+
+
+class TextDelta(Struct, tag="text_delta"):
+    index: int
+    text: str
+
+
+class ToolArgsDelta(Struct, tag="tool_args_delta"):
+    index: int
+    json: str  # a fragment of the arguments JSON text
+
+
+class ReasoningDelta(Struct, tag="reasoning_delta"):
+    index: int
+    text: str
+
+
+class SignatureDelta(Struct, tag="signature_delta"):
+    index: int
+    signature: str
+
+
+class BlockStop(Struct, tag="block_stop"):
+    index: int
+
+
+class MessageDelta(Struct, tag="message_delta"):
+    stop_reason: StopReason | None = None
+    stop_sequence: str | None = None
+    usage: Usage | None = None  # cumulative, final when message_stop follows
+
+
+class MessageStop(Struct, tag="message_stop"):
+    pass
+
+
+class StreamError(Struct, tag="error"):
+    """A failure after the stream began; encoders render it as their in-stream error form."""
+
+    kind: str
+    message: str
+
+
+Event = Union[
+    MessageStart,
+    BlockStart,
+    TextDelta,
+    ToolArgsDelta,
+    ReasoningDelta,
+    SignatureDelta,
+    BlockStop,
+    MessageDelta,
+    MessageStop,
+    StreamError,
+]
+
+
+def link_tool_results(messages: list[Message]) -> None:
+    """Fill `ToolResult.name` from the `ToolCall` with the same id earlier in the conversation.
+
+    Gemini keys function results by *name*, OpenAI and Anthropic by *id*; decoders of id-based protocols
+    call this so an encoder for a name-based protocol always knows the name.
+    """
+    names: dict[str, str] = {}
+    for msg in messages:
+        for i, block in enumerate(msg.content):
+            if isinstance(block, ToolCall):
+                names[block.id] = block.name
+            elif isinstance(block, ToolResult) and block.name is None and block.call_id in names:
+                msg.content[i] = msgspec.structs.replace(block, name=names[block.call_id])

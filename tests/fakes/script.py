@@ -1,0 +1,87 @@
+"""The scripted 'model' every fake upstream runs, so the whole client×upstream matrix expects one answer.
+
+Each fake parses its own wire format (raw dicts — deliberately independent of smolgate's codecs) into a
+`View`, asks `plan(view)` what to say, and renders the `Plan` in its own wire format.
+
+Magic words in the last user text drive behaviour:
+  FAIL_STATUS_<code>   reply with that HTTP status (429 adds Retry-After: 1)
+  FAIL_MIDSTREAM       stream two chunks, then the protocol's in-stream error
+  SLOW                 0.25 s between chunks (incremental-streaming and disconnect tests)
+  weather (with tools) call the first tool with {"city": "Paris"}
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+
+@dataclass
+class View:
+    system: str = ""
+    turns: list[tuple[str, str]] = field(default_factory=list)  # (user|assistant, text)
+    images: int = 0
+    tool_names: list[str] = field(default_factory=list)
+    tool_result: str | None = None  # text of a tool result in the last user turn
+    max_tokens: int | None = None
+    stop: list[str] = field(default_factory=list)
+
+    @property
+    def last_user_text(self) -> str:
+        for role, text in reversed(self.turns):
+            if role == "user" and text:
+                return text
+        return ""
+
+
+@dataclass
+class Plan:
+    chunks: list[str] = field(default_factory=list)
+    tool_call: tuple[str, dict] | None = None
+    stop_reason: str = "end_turn"  # end_turn | max_tokens | stop_sequence | tool_use
+    stop_sequence: str | None = None
+    input_tokens: int = 0
+    output_tokens: int = 0
+    fail_status: int | None = None
+    fail_midstream: bool = False
+    delay: float = 0.0
+
+    @property
+    def text(self) -> str:
+        return "".join(self.chunks)
+
+
+def count_words(text: str) -> int:
+    return len(text.split())
+
+
+def plan(view: View) -> Plan:
+    last = view.last_user_text
+    p = Plan(input_tokens=count_words(view.system) + sum(count_words(t) for _, t in view.turns) + view.images)
+    m = re.search(r"FAIL_STATUS_(\d{3})", last)
+    if m:
+        p.fail_status = int(m.group(1))
+        return p
+    p.fail_midstream = "FAIL_MIDSTREAM" in last
+    p.delay = 0.25 if "SLOW" in last else 0.0
+    if view.tool_result is not None:
+        reply = f"The tool said: {view.tool_result}"
+    elif view.tool_names and "weather" in last.lower():
+        p.tool_call = (view.tool_names[0], {"city": "Paris"})
+        p.stop_reason = "tool_use"
+        p.output_tokens = 5
+        return p
+    else:
+        reply = f"You said: {last} | system={view.system or 'none'} images={view.images} turns={len(view.turns)}"
+    if "SLOW" in last:
+        reply = "one two three four five six seven eight"
+    for s in view.stop:
+        if s and s in reply:
+            reply, p.stop_reason, p.stop_sequence = reply[: reply.index(s)], "stop_sequence", s
+            break
+    words = reply.split(" ")
+    if view.max_tokens is not None and len(words) > view.max_tokens:
+        words, p.stop_reason, p.stop_sequence = words[: view.max_tokens], "max_tokens", None
+    p.chunks = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    p.output_tokens = len(words)
+    return p
