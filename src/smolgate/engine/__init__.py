@@ -1,0 +1,1 @@
+"""On-device inference engine. The gateway imports only `smolgate.engine.engine` (the facade)."""

@@ -1,0 +1,1 @@
+"""Model definitions: one module per component, names matching the HF checkpoints."""

@@ -1,0 +1,135 @@
+"""SmolVLM / SmolVLM2 / Idefics3 (and text-only SmolLM2): vision encoder -> connector -> Llama decoder -> lm_head.
+
+One class serves both: a text-only checkpoint simply has no vision tower. Image features replace the `<image>`
+token embeddings in order (tile k fills the k-th run of image_seq_len placeholders), as the reference does.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+from ..config import ModelConfig
+from .connector import Connector
+from .text import TextModel
+from .vision import VisionModel
+
+# checkpoint prefix -> our module prefix; first match wins (the VLM prefixes must precede plain Llama's "model.").
+_PREFIXES = (
+    ("model.vision_model.", "vision."),
+    ("model.connector.", "connector."),
+    ("model.text_model.", "text."),
+    ("model.", "text."),
+    ("lm_head.", "lm_head."),
+)
+_IGNORED = re.compile(r".*(rotary_emb\.inv_freq|\.num_batches_tracked)$")
+
+
+def checkpoint_to_module_name(name: str) -> str | None:
+    """Map an HF checkpoint tensor name to our parameter name (None for tensors we do not use)."""
+    if _IGNORED.match(name):
+        return None
+    for src, dst in _PREFIXES:
+        if name.startswith(src):
+            return dst + name[len(src) :]
+    return None
+
+
+class SmolVLM(nn.Module):
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vision = VisionModel(cfg.vision) if cfg.vision is not None else None
+        self.connector = (
+            Connector(cfg.vision.hidden_size, cfg.text.hidden_size, cfg.scale_factor) if cfg.vision is not None else None
+        )
+        self.text = TextModel(cfg.text)
+        self.lm_head = nn.Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return self.text.embed_tokens.weight.dtype
+
+    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]], *, strict: bool = True) -> None:
+        """Assign (checkpoint name, tensor) pairs to parameters without copying (model may be on `meta`).
+
+        Tensors arrive one at a time already in the target dtype, so peak memory is the model plus one tensor.
+        """
+        params = dict(self.named_parameters())
+        missing = set(params)
+        for name, tensor in tensors:
+            ours = checkpoint_to_module_name(name)
+            if ours is None or ours not in params:
+                if strict and ours is not None:
+                    raise KeyError(f"unexpected checkpoint tensor {name!r}")
+                continue
+            if tuple(tensor.shape) != tuple(params[ours].shape):
+                raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(params[ours].shape)}")
+            module_name, _, attr = ours.rpartition(".")
+            setattr(self.get_submodule(module_name), attr, nn.Parameter(tensor, requires_grad=False))
+            missing.discard(ours)
+        if "lm_head.weight" in missing and self.cfg.text.tie_word_embeddings:
+            self.lm_head.weight = self.text.embed_tokens.weight  # tied: one tensor, two uses
+            missing.discard("lm_head.weight")
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
+
+    def encode_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """pixel_values [N, 3, S, S] (tiles in token order), optional pixel_mask [N, S, S] -> [N, seq, hidden].
+
+        All-zero tiles (batch padding in the reference processor) are dropped, as the reference does.
+        """
+        if self.vision is None or self.connector is None:
+            raise ValueError("this model has no vision encoder")
+        pixel_values = pixel_values.to(self.dtype)
+        real = pixel_values.flatten(1).ne(0).any(dim=1)
+        if not bool(real.all()):
+            pixel_values = pixel_values[real]
+            pixel_mask = pixel_mask[real] if pixel_mask is not None else None
+        patch_mask = None
+        if pixel_mask is not None:
+            p = self.vision.cfg.patch_size
+            patch_mask = pixel_mask.unfold(1, p, p).unfold(2, p, p).sum(dim=(-1, -2)) > 0  # [N, S/p, S/p]
+        return self.connector(self.vision(pixel_values, patch_mask))
+
+    def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """input_ids [B, T] (+ tiles) -> input embeddings [B, T, hidden] with image features spliced in."""
+        x = self.text.embed_tokens(input_ids)
+        if pixel_values is None:
+            return x
+        features = self.encode_images(pixel_values).reshape(-1, x.shape[-1])  # [N*seq, hidden]
+        slots = input_ids == self.cfg.image_token_id  # [B, T]
+        n_slots = int(slots.sum())
+        if n_slots != features.shape[0]:
+            raise ValueError(f"prompt has {n_slots} <image> tokens but the images give {features.shape[0]} features")
+        x = x.clone()
+        x[slots] = features.to(x.dtype)  # boolean indexing walks (B, T) row-major: tile order == token order
+        return x
+
+    def forward(self, x: torch.Tensor, pos: int = 0, *, last_only: bool = True) -> torch.Tensor:
+        """Embeddings [B, T, hidden] at positions pos.. -> logits [B, V] (last position) or [B, T, V]."""
+        h = self.text(x, pos)
+        if last_only:
+            h = h[:, -1]
+        return self.lm_head(h)
+
+    def prefill(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
+        """Run a whole prompt from position 0 (filling the KV cache); return last-position logits [B, V]."""
+        return self(self.embed(input_ids, pixel_values), 0)
+
+    def decode(self, token: torch.Tensor, pos: int) -> torch.Tensor:
+        """token [B, 1] at position pos -> logits [B, V]. The one-token step a compiled path would capture."""
+        return self(self.text.embed_tokens(token), pos)
+
+
+def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype) -> SmolVLM:
+    """Construct on the meta device (no allocation), then assign the checkpoint tensors in place."""
+    with torch.device("meta"):
+        model = SmolVLM(cfg)
+    model.load_weights(tensors)
+    model.eval().requires_grad_(False)
+    model.text.setup_cache(0, dtype=dtype)
+    return model

@@ -1,0 +1,137 @@
+"""Llama decoder (SmolLM2): RMSNorm, rotate-half RoPE, grouped-query attention, SwiGLU MLP.
+
+Module names equal the checkpoint names under `model.text_model.` (SmolVLM) or `model.` (plain Llama), so a
+state dict loads after stripping that prefix.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..config import TextConfig
+from ..kvcache import KVCache
+
+
+def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """positions [T] (int) -> cos, sin [T, head_dim] in fp32; the two halves repeat (rotate-half layout)."""
+    inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float32) / head_dim)  # [hd/2]
+    freqs = positions.to(torch.float32)[:, None] * inv_freq[None, :]  # [T, hd/2]
+    emb = torch.cat((freqs, freqs), dim=-1)  # [T, hd]
+    return emb.cos(), emb.sin()
+
+
+def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """x [B, H, T, hd], cos/sin [T, hd] -> x rotated: x*cos + rotate_half(x)*sin."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    return x * cos + rotated * sin
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.eps = eps
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        # Normalise in fp32 and cast back before the weight, exactly as the reference does (matters in bf16).
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.n_heads, self.n_kv, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
+        self.cache: KVCache | None = None
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos: int, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        b, t, _ = x.shape
+        q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
+        k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # [B, KV, T, hd]
+        v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
+        if self.cache is not None:
+            k, v = self.cache.update(pos, k, v)
+        # Causal only when queries start at key 0; decode (t == 1) sees every cached key; else an explicit mask.
+        causal = mask is None and t > 1
+        out = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv != self.n_heads
+        )
+        return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.down_proj(F.silu(self.gate_proj(x)) * self.up_proj(x))
+
+
+class DecoderLayer(nn.Module):
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.input_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.self_attn = Attention(cfg)
+        self.post_attention_layernorm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self.mlp = MLP(cfg)
+
+    def forward(
+        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos: int, mask: torch.Tensor | None
+    ) -> torch.Tensor:
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask)
+        return x + self.mlp(self.post_attention_layernorm(x))
+
+
+class TextModel(nn.Module):
+    """Embedding + decoder layers + final norm. `forward` consumes embeddings so images can be spliced in."""
+
+    def __init__(self, cfg: TextConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
+        self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
+        self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self._cos = self._sin = torch.empty(0)
+
+    def setup_cache(self, max_len: int, batch: int = 1, dtype: torch.dtype | None = None) -> None:
+        """(Re)allocate per-layer KV caches and the RoPE table for `max_len` positions."""
+        dtype = dtype or self.embed_tokens.weight.dtype
+        c = self.cfg
+        for layer in self.layers:
+            layer.self_attn.cache = KVCache(batch, c.num_kv_heads, max_len, c.head_dim, dtype)
+        cos, sin = rope_cos_sin(torch.arange(max_len), c.head_dim, c.rope_theta)
+        self._cos, self._sin = cos.to(dtype), sin.to(dtype)
+
+    @property
+    def cache_len(self) -> int:
+        cache = self.layers[0].self_attn.cache if len(self.layers) else None
+        return cache.max_len if cache is not None else 0
+
+    def forward(self, x: torch.Tensor, pos: int = 0) -> torch.Tensor:
+        """x [B, T, hidden] embeddings at positions pos..pos+T-1 -> normed hidden states [B, T, hidden]."""
+        t = x.shape[1]
+        if pos + t > self.cache_len:
+            if pos > 0:
+                raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
+            self.setup_cache(t, x.shape[0], x.dtype)  # a fresh sequence without a cache: size it for this call
+        cos, sin = self._cos[pos : pos + t], self._sin[pos : pos + t]
+        mask = None
+        if t > 1 and pos > 0:  # chunked prefill after earlier tokens: query i sees keys 0..pos+i
+            mask = torch.ones(t, pos + t, dtype=torch.bool).tril(diagonal=pos)
+        for layer in self.layers:
+            x = layer(x, cos, sin, pos, mask)
+        return self.norm(x)

@@ -1,0 +1,97 @@
+"""Token sampling as a composition of small pure logit filters (applied in transformers' order).
+
+Each filter maps logits [..., V] (fp32) to logits; removed tokens get -inf. `Sampler` composes the ones a
+request needs into one callable `(logits, seen) -> token id`, where `seen` is a bool mask [V] of tokens already
+in the context (for the repetition penalty), kept up to date by the caller in O(1) per token.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+
+import torch
+
+Filter = Callable[[torch.Tensor], torch.Tensor]
+
+
+def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
+    """CTRL-style: tokens in context get logit/penalty if positive, logit*penalty if negative."""
+    penalised = torch.where(logits > 0, logits / penalty, logits * penalty)
+    return torch.where(seen, penalised, logits)
+
+
+def apply_temperature(logits: torch.Tensor, t: float) -> torch.Tensor:
+    return logits / t
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k largest logits (ties at the k-th value survive, as in the reference)."""
+    if k <= 0 or k >= logits.shape[-1]:
+        return logits
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Keep the smallest set of most likely tokens whose probability mass reaches p (always at least one)."""
+    if p >= 1.0:
+        return logits
+    sorted_logits, order = torch.sort(logits, descending=True, dim=-1)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # probability of strictly more likely tokens
+    drop_sorted = mass_before >= p
+    drop_sorted[..., 0] = False
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def greedy(logits: torch.Tensor) -> int:
+    return int(logits.argmax(dim=-1))
+
+
+def categorical(logits: torch.Tensor, generator: torch.Generator | None) -> int:
+    probs = logits.softmax(dim=-1)
+    return int(torch.multinomial(probs, 1, generator=generator))
+
+
+class Sampler:
+    """`sampler(logits [V], seen [V] bool) -> token id`; built once per request from the filters it needs."""
+
+    __slots__ = ("filters", "penalty", "generator")
+
+    def __init__(
+        self,
+        *,
+        temperature: float = 0.0,
+        top_k: int = 0,
+        top_p: float = 1.0,
+        repetition_penalty: float = 1.0,
+        seed: int | None = None,
+    ) -> None:
+        # temperature 0 means greedy: top-k / top-p cannot change the argmax, so they are not composed at all.
+        self.filters: list[Filter] = []
+        self.generator: torch.Generator | None = None
+        if temperature > 0:
+            if temperature != 1.0:
+                self.filters.append(partial(apply_temperature, t=temperature))
+            if top_k > 0:
+                self.filters.append(partial(top_k_filter, k=top_k))
+            if top_p < 1.0:
+                self.filters.append(partial(top_p_filter, p=top_p))
+            self.generator = torch.Generator()
+            self.generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+        self.penalty = repetition_penalty if repetition_penalty != 1.0 else None
+
+    @property
+    def uses_seen(self) -> bool:
+        """Whether the caller must keep the `seen` mask up to date (only the repetition penalty reads it)."""
+        return self.penalty is not None
+
+    def __call__(self, logits: torch.Tensor, seen: torch.Tensor) -> int:
+        logits = logits.float()
+        if self.penalty is not None:
+            logits = apply_repetition_penalty(logits, seen, self.penalty)
+        for f in self.filters:
+            logits = f(logits)
+        return categorical(logits, self.generator) if self.generator is not None else greedy(logits)

@@ -1,0 +1,95 @@
+"""Find a checkpoint (local dir, HF cache, or download) and stream its safetensors tensors in the target dtype."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+
+# Files a SmolVLM / SmolLM2 checkpoint needs; ONNX exports and other weight formats are skipped when downloading.
+_DOWNLOAD_PATTERNS = ["*.json", "*.safetensors", "*.jinja", "*.txt", "*.model"]
+
+
+class ModelNotFound(FileNotFoundError):
+    """The model source is neither a local path, nor cached, nor downloadable right now."""
+
+
+def hub_cache_dir() -> Path:
+    """The HF hub cache as the environment says *now* (huggingface_hub reads its env vars once, at import)."""
+    if cache := os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
+        return Path(cache).expanduser()
+    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    return Path(home).expanduser() / "hub"
+
+
+def is_offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def resolve_source(source: str, *, revision: str | None = None) -> Path:
+    """Local file/dir as is; else a repo id from the HF cache; else download it (with huggingface_hub's progress bar)."""
+    path = Path(source).expanduser()
+    if path.exists():
+        return path
+    if source.count("/") != 1 or source.startswith((".", "/", "~")):
+        raise ModelNotFound(f"model source {source!r} is not an existing path and not a Hugging Face repo id (org/name)")
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    cache = hub_cache_dir()
+    try:
+        return Path(snapshot_download(source, revision=revision, cache_dir=cache, local_files_only=True))
+    except LocalEntryNotFoundError:
+        pass
+    if is_offline():
+        raise ModelNotFound(
+            f"model {source!r} is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 forbids downloading it; "
+            f"download it on a connected machine (`hf download {source}`) or pass a local directory"
+        )
+    try:
+        return Path(snapshot_download(source, revision=revision, cache_dir=cache, allow_patterns=_DOWNLOAD_PATTERNS))
+    except Exception as exc:  # network, auth, unknown repo: one clear message, cause chained
+        raise ModelNotFound(f"could not download model {source!r} from the Hugging Face Hub: {exc}") from exc
+
+
+def read_json(directory: Path, name: str) -> dict[str, Any]:
+    path = directory / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+class SafetensorsCheckpoint:
+    """A single-file or sharded safetensors checkpoint, read lazily through memory maps."""
+
+    def __init__(self, directory: Path) -> None:
+        index = directory / "model.safetensors.index.json"
+        if index.is_file():
+            shards = sorted(set(json.loads(index.read_text())["weight_map"].values()))
+            self.files = [directory / s for s in shards]
+        else:
+            self.files = sorted(directory.glob("*.safetensors"))
+        if not self.files:
+            raise ModelNotFound(f"no *.safetensors weights in {directory}")
+
+    def shapes(self) -> dict[str, tuple[int, ...]]:
+        """Tensor name -> shape, read from the headers only."""
+        out: dict[str, tuple[int, ...]] = {}
+        for file in self.files:
+            with safe_open(file, framework="pt") as f:
+                for name in f.keys():
+                    out[name] = tuple(f.get_slice(name).get_shape())
+        return out
+
+    def tensors(self, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
+        """Yield (name, tensor) one at a time, floating tensors cast to `dtype`, so the model is the only full copy."""
+        for file in self.files:
+            with safe_open(file, framework="pt") as f:
+                for name in f.keys():
+                    t = f.get_tensor(name)
+                    if t.is_floating_point() and t.dtype != dtype:
+                        t = t.to(dtype)
+                    yield name, t
