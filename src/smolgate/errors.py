@@ -8,6 +8,7 @@ a raw transport exception. Messages must never contain secrets: they reach clien
 from __future__ import annotations
 
 import enum
+from typing import Mapping
 
 
 class ErrorKind(str, enum.Enum):
@@ -49,6 +50,7 @@ class GatewayError(Exception):
         retry_after: float | None = None,
         status: int | None = None,
         upstream_status: int | None = None,
+        upstream_headers: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -57,6 +59,7 @@ class GatewayError(Exception):
         self.retry_after = retry_after
         self.status = status or DEFAULT_STATUS[kind]
         self.upstream_status = upstream_status
+        self.upstream_headers = upstream_headers  # for the pool (rate-limit headers); never sent on
 
     @property
     def retryable(self) -> bool:

@@ -1,0 +1,170 @@
+"""The `smolgate` command line: serve, check, accounts, chat, pull."""
+
+from __future__ import annotations
+
+import ipaddress
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.logging import RichHandler
+from rich.table import Table
+
+from .config import Config, ConfigError, ModelAlias, ProviderConfig, Target, load_config
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="smolgate — one API endpoint, any AI model, with a vision-language model built in.")
+console = Console(stderr=True)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
+                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
+
+
+def embedded_config(model: str | None, quant: str | None = None) -> Config:
+    """No config file: serve the local engine under its own name, `local/<id>` and `default`."""
+    provider = ProviderConfig(name="local", protocol="local", model=model, quant=quant)  # type: ignore[arg-type]
+    return Config(providers=[provider], models=[ModelAlias(name="default", targets=[Target(provider="local", model="default")])])
+
+
+def _load(config: Optional[Path], model: Optional[str] = None, quant: Optional[str] = None) -> Config:
+    if config is None:
+        return embedded_config(model, quant)
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@app.command()
+def serve(
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; none → embedded local engine"),
+    host: str = typer.Option("127.0.0.1", help="bind address"),
+    port: int = typer.Option(8000, help="bind port"),
+    model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
+    quant: Optional[str] = typer.Option(None, help="local engine weight quantization: none|int8|int4"),
+    log_level: str = typer.Option("info", help="debug|info|warning|error"),
+) -> None:
+    """Run the gateway."""
+    import uvicorn
+
+    from .server.app import Gateway
+
+    _setup_logging(log_level)
+    cfg = _load(config, model, quant)
+    if not cfg.keys and not _is_loopback(host):
+        console.print(f"[red]refusing to bind {host}:[/red] no client keys are configured, so the gateway would be "
+                      "open to the network. Add `keys:` to the config or bind to 127.0.0.1.")
+        raise typer.Exit(2)
+    uvicorn.run(Gateway(cfg), host=host, port=port, log_level="warning", access_log=False,
+                loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5)
+
+
+@app.command()
+def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
+    """Validate a config file and explain what it routes where."""
+    cfg = _load(config)
+    console.print(f"[green]ok[/green]: {len(cfg.providers)} providers, {len(cfg.models)} model aliases, "
+                  f"{len(cfg.keys)} client keys, state: {cfg.state or 'in-process'}")
+    t = Table("provider", "protocol", "base_url", "accounts", "strategy")
+    for p in cfg.providers:
+        t.add_row(p.name, p.protocol, p.base_url or "-", str(len(p.accounts)), p.strategy)
+    console.print(t)
+    from .routing import Router
+
+    router = Router(cfg)
+    t = Table("model", "tries in order")
+    for m in cfg.models:
+        t.add_row(m.name, " → ".join(f"{r.provider}/{r.model}" for r in router.resolve(m.name)))
+    console.print(t)
+    if not cfg.keys:
+        console.print("[yellow]note[/yellow]: no client keys — `serve` will only bind to loopback")
+
+
+@app.command()
+def accounts(url: str = typer.Option("http://127.0.0.1:8000", help="a running smolgate"),
+             key: Optional[str] = typer.Option(None, envvar="SMOLGATE_KEY", help="client key if required")) -> None:
+    """Show each upstream account's health from a running server."""
+    import time
+
+    import httpx
+
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    try:
+        data = httpx.get(url.rstrip("/") + "/admin/accounts", headers=headers, timeout=10).json()
+    except (httpx.HTTPError, ValueError) as exc:
+        console.print(f"[red]cannot reach {url}:[/red] {exc}")
+        raise typer.Exit(1) from None
+    t = Table("provider", "account", "state", "until", "reason", "in flight", "recent errors")
+    for a in data.get("accounts", []):
+        until = a.get("until")
+        left = f"{max(0.0, until - time.time()):.1f}s" if until else "-"
+        t.add_row(str(a.get("provider")), str(a.get("account")), str(a.get("state")), left,
+                  str(a.get("reason") or "-"), str(a.get("in_flight", 0)), "; ".join(a.get("recent_errors") or [])[:80])
+    Console().print(t)
+
+
+@app.command()
+def chat(
+    question: str = typer.Argument(..., help="what to ask"),
+    image: list[Path] = typer.Option([], "--image", help="image file(s)"),
+    video: list[Path] = typer.Option([], "--video", help="video file(s)"),
+    model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf"),
+    max_tokens: int = typer.Option(512),
+    temperature: float = typer.Option(0.0),
+) -> None:
+    """Ask the local engine one question, streaming the answer."""
+    from .engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart, VideoPart
+    from .providers.local import resolve_model
+
+    from PIL import Image as PILImage
+
+    _setup_logging("warning")
+    engine = Engine.load(resolve_model(model))
+    parts: list = [ImagePart(PILImage.open(p)) for p in image] + [VideoPart(p.read_bytes()) for p in video]
+    parts.append(TextPart(question))
+    try:
+        for chunk in engine.stream([ChatMessage("user", parts)], GenerationParams(max_tokens=max_tokens, temperature=temperature)):
+            sys.stdout.write(chunk.text)
+            sys.stdout.flush()
+    except ValueError as exc:
+        console.print(f"\n[red]{exc}[/red]")
+        raise typer.Exit(1) from None
+    sys.stdout.write("\n")
+
+
+@app.command()
+def pull(repo_id: str = typer.Argument(..., help="e.g. HuggingFaceTB/SmolVLM2-500M-Video-Instruct")) -> None:
+    """Download a model from the Hugging Face hub into the HF cache (with progress)."""
+    from .engine.weights import download
+
+    try:
+        path = download(repo_id)
+    except Exception as exc:  # offline, unknown repo, …: one clear line, no trace
+        console.print(f"[red]pull failed:[/red] {exc}")
+        raise typer.Exit(1) from None
+    console.print(f"[green]ready[/green]: {path}")
+
+
+def main() -> None:  # pragma: no cover
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

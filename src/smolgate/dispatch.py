@@ -1,0 +1,172 @@
+"""The attempt loop: route → pick an account → call → retry elsewhere on failure.
+
+Order of attempts: the other accounts of a target's provider, then the next target, then the alias's
+fallbacks — bounded by an attempt budget and a deadline. An attempt is only retried while nothing has
+reached the client; once the first event is out, a failure ends the stream with a `StreamError` (the
+client's codec renders its in-stream error form). Client-fault errors (400, 404) are never retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import AsyncIterator, Callable
+
+import msgspec
+
+from .canonical import Event, Image, Request, Response, StreamError, ToolResult, Video
+from .config import Config
+from .errors import ErrorKind, GatewayError
+from .fetch import fetch_media
+from .pool import Pools
+from .providers.base import Attempt, Provider
+from .routing import Route, Router
+
+log = logging.getLogger("smolgate.dispatch")
+
+
+def estimate_tokens(req: Request) -> int:
+    """A cheap prompt-size estimate for tpm accounting (≈ 4 characters per token)."""
+    chars = sum(len(t.text) for t in req.system)
+    for m in req.messages:
+        for b in m.content:
+            text = getattr(b, "text", None) or getattr(b, "arguments", None)
+            if isinstance(text, str):
+                chars += len(text)
+    return chars // 4 + 1
+
+
+class Dispatcher:
+    def __init__(self, cfg: Config, router: Router, providers: dict[str, Provider], pools: Pools) -> None:
+        self.cfg = cfg
+        self.router = router
+        self.providers = providers
+        self.pools = pools
+
+    # ------------------------------------------------------------------ public API
+
+    async def complete(self, req: Request) -> Response:
+        async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
+            resp, status, headers = await provider.complete(req_for[route.provider], route.model, lease.account.api_key)
+            lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
+            return resp
+
+        req_for: dict[str, Request] = {}
+        return await self._attempts(req, req_for, call)
+
+    async def stream(self, req: Request) -> AsyncIterator[Event]:
+        """Events for the client. Raises GatewayError before the first event; never after it."""
+        req_for: dict[str, Request] = {}
+        state: dict[str, object] = {}
+
+        async def call(provider: Provider, route: Route, lease) -> tuple[Attempt, AsyncIterator[Event], Event]:  # type: ignore[no-untyped-def]
+            attempt = await provider.open(req_for[route.provider], route.model, lease.account.api_key)
+            lease.record(status=attempt.status, headers=attempt.headers)
+            it = attempt.events().__aiter__()
+            try:
+                first = await it.__anext__()
+            except StopAsyncIteration:
+                await attempt.aclose()
+                raise GatewayError(ErrorKind.UPSTREAM, f"provider '{route.provider}' sent an empty stream") from None
+            except BaseException:
+                await attempt.aclose()
+                raise
+            if isinstance(first, StreamError):  # failed before anything reached the client: retryable
+                await attempt.aclose()
+                raise GatewayError(ErrorKind.UPSTREAM, first.message)
+            state["lease"] = lease
+            return attempt, it, first
+
+        attempt, it, first = await self._attempts(req, req_for, call, keep_lease=True)
+        lease = state["lease"]
+        try:
+            yield first
+            async for ev in it:
+                yield ev
+        except GatewayError as exc:
+            lease.record(error=exc.kind)  # type: ignore[attr-defined]
+            yield StreamError(kind=exc.kind.value, message=exc.message)
+        finally:
+            await attempt.aclose()
+            await lease.release()  # type: ignore[attr-defined]
+
+    async def count_tokens(self, req: Request) -> int:
+        route = self.router.resolve(req.model)[0]
+        provider = self.providers[route.provider]
+        exact = await provider.count_tokens(req, route.model, None)
+        return exact if exact is not None else estimate_tokens(req)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def _attempts(self, req: Request, req_for: dict[str, Request], call: Callable, keep_lease: bool = False):  # type: ignore[no-untyped-def]
+        routes = self.router.resolve(req.model)
+        budget = self.cfg.retry.attempts
+        deadline = time.monotonic() + self.cfg.retry.deadline
+        tokens = estimate_tokens(req)
+        last: GatewayError | None = None
+        for route in routes:
+            provider = self.providers[route.provider]
+            pool = self.pools.get(route.provider)
+            if route.provider not in req_for:
+                req_for[route.provider] = await self._prepare(req, provider)
+            tried: set[str] = set()
+            while budget > 0 and time.monotonic() < deadline:
+                try:
+                    lease = await pool.acquire(tokens=tokens, exclude=frozenset(tried), deadline=deadline)
+                except GatewayError as exc:  # nothing usable here: next target
+                    last = exc
+                    break
+                budget -= 1
+                name = lease.account.name
+                try:
+                    result = await call(provider, route, lease)
+                except GatewayError as exc:
+                    if exc.upstream_status is not None:
+                        lease.record(status=exc.upstream_status, headers=exc.upstream_headers)
+                    else:
+                        lease.record(error=exc.kind)
+                    await lease.release()
+                    if not exc.retryable:
+                        raise
+                    log.warning("attempt failed: provider=%s account=%s kind=%s status=%s",
+                                route.provider, name, exc.kind.value, exc.upstream_status)
+                    last = exc
+                    tried.add(name or "")
+                    continue
+                except BaseException:
+                    await lease.release()
+                    raise
+                if not keep_lease:
+                    await lease.release()
+                return result
+        if last is None:
+            last = GatewayError(ErrorKind.OVERLOADED, "no upstream attempt could be made within the retry budget")
+        raise last
+
+    async def _prepare(self, req: Request, provider: Provider) -> Request:
+        """Fetch remote media for targets that only take inline bytes (through the guarded fetcher)."""
+        if not provider.needs_inline_images:
+            return req
+        allow = self.cfg.server.allow_private_image_urls
+        changed = False
+        messages = []
+        for mi, msg in enumerate(req.messages):
+            blocks = list(msg.content)
+            for bi, b in enumerate(blocks):
+                if isinstance(b, (Image, Video)) and b.data is None and b.url:
+                    kinds = ("image/",) if isinstance(b, Image) else ("video/",)
+                    data, mtype = await fetch_media(b.url, param=f"messages[{mi}].content[{bi}].url",
+                                                    kinds=kinds, allow_private=allow)
+                    blocks[bi] = msgspec.structs.replace(b, data=data, media_type=b.media_type or mtype, url=None)
+                    changed = True
+                elif isinstance(b, ToolResult) and any(isinstance(c, Image) and c.data is None for c in b.content):
+                    inner = list(b.content)
+                    for ci, c in enumerate(inner):
+                        if isinstance(c, Image) and c.data is None and c.url:
+                            data, mtype = await fetch_media(c.url, param=f"messages[{mi}].content[{bi}].content[{ci}].url",
+                                                            allow_private=allow)
+                            inner[ci] = msgspec.structs.replace(c, data=data, media_type=c.media_type or mtype, url=None)
+                    blocks[bi] = msgspec.structs.replace(b, content=inner)
+                    changed = True
+            messages.append(msgspec.structs.replace(msg, content=blocks))
+        return msgspec.structs.replace(req, messages=messages) if changed else req

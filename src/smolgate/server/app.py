@@ -1,0 +1,145 @@
+"""Routes → codec → dispatcher. Handlers stay HTTP-only; protocol knowledge lives in the codecs.
+
+Client-facing paths are exactly the real APIs' paths, so an SDK only needs its base URL changed.
+`GET /v1/models` is shared by OpenAI, Anthropic and Gemini ≥3 clients: the caller's headers decide
+which shape it gets (anthropic-version → Anthropic, a Gemini key header/query → Gemini).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import secrets
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+from ..canonical import Request, StreamError
+from ..config import Config
+from ..dispatch import Dispatcher
+from ..errors import ErrorKind, GatewayError, not_found
+from ..protocols import codec
+from ..protocols.base import Codec, ModelInfo, RequestContext
+from .asgi import HttpRequest, Receive, Send, read_body, send_body, send_stream
+from .auth import Authenticator
+from .runtime import Runtime
+
+log = logging.getLogger("smolgate.server")
+
+Handler = Callable[["Gateway", HttpRequest, dict[str, str], Send, Receive], Awaitable[None]]
+
+
+class Gateway:
+    """The ASGI application."""
+
+    def __init__(self, cfg: Config, runtime: Runtime | None = None) -> None:
+        self.cfg = cfg
+        self.runtime = runtime or Runtime(cfg)
+        self.auth = Authenticator(cfg.keys)
+        self.routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
+        self._exact: dict[tuple[str, str], tuple[Handler, str]] = {}
+        from . import routes  # registers handlers
+
+        routes.register(self)
+
+    def route(self, method: str, pattern: str, handler: Handler, proto: str) -> None:
+        if "{" not in pattern:
+            self._exact[(method, pattern)] = (handler, proto)
+            return
+        rx = re.compile("^" + re.sub(r"\{(\w+)(:path)?\}", lambda m: f"(?P<{m[1]}>{'.+' if m[2] else '[^/]+'})",
+                                      pattern) + "$")
+        self.routes.append((method, rx, handler, proto))
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        return self.runtime.dispatcher
+
+    async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+            return
+        if scope["type"] != "http":
+            return
+        req = HttpRequest.from_scope(scope)
+        handler, proto, params = self._match(req.method, req.path)
+        rid = "req_" + secrets.token_hex(12)
+        try:
+            if handler is None:
+                raise not_found(f"no route for {req.method} {req.path}")
+            if req.method == "POST":
+                req.body = await read_body(receive, self.cfg.server.max_body_bytes, req.headers.get("content-length"))
+            client = self.auth.check(req.headers, req.query)
+            release = await self.runtime.limiter.acquire(client) if client is not None and self.runtime.limiter else None
+            try:
+                await handler(self, req, params, send, receive)
+            finally:
+                if release is not None:
+                    await release()
+        except GatewayError as exc:
+            await self.send_error(send, codec(proto), exc, rid)
+        except Exception:
+            log.exception("internal error handling %s %s (%s)", req.method, req.path, rid)
+            await self.send_error(send, codec(proto), GatewayError(ErrorKind.INTERNAL, f"internal error ({rid})"), rid)
+
+    def _match(self, method: str, path: str) -> tuple[Handler | None, str, dict[str, str]]:
+        hit = self._exact.get((method, path))
+        if hit is not None:
+            return hit[0], hit[1], {}
+        for m, rx, handler, proto in self.routes:
+            if m == method:
+                mt = rx.match(path)
+                if mt:
+                    return handler, proto, mt.groupdict()
+        proto = "ollama" if path.startswith("/api/") else "anthropic" if path.startswith("/v1/messages") else "openai"
+        return None, proto, {}
+
+    async def send_error(self, send: Send, c: Codec, exc: GatewayError, rid: str) -> None:
+        reply = c.encode_error(exc)
+        headers = {"x-request-id": rid, **reply.headers}
+        await send_body(send, reply.status, reply.body, "application/json", headers)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            msg = await receive()
+            if msg["type"] == "lifespan.startup":
+                try:
+                    await self.runtime.start()
+                except Exception as exc:  # report, don't crash with a trace
+                    log.error("startup failed: %s", exc)
+                    await send({"type": "lifespan.startup.failed", "message": str(exc)})
+                    return
+                await send({"type": "lifespan.startup.complete"})
+            elif msg["type"] == "lifespan.shutdown":
+                await self.runtime.stop()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    # ------------------------------------------------------------------ shared handler bodies
+
+    async def chat(self, c: Codec, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+        """The common path of every generation endpoint: decode → dispatch → encode."""
+        ctx = RequestContext(params, req.query, req.headers)
+        canon = c.decode_request(req.body, ctx)
+        if not canon.stream:
+            resp = await self.dispatcher.complete(canon)
+            await send_body(send, 200, c.encode_response(resp, canon))
+            return
+        events = self.dispatcher.stream(canon)
+        first = await anext(events)  # errors before the first event become a normal error response
+        await send_stream(send, receive, self._encode(c, canon, first, events), c.stream_media_type)
+
+    async def _encode(self, c: Codec, canon: Request, first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+        enc = c.stream_encoder(canon)
+        try:
+            yield enc.feed(first)
+            async for ev in events:
+                yield enc.feed(ev)
+        except GatewayError as exc:
+            yield enc.feed(StreamError(kind=exc.kind.value, message=exc.message))
+        except Exception:
+            log.exception("internal error while streaming")
+            yield enc.feed(StreamError(kind=ErrorKind.INTERNAL.value, message="internal error while streaming"))
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        yield enc.close()
+
+    def model_infos(self) -> list[ModelInfo]:
+        return self.runtime.model_infos()

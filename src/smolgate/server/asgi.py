@@ -1,0 +1,110 @@
+"""A thin ASGI layer: request parsing, bounded body reads, plain and streaming responses.
+
+A framework (Starlette) costs ~30% of max throughput on this path (cpu-baselines.md) for features we
+don't use; the gateway's routing is a dozen fixed patterns, so it lives here in a few lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from typing import Any, AsyncIterator, Awaitable, Callable
+from urllib.parse import parse_qsl
+
+from ..errors import ErrorKind, GatewayError
+
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+
+
+@dataclass(slots=True)
+class HttpRequest:
+    method: str
+    path: str
+    query: dict[str, str]
+    headers: dict[str, str]
+    client: str
+    body: bytes = b""
+
+    @classmethod
+    def from_scope(cls, scope: dict[str, Any]) -> "HttpRequest":
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        qs = scope.get("query_string", b"")
+        query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
+        client = scope.get("client") or ("", 0)
+        return cls(scope["method"], scope["path"], query, headers, client[0])
+
+
+async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
+    """The whole body, refusing more than `limit` bytes (413) without buffering past it."""
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise GatewayError(ErrorKind.TOO_LARGE, f"request body exceeds {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        msg = await receive()
+        if msg["type"] == "http.disconnect":
+            raise asyncio.CancelledError
+        chunk = msg.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            raise GatewayError(ErrorKind.TOO_LARGE, f"request body exceeds {limit} bytes")
+        chunks.append(chunk)
+        if not msg.get("more_body"):
+            return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def _raw_headers(content_type: str, extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:
+    out = [(b"content-type", content_type.encode())]
+    if extra:
+        out.extend((k.encode(), v.encode()) for k, v in extra.items())
+    return out
+
+
+async def send_body(send: Send, status: int, body: bytes, content_type: str = "application/json",
+                    headers: dict[str, str] | None = None) -> None:
+    await send({"type": "http.response.start", "status": status, "headers": _raw_headers(content_type, headers)})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def send_stream(send: Send, receive: Receive, chunks: AsyncIterator[bytes], content_type: str,
+                      headers: dict[str, str] | None = None) -> bool:
+    """Stream `chunks`; if the client disconnects, cancel the producer (which closes the upstream).
+
+    Returns False when the client went away before the end.
+    """
+    hdrs = _raw_headers(content_type, headers)
+    hdrs.append((b"cache-control", b"no-cache"))
+    hdrs.append((b"x-accel-buffering", b"no"))
+
+    async def pump() -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": hdrs})
+        async for chunk in chunks:
+            if chunk:
+                await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b""})
+
+    async def watch() -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+
+    producer = asyncio.ensure_future(pump())
+    watcher = asyncio.ensure_future(watch())
+    try:
+        await asyncio.wait((producer, watcher), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        if not producer.done():
+            producer.cancel()
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        with contextlib.suppress(asyncio.CancelledError):
+            await producer
+    aclose = getattr(chunks, "aclose", None)
+    if aclose is not None:
+        await aclose()
+    if producer.cancelled():
+        return False
+    producer.result()  # re-raise a producer failure
+    return True

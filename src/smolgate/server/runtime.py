@@ -1,0 +1,62 @@
+"""Everything a running gateway holds: router, providers, pools, dispatcher, client limits."""
+
+from __future__ import annotations
+
+import logging
+
+from ..config import Config, ProviderConfig
+from ..dispatch import Dispatcher
+from ..pool import ClientLimiter, Pools
+from ..protocols.base import ModelInfo
+from ..providers.base import Provider
+from ..providers.http import HttpProvider
+from ..routing import Router
+
+log = logging.getLogger("smolgate")
+
+
+def build_provider(cfg: ProviderConfig) -> Provider:
+    if cfg.protocol == "local":
+        from ..providers.local import LocalProvider  # imports torch: only when a local provider exists
+
+        return LocalProvider(cfg)
+    return HttpProvider(cfg)
+
+
+class Runtime:
+    def __init__(self, cfg: Config) -> None:
+        self.cfg = cfg
+        self.router = Router(cfg)
+        self.providers: dict[str, Provider] = {p.name: build_provider(p) for p in cfg.providers}
+        self.pools: Pools | None = None
+        self._dispatcher: Dispatcher | None = None
+        self.limiter: ClientLimiter | None = ClientLimiter(cfg.keys) if cfg.keys else None
+
+    @property
+    def dispatcher(self) -> Dispatcher:
+        assert self._dispatcher is not None, "Runtime.start() was not awaited"
+        return self._dispatcher
+
+    async def start(self) -> None:
+        if self._dispatcher is not None:
+            return
+        self.pools = await Pools.create(self.cfg.providers, self.cfg.state)
+        self._dispatcher = Dispatcher(self.cfg, self.router, self.providers, self.pools)
+        for p in self.providers.values():
+            start = getattr(p, "start", None)
+            if start is not None:
+                await start()
+
+    async def stop(self) -> None:
+        for p in self.providers.values():
+            await p.aclose()
+        if self.pools is not None:
+            await self.pools.close()
+
+    def model_infos(self) -> list[ModelInfo]:
+        infos = self.router.models()
+        for p in self.providers.values():
+            extra = getattr(p, "model_infos", None)
+            if extra is not None:
+                infos.extend(extra())
+        return infos
