@@ -8,10 +8,12 @@ SmolVLM2-256M, SmolVLM2-2.2B and SmolVLM(v1, Idefics3 naming) repos, optionally 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import importlib.util
 import json
-from collections.abc import Mapping
+import sys
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,3 +186,114 @@ def build_checkpoint_dir(dst_dir: str | Path, variant: str, **processor_kwargs: 
 
 def _dump(path: Path, obj: Any) -> None:
     path.write_text(json.dumps(obj, indent=2, ensure_ascii=False) + "\n")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The transformers reference, built from the same files. Imported lazily: transformers is a test-only dependency.
+
+
+def reference_processor(path: str | Path) -> Any:
+    """transformers' SmolVLMProcessor (or Idefics3Processor for v1 naming) loaded from `path`, PIL image backend.
+
+    AutoProcessor cannot build the SmolVLM processor here: its video processor needs torchvision, which does not
+    install beside our torch. The reference video processor class is loaded from its source file instead.
+    """
+    from transformers import AutoImageProcessor, AutoTokenizer
+
+    path = Path(path)
+    pre = json.loads((path / "preprocessor_config.json").read_text())
+    if pre["processor_class"] == "Idefics3Processor":
+        from transformers import Idefics3Processor
+
+        return Idefics3Processor.from_pretrained(path)
+    from transformers import SmolVLMProcessor
+
+    processor_dict, init_kwargs = SmolVLMProcessor.get_processor_dict(str(path))
+    image_processor = AutoImageProcessor.from_pretrained(path)  # SmolVLMImageProcessorPil without torchvision
+    video_processor = reference_video_processor_class().from_pretrained(str(path))
+    args = [image_processor, AutoTokenizer.from_pretrained(path), video_processor]
+    # The processor's type check looks `VideoProcessorMixin` up on the transformers module, where it is only
+    # exported with torchvision installed; skip the check for that one argument.
+    check = SmolVLMProcessor.check_argument_for_proper_class
+
+    def check_except_video(self: Any, name: str, arg: Any) -> Any:
+        return None if name == "video_processor" else check(self, name, arg)
+
+    SmolVLMProcessor.check_argument_for_proper_class = check_except_video
+    try:
+        return SmolVLMProcessor.from_args_and_dict(args, processor_dict, **init_kwargs)
+    finally:
+        del SmolVLMProcessor.check_argument_for_proper_class  # back to the inherited method
+
+
+@functools.lru_cache(maxsize=1)
+def reference_video_processor_class() -> type:
+    """`SmolVLMVideoProcessor` from transformers' source file (the lazy module refuses it without torchvision)."""
+    import transformers
+
+    name = "transformers.models.smolvlm.video_processing_smolvlm"
+    path = Path(transformers.__file__).parent / "models/smolvlm/video_processing_smolvlm.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # auto_docstring looks the class's source file up through sys.modules
+    spec.loader.exec_module(module)
+    return module.SmolVLMVideoProcessor
+
+
+class _TorchvisionStandIn:
+    """The three torchvision.transforms.v2.functional calls the reference video path makes, minus torchvision."""
+
+    @staticmethod
+    def grayscale_to_rgb(video: Any) -> Any:
+        return video if video.shape[-3] == 3 else video.repeat_interleave(3, dim=-3)
+
+    @staticmethod
+    def normalize(video: Any, mean: Any, std: Any, inplace: bool = False) -> Any:
+        import torch
+
+        mean = torch.as_tensor(mean, dtype=video.dtype).view(-1, 1, 1)
+        std = torch.as_tensor(std, dtype=video.dtype).view(-1, 1, 1)
+        return (video - mean) / std
+
+
+def _pil_resize_kernel(self: Any, image: Any, size: Any, resample: Any = None, **_: Any) -> Any:
+    """Resize uint8 [..., C, H, W] to size.height x size.width with transformers' PIL resize (LANCZOS)."""
+    import numpy as np
+    import torch
+    from transformers.image_transforms import resize
+    from transformers.image_utils import ChannelDimension, PILImageResampling
+
+    flat = image.reshape(-1, *image.shape[-3:]).numpy()
+    out = [
+        resize(f, (size.height, size.width), resample=PILImageResampling.LANCZOS, input_data_format=ChannelDimension.FIRST)
+        for f in flat
+    ]
+    return torch.from_numpy(np.stack(out)).reshape(*image.shape[:-2], size.height, size.width)
+
+
+@contextlib.contextmanager
+def reference_video_backend() -> Iterator[None]:
+    """Run the reference video processor without torchvision.
+
+    Everything the reference does stays its own code (frame sampling, resize geometry, fused rescale+normalize,
+    padding, prompt building) except two kernels: torchvision's LANCZOS resize becomes transformers' PIL LANCZOS
+    resize (the kernel of its image path), and tvF.normalize / grayscale_to_rgb become the plain tensor formulas.
+    """
+    from transformers import image_processing_backends as backends
+    from transformers import video_processing_utils as video_utils
+
+    saved_resize = backends.TorchvisionBackend.resize
+    saved_tvf = {m: m.__dict__.get("tvF") for m in (backends, video_utils)}
+    backends.TorchvisionBackend.resize = _pil_resize_kernel
+    for module in saved_tvf:
+        module.tvF = _TorchvisionStandIn
+    try:
+        yield
+    finally:
+        backends.TorchvisionBackend.resize = saved_resize
+        for module, value in saved_tvf.items():
+            if value is None:
+                del module.tvF
+            else:
+                module.tvF = value
