@@ -1,0 +1,216 @@
+"""Pieces OpenAI Chat Completions and OpenAI Responses share: error bodies, usage, stop reasons, images.
+
+Both APIs use the same error body `{"error":{message,type,param,code}}` and the same SDK retry rules
+(`x-should-retry`, `retry-after`), so error rendering and upstream error decoding live here once.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import orjson
+
+from ..canonical import Image, ReasoningConfig, StopReason, Usage, Video
+from ..errors import ErrorKind, GatewayError, from_status, invalid
+from .base import ErrorReply
+from .common import check, field, parse_data_url
+
+# ---------------------------------------------------------------- errors
+
+ERROR_TYPES: dict[ErrorKind, str] = {
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.AUTH: "authentication_error",
+    ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.TOO_LARGE: "invalid_request_error",
+    ErrorKind.RATE_LIMITED: "rate_limit_error",
+    ErrorKind.OVERLOADED: "server_error",
+    ErrorKind.UPSTREAM: "server_error",
+    ErrorKind.TIMEOUT: "timeout_error",
+    ErrorKind.INTERNAL: "server_error",
+}
+# Errors where another try may succeed: the SDK may retry these; everything else gets x-should-retry: false.
+TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.UPSTREAM, ErrorKind.TIMEOUT})
+
+_TYPE_TO_KIND = {v: k for k, v in reversed(list(ERROR_TYPES.items()))}
+_TYPE_TO_KIND.update({"insufficient_quota": ErrorKind.RATE_LIMITED, "rate_limit_exceeded": ErrorKind.RATE_LIMITED,
+                      "invalid_api_key": ErrorKind.AUTH, "server_error": ErrorKind.UPSTREAM})
+
+
+def error_object(err: GatewayError) -> dict[str, Any]:
+    return {"message": err.message, "type": ERROR_TYPES.get(err.kind, "server_error"),
+            "param": err.param, "code": err.kind.value}
+
+
+def encode_error(err: GatewayError) -> ErrorReply:
+    headers = {"content-type": "application/json"}
+    if err.retry_after is not None:
+        headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
+    if err.kind not in TRANSIENT:
+        headers["x-should-retry"] = "false"
+    return ErrorReply(err.status, orjson.dumps({"error": error_object(err)}), headers)
+
+
+def kind_from_error(err: Any) -> str:
+    """A canonical ErrorKind value for an in-stream `{"error": {...}}` object."""
+    if isinstance(err, dict):
+        for key in ("code", "type"):
+            kind = _TYPE_TO_KIND.get(err.get(key)) if isinstance(err.get(key), str) else None
+            if kind is not None:
+                return kind.value
+    return ErrorKind.UPSTREAM.value
+
+
+def error_message(err: Any, default: str = "upstream error") -> str:
+    if isinstance(err, dict):
+        msg = err.get("message")
+        if isinstance(msg, str) and msg:
+            return msg
+    if isinstance(err, str) and err:
+        return err
+    return default
+
+
+def parse_retry_after(headers: Mapping[str, str]) -> float | None:
+    lower = {k.lower(): v for k, v in headers.items()}
+    ms = lower.get("retry-after-ms")
+    if ms is not None:
+        try:
+            return float(ms) / 1000.0
+        except ValueError:
+            pass
+    sec = lower.get("retry-after")
+    if sec is not None:
+        try:
+            return float(sec)
+        except ValueError:
+            return None  # HTTP-date form: rare for these APIs; let the pool use its default cooldown
+    return None
+
+
+def decode_error(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+    """An upstream error reply → GatewayError, keeping the upstream's message and param."""
+    message, param = "", None
+    try:
+        obj = orjson.loads(body) if body else None
+    except orjson.JSONDecodeError:
+        obj = None
+    if isinstance(obj, dict):
+        err = obj.get("error", obj)
+        message = error_message(err, "")
+        if isinstance(err, dict) and isinstance(err.get("param"), str):
+            param = err["param"]
+    if not message:
+        text = body[:500].decode("utf-8", "replace").strip() if body else ""
+        message = text or f"upstream returned HTTP {status}"
+    out = from_status(status, message, parse_retry_after(headers))
+    out.param = param
+    return out
+
+
+def upstream_bad(message: str) -> GatewayError:
+    return GatewayError(ErrorKind.UPSTREAM, f"upstream sent an invalid reply: {message}")
+
+
+# ---------------------------------------------------------------- usage / stop reasons
+
+FINISH_REASONS = {
+    StopReason.END_TURN: "stop", StopReason.STOP_SEQUENCE: "stop", StopReason.MAX_TOKENS: "length",
+    StopReason.TOOL_USE: "tool_calls", StopReason.CONTENT_FILTER: "content_filter",
+}
+_FROM_FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS, "tool_calls": StopReason.TOOL_USE,
+                "function_call": StopReason.TOOL_USE, "content_filter": StopReason.CONTENT_FILTER,
+                "refusal": StopReason.CONTENT_FILTER}
+
+
+def stop_from_finish(reason: Any, has_tool_calls: bool) -> StopReason:
+    stop = _FROM_FINISH.get(reason, StopReason.END_TURN) if isinstance(reason, str) else StopReason.END_TURN
+    if has_tool_calls and stop is StopReason.END_TURN:
+        stop = StopReason.TOOL_USE  # some OpenAI-compatible servers say "stop" after tool calls
+    return stop
+
+
+def _int(obj: Any, key: str) -> int:
+    v = obj.get(key) if isinstance(obj, dict) else None
+    return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
+
+
+def chat_usage(u: Usage) -> dict[str, Any]:
+    return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
+            "total_tokens": u.input_tokens + u.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
+
+
+def usage_from_chat(obj: Any) -> Usage:
+    return Usage(input_tokens=_int(obj, "prompt_tokens"), output_tokens=_int(obj, "completion_tokens"),
+                 cached_tokens=_int(obj.get("prompt_tokens_details") if isinstance(obj, dict) else None,
+                                    "cached_tokens"),
+                 reasoning_tokens=_int(obj.get("completion_tokens_details") if isinstance(obj, dict) else None,
+                                       "reasoning_tokens"))
+
+
+def responses_usage(u: Usage) -> dict[str, Any]:
+    return {"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+            "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+            "total_tokens": u.input_tokens + u.output_tokens}
+
+
+def usage_from_responses(obj: Any) -> Usage:
+    return Usage(input_tokens=_int(obj, "input_tokens"), output_tokens=_int(obj, "output_tokens"),
+                 cached_tokens=_int(obj.get("input_tokens_details") if isinstance(obj, dict) else None,
+                                    "cached_tokens"),
+                 reasoning_tokens=_int(obj.get("output_tokens_details") if isinstance(obj, dict) else None,
+                                       "reasoning_tokens"))
+
+
+# ---------------------------------------------------------------- media, reasoning
+
+
+def media_from_url(url: str, name: str, detail: str | None = None, video: bool = False) -> Image | Video:
+    """A data: URL becomes inline bytes (size-checked); http(s) stays a URL; anything else is a 400."""
+    if url.startswith("data:"):
+        data, media_type = parse_data_url(url, name)
+        return Video(data=data, media_type=media_type) if video else Image(data=data, media_type=media_type,
+                                                                            detail=detail)
+    if url.startswith(("http://", "https://")):
+        return Video(url=url) if video else Image(url=url, detail=detail)
+    raise invalid(f"'{name}' must be an http(s) URL or a base64 data: URL", param=name)
+
+
+def media_url(block: Image | Video) -> str:
+    if block.data is not None:
+        from .common import data_url
+
+        return data_url(block.data, block.media_type)
+    return block.url or ""
+
+
+def reasoning_from_effort(effort: str) -> ReasoningConfig:
+    return ReasoningConfig(enabled=effort != "none", effort=effort)
+
+
+def effort_for(cfg: ReasoningConfig | None) -> str | None:
+    """Canonical reasoning settings → an OpenAI effort word (budgets bucketed like LiteLLM's table)."""
+    if cfg is None:
+        return None
+    if cfg.effort:
+        return cfg.effort
+    if not cfg.enabled:
+        return None  # "none" is only understood by newer models: leave the upstream's default
+    if cfg.budget_tokens is not None:
+        b = cfg.budget_tokens
+        return "minimal" if b < 1024 else "low" if b <= 1024 else "medium" if b <= 2048 else "high"
+    return None
+
+
+def opt_number(d: dict[str, Any], key: str) -> float | None:
+    return field(d, key, float)
+
+
+def str_list(value: Any, name: str) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    check(value, list, name)
+    return [check(v, str, f"{name}[{i}]") for i, v in enumerate(value)]

@@ -1,0 +1,314 @@
+"""Upstream stream decoders for OpenAI Chat Completions and OpenAI Responses (feed/close state machines).
+
+Both synthesise canonical block start/stop from wire deltas, keep block indices sequential, hold the final
+`MessageDelta` until usage is known (Chat sends `finish_reason` before its usage chunk and ends with
+`[DONE]`; Responses ends with `response.completed|incomplete|failed`), and report in-stream errors and
+truncated streams as `StreamError`.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any
+
+import orjson
+
+from ..canonical import (BlockStart, BlockStop, Event, MessageDelta, MessageStart, MessageStop, Reasoning,
+                         ReasoningDelta, StopReason, StreamError, Text, TextDelta, ToolArgsDelta, ToolCall, Usage)
+from ..errors import ErrorKind
+from . import openai_common as oc
+from .base import StreamDecoder
+from .common import new_id, now
+from .sse import SSEParser
+
+
+class _Open(enum.Enum):
+    NONE = 0
+    TEXT = 1
+    REASONING = 2
+    TOOL = 3
+
+
+class _Base(StreamDecoder):
+    """Block bookkeeping shared by both decoders: one open block at a time, sequential indices."""
+
+    def __init__(self) -> None:
+        self._sse = SSEParser()
+        self._started = False
+        self._finished = False
+        self._open = _Open.NONE
+        self._key: Any = None  # wire identity of the open block (tool index, item id, …)
+        self._index = -1
+        self._args_sent = False
+        self._has_tools = False
+        self._usage: Usage | None = None
+        self._seen: set[Any] = set()  # wire ids of blocks already opened
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        out: list[Event] = []
+        if not self._finished:
+            for msg in self._sse.feed(chunk):
+                self._data(msg.data, out)
+                if self._finished:
+                    break
+        return out
+
+    def close(self) -> list[Event]:
+        out: list[Event] = []
+        if self._finished:
+            return out
+        for msg in self._sse.flush():
+            self._data(msg.data, out)
+            if self._finished:
+                return out
+        self._eof(out)
+        if not self._finished:
+            self._fail(out, ErrorKind.UPSTREAM.value, "upstream stream ended before it was complete")
+        return out
+
+    def _data(self, data: str, out: list[Event]) -> None:
+        if data.startswith("[DONE]"):
+            self._done(out)
+            return
+        try:
+            obj = orjson.loads(data)
+        except orjson.JSONDecodeError:
+            self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent invalid JSON in its stream")
+            return
+        if isinstance(obj, dict):
+            self._event(obj, out)
+
+    # subclasses
+    def _event(self, obj: dict[str, Any], out: list[Event]) -> None: ...
+
+    def _done(self, out: list[Event]) -> None: ...
+
+    def _eof(self, out: list[Event]) -> None: ...
+
+    # helpers
+    def _start(self, out: list[Event], rid: Any = None, model: Any = None, created: Any = None) -> None:
+        if not self._started:
+            self._started = True
+            out.append(MessageStart(id=rid if isinstance(rid, str) and rid else new_id("chatcmpl-"),
+                                    model=model if isinstance(model, str) else "",
+                                    created=created if isinstance(created, int) else now()))
+
+    def _begin(self, out: list[Event], kind: _Open, key: Any, block: Text | Reasoning | ToolCall) -> None:
+        self._end(out)
+        self._index += 1
+        self._open, self._key, self._args_sent = kind, key, False
+        self._seen.add(key[0] if isinstance(key, tuple) else key)
+        if kind is _Open.TOOL:
+            self._has_tools = True
+        out.append(BlockStart(index=self._index, block=block))
+
+    def _end(self, out: list[Event]) -> None:
+        if self._open is _Open.NONE:
+            return
+        if self._open is _Open.TOOL and not self._args_sent:
+            out.append(ToolArgsDelta(index=self._index, json="{}"))  # a call with no argument fragments
+        out.append(BlockStop(index=self._index))
+        self._open, self._key = _Open.NONE, None
+
+    def _args(self, out: list[Event], fragment: Any) -> None:
+        if not isinstance(fragment, str):
+            fragment = orjson.dumps(fragment).decode() if isinstance(fragment, (dict, list)) else ""
+        if fragment:
+            self._args_sent = True
+            out.append(ToolArgsDelta(index=self._index, json=fragment))
+
+    def _text(self, out: list[Event], key: Any, text: str) -> None:
+        if self._open is not _Open.TEXT or self._key != key:
+            self._begin(out, _Open.TEXT, key, Text(text=""))
+        out.append(TextDelta(index=self._index, text=text))
+
+    def _reasoning(self, out: list[Event], key: Any, text: str) -> None:
+        if self._open is not _Open.REASONING or self._key != key:
+            self._begin(out, _Open.REASONING, key, Reasoning(text=""))
+        out.append(ReasoningDelta(index=self._index, text=text))
+
+    def _fail(self, out: list[Event], kind: str, message: str) -> None:
+        self._finished = True
+        out.append(StreamError(kind=kind, message=message))
+
+    def _complete(self, out: list[Event], stop: StopReason) -> None:
+        self._start(out)
+        self._end(out)
+        out.append(MessageDelta(stop_reason=stop, usage=self._usage or Usage()))
+        out.append(MessageStop())
+        self._finished = True
+
+
+class ChatStreamDecoder(_Base):
+    """`chat.completion.chunk` SSE → canonical events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._finish: Any = None
+
+    def _event(self, obj: dict[str, Any], out: list[Event]) -> None:
+        err = obj.get("error")
+        if err:
+            self._fail(out, oc.kind_from_error(err), oc.error_message(err))
+            return
+        self._start(out, obj.get("id"), obj.get("model"), obj.get("created"))
+        usage = obj.get("usage")
+        if isinstance(usage, dict):
+            self._usage = oc.usage_from_chat(usage)
+        choices = obj.get("choices")
+        if not isinstance(choices, list):
+            return
+        for ch in choices:
+            if not isinstance(ch, dict) or ch.get("index", 0) != 0:
+                continue  # n > 1 is never requested; ignore stray choices
+            delta = ch.get("delta")
+            if isinstance(delta, dict):
+                self._delta(delta, out)
+            if ch.get("finish_reason"):
+                self._finish = ch["finish_reason"]
+                self._end(out)
+
+    def _delta(self, delta: dict[str, Any], out: list[Event]) -> None:
+        r = delta.get("reasoning_content") or delta.get("reasoning")
+        if isinstance(r, str) and r:
+            self._reasoning(out, None, r)
+        c = delta.get("content")
+        if isinstance(c, str) and c:
+            self._text(out, None, c)
+        r = delta.get("refusal")
+        if isinstance(r, str) and r:
+            self._text(out, None, r)
+        tcs = delta.get("tool_calls")
+        if not isinstance(tcs, list):
+            return
+        for tc in tcs:
+            if not isinstance(tc, dict):
+                continue
+            key = tc.get("index")
+            if not isinstance(key, int):  # servers that omit index: a new id starts a new call
+                key = tc.get("id") or (self._key if self._open is _Open.TOOL else 0)
+            fn = tc.get("function")
+            fn = fn if isinstance(fn, dict) else {}
+            if self._open is not _Open.TOOL or self._key != key:
+                tid, name = tc.get("id"), fn.get("name")
+                self._begin(out, _Open.TOOL, key, ToolCall(id=tid if isinstance(tid, str) and tid else new_id("call_"),
+                                                           name=name if isinstance(name, str) else "",
+                                                           arguments=""))
+            self._args(out, fn.get("arguments"))
+
+    def _done(self, out: list[Event]) -> None:
+        if not self._started:
+            self._fail(out, ErrorKind.UPSTREAM.value, "upstream stream ended without any chunk")
+            return
+        self._complete(out, oc.stop_from_finish(self._finish, self._has_tools))
+
+    def _eof(self, out: list[Event]) -> None:
+        if self._started and self._finish is not None:  # finish_reason seen but no [DONE]: the SDK accepts it
+            self._complete(out, oc.stop_from_finish(self._finish, self._has_tools))
+
+
+_INCOMPLETE = {"max_output_tokens": StopReason.MAX_TOKENS, "content_filter": StopReason.CONTENT_FILTER}
+
+
+def responses_stop(resp: dict[str, Any], has_tools: bool) -> StopReason:
+    if resp.get("status") == "incomplete":
+        details = resp.get("incomplete_details")
+        reason = details.get("reason") if isinstance(details, dict) else None
+        return _INCOMPLETE.get(reason, StopReason.MAX_TOKENS)
+    return StopReason.TOOL_USE if has_tools else StopReason.END_TURN
+
+
+class ResponsesStreamDecoder(_Base):
+    """Responses API SSE events → canonical events."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._summary_index: Any = None
+
+    def _event(self, obj: dict[str, Any], out: list[Event]) -> None:
+        typ = obj.get("type")
+        if typ == "response.output_text.delta" or typ == "response.refusal.delta":
+            self._start(out)
+            d = obj.get("delta")
+            if isinstance(d, str) and d:
+                self._text(out, (obj.get("item_id"), obj.get("content_index")), d)
+        elif typ == "response.function_call_arguments.delta":
+            self._start(out)
+            if self._open is not _Open.TOOL or self._key != obj.get("item_id"):
+                item_id = obj.get("item_id")
+                self._begin(out, _Open.TOOL, item_id, ToolCall(id=item_id if isinstance(item_id, str) and item_id
+                                                               else new_id("call_"), name="", arguments=""))
+            self._args(out, obj.get("delta"))
+        elif typ in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
+            self._start(out)
+            d = obj.get("delta")
+            if isinstance(d, str) and d:
+                item_id, si = obj.get("item_id"), obj.get("summary_index")
+                if self._open is _Open.REASONING and self._key == item_id and si != self._summary_index:
+                    out.append(ReasoningDelta(index=self._index, text="\n\n"))  # next summary part
+                self._summary_index = si
+                self._reasoning(out, item_id, d)
+        elif typ in ("response.created", "response.in_progress", "response.queued"):
+            r = obj.get("response")
+            r = r if isinstance(r, dict) else {}
+            self._start(out, r.get("id"), r.get("model"), r.get("created_at"))
+        elif typ == "response.output_item.added":
+            self._start(out)
+            self._item_added(obj.get("item"), out)
+        elif typ == "response.content_part.added":
+            part = obj.get("part")
+            if isinstance(part, dict) and part.get("type") in ("output_text", "refusal"):
+                key = (obj.get("item_id"), obj.get("content_index"))
+                if self._open is not _Open.TEXT or self._key != key:
+                    self._begin(out, _Open.TEXT, key, Text(text=""))
+        elif typ == "response.function_call_arguments.done":
+            if self._open is _Open.TOOL and self._key == obj.get("item_id") and not self._args_sent:
+                self._args(out, obj.get("arguments"))
+        elif typ == "response.output_item.done":
+            self._item_done(obj.get("item"), out)
+        elif typ in ("response.completed", "response.incomplete"):
+            r = obj.get("response")
+            r = r if isinstance(r, dict) else {}
+            if isinstance(r.get("usage"), dict):
+                self._usage = oc.usage_from_responses(r["usage"])
+            self._start(out, r.get("id"), r.get("model"), r.get("created_at"))
+            self._complete(out, responses_stop(r, self._has_tools))
+        elif typ == "response.failed":
+            r = obj.get("response")
+            err = r.get("error") if isinstance(r, dict) else None
+            self._fail(out, oc.kind_from_error(err), oc.error_message(err, "upstream response failed"))
+        elif typ == "error":
+            err = obj.get("error") if isinstance(obj.get("error"), dict) else obj
+            self._fail(out, oc.kind_from_error(err), oc.error_message(err))
+
+    def _item_added(self, item: Any, out: list[Event]) -> None:
+        if not isinstance(item, dict):
+            return
+        typ, item_id = item.get("type"), item.get("id")
+        if typ == "function_call":
+            call_id, name = item.get("call_id"), item.get("name")
+            self._begin(out, _Open.TOOL, item_id, ToolCall(
+                id=call_id if isinstance(call_id, str) and call_id else new_id("call_"),
+                name=name if isinstance(name, str) else "", arguments=""))
+            self._args(out, item.get("arguments"))
+        elif typ == "reasoning":
+            enc = item.get("encrypted_content")
+            self._summary_index = None
+            self._begin(out, _Open.REASONING, item_id,
+                        Reasoning(text="", redacted=enc if isinstance(enc, str) and enc else None))
+        else:
+            self._end(out)
+
+    def _item_done(self, item: Any, out: list[Event]) -> None:
+        if not isinstance(item, dict):
+            return
+        item_id, typ = item.get("id"), item.get("type")
+        key = self._key[0] if self._open is _Open.TEXT else self._key
+        if self._open is not _Open.NONE and key == item_id:
+            self._end(out)
+        elif typ == "function_call" and item_id not in self._seen:  # a call that was never announced
+            self._item_added(item, out)
+            self._end(out)
+
+    def _eof(self, out: list[Event]) -> None:
+        pass  # without a terminal response.* event the stream is truncated
