@@ -55,5 +55,9 @@ class Router:
         for fb in m.fallbacks:
             self._walk(fb, out, seen)
 
+    def add(self, name: str, routes: list[Route]) -> None:
+        """Names known only at run time (the local model's id once it is loaded)."""
+        self._cache[name] = routes
+
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id=name) for name in self._aliases]

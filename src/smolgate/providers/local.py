@@ -1,0 +1,202 @@
+"""The embedded engine as a provider: canonical requests in, canonical events out.
+
+The engine is synchronous PyTorch; it runs in a worker thread so the event loop (and every other
+client) stays responsive. One model is loaded once and shared. Cancellation: when the consumer goes
+away, a `threading.Event` tells the engine to stop at the next token.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import threading
+import time
+from typing import Any, AsyncIterator, Mapping
+
+from ..canonical import (BlockStart, BlockStop, Event, Image, MessageDelta, MessageStart, MessageStop, Reasoning,
+                         Request, Response, StopReason, Text, TextDelta, ToolCall, ToolResult, Usage, Video)
+from ..config import ProviderConfig
+from ..errors import ErrorKind, GatewayError, invalid
+from ..protocols.base import ModelInfo
+from ..protocols.common import new_id
+from .base import Attempt, Provider
+
+log = logging.getLogger("smolgate.local")
+
+_FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS,
+           "stop_sequence": StopReason.STOP_SEQUENCE, "cancelled": StopReason.END_TURN}
+_DONE = object()
+
+
+def resolve_model(model: str | None) -> str:
+    """`--model` if given, else a SmolVLM2 in the HF cache, else the pip-packaged SmolLM2-135M GGUF."""
+    from ..engine.engine import find_cached_smolvlm, packaged_gguf_path
+
+    if model:
+        return model
+    cached = find_cached_smolvlm()
+    if cached:
+        return cached
+    path = packaged_gguf_path()
+    log.info("serving the packaged text model %s (offline). For images and video: "
+             "`smolgate pull HuggingFaceTB/SmolVLM2-500M-Video-Instruct`, then restart.", path.name)
+    return str(path)
+
+
+class LocalProvider(Provider):
+    needs_inline_images = True  # the engine decodes pixels itself
+
+    def __init__(self, cfg: ProviderConfig) -> None:
+        self.cfg = cfg
+        self.name = cfg.name
+        self.engine: Any = None
+        self._lock = asyncio.Lock()  # one generation at a time until the batching scheduler lands
+        self._loading: asyncio.Task[Any] | None = None
+
+    async def start(self) -> None:
+        from ..engine.engine import Engine
+
+        source = resolve_model(self.cfg.model)
+        t0 = time.monotonic()
+        self.engine = await asyncio.to_thread(Engine.load, source)
+        log.info("local model %s ready in %.1fs (images: %s, video: %s)", self.engine.model_id,
+                 time.monotonic() - t0, self.engine.supports_images, self.engine.supports_video)
+
+    def model_infos(self) -> list[ModelInfo]:
+        if self.engine is None:
+            return []
+        return [ModelInfo(id=f"{self.name}/{self.engine.model_id}", owned_by="smolgate-local",
+                          context_length=self.engine.context_length, supports_images=self.engine.supports_images)]
+
+    # ------------------------------------------------------------------ canonical → engine
+
+    def _messages(self, req: Request) -> list[Any]:
+        from PIL import Image as PILImage
+
+        from ..engine.engine import ChatMessage, ImagePart, TextPart, VideoPart
+
+        out: list[Any] = []
+        if req.system:
+            out.append(ChatMessage("system", [TextPart(req.system_text)]))
+        for mi, msg in enumerate(req.messages):
+            parts: list[Any] = []
+            for bi, b in enumerate(msg.content):
+                where = f"messages[{mi}].content[{bi}]"
+                if isinstance(b, Text):
+                    parts.append(TextPart(b.text))
+                elif isinstance(b, Image):
+                    if not self.engine.supports_images:
+                        raise invalid(f"model '{self.engine.model_id}' is text-only and cannot take images "
+                                      "(serve a SmolVLM2 checkpoint with --model)", param=where)
+                    try:
+                        img = PILImage.open(io.BytesIO(b.data or b""))
+                        img.load()
+                    except Exception:
+                        raise invalid(f"'{where}' is not a decodable image", param=where) from None
+                    parts.append(ImagePart(img))
+                elif isinstance(b, Video):
+                    if not self.engine.supports_video:
+                        raise invalid(f"model '{self.engine.model_id}' cannot take video", param=where)
+                    parts.append(VideoPart(b.data or b""))
+                elif isinstance(b, ToolCall):
+                    parts.append(TextPart(f'<tool_call>{{"name": "{b.name}", "arguments": {b.arguments}}}</tool_call>'))
+                elif isinstance(b, ToolResult):
+                    text = "".join(c.text for c in b.content if isinstance(c, Text))
+                    parts.append(TextPart(f"<tool_result>{text}</tool_result>"))
+                elif isinstance(b, Reasoning):
+                    continue
+            if parts:
+                out.append(ChatMessage(msg.role, parts))
+        return out
+
+    def _params(self, req: Request) -> Any:
+        from ..engine.engine import GenerationParams
+
+        return GenerationParams(
+            max_tokens=req.max_tokens or 512,
+            temperature=req.temperature or 0.0,
+            top_p=req.top_p if req.top_p is not None else 1.0,
+            top_k=req.top_k or 0,
+            seed=req.seed,
+            stop=list(req.stop),
+        )
+
+    # ------------------------------------------------------------------ provider API
+
+    async def open(self, req: Request, model: str, api_key: str | None) -> Attempt:
+        if self.engine is None:
+            raise GatewayError(ErrorKind.OVERLOADED, "the local model is still loading", retry_after=5)
+        return LocalAttempt(self, req, self._messages(req), self._params(req))
+
+    async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:
+        attempt = await self.open(req, model, api_key)
+        text: list[str] = []
+        stop, stop_seq, usage = StopReason.END_TURN, None, Usage()
+        async for ev in attempt.events():
+            if isinstance(ev, TextDelta):
+                text.append(ev.text)
+            elif isinstance(ev, MessageDelta):
+                stop, stop_seq, usage = ev.stop_reason or stop, ev.stop_sequence, ev.usage or usage
+        resp = Response(id=attempt.id, model=self.engine.model_id, content=[Text(text="".join(text))],
+                        stop_reason=stop, stop_sequence=stop_seq, usage=usage, created=int(time.time()))
+        return resp, 200, {}
+
+    async def count_tokens(self, req: Request, model: str, api_key: str | None) -> int | None:
+        if self.engine is None:
+            return None
+        return await asyncio.to_thread(self.engine.count_tokens, self._messages(req))
+
+
+class LocalAttempt(Attempt):
+    def __init__(self, provider: LocalProvider, req: Request, messages: list[Any], params: Any) -> None:
+        self._p = provider
+        self._messages = messages
+        self._params = params
+        self._cancel = threading.Event()
+        self.id = new_id("local-")
+
+    async def events(self) -> AsyncIterator[Event]:
+        engine = self._p.engine
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+
+        def run() -> None:
+            try:
+                for chunk in engine.stream(self._messages, self._params, cancel=self._cancel):
+                    loop.call_soon_threadsafe(queue.put_nowait, chunk)
+            except BaseException as exc:  # delivered to the event loop, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        async with self._p._lock:
+            worker = loop.run_in_executor(None, run)
+            try:
+                item = await queue.get()  # prompt errors (e.g. an image for a text model) surface before any event
+                yield MessageStart(id=self.id, model=engine.model_id, created=int(time.time()))
+                yield BlockStart(index=0, block=Text(text=""))
+                final = None
+                while item is not _DONE:
+                    if isinstance(item, ValueError):
+                        raise invalid(str(item))
+                    if isinstance(item, BaseException):
+                        log.error("local engine failed: %r", item)
+                        raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
+                    if item.text:
+                        yield TextDelta(index=0, text=item.text)
+                    if item.finish_reason is not None:
+                        final = item
+                    item = await queue.get()
+                yield BlockStop(index=0)
+                usage = Usage(input_tokens=final.usage.prompt_tokens, output_tokens=final.usage.completion_tokens) \
+                    if final is not None and final.usage is not None else Usage()
+                reason = _FINISH.get(final.finish_reason, StopReason.END_TURN) if final else StopReason.END_TURN
+                yield MessageDelta(stop_reason=reason, stop_sequence=final.stop_sequence if final else None, usage=usage)
+                yield MessageStop()
+            finally:
+                self._cancel.set()
+                await worker
+
+    async def aclose(self) -> None:
+        self._cancel.set()
