@@ -36,6 +36,7 @@ TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.U
 _TYPE_TO_KIND = {v: k for k, v in reversed(list(ERROR_TYPES.items()))}
 _TYPE_TO_KIND.update({"insufficient_quota": ErrorKind.RATE_LIMITED, "rate_limit_exceeded": ErrorKind.RATE_LIMITED,
                       "invalid_api_key": ErrorKind.AUTH, "server_error": ErrorKind.UPSTREAM})
+_TYPE_TO_KIND.update({k.value: k for k in ErrorKind})  # our own `code` values round-trip exactly
 
 
 def error_object(err: GatewayError) -> dict[str, Any]:
