@@ -1,0 +1,56 @@
+"""A gateway in front of four real fake upstreams (one per upstream protocol), for the whole module."""
+
+from __future__ import annotations
+
+import io
+
+import pytest
+
+from tests.fakes.anthropic_upstream import AnthropicUpstream
+from tests.fakes.gemini_upstream import GeminiUpstream
+from tests.fakes.ollama_upstream import OllamaUpstream
+from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.gateway_server import GatewayServer
+
+UPSTREAM_KEYS = {"openai": "sk-up-openai", "anthropic": "sk-up-anthropic", "gemini": "up-gemini-key", "ollama": "up-ollama"}
+
+
+def matrix_config(urls: dict[str, str], extra: str = "") -> str:
+    base = {"openai": urls["openai"] + "/v1", "anthropic": urls["anthropic"], "gemini": urls["gemini"],
+            "ollama": urls["ollama"]}
+    providers = "".join(
+        f"  - name: up-{p}\n    protocol: {p}\n    base_url: {base[p]}\n    accounts: [{{api_key: {UPSTREAM_KEYS[p]}}}]\n"
+        "    timeouts: {first_byte: 10, idle: 5}\n"
+        for p in base)
+    models = "".join(f"  - name: via-{p}\n    targets: [{{provider: up-{p}, model: {p}-model}}]\n" for p in base)
+    return f"providers:\n{providers}models:\n{models}retry: {{attempts: 2, deadline: 20}}\n{extra}"
+
+
+@pytest.fixture(scope="session")
+def upstreams():
+    fakes = {
+        "openai": OpenAIUpstream(api_key=UPSTREAM_KEYS["openai"]),
+        "anthropic": AnthropicUpstream(api_key=UPSTREAM_KEYS["anthropic"]),
+        "gemini": GeminiUpstream(api_key=UPSTREAM_KEYS["gemini"]),
+        "ollama": OllamaUpstream(api_key=UPSTREAM_KEYS["ollama"]),
+    }
+    for f in fakes.values():
+        f.start()
+    yield fakes
+    for f in fakes.values():
+        f.stop()
+
+
+@pytest.fixture(scope="session")
+def gateway(upstreams):
+    with GatewayServer(matrix_config({k: f.url for k, f in upstreams.items()})) as gw:
+        yield gw
+
+
+@pytest.fixture(scope="session")
+def png() -> bytes:
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), (200, 30, 30)).save(buf, "PNG")
+    return buf.getvalue()
