@@ -14,11 +14,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from tokenizers import Tokenizer
 
 from smolgate.engine.image import ImageConfig, preprocess_image, to_pixel_values
 from smolgate.engine.messages import ChatMessage, ImagePart, VideoPart
 from smolgate.engine.prompt import MediaTokens, expand_media, pick_template, render_chat
+from smolgate.engine.tokenizer import Tokenizer
 from smolgate.engine.video import VideoConfig, decode_video, resize_frame
 
 
@@ -29,62 +29,19 @@ class ProcessedInputs:
     prompt: str  # the expanded prompt that was tokenized
 
 
-class SmolTokenizer:
-    """A `tokenizers.Tokenizer` plus the special-token ids the engine needs."""
-
-    def __init__(self, inner: Tokenizer, config: dict[str, Any]) -> None:
-        self.inner = inner
-        extra = config.get("extra_special_tokens") or {}
-        extra = extra if isinstance(extra, dict) else {}  # older configs store a list here
-        self.media = MediaTokens(
-            image=extra.get("image_token", "<image>"),
-            video=extra.get("video_token", "<video>"),
-            fake_around_image=extra.get("fake_image_token", "<fake_token_around_image>"),
-            global_image=extra.get("global_image_token", "<global-img>"),
-        )
-        self.bos_token_id = self._id_of(config.get("bos_token"))
-        self.eos_token_id = self._id_of(config.get("eos_token"))
-        self.pad_token_id = self._id_of(config.get("pad_token"))
-        self.image_token_id = self._id_of(self.media.image)
-        self.end_of_utterance_id = self._id_of(extra.get("end_of_utterance_token", "<end_of_utterance>"))
-
-    @classmethod
-    def from_dir(cls, path: Path) -> SmolTokenizer:
-        return cls(Tokenizer.from_file(str(path / "tokenizer.json")), _read_json(path / "tokenizer_config.json"))
-
-    @property
-    def vocab_size(self) -> int:
-        return self.inner.get_vocab_size(with_added_tokens=True)
-
-    @property
-    def stop_token_ids(self) -> frozenset[int]:
-        return frozenset(i for i in (self.eos_token_id, self.end_of_utterance_id) if i is not None)
-
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        return self.inner.encode(text, add_special_tokens=add_special_tokens).ids
-
-    def decode(self, ids: Sequence[int], skip_special_tokens: bool = False) -> str:
-        return self.inner.decode(list(ids), skip_special_tokens=skip_special_tokens)
-
-    def token_to_id(self, token: str) -> int | None:
-        return self.inner.token_to_id(token)
-
-    def _id_of(self, token: str | dict[str, Any] | None) -> int | None:
-        if isinstance(token, dict):  # serialized AddedToken
-            token = token.get("content")
-        return None if token is None else self.inner.token_to_id(token)
-
-
 class SmolVLMProcessor:
     def __init__(
         self,
-        tokenizer: SmolTokenizer,
+        tokenizer: Tokenizer,
+        media: MediaTokens,
         image: ImageConfig,
         video: VideoConfig,
         image_seq_len: int,
         chat_template: str | None,
     ) -> None:
-        self.tokenizer = tokenizer
+        self.tokenizer = tokenizer  # the engine's tokenizer wrapper; `.hf` is the `tokenizers.Tokenizer`
+        self.media = media
+        self.image_token_id = _token_id(tokenizer, media.image)
         self.image_config = image
         self.video_config = video
         self.image_seq_len = image_seq_len
@@ -97,14 +54,14 @@ class SmolVLMProcessor:
     @classmethod
     def from_pretrained(cls, path: str | Path) -> SmolVLMProcessor:
         path = Path(path)
-        tokenizer = SmolTokenizer.from_dir(path)
         processor = _read_json(path / "processor_config.json")
         # transformers >= 5 may save the sub-processors nested in processor_config.json.
         image_dict = processor.get("image_processor") or _read_json(path / "preprocessor_config.json")
         video_dict = processor.get("video_processor") or image_dict
         image = _image_config(image_dict)
         return cls(
-            tokenizer=tokenizer,
+            tokenizer=Tokenizer.from_dir(path),
+            media=_media_tokens(_read_json(path / "tokenizer_config.json")),
             image=image,
             video=_video_config(video_dict, image.tile_size),
             image_seq_len=_image_seq_len(processor, path),
@@ -112,7 +69,7 @@ class SmolVLMProcessor:
         )
 
     def __call__(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> ProcessedInputs:
-        media = self.tokenizer.media
+        media = self.media
         pixels: list[torch.Tensor] = []
         replacements: list[tuple[str, str]] = []
         for part in (p for m in messages for p in m.content):
@@ -136,10 +93,28 @@ class SmolVLMProcessor:
         return render_chat(template, messages, add_generation_prompt, **self._special_tokens())
 
     def _special_tokens(self) -> dict[str, str]:
-        # Templates may reference bos_token etc.; transformers passes the special-token map to the renderer.
+        # Templates may reference bos_token / eos_token; transformers passes the special-token map to the renderer.
         tok = self.tokenizer
-        ids = {"bos_token": tok.bos_token_id, "eos_token": tok.eos_token_id, "pad_token": tok.pad_token_id}
-        return {k: tok.inner.id_to_token(v) for k, v in ids.items() if v is not None}
+        return {k: v for k, v in (("bos_token", tok.bos_token), ("eos_token", tok.eos_token)) if v is not None}
+
+
+def _media_tokens(tokenizer_config: dict[str, Any]) -> MediaTokens:
+    extra = tokenizer_config.get("extra_special_tokens")
+    extra = extra if isinstance(extra, dict) else {}  # older configs store a list here
+    default = MediaTokens()
+    return MediaTokens(
+        image=extra.get("image_token", default.image),
+        video=extra.get("video_token", default.video),
+        fake_around_image=extra.get("fake_image_token", default.fake_around_image),
+        global_image=extra.get("global_image_token", default.global_image),
+    )
+
+
+def _token_id(tokenizer: Tokenizer, token: str) -> int:
+    token_id = tokenizer.token_to_id(token)
+    if token_id is None:
+        raise ValueError(f"the tokenizer has no {token!r} token")
+    return token_id
 
 
 def _image_config(d: dict[str, Any]) -> ImageConfig:
