@@ -1,0 +1,457 @@
+"""Anthropic Messages: `POST /v1/messages` (+ `/v1/messages/count_tokens`, `GET /v1/models`).
+
+Client side accepts both client generations (`x-api-key` + `anthropic-version: 2023-06-01`, and 2.x SDKs'
+`Authorization: Bearer` + `2026-10-21`); the version header is never required and `temperature`/`top_p`/
+`top_k` are accepted under both (auth is checked by the server). Upstream side talks to a root base_url with
+`anthropic-version: 2023-06-01`. Streaming lives in `anthropic_stream.py`.
+
+Lossy:
+- `role:"system"` messages inside `messages` are hoisted into the system prompt; their position in the conversation is lost.
+- Consecutive same-role messages are merged into one turn (both directions).
+- `document` blocks: only `source.type:"text"` documents are accepted (as text); PDF/url/file documents and `image.source.type:"file"` get a 400.
+- Server tools (`web_search_*`, `bash_*`, …: any tool with a `type` other than "custom") and the raw `thinking` config ride in `Request.extra` and only reach Anthropic upstreams; other upstreams never see them.
+- `cache_control`, `citations`, `container`, `service_tier` and `anthropic-beta` semantics are not modelled (the beta header is forwarded to Anthropic upstreams only).
+- Server-tool content blocks in upstream responses (`server_tool_use`, `web_search_tool_result`, …) are dropped.
+- Stop reasons `pause_turn`, `model_context_window_exceeded`, `compaction` → canonical max_tokens; canonical content_filter → `refusal`.
+- Tool ids from other providers are sanitised to `^[a-zA-Z0-9_-]+$` by replacing other characters with `_` (deterministic, not reversible; call and result stay consistent).
+- Tool-call arguments that are not a JSON object render as `{"value": …}` (or `{"raw": text}` when not JSON) in non-streamed `input`; streamed `input_json_delta` passes fragments verbatim.
+- Reasoning without a signature (from other providers) renders as a thinking block with `signature: ""`; unsigned reasoning is dropped when sending to an Anthropic upstream (it cannot be replayed).
+- Opaque reasoning (`Reasoning.redacted`) renders as `redacted_thinking` and is forwarded to Anthropic upstreams even when another provider (Responses `encrypted_content`) made it.
+- Video blocks are dropped towards Anthropic upstreams; `json_object` response format has no Anthropic equivalent and is dropped; `seed` is dropped.
+- Upstream `metadata` keeps only `user_id` (the only key Anthropic accepts).
+- An upstream conversation that starts with an assistant turn (or is empty) gets a leading user turn `"."`; empty text blocks are removed; trailing whitespace of a final assistant prefill is stripped.
+- `max_tokens` defaults to 4096 upstream when the client gave none; a reasoning effort without a budget maps to budget_tokens 1024/2048/4096/8192/16384 (minimal/low … max), capped below max_tokens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from ..canonical import (
+    Block,
+    Image,
+    Message,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Response,
+    ResponseFormat,
+    StopReason,
+    Text,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    link_tool_results,
+)
+from ..errors import ErrorKind, GatewayError, from_status, invalid
+from .anthropic_render import API_VERSION, response_block, upstream_body
+from .anthropic_stream import (
+    KIND_TO_TYPE,
+    STOP_FROM_WIRE,
+    STOP_TO_WIRE,
+    AnthropicStreamDecoder,
+    AnthropicStreamEncoder,
+    message_id,
+    usage_from_wire,
+    usage_json,
+)
+from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
+from .common import check, decode_b64, field, loads_body, new_id, parse_data_url, sniff_image_type
+
+_NO_RETRY = {ErrorKind.INVALID_REQUEST, ErrorKind.AUTH, ErrorKind.PERMISSION, ErrorKind.NOT_FOUND,
+             ErrorKind.TOO_LARGE, ErrorKind.INTERNAL}
+_STATUS_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
+                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
+                429: "rate_limit_error", 500: "api_error", 502: "api_error", 504: "timeout_error",
+                529: "overloaded_error"}
+
+
+# ---------------------------------------------------------------- client side: wire request → canonical
+
+
+def _text_blocks(value: Any, path: str) -> list[Text]:
+    """`string | [{type:"text", text}]` (system prompts, system messages)."""
+    if isinstance(value, str):
+        return [Text(text=value)] if value else []
+    check(value, (str, list), path)
+    out: list[Text] = []
+    for i, blk in enumerate(value):
+        p = f"{path}[{i}]"
+        check(blk, dict, p)
+        if blk.get("type") != "text":
+            raise invalid(f"'{p}.type' must be \"text\"", param=f"{p}.type")
+        text = field(blk, "text", str, p, required=True)
+        if text:
+            out.append(Text(text=text))
+    return out
+
+
+def _image(blk: dict[str, Any], p: str) -> Image:
+    src = field(blk, "source", dict, p, required=True)
+    sp = f"{p}.source"
+    typ = field(src, "type", str, sp, required=True)
+    if typ == "base64":
+        data = field(src, "data", str, sp, required=True)
+        media = field(src, "media_type", str, sp)
+        raw = decode_b64(data, f"{sp}.data")
+        return Image(data=raw, media_type=media or sniff_image_type(raw))
+    if typ == "url":
+        url = field(src, "url", str, sp, required=True)
+        if url.startswith("data:"):
+            raw, media = parse_data_url(url, f"{sp}.url")
+            return Image(data=raw, media_type=media)
+        if not url.startswith(("http://", "https://")):
+            raise invalid(f"'{sp}.url' must be an http(s) or data: URL", param=f"{sp}.url")
+        return Image(url=url)
+    raise invalid(f"unsupported image source type '{typ}'", param=f"{sp}.type")
+
+
+def _document(blk: dict[str, Any], p: str) -> Text:
+    src = field(blk, "source", dict, p, required=True)
+    if src.get("type") == "text":
+        return Text(text=field(src, "data", str, f"{p}.source", required=True))
+    raise invalid("only text documents are supported", param=f"{p}.source.type")
+
+
+def _tool_result_content(value: Any, p: str) -> list[Text | Image]:
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [Text(text=value)] if value else []
+    check(value, (str, list), p)
+    out: list[Text | Image] = []
+    for i, blk in enumerate(value):
+        bp = f"{p}[{i}]"
+        check(blk, dict, bp)
+        typ = field(blk, "type", str, bp, required=True)
+        if typ == "text":
+            text = field(blk, "text", str, bp, required=True)
+            if text:
+                out.append(Text(text=text))
+        elif typ == "image":
+            out.append(_image(blk, bp))
+        elif typ == "document":
+            out.append(_document(blk, bp))
+        else:
+            raise invalid(f"unsupported tool_result content type '{typ}'", param=f"{bp}.type")
+    return out
+
+
+def _block(blk: Any, role: str, p: str) -> Block | None:
+    check(blk, dict, p)
+    typ = field(blk, "type", str, p, required=True)
+    if typ == "text":
+        text = field(blk, "text", str, p, required=True)
+        return Text(text=text) if text else None
+    if typ == "image":
+        return _image(blk, p)
+    if typ == "document":
+        return _document(blk, p)
+    if typ == "tool_use":
+        if role != "assistant":
+            raise invalid("tool_use blocks belong in assistant messages", param=f"{p}.type")
+        tid = field(blk, "id", str, p, required=True)
+        name = field(blk, "name", str, p, required=True)
+        inp = field(blk, "input", dict, p, default={})
+        return ToolCall(id=tid, name=name, arguments=orjson.dumps(inp).decode())
+    if typ == "tool_result":
+        if role != "user":
+            raise invalid("tool_result blocks belong in user messages", param=f"{p}.type")
+        return ToolResult(call_id=field(blk, "tool_use_id", str, p, required=True),
+                          content=_tool_result_content(blk.get("content"), f"{p}.content"),
+                          is_error=bool(field(blk, "is_error", bool, p, default=False)))
+    if typ == "thinking":
+        text = field(blk, "thinking", str, p, required=True)
+        return Reasoning(text=text, signature=field(blk, "signature", str, p) or None)
+    if typ == "redacted_thinking":
+        return Reasoning(redacted=field(blk, "data", str, p, required=True))
+    raise invalid(f"unsupported content block type '{typ}'", param=f"{p}.type")
+
+
+def _messages(value: list[Any], system: list[Text]) -> list[Message]:
+    out: list[Message] = []
+    for i, msg in enumerate(value):
+        p = f"messages[{i}]"
+        check(msg, dict, p)
+        role = field(msg, "role", str, p, required=True)
+        content = msg.get("content")
+        if role == "system":
+            system.extend(_text_blocks(content if content is not None else "", f"{p}.content"))
+            continue
+        if role not in ("user", "assistant"):
+            raise invalid(f"'{p}.role' must be one of user, assistant, system", param=f"{p}.role")
+        if content is None:
+            raise invalid(f"missing required field '{p}.content'", param=f"{p}.content")
+        if isinstance(content, str):
+            blocks: list[Block] = [Text(text=content)] if content else []
+        else:
+            check(content, (str, list), f"{p}.content")
+            blocks = []
+            for j, raw in enumerate(content):
+                blk = _block(raw, role, f"{p}.content[{j}]")
+                if blk is not None:
+                    blocks.append(blk)
+        if out and out[-1].role == role:
+            out[-1].content.extend(blocks)  # consecutive same-role turns merge
+        else:
+            if not out and role != "user":
+                raise invalid("the first message must use the 'user' role", param=f"{p}.role")
+            out.append(Message(role=role, content=blocks))  # type: ignore[arg-type]
+    if not out:
+        raise invalid("'messages' must contain at least one user message", param="messages")
+    return out
+
+
+def _tools(value: list[Any], extra: dict[str, Any]) -> list[Tool]:
+    tools: list[Tool] = []
+    server: list[Any] = []
+    for i, t in enumerate(value):
+        p = f"tools[{i}]"
+        check(t, dict, p)
+        typ = field(t, "type", str, p)
+        if typ not in (None, "custom"):
+            field(t, "name", str, p, required=True)
+            server.append(t)
+            continue
+        tools.append(Tool(name=field(t, "name", str, p, required=True),
+                          description=field(t, "description", str, p),
+                          parameters=field(t, "input_schema", dict, p, required=True)))
+    if server:
+        extra["anthropic_server_tools"] = server
+    return tools
+
+
+def _tool_choice(tc: dict[str, Any]) -> ToolChoice:
+    typ = field(tc, "type", str, "tool_choice", required=True)
+    dis = field(tc, "disable_parallel_tool_use", bool, "tool_choice")
+    parallel = None if dis is None else not dis
+    if typ == "auto":
+        return ToolChoice(mode="auto", parallel=parallel)
+    if typ == "any":
+        return ToolChoice(mode="required", parallel=parallel)
+    if typ == "none":
+        return ToolChoice(mode="none")
+    if typ == "tool":
+        return ToolChoice(mode="tool", name=field(tc, "name", str, "tool_choice", required=True),
+                          parallel=parallel)
+    raise invalid("'tool_choice.type' must be one of auto, any, tool, none", param="tool_choice.type")
+
+
+def _reasoning(obj: dict[str, Any], effort: str | None, extra: dict[str, Any]) -> ReasoningConfig | None:
+    th = field(obj, "thinking", dict)
+    if th is None:
+        return ReasoningConfig(effort=effort) if effort else None
+    typ = field(th, "type", str, "thinking", required=True)
+    display = field(th, "display", str, "thinking")
+    include = None if display is None else display != "omitted"
+    extra["anthropic_thinking"] = th
+    if typ == "enabled":
+        budget = field(th, "budget_tokens", int, "thinking", required=True)
+        return ReasoningConfig(budget_tokens=budget, effort=effort, include_thoughts=include)
+    if typ == "disabled":
+        return ReasoningConfig(enabled=False)
+    if typ in ("adaptive", "between_tools"):
+        return ReasoningConfig(effort=effort, include_thoughts=include)
+    raise invalid("'thinking.type' must be one of enabled, disabled, adaptive", param="thinking.type")
+
+
+def _response_format(fmt: dict[str, Any] | None, path: str) -> ResponseFormat | None:
+    if fmt is None:
+        return None
+    typ = field(fmt, "type", str, path, required=True)
+    if typ != "json_schema":
+        raise invalid(f"'{path}.type' must be \"json_schema\"", param=f"{path}.type")
+    return ResponseFormat(type="json_schema", schema=field(fmt, "schema", dict, path, required=True))
+
+
+def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> Request:
+    model = field(obj, "model", str, required=True)
+    max_tokens = field(obj, "max_tokens", int, required=not count_tokens)
+    if max_tokens is not None and max_tokens < 1:
+        raise invalid("'max_tokens' must be at least 1", param="max_tokens")
+    system = _text_blocks(obj["system"], "system") if obj.get("system") is not None else []
+    messages = _messages(field(obj, "messages", list, required=True), system)
+    extra: dict[str, Any] = {}
+    tools = _tools(field(obj, "tools", list, default=[]), extra)
+    tc = field(obj, "tool_choice", dict)
+    oc = field(obj, "output_config", dict, default={})
+    effort = field(oc, "effort", str, "output_config")
+    fmt = _response_format(field(oc, "format", dict, "output_config"), "output_config.format") or \
+        _response_format(field(obj, "output_format", dict), "output_format")
+    stop = field(obj, "stop_sequences", list, default=[])
+    for i, s in enumerate(stop):
+        check(s, str, f"stop_sequences[{i}]")
+    beta = ctx.headers.get("anthropic-beta")
+    if beta:
+        extra["anthropic_beta"] = beta
+    link_tool_results(messages)
+    return Request(
+        model=model, messages=messages, system=system, tools=tools,
+        tool_choice=_tool_choice(tc) if tc is not None else None, response_format=fmt,
+        max_tokens=max_tokens, temperature=field(obj, "temperature", float), top_p=field(obj, "top_p", float),
+        top_k=field(obj, "top_k", int), stop=stop, stream=bool(field(obj, "stream", bool, default=False)),
+        reasoning=_reasoning(obj, effort, extra), metadata=field(obj, "metadata", dict, default={}),
+        extra=extra,
+    )
+
+
+def decode_count_tokens_request(body: bytes, ctx: RequestContext) -> Request:
+    """`/v1/messages/count_tokens` body: the messages body without `max_tokens`/`stream`."""
+    return _decode(loads_body(body), ctx, count_tokens=True)
+
+
+def encode_count_tokens(n: int) -> bytes:
+    return orjson.dumps({"input_tokens": n})
+
+
+def _rfc3339(ts: int) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _model_json(m: ModelInfo) -> dict[str, Any]:
+    out: dict[str, Any] = {"type": "model", "id": m.id, "display_name": m.id,
+                           "created_at": _rfc3339(m.created),
+                           "lifecycle": "active"}
+    if m.context_length is not None:
+        out["max_input_tokens"] = m.context_length
+    return out
+
+
+def encode_models(models: list[ModelInfo]) -> bytes:
+    data = [_model_json(m) for m in models]
+    return orjson.dumps({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
+                         "last_id": data[-1]["id"] if data else None})
+
+
+def encode_model(model: ModelInfo) -> bytes:
+    """`GET /v1/models/{id}`."""
+    return orjson.dumps(_model_json(model))
+
+
+# ---------------------------------------------------------------- the codec
+
+
+class AnthropicCodec(Codec):
+    name = "anthropic"
+
+    # ---- client side ----
+    def decode_request(self, body: bytes, ctx: RequestContext) -> Request:
+        return _decode(loads_body(body), ctx, count_tokens=False)
+
+    def encode_response(self, resp: Response, req: Request) -> bytes:
+        content = [blk for b in resp.content if (blk := response_block(b)) is not None]
+        return orjson.dumps({
+            "id": message_id(resp.id), "type": "message", "role": "assistant",
+            "model": resp.model or req.model,
+            "content": content, "stop_reason": STOP_TO_WIRE.get(resp.stop_reason, "end_turn"),
+            "stop_sequence": resp.stop_sequence, "usage": usage_json(resp.usage),
+        })
+
+    def stream_encoder(self, req: Request) -> StreamEncoder:
+        return AnthropicStreamEncoder(req)
+
+    def encode_error(self, err: GatewayError) -> ErrorReply:
+        status = 529 if err.kind is ErrorKind.OVERLOADED else err.status
+        typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind.value, "api_error")
+        rid = new_id("req_")
+        message = err.message
+        if err.param and err.kind is ErrorKind.INVALID_REQUEST and err.param not in message:
+            message = f"{err.param}: {message}"
+        headers = {"request-id": rid}
+        if err.retry_after is not None:
+            headers["retry-after"] = str(max(0, int(err.retry_after + 0.999)))
+        if err.kind in _NO_RETRY:
+            headers["x-should-retry"] = "false"
+        body = {"type": "error", "error": {"type": typ, "message": message}, "request_id": rid}
+        return ErrorReply(status=status, body=orjson.dumps(body), headers=headers)
+
+    # ---- upstream side ----
+    def encode_request(self, req: Request, upstream_model: str) -> UpstreamRequest:
+        headers = {"anthropic-version": API_VERSION}
+        beta = req.extra.get("anthropic_beta")
+        if isinstance(beta, str) and beta:
+            headers["anthropic-beta"] = beta
+        return UpstreamRequest(path="/v1/messages", body=orjson.dumps(upstream_body(req, upstream_model)),
+                               stream=req.stream, headers=headers)
+
+    def decode_response(self, body: bytes) -> Response:
+        try:
+            d = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise GatewayError(ErrorKind.UPSTREAM, "upstream returned invalid JSON") from None
+        if not isinstance(d, dict) or not isinstance(d.get("content"), list):
+            if isinstance(d, dict) and d.get("type") == "error":
+                err = d.get("error") if isinstance(d.get("error"), dict) else {}
+                raise GatewayError(ErrorKind.UPSTREAM, str(err.get("message") or "upstream error"))
+            raise GatewayError(ErrorKind.UPSTREAM, "upstream response is not an Anthropic message")
+        content: list[Block] = []
+        for b in d["content"]:
+            if not isinstance(b, dict):
+                continue
+            typ = b.get("type")
+            if typ == "text" and isinstance(b.get("text"), str):
+                content.append(Text(text=b["text"]))
+            elif typ == "tool_use":
+                inp = b.get("input")
+                args = orjson.dumps(inp if isinstance(inp, dict) else {}).decode()
+                content.append(ToolCall(id=str(b.get("id") or new_id("toolu_")),
+                                        name=str(b.get("name") or ""), arguments=args))
+            elif typ == "thinking":
+                content.append(Reasoning(text=str(b.get("thinking") or ""),
+                                         signature=b.get("signature") or None))
+            elif typ == "redacted_thinking":
+                content.append(Reasoning(redacted=str(b.get("data") or "")))
+        stop_seq = d.get("stop_sequence")
+        return Response(
+            id=str(d.get("id") or new_id("msg_")), model=str(d.get("model") or ""), content=content,
+            stop_reason=STOP_FROM_WIRE.get(d.get("stop_reason") or "end_turn", StopReason.END_TURN),
+            stop_sequence=stop_seq if isinstance(stop_seq, str) else None,
+            usage=usage_from_wire(d.get("usage")),
+        )
+
+    def stream_decoder(self) -> StreamDecoder:
+        return AnthropicStreamDecoder()
+
+    def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        message = ""
+        try:
+            d = orjson.loads(body)
+            err = d.get("error") if isinstance(d, dict) else None
+            if isinstance(err, dict) and isinstance(err.get("message"), str):
+                message = err["message"]
+            elif isinstance(err, str):
+                message = err
+        except orjson.JSONDecodeError:
+            pass
+        if not message:
+            message = body[:500].decode("utf-8", "replace").strip() or f"upstream returned HTTP {status}"
+        return from_status(status, message, _retry_after(headers))
+
+
+def _retry_after(headers: Mapping[str, str]) -> float | None:
+    low = {k.lower(): v for k, v in headers.items()}
+    if "retry-after-ms" in low:
+        try:
+            return float(low["retry-after-ms"]) / 1000
+        except ValueError:
+            pass
+    if "retry-after" in low:
+        try:
+            return float(low["retry-after"])
+        except ValueError:
+            return None
+    return None
+
+
+__all__ = [
+    "AnthropicCodec",
+    "decode_count_tokens_request",
+    "encode_count_tokens",
+    "encode_model",
+    "encode_models",
+]

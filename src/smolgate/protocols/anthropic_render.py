@@ -1,0 +1,174 @@
+"""Canonical → Anthropic wire JSON: response content blocks and upstream `/v1/messages` request bodies.
+
+Split out of `anthropic.py` (see its `Lossy:` section for every mapping decision made here).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from ..canonical import Block, Image, Message, Reasoning, Request, Text, ToolCall, ToolResult
+from .anthropic_stream import tool_id
+from .common import b64, sniff_image_type
+
+API_VERSION = "2023-06-01"
+DEFAULT_MAX_TOKENS = 4096
+EFFORT_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
+
+
+def _input_obj(arguments: str) -> dict[str, Any]:
+    if not arguments.strip():
+        return {}
+    try:
+        val = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return {"raw": arguments}
+    return val if isinstance(val, dict) else {"value": val}
+
+
+def _image_json(img: Image) -> dict[str, Any]:
+    if img.data is not None:
+        return {"type": "image", "source": {"type": "base64",
+                                            "media_type": img.media_type or sniff_image_type(img.data),
+                                            "data": b64(img.data)}}
+    return {"type": "image", "source": {"type": "url", "url": img.url or ""}}
+
+
+def response_block(b: Block) -> dict[str, Any] | None:
+    if isinstance(b, Text):
+        return {"type": "text", "text": b.text}
+    if isinstance(b, ToolCall):
+        return {"type": "tool_use", "id": tool_id(b.id), "name": b.name, "input": _input_obj(b.arguments)}
+    if isinstance(b, Reasoning):
+        if b.redacted is not None and not b.text and not b.signature:
+            return {"type": "redacted_thinking", "data": b.redacted}
+        return {"type": "thinking", "thinking": b.text, "signature": b.signature or ""}
+    return None  # images/tool results in a response have no Anthropic form
+
+
+# ---------------------------------------------------------------- upstream side: canonical → wire request
+
+
+def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
+    results: list[dict[str, Any]] = []
+    rest: list[dict[str, Any]] = []
+    for b in msg.content:
+        if isinstance(b, Text):
+            if b.text.strip():
+                rest.append({"type": "text", "text": b.text})
+        elif isinstance(b, Image):
+            if b.data is not None or b.url:
+                rest.append(_image_json(b))
+        elif isinstance(b, ToolCall) and msg.role == "assistant":
+            rest.append({"type": "tool_use", "id": tool_id(b.id), "name": b.name,
+                         "input": _input_obj(b.arguments)})
+        elif isinstance(b, ToolResult) and msg.role == "user":
+            content = [{"type": "text", "text": c.text} if isinstance(c, Text) else _image_json(c)
+                       for c in b.content if not isinstance(c, Text) or c.text.strip()]
+            blk: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(b.call_id)}
+            if content:
+                blk["content"] = content
+            if b.is_error:
+                blk["is_error"] = True
+            results.append(blk)
+        elif isinstance(b, Reasoning) and msg.role == "assistant":
+            if b.signature:
+                rest.append({"type": "thinking", "thinking": b.text, "signature": b.signature})
+            elif b.redacted:
+                rest.append({"type": "redacted_thinking", "data": b.redacted})
+        # Video, misplaced blocks and unsigned reasoning are dropped (see Lossy)
+    return results + rest
+
+
+def _upstream_messages(messages: list[Message]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for msg in messages:
+        blocks = _upstream_blocks(msg)
+        if not blocks:
+            continue
+        if out and out[-1]["role"] == msg.role:
+            prev = out[-1]["content"]
+            if msg.role == "user":  # keep tool_result blocks first in the merged turn
+                res = [b for b in blocks if b["type"] == "tool_result"]
+                others = [b for b in blocks if b["type"] != "tool_result"]
+                n = sum(1 for b in prev if b["type"] == "tool_result")
+                prev[n:n] = res
+                prev.extend(others)
+            else:
+                prev.extend(blocks)
+        else:
+            out.append({"role": msg.role, "content": blocks})
+    if not out or out[0]["role"] != "user":
+        out.insert(0, {"role": "user", "content": [{"type": "text", "text": "."}]})
+    last = out[-1]
+    if last["role"] == "assistant" and last["content"][-1]["type"] == "text":
+        last["content"][-1]["text"] = last["content"][-1]["text"].rstrip()
+    return out
+
+
+def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[dict[str, Any] | None, int]:
+    raw = req.extra.get("anthropic_thinking")
+    r = req.reasoning
+    if isinstance(raw, dict) and raw.get("type") in ("adaptive", "disabled", "between_tools"):
+        return raw, max_tokens
+    if r is None:
+        return None, max_tokens
+    if not r.enabled or r.effort == "none":
+        return {"type": "disabled"}, max_tokens
+    budget = max(1024, r.budget_tokens or EFFORT_BUDGET.get(r.effort or "medium", 2048))
+    if max_tokens <= budget:
+        if defaulted:
+            max_tokens = budget + DEFAULT_MAX_TOKENS
+        elif max_tokens - 1 >= 1024:
+            budget = max_tokens - 1
+        else:
+            return None, max_tokens
+    th: dict[str, Any] = {"type": "enabled", "budget_tokens": budget}
+    if r.include_thoughts is False:
+        th["display"] = "omitted"
+    return th, max_tokens
+
+
+def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
+    max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
+    thinking, max_tokens = _upstream_thinking(req, max_tokens, req.max_tokens is None)
+    body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens,
+                            "messages": _upstream_messages(req.messages)}
+    system = [t.text for t in req.system if t.text.strip()]
+    if len(system) == 1:
+        body["system"] = system[0]
+    elif system:
+        body["system"] = [{"type": "text", "text": t} for t in system]
+    tools: list[Any] = [{"name": t.name, "input_schema": t.parameters,
+                         **({"description": t.description} if t.description else {})} for t in req.tools]
+    tools += req.extra.get("anthropic_server_tools") or []
+    if tools:
+        body["tools"] = tools
+        tc = req.tool_choice
+        if tc is not None:
+            wire: dict[str, Any] = {"type": {"auto": "auto", "required": "any", "none": "none",
+                                             "tool": "tool"}[tc.mode]}
+            if tc.mode == "tool":
+                wire["name"] = tc.name or ""
+            if tc.parallel is False and tc.mode != "none":
+                wire["disable_parallel_tool_use"] = True
+            body["tool_choice"] = wire
+    if thinking is not None:
+        body["thinking"] = thinking
+    rf = req.response_format
+    if rf is not None and rf.type == "json_schema" and rf.schema is not None:
+        body["output_config"] = {"format": {"type": "json_schema", "schema": rf.schema}}
+    if req.stop:
+        body["stop_sequences"] = req.stop
+    for key in ("temperature", "top_p", "top_k"):
+        if getattr(req, key) is not None:
+            body[key] = getattr(req, key)
+    if isinstance(req.metadata.get("user_id"), str):
+        body["metadata"] = {"user_id": req.metadata["user_id"]}
+    if req.stream:
+        body["stream"] = True
+    return body
+
+

@@ -1,0 +1,308 @@
+"""A fake Anthropic Messages server: `/v1/messages` (+ stream) and `/v1/messages/count_tokens`.
+
+Parses the wire request with raw dicts (deliberately independent of smolgate's codec), runs `script.plan`
+and renders the plan the way api.anthropic.com does: `event:` lines on every SSE frame, `message_start`
+with `content: []`, `ping`, sequential block indices, cumulative usage in `message_delta`, errors as
+`{"type":"error","error":{type,message},"request_id"}` (529 `overloaded_error`, in-stream `event: error`).
+Auth like the real service: `x-api-key: <key>` or `Authorization: Bearer <key>`; 401 otherwise.
+Like the real service it requires the `anthropic-version` header and `max_tokens`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import secrets
+from typing import Any
+
+from aiohttp import web
+
+from .harness import FakeUpstream
+from .script import Plan, View, plan
+
+ERROR_TYPES = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
+
+
+def error_body(status: int, message: str) -> dict[str, Any]:
+    return {
+        "type": "error",
+        "error": {"type": ERROR_TYPES.get(status, "api_error"), "message": message},
+        "request_id": "req_" + secrets.token_hex(12),
+    }
+
+
+def _text_of(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(b.get("text", "") for b in content if isinstance(b, dict) and b.get("type") == "text")
+    return ""
+
+
+def build_view(body: dict[str, Any]) -> View:
+    v = View(max_tokens=body.get("max_tokens"), stop=list(body.get("stop_sequences") or []))
+    v.system = _text_of(body.get("system") or "")
+    v.tool_names = [t["name"] for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
+    messages = body.get("messages") or []
+    for i, m in enumerate(messages):
+        content = m.get("content")
+        blocks = content if isinstance(content, list) else []
+        v.images += sum(1 for b in blocks if b.get("type") == "image")
+        v.turns.append((m["role"], _text_of(content)))
+        if i == len(messages) - 1 and m["role"] == "user":
+            for b in blocks:
+                if b.get("type") == "tool_result":
+                    v.tool_result = _text_of(b.get("content"))
+    return v
+
+
+def _sse(event: str, data: dict[str, Any]) -> bytes:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+class AnthropicUpstream(FakeUpstream):
+    def __init__(self, api_key: str = "sk-ant-fake") -> None:
+        super().__init__()
+        self.api_key = api_key
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/messages", self.messages)
+        app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
+        app.router.add_get("/v1/models", self.models)
+
+    # ---------------------------------------------------------------- checks
+
+    def _error(self, status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+        return web.json_response(error_body(status, message), status=status, headers=headers)
+
+    async def _check(
+        self, request: web.Request, need_max_tokens: bool
+    ) -> tuple[dict[str, Any] | None, web.Response | None]:
+        key = request.headers.get("x-api-key")
+        auth = request.headers.get("authorization", "")
+        if key is None and auth.lower().startswith("bearer "):
+            key = auth[7:]
+        if key != self.api_key:
+            return None, self._error(401, "invalid x-api-key")
+        if not request.headers.get("anthropic-version"):
+            return None, self._error(400, "anthropic-version: header is required")
+        try:
+            body = json.loads(await request.read())
+        except ValueError:
+            return None, self._error(400, "There was an issue with the request body: invalid JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
+            return None, self._error(400, "messages: field required")
+        if need_max_tokens and not isinstance(body.get("max_tokens"), int):
+            return None, self._error(400, "max_tokens: Field required")
+        roles = [m.get("role") for m in body["messages"]]
+        if roles[0] != "user" or any(a == b for a, b in itertools.pairwise(roles)):
+            return None, self._error(
+                400, "messages: roles must alternate between user and assistant, starting with user"
+            )
+        return body, None
+
+    # ---------------------------------------------------------------- handlers
+
+    async def models(self, request: web.Request) -> web.Response:
+        return web.json_response(
+            {
+                "data": [
+                    {
+                        "type": "model",
+                        "id": "claude-fake",
+                        "display_name": "Claude Fake",
+                        "created_at": "2026-01-01T00:00:00Z",
+                    }
+                ],
+                "has_more": False,
+                "first_id": "claude-fake",
+                "last_id": "claude-fake",
+            }
+        )
+
+    async def count_tokens(self, request: web.Request) -> web.Response:
+        body, err = await self._check(request, need_max_tokens=False)
+        if err is not None:
+            return err
+        return web.json_response({"input_tokens": plan(build_view(body)).input_tokens})  # type: ignore[arg-type]
+
+    async def messages(self, request: web.Request) -> web.StreamResponse:
+        body, err = await self._check(request, need_max_tokens=True)
+        if err is not None:
+            return err
+        assert body is not None
+        p = plan(build_view(body))
+        if p.fail_status is not None:
+            headers = {"retry-after": "1"} if p.fail_status == 429 else None
+            return self._error(p.fail_status, f"scripted failure {p.fail_status}", headers)
+        msg_id = "msg_" + secrets.token_hex(12)
+        model = body.get("model", "")
+        if body.get("stream"):
+            return await self.write_stream(request, self._frames(p, msg_id, model), "text/event-stream")
+        content: list[dict[str, Any]] = []
+        if p.text:
+            content.append({"type": "text", "text": p.text})
+        if p.tool_call:
+            content.append(
+                {
+                    "type": "tool_use",
+                    "id": "toolu_" + secrets.token_hex(8),
+                    "name": p.tool_call[0],
+                    "input": p.tool_call[1],
+                }
+            )
+        return web.json_response(
+            {
+                "id": msg_id,
+                "type": "message",
+                "role": "assistant",
+                "model": model,
+                "content": content,
+                "stop_reason": p.stop_reason,
+                "stop_sequence": p.stop_sequence,
+                "usage": {
+                    "input_tokens": p.input_tokens,
+                    "output_tokens": p.output_tokens,
+                    "cache_creation_input_tokens": 0,
+                    "cache_read_input_tokens": 0,
+                },
+            }
+        )
+
+    def _frames(self, p: Plan, msg_id: str, model: str) -> list[tuple[float, bytes]]:
+        frames: list[tuple[float, bytes]] = [
+            (
+                0.0,
+                _sse(
+                    "message_start",
+                    {
+                        "type": "message_start",
+                        "message": {
+                            "id": msg_id,
+                            "type": "message",
+                            "role": "assistant",
+                            "model": model,
+                            "content": [],
+                            "stop_reason": None,
+                            "stop_sequence": None,
+                            "usage": {
+                                "input_tokens": p.input_tokens,
+                                "output_tokens": 1,
+                                "cache_creation_input_tokens": 0,
+                                "cache_read_input_tokens": 0,
+                            },
+                        },
+                    },
+                ),
+            ),
+            (0.0, _sse("ping", {"type": "ping"})),
+        ]
+        index = 0
+        if p.chunks:
+            frames.append(
+                (
+                    0.0,
+                    _sse(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {"type": "text", "text": ""},
+                        },
+                    ),
+                )
+            )
+            for chunk in p.chunks[:2] if p.fail_midstream else p.chunks:
+                frames.append(
+                    (
+                        p.delay,
+                        _sse(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "text_delta", "text": chunk},
+                            },
+                        ),
+                    )
+                )
+            if p.fail_midstream:
+                frames.append(
+                    (
+                        p.delay,
+                        _sse(
+                            "error",
+                            {"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}},
+                        ),
+                    )
+                )
+                return frames
+            frames.append((0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": index})))
+            index += 1
+        if p.tool_call:
+            name, args = p.tool_call
+            frames.append(
+                (
+                    0.0,
+                    _sse(
+                        "content_block_start",
+                        {
+                            "type": "content_block_start",
+                            "index": index,
+                            "content_block": {
+                                "type": "tool_use",
+                                "id": "toolu_" + secrets.token_hex(8),
+                                "name": name,
+                                "input": {},
+                            },
+                        },
+                    ),
+                )
+            )
+            text = json.dumps(args)
+            for part in (text[: len(text) // 2], text[len(text) // 2 :]):
+                frames.append(
+                    (
+                        p.delay,
+                        _sse(
+                            "content_block_delta",
+                            {
+                                "type": "content_block_delta",
+                                "index": index,
+                                "delta": {"type": "input_json_delta", "partial_json": part},
+                            },
+                        ),
+                    )
+                )
+            frames.append((0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": index})))
+        frames.append(
+            (
+                0.0,
+                _sse(
+                    "message_delta",
+                    {
+                        "type": "message_delta",
+                        "delta": {"stop_reason": p.stop_reason, "stop_sequence": p.stop_sequence},
+                        "usage": {
+                            "input_tokens": p.input_tokens,
+                            "output_tokens": p.output_tokens,
+                            "cache_creation_input_tokens": 0,
+                            "cache_read_input_tokens": 0,
+                        },
+                    },
+                ),
+            )
+        )
+        frames.append((0.0, _sse("message_stop", {"type": "message_stop"})))
+        return frames
