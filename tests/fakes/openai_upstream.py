@@ -1,0 +1,275 @@
+"""A fake OpenAI-compatible upstream: `/v1/chat/completions`, `/v1/responses`, `/v1/models` with Bearer auth.
+
+Parses the wire request with raw dicts (deliberately independent of smolgate's codecs), builds a `View`,
+runs `script.plan` and renders the `Plan` exactly as OpenAI does: Chat chunks with `data: [DONE]` and the
+usage chunk only when `stream_options.include_usage`, Responses with the full event sequence.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .harness import FakeUpstream
+from .script import Plan, View, plan
+
+MODELS = ["gpt-fake", "gpt-fake-mini"]
+_ERR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
+              404: "invalid_request_error", 429: "rate_limit_error"}
+
+
+def _err(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
+    body = {"error": {"message": message, "type": _ERR_TYPES.get(status, "server_error"), "param": None,
+                      "code": code}}
+    return web.json_response(body, status=status, headers=headers)
+
+
+def _fail(p: Plan) -> web.Response:
+    assert p.fail_status is not None
+    code = "rate_limit_exceeded" if p.fail_status == 429 else None
+    return _err(p.fail_status, f"scripted failure {p.fail_status}", code,
+                {"Retry-After": "1"} if p.fail_status == 429 else None)
+
+
+def _sse(obj: Any, event: str | None = None) -> bytes:
+    data = json.dumps(obj, separators=(",", ":")).encode()
+    return (f"event: {event}\n".encode() if event else b"") + b"data: " + data + b"\n\n"
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+    return ""
+
+
+def chat_view(body: dict[str, Any]) -> View:
+    v = View()
+    sys_parts = []
+    for m in body.get("messages", []):
+        role, content = m.get("role"), m.get("content")
+        if role in ("system", "developer"):
+            sys_parts.append(_text(content))
+        elif role in ("user", "assistant"):
+            v.turns.append((role, _text(content)))
+            if isinstance(content, list):
+                v.images += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
+            v.tool_result = None
+        elif role == "tool":
+            v.tool_result = _text(content)
+    v.system = "\n\n".join(sys_parts)
+    v.tool_names = [t["function"]["name"] for t in body.get("tools", []) if t.get("type") == "function"]
+    v.max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    stop = body.get("stop")
+    v.stop = [stop] if isinstance(stop, str) else list(stop or [])
+    return v
+
+
+def responses_view(body: dict[str, Any]) -> View:
+    v = View()
+    sys_parts = [body["instructions"]] if body.get("instructions") else []
+    inp = body.get("input")
+    items = [{"role": "user", "content": inp}] if isinstance(inp, str) else (inp or [])
+    for it in items:
+        typ = it.get("type", "message")
+        if typ == "message":
+            role, content = it.get("role"), it.get("content")
+            if role in ("system", "developer"):
+                sys_parts.append(_text(content))
+            else:
+                v.turns.append((role, _text(content)))
+                if isinstance(content, list):
+                    v.images += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "input_image")
+                v.tool_result = None
+        elif typ == "function_call_output":
+            v.tool_result = _text(it.get("output"))
+    v.system = "\n\n".join(sys_parts)
+    v.tool_names = [t["name"] for t in body.get("tools", []) if t.get("type") == "function"]
+    v.max_tokens = body.get("max_output_tokens")
+    return v
+
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+class OpenAIUpstream(FakeUpstream):
+    def __init__(self, api_key: str = "sk-fake") -> None:
+        super().__init__()
+        self.api_key = api_key
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/v1/chat/completions", self.chat)
+        app.router.add_post("/v1/responses", self.responses)
+        app.router.add_get("/v1/models", self.models)
+        app.router.add_get("/v1/models/{id}", self.model)
+
+    @property
+    def base_url(self) -> str:
+        return self.url + "/v1"
+
+    def _auth(self, request: web.Request) -> web.Response | None:
+        header = request.headers.get("Authorization", "")
+        if header != f"Bearer {self.api_key}":
+            shown = header[7:][:4] + "***" if header.startswith("Bearer ") else "none"
+            return _err(401, f"Incorrect API key provided: {shown}.", "invalid_api_key")
+        return None
+
+    async def _body(self, request: web.Request) -> dict[str, Any] | web.Response:
+        try:
+            body = await request.json()
+        except ValueError:
+            return _err(400, "We could not parse the JSON body of your request.")
+        if not isinstance(body, dict) or not isinstance(body.get("model"), str):
+            return _err(400, "you must provide a model parameter")
+        return body
+
+    # ------------------------------------------------------------------ models
+
+    def _model_obj(self, mid: str) -> dict[str, Any]:
+        return {"id": mid, "object": "model", "created": 1700000000, "owned_by": "fake"}
+
+    async def models(self, request: web.Request) -> web.StreamResponse:
+        return self._auth(request) or web.json_response(
+            {"object": "list", "data": [self._model_obj(m) for m in MODELS]})
+
+    async def model(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        mid = request.match_info["id"]
+        if mid not in MODELS:
+            return _err(404, f"The model '{mid}' does not exist", "model_not_found")
+        return web.json_response(self._model_obj(mid))
+
+    # ------------------------------------------------------------------ chat completions
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        if "messages" not in body:
+            return _err(400, "Missing required parameter: 'messages'.")
+        p = plan(chat_view(body))
+        if p.fail_status:
+            return _fail(p)
+        cid, created, model = f"chatcmpl-fake{len(self.requests)}", int(time.time()), body["model"]
+        usage = {"prompt_tokens": p.input_tokens, "completion_tokens": p.output_tokens,
+                 "total_tokens": p.input_tokens + p.output_tokens,
+                 "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
+        call = None
+        if p.tool_call:
+            call = {"id": "call_fake1", "type": "function",
+                    "function": {"name": p.tool_call[0], "arguments": json.dumps(p.tool_call[1])}}
+        if not body.get("stream"):
+            msg: dict[str, Any] = {"role": "assistant", "content": p.text if not call else None, "refusal": None}
+            if call:
+                msg["tool_calls"] = [call]
+            return web.json_response({
+                "id": cid, "object": "chat.completion", "created": created, "model": model,
+                "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": _FINISH[p.stop_reason]}],
+                "usage": usage, "system_fingerprint": None})
+
+        def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
+            return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
+                         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+
+        frames = [(0.0, chunk({"role": "assistant", "content": ""}))]
+        for i, piece in enumerate(p.chunks):
+            frames.append((p.delay, chunk({"content": piece})))
+            if p.fail_midstream and i == 1:
+                frames.append((0.0, _sse({"error": {"message": "scripted mid-stream failure",
+                                                    "type": "server_error", "param": None, "code": None}})))
+                return await self.write_stream(request, frames, "text/event-stream")
+        if call:
+            args = call["function"]["arguments"]
+            half = len(args) // 2
+            frames.append((p.delay, chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+                                                           "function": {"name": call["function"]["name"],
+                                                                        "arguments": ""}}]})))
+            for piece in (args[:half], args[half:]):
+                frames.append((p.delay, chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})))
+        frames.append((0.0, chunk({}, _FINISH[p.stop_reason])))
+        if (body.get("stream_options") or {}).get("include_usage"):
+            frames.append((0.0, _sse({"id": cid, "object": "chat.completion.chunk", "created": created,
+                                      "model": model, "choices": [], "usage": usage})))
+        frames.append((0.0, b"data: [DONE]\n\n"))
+        return await self.write_stream(request, frames, "text/event-stream")
+
+    # ------------------------------------------------------------------ responses
+
+    async def responses(self, request: web.Request) -> web.StreamResponse:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        body = await self._body(request)
+        if isinstance(body, web.Response):
+            return body
+        if body.get("previous_response_id"):
+            return _err(400, "Previous response not found.")
+        p = plan(responses_view(body))
+        if p.fail_status:
+            return _fail(p)
+        rid, created, model = f"resp_fake{len(self.requests)}", int(time.time()), body["model"]
+        usage = {"input_tokens": p.input_tokens, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": p.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                 "total_tokens": p.input_tokens + p.output_tokens}
+        status = "incomplete" if p.stop_reason == "max_tokens" else "completed"
+
+        def response(st: str, output: list[Any], error: Any = None) -> dict[str, Any]:
+            return {"id": rid, "object": "response", "created_at": created, "status": st, "model": model,
+                    "output": output, "error": error, "usage": usage if st in ("completed", "incomplete") else None,
+                    "incomplete_details": {"reason": "max_output_tokens"} if st == "incomplete" else None,
+                    "instructions": body.get("instructions"), "tools": body.get("tools", []),
+                    "tool_choice": body.get("tool_choice", "auto"), "parallel_tool_calls": True,
+                    "temperature": 1.0, "top_p": 1.0, "metadata": {}, "text": {"format": {"type": "text"}}}
+
+        if p.tool_call:
+            item: dict[str, Any] = {"id": "fc_fake1", "type": "function_call", "status": "completed",
+                                    "call_id": "call_fake1", "name": p.tool_call[0],
+                                    "arguments": json.dumps(p.tool_call[1])}
+        else:
+            item = {"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": p.text, "annotations": []}]}
+        if not body.get("stream"):
+            return web.json_response(response(status, [item]))
+
+        seq = 0
+
+        def ev(typ: str, **data: Any) -> bytes:
+            nonlocal seq
+            seq += 1
+            return _sse({"type": typ, "sequence_number": seq - 1, **data}, typ)
+
+        frames = [(0.0, ev("response.created", response=response("in_progress", []))),
+                  (0.0, ev("response.in_progress", response=response("in_progress", [])))]
+        if p.tool_call:
+            frames.append((0.0, ev("response.output_item.added", output_index=0,
+                                   item={**item, "status": "in_progress", "arguments": ""})))
+            args = item["arguments"]
+            for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+                frames.append((p.delay, ev("response.function_call_arguments.delta", item_id="fc_fake1",
+                                           output_index=0, delta=piece)))
+            frames.append((0.0, ev("response.function_call_arguments.done", item_id="fc_fake1", output_index=0,
+                                   name=p.tool_call[0], arguments=args)))
+        else:
+            ids = {"item_id": "msg_fake1", "output_index": 0, "content_index": 0}
+            frames.append((0.0, ev("response.output_item.added", output_index=0,
+                                   item={**item, "status": "in_progress", "content": []})))
+            frames.append((0.0, ev("response.content_part.added", part={"type": "output_text", "text": "",
+                                                                        "annotations": []}, **ids)))
+            for i, piece in enumerate(p.chunks):
+                frames.append((p.delay, ev("response.output_text.delta", delta=piece, logprobs=[], **ids)))
+                if p.fail_midstream and i == 1:
+                    err = {"code": "server_error", "message": "scripted mid-stream failure"}
+                    frames.append((0.0, ev("error", param=None, **err)))
+                    frames.append((0.0, ev("response.failed", response=response("failed", [], err))))
+                    return await self.write_stream(request, frames, "text/event-stream")
+            frames.append((0.0, ev("response.output_text.done", text=p.text, logprobs=[], **ids)))
+            frames.append((0.0, ev("response.content_part.done", part=item["content"][0], **ids)))
+        frames.append((0.0, ev("response.output_item.done", output_index=0, item=item)))
+        frames.append((0.0, ev(f"response.{status}", response=response(status, [item]))))
+        return await self.write_stream(request, frames, "text/event-stream")
