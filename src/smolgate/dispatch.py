@@ -114,7 +114,7 @@ class Dispatcher:
                 try:
                     lease = await pool.acquire(tokens=tokens, exclude=frozenset(tried), deadline=deadline)
                 except GatewayError as exc:  # nothing usable here: next target
-                    last = exc
+                    last = last or exc  # an upstream's own failure explains more than "no account left"
                     break
                 budget -= 1
                 name = lease.account.name
