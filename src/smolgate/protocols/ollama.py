@@ -1,0 +1,596 @@
+"""Ollama native API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/version`) ↔ canonical.
+
+NDJSON streaming (`stream` defaults to true), tool-call arguments as objects without ids, bare base64
+images, sampling under `options`, errors as `{"error": "string"}`. The upstream side always speaks
+`/api/chat` on the root base URL with `stream` explicit.
+
+Lossy:
+- Tool calls carry no ids: decoding generates stable ids `call_<n>` (n = position of the call in the conversation); tool messages are matched to the preceding calls by tool_name, else by order; ids are not sent to clients or upstreams.
+- Images are bare base64 (media type sniffed from magic bytes) and are placed before the message text; image URLs and video cannot be sent to an Ollama upstream (400).
+- Multiple text blocks of one message are joined with a newline; reasoning signatures and redacted reasoning are dropped (`thinking` is plain text).
+- `think: "low"|"medium"|"high"` ↔ reasoning effort; budgets are not expressible (an upstream gets `think: true`).
+- tool_choice: "none" drops the tools, "tool" narrows them to the named one, "required" cannot be expressed (treated as auto).
+- done_reason has only stop|length: end_turn, stop_sequence, tool_use and content_filter all render as "stop" (tool_use is inferred from tool_calls when decoding); the matched stop sequence is unknown.
+- Durations: total_duration is measured by the gateway; load/prompt_eval/eval durations are 0; cached and reasoning token counts are not expressible.
+- /api/generate: `suffix`, `template`, `raw`, `context` are not representable (suffix kept only in Request.extra); tool calls in a generate response are dropped.
+- options other than num_predict, temperature, top_p, top_k, seed and stop (num_ctx, repeat_penalty, …) and keep_alive are ignored.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Mapping
+
+import orjson
+
+from ..canonical import (
+    BlockStart, BlockStop, Event, Image, Message, MessageDelta, MessageStart, MessageStop, Reasoning,
+    ReasoningConfig, ReasoningDelta, Request, Response, ResponseFormat, StopReason, StreamError, Text, TextDelta,
+    Tool, ToolArgsDelta, ToolCall, ToolResult, Usage, Video, link_tool_results,
+)
+from ..errors import ErrorKind, GatewayError, from_status, invalid
+from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
+from .common import b64, check, decode_b64, dumps, field, loads_body, new_id, sniff_image_type
+from .sse import LineSplitter
+
+_ROLES = ("system", "user", "assistant", "tool")
+_EFFORTS = ("low", "medium", "high")
+
+
+def _iso(ts: float | None = None) -> str:
+    t = time.time() if ts is None else ts
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
+
+
+# ---------------------------------------------------------------- client side: request
+
+
+def _images(value: Any, path: str) -> list[Image]:
+    out = []
+    for k, img in enumerate(check(value, list, path)):
+        p = f"{path}[{k}]"
+        check(img, str, p)
+        if img.startswith("data:"):  # tolerated: some clients send data URLs
+            img = img.partition(",")[2]
+        data = decode_b64(img, p)
+        out.append(Image(data=data, media_type=sniff_image_type(data)))
+    return out
+
+
+def _args_text(value: Any, path: str) -> str:
+    if isinstance(value, str):  # tolerated: OpenAI-style JSON text
+        return value or "{}"
+    return orjson.dumps(check(value, dict, path)).decode()
+
+
+def _common(req: Request, d: dict[str, Any]) -> None:
+    """Fields shared by /api/chat and /api/generate: options, format, think."""
+    opts = field(d, "options", dict)
+    if opts:
+        n = field(opts, "num_predict", int, "options")
+        req.max_tokens = n if n is not None and n >= 0 else None
+        req.temperature = field(opts, "temperature", float, "options")
+        req.top_p = field(opts, "top_p", float, "options")
+        top_k = field(opts, "top_k", float, "options")
+        req.top_k = int(top_k) if top_k is not None else None
+        req.seed = field(opts, "seed", int, "options")
+        stop = field(opts, "stop", (list, str), "options")
+        if isinstance(stop, str):
+            stop = [stop]
+        req.stop = [check(s, str, f"options.stop[{k}]") for k, s in enumerate(stop or [])]
+    fmt = field(d, "format", (str, dict))
+    if isinstance(fmt, dict):
+        req.response_format = ResponseFormat(type="json_schema", schema=fmt, name="response")
+    elif fmt == "json":
+        req.response_format = ResponseFormat(type="json_object")
+    elif fmt:
+        raise invalid("'format' must be \"json\" or a JSON schema", param="format")
+    think = field(d, "think", (bool, str))
+    if isinstance(think, bool):
+        req.reasoning = ReasoningConfig(enabled=think)
+    elif think is not None:
+        if think not in _EFFORTS:
+            raise invalid("'think' must be a boolean or low|medium|high", param="think")
+        req.reasoning = ReasoningConfig(enabled=True, effort=think)
+
+
+def decode_chat(body: bytes) -> Request:
+    d = loads_body(body)
+    model = field(d, "model", str, required=True)
+    stream = field(d, "stream", bool)
+    req = Request(model=model, messages=[], stream=True if stream is None else stream)
+    calls = 0
+    pending: list[ToolCall] = []  # calls of the latest assistant turn still awaiting a result
+    for i, m in enumerate(field(d, "messages", list) or []):
+        mp = f"messages[{i}]"
+        check(m, dict, mp)
+        role = field(m, "role", str, mp, required=True)
+        if role not in _ROLES:
+            raise invalid(f"'{mp}.role' must be one of {', '.join(_ROLES)}", param=f"{mp}.role")
+        content = field(m, "content", str, mp) or ""
+        if role == "system":
+            if content:
+                req.system.append(Text(text=content))
+            continue
+        if role == "tool":
+            name = field(m, "tool_name", str, mp) or field(m, "name", str, mp)
+            cid = field(m, "tool_call_id", str, mp)
+            match = next((c for c in pending if c.id == cid), None) if cid else None
+            if match is None and name is not None:
+                match = next((c for c in pending if c.name == name), None)
+            if match is None and cid is None and pending:
+                match = pending[0]
+            if match is not None:
+                pending.remove(match)
+            result = ToolResult(call_id=cid or (match.id if match else f"call_{calls}"),
+                                name=name or (match.name if match else None), content=[Text(text=content)])
+            last = req.messages[-1] if req.messages else None
+            if last is not None and last.role == "user" and all(isinstance(b, ToolResult) for b in last.content):
+                last.content.append(result)
+            else:
+                req.messages.append(Message(role="user", content=[result]))
+            continue
+        blocks: list[Any] = []
+        if role == "assistant":
+            thinking = field(m, "thinking", str, mp)
+            if thinking:
+                blocks.append(Reasoning(text=thinking))
+        images = field(m, "images", list, mp)
+        if images:
+            blocks.extend(_images(images, f"{mp}.images"))
+        if content:
+            blocks.append(Text(text=content))
+        tool_calls = field(m, "tool_calls", list, mp)
+        if tool_calls and role != "assistant":
+            raise invalid(f"'{mp}.tool_calls' is only allowed on assistant messages", param=f"{mp}.tool_calls")
+        if role == "assistant":
+            pending = []
+        for k, tc in enumerate(tool_calls or []):
+            tp = f"{mp}.tool_calls[{k}]"
+            check(tc, dict, tp)
+            fn = field(tc, "function", dict, tp, required=True)
+            call = ToolCall(id=field(tc, "id", str, tp) or f"call_{calls}",
+                            name=field(fn, "name", str, f"{tp}.function", required=True),
+                            arguments=_args_text(fn.get("arguments") or {}, f"{tp}.function.arguments"))
+            calls += 1
+            pending.append(call)
+            blocks.append(call)
+        if blocks:
+            req.messages.append(Message(role=role, content=blocks))  # type: ignore[arg-type]
+    for i, t in enumerate(field(d, "tools", list) or []):
+        tp = f"tools[{i}]"
+        check(t, dict, tp)
+        fn = field(t, "function", dict, tp, required=True)
+        tool = Tool(name=field(fn, "name", str, f"{tp}.function", required=True),
+                    description=field(fn, "description", str, f"{tp}.function"))
+        params = field(fn, "parameters", dict, f"{tp}.function")
+        if params is not None:
+            tool.parameters = params
+        req.tools.append(tool)
+    _common(req, d)
+    link_tool_results(req.messages)
+    return req
+
+
+def decode_generate(body: bytes) -> Request:
+    d = loads_body(body)
+    model = field(d, "model", str, required=True)
+    stream = field(d, "stream", bool)
+    req = Request(model=model, messages=[], stream=True if stream is None else stream)
+    system = field(d, "system", str)
+    if system:
+        req.system = [Text(text=system)]
+    blocks: list[Any] = []
+    images = field(d, "images", list)
+    if images:
+        blocks.extend(_images(images, "images"))
+    prompt = field(d, "prompt", str) or ""
+    if prompt:
+        blocks.append(Text(text=prompt))
+    if blocks:
+        req.messages.append(Message(role="user", content=blocks))
+    suffix = field(d, "suffix", str)
+    if suffix:
+        req.extra["ollama_suffix"] = suffix
+    _common(req, d)
+    return req
+
+
+# ---------------------------------------------------------------- client side: responses
+
+
+def _done_reason(stop: StopReason) -> str:
+    return "length" if stop == StopReason.MAX_TOKENS else "stop"
+
+
+def _final(usage: Usage, stop: StopReason, total_ns: int) -> dict[str, Any]:
+    return {"done": True, "done_reason": _done_reason(stop), "total_duration": total_ns, "load_duration": 0,
+            "prompt_eval_count": usage.input_tokens, "prompt_eval_duration": 0,
+            "eval_count": usage.output_tokens, "eval_duration": 0}
+
+
+def _tool_calls_out(calls: list[ToolCall]) -> list[dict[str, Any]]:
+    out = []
+    for c in calls:
+        try:
+            args = orjson.loads(c.arguments) if c.arguments.strip() else {}
+        except orjson.JSONDecodeError:
+            args = {"_raw": c.arguments}
+        out.append({"function": {"name": c.name, "arguments": args if isinstance(args, dict) else {"_value": args}}})
+    return out
+
+
+class OllamaStreamEncoder(StreamEncoder):
+    """Canonical events → NDJSON lines; `generate` renders `response` instead of `message`."""
+
+    __slots__ = ("generate", "model", "created", "t0", "calls", "stop", "usage")
+
+    def __init__(self, generate: bool, model: str) -> None:
+        self.generate = generate
+        self.model = model
+        self.created = _iso()
+        self.t0 = time.monotonic_ns()
+        self.calls: dict[int, ToolCall] = {}
+        self.stop = StopReason.END_TURN
+        self.usage = Usage()
+
+    def _line(self, content: str = "", thinking: str | None = None, tool_calls: list[ToolCall] | None = None,
+              final: dict[str, Any] | None = None) -> bytes:
+        obj: dict[str, Any] = {"model": self.model, "created_at": self.created}
+        if self.generate:
+            obj["response"] = content
+            if thinking is not None:
+                obj["thinking"] = thinking
+        else:
+            msg: dict[str, Any] = {"role": "assistant", "content": content}
+            if thinking is not None:
+                msg["thinking"] = thinking
+            if tool_calls:
+                msg["tool_calls"] = _tool_calls_out(tool_calls)
+            obj["message"] = msg
+        if final is None:
+            obj["done"] = False
+        else:
+            obj.update(final)
+        return orjson.dumps(obj) + b"\n"
+
+    def feed(self, ev: Event) -> bytes:
+        if isinstance(ev, TextDelta):
+            return self._line(ev.text) if ev.text else b""
+        if isinstance(ev, ReasoningDelta):
+            return self._line(thinking=ev.text) if ev.text else b""
+        if isinstance(ev, ToolArgsDelta):
+            call = self.calls.get(ev.index)
+            if call is not None:
+                call.arguments += ev.json
+            return b""
+        if isinstance(ev, BlockStart):
+            b = ev.block
+            if isinstance(b, ToolCall):
+                self.calls[ev.index] = ToolCall(id=b.id, name=b.name, arguments=b.arguments)
+            elif isinstance(b, Text) and b.text:
+                return self._line(b.text)
+            elif isinstance(b, Reasoning) and b.text:
+                return self._line(thinking=b.text)
+            return b""
+        if isinstance(ev, BlockStop):
+            call = self.calls.pop(ev.index, None)
+            if call is not None and not self.generate:
+                return self._line(tool_calls=[call])
+            return b""
+        if isinstance(ev, MessageStart):
+            if ev.model and not self.model:
+                self.model = ev.model
+            if ev.usage is not None:
+                self.usage = ev.usage
+            return b""
+        if isinstance(ev, MessageDelta):
+            if ev.stop_reason is not None:
+                self.stop = ev.stop_reason
+            if ev.usage is not None:
+                self.usage = ev.usage
+            return b""
+        if isinstance(ev, MessageStop):
+            return self._line(final=_final(self.usage, self.stop, time.monotonic_ns() - self.t0))
+        if isinstance(ev, StreamError):
+            return orjson.dumps({"error": ev.message}) + b"\n"
+        return b""
+
+
+# ---------------------------------------------------------------- upstream side: stream decoder
+
+
+class OllamaStreamDecoder(StreamDecoder):
+    """NDJSON chat lines → canonical events (blocks synthesised; the `done` line carries usage)."""
+
+    __slots__ = ("_lines", "_started", "_open", "_index", "_done", "_tool")
+
+    def __init__(self) -> None:
+        self._lines = LineSplitter()
+        self._started = False
+        self._open: str | None = None
+        self._index = -1
+        self._done = False
+        self._tool = False
+
+    def feed(self, chunk: bytes) -> list[Event]:
+        out: list[Event] = []
+        for line in self._lines.feed(chunk):
+            if not self._done:
+                self._line(line, out)
+        return out
+
+    def close(self) -> list[Event]:
+        out: list[Event] = []
+        for line in self._lines.flush():
+            if not self._done:
+                self._line(line, out)
+        if not self._done:
+            self._done = True
+            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama stream ended before done:true"))
+        return out
+
+    def _block(self, kind: str | None, out: list[Event]) -> None:
+        if self._open == kind:
+            return
+        if self._open is not None:
+            out.append(BlockStop(index=self._index))
+        self._open = kind
+        if kind is not None:
+            self._index += 1
+            out.append(BlockStart(index=self._index, block=Text(text="") if kind == "text" else Reasoning()))
+
+    def _line(self, line: bytes, out: list[Event]) -> None:
+        try:
+            obj = orjson.loads(line)
+        except orjson.JSONDecodeError:
+            obj = None
+        if not isinstance(obj, dict):
+            self._done = True
+            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama sent a malformed stream line"))
+            return
+        if "error" in obj:
+            self._done = True
+            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message=str(obj["error"])))
+            return
+        if not self._started:
+            self._started = True
+            out.append(MessageStart(id=new_id("msg_"), model=str(obj.get("model") or ""), created=int(time.time())))
+        msg = obj.get("message")
+        if isinstance(msg, dict):
+            thinking, content = msg.get("thinking"), msg.get("content")
+            if isinstance(thinking, str) and thinking:
+                self._block("reasoning", out)
+                out.append(ReasoningDelta(index=self._index, text=thinking))
+            if isinstance(content, str) and content:
+                self._block("text", out)
+                out.append(TextDelta(index=self._index, text=content))
+            for call in _calls_in(msg.get("tool_calls")):
+                self._block(None, out)
+                self._index += 1
+                self._tool = True
+                args, call.arguments = call.arguments, ""
+                out.append(BlockStart(index=self._index, block=call))
+                out.append(ToolArgsDelta(index=self._index, json=args))
+                out.append(BlockStop(index=self._index))
+        if obj.get("done") is True:
+            self._block(None, out)
+            out.append(MessageDelta(stop_reason=_stop_in(obj.get("done_reason"), self._tool), usage=_usage_in(obj)))
+            out.append(MessageStop())
+            self._done = True
+
+
+def _calls_in(value: Any) -> list[ToolCall]:
+    out = []
+    for tc in value if isinstance(value, list) else ():
+        fn = tc.get("function") if isinstance(tc, dict) else None
+        if isinstance(fn, dict):
+            args = fn.get("arguments")
+            text = args if isinstance(args, str) else orjson.dumps(args if args is not None else {}).decode()
+            out.append(ToolCall(id=new_id("call_"), name=str(fn.get("name") or ""), arguments=text))
+    return out
+
+
+def _stop_in(reason: Any, tool: bool) -> StopReason:
+    if reason == "length":
+        return StopReason.MAX_TOKENS
+    return StopReason.TOOL_USE if tool else StopReason.END_TURN
+
+
+def _usage_in(obj: dict[str, Any]) -> Usage:
+    p, e = obj.get("prompt_eval_count"), obj.get("eval_count")
+    return Usage(input_tokens=p if isinstance(p, int) else 0, output_tokens=e if isinstance(e, int) else 0)
+
+
+# ---------------------------------------------------------------- codecs
+
+
+class OllamaChatCodec(Codec):
+    name = "ollama"
+    stream_media_type = "application/x-ndjson"
+    needs_inline_images = True
+    _generate = False
+
+    # ---- client side ----
+    def decode_request(self, body: bytes, ctx: RequestContext) -> Request:
+        return decode_generate(body) if self._generate else decode_chat(body)
+
+    def encode_response(self, resp: Response, req: Request) -> bytes:
+        text = "".join(b.text for b in resp.content if isinstance(b, Text))
+        thinking = "".join(b.text for b in resp.content if isinstance(b, Reasoning))
+        obj: dict[str, Any] = {"model": resp.model or req.model,
+                               "created_at": _iso(resp.created or None)}
+        if self._generate:
+            obj["response"] = text
+            if thinking:
+                obj["thinking"] = thinking
+        else:
+            msg: dict[str, Any] = {"role": "assistant", "content": text}
+            if thinking:
+                msg["thinking"] = thinking
+            calls = [b for b in resp.content if isinstance(b, ToolCall)]
+            if calls:
+                msg["tool_calls"] = _tool_calls_out(calls)
+            obj["message"] = msg
+        obj.update(_final(resp.usage, resp.stop_reason, 0))
+        return dumps(obj)
+
+    def stream_encoder(self, req: Request) -> StreamEncoder:
+        return OllamaStreamEncoder(self._generate, req.model)
+
+    def encode_error(self, err: GatewayError) -> ErrorReply:
+        headers = {"retry-after": str(max(0, int(err.retry_after + 0.999)))} if err.retry_after is not None else {}
+        return ErrorReply(err.status, dumps({"error": err.message}), headers)
+
+    # ---- upstream side ----
+    def encode_request(self, req: Request, upstream_model: str) -> UpstreamRequest:
+        messages: list[dict[str, Any]] = []
+        if req.system:
+            messages.append({"role": "system", "content": req.system_text})
+        for i, m in enumerate(req.messages):
+            messages.extend(_message_out(m, i))
+        body: dict[str, Any] = {"model": upstream_model, "messages": messages, "stream": req.stream}
+        tools = req.tools
+        tc = req.tool_choice
+        if tc is not None and tc.mode == "none":
+            tools = []
+        elif tc is not None and tc.mode == "tool":
+            tools = [t for t in tools if t.name == tc.name]
+        if tools:
+            body["tools"] = [{"type": "function", "function": {
+                "name": t.name, **({"description": t.description} if t.description else {}),
+                "parameters": t.parameters}} for t in tools]
+        opts: dict[str, Any] = {}
+        for key, value in (("num_predict", req.max_tokens), ("temperature", req.temperature), ("top_p", req.top_p),
+                           ("top_k", req.top_k), ("seed", req.seed)):
+            if value is not None:
+                opts[key] = value
+        if req.stop:
+            opts["stop"] = req.stop
+        if opts:
+            body["options"] = opts
+        rf = req.response_format
+        if rf is not None and rf.type == "json_object":
+            body["format"] = "json"
+        elif rf is not None and rf.type == "json_schema":
+            body["format"] = rf.schema or "json"
+        if req.reasoning is not None:
+            r = req.reasoning
+            body["think"] = (r.effort if r.effort in _EFFORTS else True) if r.enabled else False
+        return UpstreamRequest(path="/api/chat", body=dumps(body), stream=req.stream,
+                               headers={"content-type": "application/json"})
+
+    def decode_response(self, body: bytes) -> Response:
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise GatewayError(ErrorKind.UPSTREAM, "Ollama returned a body that is not JSON") from None
+        if not isinstance(obj, dict):
+            raise GatewayError(ErrorKind.UPSTREAM, "Ollama returned a body that is not a JSON object")
+        if "error" in obj:
+            raise GatewayError(ErrorKind.UPSTREAM, str(obj["error"]))
+        msg = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+        content: list[Any] = []
+        thinking, text = msg.get("thinking"), msg.get("content", obj.get("response"))
+        if isinstance(thinking, str) and thinking:
+            content.append(Reasoning(text=thinking))
+        if isinstance(text, str) and text:
+            content.append(Text(text=text))
+        calls = _calls_in(msg.get("tool_calls"))
+        content.extend(calls)
+        return Response(id=new_id("msg_"), model=str(obj.get("model") or ""), content=content,
+                        stop_reason=_stop_in(obj.get("done_reason"), bool(calls)), usage=_usage_in(obj),
+                        created=int(time.time()))
+
+    def stream_decoder(self) -> StreamDecoder:
+        return OllamaStreamDecoder()
+
+    def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
+        message = ""
+        try:
+            obj = orjson.loads(body)
+            if isinstance(obj, dict):
+                err = obj.get("error")
+                message = err if isinstance(err, str) else str(err.get("message", "")) if isinstance(err, dict) else ""
+        except orjson.JSONDecodeError:
+            pass
+        message = message or body[:500].decode("utf-8", "replace").strip() or f"Ollama returned HTTP {status}"
+        retry = headers.get("retry-after") or headers.get("Retry-After")
+        try:
+            retry_after = float(retry) if retry else None
+        except ValueError:
+            retry_after = None
+        return from_status(status, message, retry_after)
+
+
+class OllamaGenerateCodec(OllamaChatCodec):
+    """`/api/generate`: prompt/system/images in, `response` out. Upstream side is shared with chat."""
+
+    name = "ollama-generate"
+    _generate = True
+
+
+def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
+    """One canonical message → Ollama messages (tool results become `tool` messages first)."""
+    out: list[dict[str, Any]] = []
+    texts: list[str] = []
+    thinking: list[str] = []
+    images: list[str] = []
+    calls: list[ToolCall] = []
+    for j, b in enumerate(m.content):
+        if isinstance(b, Text):
+            texts.append(b.text)
+        elif isinstance(b, Reasoning):
+            if b.text:
+                thinking.append(b.text)
+        elif isinstance(b, ToolCall):
+            calls.append(b)
+        elif isinstance(b, ToolResult):
+            msg: dict[str, Any] = {"role": "tool",
+                                   "content": "\n".join(c.text for c in b.content if isinstance(c, Text))}
+            if b.name:
+                msg["tool_name"] = b.name
+            out.append(msg)
+            images.extend(b64(c.data) for c in b.content if isinstance(c, Image) and c.data is not None)
+        elif isinstance(b, Image):
+            if b.data is None:
+                raise invalid("Ollama needs inline image bytes, got an image URL", param=f"messages[{i}].content[{j}]")
+            images.append(b64(b.data))
+        elif isinstance(b, Video):
+            raise invalid("Ollama does not accept video input", param=f"messages[{i}].content[{j}]")
+    if texts or thinking or images or calls:
+        msg = {"role": m.role, "content": "\n".join(texts)}
+        if thinking:
+            msg["thinking"] = "".join(thinking)
+        if images:
+            msg["images"] = images
+        if calls:
+            msg["tool_calls"] = _tool_calls_out(calls)
+        out.append(msg)
+    return out
+
+
+# ---------------------------------------------------------------- non-chat endpoints
+
+
+def encode_tags(models: list[ModelInfo]) -> bytes:
+    return dumps({"models": [{"name": m.id, "model": m.id, "modified_at": _iso(m.created or 0),
+                              "size": 0, "digest": "", "details": _details()} for m in models]})
+
+
+def _details() -> dict[str, Any]:
+    return {"parent_model": "", "format": "", "family": "", "families": None, "parameter_size": "",
+            "quantization_level": ""}
+
+
+def encode_show(model: ModelInfo) -> bytes:
+    info: dict[str, Any] = {"general.architecture": "smolgate", "general.name": model.id}
+    if model.context_length:
+        info["smolgate.context_length"] = model.context_length
+    caps = ["completion", "tools"] + (["vision"] if model.supports_images else [])
+    return dumps({"modelfile": "", "parameters": "", "template": "", "details": _details(), "model_info": info,
+                  "capabilities": caps, "modified_at": _iso(model.created or 0)})
+
+
+def encode_version() -> bytes:
+    return dumps({"version": "0.12.0"})

@@ -1,0 +1,137 @@
+"""A fake Ollama server on loopback, parsed with raw dicts (independent of our codec).
+
+Routes: `POST /api/chat`, `POST /api/generate` (NDJSON unless `"stream": false` — streaming is the
+default), `GET /api/tags`, `GET /api/version`. Ollama has no auth; with `api_key` set the fake demands
+`Authorization: Bearer <key>` (as a reverse proxy in front of Ollama would) and answers 401 `{"error"}`.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from .harness import FakeUpstream
+from .script import Plan, View, plan
+
+DONE = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length"}
+
+
+def view_of_chat(body: dict[str, Any]) -> View:
+    v = View()
+    for m in body.get("messages") or []:
+        role, content = m.get("role"), m.get("content") or ""
+        v.images += len(m.get("images") or [])
+        if role == "system":
+            v.system += content
+        elif role == "tool":
+            v.tool_result = content
+        else:
+            v.turns.append(("assistant" if role == "assistant" else "user", content))
+            if role == "user":
+                v.tool_result = None
+    for t in body.get("tools") or []:
+        v.tool_names.append(t["function"]["name"])
+    _options(v, body)
+    return v
+
+
+def view_of_generate(body: dict[str, Any]) -> View:
+    v = View(system=body.get("system") or "", images=len(body.get("images") or []))
+    v.turns.append(("user", body.get("prompt") or ""))
+    _options(v, body)
+    return v
+
+
+def _options(v: View, body: dict[str, Any]) -> None:
+    opts = body.get("options") or {}
+    n = opts.get("num_predict")
+    v.max_tokens = n if isinstance(n, int) and n >= 0 else None
+    stop = opts.get("stop") or []
+    v.stop = [stop] if isinstance(stop, str) else list(stop)
+
+
+class OllamaUpstream(FakeUpstream):
+    def __init__(self, api_key: str | None = None) -> None:
+        super().__init__()
+        self.api_key = api_key
+
+    def routes(self, app: web.Application) -> None:
+        app.router.add_post("/api/chat", self.chat)
+        app.router.add_post("/api/generate", self.generate)
+        app.router.add_get("/api/tags", self.tags)
+        app.router.add_get("/api/version", self.version)
+
+    def _auth(self, request: web.Request) -> web.Response | None:
+        if self.api_key and request.headers.get("Authorization") != f"Bearer {self.api_key}":
+            return web.json_response({"error": "unauthorized"}, status=401)
+        return None
+
+    async def tags(self, request: web.Request) -> web.Response:
+        return self._auth(request) or web.json_response({"models": [{
+            "name": "fake:latest", "model": "fake:latest", "modified_at": "2026-01-01T00:00:00Z", "size": 1,
+            "digest": "0" * 64, "details": {"format": "gguf", "family": "fake", "families": ["fake"],
+                                            "parameter_size": "1M", "quantization_level": "Q8_0"}}]})
+
+    async def version(self, request: web.Request) -> web.Response:
+        return web.json_response({"version": "0.12.0"})
+
+    async def chat(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, chat=True)
+
+    async def generate(self, request: web.Request) -> web.StreamResponse:
+        return await self._serve(request, chat=False)
+
+    async def _serve(self, request: web.Request, chat: bool) -> web.StreamResponse:
+        denied = self._auth(request)
+        if denied is not None:
+            return denied
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"error": "invalid JSON"}, status=400)
+        if not isinstance(body, dict) or not body.get("model"):
+            return web.json_response({"error": "model is required"}, status=400)
+        p = plan(view_of_chat(body) if chat else view_of_generate(body))
+        if p.fail_status is not None:
+            headers = {"Retry-After": "1"} if p.fail_status == 429 else None
+            return web.json_response({"error": f"scripted failure {p.fail_status}"}, status=p.fail_status,
+                                     headers=headers)
+        model = body["model"]
+        created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
+
+        def line(content: str = "", tool_call: tuple[str, dict] | None = None, final: bool = False) -> dict:
+            obj: dict[str, Any] = {"model": model, "created_at": created}
+            if chat:
+                msg: dict[str, Any] = {"role": "assistant", "content": content}
+                if tool_call is not None:
+                    msg["tool_calls"] = [{"function": {"name": tool_call[0], "arguments": tool_call[1]}}]
+                obj["message"] = msg
+            else:
+                obj["response"] = content
+            obj["done"] = final
+            if final:
+                obj.update(done_reason=DONE.get(p.stop_reason, "stop"), total_duration=1000, load_duration=10,
+                           prompt_eval_count=p.input_tokens, prompt_eval_duration=100,
+                           eval_count=p.output_tokens, eval_duration=500)
+            return obj
+
+        if body.get("stream") is False:
+            if p.tool_call is not None and chat:
+                return web.json_response(line(tool_call=p.tool_call, final=True))
+            return web.json_response(line(p.text, final=True))
+        return await self.write_stream(request, self._frames(p, line, chat), "application/x-ndjson")
+
+    @staticmethod
+    def _frames(p: Plan, line: Any, chat: bool) -> list[tuple[float, bytes]]:
+        docs = [line(tool_call=p.tool_call)] if p.tool_call is not None and chat else [line(c) for c in p.chunks]
+        frames: list[tuple[float, bytes]] = []
+        for i, doc in enumerate(docs):
+            if p.fail_midstream and i == 2:
+                frames.append((p.delay, json.dumps({"error": "scripted midstream failure"}).encode() + b"\n"))
+                return frames
+            frames.append((p.delay if i else 0.0, json.dumps(doc).encode() + b"\n"))
+        frames.append((p.delay, json.dumps(line(final=True)).encode() + b"\n"))
+        return frames
