@@ -1410,3 +1410,62 @@ def test_upstream_side_against_fake(fake):
             fake, Request(model="a", messages=[Message(role="user", content=[Text(text="FAIL_STATUS_529")])])
         )
     assert e.value.kind is ErrorKind.OVERLOADED and "scripted" in e.value.message
+
+
+def test_encode_request_thinking_compat_and_foreign_reasoning():
+    user = Message(role="user", content=[Text(text="x")])
+
+    def body(**kw):
+        return orjson.loads(codec.encode_request(Request(model="m", messages=[user], **kw), "m").body)
+
+    b = body(reasoning=ReasoningConfig(effort="low"), temperature=0.2, top_k=3, top_p=0.5)
+    assert b["thinking"]["type"] == "enabled" and not {"temperature", "top_k", "top_p"} & set(b)
+    assert body(reasoning=ReasoningConfig(effort="low"), top_p=0.97)["top_p"] == 0.97
+    b = body(
+        reasoning=ReasoningConfig(effort="low"),
+        temperature=0.2,
+        tools=[Tool(name="f", parameters={})],
+        tool_choice=ToolChoice(mode="tool", name="f"),
+    )
+    assert (
+        "thinking" not in b and b["temperature"] == 0.2 and b["tool_choice"] == {"type": "tool", "name": "f"}
+    )
+    assert b["tools"][0]["input_schema"] == {"type": "object"}
+    asst = Message(
+        role="assistant",
+        content=[
+            Reasoning(text="g", signature="gemini:abc"),
+            Reasoning(text="summary", redacted="ENC"),
+            Reasoning(redacted="R"),
+            Reasoning(text="a", signature="EqQBCkYIBxgCKkB"),
+            Text(text="ok"),
+        ],
+    )
+    b = orjson.loads(codec.encode_request(Request(model="m", messages=[user, asst]), "m").body)
+    assert b["messages"][1]["content"] == [
+        {"type": "redacted_thinking", "data": "R"},
+        {"type": "thinking", "thinking": "a", "signature": "EqQBCkYIBxgCKkB"},
+        {"type": "text", "text": "ok"},
+    ]
+
+
+def test_stream_decoder_closes_interleaved_blocks():
+    data = (
+        b'event: message_start\ndata: {"type":"message_start","message":{"id":"m","model":"c","content":[],'
+        b'"usage":{"input_tokens":1,"output_tokens":0}}}\n\n'
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":0,"content_block":'
+        b'{"type":"text","text":""}}\n\n'
+        b'event: content_block_start\ndata: {"type":"content_block_start","index":1,"content_block":'
+        b'{"type":"tool_use","id":"t","name":"f","input":{"a":1}}}\n\n'
+        b'event: content_block_stop\ndata: {"type":"content_block_stop","index":0}\n\n'
+        b'event: message_stop\ndata: {"type":"message_stop"}\n\n'
+    )
+    evs = decode_stream(data)
+    assert evs[1:6] == [
+        BlockStart(index=0, block=Text(text="")),
+        BlockStop(index=0),
+        BlockStart(index=1, block=ToolCall(id="t", name="f", arguments="")),
+        ToolArgsDelta(index=1, json='{"a":1}'),
+        BlockStop(index=1),
+    ]
+    assert isinstance(evs[-1], MessageStop)

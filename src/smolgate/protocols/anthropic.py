@@ -16,7 +16,10 @@ Lossy:
 - Tool ids from other providers are sanitised to `^[a-zA-Z0-9_-]+$` by replacing other characters with `_` (deterministic, not reversible; call and result stay consistent).
 - Tool-call arguments that are not a JSON object render as `{"value": …}` (or `{"raw": text}` when not JSON) in non-streamed `input`; streamed `input_json_delta` passes fragments verbatim.
 - Reasoning without a signature (from other providers) renders as a thinking block with `signature: ""`; unsigned reasoning is dropped when sending to an Anthropic upstream (it cannot be replayed).
-- Opaque reasoning (`Reasoning.redacted`) renders as `redacted_thinking` and is forwarded to Anthropic upstreams even when another provider (Responses `encrypted_content`) made it.
+- Opaque reasoning (`Reasoning.redacted`) without text renders as `redacted_thinking`; reasoning with both text and opaque data (Responses summary + `encrypted_content`) renders as a thinking block and the opaque part is lost.
+- Toward an Anthropic upstream, signatures namespaced by another codec (containing ":", e.g. `gemini:…`) count as unsigned and are dropped; `redacted_thinking` is sent only for text-less opaque reasoning (an empty-summary Responses `encrypted_content` would still be sent and rejected).
+- Toward an Anthropic upstream with thinking on: `temperature`/`top_k` are dropped and `top_p` < 0.95 is dropped (Anthropic rejects them); forced tool use (`any`/`tool`) wins over thinking, which is then not sent.
+- Tool schemas without a top-level `type` get `"type": "object"` toward Anthropic upstreams.
 - Video blocks are dropped towards Anthropic upstreams; `json_object` response format has no Anthropic equivalent and is dropped; `seed` is dropped.
 - Upstream `metadata` keeps only `user_id` (the only key Anthropic accepts).
 - An upstream conversation that starts with an assistant turn (or is empty) gets a leading user turn `"."`; empty text blocks are removed; trailing whitespace of a final assistant prefill is stripped.

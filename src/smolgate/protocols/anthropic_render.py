@@ -74,9 +74,9 @@ def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
                 blk["is_error"] = True
             results.append(blk)
         elif isinstance(b, Reasoning) and msg.role == "assistant":
-            if b.signature:
+            if b.signature and ":" not in b.signature:  # namespaced (e.g. "gemini:…") = foreign
                 rest.append({"type": "thinking", "thinking": b.text, "signature": b.signature})
-            elif b.redacted:
+            elif b.redacted and not b.text and not b.signature:
                 rest.append({"type": "redacted_thinking", "data": b.redacted})
         # Video, misplaced blocks and unsigned reasoning are dropped (see Lossy)
     return results + rest
@@ -141,7 +141,8 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         body["system"] = system[0]
     elif system:
         body["system"] = [{"type": "text", "text": t} for t in system]
-    tools: list[Any] = [{"name": t.name, "input_schema": t.parameters,
+    tools: list[Any] = [{"name": t.name, "input_schema": t.parameters if "type" in t.parameters
+                         else {"type": "object", **t.parameters},
                          **({"description": t.description} if t.description else {})} for t in req.tools]
     tools += req.extra.get("anthropic_server_tools") or []
     if tools:
@@ -155,6 +156,9 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
             if tc.parallel is False and tc.mode != "none":
                 wire["disable_parallel_tool_use"] = True
             body["tool_choice"] = wire
+    thinking_on = thinking is not None and thinking.get("type") in ("enabled", "adaptive")
+    if thinking_on and body.get("tool_choice", {}).get("type") in ("any", "tool"):
+        thinking, thinking_on = None, False  # Anthropic: thinking cannot be combined with forced tool use
     if thinking is not None:
         body["thinking"] = thinking
     rf = req.response_format
@@ -162,9 +166,13 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         body["output_config"] = {"format": {"type": "json_schema", "schema": rf.schema}}
     if req.stop:
         body["stop_sequences"] = req.stop
-    for key in ("temperature", "top_p", "top_k"):
-        if getattr(req, key) is not None:
-            body[key] = getattr(req, key)
+    # with thinking on, Anthropic rejects temperature/top_k changes and top_p below 0.95
+    if req.temperature is not None and not thinking_on:
+        body["temperature"] = req.temperature
+    if req.top_k is not None and not thinking_on:
+        body["top_k"] = req.top_k
+    if req.top_p is not None and not (thinking_on and req.top_p < 0.95):
+        body["top_p"] = req.top_p
     if isinstance(req.metadata.get("user_id"), str):
         body["metadata"] = {"user_id": req.metadata["user_id"]}
     if req.stream:

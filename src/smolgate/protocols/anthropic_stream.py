@@ -398,6 +398,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         if not isinstance(wi, int) or not isinstance(cb, dict) or wi in self._map or wi in self._skip:
             return
         typ = cb.get("type")
+        for open_ci in sorted(self._open):  # a new block closes any still-open one (never interleave)
+            out.append(BlockStop(index=open_ci))
+        self._open.clear()
         ci = self._next
         if typ == "text":
             block: Text | ToolCall | Reasoning = Text(text="")
