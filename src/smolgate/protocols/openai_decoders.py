@@ -244,7 +244,8 @@ class ResponsesStreamDecoder(_Base):
             d = obj.get("delta")
             if isinstance(d, str) and d:
                 item_id, si = obj.get("item_id"), obj.get("summary_index")
-                if self._open is _Open.REASONING and self._key == item_id and si != self._summary_index:
+                if self._open is _Open.REASONING and self._key == item_id \
+                        and self._summary_index is not None and si != self._summary_index:
                     out.append(ReasoningDelta(index=self._index, text="\n\n"))  # next summary part
                 self._summary_index = si
                 self._reasoning(out, item_id, d)
