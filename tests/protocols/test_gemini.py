@@ -15,9 +15,29 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smolgate.canonical import (
-    BlockStart, BlockStop, Image, Message, MessageDelta, MessageStart, MessageStop, Reasoning, ReasoningDelta,
-    Request, Response, SignatureDelta, StopReason, StreamError, Text, TextDelta, Tool, ToolArgsDelta, ToolCall,
-    ToolChoice, ToolResult, Usage, Video,
+    BlockStart,
+    BlockStop,
+    Image,
+    Message,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    Response,
+    SignatureDelta,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    Video,
 )
 from smolgate.errors import ErrorKind, GatewayError
 from smolgate.protocols import gemini

@@ -13,9 +13,31 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from smolgate.canonical import (
-    BlockStart, BlockStop, Image, Message, MessageDelta, MessageStart, MessageStop, Reasoning, ReasoningConfig,
-    ReasoningDelta, Request, ResponseFormat, Response, StopReason, StreamError, Text, TextDelta, Tool, ToolArgsDelta,
-    ToolCall, ToolChoice, ToolResult, Usage, Video, link_tool_results,
+    BlockStart,
+    BlockStop,
+    Image,
+    Message,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    Request,
+    Response,
+    ResponseFormat,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    Video,
+    link_tool_results,
 )
 from smolgate.errors import ErrorKind, GatewayError
 from smolgate.protocols import ollama as oll

@@ -19,27 +19,42 @@ Lossy:
 from __future__ import annotations
 
 import time
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
 from ..canonical import (
-    BlockStart, BlockStop, Event, Image, Message, MessageDelta, MessageStart, MessageStop, Reasoning,
-    ReasoningConfig, ReasoningDelta, Request, Response, ResponseFormat, StopReason, StreamError, Text, TextDelta,
-    Tool, ToolArgsDelta, ToolCall, ToolResult, Usage, Video, link_tool_results,
+    Image,
+    Message,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Response,
+    ResponseFormat,
+    Text,
+    Tool,
+    ToolCall,
+    ToolResult,
+    Video,
+    link_tool_results,
 )
 from ..errors import ErrorKind, GatewayError, from_status, invalid
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import b64, check, decode_b64, dumps, field, loads_body, new_id, sniff_image_type
-from .sse import LineSplitter
+from .ollama_stream import (
+    OllamaStreamDecoder,
+    OllamaStreamEncoder,
+    calls_in,
+    final,
+    iso,
+    stop_in,
+    tool_calls_out,
+    usage_in,
+)
 
 _ROLES = ("system", "user", "assistant", "tool")
 _EFFORTS = ("low", "medium", "high")
-
-
-def _iso(ts: float | None = None) -> str:
-    t = time.time() if ts is None else ts
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
 
 
 # ---------------------------------------------------------------- client side: request
@@ -196,212 +211,6 @@ def decode_generate(body: bytes) -> Request:
     return req
 
 
-# ---------------------------------------------------------------- client side: responses
-
-
-def _done_reason(stop: StopReason) -> str:
-    return "length" if stop == StopReason.MAX_TOKENS else "stop"
-
-
-def _final(usage: Usage, stop: StopReason, total_ns: int) -> dict[str, Any]:
-    return {"done": True, "done_reason": _done_reason(stop), "total_duration": total_ns, "load_duration": 0,
-            "prompt_eval_count": usage.input_tokens, "prompt_eval_duration": 0,
-            "eval_count": usage.output_tokens, "eval_duration": 0}
-
-
-def _tool_calls_out(calls: list[ToolCall]) -> list[dict[str, Any]]:
-    out = []
-    for c in calls:
-        try:
-            args = orjson.loads(c.arguments) if c.arguments.strip() else {}
-        except orjson.JSONDecodeError:
-            args = {"_raw": c.arguments}
-        out.append({"function": {"name": c.name, "arguments": args if isinstance(args, dict) else {"_value": args}}})
-    return out
-
-
-class OllamaStreamEncoder(StreamEncoder):
-    """Canonical events → NDJSON lines; `generate` renders `response` instead of `message`."""
-
-    __slots__ = ("generate", "model", "created", "t0", "calls", "stop", "usage")
-
-    def __init__(self, generate: bool, model: str) -> None:
-        self.generate = generate
-        self.model = model
-        self.created = _iso()
-        self.t0 = time.monotonic_ns()
-        self.calls: dict[int, ToolCall] = {}
-        self.stop = StopReason.END_TURN
-        self.usage = Usage()
-
-    def _line(self, content: str = "", thinking: str | None = None, tool_calls: list[ToolCall] | None = None,
-              final: dict[str, Any] | None = None) -> bytes:
-        obj: dict[str, Any] = {"model": self.model, "created_at": self.created}
-        if self.generate:
-            obj["response"] = content
-            if thinking is not None:
-                obj["thinking"] = thinking
-        else:
-            msg: dict[str, Any] = {"role": "assistant", "content": content}
-            if thinking is not None:
-                msg["thinking"] = thinking
-            if tool_calls:
-                msg["tool_calls"] = _tool_calls_out(tool_calls)
-            obj["message"] = msg
-        if final is None:
-            obj["done"] = False
-        else:
-            obj.update(final)
-        return orjson.dumps(obj) + b"\n"
-
-    def feed(self, ev: Event) -> bytes:
-        if isinstance(ev, TextDelta):
-            return self._line(ev.text) if ev.text else b""
-        if isinstance(ev, ReasoningDelta):
-            return self._line(thinking=ev.text) if ev.text else b""
-        if isinstance(ev, ToolArgsDelta):
-            call = self.calls.get(ev.index)
-            if call is not None:
-                call.arguments += ev.json
-            return b""
-        if isinstance(ev, BlockStart):
-            b = ev.block
-            if isinstance(b, ToolCall):
-                self.calls[ev.index] = ToolCall(id=b.id, name=b.name, arguments=b.arguments)
-            elif isinstance(b, Text) and b.text:
-                return self._line(b.text)
-            elif isinstance(b, Reasoning) and b.text:
-                return self._line(thinking=b.text)
-            return b""
-        if isinstance(ev, BlockStop):
-            call = self.calls.pop(ev.index, None)
-            if call is not None and not self.generate:
-                return self._line(tool_calls=[call])
-            return b""
-        if isinstance(ev, MessageStart):
-            if ev.model and not self.model:
-                self.model = ev.model
-            if ev.usage is not None:
-                self.usage = ev.usage
-            return b""
-        if isinstance(ev, MessageDelta):
-            if ev.stop_reason is not None:
-                self.stop = ev.stop_reason
-            if ev.usage is not None:
-                self.usage = ev.usage
-            return b""
-        if isinstance(ev, MessageStop):
-            return self._line(final=_final(self.usage, self.stop, time.monotonic_ns() - self.t0))
-        if isinstance(ev, StreamError):
-            return orjson.dumps({"error": ev.message}) + b"\n"
-        return b""
-
-
-# ---------------------------------------------------------------- upstream side: stream decoder
-
-
-class OllamaStreamDecoder(StreamDecoder):
-    """NDJSON chat lines → canonical events (blocks synthesised; the `done` line carries usage)."""
-
-    __slots__ = ("_lines", "_started", "_open", "_index", "_done", "_tool")
-
-    def __init__(self) -> None:
-        self._lines = LineSplitter()
-        self._started = False
-        self._open: str | None = None
-        self._index = -1
-        self._done = False
-        self._tool = False
-
-    def feed(self, chunk: bytes) -> list[Event]:
-        out: list[Event] = []
-        for line in self._lines.feed(chunk):
-            if not self._done:
-                self._line(line, out)
-        return out
-
-    def close(self) -> list[Event]:
-        out: list[Event] = []
-        for line in self._lines.flush():
-            if not self._done:
-                self._line(line, out)
-        if not self._done:
-            self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama stream ended before done:true"))
-        return out
-
-    def _block(self, kind: str | None, out: list[Event]) -> None:
-        if self._open == kind:
-            return
-        if self._open is not None:
-            out.append(BlockStop(index=self._index))
-        self._open = kind
-        if kind is not None:
-            self._index += 1
-            out.append(BlockStart(index=self._index, block=Text(text="") if kind == "text" else Reasoning()))
-
-    def _line(self, line: bytes, out: list[Event]) -> None:
-        try:
-            obj = orjson.loads(line)
-        except orjson.JSONDecodeError:
-            obj = None
-        if not isinstance(obj, dict):
-            self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama sent a malformed stream line"))
-            return
-        if "error" in obj:
-            self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message=str(obj["error"])))
-            return
-        if not self._started:
-            self._started = True
-            out.append(MessageStart(id=new_id("msg_"), model=str(obj.get("model") or ""), created=int(time.time())))
-        msg = obj.get("message")
-        if isinstance(msg, dict):
-            thinking, content = msg.get("thinking"), msg.get("content")
-            if isinstance(thinking, str) and thinking:
-                self._block("reasoning", out)
-                out.append(ReasoningDelta(index=self._index, text=thinking))
-            if isinstance(content, str) and content:
-                self._block("text", out)
-                out.append(TextDelta(index=self._index, text=content))
-            for call in _calls_in(msg.get("tool_calls")):
-                self._block(None, out)
-                self._index += 1
-                self._tool = True
-                args, call.arguments = call.arguments, ""
-                out.append(BlockStart(index=self._index, block=call))
-                out.append(ToolArgsDelta(index=self._index, json=args))
-                out.append(BlockStop(index=self._index))
-        if obj.get("done") is True:
-            self._block(None, out)
-            out.append(MessageDelta(stop_reason=_stop_in(obj.get("done_reason"), self._tool), usage=_usage_in(obj)))
-            out.append(MessageStop())
-            self._done = True
-
-
-def _calls_in(value: Any) -> list[ToolCall]:
-    out = []
-    for tc in value if isinstance(value, list) else ():
-        fn = tc.get("function") if isinstance(tc, dict) else None
-        if isinstance(fn, dict):
-            args = fn.get("arguments")
-            text = args if isinstance(args, str) else orjson.dumps(args if args is not None else {}).decode()
-            out.append(ToolCall(id=new_id("call_"), name=str(fn.get("name") or ""), arguments=text))
-    return out
-
-
-def _stop_in(reason: Any, tool: bool) -> StopReason:
-    if reason == "length":
-        return StopReason.MAX_TOKENS
-    return StopReason.TOOL_USE if tool else StopReason.END_TURN
-
-
-def _usage_in(obj: dict[str, Any]) -> Usage:
-    p, e = obj.get("prompt_eval_count"), obj.get("eval_count")
-    return Usage(input_tokens=p if isinstance(p, int) else 0, output_tokens=e if isinstance(e, int) else 0)
-
-
 # ---------------------------------------------------------------- codecs
 
 
@@ -419,7 +228,7 @@ class OllamaChatCodec(Codec):
         text = "".join(b.text for b in resp.content if isinstance(b, Text))
         thinking = "".join(b.text for b in resp.content if isinstance(b, Reasoning))
         obj: dict[str, Any] = {"model": resp.model or req.model,
-                               "created_at": _iso(resp.created or None)}
+                               "created_at": iso(resp.created or None)}
         if self._generate:
             obj["response"] = text
             if thinking:
@@ -430,9 +239,9 @@ class OllamaChatCodec(Codec):
                 msg["thinking"] = thinking
             calls = [b for b in resp.content if isinstance(b, ToolCall)]
             if calls:
-                msg["tool_calls"] = _tool_calls_out(calls)
+                msg["tool_calls"] = tool_calls_out(calls)
             obj["message"] = msg
-        obj.update(_final(resp.usage, resp.stop_reason, 0))
+        obj.update(final(resp.usage, resp.stop_reason, 0))
         return dumps(obj)
 
     def stream_encoder(self, req: Request) -> StreamEncoder:
@@ -496,10 +305,10 @@ class OllamaChatCodec(Codec):
             content.append(Reasoning(text=thinking))
         if isinstance(text, str) and text:
             content.append(Text(text=text))
-        calls = _calls_in(msg.get("tool_calls"))
+        calls = calls_in(msg.get("tool_calls"))
         content.extend(calls)
         return Response(id=new_id("msg_"), model=str(obj.get("model") or ""), content=content,
-                        stop_reason=_stop_in(obj.get("done_reason"), bool(calls)), usage=_usage_in(obj),
+                        stop_reason=stop_in(obj.get("done_reason"), bool(calls)), usage=usage_in(obj),
                         created=int(time.time()))
 
     def stream_decoder(self) -> StreamDecoder:
@@ -565,7 +374,7 @@ def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
         if images:
             msg["images"] = images
         if calls:
-            msg["tool_calls"] = _tool_calls_out(calls)
+            msg["tool_calls"] = tool_calls_out(calls)
         out.append(msg)
     return out
 
@@ -574,7 +383,7 @@ def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
 
 
 def encode_tags(models: list[ModelInfo]) -> bytes:
-    return dumps({"models": [{"name": m.id, "model": m.id, "modified_at": _iso(m.created or 0),
+    return dumps({"models": [{"name": m.id, "model": m.id, "modified_at": iso(m.created or 0),
                               "size": 0, "digest": "", "details": _details()} for m in models]})
 
 
@@ -589,7 +398,7 @@ def encode_show(model: ModelInfo) -> bytes:
         info["smolgate.context_length"] = model.context_length
     caps = ["completion", "tools"] + (["vision"] if model.supports_images else [])
     return dumps({"modelfile": "", "parameters": "", "template": "", "details": _details(), "model_info": info,
-                  "capabilities": caps, "modified_at": _iso(model.created or 0)})
+                  "capabilities": caps, "modified_at": iso(model.created or 0)})
 
 
 def encode_version() -> bytes:
