@@ -10,6 +10,7 @@ Lossy:
 - Consecutive same-role messages are merged into one turn (both directions).
 - `document` blocks: only `source.type:"text"` documents are accepted (as text); PDF/url/file documents and `image.source.type:"file"` get a 400.
 - Server tools (`web_search_*`, `bash_*`, …: any tool with a `type` other than "custom") and the raw `thinking` config ride in `Request.extra` and only reach Anthropic upstreams; other upstreams never see them.
+- Claude Code's `x-anthropic-billing-header: …` first system block is taken out of the system prompt (it changes per request, costs tokens and breaks prefix caching elsewhere) and restored only toward Anthropic upstreams.
 - `cache_control`, `citations`, `container`, `service_tier` and `anthropic-beta` semantics are not modelled (the beta header is forwarded to Anthropic upstreams only).
 - Server-tool content blocks in upstream responses (`server_tool_use`, `web_search_tool_result`, …) are dropped.
 - Stop reasons `pause_turn`, `model_context_window_exceeded`, `compaction` → canonical max_tokens; canonical content_filter → `refusal`.
@@ -52,7 +53,7 @@ from ..canonical import (
     link_tool_results,
 )
 from ..errors import ErrorKind, GatewayError, from_status, invalid
-from .anthropic_render import API_VERSION, response_block, upstream_body
+from .anthropic_render import API_VERSION, BILLING_PREFIX, response_block, upstream_body
 from .anthropic_stream import (
     KIND_TO_TYPE,
     STOP_FROM_WIRE,
@@ -278,8 +279,10 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
     if max_tokens is not None and max_tokens < 1:
         raise invalid("'max_tokens' must be at least 1", param="max_tokens")
     system = _text_blocks(obj["system"], "system") if obj.get("system") is not None else []
-    messages = _messages(field(obj, "messages", list, required=True), system)
     extra: dict[str, Any] = {}
+    if system and system[0].text.startswith(BILLING_PREFIX):  # Claude Code's per-request attribution line
+        extra["anthropic_billing_header"] = system.pop(0).text
+    messages = _messages(field(obj, "messages", list, required=True), system)
     tools = _tools(field(obj, "tools", list, default=[]), extra)
     tc = field(obj, "tool_choice", dict)
     oc = field(obj, "output_config", dict, default={})

@@ -15,6 +15,7 @@ from .common import b64, sniff_image_type
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
+BILLING_PREFIX = "x-anthropic-billing-header:"
 EFFORT_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 
 
@@ -137,6 +138,9 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens,
                             "messages": _upstream_messages(req.messages)}
     system = [t.text for t in req.system if t.text.strip()]
+    billing = req.extra.get("anthropic_billing_header")
+    if isinstance(billing, str) and billing.startswith(BILLING_PREFIX):
+        system.insert(0, billing)
     if len(system) == 1:
         body["system"] = system[0]
     elif system:
