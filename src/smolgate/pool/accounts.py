@@ -183,6 +183,8 @@ class AccountPool:
             states.setdefault(st, []).append(a.name)
         detail = "; ".join(f"{k}: {', '.join(v)}" for k, v in states.items())
         retry = max(0.0, recovery - now) if recovery < INF else None
+        if retry is None and H.HALF_OPEN in states:
+            retry = 1.0  # a probe is testing the account right now
         return GatewayError(ErrorKind.RATE_LIMITED,
                             f"no usable account for provider '{self.name}' ({detail})", retry_after=retry)
 
@@ -356,27 +358,28 @@ class AccountPool:
         if lease._probe:
             hl.probing = False
         if self.shared is not None and self.shared.up:
-            announced = info is not None and not info.empty
-            self.shared.spawn(self._share_record(a, outcome.value, now, until, hl.reason or "", announced,
-                                                 delta))
+            self._share_record(a, outcome.value, now, until, info is not None and not info.empty, delta)
         if wake:
             self._kick()
 
-    async def _share_record(self, a: AccountState, kind: str, now: float, until: float, reason: str,
-                            announced: bool, delta: int) -> None:
+    def _share_record(self, a: AccountState, kind: str, now: float, until: float, announced: bool,
+                      delta: int) -> None:
         assert self.shared is not None
         bp = self.provider.breaker
         kw = {}
         if announced:
             kw = dict(rem_req=a.est_req, reset_req=a.rl.reset_requests, rem_tok=a.est_tok,
                       reset_tok=a.rl.reset_tokens)
-        res = await self.shared.record(self.prefix(a), kind, now, until=until, cooldown=bp.cooldown,
-                                       threshold=bp.failures, reason=reason, fp=a.key_fp,
-                                       token_delta=delta if a.cfg.tpm else 0, **kw)
-        # Adopt a worse state the replicas reached together (e.g. their failures combined opened the
-        # breaker); never let the shared view erase a cooldown this replica just observed.
-        if res is not None and res[0] in (H.COOLING, H.OPEN, H.DISABLED) and res[1] >= a.health.until:
-            a.health.mirror(res[0], res[1], res[2] or None)
+
+        def adopt(res: tuple[str, float, str]) -> None:
+            # Adopt a worse state the replicas reached together (e.g. their failures combined opened the
+            # breaker); never let the shared view erase a cooldown this replica just observed.
+            if res[0] in (H.COOLING, H.OPEN, H.DISABLED) and res[1] >= a.health.until:
+                a.health.mirror(res[0], res[1], res[2] or None)
+
+        self.shared.record(self.prefix(a), kind, now, until=until, cooldown=bp.cooldown, threshold=bp.failures,
+                           reason=a.health.reason or "", fp=a.key_fp, token_delta=delta if a.cfg.tpm else 0,
+                           on_result=adopt, **kw)
 
     def enable(self, account: str) -> None:
         """Clear a disabled/cooling/open state by hand (after fixing a key); the shared state follows on the

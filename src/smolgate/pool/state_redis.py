@@ -16,11 +16,13 @@ pings until it is back, then slots still held are re-registered and sharing resu
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import itertools
 import logging
 import os
 import time
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -171,6 +173,10 @@ class SharedState:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe_task: asyncio.Task[None] | None = None
         self._hb_task: asyncio.Task[None] | None = None
+        self._outbox: collections.deque[tuple[list[str], list[Any], Any]] = collections.deque(maxlen=10_000)
+        self._wake = asyncio.Event()
+        self._busy = False
+        self.dropped = 0
 
     async def start(self) -> "SharedState":
         try:
@@ -178,6 +184,7 @@ class SharedState:
         except _DOWN as exc:
             self._down(exc)
         self._hb_task = self._spawn(self._heartbeat())
+        self._spawn(self._writer())
         return self
 
     def new_slot(self) -> str:
@@ -202,17 +209,43 @@ class SharedState:
         if key is not None:
             await self._call(self._r.zrem, key, slot)
 
-    async def record(self, prefix: str, kind: str, now: float, *, until: float = 0.0, cooldown: float = 0.0,
-                     threshold: int = 1, reason: str = "", fp: str = "", rem_req: int | None = None,
-                     reset_req: float | None = None, rem_tok: int | None = None,
-                     reset_tok: float | None = None, token_delta: int = 0) -> tuple[str, float, str] | None:
+    def record(self, prefix: str, kind: str, now: float, *, until: float = 0.0, cooldown: float = 0.0,
+               threshold: int = 1, reason: str = "", fp: str = "", rem_req: int | None = None,
+               reset_req: float | None = None, rem_tok: int | None = None, reset_tok: float | None = None,
+               token_delta: int = 0, on_result: Callable[[tuple[str, float, str]], None] | None = None) -> None:
+        """Queue an outcome. One writer sends queued outcomes in order, pipelined: the breaker's
+        "consecutive failures" must see a 503 and the success after it in the order they happened."""
         def s(v: object) -> str:
             return "" if v is None else str(v)
 
-        res = await self._call(self._record, [prefix], [
-            kind, now, until, cooldown, threshold, reason, fp,
-            s(rem_req), s(reset_req or 0), s(rem_tok), s(reset_tok or 0), token_delta, BUCKET, NBUCKETS])
-        return None if res is None else (res[0], float(res[1]), res[2])
+        if len(self._outbox) >= self._outbox.maxlen:  # type: ignore[operator]
+            self.dropped += 1  # bounded: under a Redis stall we lose old outcomes, never memory
+        self._outbox.append(([prefix], [kind, now, until, cooldown, threshold, reason, fp, s(rem_req),
+                                         s(reset_req or 0), s(rem_tok), s(reset_tok or 0), token_delta,
+                                         BUCKET, NBUCKETS], on_result))
+        self._wake.set()
+
+    async def _writer(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            self._busy = True
+            while self._outbox and self.up:
+                batch = [self._outbox.popleft() for _ in range(min(256, len(self._outbox)))]
+                pipe = self._r.pipeline(transaction=False)
+                for keys, args, _ in batch:
+                    await self._record(keys=keys, args=args, client=pipe)  # queues into the pipeline
+                try:
+                    results = await pipe.execute()
+                except _DOWN as exc:
+                    self._down(exc)
+                    break
+                for (_, _, cb), res in zip(batch, results):
+                    if cb is not None:
+                        cb((res[0], float(res[1]), res[2]))
+            if not self.up:
+                self._outbox.clear()  # stale by the time Redis returns; local state already has them
+            self._busy = False
 
     async def _call(self, fn: Any, *args: Any) -> Any:
         if not self.up:
@@ -274,10 +307,13 @@ class SharedState:
         return t
 
     async def drain(self) -> None:
-        """Wait for fire-and-forget writes (outcome records) to land — used by tests and close()."""
-        pending = [t for t in self._tasks if t is not self._probe_task and t is not self._hb_task]
-        if pending:
-            await asyncio.wait(pending, timeout=2)
+        """Wait until queued outcomes have landed — used by tests and close()."""
+        end = time.monotonic() + 2.0
+        while (self._outbox or self._wake.is_set()) and self.up and time.monotonic() < end:
+            await asyncio.sleep(0.002)
+        await asyncio.sleep(0)  # let the writer run the callbacks of its last batch
+        while self._busy and time.monotonic() < end:
+            await asyncio.sleep(0.002)
 
     async def close(self) -> None:
         for t in list(self._tasks):
