@@ -1477,3 +1477,13 @@ def test_claude_code_billing_header_only_reaches_anthropic():
     assert r.system == [Text(text="You are Claude Code.")] and r.extra["anthropic_billing_header"] == bh
     sent = orjson.loads(codec.encode_request(r, "m").body)
     assert sent["system"] == [{"type": "text", "text": bh}, {"type": "text", "text": "You are Claude Code."}]
+
+
+def test_effort_replays_to_anthropic_without_switching_thinking_on():
+    r = dec(base(output_config={"effort": "low"}))
+    assert r.reasoning == ReasoningConfig(effort="low")
+    sent = orjson.loads(codec.encode_request(r, "m").body)
+    assert "thinking" not in sent and sent["output_config"] == {"effort": "low"}
+    r = dec(base(thinking={"type": "adaptive"}, output_config={"effort": "max"}))
+    sent = orjson.loads(codec.encode_request(r, "m").body)
+    assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "max"}

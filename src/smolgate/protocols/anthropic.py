@@ -24,6 +24,7 @@ Lossy:
 - Video blocks are dropped towards Anthropic upstreams; `json_object` response format has no Anthropic equivalent and is dropped; `seed` is dropped.
 - Upstream `metadata` keeps only `user_id` (the only key Anthropic accepts).
 - An upstream conversation that starts with an assistant turn (or is empty) gets a leading user turn `"."`; empty text blocks are removed; trailing whitespace of a final assistant prefill is stripped.
+- `output_config.effort` becomes `ReasoningConfig.effort`; it is replayed as `output_config.effort` only toward Anthropic upstreams (an effort-only Anthropic request does not switch thinking on there).
 - `max_tokens` defaults to 4096 upstream when the client gave none; a reasoning effort without a budget maps to budget_tokens 1024/2048/4096/8192/16384 (minimal/low … max), capped below max_tokens.
 """
 
@@ -287,6 +288,8 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
     tc = field(obj, "tool_choice", dict)
     oc = field(obj, "output_config", dict, default={})
     effort = field(oc, "effort", str, "output_config")
+    if effort:
+        extra["anthropic_effort"] = effort
     fmt = _response_format(field(oc, "format", dict, "output_config"), "output_config.format") or \
         _response_format(field(obj, "output_format", dict), "output_format")
     stop = field(obj, "stop_sequences", list, default=[])

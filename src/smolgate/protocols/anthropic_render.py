@@ -114,8 +114,8 @@ def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[
     r = req.reasoning
     if isinstance(raw, dict) and raw.get("type") in ("adaptive", "disabled", "between_tools"):
         return raw, max_tokens
-    if r is None:
-        return None, max_tokens
+    if r is None or (raw is None and r.budget_tokens is None and req.extra.get("anthropic_effort")):
+        return None, max_tokens  # an Anthropic client's effort-only request: effort goes in output_config
     if not r.enabled or r.effort == "none":
         return {"type": "disabled"}, max_tokens
     budget = max(1024, r.budget_tokens or EFFORT_BUDGET.get(r.effort or "medium", 2048))
@@ -166,8 +166,13 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     if thinking is not None:
         body["thinking"] = thinking
     rf = req.response_format
+    output_config: dict[str, Any] = {}
+    if isinstance(req.extra.get("anthropic_effort"), str):
+        output_config["effort"] = req.extra["anthropic_effort"]
     if rf is not None and rf.type == "json_schema" and rf.schema is not None:
-        body["output_config"] = {"format": {"type": "json_schema", "schema": rf.schema}}
+        output_config["format"] = {"type": "json_schema", "schema": rf.schema}
+    if output_config:
+        body["output_config"] = output_config
     if req.stop:
         body["stop_sequences"] = req.stop
     # with thinking on, Anthropic rejects temperature/top_k changes and top_p below 0.95
