@@ -507,3 +507,20 @@ def test_codec_upstream_side_against_fake(fake):
     bad = call(Request(model="a", messages=[Message(role="user", content=[Text(text="FAIL_STATUS_429")])]))
     err = chat.decode_error(bad.status_code, bad.content, bad.headers)
     assert err.kind == ErrorKind.RATE_LIMITED and err.retry_after == 1.0
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(json_values, max_size=4), st.integers(1, 40))
+def test_fuzz_stream_decoder_never_raises(docs, step):
+    wire = b"".join(json.dumps(d).encode() + b"\n" for d in docs)
+    events = run_decoder([wire[i:i + step] for i in range(0, len(wire), step)])
+    assert isinstance(events[-1], (MessageStop, StreamError))
+
+
+def test_fake_slow_streams_incrementally(fake):
+    import time
+    t0 = time.monotonic()
+    with httpx.stream("POST", fake.url + "/api/chat", json={
+            "model": "m", "messages": [{"role": "user", "content": "SLOW"}]}) as r:
+        stamps = [time.monotonic() - t0 for _ in r.iter_raw()]
+    assert stamps[0] < 0.2 and stamps[-1] > 1.0

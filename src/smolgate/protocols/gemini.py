@@ -247,11 +247,11 @@ class GeminiCodec(Codec):
         return _decode_generate(d, _model_from(ctx, d), method == "streamGenerateContent", "")
 
     def encode_response(self, resp: Response, req: Request) -> bytes:
-        parts = blocks_to_parts(resp.content, upstream=False)
+        parts = blocks_to_parts(resp.content, upstream=False, thoughts=_thoughts(req))
         return dumps(chunk(parts, resp.id, resp.model, FINISH_OUT[resp.stop_reason], resp.usage))
 
     def stream_encoder(self, req: Request) -> StreamEncoder:
-        return GeminiStreamEncoder()
+        return GeminiStreamEncoder(show_thoughts=_thoughts(req))
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
         headers: dict[str, str] = {}
@@ -357,6 +357,11 @@ def _reason(err: dict[str, Any]) -> str | None:
         if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
             return detail["reason"]
     return None
+
+
+def _thoughts(req: Request) -> bool:
+    """Gemini shows thought summaries only when the request set thinkingConfig.includeThoughts."""
+    return req.reasoning is not None and req.reasoning.include_thoughts is True
 
 
 def _contents(messages: list[Message]) -> list[dict[str, Any]]:

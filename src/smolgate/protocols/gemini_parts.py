@@ -225,11 +225,12 @@ def gemini_sig(sig: str | None) -> str | None:
     return None
 
 
-def blocks_to_parts(blocks: list[Block], upstream: bool) -> list[dict[str, Any]]:
+def blocks_to_parts(blocks: list[Block], upstream: bool, thoughts: bool = True) -> list[dict[str, Any]]:
     """Canonical blocks → Gemini parts. An empty signed `Reasoning` folds into the preceding text part.
 
     `upstream` drops unsigned/foreign reasoning (Gemini ignores it and it is not Gemini's); toward a client
-    reasoning text is shown as `thought: true` parts.
+    reasoning text is shown as `thought: true` parts when `thoughts` (the client's includeThoughts), while
+    its signatures are always kept.
     """
     parts: list[dict[str, Any]] = []
     for b in blocks:
@@ -238,7 +239,7 @@ def blocks_to_parts(blocks: list[Block], upstream: bool) -> list[dict[str, Any]]
                 parts.append({"text": b.text})
         elif isinstance(b, Reasoning):
             sig = gemini_sig(b.signature)
-            if not b.text:
+            if not b.text or not thoughts:
                 if sig is None:
                     continue
                 prev = parts[-1] if parts else None

@@ -73,9 +73,10 @@ def error_obj(status: int, message: str, kind: ErrorKind | None, param: str | No
 class GeminiStreamEncoder(StreamEncoder):
     """Canonical events → `data: {GenerateContentResponse}` frames with only the new parts."""
 
-    __slots__ = ("calls", "model", "rid", "sigs", "stop", "texts", "usage")
+    __slots__ = ("calls", "model", "rid", "show_thoughts", "sigs", "stop", "texts", "usage")
 
-    def __init__(self) -> None:
+    def __init__(self, show_thoughts: bool = True) -> None:
+        self.show_thoughts = show_thoughts  # the client's includeThoughts; signatures flow regardless
         self.rid = new_id("resp_")
         self.model = ""
         self.calls: dict[int, ToolCall] = {}
@@ -91,7 +92,7 @@ class GeminiStreamEncoder(StreamEncoder):
         if isinstance(ev, TextDelta):
             return self._frame([{"text": ev.text}]) if ev.text else b""
         if isinstance(ev, ReasoningDelta):
-            if not ev.text:
+            if not ev.text or not self.show_thoughts:
                 return b""
             self.texts.add(ev.index)
             return self._frame([{"text": ev.text, "thought": True}])
@@ -104,7 +105,7 @@ class GeminiStreamEncoder(StreamEncoder):
             if isinstance(ev.block, ToolCall):
                 self.calls[ev.index] = ToolCall(id=ev.block.id, name=ev.block.name, arguments=ev.block.arguments,
                                                 signature=ev.block.signature)
-            elif isinstance(ev.block, ReasoningBlock) and ev.block.text:
+            elif isinstance(ev.block, ReasoningBlock) and ev.block.text and self.show_thoughts:
                 self.texts.add(ev.index)
                 return self._frame([{"text": ev.block.text, "thought": True}])
             elif isinstance(ev.block, Text) and ev.block.text:
