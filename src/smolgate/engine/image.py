@@ -45,9 +45,12 @@ def load_image(source: bytes | str | Path | Image.Image) -> Image.Image:
     """Decode and apply the EXIF orientation (as transformers' load_image does); PIL images pass through."""
     if isinstance(source, Image.Image):
         return source
-    with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
-        img.load()
-        return ImageOps.exif_transpose(img)
+    try:
+        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as img:
+            img.load()
+            return ImageOps.exif_transpose(img)
+    except (OSError, Image.DecompressionBombError) as exc:  # UnidentifiedImageError is an OSError
+        raise ValueError(f"cannot decode image: {exc}") from exc
 
 
 def to_rgb(img: Image.Image) -> Image.Image:
@@ -116,12 +119,20 @@ def to_pixel_values(images: list[Image.Image], cfg: ImageConfig) -> torch.Tensor
     """uint8 HWC images of one size -> float32 [n, 3, H, W] in [-1, 1] (for mean = std = 0.5)."""
     batch = np.stack([np.asarray(img, dtype=np.uint8) for img in images])
     # float64 multiply then float32, exactly like transformers' rescale, so results match bit for bit.
-    x = torch.from_numpy(batch).permute(0, 3, 1, 2).to(torch.float64).mul(cfg.rescale_factor).to(torch.float32)
+    x = (
+        torch.from_numpy(batch)
+        .permute(0, 3, 1, 2)
+        .to(torch.float64)
+        .mul(cfg.rescale_factor)
+        .to(torch.float32)
+    )
     mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
     std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
     return ((x - mean) / std).contiguous()
 
 
-def preprocess_image(source: bytes | str | Path | Image.Image, cfg: ImageConfig) -> tuple[torch.Tensor, Tiles]:
+def preprocess_image(
+    source: bytes | str | Path | Image.Image, cfg: ImageConfig
+) -> tuple[torch.Tensor, Tiles]:
     tiles = tile_image(to_rgb(load_image(source)), cfg)
     return to_pixel_values(tiles.images, cfg), tiles

@@ -68,7 +68,9 @@ class SmolVLMProcessor:
             chat_template=_chat_template(path, processor),
         )
 
-    def __call__(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> ProcessedInputs:
+    def __call__(
+        self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True
+    ) -> ProcessedInputs:
         media = self.media
         pixels: list[torch.Tensor] = []
         replacements: list[tuple[str, str]] = []
@@ -95,7 +97,9 @@ class SmolVLMProcessor:
     def _special_tokens(self) -> dict[str, str]:
         # Templates may reference bos_token / eos_token; transformers passes the special-token map to the renderer.
         tok = self.tokenizer
-        return {k: v for k, v in (("bos_token", tok.bos_token), ("eos_token", tok.eos_token)) if v is not None}
+        return {
+            k: v for k, v in (("bos_token", tok.bos_token), ("eos_token", tok.eos_token)) if v is not None
+        }
 
 
 def _media_tokens(tokenizer_config: dict[str, Any]) -> MediaTokens:

@@ -63,7 +63,9 @@ class MediaTokens:
 
     def video_frames(self, timestamps: Sequence[float], duration: float, seq_len: int) -> str:
         # The duration is truncated to whole seconds, timestamps to MM:SS (minutes may exceed 59).
-        intro = VIDEO_INTRO.format(count=num2words(len(timestamps)), duration=timedelta(seconds=int(duration)))
+        intro = VIDEO_INTRO.format(
+            count=num2words(len(timestamps)), duration=timedelta(seconds=int(duration))
+        )
         frames = "".join(
             FRAME_HEADER.format(minutes=int(t // 60), seconds=int(t % 60)) + self.single_image(seq_len)
             for t in timestamps
@@ -100,7 +102,9 @@ def expand_media(prompt: str, tokens: MediaTokens, replacements: Sequence[tuple[
     pieces = pattern.split(prompt)
     found = [("image" if p == tokens.image else "video") for p in pieces[1::2]]
     if found != [kind for kind, _ in replacements]:
-        raise ValueError(f"prompt holds media placeholders {found}, but the messages hold {len(replacements)} media")
+        raise ValueError(
+            f"prompt holds media placeholders {found}, but the messages hold {len(replacements)} media"
+        )
     pieces[1::2] = [text for _, text in replacements]
     return "".join(pieces)
 

@@ -53,7 +53,7 @@ class SampledVideo:
 
 
 def sample_frames(info: VideoInfo, fps: float, max_frames: int, skip_secs: float = 1.0) -> list[int]:
-    wanted = max(1, min(int(round(fps * info.duration)), max_frames))
+    wanted = max(1, min(round(fps * info.duration), max_frames))
     start, end = 0, info.total_frames - 1
     # Only clips comfortably longer than the frame budget lose their first and last `skip_secs`.
     if skip_secs > 0 and info.duration - 2 * skip_secs > max_frames * fps:
@@ -65,22 +65,29 @@ def sample_frames(info: VideoInfo, fps: float, max_frames: int, skip_secs: float
 
 
 def decode_video(source: bytes | str | Path, cfg: VideoConfig) -> SampledVideo:
-    with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source)) as container:
-        stream = container.streams.video[0]
-        info = VideoInfo(_count_frames(container, stream), _fps(stream), stream.width, stream.height)
-        if info.total_frames == 0:
-            raise ValueError("video has no frames")
-        indices = sample_frames(info, cfg.fps, cfg.max_frames, cfg.skip_secs)
-        wanted, last = set(indices), indices[-1]
-        frames: list[Image.Image] = []
-        for i, frame in enumerate(container.decode(stream)):
-            if i > last:
-                break
-            if i in wanted:
-                frames.append(Image.fromarray(frame.to_ndarray(format="rgb24")))
-    if len(frames) != len(indices):  # the header promised more frames than the stream holds
-        indices = indices[: len(frames)]
-    return SampledVideo(frames, indices, info)
+    """Decode only up to the last sampled frame. Undecodable input raises ValueError (a client error)."""
+    try:
+        with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r") as container:
+            if not container.streams.video:
+                raise ValueError("the file has no video stream")
+            stream = container.streams.video[0]
+            info = VideoInfo(_count_frames(container, stream), _fps(stream), stream.width, stream.height)
+            if info.total_frames == 0 or info.fps == 0:
+                raise ValueError("the video has no frames")
+            indices = sample_frames(info, cfg.fps, cfg.max_frames, cfg.skip_secs)
+            wanted, last = set(indices), indices[-1]
+            frames: list[Image.Image] = []
+            for i, frame in enumerate(container.decode(stream)):
+                if i > last:
+                    break
+                if i in wanted:
+                    frames.append(Image.fromarray(frame.to_ndarray(format="rgb24")))
+    except av.FFmpegError as exc:
+        raise ValueError(f"cannot decode video: {exc}") from exc
+    if not frames:
+        raise ValueError("cannot decode video: no frame could be decoded")
+    # The header may promise more frames than the stream holds; keep indices aligned with what was decoded.
+    return SampledVideo(frames, indices[: len(frames)], info)
 
 
 def resize_frame(frame: Image.Image, cfg: VideoConfig) -> Image.Image:
