@@ -12,9 +12,29 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smolgate.canonical import (BlockStart, BlockStop, Image, Message, MessageDelta, MessageStart, MessageStop,
-                                Reasoning, ReasoningDelta, ReasoningConfig, Request, Response, StopReason,
-                                StreamError, Text, TextDelta, ToolArgsDelta, ToolCall, ToolResult, Usage, Video)
+from smolgate.canonical import (
+    BlockStart,
+    BlockStop,
+    Image,
+    Message,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    Request,
+    Response,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    ToolResult,
+    Usage,
+    Video,
+)
 from smolgate.errors import ErrorKind, GatewayError
 from smolgate.protocols.base import ModelInfo, RequestContext
 from smolgate.protocols.openai_chat import OpenAIChatCodec, encode_model, encode_models
@@ -353,23 +373,23 @@ def test_decode_response_upstream():
 
 
 UPSTREAM_STREAM = b"".join([
-    b'data: {"id":"chatcmpl-7","object":"chat.completion.chunk","created":9,"model":"gpt","choices":'
-    b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}\n\n',
+    (b'data: {"id":"chatcmpl-7","object":"chat.completion.chunk","created":9,"model":"gpt","choices":'
+     b'[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":null}\n\n'),
     b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"reasoning_content":"Th\xc3\xa9"}}]}\n\n',
     b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"content":"Hel"}}]}\r\n\r\n',
     b': keep-alive\n\n',
     b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"content":"lo \xe2\x9c\x93"}}]}\n\n',
-    b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1",'
-    b'"type":"function","function":{"name":"get_weather","arguments":""}}]}}]}\n\n',
-    b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
-    b'"function":{"arguments":"{\\"city\\":"}}]}}]}\n\n',
-    b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
-    b'"function":{"arguments":"\\"Paris\\"}"}}]}}]}\n\n',
-    b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2",'
-    b'"type":"function","function":{"name":"noargs","arguments":""}}]}}]}\n\n',
+    (b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"call_1",'
+     b'"type":"function","function":{"name":"get_weather","arguments":""}}]}}]}\n\n'),
+    (b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+     b'"function":{"arguments":"{\\"city\\":"}}]}}]}\n\n'),
+    (b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":0,'
+     b'"function":{"arguments":"\\"Paris\\"}"}}]}}]}\n\n'),
+    (b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{"tool_calls":[{"index":1,"id":"call_2",'
+     b'"type":"function","function":{"name":"noargs","arguments":""}}]}}]}\n\n'),
     b'data: {"id":"chatcmpl-7","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n',
-    b'data: {"id":"chatcmpl-7","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":6,'
-    b'"total_tokens":17,"completion_tokens_details":{"reasoning_tokens":2}}}\n\n',
+    (b'data: {"id":"chatcmpl-7","choices":[],"usage":{"prompt_tokens":11,"completion_tokens":6,'
+     b'"total_tokens":17,"completion_tokens_details":{"reasoning_tokens":2}}}\n\n'),
     b"data: [DONE]\n\n",
 ])
 
@@ -626,3 +646,51 @@ def test_fake_slow_streams_incrementally(fake):
     total = time.monotonic() - t0
     assert text == "one two three four five six seven eight"
     assert first_text_at < 0.6 and total > 1.5
+
+
+STREAM_FRAMES = [f[6:] if f.startswith("data: [DONE]") else json.loads(f[6:])
+                 for f in UPSTREAM_STREAM.decode().replace("\r\n", "\n").split("\n\n") if f.startswith("data: ")]
+STREAM_FRAMES = ["[DONE]" if f == "[DONE]" else f for f in STREAM_FRAMES]
+
+
+# ---------------------------------------------------------------- stream decoder fuzz
+
+
+def _assert_guarantees(events):
+    """StreamDecoder contract: MessageStart first, sequential non-interleaved blocks, then delta+stop or error."""
+    from smolgate.canonical import Event  # noqa: F401
+    assert events, "close() must always end the stream with something"
+    if isinstance(events[0], StreamError):
+        return
+    assert isinstance(events[0], MessageStart)
+    open_idx, next_idx = None, 0
+    for e in events[1:-2]:
+        if isinstance(e, BlockStart):
+            assert open_idx is None and e.index == next_idx
+            open_idx, next_idx = e.index, next_idx + 1
+        elif isinstance(e, BlockStop):
+            assert e.index == open_idx
+            open_idx = None
+        elif isinstance(e, (TextDelta, ReasoningDelta, ToolArgsDelta)):
+            assert e.index == open_idx
+    tail = events[-2:]
+    assert isinstance(events[-1], StreamError) or (isinstance(tail[0], MessageDelta) and tail[1] == MessageStop())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(STREAM_FRAMES) - 1), st.lists(st.integers(0, 20), max_size=5),
+                          _json(), st.booleans()), max_size=8), st.integers(1, 50))
+def test_fuzz_stream_decoder(edits, step):
+    frames = list(STREAM_FRAMES)
+    for i, path, value, mutate in edits:
+        if mutate:
+            frames[i] = _mutate(frames[i], path, value)
+        else:
+            frames.insert(i, value)
+    wire = b"".join(b"data: " + (b"[DONE]" if f == "[DONE]" else orjson.dumps(f)) + b"\n\n" for f in frames)
+    d = C.stream_decoder()
+    events = []
+    for k in range(0, len(wire), step):
+        events += d.feed(wire[k:k + step])
+    events += d.close()
+    _assert_guarantees(events)

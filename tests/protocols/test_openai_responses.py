@@ -12,10 +12,32 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from smolgate.canonical import (BlockStart, BlockStop, Image, Message, MessageDelta, MessageStart, MessageStop,
-                                Reasoning, ReasoningConfig, ReasoningDelta, Request, Response, SignatureDelta,
-                                StopReason, StreamError, Text, TextDelta, Tool, ToolArgsDelta, ToolCall,
-                                ToolChoice, ToolResult, Usage, Video)
+from smolgate.canonical import (
+    BlockStart,
+    BlockStop,
+    Image,
+    Message,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningConfig,
+    ReasoningDelta,
+    Request,
+    Response,
+    SignatureDelta,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    Video,
+)
 from smolgate.errors import ErrorKind, GatewayError
 from smolgate.protocols.base import RequestContext
 from smolgate.protocols.openai_responses import OpenAIResponsesCodec
@@ -498,3 +520,49 @@ def test_codec_against_fake_upstream(fake):
     r = call(C.encode_request(dec({"model": "m", "input": "FAIL_STATUS_429"}), "x"))
     e = C.decode_error(r.status_code, r.content, r.headers)
     assert e.kind is ErrorKind.RATE_LIMITED and e.retry_after == 1
+
+
+STREAM_FRAMES = [d for _, d in parse_sse(encode_stream(events_text_tool()))]
+
+
+# ---------------------------------------------------------------- stream decoder fuzz
+
+
+def _assert_guarantees(events):
+    """StreamDecoder contract: MessageStart first, sequential non-interleaved blocks, then delta+stop or error."""
+    from smolgate.canonical import Event  # noqa: F401
+    assert events, "close() must always end the stream with something"
+    if isinstance(events[0], StreamError):
+        return
+    assert isinstance(events[0], MessageStart)
+    open_idx, next_idx = None, 0
+    for e in events[1:-2]:
+        if isinstance(e, BlockStart):
+            assert open_idx is None and e.index == next_idx
+            open_idx, next_idx = e.index, next_idx + 1
+        elif isinstance(e, BlockStop):
+            assert e.index == open_idx
+            open_idx = None
+        elif isinstance(e, (TextDelta, ReasoningDelta, ToolArgsDelta)):
+            assert e.index == open_idx
+    tail = events[-2:]
+    assert isinstance(events[-1], StreamError) or (isinstance(tail[0], MessageDelta) and tail[1] == MessageStop())
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(st.tuples(st.integers(0, len(STREAM_FRAMES) - 1), st.lists(st.integers(0, 20), max_size=5),
+                          _json(), st.booleans()), max_size=8), st.integers(1, 50))
+def test_fuzz_stream_decoder(edits, step):
+    frames = list(STREAM_FRAMES)
+    for i, path, value, mutate in edits:
+        if mutate:
+            frames[i] = _mutate(frames[i], path, value)
+        else:
+            frames.insert(i, value)
+    wire = b"".join(b"data: " + (b"[DONE]" if f == "[DONE]" else orjson.dumps(f)) + b"\n\n" for f in frames)
+    d = C.stream_decoder()
+    events = []
+    for k in range(0, len(wire), step):
+        events += d.feed(wire[k:k + step])
+    events += d.close()
+    _assert_guarantees(events)

@@ -20,20 +20,43 @@ Lossy:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from ..canonical import (Block, BlockStart, BlockStop, Event, Image, Message, MessageDelta, MessageStart,
-                         MessageStop, Reasoning, ReasoningDelta, Request, Response, ResponseFormat,
-                         StopReason, StreamError, Text, TextDelta, Tool, ToolArgsDelta, ToolCall, ToolChoice,
-                         ToolResult, Usage, Video, link_tool_results)
+from ..canonical import (
+    Block,
+    BlockStart,
+    Event,
+    Image,
+    Message,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    Response,
+    ResponseFormat,
+    StreamError,
+    Text,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Usage,
+    Video,
+    link_tool_results,
+)
 from ..errors import ErrorKind, GatewayError, invalid
 from . import openai_common as oc
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import check, field, loads_body, new_id, now
 from .openai_decoders import ChatStreamDecoder
-from .sse import SSEParser, sse_event
+from .sse import sse_event
 
 # Body fields with no canonical meaning that pass through to an OpenAI upstream untouched.
 PASSTHROUGH = ("frequency_penalty", "presence_penalty", "logit_bias", "user", "service_tier", "verbosity",
@@ -160,7 +183,7 @@ def _tool_choice(tc: Any, parallel: bool | None) -> ToolChoice | None:
     if isinstance(tc, str):
         if tc not in ("auto", "none", "required"):
             raise invalid("'tool_choice' must be auto, none, required or an object", param="tool_choice")
-        return ToolChoice(mode=tc, parallel=parallel)
+        return ToolChoice(mode=tc, parallel=parallel)  # type: ignore[arg-type]  # checked above
     check(tc, dict, "tool_choice")
     typ = field(tc, "type", str, "tool_choice", required=True)
     if typ == "function":
@@ -259,7 +282,7 @@ def encode_response(resp: Response) -> bytes:
 class ChatStreamEncoder(StreamEncoder):
     """Canonical events → `chat.completion.chunk` SSE frames; tool calls keyed by their own index."""
 
-    __slots__ = ("_req", "_include_usage", "_prefix", "_tool_index", "_next_tool", "_usage", "_done")
+    __slots__ = ("_done", "_include_usage", "_next_tool", "_prefix", "_req", "_tool_index", "_usage")
 
     def __init__(self, req: Request) -> None:
         self._req = req

@@ -7,7 +7,8 @@ Both APIs use the same error body `{"error":{message,type,param,code}}` and the 
 from __future__ import annotations
 
 import math
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
@@ -57,7 +58,8 @@ def kind_from_error(err: Any) -> str:
     """A canonical ErrorKind value for an in-stream `{"error": {...}}` object."""
     if isinstance(err, dict):
         for key in ("code", "type"):
-            kind = _TYPE_TO_KIND.get(err.get(key)) if isinstance(err.get(key), str) else None
+            value = err.get(key)
+            kind = _TYPE_TO_KIND.get(value) if isinstance(value, str) else None
             if kind is not None:
                 return kind.value
     return ErrorKind.UPSTREAM.value

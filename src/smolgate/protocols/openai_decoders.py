@@ -13,8 +13,23 @@ from typing import Any
 
 import orjson
 
-from ..canonical import (BlockStart, BlockStop, Event, MessageDelta, MessageStart, MessageStop, Reasoning,
-                         ReasoningDelta, StopReason, StreamError, Text, TextDelta, ToolArgsDelta, ToolCall, Usage)
+from ..canonical import (
+    BlockStart,
+    BlockStop,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningDelta,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
 from ..errors import ErrorKind
 from . import openai_common as oc
 from .base import StreamDecoder
@@ -97,7 +112,9 @@ class _Base(StreamDecoder):
         self._end(out)
         self._index += 1
         self._open, self._key, self._args_sent = kind, key, False
-        self._seen.add(key[0] if isinstance(key, tuple) else key)
+        wire_id = key[0] if isinstance(key, tuple) else key
+        if isinstance(wire_id, (str, int)):
+            self._seen.add(wire_id)
         if kind is _Open.TOOL:
             self._has_tools = True
         out.append(BlockStart(index=self._index, block=block))
@@ -186,7 +203,8 @@ class ChatStreamDecoder(_Base):
                 continue
             key = tc.get("index")
             if not isinstance(key, int):  # servers that omit index: a new id starts a new call
-                key = tc.get("id") or (self._key if self._open is _Open.TOOL else 0)
+                tid = tc.get("id")
+                key = tid if isinstance(tid, str) and tid else (self._key if self._open is _Open.TOOL else 0)
             fn = tc.get("function")
             fn = fn if isinstance(fn, dict) else {}
             if self._open is not _Open.TOOL or self._key != key:
@@ -214,7 +232,7 @@ def responses_stop(resp: dict[str, Any], has_tools: bool) -> StopReason:
     if resp.get("status") == "incomplete":
         details = resp.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        return _INCOMPLETE.get(reason, StopReason.MAX_TOKENS)
+        return _INCOMPLETE.get(reason, StopReason.MAX_TOKENS) if isinstance(reason, str) else StopReason.MAX_TOKENS
     return StopReason.TOOL_USE if has_tools else StopReason.END_TURN
 
 
@@ -307,7 +325,7 @@ class ResponsesStreamDecoder(_Base):
         key = self._key[0] if self._open is _Open.TEXT else self._key
         if self._open is not _Open.NONE and key == item_id:
             self._end(out)
-        elif typ == "function_call" and item_id not in self._seen:  # a call that was never announced
+        elif typ == "function_call" and isinstance(item_id, str) and item_id not in self._seen:  # a call that was never announced
             self._item_added(item, out)
             self._end(out)
 

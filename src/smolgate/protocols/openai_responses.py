@@ -22,12 +22,29 @@ Lossy:
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import orjson
 
-from ..canonical import (Block, Image, Message, Reasoning, ReasoningConfig, Request, Response, ResponseFormat,
-                         StopReason, Text, Tool, ToolCall, ToolChoice, ToolResult, Video, link_tool_results)
+from ..canonical import (
+    Block,
+    Image,
+    Message,
+    Reasoning,
+    ReasoningConfig,
+    Request,
+    Response,
+    ResponseFormat,
+    StopReason,
+    Text,
+    Tool,
+    ToolCall,
+    ToolChoice,
+    ToolResult,
+    Video,
+    link_tool_results,
+)
 from ..errors import ErrorKind, GatewayError, invalid
 from . import openai_common as oc
 from .base import Codec, ErrorReply, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
@@ -148,7 +165,7 @@ def _tool_choice(tc: Any, parallel: bool | None) -> ToolChoice | None:
     if isinstance(tc, str):
         if tc not in ("auto", "none", "required"):
             raise invalid("'tool_choice' must be auto, none, required or an object", param="tool_choice")
-        return ToolChoice(mode=tc, parallel=parallel)
+        return ToolChoice(mode=tc, parallel=parallel)  # type: ignore[arg-type]  # checked above
     check(tc, dict, "tool_choice")
     typ = field(tc, "type", str, "tool_choice", required=True)
     if typ == "function":
@@ -230,34 +247,34 @@ def _input_parts(blocks: list[Any], role: str) -> list[dict[str, Any]]:
     return parts
 
 
+def _flush(items: list[dict[str, Any]], role: str, pending: list[Block]) -> None:
+    if pending:
+        items.append({"type": "message", "role": role, "content": _input_parts(pending, role)})
+        pending.clear()
+
+
 def _input_items(messages: list[Message]) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
     for msg in messages:
         pending: list[Block] = []
-
-        def flush() -> None:
-            if pending:
-                items.append({"type": "message", "role": msg.role, "content": _input_parts(pending, msg.role)})
-                pending.clear()
-
         for b in msg.content:
             if isinstance(b, ToolResult):
-                flush()
+                _flush(items, msg.role, pending)
                 images = [c for c in b.content if isinstance(c, Image)]
                 texts = "\n".join(c.text for c in b.content if isinstance(c, Text))
                 items.append({"type": "function_call_output", "call_id": b.call_id,
                               "output": _input_parts(b.content, "user") if images else texts})
             elif isinstance(b, ToolCall):
-                flush()
+                _flush(items, msg.role, pending)
                 items.append({"type": "function_call", "call_id": b.id, "name": b.name, "arguments": b.arguments})
             elif isinstance(b, Reasoning):
-                flush()
+                _flush(items, msg.role, pending)
                 if b.redacted:  # only encrypted reasoning can be replayed without a store
                     items.append({"type": "reasoning", "id": new_id("rs_"), "encrypted_content": b.redacted,
                                   "summary": [{"type": "summary_text", "text": b.text}] if b.text else []})
             else:
                 pending.append(b)
-        flush()
+        _flush(items, msg.role, pending)
     return items
 
 

@@ -13,9 +13,25 @@ from typing import Any
 
 import orjson
 
-from ..canonical import (Block, BlockStart, BlockStop, Event, MessageDelta, MessageStart, MessageStop, Reasoning,
-                         ReasoningDelta, Request, StopReason, StreamError, Text, TextDelta, ToolArgsDelta,
-                         ToolCall, Usage)
+from ..canonical import (
+    Block,
+    BlockStart,
+    BlockStop,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    ReasoningDelta,
+    Request,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
 from ..errors import ErrorKind
 from . import openai_common as oc
 from .base import StreamEncoder
