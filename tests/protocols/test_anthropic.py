@@ -1487,3 +1487,47 @@ def test_effort_replays_to_anthropic_without_switching_thinking_on():
     r = dec(base(thinking={"type": "adaptive"}, output_config={"effort": "max"}))
     sent = orjson.loads(codec.encode_request(r, "m").body)
     assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "max"}
+
+
+_FRAME_TYPES = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
+                "message_delta", "message_stop", "ping", "error", "bogus"]
+_SMALL = st.none() | st.integers(-2, 5) | st.text(max_size=3) | st.dictionaries(st.sampled_from(
+    ["type", "input_tokens", "output_tokens", "message", "id", "model"]), st.integers(0, 5) | st.text(max_size=3),
+    max_size=3)
+_FRAME = st.fixed_dictionaries(
+    {"type": st.sampled_from(_FRAME_TYPES)},
+    optional={"index": st.integers(-1, 3) | st.text(max_size=2), "message": _SMALL | st.just({"usage": {}}),
+              "content_block": st.sampled_from([{"type": "text", "text": "a"}, {"type": "tool_use", "id": "t",
+                                                "name": "f", "input": {"a": 1}}, {"type": "thinking"},
+                                                {"type": "redacted_thinking", "data": "d"}, {"type": "x"}]) | _SMALL,
+              "delta": st.sampled_from([{"type": "text_delta", "text": "t"}, {"type": "thinking_delta",
+                                        "thinking": "h"}, {"type": "signature_delta", "signature": "s"},
+                                        {"type": "input_json_delta", "partial_json": "{"},
+                                        {"stop_reason": "tool_use"}]) | _SMALL,
+              "usage": _SMALL, "error": _SMALL})
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.lists(_FRAME, max_size=10), st.integers(1, 50), st.booleans())
+def test_fuzz_stream_decoder_keeps_its_guarantees(frames_, step, with_event_line):
+    data = b"".join((b"event: " + f["type"].encode() + b"\n" if with_event_line else b"")
+                    + b"data: " + orjson.dumps(f) + b"\n\n" for f in frames_)
+    evs = decode_stream(data, step)
+    assert evs, "close() must always report something"
+    assert isinstance(evs[-1], (MessageStop, StreamError))
+    if not isinstance(evs[0], StreamError):
+        assert isinstance(evs[0], MessageStart)
+    opened: list[int] = []
+    for e in evs:
+        if isinstance(e, BlockStart):
+            assert e.index == len(opened) and (not opened or opened[-1] is None)
+            opened.append(e.index)
+        elif isinstance(e, BlockStop):
+            assert opened and opened[-1] == e.index
+            opened[-1] = None  # type: ignore[call-overload]
+        elif isinstance(e, (TextDelta, ToolArgsDelta, ReasoningDelta, SignatureDelta)):
+            assert opened and opened[-1] == e.index
+        elif isinstance(e, MessageDelta):
+            assert not opened or opened[-1] is None
+    # and the client encoder accepts whatever the decoder produced
+    encode_stream(evs)
