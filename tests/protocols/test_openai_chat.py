@@ -694,3 +694,13 @@ def test_fuzz_stream_decoder(edits, step):
         events += d.feed(wire[k:k + step])
     events += d.close()
     _assert_guarantees(events)
+
+
+def test_stream_decoder_accepts_data_without_space_and_missing_index():
+    d = C.stream_decoder()
+    ev = d.feed(b'data:{"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{"id":"c9","function":'
+                b'{"name":"f","arguments":"{}"}}]}}]}\n\ndata:{"id":"x","choices":[{"index":0,"delta":{},'
+                b'"finish_reason":"stop"}]}\n\ndata:[DONE]\n\n')
+    assert ev[1] == BlockStart(index=0, block=ToolCall(id="c9", name="f", arguments=""))
+    assert ev[2] == ToolArgsDelta(index=0, json="{}")
+    assert ev[-2].stop_reason is StopReason.TOOL_USE and ev[-1] == MessageStop()

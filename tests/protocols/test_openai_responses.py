@@ -566,3 +566,35 @@ def test_fuzz_stream_decoder(edits, step):
         events += d.feed(wire[k:k + step])
     events += d.close()
     _assert_guarantees(events)
+
+
+def test_decoder_on_openai_shaped_stream():
+    """Hand-written frames as OpenAI sends them: two summary parts, args only in `.done`, refusal text."""
+    def f(typ, **kw):
+        return b"event: " + typ.encode() + b"\ndata: " + orjson.dumps({"type": typ, **kw}) + b"\n\n"
+    wire = b"".join([
+        f("response.created", response={"id": "resp_9", "model": "o4", "created_at": 11, "status": "in_progress"}),
+        f("response.output_item.added", output_index=0, item={"type": "reasoning", "id": "rs_1", "summary": []}),
+        f("response.reasoning_summary_text.delta", item_id="rs_1", output_index=0, summary_index=0, delta="a"),
+        f("response.reasoning_summary_text.delta", item_id="rs_1", output_index=0, summary_index=1, delta="b"),
+        f("response.output_item.done", output_index=0, item={"type": "reasoning", "id": "rs_1"}),
+        f("response.output_item.added", output_index=1, item={"type": "function_call", "id": "fc_1",
+                                                              "call_id": "call_1", "name": "f", "arguments": ""}),
+        f("response.function_call_arguments.done", item_id="fc_1", output_index=1, arguments='{"x":1}'),
+        f("response.output_item.done", output_index=1, item={"type": "function_call", "id": "fc_1"}),
+        f("response.output_item.added", output_index=2, item={"type": "message", "id": "msg_1", "content": []}),
+        f("response.refusal.delta", item_id="msg_1", output_index=2, content_index=0, delta="no"),
+        f("response.output_item.done", output_index=2, item={"type": "message", "id": "msg_1"}),
+        f("response.completed", response={"id": "resp_9", "status": "completed",
+                                          "usage": {"input_tokens": 1, "output_tokens": 2}}),
+    ])
+    d = C.stream_decoder()
+    assert d.feed(wire) + d.close() == [
+        MessageStart(id="resp_9", model="o4", created=11),
+        BlockStart(index=0, block=Reasoning()), ReasoningDelta(index=0, text="a"),
+        ReasoningDelta(index=0, text="\n\n"), ReasoningDelta(index=0, text="b"), BlockStop(index=0),
+        BlockStart(index=1, block=ToolCall(id="call_1", name="f", arguments="")),
+        ToolArgsDelta(index=1, json='{"x":1}'), BlockStop(index=1),
+        BlockStart(index=2, block=Text(text="")), TextDelta(index=2, text="no"), BlockStop(index=2),
+        MessageDelta(stop_reason=StopReason.TOOL_USE, usage=Usage(input_tokens=1, output_tokens=2)),
+        MessageStop()]

@@ -16,6 +16,8 @@ Lossy:
   identity is unknown on the way in (finish_reason "stop" covers both end_turn and stop_sequence).
 - a reasoning budget_tokens is bucketed into reasoning_effort (<1024 minimal, 1024 low, ≤2048 medium, else high).
 - cache_creation_tokens has no Chat usage field and is dropped.
+- video goes upstream as a non-standard `video_url` part (our engine takes it; OpenAI itself rejects it).
+- an interleaved fragment for an earlier tool call (never seen from OpenAI) opens a new call.
 """
 
 from __future__ import annotations

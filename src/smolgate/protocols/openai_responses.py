@@ -135,7 +135,8 @@ def _items(raw: list[Any], system: list[Text]) -> list[Message]:
                     check(c, dict, f"{path}.content[{k}]")
                     texts.append(field(c, "text", str, f"{path}.content[{k}]", default=""))
             block = Reasoning(text="\n\n".join(texts), redacted=field(item, "encrypted_content", str, path))
-            _append(messages, "assistant", [block], merge=True)
+            if block.text or block.redacted:  # an empty reasoning echo carries nothing
+                _append(messages, "assistant", [block], merge=True)
         elif typ == "item_reference":
             raise invalid("item_reference needs stored responses, which this gateway does not keep; "
                           "send the full conversation instead", param=f"{path}.type")
