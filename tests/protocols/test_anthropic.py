@@ -1489,29 +1489,68 @@ def test_effort_replays_to_anthropic_without_switching_thinking_on():
     assert sent["thinking"] == {"type": "adaptive"} and sent["output_config"] == {"effort": "max"}
 
 
-_FRAME_TYPES = ["message_start", "content_block_start", "content_block_delta", "content_block_stop",
-                "message_delta", "message_stop", "ping", "error", "bogus"]
-_SMALL = st.none() | st.integers(-2, 5) | st.text(max_size=3) | st.dictionaries(st.sampled_from(
-    ["type", "input_tokens", "output_tokens", "message", "id", "model"]), st.integers(0, 5) | st.text(max_size=3),
-    max_size=3)
+_FRAME_TYPES = [
+    "message_start",
+    "content_block_start",
+    "content_block_delta",
+    "content_block_stop",
+    "message_delta",
+    "message_stop",
+    "ping",
+    "error",
+    "bogus",
+]
+_SMALL = (
+    st.none()
+    | st.integers(-2, 5)
+    | st.text(max_size=3)
+    | st.dictionaries(
+        st.sampled_from(["type", "input_tokens", "output_tokens", "message", "id", "model"]),
+        st.integers(0, 5) | st.text(max_size=3),
+        max_size=3,
+    )
+)
 _FRAME = st.fixed_dictionaries(
     {"type": st.sampled_from(_FRAME_TYPES)},
-    optional={"index": st.integers(-1, 3) | st.text(max_size=2), "message": _SMALL | st.just({"usage": {}}),
-              "content_block": st.sampled_from([{"type": "text", "text": "a"}, {"type": "tool_use", "id": "t",
-                                                "name": "f", "input": {"a": 1}}, {"type": "thinking"},
-                                                {"type": "redacted_thinking", "data": "d"}, {"type": "x"}]) | _SMALL,
-              "delta": st.sampled_from([{"type": "text_delta", "text": "t"}, {"type": "thinking_delta",
-                                        "thinking": "h"}, {"type": "signature_delta", "signature": "s"},
-                                        {"type": "input_json_delta", "partial_json": "{"},
-                                        {"stop_reason": "tool_use"}]) | _SMALL,
-              "usage": _SMALL, "error": _SMALL})
+    optional={
+        "index": st.integers(-1, 3) | _SMALL | st.lists(st.integers(), max_size=1),
+        "message": _SMALL | st.just({"usage": {}}),
+        "content_block": st.sampled_from(
+            [
+                {"type": "text", "text": "a"},
+                {"type": "tool_use", "id": "t", "name": "f", "input": {"a": 1}},
+                {"type": "thinking"},
+                {"type": "redacted_thinking", "data": "d"},
+                {"type": "x"},
+            ]
+        )
+        | _SMALL,
+        "delta": st.sampled_from(
+            [
+                {"type": "text_delta", "text": "t"},
+                {"type": "thinking_delta", "thinking": "h"},
+                {"type": "signature_delta", "signature": "s"},
+                {"type": "input_json_delta", "partial_json": "{"},
+                {"stop_reason": "tool_use"},
+            ]
+        )
+        | _SMALL,
+        "usage": _SMALL,
+        "error": _SMALL | st.fixed_dictionaries({"type": _SMALL | st.just([1])}),
+    },
+)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(_FRAME, max_size=10), st.integers(1, 50), st.booleans())
 def test_fuzz_stream_decoder_keeps_its_guarantees(frames_, step, with_event_line):
-    data = b"".join((b"event: " + f["type"].encode() + b"\n" if with_event_line else b"")
-                    + b"data: " + orjson.dumps(f) + b"\n\n" for f in frames_)
+    data = b"".join(
+        (b"event: " + f["type"].encode() + b"\n" if with_event_line else b"")
+        + b"data: "
+        + orjson.dumps(f)
+        + b"\n\n"
+        for f in frames_
+    )
     evs = decode_stream(data, step)
     assert evs, "close() must always report something"
     assert isinstance(evs[-1], (MessageStop, StreamError))
@@ -1531,3 +1570,51 @@ def test_fuzz_stream_decoder_keeps_its_guarantees(frames_, step, with_event_line
             assert not opened or opened[-1] is None
     # and the client encoder accepts whatever the decoder produced
     encode_stream(evs)
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    st.lists(
+        st.one_of(
+            st.sampled_from(
+                [
+                    "content",
+                    "usage",
+                    "stop_reason",
+                    "stop_sequence",
+                    "type",
+                    "id",
+                    "input",
+                    "signature",
+                    "thinking",
+                    "data",
+                    "text",
+                ]
+            ),
+            st.integers(0, 5),
+        ),
+        min_size=1,
+        max_size=4,
+    ),
+    JSON,
+)
+def test_fuzz_decode_response_only_raises_gateway_errors(path, value):
+    wire = {
+        "id": "msg_1",
+        "type": "message",
+        "role": "assistant",
+        "model": "c",
+        "stop_reason": "end_turn",
+        "content": [
+            {"type": "text", "text": "hi"},
+            {"type": "thinking", "thinking": "t", "signature": "s"},
+            {"type": "tool_use", "id": "t", "name": "f", "input": {}},
+        ],
+        "usage": {"input_tokens": 1, "output_tokens": 1},
+    }
+    try:
+        r = codec.decode_response(orjson.dumps(_mutate(wire, path, value)))
+    except GatewayError as e:
+        assert e.kind is ErrorKind.UPSTREAM
+    else:
+        codec.encode_response(r, dec(base()))

@@ -411,14 +411,16 @@ class AnthropicCodec(Codec):
                 content.append(ToolCall(id=str(b.get("id") or new_id("toolu_")),
                                         name=str(b.get("name") or ""), arguments=args))
             elif typ == "thinking":
+                sig = b.get("signature")
                 content.append(Reasoning(text=str(b.get("thinking") or ""),
-                                         signature=b.get("signature") or None))
+                                         signature=sig if isinstance(sig, str) and sig else None))
             elif typ == "redacted_thinking":
                 content.append(Reasoning(redacted=str(b.get("data") or "")))
-        stop_seq = d.get("stop_sequence")
+        stop_seq, stop = d.get("stop_sequence"), d.get("stop_reason")
         return Response(
             id=str(d.get("id") or new_id("msg_")), model=str(d.get("model") or ""), content=content,
-            stop_reason=STOP_FROM_WIRE.get(d.get("stop_reason") or "end_turn", StopReason.END_TURN),
+            stop_reason=STOP_FROM_WIRE.get(stop, StopReason.END_TURN) if isinstance(stop, str)
+            else StopReason.END_TURN,
             stop_sequence=stop_seq if isinstance(stop_seq, str) else None,
             usage=usage_from_wire(d.get("usage")),
         )

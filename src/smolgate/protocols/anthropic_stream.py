@@ -329,7 +329,7 @@ class AnthropicStreamDecoder(StreamDecoder):
         typ = d.get("type") or event
         if typ == "content_block_delta":
             wi = d.get("index")
-            ci = self._map.get(wi)  # type: ignore[arg-type]
+            ci = self._map.get(wi) if isinstance(wi, int) else None
             delta = d.get("delta")
             if ci is None or not isinstance(delta, dict):
                 return None
@@ -355,7 +355,8 @@ class AnthropicStreamDecoder(StreamDecoder):
             self._ensure_started(out)
             self._block_start(d, out)
         elif typ == "content_block_stop":
-            ci = self._map.get(d.get("index"))  # type: ignore[arg-type]
+            wi = d.get("index")
+            ci = self._map.get(wi) if isinstance(wi, int) else None
             if ci is not None and ci in self._open:
                 self._open.discard(ci)
                 out.append(BlockStop(index=ci))
@@ -390,7 +391,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         elif typ == "error":
             err = d.get("error") if isinstance(d.get("error"), dict) else {}
             msg = err.get("message") if isinstance(err.get("message"), str) else "upstream stream error"
-            self._fail(out, TYPE_TO_KIND.get(err.get("type"), ErrorKind.UPSTREAM.value), msg)  # type: ignore[arg-type]
+            etype = err.get("type")
+            kind = TYPE_TO_KIND.get(etype, ErrorKind.UPSTREAM.value) if isinstance(etype, str) else "upstream"
+            self._fail(out, kind, msg)
         return None
 
     def _block_start(self, d: dict[str, Any], out: list[Event]) -> None:
