@@ -124,6 +124,11 @@ class HttpProvider(Provider):
             finally:
                 resp.release()
             err = self.codec.decode_error(resp.status, body, resp.headers)
+            if resp.status in (401, 403):
+                # Our credentials, not the client's: say so, and don't echo the upstream's text (it quotes
+                # key fragments). The pool still sees the 401/403 and disables the account.
+                err = GatewayError(ErrorKind.UPSTREAM, f"provider '{self.name}' rejected the gateway's "
+                                   f"credentials (HTTP {resp.status})")
             err.upstream_status = resp.status
             err.upstream_headers = resp.headers
             raise err

@@ -1,0 +1,83 @@
+"""Client keys from every SDK's header style, per-key limits, and secrets kept out of errors and logs."""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import sys
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import matrix_config
+from tests.gateway_server import GatewayServer
+
+KEYS = "keys:\n  - {key: sk-client-good, name: team, rpm: 1000}\n  - {key: sk-client-slow, name: slow, rpm: 2}\n"
+CHAT = {"model": "via-openai", "messages": [{"role": "user", "content": "auth hi"}]}
+
+
+@pytest.fixture(scope="module")
+def keyed(upstreams):
+    with GatewayServer(matrix_config({k: f.url for k, f in upstreams.items()}, KEYS)) as gw:
+        yield gw
+
+
+@pytest.mark.parametrize("how", ["bearer", "x-api-key", "x-goog-api-key", "query"])
+def test_every_sdk_key_style_is_accepted(keyed, how):
+    headers, params = {}, {}
+    if how == "bearer":
+        headers["authorization"] = "Bearer sk-client-good"
+    elif how == "query":
+        params["key"] = "sk-client-good"
+    else:
+        headers[how] = "sk-client-good"
+    r = httpx.post(keyed.url + "/v1/chat/completions", json=CHAT, headers=headers, params=params)
+    assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize("path,body,check", [
+    ("/v1/chat/completions", CHAT, lambda j: j["error"]["type"] == "authentication_error"),
+    ("/v1/messages", {**CHAT, "max_tokens": 5}, lambda j: j["type"] == "error" and j["error"]["type"] == "authentication_error"),
+    ("/v1beta/models/via-openai:generateContent", {"contents": [{"parts": [{"text": "x"}]}]},
+     lambda j: j["error"]["code"] == 401),
+    ("/api/chat", CHAT, lambda j: isinstance(j["error"], str)),
+])
+@pytest.mark.parametrize("key", [None, "sk-wrong"])
+def test_missing_or_wrong_key_is_401_in_the_clients_shape(keyed, path, body, check, key):
+    headers = {"authorization": f"Bearer {key}"} if key else {}
+    r = httpx.post(keyed.url + path, json=body, headers=headers)
+    assert r.status_code == 401
+    assert check(r.json())
+    if key:
+        assert key not in r.text
+
+
+def test_per_key_rpm_limit_is_a_429_with_retry_after(keyed):
+    h = {"authorization": "Bearer sk-client-slow"}
+    codes = [httpx.post(keyed.url + "/v1/chat/completions", json=CHAT, headers=h).status_code for _ in range(3)]
+    assert codes[:2] == [200, 200]
+    r = httpx.post(keyed.url + "/v1/chat/completions", json=CHAT, headers=h)
+    assert r.status_code == 429 and r.headers.get("retry-after")
+    # other keys are unaffected
+    assert httpx.post(keyed.url + "/v1/chat/completions", json=CHAT,
+                      headers={"authorization": "Bearer sk-client-good"}).status_code == 200
+
+
+def test_upstream_key_rejected_is_502_and_no_secret_leaks(upstreams, caplog):
+    cfg = matrix_config({k: f.url for k, f in upstreams.items()}).replace("sk-up-openai", "sk-up-WRONG-secret")
+    caplog.set_level(logging.DEBUG)
+    with GatewayServer(cfg) as gw:
+        r = httpx.post(gw.url + "/v1/chat/completions", json=CHAT, headers={"authorization": "Bearer sk-client-zzz"})
+        assert r.status_code == 502
+        assert "sk-up" not in r.text and "sk-client-zzz" not in r.text  # not even a masked prefix
+        assert "rejected the gateway's credentials" in r.text
+        accounts = httpx.get(gw.url + "/admin/accounts").text
+        assert "sk-up-WRONG-secret" not in accounts
+    assert "sk-up-WRONG-secret" not in caplog.text and "sk-client-zzz" not in caplog.text
+
+
+def test_serve_refuses_a_public_bind_without_keys(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "serve", "--host", "0.0.0.0", "--port", "1"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert "no client keys" in out.stdout + out.stderr
