@@ -1513,7 +1513,7 @@ _SMALL = (
 _FRAME = st.fixed_dictionaries(
     {"type": st.sampled_from(_FRAME_TYPES)},
     optional={
-        "index": st.integers(-1, 3) | _SMALL | st.lists(st.integers(), max_size=1),
+        "index": st.integers(-1, 3) | _SMALL | st.lists(st.integers(0, 3), max_size=1),
         "message": _SMALL | st.just({"usage": {}}),
         "content_block": st.sampled_from(
             [
