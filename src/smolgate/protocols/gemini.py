@@ -8,7 +8,7 @@ Lossy:
 - functionCall without `id` gets a stable synthetic id `call_<name>_<turn>_<n>` (client side) or a random `call_…` (upstream responses); functionResponse without `id` is matched to the latest model turn's calls by name, in order.
 - functionResponse.response `{"output"|"result"|"error": <string>}` becomes the plain tool-result text (`error` sets is_error); any other object becomes its JSON text; encoding back writes `{"output": text}` / `{"error": text}`, or the object itself when the text is a JSON object (so `result` comes back as `output`).
 - thoughtSignature is kept as `gemini:<sig>` on Reasoning.signature (on ToolCall.signature for call parts); a signature on a plain text part becomes an empty signed Reasoning after the Text and folds back onto that text part; non-Gemini signatures are never sent to Gemini (Anthropic thinking signatures do not survive a Gemini client).
-- Unsigned or foreign reasoning is dropped toward a Gemini upstream; redacted/encrypted reasoning is dropped both ways.
+- Unsigned or foreign reasoning is dropped toward a Gemini upstream; redacted/encrypted reasoning is dropped both ways; toward a Gemini client reasoning text appears as `thought: true` parts only when the request set includeThoughts (signatures always flow).
 - `parameters` / `responseSchema` (OpenAPI subset) are converted to JSON Schema (`nullable` → type union, `propertyOrdering` dropped); upstream always sends `parametersJsonSchema` / `responseJsonSchema`.
 - Only functionDeclarations tools are kept; googleSearch, codeExecution, urlContext and other hosted tools are ignored.
 - executableCode / codeExecutionResult / videoMetadata parts and inlineData other than image/* or video/* are not representable (the latter is a 400).

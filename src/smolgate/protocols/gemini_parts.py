@@ -14,7 +14,7 @@ import orjson
 
 from ..canonical import Block, Image, Reasoning, StopReason, Text, ToolCall, ToolResult, Usage, Video
 from ..errors import ErrorKind, invalid
-from .common import b64, check, decode_b64, new_id
+from .common import b64, check, decode_b64, new_id, sniff_image_type
 
 # Gemini thoughtSignatures ride on canonical `Reasoning.signature` with this prefix so the codec can tell
 # its own signatures from foreign ones (Anthropic thinking signatures) and drop the foreign ones.
@@ -266,7 +266,7 @@ def blocks_to_parts(blocks: list[Block], upstream: bool, thoughts: bool = True) 
 
 def media_part(b: Image | Video) -> dict[str, Any]:
     if b.data is not None:
-        mime = b.media_type or ("video/mp4" if isinstance(b, Video) else "image/png")
+        mime = b.media_type or ("video/mp4" if isinstance(b, Video) else sniff_image_type(b.data))
         return {"inlineData": {"mimeType": mime, "data": b64(b.data)}}
     fd: dict[str, Any] = {"fileUri": b.url or ""}
     if b.media_type:
