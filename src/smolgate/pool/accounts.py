@@ -21,8 +21,7 @@ import msgspec
 from ..config import AccountConfig, ProviderConfig
 from ..errors import ErrorKind, GatewayError
 from . import health as H
-from . import strategies
-from .ratelimit_headers import parse as parse_headers
+from . import outcomes, strategies
 from .state_memory import INF, AccountState
 from .state_redis import SharedState
 
@@ -42,18 +41,18 @@ class PoolOptions:
 
 
 class _Waiter:
-    __slots__ = ("fut", "tokens", "exclude")
+    __slots__ = ("exclude", "fut", "tokens")
 
-    def __init__(self, fut: asyncio.Future["Lease"], tokens: int, exclude: frozenset[str]) -> None:
+    def __init__(self, fut: asyncio.Future[Lease], tokens: int, exclude: frozenset[str]) -> None:
         self.fut, self.tokens, self.exclude = fut, tokens, exclude
 
 
 class Lease:
     """One attempt's hold on one account. `record` the outcome, then `release` (idempotent)."""
 
-    __slots__ = ("account", "_pool", "_acct", "_tokens", "_probe", "_slot", "_released", "_recorded")
+    __slots__ = ("_acct", "_pool", "_probe", "_recorded", "_released", "_slot", "_tokens", "account")
 
-    def __init__(self, pool: "AccountPool", acct: AccountState, tokens: int, probe: bool, slot: str | None):
+    def __init__(self, pool: AccountPool, acct: AccountState, tokens: int, probe: bool, slot: str | None):
         self.account: AccountConfig = acct.cfg
         self._pool, self._acct, self._tokens, self._probe, self._slot = pool, acct, tokens, probe, slot
         self._released = self._recorded = False
@@ -319,67 +318,8 @@ class AccountPool:
 
     def _record(self, lease: Lease, status: int | None, headers: Mapping[str, str] | None,
                 error: ErrorKind | None, tokens: int) -> None:
-        a, now, hl = lease._acct, time.time(), lease._acct.health
-        info = parse_headers(headers, now) if headers else None
-        if info is not None and not info.empty:
-            a.observe(info)
-        delta = tokens - lease._tokens if tokens else 0
-        if delta and a.tok is not None:
-            a.tok.add(now, delta)
-        outcome = H.classify(status, error)
-        what = str(status) if status is not None else (error.value if error else "error")
-        until, bp = 0.0, self.provider.breaker
-        wake = False
-        if outcome is H.Outcome.OK or outcome is H.Outcome.NEUTRAL:
-            wake = hl.on_success(reset_backoff=outcome is H.Outcome.OK)
-        elif outcome is H.Outcome.RATE_LIMITED or (status in (503, 529) and info and info.retry_after):
-            if info is not None and info.retry_after is not None:
-                delay, how = info.retry_after, f"retry-after {info.retry_after:g}s"
-            elif info is not None and (ex := info.exhausted_until(now)) is not None:
-                delay, how = ex - now, "until the announced reset"
-            else:
-                delay, how = H.backoff(hl.level, self.opts.backoff_base, self.opts.backoff_cap), "backoff"
-            until = now + min(delay, self.opts.max_cooldown)
-            if hl.state != H.COOLING:  # one line per transition, not per throttled request
-                log.warning("account %s of %s got %s: cooling down for %.1fs", a.name, self.name, what,
-                            until - now)
-            hl.on_rate_limited(until, f"{what}: cooling down ({how})")
-            a.note(f"{what} cooling {until - now:.1f}s")
-            outcome = H.Outcome.RATE_LIMITED
-        elif outcome is H.Outcome.FAILURE:
-            if hl.on_failure(now, bp.failures, bp.cooldown, f"{what}: circuit open"):
-                log.warning("account %s of %s: circuit open after %s (%d consecutive failures)",
-                            a.name, self.name, what, hl.failures)
-            a.note(what)
-        elif outcome is H.Outcome.AUTH:
-            hl.on_auth(f"{what}: upstream rejected the key; disabled until it is fixed")
-            log.error("account %s of %s disabled: upstream answered %s", a.name, self.name, what)
-            a.note(f"{what} disabled")
-        if lease._probe:
-            hl.probing = False
-        if self.shared is not None and self.shared.up:
-            self._share_record(a, outcome.value, now, until, info is not None and not info.empty, delta)
-        if wake:
-            self._kick()
-
-    def _share_record(self, a: AccountState, kind: str, now: float, until: float, announced: bool,
-                      delta: int) -> None:
-        assert self.shared is not None
-        bp = self.provider.breaker
-        kw = {}
-        if announced:
-            kw = dict(rem_req=a.est_req, reset_req=a.rl.reset_requests, rem_tok=a.est_tok,
-                      reset_tok=a.rl.reset_tokens)
-
-        def adopt(res: tuple[str, float, str]) -> None:
-            # Adopt a worse state the replicas reached together (e.g. their failures combined opened the
-            # breaker); never let the shared view erase a cooldown this replica just observed.
-            if res[0] in (H.COOLING, H.OPEN, H.DISABLED) and res[1] >= a.health.until:
-                a.health.mirror(res[0], res[1], res[2] or None)
-
-        self.shared.record(self.prefix(a), kind, now, until=until, cooldown=bp.cooldown, threshold=bp.failures,
-                           reason=a.health.reason or "", fp=a.key_fp, token_delta=delta if a.cfg.tpm else 0,
-                           on_result=adopt, **kw)
+        if outcomes.apply(self, lease._acct, lease._tokens, lease._probe, status, headers, error, tokens):
+            self._kick()  # an account came back (breaker closed): serve waiters
 
     def enable(self, account: str) -> None:
         """Clear a disabled/cooling/open state by hand (after fixing a key); the shared state follows on the

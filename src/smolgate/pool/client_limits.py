@@ -32,7 +32,8 @@ def _label(key: ClientKey) -> str:
 class ClientLimiter:
     def __init__(self, keys: list[ClientKey], state: object = None) -> None:
         # `state`: a SharedState, a Pools (its shared state is used), or None for in-process counters.
-        self.shared: SharedState | None = getattr(state, "shared", state)  # type: ignore[assignment]
+        shared = getattr(state, "shared", state)
+        self.shared: SharedState | None = shared if isinstance(shared, SharedState) else None
         self._usage: dict[str, _Usage] = {_label(k): _Usage() for k in keys}
 
     async def acquire(self, key: ClientKey) -> Callable[[], Awaitable[None]]:

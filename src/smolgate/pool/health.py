@@ -107,7 +107,7 @@ class Health:
     def on_success(self, *, reset_backoff: bool = True) -> bool:
         """Returns True if the account became usable again (wake waiters)."""
         self.failures = 0
-        if reset_backoff:
+        if reset_backoff and self.state != COOLING:  # an old in-flight success says nothing about the 429
             self.level = 0
         if self.state in (OPEN, HALF_OPEN):
             self.state, self.until, self.reason, self.probing = HEALTHY, 0.0, None, False

@@ -36,7 +36,7 @@ class Pools:
 
     @classmethod
     async def create(cls, providers: list[ProviderConfig], state_url: str | None = None, *,
-                     options: PoolOptions | None = None) -> "Pools":
+                     options: PoolOptions | None = None) -> Pools:
         opts = options or PoolOptions()
         shared = None
         if state_url:

@@ -52,15 +52,14 @@ class RateInfo:
         return max(ends) if ends else None
 
 
+_SIMPLE = re.compile(r"(\d+(?:\.\d+)?)(ms|s)?")
+
+
 def parse_duration(text: str) -> float | None:
     """Go-style duration ("6m0s", "20ms", "1h2m3.5s") or bare seconds ("30", "0.5") → seconds."""
     text = text.strip()
-    if not text:
-        return None
-    try:
-        return max(0.0, float(text))
-    except ValueError:
-        pass
+    if (m := _SIMPLE.fullmatch(text)) is not None:  # the common forms, without exceptions or a loop
+        return float(m.group(1)) * (1e-3 if m.group(2) == "ms" else 1.0)
     pos, total = 0, 0.0
     for m in _DURATION.finditer(text):
         if m.start() != pos:
@@ -115,7 +114,7 @@ def parse(headers: Mapping[str, str] | None, now: float) -> RateInfo:
     if not headers:
         return info
     # Case-insensitive view of only the headers we care about (aiohttp gives a CIMultiDict, tests give dicts).
-    h = {k.lower(): v for k, v in headers.items() if k.lower().startswith(_PREFIXES)}
+    h = {lk: v for k, v in headers.items() if (lk := k.lower()).startswith(_PREFIXES)}
     if not h:
         return info
     if (v := h.get("retry-after-ms")) is not None and (ms := _int(v)) is not None:

@@ -21,31 +21,46 @@ INF = float("inf")
 
 
 class Window:
-    """A sliding per-minute counter (requests or tokens)."""
+    """A sliding per-minute counter (requests or tokens) with a running sum: O(1) amortised per call."""
 
-    __slots__ = ("idx", "cnt")
+    __slots__ = ("cnt", "head", "sum")
 
     def __init__(self) -> None:
-        self.idx = [-1] * NBUCKETS
         self.cnt = [0] * NBUCKETS
+        self.head = -NBUCKETS  # index of the newest bucket (absolute: now // BUCKET)
+        self.sum = 0
+
+    def _advance(self, now: float) -> int:
+        b = int(now // BUCKET)
+        if b > self.head:  # buckets that slid out of the window leave the sum
+            if b - self.head >= NBUCKETS:
+                self.cnt = [0] * NBUCKETS
+                self.sum = 0
+            else:
+                cnt = self.cnt
+                for k in range(self.head + 1, b + 1):
+                    s = k % NBUCKETS
+                    self.sum -= cnt[s]
+                    cnt[s] = 0
+            self.head = b
+        return self.head
 
     def total(self, now: float) -> int:
-        b = int(now // BUCKET)
-        lo = b - NBUCKETS + 1
-        return sum(c for i, c in zip(self.idx, self.cnt) if i >= lo)
+        self._advance(now)
+        return self.sum
 
     def add(self, now: float, amount: int) -> None:
-        b = int(now // BUCKET)
-        s = b % NBUCKETS
-        if self.idx[s] != b:
-            self.idx[s], self.cnt[s] = b, 0
-        self.cnt[s] += amount
+        b = self._advance(now)
+        self.cnt[b % NBUCKETS] += amount
+        self.sum += amount
 
     def frees_at(self, now: float) -> float:
         """When the oldest counted bucket leaves the window (capacity returns)."""
-        lo = int(now // BUCKET) - NBUCKETS + 1
-        live = [i for i, c in zip(self.idx, self.cnt) if i >= lo and c]
-        return (min(live) + NBUCKETS) * BUCKET if live else now
+        b = self._advance(now)
+        for k in range(b - NBUCKETS + 1, b + 1):
+            if self.cnt[k % NBUCKETS] > 0:
+                return (k + NBUCKETS) * BUCKET
+        return now
 
 
 @dataclass(slots=True, eq=False)

@@ -178,7 +178,7 @@ class SharedState:
         self._busy = False
         self.dropped = 0
 
-    async def start(self) -> "SharedState":
+    async def start(self) -> SharedState:
         try:
             await self._r.ping()
         except _DOWN as exc:
