@@ -46,7 +46,7 @@ def error_object(err: GatewayError) -> dict[str, Any]:
 
 
 def encode_error(err: GatewayError) -> ErrorReply:
-    headers = {"content-type": "application/json"}
+    headers: dict[str, str] = {}  # the server sets content-type itself
     if err.retry_after is not None:
         headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
     if err.kind not in TRANSIENT:
