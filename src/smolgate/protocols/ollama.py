@@ -7,6 +7,7 @@ images, sampling under `options`, errors as `{"error": "string"}`. The upstream 
 Lossy:
 - Tool calls carry no ids: decoding generates stable ids `call_<n>` (n = position of the call in the conversation); tool messages are matched to the preceding calls by tool_name, else by order; ids are not sent to clients or upstreams.
 - Images are bare base64 (media type sniffed from magic bytes) and are placed before the message text; image URLs and video cannot be sent to an Ollama upstream (400).
+- Tool results are text only: images inside a tool result move to the `images` of a user message right after the tool messages.
 - Multiple text blocks of one message are joined with a newline; reasoning signatures and redacted reasoning are dropped (`thinking` is plain text).
 - `think: "low"|"medium"|"high"` ↔ reasoning effort; budgets are not expressible (an upstream gets `think: true`).
 - tool_choice: "none" drops the tools, "tool" narrows them to the named one, "required" cannot be expressed (treated as auto).
