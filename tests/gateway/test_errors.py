@@ -153,3 +153,35 @@ def test_remote_image_url_to_private_address_is_refused(gateway, upstreams, upst
     assert r.status_code == 400
     assert "refused" in r.json()["error"]["message"]
     assert len(upstreams[upstream].requests) == before  # nothing was sent upstream either
+
+
+def test_remote_image_is_fetched_and_inlined_when_allowed(upstreams, png):
+    """With `allow_private_image_urls` (a test-only opt-in here), a loopback URL is fetched once and sent
+    inline to an upstream that takes only bytes."""
+    from aiohttp import web
+
+    from tests.fakes.harness import FakeUpstream
+
+    class ImageHost(FakeUpstream):
+        def routes(self, app: web.Application) -> None:
+            app.router.add_get("/cat.png", lambda r: web.Response(body=png, content_type="image/png"))
+            app.router.add_get("/page.html", lambda r: web.Response(text="<html>", content_type="text/html"))
+            app.router.add_get("/hop", lambda r: web.HTTPFound("/cat.png"))
+
+    host = ImageHost().start()
+    cfg = matrix_config({k: f.url for k, f in upstreams.items()}, "server: {allow_private_image_urls: true}\n")
+    try:
+        with GatewayServer(cfg) as gw:
+            for path in ("/cat.png", "/hop"):
+                r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "via-gemini", "messages": [
+                    {"role": "user", "content": [{"type": "text", "text": "x"},
+                                                 {"type": "image_url", "image_url": {"url": host.url + path}}]}]})
+                assert r.status_code == 200, r.text
+                assert r.json()["choices"][0]["message"]["content"].endswith("images=1 turns=1")
+                parts = upstreams["gemini"].last.json["contents"][-1]["parts"]
+                assert any("inlineData" in p or "inline_data" in p for p in parts)
+            r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "via-gemini", "messages": [
+                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": host.url + "/page.html"}}]}]})
+            assert r.status_code == 400 and "content type" in r.json()["error"]["message"]
+    finally:
+        host.stop()
