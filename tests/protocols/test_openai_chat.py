@@ -121,8 +121,8 @@ def test_decode_full_request():
     assert r.max_tokens == 9  # max_completion_tokens preferred
     assert r.stop == ["END"] and r.temperature == 0.5 and r.top_p == 1 and r.seed == 7 and r.top_k == 3
     assert r.reasoning == ReasoningConfig(enabled=True, effort="low")
-    assert r.stream and r.extra["openai_chat.include_usage"] is True
-    assert r.extra["openai"] == {"frequency_penalty": 0.1}
+    assert r.stream and r.extra["openai_include_usage"] is True
+    assert r.extra["openai_passthrough"] == {"frequency_penalty": 0.1}
     assert r.metadata == {"k": "v"}
 
 
@@ -134,7 +134,7 @@ def test_decode_small_variants():
     assert r.tool_choice.mode == "required" and r.reasoning.enabled is False and not r.stream
     r = dec({"model": "m", "messages": [{"role": "user", "content": "hi"}], "response_format": {"type": "text"},
              "stream": True})
-    assert r.response_format is None and r.extra["openai_chat.include_usage"] is False
+    assert r.response_format is None and r.extra["openai_include_usage"] is False
     r = dec({"model": "m", "messages": [{"role": "assistant", "content": None, "tool_calls": [
         {"id": "c", "type": "function", "function": {"name": "f", "arguments": {"x": 1}}}]}]})
     assert r.messages[0].content == [ToolCall(id="c", name="f", arguments='{"x":1}')]

@@ -225,7 +225,7 @@ def decode_request(body: bytes) -> Request:
         extra[INCLUDE_USAGE] = bool(field(opts, "include_usage", bool, "stream_options", default=False))
     passthrough = {k: d[k] for k in PASSTHROUGH if d.get(k) is not None}
     if passthrough:
-        extra["openai"] = passthrough
+        extra["openai_passthrough"] = passthrough
     metadata = field(d, "metadata", dict, default={})
     req = Request(
         model=model, messages=messages, system=system, tools=_tools(field(d, "tools", list, default=[])),
@@ -341,7 +341,7 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    passthrough = req.extra.get("openai")
+    passthrough = req.extra.get("openai_passthrough")
     if isinstance(passthrough, dict):
         for k, v in passthrough.items():
             body.setdefault(k, v)

@@ -34,7 +34,7 @@ from .base import StreamEncoder
 from .common import new_id, now
 from .sse import sse_event
 
-INCLUDE_USAGE = "openai_chat.include_usage"  # Request.extra flag set by decode_request, read here
+INCLUDE_USAGE = "openai_include_usage"  # Request.extra flag set by decode_request, read here
 
 
 def chat_id(rid: str) -> str:
