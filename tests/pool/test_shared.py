@@ -137,3 +137,36 @@ async def test_redis_outage_degrades_then_recovers(private_redis, caplog: pytest
     assert await combined_cap_holds()
     await one.close()
     await two.close()
+
+
+async def test_refresh_shows_the_fleet(redis_url: str) -> None:
+    cfg = [prov("p", [acct("a", max_concurrency=5), acct("b")])]
+    one, two = await make_pools("redis", cfg, redis_url), await make_pools("redis", cfg, redis_url)
+    held = [await one.get("p").acquire(exclude=frozenset({"b"})) for _ in range(2)]
+    lease = await one.get("p").acquire(exclude=frozenset({"a"}))
+    lease.record(status=403)
+    await lease.release()
+    await one.drain()
+    assert status(two, "b").state == "healthy"  # not seen yet: two never touched b
+    await two.refresh()
+    assert status(two, "b").state == "disabled" and "403" in status(two, "b").reason
+    assert status(two, "a").in_flight_all_replicas == 2 and status(two, "a").in_flight == 0
+    for x in held:
+        await x.release()
+    await one.close()
+    await two.close()
+
+
+async def test_unreachable_at_startup_still_serves(caplog: pytest.LogCaptureFixture) -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level(logging.WARNING, logger="smolgate.pool")
+    pools = await make_pools("redis", [prov("p", [acct("a")])], f"redis://:hunter2@127.0.0.1:{port}/0")
+    lease = await pools.get("p").acquire()
+    await lease.release()
+    msgs = [r.getMessage() for r in caplog.records if "unreachable" in r.getMessage()]
+    assert len(msgs) == 1 and "hunter2" not in msgs[0]
+    await pools.close()

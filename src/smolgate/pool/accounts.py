@@ -257,7 +257,7 @@ class AccountPool:
     def _kick(self) -> None:
         if not self._waiters:
             return
-        if self.shared is None:
+        if self.shared is None or not self.shared.up:
             self._drain_local()
         elif not self._draining:
             self._draining = True

@@ -25,6 +25,7 @@ class AccountStatus(msgspec.Struct, kw_only=True):
     rpm_used: int | None  # requests in the last minute (None: no rpm limit configured)
     tpm_used: int | None
     max_concurrency: int | None = None
+    in_flight_all_replicas: int | None = None  # with shared state, as of the last `refresh()`
     remaining_requests: int | None = None  # as last announced by the upstream, minus what we sent since
     remaining_tokens: int | None = None
 
@@ -71,10 +72,27 @@ class Pools:
                     recent_errors=list(a.errors),
                     rpm_used=a.req.total(now) if a.req is not None else None,
                     tpm_used=a.tok.total(now) if a.tok is not None else None,
-                    max_concurrency=a.cfg.max_concurrency,
+                    max_concurrency=a.cfg.max_concurrency, in_flight_all_replicas=a.in_flight_all,
                     remaining_requests=max(0, a.est_req) if a.est_req is not None and fresh else None,
                     remaining_tokens=max(0, a.est_tok) if a.est_tok is not None and fresh_t else None))
         return out
+
+    async def refresh(self) -> None:
+        """Pull what other replicas recorded (cooldowns, open breakers, disabled keys, combined in-flight)
+        into this replica's view, so `snapshot()` shows the whole fleet. No-op without shared state."""
+        if self.shared is None:
+            return
+        accts = [(pool, a) for pool in self._pools.values() for a in pool.accounts]
+        now = time.time()
+        res = await self.shared.read([pool.prefix(a) for pool, a in accts], now)
+        if res is None:
+            return
+        for (_, a), (state, until, reason, fp, n) in zip(accts, res):
+            h = a.health
+            if state == "disabled" and fp == a.key_fp and h.state != "disabled" or (
+                    state in ("cooling", "open") and until > max(now, h.until)):
+                h.mirror(state, until, reason or None)
+            a.in_flight_all = n
 
     async def drain(self) -> None:
         """Let fire-and-forget shared writes land (tests; graceful shutdown)."""

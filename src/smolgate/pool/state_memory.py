@@ -78,6 +78,7 @@ class AccountState:
     est_tok: int | None = None
     rl: RateInfo = field(default_factory=RateInfo)
     errors: collections.deque[str] = field(default_factory=lambda: collections.deque(maxlen=8))
+    in_flight_all: int | None = None  # across replicas (shared state), as of the last refresh
     swrr: float = 0.0  # smooth weighted round robin's running "current weight"
 
     def __post_init__(self) -> None:

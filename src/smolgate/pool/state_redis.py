@@ -209,6 +209,22 @@ class SharedState:
         if key is not None:
             await self._call(self._r.zrem, key, slot)
 
+    async def read(self, prefixes: list[str], now: float) -> list[tuple[str, float, str, str, int]] | None:
+        """Each account's shared (state, until, reason, key fingerprint, in-flight across replicas)."""
+        if not self.up:
+            return None
+        pipe = self._r.pipeline(transaction=False)
+        for p in prefixes:
+            pipe.hmget(p + ":health", "state", "until", "reason", "fp")
+            pipe.zcount(p + ":slots", now, "+inf")
+        try:
+            res = await pipe.execute()
+        except _DOWN as exc:
+            self._down(exc)
+            return None
+        return [(h[0] or "healthy", float(h[1] or 0), h[2] or "", h[3] or "", int(n))
+                for h, n in zip(res[::2], res[1::2])]
+
     def record(self, prefix: str, kind: str, now: float, *, until: float = 0.0, cooldown: float = 0.0,
                threshold: int = 1, reason: str = "", fp: str = "", rem_req: int | None = None,
                reset_req: float | None = None, rem_tok: int | None = None, reset_tok: float | None = None,
