@@ -545,7 +545,41 @@ def test_stream_encoder_emits_immediately():
     enc = codec.stream_encoder(dec(base()))
     for ev in FULL_EVENTS:
         out = enc.feed(ev)
-        assert out, f"{ev} produced no bytes"
+        if isinstance(ev, BlockStart) and isinstance(ev.block, Text):
+            assert out == b""  # an empty text block opens with its first non-empty delta
+        else:
+            assert out, f"{ev} produced no bytes"
+        if isinstance(ev, TextDelta) and ev.text == "Hel":
+            assert [e for e, _ in frames(out)] == ["content_block_start", "content_block_delta"]
+
+
+def test_stream_encoder_never_sends_empty_text_blocks():
+    evs = [
+        MessageStart(id="m", model="x"),
+        BlockStart(index=0, block=Text(text="")),
+        TextDelta(index=0, text=""),
+        BlockStop(index=0),
+        BlockStart(index=1, block=ToolCall(id="t", name="f", arguments="")),
+        BlockStop(index=1),
+        MessageDelta(stop_reason=StopReason.TOOL_USE),
+        MessageStop(),
+    ]
+    fr = frames(encode_stream(evs))
+    assert [(e, d.get("index")) for e, d in fr] == [
+        ("message_start", None),
+        ("content_block_start", 0),
+        ("content_block_stop", 0),
+        ("message_delta", None),
+        ("message_stop", None),
+    ]
+    assert fr[1][1]["content_block"]["type"] == "tool_use"
+    out = orjson.loads(
+        codec.encode_response(
+            Response(id="m", model="x", content=[Text(text=""), Reasoning(), ToolCall(id="t", name="f")]),
+            dec(base()),
+        )
+    )
+    assert [b["type"] for b in out["content"]] == ["tool_use"]
 
 
 # ======================================================== upstream side: stream decoder
@@ -1167,6 +1201,7 @@ def test_sdk_unsigned_reasoning_from_other_providers_parses():
     with client.messages.stream(model="claude-x", max_tokens=10, messages=MSGS) as s:
         final = s.get_final_message()
     assert final.content[0].type == "thinking" and final.content[0].signature == ""
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (3, 2)  # usage known only at the end
     assert final.content[1].text == "ok"
 
 

@@ -23,6 +23,7 @@ Lossy:
 - Tool schemas without a top-level `type` get `"type": "object"` toward Anthropic upstreams.
 - Video blocks are dropped towards Anthropic upstreams; `json_object` response format has no Anthropic equivalent and is dropped; `seed` is dropped.
 - Upstream `metadata` keeps only `user_id` (the only key Anthropic accepts).
+- Empty text blocks (and empty reasoning in non-streamed replies) are never rendered to clients: a streamed text block opens at its first non-empty delta, so a block that stays empty is omitted and later wire indices shift down.
 - An upstream conversation that starts with an assistant turn (or is empty) gets a leading user turn `"."`; empty text blocks are removed; trailing whitespace of a final assistant prefill is stripped.
 - `output_config.effort` becomes `ReasoningConfig.effort`; it is replayed as `output_config.effort` only toward Anthropic upstreams (an effort-only Anthropic request does not switch thinking on there).
 - `max_tokens` defaults to 4096 upstream when the client gave none; a reasoning effort without a budget maps to budget_tokens 1024/2048/4096/8192/16384 (minimal/low … max), capped below max_tokens.

@@ -39,7 +39,9 @@ def _image_json(img: Image) -> dict[str, Any]:
 
 def response_block(b: Block) -> dict[str, Any] | None:
     if isinstance(b, Text):
-        return {"type": "text", "text": b.text}
+        return {"type": "text", "text": b.text} if b.text else None  # no empty text blocks
+    if isinstance(b, Reasoning) and not b.text and not b.signature and not b.redacted:
+        return None
     if isinstance(b, ToolCall):
         return {"type": "tool_use", "id": tool_id(b.id), "name": b.name, "input": _input_obj(b.arguments)}
     if isinstance(b, Reasoning):

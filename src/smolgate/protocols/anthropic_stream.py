@@ -158,7 +158,8 @@ def _delta(index: int, kind: bytes, key: bytes, value: str) -> bytes:
 class AnthropicStreamEncoder(StreamEncoder):
     """One client stream. Canonical indices are renumbered so wire indices are always 0, 1, 2, …"""
 
-    __slots__ = ("_delta_sent", "_index", "_kinds", "_model", "_next", "_open", "_started", "_stopped")
+    __slots__ = ("_delta_sent", "_index", "_kinds", "_model", "_next", "_open", "_pending", "_started",
+                 "_stopped")
 
     def __init__(self, req: Request) -> None:
         self._model = req.model
@@ -166,6 +167,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         self._index: dict[int, int] = {}  # canonical index → wire index
         self._kinds: dict[int, str] = {}  # wire index → text|tool_use|thinking|redacted_thinking
         self._open: set[int] = set()  # wire indices started but not stopped
+        self._pending: set[int] = set()  # canonical text blocks not opened until their first non-empty text
         self._next = 0
         self._delta_sent = False
         self._stopped = False
@@ -190,6 +192,9 @@ class AnthropicStreamEncoder(StreamEncoder):
         pre = b"" if self._started or isinstance(ev, (MessageStart, StreamError)) else self._start()
         if isinstance(ev, TextDelta):
             wi = self._index.get(ev.index)
+            if wi is None and ev.index in self._pending and ev.text:
+                self._pending.discard(ev.index)
+                return pre + self._block_start(BlockStart(index=ev.index, block=Text(text=ev.text)))
             if wi is None or wi not in self._open or self._kinds[wi] != "text" or not ev.text:
                 return pre
             return pre + _delta(wi, b"text_delta", b"text", ev.text)
@@ -211,6 +216,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         if isinstance(ev, BlockStart):
             return pre + self._block_start(ev)
         if isinstance(ev, BlockStop):
+            self._pending.discard(ev.index)  # an empty text block is never sent (Anthropic rejects them)
             wi = self._index.get(ev.index)
             if wi is None or wi not in self._open:
                 return pre
@@ -240,6 +246,9 @@ class AnthropicStreamEncoder(StreamEncoder):
         return pre
 
     def _block_start(self, ev: BlockStart) -> bytes:
+        if isinstance(ev.block, Text) and not ev.block.text:
+            self._pending.add(ev.index)
+            return b""
         wi = self._next
         self._next += 1
         self._index[ev.index] = wi
