@@ -15,8 +15,8 @@ Lossy:
   it arrives in `output_item.added`; Anthropic signatures have no Responses field.
 - multiple summary parts of one reasoning item are joined with a blank line; assistant refusals are text.
 - top_k is accepted from clients but never sent upstream; stop sequences and seed have no Responses
-  field (not sent); response status is completed or incomplete (max_output_tokens / content_filter):
-  end_turn / stop_sequence / tool_use are indistinguishable on the way back in.
+  field (not sent); a response is only completed or incomplete (max_output_tokens / content_filter), so
+  end_turn and stop_sequence are indistinguishable on the way back in (tool_use is inferred from calls).
 - ToolResult.is_error has no field; cache_creation_tokens has no usage field.
 """
 
