@@ -207,7 +207,7 @@ def _messages(value: list[Any], system: list[Text]) -> list[Message]:
         else:
             if not out and role != "user":
                 raise invalid("the first message must use the 'user' role", param=f"{p}.role")
-            out.append(Message(role=role, content=blocks))  # type: ignore[arg-type]
+            out.append(Message(role=role, content=blocks))
     if not out:
         raise invalid("'messages' must contain at least one user message", param="messages")
     return out
@@ -396,8 +396,9 @@ class AnthropicCodec(Codec):
             raise GatewayError(ErrorKind.UPSTREAM, "upstream returned invalid JSON") from None
         if not isinstance(d, dict) or not isinstance(d.get("content"), list):
             if isinstance(d, dict) and d.get("type") == "error":
-                err = d.get("error") if isinstance(d.get("error"), dict) else {}
-                raise GatewayError(ErrorKind.UPSTREAM, str(err.get("message") or "upstream error"))
+                err = d.get("error")
+                msg = err.get("message") if isinstance(err, dict) else None
+                raise GatewayError(ErrorKind.UPSTREAM, str(msg or "upstream error"))
             raise GatewayError(ErrorKind.UPSTREAM, "upstream response is not an Anthropic message")
         content: list[Block] = []
         for b in d["content"]:

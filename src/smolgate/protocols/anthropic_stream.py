@@ -174,7 +174,7 @@ class AnthropicStreamEncoder(StreamEncoder):
 
     def _start(self, msg_id: str = "", model: str = "", usage: Usage | None = None) -> bytes:
         self._started = True
-        msg = {"id": message_id(msg_id), "type": "message", "role": "assistant",
+        msg: dict[str, Any] = {"id": message_id(msg_id), "type": "message", "role": "assistant",
                "model": model or self._model, "content": [], "stop_reason": None, "stop_sequence": None,
                "usage": usage_json(usage)}
         return sse_event(orjson.dumps({"type": "message_start", "message": msg}), "message_start")
@@ -255,6 +255,7 @@ class AnthropicStreamEncoder(StreamEncoder):
         self._open.add(wi)
         b = ev.block
         tail = b""
+        block: dict[str, Any]
         if isinstance(b, Text):
             kind, block = "text", {"type": "text", "text": ""}
             if b.text:
@@ -372,7 +373,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         elif typ == "message_start":
             if self._state != _S.BEFORE:
                 return None
-            m = d.get("message") if isinstance(d.get("message"), dict) else {}
+            m = d.get("message")
+            if not isinstance(m, dict):
+                m = {}
             self._usage = usage_from_wire(m.get("usage"))
             self._state = _S.MESSAGE
             mid, model = m.get("id"), m.get("model")
@@ -398,8 +401,12 @@ class AnthropicStreamDecoder(StreamDecoder):
             out.append(MessageStop())
             self._state = _S.DONE
         elif typ == "error":
-            err = d.get("error") if isinstance(d.get("error"), dict) else {}
-            msg = err.get("message") if isinstance(err.get("message"), str) else "upstream stream error"
+            err = d.get("error")
+            if not isinstance(err, dict):
+                err = {}
+            msg = err.get("message")
+            if not isinstance(msg, str):
+                msg = "upstream stream error"
             etype = err.get("type")
             kind = TYPE_TO_KIND.get(etype, ErrorKind.UPSTREAM.value) if isinstance(etype, str) else "upstream"
             self._fail(out, kind, msg)
