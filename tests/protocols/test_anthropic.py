@@ -1663,3 +1663,14 @@ async def test_async_sdk_stream_helper_and_fake_models(fake):
         final = await s.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]
     assert [x.id for x in real(fake).models.list().data] == ["claude-fake"]
+
+
+def test_fake_legacy_wire_x_api_key_via_sdk(fake, monkeypatch):
+    monkeypatch.delenv("ANTHROPIC_API_KEY", raising=False)
+    monkeypatch.delenv("ANTHROPIC_AUTH_TOKEN", raising=False)
+    legacy = {"x-api-key": "sk-ant-fake", "anthropic-version": "2023-06-01"}
+    c = anthropic.Anthropic(api_key=None, base_url=fake.url, max_retries=0, default_headers=legacy)
+    with c.messages.stream(model="m", max_tokens=50, messages=[{"role": "user", "content": "hi"}]) as s:
+        assert s.get_final_message().content[0].text.startswith("You said: hi")
+    assert "authorization" not in fake.last.headers
+    assert {k: fake.last.headers[k] for k in legacy} == legacy
