@@ -157,3 +157,17 @@ async def test_client_errors_do_not_hurt_health(backend: str, state_url: str | N
         await _once(pools.get("p"), status=code)
     assert status(pools, "p" and "a").state == "healthy"
     await pools.close()
+
+
+async def test_stream_that_opened_then_died_counts_as_a_failure(backend: str, state_url: str | None) -> None:
+    """The dispatcher records 200 when a stream opens and the error if it dies: the breaker must see it."""
+    pools = await make_pools(backend, [prov("one", [acct("solo")], failures=2, cooldown=5)], state_url)
+    pool = pools.get("one")
+    for _ in range(2):
+        lease = await pool.acquire()
+        lease.record(status=200, headers={"x-ratelimit-remaining-requests": "99"})
+        lease.record(error=ErrorKind.UPSTREAM)
+        await lease.release()
+    await pools.drain()
+    assert status(pools, "solo").state == "open"
+    await pools.close()

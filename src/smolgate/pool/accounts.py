@@ -50,16 +50,18 @@ class _Waiter:
 class Lease:
     """One attempt's hold on one account. `record` the outcome, then `release` (idempotent)."""
 
-    __slots__ = ("_acct", "_pool", "_probe", "_recorded", "_released", "_slot", "_tokens", "account")
+    __slots__ = ("_acct", "_ok", "_pool", "_probe", "_released", "_slot", "_tokens", "account")
 
     def __init__(self, pool: AccountPool, acct: AccountState, tokens: int, probe: bool, slot: str | None):
         self.account: AccountConfig = acct.cfg
         self._pool, self._acct, self._tokens, self._probe, self._slot = pool, acct, tokens, probe, slot
-        self._released = self._recorded = False
+        self._released = False
+        # A success takes effect at release, so an attempt recorded "200" when its stream opened and then
+        # recorded as failed mid-way counts as the failure it was (the breaker must see it).
+        self._ok: H.Outcome | None = None
 
     def record(self, *, status: int | None = None, headers: Mapping[str, str] | None = None,
                error: ErrorKind | None = None, tokens: int = 0) -> None:
-        self._recorded = True
         self._pool._record(self, status, headers, error, tokens)
 
     async def release(self) -> None:
@@ -310,16 +312,17 @@ class AccountPool:
     async def _release(self, lease: Lease) -> None:
         a = lease._acct
         a.in_flight -= 1
-        if lease._probe and not lease._recorded:
-            a.health.probing = False  # the probe never reported: let another request probe
+        if lease._ok is not None:
+            outcomes.settle(self, lease)
+        if lease._probe:
+            a.health.probing = False  # probe over (if it never reported, another request may probe)
         if lease._slot is not None and self.shared is not None:
             await self.shared.release(lease._slot)
         self._kick()
 
     def _record(self, lease: Lease, status: int | None, headers: Mapping[str, str] | None,
                 error: ErrorKind | None, tokens: int) -> None:
-        if outcomes.apply(self, lease._acct, lease._tokens, lease._probe, status, headers, error, tokens):
-            self._kick()  # an account came back (breaker closed): serve waiters
+        outcomes.apply(self, lease, status, headers, error, tokens)
 
     def enable(self, account: str) -> None:
         """Clear a disabled/cooling/open state by hand (after fixing a key); the shared state follows on the

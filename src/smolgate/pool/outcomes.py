@@ -17,29 +17,33 @@ from .ratelimit_headers import parse as parse_headers
 from .state_memory import AccountState
 
 if TYPE_CHECKING:
-    from .accounts import AccountPool
+    from .accounts import AccountPool, Lease
 
 log = logging.getLogger("smolgate.pool")
 
 
-def apply(pool: AccountPool, a: AccountState, est_tokens: int, probe: bool, status: int | None,
-          headers: Mapping[str, str] | None, error: ErrorKind | None, tokens: int) -> bool:
-    """Update `a` from one attempt. Returns True if the account became usable again (wake the queue)."""
+def apply(pool: AccountPool, lease: Lease, status: int | None, headers: Mapping[str, str] | None,
+          error: ErrorKind | None, tokens: int) -> None:
+    """Update the lease's account from one attempt's outcome (a success is only noted; see `settle`)."""
+    a = lease._acct
     now, hl, opts = time.time(), a.health, pool.opts
     info = parse_headers(headers, now) if headers else None
     announced = info is not None and not info.empty
     if announced:
         a.observe(info)  # type: ignore[arg-type]
-    delta = tokens - est_tokens if tokens else 0  # correct the token window from the estimate to the truth
+    delta = tokens - lease._tokens if tokens else 0  # correct the token window from the estimate to the truth
     if delta and a.tok is not None:
         a.tok.add(now, delta)
+        lease._tokens = tokens
     outcome = H.classify(status, error)
     what = str(status) if status is not None else (error.value if error else "error")
-    until, bp, wake = 0.0, pool.provider.breaker, False
-    if outcome is H.Outcome.OK or outcome is H.Outcome.NEUTRAL:
-        # A 400 proves the upstream is alive (closes the breaker) but says nothing about its rate limit.
-        wake = hl.on_success(reset_backoff=outcome is H.Outcome.OK)
-    elif outcome is H.Outcome.RATE_LIMITED or (status in (503, 529) and info and info.retry_after is not None):
+    until, bp = 0.0, pool.provider.breaker
+    lease._ok = outcome if outcome in (H.Outcome.OK, H.Outcome.NEUTRAL) else None
+    if lease._ok is not None:
+        if (announced or (delta and a.cfg.tpm)) and pool.shared is not None and pool.shared.up:
+            _share(pool, a, "budget", now, 0.0, announced, delta)  # the budget now, health at settle
+        return
+    if outcome is H.Outcome.RATE_LIMITED or (status in (503, 529) and info and info.retry_after is not None):
         if info is not None and info.retry_after is not None:
             delay, how = info.retry_after, f"retry-after {info.retry_after:g}s"
         elif info is not None and (ex := info.exhausted_until(now)) is not None:
@@ -62,11 +66,18 @@ def apply(pool: AccountPool, a: AccountState, est_tokens: int, probe: bool, stat
             log.error("account %s of %s disabled: upstream answered %s", a.name, pool.name, what)
         hl.on_auth(f"{what}: upstream rejected the key; disabled until it is fixed")
         a.note(f"{what} disabled")
-    if probe:
-        hl.probing = False
     if pool.shared is not None and pool.shared.up:
         _share(pool, a, outcome.value, now, until, announced, delta)
-    return wake
+
+
+def settle(pool: AccountPool, lease: Lease) -> None:
+    """At release: the attempt ended without a failure after its success was recorded — now it counts.
+    A 400 proves the upstream is alive (closes the breaker) but says nothing about its rate limit."""
+    ok = lease._ok
+    if lease._acct.health.on_success(reset_backoff=ok is H.Outcome.OK):
+        log.info("account %s of %s is healthy again", lease._acct.name, pool.name)
+    if pool.shared is not None and pool.shared.up and ok is not None:
+        _share(pool, lease._acct, ok.value, time.time(), 0.0, False, 0)
 
 
 def _share(pool: AccountPool, a: AccountState, kind: str, now: float, until: float, announced: bool,
