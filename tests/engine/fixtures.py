@@ -132,7 +132,7 @@ def write_processor_files(
     dst_dir: str | Path,
     variant: str,
     *,
-    config: Mapping[str, Any] | None = None,
+    config: Mapping[str, Any] | Any | None = None,
     tile_size: int | None = None,
     image_seq_len: int | None = None,
     longest_edge: int | None = None,
@@ -141,18 +141,17 @@ def write_processor_files(
 ) -> Path:
     """Write preprocessor_config.json + processor_config.json for `variant` (see VARIANTS).
 
-    `config` may be a model config (with `vision_config` and `scale_factor`) or a bare vision config: the tile size
-    and image_seq_len are then derived from it so a tiny test model (e.g. image_size 32, patch 8) stays consistent.
+    `config` may be a model config (`vision_config` + `scale_factor`; a dict or a transformers config object) or a
+    bare vision config (scale_factor 2 then): the tile size and image_seq_len are derived from it so a tiny test model (e.g. image_size 32, patch 8) stays consistent.
     Explicit `tile_size` / `image_seq_len` / `longest_edge` win over both. `longest_edge` defaults to 4 tiles,
     as in every published checkpoint.
     """
     spec = VARIANTS[variant]
     tile, seq = spec["tile"], spec["seq"]
     if config is not None:
+        config = config.to_dict() if hasattr(config, "to_dict") else config  # transformers config objects
         vision = config.get("vision_config", config)
-        scale = int(
-            config.get("scale_factor", vision.get("scale_factor", 1 if "vision_config" not in config else 2))
-        )
+        scale = int(config.get("scale_factor", 2))  # transformers' SmolVLM / Idefics3 default
         tile = int(vision["image_size"])
         seq = (tile // int(vision["patch_size"])) ** 2 // scale**2
     tile = tile_size or tile

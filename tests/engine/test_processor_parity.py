@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 from collections.abc import Callable
 from pathlib import Path
@@ -21,11 +22,13 @@ from smolgate.engine.processor import SmolVLMProcessor
 def photo(width: int, height: int, seed: int = 0) -> Image.Image:
     """Smooth gradients, hard edges and noise: enough structure that a wrong resize or crop shows."""
     rng = np.random.default_rng(seed)
-    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
-    r = 255 * x / max(width - 1, 1)
-    g = 255 * y / max(height - 1, 1)
-    b = 127 + 127 * np.sin(x / 7.0) * np.cos(y / 11.0)
-    img = np.stack([r, g, b], axis=-1) + rng.normal(0, 12, (height, width, 3))
+    x = np.arange(width, dtype=np.float32)[None, :]
+    y = np.arange(height, dtype=np.float32)[:, None]
+    img = np.empty((height, width, 3), np.float32)
+    img[..., 0] = 255 * x / max(width - 1, 1)
+    img[..., 1] = 255 * y / max(height - 1, 1)
+    img[..., 2] = 127 + 127 * np.sin(x / 7.0) * np.cos(y / 11.0)
+    img += rng.integers(-20, 21, (height, width, 3), dtype=np.int8)
     img[height // 3 : height // 2, width // 4 : width // 2] = (250, 20, 40)
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
@@ -43,7 +46,7 @@ def palette_with_transparency() -> Image.Image:
     return img
 
 
-IMAGES: dict[str, Callable[[], Image.Image]] = {
+IMAGES: dict[str, Callable[[], Image.Image]] = {  # built once per session (see the cache below)
     "square": lambda: photo(600, 600),
     "wide": lambda: photo(1280, 360, seed=1),
     "tall": lambda: photo(300, 900, seed=2),
@@ -54,6 +57,9 @@ IMAGES: dict[str, Callable[[], Image.Image]] = {
     "rgba": lambda: rgba(400, 300),
     "palette_transparency": palette_with_transparency,
 }
+
+
+IMAGES = {name: functools.cache(build) for name, build in IMAGES.items()}
 
 
 @pytest.fixture(scope="module")
@@ -255,3 +261,17 @@ def test_undecodable_image_is_a_value_error(pair: Callable) -> None:
     ours, _ = pair("smolvlm2-256m")
     with pytest.raises(ValueError, match="cannot decode image"):
         ours([ChatMessage("user", [ImagePart(b"definitely not a png")])])
+
+
+def test_checkpoint_resaved_by_transformers_loads_the_same(pair: Callable, tmp_path: Path) -> None:
+    """transformers 5 saves processor_config.json with nested sub-processor dicts and chat_template.jinja."""
+    ours, ref = pair("smolvlm2-256m")
+    ref.save_pretrained(tmp_path)
+    assert (
+        not (tmp_path / "preprocessor_config.json").exists() and (tmp_path / "chat_template.jinja").exists()
+    )
+    resaved = SmolVLMProcessor.from_pretrained(tmp_path)
+    assert (resaved.image_config, resaved.video_config) == (ours.image_config, ours.video_config)
+    assert (resaved.image_seq_len, resaved.chat_template) == (ours.image_seq_len, ours.chat_template)
+    messages = [ChatMessage("user", [TextPart("Hi "), ImagePart(IMAGES["tiny"]())])]
+    assert ours(messages).input_ids.tolist() == resaved(messages).input_ids.tolist()

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from PIL import Image
 
 from smolgate.engine.image import ImageConfig, preprocess_image, to_pixel_values
 from smolgate.engine.messages import ChatMessage, ImagePart, VideoPart
@@ -80,9 +81,8 @@ class SmolVLMProcessor:
                 pixels.append(values)
                 replacements.append(("image", media.split_image(tiles.rows, tiles.cols, self.image_seq_len)))
             elif isinstance(part, VideoPart):
-                clip = decode_video(part.video, self.video_config)
-                frames = [resize_frame(f, self.video_config) for f in clip.frames]
-                pixels.append(to_pixel_values(frames, self.image_config))
+                clip = decode_video(part.video, self.video_config, self._resize_frame)
+                pixels.append(to_pixel_values(clip.frames, self.image_config))
                 text = media.video_frames(clip.timestamps, clip.info.duration, self.image_seq_len)
                 replacements.append(("video", text))
         prompt = expand_media(self.apply_chat_template(messages, add_generation_prompt), media, replacements)
@@ -93,6 +93,9 @@ class SmolVLMProcessor:
         """The rendered conversation with one `<image>` / `<video>` placeholder per media part."""
         template = pick_template(self.chat_template, messages)
         return render_chat(template, messages, add_generation_prompt, **self._special_tokens())
+
+    def _resize_frame(self, frame: Image.Image) -> Image.Image:
+        return resize_frame(frame, self.video_config)
 
     def _special_tokens(self) -> dict[str, str]:
         # Templates may reference bos_token / eos_token; transformers passes the special-token map to the renderer.

@@ -8,6 +8,7 @@ image. The frame index is the position in decode order, as in transformers' PyAV
 from __future__ import annotations
 
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -43,7 +44,7 @@ class VideoConfig:
 
 @dataclass(frozen=True, slots=True)
 class SampledVideo:
-    frames: list[Image.Image]  # RGB, original resolution, in time order
+    frames: list[Image.Image]  # RGB, in time order (original resolution unless decode_video got a transform)
     indices: list[int]
     info: VideoInfo
 
@@ -64,8 +65,13 @@ def sample_frames(info: VideoInfo, fps: float, max_frames: int, skip_secs: float
     return np.unique(np.linspace(start, end, wanted, dtype=int)).tolist()
 
 
-def decode_video(source: bytes | str | Path, cfg: VideoConfig) -> SampledVideo:
-    """Decode only up to the last sampled frame. Undecodable input raises ValueError (a client error)."""
+def decode_video(
+    source: bytes | str | Path,
+    cfg: VideoConfig,
+    transform: Callable[[Image.Image], Image.Image] | None = None,
+) -> SampledVideo:
+    """Decode up to the last sampled frame; `transform` (e.g. resize_frame) runs per kept frame, so full-size
+    frames are never all held at once. Undecodable input raises ValueError (a client error)."""
     try:
         with av.open(io.BytesIO(source) if isinstance(source, bytes) else str(source), mode="r") as container:
             if not container.streams.video:
@@ -81,7 +87,8 @@ def decode_video(source: bytes | str | Path, cfg: VideoConfig) -> SampledVideo:
                 if i > last:
                     break
                 if i in wanted:
-                    frames.append(Image.fromarray(frame.to_ndarray(format="rgb24")))
+                    image = Image.fromarray(frame.to_ndarray(format="rgb24"))
+                    frames.append(transform(image) if transform else image)
     except av.FFmpegError as exc:
         raise ValueError(f"cannot decode video: {exc}") from exc
     if not frames:
