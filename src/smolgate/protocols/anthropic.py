@@ -26,7 +26,7 @@ Lossy:
 - Empty text blocks (and empty reasoning in non-streamed replies) are never rendered to clients: a streamed text block opens at its first non-empty delta, so a block that stays empty is omitted and later wire indices shift down.
 - An upstream conversation that starts with an assistant turn (or is empty) gets a leading user turn `"."`; empty text blocks are removed; trailing whitespace of a final assistant prefill is stripped.
 - `output_config.effort` becomes `ReasoningConfig.effort`; it is replayed as `output_config.effort` only toward Anthropic upstreams (an effort-only Anthropic request does not switch thinking on there).
-- `max_tokens` defaults to 4096 upstream when the client gave none; a reasoning effort without a budget maps to budget_tokens 1024/2048/4096/8192/16384 (minimal/low … max), capped below max_tokens.
+- `max_tokens` defaults to 4096 upstream when the client gave none; a reasoning effort without a budget maps to budget_tokens minimal/low 1024, medium 2048, high 4096, xhigh 8192, max 16384 (budgets below 1024 are raised to 1024); when the budget does not fit below max_tokens, a defaulted max_tokens grows to budget+4096, a client-given one caps the budget at max_tokens-1, or thinking is left off if that is under 1024.
 """
 
 from __future__ import annotations
