@@ -14,7 +14,7 @@ from typing import Any, Literal
 import msgspec
 import yaml
 
-Protocol = Literal["openai", "anthropic", "gemini", "ollama", "local"]
+Protocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama", "local"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
 
 

@@ -14,6 +14,7 @@ from typing import AsyncIterator, Callable
 
 import msgspec
 
+from . import stops
 from .canonical import Event, Image, Request, Response, StreamError, ToolResult, Video
 from .config import Config
 from .errors import ErrorKind, GatewayError
@@ -49,6 +50,8 @@ class Dispatcher:
         async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
             resp, status, headers = await provider.complete(req_for[route.provider], route.model, lease.account.api_key)
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
+            if req.stop and not provider.supports_stop:
+                resp = stops.apply_to_response(resp, req.stop)
             return resp
 
         req_for: dict[str, Request] = {}
@@ -63,6 +66,8 @@ class Dispatcher:
             attempt = await provider.open(req_for[route.provider], route.model, lease.account.api_key)
             lease.record(status=attempt.status, headers=attempt.headers)
             it = attempt.events().__aiter__()
+            if req.stop and not provider.supports_stop:
+                it = stops.apply_to_stream(it, req.stop).__aiter__()
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:

@@ -17,9 +17,10 @@ UPSTREAM_KEYS = {"openai": "sk-up-openai", "anthropic": "sk-up-anthropic", "gemi
 
 def matrix_config(urls: dict[str, str], extra: str = "") -> str:
     base = {"openai": urls["openai"] + "/v1", "anthropic": urls["anthropic"], "gemini": urls["gemini"],
-            "ollama": urls["ollama"]}
+            "ollama": urls["ollama"], "openai-responses": urls["openai"] + "/v1"}
+    keys = {**UPSTREAM_KEYS, "openai-responses": UPSTREAM_KEYS["openai"]}
     providers = "".join(
-        f"  - name: up-{p}\n    protocol: {p}\n    base_url: {base[p]}\n    accounts: [{{api_key: {UPSTREAM_KEYS[p]}}}]\n"
+        f"  - name: up-{p}\n    protocol: {p}\n    base_url: {base[p]}\n    accounts: [{{api_key: {keys[p]}}}]\n"
         "    timeouts: {first_byte: 10, idle: 5}\n"
         for p in base)
     models = "".join(f"  - name: via-{p}\n    targets: [{{provider: up-{p}, model: {p}-model}}]\n" for p in base)
@@ -36,9 +37,11 @@ def upstreams():
     }
     for f in fakes.values():
         f.start()
+    fakes["openai-responses"] = fakes["openai"]  # one fake serves both OpenAI APIs
     yield fakes
-    for f in fakes.values():
-        f.stop()
+    for name, f in fakes.items():
+        if name != "openai-responses":
+            f.stop()
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from tests.gateway.conftest import matrix_config
 from tests.gateway_server import GatewayServer
 from tests.gateway.clients import CLIENTS, AnthropicClient, Ask, GeminiClient, OllamaClient, OpenAIChatClient, OpenAIResponsesClient
 
-UPSTREAMS = ["openai", "anthropic", "gemini", "ollama"]
+UPSTREAMS = ["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 
 # What each SDK raises for a given status, and how to read the status off the exception.
 SDK_ERRORS = (openai.APIError, anthropic.APIError, genai_errors.APIError, ollama.ResponseError, RuntimeError)

@@ -11,7 +11,7 @@ import pytest
 
 from tests.gateway.clients import CLIENTS, Ask, ToolExchange
 
-UPSTREAMS = ["openai", "anthropic", "gemini", "ollama"]
+UPSTREAMS = ["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 MATRIX = [(c, u, s) for c in CLIENTS for u in UPSTREAMS for s in (False, True)]
 IDS = [f"{c.name}->{u}-{'stream' if s else 'plain'}" for c, u, s in MATRIX]
 

@@ -7,7 +7,7 @@ import time
 import httpx
 import pytest
 
-UPSTREAMS = ["openai", "anthropic", "gemini", "ollama"]
+UPSTREAMS = ["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 CLIENT_REQUESTS = {
     "openai": ("/v1/chat/completions", lambda m: {"model": m, "stream": True, "messages": [{"role": "user", "content": "SLOW"}]}),
     "openai-responses": ("/v1/responses", lambda m: {"model": m, "stream": True, "input": "SLOW"}),

@@ -85,6 +85,8 @@ class Codec(abc.ABC):
     stream_media_type: ClassVar[str] = "text/event-stream"
     # True when an upstream of this protocol cannot take remote image URLs and needs inline bytes.
     needs_inline_images: ClassVar[bool] = False
+    # False when an upstream of this protocol cannot take stop sequences; the gateway then cuts itself.
+    supports_stop: ClassVar[bool] = True
 
     # ---- client side (serving) ----
     @abc.abstractmethod

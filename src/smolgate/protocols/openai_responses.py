@@ -359,6 +359,7 @@ def decode_response(body: bytes) -> Response:
 
 class OpenAIResponsesCodec(Codec):
     name = "openai-responses"
+    supports_stop = False  # the Responses API has no stop parameter: the gateway enforces them
 
     def decode_request(self, body: bytes, ctx: RequestContext) -> Request:
         return decode_request(body)

@@ -27,6 +27,7 @@ class Attempt(abc.ABC):
 class Provider(abc.ABC):
     name: str
     needs_inline_images: bool = False
+    supports_stop: bool = True  # False → the dispatcher enforces stop sequences itself
 
     @abc.abstractmethod
     async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:

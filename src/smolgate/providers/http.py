@@ -21,6 +21,7 @@ from .base import Attempt, Provider
 
 _AUTH_STYLE = {
     "openai": lambda key: {"authorization": f"Bearer {key}"},
+    "openai-responses": lambda key: {"authorization": f"Bearer {key}"},
     "ollama": lambda key: {"authorization": f"Bearer {key}"},
     "anthropic": lambda key: {"x-api-key": key},
     "gemini": lambda key: {"x-goog-api-key": key},
@@ -85,6 +86,7 @@ class HttpProvider(Provider):
         self.name = cfg.name
         self.codec = get_codec(cfg.protocol)
         self.needs_inline_images = self.codec.needs_inline_images
+        self.supports_stop = self.codec.supports_stop
         self._base = cfg.base_url.rstrip("/")
         self._session: aiohttp.ClientSession | None = None
 

@@ -48,6 +48,9 @@ class Runtime:
                 await start()
             for info in getattr(p, "model_infos", lambda: [])():
                 self.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
+        names = ", ".join(m.id for m in self.model_infos()) or "none"
+        log.info("smolgate ready: %d providers; models: %s; pool state: %s", len(self.providers), names,
+                 "redis" if self.cfg.state else "in-process")
 
     async def stop(self) -> None:
         for p in self.providers.values():
