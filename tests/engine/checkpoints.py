@@ -17,9 +17,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 import fixtures
+import torch
 
 SMOLLM2_TEMPLATE = (
     "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
@@ -28,32 +27,72 @@ SMOLLM2_TEMPLATE = (
     "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
-_TEXT = {"vocab_size": fixtures.VOCAB_SIZE, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2}
+_TEXT = {
+    "vocab_size": fixtures.VOCAB_SIZE,
+    "hidden_size": 64,
+    "intermediate_size": 128,
+    "num_hidden_layers": 2,
+}
 VARIANTS: dict[str, dict[str, Any]] = {
     "smolvlm2-256m": {
-        "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "image_size": 64, "patch_size": 8},
-        "text": {**_TEXT, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16, "rope_theta": 100000.0,
-                 "max_position_embeddings": 8192},
+        "vision": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 64,
+            "patch_size": 8,
+        },
+        "text": {
+            **_TEXT,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "head_dim": 16,
+            "rope_theta": 100000.0,
+            "max_position_embeddings": 8192,
+        },
         "scale_factor": 4,
         "drop_vision_keys": ("intermediate_size", "num_hidden_layers"),
     },
     "smolvlm2-2.2b": {
-        "vision": {"hidden_size": 48, "intermediate_size": 96, "num_hidden_layers": 2, "num_attention_heads": 4,
-                   "image_size": 66, "patch_size": 7},
-        "text": {**_TEXT, "num_attention_heads": 4, "num_key_value_heads": 4, "rope_theta": 273768.0,
-                 "max_position_embeddings": 16384},
+        "vision": {
+            "hidden_size": 48,
+            "intermediate_size": 96,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 4,
+            "image_size": 66,
+            "patch_size": 7,
+        },
+        "text": {
+            **_TEXT,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 4,
+            "rope_theta": 273768.0,
+            "max_position_embeddings": 16384,
+        },
         "scale_factor": 3,
     },
     "smolvlm-v1": {
-        "vision": {"hidden_size": 32, "intermediate_size": 64, "num_hidden_layers": 2, "num_attention_heads": 2,
-                   "image_size": 32, "patch_size": 8},
+        "vision": {
+            "hidden_size": 32,
+            "intermediate_size": 64,
+            "num_hidden_layers": 2,
+            "num_attention_heads": 2,
+            "image_size": 32,
+            "patch_size": 8,
+        },
         "text": {**_TEXT, "num_attention_heads": 4, "num_key_value_heads": 1, "rope_theta": 100000.0},
         "scale_factor": 2,
     },
     "smollm2-text": {
-        "text": {**_TEXT, "num_attention_heads": 4, "num_key_value_heads": 2, "rope_theta": 100000.0,
-                 "tie_word_embeddings": True, "max_position_embeddings": 8192},
+        "text": {
+            **_TEXT,
+            "num_attention_heads": 4,
+            "num_key_value_heads": 2,
+            "rope_theta": 100000.0,
+            "tie_word_embeddings": True,
+            "max_position_embeddings": 8192,
+        },
     },
 }
 VLM_VARIANTS = ("smolvlm2-256m", "smolvlm2-2.2b", "smolvlm-v1")
@@ -63,8 +102,13 @@ GENERATION_CONFIG = {"bos_token_id": 1, "eos_token_id": fixtures.EOS_TOKEN_ID, "
 def _text_config(spec: dict[str, Any]) -> dict[str, Any]:
     text = dict(spec)
     theta = text.pop("rope_theta")
-    return {**text, "model_type": "llama", "rms_norm_eps": 1e-5, "initializer_range": 0.1,
-            "rope_parameters": {"rope_type": "default", "rope_theta": theta}}
+    return {
+        **text,
+        "model_type": "llama",
+        "rms_norm_eps": 1e-5,
+        "initializer_range": 0.1,
+        "rope_parameters": {"rope_type": "default", "rope_theta": theta},
+    }
 
 
 def build_reference(variant: str, seed: int = 0) -> torch.nn.Module:

@@ -137,7 +137,9 @@ def test_context_length_bounds_generation(engine: Engine) -> None:
 def test_concurrent_requests_are_serialised(engine: Engine, free_run) -> None:  # type: ignore[no-untyped-def]
     results: list = []  # type: ignore[type-arg]
     threads = [
-        threading.Thread(target=lambda: results.append(engine.generate(MESSAGES, GenerationParams(max_tokens=48))))
+        threading.Thread(
+            target=lambda: results.append(engine.generate(MESSAGES, GenerationParams(max_tokens=48)))
+        )
         for _ in range(2)
     ]
     for t in threads:

@@ -11,7 +11,14 @@ from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPa
 from smolgate.engine.gguf_loader import hf_tensor_name, unpermute_rows
 
 QUESTION = "What is the capital of France?"
-SAMPLES = ["Hello world", "x = 12345 + 0.5", "日本語のテキスト", "emoji 🙂👍🏽 ok", '{"a": [1, 2], "b": null}', "  spaces\n\ttabs"]
+SAMPLES = [
+    "Hello world",
+    "x = 12345 + 0.5",
+    "日本語のテキスト",
+    "emoji 🙂👍🏽 ok",
+    '{"a": [1, 2], "b": null}',
+    "  spaces\n\ttabs",
+]
 
 
 @pytest.fixture(scope="module")

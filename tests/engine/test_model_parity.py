@@ -27,7 +27,9 @@ Pair = tuple[Engine, Any]
 def picture(width: int, height: int, seed: int) -> Image.Image:
     rng = np.random.default_rng(seed)
     y, x = np.mgrid[0:height, 0:width]
-    img = np.stack([x * 255 / width, y * 255 / height, 128 + 100 * np.sin(x / 5.0)], -1) + rng.normal(0, 20, (height, width, 3))
+    img = np.stack([x * 255 / width, y * 255 / height, 128 + 100 * np.sin(x / 5.0)], -1) + rng.normal(
+        0, 20, (height, width, 3)
+    )
     return Image.fromarray(np.clip(img, 0, 255).astype(np.uint8))
 
 
@@ -66,7 +68,9 @@ def our_logits(engine: Engine, ids: torch.Tensor, pixels: torch.Tensor | None) -
 
 
 def ref_logits(ref: Any, ids: torch.Tensor, pixels: torch.Tensor | None) -> torch.Tensor:
-    kwargs = {} if pixels is None else {"pixel_values": pixels[None]}  # reference wants [batch, images, 3, H, W]
+    kwargs = (
+        {} if pixels is None else {"pixel_values": pixels[None]}
+    )  # reference wants [batch, images, 3, H, W]
     with torch.inference_mode():
         return ref(input_ids=ids, **kwargs).logits[0]
 
@@ -89,7 +93,10 @@ CONVERSATIONS: dict[str, Callable[[], list[ChatMessage]]] = {
     "video": lambda: user(VideoPart(mp4()), TextPart("What happens?")),
 }
 CASES = [("smollm2-text", "text")] + [
-    (v, c) for v in VLM_VARIANTS for c in ("text", "image", "multi_image", "video") if not (v == "smolvlm-v1" and c == "video")
+    (v, c)
+    for v in VLM_VARIANTS
+    for c in ("text", "image", "multi_image", "video")
+    if not (v == "smolvlm-v1" and c == "video")
 ]
 
 
@@ -107,8 +114,12 @@ def test_logits_match_reference(pair: Callable[[str], Pair], variant: str, conve
         assert (shifted[-1] - ours[-1]).abs().max().item() > 1e-3
 
 
-@pytest.mark.parametrize(("variant", "conversation"), [("smollm2-text", "text")] + [(v, "image") for v in VLM_VARIANTS])
-def test_greedy_tokens_match_reference_generate(pair: Callable[[str], Pair], variant: str, conversation: str) -> None:
+@pytest.mark.parametrize(
+    ("variant", "conversation"), [("smollm2-text", "text")] + [(v, "image") for v in VLM_VARIANTS]
+)
+def test_greedy_tokens_match_reference_generate(
+    pair: Callable[[str], Pair], variant: str, conversation: str
+) -> None:
     engine, ref = pair(variant)
     messages = CONVERSATIONS[conversation]()
     ids, pixels = engine._prepare(messages)

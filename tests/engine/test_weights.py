@@ -67,7 +67,9 @@ def test_hf_cache_layout(vlm_dir: Path, hf_env: Path) -> None:
     engine = Engine.load("TinyOrg/tiny-smolvlm")
     assert engine.model_id == "TinyOrg/tiny-smolvlm"
     assert torch.equal(logits(engine), logits(Engine.load(str(vlm_dir))))
-    assert find_cached_smolvlm() == "TinyOrg/tiny-smolvlm"  # the preferred 500M is absent: any SmolVLM will do
+    assert (
+        find_cached_smolvlm() == "TinyOrg/tiny-smolvlm"
+    )  # the preferred 500M is absent: any SmolVLM will do
 
 
 def test_find_cached_smolvlm_prefers_the_requested_repo(vlm_dir: Path, hf_env: Path) -> None:
@@ -98,8 +100,14 @@ def test_sharded_checkpoint_loads_like_a_single_file(vlm_dir: Path, tmp_path: Pa
     model.save_pretrained(sharded, max_shard_size="2MB")
     assert (sharded / "model.safetensors.index.json").is_file()
     assert len(SafetensorsCheckpoint(sharded).files) > 1
-    for name in ("config.json", "tokenizer.json", "tokenizer_config.json", "preprocessor_config.json",
-                 "processor_config.json", "chat_template.json"):
+    for name in (
+        "config.json",
+        "tokenizer.json",
+        "tokenizer_config.json",
+        "preprocessor_config.json",
+        "processor_config.json",
+        "chat_template.json",
+    ):
         shutil.copy(vlm_dir / name, sharded / name)
     assert torch.equal(logits(Engine.load(str(sharded))), logits(Engine.load(str(vlm_dir))))
 
@@ -126,7 +134,9 @@ def test_config_fills_published_gaps_and_rejects_contradictions(vlm_dir: Path) -
     assert cfg.vision is not None and cfg.vision.intermediate_size == 64 and cfg.vision.num_layers == 2
     assert cfg.image_seq_len == (64 // 8) ** 2 // 4**2
     without_shapes = ModelConfig.from_hf_config(cfg_json)
-    assert without_shapes.vision is not None and without_shapes.vision.intermediate_size == 3072  # the default
+    assert (
+        without_shapes.vision is not None and without_shapes.vision.intermediate_size == 3072
+    )  # the default
     broken = json.loads(json.dumps(cfg_json))
     broken["vision_config"]["hidden_size"] = 48
     with pytest.raises(ValueError, match="hidden_size"):

@@ -104,7 +104,9 @@ class ModelConfig:
         shapes = shapes or {}
         model_type = cfg.get("model_type", "llama")
         if model_type in VLM_TYPES:
-            text = _text_config({"rms_norm_eps": 1e-5, **cfg.get("text_config", {})}, shapes, "model.text_model.")
+            text = _text_config(
+                {"rms_norm_eps": 1e-5, **cfg.get("text_config", {})}, shapes, "model.text_model."
+            )
             if "tie_word_embeddings" in cfg:  # VLMs keep the flag at the top level
                 text = replace(text, tie_word_embeddings=bool(cfg["tie_word_embeddings"]))
             vision = _vision_config(cfg.get("vision_config", {}), shapes, "model.vision_model.")
@@ -118,7 +120,9 @@ class ModelConfig:
         raise ValueError(f"unsupported model_type {model_type!r} (expected one of {VLM_TYPES} or 'llama')")
 
 
-def _pick(cfg: Mapping[str, Any], defaults: Mapping[str, Any], key: str, derived: int | None, where: str) -> Any:
+def _pick(
+    cfg: Mapping[str, Any], defaults: Mapping[str, Any], key: str, derived: int | None, where: str
+) -> Any:
     """Explicit value, checked against the weights; else the weights' value; else the transformers default."""
     if key in cfg and cfg[key] is not None:
         if derived is not None and cfg[key] != derived:
@@ -153,9 +157,15 @@ def _vision_config(cfg: Mapping[str, Any], shapes: Shapes, prefix: str) -> Visio
         size = image_size
     return VisionConfig(
         hidden_size=_pick(cfg, VISION_DEFAULTS, "hidden_size", hidden, "vision_config"),
-        intermediate_size=_pick(cfg, VISION_DEFAULTS, "intermediate_size", fc1[0] if fc1 else None, "vision_config"),
+        intermediate_size=_pick(
+            cfg, VISION_DEFAULTS, "intermediate_size", fc1[0] if fc1 else None, "vision_config"
+        ),
         num_layers=_pick(
-            cfg, VISION_DEFAULTS, "num_hidden_layers", _count_layers(shapes, prefix + "encoder.layers."), "vision_config"
+            cfg,
+            VISION_DEFAULTS,
+            "num_hidden_layers",
+            _count_layers(shapes, prefix + "encoder.layers."),
+            "vision_config",
         ),
         num_heads=_pick(cfg, VISION_DEFAULTS, "num_attention_heads", None, "vision_config"),
         image_size=size,
@@ -190,14 +200,19 @@ def _text_config(cfg: Mapping[str, Any], shapes: Shapes, prefix: str) -> TextCon
     return TextConfig(
         vocab_size=_pick(cfg, TEXT_DEFAULTS, "vocab_size", emb[0] if emb else None, "text_config"),
         hidden_size=hidden,
-        intermediate_size=_pick(cfg, TEXT_DEFAULTS, "intermediate_size", gate[0] if gate else None, "text_config"),
-        num_layers=_pick(cfg, TEXT_DEFAULTS, "num_hidden_layers", _count_layers(shapes, prefix + "layers."), "text_config"),
+        intermediate_size=_pick(
+            cfg, TEXT_DEFAULTS, "intermediate_size", gate[0] if gate else None, "text_config"
+        ),
+        num_layers=_pick(
+            cfg, TEXT_DEFAULTS, "num_hidden_layers", _count_layers(shapes, prefix + "layers."), "text_config"
+        ),
         num_heads=heads,
         num_kv_heads=kv,
         head_dim=head_dim,
         rms_norm_eps=float(_pick(cfg, TEXT_DEFAULTS, "rms_norm_eps", None, "text_config")),
         rope_theta=_rope_theta(cfg),
-        max_position_embeddings=int(_pick(cfg, TEXT_DEFAULTS, "max_position_embeddings", None, "text_config")),
+        max_position_embeddings=int(
+            _pick(cfg, TEXT_DEFAULTS, "max_position_embeddings", None, "text_config")
+        ),
         tie_word_embeddings=bool(cfg.get("tie_word_embeddings", False)),
     )
-

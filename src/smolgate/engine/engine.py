@@ -31,8 +31,20 @@ GenerationResult = gen.GenerationResult
 Usage = gen.Usage
 
 __all__ = [
-    "ChatMessage", "Engine", "GenerationChunk", "GenerationParams", "GenerationResult", "ImagePart", "ModelNotFound",
-    "Part", "PromptTooLong", "TextPart", "UnsupportedInput", "Usage", "VideoPart", "find_cached_smolvlm",
+    "ChatMessage",
+    "Engine",
+    "GenerationChunk",
+    "GenerationParams",
+    "GenerationResult",
+    "ImagePart",
+    "ModelNotFound",
+    "Part",
+    "PromptTooLong",
+    "TextPart",
+    "UnsupportedInput",
+    "Usage",
+    "VideoPart",
+    "find_cached_smolvlm",
     "packaged_gguf_path",
 ]
 
@@ -61,11 +73,15 @@ class GenerationParams:
 
 
 class Engine:
-    def __init__(self, model: SmolVLM, tokenizer: Tokenizer, model_id: str, processor: Any | None = None) -> None:
+    def __init__(
+        self, model: SmolVLM, tokenizer: Tokenizer, model_id: str, processor: Any | None = None
+    ) -> None:
         self.model, self.tokenizer, self.model_id, self.processor = model, tokenizer, model_id, processor
         cfg = model.cfg
         self.supports_images = processor is not None
-        self.supports_video = processor is not None and cfg.model_type == "smolvlm"  # v1 (Idefics3) saw no video
+        self.supports_video = (
+            processor is not None and cfg.model_type == "smolvlm"
+        )  # v1 (Idefics3) saw no video
         self.context_length = cfg.text.max_position_embeddings
         self._lock = threading.Lock()
 
@@ -107,7 +123,10 @@ class Engine:
         if self.processor is not None:
             out = self.processor(list(messages), add_generation_prompt=True)
             return out.input_ids, out.pixel_values
-        plain = [{"role": m.role, "content": "".join(p.text for p in m.content if isinstance(p, TextPart))} for m in messages]
+        plain = [
+            {"role": m.role, "content": "".join(p.text for p in m.content if isinstance(p, TextPart))}
+            for m in messages
+        ]
         prompt = self.tokenizer.apply_chat_template(plain, add_generation_prompt=True)
         return torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long), None
 
@@ -123,7 +142,9 @@ class Engine:
         input_ids, pixel_values = self._prepare(messages)
         room = self.context_length - input_ids.shape[1]
         if room <= 0:
-            raise PromptTooLong(f"prompt has {input_ids.shape[1]} tokens; the context length is {self.context_length}")
+            raise PromptTooLong(
+                f"prompt has {input_ids.shape[1]} tokens; the context length is {self.context_length}"
+            )
         sampler = Sampler(
             temperature=params.temperature,
             top_k=params.top_k,
@@ -156,8 +177,12 @@ class Engine:
             ids.extend(last.token_ids)
         assert last is not None and last.finish_reason is not None and last.usage is not None
         return GenerationResult(
-            "".join(texts), last.finish_reason, last.stop_sequence, last.usage.prompt_tokens,
-            last.usage.completion_tokens, ids,
+            "".join(texts),
+            last.finish_reason,
+            last.stop_sequence,
+            last.usage.prompt_tokens,
+            last.usage.completion_tokens,
+            ids,
         )
 
 

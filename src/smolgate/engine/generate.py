@@ -51,7 +51,7 @@ class GenerationResult:
 class StopMatcher:
     """Finds stop strings across chunk boundaries; withholds any tail that could be the start of one."""
 
-    __slots__ = ("stops", "_buf")
+    __slots__ = ("_buf", "stops")
 
     def __init__(self, stops: Iterable[str]) -> None:
         self.stops = tuple(s for s in stops if s)
@@ -170,5 +170,10 @@ def generate(model: SmolVLM, tokenizer: Tokenizer, input_ids: torch.Tensor, **kw
         ids.extend(chunk.token_ids)
     assert chunk.finish_reason is not None and chunk.usage is not None
     return GenerationResult(
-        "".join(texts), chunk.finish_reason, chunk.stop_sequence, chunk.usage.prompt_tokens, chunk.usage.completion_tokens, ids
+        "".join(texts),
+        chunk.finish_reason,
+        chunk.stop_sequence,
+        chunk.usage.prompt_tokens,
+        chunk.usage.completion_tokens,
+        ids,
     )

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from gguf import GGUFReader, GGMLQuantizationType
+from gguf import GGMLQuantizationType, GGUFReader
 from gguf.quants import dequantize
 from tokenizers import AddedToken, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
@@ -121,7 +121,9 @@ class GGUFCheckpoint:
         hf = HFTokenizer(models.BPE(vocab={t: i for i, t in enumerate(tokens)}, merges=merges))
         byte_level = pre_tokenizers.ByteLevel(add_prefix_space=False)
         if _PRE_TOKENIZERS[pre]:  # SmolLM2 splits every digit before the GPT-2 regex
-            hf.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Digits(individual_digits=True), byte_level])
+            hf.pre_tokenizer = pre_tokenizers.Sequence(
+                [pre_tokenizers.Digits(individual_digits=True), byte_level]
+            )
         else:
             hf.pre_tokenizer = byte_level
         hf.decoder = decoders.ByteLevel()
@@ -132,7 +134,11 @@ class GGUFCheckpoint:
             i = f(key)
             return tokens[int(i)] if i is not None else None
 
-        eos_ids = [int(i) for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id") if (i := f(k)) is not None]
+        eos_ids = [
+            int(i)
+            for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")
+            if (i := f(k)) is not None
+        ]
         return Tokenizer(
             hf,
             eos_token_ids=eos_ids,

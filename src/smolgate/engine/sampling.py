@@ -58,7 +58,7 @@ def categorical(logits: torch.Tensor, generator: torch.Generator | None) -> int:
 class Sampler:
     """`sampler(logits [V], seen [V] bool) -> token id`; built once per request from the filters it needs."""
 
-    __slots__ = ("filters", "penalty", "generator")
+    __slots__ = ("filters", "generator", "penalty")
 
     def __init__(
         self,

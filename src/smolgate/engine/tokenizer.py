@@ -22,14 +22,18 @@ class ChatTemplate:
     """A Jinja chat template rendered the way transformers does (sandboxed, trim/lstrip blocks)."""
 
     def __init__(self, source: str, **globals_: Any) -> None:
-        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"])
+        env = ImmutableSandboxedEnvironment(
+            trim_blocks=True, lstrip_blocks=True, extensions=["jinja2.ext.loopcontrols"]
+        )
         env.filters["tojson"] = lambda v, indent=None, **_: json.dumps(v, ensure_ascii=False, indent=indent)
         env.globals["raise_exception"] = _raise
         self._template = env.from_string(source)
         self._globals = globals_
 
     def render(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
-        return self._template.render(messages=messages, add_generation_prompt=add_generation_prompt, **self._globals)
+        return self._template.render(
+            messages=messages, add_generation_prompt=add_generation_prompt, **self._globals
+        )
 
 
 def _raise(message: str) -> None:
@@ -52,7 +56,9 @@ class Tokenizer:
         self.eos_token_ids = tuple(dict.fromkeys(eos_token_ids))
         self.bos_token, self.eos_token = bos_token, eos_token
         self.chat_template = (
-            ChatTemplate(chat_template, bos_token=bos_token or "", eos_token=eos_token or "") if chat_template else None
+            ChatTemplate(chat_template, bos_token=bos_token or "", eos_token=eos_token or "")
+            if chat_template
+            else None
         )
 
     @classmethod
@@ -83,7 +89,9 @@ class Tokenizer:
     def token_to_id(self, token: str) -> int | None:
         return self.hf.token_to_id(token)
 
-    def apply_chat_template(self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True) -> str:
+    def apply_chat_template(
+        self, messages: Sequence[Mapping[str, Any]], add_generation_prompt: bool = True
+    ) -> str:
         if self.chat_template is None:
             raise ValueError("this checkpoint has no chat template")
         return self.chat_template.render(messages, add_generation_prompt)
@@ -102,7 +110,7 @@ class StreamingDetokenizer:
     token costs two decodes of a few tokens, not of the whole output.
     """
 
-    __slots__ = ("_tok", "_ids", "_prefix", "_read", "_skip")
+    __slots__ = ("_ids", "_prefix", "_read", "_skip", "_tok")
 
     def __init__(self, tokenizer: Tokenizer, skip_special_tokens: bool = True) -> None:
         self._tok = tokenizer.hf

@@ -23,7 +23,9 @@ def hub_cache_dir() -> Path:
     """The HF hub cache as the environment says *now* (huggingface_hub reads its env vars once, at import)."""
     if cache := os.environ.get("HF_HUB_CACHE") or os.environ.get("HUGGINGFACE_HUB_CACHE"):
         return Path(cache).expanduser()
-    home = os.environ.get("HF_HOME") or os.path.join(os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface")
+    home = os.environ.get("HF_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", "~/.cache"), "huggingface"
+    )
     return Path(home).expanduser() / "hub"
 
 
@@ -37,7 +39,9 @@ def resolve_source(source: str, *, revision: str | None = None) -> Path:
     if path.exists():
         return path
     if source.count("/") != 1 or source.startswith((".", "/", "~")):
-        raise ModelNotFound(f"model source {source!r} is not an existing path and not a Hugging Face repo id (org/name)")
+        raise ModelNotFound(
+            f"model source {source!r} is not an existing path and not a Hugging Face repo id (org/name)"
+        )
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
@@ -52,7 +56,9 @@ def resolve_source(source: str, *, revision: str | None = None) -> Path:
             f"download it on a connected machine (`hf download {source}`) or pass a local directory"
         )
     try:
-        return Path(snapshot_download(source, revision=revision, cache_dir=cache, allow_patterns=_DOWNLOAD_PATTERNS))
+        return Path(
+            snapshot_download(source, revision=revision, cache_dir=cache, allow_patterns=_DOWNLOAD_PATTERNS)
+        )
     except Exception as exc:  # network, auth, unknown repo: one clear message, cause chained
         raise ModelNotFound(f"could not download model {source!r} from the Hugging Face Hub: {exc}") from exc
 
@@ -80,7 +86,7 @@ class SafetensorsCheckpoint:
         out: dict[str, tuple[int, ...]] = {}
         for file in self.files:
             with safe_open(file, framework="pt") as f:
-                for name in f.keys():
+                for name in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                     out[name] = tuple(f.get_slice(name).get_shape())
         return out
 
@@ -88,7 +94,7 @@ class SafetensorsCheckpoint:
         """Yield (name, tensor) one at a time, floating tensors cast to `dtype`, so the model is the only full copy."""
         for file in self.files:
             with safe_open(file, framework="pt") as f:
-                for name in f.keys():
+                for name in f.keys():  # noqa: SIM118 (safe_open is not iterable)
                     t = f.get_tensor(name)
                     if t.is_floating_point() and t.dtype != dtype:
                         t = t.to(dtype)

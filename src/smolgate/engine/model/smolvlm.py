@@ -44,7 +44,9 @@ class SmolVLM(nn.Module):
         self.cfg = cfg
         self.vision = VisionModel(cfg.vision) if cfg.vision is not None else None
         self.connector = (
-            Connector(cfg.vision.hidden_size, cfg.text.hidden_size, cfg.scale_factor) if cfg.vision is not None else None
+            Connector(cfg.vision.hidden_size, cfg.text.hidden_size, cfg.scale_factor)
+            if cfg.vision is not None
+            else None
         )
         self.text = TextModel(cfg.text)
         self.lm_head = nn.Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
@@ -67,7 +69,9 @@ class SmolVLM(nn.Module):
                     raise KeyError(f"unexpected checkpoint tensor {name!r}")
                 continue
             if tuple(tensor.shape) != tuple(params[ours].shape):
-                raise ValueError(f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(params[ours].shape)}")
+                raise ValueError(
+                    f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(params[ours].shape)}"
+                )
             module_name, _, attr = ours.rpartition(".")
             setattr(self.get_submodule(module_name), attr, nn.Parameter(tensor, requires_grad=False))
             missing.discard(ours)
@@ -77,7 +81,9 @@ class SmolVLM(nn.Module):
         if missing:
             raise KeyError(f"checkpoint lacks {len(missing)} tensors, e.g. {sorted(missing)[:3]}")
 
-    def encode_images(self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None) -> torch.Tensor:
+    def encode_images(
+        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """pixel_values [N, 3, S, S] (tiles in token order), optional pixel_mask [N, S, S] -> [N, seq, hidden].
 
         All-zero tiles (batch padding in the reference processor) are dropped, as the reference does.
@@ -101,10 +107,13 @@ class SmolVLM(nn.Module):
         if pixel_values is None:
             return x
         features = self.encode_images(pixel_values).reshape(-1, x.shape[-1])  # [N*seq, hidden]
-        slots = input_ids == self.cfg.image_token_id  # [B, T]
+        assert self.cfg.image_token_id is not None  # every VLM config has one
+        slots = input_ids.eq(self.cfg.image_token_id)  # [B, T]
         n_slots = int(slots.sum())
         if n_slots != features.shape[0]:
-            raise ValueError(f"prompt has {n_slots} <image> tokens but the images give {features.shape[0]} features")
+            raise ValueError(
+                f"prompt has {n_slots} <image> tokens but the images give {features.shape[0]} features"
+            )
         x = x.clone()
         x[slots] = features.to(x.dtype)  # boolean indexing walks (B, T) row-major: tile order == token order
         return x

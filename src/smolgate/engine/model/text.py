@@ -6,6 +6,8 @@ state dict loads after stripping that prefix.
 
 from __future__ import annotations
 
+from typing import cast
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -105,21 +107,27 @@ class TextModel(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
+        self._caches: list[KVCache] = []
         self._cos = self._sin = torch.empty(0)
 
     def setup_cache(self, max_len: int, batch: int = 1, dtype: torch.dtype | None = None) -> None:
         """(Re)allocate per-layer KV caches and the RoPE table for `max_len` positions."""
         dtype = dtype or self.embed_tokens.weight.dtype
         c = self.cfg
-        for layer in self.layers:
-            layer.self_attn.cache = KVCache(batch, c.num_kv_heads, max_len, c.head_dim, dtype)
+        self._caches = [
+            KVCache(batch, c.num_kv_heads, max_len, c.head_dim, dtype) for _ in range(c.num_layers)
+        ]
+        for layer, cache in zip(self._decoder_layers(), self._caches, strict=True):
+            layer.self_attn.cache = cache
         cos, sin = rope_cos_sin(torch.arange(max_len), c.head_dim, c.rope_theta)
         self._cos, self._sin = cos.to(dtype), sin.to(dtype)
 
     @property
     def cache_len(self) -> int:
-        cache = self.layers[0].self_attn.cache if len(self.layers) else None
-        return cache.max_len if cache is not None else 0
+        return self._caches[0].max_len if self._caches else 0
+
+    def _decoder_layers(self) -> list[DecoderLayer]:
+        return cast(list[DecoderLayer], list(self.layers))
 
     def forward(self, x: torch.Tensor, pos: int = 0) -> torch.Tensor:
         """x [B, T, hidden] embeddings at positions pos..pos+T-1 -> normed hidden states [B, T, hidden]."""
@@ -127,7 +135,9 @@ class TextModel(nn.Module):
         if pos + t > self.cache_len:
             if pos > 0:
                 raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
-            self.setup_cache(t, x.shape[0], x.dtype)  # a fresh sequence without a cache: size it for this call
+            self.setup_cache(
+                t, x.shape[0], x.dtype
+            )  # a fresh sequence without a cache: size it for this call
         cos, sin = self._cos[pos : pos + t], self._sin[pos : pos + t]
         mask = None
         if t > 1 and pos > 0:  # chunked prefill after earlier tokens: query i sees keys 0..pos+i
