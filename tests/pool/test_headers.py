@@ -24,8 +24,8 @@ def test_openai_headers_case_insensitive() -> None:
                   "x-ratelimit-limit-requests": "60", "X-Ratelimit-Reset-Requests": "6m0s",
                   "x-ratelimit-reset-tokens": "20ms", "content-type": "application/json"}, NOW)
     assert (info.remaining_requests, info.remaining_tokens, info.limit_requests) == (12, 3400, 60)
-    assert info.reset_requests == pytest.approx(NOW + 360)
-    assert info.reset_tokens == pytest.approx(NOW + 0.02)
+    assert info.reset_requests == pytest.approx(NOW + 360, rel=0, abs=1e-6)
+    assert info.reset_tokens == pytest.approx(NOW + 0.02, rel=0, abs=1e-6)
     assert info.retry_after is None and not info.empty
 
 
@@ -55,6 +55,6 @@ def test_retry_after_forms() -> None:
 def test_exhausted_until() -> None:
     info = parse({"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "2s",
                   "x-ratelimit-remaining-tokens": "100", "x-ratelimit-reset-tokens": "9s"}, NOW)
-    assert info.exhausted_until(NOW) == pytest.approx(NOW + 2)
+    assert info.exhausted_until(NOW) == pytest.approx(NOW + 2, rel=0, abs=1e-6)
     assert parse({"x-ratelimit-remaining-requests": "3"}, NOW).exhausted_until(NOW) is None
     assert parse(None, NOW).empty and parse({"server": "x"}, NOW).empty

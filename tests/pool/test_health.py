@@ -32,7 +32,7 @@ async def test_429_with_retry_after_cools_down_and_recovers(backend: str, state_
     t0 = time.time()
     await _once(pool, status=429, headers={"Retry-After": "1"})
     s = status(pools, "solo")
-    assert s.state == "cooling" and s.until == pytest.approx(t0 + 1, abs=0.1)
+    assert s.state == "cooling" and s.until == pytest.approx(t0 + 1, rel=0, abs=0.1)
     assert "429" in s.reason and s.recent_errors and "429" in s.recent_errors[-1]
     err = await _refused(pool)
     assert 0.7 <= err.retry_after <= 1.0  # at once, with the honest time to recovery
@@ -75,7 +75,7 @@ async def test_429_reset_headers_set_the_cooldown(backend: str, state_url: str |
     t = time.time()
     await _once(pools.get("one"), status=429, headers={"x-ratelimit-remaining-requests": "0",
                                                        "x-ratelimit-reset-requests": "300ms"})
-    assert status(pools, "solo").until == pytest.approx(t + 0.3, abs=0.05)  # not the 15–30 s backoff
+    assert status(pools, "solo").until == pytest.approx(t + 0.3, rel=0, abs=0.05)  # not the 15–30 s backoff
     await pools.close()
 
 
@@ -88,7 +88,7 @@ async def test_breaker_opens_after_n_failures_then_half_opens(backend: str, stat
     t = time.time()
     await _once(pool, status=502)
     s = status(pools, "solo")
-    assert s.state == "open" and s.until == pytest.approx(t + 0.3, abs=0.05) and "502" in s.reason
+    assert s.state == "open" and s.until == pytest.approx(t + 0.3, rel=0, abs=0.05) and "502" in s.reason
     assert 0.2 <= (await _refused(pool)).retry_after <= 0.3
     await _sleep_until(s.until + 0.01)
     probe = await pool.acquire()  # half-open: exactly one probe
