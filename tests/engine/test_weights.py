@@ -154,3 +154,110 @@ def test_config_contradicting_the_weights_fails_loading(tmp_path: Path) -> None:
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match="num_hidden_layers"):
         Engine.load(str(path))
+
+
+def published_500m() -> tuple[dict[str, Any], dict[str, tuple[int, ...]]]:
+    """SmolVLM2-500M-Video-Instruct's config.json (transformers 4.47 era) and its tensor shapes."""
+    config = {
+        "architectures": ["SmolVLMForConditionalGeneration"],
+        "model_type": "smolvlm",
+        "image_token_id": 49190,
+        "scale_factor": 4,
+        "pad_token_id": 128002,
+        "tie_word_embeddings": False,
+        "torch_dtype": "float32",
+        "use_cache": False,
+        "text_config": {
+            "architectures": ["VLlama3ForCausalLM"],
+            "model_type": "llama",
+            "head_dim": 64,
+            "hidden_size": 960,
+            "intermediate_size": 2560,
+            "num_attention_heads": 15,
+            "num_key_value_heads": 5,
+            "num_hidden_layers": 32,
+            "max_position_embeddings": 8192,
+            "rms_norm_eps": 1e-5,
+            "rope_theta": 100000,
+            "rope_interleaved": False,
+            "qk_layer_norms": False,
+            "use_resampler": False,
+            "pixel_shuffle_factor": 4,
+            "pad_token_id": 2,
+            "vocab_size": 49280,
+        },
+        "vision_config": {
+            "model_type": "smolvlm_vision",
+            "hidden_size": 768,
+            "num_attention_heads": 12,
+            "patch_size": 16,
+            "image_size": 512,
+            "max_image_size": {"longest_edge": 512},
+            "size": {"longest_edge": 2048},
+        },
+        "vocab_size": 49280,
+    }
+    v, t = "model.vision_model.", "model.text_model."
+    shapes: dict[str, tuple[int, ...]] = {
+        v + "embeddings.patch_embedding.weight": (768, 3, 16, 16),
+        v + "embeddings.position_embedding.weight": (1024, 768),
+        "model.connector.modality_projection.proj.weight": (960, 768 * 16),
+        t + "embed_tokens.weight": (49280, 960),
+        "lm_head.weight": (49280, 960),
+    }
+    for i in range(12):
+        shapes[f"{v}encoder.layers.{i}.mlp.fc1.weight"] = (3072, 768)
+    for i in range(32):
+        shapes[f"{t}layers.{i}.mlp.gate_proj.weight"] = (2560, 960)
+        shapes[f"{t}layers.{i}.self_attn.q_proj.weight"] = (960, 960)
+        shapes[f"{t}layers.{i}.self_attn.k_proj.weight"] = (320, 960)
+    return config, shapes
+
+
+def test_published_500m_config_reads_as_documented() -> None:
+    cfg = ModelConfig.from_hf_config(*published_500m())
+    assert cfg.vision is not None
+    v, t = cfg.vision, cfg.text
+    assert (v.hidden_size, v.intermediate_size, v.num_layers, v.num_heads, v.image_size, v.patch_size) == (
+        768,
+        3072,
+        12,
+        12,
+        512,
+        16,
+    )
+    assert (t.hidden_size, t.intermediate_size, t.num_layers, t.num_heads, t.num_kv_heads, t.head_dim) == (
+        960,
+        2560,
+        32,
+        15,
+        5,
+        64,
+    )
+    assert (t.rope_theta, t.rms_norm_eps, t.vocab_size, t.tie_word_embeddings) == (
+        100000.0,
+        1e-5,
+        49280,
+        False,
+    )
+    assert (cfg.scale_factor, cfg.image_token_id, cfg.image_seq_len) == (4, 49190, 64)
+
+
+def test_so400m_tower_keeps_its_384_tile() -> None:
+    """2.2B: 384 px tiles with 14 px patches -> 27x27 positions; the conv drops the last 6 px."""
+    config, shapes = published_500m()
+    config["vision_config"] = {
+        "hidden_size": 1152,
+        "patch_size": 14,
+        "image_size": 384,
+        "num_attention_heads": 16,
+    }
+    config["scale_factor"] = 3
+    shapes["model.vision_model.embeddings.patch_embedding.weight"] = (1152, 3, 14, 14)
+    shapes["model.vision_model.embeddings.position_embedding.weight"] = (729, 1152)
+    shapes["model.connector.modality_projection.proj.weight"] = (960, 1152 * 9)
+    for i in range(12):
+        shapes[f"model.vision_model.encoder.layers.{i}.mlp.fc1.weight"] = (4304, 1152)
+    cfg = ModelConfig.from_hf_config(config, shapes)
+    assert cfg.vision is not None and (cfg.vision.image_size, cfg.vision.intermediate_size) == (384, 4304)
+    assert cfg.image_seq_len == 81

@@ -25,6 +25,7 @@ _PREFIXES = (
     ("model.", "text."),
     ("lm_head.", "lm_head."),
 )
+TILES_PER_PASS = 8
 _IGNORED = re.compile(r".*(rotary_emb\.inv_freq|\.num_batches_tracked)$")
 
 
@@ -99,7 +100,11 @@ class SmolVLM(nn.Module):
         if pixel_mask is not None:
             p = self.vision.cfg.patch_size
             patch_mask = pixel_mask.unfold(1, p, p).unfold(2, p, p).sum(dim=(-1, -2)) > 0  # [N, S/p, S/p]
-        return self.connector(self.vision(pixel_values, patch_mask))
+        chunks = []  # a few tiles per pass bounds activation memory (a 64-frame video is 64 tiles)
+        for i in range(0, pixel_values.shape[0], TILES_PER_PASS):
+            mask = patch_mask[i : i + TILES_PER_PASS] if patch_mask is not None else None
+            chunks.append(self.connector(self.vision(pixel_values[i : i + TILES_PER_PASS], mask)))
+        return torch.cat(chunks)
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, T] (+ tiles) -> input embeddings [B, T, hidden] with image features spliced in."""
