@@ -158,3 +158,25 @@ def test_kv_cache_update_writes_in_place() -> None:
     assert keys.shape == (1, 2, 4, 4) and keys[0, 0, 3, 0] == 3 and values[0, 1, 2, 0] == 2
     with pytest.raises(IndexError):
         cache.update(7, k, v)
+
+
+class CancelAfter(threading.Event):
+    """An event that reports itself set from the n-th check on (to cancel at a precise point)."""
+
+    def __init__(self, n: int) -> None:
+        super().__init__()
+        self.checks, self.n = 0, n
+
+    def is_set(self) -> bool:
+        self.checks += 1
+        return self.checks >= self.n
+
+
+def test_cancel_lands_between_prefill_chunks(engine: Engine) -> None:
+    from smolgate.engine.generate import ensure_cache, prefill
+
+    ids = torch.tensor([list(range(100, 140))])
+    ensure_cache(engine.model, ids.shape[1])
+    cancel = CancelAfter(3)
+    assert prefill(engine.model, ids, chunk=8, cancel=cancel) is None and cancel.checks == 3
+    assert prefill(engine.model, ids, chunk=8, cancel=CancelAfter(99)) is not None

@@ -168,3 +168,26 @@ def test_published_config_gaps_are_filled_from_weights(pair: Callable[[str], Pai
         ref.config.vision_config.intermediate_size,
         ref.config.vision_config.num_hidden_layers,
     )
+
+
+def test_chunked_prefill_matches_one_pass(pair: Callable[[str], Pair]) -> None:
+    """Chunks cut through the image token runs; the KV cache and masks must make that invisible."""
+    from smolgate.engine.generate import ensure_cache, prefill
+
+    engine, ref = pair("smolvlm2-2.2b")
+    ids, pixels = engine._prepare(CONVERSATIONS["multi_image"]())
+    ensure_cache(engine.model, ids.shape[1])
+    one_pass = prefill(engine.model, ids, pixels, chunk=10_000)
+    chunked = prefill(engine.model, ids, pixels, chunk=7)
+    assert one_pass is not None and chunked is not None
+    assert (chunked - one_pass).abs().max().item() <= TOL
+    assert (chunked - ref_logits(ref, ids, pixels)[-1]).abs().max().item() <= TOL
+
+
+def test_bfloat16_engine_tracks_float32(pair: Callable[[str], Pair], tmp_path: Path) -> None:
+    engine, _ = pair("smolvlm2-256m")
+    path, _ = make_checkpoint("smolvlm2-256m", tmp_path)  # same seed, same weights
+    half = Engine.load(str(path), dtype="bfloat16")
+    ids, pixels = engine._prepare(CONVERSATIONS["image"]())
+    ours, theirs = our_logits(half, ids, pixels).float()[-1], our_logits(engine, ids, pixels)[-1]
+    assert torch.corrcoef(torch.stack([ours, theirs]))[0, 1] > 0.99

@@ -169,21 +169,8 @@ class Engine:
     def generate(
         self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
     ) -> GenerationResult:
-        texts: list[str] = []
-        ids: list[int] = []
-        last: GenerationChunk | None = None
-        for last in self.stream(messages, params, cancel):
-            texts.append(last.text)
-            ids.extend(last.token_ids)
-        assert last is not None and last.finish_reason is not None and last.usage is not None
-        return GenerationResult(
-            "".join(texts),
-            last.finish_reason,
-            last.stop_sequence,
-            last.usage.prompt_tokens,
-            last.usage.completion_tokens,
-            ids,
-        )
+        """`stream` collected into one result (text, finish_reason, stop_sequence, usage, token ids)."""
+        return gen.collect(self.stream(messages, params, cancel))
 
 
 def packaged_gguf_path() -> Path:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 
@@ -19,6 +19,7 @@ from .tokenizer import StreamingDetokenizer, Tokenizer
 
 FinishReason = Literal["stop", "length", "stop_sequence", "cancelled"]
 CACHE_GRANULARITY = 256  # KV cache grows in these steps so its shape rarely changes
+PREFILL_CHUNK = 512  # prompt positions per prefill forward
 
 
 @dataclass(slots=True)
@@ -89,6 +90,29 @@ def ensure_cache(model: SmolVLM, length: int) -> None:
 
 
 @torch.inference_mode()
+def prefill(
+    model: SmolVLM,
+    input_ids: torch.Tensor,
+    pixel_values: torch.Tensor | None = None,
+    *,
+    chunk: int = PREFILL_CHUNK,
+    cancel: threading.Event | None = None,
+) -> torch.Tensor | None:
+    """Fill the KV cache with the prompt in chunks of `chunk` positions -> last logits [V] (None if cancelled).
+
+    Chunking bounds activation memory on long (image/video) prompts and lets a cancel land between chunks.
+    """
+    x = model.embed(input_ids, pixel_values)
+    logits = None
+    for start in range(0, x.shape[1], chunk):
+        if cancel is not None and cancel.is_set():
+            return None
+        logits = model(x[:, start : start + chunk], start)
+    assert logits is not None, "empty prompt"
+    return logits[0]
+
+
+@torch.inference_mode()
 def step(model: SmolVLM, token: torch.Tensor, pos: int) -> torch.Tensor:
     """token [1, 1] at position pos -> next-token logits [V]."""
     return model.decode(token, pos)[0]
@@ -119,12 +143,12 @@ def stream(
     def final(text: str) -> GenerationChunk:
         return GenerationChunk(text, pending, finish, matched, Usage(prompt_len, generated))
 
-    if cancel is not None and cancel.is_set():
+    ensure_cache(model, prompt_len + max_tokens)
+    logits = prefill(model, input_ids, pixel_values, cancel=cancel)
+    if logits is None:
         finish = "cancelled"
         yield final("")
         return
-    ensure_cache(model, prompt_len + max_tokens)
-    logits = model.prefill(input_ids, pixel_values)[0]
     seen = torch.zeros(logits.shape[-1], dtype=torch.bool)
     if sampler.uses_seen:
         seen[input_ids[0]] = True
@@ -161,19 +185,28 @@ def stream(
     yield final(text)
 
 
-def generate(model: SmolVLM, tokenizer: Tokenizer, input_ids: torch.Tensor, **kwargs) -> GenerationResult:  # type: ignore[no-untyped-def]
-    """Run `stream` to completion and collect the result (same arguments as `stream`)."""
+def collect(chunks: Iterable[GenerationChunk]) -> GenerationResult:
+    """Concatenate a chunk stream into one result (the last chunk carries finish reason and usage)."""
     texts: list[str] = []
     ids: list[int] = []
-    for chunk in stream(model, tokenizer, input_ids, **kwargs):
-        texts.append(chunk.text)
-        ids.extend(chunk.token_ids)
-    assert chunk.finish_reason is not None and chunk.usage is not None
+    last: GenerationChunk | None = None
+    for last in chunks:
+        texts.append(last.text)
+        ids.extend(last.token_ids)
+    assert last is not None and last.finish_reason is not None and last.usage is not None
+    usage = last.usage
     return GenerationResult(
         "".join(texts),
-        chunk.finish_reason,
-        chunk.stop_sequence,
-        chunk.usage.prompt_tokens,
-        chunk.usage.completion_tokens,
+        last.finish_reason,
+        last.stop_sequence,
+        usage.prompt_tokens,
+        usage.completion_tokens,
         ids,
     )
+
+
+def generate(
+    model: SmolVLM, tokenizer: Tokenizer, input_ids: torch.Tensor, **kwargs: Any
+) -> GenerationResult:
+    """`stream` run to completion (same arguments)."""
+    return collect(stream(model, tokenizer, input_ids, **kwargs))
