@@ -118,6 +118,24 @@ def test_images_to_text_model_are_rejected(engine: Engine) -> None:
     with pytest.raises(UnsupportedInput, match="images") as info:
         engine.count_tokens(messages)
     assert isinstance(info.value, ValueError)
+    with pytest.raises(UnsupportedInput):
+        engine.stream(messages, GenerationParams())  # raised on the call, before any chunk is requested
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        {"temperature": -1.0},
+        {"top_p": 0.0},
+        {"top_p": 1.5},
+        {"top_k": -2},
+        {"max_tokens": -1},
+        {"repetition_penalty": 0},
+    ],
+)
+def test_invalid_parameters_are_rejected(engine: Engine, bad: dict) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ValueError, match=next(iter(bad))):
+        engine.stream(MESSAGES, GenerationParams(**bad))
 
 
 def test_context_length_bounds_generation(engine: Engine) -> None:

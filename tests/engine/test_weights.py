@@ -52,7 +52,7 @@ def hf_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def logits(engine: Engine) -> torch.Tensor:
     with torch.inference_mode():
-        return engine.model.prefill(torch.tensor([[1, 2, 3, 400, 5000]]))
+        return engine.model(engine.model.embed(torch.tensor([[1, 2, 3, 400, 5000]])))
 
 
 def test_local_directory(vlm_dir: Path) -> None:

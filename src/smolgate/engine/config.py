@@ -191,8 +191,7 @@ def _text_config(cfg: Mapping[str, Any], shapes: Shapes, prefix: str) -> TextCon
     heads = _pick(cfg, TEXT_DEFAULTS, "num_attention_heads", None, "text_config")
     head_dim = cfg.get("head_dim") or (q[0] // heads if q else hidden // heads)
     kv_derived = k[0] // head_dim if k else None
-    kv_cfg = {"num_key_value_heads": cfg.get("num_key_value_heads") or heads}
-    kv = _pick(kv_cfg, {}, "num_key_value_heads", kv_derived, "text_config")
+    kv = _pick(cfg, {"num_key_value_heads": heads}, "num_key_value_heads", kv_derived, "text_config")
     if q is not None and q[0] != heads * head_dim:
         raise ValueError(f"q_proj has {q[0]} rows, expected heads*head_dim={heads * head_dim}")
     if cfg.get("hidden_act", "silu") != "silu":

@@ -71,6 +71,18 @@ class GenerationParams:
     stop: Sequence[str] = field(default_factory=tuple)
     stop_token_ids: Sequence[int] = field(default_factory=tuple)
 
+    def validate(self) -> None:
+        """Raise ValueError for values no sampler can honour (the gateway maps it to a 400)."""
+        problems = [
+            ("max_tokens", self.max_tokens < 0),
+            ("temperature", self.temperature < 0),
+            ("top_p", not 0 < self.top_p <= 1),
+            ("top_k", self.top_k < 0),
+            ("repetition_penalty", self.repetition_penalty <= 0),
+        ]
+        if bad := [name for name, wrong in problems if wrong]:
+            raise ValueError(f"invalid generation parameter(s): {', '.join(bad)}")
+
 
 class Engine:
     def __init__(
@@ -79,9 +91,8 @@ class Engine:
         self.model, self.tokenizer, self.model_id, self.processor = model, tokenizer, model_id, processor
         cfg = model.cfg
         self.supports_images = processor is not None
-        self.supports_video = (
-            processor is not None and cfg.model_type == "smolvlm"
-        )  # v1 (Idefics3) saw no video
+        # SmolVLM v1 (Idefics3) was not trained on video and its reference processor has no video path.
+        self.supports_video = processor is not None and cfg.model_type == "smolvlm"
         self.context_length = cfg.text.max_position_embeddings
         self._lock = threading.Lock()
 
@@ -138,7 +149,12 @@ class Engine:
     def stream(
         self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
     ) -> Iterator[GenerationChunk]:
-        """Yield text chunks as they settle; the last chunk carries finish_reason and usage."""
+        """Yield text chunks as they settle; the last chunk carries finish_reason and usage.
+
+        Input errors (UnsupportedInput, PromptTooLong, bad media) raise here, before the first chunk, so the
+        caller can still answer with a plain 400.
+        """
+        params.validate()
         input_ids, pixel_values = self._prepare(messages)
         room = self.context_length - input_ids.shape[1]
         if room <= 0:

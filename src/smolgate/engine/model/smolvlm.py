@@ -25,8 +25,8 @@ _PREFIXES = (
     ("model.", "text."),
     ("lm_head.", "lm_head."),
 )
-TILES_PER_PASS = 8
 _IGNORED = re.compile(r".*(rotary_emb\.inv_freq|\.num_batches_tracked)$")
+TILES_PER_PASS = 8  # vision tiles per encoder pass: bounds activation memory (a 64-frame video is 64 tiles)
 
 
 def checkpoint_to_module_name(name: str) -> str | None:
@@ -56,7 +56,7 @@ class SmolVLM(nn.Module):
     def dtype(self) -> torch.dtype:
         return self.text.embed_tokens.weight.dtype
 
-    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]], *, strict: bool = True) -> None:
+    def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Assign (checkpoint name, tensor) pairs to parameters without copying (model may be on `meta`).
 
         Tensors arrive one at a time already in the target dtype, so peak memory is the model plus one tensor.
@@ -65,10 +65,10 @@ class SmolVLM(nn.Module):
         missing = set(params)
         for name, tensor in tensors:
             ours = checkpoint_to_module_name(name)
-            if ours is None or ours not in params:
-                if strict and ours is not None:
-                    raise KeyError(f"unexpected checkpoint tensor {name!r}")
+            if ours is None:  # e.g. a stored rotary inv_freq buffer
                 continue
+            if ours not in params:
+                raise KeyError(f"unexpected checkpoint tensor {name!r}")
             if tuple(tensor.shape) != tuple(params[ours].shape):
                 raise ValueError(
                     f"{name}: checkpoint shape {tuple(tensor.shape)} != model {tuple(params[ours].shape)}"
@@ -100,7 +100,7 @@ class SmolVLM(nn.Module):
         if pixel_mask is not None:
             p = self.vision.cfg.patch_size
             patch_mask = pixel_mask.unfold(1, p, p).unfold(2, p, p).sum(dim=(-1, -2)) > 0  # [N, S/p, S/p]
-        chunks = []  # a few tiles per pass bounds activation memory (a 64-frame video is 64 tiles)
+        chunks = []
         for i in range(0, pixel_values.shape[0], TILES_PER_PASS):
             mask = patch_mask[i : i + TILES_PER_PASS] if patch_mask is not None else None
             chunks.append(self.connector(self.vision(pixel_values[i : i + TILES_PER_PASS], mask)))
@@ -129,10 +129,6 @@ class SmolVLM(nn.Module):
         if last_only:
             h = h[:, -1]
         return self.lm_head(h)
-
-    def prefill(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
-        """Run a whole prompt from position 0 (filling the KV cache); return last-position logits [B, V]."""
-        return self(self.embed(input_ids, pixel_values), 0)
 
     def decode(self, token: torch.Tensor, pos: int) -> torch.Tensor:
         """token [B, 1] at position pos -> logits [B, V]. The one-token step a compiled path would capture."""

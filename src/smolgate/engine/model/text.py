@@ -135,9 +135,8 @@ class TextModel(nn.Module):
         if pos + t > self.cache_len:
             if pos > 0:
                 raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
-            self.setup_cache(
-                t, x.shape[0], x.dtype
-            )  # a fresh sequence without a cache: size it for this call
+            # A fresh sequence and no cache yet (e.g. a one-off scoring pass): size one for this call.
+            self.setup_cache(t, x.shape[0], x.dtype)
         cos, sin = self._cos[pos : pos + t], self._sin[pos : pos + t]
         mask = None
         if t > 1 and pos > 0:  # chunked prefill after earlier tokens: query i sees keys 0..pos+i
