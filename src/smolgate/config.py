@@ -59,6 +59,7 @@ class ProviderConfig(Base):
     model: str | None = None  # protocol local: the checkpoint to load (dir, HF repo id or .gguf)
     quant: Literal["none", "int8", "int4"] | None = None  # protocol local: weight quantization
     queue_timeout: float = 10.0  # how long a request waits for a free account slot
+    transport: Literal["h1", "aiohttp"] = "h1"  # aiohttp honours HTTP(S)_PROXY; h1 is faster
 
 
 class Target(Base):

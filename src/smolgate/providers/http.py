@@ -1,14 +1,17 @@
-"""One HTTP transport for every remote protocol (aiohttp, pooled keep-alive connections).
+"""One HTTP transport for every remote protocol, with pooled keep-alive connections.
 
-aiohttp over httpx: on this hardware it sustains ~7× the request rate (see bench/gateway.py and
-cpu-baselines.md). Timeouts: connect, first byte (headers and, for streams, the first chunk), idle
-between chunks, and a total cap. Every transport failure becomes a GatewayError here, at one boundary.
+Two interchangeable backends behind one tiny interface (`post` → response with `status`, `headers`,
+`read_chunk`, `read`, `release`, `close`): our own HTTP/1.1 client (`h1`, the default — the fastest in
+bench/gateway.py) and aiohttp (`transport: aiohttp`, e.g. to honour HTTP(S)_PROXY). Timeouts: connect,
+first byte (headers and, for streams, the first chunk), idle between chunks, and a total cap. Every
+transport failure becomes a GatewayError here, at one boundary.
 """
 
 from __future__ import annotations
 
 import asyncio
-from typing import AsyncIterator, Mapping
+from typing import Any, AsyncIterator, Mapping
+from urllib.parse import urlencode
 
 import aiohttp
 import msgspec
@@ -18,6 +21,7 @@ from ..config import ProviderConfig
 from ..errors import ErrorKind, GatewayError
 from ..protocols import codec as get_codec
 from .base import Attempt, Provider
+from .h1 import H1Error, H1Pool
 
 _AUTH_STYLE = {
     "openai": lambda key: {"authorization": f"Bearer {key}"},
@@ -26,39 +30,83 @@ _AUTH_STYLE = {
     "anthropic": lambda key: {"x-api-key": key},
     "gemini": lambda key: {"x-goog-api-key": key},
 }
-_FIXED_HEADERS = {
-    "anthropic": {"anthropic-version": "2023-06-01"},
-}
+_FIXED_HEADERS = {"anthropic": {"anthropic-version": "2023-06-01"}}
+_TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError, OSError)
 
 
 def _transport_error(exc: BaseException, provider: str, phase: str) -> GatewayError:
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return GatewayError(ErrorKind.TIMEOUT, f"provider '{provider}' timed out ({phase})")
-    if isinstance(exc, aiohttp.ClientConnectorError):
+    if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
         return GatewayError(ErrorKind.UPSTREAM, f"provider '{provider}' refused the connection")
     return GatewayError(ErrorKind.UPSTREAM, f"provider '{provider}' failed ({phase}): {type(exc).__name__}")
 
 
+def malformed(provider: str, exc: Exception) -> GatewayError:
+    return GatewayError(ErrorKind.UPSTREAM, f"provider '{provider}' sent a malformed response ({type(exc).__name__})")
+
+
+class _AiohttpResponse:
+    """aiohttp's response behind the same small interface as `h1.H1Response`."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self._resp, self.status, self.headers = resp, resp.status, resp.headers
+
+    async def read_chunk(self) -> bytes:
+        return await self._resp.content.readany()
+
+    async def read(self) -> bytes:
+        try:
+            return await self._resp.read()
+        finally:
+            self._resp.release()
+
+    def release(self) -> None:
+        self._resp.release()
+
+    def close(self) -> None:
+        self._resp.close()
+
+
+class _AiohttpTransport:
+    def __init__(self, cfg: ProviderConfig) -> None:
+        self._cfg = cfg
+        self._base = cfg.base_url.rstrip("/")
+        self._session: aiohttp.ClientSession | None = None
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str], query: str) -> _AiohttpResponse:
+        if self._session is None or self._session.closed:
+            t = self._cfg.timeouts
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect),
+                skip_auto_headers=("User-Agent",), trust_env=True)
+        url = self._base + path + (("?" + query) if query else "")
+        return _AiohttpResponse(await self._session.post(url, data=body, headers=headers))
+
+    def close(self) -> Any:
+        return self._session.close() if self._session is not None else None
+
+
 class HttpAttempt(Attempt):
-    def __init__(self, provider: "HttpProvider", resp: aiohttp.ClientResponse) -> None:
+    def __init__(self, provider: "HttpProvider", resp: Any) -> None:
         self._provider = provider
         self._resp = resp
         self.status = resp.status
         self.headers = resp.headers
 
     async def events(self) -> AsyncIterator[Event]:
-        decoder = self._provider.codec.stream_decoder()
-        idle = self._provider.cfg.timeouts.idle
-        first = self._provider.cfg.timeouts.first_byte
-        content = self._resp.content
+        p = self._provider
+        decoder = p.codec.stream_decoder()
+        idle, first = p.cfg.timeouts.idle, p.cfg.timeouts.first_byte
         got_any = False
         try:
             while True:
                 try:
                     async with asyncio.timeout(idle if got_any else first):
-                        chunk = await content.readany()
-                except (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
-                    raise _transport_error(exc, self._provider.name, "reading the stream") from exc
+                        chunk = await self._resp.read_chunk()
+                except _TRANSPORT_ERRORS as exc:
+                    raise _transport_error(exc, p.name, "reading the stream") from exc
                 if not chunk:
                     break
                 got_any = True
@@ -67,7 +115,7 @@ class HttpAttempt(Attempt):
                 except GatewayError:
                     raise
                 except Exception as exc:
-                    raise malformed(self._provider.name, exc) from exc
+                    raise malformed(p.name, exc) from exc
                 for ev in events:
                     yield ev
             for ev in decoder.close():
@@ -76,7 +124,7 @@ class HttpAttempt(Attempt):
             self._resp.close()
 
     async def aclose(self) -> None:
-        # close() (not release()) drops the connection: an unfinished upstream stream must stop now.
+        # Closing (not releasing) drops the connection: an unfinished upstream stream must stop now.
         self._resp.close()
 
 
@@ -87,19 +135,8 @@ class HttpProvider(Provider):
         self.codec = get_codec(cfg.protocol)
         self.needs_inline_images = self.codec.needs_inline_images
         self.supports_stop = self.codec.supports_stop
-        self._base = cfg.base_url.rstrip("/")
-        self._session: aiohttp.ClientSession | None = None
-
-    def _http(self) -> aiohttp.ClientSession:
-        if self._session is None or self._session.closed:
-            t = self.cfg.timeouts
-            self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
-                timeout=aiohttp.ClientTimeout(total=t.total, sock_connect=t.connect),
-                auto_decompress=True,
-                skip_auto_headers=("User-Agent",),
-            )
-        return self._session
+        self._transport: Any = (_AiohttpTransport(cfg) if cfg.transport == "aiohttp"
+                                else H1Pool(cfg.base_url, cfg.timeouts.connect))
 
     def _headers(self, api_key: str | None, extra: Mapping[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json", **_FIXED_HEADERS.get(self.cfg.protocol, {})}
@@ -109,19 +146,19 @@ class HttpProvider(Provider):
             headers.update(_AUTH_STYLE[self.cfg.protocol](api_key))
         return headers
 
-    async def _send(self, req: Request, model: str, api_key: str | None, stream: bool) -> aiohttp.ClientResponse:
+    async def _send(self, req: Request, model: str, api_key: str | None, stream: bool) -> Any:
         call = self.codec.encode_request(msgspec.structs.replace(req, stream=stream), model)
-        url = self._base + call.path
         try:
             async with asyncio.timeout(self.cfg.timeouts.first_byte):
-                resp = await self._http().post(url, data=call.body, params=call.query or None,
-                                               headers=self._headers(api_key, call.headers))
-        except (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError, OSError) as exc:
+                resp = await self._transport.post(call.path, call.body, self._headers(api_key, call.headers),
+                                                  urlencode(call.query) if call.query else "")
+        except (*_TRANSPORT_ERRORS, H1Error) as exc:
             raise _transport_error(exc, self.name, "connecting") from exc
         if resp.status >= 400:
             try:
-                body = await resp.read()
-            except (aiohttp.ClientError, ConnectionError):
+                async with asyncio.timeout(self.cfg.timeouts.idle):
+                    body = await resp.read()
+            except _TRANSPORT_ERRORS:
                 body = b""
             finally:
                 resp.release()
@@ -141,10 +178,9 @@ class HttpProvider(Provider):
         try:
             async with asyncio.timeout(self.cfg.timeouts.total):
                 body = await resp.read()
-        except (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError) as exc:
+        except _TRANSPORT_ERRORS as exc:
+            resp.close()
             raise _transport_error(exc, self.name, "reading the response") from exc
-        finally:
-            resp.release()
         try:
             return self.codec.decode_response(body), resp.status, resp.headers
         except GatewayError:
@@ -156,9 +192,6 @@ class HttpProvider(Provider):
         return HttpAttempt(self, await self._send(req, model, api_key, stream=True))
 
     async def aclose(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-
-
-def malformed(provider: str, exc: Exception) -> GatewayError:
-    return GatewayError(ErrorKind.UPSTREAM, f"provider '{provider}' sent a malformed response ({type(exc).__name__})")
+        closing = self._transport.close()
+        if closing is not None:
+            await closing

@@ -1,0 +1,226 @@
+"""A small pooled HTTP/1.1 client for upstream calls: asyncio protocol + httptools' C parser.
+
+Why our own: the upstream client is the largest per-request cost of a gateway (cpu-baselines.md: a
+hand-written pooled client sustains ~2.7× aiohttp's request rate on one core; bench/gateway.py compares
+both in the same run). It does exactly what the gateway needs — keep-alive pools per origin, TLS,
+chunked or sized bodies streamed with back-pressure, and closing the socket to cancel an upstream
+request — and nothing else. aiohttp stays available (`transport: aiohttp`), e.g. for HTTP proxies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import ssl
+from typing import Mapping
+from urllib.parse import urlsplit
+
+import httptools
+
+_HIGH_WATER = 1 << 20  # pause reading from the upstream when this much body is buffered unread
+_MAX_IDLE = 64  # idle keep-alive connections kept per origin
+
+
+class H1Error(ConnectionError):
+    pass
+
+
+class _Conn(asyncio.Protocol):
+    """One upstream connection; one request at a time."""
+
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.status = 0
+        self.headers: dict[str, str] = {}
+        self._hname = b""
+        self._body: collections.deque[bytes] = collections.deque()
+        self._buffered = 0
+        self._paused = False
+        self._headers_done: asyncio.Future[None] | None = None
+        self._wake: asyncio.Future[None] | None = None
+        self.complete = False  # the whole response has been parsed
+        self.keep_alive = False
+        self.closed = False
+        self.error: Exception | None = None
+
+    # -- asyncio.Protocol
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(H1Error(f"malformed upstream response: {exc}"))
+            self.transport.close()  # type: ignore[union-attr]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        if not self.complete:
+            self._fail(H1Error("upstream closed the connection"))
+
+    # -- httptools callbacks
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+
+    def on_headers_complete(self) -> None:
+        self.status = self.parser.get_status_code()
+        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message completes
+        if self._headers_done is not None and not self._headers_done.done():
+            self._headers_done.set_result(None)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+        self._buffered += len(body)
+        if self._buffered > _HIGH_WATER and not self._paused:
+            self._paused = True
+            self.transport.pause_reading()  # type: ignore[union-attr]
+        self._notify()
+
+    def on_message_complete(self) -> None:
+        self.complete = True
+        self._notify()
+
+    # -- internals
+    def _notify(self) -> None:
+        if self._wake is not None and not self._wake.done():
+            self._wake.set_result(None)
+
+    def _fail(self, exc: Exception) -> None:
+        self.error = exc
+        for fut in (self._headers_done, self._wake):
+            if fut is not None and not fut.done():
+                fut.set_exception(exc)
+
+    def reset(self) -> None:
+        self.parser = httptools.HttpResponseParser(self)
+        self.status, self.headers, self.complete, self.error, self.keep_alive = 0, {}, False, None, False
+        self._body.clear()
+        self._buffered = 0
+
+    async def send(self, head: bytes, body: bytes) -> None:
+        loop = asyncio.get_running_loop()
+        self._headers_done = loop.create_future()
+        self.transport.write(head + body)  # type: ignore[union-attr]
+        await self._headers_done
+
+    async def read(self) -> bytes:
+        """The next body bytes; b"" once the response is complete."""
+        while not self._body:
+            if self.complete:
+                return b""
+            if self.error is not None:
+                raise self.error
+            self._wake = asyncio.get_running_loop().create_future()
+            try:
+                await self._wake
+            finally:
+                self._wake = None
+        chunk = self._body.popleft() if len(self._body) == 1 else b"".join(self._body)
+        self._body.clear()
+        self._buffered = 0
+        if self._paused:
+            self._paused = False
+            self.transport.resume_reading()  # type: ignore[union-attr]
+        return chunk
+
+
+class H1Response:
+    def __init__(self, pool: "H1Pool", conn: _Conn) -> None:
+        self._pool, self._conn = pool, conn
+        self.status = conn.status
+        self.headers: Mapping[str, str] = conn.headers
+        self._done = False
+
+    async def read_chunk(self) -> bytes:
+        chunk = await self._conn.read()
+        if not chunk:
+            self.release()
+        return chunk
+
+    async def read(self) -> bytes:
+        parts = []
+        while chunk := await self.read_chunk():
+            parts.append(chunk)
+        return b"".join(parts)
+
+    def release(self) -> None:
+        """Back to the pool when fully read and keep-alive; otherwise the socket is closed."""
+        if self._done:
+            return
+        self._done = True
+        c = self._conn
+        if c.complete and not c.closed and c.keep_alive and not c._body:
+            self._pool._put(c)
+        elif c.transport is not None:
+            c.transport.close()  # an unfinished response: closing is how the upstream learns we left
+
+    def close(self) -> None:
+        if not self._done:
+            self._done = True
+            if self._conn.transport is not None:
+                self._conn.transport.close()
+
+
+class H1Pool:
+    """Keep-alive connections to one origin (scheme, host, port)."""
+
+    def __init__(self, base_url: str, connect_timeout: float) -> None:
+        u = urlsplit(base_url)
+        self.scheme, self.host = u.scheme, u.hostname or "localhost"
+        self.port = u.port or (443 if u.scheme == "https" else 80)
+        self.prefix = u.path.rstrip("/")
+        self.connect_timeout = connect_timeout
+        default_port = (u.scheme == "https" and self.port == 443) or (u.scheme == "http" and self.port == 80)
+        self._host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
+        self._ssl = ssl.create_default_context() if u.scheme == "https" else None
+        self._idle: collections.deque[_Conn] = collections.deque()
+
+    def _put(self, conn: _Conn) -> None:
+        if len(self._idle) < _MAX_IDLE:
+            self._idle.append(conn)
+        else:
+            conn.transport.close()  # type: ignore[union-attr]
+
+    async def _connect(self) -> _Conn:
+        loop = asyncio.get_running_loop()
+        async with asyncio.timeout(self.connect_timeout):
+            _, conn = await loop.create_connection(_Conn, self.host, self.port, ssl=self._ssl,
+                                                   server_hostname=self.host if self._ssl else None)
+        return conn
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str], query: str = "") -> H1Response:
+        target = (self.prefix + path + (("?" + query) if query else "")).encode()
+        head = [b"POST ", target, b" HTTP/1.1\r\nhost: ", self._host_header,
+                b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\naccept-encoding: identity\r\n"]
+        for k, v in headers.items():
+            head += [k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n"]
+        head.append(b"\r\n")
+        raw = b"".join(head)
+        while self._idle:  # a pooled connection may have been closed by the upstream meanwhile
+            conn = self._idle.pop()
+            if conn.closed:
+                continue
+            conn.reset()
+            try:
+                await conn.send(raw, body)
+                return H1Response(self, conn)
+            except H1Error:
+                continue  # closed by the upstream while idle (before any response): use another
+            except BaseException:
+                conn.transport.close()  # type: ignore[union-attr]  # e.g. first-byte timeout: abandon it
+                raise
+        conn = await self._connect()
+        try:
+            await conn.send(raw, body)
+        except BaseException:
+            conn.transport.close()  # type: ignore[union-attr]
+            raise
+        return H1Response(self, conn)
+
+    def close(self) -> None:
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.transport is not None:
+                conn.transport.close()
