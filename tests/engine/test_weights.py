@@ -13,7 +13,14 @@ from checkpoints import build_reference, make_checkpoint, save_checkpoint
 
 from smolgate.engine.config import ModelConfig
 from smolgate.engine.engine import Engine, find_cached_smolvlm
-from smolgate.engine.weights import ModelNotFound, SafetensorsCheckpoint, read_json, resolve_source
+from smolgate.engine.weights import (
+    ModelNotFound,
+    SafetensorsCheckpoint,
+    cached_snapshot,
+    download,
+    read_json,
+    resolve_source,
+)
 
 REVISION = "0123456789abcdef0123456789abcdef01234567"
 
@@ -87,6 +94,9 @@ def test_missing_repo_offline_fails_clearly(hf_env: Path) -> None:
     assert "HuggingFaceTB/not-downloaded-model" in message and "HF_HUB_OFFLINE" in message
     assert str(hf_env) in message
     assert isinstance(info.value, FileNotFoundError)
+    assert cached_snapshot("HuggingFaceTB/not-downloaded-model") is None
+    with pytest.raises(ModelNotFound, match="smolgate pull"):
+        download("HuggingFaceTB/not-downloaded-model")  # what `smolgate pull` calls
 
 
 def test_nonsense_source_is_rejected() -> None:

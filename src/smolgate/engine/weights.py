@@ -34,7 +34,7 @@ def is_offline() -> bool:
 
 
 def resolve_source(source: str, *, revision: str | None = None) -> Path:
-    """Local file/dir as is; else a repo id from the HF cache; else download it (with huggingface_hub's progress bar)."""
+    """Local file/dir as is; else a repo id from the HF cache; else download it (see `download`)."""
     path = Path(source).expanduser()
     if path.exists():
         return path
@@ -42,25 +42,43 @@ def resolve_source(source: str, *, revision: str | None = None) -> Path:
         raise ModelNotFound(
             f"model source {source!r} is not an existing path and not a Hugging Face repo id (org/name)"
         )
+    return cached_snapshot(source, revision=revision) or download(source, revision=revision)
+
+
+def cached_snapshot(repo_id: str, *, revision: str | None = None) -> Path | None:
+    """The repo's snapshot directory in the HF cache, or None (never touches the network)."""
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import LocalEntryNotFoundError
 
-    cache = hub_cache_dir()
     try:
-        return Path(snapshot_download(source, revision=revision, cache_dir=cache, local_files_only=True))
+        return Path(
+            snapshot_download(repo_id, revision=revision, cache_dir=hub_cache_dir(), local_files_only=True)
+        )
     except LocalEntryNotFoundError:
-        pass
+        return None
+
+
+def download(repo_id: str, *, revision: str | None = None) -> Path:
+    """Fetch a checkpoint into the HF cache (huggingface_hub shows progress bars) and return its snapshot dir.
+
+    Only the files the engine reads are fetched (no ONNX exports). Raises ModelNotFound with an actionable
+    message when offline (HF_HUB_OFFLINE=1) or when the hub cannot be reached or does not have the repo.
+    """
+    from huggingface_hub import snapshot_download
+
+    cache = hub_cache_dir()
     if is_offline():
         raise ModelNotFound(
-            f"model {source!r} is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 forbids downloading it; "
-            f"download it on a connected machine (`hf download {source}`) or pass a local directory"
+            f"model {repo_id!r} is not in the Hugging Face cache ({cache}) and HF_HUB_OFFLINE=1 forbids "
+            f"downloading it; download it on a connected machine (`smolgate pull {repo_id}`) or pass a local "
+            "directory"
         )
     try:
         return Path(
-            snapshot_download(source, revision=revision, cache_dir=cache, allow_patterns=_DOWNLOAD_PATTERNS)
+            snapshot_download(repo_id, revision=revision, cache_dir=cache, allow_patterns=_DOWNLOAD_PATTERNS)
         )
     except Exception as exc:  # network, auth, unknown repo: one clear message, cause chained
-        raise ModelNotFound(f"could not download model {source!r} from the Hugging Face Hub: {exc}") from exc
+        raise ModelNotFound(f"could not download model {repo_id!r} from the Hugging Face Hub: {exc}") from exc
 
 
 def read_json(directory: Path, name: str) -> dict[str, Any]:
