@@ -60,7 +60,7 @@ def test_config_and_metadata(engine: Engine) -> None:
     assert (text.hidden_size, text.num_layers, text.num_heads, text.num_kv_heads) == (576, 30, 9, 3)
     assert text.tie_word_embeddings and engine.model.lm_head.weight is engine.model.text.embed_tokens.weight
     assert engine.context_length == 8192 and not engine.supports_images
-    assert engine.tokenizer.eos_token_ids == (2,)  # <|im_end|>
+    assert engine.tokenizer.eos_token_ids == (2, 0)  # <|im_end|> (metadata), <|endoftext|> (as llama.cpp)
 
 
 def test_tokenizer_matches_transformers_gguf_tokenizer(engine: Engine, reference: tuple[Any, Any]) -> None:

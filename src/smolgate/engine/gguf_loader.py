@@ -36,6 +36,9 @@ _LAYER_NAMES = {
 _GLOBAL_NAMES = {"token_embd": "model.embed_tokens", "output_norm": "model.norm", "output": "lm_head"}
 _BLOCK = re.compile(r"blk\.(\d+)\.(\w+)\.(weight|bias)$")
 _TOKEN_CONTROL, _TOKEN_USER_DEFINED = 3, 4
+_END_TOKENS = frozenset(
+    {"<|endoftext|>", "<|im_end|>", "<|eot_id|>", "<|end|>", "<end_of_turn>", "<end_of_utterance>"}
+)
 # llama.cpp pre-tokenizer names we can reproduce with HF pre-tokenizers (GPT-2 byte-level regex underneath).
 _PRE_TOKENIZERS = {"smollm": True, "gpt2": False, "default": False}  # value: split digits individually
 
@@ -138,6 +141,11 @@ class GGUFCheckpoint:
             int(i)
             for k in ("tokenizer.ggml.eos_token_id", "tokenizer.ggml.eot_token_id")
             if (i := f(k)) is not None
+        ]
+        # Like llama.cpp, also end a turn at the usual end-of-generation control tokens: a chat model that emits
+        # <|endoftext|> instead of <|im_end|> would otherwise ramble on past it.
+        eos_ids += [
+            i for i, (t, kind) in enumerate(zip(tokens, types)) if kind == _TOKEN_CONTROL and t in _END_TOKENS
         ]
         return Tokenizer(
             hf,
