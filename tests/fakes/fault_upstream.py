@@ -58,7 +58,15 @@ class FaultUpstream(OpenAIUpstream):
 
     def routes(self, app: web.Application) -> None:
         super().routes(app)
+        app.router.add_get("/_stats", self._stats)
         app.on_response_prepare.append(self._extra_headers)
+
+    async def _stats(self, request: web.Request) -> web.Response:
+        """Per-key counters as JSON (for a fake running in another process, e.g. bench/pool.py)."""
+        out = {k: vars(v).copy() for k, v in self.stats.items()}
+        if request.query.get("reset"):
+            self.stats = {k: KeyStats() for k in self.stats}
+        return web.json_response(out)
 
     @staticmethod
     async def _extra_headers(request: web.Request, response: web.StreamResponse) -> None:
@@ -146,3 +154,16 @@ class FaultUpstream(OpenAIUpstream):
             await resp.write(b'{"id":"chatcmpl-die","object":"chat.completion","choi')
         request.transport.abort()
         return resp
+
+
+if __name__ == "__main__":  # python -m tests.fakes.fault_upstream '{"key": "mode", …}' → prints the port
+    import json
+    import sys
+
+    up = FaultUpstream(json.loads(sys.argv[1]), slow=float(sys.argv[2]) if len(sys.argv) > 2 else 1.0,
+                       budget=int(sys.argv[3]) if len(sys.argv) > 3 else 20).start()
+    print(up.port, flush=True)
+    try:
+        sys.stdin.read()  # until the parent closes our stdin
+    finally:
+        up.stop()
