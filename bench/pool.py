@@ -149,8 +149,9 @@ async def main() -> None:
     scenarios = [("gateway-clean", ["b-ok1", "b-ok2"], 8), ("faults-1-try", list(MIX), 1),
                  ("faults-retries", list(MIX), 8)]
     # The fake runs in its own process, so neither the load generator nor smolgate shares its GIL.
-    fake = subprocess.Popen([sys.executable  # noqa: ASYNC220 (start-up, before any load), "-m", "tests.fakes.fault_upstream", json.dumps(MIX), "1.0", "40"],
-                            cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    fake = subprocess.Popen(  # noqa: ASYNC220 (start-up, before any load)
+        [sys.executable, "-m", "tests.fakes.fault_upstream", json.dumps(MIX), "1.0", "40"],
+        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     assert fake.stdout is not None and fake.stdin is not None
     base_url = f"http://127.0.0.1:{int(fake.stdout.readline())}/v1"
     try:
