@@ -78,62 +78,74 @@ def main() -> None:
     ap.add_argument("--rate", type=float, default=500)
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=64)
+    ap.add_argument("--transports", default="h1,aiohttp", help="upstream HTTP clients to compare")
     args = ap.parse_args()
-
-    up_port, gw_port = free_port(), free_port()
-    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    cfg.write(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
-              f"    accounts: [{{api_key: bench-key}}]\n"
-              f"models:\n  - name: bench\n    targets: [{{provider: up, model: bench-upstream}}]\n")
-    cfg.close()
-    procs = [
-        subprocess.Popen([PY, str(HERE / "fast_upstream.py"), str(up_port)], preexec_fn=pinned(1)),
-        subprocess.Popen([PY, "-m", "smolgate.cli", "serve", "--config", cfg.name, "--port", str(gw_port),
-                          "--log-level", "warning"], preexec_fn=pinned(0)),
-    ]
+    results = []
+    up_port = free_port()
+    upstream = subprocess.Popen([PY, str(HERE / "fast_upstream.py"), str(up_port)], preexec_fn=pinned(1))
     try:
         wait_port(up_port)
-        wait_port(gw_port)
-        up = f"http://127.0.0.1:{up_port}/v1/chat/completions"
-        gw = f"http://127.0.0.1:{gw_port}"
-        scenarios = [
-            ("openai→openai", False, f"{gw}/v1/chat/completions", OPENAI_BODY, {"authorization": "Bearer x"}),
-            ("openai→openai stream", True, f"{gw}/v1/chat/completions", OPENAI_BODY, {}),
-            ("anthropic→openai", False, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
-            ("anthropic→openai stream", True, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
-        ]
-        results = []
         with Progress(console=console) as progress:
-            task = progress.add_task("benchmarking", total=len(scenarios) * 3)
-            for name, stream, url, body, headers in scenarios:
-                body = {**body, "stream": stream}
-                direct_body = {**OPENAI_BODY, "stream": stream}
-                direct = load(up, direct_body, {}, "rate", args.rate, args.seconds)
-                progress.advance(task)
-                via = load(url, body, headers, "rate", args.rate, args.seconds)
-                progress.advance(task)
-                top = load(url, body, headers, "max", args.concurrency, args.seconds)
-                progress.advance(task)
-                d, v = percentiles(direct["latencies_ms"]), percentiles(via["latencies_ms"])
-                results.append({
-                    "scenario": name, "rate": args.rate, "direct_ms": d, "gateway_ms": v,
-                    "added_ms": {k: v[k] - d[k] for k in d}, "errors": via["errors"] + direct["errors"],
-                    "max_rps": top["rps"], "max_rps_errors": top["errors"],
-                })
+            transports = args.transports.split(",")
+            task = progress.add_task("benchmarking", total=len(transports) * 12)
+            for transport in transports:
+                results += run_transport(args, transport, up_port, progress, task)
     finally:
-        for p in procs:
-            p.terminate()
-        for p in procs:
-            p.wait(10)
-        os.unlink(cfg.name)
+        upstream.terminate()
+        upstream.wait(10)
+    report(results, args)
 
+
+def run_transport(args: argparse.Namespace, transport: str, up_port: int, progress: Progress, task) -> list[dict]:  # type: ignore[no-untyped-def]
+    """All scenarios through one gateway process whose provider uses `transport`."""
+    gw_port = free_port()
+    cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
+              f"    accounts: [{{api_key: bench-key}}]\n    transport: {transport}\n"
+              f"models:\n  - name: bench\n    targets: [{{provider: up, model: bench-upstream}}]\n")
+    cfg.close()
+    gateway = subprocess.Popen([PY, "-m", "smolgate.cli", "serve", "--config", cfg.name, "--port", str(gw_port),
+                                "--log-level", "warning"], preexec_fn=pinned(0))
+    up = f"http://127.0.0.1:{up_port}/v1/chat/completions"
+    gw = f"http://127.0.0.1:{gw_port}"
+    scenarios = [
+        ("openai→openai", False, f"{gw}/v1/chat/completions", OPENAI_BODY, {"authorization": "Bearer x"}),
+        ("openai→openai stream", True, f"{gw}/v1/chat/completions", OPENAI_BODY, {}),
+        ("anthropic→openai", False, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
+        ("anthropic→openai stream", True, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
+    ]
+    results = []
+    try:
+        wait_port(gw_port)
+        for name, stream, url, body, headers in scenarios:
+            body = {**body, "stream": stream}
+            direct = load(up, {**OPENAI_BODY, "stream": stream}, {}, "rate", args.rate, args.seconds)
+            progress.advance(task)
+            via = load(url, body, headers, "rate", args.rate, args.seconds)
+            progress.advance(task)
+            top = load(url, body, headers, "max", args.concurrency, args.seconds)
+            progress.advance(task)
+            d, v = percentiles(direct["latencies_ms"]), percentiles(via["latencies_ms"])
+            results.append({
+                "scenario": name, "transport": transport, "rate": args.rate, "direct_ms": d, "gateway_ms": v,
+                "added_ms": {k: v[k] - d[k] for k in d}, "errors": via["errors"] + direct["errors"],
+                "max_rps": top["rps"], "max_rps_errors": top["errors"],
+            })
+    finally:
+        gateway.terminate()
+        gateway.wait(10)
+        os.unlink(cfg.name)
+    return results
+
+
+def report(results: list[dict], args: argparse.Namespace) -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
     (out_dir / "gateway.json").write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
-    t = Table("scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors")
+    t = Table("transport", "scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors")
     for r in results:
         a = r["added_ms"]
-        t.add_row(r["scenario"], f"{a['p50']:.3f}", f"{a['p90']:.3f}", f"{a['p99']:.3f}", f"{r['max_rps']:.0f}",
+        t.add_row(r["transport"], r["scenario"], f"{a['p50']:.3f}", f"{a['p90']:.3f}", f"{a['p99']:.3f}", f"{r['max_rps']:.0f}",
                   str(r["errors"] + r["max_rps_errors"]))
     console.print(t)
     plot(results, out_dir / "gateway.png")
@@ -146,7 +158,7 @@ def plot(results: list[dict], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = [r["scenario"] for r in results]
+    names = [f"{r['transport']}: {r['scenario']}" for r in results]
     x = range(len(names))
     for i, q in enumerate(("p50", "p90", "p99")):
         ax1.bar([j + (i - 1) * 0.27 for j in x], [r["added_ms"][q] for r in results], width=0.27, label=q)
