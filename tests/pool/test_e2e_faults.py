@@ -172,3 +172,75 @@ providers:
     assert abs(s["w-big"].ok / s["w-small"].ok - 3) <= 0.15, (s["w-big"], s["w-small"])
     assert all(abs(s[k].ok - 100) <= 5 for k in ("e1", "e2", "e3", "e4")), collections.Counter(
         {k: s[k].ok for k in ("e1", "e2", "e3", "e4")})
+
+
+class _Serve:
+    """`smolgate serve` as its own process (a replica)."""
+
+    def __init__(self, cfg_path: str) -> None:
+        import subprocess
+        import sys
+        import time
+        from pathlib import Path
+
+        self.port = _closed_port()
+        exe = Path(sys.executable).with_name("smolgate")
+        self.proc = subprocess.Popen([str(exe), "serve", "--config", cfg_path, "--port", str(self.port),
+                                      "--log-level", "warning"], stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        end = time.monotonic() + 60
+        while time.monotonic() < end and self.proc.poll() is None:
+            with socket.socket() as s:
+                if s.connect_ex(("127.0.0.1", self.port)) == 0:
+                    return
+            time.sleep(0.05)
+        raise RuntimeError(f"replica did not start: {self.proc.stderr.read() if self.proc.stderr else ''}")
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        _, err = self.proc.communicate(timeout=10)
+        return err
+
+
+async def test_two_gateway_processes_share_one_cap_and_one_cooldown(redis_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    up = FaultUpstream({"k-shared": "ok"}, hold=0.01).start()
+    cfg = tmp_path / "replica.yaml"
+    cfg.write_text(f"""
+state: {redis_url}
+providers:
+  - name: shared
+    protocol: openai
+    base_url: {up.base_url}
+    accounts:
+      - {{name: only, api_key: k-shared, max_concurrency: 3}}
+models:
+  - {{name: m, targets: [{{provider: shared, model: gpt-fake}}]}}
+""")
+    replicas = [_Serve(str(cfg)), _Serve(str(cfg))]
+    try:
+        fails = await asyncio.gather(*(_drive(r.url, "m", 150, 75) for r in replicas))
+        st = up.stats["k-shared"]
+        assert fails == [[], []] and st.ok == 300
+        assert st.max_in_flight == 3, st  # seen by the upstream: one cap for both processes together
+        up.set_mode("k-shared", "429")  # Retry-After: 1
+        async with aiohttp.ClientSession() as http:
+            body = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            async with http.post(replicas[0].url + "/v1/chat/completions", json=body) as r:
+                assert r.status == 429
+            before = st.requests
+            await asyncio.sleep(0.1)  # the cooldown reaches Redis
+            async with http.post(replicas[1].url + "/v1/chat/completions", json=body) as r:
+                assert r.status == 429 and r.headers.get("retry-after")
+            assert st.requests == before  # the other replica cooled down without asking the upstream
+            up.set_mode("k-shared", "ok")
+            await asyncio.sleep(1.0)
+            async with http.post(replicas[1].url + "/v1/chat/completions", json=body) as r:
+                assert r.status == 200  # and recovered
+    finally:
+        logs = [r.stop() for r in replicas]
+        up.stop()
+    assert not any("Traceback" in x for x in logs), logs
