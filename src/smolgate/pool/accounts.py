@@ -192,7 +192,7 @@ class AccountPool:
     # ---- acquire / wait -----------------------------------------------------------------------------
     async def acquire(self, *, tokens: int = 0, exclude: frozenset[str] = frozenset(),
                       deadline: float | None = None) -> Lease:
-        """`deadline` is an absolute `time.monotonic()` (= `loop.time()`) value."""
+        """Pick and hold an account (see the package docs). `deadline` is an absolute `time.monotonic()`."""
         hint = INF
         if not self._waiters:  # nobody queued: try at once (a newcomer never jumps the queue)
             got = self._try_local(tokens, exclude) if self.shared is None else await self._try(tokens, exclude)
@@ -204,8 +204,8 @@ class AccountPool:
     async def _wait(self, tokens: int, exclude: frozenset[str], deadline: float | None, hint: float) -> Lease:
         loop = asyncio.get_running_loop()
         timeout = self.provider.queue_timeout
-        if deadline is not None:
-            timeout = min(timeout, deadline - loop.time())
+        if deadline is not None:  # time.monotonic(), not loop.time(): uvloop's clock is its own
+            timeout = min(timeout, deadline - time.monotonic())
         if len(self._waiters) >= self.opts.max_queue or timeout <= 0:
             why = "the wait queue is full" if timeout > 0 else "no time left to wait"
             raise self._busy(f"all accounts of provider '{self.name}' are busy and {why}", hint)
