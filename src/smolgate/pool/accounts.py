@@ -317,7 +317,9 @@ class AccountPool:
         if lease._probe:
             a.health.probing = False  # probe over (if it never reported, another request may probe)
         if lease._slot is not None and self.shared is not None:
-            await self.shared.release(lease._slot)
+            # Only a queued waiter needs the slot back in Redis before it asks; otherwise don't make the
+            # caller (often still answering its client) wait for a round trip.
+            await self.shared.release(lease._slot, wait=bool(self._waiters))
         self._kick()
 
     def _record(self, lease: Lease, status: int | None, headers: Mapping[str, str] | None,

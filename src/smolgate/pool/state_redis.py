@@ -173,7 +173,9 @@ class SharedState:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._probe_task: asyncio.Task[None] | None = None
         self._hb_task: asyncio.Task[None] | None = None
-        self._outbox: collections.deque[tuple[list[str], list[Any], Any]] = collections.deque(maxlen=10_000)
+        # Ordered writes (outcomes; slot releases nobody waits for), sent pipelined by one writer task.
+        self._outbox: collections.deque[tuple[list[str] | None, list[Any], Any]] = collections.deque(
+            maxlen=10_000)
         self._wake = asyncio.Event()
         self._busy = False
         self.dropped = 0
@@ -204,10 +206,17 @@ class SharedState:
             self._held[slot] = prefix + ":slots"
         return bool(ok), code, float(until), reason
 
-    async def release(self, slot: str) -> None:
+    async def release(self, slot: str, *, wait: bool = True) -> None:
+        """Free a slot. `wait=False` queues the removal behind the outcome writer instead of paying a round
+        trip now (nobody here is waiting for the slot; other replicas see it a moment later)."""
         key = self._held.pop(slot, None)
-        if key is not None:
+        if key is None:
+            return
+        if wait:
             await self._call(self._r.zrem, key, slot)
+        elif self.up:
+            self._outbox.append((None, [key, slot], None))
+            self._wake.set()
 
     async def read(self, prefixes: list[str], now: float) -> list[tuple[str, float, str, str, int]] | None:
         """Each account's shared (state, until, reason, key fingerprint, in-flight across replicas)."""
@@ -250,13 +259,16 @@ class SharedState:
                 batch = [self._outbox.popleft() for _ in range(min(256, len(self._outbox)))]
                 pipe = self._r.pipeline(transaction=False)
                 for keys, args, _ in batch:
-                    await self._record(keys=keys, args=args, client=pipe)  # queues into the pipeline
+                    if keys is None:  # a queued slot release
+                        pipe.zrem(args[0], args[1])
+                    else:
+                        await self._record(keys=keys, args=args, client=pipe)  # queues into the pipeline
                 try:
                     results = await pipe.execute()
                 except _DOWN as exc:
                     self._down(exc)
                     break
-                for (_, _, cb), res in zip(batch, results):
+                for (_, _, cb), res in zip(batch, results, strict=True):
                     if cb is not None:
                         cb((res[0], float(res[1]), res[2]))
             if not self.up:
