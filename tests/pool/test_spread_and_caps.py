@@ -94,3 +94,68 @@ async def test_excluded_accounts_are_skipped(backend: str, state_url: str | None
         await pool.acquire(exclude=frozenset({"a", "b"}))
     assert err.value.kind.value == "rate_limited" and "excluded" in err.value.message
     await pools.close()
+
+
+async def test_weight_zero_is_standby() -> None:
+    p = prov("s", [acct("main", weight=1, max_concurrency=1), acct("spare", weight=0)], strategy="weighted")
+    pools = await make_pools("memory", [p], None)
+    pool = pools.get("s")
+    names = []
+    for _ in range(5):
+        lease = await pool.acquire()
+        names.append(lease.account.name)
+        await lease.release()
+    assert names == ["main"] * 5
+    held = await pool.acquire()
+    spare = await pool.acquire()  # main is at its cap: the standby takes the overflow
+    assert (held.account.name, spare.account.name) == ("main", "spare")
+    await held.release()
+    await spare.release()
+    await pools.close()
+
+
+async def test_tpm_window_and_correction(backend: str, state_url: str | None) -> None:
+    p = prov("t", [acct("a", tpm=100)], queue_timeout=0.1)
+    pools = await make_pools(backend, [p], state_url)
+    pool = pools.get("t")
+    first = await pool.acquire(tokens=60)
+    with pytest.raises(Exception) as err:
+        await pool.acquire(tokens=60)  # 60 + 60 > 100 tokens per minute
+    assert err.value.kind.value == "rate_limited" and err.value.retry_after > 1
+    first.record(status=200, tokens=30)  # the answer used fewer tokens than estimated
+    await first.release()
+    await pools.drain()
+    second = await pool.acquire(tokens=60)  # 30 + 60 fits
+    await second.release()
+    assert pools.snapshot()[0].tpm_used == 90
+    await pools.close()
+
+
+async def test_announced_token_budget_is_respected(backend: str, state_url: str | None) -> None:
+    p = prov("t", [acct("a")], queue_timeout=0.1)
+    pools = await make_pools(backend, [p], state_url)
+    pool = pools.get("t")
+    lease = await pool.acquire(tokens=10)
+    lease.record(status=200, headers={"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20s",
+                                      "x-ratelimit-remaining-requests": "50", "x-ratelimit-reset-requests": "1s"})
+    await lease.release()
+    await pools.drain()
+    with pytest.raises(Exception) as err:
+        await pool.acquire(tokens=10)
+    assert 15 < err.value.retry_after <= 20  # waits for the token budget, although requests remain
+    assert pools.snapshot()[0].remaining_tokens == 0 and pools.snapshot()[0].remaining_requests == 50
+    await pools.close()
+
+
+async def test_enable_clears_a_disabled_account() -> None:
+    pools = await make_pools("memory", [prov("e", [acct("a")])], None)
+    pool = pools.get("e")
+    lease = await pool.acquire()
+    lease.record(status=401)
+    await lease.release()
+    with pytest.raises(Exception):
+        await pool.acquire()
+    pool.enable("a")
+    await (await pool.acquire()).release()
+    assert pools.snapshot()[0].state == "healthy"
+    await pools.close()

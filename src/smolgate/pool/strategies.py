@@ -31,17 +31,25 @@ class RoundRobin:
 
 class Weighted:
     """Smooth weighted round robin (nginx): deterministic and evenly interleaved — weights 3:1 give
-    a a b a a a b a …, never long runs — so the observed split matches the weights within a few picks."""
+    a a b a a a b a …, never long runs — so the observed split matches the weights within a few picks.
+    Weight 0 means standby: picked only when no weighted account has room."""
+
+    def __init__(self, n: int) -> None:
+        self.rr = RoundRobin(n)
 
     def __call__(self, cands: Sequence[AccountState], now: float) -> AccountState:
         total = 0.0
-        best = cands[0]
+        best: AccountState | None = None
         for a in cands:
-            w = max(a.cfg.weight, 0.0)
+            w = a.cfg.weight
+            if w <= 0:
+                continue
             a.swrr += w
             total += w
-            if a.swrr > best.swrr:
+            if best is None or a.swrr > best.swrr:
                 best = a
+        if best is None:
+            return self.rr(cands, now)
         best.swrr -= total
         return best
 
@@ -78,7 +86,7 @@ class RateLimitAware:
 
 def make(strategy: str, n: int) -> Pick:
     if strategy == "weighted":
-        return Weighted()
+        return Weighted(n)
     if strategy == "least_in_flight":
         return LeastInFlight(n)
     if strategy == "rate_limit_aware":
