@@ -302,7 +302,7 @@ class AccountPool:
                     return
                 self._discard(w)
                 if w.fut.done():  # expired while we were asking Redis: pass the slot on
-                    await self._release(got)
+                    await got.release()
                     continue
                 w.fut.set_result(got)
         finally:
