@@ -271,3 +271,19 @@ def test_so400m_tower_keeps_its_384_tile() -> None:
     cfg = ModelConfig.from_hf_config(config, shapes)
     assert cfg.vision is not None and (cfg.vision.image_size, cfg.vision.intermediate_size) == (384, 4304)
     assert cfg.image_seq_len == 81
+
+
+def test_loading_keeps_the_yielded_tensors_without_copying(vlm_dir: Path) -> None:
+    from smolgate.engine.model.smolvlm import build_model
+
+    ckpt = SafetensorsCheckpoint(vlm_dir)
+    cfg = ModelConfig.from_hf_config(read_json(vlm_dir, "config.json"), ckpt.shapes())
+    yielded: set[int] = set()
+
+    def recording() -> Any:
+        for name, tensor in ckpt.tensors(torch.bfloat16):
+            yielded.add(tensor.data_ptr())
+            yield name, tensor
+
+    model = build_model(cfg, recording(), torch.bfloat16)
+    assert {p.data_ptr() for p in model.parameters()} == yielded  # the model holds exactly those buffers
