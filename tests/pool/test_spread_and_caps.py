@@ -8,6 +8,8 @@ import random
 
 import pytest
 
+from smolgate.errors import GatewayError
+
 from .util import acct, make_pools, prov
 
 
@@ -90,7 +92,7 @@ async def test_excluded_accounts_are_skipped(backend: str, state_url: str | None
         names.add(lease.account.name)
         await lease.release()
     assert names == {"b"}
-    with pytest.raises(Exception) as err:
+    with pytest.raises(GatewayError) as err:
         await pool.acquire(exclude=frozenset({"a", "b"}))
     assert err.value.kind.value == "rate_limited" and "excluded" in err.value.message
     await pools.close()
@@ -119,7 +121,7 @@ async def test_tpm_window_and_correction(backend: str, state_url: str | None) ->
     pools = await make_pools(backend, [p], state_url)
     pool = pools.get("t")
     first = await pool.acquire(tokens=60)
-    with pytest.raises(Exception) as err:
+    with pytest.raises(GatewayError) as err:
         await pool.acquire(tokens=60)  # 60 + 60 > 100 tokens per minute
     assert err.value.kind.value == "rate_limited" and err.value.retry_after > 1
     first.record(status=200, tokens=30)  # the answer used fewer tokens than estimated
@@ -140,7 +142,7 @@ async def test_announced_token_budget_is_respected(backend: str, state_url: str 
                                       "x-ratelimit-remaining-requests": "50", "x-ratelimit-reset-requests": "1s"})
     await lease.release()
     await pools.drain()
-    with pytest.raises(Exception) as err:
+    with pytest.raises(GatewayError) as err:
         await pool.acquire(tokens=10)
     assert 15 < err.value.retry_after <= 20  # waits for the token budget, although requests remain
     assert pools.snapshot()[0].remaining_tokens == 0 and pools.snapshot()[0].remaining_requests == 50
@@ -153,7 +155,7 @@ async def test_enable_clears_a_disabled_account() -> None:
     lease = await pool.acquire()
     lease.record(status=401)
     await lease.release()
-    with pytest.raises(Exception):
+    with pytest.raises(GatewayError):
         await pool.acquire()
     pool.enable("a")
     await (await pool.acquire()).release()

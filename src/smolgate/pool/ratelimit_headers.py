@@ -74,7 +74,7 @@ def parse_reset(text: str, now: float) -> float | None:
     text = text.strip()
     if "T" in text and "-" in text:  # RFC 3339 (anthropic)
         try:
-            return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+            return datetime.fromisoformat(text).timestamp()  # 3.11+ accepts a trailing Z
         except ValueError:
             return None
     d = parse_duration(text)
