@@ -259,6 +259,22 @@ def can_finish(state: State) -> bool:
     return False
 
 
+def in_text(state: State) -> bool:
+    """Some alternative is inside a string, a key or a literal: the only places non-ASCII bytes go."""
+    return any(f[0] in (STR, LIT) or f[0] == OBJ and f[2] == O_INKEY for f, _ in state)
+
+
+def string_room(state: State) -> int | None:
+    """Characters still allowed in the string every alternative is writing (None: not all in a bounded
+    string at a character boundary)."""
+    room = -1
+    for frame, _ in state:
+        if frame[0] != STR or frame[1].max_length is None or frame[3] != 0:
+            return None
+        room = max(room, frame[1].max_length - frame[2])
+    return room
+
+
 def finished(state: State) -> bool:
     """Complete and nothing may follow: only the end of text is left."""
     return all(frame[0] == ROOT and frame[2] == 1 for frame, _ in state)

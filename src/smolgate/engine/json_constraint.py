@@ -31,10 +31,12 @@ from .json_schema import compile_schema
 if TYPE_CHECKING:
     from tokenizers import Tokenizer as HFTokenizer
 
-_PROBE = bytes(range(0x20, 0x7F)) + b"\n\r\t\x80\xc3"  # printable ASCII, whitespace, UTF-8 bytes
-_WIDE = 40  # more allowed first bytes than this: a string-like state, where most tokens are valid
+_ASCII = bytes(range(0x20, 0x7F)) + b"\n\r\t"  # control bytes are never valid JSON text
+_HIGH = bytes(range(0x80, 0xF5))  # UTF-8 lead and continuation bytes
+_WIDE = 40  # more allowed ASCII bytes than this: a string-like state, where most tokens are valid
 _MARGIN = 30.0  # stop scanning once candidates are this far below the best valid logit (p < 1e-13)
 _FIRST_BATCH = 64
+_SHORT = 16  # strings with fewer characters left than this scan only tokens short enough (or with a quote)
 
 
 def _byte_decoder() -> dict[str, int]:
@@ -95,6 +97,12 @@ class TokenTable:
         self.keys = sorted(groups)
         self.ids = [groups[k] for k in self.keys]
         self.all_ids = torch.tensor(sorted(i for g in self.ids for i in g), dtype=torch.long)
+        # for strings near maxLength: quote-free tokens by character count, and tokens holding a quote
+        chars = {i: sum(not 0x80 <= b <= 0xBF for b in t) for i, t in enumerate(self.tokens) if t and b'"' not in t}
+        by_len = sorted(chars, key=chars.__getitem__)
+        self._short = torch.tensor(by_len, dtype=torch.long)
+        self._short_end = [bisect_left([chars[i] for i in by_len], n + 1) for n in range(_SHORT)]
+        self._quoted = torch.tensor([i for i, t in enumerate(self.tokens) if t and b'"' in t], dtype=torch.long)
 
     @classmethod
     def of(cls, vocab: Sequence[str | bytes | None] | TokenTable) -> TokenTable:
@@ -109,6 +117,12 @@ class TokenTable:
             cls._cache.pop(next(iter(cls._cache)))
         cls._cache[id(vocab)] = (vocab, table)
         return table
+
+    def string_candidates(self, room: int | None) -> torch.Tensor:
+        """Tokens that may fit in a string with `room` characters left (all tokens if room is unknown)."""
+        if room is None or room >= _SHORT:
+            return self.all_ids
+        return torch.cat([self._short[: self._short_end[max(room, 0)]], self._quoted])
 
     def walk(self, state: pda.State, first: bytes, accept: Callable[[pda.State], bool]) -> dict[int, pda.State]:
         """Every token starting with a byte in `first` that the automaton accepts from `state` (and `accept`
@@ -173,7 +187,9 @@ class JsonConstraint:
         return self._ended or pda.finished(self.state)
 
     def allowed_bytes(self) -> bytes:
-        return bytes(b for b in _PROBE if pda.advance(self.state, bytes((b,))))
+        """The bytes the automaton accepts next (non-ASCII ones only probed where text is being written)."""
+        probe = _ASCII + _HIGH if pda.in_text(self.state) else _ASCII
+        return bytes(b for b in probe if pda.advance(self.state, bytes((b,))))
 
     def valid_token_ids(self, logits: torch.Tensor) -> list[int]:
         """Tokens that keep the output valid (all of them, or the `top_valid` likeliest in string-like
@@ -195,13 +211,16 @@ class JsonConstraint:
             return limit is None or pda.distance(st) <= limit
 
         first = self.allowed_bytes()
-        if len(first) <= _WIDE and all(b < 0x80 for b in first):
-            return self.table.walk(self.state, first, fits)
-        return self._scan(logits, fits)
+        if limit is not None and (d := pda.distance(self.state)) > limit:
+            # every token must bring the end closer: only tokens starting with such a byte are needed
+            first = bytes(b for b in first if pda.distance(pda.advance(self.state, bytes((b,)))) < d)
+        if sum(b < 0x80 for b in first) > _WIDE:
+            return self._scan(logits, fits)
+        return self.table.walk(self.state, first, fits)
 
     def _scan(self, logits: torch.Tensor, fits: Callable[[pda.State], bool]) -> dict[int, pda.State]:
         """Lazy masking for string-like states, where most tokens are valid: test in descending-logit order."""
-        cands = self.table.all_ids
+        cands = self.table.string_candidates(pda.string_room(self.state))
         vals = logits[cands].float()
         found: dict[int, pda.State] = {}
         best, tokens = float("-inf"), self.table.tokens
