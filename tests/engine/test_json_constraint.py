@@ -61,7 +61,13 @@ def eos(gguf: tuple[list[str], list[int], int]) -> int:
 
 
 def drive(
-    schema: Any, table: TokenTable, eos: int, *, seed: int, max_tokens: int, sample: bool = False,
+    schema: Any,
+    table: TokenTable,
+    eos: int,
+    *,
+    seed: int,
+    max_tokens: int,
+    sample: bool = False,
     bias: dict[int, float] | None = None,
 ) -> tuple[str, int]:
     """Generate with seeded random logits; -> (text, tokens used including EOS). Asserts the budget holds."""
@@ -109,7 +115,10 @@ PERSON = {
 PYDANTIC = {  # the shape pydantic emits: $defs, $ref, anyOf-with-null, titles
     "$defs": {
         "Address": {
-            "properties": {"city": {"title": "City", "type": "string"}, "zip": {"type": "string", "maxLength": 5}},
+            "properties": {
+                "city": {"title": "City", "type": "string"},
+                "zip": {"type": "string", "maxLength": 5},
+            },
             "required": ["city", "zip"],
             "title": "Address",
             "type": "object",
@@ -143,7 +152,7 @@ SCHEMAS: list[Any] = [
 def test_random_logits_always_give_valid_json(table: TokenTable, eos: int, index: int) -> None:
     schema = SCHEMAS[index]
     for seed in range(3):
-        text, used = drive(schema, table, eos, seed=seed, max_tokens=80, sample=seed == 2)
+        text, _ = drive(schema, table, eos, seed=seed, max_tokens=80, sample=seed == 2)
         check(schema, text)
 
 
@@ -162,10 +171,16 @@ def schemas() -> st.SearchStrategy[dict[str, Any]]:
         st.builds(lambda t: {"type": t}, st.sampled_from(["string", "number", "integer", "boolean", "null"])),
         st.builds(
             lambda lo, extra: {"type": "string", "minLength": lo, "maxLength": lo + extra},
-            st.integers(0, 3), st.integers(0, 6),
+            st.integers(0, 3),
+            st.integers(0, 6),
         ),
-        st.builds(lambda v: {"enum": v}, st.lists(st.one_of(st.integers(-50, 50), names, st.none()), min_size=1, max_size=4)),
-        st.builds(lambda v: {"const": v}, st.one_of(st.booleans(), names, st.floats(-10, 10, allow_nan=False))),
+        st.builds(
+            lambda v: {"enum": v},
+            st.lists(st.one_of(st.integers(-50, 50), names, st.none()), min_size=1, max_size=4),
+        ),
+        st.builds(
+            lambda v: {"const": v}, st.one_of(st.booleans(), names, st.floats(-10, 10, allow_nan=False))
+        ),
     )
 
     def extend(inner: st.SearchStrategy[dict[str, Any]]) -> st.SearchStrategy[dict[str, Any]]:
@@ -176,11 +191,20 @@ def schemas() -> st.SearchStrategy[dict[str, Any]]:
                 "required": [k for k in props if k in req],
                 "additionalProperties": extra,
             },
-            st.dictionaries(names, inner, max_size=3), st.sets(names), st.booleans(),
+            st.dictionaries(names, inner, max_size=3),
+            st.sets(names),
+            st.booleans(),
         )
         arr = st.builds(
-            lambda items, lo, extra: {"type": "array", "items": items, "minItems": lo, "maxItems": lo + extra},
-            inner, st.integers(0, 2), st.integers(0, 2),
+            lambda items, lo, extra: {
+                "type": "array",
+                "items": items,
+                "minItems": lo,
+                "maxItems": lo + extra,
+            },
+            inner,
+            st.integers(0, 2),
+            st.integers(0, 2),
         )
         union = st.builds(lambda alts: {"anyOf": alts}, st.lists(inner, min_size=1, max_size=3))
         return st.one_of(obj, arr, union)
@@ -190,9 +214,11 @@ def schemas() -> st.SearchStrategy[dict[str, Any]]:
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(schema=schemas(), seed=st.integers(0, 2**16), sample=st.booleans())
-def test_generated_schemas(table: TokenTable, eos: int, schema: dict[str, Any], seed: int, sample: bool) -> None:
+def test_generated_schemas(
+    table: TokenTable, eos: int, schema: dict[str, Any], seed: int, sample: bool
+) -> None:
     budget = compile_schema(schema).root.min_len + 40
-    text, used = drive(schema, table, eos, seed=seed, max_tokens=budget, sample=sample)
+    text, _ = drive(schema, table, eos, seed=seed, max_tokens=budget, sample=sample)
     check(schema, text)
 
 
@@ -259,8 +285,11 @@ def test_schema_support_and_errors() -> None:
 
 def test_forced_tool_call_round_trip(table: TokenTable, eos: int) -> None:
     """tool_choice=required: constrain the call body, then the streaming parser reads it back."""
-    weather = ToolSpec("get_weather", "Weather", {"type": "object", "properties": {"city": {"type": "string"}},
-                                                   "required": ["city"]})
+    weather = ToolSpec(
+        "get_weather",
+        "Weather",
+        {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+    )
     clock = ToolSpec("get_time", "Time", {"type": "object", "properties": {}})
     schema = tool_call_schema([weather, clock])
     for seed in range(3):

@@ -154,7 +154,7 @@ def _gap(frame: tuple[Any, ...], ws_index: int, rest: Stack | None, b: int) -> l
 
 
 def _step_object(frame: tuple[Any, ...], rest: Stack | None, b: int) -> list[Stack]:
-    _, node, phase, seen, ws, key = frame
+    _, node, phase, seen, _ws, key = frame
     if phase == O_INKEY:
         raw, esc = key
         if esc == 0 and b == QUOTE:
@@ -252,8 +252,15 @@ def can_finish(state: State) -> bool:
         if frame[0] == ROOT:
             if frame[2] == 1:
                 return True
-        elif rest is not None and rest[0][0] == ROOT and (
-            frame[0] == NUM and frame[2] in N_COMPLETE or frame[0] == LIT and any(len(x) == frame[2] for x in frame[1])
+        elif (
+            rest is not None
+            and rest[0][0] == ROOT
+            and (
+                frame[0] == NUM
+                and frame[2] in N_COMPLETE
+                or frame[0] == LIT
+                and any(len(x) == frame[2] for x in frame[1])
+            )
         ):
             return True
     return False
@@ -304,11 +311,11 @@ def _frame_cost(frame: tuple[Any, ...]) -> int:
     kind = frame[0]
     if kind == STR:
         _, node, length, esc = frame
-        return _esc_left(esc) + max(node.min_length - length - (esc != 0), 0) + 1
+        return int(_esc_left(esc) + max(node.min_length - length - (esc != 0), 0) + 1)
     if kind == NUM:
         return 0 if frame[2] in N_COMPLETE else 1
     if kind == LIT:
-        return min(len(x) for x in frame[1]) - frame[2]
+        return int(min(len(x) for x in frame[1]) - frame[2])
     if kind == ROOT:
         return frame[1].min_len if frame[2] == 0 else 0
     if kind == ARR:
@@ -316,7 +323,7 @@ def _frame_cost(frame: tuple[Any, ...]) -> int:
         need = max(node.min_items - count, 0)
         item = node.items.min_len
         if phase == A_NEXT:
-            return need * (item + 1) + 1
+            return int(need * (item + 1) + 1)
         if phase == A_ITEM:
             need = max(need, 1)
         return need * (item + 1) if need else 1  # n items, n-1 commas, ']'
@@ -326,14 +333,14 @@ def _frame_cost(frame: tuple[Any, ...]) -> int:
     if phase == O_NEXT:
         return _rest_cost(node, seen, True)
     if phase in (O_COLON, O_VALUE):
-        return (phase == O_COLON) + key.min_len + _rest_cost(node, seen, True)
+        return int((phase == O_COLON) + key.min_len + _rest_cost(node, seen, True))
     if phase == O_KEY:
         if any(k not in seen for k in node.required):
             return _rest_cost(node, seen, False)
         options = [c for k, c in node.member_cost.items() if k not in seen]
         if node.extra is not None:
             options.append(3 + node.extra.min_len)
-        return min(options) + 1
+        return int(min(options) + 1)
     raw, esc = key  # O_INKEY: finish this key (declared or extra), its value, then the rest
     options = []
     for k, value in node.props.items():

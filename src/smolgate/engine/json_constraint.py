@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from bisect import bisect_left
 from collections.abc import Callable, Collection, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 
@@ -84,11 +84,12 @@ class TokenTable:
     walking that implicit trie with the automaton finds every valid token while visiting only valid prefixes.
     Built once per tokenizer (~0.1 s for 49k tokens); `of` caches it per vocab list."""
 
-    _cache: dict[int, tuple[object, TokenTable]] = {}
+    _cache: ClassVar[dict[int, tuple[object, TokenTable]]] = {}
 
     def __init__(self, vocab: Sequence[str | bytes | None]) -> None:
         self.tokens: list[bytes | None] = [
-            None if t is None or t == "" or t == b"" else t.encode() if isinstance(t, str) else bytes(t) for t in vocab
+            None if t is None or t == "" or t == b"" else t.encode() if isinstance(t, str) else bytes(t)
+            for t in vocab
         ]
         groups: dict[bytes, list[int]] = {}
         for i, t in enumerate(self.tokens):
@@ -98,11 +99,15 @@ class TokenTable:
         self.ids = [groups[k] for k in self.keys]
         self.all_ids = torch.tensor(sorted(i for g in self.ids for i in g), dtype=torch.long)
         # for strings near maxLength: quote-free tokens by character count, and tokens holding a quote
-        chars = {i: sum(not 0x80 <= b <= 0xBF for b in t) for i, t in enumerate(self.tokens) if t and b'"' not in t}
+        chars = {
+            i: sum(not 0x80 <= b <= 0xBF for b in t) for i, t in enumerate(self.tokens) if t and b'"' not in t
+        }
         by_len = sorted(chars, key=chars.__getitem__)
         self._short = torch.tensor(by_len, dtype=torch.long)
         self._short_end = [bisect_left([chars[i] for i in by_len], n + 1) for n in range(_SHORT)]
-        self._quoted = torch.tensor([i for i, t in enumerate(self.tokens) if t and b'"' in t], dtype=torch.long)
+        self._quoted = torch.tensor(
+            [i for i, t in enumerate(self.tokens) if t and b'"' in t], dtype=torch.long
+        )
 
     @classmethod
     def of(cls, vocab: Sequence[str | bytes | None] | TokenTable) -> TokenTable:
@@ -124,7 +129,9 @@ class TokenTable:
             return self.all_ids
         return torch.cat([self._short[: self._short_end[max(room, 0)]], self._quoted])
 
-    def walk(self, state: pda.State, first: bytes, accept: Callable[[pda.State], bool]) -> dict[int, pda.State]:
+    def walk(
+        self, state: pda.State, first: bytes, accept: Callable[[pda.State], bool]
+    ) -> dict[int, pda.State]:
         """Every token starting with a byte in `first` that the automaton accepts from `state` (and `accept`
         approves of the state after it) -> that state."""
         found: dict[int, pda.State] = {}

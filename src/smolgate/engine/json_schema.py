@@ -21,12 +21,43 @@ from typing import Any
 
 ALL_TYPES = frozenset({"object", "array", "string", "number", "integer", "boolean", "null"})
 _ANNOTATIONS = frozenset(
-    {"title", "description", "default", "examples", "$schema", "$id", "$comment", "$defs", "definitions",
-     "deprecated", "readOnly", "writeOnly", "nullable", "discriminator", "strict", "name"}
+    {
+        "title",
+        "description",
+        "default",
+        "examples",
+        "$schema",
+        "$id",
+        "$comment",
+        "$defs",
+        "definitions",
+        "deprecated",
+        "readOnly",
+        "writeOnly",
+        "nullable",
+        "discriminator",
+        "strict",
+        "name",
+    }
 )
 _HANDLED = frozenset(
-    {"type", "properties", "required", "additionalProperties", "items", "minItems", "maxItems", "minLength",
-     "maxLength", "enum", "const", "anyOf", "oneOf", "allOf", "$ref"}
+    {
+        "type",
+        "properties",
+        "required",
+        "additionalProperties",
+        "items",
+        "minItems",
+        "maxItems",
+        "minLength",
+        "maxLength",
+        "enum",
+        "const",
+        "anyOf",
+        "oneOf",
+        "allOf",
+        "$ref",
+    }
 )
 _LITERAL_MIN = {"null": 4, "boolean": 4, "number": 1, "integer": 1}
 
@@ -77,8 +108,9 @@ def _type_ok(value: Any, types: frozenset[str]) -> bool:
         return bool(types & {"integer", "number"})
     if isinstance(value, float):
         return "number" in types or ("integer" in types and value.is_integer())
-    kind = {str: "string", list: "array", dict: "object"}.get(type(value))
-    return kind in types
+    if isinstance(value, str):
+        return "string" in types
+    return ("array" if isinstance(value, list) else "object") in types
 
 
 class _Compiler:
@@ -110,7 +142,7 @@ class _Compiler:
         if schema is True or schema == {}:
             return ANY
         if not isinstance(schema, Mapping):
-            raise ValueError(f"a schema must be an object or true, not {schema!r}")
+            raise ValueError(f"a schema must be an object or true, not {schema!r}")  # noqa: TRY004 (-> HTTP 400)
         self.unenforced |= set(schema) - _HANDLED - _ANNOTATIONS
         if "$ref" in schema:
             return self.ref(schema["$ref"])

@@ -51,7 +51,9 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def render_tools_prompt(tools: list[ToolSpec], tool_choice: str | None = None, forced_name: str | None = None) -> str:
+def render_tools_prompt(
+    tools: list[ToolSpec], tool_choice: str | None = None, forced_name: str | None = None
+) -> str:
     """A system-prompt section describing `tools` and the call format; "" when no tool may be called.
 
     tool_choice: None/"auto" (model decides), "none", "required" (at least one call). forced_name: the one
@@ -128,7 +130,7 @@ def _one_call(obj: Any) -> tuple[str, str] | None:
     name = obj.get("name")
     if not isinstance(name, str) or not name.strip():
         return None
-    args = next((obj[k] for k in _ARG_KEYS if k in obj), {})
+    args: Any = next((obj[k] for k in _ARG_KEYS if k in obj), {})
     if isinstance(args, str):  # arguments given as a JSON string
         try:
             args = json.loads(args) if args.strip() else {}
