@@ -71,6 +71,23 @@ def test_tokenizer_matches_transformers_gguf_tokenizer(engine: Engine, reference
         assert engine.tokenizer.decode(ids, skip_special_tokens=False) == text
 
 
+def test_chat_template_renders_like_transformers(engine: Engine, reference: tuple[Any, Any]) -> None:
+    _, ref_tok = reference
+    conversations = [
+        [{"role": "user", "content": QUESTION}],
+        [
+            {"role": "system", "content": "Answer in French."},
+            {"role": "user", "content": "Hi"},
+            {"role": "assistant", "content": "Bonjour"},
+            {"role": "user", "content": "Ça va ?"},
+        ],
+    ]
+    for messages in conversations:
+        for gen_prompt in (True, False):
+            expected = ref_tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=gen_prompt)
+            assert engine.tokenizer.apply_chat_template(messages, gen_prompt) == expected
+
+
 def test_first_token_logits_correlate_with_transformers(engine: Engine, reference: tuple[Any, Any]) -> None:
     ref_model, _ = reference
     messages = [ChatMessage("user", [TextPart(QUESTION)])]
