@@ -15,7 +15,7 @@ from typing import AsyncIterator, Callable
 import msgspec
 
 from . import stops
-from .canonical import Event, Image, Request, Response, StreamError, ToolResult, Video
+from .canonical import Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
 from .config import Config
 from .errors import ErrorKind, GatewayError
 from .fetch import fetch_media
@@ -87,6 +87,8 @@ class Dispatcher:
         try:
             yield first
             async for ev in it:
+                if isinstance(ev, MessageDelta) and ev.usage is not None:  # real usage for tpm windows
+                    lease.record(status=attempt.status, tokens=ev.usage.total_tokens)  # type: ignore[attr-defined]
                 yield ev
         except GatewayError as exc:
             lease.record(error=exc.kind)  # type: ignore[attr-defined]

@@ -106,6 +106,8 @@ async def root(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Se
 
 async def accounts(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     pools = gw.runtime.pools
+    if pools is not None:
+        await pools.refresh()  # with Redis: the whole fleet's view, not just this replica's
     snap = pools.snapshot() if pools is not None else []
     await send_body(send, 200, orjson.dumps({"accounts": snap}, default=_plain))
 

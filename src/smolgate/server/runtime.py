@@ -30,7 +30,7 @@ class Runtime:
         self.providers: dict[str, Provider] = {p.name: build_provider(p) for p in cfg.providers}
         self.pools: Pools | None = None
         self._dispatcher: Dispatcher | None = None
-        self.limiter: ClientLimiter | None = ClientLimiter(cfg.keys) if cfg.keys else None
+        self.limiter: ClientLimiter | None = None
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -41,6 +41,8 @@ class Runtime:
         if self._dispatcher is not None:
             return
         self.pools = await Pools.create(self.cfg.providers, self.cfg.state)
+        if self.cfg.keys:  # client limits share the pools' state: one rpm window across replicas
+            self.limiter = ClientLimiter(self.cfg.keys, self.pools)
         self._dispatcher = Dispatcher(self.cfg, self.router, self.providers, self.pools)
         for p in self.providers.values():
             start = getattr(p, "start", None)
