@@ -32,7 +32,7 @@ def gguf_path() -> Path:
 
 @pytest.fixture(scope="module", autouse=True)
 def one_thread() -> Iterator[None]:
-    """Masking works on single tokens: extra intra-op threads only add contention on a shared machine."""
+    """The drivers here run small per-token torch ops; intra-op threads only add contention on a busy box."""
     before = torch.get_num_threads()
     torch.set_num_threads(1)
     yield
