@@ -24,11 +24,6 @@ if [ ! -f "$stamp" ]; then
   fi
   touch "$stamp"
 fi
-if [ "$want" = test ] && ! command -v redis-server >/dev/null 2>&1; then
-  # Real Redis for the pool's shared-state tests (Debian package; we run as root here).
-  if [ "$(id -u)" = 0 ]; then
-    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  else
-    sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq redis-server >/dev/null
-  fi
+if [ "$want" = test ]; then
+  sh scripts/ensure_redis.sh  # real Redis for the pool's shared-state tests (Debian package)
 fi
