@@ -16,6 +16,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
 from checkpoints import make_checkpoint  # noqa: E402
+from test_video import write_video  # noqa: E402
 from tests.gateway.clients import CLIENTS, Ask
 from tests.gateway_server import GatewayServer
 
@@ -68,3 +69,52 @@ def test_packaged_text_model_answers_and_refuses_images(text_gateway, png):
                                          "data": __import__("base64").b64encode(png).decode()}},
             {"type": "text", "text": "what is this"}]}])
     assert "text-only" in str(info.value)
+
+
+@pytest.fixture(scope="module")
+def mp4(tmp_path_factory) -> bytes:
+    return write_video(tmp_path_factory.mktemp("vid") / "clip.mp4", n_frames=30, fps=10, width=48, height=32,
+                       codec="h264").read_bytes()
+
+
+def test_video_from_openai_video_url_and_gemini_inline_data(vlm_gateway, mp4):
+    import base64
+
+    data = base64.b64encode(mp4).decode()
+    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
+        "model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": [
+            {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + data}},
+            {"type": "text", "text": "What happens?"}]}]})
+    assert r.status_code == 200, r.text
+    with_video = r.json()["usage"]["prompt_tokens"]
+    g = httpx.post(vlm_gateway.url + "/v1beta/models/vlm:generateContent", timeout=120, json={
+        "contents": [{"role": "user", "parts": [{"inline_data": {"mime_type": "video/mp4", "data": data}},
+                                                {"text": "What happens?"}]}],
+        "generationConfig": {"maxOutputTokens": 4}})
+    assert g.status_code == 200, g.text
+    assert g.json()["usageMetadata"]["promptTokenCount"] == with_video
+    plain = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
+        "model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": "What happens?"}]})
+    # 3 s at 10 fps sampled at 1 fps: three frames, each a tile plus a timestamp line
+    assert with_video > plain.json()["usage"]["prompt_tokens"] + 3 * 4
+
+
+def test_client_disconnect_cancels_local_generation(vlm_gateway):
+    """A client that leaves mid-stream stops the engine at its next token, instead of it generating
+    thousands of tokens nobody will read."""
+    import time
+
+    local = vlm_gateway.app.runtime.providers["local"]
+    before = local.cancelled
+    body = {"model": "vlm", "stream": True, "max_tokens": 4000, "messages": [{"role": "user", "content": "Go on."}]}
+    with httpx.stream("POST", vlm_gateway.url + "/v1/chat/completions", json=body, timeout=60) as r:
+        for chunk in r.iter_raw():
+            if b"content" in chunk:
+                break
+    deadline = time.monotonic() + 60  # a liveness bound, not a speed claim
+    while local.cancelled == before and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert local.cancelled == before + 1
+    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
+        "model": "vlm", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == 200

@@ -52,7 +52,7 @@ class LocalProvider(Provider):
         self.name = cfg.name
         self.engine: Any = None
         self._lock = asyncio.Lock()  # one generation at a time until the batching scheduler lands
-        self._loading: asyncio.Task[Any] | None = None
+        self.cancelled = 0  # generations stopped because their client went away (observable in tests)
 
     async def start(self) -> None:
         from ..engine.engine import Engine
@@ -164,6 +164,8 @@ class LocalAttempt(Attempt):
         def run() -> None:
             try:
                 for chunk in engine.stream(self._messages, self._params, cancel=self._cancel):
+                    if chunk.finish_reason == "cancelled":
+                        self._p.cancelled += 1
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:  # delivered to the event loop, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
