@@ -222,6 +222,29 @@ def test_generated_schemas(
     check(schema, text)
 
 
+ACCEPTED: list[tuple[Any, Any]] = [
+    (PERSON, {"name": "Zoë", "age": -3, "email": None, "tags": ["a", "c"]}),
+    (PERSON, {"tags": ["b"], "age": 0, "name": ""}),  # any key order
+    (
+        PYDANTIC,
+        {"home": {"city": "X", "zip": "12345"}, "work": None, "score": 0.30000000000000004, "ok": False},
+    ),
+    (SCHEMAS[4], [1e-7, -2.5, 3, 4e20]),
+    (None, {"a": {"b": [[], {}, 'ü\n"', 1.5e3, True, None]}}),
+    (True, "just a string"),
+]
+
+
+@pytest.mark.parametrize("index", range(len(ACCEPTED)))
+def test_automaton_accepts_what_a_model_may_write(index: int) -> None:
+    """Completeness: valid documents, compact or pretty-printed, are never rejected on the way."""
+    schema, doc = ACCEPTED[index]
+    for text in (json.dumps(doc, ensure_ascii=False), json.dumps(doc, indent=2, ensure_ascii=False)):
+        check(schema, text)
+        state = pda.advance(pda.initial(compile_schema(schema).root), text.encode())
+        assert state and pda.can_finish(state), text
+
+
 def test_walk_finds_exactly_the_valid_tokens(table: TokenTable, eos: int) -> None:
     """The prefix-trie walk against brute force over the whole vocabulary, in narrow states."""
     for schema, prefix in [

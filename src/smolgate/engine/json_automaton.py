@@ -23,7 +23,9 @@ Stack: TypeAlias = tuple[Any, Any]  # (frame, rest: Stack | None)
 State: TypeAlias = tuple[Stack, ...]
 
 MAX_WS = 16
-MAX_DIGITS = 16  # per integer / fraction part; exponents get 2 digits (so no float overflow to inf)
+MAX_DIGITS = (
+    20  # per integer / fraction part (floats print <= 17); exponents get 2 digits: no overflow to inf
+)
 WS = frozenset(b" \n\r\t")
 DIGITS = frozenset(b"0123456789")
 HEX = frozenset(b"0123456789abcdefABCDEF")
@@ -162,7 +164,8 @@ def _step_object(frame: tuple[Any, ...], rest: Stack | None, b: int) -> list[Sta
                 return []
             value = node.props.get(raw, node.extra)
             return [] if value is None else [((OBJ, node, O_COLON, seen | {raw}, 0, value), rest)]
-        r = string_byte(esc, b)
+        # keys are matched on their raw bytes, so no \/ or \u escapes: "\u0061ge" would dodge "age"'s schema
+        r = string_byte(esc, b) if esc != 1 or b not in b"/u" else None
         if r is None:
             return []
         raw += bytes((b,))

@@ -208,6 +208,8 @@ class JsonConstraint:
         self._next = self._find(logits, limit)
         if not self._next and not eos and limit is not None:
             self._next = self._find(logits, None)  # the budget is already too small: best effort
+        for e in self.eos_ids:  # an EOS id that also spells text (a vocab of plain strings) still only ends
+            self._next.pop(e, None)
         return list(self._next) + eos
 
     def _find(self, logits: npt.NDArray[np.float32], limit: int | None) -> dict[int, pda.State]:
