@@ -1,5 +1,5 @@
-"""A byte-level pushdown automaton that accepts exactly the JSON texts a compiled schema (`json_schema.Node`)
-allows, plus `distance`: how many bytes are still needed, at least, to finish the text.
+r"""A byte-level pushdown automaton that accepts the JSON texts a compiled schema (`json_schema.Node`) allows
+(with the generation limits below), plus `distance`: the fewest bytes that still finish the text.
 
 It runs on bytes, not characters, because byte-level BPE tokens may hold part of a UTF-8 character; inside
 strings it enforces well-formed UTF-8 so `maxLength` counts real characters.
@@ -9,8 +9,10 @@ branches that accepted the same bytes). Immutability makes trying a token free o
 runs each candidate's bytes from the same state. A parent frame is moved to its "after the child" phase when
 the child is pushed, so popping is just returning `rest`, and `distance` is a plain sum over the stack.
 
-Whitespace is allowed only between tokens of a structure, at most MAX_WS bytes per gap, and not at the top
-level, so a model cannot loop on whitespace; after the top-level value nothing more is accepted.
+Generation limits (the output still always parses): whitespace only between the tokens of a structure, at
+most MAX_WS bytes per gap and none at the top level, so a model cannot loop on whitespace; nothing after the
+top-level value; at most MAX_DIGITS digits per number part; no \uD800-\uDFFF escapes (lone surrogates break
+UTF-8 re-encoding downstream: models write the character itself); keys without \/ or \u escapes.
 """
 
 from __future__ import annotations
@@ -22,10 +24,8 @@ from .json_schema import Node
 Stack: TypeAlias = tuple[Any, Any]  # (frame, rest: Stack | None)
 State: TypeAlias = tuple[Stack, ...]
 
-MAX_WS = 16
-MAX_DIGITS = (
-    20  # per integer / fraction part (floats print <= 17); exponents get 2 digits: no overflow to inf
-)
+MAX_WS = 16  # whitespace bytes per gap: room for pretty-printing, none for a whitespace loop
+MAX_DIGITS = 20  # per integer / fraction part (floats print <= 17); exponents get 2: no overflow to inf
 WS = frozenset(b" \n\r\t")
 DIGITS = frozenset(b"0123456789")
 HEX = frozenset(b"0123456789abcdefABCDEF")

@@ -6,11 +6,14 @@ The generation loop calls, per step:
     token = sampler(logits, seen)
     constraint.advance(token)
 
-Masking is lazy: testing all ~49k tokens against the automaton in Python would cost ~100 ms per token. We
-probe which first bytes the automaton accepts now (~100 one-byte steps), gather only the tokens starting
-with those bytes (or with whitespace and then one of them) from precomputed per-byte id tensors, and test
-those in descending-logit order until `top_valid` pass. Greedy decoding is therefore exact; sampling sees
-the `top_valid` most likely valid tokens (plus EOS when the JSON may end).
+Testing all ~49k tokens against the automaton per step in Python would cost ~100 ms, so: tokens are kept
+sorted by their bytes, which makes the tokens sharing a prefix one contiguous range (an implicit trie). We
+probe which next bytes the automaton accepts; in structural states (few bytes allowed: between values, in
+numbers, keys, literals) we walk that trie with the automaton, visiting only valid prefixes, and get the exact
+valid set. In string-like states (most bytes allowed, most tokens valid) we test tokens in descending-logit
+order until `top_valid` pass (lazy masking); near a string's maxLength only tokens short enough or holding a
+quote are candidates. Greedy decoding is exact everywhere; sampling inside strings sees the `top_valid`
+likeliest valid tokens.
 
 With `max_tokens`, a token is allowed only if the JSON can still be closed within the remaining budget
 (automaton `distance` <= tokens left, counting one for EOS; every byte is a token in byte-level BPE), so a
@@ -105,8 +108,9 @@ class TokenTable:
             i: sum(not 0x80 <= b <= 0xBF for b in t) for i, t in enumerate(self.tokens) if t and b'"' not in t
         }
         by_len = sorted(chars, key=chars.__getitem__)
+        lengths = [chars[i] for i in by_len]
         self._short = np.array(by_len, dtype=np.int64)
-        self._short_end = [bisect_left([chars[i] for i in by_len], n + 1) for n in range(_SHORT)]
+        self._short_end = [bisect_left(lengths, n + 1) for n in range(_SHORT)]  # ids [:end] have <= n chars
         self._quoted = np.array([i for i, t in enumerate(self.tokens) if t and b'"' in t], dtype=np.int64)
 
     @classmethod
