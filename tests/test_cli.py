@@ -59,3 +59,29 @@ def test_serve_answers_and_accounts_reports_health(served):
     good = next(line for line in lines if "main-key" in line)
     assert "disabled" in bad and "healthy" in good
     assert "sk-nope" not in out.stdout and "sk-up" not in out.stdout
+
+
+def test_chat_one_shot_streams_an_answer_from_the_packaged_model():
+    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "chat", "What is the capital of France?",
+                          "--max-tokens", "20"], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "Paris" in out.stdout
+
+
+def test_chat_with_an_image_on_a_text_model_fails_clearly(tmp_path):
+    from PIL import Image
+
+    img = tmp_path / "a.png"
+    Image.new("RGB", (4, 4)).save(img)
+    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "chat", "what is this", "--image", str(img)],
+                         capture_output=True, text=True, timeout=300)
+    assert out.returncode == 1
+    assert "does not accept images" in (out.stdout + out.stderr) and "Traceback" not in out.stderr
+
+
+def test_pull_fails_clearly_offline(tmp_path):
+    env = {**__import__("os").environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path)}
+    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "pull", "HuggingFaceTB/SmolVLM2-256M-Video-Instruct"],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 1
+    assert "pull failed" in out.stdout + out.stderr and "Traceback" not in out.stderr
