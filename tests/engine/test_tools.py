@@ -8,6 +8,7 @@ import itertools
 import json
 from pathlib import Path
 
+import jsonschema
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -227,6 +228,26 @@ def test_tool_call_schema() -> None:
     one = tool_call_schema([WEATHER, CLOCK], "get_weather")
     assert one["properties"]["name"] == {"const": "get_weather"} and one["required"] == ["name", "arguments"]
     assert len(tool_call_schema([WEATHER, CLOCK])["anyOf"]) == 2
+
+
+def test_tool_call_schema_hoists_definitions() -> None:
+    """pydantic-made parameters carry `$defs`; nested under the call schema their refs must still resolve."""
+    person = {
+        "$defs": {"P": {"type": "object", "properties": {"n": {"type": "string"}}}},
+        "$ref": "#/$defs/P",
+    }
+    other = {
+        "type": "object",
+        "properties": {"p": {"$ref": "#/$defs/P"}},
+        "$defs": {"P": {"type": "integer"}},
+    }
+    schema = tool_call_schema([ToolSpec("a", "", person), ToolSpec("b", "", other)])
+    assert set(schema["$defs"]) == {"t0_P", "t1_P"}
+    assert "$defs" in person and "$defs" in other  # the tools' own schemas are left alone
+    resolver = jsonschema.Draft202012Validator(schema)
+    assert resolver.is_valid({"name": "a", "arguments": {"n": "x"}})
+    assert resolver.is_valid({"name": "b", "arguments": {"p": 3}})
+    assert not resolver.is_valid({"name": "b", "arguments": {"p": "x"}})
 
 
 def test_packaged_smollm2_template_has_no_tool_format() -> None:

@@ -41,7 +41,7 @@ class TextEvent:
 @dataclass(frozen=True, slots=True)
 class ToolCallEvent:
     name: str
-    arguments: str  # a JSON object, as compact text
+    arguments: str  # a JSON object as text (re-serialised, so always valid JSON)
 
 
 Event: TypeAlias = TextEvent | ToolCallEvent
@@ -88,19 +88,40 @@ def render_tools_prompt(
 def tool_call_schema(tools: list[ToolSpec], forced_name: str | None = None) -> dict[str, Any]:
     """JSON Schema of one call body, for constrained decoding after an `<tool_call>` prefix (tool_choice
     "required" or a forced function)."""
-    chosen = [t for t in tools if forced_name is None or t.name == forced_name]
-    branches = [
-        {
-            "type": "object",
-            "properties": {"name": {"const": t.name}, "arguments": dict(t.parameters) or {"type": "object"}},
-            "required": ["name", "arguments"],
-            "additionalProperties": False,
-        }
-        for t in chosen
-    ]
+    defs: dict[str, Any] = {}
+    branches = []
+    for i, t in enumerate(t for t in tools if forced_name is None or t.name == forced_name):
+        params = _hoist_defs(dict(t.parameters) or {"type": "object"}, f"t{i}_", defs)
+        branches.append(
+            {
+                "type": "object",
+                "properties": {"name": {"const": t.name}, "arguments": params},
+                "required": ["name", "arguments"],
+                "additionalProperties": False,
+            }
+        )
     if not branches:
         raise ValueError("no tool to call")
-    return branches[0] if len(branches) == 1 else {"anyOf": branches}
+    schema = branches[0] if len(branches) == 1 else {"anyOf": branches}
+    return {**schema, "$defs": defs} if defs else schema
+
+
+def _hoist_defs(params: dict[str, Any], prefix: str, defs: dict[str, Any]) -> Any:
+    """Move a parameters schema's `$defs`/`definitions` to the call schema's root (local `$ref`s resolve
+    from the root), prefixed per tool so two tools' definitions cannot collide."""
+    local = {**params.pop("definitions", {}), **params.pop("$defs", {})}
+
+    def rewrite(node: Any) -> Any:
+        if isinstance(node, dict):
+            out = {k: rewrite(v) for k, v in node.items()}
+            ref = out.get("$ref")
+            if isinstance(ref, str) and ref.startswith(("#/$defs/", "#/definitions/")):
+                out["$ref"] = "#/$defs/" + prefix + ref.split("/", 2)[2]
+            return out
+        return [rewrite(v) for v in node] if isinstance(node, list) else node
+
+    defs.update({prefix + k: rewrite(v) for k, v in local.items()})
+    return rewrite(params)
 
 
 def render_tool_call(name: str, args_json: str) -> str:
