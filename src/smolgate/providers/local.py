@@ -14,13 +14,15 @@ import threading
 import time
 from typing import Any, AsyncIterator, Mapping
 
-from ..canonical import (BlockStart, BlockStop, Event, Image, MessageDelta, MessageStart, MessageStop, Reasoning,
-                         Request, Response, StopReason, Text, TextDelta, ToolCall, ToolResult, Usage, Video)
+from ..accumulate import collect
+from ..canonical import (Event, Image, MessageDelta, MessageStart, MessageStop, Reasoning, Request, Response,
+                         StopReason, Text, ToolCall, ToolResult, Usage, Video)
 from ..config import ProviderConfig
 from ..errors import ErrorKind, GatewayError, invalid
 from ..protocols.base import ModelInfo
 from ..protocols.common import new_id
 from .base import Attempt, Provider
+from .local_tools import OutputPlan, OutputReader, history_text, plan_output
 
 log = logging.getLogger("smolgate.local")
 
@@ -53,6 +55,7 @@ class LocalProvider(Provider):
         self.engine: Any = None
         self._lock = asyncio.Lock()  # one generation at a time until the batching scheduler lands
         self.cancelled = 0  # generations stopped because their client went away (observable in tests)
+        self._token_table: Any = None
 
     async def start(self) -> None:
         from ..engine.engine import Engine
@@ -71,14 +74,15 @@ class LocalProvider(Provider):
 
     # ------------------------------------------------------------------ canonical → engine
 
-    def _messages(self, req: Request) -> list[Any]:
+    def _messages(self, req: Request, plan: OutputPlan) -> list[Any]:
         from PIL import Image as PILImage
 
         from ..engine.engine import ChatMessage, ImagePart, TextPart, VideoPart
 
         out: list[Any] = []
-        if req.system:
-            out.append(ChatMessage("system", [TextPart(req.system_text)]))
+        system = "\n\n".join(x for x in (req.system_text, plan.system_addendum) if x)
+        if system:
+            out.append(ChatMessage("system", [TextPart(system)]))
         for mi, msg in enumerate(req.messages):
             parts: list[Any] = []
             for bi, b in enumerate(msg.content):
@@ -99,58 +103,64 @@ class LocalProvider(Provider):
                     if not self.engine.supports_video:
                         raise invalid(f"model '{self.engine.model_id}' cannot take video", param=where)
                     parts.append(VideoPart(b.data or b""))
-                elif isinstance(b, ToolCall):
-                    parts.append(TextPart(f'<tool_call>{{"name": "{b.name}", "arguments": {b.arguments}}}</tool_call>'))
-                elif isinstance(b, ToolResult):
-                    text = "".join(c.text for c in b.content if isinstance(c, Text))
-                    parts.append(TextPart(f"<tool_result>{text}</tool_result>"))
+                elif isinstance(b, (ToolCall, ToolResult)):
+                    parts.append(TextPart(history_text(b)))
                 elif isinstance(b, Reasoning):
                     continue
             if parts:
                 out.append(ChatMessage(msg.role, parts))
         return out
 
-    def _params(self, req: Request) -> Any:
+    def _params(self, req: Request, plan: OutputPlan) -> Any:
         from ..engine.engine import GenerationParams
 
+        max_tokens = req.max_tokens or 512
+        extra: dict[str, Any] = {}
+        if plan.constrained:
+            extra["constraint"] = self._constraint(plan.schema, max_tokens)
         return GenerationParams(
-            max_tokens=req.max_tokens or 512,
+            max_tokens=max_tokens,
             temperature=req.temperature or 0.0,
             top_p=req.top_p if req.top_p is not None else 1.0,
             top_k=req.top_k or 0,
             seed=req.seed,
-            stop=list(req.stop),
+            stop=[] if plan.constrained else list(req.stop),  # a stop string must not cut JSON short
+            **extra,
         )
+
+    def _constraint(self, schema: Any, max_tokens: int) -> Any:
+        from ..engine.json_constraint import JsonConstraint, TokenTable, vocab_from_tokenizer
+
+        if self._token_table is None:  # built once per model (~0.2 s)
+            self._token_table = TokenTable(vocab_from_tokenizer(self.engine.tokenizer.hf))
+        try:
+            return JsonConstraint(schema, self._token_table, self.engine.tokenizer.eos_token_ids,
+                                  max_tokens=max_tokens)
+        except ValueError as exc:
+            raise invalid(f"unsupported JSON schema: {exc}", param="response_format") from None
 
     # ------------------------------------------------------------------ provider API
 
     async def open(self, req: Request, model: str, api_key: str | None) -> Attempt:
         if self.engine is None:
             raise GatewayError(ErrorKind.OVERLOADED, "the local model is still loading", retry_after=5)
-        return LocalAttempt(self, req, self._messages(req), self._params(req))
+        plan = plan_output(req)
+        return LocalAttempt(self, plan, self._messages(req, plan), self._params(req, plan))
 
     async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:
         attempt = await self.open(req, model, api_key)
-        text: list[str] = []
-        stop, stop_seq, usage = StopReason.END_TURN, None, Usage()
-        async for ev in attempt.events():
-            if isinstance(ev, TextDelta):
-                text.append(ev.text)
-            elif isinstance(ev, MessageDelta):
-                stop, stop_seq, usage = ev.stop_reason or stop, ev.stop_sequence, ev.usage or usage
-        resp = Response(id=attempt.id, model=self.engine.model_id, content=[Text(text="".join(text))],
-                        stop_reason=stop, stop_sequence=stop_seq, usage=usage, created=int(time.time()))
-        return resp, 200, {}
+        return await collect(attempt.events()), 200, {}
 
     async def count_tokens(self, req: Request, model: str, api_key: str | None) -> int | None:
         if self.engine is None:
             return None
-        return await asyncio.to_thread(self.engine.count_tokens, self._messages(req))
+        return await asyncio.to_thread(self.engine.count_tokens, self._messages(req, plan_output(req)))
 
 
 class LocalAttempt(Attempt):
-    def __init__(self, provider: LocalProvider, req: Request, messages: list[Any], params: Any) -> None:
+    def __init__(self, provider: LocalProvider, plan: OutputPlan, messages: list[Any], params: Any) -> None:
         self._p = provider
+        self._reader = OutputReader(plan)
         self._messages = messages
         self._params = params
         self._cancel = threading.Event()
@@ -177,8 +187,7 @@ class LocalAttempt(Attempt):
             try:
                 item = await queue.get()  # prompt errors (e.g. an image for a text model) surface before any event
                 yield MessageStart(id=self.id, model=engine.model_id, created=int(time.time()))
-                yield BlockStart(index=0, block=Text(text=""))
-                final = None
+                reader, final = self._reader, None
                 while item is not _DONE:
                     if isinstance(item, ValueError):
                         raise invalid(str(item))
@@ -186,14 +195,18 @@ class LocalAttempt(Attempt):
                         log.error("local engine failed: %r", item)
                         raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
                     if item.text:
-                        yield TextDelta(index=0, text=item.text)
+                        for ev in reader.feed(item.text):
+                            yield ev
                     if item.finish_reason is not None:
                         final = item
                     item = await queue.get()
-                yield BlockStop(index=0)
+                for ev in reader.close():
+                    yield ev
                 usage = Usage(input_tokens=final.usage.prompt_tokens, output_tokens=final.usage.completion_tokens) \
                     if final is not None and final.usage is not None else Usage()
                 reason = _FINISH.get(final.finish_reason, StopReason.END_TURN) if final else StopReason.END_TURN
+                if reader.calls and reason == StopReason.END_TURN:
+                    reason = StopReason.TOOL_USE
                 yield MessageDelta(stop_reason=reason, stop_sequence=final.stop_sequence if final else None, usage=usage)
                 yield MessageStop()
             finally:
