@@ -118,3 +118,27 @@ def test_client_disconnect_cancels_local_generation(vlm_gateway):
     r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
         "model": "vlm", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
     assert r.status_code == 200
+
+
+def test_server_stays_responsive_while_the_engine_computes(vlm_gateway):
+    """Generation runs off the event loop: other requests are served while a long one is in progress."""
+    import threading
+    import time
+
+    done = threading.Event()
+
+    def long_request() -> None:
+        httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=300, json={
+            "model": "vlm", "max_tokens": 400, "messages": [{"role": "user", "content": "Go on."}]})
+        done.set()
+
+    t = threading.Thread(target=long_request)
+    t.start()
+    local = vlm_gateway.app.runtime.providers["local"]
+    while local.active == 0 and not done.is_set():  # wait until the engine is busy
+        time.sleep(0.01)
+    answered = [httpx.get(vlm_gateway.url + "/v1/models", timeout=30).status_code for _ in range(5)]
+    still_generating = not done.is_set()
+    t.join()
+    assert answered == [200] * 5
+    assert still_generating, "the long generation finished before the other requests were answered"

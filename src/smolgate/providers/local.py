@@ -55,6 +55,7 @@ class LocalProvider(Provider):
         self.engine: Any = None
         self._lock = asyncio.Lock()  # one generation at a time until the batching scheduler lands
         self.cancelled = 0  # generations stopped because their client went away (observable in tests)
+        self.active = 0  # generations in progress
         self._token_table: Any = None
 
     async def start(self) -> None:
@@ -172,6 +173,7 @@ class LocalAttempt(Attempt):
         queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
 
         def run() -> None:
+            self._p.active += 1
             try:
                 for chunk in engine.stream(self._messages, self._params, cancel=self._cancel):
                     if chunk.finish_reason == "cancelled":
@@ -180,6 +182,7 @@ class LocalAttempt(Attempt):
             except BaseException as exc:  # delivered to the event loop, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
+                self._p.active -= 1
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
         async with self._p._lock:
