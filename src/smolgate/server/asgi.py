@@ -72,39 +72,39 @@ async def send_stream(send: Send, receive: Receive, chunks: AsyncIterator[bytes]
                       headers: dict[str, str] | None = None) -> bool:
     """Stream `chunks`; if the client disconnects, cancel the producer (which closes the upstream).
 
+    The producer runs inline; only a small watcher task waits for `http.disconnect` (an ASGI server
+    silently drops writes after a disconnect, so nothing else would notice) and cancels us.
     Returns False when the client went away before the end.
     """
     hdrs = _raw_headers(content_type, headers)
     hdrs.append((b"cache-control", b"no-cache"))
     hdrs.append((b"x-accel-buffering", b"no"))
+    me = asyncio.current_task()
+    gone = False
 
-    async def pump() -> None:
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        if me is not None:
+            me.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
         await send({"type": "http.response.start", "status": 200, "headers": hdrs})
         async for chunk in chunks:
             if chunk:
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
-
-    async def watch() -> None:
-        while (await receive())["type"] != "http.disconnect":
-            pass
-
-    producer = asyncio.ensure_future(pump())
-    watcher = asyncio.ensure_future(watch())
-    try:
-        await asyncio.wait((producer, watcher), return_when=asyncio.FIRST_COMPLETED)
+    except asyncio.CancelledError:
+        if not gone:
+            raise  # cancelled from outside (shutdown): propagate
     finally:
-        if not producer.done():
-            producer.cancel()
         watcher.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watcher
-        with contextlib.suppress(asyncio.CancelledError):
-            await producer
-    aclose = getattr(chunks, "aclose", None)
-    if aclose is not None:
-        await aclose()
-    if producer.cancelled():
-        return False
-    producer.result()  # re-raise a producer failure
-    return True
+        aclose = getattr(chunks, "aclose", None)
+        if aclose is not None:
+            await aclose()
+    if gone and me is not None:
+        me.uncancel()
+    return not gone
