@@ -1,0 +1,275 @@
+"""Weight-only quantization: swap a built model's `nn.Linear` layers for int8 / int4 layers, or quantize while loading.
+
+- int8: symmetric, one scale per output channel; decode runs `torch._weight_int8pack_mm`.
+- int4: asymmetric groups of 32 along K (the CPU kernel takes a zero point per group at no extra cost, and
+  asymmetric uses all 16 levels on skewed groups); decode runs `torch._weight_int4pack_mm_for_cpu`. A layer the
+  kernel cannot take (N % 64, K % group) falls back to int8.
+- lm_head is int8 in both modes: it is 5-20% of the weights read per token (large vocab), and llama.cpp's Q4_K_M
+  likewise keeps the output layer at higher precision. Embeddings, norms and the patch conv are not Linear and
+  stay in the model dtype (an embedding reads one row per token; norms are tiny).
+
+The weight-only kernels are fast for a few rows but far slower than a dense bf16 GEMM at prefill shapes, so from
+`DENSE_ROWS` rows on, a layer dequantizes its weight to bf16 and runs a dense matmul (bench/quant_kernels.py).
+Kernels compute in bf16 with fp32 accumulation (both kernels are ~2x slower with fp32 activations); outputs
+return in the caller's dtype.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .config import ModelConfig
+from .model.smolvlm import SmolVLM, checkpoint_to_module_name
+
+QuantMode = Literal["none", "int8", "int4"]
+MODES: tuple[QuantMode, ...] = ("none", "int8", "int4")
+GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
+LM_HEAD_MODE: QuantMode = "int8"
+DENSE_ROWS = 32  # rows from which dequantize + dense bf16 matmul beats the weight-only kernels
+COMPUTE_DTYPE = torch.bfloat16
+_CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
+_BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unpack_int4)
+
+
+@dataclass(frozen=True, slots=True)
+class PackedInt8:
+    weight: torch.Tensor  # int8 [N, K]
+    scales: torch.Tensor  # bf16 [N]
+
+
+@dataclass(frozen=True, slots=True)
+class PackedInt4:
+    weight: torch.Tensor  # uint8 [N, K/2], the CPU kernel's packed layout
+    scales_zeros: torch.Tensor  # bf16 [K/group, N, 2]: w = (q - 8) * scale + zero
+    group_size: int
+
+
+Packed = PackedInt8 | PackedInt4
+
+
+def int4_supported(out_features: int, in_features: int, group_size: int = GROUP_SIZE) -> bool:
+    """Whether the CPU int4 kernel (and our unpacking for the dense path) takes this shape."""
+    return group_size in (32, 64, 128, 256) and in_features % group_size == 0 and out_features % _BLOCK_N == 0
+
+
+def _quantize_int8(w: torch.Tensor) -> PackedInt8:
+    q = torch.empty(w.shape, dtype=torch.int8)
+    scales = torch.empty(w.shape[0], dtype=torch.float32)
+    for r in range(0, w.shape[0], _CHUNK_ROWS):
+        chunk = w[r : r + _CHUNK_ROWS].to(torch.float32, copy=True)  # divided in place below
+        s = chunk.abs().amax(dim=1).clamp(min=1e-12) / 127  # symmetric: 0 stays exact, no zero point
+        q[r : r + _CHUNK_ROWS] = chunk.div_(s[:, None]).round_().clamp_(-127, 127).to(torch.int8)
+        scales[r : r + _CHUNK_ROWS] = s
+    return PackedInt8(q, scales.to(COMPUTE_DTYPE))
+
+
+def _quantize_int4(w: torch.Tensor, group_size: int) -> PackedInt4:
+    n, k = w.shape
+    packed, sz = [], []
+    for r in range(0, n, _CHUNK_ROWS):  # _CHUNK_ROWS % 64 == 0, so chunks pack independently
+        g = w[r : r + _CHUNK_ROWS].float().view(-1, k // group_size, group_size)
+        lo, hi = g.amin(dim=-1, keepdim=True), g.amax(dim=-1, keepdim=True)
+        scale = ((hi - lo) / 15).clamp(min=1e-12)
+        q = (g - lo).div_(scale).round_().clamp_(0, 15).to(torch.int32).view(-1, k)
+        packed.append(torch._convert_weight_to_int4pack_for_cpu(q, 2))
+        sz.append(torch.cat([scale, lo + 8 * scale], dim=-1))  # [rows, K/g, 2]; zero is the value at q = 8
+    scales_zeros = torch.cat(sz).transpose(0, 1).contiguous().to(COMPUTE_DTYPE)
+    return PackedInt4(torch.cat(packed), scales_zeros, group_size)
+
+
+def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size: int = GROUP_SIZE) -> Packed:
+    """A Linear weight [N, K] (any float dtype) -> packed int8 or int4 (int8 when int4 cannot take the shape)."""
+    if mode == "int4" and int4_supported(*weight.shape, group_size):
+        return _quantize_int4(weight.detach(), group_size)
+    if mode in ("int8", "int4"):
+        return _quantize_int8(weight.detach())
+    raise ValueError(f"cannot quantize a weight with mode {mode!r}")
+
+
+def _unpack_int4(p: PackedInt4, n: int, k: int) -> torch.Tensor:
+    """Packed int4 -> bf16 [N, K]. Layout: per 64-row block, [K, 32] bytes; low nibble row j, high row j + 32."""
+    b = p.weight.view(n // _BLOCK_N, k, _BLOCK_N // 2)
+    q = torch.cat([b & 15, b >> 4], dim=-1).transpose(1, 2).reshape(n, k // p.group_size, p.group_size)
+    scale = p.scales_zeros[..., 0].t().unsqueeze(-1)  # [N, K/g, 1]
+    zero = p.scales_zeros[..., 1].t().unsqueeze(-1)
+    return torch.addcmul(zero - 8 * scale, q.to(COMPUTE_DTYPE), scale).reshape(n, k)
+
+
+class QuantLinear(nn.Module):
+    """A bias-optional Linear whose weight is packed int8 or int4 (buffers, so state_dict round-trips)."""
+
+    def __init__(self, packed: Packed, bias: torch.Tensor | None, in_features: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = in_features, packed.weight.shape[0]
+        self.group_size = packed.group_size if isinstance(packed, PackedInt4) else 0
+        self.register_buffer("weight", packed.weight)
+        self.register_buffer("scales", packed.scales if isinstance(packed, PackedInt8) else packed.scales_zeros)
+        self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
+
+    @property
+    def bits(self) -> int:
+        return 4 if self.group_size else 8
+
+    def packed(self) -> Packed:
+        if self.group_size:
+            return PackedInt4(self.weight, self.scales, self.group_size)
+        return PackedInt8(self.weight, self.scales)
+
+    def set_packed(self, packed: Packed) -> None:
+        """Replace the (possibly meta) buffers with loaded ones of the same kind and shape."""
+        if isinstance(packed, PackedInt4) != bool(self.group_size) or packed.weight.shape != self.weight.shape:
+            raise ValueError("packed weight does not match this layer's kind or shape")
+        self.weight = packed.weight
+        self.scales = packed.scales if isinstance(packed, PackedInt8) else packed.scales_zeros
+
+    def dequantized(self) -> torch.Tensor:
+        """The weight as bf16 [N, K] (exactly the values the kernels use)."""
+        if self.group_size:
+            return _unpack_int4(PackedInt4(self.weight, self.scales, self.group_size), *self.shape)
+        return self.weight.to(COMPUTE_DTYPE) * self.scales[:, None]
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.out_features, self.in_features
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x2 = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
+        if x2.shape[0] >= DENSE_ROWS:
+            if self.group_size:
+                y = F.linear(x2, self.dequantized())
+            else:  # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
+                y = F.linear(x2, self.weight.to(COMPUTE_DTYPE)) * self.scales
+        elif self.group_size:
+            y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
+        else:
+            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
+        y = y.to(x.dtype)
+        if self.bias is not None:
+            y = y + self.bias
+        return y.view(*x.shape[:-1], self.out_features)
+
+    def extra_repr(self) -> str:
+        kind = f"int4, group {self.group_size}" if self.group_size else "int8"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {kind}"
+
+
+def layer_mode(name: str, shape: tuple[int, int], mode: QuantMode, group_size: int = GROUP_SIZE) -> QuantMode:
+    """The mode a Linear named `name` of weight shape [N, K] gets under `mode` (from name and shape only)."""
+    if mode == "none":
+        return "none"
+    if name == "lm_head" or name.endswith(".lm_head"):
+        return LM_HEAD_MODE
+    return "int4" if mode == "int4" and int4_supported(*shape, group_size) else "int8"
+
+
+def _meta_packed(n: int, k: int, mode: QuantMode, group_size: int) -> Packed:
+    meta = torch.device("meta")
+    if mode == "int4":
+        return PackedInt4(
+            torch.empty(n, k // 2, dtype=torch.uint8, device=meta),
+            torch.empty(k // group_size, n, 2, dtype=COMPUTE_DTYPE, device=meta),
+            group_size,
+        )
+    return PackedInt8(
+        torch.empty(n, k, dtype=torch.int8, device=meta), torch.empty(n, dtype=COMPUTE_DTYPE, device=meta)
+    )
+
+
+def quantize_model(
+    model: nn.Module, mode: QuantMode, *, group_size: int = GROUP_SIZE, skip: Sequence[str] = ()
+) -> nn.Module:
+    """Swap every `nn.Linear` (text decoder, vision encoder, connector, lm_head) for a QuantLinear, in place.
+
+    `skip` holds fnmatch patterns of module names to keep as they are. On a `meta` model the new layers get
+    meta buffers, ready for `load_quantized`. Returns the model.
+    """
+    if mode not in MODES:
+        raise ValueError(f"quant mode must be one of {MODES}, not {mode!r}")
+    if mode == "none":
+        return model
+    targets = [
+        (name, m)
+        for name, m in model.named_modules()
+        if isinstance(m, nn.Linear) and not any(fnmatch.fnmatchcase(name, p) for p in skip)
+    ]
+    for name, linear in targets:
+        n, k = linear.weight.shape
+        lm = layer_mode(name, (n, k), mode, group_size)
+        if linear.weight.is_meta:
+            packed = _meta_packed(n, k, lm, group_size)
+        else:
+            packed = quantize_linear_weight(linear.weight, lm, group_size=group_size)
+        parent, _, attr = name.rpartition(".")
+        setattr(model.get_submodule(parent) if parent else model, attr, QuantLinear(packed, linear.bias, k))
+    return model
+
+
+def quantizing_stream(
+    model: SmolVLM, tensors: Iterable[tuple[str, torch.Tensor]], *, group_size: int = GROUP_SIZE
+) -> Iterator[tuple[str, torch.Tensor]]:
+    """Quantize checkpoint tensors bound for QuantLinear weights as they arrive; pass every other tensor on.
+
+    Each weight is dropped right after packing, so at most one full-precision layer is alive at a time. A tied
+    lm_head that is quantized gets its own packed copy of the embedding (the embedding itself stays dense).
+    Raises KeyError, once the stream is exhausted, if a quantized layer received no weight.
+    """
+    layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    pending = set(layers)
+    tied_head = model.cfg.text.tie_word_embeddings and "lm_head" in layers
+    for name, tensor in tensors:
+        ours = checkpoint_to_module_name(name)
+        layer_name = ours.removesuffix(".weight") if ours is not None else None
+        if layer_name in layers:
+            layer = layers[layer_name]
+            layer.set_packed(quantize_linear_weight(tensor, _mode_of(layer), group_size=group_size))
+            pending.discard(layer_name)
+            continue
+        if tied_head and ours == "text.embed_tokens.weight":
+            layers["lm_head"].set_packed(quantize_linear_weight(tensor, _mode_of(layers["lm_head"])))
+            pending.discard("lm_head")
+        yield name, tensor
+    if pending:
+        raise KeyError(f"checkpoint lacks weights for {len(pending)} quantized layers, e.g. {sorted(pending)[:3]}")
+
+
+def _mode_of(layer: QuantLinear) -> QuantMode:
+    return "int4" if layer.group_size else "int8"
+
+
+def load_quantized(
+    model: SmolVLM,
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    mode: QuantMode,
+    *,
+    group_size: int = GROUP_SIZE,
+    skip: Sequence[str] = (),
+) -> SmolVLM:
+    """Fill a SmolVLM built on the `meta` device from (checkpoint name, tensor) pairs, quantizing layer by layer."""
+    quantize_model(model, mode, group_size=group_size, skip=skip)
+    model.load_weights(quantizing_stream(model, tensors, group_size=group_size))
+    return model
+
+
+def build_quantized_model(
+    cfg: ModelConfig,
+    tensors: Iterable[tuple[str, torch.Tensor]],
+    dtype: torch.dtype,
+    mode: QuantMode,
+    *,
+    group_size: int = GROUP_SIZE,
+    skip: Sequence[str] = (),
+) -> SmolVLM:
+    """`model.smolvlm.build_model` with quantization at load time: peak memory = quantized model + one layer."""
+    with torch.device("meta"):
+        model = SmolVLM(cfg)
+    load_quantized(model, tensors, mode, group_size=group_size, skip=skip)
+    model.eval().requires_grad_(False)
+    model.text.setup_cache(0, dtype=dtype)
+    return model
