@@ -1,9 +1,10 @@
 """The engine facade: the only module the gateway imports.
 
 `Engine.load(source)` accepts a checkpoint directory, a Hugging Face repo id (cache first, then download) or a
-`.gguf` file; `stream` / `generate` take chat messages and sampling parameters. One model instance owns one KV
-cache, so requests are serialised by a lock held for the life of a `stream` iterator (close it when abandoning
-it early: `contextlib.closing` or `.close()`).
+`.gguf` file; `stream` / `generate` take chat messages and sampling parameters. Calls from any number of threads
+share decode steps: a background scheduler thread batches them (scheduler.py), each keeping its own sampling
+parameters, stop rules, constraint and cancel Event. Close a `stream` iterator when abandoning it early
+(`contextlib.closing` or `.close()`) so its slot is freed at the next step.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +23,8 @@ from . import generate as gen
 from .config import ModelConfig
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM, build_model
-from .sampling import Sampler
+from .sampling import Constraint, Sampler
+from .scheduler import Limits, QueueFull, Scheduler, TooLongForCache
 from .tokenizer import Tokenizer
 from .weights import ModelNotFound, SafetensorsCheckpoint, hub_cache_dir, read_json, resolve_source
 
@@ -37,10 +39,13 @@ __all__ = [
     "GenerationParams",
     "GenerationResult",
     "ImagePart",
+    "Limits",
     "ModelNotFound",
     "Part",
     "PromptTooLong",
+    "QueueFull",
     "TextPart",
+    "TooLongForCache",
     "UnsupportedInput",
     "Usage",
     "VideoPart",
@@ -70,6 +75,8 @@ class GenerationParams:
     seed: int | None = None
     stop: Sequence[str] = field(default_factory=tuple)
     stop_token_ids: Sequence[int] = field(default_factory=tuple)
+    # per-request logits mask applied to this request's row before sampling (JSON-schema decoding plugs in here)
+    constraint: Constraint | None = None
 
     def validate(self) -> None:
         """Raise ValueError for values no sampler can honour (the gateway maps it to a 400)."""
@@ -86,7 +93,12 @@ class GenerationParams:
 
 class Engine:
     def __init__(
-        self, model: SmolVLM, tokenizer: Tokenizer, model_id: str, processor: Any | None = None
+        self,
+        model: SmolVLM,
+        tokenizer: Tokenizer,
+        model_id: str,
+        processor: Any | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.model, self.tokenizer, self.model_id, self.processor = model, tokenizer, model_id, processor
         cfg = model.cfg
@@ -94,13 +106,21 @@ class Engine:
         # SmolVLM v1 (Idefics3) was not trained on video and its reference processor has no video path.
         self.supports_video = processor is not None and cfg.model_type == "smolvlm"
         self.context_length = cfg.text.max_position_embeddings
-        self._lock = threading.Lock()
+        self.scheduler = Scheduler(model, tokenizer, limits)
 
     @classmethod
-    def load(cls, source: str, *, dtype: str = "float32") -> Engine:
-        """Checkpoint dir | HF repo id | .gguf path. Raises ModelNotFound (a FileNotFoundError) with a clear message."""
+    def load(
+        cls, source: str, *, dtype: str = "float32", quant: str | None = None, limits: Limits | None = None
+    ) -> Engine:
+        """Checkpoint dir | HF repo id | .gguf path. Raises ModelNotFound (a FileNotFoundError) with a clear message.
+
+        quant: None/"none" | "int8" | "int4" weight-only quantization, applied layer by layer while loading
+        (quant.build_quantized_model), so peak memory never holds the full-precision model.
+        limits: batching bounds (slots, KV-token budget, queue length, prefill chunk); see scheduler.Limits."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
+        if quant not in (None, "none", "int8", "int4"):
+            raise ValueError(f"quant must be one of none, int8, int4, not {quant!r}")
         torch_dtype = DTYPES[dtype]
         path = resolve_source(source)
         if path.is_file():
@@ -109,18 +129,22 @@ class Engine:
             from .gguf_loader import GGUFCheckpoint
 
             gguf = GGUFCheckpoint(path)
-            model = build_model(gguf.config, gguf.tensors(torch_dtype), torch_dtype)
-            return cls(model, gguf.tokenizer(), path.stem)
+            model = _build(gguf.config, gguf.tensors(torch_dtype), torch_dtype, quant)
+            return cls(model, gguf.tokenizer(), path.stem, limits=limits)
         ckpt = SafetensorsCheckpoint(path)
         cfg = ModelConfig.from_hf_config(read_json(path, "config.json"), ckpt.shapes())
-        model = build_model(cfg, ckpt.tensors(torch_dtype), torch_dtype)
+        model = _build(cfg, ckpt.tensors(torch_dtype), torch_dtype, quant)
         model_id = source if not Path(source).expanduser().exists() else path.name
         if not cfg.is_vlm:
-            return cls(model, Tokenizer.from_dir(path), model_id)
+            return cls(model, Tokenizer.from_dir(path), model_id, limits=limits)
         from .processor import SmolVLMProcessor
 
         processor = SmolVLMProcessor.from_pretrained(path)
-        return cls(model, processor.tokenizer, model_id, processor)
+        return cls(model, processor.tokenizer, model_id, processor, limits)
+
+    def close(self) -> None:
+        """Stop the decode thread (requests still running get a RuntimeError)."""
+        self.scheduler.close()
 
     # -- prompt ------------------------------------------------------------------------------------------------
 
@@ -151,8 +175,8 @@ class Engine:
     ) -> Iterator[GenerationChunk]:
         """Yield text chunks as they settle; the last chunk carries finish_reason and usage.
 
-        Input errors (UnsupportedInput, PromptTooLong, bad media) raise here, before the first chunk, so the
-        caller can still answer with a plain 400.
+        Input errors (UnsupportedInput, PromptTooLong, TooLongForCache, bad media) and QueueFull (every slot busy,
+        wait queue full) raise here, before the first chunk, so the caller can still answer with a plain error.
         """
         params.validate()
         input_ids, pixel_values = self._prepare(messages)
@@ -168,25 +192,33 @@ class Engine:
             repetition_penalty=params.repetition_penalty,
             seed=params.seed,
         )
-        return self._locked_stream(
+        self.scheduler.start()
+        return self.scheduler.submit(
             input_ids,
             pixel_values=pixel_values,
             sampler=sampler,
             max_tokens=max(0, min(params.max_tokens, room)),
             stop=params.stop,
             stop_token_ids=params.stop_token_ids,
+            constraint=params.constraint,
             cancel=cancel,
         )
-
-    def _locked_stream(self, input_ids: torch.Tensor, **kwargs: Any) -> Iterator[GenerationChunk]:
-        with self._lock:
-            yield from gen.stream(self.model, self.tokenizer, input_ids, **kwargs)
 
     def generate(
         self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
     ) -> GenerationResult:
         """`stream` collected into one result (text, finish_reason, stop_sequence, usage, token ids)."""
         return gen.collect(self.stream(messages, params, cancel))
+
+
+def _build(
+    cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, quant: str | None
+) -> SmolVLM:
+    if quant in (None, "none"):
+        return build_model(cfg, tensors, dtype)
+    from .quant import build_quantized_model
+
+    return build_quantized_model(cfg, tensors, dtype, "int4" if quant == "int4" else "int8")
 
 
 def packaged_gguf_path() -> Path:

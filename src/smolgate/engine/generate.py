@@ -14,7 +14,7 @@ from typing import Any, Literal
 import torch
 
 from .model.smolvlm import SmolVLM
-from .sampling import Sampler
+from .sampling import Constraint, Sampler, TokenPicker
 from .tokenizer import StreamingDetokenizer, Tokenizer
 
 FinishReason = Literal["stop", "length", "stop_sequence", "cancelled"]
@@ -82,8 +82,79 @@ class StopMatcher:
         return out
 
 
+class Decoding:
+    """One request's output bookkeeping, shared by the single-sequence loop and the batching scheduler.
+
+    `push(token)` applies stop ids, the constraint's end, stop strings (held back while they might still match,
+    never emitted) and max_tokens, and returns the chunk to emit, if any; once `finish` is set that chunk was the
+    last one (it carries finish_reason and usage).
+    """
+
+    __slots__ = (
+        "_detok",
+        "_pending",
+        "_stops",
+        "finish",
+        "generated",
+        "max_tokens",
+        "picker",
+        "prompt_len",
+        "stop_ids",
+    )
+
+    def __init__(
+        self,
+        tokenizer: Tokenizer,
+        picker: TokenPicker,
+        *,
+        prompt_len: int,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        stop_token_ids: Iterable[int] = (),
+    ) -> None:
+        self.picker, self.prompt_len, self.max_tokens = picker, prompt_len, max_tokens
+        self.stop_ids = frozenset(stop_token_ids) | frozenset(tokenizer.eos_token_ids)
+        self._detok, self._stops = StreamingDetokenizer(tokenizer), StopMatcher(stop)
+        self._pending: list[int] = []
+        self.generated = 0
+        self.finish: FinishReason | None = None
+
+    def push(self, token: int) -> GenerationChunk | None:
+        """Account for a sampled token (already accepted by the picker) -> chunk to emit or None."""
+        self.generated += 1
+        self._pending.append(token)
+        if token in self.stop_ids:
+            return self.end("stop")
+        text = self._detok.add(token)
+        if text:
+            text, matched = self._stops.feed(text)
+            if matched is not None:
+                return self._final("stop_sequence", text, matched)
+        if self.picker.constraint_done:
+            return self.end("stop", text)
+        if self.generated >= self.max_tokens:
+            return self.end("length", text)
+        if not text:
+            return None
+        chunk, self._pending = GenerationChunk(text, self._pending), []
+        return chunk
+
+    def end(self, reason: FinishReason, text: str = "") -> GenerationChunk:
+        """The last chunk: whatever text is still held back, then finish_reason and usage."""
+        tail, matched = self._stops.feed(self._detok.flush())
+        if matched is not None:
+            return self._final("stop_sequence", text + tail, matched)
+        return self._final(reason, text + tail + self._stops.flush())
+
+    def _final(self, reason: FinishReason, text: str, matched: str | None = None) -> GenerationChunk:
+        self.finish = reason
+        usage = Usage(self.prompt_len, self.generated)
+        chunk, self._pending = GenerationChunk(text, self._pending, reason, matched, usage), []
+        return chunk
+
+
 def ensure_cache(model: SmolVLM, length: int) -> None:
-    """Grow the KV cache (never shrink) to hold `length` positions; only called before a prefill."""
+    """Grow the model's own KV cache (never shrink) to hold `length` positions; only called before a prefill."""
     if model.text.cache_len < length:
         size = -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY
         model.text.setup_cache(size, dtype=model.dtype)
@@ -98,10 +169,9 @@ def prefill(
     chunk: int = PREFILL_CHUNK,
     cancel: threading.Event | None = None,
 ) -> torch.Tensor | None:
-    """Fill the KV cache with the prompt in chunks of `chunk` positions -> last logits [V] (None if cancelled).
-
-    Chunking bounds activation memory on long (image/video) prompts and lets a cancel land between chunks.
-    """
+    """Fill the model's own KV cache with the prompt in chunks of `chunk` positions -> last logits [V] (None if
+    cancelled). Chunking bounds activation memory on long (image/video) prompts and lets a cancel land between
+    chunks."""
     x = model.embed(input_ids, pixel_values)
     logits = None
     for start in range(0, x.shape[1], chunk):
@@ -130,59 +200,43 @@ def stream(
     stop: Sequence[str] = (),
     stop_token_ids: Iterable[int] = (),
     cancel: threading.Event | None = None,
+    constraint: Constraint | None = None,
 ) -> Iterator[GenerationChunk]:
-    """Prefill `input_ids` [1, T] (+ image tiles), then sample up to max_tokens, yielding text as it settles."""
+    """One sequence on the model's own cache, no scheduler: prefill `input_ids` [1, T] (+ image tiles), then
+    sample up to max_tokens, yielding text as it settles. The reference the batched scheduler is tested against."""
     prompt_len = input_ids.shape[1]
-    stop_ids = frozenset(stop_token_ids) | frozenset(tokenizer.eos_token_ids)
-    detok, stops = StreamingDetokenizer(tokenizer), StopMatcher(stop)
-    pending: list[int] = []
-    generated = 0
-    finish: FinishReason = "length"
-    matched: str | None = None
-
-    def final(text: str) -> GenerationChunk:
-        return GenerationChunk(text, pending, finish, matched, Usage(prompt_len, generated))
-
+    picker = TokenPicker(sampler, model.cfg.text.vocab_size, input_ids[0], constraint)
+    dec = Decoding(
+        tokenizer,
+        picker,
+        prompt_len=prompt_len,
+        max_tokens=max_tokens,
+        stop=stop,
+        stop_token_ids=stop_token_ids,
+    )
     ensure_cache(model, prompt_len + max_tokens)
     logits = prefill(model, input_ids, pixel_values, cancel=cancel)
     if logits is None:
-        finish = "cancelled"
-        yield final("")
+        yield dec.end("cancelled")
         return
-    seen = torch.zeros(logits.shape[-1], dtype=torch.bool)
-    if sampler.uses_seen:
-        seen[input_ids[0]] = True
+    if max_tokens == 0:
+        yield dec.end("length")
+        return
     token_buf = torch.zeros(1, 1, dtype=torch.long)  # reused every step: no per-token tensor allocation
-    for i in range(max_tokens):
+    pos = prompt_len
+    while True:
         if cancel is not None and cancel.is_set():
-            finish = "cancelled"
-            break
-        token = sampler(logits, seen)
-        generated += 1
-        pending.append(token)
-        if token in stop_ids:
-            finish = "stop"
-            break
-        if sampler.uses_seen:
-            seen[token] = True
-        if text := detok.add(token):
-            text, matched = stops.feed(text)
-            if matched is not None:
-                finish = "stop_sequence"
-                yield final(text)
+            yield dec.end("cancelled")
+            return
+        token = picker(logits)
+        picker.accept(token)
+        if (chunk := dec.push(token)) is not None:
+            yield chunk
+            if dec.finish is not None:
                 return
-            if text:
-                yield GenerationChunk(text, pending)
-                pending = []
-        if i + 1 < max_tokens:
-            token_buf.fill_(token)
-            logits = step(model, token_buf, prompt_len + i)
-    text, matched = stops.feed(detok.flush())
-    if matched is not None:
-        finish = "stop_sequence"
-    else:
-        text += stops.flush()
-    yield final(text)
+        token_buf.fill_(token)
+        logits = step(model, token_buf, pos)
+        pos += 1
 
 
 def collect(chunks: Iterable[GenerationChunk]) -> GenerationResult:

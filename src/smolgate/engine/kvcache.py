@@ -1,8 +1,10 @@
-"""Static key/value cache for one attention layer.
+"""Static key/value cache for one attention layer, with one row per sequence.
 
-Buffers are allocated once with a fixed [batch, kv_heads, max_len, head_dim] shape and written in place, so the
-decode step never allocates and a later `torch.compile` of the one-token step sees static shapes. The batch
-dimension is already there for continuous batching (one row per sequence); today the engine uses row 0.
+Buffers are allocated once with a fixed [rows, kv_heads, max_len, head_dim] shape and written in place, so a step
+never allocates cache memory. Two write paths:
+- `update(pos, k, v, row)`: T consecutive positions of the sequences in rows row..row+B-1 (prefill, single decode);
+- `update_rows(positions, k, v, kv_len)`: one token per row for rows 0..n-1, each at its own position (batched
+  decode); the caller masks keys beyond each row's position, so stale keys of earlier occupants never leak.
 """
 
 from __future__ import annotations
@@ -11,26 +13,65 @@ import torch
 
 
 class KVCache:
-    __slots__ = ("k", "v")
+    __slots__ = ("_rows", "k", "v")
 
     def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype) -> None:
+        # zeros, not empty: masked-out keys still enter q·k before the mask, and NaN garbage would poison softmax
         self.k = torch.zeros(batch, kv_heads, max_len, head_dim, dtype=dtype)
         self.v = torch.zeros(batch, kv_heads, max_len, head_dim, dtype=dtype)
+        self._rows = torch.arange(batch)  # row index for the batched scatter, built once
 
     @property
     def max_len(self) -> int:
         return self.k.shape[2]
 
-    def update(self, pos: int, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Write k, v [B, kv_heads, T, head_dim] at positions pos..pos+T-1; return keys/values 0..pos+T-1.
+    @property
+    def rows(self) -> int:
+        return self.k.shape[0]
 
-        Returning only the filled prefix (a view, no copy) keeps eager decode cost proportional to the real
-        context instead of max_len; a compiled path would return the full buffers plus a mask instead.
+    def update(
+        self, pos: int, k: torch.Tensor, v: torch.Tensor, row: int = 0
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v [B, kv_heads, T, head_dim] at positions pos..pos+T-1 of rows row..row+B-1; return their keys
+        and values 0..pos+T-1.
+
+        Returning only the filled prefix (a view, no copy) keeps eager cost proportional to the real context
+        instead of max_len.
         """
         end = pos + k.shape[2]
         if end > self.max_len:
             raise IndexError(f"KV cache overflow: position {end} > capacity {self.max_len}")
         b = k.shape[0]
-        self.k[:b, :, pos:end] = k
-        self.v[:b, :, pos:end] = v
-        return self.k[:b, :, :end], self.v[:b, :, :end]
+        self.k[row : row + b, :, pos:end] = k
+        self.v[row : row + b, :, pos:end] = v
+        return self.k[row : row + b, :, :end], self.v[row : row + b, :, :end]
+
+    def update_rows(
+        self, positions: torch.Tensor, k: torch.Tensor, v: torch.Tensor, kv_len: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Row i of k, v [n, kv_heads, 1, head_dim] goes to position positions[i] of row i; returns keys/values
+        [n, kv_heads, kv_len, head_dim] (views). kv_len must exceed every position (the caller's max + 1)."""
+        n = k.shape[0]
+        rows = self._rows[:n]
+        # advanced indices around a slice: the indexed view is [n, kv_heads, head_dim]
+        self.k[rows, :, positions] = k[:, :, 0]
+        self.v[rows, :, positions] = v[:, :, 0]
+        return self.k[:n, :, :kv_len], self.v[:n, :, :kv_len]
+
+    def move_row(self, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` positions of row src into row dst (compacting the batch after a departure)."""
+        self.k[dst, :, :length] = self.k[src, :, :length]
+        self.v[dst, :, :length] = self.v[src, :, :length]
+
+    def resized(self, rows: int, max_len: int, keep_rows: int) -> KVCache:
+        """A new cache of [rows, max_len] holding this one's first keep_rows rows (all positions that fit)."""
+        new = KVCache(rows, self.k.shape[1], max_len, self.k.shape[3], self.k.dtype)
+        n, length = min(keep_rows, rows, self.rows), min(max_len, self.max_len)
+        new.k[:n, :, :length] = self.k[:n, :, :length]
+        new.v[:n, :, :length] = self.v[:n, :, :length]
+        return new
+
+    @staticmethod
+    def bytes_per_token(kv_heads: int, head_dim: int, layers: int, dtype: torch.dtype) -> int:
+        """Cache bytes one position of one row costs across all layers (keys and values)."""
+        return 2 * kv_heads * head_dim * layers * torch.empty(0, dtype=dtype).element_size()

@@ -9,10 +9,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
+from typing import Protocol
 
 import torch
 
 Filter = Callable[[torch.Tensor], torch.Tensor]
+
+
+class Constraint(Protocol):
+    """A per-request logits mask (e.g. JSON-schema constrained decoding), applied before the sampler."""
+
+    @property
+    def done(self) -> bool: ...  # nothing but an end may follow: the request finishes with "stop"
+
+    def mask_logits(self, logits: torch.Tensor) -> torch.Tensor: ...  # [V] -> [V], disallowed ids at -inf
+
+    def advance(self, token_id: int) -> None: ...
 
 
 def apply_repetition_penalty(logits: torch.Tensor, seen: torch.Tensor, penalty: float) -> torch.Tensor:
@@ -95,3 +107,46 @@ class Sampler:
         for f in self.filters:
             logits = f(logits)
         return categorical(logits, self.generator) if self.generator is not None else greedy(logits)
+
+
+class TokenPicker:
+    """One request's choice of the next token: its constraint's mask, then its Sampler.
+
+    Owns the `seen` mask the repetition penalty reads (prompt ids + generated ids), so a batched loop can keep
+    one picker per row and call it on that row's logits only.
+    """
+
+    __slots__ = ("constraint", "sampler", "seen")
+
+    def __init__(
+        self,
+        sampler: Sampler,
+        vocab_size: int,
+        prompt_ids: torch.Tensor,
+        constraint: Constraint | None = None,
+    ) -> None:
+        self.sampler, self.constraint = sampler, constraint
+        self.seen = torch.zeros(vocab_size, dtype=torch.bool)
+        if sampler.uses_seen:
+            self.seen[prompt_ids] = True
+
+    @property
+    def plain_greedy(self) -> bool:
+        """An argmax over the raw logits gives this row's token (so a batch can take all such rows at once)."""
+        return self.sampler.generator is None and self.sampler.penalty is None and self.constraint is None
+
+    def __call__(self, logits: torch.Tensor) -> int:
+        if self.constraint is not None:
+            logits = self.constraint.mask_logits(logits)
+        return self.sampler(logits, self.seen)
+
+    def accept(self, token: int) -> None:
+        """Record the token chosen for this request (by this picker or by a batched argmax)."""
+        if self.sampler.uses_seen:
+            self.seen[token] = True
+        if self.constraint is not None:
+            self.constraint.advance(token)
+
+    @property
+    def constraint_done(self) -> bool:
+        return self.constraint is not None and self.constraint.done

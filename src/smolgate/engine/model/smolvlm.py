@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..config import ModelConfig
+from ..kvcache import KVCache
 from .connector import Connector
 from .text import TextModel
 from .vision import VisionModel
@@ -123,16 +124,32 @@ class SmolVLM(nn.Module):
         x[slots] = features.to(x.dtype)  # boolean indexing walks (B, T) row-major: tile order == token order
         return x
 
-    def forward(self, x: torch.Tensor, pos: int = 0, *, last_only: bool = True) -> torch.Tensor:
-        """Embeddings [B, T, hidden] at positions pos.. -> logits [B, V] (last position) or [B, T, V]."""
-        h = self.text(x, pos)
+    def forward(
+        self,
+        x: torch.Tensor,
+        pos: int = 0,
+        *,
+        last_only: bool = True,
+        row: int = 0,
+        caches: list[KVCache] | None = None,
+    ) -> torch.Tensor:
+        """Embeddings [B, T, hidden] at positions pos.. (cache rows row..) -> logits [B, V] (last position) or
+        [B, T, V]. Without `caches` the model's own single-sequence cache is used."""
+        h = self.text(x, pos, row=row, caches=caches)
         if last_only:
             h = h[:, -1]
         return self.lm_head(h)
 
     def decode(self, token: torch.Tensor, pos: int) -> torch.Tensor:
-        """token [B, 1] at position pos -> logits [B, V]. The one-token step a compiled path would capture."""
+        """token [B, 1] at position pos -> logits [B, V] (the single-sequence step, on the model's own cache)."""
         return self(self.text.embed_tokens(token), pos)
+
+    def decode_rows(
+        self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int, caches: list[KVCache]
+    ) -> torch.Tensor:
+        """tokens [n, 1] for cache rows 0..n-1 at their own positions [n] -> logits [n, V] (the batched step)."""
+        h = self.text.decode_rows(self.text.embed_tokens(tokens), positions, kv_len, caches)
+        return self.lm_head(h[:, 0])
 
 
 def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype) -> SmolVLM:

@@ -6,6 +6,7 @@ state dict loads after stripping that prefix.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -31,6 +32,20 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a forward's tokens go in the KV cache.
+
+    Prefill / single sequence: positions pos..pos+T-1 of cache rows row..row+B-1. Batched decode (`positions`
+    set): one token per row for rows 0..n-1, row i at positions[i], attending to keys 0..kv_len-1 under a mask.
+    """
+
+    pos: int = 0
+    row: int = 0
+    positions: torch.Tensor | None = None  # [n] long
+    kv_len: int = 0
+
+
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -52,18 +67,25 @@ class Attention(nn.Module):
         self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
         self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
-        self.cache: KVCache | None = None
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos: int, mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache,
+        at: Span,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
         q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
         k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # [B, KV, T, hd]
         v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if self.cache is not None:
-            k, v = self.cache.update(pos, k, v)
+        if at.positions is not None:
+            k, v = cache.update_rows(at.positions, k, v, at.kv_len)
+        else:
+            k, v = cache.update(at.pos, k, v, at.row)
         # Causal only when queries start at key 0; decode (t == 1) sees every cached key; else an explicit mask.
         causal = mask is None and t > 1
         out = F.scaled_dot_product_attention(
@@ -92,9 +114,15 @@ class DecoderLayer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(
-        self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, pos: int, mask: torch.Tensor | None
+        self,
+        x: torch.Tensor,
+        cos: torch.Tensor,
+        sin: torch.Tensor,
+        cache: KVCache,
+        at: Span,
+        mask: torch.Tensor | None,
     ) -> torch.Tensor:
-        x = x + self.self_attn(self.input_layernorm(x), cos, sin, pos, mask)
+        x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, at, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
 
 
@@ -107,20 +135,27 @@ class TextModel(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self._caches: list[KVCache] = []
-        self._cos = self._sin = torch.empty(0)
+        self._caches: list[KVCache] = []  # the single-sequence path's own cache (a scheduler brings its own)
+        self._cos = self._sin = self._key_idx = torch.empty(0)
+
+    def new_caches(self, rows: int, max_len: int, dtype: torch.dtype | None = None) -> list[KVCache]:
+        """One zeroed KVCache per layer of [rows, max_len] positions."""
+        c, dtype = self.cfg, dtype or self.embed_tokens.weight.dtype
+        return [KVCache(rows, c.num_kv_heads, max_len, c.head_dim, dtype) for _ in range(c.num_layers)]
 
     def setup_cache(self, max_len: int, batch: int = 1, dtype: torch.dtype | None = None) -> None:
-        """(Re)allocate per-layer KV caches and the RoPE table for `max_len` positions."""
-        dtype = dtype or self.embed_tokens.weight.dtype
+        """(Re)allocate this model's own single-sequence KV caches for `max_len` positions."""
+        self._caches = self.new_caches(batch, max_len, dtype)
+        self.ensure_rope(max_len)
+
+    def ensure_rope(self, length: int) -> None:
+        """Grow the RoPE cos/sin tables (and the key index used for decode masks) to cover `length` positions."""
+        if self._cos.shape[0] >= length:
+            return
         c = self.cfg
-        self._caches = [
-            KVCache(batch, c.num_kv_heads, max_len, c.head_dim, dtype) for _ in range(c.num_layers)
-        ]
-        for layer, cache in zip(self._decoder_layers(), self._caches, strict=True):
-            layer.self_attn.cache = cache
-        cos, sin = rope_cos_sin(torch.arange(max_len), c.head_dim, c.rope_theta)
-        self._cos, self._sin = cos.to(dtype), sin.to(dtype)
+        cos, sin = rope_cos_sin(torch.arange(length), c.head_dim, c.rope_theta)
+        dtype = self.embed_tokens.weight.dtype
+        self._cos, self._sin, self._key_idx = cos.to(dtype), sin.to(dtype), torch.arange(length)
 
     @property
     def cache_len(self) -> int:
@@ -129,18 +164,46 @@ class TextModel(nn.Module):
     def _decoder_layers(self) -> list[DecoderLayer]:
         return cast(list[DecoderLayer], list(self.layers))
 
-    def forward(self, x: torch.Tensor, pos: int = 0) -> torch.Tensor:
-        """x [B, T, hidden] embeddings at positions pos..pos+T-1 -> normed hidden states [B, T, hidden]."""
+    def forward(
+        self, x: torch.Tensor, pos: int = 0, *, row: int = 0, caches: list[KVCache] | None = None
+    ) -> torch.Tensor:
+        """x [B, T, hidden] embeddings at positions pos..pos+T-1 (cache rows row..) -> normed hidden [B, T, hidden].
+
+        Without `caches` the model's own single-sequence cache is used (sized on demand for a fresh sequence).
+        """
         t = x.shape[1]
-        if pos + t > self.cache_len:
-            if pos > 0:
-                raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
-            # A fresh sequence and no cache yet (e.g. a one-off scoring pass): size one for this call.
-            self.setup_cache(t, x.shape[0], x.dtype)
+        if caches is None:
+            if pos + t > self.cache_len:
+                if pos > 0:
+                    raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
+                # A fresh sequence and no cache yet (e.g. a one-off scoring pass): size one for this call.
+                self.setup_cache(t, x.shape[0], x.dtype)
+            caches = self._caches
+        self.ensure_rope(pos + t)
         cos, sin = self._cos[pos : pos + t], self._sin[pos : pos + t]
         mask = None
         if t > 1 and pos > 0:  # chunked prefill after earlier tokens: query i sees keys 0..pos+i
             mask = torch.ones(t, pos + t, dtype=torch.bool).tril(diagonal=pos)
-        for layer in self.layers:
-            x = layer(x, cos, sin, pos, mask)
+        at = Span(pos, row)
+        for layer, cache in zip(self._decoder_layers(), caches, strict=True):
+            x = layer(x, cos, sin, cache, at, mask)
+        return self.norm(x)
+
+    def decode_rows(
+        self, x: torch.Tensor, positions: torch.Tensor, kv_len: int, caches: list[KVCache]
+    ) -> torch.Tensor:
+        """x [n, 1, hidden]: one token per cache row 0..n-1, row i at positions[i] (< kv_len) -> hidden [n, 1, hidden].
+
+        Rows sit at different positions, so RoPE is gathered per row and a mask hides each row's keys beyond its
+        own position (the padding up to kv_len holds other sequences' stale keys, or zeros).
+        """
+        n = x.shape[0]
+        cos = self._cos[positions].view(n, 1, 1, -1)  # [n, 1 (heads), 1 (T), hd]
+        sin = self._sin[positions].view(n, 1, 1, -1)
+        mask = None
+        if n > 1:  # a single row is its own longest sequence: every key up to kv_len is its own
+            mask = (self._key_idx[:kv_len] <= positions[:, None]).view(n, 1, 1, kv_len)
+        at = Span(positions=positions, kv_len=kv_len)
+        for layer, cache in zip(self._decoder_layers(), caches, strict=True):
+            x = layer(x, cos, sin, cache, at, mask)
         return self.norm(x)

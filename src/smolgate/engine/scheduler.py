@@ -1,0 +1,350 @@
+"""Continuous batching: one decode thread owns the model and a batched KV cache; requests join and leave between steps.
+
+Each cache row holds one sequence. Decoding sequences sit in rows 0..n-1, so a decode step is one batched forward
+over contiguous views ([:n], no gather); a departure moves the last row into the hole (one copy of that row's
+filled positions) instead of leaving gaps. A joining request is prefilled into row n, one chunk per scheduler
+iteration, interleaved with the decode steps of the others, and joins the batch with its first token.
+
+Admission is memory-bounded: at most `max_slots` rows, and rows x cache length (rounded up to 256) within
+`kv_tokens`; a request is admitted FIFO once its reservation (prompt + max_tokens) fits, others wait in the
+queue, and `submit` raises QueueFull beyond `max_queue` waiting requests. Each row keeps its own sampling
+parameters, seed, stop rules, constraint and cancel Event (checked every step; a cancelled row leaves at once).
+
+`step()` is one scheduler iteration and can be driven by hand (tests: exact join/cancel points); `start()` runs it
+in the background thread that `Engine` uses.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
+from .kvcache import KVCache
+from .model.smolvlm import SmolVLM
+from .sampling import Constraint, Sampler, TokenPicker
+from .tokenizer import Tokenizer
+
+DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budget is given
+
+
+class QueueFull(RuntimeError):
+    """Every slot is busy and the wait queue is at its bound. -> HTTP 503 (overloaded), retry later."""
+
+
+class TooLongForCache(ValueError):
+    """A request's prompt + max_tokens alone exceeds the KV-cache token budget. -> HTTP 400."""
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    max_slots: int = 8  # sequences decoded together (batch rows)
+    kv_tokens: int | None = None  # cache positions over all rows; None: DEFAULT_KV_BYTES worth for this model
+    max_queue: int = 64  # requests waiting for a slot; one more raises QueueFull
+    prefill_chunk: int = PREFILL_CHUNK  # prompt positions per prefill step (decode steps run in between)
+
+
+class _Request:
+    """One submitted generation as the decode thread sees it."""
+
+    __slots__ = ("abandoned", "cancel", "dec", "embeds", "filled", "out", "picker", "pos", "reserve")
+
+    def __init__(self, embeds: torch.Tensor, dec: Decoding, cancel: threading.Event | None) -> None:
+        self.embeds, self.dec, self.picker, self.cancel = embeds, dec, dec.picker, cancel
+        self.reserve = dec.prompt_len + dec.max_tokens  # cache positions it may need
+        self.filled = 0  # prompt positions prefilled so far
+        self.pos = 0  # next cache position to write (= tokens in the cache) once decoding
+        self.out: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
+        self.abandoned = False  # the caller closed its iterator
+
+    @property
+    def cancelled(self) -> bool:
+        return self.abandoned or (self.cancel is not None and self.cancel.is_set())
+
+
+class ChunkStream(Iterator[GenerationChunk]):
+    """The caller's end: chunks arrive from the decode thread; closing (or dropping) it cancels the request."""
+
+    def __init__(
+        self, out: queue.SimpleQueue[GenerationChunk | BaseException], req: _Request | None = None
+    ) -> None:
+        self._out, self._req, self._done = out, req, False
+
+    def __next__(self) -> GenerationChunk:
+        if self._done:
+            raise StopIteration
+        item = self._out.get()
+        if isinstance(item, BaseException):
+            self._done = True
+            raise item
+        if item.finish_reason is not None:
+            self._done = True
+        return item
+
+    def close(self) -> None:
+        if self._req is not None and not self._done:
+            self._req.abandoned = True  # the decode thread sees it at its next step
+        self._done = True
+
+    def __del__(self) -> None:
+        self.close()
+
+
+class Scheduler:
+    def __init__(self, model: SmolVLM, tokenizer: Tokenizer, limits: Limits | None = None) -> None:
+        self.model, self.tokenizer, self.limits = model, tokenizer, limits or Limits()
+        text = model.cfg.text
+        per_token = KVCache.bytes_per_token(text.num_kv_heads, text.head_dim, text.num_layers, model.dtype)
+        self.kv_tokens = self.limits.kv_tokens or max(4096, DEFAULT_KV_BYTES // per_token)
+        self._lock = threading.Lock()
+        self._wake = threading.Condition(self._lock)
+        self._waiting: deque[_Request] = deque()
+        self._closed = False
+        self._thread: threading.Thread | None = None
+        self._embed_lock = threading.Lock()  # one vision encode at a time: bounds activation memory
+        # decode-thread state: rows[i] owns cache row i; `filling` is being prefilled into row len(rows)
+        self._rows: list[_Request] = []
+        self._filling: _Request | None = None
+        self._caches: list[KVCache] = []
+        slots = self.limits.max_slots
+        self._tokens = torch.zeros(slots, 1, dtype=torch.long)  # next input token per row, updated in place
+        self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
+        self.decode_steps = 0  # observable counters
+        self.peak_batch = 0
+
+    # -- caller side (any thread) -------------------------------------------------------------------------------
+
+    def submit(
+        self,
+        input_ids: torch.Tensor,
+        *,
+        pixel_values: torch.Tensor | None = None,
+        sampler: Sampler,
+        max_tokens: int,
+        stop: Sequence[str] = (),
+        stop_token_ids: Iterable[int] = (),
+        constraint: Constraint | None = None,
+        cancel: threading.Event | None = None,
+    ) -> ChunkStream:
+        """Queue one generation; returns its chunk iterator. Raises QueueFull / TooLongForCache before queueing.
+
+        The prompt embedding (the vision encoder for images) runs here, in the caller's thread, so a long image
+        encode does not stall everyone's decode steps; the decode thread only runs the text model.
+        """
+        prompt_len = input_ids.shape[1]
+        picker = TokenPicker(sampler, self.model.cfg.text.vocab_size, input_ids[0], constraint)
+        dec = Decoding(
+            self.tokenizer,
+            picker,
+            prompt_len=prompt_len,
+            max_tokens=max_tokens,
+            stop=stop,
+            stop_token_ids=stop_token_ids,
+        )
+        if max_tokens == 0:  # nothing to compute: answer without queueing
+            out: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
+            out.put(dec.end("length"))
+            return ChunkStream(out)
+        if self._cap_for(prompt_len + max_tokens) > self.kv_tokens:
+            raise TooLongForCache(
+                f"prompt ({prompt_len}) + max_tokens ({max_tokens}) exceeds the KV cache budget of "
+                f"{self.kv_tokens} tokens"
+            )
+        self._check_queue()
+        with torch.inference_mode():
+            if pixel_values is not None:
+                with self._embed_lock:
+                    embeds = self.model.embed(input_ids, pixel_values)
+            else:
+                embeds = self.model.text.embed_tokens(input_ids)
+        req = _Request(embeds, dec, cancel)
+        with self._lock:
+            self._check_queue()
+            self._waiting.append(req)
+            self._wake.notify()
+        return ChunkStream(req.out, req)
+
+    def _check_queue(self) -> None:
+        if len(self._waiting) >= self.limits.max_queue:
+            raise QueueFull(
+                f"local model queue full: {len(self._waiting)} requests already wait for one of "
+                f"{self.limits.max_slots} slots (max_queue={self.limits.max_queue}); retry later"
+            )
+
+    def start(self) -> None:
+        """Run `step` in a background daemon thread (idempotent)."""
+        with self._lock:
+            if self._thread is None and not self._closed:
+                self._thread = threading.Thread(target=self._loop, name="smolgate-decode", daemon=True)
+                self._thread.start()
+
+    def close(self) -> None:
+        """Stop the decode thread; unfinished requests get a RuntimeError."""
+        with self._lock:
+            self._closed = True
+            self._wake.notify()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join()
+
+    @property
+    def busy(self) -> bool:
+        return bool(self._waiting or self._rows or self._filling)
+
+    # -- decode thread ------------------------------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while True:
+            with self._lock:
+                while not self._closed and not self.busy:
+                    self._caches = []  # idle: hand the cache memory back
+                    self._wake.wait()
+                if self._closed:
+                    break
+            try:
+                self.step()
+            except Exception as exc:  # noqa: BLE001 - a failed forward fails its requests, not the engine
+                self._fail_all(exc)
+        self._fail_all(RuntimeError("the engine was closed"))
+
+    @torch.inference_mode()
+    def step(self) -> None:
+        """One iteration: settle the queue (cancellations, admission), one prefill chunk, one decode step."""
+        with self._lock:
+            for req in [r for r in self._waiting if r.cancelled]:
+                self._waiting.remove(req)
+                req.out.put(req.dec.end("cancelled"))
+            if self._filling is None and self._waiting and self._fits(self._waiting[0]):
+                self._filling = self._waiting.popleft()
+                self._make_room()
+        if self._filling is not None:
+            self._prefill_chunk(self._filling)
+        if self._rows:
+            self._decode()
+
+    def _cap_for(self, length: int) -> int:
+        return -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY
+
+    def _fits(self, req: _Request) -> bool:
+        rows = len(self._rows) + 1
+        cap = self._cap_for(max([req.reserve] + [r.reserve for r in self._rows]))
+        return rows <= self.limits.max_slots and rows * cap <= self.kv_tokens
+
+    def _make_room(self) -> None:
+        """Grow the cache (rows, then length) to hold every resident request; rows double to amortise copies."""
+        resident = [*self._rows, *([self._filling] if self._filling else [])]
+        rows, cap = len(resident), self._cap_for(max(r.reserve for r in resident))
+        have_rows, have_cap = (self._caches[0].rows, self._caches[0].max_len) if self._caches else (0, 0)
+        if rows <= have_rows and cap <= have_cap:
+            return
+        cap = max(cap, have_cap)
+        wanted = have_rows if rows <= have_rows else min(2 * have_rows, self.limits.max_slots)
+        rows = max(rows, min(wanted, self.kv_tokens // cap))  # never beyond the budget
+        if not self._caches:
+            self._caches = self.model.text.new_caches(rows, cap)
+        else:
+            self._caches = [c.resized(rows, cap, keep_rows=len(self._rows)) for c in self._caches]
+        self.model.text.ensure_rope(cap)
+
+    def _prefill_chunk(self, req: _Request) -> None:
+        row = len(self._rows)
+        if req.cancelled:
+            self._filling = None
+            req.out.put(req.dec.end("cancelled"))
+            return
+        start, chunk = req.filled, self.limits.prefill_chunk
+        try:
+            logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
+        except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
+            self._filling = None
+            req.out.put(exc)
+            return
+        req.filled = min(start + chunk, req.dec.prompt_len)
+        if req.filled < req.dec.prompt_len:
+            return
+        self._filling, req.embeds = None, req.embeds[:, :0]  # the prompt lives in the cache now
+        req.pos = req.dec.prompt_len
+        token = self._choose(req, logits[0])
+        if self._emit(req, token):
+            return
+        self._tokens[row, 0] = token
+        self._positions[row] = req.pos
+        self._rows.append(req)
+
+    def _decode(self) -> None:
+        for i in reversed(range(len(self._rows))):  # cancelled rows leave before the step
+            if self._rows[i].cancelled:
+                req = self._rows[i]
+                self._release(i)
+                req.out.put(req.dec.end("cancelled"))
+        n = len(self._rows)
+        if n == 0:
+            return
+        self.decode_steps += 1
+        self.peak_batch = max(self.peak_batch, n)
+        kv_len = max(r.pos for r in self._rows) + 1
+        logits = self.model.decode_rows(self._tokens[:n], self._positions[:n], kv_len, self._caches)
+        rows = self._rows
+        argmax = logits.argmax(dim=-1).tolist() if any(r.picker.plain_greedy for r in rows) else []
+        done: list[int] = []
+        tokens: list[int] = []
+        for i, req in enumerate(rows):
+            req.pos += 1
+            token = argmax[i] if req.picker.plain_greedy else self._choose(req, logits[i])
+            tokens.append(max(token, 0))
+            if token < 0 or self._emit(req, token):
+                done.append(i)
+        self._tokens[:n, 0] = torch.tensor(tokens)
+        self._positions[:n] += 1
+        for i in reversed(done):
+            self._release(i)
+
+    def _choose(self, req: _Request, logits: torch.Tensor) -> int:
+        """Sample a row's token with its own picker; -1 (after failing the request) if its constraint raises."""
+        try:
+            return req.picker(logits)
+        except Exception as exc:  # noqa: BLE001 - a faulty constraint fails its own request only
+            req.out.put(exc)
+            req.dec.finish = "stop"
+            return -1
+
+    def _emit(self, req: _Request, token: int) -> bool:
+        """Record the token and hand any settled text to the caller -> whether the request has finished."""
+        if token < 0:
+            return True
+        try:
+            req.picker.accept(token)
+            chunk = req.dec.push(token)
+        except Exception as exc:  # noqa: BLE001 - e.g. a constraint rejecting the token: this request only
+            req.out.put(exc)
+            return True
+        if chunk is not None:
+            req.out.put(chunk)
+        return req.dec.finish is not None
+
+    def _release(self, i: int) -> None:
+        """Free row i: the last decoding row moves into it, and a prefilling request follows down by one."""
+        last = len(self._rows) - 1
+        if i != last:
+            moved = self._rows[last]
+            for c in self._caches:
+                c.move_row(last, i, moved.pos)
+            self._rows[i] = moved
+            self._tokens[i] = self._tokens[last]
+            self._positions[i] = self._positions[last]
+        self._rows.pop()
+        if self._filling is not None and self._filling.filled:
+            for c in self._caches:
+                c.move_row(last + 1, last, self._filling.filled)
+
+    def _fail_all(self, exc: BaseException) -> None:
+        with self._lock:
+            resident = [*self._rows, *([self._filling] if self._filling else []), *self._waiting]
+            self._rows, self._filling = [], None
+            self._waiting.clear()
+        for req in resident:
+            req.out.put(exc)
