@@ -42,8 +42,8 @@ RESULTS = HERE / "results"
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(REPO / "src"))
 
-import engine_llama  # noqa: E402
-import engine_models  # noqa: E402
+import engine_llama
+import engine_models
 
 SHAPES = (*engine_models.SHAPES, "smollm2-135m")
 METRICS = ("prefill_tok_s", "decode_tok_s", "ttft_image_s", "vision_ms_per_tile", "peak_rss_mb")
@@ -350,7 +350,7 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
     report: dict[str, Any] = {
         "shape": label, "source": str(src), "quick": args.quick,
         "command": " ".join(shlex.quote(a) for a in ([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])),
-        "started": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC"),
+        "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
                     "load_avg_start": load0},
         "config": {k: v for k, v in vars(args).items() if k != "out"} | {"image_source": common["image_source"]},
@@ -387,6 +387,7 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
                     report["systems"].append(na_row(f"llama.cpp-{k}", "llama.cpp", f"setup failed: {exc}"))
                     progress.advance(task)
                 files = {}
+            extra_bufts = bool(files) and engine_llama.extra_bufts_ok(next(iter(files.values())))
             text_ids = ids.get("prompt") or []
             stream_ids = text_ids[: args.stream_prompt_tokens]
             for kind, path in files.items():
@@ -397,12 +398,13 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
                 else:
                     spec = {"gguf": str(path), "prompt_ids": text_ids, "stream_prompt_ids": stream_ids,
                             "new_tokens": args.new_tokens, "stream_tokens": args.stream_tokens,
-                            "repeats": args.repeats, "threads": args.threads,
+                            "repeats": args.repeats, "threads": args.threads, "extra_bufts": extra_bufts,
                             "n_ctx": max(512, len(text_ids) + args.new_tokens + 64)}
                     report["systems"].append(
                         run_system(row, spec, str(py), engine_llama.WORKER, progress, task, log))
                 progress.advance(task)
             report["machine"]["llama_cpp_python"] = engine_llama.llama_version()
+            report["machine"]["llama_cpp_build_env"] = engine_llama.build_env()
         progress.update(task, description="done")
     for row in report["systems"]:
         row.pop("prompt_ids", None)

@@ -29,7 +29,7 @@ DEFAULT_VERSION = "0.3.36"
 def llama_python(version: str = DEFAULT_VERSION, log: Any = None) -> Path:
     """The llama venv's python, creating the venv and building llama-cpp-python (~5 min on 2 cores) if needed."""
     ok = LLAMA_PY.is_file() and subprocess.run(
-        [str(LLAMA_PY), "-c", "import llama_cpp"], capture_output=True
+        [str(LLAMA_PY), "-c", "import llama_cpp"], capture_output=True, check=False
     ).returncode == 0
     if ok:
         return LLAMA_PY
@@ -37,19 +37,50 @@ def llama_python(version: str = DEFAULT_VERSION, log: Any = None) -> Path:
     if not LLAMA_PY.is_file():
         subprocess.run([sys.executable, "-m", "venv", str(VENV)], check=True)
     out = log if log is not None else subprocess.DEVNULL
-    # PyPI ships only the sdist: pip compiles llama.cpp (CMake, native CPU flags) into the wheel.
+    # PyPI ships only the sdist: pip compiles llama.cpp (CMake, -march=native) into the wheel.
     cmd = [str(LLAMA_PY), "-m", "pip", "install", "--no-cache-dir", f"llama-cpp-python=={version}"]
-    if subprocess.run(cmd, stdout=out, stderr=out).returncode != 0:
+    env = {**os.environ, **build_env()}
+    if subprocess.run(cmd, stdout=out, stderr=out, env=env, check=False).returncode != 0:
         cmd[-1] = "llama-cpp-python"  # that version is not served: the newest available
-        subprocess.run(cmd, stdout=out, stderr=out, check=True)
+        subprocess.run(cmd, stdout=out, stderr=out, env=env, check=True)
     return LLAMA_PY
+
+
+def build_env() -> dict[str, str]:
+    """CMAKE_ARGS for this CPU. With AMX in /proc/cpuinfo, -march=native compiles ggml's AMX buffer type, and
+    llama_decode then segfaults in this VM (the guest may not grant AMX tile state): build without AMX, keeping
+    every AVX-512 / VNNI / BF16 path and the weight repacking."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return {}
+    if "amx_int8" not in flags and "amx_tile" not in flags:
+        return {}
+    no_amx = "-mno-amx-tile -mno-amx-int8 -mno-amx-bf16"
+    return {"CMAKE_ARGS": f"-DCMAKE_C_FLAGS='{no_amx}' -DCMAKE_CXX_FLAGS='{no_amx}'"}
+
+
+def extra_bufts_ok(gguf: Path) -> bool:
+    """Does llama_decode survive with the default extra buffer types (weight repacking, AMX)? Checked once per
+    build in a throwaway process; if not, the worker loads with use_extra_bufts=False (and the row says so)."""
+    stamp = VENV / "extra_bufts_ok"
+    if stamp.is_file():
+        return stamp.read_text().strip() == "1"
+    code = (
+        "import llama_cpp\n"
+        f"llm = llama_cpp.Llama(model_path={str(gguf)!r}, n_ctx=256, verbose=False)\n"
+        "llm.eval([1, 2, 3, 4])\n"
+    )
+    ok = subprocess.run([str(LLAMA_PY), "-c", code], capture_output=True, check=False).returncode == 0
+    stamp.write_text("1" if ok else "0")
+    return ok
 
 
 def llama_version() -> str | None:
     if not LLAMA_PY.is_file():
         return None
     r = subprocess.run([str(LLAMA_PY), "-c", "import llama_cpp; print(llama_cpp.__version__)"],
-                       capture_output=True, text=True)
+                       capture_output=True, text=True, check=False)
     return r.stdout.strip() or None
 
 
@@ -79,7 +110,7 @@ def write_f16_gguf(ckpt: Path, dst: Path) -> Path:
 
     files = sorted(ckpt.glob("*.safetensors"))
     handles = [safe_open(str(f), framework="pt") for f in files]
-    where = {name: h for h in handles for name in h.keys()}
+    where = {name: h for h in handles for name in h.keys()}  # noqa: SIM118 - safe_open is not a dict
     prefix = "model.text_model." if any(k.startswith("model.text_model.") for k in where) else "model."
 
     def get(name: str) -> Any:

@@ -39,6 +39,16 @@ def quantize(src: str, dst: str, kind: str) -> None:
 def bench(spec: dict[str, Any]) -> dict[str, Any]:
     threads = int(spec.get("threads", 2))
     step("load")
+    if not spec.get("extra_bufts", True):  # see engine_llama.extra_bufts_ok
+        default_params = llama_cpp.llama_model_default_params
+
+        def no_extra_bufts() -> Any:
+            params = default_params()
+            params.use_extra_bufts = False
+            return params
+
+        llama_cpp.llama_model_default_params = no_extra_bufts
+        llama_cpp.llama.llama_cpp.llama_model_default_params = no_extra_bufts
     t0 = time.perf_counter()
     llm = llama_cpp.Llama(
         model_path=spec["gguf"],
@@ -48,7 +58,8 @@ def bench(spec: dict[str, Any]) -> dict[str, Any]:
         n_threads_batch=threads,
         verbose=False,
     )
-    result: dict[str, Any] = {"load_s": time.perf_counter() - t0, "errors": {}}
+    result: dict[str, Any] = {"load_s": time.perf_counter() - t0, "errors": {},
+                              "extra_bufts": bool(spec.get("extra_bufts", True))}
     ids: list[int] = spec["prompt_ids"]
     result["prompt_tokens"] = len(ids)
 
