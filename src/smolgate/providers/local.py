@@ -8,6 +8,7 @@ away, a `threading.Event` tells the engine to stop at the next token.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import io
 import logging
 import threading
@@ -53,10 +54,17 @@ class LocalProvider(Provider):
         self.cfg = cfg
         self.name = cfg.name
         self.engine: Any = None
-        self._lock = asyncio.Lock()  # one generation at a time until the batching scheduler lands
         self.cancelled = 0  # generations stopped because their client went away (observable in tests)
         self.active = 0  # generations in progress
         self._token_table: Any = None
+        self._counter_lock = threading.Lock()
+        # Request threads mostly wait for the scheduler's decode thread; the default executor (cores + 4)
+        # would cap concurrency below the engine's batch slots.
+        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="smolgate-local")
+
+    def count(self, name: str, delta: int) -> None:
+        with self._counter_lock:
+            setattr(self, name, getattr(self, name) + delta)
 
     async def start(self) -> None:
         from ..engine.engine import Engine
@@ -158,6 +166,10 @@ class LocalProvider(Provider):
         return await asyncio.to_thread(self.engine.count_tokens, self._messages(req, plan_output(req)))
 
 
+    async def aclose(self) -> None:
+        self.threads.shutdown(wait=False, cancel_futures=True)
+
+
 class LocalAttempt(Attempt):
     def __init__(self, provider: LocalProvider, plan: OutputPlan, messages: list[Any], params: Any) -> None:
         self._p = provider
@@ -170,51 +182,51 @@ class LocalAttempt(Attempt):
     async def events(self) -> AsyncIterator[Event]:
         engine = self._p.engine
         loop = asyncio.get_running_loop()
-        queue: asyncio.Queue[Any] = asyncio.Queue(maxsize=256)
+        queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by max_tokens: one item per generated chunk
 
         def run() -> None:
-            self._p.active += 1
+            self._p.count("active", +1)
             try:
                 for chunk in engine.stream(self._messages, self._params, cancel=self._cancel):
                     if chunk.finish_reason == "cancelled":
-                        self._p.cancelled += 1
+                        self._p.count("cancelled", +1)
                     loop.call_soon_threadsafe(queue.put_nowait, chunk)
             except BaseException as exc:  # delivered to the event loop, raised there
                 loop.call_soon_threadsafe(queue.put_nowait, exc)
             finally:
-                self._p.active -= 1
+                self._p.count("active", -1)
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        async with self._p._lock:
-            worker = loop.run_in_executor(None, run)
-            try:
-                item = await queue.get()  # prompt errors (e.g. an image for a text model) surface before any event
-                yield MessageStart(id=self.id, model=engine.model_id, created=int(time.time()))
-                reader, final = self._reader, None
-                while item is not _DONE:
-                    if isinstance(item, ValueError):
-                        raise invalid(str(item))
-                    if isinstance(item, BaseException):
-                        log.error("local engine failed: %r", item)
-                        raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
-                    if item.text:
-                        for ev in reader.feed(item.text):
-                            yield ev
-                    if item.finish_reason is not None:
-                        final = item
-                    item = await queue.get()
-                for ev in reader.close():
-                    yield ev
-                usage = Usage(input_tokens=final.usage.prompt_tokens, output_tokens=final.usage.completion_tokens) \
-                    if final is not None and final.usage is not None else Usage()
-                reason = _FINISH.get(final.finish_reason, StopReason.END_TURN) if final else StopReason.END_TURN
-                if reader.calls and reason == StopReason.END_TURN:
-                    reason = StopReason.TOOL_USE
-                yield MessageDelta(stop_reason=reason, stop_sequence=final.stop_sequence if final else None, usage=usage)
-                yield MessageStop()
-            finally:
-                self._cancel.set()
-                await worker
+        # One worker thread per request; the engine's scheduler batches their decode steps together.
+        worker = loop.run_in_executor(self._p.threads, run)
+        try:
+            item = await queue.get()  # prompt errors (e.g. an image for a text model) surface before any event
+            yield MessageStart(id=self.id, model=engine.model_id, created=int(time.time()))
+            reader, final = self._reader, None
+            while item is not _DONE:
+                if isinstance(item, ValueError):
+                    raise invalid(str(item))
+                if isinstance(item, BaseException):
+                    log.error("local engine failed: %r", item)
+                    raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
+                if item.text:
+                    for ev in reader.feed(item.text):
+                        yield ev
+                if item.finish_reason is not None:
+                    final = item
+                item = await queue.get()
+            for ev in reader.close():
+                yield ev
+            usage = Usage(input_tokens=final.usage.prompt_tokens, output_tokens=final.usage.completion_tokens) \
+                if final is not None and final.usage is not None else Usage()
+            reason = _FINISH.get(final.finish_reason, StopReason.END_TURN) if final else StopReason.END_TURN
+            if reader.calls and reason == StopReason.END_TURN:
+                reason = StopReason.TOOL_USE
+            yield MessageDelta(stop_reason=reason, stop_sequence=final.stop_sequence if final else None, usage=usage)
+            yield MessageStop()
+        finally:
+            self._cancel.set()
+            await worker
 
     async def aclose(self) -> None:
         self._cancel.set()
