@@ -20,6 +20,10 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="smolgate — one API endpoint, any AI model, with a vision-language model built in.")
 console = Console(stderr=True)
 
+from .bench_cli import bench_app  # noqa: E402  (typer sub-app: `smolgate bench engine`)
+
+app.add_typer(bench_app, name="bench")
+
 
 def _setup_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
@@ -127,6 +131,7 @@ def chat(
     model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf"),
     max_tokens: int = typer.Option(512),
     temperature: float = typer.Option(0.0),
+    quant: Optional[str] = typer.Option(None, help="weight quantization: none|int8|int4"),
 ) -> None:
     """Ask the local engine one question, streaming the answer."""
     from .engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart, VideoPart
@@ -135,7 +140,7 @@ def chat(
     from PIL import Image as PILImage
 
     _setup_logging("warning")
-    engine = Engine.load(resolve_model(model))
+    engine = Engine.load(resolve_model(model), quant=None if quant in (None, "none") else quant)
     parts: list = [ImagePart(PILImage.open(p)) for p in image] + [VideoPart(p.read_bytes()) for p in video]
     parts.append(TextPart(question))
     try:
