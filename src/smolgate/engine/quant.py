@@ -86,7 +86,8 @@ def _quantize_int4(w: torch.Tensor, group_size: int) -> PackedInt4:
 
 def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size: int = GROUP_SIZE) -> Packed:
     """A Linear weight [N, K] (any float dtype) -> packed int8 or int4 (int8 when int4 cannot take the shape)."""
-    if mode == "int4" and int4_supported(*weight.shape, group_size):
+    n, k = weight.shape
+    if mode == "int4" and int4_supported(n, k, group_size):
         return _quantize_int4(weight.detach(), group_size)
     if mode in ("int8", "int4"):
         return _quantize_int8(weight.detach())
@@ -109,8 +110,12 @@ class QuantLinear(nn.Module):
         super().__init__()
         self.in_features, self.out_features = in_features, packed.weight.shape[0]
         self.group_size = packed.group_size if isinstance(packed, PackedInt4) else 0
+        self.weight: torch.Tensor
+        self.scales: torch.Tensor
         self.register_buffer("weight", packed.weight)
-        self.register_buffer("scales", packed.scales if isinstance(packed, PackedInt8) else packed.scales_zeros)
+        self.register_buffer(
+            "scales", packed.scales if isinstance(packed, PackedInt8) else packed.scales_zeros
+        )
         self.bias = None if bias is None else nn.Parameter(bias.detach(), requires_grad=False)
 
     @property
@@ -124,7 +129,10 @@ class QuantLinear(nn.Module):
 
     def set_packed(self, packed: Packed) -> None:
         """Replace the (possibly meta) buffers with loaded ones of the same kind and shape."""
-        if isinstance(packed, PackedInt4) != bool(self.group_size) or packed.weight.shape != self.weight.shape:
+        if (
+            isinstance(packed, PackedInt4) != bool(self.group_size)
+            or packed.weight.shape != self.weight.shape
+        ):
             raise ValueError("packed weight does not match this layer's kind or shape")
         self.weight = packed.weight
         self.scales = packed.scales if isinstance(packed, PackedInt8) else packed.scales_zeros
@@ -166,7 +174,7 @@ def layer_mode(name: str, shape: tuple[int, int], mode: QuantMode, group_size: i
         return "none"
     if name == "lm_head" or name.endswith(".lm_head"):
         return LM_HEAD_MODE
-    return "int4" if mode == "int4" and int4_supported(*shape, group_size) else "int8"
+    return "int4" if mode == "int4" and int4_supported(shape[0], shape[1], group_size) else "int8"
 
 
 def _meta_packed(n: int, k: int, mode: QuantMode, group_size: int) -> Packed:
@@ -230,13 +238,16 @@ def quantizing_stream(
             layer = layers[layer_name]
             layer.set_packed(quantize_linear_weight(tensor, _mode_of(layer), group_size=group_size))
             pending.discard(layer_name)
+            del tensor  # else the loop variable keeps this layer alive while the next one is read
             continue
         if tied_head and ours == "text.embed_tokens.weight":
             layers["lm_head"].set_packed(quantize_linear_weight(tensor, _mode_of(layers["lm_head"])))
             pending.discard("lm_head")
         yield name, tensor
     if pending:
-        raise KeyError(f"checkpoint lacks weights for {len(pending)} quantized layers, e.g. {sorted(pending)[:3]}")
+        raise KeyError(
+            f"checkpoint lacks weights for {len(pending)} quantized layers, e.g. {sorted(pending)[:3]}"
+        )
 
 
 def _mode_of(layer: QuantLinear) -> QuantMode:
