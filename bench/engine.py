@@ -102,6 +102,7 @@ def run_worker(cmd: list[str], progress: Any, task: Any, name: str, log: Any) ->
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
+        log.flush()
         if line.startswith("@@step "):
             progress.update(task, description=f"{name}: {line[7:].strip()}")
     return proc.wait()
@@ -358,7 +359,7 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
                    "concurrency": "threads calling Engine.stream"},
         "systems": [],
     }
-    log_path = stem.with_suffix(".log")
+    log_path = stem.with_name(stem.name + ".log")
     with open(log_path, "w") as log, Progress(
         SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
         TimeElapsedColumn(), console=console, transient=False,
@@ -414,12 +415,12 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
     report["targets"] = targets(label, rows, engine_rows)
     report["machine"]["load_avg_end"] = load_average()
     report["machine"]["versions"] = versions()
-    json_path = stem.with_suffix(".json")
+    json_path = stem.with_name(stem.name + ".json")
     json_path.write_text(json.dumps(report, indent=2))
     if not args.no_plot:
-        plot(report, stem.with_suffix(".png"))
+        plot(report, stem.with_name(stem.name + ".png"))
     print_report(report, console)
-    console.print(f"wrote {json_path}" + ("" if args.no_plot else f" and {stem.with_suffix('.png')}")
+    console.print(f"wrote {json_path}" + ("" if args.no_plot else f" and {stem.with_name(stem.name + '.png')}")
                   + f" (worker log {log_path})")
     return report
 
