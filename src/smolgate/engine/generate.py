@@ -1,7 +1,9 @@
 """Generation in three levels: `step` (one forward) -> `stream` (typed chunks) -> `generate` (one result).
 
-`stream` owns the request-level logic: stop token ids, stop strings (held back while they might still match,
-never emitted), max_tokens, cancellation (a threading.Event checked before every step) and usage counts.
+Request-level logic lives in `Decoding` (stop token ids, stop strings held back while they might still match and
+never emitted, a constraint's end, max_tokens, usage counts), shared by this module's single-sequence `stream`
+(on the model's own cache; the reference in tests) and the batching scheduler (scheduler.py), which is what
+`Engine` serves requests with. Cancellation is a threading.Event checked before every step.
 """
 
 from __future__ import annotations

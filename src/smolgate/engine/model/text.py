@@ -54,8 +54,10 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 and cast back before the weight, exactly as the reference does (matters in bf16).
-        # The fused kernel is one op instead of six: eager decode pays ~5 us of dispatch per op and layer.
-        return self.weight * F.rms_norm(x.float(), (x.shape[-1],), eps=self.eps).to(x.dtype)
+        # (F.rms_norm was tried: on CPU it decomposes into the same ops, no faster in a decode step.)
+        h = x.float()
+        h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
+        return self.weight * h.to(x.dtype)
 
 
 class Attention(nn.Module):
@@ -80,8 +82,7 @@ class Attention(nn.Module):
         q = self.q_proj(x).view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
         k = self.k_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # [B, KV, T, hd]
         v = self.v_proj(x).view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
-        # one RoPE over q and k stacked on the head axis: 6 elementwise ops instead of 12 (measured 30 -> 11 us)
-        q, k = apply_rope(torch.cat((q, k), dim=1), cos, sin).split((self.n_heads, self.n_kv), dim=1)
+        q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
         if at.positions is not None:
             k, v = cache.update_rows(at.positions, k, v, at.kv_len)
         else:
