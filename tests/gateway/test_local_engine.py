@@ -142,3 +142,17 @@ def test_server_stays_responsive_while_the_engine_computes(vlm_gateway):
     t.join()
     assert answered == [200] * 5
     assert still_generating, "the long generation finished before the other requests were answered"
+
+
+@pytest.mark.parametrize("quant", ["int8", "int4"])
+def test_quantized_local_model_serves(tmp_path_factory, png, quant):
+    path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("q") / "tiny")
+    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n    quant: {quant}\n"
+           "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n")
+    with GatewayServer(cfg) as gw:
+        r = CLIENTS[0](gw.url).ask("vlm", Ask(turns=[("user", "What is this?")], image=png, max_tokens=4))
+        assert r.stop in ("end", "length") and r.input_tokens > 4
+        from smolgate.engine.quant import QuantLinear
+
+        model = gw.app.runtime.providers["local"].engine.model
+        assert any(isinstance(m, QuantLinear) for m in model.modules()), "no layer was quantized"
