@@ -234,3 +234,21 @@ def test_engine_streams_from_threads_share_decode_steps(engine: Engine) -> None:
     for got, ref in zip(results, serial, strict=True):
         assert got is not None
         same(got, ref)
+
+
+def test_quantized_engine_loads_and_batches(tmp_path_factory: pytest.TempPathFactory) -> None:
+    from smolgate.engine import quant
+
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("quant"))
+    engine = Engine.load(str(path), quant="int8")
+    assert any(isinstance(m, quant.QuantLinear) for m in engine.model.modules())
+    ids = [prompt(n, n) for n in (6, 15)]
+    solo = [reference(engine, x, max_tokens=10) for x in ids]
+    sched = Scheduler(engine.model, engine.tokenizer)
+    streams = [sched.submit(x, sampler=Sampler(), max_tokens=10) for x in ids]
+    run(sched)
+    assert sched.peak_batch == 2
+    for s, ref in zip(streams, solo, strict=True):
+        same(result(s), ref)
+    with pytest.raises(ValueError, match="quant"):
+        Engine.load(str(path), quant="int3")
