@@ -33,10 +33,7 @@ from typing import Any
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = (
-    "the river carries light stones past an old mill while seven quiet herons watch from tall grass near "
-    "a bridge of grey timber and the morning wind turns slowly over fields of barley toward distant hills"
-).split()
+WORDS = ["the", "river", "carries", "light", "stones", "past", "an", "old", "mill", "while", "seven", "quiet", "herons", "watch", "from", "tall", "grass", "near", "a", "bridge", "of", "grey", "timber", "and", "the", "morning", "wind", "turns", "slowly", "over", "fields", "of", "barley", "toward", "distant", "hills"]
 
 
 def step(text: str) -> None:
@@ -53,6 +50,19 @@ def current_rss_mb() -> float:
             return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
     except OSError:
         return float("nan")
+
+
+def rss_parts_mb() -> dict[str, float]:
+    """RssAnon / RssFile now (mmapped checkpoint pages count in RSS as RssFile)."""
+    out = {}
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            key, _, rest = line.partition(":")
+            if key in ("RssAnon", "RssFile"):
+                out[key.lower() + "_end_mb"] = int(rest.split()[0]) / 1024
+    except OSError:
+        pass
+    return out
 
 
 def random_image(seed: int, size: int) -> Any:
@@ -386,6 +396,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     else:
         result["concurrency"] = "one batched generate (left padding)"
     result["peak_rss_mb"] = peak_rss_mb()
+    result.update(rss_parts_mb())
     return result
 
 
