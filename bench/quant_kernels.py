@@ -161,9 +161,9 @@ def run(rows: list[int], reps: int, use_compile: bool, console: Console) -> list
                 }
                 built: dict[str, list[list[Kernel]]] = {}
                 for name, build in active.items():
-                    fns = [[build(w) for w in layer] for layer in weights]
-                    if all(f is not None for layer in fns for f in layer):
-                        built[name] = [[f for f in layer if f is not None] for layer in fns]
+                    maybe = [[build(w) for w in layer] for layer in weights]
+                    if all(f is not None for layer in maybe for f in layer):
+                        built[name] = [[f for f in layer if f is not None] for layer in maybe]
                 xs = {k: torch.randn(m, k) for k in {k for _, k in shapes}}
                 for fns in built.values():  # warm-up (and compile)
                     for f, (_, k) in zip(fns[0], shapes, strict=True):

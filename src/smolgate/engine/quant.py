@@ -8,8 +8,9 @@
   likewise keeps the output layer at higher precision. Embeddings, norms and the patch conv are not Linear and
   stay in the model dtype (an embedding reads one row per token; norms are tiny).
 
-The weight-only kernels are fast for a few rows but far slower than a dense bf16 GEMM at prefill shapes, so from
-`DENSE_ROWS` rows on, a layer dequantizes its weight to bf16 and runs a dense matmul (bench/quant_kernels.py).
+The weight-only kernels are fast for a few rows but far slower than a dense bf16 GEMM at prefill shapes (2.2B, M=256:
+int8pack 10.6, int4pack 14.6, bf16 73 tok/s), so from `DENSE_ROWS` rows on a layer dequantizes its weight to bf16
+for one dense matmul (bench/quant_kernels.py).
 Kernels compute in bf16 with fp32 accumulation (both kernels are ~2x slower with fp32 activations); outputs
 return in the caller's dtype.
 """
@@ -32,7 +33,9 @@ QuantMode = Literal["none", "int8", "int4"]
 MODES: tuple[QuantMode, ...] = ("none", "int8", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
-DENSE_ROWS = 32  # rows from which dequantize + dense bf16 matmul beats the weight-only kernels
+# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py, 2.2B
+# shapes, loaded machine): int8 dequant is one cast, int4 needs an unpack, so it pays off only on longer chunks.
+DENSE_ROWS = {8: 128, 4: 512}
 COMPUTE_DTYPE = torch.bfloat16
 _CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
 _BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unpack_int4)
@@ -149,7 +152,7 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
-        if x2.shape[0] >= DENSE_ROWS:
+        if x2.shape[0] >= DENSE_ROWS[self.bits]:
             if self.group_size:
                 y = F.linear(x2, self.dequantized())
             else:  # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
