@@ -86,7 +86,7 @@ def dynamic_int8(w: torch.Tensor) -> Kernel:
         warnings.simplefilter("ignore")
         qw = torch._make_per_channel_quantized_tensor(p.weight, scales, torch.zeros_like(scales).long(), 0)
         packed = torch.ops.quantized.linear_prepack(qw, None)
-    return lambda x: torch.ops.quantized.linear_dynamic(x, packed)
+    return lambda x: torch.as_tensor(torch.ops.quantized.linear_dynamic(x, packed))
 
 
 def quant_linear(mode: quant.QuantMode) -> Builder:
@@ -141,12 +141,16 @@ KERNELS: dict[str, Builder] = {
 COMPILE_MAX_ROWS = 8  # inductor compiles per shape: keep it to decode shapes
 
 
-def run(rows: list[int], reps: int, use_compile: bool, console: Console) -> list[dict[str, Any]]:
+def run(
+    rows: list[int], reps: int, use_compile: bool, console: Console, models: list[str], only: list[str]
+) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     kernels = {k: b for k, b in KERNELS.items() if use_compile or not k.startswith("compiled")}
+    kernels = {k: b for k, b in kernels.items() if not only or any(o in k for o in only)}
     with Progress(console=console, transient=True) as progress:
-        task = progress.add_task("kernels", total=len(SHAPES) * len(rows) * reps)
-        for model, (h, i, nh, kv, hd, n_layers) in SHAPES.items():
+        task = progress.add_task("kernels", total=len(models) * len(rows) * reps)
+        for model in models:
+            h, i, nh, kv, hd, n_layers = SHAPES[model]
             shapes = layer_shapes(h, i, nh, kv, hd)
             fp32_bytes = 4 * sum(n * k for n, k in shapes)
             copies = min(
@@ -241,12 +245,19 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     ap.add_argument("--no-compile", action="store_true", help="skip the torch.compile kernel (slow to build)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument(
+        "--models", default=",".join(SHAPES), help="comma-separated subset of " + ",".join(SHAPES)
+    )
+    ap.add_argument("--kernels", default="", help="comma-separated substrings of kernel names to run")
+    ap.add_argument("--out", default="quant_kernels", help="result file stem under bench/results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     rows = [int(r) for r in args.rows.split(",")]
     console = Console()
     load_before = os.getloadavg()[0]
-    results = run(rows, args.reps, not args.no_compile, console)
+    models = args.models.split(",")
+    only = [k for k in args.kernels.split(",") if k]
+    results = run(rows, args.reps, not args.no_compile, console, models, only)
     meta = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "command": " ".join([Path(sys.executable).name, *sys.argv]),
@@ -260,9 +271,9 @@ def main() -> None:
         f"load average (1 min) before/after: {meta['loadavg_1m_before']:.2f} / {meta['loadavg_1m_after']:.2f}"
     )
     RESULTS.mkdir(exist_ok=True)
-    (RESULTS / "quant_kernels.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
-    plot(results, rows, RESULTS / "quant_kernels.png")
-    console.print(f"wrote {RESULTS / 'quant_kernels.json'} and .png")
+    (RESULTS / f"{args.out}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1))
+    plot(results, rows, RESULTS / f"{args.out}.png")
+    console.print(f"wrote {RESULTS / args.out}.json and .png")
 
 
 if __name__ == "__main__":
