@@ -120,11 +120,13 @@ def run_system(row: dict[str, Any], spec: dict[str, Any], python: str, worker: P
         rc = run_worker([python, str(worker), *mode, str(spec_path), str(out_path)], progress, task, row["name"], log)
         row["wall_s"] = time.perf_counter() - t0
         row["load_avg_before"] = load0
-        if rc != 0 or not out_path.is_file():
+        if not out_path.is_file():
             row.update(status="error", reason=f"worker exited {rc}; see the log")
             return row
         row.update(json.loads(out_path.read_text()))
-        row["status"] = "ok"
+        row["status"] = "ok" if rc == 0 else "partial"
+        if rc != 0:
+            row["reason"] = f"worker exited {rc} during '{row.get('partial_at')}'; figures up to that step kept"
     return row
 
 
@@ -138,7 +140,7 @@ def na_row(name: str, kind: str, reason: str, **extra: Any) -> dict[str, Any]:
 
 def _get(rows: dict[str, dict[str, Any]], name: str, key: str) -> float | None:
     row = rows.get(name)
-    if not row or row.get("status") != "ok":
+    if not row or row.get("status") not in ("ok", "partial"):
         return None
     value = row.get(key)
     return float(value) if isinstance(value, (int, float)) and value > 0 else None
@@ -231,7 +233,7 @@ def plot(report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [r for r in report["systems"] if r["status"] == "ok"]
+    rows = [r for r in report["systems"] if r["status"] in ("ok", "partial")]
     names = [r["name"] for r in rows]
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
     panels = [("decode_tok_s", "decode tok/s (higher is better)"), ("prefill_tok_s", "prefill tok/s"),
@@ -409,7 +411,7 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
         progress.update(task, description="done")
     for row in report["systems"]:
         row.pop("prompt_ids", None)
-        if row.get("status") == "ok" and isinstance(row.get("peak_rss_mb"), (int, float)):
+        if row.get("status") in ("ok", "partial") and isinstance(row.get("peak_rss_mb"), (int, float)):
             row["peak_rss_gb"] = row["peak_rss_mb"] * 2**20 / 1e9
     rows = {r["name"]: r for r in report["systems"]}
     report["targets"] = targets(label, rows, engine_rows)

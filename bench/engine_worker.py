@@ -321,9 +321,15 @@ class TransformersSystem:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def run(spec: dict[str, Any]) -> dict[str, Any]:
+def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
     torch.set_num_threads(int(spec.get("threads", 2)))
     result: dict[str, Any] = {"errors": {}}
+
+    def step(text: str) -> None:  # also saves what is measured so far: a crash keeps the earlier figures
+        if out is not None:
+            out.write_text(json.dumps({**result, "peak_rss_mb": peak_rss_mb(), "partial_at": text}))
+        print(f"@@step {text}", file=sys.stderr, flush=True)
+
     step("tokenizer")
     prompts = Prompts(spec["source"], spec.get("image_source"))
     step("load")
@@ -403,8 +409,14 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     spec = json.loads(Path(sys.argv[1]).read_text())
     sys.path.insert(0, str(REPO / "src"))
-    out = run(spec)
-    Path(sys.argv[2]).write_text(json.dumps(out))
+    out_path = Path(sys.argv[2])
+    out = run(spec, out_path)
+    out_path.write_text(json.dumps(out))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # Skip interpreter teardown: a scheduler thread still inside torch at exit can abort the process
+    # ("terminate called without an active exception") after every figure is already written.
+    os._exit(0)
 
 
 if __name__ == "__main__":
