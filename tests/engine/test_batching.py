@@ -156,6 +156,23 @@ def test_constraint_applies_to_its_own_row_only(engine: Engine) -> None:
         same(result(stream), ref)
 
 
+class Faulty(OnlyToken):
+    def advance(self, token_id: int) -> None:
+        raise ValueError("token not allowed here")
+
+
+def test_a_failing_constraint_fails_its_own_request_only(engine: Engine) -> None:
+    ids = prompt(8, 77)
+    ref = reference(engine, ids, max_tokens=10)
+    sched = Scheduler(engine.model, engine.tokenizer)
+    good = sched.submit(ids, sampler=Sampler(), max_tokens=10)
+    bad = sched.submit(prompt(5, 78), sampler=Sampler(), max_tokens=10, constraint=Faulty(7, 3, 0))
+    run(sched)
+    with pytest.raises(ValueError, match="not allowed"):
+        result(bad)
+    same(result(good), ref)
+
+
 def test_admission_bounds_queue_and_cancel_while_queued(engine: Engine) -> None:
     ids = [prompt(4 + i, 100 + i) for i in range(5)]
     refs = [reference(engine, x, max_tokens=10) for x in ids]

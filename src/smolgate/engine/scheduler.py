@@ -274,8 +274,8 @@ class Scheduler:
             return
         self._filling, req.embeds = None, req.embeds[:, :0]  # the prompt lives in the cache now
         req.pos = req.dec.prompt_len
-        token = self._choose(req, logits[0])
-        if self._emit(req, token):
+        token = self._advance(req, logits[0], None)
+        if token < 0:
             return
         self._tokens[row, 0] = token
         self._positions[row] = req.pos
@@ -300,37 +300,29 @@ class Scheduler:
         tokens: list[int] = []
         for i, req in enumerate(rows):
             req.pos += 1
-            token = argmax[i] if req.picker.plain_greedy else self._choose(req, logits[i])
+            token = self._advance(req, logits[i], argmax[i] if req.picker.plain_greedy else None)
             tokens.append(max(token, 0))
-            if token < 0 or self._emit(req, token):
+            if token < 0:
                 done.append(i)
         self._tokens[:n, 0] = torch.tensor(tokens)
         self._positions[:n] += 1
         for i in reversed(done):
             self._release(i)
 
-    def _choose(self, req: _Request, logits: torch.Tensor) -> int:
-        """Sample a row's token with its own picker; -1 (after failing the request) if its constraint raises."""
+    def _advance(self, req: _Request, logits: torch.Tensor, greedy: int | None) -> int:
+        """Pick the row's token (unless the batched argmax already did), record it and hand any settled text to
+        the caller -> the token, or -1 once the request has finished (or failed: a faulty constraint fails its
+        own request only)."""
         try:
-            return req.picker(logits)
-        except Exception as exc:  # noqa: BLE001 - a faulty constraint fails its own request only
-            req.out.put(exc)
-            req.dec.finish = "stop"
-            return -1
-
-    def _emit(self, req: _Request, token: int) -> bool:
-        """Record the token and hand any settled text to the caller -> whether the request has finished."""
-        if token < 0:
-            return True
-        try:
+            token = greedy if greedy is not None else req.picker(logits)
             req.picker.accept(token)
             chunk = req.dec.push(token)
-        except Exception as exc:  # noqa: BLE001 - e.g. a constraint rejecting the token: this request only
+        except Exception as exc:  # noqa: BLE001 - delivered to this request's caller
             req.out.put(exc)
-            return True
+            return -1
         if chunk is not None:
             req.out.put(chunk)
-        return req.dec.finish is not None
+        return -1 if req.dec.finish is not None else token
 
     def _release(self, i: int) -> None:
         """Free row i: the last decoding row moves into it, and a prefilling request follows down by one."""
