@@ -16,8 +16,10 @@ in the background thread that `Engine` uses.
 
 from __future__ import annotations
 
+import atexit
 import queue
 import threading
+import weakref
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -188,6 +190,10 @@ class Scheduler:
             if self._thread is None and not self._closed:
                 self._thread = threading.Thread(target=self._loop, name="smolgate-decode", daemon=True)
                 self._thread.start()
+                # Join the thread before interpreter teardown: a daemon thread killed there while inside torch
+                # dies with "terminate called without an active exception" (seen in the engine bench).
+                # A weak reference, so an exit hook never keeps a dropped engine (and its model) alive.
+                atexit.register(_close_at_exit, weakref.ref(self))
 
     def close(self) -> None:
         """Stop the decode thread; unfinished requests get a RuntimeError."""
@@ -346,3 +352,8 @@ class Scheduler:
             self._waiting.clear()
         for req in resident:
             req.out.put(exc)
+
+
+def _close_at_exit(ref: weakref.ref[Scheduler]) -> None:
+    if (sched := ref()) is not None:
+        sched.close()
