@@ -181,6 +181,8 @@ class LocalAttempt(Attempt):
         self.id = new_id("local-")
 
     async def events(self) -> AsyncIterator[Event]:
+        from ..engine.scheduler import QueueFull
+
         engine = self._p.engine
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by max_tokens: one item per generated chunk
@@ -207,6 +209,9 @@ class LocalAttempt(Attempt):
             while item is not _DONE:
                 if isinstance(item, ValueError):
                     raise invalid(str(item))
+                if isinstance(item, QueueFull):  # the engine's admission queue is full: try later
+                    raise GatewayError(ErrorKind.OVERLOADED, "the local model is at capacity; retry shortly",
+                                       retry_after=1)
                 if isinstance(item, BaseException):
                     log.error("local engine failed: %r", item)
                     raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
