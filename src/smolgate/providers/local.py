@@ -72,9 +72,9 @@ class LocalProvider(Provider):
         source = resolve_model(self.cfg.model)
         t0 = time.monotonic()
         quant = None if self.cfg.quant in (None, "none") else self.cfg.quant
-        self.engine = await asyncio.to_thread(lambda: Engine.load(source, quant=quant))
-        log.info("local model %s ready in %.1fs (quant: %s, images: %s, video: %s)", self.engine.model_id,
-                 time.monotonic() - t0, quant or "none", self.engine.supports_images, self.engine.supports_video)
+        self.engine = await asyncio.to_thread(lambda: Engine.load(source, quant=quant, dtype=self.cfg.dtype))
+        log.info("local model %s ready in %.1fs (%s, quant: %s, images: %s, video: %s)", self.engine.model_id,
+                 time.monotonic() - t0, self.cfg.dtype, quant or "none", self.engine.supports_images, self.engine.supports_video)
 
     def model_infos(self) -> list[ModelInfo]:
         if self.engine is None:
