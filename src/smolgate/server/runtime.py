@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from ..config import Config, ProviderConfig
@@ -50,6 +51,9 @@ class Runtime:
                 await start()
             for info in getattr(p, "model_infos", lambda: [])():
                 self.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
+        # Everything allocated at start-up lives for the whole process: keep it out of the GC's scans, so
+        # collections during traffic stay short (tail latency).
+        gc.freeze()
         names = ", ".join(m.id for m in self.model_infos()) or "none"
         log.info("smolgate ready: %d providers; models: %s; pool state: %s", len(self.providers), names,
                  "redis" if self.cfg.state else "in-process")
