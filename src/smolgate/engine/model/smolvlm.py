@@ -14,6 +14,7 @@ from torch import nn
 
 from ..config import ModelConfig
 from ..kvcache import KVCache
+from ..vision_cache import FeatureCache, tile_key
 from .connector import Connector
 from .text import TextModel
 from .vision import VisionModel
@@ -52,6 +53,7 @@ class SmolVLM(nn.Module):
         )
         self.text = TextModel(cfg.text)
         self.lm_head = nn.Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
+        self.feature_cache = FeatureCache()  # encoded tiles by content hash: follow-ups skip the encoder
 
     @property
     def dtype(self) -> torch.dtype:
@@ -101,11 +103,18 @@ class SmolVLM(nn.Module):
         if pixel_mask is not None:
             p = self.vision.cfg.patch_size
             patch_mask = pixel_mask.unfold(1, p, p).unfold(2, p, p).sum(dim=(-1, -2)) > 0  # [N, S/p, S/p]
-        chunks = []
-        for i in range(0, pixel_values.shape[0], TILES_PER_PASS):
-            mask = patch_mask[i : i + TILES_PER_PASS] if patch_mask is not None else None
-            chunks.append(self.connector(self.vision(pixel_values[i : i + TILES_PER_PASS], mask)))
-        return torch.cat(chunks)
+        keys = [tile_key(pixel_values[i], patch_mask[i] if patch_mask is not None else None)
+                for i in range(pixel_values.shape[0])]
+        found = [self.feature_cache.get(k) for k in keys]
+        todo = [i for i, f in enumerate(found) if f is None]
+        for start in range(0, len(todo), TILES_PER_PASS):  # only tiles not seen before hit the encoder
+            idx = todo[start : start + TILES_PER_PASS]
+            mask = patch_mask[idx] if patch_mask is not None else None
+            feats = self.connector(self.vision(pixel_values[idx], mask))
+            for j, i in enumerate(idx):
+                found[i] = feats[j]
+                self.feature_cache.put(keys[i], feats[j])
+        return torch.stack(found)  # type: ignore[arg-type]
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, T] (+ tiles) -> input embeddings [B, T, hidden] with image features spliced in."""
