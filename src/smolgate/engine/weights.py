@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import struct
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -109,11 +110,43 @@ class SafetensorsCheckpoint:
         return out
 
     def tensors(self, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
-        """Yield (name, tensor) one at a time, floating tensors cast to `dtype`, so the model is the only full copy."""
+        """Yield (name, tensor) one at a time, floating tensors cast to `dtype`, so the model is the only full copy.
+
+        Tensors are read with pread rather than through a memory map: mapped checkpoint pages count in the
+        process's resident set until the whole file is unmapped (a 9 GB fp32 2.2B checkpoint would show up
+        as 9 GB of RSS while loading an int8 model of 2 GB); read pages stay in the page cache only.
+        """
         for file in self.files:
-            with safe_open(file, framework="pt") as f:
-                for name in f.keys():  # noqa: SIM118 (safe_open is not iterable)
-                    t = f.get_tensor(name)
+            header_len, header = _read_header(file)
+            fd = os.open(file, os.O_RDONLY)
+            try:
+                for name, info in header.items():
+                    if name == "__metadata__":
+                        continue
+                    start, end = info["data_offsets"]
+                    buf = bytearray(end - start)
+                    view, got = memoryview(buf), 0
+                    while got < len(buf):  # pread may return short reads for large tensors
+                        n = os.preadv(fd, [view[got:]], 8 + header_len + start + got)
+                        if n <= 0:
+                            raise OSError(f"{file}: truncated tensor {name}")
+                        got += n
+                    t = torch.frombuffer(buf, dtype=_ST_DTYPES[info["dtype"]]).reshape(info["shape"]) \
+                        if buf else torch.empty(info["shape"], dtype=_ST_DTYPES[info["dtype"]])
                     if t.is_floating_point() and t.dtype != dtype:
                         t = t.to(dtype)
                     yield name, t
+            finally:
+                os.close(fd)
+
+
+_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def _read_header(file: Path) -> tuple[int, dict[str, Any]]:
+    """The safetensors layout: u64 little-endian header length, JSON header, then raw tensor bytes."""
+    with open(file, "rb") as f:
+        (length,) = struct.unpack("<Q", f.read(8))
+        return length, json.loads(f.read(length))
