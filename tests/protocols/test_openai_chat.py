@@ -39,6 +39,7 @@ from smolgate.errors import ErrorKind, GatewayError
 from smolgate.protocols.base import ModelInfo, RequestContext
 from smolgate.protocols.openai_chat import OpenAIChatCodec, encode_model, encode_models
 from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.protocols.fuzz import assert_request_or_4xx, json_values, mutate
 
 C = OpenAIChatCodec()
 CTX = RequestContext()
@@ -503,13 +504,6 @@ def test_models_bodies_parse_in_sdk():
 # ---------------------------------------------------------------- fuzz
 
 
-def _json():
-    return st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False)
-                        | st.text(max_size=5),
-                        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids,
-                                                                                  max_size=3), max_leaves=8)
-
-
 VALID = {"model": "m", "stream": True, "messages": [
     {"role": "system", "content": "S"},
     {"role": "user", "content": [{"type": "text", "text": "a"}, {"type": "image_url", "image_url": {"url": PNG_URL}}]},
@@ -520,33 +514,20 @@ VALID = {"model": "m", "stream": True, "messages": [
     "response_format": {"type": "json_schema", "json_schema": {"name": "n"}}, "stop": ["s"], "n": 1}
 
 
-def _mutate(obj, path, value):
-    """Replace the node at `path` (list of keys/indices, possibly stopping early) by `value`."""
-    if not path or not isinstance(obj, (dict, list)) or not obj:
-        return value
-    key = path[0] % len(obj) if isinstance(obj, list) else sorted(obj)[path[0] % len(obj)]
-    copy = list(obj) if isinstance(obj, list) else dict(obj)
-    copy[key] = _mutate(copy[key], path[1:], value)
-    return copy
-
-
 def _check(body: bytes):
-    try:
-        assert isinstance(C.decode_request(body, CTX), Request)
-    except GatewayError as e:
-        assert 400 <= e.status < 500
+    assert_request_or_4xx(C, body, CTX)
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.one_of(_json(), st.dictionaries(st.sampled_from(list(VALID)), _json())))
+@given(st.one_of(json_values(), st.dictionaries(st.sampled_from(list(VALID)), json_values())))
 def test_fuzz_random_json(value):
     _check(orjson.dumps(value))
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(st.lists(st.integers(0, 20), max_size=6), _json())
+@given(st.lists(st.integers(0, 20), max_size=6), json_values())
 def test_fuzz_mutated_valid_request(path, value):
-    _check(orjson.dumps(_mutate(VALID, path, value)))
+    _check(orjson.dumps(mutate(VALID, path, value)))
 
 
 # ---------------------------------------------------------------- the fake upstream, checked with the SDK
@@ -679,12 +660,12 @@ def _assert_guarantees(events):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(STREAM_FRAMES) - 1), st.lists(st.integers(0, 20), max_size=5),
-                          _json(), st.booleans()), max_size=8), st.integers(1, 50))
+                          json_values(), st.booleans()), max_size=8), st.integers(1, 50))
 def test_fuzz_stream_decoder(edits, step):
     frames = list(STREAM_FRAMES)
-    for i, path, value, mutate in edits:
-        if mutate:
-            frames[i] = _mutate(frames[i], path, value)
+    for i, path, value, replace in edits:
+        if replace:
+            frames[i] = mutate(frames[i], path, value)
         else:
             frames.insert(i, value)
     wire = b"".join(b"data: " + (b"[DONE]" if f == "[DONE]" else orjson.dumps(f)) + b"\n\n" for f in frames)
