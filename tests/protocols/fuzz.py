@@ -6,9 +6,21 @@ from typing import Any
 
 from hypothesis import strategies as st
 
-from smolgate.canonical import Request
+from smolgate.canonical import (
+    BlockStart,
+    BlockStop,
+    Event,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    ReasoningDelta,
+    Request,
+    StreamError,
+    TextDelta,
+    ToolArgsDelta,
+)
 from smolgate.errors import GatewayError
-from smolgate.protocols.base import Codec, RequestContext
+from smolgate.protocols.base import Codec, RequestContext, StreamDecoder
 
 
 def json_values() -> st.SearchStrategy[Any]:
@@ -34,3 +46,31 @@ def assert_request_or_4xx(codec: Codec, body: bytes, ctx: RequestContext) -> Non
         assert isinstance(codec.decode_request(body, ctx), Request)
     except GatewayError as e:
         assert 400 <= e.status < 500
+
+
+def decode_in_steps(decoder: StreamDecoder, wire: bytes, step: int) -> list[Event]:
+    """Feed `wire` in `step`-byte pieces, then close: what a decoder yields for a stream split anywhere."""
+    events: list[Event] = []
+    for k in range(0, len(wire), step):
+        events += decoder.feed(wire[k : k + step])
+    return events + decoder.close()
+
+
+def assert_stream_guarantees(events: list[Event]) -> None:
+    """StreamDecoder contract: MessageStart first, sequential non-interleaved blocks, then delta+stop or error."""
+    assert events, "close() must always end the stream with something"
+    if isinstance(events[0], StreamError):
+        return
+    assert isinstance(events[0], MessageStart)
+    open_idx, next_idx = None, 0
+    for e in events[1:-2]:
+        if isinstance(e, BlockStart):
+            assert open_idx is None and e.index == next_idx
+            open_idx, next_idx = e.index, next_idx + 1
+        elif isinstance(e, BlockStop):
+            assert e.index == open_idx
+            open_idx = None
+        elif isinstance(e, (TextDelta, ReasoningDelta, ToolArgsDelta)):
+            assert e.index == open_idx
+    tail = events[-2:]
+    assert isinstance(events[-1], StreamError) or (isinstance(tail[0], MessageDelta) and tail[1] == MessageStop())

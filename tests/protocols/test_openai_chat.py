@@ -39,7 +39,13 @@ from smolgate.errors import ErrorKind, GatewayError
 from smolgate.protocols.base import ModelInfo, RequestContext
 from smolgate.protocols.openai_chat import OpenAIChatCodec, encode_model, encode_models
 from tests.fakes.openai_upstream import OpenAIUpstream
-from tests.protocols.fuzz import assert_request_or_4xx, json_values, mutate
+from tests.protocols.fuzz import (
+    assert_request_or_4xx,
+    assert_stream_guarantees,
+    decode_in_steps,
+    json_values,
+    mutate,
+)
 
 C = OpenAIChatCodec()
 CTX = RequestContext()
@@ -637,27 +643,6 @@ STREAM_FRAMES = ["[DONE]" if f == "[DONE]" else f for f in STREAM_FRAMES]
 # ---------------------------------------------------------------- stream decoder fuzz
 
 
-def _assert_guarantees(events):
-    """StreamDecoder contract: MessageStart first, sequential non-interleaved blocks, then delta+stop or error."""
-    from smolgate.canonical import Event  # noqa: F401
-    assert events, "close() must always end the stream with something"
-    if isinstance(events[0], StreamError):
-        return
-    assert isinstance(events[0], MessageStart)
-    open_idx, next_idx = None, 0
-    for e in events[1:-2]:
-        if isinstance(e, BlockStart):
-            assert open_idx is None and e.index == next_idx
-            open_idx, next_idx = e.index, next_idx + 1
-        elif isinstance(e, BlockStop):
-            assert e.index == open_idx
-            open_idx = None
-        elif isinstance(e, (TextDelta, ReasoningDelta, ToolArgsDelta)):
-            assert e.index == open_idx
-    tail = events[-2:]
-    assert isinstance(events[-1], StreamError) or (isinstance(tail[0], MessageDelta) and tail[1] == MessageStop())
-
-
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.tuples(st.integers(0, len(STREAM_FRAMES) - 1), st.lists(st.integers(0, 20), max_size=5),
                           json_values(), st.booleans()), max_size=8), st.integers(1, 50))
@@ -669,12 +654,7 @@ def test_fuzz_stream_decoder(edits, step):
         else:
             frames.insert(i, value)
     wire = b"".join(b"data: " + (b"[DONE]" if f == "[DONE]" else orjson.dumps(f)) + b"\n\n" for f in frames)
-    d = C.stream_decoder()
-    events = []
-    for k in range(0, len(wire), step):
-        events += d.feed(wire[k:k + step])
-    events += d.close()
-    _assert_guarantees(events)
+    assert_stream_guarantees(decode_in_steps(C.stream_decoder(), wire, step))
 
 
 def test_stream_decoder_accepts_data_without_space_and_missing_index():
