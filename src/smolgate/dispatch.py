@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
@@ -20,7 +20,7 @@ from .config import Config
 from .errors import ErrorKind, GatewayError
 from .fetch import fetch_media
 from .pool import Pools
-from .providers.base import Attempt, Provider
+from .providers.base import Provider
 from .routing import Route, Router
 
 log = logging.getLogger("smolgate.dispatch")
@@ -60,9 +60,8 @@ class Dispatcher:
     async def stream(self, req: Request) -> AsyncIterator[Event]:
         """Events for the client. Raises GatewayError before the first event; never after it."""
         req_for: dict[str, Request] = {}
-        state: dict[str, object] = {}
 
-        async def call(provider: Provider, route: Route, lease) -> tuple[Attempt, AsyncIterator[Event], Event]:  # type: ignore[no-untyped-def]
+        async def call(provider: Provider, route: Route, lease):  # type: ignore[no-untyped-def]
             attempt = await provider.open(req_for[route.provider], route.model, lease.account.api_key)
             lease.record(status=attempt.status, headers=attempt.headers)
             it = attempt.events().__aiter__()
@@ -79,11 +78,9 @@ class Dispatcher:
             if isinstance(first, StreamError):  # failed before anything reached the client: retryable
                 await attempt.aclose()
                 raise GatewayError(ErrorKind.UPSTREAM, first.message)
-            state["lease"] = lease
-            return attempt, it, first
+            return attempt, it, first, lease  # the lease stays held until the stream ends
 
-        attempt, it, first = await self._attempts(req, req_for, call, keep_lease=True)
-        lease = state["lease"]
+        attempt, it, first, lease = await self._attempts(req, req_for, call, keep_lease=True)
         try:
             yield first
             async for ev in it:
