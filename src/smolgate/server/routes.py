@@ -9,7 +9,7 @@ import orjson
 
 from ..errors import invalid, not_found
 from ..protocols import codec
-from ..protocols.base import RequestContext
+from ..protocols.base import ModelInfo, RequestContext
 from .asgi import HttpRequest, Receive, Send, send_body
 
 if TYPE_CHECKING:
@@ -57,20 +57,17 @@ async def list_models(gw: "Gateway", req: HttpRequest, params: dict[str, str], s
     await send_body(send, 200, body)
 
 
-def _find(gw: "Gateway", model_id: str):  # type: ignore[no-untyped-def]
+def _find(gw: "Gateway", model_id: str) -> ModelInfo:
+    """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise."""
     for m in gw.model_infos():
         if m.id == model_id:
             return m
     gw.runtime.router.resolve(model_id)  # raises the 404 for unknown names
-    return None
+    return ModelInfo(id=model_id)
 
 
 async def get_model(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     info = _find(gw, params["id"])
-    if info is None:
-        from ..protocols.base import ModelInfo
-
-        info = ModelInfo(id=params["id"])
     await send_body(send, 200, _module("openai_chat").encode_model(info))
 
 
@@ -86,9 +83,7 @@ async def ollama_show(gw: "Gateway", req: HttpRequest, params: dict[str, str], s
     name = body.get("model") or body.get("name") if isinstance(body, dict) else None
     if not isinstance(name, str):
         raise invalid("missing required field 'model'", param="model")
-    from ..protocols.base import ModelInfo
-
-    info = _find(gw, name) or ModelInfo(id=name)
+    info = _find(gw, name)
     await send_body(send, 200, _module("ollama").encode_show(info))
 
 
