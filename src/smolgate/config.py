@@ -176,8 +176,6 @@ def parse_config(text: str, source: str = "<config>") -> Config:
         line = _line_of(node, path)
         where = f"{source}:{line}" if line else source
         raise ConfigError(f"{where}: {path.removeprefix('$.')}: {msg.split(' - at ')[0]}") from None
-    if not cfg.providers and not cfg.models:
-        pass  # an empty file is valid: the embedded engine serves
     _check_references(cfg)
     return cfg
 
