@@ -97,8 +97,24 @@ def resolve_source(args: argparse.Namespace, console: Any) -> tuple[str, Path, P
 # running one system
 
 
-def run_worker(cmd: list[str], progress: Any, task: Any, name: str, log: Any) -> int:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1)
+def worker_env(kind: str) -> dict[str, str]:
+    """The environment a system's worker runs in. The engine keeps smolgate's own OpenMP default (threads sleep
+    when idle); transformers and llama.cpp get the environment their users would have: importing smolgate in
+    this process set OMP_WAIT_POLICY=PASSIVE, which measured 6.9 vs 8.3 tok/s for llama.cpp Q8_0 on 2.2B."""
+    env = dict(os.environ)
+    if kind == "engine":
+        return env
+    import smolgate
+
+    env.pop("OMP_WAIT_POLICY", None)
+    if smolgate.USER_OMP_WAIT_POLICY is not None:
+        env["OMP_WAIT_POLICY"] = smolgate.USER_OMP_WAIT_POLICY
+    env["SMOLGATE_OMP_WAIT_POLICY"] = "inherit"
+    return env
+
+
+def run_worker(cmd: list[str], progress: Any, task: Any, name: str, log: Any, env: dict[str, str]) -> int:
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
@@ -117,7 +133,10 @@ def run_system(row: dict[str, Any], spec: dict[str, Any], python: str, worker: P
         load0 = load_average()
         t0 = time.perf_counter()
         log.write(f"\n===== {row['name']} =====\n")
-        rc = run_worker([python, str(worker), *mode, str(spec_path), str(out_path)], progress, task, row["name"], log)
+        cmd = [python, str(worker), *mode, str(spec_path), str(out_path)]
+        env = worker_env(row["kind"])
+        rc = run_worker(cmd, progress, task, row["name"], log, env)
+        row["omp_wait_policy"] = env.get("OMP_WAIT_POLICY", "default")
         row["wall_s"] = time.perf_counter() - t0
         row["load_avg_before"] = load0
         if not out_path.is_file():

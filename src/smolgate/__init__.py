@@ -5,6 +5,10 @@ import os
 # The engine's OpenMP threads share a small CPU with the event loop (and, on a busy host, with other
 # processes): busy-waiting workers then starve everyone — measured here, decode fell from 9.4 to 0.9 tok/s
 # on 2 loaded cores. Sleep instead of spin. Must be set before torch is first imported; users can override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# SMOLGATE_OMP_WAIT_POLICY=inherit leaves the OpenMP default alone (the engine bench runs its reference
+# systems, transformers and llama.cpp, that way: as their users would).
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+if os.environ.get("SMOLGATE_OMP_WAIT_POLICY") != "inherit":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 __version__ = "0.1.0"
