@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -193,11 +194,15 @@ class EngineSystem:
         (t_first, n_first), (t_last, n_last) = stamps[0], stamps[-1]
         return n_last - n_first, t_last - t_first
 
-    @torch.inference_mode()
     def vision(self, pixel_values: torch.Tensor) -> float:
-        t0 = time.perf_counter()
-        self.engine.model.encode_images(pixel_values)
-        return time.perf_counter() - t0
+        # on the engine's compute thread, where serving runs it (a torch op in this thread would start a second
+        # OpenMP pool and slow every later engine step; see smolgate/engine/scheduler.py)
+        def encode() -> float:
+            t0 = time.perf_counter()
+            self.engine.model.encode_images(pixel_values)
+            return time.perf_counter() - t0
+
+        return self.engine.run(encode)
 
     def streams(self, prompts: list[list[Any]], n: int) -> tuple[int, float]:
         counts = [0] * len(prompts)
@@ -367,11 +372,15 @@ def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
         tile = (prompts.image_processor or prompts.processor).tile_size
         step("vision")
         k = spec["vision_tiles"]
-        gen = torch.Generator().manual_seed(3)
-        guarded("vision", lambda: system.vision(torch.rand(1, 3, tile, tile, generator=gen) * 2 - 1))
+        rng = np.random.default_rng(3)  # numpy: no torch op in this thread (see EngineSystem.vision)
+
+        def tiles(n: int) -> torch.Tensor:
+            return torch.from_numpy(rng.uniform(-1, 1, (n, 3, tile, tile)).astype(np.float32))
+
+        guarded("vision", lambda: system.vision(tiles(1)))
         per = []
         for _ in range(spec["repeats"]):
-            pv = torch.rand(k, 3, tile, tile, generator=gen) * 2 - 1
+            pv = tiles(k)
             t = guarded("vision", lambda pv=pv: system.vision(pv))
             if t:
                 per.append(t / k)

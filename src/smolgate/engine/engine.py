@@ -12,10 +12,10 @@ from __future__ import annotations
 import importlib.util
 import json
 import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -53,6 +53,7 @@ __all__ = [
     "packaged_gguf_path",
 ]
 
+T = TypeVar("T")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -121,7 +122,10 @@ class Engine:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
         if quant not in (None, "none", "int8", "int4"):
             raise ValueError(f"quant must be one of none, int8, int4, not {quant!r}")
-        torch_dtype = DTYPES[dtype]
+        return _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
+
+    @classmethod
+    def _load(cls, source: str, torch_dtype: torch.dtype, quant: str | None, limits: Limits | None) -> Engine:
         path = resolve_source(source)
         if path.is_file():
             if path.suffix != ".gguf":
@@ -145,6 +149,10 @@ class Engine:
     def close(self) -> None:
         """Stop the decode thread (requests still running get a RuntimeError)."""
         self.scheduler.close()
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call fn() on the engine's compute thread (where all model work belongs, see scheduler.py) -> its result."""
+        return self.scheduler.run(fn)
 
     # -- prompt ------------------------------------------------------------------------------------------------
 
@@ -209,6 +217,26 @@ class Engine:
     ) -> GenerationResult:
         """`stream` collected into one result (text, finish_reason, stop_sequence, usage, token ids)."""
         return gen.collect(self.stream(messages, params, cancel))
+
+
+def _in_passing_thread(fn: Callable[[], T]) -> T:
+    """fn() in a new thread that ends with it. Loading runs torch ops, and a thread that ran one keeps an OpenMP
+    pool that slows the compute thread's ops while it lives (scheduler.py); a finished thread's pool is gone."""
+    result: list[T] = []
+    errors: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=target, name="smolgate-load")
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]
+    return result[0]
 
 
 def _build(

@@ -116,19 +116,16 @@ def tile_image(img: Image.Image, cfg: ImageConfig) -> Tiles:
 
 
 def to_pixel_values(images: list[Image.Image], cfg: ImageConfig) -> torch.Tensor:
-    """uint8 HWC images of one size -> float32 [n, 3, H, W] in [-1, 1] (for mean = std = 0.5)."""
-    batch = np.stack([np.asarray(img, dtype=np.uint8) for img in images])
+    """uint8 HWC images of one size -> float32 [n, 3, H, W] in [-1, 1] (for mean = std = 0.5).
+
+    numpy, not torch: this runs in the caller's thread, and a thread that runs a torch parallel op keeps an
+    OpenMP pool that slows the engine's compute thread (scheduler.py)."""
+    batch = np.stack([np.asarray(img, dtype=np.uint8) for img in images]).transpose(0, 3, 1, 2)
     # float64 multiply then float32, exactly like transformers' rescale, so results match bit for bit.
-    x = (
-        torch.from_numpy(batch)
-        .permute(0, 3, 1, 2)
-        .to(torch.float64)
-        .mul(cfg.rescale_factor)
-        .to(torch.float32)
-    )
-    mean = torch.tensor(cfg.mean, dtype=torch.float32).view(1, 3, 1, 1)
-    std = torch.tensor(cfg.std, dtype=torch.float32).view(1, 3, 1, 1)
-    return ((x - mean) / std).contiguous()
+    x = (batch.astype(np.float64) * cfg.rescale_factor).astype(np.float32)
+    mean = np.asarray(cfg.mean, dtype=np.float32).reshape(1, 3, 1, 1)
+    std = np.asarray(cfg.std, dtype=np.float32).reshape(1, 3, 1, 1)
+    return torch.from_numpy(np.ascontiguousarray((x - mean) / std))
 
 
 def preprocess_image(

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
@@ -87,7 +88,9 @@ class SmolVLMProcessor:
                 replacements.append(("video", text))
         prompt = expand_media(self.apply_chat_template(messages, add_generation_prompt), media, replacements)
         ids = torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long)
-        return ProcessedInputs(ids, torch.cat(pixels) if pixels else None, prompt)
+        # numpy concatenation: a torch.cat this size would run OpenMP-parallel in the caller's thread (see image.py)
+        pixel_values = torch.from_numpy(np.concatenate([p.numpy() for p in pixels])) if pixels else None
+        return ProcessedInputs(ids, pixel_values, prompt)
 
     def apply_chat_template(self, messages: Sequence[ChatMessage], add_generation_prompt: bool = True) -> str:
         """The rendered conversation with one `<image>` / `<video>` placeholder per media part."""

@@ -116,7 +116,7 @@ class TokenPicker:
     one picker per row and call it on that row's logits only.
     """
 
-    __slots__ = ("constraint", "sampler", "seen")
+    __slots__ = ("_prompt_ids", "_seen", "constraint", "sampler", "vocab_size")
 
     def __init__(
         self,
@@ -125,10 +125,19 @@ class TokenPicker:
         prompt_ids: torch.Tensor,
         constraint: Constraint | None = None,
     ) -> None:
-        self.sampler, self.constraint = sampler, constraint
-        self.seen = torch.zeros(vocab_size, dtype=torch.bool)
-        if sampler.uses_seen:
-            self.seen[prompt_ids] = True
+        self.sampler, self.constraint, self.vocab_size = sampler, constraint, vocab_size
+        # built at first use, on the engine's compute thread: a 49k-element fill is already an OpenMP-parallel op,
+        # and the thread that runs one keeps a worker pool that slows the compute thread (scheduler.py)
+        self._prompt_ids, self._seen = prompt_ids, None
+
+    @property
+    def seen(self) -> torch.Tensor:
+        """Bool mask [V] of prompt and generated tokens (empty unless the sampler reads it)."""
+        if self._seen is None:
+            self._seen = torch.zeros(self.vocab_size if self.sampler.uses_seen else 0, dtype=torch.bool)
+            if self.sampler.uses_seen:
+                self._seen[self._prompt_ids] = True
+        return self._seen
 
     @property
     def plain_greedy(self) -> bool:

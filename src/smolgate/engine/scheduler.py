@@ -12,6 +12,11 @@ parameters, seed, stop rules, constraint and cancel Event (checked every step; a
 
 `step()` is one scheduler iteration and can be driven by hand (tests: exact join/cancel points); `start()` runs it
 in the background thread that `Engine` uses.
+
+All model compute runs on that one thread: prompt embedding and the vision encoder too (one encoder pass per
+iteration, decode steps in between), and `run` brings any other model work there. With torch's OpenMP, every
+thread that ever ran a parallel op keeps its own worker pool, and while two pools exist on this 2-core machine
+each parallel op ran ~1.6x slower (a 2.2B int8 decode step: 106 -> 127 ms), even with the other pool idle.
 """
 
 from __future__ import annotations
@@ -21,8 +26,10 @@ import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass
+from typing import TypeVar
 
 import torch
 
@@ -32,6 +39,7 @@ from .model.smolvlm import SmolVLM
 from .sampling import Constraint, Sampler, TokenPicker
 from .tokenizer import Tokenizer
 
+T = TypeVar("T")
 DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budget is given
 
 
@@ -57,10 +65,15 @@ class Limits:
 class _Request:
     """One submitted generation as the decode thread sees it."""
 
-    __slots__ = ("abandoned", "cancel", "dec", "embeds", "filled", "out", "picker", "pos", "reserve")
+    __slots__ = ("abandoned", "cancel", "dec", "embedding", "embeds", "filled", "input_ids", "out", "picker",
+                 "pixels", "pos", "reserve")
 
-    def __init__(self, embeds: torch.Tensor, dec: Decoding, cancel: threading.Event | None) -> None:
-        self.embeds, self.dec, self.picker, self.cancel = embeds, dec, dec.picker, cancel
+    def __init__(
+        self, input_ids: torch.Tensor, pixels: torch.Tensor | None, dec: Decoding, cancel: threading.Event | None
+    ) -> None:
+        self.input_ids, self.pixels, self.dec, self.picker, self.cancel = input_ids, pixels, dec, dec.picker, cancel
+        self.embedding: Generator[None, None, torch.Tensor] | None = None  # the prompt embedding, pass by pass
+        self.embeds: torch.Tensor | None = None  # [1, T, hidden] once embedded
         self.reserve = dec.prompt_len + dec.max_tokens  # cache positions it may need
         self.filled = 0  # prompt positions prefilled so far
         self.pos = 0  # next cache position to write (= tokens in the cache) once decoding
@@ -111,7 +124,7 @@ class Scheduler:
         self._waiting: deque[_Request] = deque()
         self._closed = False
         self._thread: threading.Thread | None = None
-        self._embed_lock = threading.Lock()  # one vision encode at a time: bounds activation memory
+        self._jobs: deque[tuple[Callable[[], object], Future[object]]] = deque()  # `run` calls, FIFO
         # decode-thread state: rows[i] owns cache row i; `filling` is being prefilled into row len(rows)
         self._rows: list[_Request] = []
         self._filling: _Request | None = None
@@ -141,8 +154,8 @@ class Scheduler:
     ) -> ChunkStream:
         """Queue one generation; returns its chunk iterator. Raises QueueFull / TooLongForCache before queueing.
 
-        The prompt embedding (the vision encoder for images) runs here, in the caller's thread, so a long image
-        encode does not stall everyone's decode steps; the decode thread only runs the text model.
+        The prompt embedding (the vision encoder for images) runs later on the decode thread, one encoder pass
+        per iteration, so a long image encode does not stall everyone's decode steps.
         """
         prompt_len = input_ids.shape[1]
         picker = TokenPicker(sampler, self.model.cfg.text.vocab_size, input_ids[0], constraint)
@@ -164,13 +177,7 @@ class Scheduler:
                 f"{self.kv_tokens} tokens"
             )
         self._check_queue()
-        with torch.inference_mode():
-            if pixel_values is not None:
-                with self._embed_lock:
-                    embeds = self.model.embed(input_ids, pixel_values)
-            else:
-                embeds = self.model.text.embed_tokens(input_ids)
-        req = _Request(embeds, dec, cancel)
+        req = _Request(input_ids, pixel_values, dec, cancel)
         with self._lock:
             self._check_queue()
             self._waiting.append(req)
@@ -183,6 +190,20 @@ class Scheduler:
                 f"local model queue full: {len(self._waiting)} requests already wait for one of "
                 f"{self.limits.max_slots} slots (max_queue={self.limits.max_queue}); retry later"
             )
+
+    def run(self, fn: Callable[[], T]) -> T:
+        """Call fn() on the decode thread between steps (under inference_mode) and return its result or raise its
+        exception; called on the decode thread itself, it runs at once."""
+        if threading.current_thread() is self._thread:
+            return fn()
+        self.start()
+        done: Future[object] = Future()
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the engine was closed")
+            self._jobs.append((fn, done))
+            self._wake.notify()
+        return done.result()  # type: ignore[return-value]
 
     def start(self) -> None:
         """Run `step` in a background daemon thread (idempotent)."""
@@ -205,7 +226,7 @@ class Scheduler:
 
     @property
     def busy(self) -> bool:
-        return bool(self._waiting or self._rows or self._filling)
+        return bool(self._waiting or self._rows or self._filling or self._jobs)
 
     # -- decode thread ------------------------------------------------------------------------------------------
 
@@ -225,7 +246,16 @@ class Scheduler:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """One iteration: settle the queue (cancellations, admission), one prefill chunk, one decode step."""
+        """One iteration: one `run` job, settle the queue (cancellations, admission), one prefill chunk (or one
+        vision-encoder pass of the joining prompt), one decode step."""
+        with self._lock:
+            job = self._jobs.popleft() if self._jobs else None
+        if job is not None:
+            fn, done = job
+            try:
+                done.set_result(fn())
+            except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
+                done.set_exception(exc)
         with self._lock:
             for req in [r for r in self._waiting if r.cancelled]:
                 self._waiting.remove(req)
@@ -270,6 +300,15 @@ class Scheduler:
             return
         start, chunk = req.filled, self.limits.prefill_chunk
         try:
+            if req.embeds is None:
+                if req.embedding is None:
+                    req.embedding = self.model.embed_passes(req.input_ids, req.pixels)
+                try:
+                    next(req.embedding)
+                    return  # one vision-encoder pass per iteration: decode steps run in between
+                except StopIteration as embedded:
+                    req.embeds, req.embedding, req.pixels = embedded.value, None, None
+            assert req.embeds is not None
             logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
         except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
             self._filling = None
@@ -350,8 +389,12 @@ class Scheduler:
             resident = [*self._rows, *([self._filling] if self._filling else []), *self._waiting]
             self._rows, self._filling = [], None
             self._waiting.clear()
+            jobs = [done for _, done in self._jobs]
+            self._jobs.clear()
         for req in resident:
             req.out.put(exc)
+        for done in jobs:
+            done.set_exception(exc)
 
 
 def _close_at_exit(ref: weakref.ref[Scheduler]) -> None:

@@ -7,7 +7,7 @@ token embeddings in order (tile k fills the k-th run of image_seq_len placeholde
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Generator, Iterable
 
 import torch
 from torch import nn
@@ -92,6 +92,13 @@ class SmolVLM(nn.Module):
 
         All-zero tiles (batch padding in the reference processor) are dropped, as the reference does.
         """
+        return _drain(self.encode_passes(pixel_values, pixel_mask))
+
+    def encode_passes(
+        self, pixel_values: torch.Tensor, pixel_mask: torch.Tensor | None = None
+    ) -> Generator[None, None, torch.Tensor]:
+        """`encode_images` one encoder pass at a time: yields after each pass of up to TILES_PER_PASS tiles, so
+        the caller can interleave other work (the scheduler runs decode steps in between); returns the features."""
         if self.vision is None or self.connector is None:
             raise ValueError("this model has no vision encoder")
         pixel_values = pixel_values.to(self.dtype)
@@ -114,14 +121,21 @@ class SmolVLM(nn.Module):
             for j, i in enumerate(idx):
                 found[i] = feats[j]
                 self.feature_cache.put(keys[i], feats[j])
+            yield
         return torch.stack(found)  # type: ignore[arg-type]
 
     def embed(self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None) -> torch.Tensor:
         """input_ids [B, T] (+ tiles) -> input embeddings [B, T, hidden] with image features spliced in."""
+        return _drain(self.embed_passes(input_ids, pixel_values))
+
+    def embed_passes(
+        self, input_ids: torch.Tensor, pixel_values: torch.Tensor | None = None
+    ) -> Generator[None, None, torch.Tensor]:
+        """`embed`, yielding after each vision-encoder pass (see encode_passes); returns the embeddings."""
         x = self.text.embed_tokens(input_ids)
         if pixel_values is None:
             return x
-        features = self.encode_images(pixel_values).reshape(-1, x.shape[-1])  # [N*seq, hidden]
+        features = (yield from self.encode_passes(pixel_values)).reshape(-1, x.shape[-1])  # [N*seq, hidden]
         assert self.cfg.image_token_id is not None  # every VLM config has one
         slots = input_ids.eq(self.cfg.image_token_id)  # [B, T]
         n_slots = int(slots.sum())
@@ -159,6 +173,15 @@ class SmolVLM(nn.Module):
         """tokens [n, 1] for cache rows 0..n-1 at their own positions [n] -> logits [n, V] (the batched step)."""
         h = self.text.decode_rows(self.text.embed_tokens(tokens), positions, kv_len, caches)
         return self.lm_head(h[:, 0])
+
+
+def _drain(steps: Generator[None, None, torch.Tensor]) -> torch.Tensor:
+    """Run a pass generator to the end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype) -> SmolVLM:

@@ -1,0 +1,85 @@
+"""All model compute runs on the engine's one compute thread; the threads that call it stay free of torch work.
+
+Why it matters (scheduler.py): a thread that runs one OpenMP-parallel torch op keeps a worker pool for as long as
+it lives, and while a second pool exists the compute thread's parallel ops ran ~1.6x slower on this 2-core CPU.
+A server calls the engine from long-lived executor threads, so one stray op there would slow every decode step
+for good. A new pool shows as a new OS thread, which is what these tests watch.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import threading
+
+import pytest
+import torch
+from checkpoints import make_checkpoint
+from PIL import Image
+
+from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
+
+pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads via Linux /proc")
+
+
+def os_threads() -> int:
+    return len(os.listdir("/proc/self/task"))
+
+
+def png(size: tuple[int, int]) -> bytes:
+    buf = io.BytesIO()
+    Image.effect_noise(size, 60).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_requests_run_model_work_on_the_compute_thread_only(tmp_path):
+    torch.set_num_threads(2)
+    path, _ = make_checkpoint("smolvlm2-256m", tmp_path / "tiny")
+    engine = Engine.load(str(path))
+    vision_threads: list[str] = []
+    assert engine.model.vision is not None
+    engine.model.vision.register_forward_pre_hook(
+        lambda *_: vision_threads.append(threading.current_thread().name)
+    )
+    question = [ChatMessage("user", [TextPart("Describe the picture in a few words, please.")])]
+    engine.generate(question, GenerationParams(max_tokens=4))  # the compute thread and its pool now exist
+
+    counts: dict[str, int] = {}
+    errors: list[BaseException] = []
+
+    def caller() -> None:  # a fresh thread, like a server's executor thread
+        try:
+            counts["before"] = os_threads()
+            # a text request with a penalty (its token mask), a seeded sample, and a 3x2-tile image request
+            engine.generate(question, GenerationParams(max_tokens=6, repetition_penalty=1.3))
+            engine.generate(question, GenerationParams(max_tokens=6, temperature=0.8, seed=3))
+            image = [ChatMessage("user", [ImagePart(png((900, 600))), TextPart("What is it?")])]
+            engine.generate(image, GenerationParams(max_tokens=6))
+            counts["after"] = os_threads()
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+            errors.append(exc)
+
+    thread = threading.Thread(target=caller)
+    thread.start()
+    thread.join()
+    engine.close()
+    if errors:
+        raise errors[0]
+    assert vision_threads and set(vision_threads) == {"smolgate-decode"}
+    assert counts["after"] <= counts["before"], "the calling thread started an OpenMP pool"
+
+
+def test_run_executes_on_the_compute_thread_and_raises_there_errors_here(tmp_path):
+    path, _ = make_checkpoint("smollm2-text", tmp_path / "tiny")
+    engine = Engine.load(str(path))
+    assert engine.run(lambda: threading.current_thread().name) == "smolgate-decode"
+    assert engine.run(lambda: torch.is_inference_mode_enabled())
+
+    def boom() -> None:
+        raise ValueError("bad job")
+
+    with pytest.raises(ValueError, match="bad job"):
+        engine.run(boom)
+    engine.close()
+    with pytest.raises(RuntimeError, match="closed"):
+        engine.run(lambda: 1)
