@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 import torch
 
 from . import generate as gen
+from . import malloc
 from .config import ModelConfig
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM, build_model
@@ -122,7 +123,8 @@ class Engine:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
         if quant not in (None, "none", "int8", "int4"):
             raise ValueError(f"quant must be one of none, int8, int4, not {quant!r}")
-        return _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
+        with malloc.loading():
+            return _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
 
     @classmethod
     def _load(cls, source: str, torch_dtype: torch.dtype, quant: str | None, limits: Limits | None) -> Engine:
