@@ -97,19 +97,23 @@ def resolve_source(args: argparse.Namespace, console: Any) -> tuple[str, Path, P
 # running one system
 
 
-def worker_env(kind: str) -> dict[str, str]:
-    """The environment a system's worker runs in. The engine keeps smolgate's own OpenMP default (threads sleep
-    when idle); transformers and llama.cpp get the environment their users would have: importing smolgate in
-    this process set OMP_WAIT_POLICY=PASSIVE, which measured 6.9 vs 8.3 tok/s for llama.cpp Q8_0 on 2.2B."""
+def worker_env(kind: str, engine_omp: str = "passive") -> dict[str, str]:
+    """The environment a system's worker runs in. The engine keeps smolgate's process defaults (OpenMP threads
+    sleep when idle, huge pages for big tensors); transformers and llama.cpp get the environment their users
+    would have: importing smolgate here set OMP_WAIT_POLICY=PASSIVE, which alone measured 6.9 vs 8.3 tok/s for
+    llama.cpp Q8_0 on 2.2B."""
     env = dict(os.environ)
     if kind == "engine":
+        if engine_omp == "spin":  # smolgate's setting for a machine left to the engine (see smolgate/__init__.py)
+            env["SMOLGATE_OMP"] = "spin"
         return env
     import smolgate
 
-    env.pop("OMP_WAIT_POLICY", None)
-    if smolgate.USER_OMP_WAIT_POLICY is not None:
-        env["OMP_WAIT_POLICY"] = smolgate.USER_OMP_WAIT_POLICY
-    env["SMOLGATE_OMP_WAIT_POLICY"] = "inherit"
+    for name, user_value in smolgate.USER_ENV.items():
+        env.pop(name, None)
+        if user_value is not None:
+            env[name] = user_value
+    env["SMOLGATE_PROCESS_DEFAULTS"] = "off"
     return env
 
 
@@ -134,9 +138,9 @@ def run_system(row: dict[str, Any], spec: dict[str, Any], python: str, worker: P
         t0 = time.perf_counter()
         log.write(f"\n===== {row['name']} =====\n")
         cmd = [python, str(worker), *mode, str(spec_path), str(out_path)]
-        env = worker_env(row["kind"])
+        env = worker_env(row["kind"], spec.get("engine_omp", "passive"))
         rc = run_worker(cmd, progress, task, row["name"], log, env)
-        row["omp_wait_policy"] = env.get("OMP_WAIT_POLICY", "default")
+        row["omp"] = "smolgate spin" if env.get("SMOLGATE_OMP") == "spin" else env.get("OMP_WAIT_POLICY", "default")
         row["wall_s"] = time.perf_counter() - t0
         row["load_avg_before"] = load0
         if not out_path.is_file():
@@ -307,6 +311,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vision-tiles", type=int, help="tiles per vision call when timing the encoder")
     p.add_argument("--repeats", type=int)
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--engine-omp", choices=("passive", "spin"), default="passive",
+                   help="engine rows: smolgate's default OpenMP waiting (passive) or SMOLGATE_OMP=spin")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
@@ -348,7 +354,7 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
         "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "repeats": args.repeats,
         "image_px": 512, "vision_tiles": args.vision_tiles, "streams": streams,
         "stream_prompt_tokens": args.stream_prompt_tokens, "stream_tokens": args.stream_tokens,
-        "threads": args.threads, "image_warmup": args.image_tiles == "1",
+        "threads": args.threads, "image_warmup": args.image_tiles == "1", "engine_omp": args.engine_omp,
     }
     dshort = {"bfloat16": "bf16", "float32": "fp32"}
     plan: list[tuple[dict[str, Any], dict[str, Any] | None]] = []  # (row, spec or None = not run)

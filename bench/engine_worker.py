@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import smolgate  # noqa: F401 - before torch: its process defaults (engine rows) must precede torch's import
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
@@ -412,6 +413,9 @@ def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
         result["concurrency"] = "one batched generate (left padding)"
     result["peak_rss_mb"] = peak_rss_mb()
     result.update(rss_parts_mb())
+    # OS threads at the end: the engine should own one OpenMP pool (its compute thread); more hints at a stray
+    # torch op in another thread (see smolgate/engine/scheduler.py)
+    result["os_threads_end"] = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
     return result
 
 

@@ -38,12 +38,13 @@ QuantMode = Literal["none", "int8", "int4"]
 MODES: tuple[QuantMode, ...] = ("none", "int8", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
-# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py, 2.2B
-# shapes, loaded machine): int8 dequant is one cast, int4 needs an unpack, so it pays off only on longer chunks.
-DENSE_ROWS = {8: 128, 4: 512}
+# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (2.2B shapes, quiet machine:
+# int4pack costs ~0.19 ms per row on an 8192x2048 layer, the int4 -> bf16 unpack ~30 ms). int8 uses these only
+# where oneDNN is missing (one cast dequantizes it).
+DENSE_ROWS = {8: 128, 4: 192}
 COMPUTE_DTYPE = torch.bfloat16
 _CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
-_BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unpack_int4)
+_BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unpack_int4_t)
 
 
 _NO_ZERO_POINT = torch.zeros(1, dtype=torch.int64)
@@ -151,13 +152,15 @@ def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size:
     raise ValueError(f"cannot quantize a weight with mode {mode!r}")
 
 
-def _unpack_int4(p: PackedInt4, n: int, k: int) -> torch.Tensor:
-    """Packed int4 -> bf16 [N, K]. Layout: per 64-row block, [K, 32] bytes; low nibble row j, high row j + 32."""
+def _unpack_int4_t(p: PackedInt4, n: int, k: int) -> torch.Tensor:
+    """Packed int4 -> the transposed weight, bf16 [K, N]. Layout: per 64-row block, [K, 32] bytes; low nibble is
+    row j, high nibble row j + 32. Building W^T moves whole 32-byte runs (W itself would need an element-wise
+    transpose, ~10x slower), and the group scales then broadcast along contiguous rows."""
     b = p.weight.view(n // _BLOCK_N, k, _BLOCK_N // 2)
-    q = torch.cat([b & 15, b >> 4], dim=-1).transpose(1, 2).reshape(n, k // p.group_size, p.group_size)
-    scale = p.scales_zeros[..., 0].t().unsqueeze(-1)  # [N, K/g, 1]
-    zero = p.scales_zeros[..., 1].t().unsqueeze(-1)
-    return torch.addcmul(zero - 8 * scale, q.to(COMPUTE_DTYPE), scale).reshape(n, k)
+    q = torch.stack([b & 15, b >> 4], dim=2).permute(1, 0, 2, 3).reshape(k // p.group_size, p.group_size, n)
+    scale = p.scales_zeros[..., 0].unsqueeze(1)  # [K/g, 1, N]
+    zero = p.scales_zeros[..., 1].unsqueeze(1)
+    return torch.addcmul(zero - 8 * scale, q.to(COMPUTE_DTYPE), scale).view(k, n)
 
 
 class QuantLinear(nn.Module):
@@ -218,7 +221,7 @@ class QuantLinear(nn.Module):
     def dequantized(self) -> torch.Tensor:
         """The weight as bf16 [N, K] (exactly the values the kernels use)."""
         if self.group_size:
-            return _unpack_int4(PackedInt4(self.weight, self.scales, self.group_size), *self.shape)
+            return _unpack_int4_t(PackedInt4(self.weight, self.scales, self.group_size), *self.shape).t()
         return self.int8_weight().to(COMPUTE_DTYPE) * self.scales[:, None]
 
     @property
@@ -234,7 +237,7 @@ class QuantLinear(nn.Module):
         x2 = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
         if x2.shape[0] >= DENSE_ROWS[self.bits]:
             if self.group_size:
-                y = F.linear(x2, self.dequantized())
+                y = x2 @ _unpack_int4_t(PackedInt4(self.weight, self.scales, self.group_size), *self.shape)
             else:  # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
                 y = F.linear(x2, self.weight.to(COMPUTE_DTYPE)) * self.scales
         elif self.group_size:
