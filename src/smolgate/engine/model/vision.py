@@ -5,6 +5,8 @@ Module names equal the checkpoint names under `model.vision_model.`.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -50,6 +52,31 @@ class Embeddings(nn.Module):
         return x.flatten(2).transpose(1, 2) + self.position_embedding(ids)
 
 
+@functools.cache
+def fused_linear_available() -> bool:
+    """Whether oneDNN's linear with a fused epilogue (GELU, residual add) runs here (x86 builds of torch)."""
+    try:
+        x, w = torch.ones(2, 8, dtype=torch.bfloat16), torch.ones(4, 8, dtype=torch.bfloat16)
+        gelu = torch.ops.mkldnn._linear_pointwise(x, w, None, "gelu", [], "tanh")
+        added = torch.ops.mkldnn._linear_pointwise(x, torch.ones(2, 4, dtype=torch.bfloat16), w, None, "add")
+        return gelu.shape == added.shape == (2, 4)
+    except (RuntimeError, AttributeError, NotImplementedError):
+        return False
+
+
+def _fusable(linear: nn.Module, x: torch.Tensor) -> bool:
+    """bf16 through a plain Linear (not a quantized one): the epilogue saves a pass over the activation
+    (2-tile so400m batch: 702 -> 630 ms per tile for GELU alone). fp32 keeps the reference's exact ops."""
+    return x.dtype == torch.bfloat16 and type(linear) is nn.Linear and fused_linear_available()
+
+
+def linear_add(linear: nn.Linear, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+    """residual + linear(x), the add fused into the GEMM where it can be."""
+    if _fusable(linear, x):
+        return torch.ops.mkldnn._linear_pointwise(x, residual, linear.weight, linear.bias, "add")
+    return residual + linear(x)
+
+
 class Attention(nn.Module):
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
@@ -59,14 +86,15 @@ class Attention(nn.Module):
         self.v_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
         self.out_proj = nn.Linear(cfg.hidden_size, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None, residual: torch.Tensor) -> torch.Tensor:
+        """-> residual + attention(x)"""
         b, n, _ = x.shape
         q, k, v = (
             p(x).view(b, n, self.n_heads, self.head_dim).transpose(1, 2)
             for p in (self.q_proj, self.k_proj, self.v_proj)
         )
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # bidirectional
-        return self.out_proj(out.transpose(1, 2).reshape(b, n, -1))
+        return linear_add(self.out_proj, out.transpose(1, 2).reshape(b, n, -1), residual)
 
 
 class MLP(nn.Module):
@@ -75,8 +103,14 @@ class MLP(nn.Module):
         self.fc1 = nn.Linear(cfg.hidden_size, cfg.intermediate_size)
         self.fc2 = nn.Linear(cfg.intermediate_size, cfg.hidden_size)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(F.gelu(self.fc1(x), approximate="tanh"))
+    def forward(self, x: torch.Tensor, residual: torch.Tensor) -> torch.Tensor:
+        """-> residual + mlp(x)"""
+        fc1 = self.fc1
+        if _fusable(fc1, x):  # its GELU is evaluated in fp32 before rounding to bf16
+            h = torch.ops.mkldnn._linear_pointwise(x, fc1.weight, fc1.bias, "gelu", [], "tanh")
+        else:
+            h = F.gelu(fc1(x), approximate="tanh")
+        return linear_add(self.fc2, h, residual)
 
 
 class EncoderLayer(nn.Module):
@@ -88,8 +122,8 @@ class EncoderLayer(nn.Module):
         self.mlp = MLP(cfg)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.self_attn(self.layer_norm1(x), mask)
-        return x + self.mlp(self.layer_norm2(x))
+        x = self.self_attn(self.layer_norm1(x), mask, residual=x)
+        return self.mlp(self.layer_norm2(x), residual=x)
 
 
 class Encoder(nn.Module):
