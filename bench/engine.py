@@ -97,23 +97,22 @@ def resolve_source(args: argparse.Namespace, console: Any) -> tuple[str, Path, P
 # running one system
 
 
-def worker_env(kind: str, engine_omp: str = "passive") -> dict[str, str]:
-    """The environment a system's worker runs in. The engine keeps smolgate's process defaults (OpenMP threads
-    sleep when idle, huge pages for big tensors); transformers and llama.cpp get the environment their users
-    would have: importing smolgate here set OMP_WAIT_POLICY=PASSIVE, which alone measured 6.9 vs 8.3 tok/s for
-    llama.cpp Q8_0 on 2.2B."""
-    env = dict(os.environ)
-    if kind == "engine":
-        if engine_omp == "spin":  # smolgate's setting for a machine left to the engine (see smolgate/__init__.py)
-            env["SMOLGATE_OMP"] = "spin"
-        return env
+def worker_env(kind: str, engine_omp: str = "spin") -> dict[str, str]:
+    """The environment a system's worker runs in. Engine rows get smolgate's process defaults (a short OpenMP
+    spin, or PASSIVE with --engine-omp passive; huge pages); transformers and llama.cpp the environment their
+    users would have, not what importing smolgate set here (PASSIVE alone cost llama.cpp Q8_0 on 2.2B 8.3 ->
+    6.9 tok/s)."""
     import smolgate
 
-    for name, user_value in smolgate.USER_ENV.items():
+    env = dict(os.environ)
+    for name, user_value in smolgate.USER_ENV.items():  # undo what importing smolgate here set
         env.pop(name, None)
         if user_value is not None:
             env[name] = user_value
-    env["SMOLGATE_PROCESS_DEFAULTS"] = "off"
+    if kind == "engine":
+        env["SMOLGATE_OMP"] = engine_omp  # see smolgate/__init__.py
+    else:
+        env["SMOLGATE_PROCESS_DEFAULTS"] = "off"
     return env
 
 
@@ -138,9 +137,9 @@ def run_system(row: dict[str, Any], spec: dict[str, Any], python: str, worker: P
         t0 = time.perf_counter()
         log.write(f"\n===== {row['name']} =====\n")
         cmd = [python, str(worker), *mode, str(spec_path), str(out_path)]
-        env = worker_env(row["kind"], spec.get("engine_omp", "passive"))
+        env = worker_env(row["kind"], spec.get("engine_omp", "spin"))
         rc = run_worker(cmd, progress, task, row["name"], log, env)
-        row["omp"] = "smolgate spin" if env.get("SMOLGATE_OMP") == "spin" else env.get("OMP_WAIT_POLICY", "default")
+        row["omp"] = env.get("SMOLGATE_OMP") or env.get("OMP_WAIT_POLICY", "default")
         row["wall_s"] = time.perf_counter() - t0
         row["load_avg_before"] = load0
         if not out_path.is_file():
@@ -311,8 +310,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vision-tiles", type=int, help="tiles per vision call when timing the encoder")
     p.add_argument("--repeats", type=int)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--engine-omp", choices=("passive", "spin"), default="passive",
-                   help="engine rows: smolgate's default OpenMP waiting (passive) or SMOLGATE_OMP=spin")
+    p.add_argument("--engine-omp", choices=("spin", "passive"), default="spin",
+                   help="engine rows: SMOLGATE_OMP, smolgate's OpenMP waiting (default spin; passive for busy hosts)")
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)

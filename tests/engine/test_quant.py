@@ -31,7 +31,7 @@ STEPS, LR = 200, 3e-3
 TEXT = TextConfig(
     vocab_size=VOCAB,
     hidden_size=128,
-    intermediate_size=256,
+    intermediate_size=320,  # > 256: gate/up (and lm_head) take oneDNN's int8 GEMM where it exists
     num_layers=2,
     num_heads=4,
     num_kv_heads=2,
@@ -207,3 +207,21 @@ def test_skip_and_fallback() -> None:
     assert quant.quantize_model(model, "none") is model
     with pytest.raises(ValueError):
         quant.quantize_model(model, "int3")  # type: ignore[arg-type]
+
+
+@pytest.mark.skipif(not quant.onednn_int8_available(), reason="no oneDNN int8 GEMM in this torch build / CPU")
+def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch() -> None:
+    torch.manual_seed(3)
+    w, x = torch.randn(384, 256) * 0.05, torch.randn(8, 256, dtype=torch.bfloat16)
+    wide = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256)
+    narrow = quant.QuantLinear(quant.quantize_linear_weight(w[:256], "int8"), None, 256)
+    assert wide._onednn is not None  # N >= 257: oneDNN, with the plain weight freed
+    assert narrow._onednn is None  # N <= 256: oneDNN's slow path, so the weight-only kernel
+    with torch.no_grad():
+        dynamic = wide(x).float()
+        weight_only = torch._weight_int8pack_mm(x, wide.int8_weight(), wide.scales).float()
+        rows = torch.cat([wide(x[i : i + 1]) for i in range(8)]).float()
+    assert F.cosine_similarity(dynamic, weight_only, dim=-1).min().item() >= 0.999
+    assert torch.equal(dynamic, rows)  # per-row activation scales and exact int32 sums: batch-independent
+    # the weight round-trips out of oneDNN's layout (state_dict, packed())
+    assert torch.equal(wide.state_dict()["weight"], quant.quantize_linear_weight(w, "int8").weight)

@@ -1,6 +1,7 @@
 """Load-time quantization: swap a built model's `nn.Linear` layers for int8 / int4 layers, or quantize while loading.
 
-- int8: symmetric, one scale per output channel. Where oneDNN's int8 GEMM runs (x86: AMX / VNNI), each call
+- int8: symmetric, one scale per output channel. Where oneDNN's int8 GEMM runs (x86: AMX / VNNI) and the layer
+  has more than 256 outputs (narrower ones hit a slow oneDNN path, see ONEDNN_MIN_OUT), each call
   quantizes its input per row (one symmetric scale per token, "dynamic int8", W8A8) and multiplies int8 x int8
   with exact int32 sums. Measured on 2.2B shapes with weights streamed from DRAM it beats the weight-only kernel
   `torch._weight_int8pack_mm` 1.6x at one row and 3.8x at eight, and beats a dense bf16 GEMM at prefill sizes
@@ -48,6 +49,10 @@ _BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unp
 
 
 _NO_ZERO_POINT = torch.zeros(1, dtype=torch.int64)
+# oneDNN's int8 GEMM falls to a slow path for narrow outputs: at one row, N <= 256 took 0.5-7 ms (growing with
+# N x K, e.g. 1.5 ms for 576 -> 192, the 256M model's k/v projections) against ~30 us for N >= 320. Such layers
+# run the weight-only kernel instead.
+ONEDNN_MIN_OUT = 257
 
 
 @functools.cache
@@ -198,7 +203,13 @@ class QuantLinear(nn.Module):
         Preparing it frees the plain weight, so int8 memory stays one copy (and packing right away, layer by layer
         while loading, lets the next layer reuse that memory instead of leaving 1.7 GB of freed holes in the heap
         on 2.2B); state_dict and packed() read the weight back from oneDNN's layout."""
-        if self._onednn is None and not self.group_size and not self.weight.is_meta and onednn_int8_available():
+        if (
+            self._onednn is None
+            and not self.group_size
+            and self.out_features >= ONEDNN_MIN_OUT
+            and not self.weight.is_meta
+            and onednn_int8_available()
+        ):
             self._onednn = OnednnInt8.prepare(self.weight, self.scales)
             self.weight = torch.empty(0, dtype=torch.int8)
         return self._onednn
