@@ -182,7 +182,8 @@ def targets(shape: str, rows: dict[str, dict[str, Any]], engine_rows: list[str])
                     "applies_to_this_shape": applies, "detail": detail})
 
     engine_default = engine_rows[0]
-    for eng, llama, limit in (("engine-int8", "llama.cpp-Q8_0", 1.1), ("engine-int4", "llama.cpp-Q4_K_M", 1.0)):
+    for eng, llama, limit in (("engine-int8", "llama.cpp-Q8_0", 1.1), ("engine-int8-dynamic", "llama.cpp-Q8_0", 1.1),
+                              ("engine-int4", "llama.cpp-Q4_K_M", 1.0)):
         add(f"decode {eng} / {llama}", _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, llama, "decode_tok_s")),
             ">=", limit, shape == "2.2b", f"{eng} decode tok/s over {llama}")
     for eng in engine_rows:
@@ -205,9 +206,10 @@ def targets(shape: str, rows: dict[str, dict[str, Any]], engine_rows: list[str])
         s8 = (rows.get(eng) or {}).get("streams", {}).get("8", {}).get("tok_s")
         add(f"{eng} 8 streams / 1 stream aggregate", _ratio(s8, s1), ">=", 5.0, shape in ("256m", "500m"),
             "aggregate completion tok/s")
-    rss = _get(rows, "engine-int8", "peak_rss_mb")
-    add("engine-int8 peak RSS (GB)", rss * 2**20 / 1e9 if rss else None, "<=", RSS_LIMIT_BYTES / 1e9,
-        shape == "2.2b", "ru_maxrss of the worker process")
+    for eng in ("engine-int8", "engine-int8-dynamic"):
+        rss = _get(rows, eng, "peak_rss_mb")
+        add(f"{eng} peak RSS (GB)", rss * 2**20 / 1e9 if rss else None, "<=", RSS_LIMIT_BYTES / 1e9,
+            shape == "2.2b", "ru_maxrss of the worker process")
     del engine_default
     return out
 
@@ -295,7 +297,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--shape", choices=SHAPES, default=None, help="model shape (default 256m)")
     p.add_argument("--checkpoint", help="a checkpoint dir or .gguf instead of a --shape")
     p.add_argument("--quick", action="store_true", help="small workload (1-tile image, few tokens): < ~3 min on 256m")
-    p.add_argument("--quant", default="none,int8,int4", help="engine quant modes (passed to Engine.load)")
+    p.add_argument("--quant", default="none,int8,int8-dynamic,int4", help="engine quant modes (Engine.load)")
     p.add_argument("--engine-dtype", default="bfloat16", choices=("bfloat16", "float32"))
     p.add_argument("--transformers", default="bf16,fp32", help="transformers dtypes to run ('' for none)")
     p.add_argument("--llama-cpp", action="store_true", help="add llama.cpp rows (builds llama-cpp-python once)")

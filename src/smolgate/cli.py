@@ -61,7 +61,7 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="bind port"),
     model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
-    quant: Optional[str] = typer.Option(None, help="local engine weight quantization: none|int8|int4"),
+    quant: Optional[str] = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
     log_level: str = typer.Option("info", help="debug|info|warning|error"),
 ) -> None:
     """Run the gateway."""
@@ -131,7 +131,7 @@ def chat(
     model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf"),
     max_tokens: int = typer.Option(512),
     temperature: float = typer.Option(0.0),
-    quant: Optional[str] = typer.Option(None, help="weight quantization: none|int8|int4"),
+    quant: Optional[str] = typer.Option(None, help="quantization: none|int8|int8-dynamic|int4"),
 ) -> None:
     """Ask the local engine one question, streaming the answer."""
     from .engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart, VideoPart

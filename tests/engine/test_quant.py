@@ -96,13 +96,13 @@ def logits_all(model: SmolVLM, tokens: torch.Tensor, *, step_by_step: bool) -> t
     return torch.cat([model.decode(tokens[:, i : i + 1], i) for i in range(tokens.shape[1])])
 
 
-@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("mode", ["int8", "int8-dynamic", "int4"])
 @pytest.mark.parametrize("step_by_step", [True, False], ids=["decode-kernel", "prefill-dense"])
 def test_quantized_agrees_with_unquantized(mode: quant.QuantMode, step_by_step: bool) -> None:
     ref_model = trained()
     qmodel = quant.quantize_model(copy.deepcopy(ref_model), mode)
     kinds = {m.bits for m in qmodel.modules() if isinstance(m, quant.QuantLinear)}
-    assert kinds == ({8} if mode == "int8" else {4, 8})  # int4 layers + the int8 lm_head
+    assert kinds == ({4, 8} if mode == "int4" else {8})  # int4 layers + the int8 lm_head
     tokens = sample_language(1, POSITIONS, seed=10_000)
     with torch.no_grad():
         ref = logits_all(ref_model, tokens, step_by_step=False)
@@ -156,7 +156,7 @@ def checkpoint_tensors(
 
 
 @pytest.mark.parametrize("cfg", [VLM, TIED], ids=["vlm", "tied-text"])
-@pytest.mark.parametrize("mode", ["int8", "int4"])
+@pytest.mark.parametrize("mode", ["int8", "int8-dynamic", "int4"])
 def test_loader_equals_quantize_after_load(cfg: ModelConfig, mode: quant.QuantMode) -> None:
     torch.manual_seed(1)
     model = SmolVLM(cfg).eval().requires_grad_(False)
@@ -213,8 +213,10 @@ def test_skip_and_fallback() -> None:
 def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch() -> None:
     torch.manual_seed(3)
     w, x = torch.randn(384, 256) * 0.05, torch.randn(8, 256, dtype=torch.bfloat16)
-    wide = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256)
-    narrow = quant.QuantLinear(quant.quantize_linear_weight(w[:256], "int8"), None, 256)
+    wide = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256, dynamic=True)
+    narrow = quant.QuantLinear(quant.quantize_linear_weight(w[:256], "int8"), None, 256, dynamic=True)
+    plain = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256)
+    assert plain._onednn is None  # int8 is weight-only unless asked for int8-dynamic
     assert wide._onednn is not None  # N >= 257: oneDNN, with the plain weight freed
     assert narrow._onednn is None  # N <= 256: oneDNN's slow path, so the weight-only kernel
     with torch.no_grad():

@@ -144,7 +144,7 @@ def test_server_stays_responsive_while_the_engine_computes(vlm_gateway):
     assert still_generating, "the long generation finished before the other requests were answered"
 
 
-@pytest.mark.parametrize("quant", ["int8", "int4"])
+@pytest.mark.parametrize("quant", ["int8", "int8-dynamic", "int4"])
 def test_quantized_local_model_serves(tmp_path_factory, png, quant):
     path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("q") / "tiny")
     cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n    quant: {quant}\n"

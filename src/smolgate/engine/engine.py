@@ -116,13 +116,13 @@ class Engine:
     ) -> Engine:
         """Checkpoint dir | HF repo id | .gguf path. Raises ModelNotFound (a FileNotFoundError) with a clear message.
 
-        quant: None/"none" | "int8" | "int4" weight-only quantization, applied layer by layer while loading
+        quant: None/"none" | "int8" | "int8-dynamic" | "int4" (see quant.py), applied layer by layer while loading
         (quant.build_quantized_model), so peak memory never holds the full-precision model.
         limits: batching bounds (slots, KV-token budget, queue length, prefill chunk); see scheduler.Limits."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-        if quant not in (None, "none", "int8", "int4"):
-            raise ValueError(f"quant must be one of none, int8, int4, not {quant!r}")
+        if quant not in (None, "none", "int8", "int8-dynamic", "int4"):
+            raise ValueError(f"quant must be one of none, int8, int8-dynamic, int4, not {quant!r}")
         with malloc.loading():
             return _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
 
@@ -248,7 +248,7 @@ def _build(
         return build_model(cfg, tensors, dtype)
     from .quant import build_quantized_model
 
-    return build_quantized_model(cfg, tensors, dtype, "int4" if quant == "int4" else "int8")
+    return build_quantized_model(cfg, tensors, dtype, quant)  # type: ignore[arg-type] - validated in load
 
 
 def packaged_gguf_path() -> Path:

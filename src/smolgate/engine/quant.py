@@ -1,12 +1,13 @@
 """Load-time quantization: swap a built model's `nn.Linear` layers for int8 / int4 layers, or quantize while loading.
 
-- int8: symmetric, one scale per output channel. Where oneDNN's int8 GEMM runs (x86: AMX / VNNI) and the layer
-  has more than 256 outputs (narrower ones hit a slow oneDNN path, see ONEDNN_MIN_OUT), each call
-  quantizes its input per row (one symmetric scale per token, "dynamic int8", W8A8) and multiplies int8 x int8
-  with exact int32 sums. Measured on 2.2B shapes with weights streamed from DRAM it beats the weight-only kernel
-  `torch._weight_int8pack_mm` 1.6x at one row and 3.8x at eight, and beats a dense bf16 GEMM at prefill sizes
-  (bench/quant_kernels.py). Rows are quantized independently and the sums are exact, so a row's result does
-  not depend on what else is in the batch. Without oneDNN, the weight-only kernel runs instead.
+- int8: symmetric, one scale per output channel, weight-only: `torch._weight_int8pack_mm` with bf16 activations.
+- int8-dynamic: the same weights, and each call also quantizes its input per row (one symmetric scale per token,
+  "W8A8") for oneDNN's int8 GEMM (x86: AMX / VNNI) with exact int32 sums. With weights streamed from DRAM it
+  beats the weight-only kernel 1.6x at one row and 3.8x at eight, and a dense bf16 GEMM at prefill sizes
+  (2.2B decode passes llama.cpp Q8_0). Rows are quantized independently and the sums are exact, so a row's
+  result does not depend on its batch. The price is accuracy on real activations with outlier channels: top-1
+  agreement with fp32 on the real SmolLM2-135M over 513 positions is 0.85, against 0.92 for weight-only int8.
+  Layers with <= 256 outputs (a slow oneDNN path, see ONEDNN_MIN_OUT), and CPUs without oneDNN, run weight-only.
 - int4: asymmetric groups of 32 along K (the CPU kernel takes a zero point per group at no extra cost, and
   asymmetric uses all 16 levels on skewed groups); decode runs `torch._weight_int4pack_mm_for_cpu`. A layer the
   kernel cannot take (N % 64, K % group) falls back to int8.
@@ -35,13 +36,13 @@ from torch import nn
 from .config import ModelConfig
 from .model.smolvlm import SmolVLM, checkpoint_to_module_name
 
-QuantMode = Literal["none", "int8", "int4"]
-MODES: tuple[QuantMode, ...] = ("none", "int8", "int4")
+QuantMode = Literal["none", "int8", "int8-dynamic", "int4"]
+MODES: tuple[QuantMode, ...] = ("none", "int8", "int8-dynamic", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
 # Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (2.2B shapes, quiet machine:
-# int4pack costs ~0.19 ms per row on an 8192x2048 layer, the int4 -> bf16 unpack ~30 ms). int8 uses these only
-# where oneDNN is missing (one cast dequantizes it).
+# int4pack costs ~0.19 ms per row on an 8192x2048 layer, the int4 -> bf16 unpack ~30 ms; an int8 weight
+# dequantizes with one cast).
 DENSE_ROWS = {8: 128, 4: 192}
 COMPUTE_DTYPE = torch.bfloat16
 _CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
@@ -171,8 +172,11 @@ def _unpack_int4_t(p: PackedInt4, n: int, k: int) -> torch.Tensor:
 class QuantLinear(nn.Module):
     """A bias-optional Linear whose weight is packed int8 or int4 (buffers, so state_dict round-trips)."""
 
-    def __init__(self, packed: Packed, bias: torch.Tensor | None, in_features: int) -> None:
+    def __init__(
+        self, packed: Packed, bias: torch.Tensor | None, in_features: int, *, dynamic: bool = False
+    ) -> None:
         super().__init__()
+        self.dynamic = dynamic and isinstance(packed, PackedInt8)  # int8-dynamic: W8A8 on oneDNN where it runs
         self.in_features, self.out_features = in_features, packed.weight.shape[0]
         self.group_size = packed.group_size if isinstance(packed, PackedInt4) else 0
         self.weight: torch.Tensor
@@ -199,13 +203,14 @@ class QuantLinear(nn.Module):
         return PackedInt8(self.int8_weight(), self.scales)
 
     def _w8a8(self) -> OnednnInt8 | None:
-        """The oneDNN form of an int8 layer (None: int4, or no oneDNN here), made as soon as the weight is real.
+        """The oneDNN form of an int8-dynamic layer (None: weight-only, or no oneDNN here), made as soon as the
+        weight is real.
         Preparing it frees the plain weight, so int8 memory stays one copy (and packing right away, layer by layer
         while loading, lets the next layer reuse that memory instead of leaving 1.7 GB of freed holes in the heap
         on 2.2B); state_dict and packed() read the weight back from oneDNN's layout."""
         if (
             self._onednn is None
-            and not self.group_size
+            and self.dynamic
             and self.out_features >= ONEDNN_MIN_OUT
             and not self.weight.is_meta
             and onednn_int8_available()
@@ -269,6 +274,8 @@ def layer_mode(name: str, shape: tuple[int, int], mode: QuantMode, group_size: i
     """The mode a Linear named `name` of weight shape [N, K] gets under `mode` (from name and shape only)."""
     if mode == "none":
         return "none"
+    if mode == "int8-dynamic":
+        return "int8"
     if name == "lm_head" or name.endswith(".lm_head"):
         return LM_HEAD_MODE
     return "int4" if mode == "int4" and int4_supported(shape[0], shape[1], group_size) else "int8"
@@ -312,7 +319,8 @@ def quantize_model(
         else:
             packed = quantize_linear_weight(linear.weight, lm, group_size=group_size)
         parent, _, attr = name.rpartition(".")
-        setattr(model.get_submodule(parent) if parent else model, attr, QuantLinear(packed, linear.bias, k))
+        layer = QuantLinear(packed, linear.bias, k, dynamic=mode == "int8-dynamic")
+        setattr(model.get_submodule(parent) if parent else model, attr, layer)
     return model
 
 
