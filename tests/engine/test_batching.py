@@ -174,24 +174,25 @@ def test_a_failing_constraint_fails_its_own_request_only(engine: Engine) -> None
 
 
 def test_admission_bounds_queue_and_cancel_while_queued(engine: Engine) -> None:
-    ids = [prompt(4 + i, 100 + i) for i in range(5)]
+    ids = [prompt(4 + i, 100 + i) for i in range(6)]
     refs = [reference(engine, x, max_tokens=10) for x in ids]
     sched = Scheduler(engine.model, engine.tokenizer, Limits(max_slots=2, max_queue=3))
     cancel_last = threading.Event()
     streams = [sched.submit(ids[i], sampler=Sampler(), max_tokens=10) for i in range(3)]
-    run(sched, steps=1)  # one admitted: two wait
-    streams.append(sched.submit(ids[3], sampler=Sampler(), max_tokens=10))
+    run(sched, steps=1)  # short prompts: both slots fill in one iteration (and decode together); one waits
+    assert sched.peak_batch == 2 and sched.decode_steps == 1
+    streams += [sched.submit(ids[i], sampler=Sampler(), max_tokens=10) for i in (3, 4)]
     with pytest.raises(QueueFull, match="queue full"):
-        sched.submit(ids[4], sampler=Sampler(), max_tokens=10)
-    streams[3].close()  # its caller walks away while it is queued: the next step drops it
+        sched.submit(ids[5], sampler=Sampler(), max_tokens=10)
+    streams[4].close()  # its caller walks away while it is queued: the next step drops it
     run(sched, steps=1)
     cancel_last.set()  # cancelled before it ever gets a slot
-    streams.append(sched.submit(ids[4], sampler=Sampler(), max_tokens=10, cancel=cancel_last))
+    streams.append(sched.submit(ids[5], sampler=Sampler(), max_tokens=10, cancel=cancel_last))
     run(sched)
     assert sched.peak_batch == 2
-    for s, ref in zip(streams[:3], refs, strict=False):
+    for s, ref in zip(streams[:4], refs, strict=False):
         same(result(s), ref)
-    last = result(streams[4])
+    last = result(streams[5])
     assert (last.finish_reason, last.completion_tokens, last.text) == ("cancelled", 0, "")
 
 

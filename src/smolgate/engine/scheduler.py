@@ -246,8 +246,9 @@ class Scheduler:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """One iteration: one `run` job, settle the queue (cancellations, admission), one prefill chunk (or one
-        vision-encoder pass of the joining prompt), one decode step."""
+        """One iteration: one `run` job, settle the queue (cancellations, admission), up to `prefill_chunk` prompt
+        positions of prefill (several short prompts join in one iteration; or one vision-encoder pass), one
+        decode step."""
         with self._lock:
             job = self._jobs.popleft() if self._jobs else None
         if job is not None:
@@ -260,11 +261,18 @@ class Scheduler:
             for req in [r for r in self._waiting if r.cancelled]:
                 self._waiting.remove(req)
                 req.out.put(req.dec.end("cancelled"))
-            if self._filling is None and self._waiting and self._fits(self._waiting[0]):
-                self._filling = self._waiting.popleft()
-                self._make_room()
-        if self._filling is not None:
-            self._prefill_chunk(self._filling)
+        # A token budget per iteration, as vLLM's max_num_batched_tokens: decode steps of the running rows never
+        # wait for more than one chunk of prefill, and a burst of short prompts joins in one iteration instead
+        # of one per decode step (8 x 32-token prompts: the batch is full after 1 step, not 8).
+        budget = self.limits.prefill_chunk
+        while budget > 0:
+            with self._lock:
+                if self._filling is None and self._waiting and self._fits(self._waiting[0]):
+                    self._filling = self._waiting.popleft()
+                    self._make_room()
+            if self._filling is None:
+                break
+            budget -= self._prefill_chunk(self._filling, budget)
         if self._rows:
             self._decode()
 
@@ -292,20 +300,22 @@ class Scheduler:
             self._caches = [c.resized(rows, cap, keep_rows=len(self._rows)) for c in self._caches]
         self.model.text.ensure_rope(cap)
 
-    def _prefill_chunk(self, req: _Request) -> None:
+    def _prefill_chunk(self, req: _Request, budget: int) -> int:
+        """Prefill up to `budget` more prompt positions of the joining request -> the budget used (all of it for
+        a vision-encoder pass, which ends the iteration's prefill; at least 1 so the caller's loop ends)."""
         row = len(self._rows)
         if req.cancelled:
             self._filling = None
             req.out.put(req.dec.end("cancelled"))
-            return
-        start, chunk = req.filled, self.limits.prefill_chunk
+            return 1
+        start, chunk = req.filled, min(budget, self.limits.prefill_chunk)
         try:
             if req.embeds is None:
                 if req.embedding is None:
                     req.embedding = self.model.embed_passes(req.input_ids, req.pixels)
                 try:
                     next(req.embedding)
-                    return  # one vision-encoder pass per iteration: decode steps run in between
+                    return budget  # one vision-encoder pass per iteration: decode steps run in between
                 except StopIteration as embedded:
                     req.embeds, req.embedding, req.pixels = embedded.value, None, None
             assert req.embeds is not None
@@ -313,18 +323,20 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
             self._filling = None
             req.out.put(exc)
-            return
+            return 1
         req.filled = min(start + chunk, req.dec.prompt_len)
+        used = req.filled - start
         if req.filled < req.dec.prompt_len:
-            return
+            return used
         self._filling, req.embeds = None, req.embeds[:, :0]  # the prompt lives in the cache now
         req.pos = req.dec.prompt_len
         token = self._advance(req, logits[0], None)
         if token < 0:
-            return
+            return used
         self._tokens[row, 0] = token
         self._positions[row] = req.pos
         self._rows.append(req)
+        return used
 
     def _decode(self) -> None:
         for i in reversed(range(len(self._rows))):  # cancelled rows leave before the step
