@@ -1,8 +1,11 @@
-"""A gateway in front of four real fake upstreams (one per upstream protocol), for the whole module."""
+"""Gateways for the gateway tests: one in front of four real fake upstreams (one per upstream protocol), and one
+in front of the embedded engine with a tiny random SmolVLM; each lives for the whole module."""
 
 from __future__ import annotations
 
 import io
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +14,9 @@ from tests.fakes.gemini_upstream import GeminiUpstream
 from tests.fakes.ollama_upstream import OllamaUpstream
 from tests.fakes.openai_upstream import OpenAIUpstream
 from tests.gateway_server import GatewayServer
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
+from checkpoints import make_checkpoint  # noqa: E402
 
 UPSTREAM_KEYS = {"openai": "sk-up-openai", "anthropic": "sk-up-anthropic", "gemini": "up-gemini-key", "ollama": "up-ollama"}
 
@@ -57,3 +63,13 @@ def png() -> bytes:
     buf = io.BytesIO()
     Image.new("RGB", (8, 6), (200, 30, 30)).save(buf, "PNG")
     return buf.getvalue()
+
+
+@pytest.fixture(scope="module")
+def vlm_gateway(tmp_path_factory):
+    """`protocol: local` serving a tiny random SmolVLM2 (256M layout) as model `vlm`."""
+    path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("vlm") / "tiny-smolvlm2")
+    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n"
+           "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n")
+    with GatewayServer(cfg) as gw:
+        yield gw

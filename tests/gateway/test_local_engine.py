@@ -22,15 +22,6 @@ from tests.gateway_server import GatewayServer
 
 
 @pytest.fixture(scope="module")
-def vlm_gateway(tmp_path_factory):
-    path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("vlm") / "tiny-smolvlm2")
-    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n"
-           "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n")
-    with GatewayServer(cfg) as gw:
-        yield gw
-
-
-@pytest.fixture(scope="module")
 def text_gateway():
     cfg = ("providers:\n  - name: local\n    protocol: local\n"  # the packaged SmolLM2-135M GGUF
            "models:\n  - name: text\n    targets: [{provider: local, model: default}]\n")

@@ -7,8 +7,6 @@ schema-valid JSON document can only come from the gateway's constrained decoding
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import anthropic
 import httpx
@@ -19,23 +17,10 @@ import pytest
 from smolgate.canonical import BlockStart, Request, ResponseFormat, TextDelta, Tool, ToolArgsDelta, ToolCall, ToolChoice
 from smolgate.providers.local_tools import OutputReader, plan_output
 from tests.gateway.clients import CLIENTS, WEATHER_SCHEMA, Ask
-from tests.gateway_server import GatewayServer
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))
-from checkpoints import make_checkpoint  # noqa: E402
 
 PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
                                            "age": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2}},
           "required": ["name", "age", "tags"], "additionalProperties": False}
-
-
-@pytest.fixture(scope="module")
-def gw(tmp_path_factory):
-    path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("vlm") / "tiny")
-    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n"
-           "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n")
-    with GatewayServer(cfg) as g:
-        yield g
 
 
 # ---------------------------------------------------------------- unit: reading model text into blocks
@@ -80,8 +65,8 @@ FORCING_CLIENTS = [c for c in CLIENTS if c.name != "ollama"]
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 @pytest.mark.parametrize("client_cls", FORCING_CLIENTS, ids=[c.name for c in FORCING_CLIENTS])
-def test_required_tool_call_is_always_well_formed(gw, client_cls, stream):
-    c = client_cls(gw.url)
+def test_required_tool_call_is_always_well_formed(vlm_gateway, client_cls, stream):
+    c = client_cls(vlm_gateway.url)
     r = _ask_required(c, stream)
     assert r.stop == "tool" and len(r.tool_calls) >= 1
     _, name, args = r.tool_calls[0]
@@ -118,8 +103,8 @@ def _ask_required(c, stream):  # type: ignore[no-untyped-def]
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
-def test_openai_json_schema_output_parses_and_validates(gw, stream):
-    oc = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
+def test_openai_json_schema_output_parses_and_validates(vlm_gateway, stream):
+    oc = openai.OpenAI(base_url=vlm_gateway.url + "/v1", api_key="k", max_retries=0)
     kw = dict(model="vlm", max_tokens=80, messages=[{"role": "user", "content": "A person, please."}],
               response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
     if stream:
@@ -129,9 +114,9 @@ def test_openai_json_schema_output_parses_and_validates(gw, stream):
     jsonschema.validate(json.loads(text), PERSON)
 
 
-def test_json_mode_in_every_other_protocol(gw):
+def test_json_mode_in_every_other_protocol(vlm_gateway):
     # OpenAI json_object
-    oc = openai.OpenAI(base_url=gw.url + "/v1", api_key="k", max_retries=0)
+    oc = openai.OpenAI(base_url=vlm_gateway.url + "/v1", api_key="k", max_retries=0)
     text = oc.chat.completions.create(model="vlm", max_tokens=40, response_format={"type": "json_object"},
                                       messages=[{"role": "user", "content": "json please"}]).choices[0].message.content
     assert isinstance(json.loads(text), dict)
@@ -140,17 +125,17 @@ def test_json_mode_in_every_other_protocol(gw):
                             text={"format": {"type": "json_schema", "name": "p", "schema": PERSON}})
     jsonschema.validate(json.loads(r.output_text), PERSON)
     # Gemini responseSchema (OpenAPI subset) / responseJsonSchema
-    g = httpx.post(gw.url + "/v1beta/models/vlm:generateContent", timeout=120, json={
+    g = httpx.post(vlm_gateway.url + "/v1beta/models/vlm:generateContent", timeout=120, json={
         "contents": [{"role": "user", "parts": [{"text": "a person"}]}],
         "generationConfig": {"maxOutputTokens": 80, "responseMimeType": "application/json", "responseJsonSchema": PERSON}})
     jsonschema.validate(json.loads(g.json()["candidates"][0]["content"]["parts"][0]["text"]), PERSON)
     # Ollama format
-    o = httpx.post(gw.url + "/api/chat", timeout=120, json={
+    o = httpx.post(vlm_gateway.url + "/api/chat", timeout=120, json={
         "model": "vlm", "stream": False, "format": PERSON, "options": {"num_predict": 80},
         "messages": [{"role": "user", "content": "a person"}]})
     jsonschema.validate(json.loads(o.json()["message"]["content"]), PERSON)
     # Anthropic output_config.format
-    ac = anthropic.Anthropic(base_url=gw.url, api_key="k", max_retries=0)
+    ac = anthropic.Anthropic(base_url=vlm_gateway.url, api_key="k", max_retries=0)
     m = ac.messages.create(model="vlm", max_tokens=80, messages=[{"role": "user", "content": "a person"}],
                            extra_body={"output_config": {"format": {"type": "json_schema", "schema": PERSON}}})
     jsonschema.validate(json.loads(m.content[0].text), PERSON)

@@ -13,6 +13,7 @@ import importlib.util
 import json
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -224,21 +225,8 @@ class Engine:
 def _in_passing_thread(fn: Callable[[], T]) -> T:
     """fn() in a new thread that ends with it. Loading runs torch ops, and a thread that ran one keeps an OpenMP
     pool that slows the compute thread's ops while it lives (scheduler.py); a finished thread's pool is gone."""
-    result: list[T] = []
-    errors: list[BaseException] = []
-
-    def target() -> None:
-        try:
-            result.append(fn())
-        except BaseException as exc:  # noqa: BLE001 - raised again in the caller's thread
-            errors.append(exc)
-
-    thread = threading.Thread(target=target, name="smolgate-load")
-    thread.start()
-    thread.join()
-    if errors:
-        raise errors[0]
-    return result[0]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smolgate-load") as pool:  # exit joins the thread
+        return pool.submit(fn).result()
 
 
 def _build(

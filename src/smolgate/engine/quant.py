@@ -237,7 +237,7 @@ class QuantLinear(nn.Module):
     def dequantized(self) -> torch.Tensor:
         """The weight as bf16 [N, K] (exactly the values the kernels use)."""
         if self.group_size:
-            return _unpack_int4_t(PackedInt4(self.weight, self.scales, self.group_size), *self.shape).t()
+            return _unpack_int4_t(self.packed(), *self.shape).t()  # type: ignore[arg-type]
         return self.int8_weight().to(COMPUTE_DTYPE) * self.scales[:, None]
 
     @property
@@ -245,25 +245,23 @@ class QuantLinear(nn.Module):
         return self.out_features, self.in_features
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if (w8a8 := self._w8a8()) is not None:
-            y = w8a8(x.reshape(-1, self.in_features)).to(x.dtype)
-            if self.bias is not None:
-                y = y + self.bias
-            return y.view(*x.shape[:-1], self.out_features)
-        x2 = x.reshape(-1, self.in_features).to(COMPUTE_DTYPE)
-        if x2.shape[0] >= DENSE_ROWS[self.bits]:
-            if self.group_size:
-                y = x2 @ _unpack_int4_t(PackedInt4(self.weight, self.scales, self.group_size), *self.shape)
-            else:  # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
-                y = F.linear(x2, self.weight.to(COMPUTE_DTYPE)) * self.scales
-        elif self.group_size:
-            y = torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
-        else:
-            y = torch._weight_int8pack_mm(x2, self.weight, self.scales)
+        x2 = x.reshape(-1, self.in_features)
+        y = w8a8(x2) if (w8a8 := self._w8a8()) is not None else self._weight_only(x2.to(COMPUTE_DTYPE))
         y = y.to(x.dtype)
         if self.bias is not None:
             y = y + self.bias
         return y.view(*x.shape[:-1], self.out_features)
+
+    def _weight_only(self, x2: torch.Tensor) -> torch.Tensor:
+        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from DENSE_ROWS rows dequantize + dense GEMM."""
+        if x2.shape[0] >= DENSE_ROWS[self.bits]:
+            if self.group_size:
+                return x2 @ _unpack_int4_t(self.packed(), *self.shape)  # type: ignore[arg-type]
+            # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
+            return F.linear(x2, self.weight.to(COMPUTE_DTYPE)) * self.scales
+        if self.group_size:
+            return torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
+        return torch._weight_int8pack_mm(x2, self.weight, self.scales)
 
     def extra_repr(self) -> str:
         kind = f"int4, group {self.group_size}" if self.group_size else "int8"
