@@ -23,6 +23,7 @@ import torch
 from . import generate as gen
 from . import malloc
 from .config import ModelConfig
+from .fuse import fuse_projections
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM, build_model
 from .sampling import Constraint, Sampler
@@ -233,10 +234,13 @@ def _build(
     cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype, quant: str | None
 ) -> SmolVLM:
     if quant in (None, "none"):
-        return build_model(cfg, tensors, dtype)
-    from .quant import build_quantized_model
+        model = build_model(cfg, tensors, dtype)
+    else:
+        from .quant import build_quantized_model
 
-    return build_quantized_model(cfg, tensors, dtype, quant)  # type: ignore[arg-type] - validated in load
+        model = build_quantized_model(cfg, tensors, dtype, quant)  # type: ignore[arg-type]  # validated in load
+    fuse_projections(model)  # one GEMM for q/k/v and one for gate/up: 5-8% per decode step, same values
+    return model
 
 
 def packaged_gguf_path() -> Path:

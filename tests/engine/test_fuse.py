@@ -1,0 +1,46 @@
+"""Fused projections (engine.fuse): one q/k/v GEMM and one gate/up GEMM per layer give the same logits."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from test_quant import POSITIONS, logits_all, sample_language, trained
+from torch import nn
+
+from smolgate.engine import quant
+from smolgate.engine.fuse import concat_linears, fuse_projections
+
+
+@pytest.mark.parametrize("mode", ["none", "int8", "int8-dynamic", "int4"])
+def test_fused_model_gives_the_same_logits(mode: quant.QuantMode) -> None:
+    model = quant.quantize_model(copy.deepcopy(trained()), mode)
+    fused = quant.quantize_model(copy.deepcopy(trained()), mode)  # (a oneDNN-packed model cannot be deep-copied)
+    assert fuse_projections(fused) == 2 * model.cfg.text.num_layers
+    attn, mlp = fused.text.layers[0].self_attn, fused.text.layers[0].mlp
+    assert attn.qkv_proj is not None and not hasattr(attn, "q_proj")
+    assert mlp.gate_up_proj is not None and not hasattr(mlp, "gate_proj")
+    tokens = sample_language(1, POSITIONS // 4, seed=7)
+    with torch.no_grad():
+        ref = logits_all(model, tokens, step_by_step=True)
+        got = logits_all(fused, tokens, step_by_step=True)
+        ref_prefill = logits_all(model, tokens, step_by_step=False)
+        got_prefill = logits_all(fused, tokens, step_by_step=False)
+    # every kernel computes each output column by itself: concatenating along N changes no value
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-6)
+    torch.testing.assert_close(got_prefill, ref_prefill, rtol=1e-6, atol=1e-6)
+
+
+def test_mixed_kinds_are_left_alone() -> None:
+    dense = nn.Linear(64, 64, bias=False)
+    int4 = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(64, 64), "int4"), None, 64)
+    int8 = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(64, 64), "int8"), None, 64)
+    assert concat_linears([dense, int4]) is None
+    assert concat_linears([int4, int8]) is None
+    with_bias = nn.Linear(64, 64)
+    assert concat_linears([dense, with_bias]) is None
+    both = concat_linears([with_bias, nn.Linear(64, 32)])
+    assert isinstance(both, nn.Linear) and both.weight.shape == (96, 64) and both.bias is not None
+    x = torch.randn(3, 64)
+    torch.testing.assert_close(both(x)[:, :64], with_bias(x))
