@@ -181,9 +181,12 @@ def targets(shape: str, rows: dict[str, dict[str, Any]], engine_rows: list[str])
         out.append({"target": name, "value": value, "op": op, "limit": limit, "met": met,
                     "applies_to_this_shape": applies, "detail": detail})
 
-    engine_default = engine_rows[0]
-    for eng, llama, limit in (("engine-int8", "llama.cpp-Q8_0", 1.1), ("engine-int8-dynamic", "llama.cpp-Q8_0", 1.1),
-                              ("engine-int4", "llama.cpp-Q4_K_M", 1.0)):
+    vs_llama = [(eng + c, llama, limit)
+                for eng, llama, limit in (("engine-int8", "llama.cpp-Q8_0", 1.1),
+                                          ("engine-int8-dynamic", "llama.cpp-Q8_0", 1.1),
+                                          ("engine-int4", "llama.cpp-Q4_K_M", 1.0))
+                for c in ("", "+compile") if eng + c in engine_rows]
+    for eng, llama, limit in vs_llama:
         add(f"decode {eng} / {llama}", _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, llama, "decode_tok_s")),
             ">=", limit, shape == "2.2b", f"{eng} decode tok/s over {llama}")
     for eng in engine_rows:
@@ -206,11 +209,10 @@ def targets(shape: str, rows: dict[str, dict[str, Any]], engine_rows: list[str])
         s8 = (rows.get(eng) or {}).get("streams", {}).get("8", {}).get("tok_s")
         add(f"{eng} 8 streams / 1 stream aggregate", _ratio(s8, s1), ">=", 5.0, shape in ("256m", "500m"),
             "aggregate completion tok/s")
-    for eng in ("engine-int8", "engine-int8-dynamic"):
+    for eng in [e for e in engine_rows if e.split("+")[0] in ("engine-int8", "engine-int8-dynamic")]:
         rss = _get(rows, eng, "peak_rss_mb")
         add(f"{eng} peak RSS (GB)", rss * 2**20 / 1e9 if rss else None, "<=", RSS_LIMIT_BYTES / 1e9,
             shape == "2.2b", "ru_maxrss of the worker process")
-    del engine_default
     return out
 
 
@@ -299,6 +301,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--quick", action="store_true", help="small workload (1-tile image, few tokens): < ~3 min on 256m")
     p.add_argument("--quant", default="none,int8,int8-dynamic,int4", help="engine quant modes (Engine.load)")
     p.add_argument("--engine-dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    p.add_argument("--engine-compile", default="off", choices=("off", "on", "both"),
+                   help="engine rows with the compiled decode step (Limits.compile; rows named ...+compile)")
     p.add_argument("--transformers", default="bf16,fp32", help="transformers dtypes to run ('' for none)")
     p.add_argument("--llama-cpp", action="store_true", help="add llama.cpp rows (builds llama-cpp-python once)")
     p.add_argument("--llama-quants", default="Q8_0,Q4_K_M")
@@ -360,14 +364,17 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
     dshort = {"bfloat16": "bf16", "float32": "fp32"}
     plan: list[tuple[dict[str, Any], dict[str, Any] | None]] = []  # (row, spec or None = not run)
     engine_rows: list[str] = []
-    for quant in [q for q in args.quant.split(",") if q]:
+    compiles = {"off": [False], "on": [True], "both": [False, True]}[args.engine_compile]
+    for quant, compiled in [(q, c) for q in args.quant.split(",") if q for c in compiles]:
         name = f"engine-{dshort[args.engine_dtype]}" if quant == "none" else f"engine-{quant}"
+        name += "+compile" if compiled else ""
         engine_rows.append(name)
         row = {"name": name, "kind": "engine", "dtype": args.engine_dtype, "quant": quant}
         if quant != "none" and not quant_ok:
             plan.append((na_row(name, "engine", "Engine.load has no quant parameter yet", quant=quant), None))
         else:
-            plan.append((row, {**common, "system": "engine", "dtype": args.engine_dtype, "quant": quant}))
+            spec = {**common, "system": "engine", "dtype": args.engine_dtype, "quant": quant, "compile": compiled}
+            plan.append((row, spec))
     for d in [d for d in args.transformers.split(",") if d]:
         dtype = {"bf16": "bfloat16", "fp32": "float32"}[d]
         plan.append(({"name": f"transformers-{d}", "kind": "transformers", "dtype": dtype},

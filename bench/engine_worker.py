@@ -161,6 +161,10 @@ class EngineSystem:
             kwargs["quant"] = spec["quant"]
         elif "quant" in params:
             kwargs["quant"] = "none"
+        if spec.get("compile"):
+            from smolgate.engine.scheduler import Limits
+
+            kwargs["limits"] = Limits(compile=True)  # compiled inside load: counted in load_s, not in any timing
         self.engine = Engine.load(spec["source"], **kwargs)
         self.prompts = prompts
         # Fixed-length generation: no EOS (random weights may emit it any time); same as min_new_tokens.

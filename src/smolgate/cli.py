@@ -30,15 +30,17 @@ def _setup_logging(level: str) -> None:
                         handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
 
 
-def embedded_config(model: str | None, quant: str | None = None) -> Config:
+def embedded_config(model: str | None, quant: str | None = None, compile: bool = False) -> Config:
     """No config file: serve the local engine under its own name, `local/<id>` and `default`."""
-    provider = ProviderConfig(name="local", protocol="local", model=model, quant=quant)  # type: ignore[arg-type]
+    provider = ProviderConfig(name="local", protocol="local", model=model, quant=quant,  # type: ignore[arg-type]
+                              compile=compile)
     return Config(providers=[provider], models=[ModelAlias(name="default", targets=[Target(provider="local", model="default")])])
 
 
-def _load(config: Optional[Path], model: Optional[str] = None, quant: Optional[str] = None) -> Config:
+def _load(config: Optional[Path], model: Optional[str] = None, quant: Optional[str] = None,
+          compile: bool = False) -> Config:
     if config is None:
-        return embedded_config(model, quant)
+        return embedded_config(model, quant, compile)
     try:
         return load_config(config)
     except ConfigError as exc:
@@ -62,6 +64,8 @@ def serve(
     port: int = typer.Option(8000, help="bind port"),
     model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
     quant: Optional[str] = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
+    compile: bool = typer.Option(False, "--compile", help="local engine: torch.compile the decode step at start "
+                                 "(slower start, faster tokens on small models)"),
     log_level: str = typer.Option("info", help="debug|info|warning|error"),
 ) -> None:
     """Run the gateway."""
@@ -70,7 +74,7 @@ def serve(
     from .server.app import Gateway
 
     _setup_logging(log_level)
-    cfg = _load(config, model, quant)
+    cfg = _load(config, model, quant, compile)
     if not cfg.keys and not _is_loopback(host):
         console.print(f"[red]refusing to bind {host}:[/red] no client keys are configured, so the gateway would be "
                       "open to the network. Add `keys:` to the config or bind to 127.0.0.1.")

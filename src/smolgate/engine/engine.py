@@ -120,13 +120,16 @@ class Engine:
 
         quant: None/"none" | "int8" | "int8-dynamic" | "int4" (see quant.py), applied layer by layer while loading
         (quant.build_quantized_model), so peak memory never holds the full-precision model.
-        limits: batching bounds (slots, KV-token budget, queue length, prefill chunk); see scheduler.Limits."""
+        limits: batching bounds (slots, KV-token budget, queue length, prefill chunk) and whether to compile the
+        decode step (then compiled here, before the first request); see scheduler.Limits."""
         if dtype not in DTYPES:
             raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
         if quant not in (None, "none", "int8", "int8-dynamic", "int4"):
             raise ValueError(f"quant must be one of none, int8, int8-dynamic, int4, not {quant!r}")
         with malloc.loading():
-            return _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
+            engine = _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
+        engine.scheduler.warm_up()
+        return engine
 
     @classmethod
     def _load(cls, source: str, torch_dtype: torch.dtype, quant: str | None, limits: Limits | None) -> Engine:

@@ -33,6 +33,7 @@ from typing import TypeVar
 
 import torch
 
+from .compiled import compile_decode_step, warm_up
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
@@ -57,8 +58,8 @@ class Limits:
     kv_tokens: int | None = None  # cache positions over all rows; None: DEFAULT_KV_BYTES worth for this model
     max_queue: int = 64  # requests waiting for a slot; one more raises QueueFull
     prefill_chunk: int = PREFILL_CHUNK  # prompt positions per prefill step (decode steps run in between)
-    # torch.compile the batched decode step (dynamic shapes: one graph for any batch size and context). Off by
-    # default: it saved ~15% per step on the 256M shape but costs 20-60 s of warm-up on this 2-core CPU.
+    # torch.compile the batched decode step (compiled.py). Off by default: it saves 25-30% per step on small models
+    # but costs ~15-40 s of warm-up at start on a 2-core CPU.
     compile: bool = False
 
 
@@ -132,9 +133,7 @@ class Scheduler:
         slots = self.limits.max_slots
         self._tokens = torch.zeros(slots, 1, dtype=torch.long)  # next input token per row, updated in place
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
-        self._step_fn = model.decode_rows
-        if self.limits.compile:
-            self._step_fn = torch.compile(model.decode_rows, dynamic=True)
+        self._step_fn = compile_decode_step(model) if self.limits.compile else model.decode_rows
         self.decode_steps = 0  # observable counters
         self.peak_batch = 0
 
@@ -204,6 +203,11 @@ class Scheduler:
             self._jobs.append((fn, done))
             self._wake.notify()
         return done.result()  # type: ignore[return-value]
+
+    def warm_up(self) -> None:
+        """Compile the decode step now, on the decode thread, instead of in the first requests (a no-op unless Limits.compile)."""
+        if self.limits.compile:
+            self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
 
     def start(self) -> None:
         """Run `step` in a background daemon thread (idempotent)."""

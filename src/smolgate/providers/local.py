@@ -68,13 +68,20 @@ class LocalProvider(Provider):
 
     async def start(self) -> None:
         from ..engine.engine import Engine
+        from ..engine.scheduler import Limits
 
         source = resolve_model(self.cfg.model)
         t0 = time.monotonic()
         quant = None if self.cfg.quant in (None, "none") else self.cfg.quant
-        self.engine = await asyncio.to_thread(lambda: Engine.load(source, quant=quant, dtype=self.cfg.dtype))
-        log.info("local model %s ready in %.1fs (%s, quant: %s, images: %s, video: %s)", self.engine.model_id,
-                 time.monotonic() - t0, self.cfg.dtype, quant or "none", self.engine.supports_images, self.engine.supports_video)
+        limits = Limits(compile=self.cfg.compile)
+        if self.cfg.compile:
+            log.info("local model: the decode step is compiled after loading (~15-40 s on 2 cores)")
+        self.engine = await asyncio.to_thread(
+            lambda: Engine.load(source, quant=quant, dtype=self.cfg.dtype, limits=limits)
+        )
+        log.info("local model %s ready in %.1fs (%s, quant: %s, compiled: %s, images: %s, video: %s)",
+                 self.engine.model_id, time.monotonic() - t0, self.cfg.dtype, quant or "none", self.cfg.compile,
+                 self.engine.supports_images, self.engine.supports_video)
 
     def model_infos(self) -> list[ModelInfo]:
         if self.engine is None:

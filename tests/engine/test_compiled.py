@@ -1,0 +1,73 @@
+"""Compiled decode step (Limits.compile): same tokens as eager, and every compile happens at load, none while serving."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+import torch
+from checkpoints import make_checkpoint
+from torch._dynamo.utils import counters
+
+from smolgate.engine import generate as gen
+from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
+from smolgate.engine.scheduler import Limits
+
+
+def compiled_graphs() -> int:
+    return int(counters["stats"]["unique_graphs"])
+
+
+@pytest.fixture(scope="module")
+def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Engine, int]:
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled"))
+    eager = Engine.load(str(path))
+    before = compiled_graphs()
+    compiled = Engine.load(str(path), limits=Limits(compile=True))
+    yield eager, compiled, compiled_graphs() - before
+    eager.close()
+    compiled.close()
+
+
+def test_compiled_engine_gives_eager_tokens_and_compiles_only_at_load(engines: tuple[Engine, Engine, int]) -> None:
+    eager, compiled, at_load = engines
+    assert at_load == 3  # one row in a one-row cache, one row in a larger cache, several rows
+    messages = [[ChatMessage("user", [TextPart(f"Tell story {i}. " * (i + 1))])] for i in range(3)]
+    params = GenerationParams(max_tokens=24)
+    expected = [eager.generate(m, params) for m in messages]
+    serving = compiled_graphs()
+
+    assert compiled.generate(messages[0], params).token_ids == expected[0].token_ids  # alone: a 1-row cache
+    streams = [compiled.stream(m, params) for m in messages]  # together: batched rows
+    results: list[gen.GenerationResult | None] = [None] * len(messages)
+
+    def read(i: int) -> None:
+        results[i] = gen.collect(streams[i])
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(messages))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert compiled.scheduler.peak_batch >= 2
+    assert [r.token_ids for r in results if r is not None] == [e.token_ids for e in expected]
+    assert compiled.generate(messages[1], params).token_ids == expected[1].token_ids  # alone in a larger cache
+    assert compiled_graphs() == serving  # no request paid for a compile
+
+
+def test_compiled_step_matches_eager_logits(engines: tuple[Engine, Engine, int]) -> None:
+    eager, compiled, _ = engines
+
+    def logits(engine: Engine) -> torch.Tensor:
+        def step() -> torch.Tensor:
+            model = engine.model
+            caches = model.text.new_caches(3, 64)
+            model.text.ensure_rope(64)
+            tokens, positions = torch.tensor([[5], [77], [901]]), torch.tensor([0, 1, 2])
+            fn = engine.scheduler._step_fn
+            fn(tokens, positions, 3, caches)
+            return fn(tokens, positions + 1, 4, caches)
+
+        return engine.run(step)
+
+    torch.testing.assert_close(logits(compiled), logits(eager), rtol=1e-4, atol=1e-4)
