@@ -32,12 +32,17 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Engine, i
 def test_compiled_engine_gives_eager_tokens_and_compiles_only_at_load(engines: tuple[Engine, Engine, int]) -> None:
     eager, compiled, at_load = engines
     assert at_load == 3  # one row in a one-row cache, one row in a larger cache, several rows
-    messages = [[ChatMessage("user", [TextPart(f"Tell story {i}. " * (i + 1))])] for i in range(3)]
+    # a long request first (its cache, and the RoPE table, grow past 256 positions), then short ones together
+    # (the cache shrinks back while the RoPE table stays long), then one alone in that multi-row cache
+    long = [ChatMessage("user", [TextPart("Tell a long story. " * 120)])]
+    messages = [[ChatMessage("user", [TextPart(f"Tell story {i}. " * (5 + 5 * i))])] for i in range(3)]
     params = GenerationParams(max_tokens=24)
+    expected_long = eager.generate(long, params)
     expected = [eager.generate(m, params) for m in messages]
     serving = compiled_graphs()
 
-    assert compiled.generate(messages[0], params).token_ids == expected[0].token_ids  # alone: a 1-row cache
+    assert compiled.generate(long, params).token_ids == expected_long.token_ids  # alone: a 1-row cache
+    assert expected_long.prompt_tokens > 300
     streams = [compiled.stream(m, params) for m in messages]  # together: batched rows
     results: list[gen.GenerationResult | None] = [None] * len(messages)
 
