@@ -6,8 +6,8 @@ This is the figure behind the default `--quant` choice (the issue's rule: best s
 
     .venv/bin/python bench/quant_accuracy.py [--source PATH] [--tokens 512] [--modes bf16,int8,int4,...]
 
-Modes: bf16 (no quantization, bf16 compute), int8, int8-dynamic, int4, and int4+lm_head4 (int4 with the output
-layer in int4 too, normally int8). Writes bench/results/quant_accuracy.json.
+Modes: bf16 (no quantization, bf16 compute), int8, int8-dynamic, int4, int4+lm_head4 (int4 with the output
+layer in int4 too, normally int8) and int4+lm_head-dynamic (the output layer on the W8A8 path). Writes bench/results/quant_accuracy.json.
 """
 
 from __future__ import annotations
@@ -33,13 +33,18 @@ README = Path(__file__).parent.parent / "README.md"
 def _logits(source: str, mode: str, ids: torch.Tensor) -> torch.Tensor:
     """Next-token logits [T, V] (fp32) for every position of ids [1, T] under `mode`."""
     dtype = "float32" if mode == "fp32" else "bfloat16"
-    q = {"fp32": None, "bf16": None, "int4+lm_head4": "int4"}.get(mode, mode)
+    q = {"fp32": None, "bf16": None, "int4+lm_head4": "int4", "int4+lm_head-dynamic": "int4"}.get(mode, mode)
     saved = quant.LM_HEAD_MODE
     quant.LM_HEAD_MODE = "int4" if mode == "int4+lm_head4" else saved
     try:
         engine = Engine.load(source, dtype=dtype, quant=q)
     finally:
         quant.LM_HEAD_MODE = saved
+    if mode == "int4+lm_head-dynamic":  # the output layer on oneDNN's W8A8 path, the rest as int4
+        head = engine.model.lm_head
+        assert isinstance(head, quant.QuantLinear)
+        head.dynamic = True
+        engine.run(head._w8a8)
     try:
         def run() -> torch.Tensor:
             with torch.inference_mode():
@@ -64,7 +69,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", default=None, help="checkpoint dir or .gguf (default: the packaged SmolLM2-135M)")
     p.add_argument("--tokens", type=int, default=512)
-    p.add_argument("--modes", default="bf16,int8,int8-dynamic,int4,int4+lm_head4")
+    p.add_argument("--modes", default="bf16,int8,int8-dynamic,int4,int4+lm_head4,int4+lm_head-dynamic")
     args = p.parse_args()
     source = args.source or resolve_model(None)
     console = Console()
