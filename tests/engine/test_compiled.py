@@ -10,6 +10,7 @@ from checkpoints import make_checkpoint
 from torch._dynamo.utils import counters
 
 from smolgate.engine import generate as gen
+from smolgate.engine import quant
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
 from smolgate.engine.scheduler import Limits
 
@@ -60,19 +61,34 @@ def test_compiled_engine_gives_eager_tokens_and_compiles_only_at_load(engines: t
     assert compiled_graphs() == serving  # no request paid for a compile
 
 
+def step_logits(engine: Engine) -> torch.Tensor:
+    """Two batched decode steps of three rows on fresh caches, through the engine's own step function."""
+
+    def step() -> torch.Tensor:
+        model = engine.model
+        caches = model.text.new_caches(3, 64)
+        model.text.ensure_rope(64)
+        tokens, positions = torch.tensor([[5], [77], [901]]), torch.tensor([0, 1, 2])
+        fn = engine.scheduler._step_fn
+        fn(tokens, positions, 3, caches)
+        return fn(tokens, positions + 1, 4, caches)
+
+    return engine.run(step)
+
+
 def test_compiled_step_matches_eager_logits(engines: tuple[Engine, Engine, int]) -> None:
     eager, compiled, _ = engines
+    torch.testing.assert_close(step_logits(compiled), step_logits(eager), rtol=1e-4, atol=1e-4)
 
-    def logits(engine: Engine) -> torch.Tensor:
-        def step() -> torch.Tensor:
-            model = engine.model
-            caches = model.text.new_caches(3, 64)
-            model.text.ensure_rope(64)
-            tokens, positions = torch.tensor([[5], [77], [901]]), torch.tensor([0, 1, 2])
-            fn = engine.scheduler._step_fn
-            fn(tokens, positions, 3, caches)
-            return fn(tokens, positions + 1, 4, caches)
 
-        return engine.run(step)
-
-    torch.testing.assert_close(logits(compiled), logits(eager), rtol=1e-4, atol=1e-4)
+def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # inductor cannot lower oneDNN's int8 GEMM on a weight that is not a frozen constant: quant wraps it in an
+    # opaque custom op while compiling
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-w8a8"))
+    eager = Engine.load(str(path), quant="int8-dynamic")
+    compiled = Engine.load(str(path), quant="int8-dynamic", limits=Limits(compile=True))
+    if quant.onednn_int8_available():
+        assert compiled.model.lm_head._onednn is not None  # the vocabulary-wide output layer runs W8A8
+    torch.testing.assert_close(step_logits(compiled), step_logits(eager), rtol=1e-4, atol=1e-4)
+    eager.close()
+    compiled.close()

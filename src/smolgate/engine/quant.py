@@ -97,9 +97,27 @@ class OnednnInt8:
         return self.packed.to_dense().t().contiguous()
 
     def __call__(self, x2: torch.Tensor) -> torch.Tensor:
-        q, scale = quantize_rows(x2)
-        out = x2.dtype if x2.dtype in (torch.float32, torch.bfloat16) else torch.float32
-        return _onednn_mm(q, self.packed, self.w_scales, out).mul_(scale.to(out))
+        if torch.compiler.is_compiling():  # inductor cannot lower the oneDNN op on a runtime weight: keep it opaque
+            return w8a8_linear(x2, self.packed, self.w_scales)
+        return _w8a8(x2, self.packed, self.w_scales)
+
+
+def _w8a8(x2: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor) -> torch.Tensor:
+    q, scale = quantize_rows(x2)
+    out = x2.dtype if x2.dtype in (torch.float32, torch.bfloat16) else torch.float32
+    return _onednn_mm(q, packed, w_scales, out).mul_(scale.to(out))
+
+
+@torch.library.custom_op("smolgate::w8a8_linear", mutates_args=())
+def w8a8_linear(x2: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor) -> torch.Tensor:
+    """The W8A8 layer as one opaque op for torch.compile (eager calls skip the custom-op dispatch cost)."""
+    return _w8a8(x2, packed, w_scales)
+
+
+@w8a8_linear.register_fake
+def _(x2: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor) -> torch.Tensor:
+    out = x2.dtype if x2.dtype in (torch.float32, torch.bfloat16) else torch.float32
+    return x2.new_empty(x2.shape[0], w_scales.shape[0], dtype=out)
 
 
 @dataclass(frozen=True, slots=True)
