@@ -57,7 +57,7 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
     serving passes (made outside inference mode, unlike the caches), so a graph traced on look-alikes could miss.
     """
     model.text.ensure_rope(max(model.cfg.text.max_position_embeddings, WARM_CACHE_LEN))
-    with torch.fx.experimental._config.patch(use_duck_shape=False):
+    with torch.fx.experimental._config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
         wide = min(3, tokens.shape[0])  # cache rows of the general graphs (any size > 1)
         for rows, cache_rows in [(1, 1)] + ([(1, wide), (2, wide)] if wide > 1 else []):
             caches = model.text.new_caches(cache_rows, WARM_CACHE_LEN)
