@@ -210,7 +210,8 @@ def targets(shape: str, rows: dict[str, dict[str, Any]], engine_rows: list[str])
         add(f"{eng} 8 streams / 1 stream aggregate", _ratio(s8, s1), ">=", 5.0, shape in ("256m", "500m"),
             "aggregate completion tok/s")
     for eng in [e for e in engine_rows if e.split("+")[0] in ("engine-int8", "engine-int8-dynamic")]:
-        rss = _get(rows, eng, "peak_rss_mb")
+        ok = (rows.get(eng) or {}).get("status") == "ok"  # a failed row's peak is only that of its load
+        rss = _get(rows, eng, "peak_rss_mb") if ok else None
         add(f"{eng} peak RSS (GB)", rss * 2**20 / 1e9 if rss else None, "<=", RSS_LIMIT_BYTES / 1e9,
             shape == "2.2b", "ru_maxrss of the worker process")
     return out

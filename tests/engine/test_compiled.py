@@ -83,7 +83,8 @@ def test_compiled_step_matches_eager_logits(engines: tuple[Engine, Engine, int])
 
 def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.TempPathFactory) -> None:
     # inductor cannot lower oneDNN's int8 GEMM on a weight that is not a frozen constant: quant wraps it in an
-    # opaque custom op while compiling
+    # opaque custom op while compiling. This is also a second model compiled in the process (after `engines`):
+    # dynamo shares compiled code by function, so guards must tell this model's graph from the dense one's.
     path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-w8a8"))
     eager = Engine.load(str(path), quant="int8-dynamic")
     compiled = Engine.load(str(path), quant="int8-dynamic", limits=Limits(compile=True))
