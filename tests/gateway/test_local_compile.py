@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import httpx
-
 from checkpoints import make_checkpoint
+
 from tests.gateway_server import GatewayServer
 
 
