@@ -30,8 +30,7 @@ RESULTS = Path(__file__).parent / "results"
 README = Path(__file__).parent.parent / "README.md"
 
 
-def _logits(source: str, mode: str, ids: torch.Tensor) -> torch.Tensor:
-    """Next-token logits [T, V] (fp32) for every position of ids [1, T] under `mode`."""
+def _load(source: str, mode: str) -> Engine:
     dtype = "float32" if mode == "fp32" else "bfloat16"
     q = {"fp32": None, "bf16": None, "int4+lm_head4": "int4", "int4+lm_head-dynamic": "int4"}.get(mode, mode)
     saved = quant.LM_HEAD_MODE
@@ -45,13 +44,24 @@ def _logits(source: str, mode: str, ids: torch.Tensor) -> torch.Tensor:
         assert isinstance(head, quant.QuantLinear)
         head.dynamic = True
         engine.run(head._w8a8)
-    try:
-        def run() -> torch.Tensor:
-            with torch.inference_mode():
-                model = engine.model
-                return model(model.text.embed_tokens(ids), 0, last_only=False)[0].float()
+    return engine
 
-        return engine.run(run)
+
+def _logits(engine: Engine, ids: torch.Tensor) -> torch.Tensor:
+    """Next-token logits [T, V] (fp32) for every position of ids [1, T]."""
+
+    def run() -> torch.Tensor:
+        with torch.inference_mode():
+            model = engine.model
+            return model(model.text.embed_tokens(ids), 0, last_only=False)[0].float()
+
+    return engine.run(run)
+
+
+def _mode_logits(source: str, mode: str, ids: torch.Tensor) -> torch.Tensor:
+    engine = _load(source, mode)
+    try:
+        return _logits(engine, ids)
     finally:
         engine.close()
 
@@ -73,14 +83,16 @@ def main() -> None:
     args = p.parse_args()
     source = args.source or resolve_model(None)
     console = Console()
-    engine = Engine.load(source, dtype="float32")
-    ids = torch.tensor([engine.tokenizer.encode(README.read_text())[: args.tokens]])
-    engine.close()
-    console.print(f"{source}: {ids.shape[1]} positions of README.md")
-    ref = _logits(source, "fp32", ids)
+    engine = _load(source, "fp32")  # tokenizes the text and gives the reference logits
+    try:
+        ids = torch.tensor([engine.tokenizer.encode(README.read_text())[: args.tokens]])
+        console.print(f"{source}: {ids.shape[1]} positions of README.md")
+        ref = _logits(engine, ids)
+    finally:
+        engine.close()
     rows: list[dict[str, Any]] = []
     for mode in args.modes.split(","):
-        rows.append({"mode": mode, **compare(ref, _logits(source, mode, ids))})
+        rows.append({"mode": mode, **compare(ref, _mode_logits(source, mode, ids))})
         console.print(rows[-1])
     table = Table("mode", "top-1 agreement", "cosine mean", "cosine min", title="vs fp32")
     for r in rows:

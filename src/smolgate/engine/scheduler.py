@@ -58,8 +58,8 @@ class Limits:
     kv_tokens: int | None = None  # cache positions over all rows; None: DEFAULT_KV_BYTES worth for this model
     max_queue: int = 64  # requests waiting for a slot; one more raises QueueFull
     prefill_chunk: int = PREFILL_CHUNK  # prompt positions per prefill step (decode steps run in between)
-    # torch.compile the batched decode step (compiled.py). Off by default: it saves 25-30% per step on small models
-    # but costs ~15-40 s of warm-up at start on a 2-core CPU.
+    # torch.compile the batched decode step (compiled.py). Off by default: it saves 20-26% per step on small models
+    # but costs ~40-50 s of warm-up at start on a 2-core CPU (135M; minutes on 2.2B).
     compile: bool = False
 
 
@@ -205,7 +205,8 @@ class Scheduler:
         return done.result()  # type: ignore[return-value]
 
     def warm_up(self) -> None:
-        """Compile the decode step now, on the decode thread, instead of in the first requests (a no-op unless Limits.compile)."""
+        """Compile the decode step now, on the decode thread, instead of in the first requests (a no-op unless
+        Limits.compile)."""
         if self.limits.compile:
             self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
 
