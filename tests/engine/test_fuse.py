@@ -17,7 +17,8 @@ from smolgate.engine.fuse import concat_linears, fuse_projections
 def test_fused_model_gives_the_same_logits(mode: quant.QuantMode) -> None:
     model = quant.quantize_model(copy.deepcopy(trained()), mode)
     fused = quant.quantize_model(copy.deepcopy(trained()), mode)  # (a oneDNN-packed model cannot be deep-copied)
-    assert fuse_projections(fused) == 2 * model.cfg.text.num_layers
+    vision_layers = model.cfg.vision.num_layers if model.cfg.vision is not None else 0
+    assert fuse_projections(fused) == 2 * model.cfg.text.num_layers + vision_layers
     attn, mlp = fused.text.layers[0].self_attn, fused.text.layers[0].mlp
     assert attn.qkv_proj is not None and not hasattr(attn, "q_proj")
     assert mlp.gate_up_proj is not None and not hasattr(mlp, "gate_proj")

@@ -1,5 +1,6 @@
-"""bf16 vision encoder with oneDNN's fused GEMM epilogues (GELU, residual add) stays as close to fp32 as the
-unfused ops are; fp32 never takes the fused path (it must equal transformers exactly)."""
+"""The bf16 vision encoder's fast paths stay as close to fp32 as the plain ops are: oneDNN's fused GELU GEMM, the
+residual as the GEMM's accumulator, one q/k/v GEMM, the sequence padded for flash attention, and quantized layers
+feeding the same dense kernels. fp32 never takes them (it must equal transformers exactly)."""
 
 from __future__ import annotations
 
@@ -10,35 +11,104 @@ import torch
 import torch.nn.functional as F
 
 from smolgate.engine.config import VisionConfig
+from smolgate.engine.fuse import concat_linears
 from smolgate.engine.model import vision
+from smolgate.engine.quant import quantize_model
 
-CFG = VisionConfig(hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=64, patch_size=8)
+# 7 x 7 = 49 patches: not a multiple of ATTN_ALIGN, so bf16 runs pad the sequence
+CFG = VisionConfig(hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=56, patch_size=8)
+
+
+def _model() -> vision.VisionModel:
+    torch.manual_seed(0)
+    return vision.VisionModel(CFG).eval()
+
+
+def _fuse_qkv(model: vision.VisionModel) -> None:
+    for m in model.modules():
+        if isinstance(m, vision.Attention):
+            qkv = concat_linears([m.q_proj, m.k_proj, m.v_proj])
+            assert qkv is not None
+            m.fuse_qkv(qkv)
+
+
+def _cos(a: torch.Tensor, ref: torch.Tensor) -> float:
+    return F.cosine_similarity(a.float().flatten(1), ref.flatten(1), dim=-1).min().item()
+
+
+def _pixels() -> tuple[torch.Tensor, torch.Tensor]:
+    torch.manual_seed(1)
+    pixels = torch.randn(2, 3, CFG.image_size, CFG.image_size)
+    side = CFG.patches_per_side
+    mask = torch.ones(2, side, side, dtype=torch.bool)
+    mask[1, :, 5:] = False  # the second tile is a partial one (padded patches on the right)
+    return pixels, mask
 
 
 @pytest.mark.skipif(not vision.fused_linear_available(), reason="this torch build has no oneDNN linear epilogues")
-def test_fused_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    torch.manual_seed(0)
-    model = vision.VisionModel(CFG).eval()
-    pixels = torch.randn(2, 3, CFG.image_size, CFG.image_size)
+def test_fast_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model()
+    pixels, mask = _pixels()
     calls: list[str] = []
     real = torch.ops.mkldnn._linear_pointwise
 
     def spy(*args: object) -> torch.Tensor:
-        calls.append(str(args[-1] if args[-1] != "tanh" else "gelu"))
+        calls.append(str(args[3]))
         return real(*args)
 
     with torch.inference_mode():
-        ref = model(pixels)  # fp32
+        ref = model(pixels, mask)  # fp32
         assert not calls
-        bf16 = copy.deepcopy(model).to(torch.bfloat16)
+        fast = copy.deepcopy(model).to(torch.bfloat16)
+        _fuse_qkv(fast)
         monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
-        fused = bf16(pixels.to(torch.bfloat16)).float()
-        assert calls.count("gelu") == CFG.num_layers and calls.count("add") == 2 * CFG.num_layers
+        out = fast(pixels.to(torch.bfloat16), mask)
+        assert calls == ["gelu"] * CFG.num_layers
         monkeypatch.setattr(vision, "fused_linear_available", lambda: False)
-        plain = bf16(pixels.to(torch.bfloat16)).float()
+        monkeypatch.setattr(vision, "ATTN_ALIGN", 1)
+        plain = model.to(torch.bfloat16)(pixels.to(torch.bfloat16), mask)
 
-    def cos(a: torch.Tensor) -> float:
-        return F.cosine_similarity(a.flatten(1), ref.flatten(1), dim=-1).min().item()
+    assert out.shape == ref.shape == (2, CFG.num_patches, CFG.hidden_size)
+    valid = mask.flatten(1)  # a partial tile's padded patches are ignored downstream
+    assert _cos(out[0], ref[0]) >= 0.999 and _cos(out[1][valid[1]], ref[1][valid[1]]) >= 0.999
+    assert _cos(out[0], ref[0]) >= _cos(plain[0], ref[0]) - 1e-4
 
-    assert cos(fused) >= 0.999
-    assert cos(fused) >= cos(plain) - 1e-4
+
+def test_padding_the_sequence_does_not_change_the_valid_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
+    model = _model().to(torch.bfloat16)
+    pixels, mask = _pixels()
+    with torch.inference_mode():
+        padded = model(pixels.to(torch.bfloat16), mask).float()
+        monkeypatch.setattr(vision, "ATTN_ALIGN", 1)
+        unpadded = model(pixels.to(torch.bfloat16), mask).float()
+    valid = mask.flatten(1)
+    for i in range(2):
+        torch.testing.assert_close(padded[i][valid[i]], unpadded[i][valid[i]], atol=0.05, rtol=0.02)
+
+
+def test_fused_qkv_gives_the_same_outputs() -> None:
+    model = _model().to(torch.bfloat16)
+    fused = copy.deepcopy(model)
+    _fuse_qkv(fused)
+    pixels, _ = _pixels()
+    with torch.inference_mode():
+        assert torch.equal(fused(pixels.to(torch.bfloat16)), model(pixels.to(torch.bfloat16)))
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_weight_only_layers_feed_the_dense_kernels_with_their_own_values(mode: str) -> None:
+    """At many rows a weight-only layer hands its dequantized weight to the fused kernels: the encoder then equals
+    a bf16 encoder holding those dequantized weights."""
+    quant = quantize_model(_model().to(torch.bfloat16), mode)  # type: ignore[arg-type]
+    dense = _model().to(torch.bfloat16)
+    for name, layer in quant.named_modules():
+        if hasattr(layer, "dequantized"):
+            dense.get_submodule(name).weight.data = layer.dequantized()
+    torch.manual_seed(2)
+    pixels = torch.randn(4, 3, CFG.image_size, CFG.image_size)  # 4 x 64 rows: the dense path for int8 and int4
+    layer = quant.encoder.layers[0].mlp.fc1
+    assert layer.dense_weight(4 * 64) is not None and layer.dense_weight(1) is None
+    with torch.inference_mode():
+        out = quant(pixels.to(torch.bfloat16)).float()
+        ref = dense(pixels.to(torch.bfloat16)).float()
+    assert _cos(out, ref) >= 0.9999

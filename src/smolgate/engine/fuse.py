@@ -1,5 +1,5 @@
-"""Fuse the text decoder's sibling projections once a model is loaded: q/k/v into `qkv_proj`, gate/up into
-`gate_up_proj`.
+"""Fuse sibling projections once a model is loaded: q/k/v into `qkv_proj` (text decoder and vision encoder),
+gate/up into `gate_up_proj`.
 
 One GEMM per group instead of three (or two): a decode step of a small model is bound by per-call cost (SmolLM2-135M
 makes 210 projection calls per token, ~20 us each whatever the width), and wider outputs keep the kernels busier.
@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .model.smolvlm import SmolVLM
+from .model import vision
 from .model.text import MLP, Attention
 from .quant import PackedInt4, PackedInt8, QuantLinear
 
@@ -51,10 +52,11 @@ def concat_linears(layers: Sequence[nn.Module]) -> nn.Module | None:
 
 
 def fuse_projections(model: SmolVLM) -> int:
-    """Fuse every decoder layer's q/k/v and gate/up projections in place -> how many groups were fused."""
+    """Fuse every decoder layer's q/k/v and gate/up projections, and every vision layer's q/k/v, in place -> how
+    many groups were fused."""
     fused = 0
-    for module in model.text.modules():
-        if isinstance(module, Attention) and module.qkv_proj is None:
+    for module in model.modules():
+        if isinstance(module, (Attention, vision.Attention)) and module.qkv_proj is None:
             layer = concat_linears([module.q_proj, module.k_proj, module.v_proj])
             if layer is not None:
                 module.fuse_qkv(layer)

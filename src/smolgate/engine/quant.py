@@ -97,30 +97,28 @@ class OnednnInt8:
         return self.packed.to_dense().t().contiguous()
 
     def __call__(self, x2: torch.Tensor) -> torch.Tensor:
-        if torch.compiler.is_compiling():  # inductor cannot lower the oneDNN op on a runtime weight: keep it opaque
-            return w8a8_linear(x2, self.packed, self.w_scales)
-        return _w8a8(x2, self.packed, self.w_scales)
+        q, scale = quantize_rows(x2)
+        out = _w8a8_out_dtype(x2)
+        if torch.compiler.is_compiling():
+            # inductor cannot lower the oneDNN op on a runtime weight: only the GEMM is opaque, so the activation
+            # quantization before it and the row scaling after it fuse with the neighbouring ops
+            return onednn_int8_mm(q, self.packed, self.w_scales, out) * scale.to(out)
+        return _onednn_mm(q, self.packed, self.w_scales, out).mul_(scale.to(out))
 
 
 def _w8a8_out_dtype(x2: torch.Tensor) -> torch.dtype:
     return x2.dtype if x2.dtype in (torch.float32, torch.bfloat16) else torch.float32
 
 
-def _w8a8(x2: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor) -> torch.Tensor:
-    q, scale = quantize_rows(x2)
-    out = _w8a8_out_dtype(x2)
-    return _onednn_mm(q, packed, w_scales, out).mul_(scale.to(out))
+@torch.library.custom_op("smolgate::onednn_int8_mm", mutates_args=())
+def onednn_int8_mm(q: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, out: torch.dtype) -> torch.Tensor:
+    """`_onednn_mm` as one opaque op for torch.compile (eager calls skip the custom-op dispatch cost)."""
+    return _onednn_mm(q, packed, w_scales, out)
 
 
-@torch.library.custom_op("smolgate::w8a8_linear", mutates_args=())
-def w8a8_linear(x2: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor) -> torch.Tensor:
-    """The W8A8 layer as one opaque op for torch.compile (eager calls skip the custom-op dispatch cost)."""
-    return _w8a8(x2, packed, w_scales)
-
-
-@w8a8_linear.register_fake
-def _(x2: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor) -> torch.Tensor:
-    return x2.new_empty(x2.shape[0], w_scales.shape[0], dtype=_w8a8_out_dtype(x2))
+@onednn_int8_mm.register_fake
+def _(q: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, out: torch.dtype) -> torch.Tensor:
+    return q.new_empty(q.shape[0], w_scales.shape[0], dtype=out)
 
 
 @dataclass(frozen=True, slots=True)
@@ -260,6 +258,16 @@ class QuantLinear(nn.Module):
         if self.group_size:
             return _unpack_int4_t(self.packed(), *self.shape).t()  # type: ignore[arg-type]
         return self.int8_weight().to(COMPUTE_DTYPE) * self.scales[:, None]
+
+    def dense_weight(self, rows: int) -> torch.Tensor | None:
+        """The bf16 [N, K] weight, scales folded in, for callers with their own dense kernels (the vision encoder's
+        fused GELU / residual GEMMs) at `rows` rows: None where this layer's own path is the faster one (a W8A8
+        layer, or fewer rows than DENSE_ROWS)."""
+        if self._w8a8() is not None or rows < DENSE_ROWS[self.bits]:
+            return None
+        if self.group_size:
+            return _unpack_int4_t(self.packed(), *self.shape).t()  # type: ignore[arg-type]
+        return self.weight * self.scales[:, None]  # int8 x bf16 -> bf16 in one pass
 
     @property
     def shape(self) -> tuple[int, int]:
