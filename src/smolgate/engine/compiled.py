@@ -12,6 +12,12 @@ so no request pays for a compile. Two things keep those graphs general:
 - duck shaping is off while tracing: by default sizes that happen to be equal at trace time share one symbol
   (batch rows = cache rows, cache length = RoPE table length), and every later mismatch would recompile;
 - the RoPE tables are built for the whole context first, so they never change once traced.
+With int8-dynamic weights the vision encoder is compiled too (`compile_vision`): its eager time goes mostly to
+the per-token activation quantization around each W8A8 GEMM, which inductor fuses into the norms and GELU before
+it (2.2B-shape tile 572 -> 375 ms, 256M 322 -> 162 ms). Other modes keep the eager encoder, whose fused oneDNN GELU
+GEMM measured as fast or faster than inductor's code. The encoder runs one tile at a time through a graph with
+static shapes: per element inductor's kernels ran 3x slower in the graph with a dynamic tile count.
+
 Guards on the model's weights are skipped (1.0 -> 0.45 ms per 135M step): a loaded model's weights never change
 shape or dtype, and the graph reads them afresh on every call. Every other guard stays: dynamo shares compiled code
 between all models in the process (two local routes), and the module types, config constants and RoPE tables' dtype
@@ -26,7 +32,9 @@ from typing import Any
 import torch
 import torch.fx.experimental._config
 
+from .model import vision
 from .model.smolvlm import SmolVLM
+from .quant import QuantLinear
 
 StepFn = Callable[..., torch.Tensor]
 WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length > 1 gives the same graph)
@@ -36,6 +44,37 @@ def compile_decode_step(model: SmolVLM) -> StepFn:
     """`model.decode_rows`, compiled with dynamic batch size, positions and cache length."""
     options: dict[str, str | int | bool | Callable[..., Any]] = {"guard_filter_fn": _skip_weight_guards}
     return torch.compile(model.decode_rows, dynamic=True, options=options)  # type: ignore[return-value]
+
+
+def compile_vision(model: SmolVLM) -> bool:
+    """Compile the vision encoder's layers if it has W8A8 (int8-dynamic) layers -> whether it did."""
+    encoder = model.vision
+    if encoder is None or not any(isinstance(m, QuantLinear) and m.dynamic for m in encoder.modules()):
+        return False
+    options: dict[str, str | int | bool | Callable[..., Any]] = {"guard_filter_fn": _skip_weight_guards}
+    # one graph serves every layer (same code, weights are inputs) and every request (one tile at a time)
+    layer = torch.compile(vision.run_layer, dynamic=False, options=options)
+
+    def per_tile(block: vision.EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        tiles = [layer(block, x[i : i + 1], None if mask is None else mask[i : i + 1]) for i in range(x.shape[0])]
+        return tiles[0] if len(tiles) == 1 else torch.cat(tiles)
+
+    encoder.run_layer = per_tile
+    return True
+
+
+@torch.inference_mode()
+def warm_up_vision(model: SmolVLM) -> None:
+    """Compile the encoder graphs requests meet: a full tile and a partial one (padded patches are masked; when
+    the sequence is padded for attention both have a mask and share one graph)."""
+    encoder = model.vision
+    assert encoder is not None
+    side = encoder.cfg.patches_per_side
+    pixels = torch.zeros(1, 3, encoder.cfg.image_size, encoder.cfg.image_size, dtype=model.dtype)
+    partial = torch.ones(1, side, side, dtype=torch.bool)
+    partial[:, :, side // 2 :] = False
+    for mask in (None, partial):
+        encoder(pixels, mask)
 
 
 def _skip_weight_guards(entries: list[Any]) -> list[bool]:

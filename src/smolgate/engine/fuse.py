@@ -15,8 +15,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .model.smolvlm import SmolVLM
 from .model import vision
+from .model.smolvlm import SmolVLM
 from .model.text import MLP, Attention
 from .quant import PackedInt4, PackedInt8, QuantLinear
 

@@ -275,7 +275,11 @@ class QuantLinear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x2 = x.reshape(-1, self.in_features)
-        y = w8a8(x2) if (w8a8 := self._w8a8()) is not None else self._weight_only(x2.to(COMPUTE_DTYPE))
+        if (w8a8 := self._w8a8()) is not None:
+            y = w8a8(x2)
+        else:  # cast, then flatten: compiled, the cast of the flat view got a column-major buffer, which the
+            # weight-only kernels reject (inductor does not know they need rows contiguous; torch 2.13)
+            y = self._weight_only(x.to(COMPUTE_DTYPE).reshape(-1, self.in_features))
         y = y.to(x.dtype)
         if self.bias is not None:
             y = y + self.bias

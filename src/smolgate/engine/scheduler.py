@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import torch
 
-from .compiled import compile_decode_step, warm_up
+from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
@@ -134,6 +134,7 @@ class Scheduler:
         self._tokens = torch.zeros(slots, 1, dtype=torch.long)  # next input token per row, updated in place
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
         self._step_fn = compile_decode_step(model) if self.limits.compile else model.decode_rows
+        self._compiled_vision = self.limits.compile and compile_vision(model)
         self.decode_steps = 0  # observable counters
         self.peak_batch = 0
 
@@ -205,10 +206,12 @@ class Scheduler:
         return done.result()  # type: ignore[return-value]
 
     def warm_up(self) -> None:
-        """Compile the decode step now, on the decode thread, instead of in the first requests (a no-op unless
-        Limits.compile)."""
+        """Compile the decode step (and an int8-dynamic model's vision encoder) now, on the decode thread, instead
+        of in the first requests (a no-op unless Limits.compile)."""
         if self.limits.compile:
             self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
+        if self._compiled_vision:
+            self.run(lambda: warm_up_vision(self.model))
 
     def start(self) -> None:
         """Run `step` in a background daemon thread (idempotent)."""

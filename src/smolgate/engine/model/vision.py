@@ -6,6 +6,7 @@ Module names equal the checkpoint names under `model.vision_model.`.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -96,8 +97,8 @@ def linear_add(linear: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> to
     if (w := dense_weight(linear, x)) is None:
         return residual + linear(x)
     out = torch.addmm(residual.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1]), w.t())
-    if linear.bias is not None:
-        out += linear.bias
+    if isinstance(bias := linear.bias, torch.Tensor):
+        out += bias
     return out.view(residual.shape)
 
 
@@ -163,6 +164,10 @@ class EncoderLayer(nn.Module):
         return self.mlp(self.layer_norm2(x), residual=x)
 
 
+def run_layer(layer: EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+    return layer(x, mask)
+
+
 class Encoder(nn.Module):
     def __init__(self, cfg: VisionConfig) -> None:
         super().__init__()
@@ -176,6 +181,8 @@ class VisionModel(nn.Module):
         self.embeddings = Embeddings(cfg)
         self.encoder = Encoder(cfg)
         self.post_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
+        # how each encoder layer is called: engine/compiled.py swaps in a compiled one
+        self.run_layer: Callable[[EncoderLayer, torch.Tensor, torch.Tensor | None], torch.Tensor] = run_layer
 
     def forward(self, pixels: torch.Tensor, patch_mask: torch.Tensor | None = None) -> torch.Tensor:
         """pixels [N, 3, S, S] (S = image_size), patch_mask [N, S/p, S/p] bool or None -> [N, patches, D]."""
@@ -190,5 +197,5 @@ class VisionModel(nn.Module):
             keys = F.pad(torch.ones(b, n, dtype=torch.bool) if keys is None else keys, (0, pad), value=False)
         mask = None if keys is None else keys[:, None, None, :]
         for layer in self.encoder.layers:
-            x = layer(x, mask)
+            x = self.run_layer(layer, x, mask)  # type: ignore[arg-type]  # (a ModuleList of EncoderLayer)
         return self.post_layernorm(x[:, :n])
