@@ -227,3 +227,42 @@ def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch(
     assert torch.equal(dynamic, rows)  # per-row activation scales and exact int32 sums: batch-independent
     # the weight round-trips out of oneDNN's layout (state_dict, packed())
     assert torch.equal(wide.state_dict()["weight"], quant.quantize_linear_weight(w, "int8").weight)
+
+
+@pytest.mark.parametrize("mode", ["int8", "int8-dynamic", "int4"])
+def test_embedding_table_is_int8_and_looks_up_the_same_rows(mode: quant.QuantMode) -> None:
+    model = copy.deepcopy(trained())
+    dense = model.text.embed_tokens.weight.detach().clone()
+    quant.quantize_model(model, mode)
+    table = model.text.embed_tokens
+    assert isinstance(table, quant.QuantEmbedding) and table.weight.dtype == torch.int8
+    assert model.dtype == torch.float32  # activations keep the model's dtype
+    ids = torch.tensor([[0, 5, VOCAB - 1, 5]])
+    rows = table(ids)
+    assert rows.dtype == torch.float32 and rows.shape == (1, 4, TEXT.hidden_size)
+    torch.testing.assert_close(rows[0], dense[ids[0]], rtol=0, atol=dense.abs().max().item() / 127)
+
+
+def test_tied_embedding_is_int8_only_with_a_quantized_head() -> None:
+    torch.manual_seed(1)
+    model = SmolVLM(TIED).eval().requires_grad_(False)
+    model.lm_head.weight = model.text.embed_tokens.weight
+    quant.quantize_model(model, "int8")
+    assert isinstance(model.text.embed_tokens, quant.QuantEmbedding)
+    assert isinstance(model.lm_head, quant.QuantLinear)
+    model = SmolVLM(TIED).eval().requires_grad_(False)
+    model.lm_head.weight = model.text.embed_tokens.weight
+    quant.quantize_model(model, "int8", skip=["lm_head"])  # the head keeps reading the float table: so does the lookup
+    assert isinstance(model.text.embed_tokens, torch.nn.Embedding)
+    assert model.lm_head.weight is model.text.embed_tokens.weight
+
+
+def test_streamed_bf16_checkpoint_gives_bf16_lookups() -> None:
+    """The skeleton is built on meta in fp32; the lookup dtype must come from the tensors loaded into it."""
+    torch.manual_seed(1)
+    model = SmolVLM(VLM).eval().requires_grad_(False).to(torch.bfloat16)
+    with torch.device("meta"):
+        skeleton = SmolVLM(VLM)
+    loaded = quant.load_quantized(skeleton, checkpoint_tensors(model, []), "int8")
+    assert loaded.dtype == torch.bfloat16
+    assert loaded.text.embed_tokens(torch.tensor([[3, 4]])).dtype == torch.bfloat16

@@ -12,8 +12,9 @@
   asymmetric uses all 16 levels on skewed groups); decode runs `torch._weight_int4pack_mm_for_cpu`. A layer the
   kernel cannot take (N % 64, K % group) falls back to int8.
 - lm_head is int8 in both modes: it is 5-20% of the weights read per token (large vocab), and llama.cpp's Q4_K_M
-  likewise keeps the output layer at higher precision. Embeddings, norms and the patch conv are not Linear and
-  stay in the model dtype (an embedding reads one row per token; norms are tiny).
+  likewise keeps the output layer at higher precision. Norms and the patch conv stay in the model dtype (tiny).
+- The token embedding table is int8 in every quantized mode (QuantEmbedding, one scale per token row): a lookup
+  reads only its rows, so this is about memory, not speed (2.2B: 202 -> 101 MB).
 
 The int4 kernel is fast for a few rows but far slower than a dense bf16 GEMM at prefill shapes, so from
 `DENSE_ROWS` rows on such a layer dequantizes its weight to bf16 for one dense matmul.
@@ -301,6 +302,50 @@ class QuantLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {kind}"
 
 
+class QuantEmbedding(nn.Module):
+    """An embedding table stored int8 with one symmetric scale per row; lookups dequantize only the rows they read,
+    into the model's dtype."""
+
+    def __init__(self, packed: PackedInt8, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.num_embeddings, self.embedding_dim = packed.weight.shape
+        self.dtype = dtype
+        self.weight: torch.Tensor
+        self.scales: torch.Tensor
+        self.register_buffer("weight", packed.weight)
+        self.register_buffer("scales", packed.scales)
+
+    def set_packed(self, packed: PackedInt8, dtype: torch.dtype) -> None:
+        """Replace the (possibly meta) buffers; lookups now return `dtype` (the loaded checkpoint's)."""
+        if packed.weight.shape != (self.num_embeddings, self.embedding_dim):
+            raise ValueError("packed embedding does not match this table's shape")
+        self.weight, self.scales, self.dtype = packed.weight, packed.scales, dtype
+
+    def forward(self, ids: torch.Tensor) -> torch.Tensor:
+        rows = F.embedding(ids, self.weight).to(self.dtype)
+        return rows.mul_(F.embedding(ids, self.scales[:, None]).to(self.dtype))
+
+    def extra_repr(self) -> str:
+        return f"{self.num_embeddings}, {self.embedding_dim}, int8"
+
+
+def _quantize_embedding(model: nn.Module, skip: Sequence[str]) -> None:
+    """Swap a SmolVLM's token embedding for a QuantEmbedding (meta buffers on a meta model) - unless it is skipped,
+    or tied to an lm_head left dense (which must keep reading the same float tensor)."""
+    text = getattr(model, "text", None)
+    table = getattr(text, "embed_tokens", None)
+    name = "text.embed_tokens"
+    if not isinstance(table, nn.Embedding) or any(fnmatch.fnmatchcase(name, p) for p in skip):
+        return
+    if getattr(model, "cfg", None) is not None and model.cfg.text.tie_word_embeddings:  # type: ignore[union-attr]
+        if not isinstance(getattr(model, "lm_head", None), QuantLinear):
+            return
+    v, d = table.weight.shape
+    packed = _meta_packed(v, d, "int8", GROUP_SIZE) if table.weight.is_meta else _quantize_int8(table.weight.detach())
+    assert isinstance(packed, PackedInt8)
+    text.embed_tokens = QuantEmbedding(packed, table.weight.dtype)  # type: ignore[union-attr]
+
+
 def layer_mode(name: str, shape: tuple[int, int], mode: QuantMode, group_size: int = GROUP_SIZE) -> QuantMode:
     """The mode a Linear named `name` of weight shape [N, K] gets under `mode` (from name and shape only)."""
     if mode == "none":
@@ -328,7 +373,8 @@ def _meta_packed(n: int, k: int, mode: QuantMode, group_size: int) -> Packed:
 def quantize_model(
     model: nn.Module, mode: QuantMode, *, group_size: int = GROUP_SIZE, skip: Sequence[str] = ()
 ) -> nn.Module:
-    """Swap every `nn.Linear` (text decoder, vision encoder, connector, lm_head) for a QuantLinear, in place.
+    """Swap every `nn.Linear` (text decoder, vision encoder, connector, lm_head) for a QuantLinear, and the token
+    embedding for a QuantEmbedding, in place.
 
     `skip` holds fnmatch patterns of module names to keep as they are. On a `meta` model the new layers get
     meta buffers, ready for `load_quantized`. Returns the model.
@@ -352,6 +398,7 @@ def quantize_model(
         parent, _, attr = name.rpartition(".")
         layer = QuantLinear(packed, linear.bias, k, dynamic=mode == "int8-dynamic")
         setattr(model.get_submodule(parent) if parent else model, attr, layer)
+    _quantize_embedding(model, skip)
     return model
 
 
@@ -361,24 +408,31 @@ def quantizing_stream(
     """Quantize checkpoint tensors bound for QuantLinear weights as they arrive; pass every other tensor on.
 
     Each weight is dropped right after packing, so at most one full-precision layer is alive at a time. A tied
-    lm_head that is quantized gets its own packed copy of the embedding (the embedding itself stays dense).
+    lm_head that is quantized gets its own packed copy of the embedding.
     Raises KeyError, once the stream is exhausted, if a quantized layer received no weight.
     """
-    layers = {n: m for n, m in model.named_modules() if isinstance(m, QuantLinear)}
+    layers: dict[str, QuantLinear | QuantEmbedding] = {
+        n: m for n, m in model.named_modules() if isinstance(m, (QuantLinear, QuantEmbedding))
+    }
     pending = set(layers)
     tied_head = model.cfg.text.tie_word_embeddings and "lm_head" in layers
     for name, tensor in tensors:
         ours = checkpoint_to_module_name(name)
         layer_name = ours.removesuffix(".weight") if ours is not None else None
+        if tied_head and layer_name == "text.embed_tokens":
+            head = layers["lm_head"]
+            assert isinstance(head, QuantLinear)
+            head.set_packed(quantize_linear_weight(tensor, _mode_of(head)))
+            pending.discard("lm_head")
         if layer_name in layers:
             layer = layers[layer_name]
-            layer.set_packed(quantize_linear_weight(tensor, _mode_of(layer), group_size=group_size))
+            if isinstance(layer, QuantEmbedding):
+                layer.set_packed(_quantize_int8(tensor), tensor.dtype)
+            else:
+                layer.set_packed(quantize_linear_weight(tensor, _mode_of(layer), group_size=group_size))
             pending.discard(layer_name)
             del tensor  # else the loop variable keeps this layer alive while the next one is read
             continue
-        if tied_head and ours == "text.embed_tokens.weight":
-            layers["lm_head"].set_packed(quantize_linear_weight(tensor, _mode_of(layers["lm_head"])))
-            pending.discard("lm_head")
         yield name, tensor
     if pending:
         raise KeyError(

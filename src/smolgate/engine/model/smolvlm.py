@@ -57,7 +57,7 @@ class SmolVLM(nn.Module):
 
     @property
     def dtype(self) -> torch.dtype:
-        return self.text.embed_tokens.weight.dtype
+        return self.text.dtype
 
     def load_weights(self, tensors: Iterable[tuple[str, torch.Tensor]]) -> None:
         """Assign (checkpoint name, tensor) pairs to parameters without copying (model may be on `meta`).

@@ -160,9 +160,14 @@ class TextModel(nn.Module):
         self._caches: list[KVCache] = []  # the single-sequence path's own cache (a scheduler brings its own)
         self._cos = self._sin = self._key_idx = torch.empty(0)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """The activations' dtype (the norm's: a quantized model's embedding table is int8)."""
+        return self.norm.weight.dtype
+
     def new_caches(self, rows: int, max_len: int, dtype: torch.dtype | None = None) -> list[KVCache]:
         """One zeroed KVCache per layer of [rows, max_len] positions."""
-        c, dtype = self.cfg, dtype or self.embed_tokens.weight.dtype
+        c, dtype = self.cfg, dtype or self.dtype
         return [KVCache(rows, c.num_kv_heads, max_len, c.head_dim, dtype) for _ in range(c.num_layers)]
 
     def setup_cache(self, max_len: int, batch: int = 1, dtype: torch.dtype | None = None) -> None:
@@ -176,7 +181,7 @@ class TextModel(nn.Module):
             return
         c = self.cfg
         cos, sin = rope_cos_sin(torch.arange(length), c.head_dim, c.rope_theta)
-        dtype = self.embed_tokens.weight.dtype
+        dtype = self.dtype
         self._cos, self._sin, self._key_idx = cos.to(dtype), sin.to(dtype), torch.arange(length)
 
     @property
