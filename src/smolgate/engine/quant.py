@@ -337,9 +337,10 @@ def _quantize_embedding(model: nn.Module, skip: Sequence[str]) -> None:
     name = "text.embed_tokens"
     if not isinstance(table, nn.Embedding) or any(fnmatch.fnmatchcase(name, p) for p in skip):
         return
-    if getattr(model, "cfg", None) is not None and model.cfg.text.tie_word_embeddings:  # type: ignore[union-attr]
-        if not isinstance(getattr(model, "lm_head", None), QuantLinear):
-            return
+    cfg = getattr(model, "cfg", None)
+    tied = cfg is not None and cfg.text.tie_word_embeddings
+    if tied and not isinstance(getattr(model, "lm_head", None), QuantLinear):
+        return
     v, d = table.weight.shape
     packed = _meta_packed(v, d, "int8", GROUP_SIZE) if table.weight.is_meta else _quantize_int8(table.weight.detach())
     assert isinstance(packed, PackedInt8)
