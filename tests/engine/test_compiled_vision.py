@@ -24,6 +24,10 @@ from smolgate.engine.scheduler import Limits
 CFG = VisionConfig(hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=56, patch_size=8)
 
 
+def _dynamic(module: torch.nn.Module) -> bool:
+    return any(isinstance(m, quant.QuantLinear) and m.dynamic for m in module.modules())
+
+
 def _cos_min(a: torch.Tensor, b: torch.Tensor) -> float:
     return F.cosine_similarity(a.float().flatten(1), b.float().flatten(1), dim=-1).min().item()
 
@@ -70,6 +74,9 @@ def test_int8_dynamic_vlm_engine_compiles_its_encoder_at_load(tmp_path) -> None:
     compiled = Engine.load(str(path), dtype="bfloat16", quant="int8-dynamic", limits=Limits(compile=True))
     assert compiled.model.vision is not None and compiled.model.vision.run_layer is not run_layer
     assert eager.model.vision is not None and eager.model.vision.run_layer is run_layer
+    # eager, the encoder is weight-only int8 (W8A8 pays off only compiled); the decoder is W8A8 either way
+    assert _dynamic(compiled.model.vision) and not _dynamic(eager.model.vision)
+    assert _dynamic(eager.model.text) and _dynamic(compiled.model.text)
     serving = compiled_graphs()
     message = [ChatMessage("user", [ImagePart(_png()), TextPart("Describe it.")])]
     answer = compiled.generate(message, GenerationParams(max_tokens=4))

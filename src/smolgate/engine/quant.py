@@ -372,12 +372,18 @@ def _meta_packed(n: int, k: int, mode: QuantMode, group_size: int) -> Packed:
 
 
 def quantize_model(
-    model: nn.Module, mode: QuantMode, *, group_size: int = GROUP_SIZE, skip: Sequence[str] = ()
+    model: nn.Module,
+    mode: QuantMode,
+    *,
+    group_size: int = GROUP_SIZE,
+    skip: Sequence[str] = (),
+    weight_only: Sequence[str] = (),
 ) -> nn.Module:
     """Swap every `nn.Linear` (text decoder, vision encoder, connector, lm_head) for a QuantLinear, and the token
     embedding for a QuantEmbedding, in place.
 
-    `skip` holds fnmatch patterns of module names to keep as they are. On a `meta` model the new layers get
+    `skip` holds fnmatch patterns of module names to keep as they are; under int8-dynamic, layers matching
+    `weight_only` stay weight-only int8. On a `meta` model the new layers get
     meta buffers, ready for `load_quantized`. Returns the model.
     """
     if mode not in MODES:
@@ -397,7 +403,8 @@ def quantize_model(
         else:
             packed = quantize_linear_weight(linear.weight, lm, group_size=group_size)
         parent, _, attr = name.rpartition(".")
-        layer = QuantLinear(packed, linear.bias, k, dynamic=mode == "int8-dynamic")
+        dynamic = mode == "int8-dynamic" and not any(fnmatch.fnmatchcase(name, p) for p in weight_only)
+        layer = QuantLinear(packed, linear.bias, k, dynamic=dynamic)
         setattr(model.get_submodule(parent) if parent else model, attr, layer)
     _quantize_embedding(model, skip)
     return model
@@ -452,9 +459,10 @@ def load_quantized(
     *,
     group_size: int = GROUP_SIZE,
     skip: Sequence[str] = (),
+    weight_only: Sequence[str] = (),
 ) -> SmolVLM:
     """Fill a SmolVLM built on the `meta` device from (checkpoint name, tensor) pairs, quantizing layer by layer."""
-    quantize_model(model, mode, group_size=group_size, skip=skip)
+    quantize_model(model, mode, group_size=group_size, skip=skip, weight_only=weight_only)
     model.load_weights(quantizing_stream(model, tensors, group_size=group_size))
     return model
 
@@ -467,11 +475,12 @@ def build_quantized_model(
     *,
     group_size: int = GROUP_SIZE,
     skip: Sequence[str] = (),
+    weight_only: Sequence[str] = (),
 ) -> SmolVLM:
     """`model.smolvlm.build_model` with quantization at load time: peak memory = quantized model + one layer."""
     with torch.device("meta"):
         model = SmolVLM(cfg)
-    load_quantized(model, tensors, mode, group_size=group_size, skip=skip)
+    load_quantized(model, tensors, mode, group_size=group_size, skip=skip, weight_only=weight_only)
     model.eval().requires_grad_(False)
     model.text.setup_cache(0, dtype=dtype)
     return model
