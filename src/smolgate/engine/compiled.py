@@ -3,8 +3,9 @@
 Inductor fuses each layer's norms, RoPE, residual adds and SiLU into a few C++ loops, leaving the projections to
 the same kernels as eager (they are external calls in the graph). On small models, whose step is dominated by
 per-op cost, that is worth a lot: SmolLM2-135M int4 decode 13.9 -> 9.7 ms per token (see the issue note for the
-bench). The price is warm-up: tracing and compiling the three graphs takes ~40-50 s for 135M on a 2-core CPU
-(~2.5 min for 2.2B int8-dynamic), which is why it is off by default.
+bench). The price is warm-up: tracing and compiling the three graphs takes ~35-50 s for 135M on a 2-core CPU with
+inductor's on-disk cache warm, ~2 min cold (~3 min for 2.2B int8-dynamic with its encoder), which is why it is off
+by default.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
 one-row cache, one row in a bigger cache, and several rows. `warm_up` compiles all three before the first request,

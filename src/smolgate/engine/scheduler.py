@@ -59,7 +59,7 @@ class Limits:
     max_queue: int = 64  # requests waiting for a slot; one more raises QueueFull
     prefill_chunk: int = PREFILL_CHUNK  # prompt positions per prefill step (decode steps run in between)
     # torch.compile the batched decode step (compiled.py). Off by default: it saves 20-26% per step on small models
-    # but costs ~40-50 s of warm-up at start on a 2-core CPU (135M; minutes on 2.2B).
+    # but costs ~35-50 s of warm-up at start on a 2-core CPU (135M, inductor cache warm; ~2 min cold; minutes on 2.2B).
     compile: bool = False
 
 
