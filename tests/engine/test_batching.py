@@ -99,6 +99,29 @@ def test_batched_greedy_equals_unbatched_with_joins_cancels_and_stops(engine: En
     assert e.token_ids == refs["e"].token_ids[: len(e.token_ids)]
 
 
+def test_a_burst_of_short_prompts_is_prefilled_in_one_pass_and_joins_the_batch(engine: Engine) -> None:
+    first = prompt(6, 20)
+    ids = [prompt(n, 21 + i) for i, n in enumerate([7, 12, 3, 9])]
+    # the second ends at its first token, so the rows after it move down to close the gap
+    specs: list[dict[str, Any]] = [{"max_tokens": 10}, {"max_tokens": 1}, {"max_tokens": 12}, {"max_tokens": 8}]
+    refs = [reference(engine, ids[i], **specs[i]) for i in range(4)]
+    ref_first = reference(engine, first, max_tokens=20)
+
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=64))
+    lead = sched.submit(first, sampler=Sampler(), max_tokens=20)
+    run(sched, steps=3)  # decoding alone by now
+    assert sched.prefill_passes == 1
+    streams = [sched.submit(ids[i], sampler=Sampler(), **specs[i]) for i in range(4)]
+    run(sched, steps=1)
+    assert sched.prefill_passes == 2  # four prompts, one forward
+    run(sched)
+
+    assert sched.peak_batch == 4  # the lead and the three that did not finish at once
+    same(result(lead), ref_first)
+    for stream, ref in zip(streams, refs, strict=True):
+        same(result(stream), ref)
+
+
 def test_seeded_sampling_does_not_depend_on_batch_company(engine: Engine) -> None:
     ids = prompt(11, 42)
 

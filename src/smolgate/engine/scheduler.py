@@ -137,6 +137,7 @@ class Scheduler:
         self._compiled_vision = self.limits.compile and compile_vision(model)
         self.decode_steps = 0  # observable counters
         self.peak_batch = 0
+        self.prefill_passes = 0  # model forwards spent on prompts (a batch of prompts counts once)
 
     # -- caller side (any thread) -------------------------------------------------------------------------------
 
@@ -274,10 +275,13 @@ class Scheduler:
         # of one per decode step (8 x 32-token prompts: the batch is full after 1 step, not 8).
         budget = self.limits.prefill_chunk
         while budget > 0:
+            if self._filling is None and (used := self._prefill_group(budget)):
+                budget -= used
+                continue
             with self._lock:
-                if self._filling is None and self._waiting and self._fits(self._waiting[0]):
+                if self._filling is None and self._waiting and self._fits([self._waiting[0]]):
                     self._filling = self._waiting.popleft()
-                    self._make_room()
+                    self._make_room([self._filling])
             if self._filling is None:
                 break
             budget -= self._prefill_chunk(self._filling, budget)
@@ -287,14 +291,15 @@ class Scheduler:
     def _cap_for(self, length: int) -> int:
         return -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY
 
-    def _fits(self, req: _Request) -> bool:
-        rows = len(self._rows) + 1
-        cap = self._cap_for(max([req.reserve] + [r.reserve for r in self._rows]))
+    def _fits(self, joining: list[_Request]) -> bool:
+        rows = len(self._rows) + len(joining)
+        cap = self._cap_for(max(r.reserve for r in [*joining, *self._rows]))
         return rows <= self.limits.max_slots and rows * cap <= self.kv_tokens
 
-    def _make_room(self) -> None:
-        """Grow the cache (rows, then length) to hold every resident request; rows double to amortise copies."""
-        resident = [*self._rows, *([self._filling] if self._filling else [])]
+    def _make_room(self, joining: list[_Request]) -> None:
+        """Grow the cache (rows, then length) to hold the decoding rows and the `joining` ones; rows double to
+        amortise copies."""
+        resident = [*self._rows, *joining]
         rows, cap = len(resident), self._cap_for(max(r.reserve for r in resident))
         have_rows, have_cap = (self._caches[0].rows, self._caches[0].max_len) if self._caches else (0, 0)
         if rows <= have_rows and cap <= have_cap:
@@ -307,6 +312,57 @@ class Scheduler:
         else:
             self._caches = [c.resized(rows, cap, keep_rows=len(self._rows)) for c in self._caches]
         self.model.text.ensure_rope(cap)
+
+    def _prefill_group(self, budget: int) -> int:
+        """Prefill the next waiting text prompts together when two or more fit in `budget` as one padded batch
+        -> the budget used. They then join the decoding rows in order.
+
+        A burst of short prompts costs one forward instead of one each: a forward of a few dozen positions is
+        bound by per-op cost (256M int8-dynamic: 8 x 39-token prompts took 270 ms one by one). Right padding
+        changes nothing for the real positions under the causal mask, and the padded cache positions are
+        overwritten by each row's own next tokens before any query can see them.
+        """
+        with self._lock:
+            group: list[_Request] = []
+            for req in self._waiting:  # in order: a prompt that cannot join ends the group
+                width = max(r.dec.prompt_len for r in [*group, req])
+                if req.pixels is not None or (len(group) + 1) * width > budget or not self._fits([*group, req]):
+                    break
+                group.append(req)
+            if len(group) < 2:
+                return 0  # a lone prompt takes the chunked path
+            for _ in group:
+                self._waiting.popleft()
+            self._make_room(group)
+        lengths = [r.dec.prompt_len for r in group]
+        first = len(self._rows)
+        ids = torch.zeros(len(group), max(lengths), dtype=torch.long)
+        for j, req in enumerate(group):
+            ids[j, : lengths[j]] = req.input_ids[0]
+        try:
+            self.prefill_passes += 1
+            hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
+            logits = self.model.lm_head(hidden[torch.arange(len(group)), torch.tensor(lengths) - 1])
+        except Exception as exc:  # noqa: BLE001 - the error goes to each caller's iterator
+            for req in group:
+                req.out.put(exc)
+            return sum(lengths)
+        for j, req in enumerate(group):
+            req.filled = req.pos = lengths[j]
+            if req.cancelled:
+                req.out.put(req.dec.end("cancelled"))
+                continue
+            token = self._advance(req, logits[j], None)
+            if token < 0:
+                continue
+            row = len(self._rows)
+            if row != first + j:  # an earlier member finished at once: close the gap
+                for c in self._caches:
+                    c.move_row(first + j, row, req.pos)
+            self._tokens[row, 0] = token
+            self._positions[row] = req.pos
+            self._rows.append(req)
+        return len(group) * max(lengths)
 
     def _prefill_chunk(self, req: _Request, budget: int) -> int:
         """Prefill up to `budget` more prompt positions of the joining request -> the budget used (all of it for
@@ -327,6 +383,7 @@ class Scheduler:
                 except StopIteration as embedded:
                     req.embeds, req.embedding, req.pixels = embedded.value, None, None
             assert req.embeds is not None
+            self.prefill_passes += 1
             logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
         except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
             self._filling = None
