@@ -61,8 +61,8 @@ class ProviderConfig(Base):
     # protocol local: compute dtype. bf16 by default: batched decode scales ~6.5× at 8 streams in bf16 vs ~4×
     # in fp32 on this CPU class (bench/engine.py); float32 gives transformers-exact logits.
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    # protocol local: torch.compile the decode step at start (~40-50 s for 135M on 2 cores; 25-35% faster tokens
-    # on small models, engine/compiled.py)
+    # protocol local: torch.compile the decode step at start (~35-50 s for 135M on 2 cores with inductor's cache
+    # warm, ~2 min cold; 25-35% faster tokens on small models, engine/compiled.py)
     compile: bool = False
     queue_timeout: float = 10.0  # how long a request waits for a free account slot
     transport: Literal["h1", "aiohttp"] = "h1"  # aiohttp honours HTTP(S)_PROXY; h1 is faster

@@ -7,17 +7,16 @@ from types import SimpleNamespace
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from checkpoints import make_checkpoint
 from PIL import Image
 from test_compiled import compiled_graphs
+from test_vision_fused import cos_min, fuse_vision_qkv
 
 from smolgate.engine import quant
 from smolgate.engine.compiled import compile_vision, warm_up_vision
 from smolgate.engine.config import VisionConfig
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
-from smolgate.engine.fuse import concat_linears
-from smolgate.engine.model.vision import Attention, VisionModel, run_layer
+from smolgate.engine.model.vision import VisionModel, run_layer
 from smolgate.engine.scheduler import Limits
 
 # wide enough that q/k/v (384 outputs) and fc1 (512) run oneDNN's W8A8 GEMM; 7 x 7 patches get padded to 64
@@ -26,10 +25,6 @@ CFG = VisionConfig(hidden_size=128, intermediate_size=512, num_layers=3, num_hea
 
 def _dynamic(module: torch.nn.Module) -> bool:
     return any(isinstance(m, quant.QuantLinear) and m.dynamic for m in module.modules())
-
-
-def _cos_min(a: torch.Tensor, b: torch.Tensor) -> float:
-    return F.cosine_similarity(a.float().flatten(1), b.float().flatten(1), dim=-1).min().item()
 
 
 def test_compiled_w8a8_encoder_gives_the_eager_features_and_compiles_only_at_warm_up() -> None:
@@ -49,7 +44,7 @@ def test_compiled_w8a8_encoder_gives_the_eager_features_and_compiles_only_at_war
     assert compiled_graphs() == warmed  # three tiles, full and partial, in graphs compiled at warm-up
     valid = mask.flatten(1)
     for i in range(3):
-        assert _cos_min(compiled[i][valid[i]], eager[i][valid[i]]) >= 0.999
+        assert cos_min(compiled[i][valid[i]], eager[i][valid[i]]) >= 0.999
     torch.testing.assert_close(compiled_full, compiled[:2], rtol=0, atol=0)  # tiles run one by one either way
     if quant.onednn_int8_available():
         assert encoder.encoder.layers[0].mlp.fc1._onednn is not None
@@ -87,7 +82,7 @@ def test_int8_dynamic_vlm_engine_compiles_its_encoder_at_load(tmp_path) -> None:
     pixels = torch.randn(2, 3, cfg.image_size, cfg.image_size)
     got = compiled.run(lambda: compiled.model.vision(pixels.to(compiled.model.dtype)))
     ref = eager.run(lambda: eager.model.vision(pixels.to(eager.model.dtype)))
-    assert _cos_min(got, ref) >= 0.999
+    assert cos_min(got, ref) >= 0.999
     eager.close()
     compiled.close()
 
@@ -98,13 +93,11 @@ def test_fp32_encoder_with_weight_only_layers_compiles() -> None:
     cfg = VisionConfig(hidden_size=48, intermediate_size=96, num_layers=2, num_heads=4, image_size=66, patch_size=7)
     torch.manual_seed(0)
     encoder = quant.quantize_model(VisionModel(cfg).eval(), "int8-dynamic")
-    for m in encoder.modules():
-        if isinstance(m, Attention):  # as the engine loads it
-            m.fuse_qkv(concat_linears([m.q_proj, m.k_proj, m.v_proj]))  # type: ignore[arg-type]
+    fuse_vision_qkv(encoder)  # as the engine loads it
     model: Any = SimpleNamespace(vision=encoder, dtype=torch.float32)
     pixels = torch.randn(2, 3, cfg.image_size, cfg.image_size)
     with torch.inference_mode():
         eager = encoder(pixels)
         assert compile_vision(model)
         warm_up_vision(model)
-        assert _cos_min(encoder(pixels), eager) >= 0.999
+        assert cos_min(encoder(pixels), eager) >= 0.999

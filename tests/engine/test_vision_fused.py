@@ -24,7 +24,8 @@ def _model() -> vision.VisionModel:
     return vision.VisionModel(CFG).eval()
 
 
-def _fuse_qkv(model: vision.VisionModel) -> None:
+def fuse_vision_qkv(model: vision.VisionModel) -> None:
+    """One q/k/v GEMM per layer, as the engine loads the encoder (fuse.py)."""
     for m in model.modules():
         if isinstance(m, vision.Attention):
             qkv = concat_linears([m.q_proj, m.k_proj, m.v_proj])
@@ -32,8 +33,9 @@ def _fuse_qkv(model: vision.VisionModel) -> None:
             m.fuse_qkv(qkv)
 
 
-def _cos(a: torch.Tensor, ref: torch.Tensor) -> float:
-    return F.cosine_similarity(a.float().flatten(1), ref.flatten(1), dim=-1).min().item()
+def cos_min(a: torch.Tensor, b: torch.Tensor) -> float:
+    """The lowest cosine similarity between matching rows of a and b (flattened past the first dimension)."""
+    return F.cosine_similarity(a.float().flatten(1), b.float().flatten(1), dim=-1).min().item()
 
 
 def _pixels() -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,7 +62,7 @@ def test_fast_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pyt
         ref = model(pixels, mask)  # fp32
         assert not calls
         fast = copy.deepcopy(model).to(torch.bfloat16)
-        _fuse_qkv(fast)
+        fuse_vision_qkv(fast)
         monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
         out = fast(pixels.to(torch.bfloat16), mask)
         assert calls == ["gelu"] * CFG.num_layers
@@ -70,8 +72,8 @@ def test_fast_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pyt
 
     assert out.shape == ref.shape == (2, CFG.num_patches, CFG.hidden_size)
     valid = mask.flatten(1)  # a partial tile's padded patches are ignored downstream
-    assert _cos(out[0], ref[0]) >= 0.999 and _cos(out[1][valid[1]], ref[1][valid[1]]) >= 0.999
-    assert _cos(out[0], ref[0]) >= _cos(plain[0], ref[0]) - 1e-4
+    assert cos_min(out[0], ref[0]) >= 0.999 and cos_min(out[1][valid[1]], ref[1][valid[1]]) >= 0.999
+    assert cos_min(out[0], ref[0]) >= cos_min(plain[0], ref[0]) - 1e-4
 
 
 def test_padding_the_sequence_does_not_change_the_valid_outputs(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -89,7 +91,7 @@ def test_padding_the_sequence_does_not_change_the_valid_outputs(monkeypatch: pyt
 def test_fused_qkv_gives_the_same_outputs() -> None:
     model = _model().to(torch.bfloat16)
     fused = copy.deepcopy(model)
-    _fuse_qkv(fused)
+    fuse_vision_qkv(fused)
     pixels, _ = _pixels()
     with torch.inference_mode():
         assert torch.equal(fused(pixels.to(torch.bfloat16)), model(pixels.to(torch.bfloat16)))
@@ -111,4 +113,4 @@ def test_weight_only_layers_feed_the_dense_kernels_with_their_own_values(mode: s
     with torch.inference_mode():
         out = quant(pixels.to(torch.bfloat16)).float()
         ref = dense(pixels.to(torch.bfloat16)).float()
-    assert _cos(out, ref) >= 0.9999
+    assert cos_min(out, ref) >= 0.9999

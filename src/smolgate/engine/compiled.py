@@ -43,8 +43,7 @@ WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length
 
 def compile_decode_step(model: SmolVLM) -> StepFn:
     """`model.decode_rows`, compiled with dynamic batch size, positions and cache length."""
-    options: dict[str, str | int | bool | Callable[..., Any]] = {"guard_filter_fn": _skip_weight_guards}
-    return torch.compile(model.decode_rows, dynamic=True, options=options)  # type: ignore[return-value]
+    return torch.compile(model.decode_rows, dynamic=True, options=_options())  # type: ignore[return-value]
 
 
 def compile_vision(model: SmolVLM) -> bool:
@@ -52,9 +51,8 @@ def compile_vision(model: SmolVLM) -> bool:
     encoder = model.vision
     if encoder is None or not any(isinstance(m, QuantLinear) and m.dynamic for m in encoder.modules()):
         return False
-    options: dict[str, str | int | bool | Callable[..., Any]] = {"guard_filter_fn": _skip_weight_guards}
     # one graph serves every layer (same code, weights are inputs) and every request (one tile at a time)
-    layer = torch.compile(vision.run_layer, dynamic=False, options=options)
+    layer = torch.compile(vision.run_layer, dynamic=False, options=_options())
 
     def per_tile(block: vision.EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         tiles = [layer(block, x[i : i + 1], None if mask is None else mask[i : i + 1]) for i in range(x.shape[0])]
@@ -76,6 +74,10 @@ def warm_up_vision(model: SmolVLM) -> None:
     partial[:, :, side // 2 :] = False
     for mask in (None, partial):
         encoder(pixels, mask)
+
+
+def _options() -> dict[str, str | int | bool | Callable[..., Any]]:
+    return {"guard_filter_fn": _skip_weight_guards}
 
 
 def _skip_weight_guards(entries: list[Any]) -> list[bool]:

@@ -99,16 +99,12 @@ class OnednnInt8:
 
     def __call__(self, x2: torch.Tensor) -> torch.Tensor:
         q, scale = quantize_rows(x2)
-        out = _w8a8_out_dtype(x2)
+        out = x2.dtype if x2.dtype in (torch.float32, torch.bfloat16) else torch.float32
         if torch.compiler.is_compiling():
             # inductor cannot lower the oneDNN op on a runtime weight: only the GEMM is opaque, so the activation
             # quantization before it and the row scaling after it fuse with the neighbouring ops
             return onednn_int8_mm(q, self.packed, self.w_scales, out) * scale.to(out)
         return _onednn_mm(q, self.packed, self.w_scales, out).mul_(scale.to(out))
-
-
-def _w8a8_out_dtype(x2: torch.Tensor) -> torch.dtype:
-    return x2.dtype if x2.dtype in (torch.float32, torch.bfloat16) else torch.float32
 
 
 @torch.library.custom_op("smolgate::onednn_int8_mm", mutates_args=())
@@ -258,7 +254,7 @@ class QuantLinear(nn.Module):
         """The weight as bf16 [N, K] (exactly the values the kernels use)."""
         if self.group_size:
             return _unpack_int4_t(self.packed(), *self.shape).t()  # type: ignore[arg-type]
-        return self.int8_weight().to(COMPUTE_DTYPE) * self.scales[:, None]
+        return self.int8_weight() * self.scales[:, None]  # int8 x bf16 -> bf16 in one pass
 
     def dense_weight(self, rows: int) -> torch.Tensor | None:
         """The bf16 [N, K] weight, scales folded in, for callers with their own dense kernels (the vision encoder's
@@ -266,9 +262,7 @@ class QuantLinear(nn.Module):
         layer, or fewer rows than DENSE_ROWS)."""
         if self._w8a8() is not None or rows < DENSE_ROWS[self.bits]:
             return None
-        if self.group_size:
-            return _unpack_int4_t(self.packed(), *self.shape).t()  # type: ignore[arg-type]
-        return self.weight * self.scales[:, None]  # int8 x bf16 -> bf16 in one pass
+        return self.dequantized()
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -335,7 +329,7 @@ def _quantize_embedding(model: nn.Module, skip: Sequence[str]) -> None:
     text = getattr(model, "text", None)
     table = getattr(text, "embed_tokens", None)
     name = "text.embed_tokens"
-    if not isinstance(table, nn.Embedding) or any(fnmatch.fnmatchcase(name, p) for p in skip):
+    if not isinstance(table, nn.Embedding) or _matches(name, skip):
         return
     cfg = getattr(model, "cfg", None)
     tied = cfg is not None and cfg.text.tie_word_embeddings
@@ -345,6 +339,10 @@ def _quantize_embedding(model: nn.Module, skip: Sequence[str]) -> None:
     packed = _meta_packed(v, d, "int8", GROUP_SIZE) if table.weight.is_meta else _quantize_int8(table.weight.detach())
     assert isinstance(packed, PackedInt8)
     text.embed_tokens = QuantEmbedding(packed, table.weight.dtype)  # type: ignore[union-attr]
+
+
+def _matches(name: str, patterns: Sequence[str]) -> bool:
+    return any(fnmatch.fnmatchcase(name, p) for p in patterns)
 
 
 def layer_mode(name: str, shape: tuple[int, int], mode: QuantMode, group_size: int = GROUP_SIZE) -> QuantMode:
@@ -393,7 +391,7 @@ def quantize_model(
     targets = [
         (name, m)
         for name, m in model.named_modules()
-        if isinstance(m, nn.Linear) and not any(fnmatch.fnmatchcase(name, p) for p in skip)
+        if isinstance(m, nn.Linear) and not _matches(name, skip)
     ]
     for name, linear in targets:
         n, k = linear.weight.shape
@@ -403,7 +401,7 @@ def quantize_model(
         else:
             packed = quantize_linear_weight(linear.weight, lm, group_size=group_size)
         parent, _, attr = name.rpartition(".")
-        dynamic = mode == "int8-dynamic" and not any(fnmatch.fnmatchcase(name, p) for p in weight_only)
+        dynamic = mode == "int8-dynamic" and not _matches(name, weight_only)
         layer = QuantLinear(packed, linear.bias, k, dynamic=dynamic)
         setattr(model.get_submodule(parent) if parent else model, attr, layer)
     _quantize_embedding(model, skip)

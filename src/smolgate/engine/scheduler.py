@@ -335,7 +335,7 @@ class Scheduler:
                 self._waiting.popleft()
             self._make_room(group)
         lengths = [r.dec.prompt_len for r in group]
-        first = len(self._rows)
+        first, used = len(self._rows), len(group) * max(lengths)  # padded positions count against the budget
         ids = torch.zeros(len(group), max(lengths), dtype=torch.long)
         for j, req in enumerate(group):
             ids[j, : lengths[j]] = req.input_ids[0]
@@ -346,7 +346,7 @@ class Scheduler:
         except Exception as exc:  # noqa: BLE001 - the error goes to each caller's iterator
             for req in group:
                 req.out.put(exc)
-            return sum(lengths)
+            return used
         for j, req in enumerate(group):
             req.filled = req.pos = lengths[j]
             if req.cancelled:
@@ -355,14 +355,11 @@ class Scheduler:
             token = self._advance(req, logits[j], None)
             if token < 0:
                 continue
-            row = len(self._rows)
-            if row != first + j:  # an earlier member finished at once: close the gap
+            if (row := len(self._rows)) != first + j:  # an earlier member finished at once: close the gap
                 for c in self._caches:
                     c.move_row(first + j, row, req.pos)
-            self._tokens[row, 0] = token
-            self._positions[row] = req.pos
-            self._rows.append(req)
-        return len(group) * max(lengths)
+            self._join(req, token)
+        return used
 
     def _prefill_chunk(self, req: _Request, budget: int) -> int:
         """Prefill up to `budget` more prompt positions of the joining request -> the budget used (all of it for
@@ -396,12 +393,16 @@ class Scheduler:
         self._filling, req.embeds = None, req.embeds[:, :0]  # the prompt lives in the cache now
         req.pos = req.dec.prompt_len
         token = self._advance(req, logits[0], None)
-        if token < 0:
-            return used
+        if token >= 0:
+            self._join(req, token)
+        return used
+
+    def _join(self, req: _Request, token: int) -> None:
+        """A prefilled request becomes the next decoding row (its cache row is len(rows)), `token` its next input."""
+        row = len(self._rows)
         self._tokens[row, 0] = token
         self._positions[row] = req.pos
         self._rows.append(req)
-        return used
 
     def _decode(self) -> None:
         for i in reversed(range(len(self._rows))):  # cancelled rows leave before the step

@@ -76,7 +76,7 @@ class LocalProvider(Provider):
         limits = Limits(compile=self.cfg.compile)
         if self.cfg.compile:
             log.info("local model: the decode step is compiled after loading "
-                     "(~40-50 s for 135M on 2 cores, minutes for 2.2B)")
+                     "(~35-50 s for 135M on 2 cores with inductor's cache warm, ~2 min cold; minutes for 2.2B)")
         self.engine = await asyncio.to_thread(
             lambda: Engine.load(source, quant=quant, dtype=self.cfg.dtype, limits=limits)
         )
