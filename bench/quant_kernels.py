@@ -31,7 +31,7 @@ from rich.console import Console
 from rich.progress import Progress
 from rich.table import Table
 
-from smolgate.engine import quant
+from smolgate.engine import malloc, quant
 
 RESULTS = Path(__file__).parent / "results"
 # name: (hidden, intermediate, heads, kv heads, head_dim, layers)
@@ -99,13 +99,11 @@ def quant_linear(mode: quant.QuantMode) -> Builder:
 
 
 def dequant_dense(mode: quant.QuantMode) -> Builder:
-    """The prefill path forced at every M: dequantize to bf16, dense matmul."""
+    """The prefill path forced at every M: dequantize to bf16 and dense matmuls (QuantLinear.dense_matmul)."""
 
     def build(w: torch.Tensor) -> Kernel:
         layer = quant.QuantLinear(quant.quantize_linear_weight(w, mode), None, w.shape[1])
-        if mode == "int8":
-            return lambda x: F.linear(x.to(torch.bfloat16), layer.weight.to(torch.bfloat16)) * layer.scales
-        return lambda x: F.linear(x.to(torch.bfloat16), layer.dequantized())
+        return lambda x: layer.dense_matmul(x.to(torch.bfloat16))
 
     return build
 
@@ -252,6 +250,7 @@ def main() -> None:
     ap.add_argument("--out", default="quant_kernels", help="result file stem under bench/results")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    malloc.serving()  # the engine's allocator settings: temporaries up to 32 MiB reuse heap memory
     rows = [int(r) for r in args.rows.split(",")]
     console = Console()
     load_before = os.getloadavg()[0]

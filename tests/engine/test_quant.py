@@ -209,6 +209,42 @@ def test_skip_and_fallback() -> None:
         quant.quantize_model(model, "int3")  # type: ignore[arg-type]
 
 
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_dequantized_weight_is_what_the_kernel_computes_with(mode: quant.QuantMode) -> None:
+    """The dense path (prefill, the vision encoder's fused GEMMs) must use the decode kernel's own weight values,
+    or a prompt's logits would drift from decoding the same tokens one by one."""
+    torch.manual_seed(6)
+    n, k = 256, 128
+    layer = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(n, k), mode), None, k)
+    eye = torch.eye(k, dtype=torch.bfloat16)  # one row per input channel: the kernel's output is W^T
+    with torch.no_grad():
+        kernel = layer._weight_only(eye[: quant.DENSE_ROWS[layer.bits] - 1])  # below DENSE_ROWS: the kernel
+    assert torch.equal(kernel, layer.dequantized().t()[: kernel.shape[0]])
+
+
+@pytest.mark.parametrize("mode", ["int8", "int4"])
+def test_dense_path_in_slices_of_output_channels(mode: quant.QuantMode, monkeypatch: pytest.MonkeyPatch) -> None:
+    """From DENSE_ROWS rows a weight-only layer dequantizes and runs dense GEMMs, a slice of output channels at a
+    time (DENSE_CHUNK weights); each slice must carry its own rows' scales (int4: 64-row packing blocks, [K/g, N]
+    scales) for the result to equal the whole dequantized weight's."""
+    torch.manual_seed(5)
+    n, k = 320, 128
+    layer = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(n, k), mode), None, k)
+    monkeypatch.setattr(quant, "DENSE_CHUNK", 128 * k)  # slices of 128, 128 and 64 channels
+    x = torch.randn(quant.DENSE_ROWS[layer.bits], k, dtype=torch.bfloat16)
+    slices: list[torch.Tensor] = []
+    original = layer._dense
+    monkeypatch.setattr(layer, "_dense", lambda x2, a, b: slices.append(torch.tensor(b - a)) or original(x2, a, b))
+    with torch.no_grad():
+        got = layer(x).float()
+        below = layer(x[:-1]).float()  # one row fewer: the weight-only kernel
+    assert [int(s) for s in slices] == [128, 128, 64]
+    ref = x.float() @ layer.dequantized().float().t()
+    tol = ref.abs().max().item() / 100  # bf16 products and output rounding; a wrong slice is off by O(max)
+    torch.testing.assert_close(got, ref, rtol=0, atol=tol)
+    torch.testing.assert_close(below, ref[:-1], rtol=0, atol=tol)
+
+
 @pytest.mark.skipif(not quant.onednn_int8_available(), reason="no oneDNN int8 GEMM in this torch build / CPU")
 def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch() -> None:
     torch.manual_seed(3)

@@ -16,8 +16,9 @@
 - The token embedding table is int8 in every quantized mode (QuantEmbedding, one scale per token row): a lookup
   reads only its rows, so this is about memory, not speed (2.2B: 202 -> 101 MB).
 
-The int4 kernel is fast for a few rows but far slower than a dense bf16 GEMM at prefill shapes, so from
-`DENSE_ROWS` rows on such a layer dequantizes its weight to bf16 for one dense matmul.
+The weight-only kernels cost ~0.18 ms per row on a 6144 x 2048 layer: fast for a few rows, far slower than a dense
+bf16 GEMM at prefill shapes. So from `DENSE_ROWS` rows on a layer dequantizes its weight to bf16 and runs dense
+matmuls, a slice of output channels at a time (`DENSE_CHUNK`).
 Weight-only kernels compute in bf16 with fp32 accumulation (both are ~2x slower with fp32 activations);
 outputs return in the caller's dtype.
 """
@@ -41,10 +42,16 @@ QuantMode = Literal["none", "int8", "int8-dynamic", "int4"]
 MODES: tuple[QuantMode, ...] = ("none", "int8", "int8-dynamic", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
-# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (2.2B shapes, quiet machine:
-# int4pack costs ~0.19 ms per row on an 8192x2048 layer, the int4 -> bf16 unpack ~30 ms; an int8 weight
-# dequantizes with one cast).
-DENSE_ROWS = {8: 128, 4: 192}
+# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel, per bits (bench/quant_kernels.py
+# --rows 8,16,32,64,128,192; 2.2B and 135M layer shapes): an int8 weight dequantizes with one cast (6144 x 2048 at 32 rows: 2.4
+# against 5.0 ms for the kernel); int4 must unpack nibbles and apply group scales (~14 ms for that layer), which
+# the kernel's per-row cost passes at ~100-130 rows.
+DENSE_ROWS = {8: 16, 4: 128}
+# Output channels are dequantized at most this many weights at a time: a temporary above 32 MiB is a fresh mmap
+# on every call (glibc's limit for serving from the heap, see malloc.py), one page fault per 4 KiB: the
+# 16384 x 2048 gate/up layer at 64 rows took 15 ms in one piece, 6-8 ms in slices (int4: 57 -> 37-39 ms). 4M
+# weights keep int4's fp32 temporary (16 MiB) on the heap too.
+DENSE_CHUNK = 4 << 20
 COMPUTE_DTYPE = torch.bfloat16
 _CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
 _BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unpack_int4_t)
@@ -177,12 +184,17 @@ def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size:
 def _unpack_int4_t(p: PackedInt4, n: int, k: int) -> torch.Tensor:
     """Packed int4 -> the transposed weight, bf16 [K, N]. Layout: per 64-row block, [K, 32] bytes; low nibble is
     row j, high nibble row j + 32. Building W^T moves whole 32-byte runs (W itself would need an element-wise
-    transpose, ~10x slower), and the group scales then broadcast along contiguous rows."""
-    b = p.weight.view(n // _BLOCK_N, k, _BLOCK_N // 2)
-    q = torch.stack([b & 15, b >> 4], dim=2).permute(1, 0, 2, 3).reshape(k // p.group_size, p.group_size, n)
-    scale = p.scales_zeros[..., 0].unsqueeze(1)  # [K/g, 1, N]
-    zero = p.scales_zeros[..., 1].unsqueeze(1)
-    return torch.addcmul(zero - 8 * scale, q.to(COMPUTE_DTYPE), scale).view(k, n)
+    transpose, ~10x slower), and the group scales then broadcast along contiguous rows. The arithmetic runs in
+    fp32, rounded to bf16 once: torch's bf16 multiply with a broadcast operand is ~5x slower than fp32's."""
+    b = p.weight.view(n // _BLOCK_N, k, _BLOCK_N // 2).transpose(0, 1)  # [K, N/64, 32]
+    q = torch.empty(k, n // _BLOCK_N, 2, _BLOCK_N // 2)
+    q[:, :, 0].copy_(b & 15)
+    q[:, :, 1].copy_(b >> 4)
+    sz = p.scales_zeros.float()
+    scale = sz[..., 0].unsqueeze(1)  # [K/g, 1, N]
+    by_group = q.view(k // p.group_size, p.group_size, n)
+    torch.addcmul(sz[..., 1].unsqueeze(1) - 8 * scale, by_group, scale, out=by_group)
+    return q.view(k, n).to(COMPUTE_DTYPE)
 
 
 class QuantLinear(nn.Module):
@@ -281,15 +293,26 @@ class QuantLinear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
     def _weight_only(self, x2: torch.Tensor) -> torch.Tensor:
-        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from DENSE_ROWS rows dequantize + dense GEMM."""
+        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from DENSE_ROWS rows dequantize + dense GEMMs."""
         if x2.shape[0] >= DENSE_ROWS[self.bits]:
-            if self.group_size:
-                return x2 @ _unpack_int4_t(self.packed(), *self.shape)  # type: ignore[arg-type]
-            # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
-            return F.linear(x2, self.weight.to(COMPUTE_DTYPE)) * self.scales
+            return self.dense_matmul(x2)
         if self.group_size:
             return torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
         return torch._weight_int8pack_mm(x2, self.weight, self.scales)
+
+    def dense_matmul(self, x2: torch.Tensor) -> torch.Tensor:
+        """bf16 [M, K] -> [M, N] through the dequantized weight and dense GEMMs, DENSE_CHUNK weights at a time."""
+        step = max(_BLOCK_N, DENSE_CHUNK // self.in_features // _BLOCK_N * _BLOCK_N)  # int4 packs 64 rows together
+        parts = [self._dense(x2, n, min(n + step, self.out_features)) for n in range(0, self.out_features, step)]
+        return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def _dense(self, x2: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        """x2 @ the dequantized weight of output channels [start, end) -> bf16 [M, end - start]."""
+        if self.group_size:
+            part = PackedInt4(self.weight[start:end], self.scales[:, start:end], self.group_size)
+            return x2 @ _unpack_int4_t(part, end - start, self.in_features)
+        # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
+        return F.linear(x2, self.weight[start:end].to(COMPUTE_DTYPE)) * self.scales[start:end]
 
     def extra_repr(self) -> str:
         kind = f"int4, group {self.group_size}" if self.group_size else "int8"
