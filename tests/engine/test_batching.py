@@ -122,6 +122,27 @@ def test_a_burst_of_short_prompts_is_prefilled_in_one_pass_and_joins_the_batch(e
         same(result(stream), ref)
 
 
+def test_a_long_prompt_is_prefilled_in_equal_chunks(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """20 positions with 8-position chunks: 7 + 7 + 6, not 8 + 8 + 4 (a short last chunk would cost a long one's
+    time where weight-only layers only go dense from DENSE_ROWS rows); the result is the unchunked one."""
+    ids = prompt(20, 50)
+    ref = reference(engine, ids, max_tokens=6)
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=8))
+    widths: list[int] = []
+    forward = engine.model.forward
+
+    def spy(x: torch.Tensor, *args: Any, **kw: Any) -> torch.Tensor:
+        if x.shape[1] > 1:  # a prefill pass, not a decode step
+            widths.append(x.shape[1])
+        return forward(x, *args, **kw)
+
+    monkeypatch.setattr(engine.model, "forward", spy)
+    stream = sched.submit(ids, sampler=Sampler(), max_tokens=6)
+    run(sched)
+    assert widths == [7, 7, 6]
+    same(result(stream), ref)
+
+
 def test_seeded_sampling_does_not_depend_on_batch_company(engine: Engine) -> None:
     ids = prompt(11, 42)
 

@@ -362,14 +362,18 @@ class Scheduler:
         return used
 
     def _prefill_chunk(self, req: _Request, budget: int) -> int:
-        """Prefill up to `budget` more prompt positions of the joining request -> the budget used (all of it for
-        a vision-encoder pass, which ends the iteration's prefill; at least 1 so the caller's loop ends)."""
+        """Prefill the joining request's next chunk if `budget` positions cover it -> the budget used (all of it
+        for a vision-encoder pass or a chunk that must wait, which ends the iteration's prefill; at least 1 so the
+        caller's loop ends)."""
         row = len(self._rows)
         if req.cancelled:
             self._filling = None
             req.out.put(req.dec.end("cancelled"))
             return 1
-        start, chunk = req.filled, min(budget, self.limits.prefill_chunk)
+        # equal chunks (600 positions: 300 + 300, not 512 + 88): a short last chunk would cost as much as a long
+        # one where weight-only layers switch to dense GEMMs only from DENSE_ROWS rows (int4: 128)
+        total, start = req.dec.prompt_len, req.filled
+        chunk = min(-(-total // -(-total // self.limits.prefill_chunk)), total - start)
         try:
             if req.embeds is None:
                 if req.embedding is None:
@@ -380,6 +384,8 @@ class Scheduler:
                 except StopIteration as embedded:
                     req.embeds, req.embedding, req.pixels = embedded.value, None, None
             assert req.embeds is not None
+            if chunk > budget:
+                return budget  # what is left of this iteration's budget: the next one takes a whole chunk
             self.prefill_passes += 1
             logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
         except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
