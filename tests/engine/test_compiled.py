@@ -93,3 +93,24 @@ def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.Temp
     torch.testing.assert_close(step_logits(compiled), step_logits(eager), rtol=1e-4, atol=1e-4)
     eager.close()
     compiled.close()
+
+
+def test_batches_past_the_dense_threshold_were_compiled_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
+    # weight-only int8 layers run their kernel below DENSE_ROWS rows and dense GEMMs from there on: with that many
+    # slots, a full batch takes a branch the three usual graphs never traced. Run after the module's other tests,
+    # this is also the third compiled model in the process: past dynamo's default of 8 graphs per function
+    # shared by all models (engine/compiled.py: isolate_recompiles)
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-slots"))
+    slots = quant.DENSE_ROWS[8]
+    before = compiled_graphs()
+    engine = Engine.load(str(path), quant="int8", limits=Limits(compile=True, max_slots=slots))
+    assert compiled_graphs() - before == 4
+    engine.tokenizer.eos_token_ids = ()  # random weights: no request may end early, the batch must fill
+    serving = compiled_graphs()
+    messages = [[ChatMessage("user", [TextPart(f"Count to {i}.")])] for i in range(slots)]
+    streams = [engine.stream(m, GenerationParams(max_tokens=4)) for m in messages]
+    results = [gen.collect(s) for s in streams]
+    assert engine.scheduler.peak_batch == slots
+    assert all(r.completion_tokens == 4 for r in results)
+    assert compiled_graphs() == serving  # no request paid for a compile
+    engine.close()

@@ -8,8 +8,9 @@ inductor's on-disk cache warm, ~2 min cold (~3 min for 2.2B int8-dynamic with it
 by default.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
-one-row cache, one row in a bigger cache, and several rows. `warm_up` compiles all three before the first request,
-so no request pays for a compile. Two things keep those graphs general:
+one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's DENSE_ROWS,
+also batches past that threshold. `warm_up` compiles them all before the first request, so no request pays for a
+compile. Two things keep those graphs general:
 - duck shaping is off while tracing: by default sizes that happen to be equal at trace time share one symbol
   (batch rows = cache rows, cache length = RoPE table length), and every later mismatch would recompile;
 - the RoPE tables are built for the whole context first, so they never change once traced.
@@ -19,10 +20,13 @@ it (2.2B-shape tile 572 -> 375 ms, 256M 322 -> 162 ms). Other modes keep the eag
 GEMM measured as fast or faster than inductor's code. The encoder runs one tile at a time through a graph with
 static shapes: per element inductor's kernels ran 3x slower in the graph with a dynamic tile count.
 
+Each model's graphs are its own (`isolate_recompiles`): by default dynamo counts the graphs of a function over
+every model in the process, and past 8 (`recompile_limit`) it silently runs eager - a third compiled model, at
+3-5 decode graphs each, would have decoded uncompiled.
+
 Guards on the model's weights are skipped (1.0 -> 0.45 ms per 135M step): a loaded model's weights never change
-shape or dtype, and the graph reads them afresh on every call. Every other guard stays: dynamo shares compiled code
-between all models in the process (two local routes), and the module types, config constants and RoPE tables' dtype
-are what tell one model's graph from another's.
+shape or dtype, and the graph reads them afresh on every call. Every other guard stays (module types, config
+constants, the RoPE tables' dtype, shapes): they are what keep a graph to the calls it is valid for.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ import torch.fx.experimental._config
 
 from .model import vision
 from .model.smolvlm import SmolVLM
-from .quant import QuantLinear
+from .quant import DENSE_ROWS, QuantLinear
 
 StepFn = Callable[..., torch.Tensor]
 WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length > 1 gives the same graph)
@@ -43,7 +47,9 @@ WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length
 
 def compile_decode_step(model: SmolVLM) -> StepFn:
     """`model.decode_rows`, compiled with dynamic batch size, positions and cache length."""
-    return torch.compile(model.decode_rows, dynamic=True, options=_options())  # type: ignore[return-value]
+    return torch.compile(  # type: ignore[return-value]
+        model.decode_rows, dynamic=True, options=_options(), isolate_recompiles=True
+    )
 
 
 def compile_vision(model: SmolVLM) -> bool:
@@ -52,7 +58,7 @@ def compile_vision(model: SmolVLM) -> bool:
     if encoder is None or not any(isinstance(m, QuantLinear) and m.dynamic for m in encoder.modules()):
         return False
     # one graph serves every layer (same code, weights are inputs) and every request (one tile at a time)
-    layer = torch.compile(vision.run_layer, dynamic=False, options=_options())
+    layer = torch.compile(vision.run_layer, dynamic=False, options=_options(), isolate_recompiles=True)
 
     def per_tile(block: vision.EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         tiles = [layer(block, x[i : i + 1], None if mask is None else mask[i : i + 1]) for i in range(x.shape[0])]
@@ -101,7 +107,12 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
     model.text.ensure_rope(max(model.cfg.text.max_position_embeddings, WARM_CACHE_LEN))
     with torch.fx.experimental._config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
         wide = min(3, tokens.shape[0])  # cache rows of the general graphs (any size > 1)
-        for rows, cache_rows in [(1, 1)] + ([(1, wide), (2, wide)] if wide > 1 else []):
+        shapes = [(1, 1)] + ([(1, wide), (2, wide)] if wide > 1 else [])
+        # weight-only layers branch on the row count (their kernel below DENSE_ROWS, dense GEMMs from there on),
+        # so batches that can reach a threshold need the graph past it too
+        bits = {m.bits for m in model.modules() if isinstance(m, QuantLinear) and m.weight_only}
+        shapes += [(t, t + 1) for t in sorted({DENSE_ROWS[b] for b in bits}) if 2 < t <= tokens.shape[0]]
+        for rows, cache_rows in shapes:
             caches = model.text.new_caches(cache_rows, WARM_CACHE_LEN)
             positions[:rows] = torch.arange(5, 5 + rows)
             step(tokens[:rows], positions[:rows], 5 + rows, caches)

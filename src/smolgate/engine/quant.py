@@ -222,6 +222,11 @@ class QuantLinear(nn.Module):
     def bits(self) -> int:
         return 4 if self.group_size else 8
 
+    @property
+    def weight_only(self) -> bool:
+        """Whether this layer runs a weight-only kernel (a few rows) or dense GEMMs (from DENSE_ROWS rows)."""
+        return self._w8a8() is None
+
     def int8_weight(self) -> torch.Tensor:
         return self._onednn.weight() if self._onednn is not None else self.weight
 
@@ -272,7 +277,7 @@ class QuantLinear(nn.Module):
         """The bf16 [N, K] weight, scales folded in, for callers with their own dense kernels (the vision encoder's
         fused GELU / residual GEMMs) at `rows` rows: None where this layer's own path is the faster one (a W8A8
         layer, or fewer rows than DENSE_ROWS)."""
-        if self._w8a8() is not None or rows < DENSE_ROWS[self.bits]:
+        if not self.weight_only or rows < DENSE_ROWS[self.bits]:
             return None
         return self.dequantized()
 
