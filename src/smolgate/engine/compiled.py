@@ -47,9 +47,7 @@ WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length
 
 def compile_decode_step(model: SmolVLM) -> StepFn:
     """`model.decode_rows`, compiled with dynamic batch size, positions and cache length."""
-    return torch.compile(  # type: ignore[return-value]
-        model.decode_rows, dynamic=True, options=_options(), isolate_recompiles=True
-    )
+    return _compile(model.decode_rows, dynamic=True)
 
 
 def compile_vision(model: SmolVLM) -> bool:
@@ -58,7 +56,7 @@ def compile_vision(model: SmolVLM) -> bool:
     if encoder is None or not any(isinstance(m, QuantLinear) and m.dynamic for m in encoder.modules()):
         return False
     # one graph serves every layer (same code, weights are inputs) and every request (one tile at a time)
-    layer = torch.compile(vision.run_layer, dynamic=False, options=_options(), isolate_recompiles=True)
+    layer = _compile(vision.run_layer, dynamic=False)
 
     def per_tile(block: vision.EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         tiles = [layer(block, x[i : i + 1], None if mask is None else mask[i : i + 1]) for i in range(x.shape[0])]
@@ -82,8 +80,10 @@ def warm_up_vision(model: SmolVLM) -> None:
         encoder(pixels, mask)
 
 
-def _options() -> dict[str, str | int | bool | Callable[..., Any]]:
-    return {"guard_filter_fn": _skip_weight_guards}
+def _compile(fn: Callable[..., Any], *, dynamic: bool) -> Any:
+    """torch.compile with this model's own graphs (isolate_recompiles, missing from torch's typing stubs)."""
+    compile_: Any = torch.compile
+    return compile_(fn, dynamic=dynamic, options={"guard_filter_fn": _skip_weight_guards}, isolate_recompiles=True)
 
 
 def _skip_weight_guards(entries: list[Any]) -> list[bool]:
