@@ -43,9 +43,9 @@ MODES: tuple[QuantMode, ...] = ("none", "int8", "int8-dynamic", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
 # Rows from which dequantize + dense bf16 matmul beats the weight-only kernel, per bits (bench/quant_kernels.py
-# --rows 8,16,32,64,128,192; 2.2B and 135M layer shapes): an int8 weight dequantizes with one cast (6144 x 2048 at 32 rows: 2.4
-# against 5.0 ms for the kernel); int4 must unpack nibbles and apply group scales (~14 ms for that layer), which
-# the kernel's per-row cost passes at ~100-130 rows.
+# --rows 8,16,32,64,128,192 on the 2.2B / 500M / 256M shapes; 135M alike): an int8 weight dequantizes with one
+# cast (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel); int4 must unpack nibbles and apply group
+# scales (~10 ms for that layer), which the kernel's per-row cost passes at ~100-130 rows.
 DENSE_ROWS = {8: 16, 4: 128}
 # Output channels are dequantized at most this many weights at a time: a temporary above 32 MiB is a fresh mmap
 # on every call (glibc's limit for serving from the heap, see malloc.py), one page fault per 4 KiB: the
