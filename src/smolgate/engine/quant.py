@@ -6,7 +6,7 @@
   beats the weight-only kernel 1.6x at one row and 3.8x at eight, and a dense bf16 GEMM at prefill sizes
   (2.2B decode passes llama.cpp Q8_0). Rows are quantized independently and the sums are exact, so a row's
   result does not depend on its batch. The price is accuracy on real activations with outlier channels: top-1
-  agreement with fp32 on the real SmolLM2-135M (bench/quant_accuracy.py) is 0.85, against 0.91 for weight-only int8.
+  agreement with fp32 on the real SmolLM2-135M (bench/quant_accuracy.py) is 0.83, against 0.92 for weight-only int8.
   Layers with <= 256 outputs (a slow oneDNN path, see ONEDNN_MIN_OUT), and CPUs without oneDNN, run weight-only.
 - int4: asymmetric groups of 32 along K (the CPU kernel takes a zero point per group at no extra cost, and
   asymmetric uses all 16 levels on skewed groups); decode runs `torch._weight_int4pack_mm_for_cpu`. A layer the
