@@ -232,13 +232,18 @@ def test_dense_path_in_slices_of_output_channels(mode: quant.QuantMode, monkeypa
     layer = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(n, k), mode), None, k)
     monkeypatch.setattr(quant, "DENSE_CHUNK", 128 * k)  # slices of 128, 128 and 64 channels
     x = torch.randn(quant.DENSE_ROWS[layer.bits], k, dtype=torch.bfloat16)
-    slices: list[torch.Tensor] = []
-    original = layer._dense
-    monkeypatch.setattr(layer, "_dense", lambda x2, a, b: slices.append(torch.tensor(b - a)) or original(x2, a, b))
+    slices: list[int] = []
+    dense = layer._dense
+
+    def spy(x2: torch.Tensor, start: int, end: int) -> torch.Tensor:
+        slices.append(end - start)
+        return dense(x2, start, end)
+
+    monkeypatch.setattr(layer, "_dense", spy)
     with torch.no_grad():
         got = layer(x).float()
         below = layer(x[:-1]).float()  # one row fewer: the weight-only kernel
-    assert [int(s) for s in slices] == [128, 128, 64]
+    assert slices == [128, 128, 64]
     ref = x.float() @ layer.dequantized().float().t()
     tol = ref.abs().max().item() / 100  # bf16 products and output rounding; a wrong slice is off by O(max)
     torch.testing.assert_close(got, ref, rtol=0, atol=tol)

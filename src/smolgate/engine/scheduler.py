@@ -373,7 +373,8 @@ class Scheduler:
         # equal chunks (600 positions: 300 + 300, not 512 + 88): a short last chunk would cost as much as a long
         # one where weight-only layers switch to dense GEMMs only from DENSE_ROWS rows (int4: 128)
         total, start = req.dec.prompt_len, req.filled
-        chunk = min(-(-total // -(-total // self.limits.prefill_chunk)), total - start)
+        pieces = -(-total // self.limits.prefill_chunk)  # ceiling divisions
+        chunk = min(-(-total // pieces), total - start)
         try:
             if req.embeds is None:
                 if req.embedding is None:
