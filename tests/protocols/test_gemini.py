@@ -196,6 +196,7 @@ def test_thoughts_and_signatures_decode():
      "contents[0].parts[0].functionCall.name"),
     ({"contents": [], "generationConfig": {"candidateCount": 2}}, "generationConfig.candidateCount"),
     ({"contents": [], "generationConfig": {"temperature": "hot"}}, "generationConfig.temperature"),
+    ({"contents": [], "generationConfig": {"topK": 2.0**64}}, "generationConfig.topK"),  # no 64-bit integer
     ({"contents": [], "tools": [{"functionDeclarations": [{}]}]}, "tools[0].functionDeclarations[0].name"),
     ({"contents": [], "toolConfig": {"functionCallingConfig": {"mode": "SOMETIMES"}}},
      "toolConfig.functionCallingConfig.mode"),

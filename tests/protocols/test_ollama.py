@@ -142,6 +142,7 @@ def test_format_schema_think_and_options_edge_cases():
      "messages[0].tool_calls[0].function.arguments"),
     ({"model": "m", "messages": [], "stream": "yes"}, "stream"),
     ({"model": "m", "messages": [], "options": {"num_predict": "5"}}, "options.num_predict"),
+    ({"model": "m", "messages": [], "options": {"top_k": 1e19}}, "options.top_k"),  # no 64-bit integer
     ({"model": "m", "messages": [], "format": "yaml"}, "format"),
     ({"model": "m", "messages": [], "think": "extreme"}, "think"),
     ({"model": "m", "messages": [], "tools": [{"function": {}}]}, "tools[0].function.name"),

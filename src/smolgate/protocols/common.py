@@ -58,6 +58,16 @@ def check(value: Any, typ: type[T] | tuple[type, ...], name: str) -> Any:
     return value
 
 
+def whole_number(value: float | None, name: str) -> int | None:
+    """An integer field read as a number, since clients may send it as a float (google-genai's topK: 3.0) -> int,
+    or a clear 400 when it does not fit in 64 bits (int(1e19) would only fail later, encoding the upstream body)."""
+    if value is None:
+        return None
+    if not -(2**63) <= value < 2**63:
+        raise invalid(f"'{name}' is out of range", param=name)
+    return int(value)
+
+
 def new_id(prefix: str, n: int = 24) -> str:
     return prefix + secrets.token_hex(n // 2)
 

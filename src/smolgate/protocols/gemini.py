@@ -46,7 +46,7 @@ from ..canonical import (
 )
 from ..errors import ErrorKind, GatewayError, from_status, invalid
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
-from .common import check, dumps, loads_body, new_id
+from .common import check, dumps, loads_body, new_id, whole_number
 from .gemini_parts import (
     FINISH_OUT,
     PartReader,
@@ -150,8 +150,7 @@ def _decode_generate(d: dict[str, Any], model: str, stream: bool, path: str) -> 
 def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None:
     req.temperature = fld(gc, "temperature", float, gp)
     req.top_p = fld(gc, "topP", float, gp)
-    top_k = fld(gc, "topK", float, gp)  # google-genai sends topK as a float (3.0)
-    req.top_k = int(top_k) if top_k is not None else None
+    req.top_k = whole_number(fld(gc, "topK", float, gp), f"{gp}.topK")  # google-genai sends a float (3.0)
     req.max_tokens = fld(gc, "maxOutputTokens", int, gp)
     req.seed = fld(gc, "seed", int, gp)
     stops = fld(gc, "stopSequences", list, gp) or []

@@ -42,7 +42,7 @@ from ..canonical import (
 )
 from ..errors import ErrorKind, GatewayError, from_status, invalid
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
-from .common import b64, check, decode_b64, dumps, field, loads_body, new_id, sniff_image_type
+from .common import b64, check, decode_b64, dumps, field, loads_body, new_id, sniff_image_type, whole_number
 from .ollama_stream import (
     OllamaStreamDecoder,
     OllamaStreamEncoder,
@@ -87,8 +87,7 @@ def _common(req: Request, d: dict[str, Any]) -> None:
         req.max_tokens = n if n is not None and n >= 0 else None
         req.temperature = field(opts, "temperature", float, "options")
         req.top_p = field(opts, "top_p", float, "options")
-        top_k = field(opts, "top_k", float, "options")
-        req.top_k = int(top_k) if top_k is not None else None
+        req.top_k = whole_number(field(opts, "top_k", float, "options"), "options.top_k")
         req.seed = field(opts, "seed", int, "options")
         stop = field(opts, "stop", (list, str), "options")
         if isinstance(stop, str):
