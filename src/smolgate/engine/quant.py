@@ -17,7 +17,7 @@
   reads only its rows, so this is about memory, not speed (2.2B: 202 -> 101 MB).
 
 The weight-only kernels cost ~0.18 ms per row on a 6144 x 2048 layer: fast for a few rows, far slower than a dense
-bf16 GEMM at prefill shapes. So from `DENSE_ROWS` rows on a layer dequantizes its weight to bf16 and runs dense
+bf16 GEMM at prefill shapes. So from `dense_rows()` rows on a layer dequantizes its weight to bf16 and runs dense
 matmuls, a slice of output channels at a time (`DENSE_CHUNK`).
 Weight-only kernels compute in bf16 with fp32 accumulation (both are ~2x slower with fp32 activations);
 outputs return in the caller's dtype.
@@ -35,6 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import int4_unpack
 from .config import ModelConfig
 from .model.smolvlm import SmolVLM, checkpoint_to_module_name
 
@@ -42,19 +43,19 @@ QuantMode = Literal["none", "int8", "int8-dynamic", "int4"]
 MODES: tuple[QuantMode, ...] = ("none", "int8", "int8-dynamic", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
-# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel, per bits (bench/quant_kernels.py
-# --rows 8,16,32,64,128,192 on the 2.2B / 500M / 256M shapes; 135M alike): an int8 weight dequantizes with one
-# cast (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel); int4 must unpack nibbles and apply group
-# scales (~10 ms for that layer), which the kernel's per-row cost passes at ~100-130 rows.
-DENSE_ROWS = {8: 16, 4: 128}
+# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py --rows
+# 8,16,24,32,48,64,128 on the 2.2B / 500M / 256M shapes; 135M alike): an int8 weight dequantizes with one cast
+# (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel); int4 must unpack nibbles and apply group scales,
+# which inductor's code does fast enough to win from 32 rows (int4_unpack.py); eager torch ops, where inductor
+# cannot run, only from 128.
+INT8_DENSE_ROWS, INT4_DENSE_ROWS, INT4_EAGER_DENSE_ROWS = 16, 32, 128
 # Output channels are dequantized at most this many weights at a time: a temporary above 32 MiB is a fresh mmap
 # on every call (glibc's limit for serving from the heap, see malloc.py), one page fault per 4 KiB: the
 # 16384 x 2048 gate/up layer at 64 rows took 15 ms in one piece, 6-8 ms in slices (int4: 57 -> 37-39 ms). 4M
-# weights keep int4's fp32 temporary (16 MiB) on the heap too.
+# weights keep the eager int4 unpack's fp32 temporary (16 MiB) on the heap too.
 DENSE_CHUNK = 4 << 20
 COMPUTE_DTYPE = torch.bfloat16
 _CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
-_BLOCK_N = 64  # the CPU int4 packing interleaves rows in blocks of 64 (see _unpack_int4_t)
 
 
 _NO_ZERO_POINT = torch.zeros(1, dtype=torch.int64)
@@ -143,7 +144,7 @@ Packed = PackedInt8 | PackedInt4
 
 def int4_supported(out_features: int, in_features: int, group_size: int = GROUP_SIZE) -> bool:
     """Whether the CPU int4 kernel (and our unpacking for the dense path) takes this shape."""
-    return group_size in (32, 64, 128, 256) and in_features % group_size == 0 and out_features % _BLOCK_N == 0
+    return group_size in (32, 64, 128, 256) and in_features % group_size == 0 and out_features % int4_unpack.BLOCK_N == 0
 
 
 def _quantize_int8(w: torch.Tensor) -> PackedInt8:
@@ -181,20 +182,11 @@ def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size:
     raise ValueError(f"cannot quantize a weight with mode {mode!r}")
 
 
-def _unpack_int4_t(p: PackedInt4, n: int, k: int) -> torch.Tensor:
-    """Packed int4 -> the transposed weight, bf16 [K, N]. Layout: per 64-row block, [K, 32] bytes; low nibble is
-    row j, high nibble row j + 32. Building W^T moves whole 32-byte runs (W itself would need an element-wise
-    transpose, ~10x slower), and the group scales then broadcast along contiguous rows. The arithmetic runs in
-    fp32, rounded to bf16 once: torch's bf16 multiply with a broadcast operand is ~5x slower than fp32's."""
-    b = p.weight.view(n // _BLOCK_N, k, _BLOCK_N // 2).transpose(0, 1)  # [K, N/64, 32]
-    q = torch.empty(k, n // _BLOCK_N, 2, _BLOCK_N // 2)
-    q[:, :, 0].copy_(b & 15)
-    q[:, :, 1].copy_(b >> 4)
-    sz = p.scales_zeros.float()
-    scale = sz[..., 0].unsqueeze(1)  # [K/g, 1, N]
-    by_group = q.view(k // p.group_size, p.group_size, n)
-    torch.addcmul(sz[..., 1].unsqueeze(1) - 8 * scale, by_group, scale, out=by_group)
-    return q.view(k, n).to(COMPUTE_DTYPE)
+def dense_rows(bits: int) -> int:
+    """Rows from which a weight-only layer of `bits` dequantizes and runs dense GEMMs instead of its kernel."""
+    if bits == 8:
+        return INT8_DENSE_ROWS
+    return INT4_DENSE_ROWS if int4_unpack.compiled() else INT4_EAGER_DENSE_ROWS
 
 
 class QuantLinear(nn.Module):
@@ -224,7 +216,7 @@ class QuantLinear(nn.Module):
 
     @property
     def weight_only(self) -> bool:
-        """Whether this layer runs a weight-only kernel (a few rows) or dense GEMMs (from DENSE_ROWS rows)."""
+        """Whether this layer runs a weight-only kernel (a few rows) or dense GEMMs (from dense_rows() rows)."""
         return self._w8a8() is None
 
     def int8_weight(self) -> torch.Tensor:
@@ -270,14 +262,15 @@ class QuantLinear(nn.Module):
     def dequantized(self) -> torch.Tensor:
         """The weight as bf16 [N, K] (exactly the values the kernels use)."""
         if self.group_size:
-            return _unpack_int4_t(self.packed(), *self.shape).t()  # type: ignore[arg-type]
+            parts = [self._unpack_t(start, end) for start, end in self.dense_slices()]
+            return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).t()
         return self.int8_weight() * self.scales[:, None]  # int8 x bf16 -> bf16 in one pass
 
     def dense_weight(self, rows: int) -> torch.Tensor | None:
         """The bf16 [N, K] weight, scales folded in, for callers with their own dense kernels (the vision encoder's
         fused GELU / residual GEMMs) at `rows` rows: None where this layer's own path is the faster one (a W8A8
-        layer, or fewer rows than DENSE_ROWS)."""
-        if not self.weight_only or rows < DENSE_ROWS[self.bits]:
+        layer, or fewer rows than dense_rows())."""
+        if not self.weight_only or rows < dense_rows(self.bits):
             return None
         return self.dequantized()
 
@@ -298,8 +291,8 @@ class QuantLinear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
     def _weight_only(self, x2: torch.Tensor) -> torch.Tensor:
-        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from DENSE_ROWS rows dequantize + dense GEMMs."""
-        if x2.shape[0] >= DENSE_ROWS[self.bits]:
+        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from dense_rows() rows dequantize + dense GEMMs."""
+        if x2.shape[0] >= dense_rows(self.bits):
             return self.dense_matmul(x2)
         if self.group_size:
             return torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)
@@ -307,21 +300,43 @@ class QuantLinear(nn.Module):
 
     def dense_matmul(self, x2: torch.Tensor) -> torch.Tensor:
         """bf16 [M, K] -> [M, N] through the dequantized weight and dense GEMMs, DENSE_CHUNK weights at a time."""
-        step = max(_BLOCK_N, DENSE_CHUNK // self.in_features // _BLOCK_N * _BLOCK_N)  # int4 packs 64 rows together
-        parts = [self._dense(x2, n, min(n + step, self.out_features)) for n in range(0, self.out_features, step)]
+        parts = [self._dense(x2, start, end) for start, end in self.dense_slices()]
         return parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)
+
+    def dense_slices(self) -> list[tuple[int, int]]:
+        """The [start, end) output-channel slices the dense path dequantizes one at a time (DENSE_CHUNK weights at
+        most; a multiple of the int4 packing's 64-row blocks)."""
+        block = int4_unpack.BLOCK_N
+        step = max(block, DENSE_CHUNK // self.in_features // block * block)
+        return [(n, min(n + step, self.out_features)) for n in range(0, self.out_features, step)]
+
+    def _unpack_t(self, start: int, end: int) -> torch.Tensor:
+        """The int4 weight of output channels [start, end), transposed: bf16 [K, end - start]."""
+        return int4_unpack.unpack_t(self.weight[start:end], self.scales[:, start:end], self.group_size)
 
     def _dense(self, x2: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """x2 @ the dequantized weight of output channels [start, end) -> bf16 [M, end - start]."""
         if self.group_size:
-            part = PackedInt4(self.weight[start:end], self.scales[:, start:end], self.group_size)
-            return x2 @ _unpack_int4_t(part, end - start, self.in_features)
+            return x2 @ self._unpack_t(start, end)
         # int8 values are exact in bf16; scale the [M, N] output instead of the [N, K] weight
         return F.linear(x2, self.weight[start:end].to(COMPUTE_DTYPE)) * self.scales[start:end]
 
     def extra_repr(self) -> str:
         kind = f"int4, group {self.group_size}" if self.group_size else "int8"
         return f"in_features={self.in_features}, out_features={self.out_features}, {kind}"
+
+
+def warm_up_dense(model: nn.Module) -> int:
+    """Compile the int4 unpack for each slice shape the model's dense path meets (int4_unpack.py), so no request
+    waits on a compile -> how many shapes (0 without int4 layers, or where inductor cannot run)."""
+    seen: set[tuple[int, int, int]] = set()
+    for m in model.modules():
+        if isinstance(m, QuantLinear) and m.group_size:
+            for start, end in m.dense_slices():
+                if int4_unpack.compiled() and (key := (end - start, m.in_features, m.group_size)) not in seen:
+                    seen.add(key)
+                    m._unpack_t(start, end)
+    return len(seen) if int4_unpack.compiled() else 0
 
 
 class QuantEmbedding(nn.Module):

@@ -37,6 +37,7 @@ from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_visi
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
+from .quant import QuantLinear, warm_up_dense
 from .sampling import Constraint, Sampler, TokenPicker
 from .tokenizer import Tokenizer
 
@@ -207,8 +208,10 @@ class Scheduler:
         return done.result()  # type: ignore[return-value]
 
     def warm_up(self) -> None:
-        """Compile the decode step (and an int8-dynamic model's vision encoder) now, on the decode thread, instead
-        of in the first requests (a no-op unless Limits.compile)."""
+        """Compile, now, on the decode thread, instead of in the first requests: the int4 dense path's unpacking
+        (quant.warm_up_dense), and with Limits.compile the decode step and an int8-dynamic model's vision encoder."""
+        if any(isinstance(m, QuantLinear) and m.group_size for m in self.model.modules()):
+            self.run(lambda: warm_up_dense(self.model))
         if self.limits.compile:
             self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
         if self._compiled_vision:
@@ -371,7 +374,7 @@ class Scheduler:
             req.out.put(req.dec.end("cancelled"))
             return 1
         # equal chunks (600 positions: 300 + 300, not 512 + 88): a short last chunk would cost as much as a long
-        # one where weight-only layers switch to dense GEMMs only from DENSE_ROWS rows (int4: 128)
+        # one where weight-only layers switch to dense GEMMs only from quant.dense_rows() rows (int4: 32)
         total, start = req.dec.prompt_len, req.filled
         pieces = -(-total // self.limits.prefill_chunk)  # ceiling divisions
         chunk = min(-(-total // pieces), total - start)

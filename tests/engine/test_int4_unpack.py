@@ -1,0 +1,105 @@
+"""The int4 dense path's unpacking (engine.int4_unpack): inductor's code per shape must give the eager ops' exact
+bf16 values, fall back to them where inductor fails, and be compiled at load for every shape a model meets."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+
+import pytest
+import torch
+
+from smolgate.engine import int4_unpack, quant
+
+
+@pytest.fixture
+def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[tuple[int, int, int], object]]:
+    """An empty per-shape cache for this test (restored after), inductor not known broken."""
+    cache: dict[tuple[int, int, int], object] = {}
+    monkeypatch.setattr(int4_unpack, "_compiled", cache)
+    monkeypatch.setattr(int4_unpack, "_broken", False)
+    yield cache
+
+
+@pytest.mark.parametrize(("n", "k", "group"), [(64, 64, 32), (192, 256, 64), (128, 512, 128), (320, 512, 256)])
+def test_compiled_unpack_equals_eager_bit_for_bit(n: int, k: int, group: int, fresh_cache: dict) -> None:
+    torch.manual_seed(n + k)
+    packed = quant.quantize_linear_weight(torch.randn(n, k) * 3 + 0.5, "int4", group_size=group)
+    assert isinstance(packed, quant.PackedInt4)
+    with torch.inference_mode():
+        got = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, group)
+        again = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, group)
+    assert list(fresh_cache) == [(n, k // 2, group)]  # compiled once, then reused
+    want = int4_unpack.unpack_eager(packed.weight, packed.scales_zeros, group)
+    assert got.dtype == torch.bfloat16 and got.shape == (k, n)
+    assert torch.equal(got, want) and torch.equal(again, want)
+
+
+def test_a_failed_compile_falls_back_to_eager_and_the_eager_threshold(
+    fresh_cache: dict, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A host without a C++ compiler: inductor raises on the first call; the unpack still answers (eager), says
+    so once, and int4 layers go dense only from the row count where eager unpacking pays."""
+
+    def no_compiler(fn: object, **kwargs: object) -> object:
+        def run(*args: object) -> object:
+            raise RuntimeError("InvalidCxxCompiler: sk-secret-in-a-path")
+
+        return run
+
+    monkeypatch.setattr(torch, "compile", no_compiler)
+    packed = quant.quantize_linear_weight(torch.randn(128, 64), "int4")
+    assert isinstance(packed, quant.PackedInt4)
+    assert quant.dense_rows(4) == quant.INT4_DENSE_ROWS
+    with caplog.at_level(logging.WARNING, logger=int4_unpack.__name__), torch.inference_mode():
+        got = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, 32)
+        int4_unpack.unpack_t(packed.weight, packed.scales_zeros, 32)
+    assert torch.equal(got, int4_unpack.unpack_eager(packed.weight, packed.scales_zeros, 32))
+    assert not int4_unpack.compiled() and not fresh_cache
+    assert quant.dense_rows(4) == quant.INT4_EAGER_DENSE_ROWS and quant.dense_rows(8) == quant.INT8_DENSE_ROWS
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "eager" in warnings[0].getMessage()
+    assert "sk-secret" not in warnings[0].getMessage()  # the exception type only, never its text
+
+
+def test_warm_up_compiles_every_slice_shape_once(fresh_cache: dict, monkeypatch: pytest.MonkeyPatch) -> None:
+    """After warm-up, a dense forward of every int4 layer (prefill) finds its shapes compiled."""
+    monkeypatch.setattr(quant, "DENSE_CHUNK", 128 * 64)  # slices of 128 channels at K = 64, 64 at K = 96
+    torch.manual_seed(2)
+    shapes = [(320, 64), (192, 64), (128, 96), (320, 64)]  # 128+128+64, 128+64, 64+64, 128+128+64
+    model = torch.nn.Sequential(*(torch.nn.Linear(k, n, bias=False) for n, k in shapes))
+    quant.quantize_model(model, "int4")
+    layers = [m for m in model.modules() if isinstance(m, quant.QuantLinear)]
+    assert all(m.group_size for m in layers)
+    with torch.inference_mode():
+        count = quant.warm_up_dense(model)
+    want = {(128, 32, 32), (64, 32, 32), (64, 48, 32)}  # (channels, K/2 packed bytes, group)
+    assert count == len(want) and set(fresh_cache) == want
+    compiled = dict(fresh_cache)
+    with torch.inference_mode():
+        for layer in layers:
+            x = torch.randn(quant.dense_rows(4), layer.in_features, dtype=torch.bfloat16)
+            ref = x.float() @ int4_unpack.unpack_eager(layer.weight, layer.scales, 32).float()
+            torch.testing.assert_close(layer(x).float(), ref, rtol=0, atol=ref.abs().max().item() / 100)
+    assert fresh_cache == compiled  # nothing compiled while "serving"
+
+
+def test_an_int4_engine_compiles_its_shapes_at_load_not_in_requests(
+    fresh_cache: dict, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    from checkpoints import make_checkpoint
+
+    from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
+
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("int4"))
+    engine = Engine.load(str(path), quant="int4")
+    int4 = [m for m in engine.model.modules() if isinstance(m, quant.QuantLinear) and m.group_size]
+    assert int4
+    want = {(end - start, m.in_features // 2, m.group_size) for m in int4 for start, end in m.dense_slices()}
+    assert set(fresh_cache) == want
+    loaded = dict(fresh_cache)
+    words = " ".join(f"w{i}" for i in range(3 * quant.dense_rows(4)))  # a prompt the dense path prefills
+    out = engine.generate([ChatMessage("user", [TextPart(words)])], GenerationParams(max_tokens=4))
+    assert out.prompt_tokens >= quant.dense_rows(4) and out.completion_tokens > 0
+    assert fresh_cache == loaded
+    engine.close()
