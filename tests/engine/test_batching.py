@@ -124,7 +124,7 @@ def test_a_burst_of_short_prompts_is_prefilled_in_one_pass_and_joins_the_batch(e
 
 def test_a_long_prompt_is_prefilled_in_equal_chunks(engine: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
     """20 positions with 8-position chunks: 7 + 7 + 6, not 8 + 8 + 4 (a short last chunk would cost a long one's
-    time where weight-only layers only go dense from quant.dense_rows() rows); the result is the unchunked one."""
+    time where weight-only layers only go dense from `dense_from` rows); the result is the unchunked one."""
     ids = prompt(20, 50)
     ref = reference(engine, ids, max_tokens=6)
     sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=8))

@@ -96,12 +96,12 @@ def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.Temp
 
 
 def test_batches_past_the_dense_threshold_were_compiled_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
-    # weight-only int8 layers run their kernel below dense_rows() rows and dense GEMMs from there on: with that many
+    # weight-only int8 layers run their kernel below `dense_from` rows and dense GEMMs from there on: with that many
     # slots, a full batch takes a branch the three usual graphs never traced. Run after the module's other tests,
     # this is also the third compiled model in the process: past dynamo's default of 8 graphs per function
     # shared by all models (engine/compiled.py: isolate_recompiles)
     path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-slots"))
-    slots = quant.dense_rows(8)
+    slots = quant.INT8_DENSE_ROWS
     before = compiled_graphs()
     engine = Engine.load(str(path), quant="int8", limits=Limits(compile=True, max_slots=slots))
     assert compiled_graphs() - before == 4

@@ -50,16 +50,26 @@ def test_a_failed_compile_falls_back_to_eager_and_the_eager_threshold(
     monkeypatch.setattr(torch, "compile", no_compiler)
     packed = quant.quantize_linear_weight(torch.randn(128, 64), "int4")
     assert isinstance(packed, quant.PackedInt4)
-    assert quant.dense_rows(4) == quant.INT4_DENSE_ROWS
+    assert quant.dense_rows(4, 4096) == quant.INT4_DENSE_ROWS
     with caplog.at_level(logging.WARNING, logger=int4_unpack.__name__), torch.inference_mode():
         got = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, 32)
         int4_unpack.unpack_t(packed.weight, packed.scales_zeros, 32)
     assert torch.equal(got, int4_unpack.unpack_eager(packed.weight, packed.scales_zeros, 32))
     assert not int4_unpack.compiled() and not fresh_cache
-    assert quant.dense_rows(4) == quant.INT4_EAGER_DENSE_ROWS and quant.dense_rows(8) == quant.INT8_DENSE_ROWS
+    assert quant.dense_rows(4, 4096) == quant.INT4_EAGER_DENSE_ROWS and quant.dense_rows(8, 64) == quant.INT8_DENSE_ROWS
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "eager" in warnings[0].getMessage()
     assert "sk-secret" not in warnings[0].getMessage()  # the exception type only, never its text
+
+
+def test_int4_goes_dense_from_fewer_rows_the_wider_its_input() -> None:
+    """Narrow inputs make small, inefficient GEMMs, so the dense path needs more rows to pay for the unpacking:
+    measured crossovers ~32 rows at K = 2048 (2.2B), ~44 at 960 (500M), ~90 at 576 (256M)."""
+    widths = [8192, 2048, 1536, 960, 576, 64]
+    rows = [quant.dense_rows(4, k) for k in widths]
+    assert rows == sorted(rows) and rows[0] == rows[1] == quant.INT4_DENSE_ROWS
+    assert all(r * k >= quant.INT4_DENSE_WORK for r, k in zip(rows, widths, strict=True))
+    assert 32 <= quant.dense_rows(4, 960) <= 80 and 80 <= quant.dense_rows(4, 576) <= quant.INT4_EAGER_DENSE_ROWS
 
 
 def test_warm_up_compiles_every_slice_shape_once(fresh_cache: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,28 +88,30 @@ def test_warm_up_compiles_every_slice_shape_once(fresh_cache: dict, monkeypatch:
     compiled = dict(fresh_cache)
     with torch.inference_mode():
         for layer in layers:
-            x = torch.randn(quant.dense_rows(4), layer.in_features, dtype=torch.bfloat16)
+            x = torch.randn(layer.dense_from, layer.in_features, dtype=torch.bfloat16)
             ref = x.float() @ int4_unpack.unpack_eager(layer.weight, layer.scales, 32).float()
             torch.testing.assert_close(layer(x).float(), ref, rtol=0, atol=ref.abs().max().item() / 100)
     assert fresh_cache == compiled  # nothing compiled while "serving"
 
 
 def test_an_int4_engine_compiles_its_shapes_at_load_not_in_requests(
-    fresh_cache: dict, tmp_path_factory: pytest.TempPathFactory
+    fresh_cache: dict, tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from checkpoints import make_checkpoint
 
     from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
 
     path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("int4"))
+    monkeypatch.setattr(quant, "INT4_DENSE_WORK", 16 * 64)  # the tiny model's layers go dense from 16-32 rows
     engine = Engine.load(str(path), quant="int4")
     int4 = [m for m in engine.model.modules() if isinstance(m, quant.QuantLinear) and m.group_size]
     assert int4
     want = {(end - start, m.in_features // 2, m.group_size) for m in int4 for start, end in m.dense_slices()}
     assert set(fresh_cache) == want
     loaded = dict(fresh_cache)
-    words = " ".join(f"w{i}" for i in range(3 * quant.dense_rows(4)))  # a prompt the dense path prefills
+    dense_from = max(m.dense_from for m in int4)
+    words = " ".join(f"w{i}" for i in range(dense_from))  # a prompt the dense path prefills
     out = engine.generate([ChatMessage("user", [TextPart(words)])], GenerationParams(max_tokens=4))
-    assert out.prompt_tokens >= quant.dense_rows(4) and out.completion_tokens > 0
+    assert out.prompt_tokens >= dense_from and out.completion_tokens > 0
     assert fresh_cache == loaded
     engine.close()

@@ -217,7 +217,7 @@ def test_dequantized_weight_is_what_the_kernel_computes_with(mode: quant.QuantMo
     n, k = 256, 128
     layer = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(n, k), mode), None, k)
     eye = torch.eye(k, dtype=torch.bfloat16)  # one row per input channel: the kernel's output is W^T
-    step = quant.dense_rows(layer.bits) - 1  # below dense_rows(): the kernel
+    step = layer.dense_from - 1  # below dense_from: the kernel
     with torch.no_grad():
         kernel = torch.cat([layer._weight_only(eye[i : i + step]) for i in range(0, k, step)])
     assert torch.equal(kernel, layer.dequantized().t())
@@ -225,14 +225,14 @@ def test_dequantized_weight_is_what_the_kernel_computes_with(mode: quant.QuantMo
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
 def test_dense_path_in_slices_of_output_channels(mode: quant.QuantMode, monkeypatch: pytest.MonkeyPatch) -> None:
-    """From dense_rows() rows a weight-only layer dequantizes and runs dense GEMMs, a slice of output channels at a
+    """From `dense_from` rows a weight-only layer dequantizes and runs dense GEMMs, a slice of output channels at a
     time (DENSE_CHUNK weights); each slice must carry its own rows' scales (int4: 64-row packing blocks, [K/g, N]
     scales) for the result to equal the whole dequantized weight's."""
     torch.manual_seed(5)
     n, k = 320, 128
     layer = quant.QuantLinear(quant.quantize_linear_weight(torch.randn(n, k), mode), None, k)
     monkeypatch.setattr(quant, "DENSE_CHUNK", 128 * k)  # slices of 128, 128 and 64 channels
-    x = torch.randn(quant.dense_rows(layer.bits), k, dtype=torch.bfloat16)
+    x = torch.randn(layer.dense_from, k, dtype=torch.bfloat16)
     slices: list[int] = []
     dense = layer._dense
 

@@ -8,7 +8,7 @@ inductor's on-disk cache warm, ~2 min cold (~3 min for 2.2B int8-dynamic with it
 by default.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
-one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's dense_rows(),
+one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's `dense_from`,
 also batches past that threshold. `warm_up` compiles them all before the first request, so no request pays for a
 compile. Two things keep those graphs general:
 - duck shaping is off while tracing: by default sizes that happen to be equal at trace time share one symbol
@@ -39,7 +39,7 @@ import torch.fx.experimental._config
 
 from .model import vision
 from .model.smolvlm import SmolVLM
-from .quant import QuantLinear, dense_rows
+from .quant import QuantLinear
 
 StepFn = Callable[..., torch.Tensor]
 WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length > 1 gives the same graph)
@@ -108,10 +108,10 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
     with torch.fx.experimental._config.patch(use_duck_shape=False):  # type: ignore[attr-defined]
         wide = min(3, tokens.shape[0])  # cache rows of the general graphs (any size > 1)
         shapes = [(1, 1)] + ([(1, wide), (2, wide)] if wide > 1 else [])
-        # weight-only layers branch on the row count (their kernel below dense_rows(), dense GEMMs from there on),
+        # weight-only layers branch on the row count (their kernel below `dense_from`, dense GEMMs from there on),
         # so batches that can reach a threshold need the graph past it too
-        bits = {m.bits for m in model.modules() if isinstance(m, QuantLinear) and m.weight_only}
-        shapes += [(t, t + 1) for t in sorted({dense_rows(b) for b in bits}) if 2 < t <= tokens.shape[0]]
+        dense = {m.dense_from for m in model.modules() if isinstance(m, QuantLinear) and m.weight_only}
+        shapes += [(t, t + 1) for t in sorted(dense) if 2 < t <= tokens.shape[0]]
         for rows, cache_rows in shapes:
             caches = model.text.new_caches(cache_rows, WARM_CACHE_LEN)
             positions[:rows] = torch.arange(5, 5 + rows)

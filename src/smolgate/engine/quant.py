@@ -17,7 +17,7 @@
   reads only its rows, so this is about memory, not speed (2.2B: 202 -> 101 MB).
 
 The weight-only kernels cost ~0.18 ms per row on a 6144 x 2048 layer: fast for a few rows, far slower than a dense
-bf16 GEMM at prefill shapes. So from `dense_rows()` rows on a layer dequantizes its weight to bf16 and runs dense
+bf16 GEMM at prefill shapes. So from `dense_rows()` rows (int8: 16; int4: 32-128 by input width) on a layer dequantizes its weight to bf16 and runs dense
 matmuls, a slice of output channels at a time (`DENSE_CHUNK`).
 Weight-only kernels compute in bf16 with fp32 accumulation (both are ~2x slower with fp32 activations);
 outputs return in the caller's dtype.
@@ -44,11 +44,13 @@ MODES: tuple[QuantMode, ...] = ("none", "int8", "int8-dynamic", "int4")
 GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
 # Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py --rows
-# 8,16,24,32,48,64,128 on the 2.2B / 500M / 256M shapes; 135M alike): an int8 weight dequantizes with one cast
-# (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel); int4 must unpack nibbles and apply group scales,
-# which inductor's code does fast enough to win from 32 rows (int4_unpack.py); eager torch ops, where inductor
-# cannot run, only from 128.
+# 8,16,24,32,48,64,128 on the 2.2B / 500M / 256M shapes; 135M = 256M's text decoder). An int8 weight dequantizes
+# with one cast (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel). int4 must unpack nibbles and apply
+# group scales, which inductor's code does fast enough (int4_unpack.py) to win from ~32 rows on 2.2B (K = 2048),
+# ~44 on 500M (K = 960), ~90 on 256M (K = 576): narrow inputs make small GEMMs, so the threshold is ~64K / K rows,
+# at least 32. Eager unpacking, where inductor cannot run, wins only from 128.
 INT8_DENSE_ROWS, INT4_DENSE_ROWS, INT4_EAGER_DENSE_ROWS = 16, 32, 128
+INT4_DENSE_WORK = 1 << 16  # rows x in_features
 # Output channels are dequantized at most this many weights at a time: a temporary above 32 MiB is a fresh mmap
 # on every call (glibc's limit for serving from the heap, see malloc.py), one page fault per 4 KiB: the
 # 16384 x 2048 gate/up layer at 64 rows took 15 ms in one piece, 6-8 ms in slices (int4: 57 -> 37-39 ms). 4M
@@ -182,11 +184,13 @@ def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size:
     raise ValueError(f"cannot quantize a weight with mode {mode!r}")
 
 
-def dense_rows(bits: int) -> int:
-    """Rows from which a weight-only layer of `bits` dequantizes and runs dense GEMMs instead of its kernel."""
+def dense_rows(bits: int, in_features: int) -> int:
+    """Rows from which a weight-only layer dequantizes and runs dense GEMMs instead of its kernel."""
     if bits == 8:
         return INT8_DENSE_ROWS
-    return INT4_DENSE_ROWS if int4_unpack.compiled() else INT4_EAGER_DENSE_ROWS
+    if not int4_unpack.compiled():
+        return INT4_EAGER_DENSE_ROWS
+    return max(INT4_DENSE_ROWS, -(-INT4_DENSE_WORK // in_features))
 
 
 class QuantLinear(nn.Module):
@@ -215,8 +219,13 @@ class QuantLinear(nn.Module):
         return 4 if self.group_size else 8
 
     @property
+    def dense_from(self) -> int:
+        """Rows from which a weight-only layer dequantizes for dense GEMMs."""
+        return dense_rows(self.bits, self.in_features)
+
+    @property
     def weight_only(self) -> bool:
-        """Whether this layer runs a weight-only kernel (a few rows) or dense GEMMs (from dense_rows() rows)."""
+        """Whether this layer runs a weight-only kernel (a few rows) or dense GEMMs (from `dense_from` rows)."""
         return self._w8a8() is None
 
     def int8_weight(self) -> torch.Tensor:
@@ -269,8 +278,8 @@ class QuantLinear(nn.Module):
     def dense_weight(self, rows: int) -> torch.Tensor | None:
         """The bf16 [N, K] weight, scales folded in, for callers with their own dense kernels (the vision encoder's
         fused GELU / residual GEMMs) at `rows` rows: None where this layer's own path is the faster one (a W8A8
-        layer, or fewer rows than dense_rows())."""
-        if not self.weight_only or rows < dense_rows(self.bits):
+        layer, or fewer rows than `dense_from`)."""
+        if not self.weight_only or rows < self.dense_from:
             return None
         return self.dequantized()
 
@@ -291,8 +300,8 @@ class QuantLinear(nn.Module):
         return y.view(*x.shape[:-1], self.out_features)
 
     def _weight_only(self, x2: torch.Tensor) -> torch.Tensor:
-        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from dense_rows() rows dequantize + dense GEMMs."""
-        if x2.shape[0] >= dense_rows(self.bits):
+        """bf16 [M, K] -> [M, N]: the weight-only kernel, or from `dense_from` rows dequantize + dense GEMMs."""
+        if x2.shape[0] >= self.dense_from:
             return self.dense_matmul(x2)
         if self.group_size:
             return torch._weight_int4pack_mm_for_cpu(x2, self.weight, self.group_size, self.scales)

@@ -374,7 +374,7 @@ class Scheduler:
             req.out.put(req.dec.end("cancelled"))
             return 1
         # equal chunks (600 positions: 300 + 300, not 512 + 88): a short last chunk would cost as much as a long
-        # one where weight-only layers switch to dense GEMMs only from quant.dense_rows() rows (int4: 32)
+        # one where weight-only layers switch to dense GEMMs only from QuantLinear.dense_from rows (int4: 32-128)
         total, start = req.dec.prompt_len, req.filled
         pieces = -(-total // self.limits.prefill_chunk)  # ceiling divisions
         chunk = min(-(-total // pieces), total - start)
