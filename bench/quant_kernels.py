@@ -2,7 +2,9 @@
 
 For each model shape (2.2B, 500M, 256M text decoders) and row count M (1 = decode, 256 = a prefill chunk), every
 kernel runs the 7 projections of a decoder layer; the time per layer x num_layers gives tok/s = M / time (lm_head
-excluded). Enough layer copies are cycled through that the weights never sit in the 32 MB L3. Kernels run
+excluded). Layer copies are cycled through, as many as the model has layers or just enough to hold 256 MB of fp32
+weights, if fewer: the kernels see a real step's weight traffic, from DRAM for 2.2B, while a small model's
+quantized layers may sit in a large L3 (480 MB on our 2-core bench machine), as they do when serving. Kernels run
 round-robin so load changes hit all of them alike; compare ratios within one run (shared 2-core machine).
 
     .venv/bin/python bench/quant_kernels.py [--rows 1,8,32,256] [--reps 5] [--no-compile]
@@ -153,7 +155,7 @@ def run(
             fp32_bytes = 4 * sum(n * k for n, k in shapes)
             copies = min(
                 n_layers, math.ceil(256e6 / fp32_bytes)
-            )  # >= 256 MB fp32: out of L3 for every format
+            )  # a model's worth of layers, at most 256 MB fp32
             torch.manual_seed(0)
             weights = [[torch.randn(n, k) * k**-0.5 for n, k in shapes] for _ in range(copies)]
             for m in rows:
