@@ -21,7 +21,7 @@ from typing import Any
 import jinja2
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from num2words import num2words
+from num2words import num2words  # type: ignore[import-untyped]  # (no stubs or py.typed)
 
 from smolgate.engine.messages import ChatMessage, ImagePart, TextPart, VideoPart
 

@@ -17,8 +17,8 @@
   reads only its rows, so this is about memory, not speed (2.2B: 202 -> 101 MB).
 
 The weight-only kernels cost ~0.18 ms per row on a 6144 x 2048 layer: fast for a few rows, far slower than a dense
-bf16 GEMM at prefill shapes. So from `dense_rows()` rows (int8: 16; int4: 32-128 by input width) on a layer dequantizes its weight to bf16 and runs dense
-matmuls, a slice of output channels at a time (`DENSE_CHUNK`).
+bf16 GEMM at prefill shapes. So from `dense_rows()` rows (int8: 16; int4: 32-114 by input width) a layer
+dequantizes its weight to bf16 and runs dense matmuls, a slice of output channels at a time (`DENSE_CHUNK`).
 Weight-only kernels compute in bf16 with fp32 accumulation (both are ~2x slower with fp32 activations);
 outputs return in the caller's dtype.
 """

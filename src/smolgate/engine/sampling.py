@@ -128,15 +128,17 @@ class TokenPicker:
         self.sampler, self.constraint, self.vocab_size = sampler, constraint, vocab_size
         # built at first use, on the engine's compute thread: a 49k-element fill is already an OpenMP-parallel op,
         # and the thread that runs one keeps a worker pool that slows the compute thread (scheduler.py)
-        self._prompt_ids, self._seen = prompt_ids, None
+        self._prompt_ids = prompt_ids
+        self._seen: torch.Tensor | None = None
 
     @property
     def seen(self) -> torch.Tensor:
         """Bool mask [V] of prompt and generated tokens (empty unless the sampler reads it)."""
         if self._seen is None:
-            self._seen = torch.zeros(self.vocab_size if self.sampler.uses_seen else 0, dtype=torch.bool)
+            seen = torch.zeros(self.vocab_size if self.sampler.uses_seen else 0, dtype=torch.bool)
             if self.sampler.uses_seen:
-                self._seen[self._prompt_ids] = True
+                seen[self._prompt_ids] = True
+            self._seen = seen
         return self._seen
 
     @property
