@@ -107,9 +107,11 @@ def test_weight_only_layers_feed_the_dense_kernels_with_their_own_values(mode: s
         if hasattr(layer, "dequantized"):
             dense.get_submodule(name).weight.data = layer.dequantized()
     torch.manual_seed(2)
-    pixels = torch.randn(4, 3, CFG.image_size, CFG.image_size)  # 4 x 64 rows: the dense path for int8 and int4
+    seq = CFG.num_patches  # rows per tile
+    tiles = -(-max(m.dense_from for m in quant.modules() if hasattr(m, "dense_from")) // seq)  # the dense path
+    pixels = torch.randn(tiles, 3, CFG.image_size, CFG.image_size)
     layer = quant.encoder.layers[0].mlp.fc1
-    assert layer.dense_weight(4 * 64) is not None and layer.dense_weight(1) is None
+    assert layer.dense_weight(tiles * seq) is not None and layer.dense_weight(1) is None
     with torch.inference_mode():
         out = quant(pixels.to(torch.bfloat16)).float()
         ref = dense(pixels.to(torch.bfloat16)).float()
