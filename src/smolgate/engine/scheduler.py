@@ -208,10 +208,13 @@ class Scheduler:
         return done.result()  # type: ignore[return-value]
 
     def warm_up(self) -> None:
-        """Compile, now, on the decode thread, instead of in the first requests: the int4 dense path's unpacking
-        (quant.warm_up_dense), and with Limits.compile the decode step and an int8-dynamic model's vision encoder."""
+        """Prepare, now, on the decode thread, instead of in the first requests: compile the int4 dense path's
+        unpacking (quant.warm_up_dense), measure the bf16 vision encoder's GEMM shapes (rowsplit.py), and with
+        Limits.compile compile the decode step and an int8-dynamic model's vision encoder."""
         if any(isinstance(m, QuantLinear) and m.group_size for m in self.model.modules()):
             self.run(lambda: warm_up_dense(self.model))
+        if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
+            self.run(lambda: vision.warm_up(self.model.dtype))
         if self.limits.compile:
             self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
         if self._compiled_vision:

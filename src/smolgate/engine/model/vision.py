@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import rowsplit
 from ..config import VisionConfig
 
 
@@ -95,7 +96,7 @@ def linear_add(linear: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> to
     oneDNN's fused add, which reorders the weight on every call)."""
     if (w := dense_weight(linear, x)) is None:
         return residual + linear(x)
-    out = torch.addmm(residual.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1]), w.t())
+    out = rowsplit.addmm(residual.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1]), w)
     if isinstance(bias := linear.bias, torch.Tensor):
         out += bias
     return out.view(residual.shape)
@@ -182,6 +183,13 @@ class VisionModel(nn.Module):
         self.post_layernorm = nn.LayerNorm(cfg.hidden_size, eps=cfg.layer_norm_eps)
         # how each encoder layer is called: engine/compiled.py swaps in a compiled one
         self.run_layer: Callable[[EncoderLayer, torch.Tensor, torch.Tensor | None], torch.Tensor] = run_layer
+
+    @torch.inference_mode()
+    def warm_up(self, dtype: torch.dtype) -> None:
+        """Encode blank passes of one and two tiles, so the GEMM shapes requests meet most are measured now
+        (rowsplit.py) rather than in a request."""
+        for tiles in (1, 2):
+            self(torch.zeros(tiles, 3, self.cfg.image_size, self.cfg.image_size, dtype=dtype))
 
     def forward(self, pixels: torch.Tensor, patch_mask: torch.Tensor | None = None) -> torch.Tensor:
         """pixels [N, 3, S, S] (S = image_size), patch_mask [N, S/p, S/p] bool or None -> [N, patches, D]."""
