@@ -56,12 +56,16 @@ def test_small_or_single_threaded_gemms_are_never_measured(decisions: dict, monk
     assert decisions == {}
 
 
-@pytest.mark.parametrize(("whole", "halves", "split"), [(1.0, 0.5, True), (1.0, 0.79, True), (1.0, 0.9, False)])
+@pytest.mark.parametrize(
+    ("whole", "halves", "split"), [(1.0, 0.5, True), (1.0, 0.79, True), (1.0, 0.9, False)]
+)
 def test_the_probe_splits_only_when_halves_are_clearly_faster(
     whole: float, halves: float, split: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Each round times the whole GEMM then the halves; the best round of each decides (SPLIT_GAIN = 0.8)."""
-    clock = iter(t for r in range(8) for t in (10.0 * r, 10.0 * r + whole + r, 10.0 * r + whole + halves + 2 * r))
+    clock = iter(
+        t for r in range(8) for t in (10.0 * r, 10.0 * r + whole + r, 10.0 * r + whole + halves + 2 * r)
+    )
     monkeypatch.setattr(rowsplit.time, "perf_counter", lambda: next(clock))
     assert rowsplit._probe(*operands(512, 16, 16)) is split
 

@@ -35,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import int4_unpack
+from . import dequant
 from .config import ModelConfig
 from .model.smolvlm import SmolVLM, checkpoint_to_module_name
 
@@ -46,7 +46,7 @@ LM_HEAD_MODE: QuantMode = "int8"
 # Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py --rows
 # 8,16,24,32,48,64,128 on the 2.2B / 500M / 256M shapes; 135M = 256M's text decoder). An int8 weight dequantizes
 # with one cast (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel). int4 must unpack nibbles and apply
-# group scales, which inductor's code does fast enough (int4_unpack.py) to win from ~32 rows on 2.2B (K = 2048),
+# group scales, which inductor's code does fast enough (dequant.py) to win from ~32 rows on 2.2B (K = 2048),
 # ~44 on 500M (K = 960), ~90 on 256M (K = 576): narrow inputs make small GEMMs, so the threshold is ~64K / K rows,
 # at least 32. Eager unpacking, where inductor cannot run, wins only from 128.
 INT8_DENSE_ROWS, INT4_DENSE_ROWS, INT4_EAGER_DENSE_ROWS = 16, 32, 128
@@ -146,7 +146,7 @@ Packed = PackedInt8 | PackedInt4
 
 def int4_supported(out_features: int, in_features: int, group_size: int = GROUP_SIZE) -> bool:
     """Whether the CPU int4 kernel (and our unpacking for the dense path) takes this shape."""
-    return group_size in (32, 64, 128, 256) and in_features % group_size == 0 and out_features % int4_unpack.BLOCK_N == 0
+    return group_size in (32, 64, 128, 256) and in_features % group_size == 0 and out_features % dequant.BLOCK_N == 0
 
 
 def _quantize_int8(w: torch.Tensor) -> PackedInt8:
@@ -188,7 +188,7 @@ def dense_rows(bits: int, in_features: int) -> int:
     """Rows from which a weight-only layer dequantizes and runs dense GEMMs instead of its kernel."""
     if bits == 8:
         return INT8_DENSE_ROWS
-    if not int4_unpack.compiled():
+    if not dequant.compiled():
         return INT4_EAGER_DENSE_ROWS
     return max(INT4_DENSE_ROWS, -(-INT4_DENSE_WORK // in_features))
 
@@ -273,7 +273,7 @@ class QuantLinear(nn.Module):
         if self.group_size:
             parts = [self._unpack_t(start, end) for start, end in self.dense_slices()]
             return (parts[0] if len(parts) == 1 else torch.cat(parts, dim=1)).t()
-        return self.int8_weight() * self.scales[:, None]  # int8 x bf16 -> bf16 in one pass
+        return dequant.dequantize_int8(self.int8_weight(), self.scales)
 
     def dense_weight(self, rows: int) -> torch.Tensor | None:
         """The bf16 [N, K] weight, scales folded in, for callers with their own dense kernels (the vision encoder's
@@ -315,13 +315,13 @@ class QuantLinear(nn.Module):
     def dense_slices(self) -> list[tuple[int, int]]:
         """The [start, end) output-channel slices the dense path dequantizes one at a time (DENSE_CHUNK weights at
         most; a multiple of the int4 packing's 64-row blocks)."""
-        block = int4_unpack.BLOCK_N
+        block = dequant.BLOCK_N
         step = max(block, DENSE_CHUNK // self.in_features // block * block)
         return [(n, min(n + step, self.out_features)) for n in range(0, self.out_features, step)]
 
     def _unpack_t(self, start: int, end: int) -> torch.Tensor:
         """The int4 weight of output channels [start, end), transposed: bf16 [K, end - start]."""
-        return int4_unpack.unpack_t(self.weight[start:end], self.scales[:, start:end], self.group_size)
+        return dequant.unpack_int4_t(self.weight[start:end], self.scales[:, start:end], self.group_size)
 
     def _dense(self, x2: torch.Tensor, start: int, end: int) -> torch.Tensor:
         """x2 @ the dequantized weight of output channels [start, end) -> bf16 [M, end - start]."""
@@ -336,16 +336,16 @@ class QuantLinear(nn.Module):
 
 
 def warm_up_dense(model: nn.Module) -> int:
-    """Compile the int4 unpack for each slice shape the model's dense path meets (int4_unpack.py), so no request
+    """Compile the int4 unpack for each slice shape the model's dense path meets (dequant.py), so no request
     waits on a compile -> how many shapes (0 without int4 layers, or where inductor cannot run)."""
     seen: set[tuple[int, int, int]] = set()
     for m in model.modules():
         if isinstance(m, QuantLinear) and m.group_size:
             for start, end in m.dense_slices():
-                if int4_unpack.compiled() and (key := (end - start, m.in_features, m.group_size)) not in seen:
+                if dequant.compiled() and (key := (end - start, m.in_features, m.group_size)) not in seen:
                     seen.add(key)
                     m._unpack_t(start, end)
-    return len(seen) if int4_unpack.compiled() else 0
+    return len(seen) if dequant.compiled() else 0
 
 
 class QuantEmbedding(nn.Module):

@@ -1,4 +1,4 @@
-"""The int4 dense path's unpacking (engine.int4_unpack): inductor's code per shape must give the eager ops' exact
+"""Dequantizing for the dense paths (engine.dequant): inductor's code per shape must give the eager ops' exact
 bf16 values, fall back to them where inductor fails, and be compiled at load for every shape a model meets."""
 
 from __future__ import annotations
@@ -9,30 +9,44 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from smolgate.engine import int4_unpack, quant
+from smolgate.engine import dequant, quant
 
 
 @pytest.fixture
-def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[tuple[int, int, int], object]]:
+def fresh_cache(monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[tuple[str, int, int, int], object]]:
     """An empty per-shape cache for this test (restored after), inductor not known broken."""
-    cache: dict[tuple[int, int, int], object] = {}
-    monkeypatch.setattr(int4_unpack, "_compiled", cache)
-    monkeypatch.setattr(int4_unpack, "_broken", False)
+    cache: dict[tuple[str, int, int, int], object] = {}
+    monkeypatch.setattr(dequant, "_compiled", cache)
+    monkeypatch.setattr(dequant, "_broken", False)
     yield cache
 
 
-@pytest.mark.parametrize(("n", "k", "group"), [(64, 64, 32), (192, 256, 64), (128, 512, 128), (320, 512, 256)])
+@pytest.mark.parametrize(
+    ("n", "k", "group"), [(64, 64, 32), (192, 256, 64), (128, 512, 128), (320, 512, 256)]
+)
 def test_compiled_unpack_equals_eager_bit_for_bit(n: int, k: int, group: int, fresh_cache: dict) -> None:
     torch.manual_seed(n + k)
     packed = quant.quantize_linear_weight(torch.randn(n, k) * 3 + 0.5, "int4", group_size=group)
     assert isinstance(packed, quant.PackedInt4)
     with torch.inference_mode():
-        got = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, group)
-        again = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, group)
-    assert list(fresh_cache) == [(n, k // 2, group)]  # compiled once, then reused
-    want = int4_unpack.unpack_eager(packed.weight, packed.scales_zeros, group)
+        got = dequant.unpack_int4_t(packed.weight, packed.scales_zeros, group)
+        again = dequant.unpack_int4_t(packed.weight, packed.scales_zeros, group)
+    assert list(fresh_cache) == [("int4", n, k // 2, group)]  # compiled once, then reused
+    want = dequant.unpack_int4_eager(packed.weight, packed.scales_zeros, group)
     assert got.dtype == torch.bfloat16 and got.shape == (k, n)
     assert torch.equal(got, want) and torch.equal(again, want)
+
+
+@pytest.mark.parametrize(("n", "k"), [(64, 48), (4304 // 4, 1152 // 4)])
+def test_compiled_int8_dequantization_equals_eager_bit_for_bit(n: int, k: int, fresh_cache: dict) -> None:
+    torch.manual_seed(n)
+    packed = quant.quantize_linear_weight(torch.randn(n, k) * 2, "int8")
+    assert isinstance(packed, quant.PackedInt8)
+    layer = quant.QuantLinear(packed, None, k)
+    with torch.inference_mode():
+        got = layer.dequantized()
+    assert list(fresh_cache) == [("int8", n, k, 0)]
+    assert got.dtype == torch.bfloat16 and torch.equal(got, dequant.int8_eager(packed.weight, packed.scales))
 
 
 def test_a_failed_compile_falls_back_to_eager_and_the_eager_threshold(
@@ -51,12 +65,15 @@ def test_a_failed_compile_falls_back_to_eager_and_the_eager_threshold(
     packed = quant.quantize_linear_weight(torch.randn(128, 64), "int4")
     assert isinstance(packed, quant.PackedInt4)
     assert quant.dense_rows(4, 4096) == quant.INT4_DENSE_ROWS
-    with caplog.at_level(logging.WARNING, logger=int4_unpack.__name__), torch.inference_mode():
-        got = int4_unpack.unpack_t(packed.weight, packed.scales_zeros, 32)
-        int4_unpack.unpack_t(packed.weight, packed.scales_zeros, 32)
-    assert torch.equal(got, int4_unpack.unpack_eager(packed.weight, packed.scales_zeros, 32))
-    assert not int4_unpack.compiled() and not fresh_cache
-    assert quant.dense_rows(4, 4096) == quant.INT4_EAGER_DENSE_ROWS and quant.dense_rows(8, 64) == quant.INT8_DENSE_ROWS
+    with caplog.at_level(logging.WARNING, logger=dequant.__name__), torch.inference_mode():
+        got = dequant.unpack_int4_t(packed.weight, packed.scales_zeros, 32)
+        dequant.unpack_int4_t(packed.weight, packed.scales_zeros, 32)
+    assert torch.equal(got, dequant.unpack_int4_eager(packed.weight, packed.scales_zeros, 32))
+    assert not dequant.compiled() and not fresh_cache
+    assert (
+        quant.dense_rows(4, 4096) == quant.INT4_EAGER_DENSE_ROWS
+        and quant.dense_rows(8, 64) == quant.INT8_DENSE_ROWS
+    )
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
     assert len(warnings) == 1 and "eager" in warnings[0].getMessage()
     assert "sk-secret" not in warnings[0].getMessage()  # the exception type only, never its text
@@ -69,7 +86,9 @@ def test_int4_goes_dense_from_fewer_rows_the_wider_its_input() -> None:
     rows = [quant.dense_rows(4, k) for k in widths]
     assert rows == sorted(rows) and rows[0] == rows[1] == quant.INT4_DENSE_ROWS
     assert all(r * k >= quant.INT4_DENSE_WORK for r, k in zip(rows, widths, strict=True))
-    assert 32 <= quant.dense_rows(4, 960) <= 80 and 80 <= quant.dense_rows(4, 576) <= quant.INT4_EAGER_DENSE_ROWS
+    assert (
+        32 <= quant.dense_rows(4, 960) <= 80 and 80 <= quant.dense_rows(4, 576) <= quant.INT4_EAGER_DENSE_ROWS
+    )
 
 
 def test_warm_up_compiles_every_slice_shape_once(fresh_cache: dict, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -83,13 +102,13 @@ def test_warm_up_compiles_every_slice_shape_once(fresh_cache: dict, monkeypatch:
     assert all(m.group_size for m in layers)
     with torch.inference_mode():
         count = quant.warm_up_dense(model)
-    want = {(128, 32, 32), (64, 32, 32), (64, 48, 32)}  # (channels, K/2 packed bytes, group)
+    want = {("int4", 128, 32, 32), ("int4", 64, 32, 32), ("int4", 64, 48, 32)}  # channels, K/2 bytes, group
     assert count == len(want) and set(fresh_cache) == want
     compiled = dict(fresh_cache)
     with torch.inference_mode():
         for layer in layers:
             x = torch.randn(layer.dense_from, layer.in_features, dtype=torch.bfloat16)
-            ref = x.float() @ int4_unpack.unpack_eager(layer.weight, layer.scales, 32).float()
+            ref = x.float() @ dequant.unpack_int4_eager(layer.weight, layer.scales, 32).float()
             torch.testing.assert_close(layer(x).float(), ref, rtol=0, atol=ref.abs().max().item() / 100)
     assert fresh_cache == compiled  # nothing compiled while "serving"
 
@@ -106,7 +125,7 @@ def test_an_int4_engine_compiles_its_shapes_at_load_not_in_requests(
     engine = Engine.load(str(path), quant="int4")
     int4 = [m for m in engine.model.modules() if isinstance(m, quant.QuantLinear) and m.group_size]
     assert int4
-    want = {(end - start, m.in_features // 2, m.group_size) for m in int4 for start, end in m.dense_slices()}
+    want = {("int4", b - a, m.in_features // 2, m.group_size) for m in int4 for a, b in m.dense_slices()}
     assert set(fresh_cache) == want
     loaded = dict(fresh_cache)
     dense_from = max(m.dense_from for m in int4)
