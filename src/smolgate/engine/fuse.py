@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from .model import vision
+from .model.linear import Linear
 from .model.smolvlm import SmolVLM
 from .model.text import MLP, Attention
 from .quant import PackedInt4, PackedInt8, QuantLinear
@@ -29,9 +30,10 @@ def concat_linears(layers: Sequence[nn.Module]) -> nn.Module | None:
     if 0 < len(present) < len(biases):
         return None
     bias = torch.cat(present) if present else None
-    if all(type(m) is nn.Linear for m in layers):
+    kind = type(layers[0])
+    if kind in (nn.Linear, Linear) and all(type(m) is kind for m in layers):  # the text decoder's or the encoder's
         weight = torch.cat([m.weight.detach() for m in layers if isinstance(m, nn.Linear)])
-        fused = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
+        fused = kind(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
         fused.weight = nn.Parameter(weight, requires_grad=False)
         if bias is not None:
             fused.bias = nn.Parameter(bias, requires_grad=False)

@@ -1,0 +1,53 @@
+"""The text decoder's Linear (engine.model.linear): one bf16 row through torch.mv gives F.linear's values, and a
+bf16 model's one-row decode steps take that path (the fused projections and lm_head included)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from smolgate.engine.model.linear import Linear
+
+
+@pytest.mark.parametrize(("n", "k", "bias"), [(960, 576, False), (3072, 576, False), (200, 130, True)])
+def test_one_row_equals_f_linear_bit_for_bit(n: int, k: int, bias: bool) -> None:
+    dtype = torch.bfloat16
+    torch.manual_seed(n + k)
+    layer = Linear(k, n, bias=bias).to(dtype)
+    with torch.inference_mode():
+        for shape in [(1, k), (1, 1, k), (k,)]:
+            x = torch.randn(shape, dtype=dtype)
+            got = layer(x)
+            assert got.shape == (*shape[:-1], n) and got.dtype == dtype
+            assert torch.equal(got, F.linear(x, layer.weight, layer.bias))
+        rows = torch.randn(3, k, dtype=dtype)  # several rows: F.linear itself
+        assert torch.equal(layer(rows), F.linear(rows, layer.weight, layer.bias))
+
+
+def test_a_bf16_model_decodes_one_row_through_gemv(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checkpoints import make_checkpoint
+
+    from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
+
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("gemv"))
+    engine = Engine.load(str(path), dtype="bfloat16")
+    layers = [m for m in engine.model.text.modules() if isinstance(m, torch.nn.Linear)]
+    assert layers and all(type(m) is Linear for m in [*layers, engine.model.lm_head])
+    calls: list[int] = []
+    mv = torch.mv
+
+    def counting(w: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+        calls.append(w.shape[0])
+        return mv(w, v)
+
+    monkeypatch.setattr(torch, "mv", counting)
+    out = engine.generate([ChatMessage("user", [TextPart("hello")])], GenerationParams(max_tokens=3))
+    steps = out.completion_tokens - 1  # the first token comes from the prefill: many rows, F.linear ...
+    assert (
+        steps >= 1 and calls[0] == engine.model.lm_head.out_features
+    )  # ... but lm_head on its last row only
+    assert len(calls) == 1 + steps * (len(layers) + 1)  # then every projection and lm_head, each step
+    engine.close()
