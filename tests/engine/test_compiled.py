@@ -114,3 +114,22 @@ def test_batches_past_the_dense_threshold_were_compiled_at_load(tmp_path_factory
     assert all(r.completion_tokens == 4 for r in results)
     assert compiled_graphs() == serving  # no request paid for a compile
     engine.close()
+
+
+def test_bf16_compiled_decode_compiles_only_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """bf16 one-row steps run torch.mv inside the compiled graph (engine.model.linear): the graphs traced at load
+    still serve every request shape. (bf16 tokens are not compared with eager: inductor's fused norms round
+    differently from eager bf16 ops, with or without the GEMV.)"""
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-bf16"))
+    before = compiled_graphs()
+    compiled = Engine.load(str(path), dtype="bfloat16", limits=Limits(compile=True))
+    assert compiled_graphs() - before == 3
+    messages = [[ChatMessage("user", [TextPart(f"Tell story {i}. " * (3 + 4 * i))])] for i in range(3)]
+    params = GenerationParams(max_tokens=16)
+    serving = compiled_graphs()
+    results = [compiled.generate(m, params) for m in messages]  # alone: a one-row cache
+    streams = [compiled.stream(m, params) for m in messages]  # together: batched rows
+    batched = [sum(len(c.token_ids) for c in s) for s in streams]
+    assert all(r.completion_tokens == 16 for r in results) and batched == [16, 16, 16]
+    assert compiled_graphs() == serving
+    compiled.close()

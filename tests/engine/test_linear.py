@@ -25,6 +25,17 @@ def test_one_row_equals_f_linear_bit_for_bit(n: int, k: int, bias: bool) -> None
         assert torch.equal(layer(rows), F.linear(rows, layer.weight, layer.bias))
 
 
+def test_compiled_gemv_path_matches_eager_without_graph_breaks() -> None:
+    torch.manual_seed(1)
+    layer = Linear(576, 960, bias=True).to(torch.bfloat16)
+    compiled = torch.compile(layer, dynamic=True, fullgraph=True)  # fullgraph: a graph break raises
+    with torch.inference_mode():
+        for rows in (1, 3):
+            x = torch.randn(rows, 576, dtype=torch.bfloat16)
+            ref = F.linear(x.float(), layer.weight.float(), layer.bias.float())
+            torch.testing.assert_close(compiled(x).float(), ref, rtol=0.02, atol=0.02)
+
+
 def test_a_bf16_model_decodes_one_row_through_gemv(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
 ) -> None:
