@@ -1,5 +1,5 @@
-"""The text decoder's Linear (engine.model.linear): one bf16 row through torch.mv gives F.linear's values, and a
-bf16 model's one-row decode steps take that path (the fused projections and lm_head included)."""
+"""The text decoder's Linear (engine.model.linear): a few bf16 rows through torch.mv or W @ x^T give F.linear's
+values, and a bf16 model's decode steps take those paths (the fused projections and lm_head included)."""
 
 from __future__ import annotations
 
@@ -21,8 +21,9 @@ def test_one_row_equals_f_linear_bit_for_bit(n: int, k: int, bias: bool) -> None
             got = layer(x)
             assert got.shape == (*shape[:-1], n) and got.dtype == dtype
             assert torch.equal(got, F.linear(x, layer.weight, layer.bias))
-        rows = torch.randn(3, k, dtype=dtype)  # several rows: F.linear itself
-        assert torch.equal(layer(rows), F.linear(rows, layer.weight, layer.bias))
+        for rows in (2, 3, 8, 16, 17, 40):  # W @ x^T up to FEW_ROWS (without bias), F.linear from there on
+            x = torch.randn(1, rows, k, dtype=dtype)
+            assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
 
 
 def test_compiled_gemv_path_matches_eager_without_graph_breaks() -> None:
@@ -61,4 +62,32 @@ def test_a_bf16_model_decodes_one_row_through_gemv(
         steps >= 1 and calls[0] == engine.model.lm_head.out_features
     )  # ... but lm_head on its last row only
     assert len(calls) == 1 + steps * (len(layers) + 1)  # then every projection and lm_head, each step
+    engine.close()
+
+
+def test_a_bf16_model_decodes_a_batch_with_the_weight_on_the_left(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from checkpoints import make_checkpoint
+
+    from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
+
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("gemm-t"))
+    engine = Engine.load(str(path), dtype="bfloat16")
+    weights = {id(m.weight) for m in engine.model.modules() if isinstance(m, Linear)}
+    batch_rows: list[int] = []
+    mm = torch.mm
+
+    def counting(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        if id(a) in weights:
+            batch_rows.append(b.shape[1])
+        return mm(a, b)
+
+    monkeypatch.setattr(torch, "mm", counting)
+    params = GenerationParams(max_tokens=6)
+    streams = [engine.stream([ChatMessage("user", [TextPart(f"story {i}")])], params) for i in range(2)]
+    produced = [sum(len(c.token_ids) for c in s) for s in streams]
+    assert produced == [6, 6]
+    assert set(batch_rows) == {2}  # two-row decode steps (and the lm_head of the two prompts' joint prefill)
+    assert len(batch_rows) >= 4 * len(weights)  # every projection and lm_head, in each shared step
     engine.close()
