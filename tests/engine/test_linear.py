@@ -21,7 +21,7 @@ def test_one_row_equals_f_linear_bit_for_bit(n: int, k: int, bias: bool) -> None
             got = layer(x)
             assert got.shape == (*shape[:-1], n) and got.dtype == dtype
             assert torch.equal(got, F.linear(x, layer.weight, layer.bias))
-        for rows in (2, 3, 8, 16, 17, 40):  # W @ x^T up to FEW_ROWS (without bias), F.linear from there on
+        for rows in (0, 2, 3, 8, 16, 17, 40):  # W @ x^T up to FEW_ROWS (without bias), F.linear from there on
             x = torch.randn(1, rows, k, dtype=dtype)
             assert torch.equal(layer(x), F.linear(x, layer.weight, layer.bias))
 

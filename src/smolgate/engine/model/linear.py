@@ -31,6 +31,6 @@ class Linear(nn.Linear):
                 return y.view(*x.shape[:-1], self.out_features)
             rows = x.numel() // x.shape[-1]
             if self.bias is None and rows <= FEW_ROWS and not torch.compiler.is_compiling():
-                y = torch.mm(self.weight, x.reshape(rows, -1).t()).t().contiguous()
+                y = torch.mm(self.weight, x.reshape(rows, self.in_features).t()).t().contiguous()
                 return y.view(*x.shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
