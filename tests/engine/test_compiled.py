@@ -12,6 +12,7 @@ from torch._dynamo.utils import counters
 from smolgate.engine import generate as gen
 from smolgate.engine import quant
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
+from smolgate.engine.model.linear import FEW_ROWS
 from smolgate.engine.scheduler import Limits
 
 
@@ -117,19 +118,23 @@ def test_batches_past_the_dense_threshold_were_compiled_at_load(tmp_path_factory
 
 
 def test_bf16_compiled_decode_compiles_only_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
-    """bf16 one-row steps run torch.mv inside the compiled graph (engine.model.linear): the graphs traced at load
-    still serve every request shape. (bf16 tokens are not compared with eager: inductor's fused norms round
-    differently from eager bf16 ops, with or without the GEMV.)"""
+    """bf16 steps run torch.mv (one row) and W @ x^T (up to FEW_ROWS rows) inside the compiled graphs
+    (engine.model.linear), F.linear past that: with more slots than FEW_ROWS, warm-up traces that batch too, and
+    the graphs traced at load serve every request shape. (bf16 tokens are not compared with eager: inductor's
+    fused norms round differently from eager bf16 ops, with or without these paths.)"""
     path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-bf16"))
+    slots = FEW_ROWS + 1
     before = compiled_graphs()
-    compiled = Engine.load(str(path), dtype="bfloat16", limits=Limits(compile=True))
-    assert compiled_graphs() - before == 3
-    messages = [[ChatMessage("user", [TextPart(f"Tell story {i}. " * (3 + 4 * i))])] for i in range(3)]
-    params = GenerationParams(max_tokens=16)
+    compiled = Engine.load(str(path), dtype="bfloat16", limits=Limits(compile=True, max_slots=slots))
+    assert compiled_graphs() - before == 4
+    compiled.tokenizer.eos_token_ids = ()  # random weights: no request may end early, the batch must fill
+    params = GenerationParams(max_tokens=6)
     serving = compiled_graphs()
-    results = [compiled.generate(m, params) for m in messages]  # alone: a one-row cache
-    streams = [compiled.stream(m, params) for m in messages]  # together: batched rows
-    batched = [sum(len(c.token_ids) for c in s) for s in streams]
-    assert all(r.completion_tokens == 16 for r in results) and batched == [16, 16, 16]
+    alone = compiled.generate([ChatMessage("user", [TextPart("Tell a story.")])], params)  # a one-row cache
+    messages = [[ChatMessage("user", [TextPart(f"Tell story {i}. " * (1 + i % 4))])] for i in range(slots)]
+    streams = [compiled.stream(m, params) for m in messages]  # together: a full batch, past FEW_ROWS
+    results = [gen.collect(s) for s in streams]
+    assert compiled.scheduler.peak_batch == slots
+    assert alone.completion_tokens == 6 and all(r.completion_tokens == 6 for r in results)
     assert compiled_graphs() == serving
     compiled.close()

@@ -8,8 +8,9 @@ up to 32 rows (from 64 rows on, oneDNN picks other kernels for W @ x^T, and they
   bf16 weights: 256M 33.5 -> 39.5 tok/s, 2.2B 5.7 -> 6.9 (one run, same process). The compiled one-row decode
   graph takes it too (256M with --compile: 39.1 -> 41.8 tok/s).
 - 2-16 rows (batched decode): `W @ x^T`, 10-40% faster per layer (8 rows: 2048 x 2048 326 -> 237 us, the lm_head
-  3.96 -> 2.51 ms). Eager only: in a compiled step the row count is symbolic, and a branch on it would need
-  graphs past 16 rows that warm-up does not trace.
+  3.96 -> 2.51 ms); 256M, 8 streams: eager 190 -> 214 tok/s, compiled 255 -> 294. In a compiled step the row
+  count is symbolic and this branch guards on it, so with more than FEW_ROWS slots warm-up also traces a batch
+  past it (compiled.py).
 Other dtypes (fp16's GEMV rounds differently), biased layers past one row, and prefill keep `F.linear`.
 """
 
@@ -30,7 +31,7 @@ class Linear(nn.Linear):
                 y = torch.mv(self.weight, v) if self.bias is None else torch.addmv(self.bias, self.weight, v)
                 return y.view(*x.shape[:-1], self.out_features)
             rows = x.numel() // x.shape[-1]
-            if self.bias is None and rows <= FEW_ROWS and not torch.compiler.is_compiling():
+            if self.bias is None and rows <= FEW_ROWS:
                 y = torch.mm(self.weight, x.reshape(rows, self.in_features).t()).t().contiguous()
                 return y.view(*x.shape[:-1], self.out_features)
         return F.linear(x, self.weight, self.bias)
