@@ -9,8 +9,8 @@ by default.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
 one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's `dense_from`
-(or, in bf16, than model/linear.py's FEW_ROWS), also batches past that threshold. `warm_up` compiles them all before the first request, so no request pays for a
-compile. Two things keep those graphs general:
+(or, in bf16, than model/linear.py's FEW_ROWS), also batches past that threshold. `warm_up` compiles them all
+before the first request, so no request pays for a compile. Two things keep those graphs general:
 - duck shaping is off while tracing: by default sizes that happen to be equal at trace time share one symbol
   (batch rows = cache rows, cache length = RoPE table length), and every later mismatch would recompile;
 - the RoPE tables are built for the whole context first, so they never change once traced.

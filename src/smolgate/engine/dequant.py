@@ -38,14 +38,19 @@ _broken = False  # set when inductor failed once: eager from then on
 
 
 def unpack_int4_eager(weight: torch.Tensor, scales_zeros: torch.Tensor, group_size: int) -> torch.Tensor:
-    """Packed uint8 [N, K/2] + bf16 [K/g, N, 2] -> W^T, bf16 [K, N], in eager torch ops (torch's bf16 multiply with
-    a broadcast operand is ~5x slower than fp32's, hence the fp32 buffer)."""
+    """Packed uint8 [N, K/2] + bf16 [K/g, N, 2] -> W^T, bf16 [K, N], in eager torch ops."""
+    return _unpack_eager(weight, *_scale_offset(scales_zeros), group_size)
+
+
+def _unpack_eager(
+    weight: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, group_size: int
+) -> torch.Tensor:
+    """(torch's bf16 multiply with a broadcast operand is ~5x slower than fp32's, hence the fp32 buffer)"""
     n, k = weight.shape[0], weight.shape[1] * 2
     b = weight.view(n // BLOCK_N, k, BLOCK_N // 2).transpose(0, 1)  # [K, N/64, 32]
     q = torch.empty(k, n // BLOCK_N, 2, BLOCK_N // 2)
     q[:, :, 0].copy_(b & 15)
     q[:, :, 1].copy_(b >> 4)
-    scale, offset = _scale_offset(scales_zeros)
     by_group = q.view(k // group_size, group_size, n)
     torch.addcmul(offset.unsqueeze(1), by_group, scale.unsqueeze(1), out=by_group)
     return q.view(k, n).to(torch.bfloat16)
@@ -62,7 +67,7 @@ def _scale_offset(scales_zeros: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
 def _unpack_graph(
     weight: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, group_size: int
 ) -> torch.Tensor:
-    """`unpack_int4_eager` written for inductor: one loop nest whose innermost dimension is a contiguous 32-byte run."""
+    """`_unpack_eager` written for inductor: one loop nest whose innermost dimension is a contiguous 32-byte run."""
     n, k = weight.shape[0], weight.shape[1] * 2
     groups, blocks = k // group_size, n // BLOCK_N
     b = weight.view(blocks, groups, group_size, 1, BLOCK_N // 2).permute(1, 2, 0, 3, 4)
@@ -74,15 +79,10 @@ def _unpack_graph(
 
 def unpack_int4_t(weight: torch.Tensor, scales_zeros: torch.Tensor, group_size: int) -> torch.Tensor:
     """Packed int4 -> W^T, bf16 [K, N]: compiled for this shape (compiling it on first use), or eager."""
+    args = (weight, *_scale_offset(scales_zeros), group_size)
     if torch.compiler.is_compiling():  # inside a compiled decode step: traced into that graph
-        return _unpack_graph(weight, *_scale_offset(scales_zeros), group_size)
-    key = ("int4", weight.shape[0], weight.shape[1], group_size)
-    return _run(
-        key,
-        _unpack_graph,
-        (weight, *_scale_offset(scales_zeros), group_size),
-        lambda: unpack_int4_eager(weight, scales_zeros, group_size),
-    )
+        return _unpack_graph(*args)
+    return _run(("int4", weight.shape[0], weight.shape[1], group_size), _unpack_graph, _unpack_eager, args)
 
 
 def int8_eager(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
@@ -98,20 +98,20 @@ def dequantize_int8(weight: torch.Tensor, scales: torch.Tensor) -> torch.Tensor:
     """int8 [N, K] and bf16 [N] scales -> bf16 [N, K]: compiled for this shape, or eager."""
     if torch.compiler.is_compiling():
         return int8_eager(weight, scales)
-    key = ("int8", weight.shape[0], weight.shape[1], 0)
-    return _run(key, _int8_graph, (weight, scales), lambda: int8_eager(weight, scales))
+    return _run(("int8", weight.shape[0], weight.shape[1], 0), _int8_graph, int8_eager, (weight, scales))
 
 
 def _run(
     key: tuple[str, int, int, int],
     graph: Callable[..., torch.Tensor],
+    eager: Callable[..., torch.Tensor],
     args: tuple[Any, ...],
-    eager: Callable[[], torch.Tensor],
 ) -> torch.Tensor:
-    """graph(*args) through this shape's compiled code (compiled on first use), or eager() where inductor failed."""
+    """graph(*args) through this shape's compiled code (compiled on first use), or eager(*args), the same values,
+    where inductor failed."""
     global _broken
     if _broken:
-        return eager()
+        return eager(*args)
     if (fn := _compiled.get(key)) is not None:
         return fn(*args)
     compile_: Any = torch.compile  # isolate_recompiles is missing from torch's typing stubs
@@ -123,7 +123,7 @@ def _run(
         log.warning(
             "dense paths dequantize eagerly (slower prefill): torch.compile failed: %s", type(exc).__name__
         )
-        return eager()
+        return eager(*args)
     _compiled[key] = fn
     return out
 

@@ -338,14 +338,17 @@ class QuantLinear(nn.Module):
 def warm_up_dense(model: nn.Module) -> int:
     """Compile the int4 unpack for each slice shape the model's dense path meets (dequant.py), so no request
     waits on a compile -> how many shapes (0 without int4 layers, or where inductor cannot run)."""
-    seen: set[tuple[int, int, int]] = set()
-    for m in model.modules():
-        if isinstance(m, QuantLinear) and m.group_size:
-            for start, end in m.dense_slices():
-                if dequant.compiled() and (key := (end - start, m.in_features, m.group_size)) not in seen:
-                    seen.add(key)
-                    m._unpack_t(start, end)
-    return len(seen) if dequant.compiled() else 0
+    slices = {
+        (end - start, m.in_features, m.group_size): (m, start, end)
+        for m in model.modules()
+        if isinstance(m, QuantLinear) and m.group_size
+        for start, end in m.dense_slices()
+    }
+    for m, start, end in slices.values():
+        if not dequant.compiled():  # a compile failed: the eager path has nothing to prepare
+            return 0
+        m._unpack_t(start, end)
+    return len(slices) if dequant.compiled() else 0
 
 
 class QuantEmbedding(nn.Module):

@@ -214,7 +214,7 @@ class Scheduler:
         if any(isinstance(m, QuantLinear) and m.group_size for m in self.model.modules()):
             self.run(lambda: warm_up_dense(self.model))
         if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
-            self.run(lambda: vision.warm_up(self.model.dtype))
+            self.run(vision.warm_up)
         if self.limits.compile:
             self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
         if self._compiled_vision:

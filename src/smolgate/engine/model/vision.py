@@ -185,9 +185,10 @@ class VisionModel(nn.Module):
         self.run_layer: Callable[[EncoderLayer, torch.Tensor, torch.Tensor | None], torch.Tensor] = run_layer
 
     @torch.inference_mode()
-    def warm_up(self, dtype: torch.dtype) -> None:
+    def warm_up(self) -> None:
         """Encode blank passes of one and two tiles, so the GEMM shapes requests meet most are measured now
         (rowsplit.py) rather than in a request."""
+        dtype = self.post_layernorm.weight.dtype
         for tiles in (1, 2):
             self(torch.zeros(tiles, 3, self.cfg.image_size, self.cfg.image_size, dtype=dtype))
 
