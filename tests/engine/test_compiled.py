@@ -9,6 +9,7 @@ import torch
 from checkpoints import make_checkpoint
 from torch._dynamo.utils import counters
 
+from smolgate.engine import compiled as compiled_mod
 from smolgate.engine import generate as gen
 from smolgate.engine import quant
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
@@ -80,6 +81,36 @@ def step_logits(engine: Engine) -> torch.Tensor:
 def test_compiled_step_matches_eager_logits(engines: tuple[Engine, Engine, int]) -> None:
     eager, compiled, _ = engines
     torch.testing.assert_close(step_logits(compiled), step_logits(eager), rtol=1e-4, atol=1e-4)
+
+
+def test_decode_guards_check_the_inputs_not_the_loaded_model(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step evaluates its graph's guards. The model never changes once loaded, so guards on its weights and
+    module facts (thousands) are dropped; those on the inputs and the RoPE tables, which pick the graph, stay."""
+    kept: list[list[tuple[str, str]]] = []
+    dropped: list[list[tuple[str, str]]] = []
+    real = compiled_mod._skip_model_guards
+
+    def record(entries: list) -> list[bool]:
+        keep = real(entries)
+        kept.append([(e.guard_type, e.name) for e, k in zip(entries, keep, strict=True) if k])
+        dropped.append([(e.guard_type, e.name) for e, k in zip(entries, keep, strict=True) if not k])
+        return keep
+
+    monkeypatch.setattr(compiled_mod, "_skip_model_guards", record)
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-guards"))
+    engine = Engine.load(str(path), quant="int8", limits=Limits(compile=True))
+    engine.close()
+    assert len(kept) == 3  # the three decode graphs
+    for keep, drop in zip(kept, dropped, strict=True):
+        on_model = [(kind, name) for kind, name in keep if name.startswith("self")]
+        assert {kind for kind, _ in on_model} <= {"TENSOR_MATCH", "DICT_KEYS_MATCH", "SEQUENCE_LENGTH"}
+        assert any(kind == "TENSOR_MATCH" and name.endswith("._cos") for kind, name in on_model)  # RoPE tables
+        for arg in ("tokens", "positions", "caches[0].k", "caches[1].v"):
+            assert any(kind == "TENSOR_MATCH" and name == arg for kind, name in keep), arg
+        assert {"TYPE_MATCH", "EMPTY_NN_MODULE_HOOKS_DICT", "CONSTANT_MATCH"} <= {kind for kind, _ in drop}
+        assert all(name.startswith("self") for _, name in drop)
 
 
 def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.TempPathFactory) -> None:

@@ -10,6 +10,7 @@ from smolgate.engine.sampling import (
     Sampler,
     apply_repetition_penalty,
     apply_temperature,
+    argmax_rows,
     greedy,
     top_k_filter,
     top_p_filter,
@@ -28,6 +29,18 @@ def kept(logits: torch.Tensor) -> list[int]:
 
 def test_greedy_is_argmax() -> None:
     assert greedy(torch.tensor([0.1, 3.0, -1.0, 2.9])) == 1
+
+
+def test_batched_argmax_takes_the_first_of_tied_maxima_like_argmax() -> None:
+    """bf16 logits tie often; greedy decoding must pick the same (first) token however the batch is formed."""
+    gen = torch.Generator().manual_seed(0)
+    for rows in (1, 3, 8):
+        x = (torch.randn(rows, 49152, generator=gen) * 2).round().to(torch.bfloat16)  # many ties at the max
+        x[:, 40000] = x[:, 7] = x.max() + 1  # a tie far apart
+        assert argmax_rows(x).tolist() == [7] * rows
+        assert greedy(x[0]) == 7
+        x[-1, 99] = float("nan")  # NaN counts as the largest, as in argmax
+        assert argmax_rows(x).tolist() == x.argmax(dim=-1).tolist() == [7] * (rows - 1) + [99]
 
 
 def test_temperature_scales_logits() -> None:

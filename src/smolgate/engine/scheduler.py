@@ -38,7 +38,7 @@ from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChun
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
 from .quant import QuantLinear, warm_up_dense
-from .sampling import Constraint, Sampler, TokenPicker
+from .sampling import Constraint, Sampler, TokenPicker, argmax_rows
 from .tokenizer import Tokenizer
 
 T = TypeVar("T")
@@ -431,7 +431,7 @@ class Scheduler:
         kv_len = max(r.pos for r in self._rows) + 1
         logits = self._step_fn(self._tokens[:n], self._positions[:n], kv_len, self._caches)
         rows = self._rows
-        argmax = logits.argmax(dim=-1).tolist() if any(r.picker.plain_greedy for r in rows) else []
+        argmax = argmax_rows(logits).tolist() if any(r.picker.plain_greedy for r in rows) else []
         done: list[int] = []
         tokens: list[int] = []
         for i, req in enumerate(rows):
