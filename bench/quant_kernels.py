@@ -3,9 +3,12 @@
 For each model shape (2.2B, 500M, 256M text decoders) and row count M (1 = decode, 256 = a prefill chunk), every
 kernel runs the 7 projections of a decoder layer; the time per layer x num_layers gives tok/s = M / time (lm_head
 excluded). Layer copies are cycled through, as many as the model has layers or just enough to hold 256 MB of fp32
-weights, if fewer: the kernels see a real step's weight traffic, from DRAM for 2.2B, while a small model's
-quantized layers may sit in a large L3 (480 MB on our 2-core bench machine), as they do when serving. Kernels run
-round-robin so load changes hit all of them alike; compare ratios within one run (shared 2-core machine).
+weights, if fewer. That is one copy for 2.2B (268 MB fp32 a layer), whose quantized form (int4 34 MB, int8 67 MB)
+then partly stays in cache: the 2.2B int4/int8 figures are faster than a real step, which streams every layer
+from DRAM (int4 at one row: ~56 ms for the 24 layers here, 70.6 ms in the kernel in a profiled real step). Our
+2-core bench VM reports a 480 MB L3, but reads slow down far below that size: summing 32 MB runs at ~50 GB/s,
+128 MB and more at 28-33 GB/s. Kernels run round-robin so load changes hit all of them alike; compare ratios
+within one run (shared 2-core machine).
 
     .venv/bin/python bench/quant_kernels.py [--rows 1,8,32,256] [--reps 5] [--no-compile]
 
