@@ -88,7 +88,7 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
     """Validate a config file and explain what it routes where."""
     cfg = _load(config)
     console.print(f"[green]ok[/green]: {len(cfg.providers)} providers, {len(cfg.models)} model aliases, "
-                  f"{len(cfg.keys)} client keys, state: {cfg.state or 'in-process'}")
+                  f"{len(cfg.keys)} client keys, state: {cfg.state_display}")
     t = Table("provider", "protocol", "base_url", "accounts", "strategy")
     for p in cfg.providers:
         t.add_row(p.name, p.protocol, p.base_url or "-", str(len(p.accounts)), p.strategy)

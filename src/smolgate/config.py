@@ -1,7 +1,9 @@
 """Configuration: YAML with `${ENV_VAR}` substitution, validated into typed structs.
 
 Errors name the field path and the YAML line (`providers[0].protocol (line 4): …`), so `smolgate check`
-can explain a bad file. Secrets are only ever held in `AccountConfig.api_key`; `__repr__` hides them.
+can explain a bad file. `${VAR}` is substituted inside string values after the YAML is parsed, so an
+environment value is never re-read as YAML (a ` #` in a key stays part of the key). Every credential is a
+`Secret` (secret.py): it prints as `***` in reprs, logs and `smolgate check`.
 """
 
 from __future__ import annotations
@@ -10,9 +12,12 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import msgspec
 import yaml
+
+from .secret import Secret, as_secret, redact_url
 
 Protocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama", "local"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
@@ -23,7 +28,7 @@ class Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
 
 
 class AccountConfig(Base):
-    api_key: str | None = None
+    api_key: Secret | None = None
     name: str | None = None  # how logs and `smolgate accounts` refer to it (never by key)
     max_concurrency: int | None = None
     rpm: int | None = None
@@ -31,8 +36,8 @@ class AccountConfig(Base):
     weight: float = 1.0
     enabled: bool = True
 
-    def __repr__(self) -> str:  # never leak the key through a repr in a log line
-        return f"AccountConfig(name={self.name!r}, api_key={'***' if self.api_key else None})"
+    def __post_init__(self) -> None:
+        self.api_key = as_secret(self.api_key)
 
 
 class TimeoutConfig(Base):
@@ -47,6 +52,14 @@ class BreakerConfig(Base):
     cooldown: float = 10.0  # seconds before a half-open probe
 
 
+class UpstreamLimits(Base):
+    """Caps on what an upstream may send back; past them the attempt fails with a 502."""
+
+    max_response_bytes: int = 64 * 1024 * 1024  # a non-streaming body
+    max_line_bytes: int = 16 * 1024 * 1024  # one SSE / NDJSON line (Gemini inline images are large)
+    max_header_bytes: int = 64 * 1024  # all response headers together
+
+
 class ProviderConfig(Base):
     name: str
     protocol: Protocol
@@ -55,7 +68,8 @@ class ProviderConfig(Base):
     strategy: Strategy = "round_robin"
     timeouts: TimeoutConfig = msgspec.field(default_factory=TimeoutConfig)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
-    headers: dict[str, str] = msgspec.field(default_factory=dict)
+    headers: dict[str, Secret] = msgspec.field(default_factory=dict)  # values may carry credentials
+    limits: UpstreamLimits = msgspec.field(default_factory=UpstreamLimits)
     model: str | None = None  # protocol local: the checkpoint to load (dir, HF repo id or .gguf)
     quant: Literal["none", "int8", "int8-dynamic", "int4"] | None = None  # protocol local: quantization
     # protocol local: compute dtype. bf16 by default: batched decode scales ~6.5× at 8 streams in bf16 vs ~4×
@@ -66,6 +80,9 @@ class ProviderConfig(Base):
     compile: bool = False
     queue_timeout: float = 10.0  # how long a request waits for a free account slot
     transport: Literal["h1", "aiohttp"] = "h1"  # aiohttp honours HTTP(S)_PROXY; h1 is faster
+
+    def __post_init__(self) -> None:
+        self.headers = {k: Secret(v) for k, v in self.headers.items()}
 
 
 class Target(Base):
@@ -80,13 +97,13 @@ class ModelAlias(Base):
 
 
 class ClientKey(Base):
-    key: str
+    key: Secret
     name: str | None = None
     rpm: int | None = None
     max_concurrency: int | None = None
 
-    def __repr__(self) -> str:
-        return f"ClientKey(name={self.name!r})"
+    def __post_init__(self) -> None:
+        self.key = Secret(self.key)
 
 
 class RetryConfig(Base):
@@ -95,8 +112,27 @@ class RetryConfig(Base):
 
 
 class ServerConfig(Base):
+    """Limits and access rules of the client-facing server (SECURITY.md lists each with its reason)."""
+
     max_body_bytes: int = 32 * 1024 * 1024
     allow_private_image_urls: bool = False  # the image fetcher refuses loopback/private/metadata addresses
+    max_media_urls: int = 16  # remote image/video URLs the gateway fetches for one request
+    max_media_bytes: int = 64 * 1024 * 1024  # bytes fetched for one request, all URLs together
+    max_header_bytes: int = 64 * 1024  # request line + headers
+    max_headers: int = 100
+    max_url_bytes: int = 8 * 1024
+    header_timeout: float = 10.0  # seconds for a client to send its request line and headers
+    body_timeout: float = 60.0  # seconds for a client to send its whole body
+    keepalive_timeout: float = 5.0  # idle keep-alive connections close after this
+    max_connections: int = 4096  # open client connections; past it new ones get a 503 and are closed
+    admin_key: Secret | None = None  # for /admin/*; else $SMOLGATE_ADMIN_KEY; else admin is loopback-only
+    allowed_hosts: list[str] | None = None  # Host header allow-list; None: loopback names when keyless, else any
+    cors_origins: list[str] = msgspec.field(default_factory=list)  # browser origins allowed ("*" for any)
+    auth_failures: int = 10  # failed authentications per client address before it is made to wait
+    auth_backoff: float = 30.0  # the longest wait (seconds) after repeated failures
+
+    def __post_init__(self) -> None:
+        self.admin_key = as_secret(self.admin_key)
 
 
 class Config(Base):
@@ -105,7 +141,29 @@ class Config(Base):
     keys: list[ClientKey] = msgspec.field(default_factory=list)
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
-    state: str | None = None  # redis://… to share pool state across replicas
+    state: Secret | None = None  # redis://… to share pool state across replicas (may hold a password)
+
+    def __post_init__(self) -> None:
+        self.state = as_secret(self.state)
+
+    @property
+    def state_display(self) -> str:
+        """The state store's URL with any password masked, for logs and `smolgate check`."""
+        return redact_url(self.state.reveal()) if self.state else "in-process"
+
+    def secret_values(self) -> list[str]:
+        """Every credential value in this config (for `Redactor`)."""
+        out = [a.api_key.reveal() for p in self.providers for a in p.accounts if a.api_key]
+        out += [v.reveal() for p in self.providers for v in p.headers.values()]
+        out += [k.key.reveal() for k in self.keys]
+        if self.server.admin_key:
+            out.append(self.server.admin_key.reveal())
+        if self.state:
+            try:
+                out.append(urlsplit(self.state.reveal()).password or "")
+            except ValueError:
+                pass
+        return [v for v in out if v]
 
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
@@ -118,16 +176,57 @@ class ConfigError(ValueError):
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
-def _substitute(text: str, source: str) -> str:
+def _placeholders(text: str, source: str) -> tuple[str, dict[str, str]]:
+    """Swap each `${VAR}` for an inert token before parsing; returns the text and token → value.
+
+    The values go back in after parsing, as plain text (`_substitute`): an environment value is never parsed
+    as YAML, so a key containing ` #`, `: ` or quotes stays whole, and unquoted `${VAR}` still works in flow
+    mappings. Numbers and booleans written as `${VAR}` are converted by the (lax) struct conversion.
+    """
+    values: dict[str, str] = {}
+
     def repl(m: re.Match[str]) -> str:
         value = os.environ.get(m.group(1), m.group(2))
         if value is None:
             line = text.count("\n", 0, m.start()) + 1
             raise ConfigError(f"{source}:{line}: environment variable {m.group(1)} is not set "
                               f"(use ${{{m.group(1)}:-default}} for a default)")
-        return value
+        token = f"SMOLGATEENV{len(values)}X{_NONCE}"
+        values[token] = value
+        return token
 
-    return _ENV.sub(repl, text)
+    return _ENV.sub(repl, text), values
+
+
+_NONCE = os.urandom(6).hex()
+_TOKEN = re.compile(r"SMOLGATEENV\d+X[0-9a-f]{12}")
+
+
+def _substitute(node: yaml.Node | None, values: dict[str, str]) -> None:
+    """Put the environment values back into the string scalars of the parsed tree, in place."""
+    if isinstance(node, yaml.ScalarNode):
+        if "SMOLGATEENV" in node.value:
+            node.value = _TOKEN.sub(lambda m: values.get(m.group(0), m.group(0)), node.value)
+            node.tag = "tag:yaml.org,2002:str"
+    elif isinstance(node, yaml.SequenceNode):
+        for item in node.value:
+            _substitute(item, values)
+    elif isinstance(node, yaml.MappingNode):
+        for _, value in node.value:
+            _substitute(value, values)
+
+
+def _yaml_problem(exc: yaml.YAMLError) -> str:
+    """The parser's complaint and position, without the snippet of the line (it may hold a key)."""
+    mark = getattr(exc, "problem_mark", None)
+    problem = getattr(exc, "problem", None) or type(exc).__name__
+    return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def _dec_hook(typ: type, obj: Any) -> Any:
+    if typ is Secret and isinstance(obj, (str, int)) and not isinstance(obj, bool):
+        return Secret(str(obj))
+    raise NotImplementedError
 
 
 def _line_of(node: yaml.Node | None, path: str) -> int | None:
@@ -165,14 +264,18 @@ def _check_references(cfg: Config) -> None:
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
-    text = _substitute(text, source)
+    text, values = _placeholders(text, source)
     try:
-        node = yaml.compose(text)
-        data: Any = yaml.safe_load(text) or {}
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    _substitute(node, values)
     try:
-        cfg = msgspec.convert(data, Config)
+        data: Any = yaml.SafeLoader("").construct_document(node) if node is not None else {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    try:
+        cfg = msgspec.convert(data or {}, Config, strict=False, dec_hook=_dec_hook)
     except msgspec.ValidationError as exc:
         msg = str(exc)
         path = msg.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in msg else "$"

@@ -22,6 +22,7 @@ from .fetch import fetch_media
 from .pool import Pools
 from .providers.base import Provider
 from .routing import Route, Router
+from .secret import reveal
 
 log = logging.getLogger("smolgate.dispatch")
 
@@ -48,7 +49,7 @@ class Dispatcher:
 
     async def complete(self, req: Request) -> Response:
         async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
-            resp, status, headers = await provider.complete(req_for[route.provider], route.model, lease.account.api_key)
+            resp, status, headers = await provider.complete(req_for[route.provider], route.model, reveal(lease.account.api_key))
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
             if req.stop and not provider.supports_stop:
                 resp = stops.apply_to_response(resp, req.stop)
@@ -62,7 +63,7 @@ class Dispatcher:
         req_for: dict[str, Request] = {}
 
         async def call(provider: Provider, route: Route, lease):  # type: ignore[no-untyped-def]
-            attempt = await provider.open(req_for[route.provider], route.model, lease.account.api_key)
+            attempt = await provider.open(req_for[route.provider], route.model, reveal(lease.account.api_key))
             lease.record(status=attempt.status, headers=attempt.headers)
             it = attempt.events().__aiter__()
             if req.stop and not provider.supports_stop:

@@ -20,6 +20,7 @@ import msgspec
 
 from ..config import AccountConfig, ProviderConfig
 from ..errors import ErrorKind, GatewayError
+from ..secret import Secret, reveal
 from . import health as H
 from . import outcomes, strategies
 from .state_memory import INF, AccountState
@@ -74,8 +75,8 @@ class Lease:
         return f"Lease({self._pool.name}/{self._acct.name})"
 
 
-def _fp(key: str | None) -> str:
-    return hashlib.sha256((key or "").encode()).hexdigest()[:12]
+def _fp(key: Secret | None) -> str:
+    return hashlib.sha256((reveal(key) or "").encode()).hexdigest()[:12]
 
 
 class AccountPool:

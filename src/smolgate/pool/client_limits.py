@@ -26,7 +26,7 @@ class _Usage:
 
 
 def _label(key: ClientKey) -> str:
-    return key.name or "key-" + hashlib.sha256(key.key.encode()).hexdigest()[:12]
+    return key.name or "key-" + hashlib.sha256(key.key.reveal().encode()).hexdigest()[:12]
 
 
 class ClientLimiter:

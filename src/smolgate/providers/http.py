@@ -140,7 +140,7 @@ class HttpProvider(Provider):
 
     def _headers(self, api_key: str | None, extra: Mapping[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json", **_FIXED_HEADERS.get(self.cfg.protocol, {})}
-        headers.update(self.cfg.headers)
+        headers.update({k: v.reveal() for k, v in self.cfg.headers.items()})
         headers.update(extra)
         if api_key:
             headers.update(_AUTH_STYLE[self.cfg.protocol](api_key))

@@ -23,7 +23,7 @@ def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str |
 
 class Authenticator:
     def __init__(self, keys: list[ClientKey]) -> None:
-        self._keys = [(k.key.encode(), k) for k in keys]
+        self._keys = [(k.key.reveal().encode(), k) for k in keys]
 
     @property
     def open(self) -> bool:
