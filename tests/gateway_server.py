@@ -1,4 +1,5 @@
-"""Run a real smolgate server (uvicorn, loopback, free port) in a background thread for tests."""
+"""Run a real smolgate server (uvicorn, loopback, free port) in a background thread for tests, configured by the
+same function as `smolgate serve`."""
 
 from __future__ import annotations
 
@@ -10,14 +11,15 @@ import uvicorn
 
 from smolgate.config import Config, parse_config
 from smolgate.server.app import Gateway
+from smolgate.server.serving import uvicorn_config
 
 
 class GatewayServer:
     def __init__(self, cfg: Config | str) -> None:
         self.cfg = parse_config(cfg) if isinstance(cfg, str) else cfg
         self.app = Gateway(self.cfg)
-        self._server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=0, log_level="warning",
-                                                     access_log=False, lifespan="on", loop="asyncio"))
+        # exactly as `smolgate serve` runs it (limits protocol included), on the plain asyncio loop
+        self._server = uvicorn.Server(uvicorn_config(self.app, "127.0.0.1", 0, loop="asyncio"))
         self._server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
         self._thread = threading.Thread(target=self._server.run, daemon=True)
         self.port = 0

@@ -66,12 +66,17 @@ def serve(
     quant: Optional[str] = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
     compile: bool = typer.Option(False, "--compile", help="local engine: torch.compile the decode step at start "
                                  "(slower start, faster tokens on small models)"),
+    ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="serve HTTPS with this certificate"),
+    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="the certificate's private key"),
     log_level: str = typer.Option("info", help="debug|info|warning|error"),
 ) -> None:
     """Run the gateway."""
     import uvicorn
 
+    from .secret import RedactingFilter, Redactor
     from .server.app import Gateway
+    from .server.auth import admin_key
+    from .server.serving import uvicorn_config
 
     _setup_logging(log_level)
     cfg = _load(config, model, quant, compile)
@@ -79,8 +84,22 @@ def serve(
         console.print(f"[red]refusing to bind {host}:[/red] no client keys are configured, so the gateway would be "
                       "open to the network. Add `keys:` to the config or bind to 127.0.0.1.")
         raise typer.Exit(2)
-    uvicorn.run(Gateway(cfg), host=host, port=port, log_level="warning", access_log=False,
-                loop="uvloop", http="httptools", lifespan="on", timeout_graceful_shutdown=5)
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        console.print("[red]--ssl-certfile and --ssl-keyfile go together[/red]")
+        raise typer.Exit(2)
+    admin = admin_key(cfg)
+    redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
+    for handler in logging.getLogger().handlers:  # uvicorn's loggers propagate here (log_config=None)
+        handler.addFilter(redact)
+    app = Gateway(cfg)
+    try:
+        server_config = uvicorn_config(app, host, port, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+                                       ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+        server_config.load()  # reads the certificate now, so a bad one is a clear message
+    except (OSError, ValueError) as exc:  # unreadable certificate or key: one line, no trace
+        console.print(f"[red]cannot serve:[/red] {exc}")
+        raise typer.Exit(2) from None
+    uvicorn.Server(server_config).run()
 
 
 @app.command()
@@ -106,18 +125,26 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
 
 @app.command()
 def accounts(url: str = typer.Option("http://127.0.0.1:8000", help="a running smolgate"),
-             key: Optional[str] = typer.Option(None, envvar="SMOLGATE_KEY", help="client key if required")) -> None:
+             admin_key: Optional[str] = typer.Option(None, envvar="SMOLGATE_ADMIN_KEY",
+                                                     help="the server's admin key (needed unless it runs on this "
+                                                          "machine without one)")) -> None:
     """Show each upstream account's health from a running server."""
     import time
 
     import httpx
 
-    headers = {"authorization": f"Bearer {key}"} if key else {}
+    headers = {"authorization": f"Bearer {admin_key}"} if admin_key else {}
     try:
-        data = httpx.get(url.rstrip("/") + "/admin/accounts", headers=headers, timeout=10).json()
+        r = httpx.get(url.rstrip("/") + "/admin/accounts", headers=headers, timeout=10)
+        data = r.json()
     except (httpx.HTTPError, ValueError) as exc:
         console.print(f"[red]cannot reach {url}:[/red] {exc}")
         raise typer.Exit(1) from None
+    if r.status_code != 200:
+        err = data.get("error") if isinstance(data, dict) else None
+        msg = err.get("message") if isinstance(err, dict) else r.reason_phrase
+        console.print(f"[red]{url} refused ({r.status_code}):[/red] {msg}")
+        raise typer.Exit(1)
     t = Table("provider", "account", "state", "until", "reason", "in flight", "recent errors")
     for a in data.get("accounts", []):
         until = a.get("until")

@@ -17,12 +17,16 @@ from ..config import Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
 from ..protocols import codec
-from ..protocols.base import Codec, ModelInfo, RequestContext
-from .asgi import HttpRequest, Receive, Send, read_body, send_body, send_stream
+from ..protocols.base import Codec, ErrorReply, ModelInfo, RequestContext
+from .access import Access
+from .asgi import (ClientGone, HttpRequest, Receive, Send, read_body, send_body, send_empty, send_stream,
+                   unread_body_is_large, with_headers)
 from .auth import Authenticator
 from .runtime import Runtime
 
 log = logging.getLogger("smolgate.server")
+
+_NO_QUERY: dict[str, str] = {}
 
 Handler = Callable[["Gateway", HttpRequest, dict[str, str], Send, Receive], Awaitable[None]]
 
@@ -33,7 +37,8 @@ class Gateway:
     def __init__(self, cfg: Config, runtime: Runtime | None = None) -> None:
         self.cfg = cfg
         self.runtime = runtime or Runtime(cfg)
-        self.auth = Authenticator(cfg.keys)
+        self.auth = Authenticator(cfg)
+        self.access = Access(cfg)
         self.routes: list[tuple[str, re.Pattern[str], Handler, str]] = []
         self._exact: dict[tuple[str, str], tuple[Handler, str]] = {}
         from . import routes  # registers handlers
@@ -53,20 +58,36 @@ class Gateway:
         return self.runtime.dispatcher
 
     async def __call__(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
-        if scope["type"] == "lifespan":
-            await self._lifespan(receive, send)
-            return
         if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
             return
         req = HttpRequest.from_scope(scope)
         handler, proto, params = self._match(req.method, req.path)
         rid = "req_" + secrets.token_hex(12)
+        h = req.headers
+        body_read = False
         try:
+            # Order matters: who may ask (Host, Origin), then who is asking (headers only), and only then
+            # is the body read; an unauthenticated client never makes us read its body.
+            self.access.check_host(h)
+            cors = self.access.cors(h) if "origin" in h or "sec-fetch-site" in h else None
+            if cors is not None:
+                if req.method == "OPTIONS" and "access-control-request-method" in h:
+                    await send_empty(send, 204, self.access.preflight(h, cors))
+                    return
+                send = with_headers(send, cors)
+            if req.path.startswith("/admin/"):
+                self.auth.check_admin(h, req.client)
             if handler is None:
-                raise not_found(f"no route for {req.method} {req.path}")
+                raise not_found(f"no route for {req.method} {req.path[:200]}")
+            client = None
+            if not self.auth.open and not req.path.startswith("/admin/"):
+                query = req.query if proto == "gemini" or req.path == "/v1/models" else _NO_QUERY
+                client = self.auth.check(h, query, req.client)
             if req.method == "POST":
-                req.body = await read_body(receive, self.cfg.server.max_body_bytes, req.headers.get("content-length"))
-            client = self.auth.check(req.headers, req.query)
+                req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
+            body_read = True
             release = await self.runtime.limiter.acquire(client) if client is not None and self.runtime.limiter else None
             try:
                 await handler(self, req, params, send, receive)
@@ -74,9 +95,11 @@ class Gateway:
                 if release is not None:
                     await release()
         except GatewayError as exc:
-            await self.send_error(send, codec(proto), exc, rid)
+            await self.send_error(send, codec(proto), exc, rid, close=not body_read and unread_body_is_large(h))
+        except ClientGone:
+            return
         except Exception:
-            log.exception("internal error handling %s %s (%s)", req.method, req.path, rid)
+            log.exception("internal error handling %s %s (%s)", req.method, req.path[:200], rid)
             await self.send_error(send, codec(proto), GatewayError(ErrorKind.INTERNAL, f"internal error ({rid})"), rid)
 
     def _match(self, method: str, path: str) -> tuple[Handler | None, str, dict[str, str]]:
@@ -88,12 +111,27 @@ class Gateway:
                 mt = rx.match(path)
                 if mt:
                     return handler, proto, mt.groupdict()
-        proto = "ollama" if path.startswith("/api/") else "anthropic" if path.startswith("/v1/messages") else "openai"
-        return None, proto, {}
+        return None, self.protocol_of(path), {}
 
-    async def send_error(self, send: Send, c: Codec, exc: GatewayError, rid: str) -> None:
+    def protocol_of(self, path: str) -> str:
+        """The protocol whose error shape a request to `path` gets, whatever its method."""
+        for (_, p), (_, proto) in self._exact.items():
+            if p == path:
+                return proto
+        for _, rx, _, proto in self.routes:
+            if rx.match(path):
+                return proto
+        return "ollama" if path.startswith("/api/") else "anthropic" if path.startswith("/v1/messages") else "openai"
+
+    def error_reply(self, path: str | None, exc: GatewayError) -> ErrorReply:
+        """An error in the shape of the protocol `path` belongs to (for the HTTP layer's own refusals)."""
+        return codec(self.protocol_of(path) if path else "openai").encode_error(exc)
+
+    async def send_error(self, send: Send, c: Codec, exc: GatewayError, rid: str, close: bool = False) -> None:
         reply = c.encode_error(exc)
         headers = {"x-request-id": rid, **reply.headers}
+        if close:  # we answered before reading a large body: don't read it to keep the connection
+            headers["connection"] = "close"
         await send_body(send, reply.status, reply.body, "application/json", headers)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
@@ -118,6 +156,7 @@ class Gateway:
         """The common path of every generation endpoint: decode → dispatch → encode."""
         ctx = RequestContext(params, req.query, req.headers)
         canon = c.decode_request(req.body, ctx)
+        self.runtime.router.check_name(canon.model)
         if not canon.stream:
             resp = await self.dispatcher.complete(canon)
             await send_body(send, 200, c.encode_response(resp, canon))

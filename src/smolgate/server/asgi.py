@@ -17,6 +17,14 @@ from ..errors import ErrorKind, GatewayError
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
 
+# Past this many unread body bytes an early answer (401, 413, ...) closes the connection instead of letting the
+# server read and discard the rest to keep it alive (limits.py enforces the same bound).
+DRAIN_BYTES = 1024 * 1024
+
+
+class ClientGone(Exception):
+    """The client disconnected while we were reading its request: nobody to answer."""
+
 
 @dataclass(slots=True)
 class HttpRequest:
@@ -45,7 +53,7 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
     while True:
         msg = await receive()
         if msg["type"] == "http.disconnect":
-            raise asyncio.CancelledError
+            raise ClientGone
         chunk = msg.get("body", b"")
         size += len(chunk)
         if size > limit:
@@ -53,6 +61,32 @@ async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes
         chunks.append(chunk)
         if not msg.get("more_body"):
             return b"".join(chunks) if len(chunks) != 1 else chunks[0]
+
+
+def unread_body_is_large(headers: dict[str, str]) -> bool:
+    """Whether the request announces a body too large (or of unknown size) to drain after an early answer."""
+    if "transfer-encoding" in headers:
+        return True
+    declared = headers.get("content-length")
+    return declared is not None and (not declared.isdigit() or int(declared) > DRAIN_BYTES)
+
+
+def with_headers(send: Send, extra: dict[str, str]) -> Send:
+    """`send` that adds `extra` to the response's headers (CORS)."""
+    raw = [(k.encode(), v.encode("latin-1")) for k, v in extra.items()]
+
+    async def wrapped(msg: dict[str, Any]) -> None:
+        if msg["type"] == "http.response.start":
+            msg = {**msg, "headers": [*msg.get("headers", ()), *raw]}
+        await send(msg)
+
+    return wrapped
+
+
+async def send_empty(send: Send, status: int, headers: dict[str, str]) -> None:
+    raw = [(k.encode(), v.encode("latin-1")) for k, v in headers.items()]
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": b""})
 
 
 def _raw_headers(content_type: str, extra: dict[str, str] | None) -> list[tuple[bytes, bytes]]:

@@ -1,41 +1,104 @@
-"""Client authentication: a key from any header style a supported SDK sends.
+"""Client and admin authentication, from the request's headers alone (before any body byte is read).
 
-`Authorization: Bearer` (OpenAI, Anthropic 2.x, Ollama), `x-api-key` (Anthropic ≤1.x),
-`x-goog-api-key` or `?key=` (Gemini). With no keys configured the gateway is open — and then `serve`
-binds to loopback only (see cli.py).
+Client keys come in any header style a supported SDK sends: `Authorization: Bearer` (OpenAI, Anthropic 2.x,
+Ollama), `x-api-key` (Anthropic ≤1.x), `x-goog-api-key`, and `?key=` on Gemini routes only (a key in a URL
+ends up in proxy and access logs; only Gemini's protocol puts it there). With no keys configured the gateway
+is open — and then `serve` binds to loopback only (see cli.py).
+
+Admin routes (`/admin/*`) take a separate admin key (`server.admin_key` or `$SMOLGATE_ADMIN_KEY`), never a
+client key. Without an admin key they answer only direct loopback clients (not through a proxy).
+Failed attempts are throttled per client address (throttle.py).
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import os
 from typing import Mapping
 
-from ..config import ClientKey
+from ..config import ClientKey, Config
 from ..errors import ErrorKind, GatewayError
+from ..secret import Secret
+from .throttle import AuthThrottle
+
+_NO_QUERY: Mapping[str, str] = {}
+_PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
 
 
-def presented_key(headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+def presented_key(headers: Mapping[str, str], query: Mapping[str, str] = _NO_QUERY) -> str | None:
     auth = headers.get("authorization")
     if auth and auth[:7].lower() == "bearer ":
         return auth[7:].strip()
     return headers.get("x-api-key") or headers.get("x-goog-api-key") or query.get("key")
 
 
+def admin_key(cfg: Config) -> Secret | None:
+    """The admin credential: the config's, else the environment's, else none."""
+    if cfg.server.admin_key:
+        return cfg.server.admin_key
+    env = os.environ.get("SMOLGATE_ADMIN_KEY")
+    return Secret(env) if env else None
+
+
+def is_loopback(addr: str) -> bool:
+    try:
+        return ipaddress.ip_address(addr).is_loopback
+    except ValueError:
+        return False
+
+
 class Authenticator:
-    def __init__(self, keys: list[ClientKey]) -> None:
-        self._keys = [(k.key.reveal().encode(), k) for k in keys]
+    def __init__(self, cfg: Config) -> None:
+        self._keys = [(k.key.reveal().encode(), k) for k in cfg.keys]
+        admin = admin_key(cfg)
+        self._admin = admin.reveal().encode() if admin else None
+        s = cfg.server
+        self.throttle = AuthThrottle(s.auth_failures, s.auth_backoff)
 
     @property
     def open(self) -> bool:
         return not self._keys
 
-    def check(self, headers: Mapping[str, str], query: Mapping[str, str]) -> ClientKey | None:
+    def check(self, headers: Mapping[str, str], query: Mapping[str, str], addr: str) -> ClientKey | None:
+        """The client key presented, None on an open gateway; 401 (or 429 while throttled) otherwise."""
         if not self._keys:
             return None
+        self._not_throttled(addr)
         key = presented_key(headers, query)
-        if key:
-            raw = key.encode()
-            for expected, client in self._keys:  # constant-time per key: no timing oracle on prefixes
-                if hmac.compare_digest(raw, expected):
-                    return client
-        raise GatewayError(ErrorKind.AUTH, "missing API key" if not key else "invalid API key")
+        client = self._client(key) if key else None
+        if client is None:
+            self.throttle.failed(addr)
+            raise GatewayError(ErrorKind.AUTH, "missing API key" if not key else "invalid API key")
+        self.throttle.succeeded(addr)
+        return client
+
+    def check_admin(self, headers: Mapping[str, str], addr: str) -> None:
+        if self._admin is None:
+            if is_loopback(addr) and not any(h in headers for h in _PROXY_HEADERS):
+                return
+            raise GatewayError(ErrorKind.PERMISSION, "admin routes need an admin key (server.admin_key or "
+                                                     "SMOLGATE_ADMIN_KEY); without one they answer only loopback")
+        self._not_throttled(addr)
+        key = presented_key(headers)
+        if key and hmac.compare_digest(key.encode(), self._admin):
+            self.throttle.succeeded(addr)
+            return
+        if key and self._client(key) is not None:
+            raise GatewayError(ErrorKind.PERMISSION, "a client key does not open admin routes; use the admin key")
+        self.throttle.failed(addr)
+        raise GatewayError(ErrorKind.AUTH, "missing admin key" if not key else "invalid admin key")
+
+    def _client(self, key: str) -> ClientKey | None:
+        raw = key.encode()
+        found = None
+        for expected, client in self._keys:  # constant-time per key, every key compared: no timing oracle
+            if hmac.compare_digest(raw, expected) and found is None:
+                found = client
+        return found
+
+    def _not_throttled(self, addr: str) -> None:
+        wait = self.throttle.wait(addr)
+        if wait is not None:
+            raise GatewayError(ErrorKind.RATE_LIMITED, "too many failed authentications from this address; "
+                               "retry later", retry_after=wait)

@@ -33,6 +33,7 @@ async def gemini_method(gw: "Gateway", req: HttpRequest, params: dict[str, str],
         await gw.chat(codec("gemini"), req, params, send, receive)
     elif method == "countTokens":
         canon = _module("gemini").decode_count_tokens_request(req.body, RequestContext(params, req.query, req.headers))
+        gw.runtime.router.check_name(canon.model)
         n = await gw.dispatcher.count_tokens(canon)
         await send_body(send, 200, _module("gemini").encode_count_tokens(n))
     else:
@@ -42,6 +43,7 @@ async def gemini_method(gw: "Gateway", req: HttpRequest, params: dict[str, str],
 async def anthropic_count(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     mod = _module("anthropic")
     canon = mod.decode_count_tokens_request(req.body, RequestContext(params, req.query, req.headers))
+    gw.runtime.router.check_name(canon.model)
     await send_body(send, 200, mod.encode_count_tokens(await gw.dispatcher.count_tokens(canon)))
 
 
@@ -59,6 +61,7 @@ async def list_models(gw: "Gateway", req: HttpRequest, params: dict[str, str], s
 
 def _find(gw: "Gateway", model_id: str) -> ModelInfo:
     """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise."""
+    gw.runtime.router.check_name(model_id)
     for m in gw.model_infos():
         if m.id == model_id:
             return m

@@ -1,0 +1,59 @@
+"""The one place a uvicorn server for the gateway is configured: `smolgate serve` and the tests use it alike."""
+
+from __future__ import annotations
+
+import logging
+import resource
+from typing import Literal
+
+import uvicorn
+
+from ..config import Config
+from .app import Gateway
+from .limits import Limits, protocol_class
+
+log = logging.getLogger("smolgate")
+
+_FD_RESERVE = 256  # descriptors kept for upstream connections, files, logs
+
+
+def raise_fd_limit() -> int:
+    """Raise the soft RLIMIT_NOFILE to the hard limit (as far as it goes); returns the soft limit now in force."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+    if soft != resource.RLIM_INFINITY and soft < want:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+            soft = want
+        except (ValueError, OSError):
+            pass
+    return soft if soft != resource.RLIM_INFINITY else 1 << 20
+
+
+def connection_cap(configured: int, fd_soft: int) -> int:
+    """`server.max_connections`, lowered so client connections can never use the last descriptors."""
+    room = max(16, fd_soft - max(_FD_RESERVE, fd_soft // 4))
+    if configured > room:
+        log.warning("server.max_connections %d lowered to %d: only %d file descriptors are allowed", configured,
+                    room, fd_soft)
+        return room
+    return configured
+
+
+def uvicorn_config(app: Gateway, host: str, port: int, *, loop: Literal["uvloop", "asyncio", "auto"] = "uvloop",
+                   ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
+                   log_level: str = "warning") -> uvicorn.Config:
+    """uvicorn settings for `app`: its limits protocol, keep-alive timeout and connection cap from the config."""
+    s = app.cfg.server
+    cap = connection_cap(s.max_connections, raise_fd_limit())
+    http = protocol_class(Limits.from_config(s, cap), app.error_reply)
+    return uvicorn.Config(
+        app, host=host, port=port, loop=loop, http=http, ws="none", lifespan="on",
+        log_config=None, log_level=log_level, access_log=False,
+        timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  (a float works)
+        # uvicorn's own check runs after the headers and also counts in-flight requests: a backstop above the
+        # connection cap, which the protocol enforces at accept.
+        limit_concurrency=cap + 1,
+        timeout_graceful_shutdown=5,
+        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+    )
