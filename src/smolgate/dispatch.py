@@ -8,19 +8,21 @@ client's codec renders its in-stream error form). Client-fault errors (400, 404)
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from . import stops
+from . import caching, stops
 from .canonical import Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
 from .config import Config
 from .errors import ErrorKind, GatewayError
-from .fetch import fetch_media
+from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
 from .pool import Pools
 from .providers.base import Provider
+from .reasoning import ReasoningPolicy
 from .routing import Route, Router
 from .secret import reveal
 
@@ -44,12 +46,18 @@ class Dispatcher:
         self.router = router
         self.providers = providers
         self.pools = pools
+        self.reasoning = ReasoningPolicy({(t.provider, t.model): t.reasoning for m in cfg.models for t in m.targets
+                                          if isinstance(t.reasoning, bool)})
+        self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
+        self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
 
     # ------------------------------------------------------------------ public API
 
     async def complete(self, req: Request) -> Response:
         async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
-            resp, status, headers = await provider.complete(req_for[route.provider], route.model, reveal(lease.account.api_key))
+            key = reveal(lease.account.api_key)
+            resp, status, headers = await self._send(lambda r: provider.complete(r, route.model, key),
+                                                     req_for[route.provider], route)
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
             if req.stop and not provider.supports_stop:
                 resp = stops.apply_to_response(resp, req.stop)
@@ -63,7 +71,8 @@ class Dispatcher:
         req_for: dict[str, Request] = {}
 
         async def call(provider: Provider, route: Route, lease):  # type: ignore[no-untyped-def]
-            attempt = await provider.open(req_for[route.provider], route.model, reveal(lease.account.api_key))
+            key = reveal(lease.account.api_key)
+            attempt = await self._send(lambda r: provider.open(r, route.model, key), req_for[route.provider], route)
             lease.record(status=attempt.status, headers=attempt.headers)
             it = attempt.events().__aiter__()
             if req.stop and not provider.supports_stop:
@@ -101,6 +110,12 @@ class Dispatcher:
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
 
+    def _send(self, send: Callable, req: Request, route: Route):  # type: ignore[no-untyped-def]
+        """One upstream call with per-target shaping: prompt-cache breakpoints, the reasoning policy."""
+        if req.model in self._auto_cache and route.provider in self._anthropic:
+            req = caching.inject(req)
+        return self.reasoning.call(send, req, route.provider, route.model)
+
     # ------------------------------------------------------------------ the loop
 
     async def _attempts(self, req: Request, req_for: dict[str, Request], call: Callable, keep_lease: bool = False):  # type: ignore[no-untyped-def]
@@ -113,7 +128,7 @@ class Dispatcher:
             provider = self.providers[route.provider]
             pool = self.pools.get(route.provider)
             if route.provider not in req_for:
-                req_for[route.provider] = await self._prepare(req, provider)
+                req_for[route.provider] = await self._prepare(req, provider, req_for)
             tried: set[str] = set()
             while budget > 0 and time.monotonic() < deadline:
                 try:
@@ -148,30 +163,54 @@ class Dispatcher:
             last = GatewayError(ErrorKind.OVERLOADED, "no upstream attempt could be made within the retry budget")
         raise last
 
-    async def _prepare(self, req: Request, provider: Provider) -> Request:
-        """Fetch remote media for targets that only take inline bytes (through the guarded fetcher)."""
+    async def _prepare(self, req: Request, provider: Provider, prepared: dict[str, Request]) -> Request:
+        """Fetch remote media for targets that only take inline bytes (through the guarded fetcher).
+
+        Fetched once per client request (a later target that also needs bytes reuses them), within the
+        request's budget (server.max_media_urls / max_media_bytes), at most MAX_PARALLEL URLs at a time."""
         if not provider.needs_inline_images:
             return req
-        allow = self.cfg.server.allow_private_image_urls
-        changed = False
-        messages = []
+        inlined = next((r for r in prepared.values() if r is not req), None)
+        if inlined is not None:
+            return inlined
+        jobs: list[tuple[str, Image | Video]] = []  # (field path, block) in request order
         for mi, msg in enumerate(req.messages):
-            blocks = list(msg.content)
-            for bi, b in enumerate(blocks):
+            for bi, b in enumerate(msg.content):
                 if isinstance(b, (Image, Video)) and b.data is None and b.url:
-                    kinds = ("image/",) if isinstance(b, Image) else ("video/",)
-                    data, mtype = await fetch_media(b.url, param=f"messages[{mi}].content[{bi}].url",
-                                                    kinds=kinds, allow_private=allow)
-                    blocks[bi] = msgspec.structs.replace(b, data=data, media_type=b.media_type or mtype, url=None)
-                    changed = True
-                elif isinstance(b, ToolResult) and any(isinstance(c, Image) and c.data is None for c in b.content):
-                    inner = list(b.content)
-                    for ci, c in enumerate(inner):
-                        if isinstance(c, Image) and c.data is None and c.url:
-                            data, mtype = await fetch_media(c.url, param=f"messages[{mi}].content[{bi}].content[{ci}].url",
-                                                            allow_private=allow)
-                            inner[ci] = msgspec.structs.replace(c, data=data, media_type=c.media_type or mtype, url=None)
-                    blocks[bi] = msgspec.structs.replace(b, content=inner)
-                    changed = True
-            messages.append(msgspec.structs.replace(msg, content=blocks))
-        return msgspec.structs.replace(req, messages=messages) if changed else req
+                    jobs.append((f"messages[{mi}].content[{bi}].url", b))
+                elif isinstance(b, ToolResult):
+                    jobs += [(f"messages[{mi}].content[{bi}].content[{ci}].url", c)
+                             for ci, c in enumerate(b.content) if isinstance(c, Image) and c.data is None and c.url]
+        if not jobs:
+            return req
+        server = self.cfg.server
+        budget = MediaBudget(server.max_media_urls, server.max_media_bytes)
+        if len(jobs) > budget.max_urls:  # refuse before fetching anything
+            budget.urls = budget.max_urls
+            budget.take_url(jobs[budget.max_urls][0])
+        gate = asyncio.Semaphore(MAX_PARALLEL)
+
+        async def one(param: str, b: Image | Video) -> Image | Video:
+            async with gate:
+                data, mtype = await fetch_media(b.url or "", param=param, session=session, budget=budget,
+                                                kinds=("video/",) if isinstance(b, Video) else ("image/",),
+                                                allow_private=server.allow_private_image_urls)
+            return msgspec.structs.replace(b, data=data, media_type=b.media_type or mtype, url=None)
+
+        async with new_session() as session:
+            tasks = [asyncio.ensure_future(one(param, b)) for param, b in jobs]
+            try:
+                fetched = dict(zip((id(b) for _, b in jobs), await asyncio.gather(*tasks)))
+            except BaseException:  # the first failure decides; stop the others
+                for t in tasks:
+                    t.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+                raise
+
+        def swap(b):  # type: ignore[no-untyped-def]
+            if isinstance(b, ToolResult) and any(id(c) in fetched for c in b.content):
+                return msgspec.structs.replace(b, content=[fetched.get(id(c), c) for c in b.content])
+            return fetched.get(id(b), b)
+
+        messages = [msgspec.structs.replace(m, content=[swap(b) for b in m.content]) for m in req.messages]
+        return msgspec.structs.replace(req, messages=messages)

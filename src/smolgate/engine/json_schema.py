@@ -60,6 +60,9 @@ _HANDLED = frozenset(
     }
 )
 _LITERAL_MIN = {"null": 4, "boolean": 4, "number": 1, "integer": 1}
+# Subschemas nested in one another, counting each `$ref` followed: a chain of refs adds depth without adding
+# JSON nesting, and compiling (and later walking) recurses once per level.
+MAX_DEPTH = 64
 
 
 @dataclass(eq=False, slots=True)
@@ -119,6 +122,7 @@ class _Compiler:
         self.refs: dict[str, Node] = {}
         self.active: set[str] = set()
         self.unenforced: set[str] = set()
+        self.depth = 0
 
     def ref(self, ref: str) -> Node:
         if ref in self.refs:
@@ -141,6 +145,15 @@ class _Compiler:
     def compile(self, schema: Any) -> Node:
         if schema is True or schema == {}:
             return ANY
+        if self.depth >= MAX_DEPTH:
+            raise ValueError(f"the schema nests deeper than {MAX_DEPTH} levels (counting $refs)")
+        self.depth += 1
+        try:
+            return self._compile(schema)
+        finally:
+            self.depth -= 1
+
+    def _compile(self, schema: Any) -> Node:
         if not isinstance(schema, Mapping):
             raise ValueError(f"a schema must be an object or true, not {schema!r}")  # noqa: TRY004 (-> HTTP 400)
         self.unenforced |= set(schema) - _HANDLED - _ANNOTATIONS

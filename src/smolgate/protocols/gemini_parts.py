@@ -14,7 +14,7 @@ import orjson
 
 from ..canonical import Block, Image, Reasoning, StopReason, Text, ToolCall, ToolResult, Usage, Video
 from ..errors import ErrorKind, invalid
-from .common import b64, check, decode_b64, new_id, sniff_image_type
+from .common import b64, check, check_http_url, decode_b64, loads_json, new_id, sniff_image_type
 
 # Gemini thoughtSignatures ride on canonical `Reasoning.signature` with this prefix so the codec can tell
 # its own signatures from foreign ones (Anthropic thinking signatures) and drop the foreign ones.
@@ -122,7 +122,7 @@ def result_response(res: ToolResult) -> tuple[dict[str, Any], list[Image]]:
         return {"error": text}, images
     if text.startswith("{"):
         try:
-            obj = orjson.loads(text)
+            obj = loads_json(text)  # too deep counts as not JSON
         except orjson.JSONDecodeError:
             obj = None
         if isinstance(obj, dict):
@@ -134,7 +134,7 @@ def args_object(arguments: str) -> Any:
     if not arguments.strip():
         return {}
     try:
-        obj = orjson.loads(arguments)
+        obj = loads_json(arguments)
     except orjson.JSONDecodeError:
         return {"_raw": arguments}
     return obj if isinstance(obj, dict) else {"_value": obj}
@@ -205,6 +205,8 @@ class PartReader:
         if fd is not None:
             p = f"{path}.fileData"
             uri = fld(fd, "fileUri", str, p, required=True)
+            if uri[:8].lower().startswith(("http://", "https://")):  # gs:// and File API names pass as they are
+                check_http_url(uri, f"{p}.fileUri")
             mime = fld(fd, "mimeType", str, p)
             kind = media_kind(mime, uri)
             if kind == "other":

@@ -28,7 +28,7 @@ from ..canonical import (
 )
 from ..errors import ErrorKind
 from .base import StreamDecoder, StreamEncoder
-from .common import new_id
+from .common import loads_json, new_id
 from .sse import LineSplitter
 
 
@@ -52,7 +52,7 @@ def tool_calls_out(calls: list[ToolCall]) -> list[dict[str, Any]]:
     out = []
     for c in calls:
         try:
-            args = orjson.loads(c.arguments) if c.arguments.strip() else {}
+            args = loads_json(c.arguments) if c.arguments.strip() else {}  # too deep counts as not JSON
         except orjson.JSONDecodeError:
             args = {"_raw": c.arguments}
         out.append({"function": {"name": c.name, "arguments": args if isinstance(args, dict) else {"_value": args}}})
