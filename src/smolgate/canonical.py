@@ -28,6 +28,7 @@ class Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 class Text(Struct, tag="text"):
     text: str
+    cache: str | None = None  # a prompt-cache breakpoint after this block: "ephemeral" or a ttl ("5m", "1h")
 
 
 class Image(Struct, tag="image"):
@@ -37,6 +38,7 @@ class Image(Struct, tag="image"):
     url: str | None = None
     media_type: str | None = None
     detail: str | None = None  # OpenAI's low|high|auto hint, kept for OpenAI-to-OpenAI fidelity
+    cache: str | None = None  # prompt-cache breakpoint, as on Text
 
 
 class Video(Struct, tag="video"):
@@ -50,6 +52,7 @@ class ToolCall(Struct, tag="tool_call"):
     name: str
     arguments: str = "{}"  # JSON text
     signature: str | None = None  # Gemini thoughtSignature riding on the call part
+    cache: str | None = None  # prompt-cache breakpoint, as on Text
 
 
 class ToolResult(Struct, tag="tool_result"):
@@ -57,6 +60,7 @@ class ToolResult(Struct, tag="tool_result"):
     content: list[Text | Image] = msgspec.field(default_factory=list)
     is_error: bool = False
     name: str | None = None  # Gemini keys results by function name; filled when known
+    cache: str | None = None  # prompt-cache breakpoint, as on Text
 
 
 class Reasoning(Struct, tag="reasoning"):
@@ -82,6 +86,7 @@ class Tool(Struct):
     name: str
     description: str | None = None
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
+    cache: str | None = None  # prompt-cache breakpoint after this tool definition, as on Text
 
 
 class ToolChoice(Struct):
@@ -98,10 +103,18 @@ class ResponseFormat(Struct):
 
 
 class ReasoningConfig(Struct):
+    """What the client asked of the model's reasoning; `reasoning.py` maps levels between protocols.
+
+    `hint` marks a preference that is not a request to reason (Anthropic `output_config.effort` without
+    `thinking`, Gemini `includeThoughts` alone, a Responses `reasoning.summary` alone): it reaches an
+    upstream only for targets known to reason (config `reasoning: true`).
+    """
+
     enabled: bool = True
-    effort: str | None = None  # low|medium|high|…
+    effort: str | None = None  # none|minimal|low|medium|high|xhigh|max
     budget_tokens: int | None = None
     include_thoughts: bool | None = None
+    hint: bool = False
 
 
 class Request(Struct):

@@ -88,12 +88,17 @@ class ProviderConfig(Base):
 class Target(Base):
     provider: str
     model: str
+    # Whether the model reasons (reasoning.py): true sends even effort hints, false never sends reasoning
+    # fields, auto sends what the client asked and learns from the upstream's refusal.
+    reasoning: bool | Literal["auto"] = "auto"
 
 
 class ModelAlias(Base):
     name: str
     targets: list[Target]
     fallbacks: list[str] = msgspec.field(default_factory=list)
+    # auto: mark prompt-cache breakpoints for Anthropic targets when the client set none (caching.py)
+    prompt_caching: Literal["off", "auto"] = "off"
 
 
 class ClientKey(Base):

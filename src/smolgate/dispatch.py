@@ -15,13 +15,14 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from . import stops
+from . import caching, stops
 from .canonical import Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
 from .config import Config
 from .errors import ErrorKind, GatewayError
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
 from .pool import Pools
 from .providers.base import Provider
+from .reasoning import ReasoningPolicy
 from .routing import Route, Router
 from .secret import reveal
 
@@ -45,12 +46,18 @@ class Dispatcher:
         self.router = router
         self.providers = providers
         self.pools = pools
+        self.reasoning = ReasoningPolicy({(t.provider, t.model): t.reasoning for m in cfg.models for t in m.targets
+                                          if isinstance(t.reasoning, bool)})
+        self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
+        self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
 
     # ------------------------------------------------------------------ public API
 
     async def complete(self, req: Request) -> Response:
         async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
-            resp, status, headers = await provider.complete(req_for[route.provider], route.model, reveal(lease.account.api_key))
+            key = reveal(lease.account.api_key)
+            resp, status, headers = await self._send(lambda r: provider.complete(r, route.model, key),
+                                                     req_for[route.provider], route)
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
             if req.stop and not provider.supports_stop:
                 resp = stops.apply_to_response(resp, req.stop)
@@ -64,7 +71,8 @@ class Dispatcher:
         req_for: dict[str, Request] = {}
 
         async def call(provider: Provider, route: Route, lease):  # type: ignore[no-untyped-def]
-            attempt = await provider.open(req_for[route.provider], route.model, reveal(lease.account.api_key))
+            key = reveal(lease.account.api_key)
+            attempt = await self._send(lambda r: provider.open(r, route.model, key), req_for[route.provider], route)
             lease.record(status=attempt.status, headers=attempt.headers)
             it = attempt.events().__aiter__()
             if req.stop and not provider.supports_stop:
@@ -101,6 +109,12 @@ class Dispatcher:
         provider = self.providers[route.provider]
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
+
+    def _send(self, send: Callable, req: Request, route: Route):  # type: ignore[no-untyped-def]
+        """One upstream call with per-target shaping: prompt-cache breakpoints, the reasoning policy."""
+        if req.model in self._auto_cache and route.provider in self._anthropic:
+            req = caching.inject(req)
+        return self.reasoning.call(send, req, route.provider, route.model)
 
     # ------------------------------------------------------------------ the loop
 

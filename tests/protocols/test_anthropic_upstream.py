@@ -446,7 +446,7 @@ def test_claude_code_billing_header_only_reaches_anthropic():
 
 def test_effort_replays_to_anthropic_without_switching_thinking_on():
     r = dec(base(output_config={"effort": "low"}))
-    assert r.reasoning == ReasoningConfig(effort="low")
+    assert r.reasoning == ReasoningConfig(effort="low", hint=True)  # an effort alone is not a request to think
     sent = orjson.loads(codec.encode_request(r, "m").body)
     assert "thinking" not in sent and sent["output_config"] == {"effort": "low"}
     r = dec(base(thinking={"type": "adaptive"}, output_config={"effort": "max"}))

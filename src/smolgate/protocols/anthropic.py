@@ -11,7 +11,7 @@ Lossy:
 - `document` blocks: only `source.type:"text"` documents are accepted (as text); PDF/url/file documents and `image.source.type:"file"` get a 400.
 - Server tools (`web_search_*`, `bash_*`, …: any tool with a `type` other than "custom") and the raw `thinking` config ride in `Request.extra` and only reach Anthropic upstreams; other upstreams never see them.
 - Claude Code's `x-anthropic-billing-header: …` first system block is taken out of the system prompt (it changes per request, costs tokens and breaks prefix caching elsewhere) and restored only toward Anthropic upstreams.
-- `cache_control`, `citations`, `container`, `service_tier` and `anthropic-beta` semantics are not modelled (the beta header is forwarded to Anthropic upstreams only).
+- `cache_control` markers ride on canonical blocks and tools (`cache`: "ephemeral", a ttl, or the marker's JSON when it has other keys) and reach Anthropic upstreams only; other upstreams cache on their own. Top-level fields the codec does not model (`context_management`, `service_tier`, `container`, `mcp_servers`, …) and unmodelled `output_config` keys pass through verbatim to Anthropic upstreams only, as does the `anthropic-beta` header. `citations` are not modelled.
 - Server-tool content blocks in upstream responses (`server_tool_use`, `web_search_tool_result`, …) are dropped.
 - Stop reasons `pause_turn`, `model_context_window_exceeded`, `compaction` → canonical max_tokens; canonical content_filter → `refusal`.
 - Tool ids from other providers are sanitised to `^[a-zA-Z0-9_-]+$` by replacing other characters with `_` (deterministic, not reversible; call and result stay consistent).
@@ -25,7 +25,7 @@ Lossy:
 - Upstream `metadata` keeps only `user_id` (the only key Anthropic accepts).
 - Empty text blocks (and empty reasoning in non-streamed replies) are never rendered to clients: a streamed text block opens at its first non-empty delta, so a block that stays empty is omitted and later wire indices shift down.
 - An upstream conversation that starts with an assistant turn (or is empty) gets a leading user turn `"."`; empty text blocks are removed; trailing whitespace of a final assistant prefill is stripped.
-- `output_config.effort` becomes `ReasoningConfig.effort`; it is replayed as `output_config.effort` only toward Anthropic upstreams (an effort-only Anthropic request does not switch thinking on there).
+- `output_config.effort` becomes `ReasoningConfig.effort`; it is replayed as `output_config.effort` only toward Anthropic upstreams (an effort-only Anthropic request does not switch thinking on there). Without `thinking` the effort is only a hint (`ReasoningConfig.hint`): other upstreams get it only for targets declared `reasoning: true` (see reasoning.py).
 - `max_tokens` defaults to 4096 upstream when the client gave none; a reasoning effort without a budget maps to budget_tokens minimal/low 1024, medium 2048, high 4096, xhigh 8192, max 16384 (budgets below 1024 are raised to 1024); when the budget does not fit below max_tokens, a defaulted max_tokens grows to budget+4096, a client-given one caps the budget at max_tokens-1, or thinking is left off if that is under 1024.
 """
 
@@ -69,6 +69,10 @@ from .anthropic_stream import (
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import check, check_http_url, decode_b64, field, loads_body, new_id, parse_data_url, sniff_image_type
 
+# Top-level request fields the codec models; any other field passes through to Anthropic upstreams only.
+_MODELLED = frozenset({"model", "max_tokens", "system", "messages", "tools", "tool_choice", "output_config",
+                       "output_format", "stop_sequences", "temperature", "top_p", "top_k", "stream", "thinking",
+                       "metadata"})
 _NO_RETRY = {ErrorKind.INVALID_REQUEST, ErrorKind.AUTH, ErrorKind.PERMISSION, ErrorKind.NOT_FOUND,
              ErrorKind.TOO_LARGE, ErrorKind.INTERNAL}
 _STATUS_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -78,6 +82,17 @@ _STATUS_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: 
 
 
 # ---------------------------------------------------------------- client side: wire request → canonical
+
+
+def _cache(blk: dict[str, Any], p: str) -> str | None:
+    """`cache_control` → canonical `cache`: "ephemeral", its ttl, or the marker's JSON when it says more."""
+    cc = field(blk, "cache_control", dict, p)
+    if cc is None:
+        return None
+    if set(cc) <= {"type", "ttl"} and cc.get("type") == "ephemeral":
+        ttl = cc.get("ttl")
+        return ttl if isinstance(ttl, str) and ttl else "ephemeral"
+    return orjson.dumps(cc, option=orjson.OPT_SORT_KEYS).decode()
 
 
 def _text_blocks(value: Any, path: str) -> list[Text]:
@@ -93,7 +108,7 @@ def _text_blocks(value: Any, path: str) -> list[Text]:
             raise invalid(f"'{p}.type' must be \"text\"", param=f"{p}.type")
         text = field(blk, "text", str, p, required=True)
         if text:
-            out.append(Text(text=text))
+            out.append(Text(text=text, cache=_cache(blk, p)))
     return out
 
 
@@ -148,6 +163,13 @@ def _tool_result_content(value: Any, p: str) -> list[Text | Image]:
 
 
 def _block(blk: Any, role: str, p: str) -> Block | None:
+    out = _block_of(blk, role, p)
+    if isinstance(out, (Text, Image, ToolCall, ToolResult)):
+        out.cache = _cache(blk, p)
+    return out
+
+
+def _block_of(blk: Any, role: str, p: str) -> Block | None:
     check(blk, dict, p)
     typ = field(blk, "type", str, p, required=True)
     if typ == "text":
@@ -225,7 +247,7 @@ def _tools(value: list[Any], extra: dict[str, Any]) -> list[Tool]:
             continue
         tools.append(Tool(name=field(t, "name", str, p, required=True),
                           description=field(t, "description", str, p),
-                          parameters=field(t, "input_schema", dict, p, required=True)))
+                          parameters=field(t, "input_schema", dict, p, required=True), cache=_cache(t, p)))
     if server:
         extra["anthropic_server_tools"] = server
     return tools
@@ -249,8 +271,8 @@ def _tool_choice(tc: dict[str, Any]) -> ToolChoice:
 
 def _reasoning(obj: dict[str, Any], effort: str | None, extra: dict[str, Any]) -> ReasoningConfig | None:
     th = field(obj, "thinking", dict)
-    if th is None:
-        return ReasoningConfig(effort=effort) if effort else None
+    if th is None:  # an effort alone asks for less or more work, not for thinking
+        return ReasoningConfig(effort=effort, hint=True) if effort else None
     typ = field(th, "type", str, "thinking", required=True)
     display = field(th, "display", str, "thinking")
     include = None if display is None else display != "omitted"
@@ -298,6 +320,12 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
     beta = ctx.headers.get("anthropic-beta")
     if beta:
         extra["anthropic_beta"] = beta
+    rest = {k: v for k, v in oc.items() if k not in ("effort", "format")}
+    if rest:
+        extra["anthropic_output_config"] = rest
+    passthrough = {k: v for k, v in obj.items() if k not in _MODELLED and v is not None}
+    if passthrough:
+        extra["anthropic_passthrough"] = passthrough
     link_tool_results(messages)
     return Request(
         model=model, messages=messages, system=system, tools=tools,

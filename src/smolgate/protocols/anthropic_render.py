@@ -9,14 +9,15 @@ from typing import Any
 
 import orjson
 
+from .. import reasoning
 from ..canonical import Block, Image, Message, Reasoning, Request, Text, ToolCall, ToolResult
+from ..reasoning import ANTHROPIC_MIN_BUDGET
 from .anthropic_stream import tool_id
 from .common import b64, loads_json, sniff_image_type
 
 API_VERSION = "2023-06-01"
 DEFAULT_MAX_TOKENS = 4096
 BILLING_PREFIX = "x-anthropic-billing-header:"
-EFFORT_BUDGET = {"minimal": 1024, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 
 
 def _input_obj(arguments: str) -> dict[str, Any]:
@@ -54,19 +55,37 @@ def response_block(b: Block) -> dict[str, Any] | None:
 # ---------------------------------------------------------------- upstream side: canonical → wire request
 
 
+def cache_control(cache: str) -> dict[str, Any]:
+    """Canonical `cache` (see anthropic.py `_cache`) → the wire `cache_control` object."""
+    if cache.startswith("{"):
+        try:
+            obj = orjson.loads(cache)
+        except orjson.JSONDecodeError:
+            obj = None
+        if isinstance(obj, dict):
+            return obj
+    return {"type": "ephemeral"} if cache == "ephemeral" else {"type": "ephemeral", "ttl": cache}
+
+
+def _cached(blk: dict[str, Any], cache: str | None) -> dict[str, Any]:
+    if cache:
+        blk["cache_control"] = cache_control(cache)
+    return blk
+
+
 def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
     results: list[dict[str, Any]] = []
     rest: list[dict[str, Any]] = []
     for b in msg.content:
         if isinstance(b, Text):
             if b.text.strip():
-                rest.append({"type": "text", "text": b.text})
+                rest.append(_cached({"type": "text", "text": b.text}, b.cache))
         elif isinstance(b, Image):
             if b.data is not None or b.url:
-                rest.append(_image_json(b))
+                rest.append(_cached(_image_json(b), b.cache))
         elif isinstance(b, ToolCall) and msg.role == "assistant":
-            rest.append({"type": "tool_use", "id": tool_id(b.id), "name": b.name,
-                         "input": _input_obj(b.arguments)})
+            rest.append(_cached({"type": "tool_use", "id": tool_id(b.id), "name": b.name,
+                                 "input": _input_obj(b.arguments)}, b.cache))
         elif isinstance(b, ToolResult) and msg.role == "user":
             content = [{"type": "text", "text": c.text} if isinstance(c, Text) else _image_json(c)
                        for c in b.content if not isinstance(c, Text) or c.text.strip()]
@@ -75,7 +94,7 @@ def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
                 blk["content"] = content
             if b.is_error:
                 blk["is_error"] = True
-            results.append(blk)
+            results.append(_cached(blk, b.cache))
         elif isinstance(b, Reasoning) and msg.role == "assistant":
             if b.signature and ":" not in b.signature:  # namespaced (e.g. "gemini:…") = foreign
                 rest.append({"type": "thinking", "thinking": b.text, "signature": b.signature})
@@ -116,11 +135,11 @@ def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[
     r = req.reasoning
     if isinstance(raw, dict) and raw.get("type") in ("adaptive", "disabled", "between_tools"):
         return raw, max_tokens
-    if r is None or (raw is None and r.budget_tokens is None and req.extra.get("anthropic_effort")):
-        return None, max_tokens  # an Anthropic client's effort-only request: effort goes in output_config
+    if r is None or r.hint:
+        return None, max_tokens  # a hint does not switch thinking on (an effort goes in output_config)
     if not r.enabled or r.effort == "none":
         return {"type": "disabled"}, max_tokens
-    budget = max(1024, r.budget_tokens or EFFORT_BUDGET.get(r.effort or "medium", 2048))
+    budget = reasoning.budget(r, ANTHROPIC_MIN_BUDGET) or reasoning.EFFORT_BUDGET["medium"]
     if max_tokens <= budget:
         if defaulted:
             max_tokens = budget + DEFAULT_MAX_TOKENS
@@ -139,17 +158,18 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     thinking, max_tokens = _upstream_thinking(req, max_tokens, req.max_tokens is None)
     body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens,
                             "messages": _upstream_messages(req.messages)}
-    system = [t.text for t in req.system if t.text.strip()]
+    system = [_cached({"type": "text", "text": t.text}, t.cache) for t in req.system if t.text.strip()]
     billing = req.extra.get("anthropic_billing_header")
     if isinstance(billing, str) and billing.startswith(BILLING_PREFIX):
-        system.insert(0, billing)
-    if len(system) == 1:
-        body["system"] = system[0]
+        system.insert(0, {"type": "text", "text": billing})
+    if len(system) == 1 and "cache_control" not in system[0]:
+        body["system"] = system[0]["text"]
     elif system:
-        body["system"] = [{"type": "text", "text": t} for t in system]
-    tools: list[Any] = [{"name": t.name, "input_schema": t.parameters if "type" in t.parameters
-                         else {"type": "object", **t.parameters},
-                         **({"description": t.description} if t.description else {})} for t in req.tools]
+        body["system"] = system
+    tools: list[Any] = [_cached({"name": t.name, "input_schema": t.parameters if "type" in t.parameters
+                                 else {"type": "object", **t.parameters},
+                                 **({"description": t.description} if t.description else {})}, t.cache)
+                        for t in req.tools]
     tools += req.extra.get("anthropic_server_tools") or []
     if tools:
         body["tools"] = tools
@@ -168,7 +188,8 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     if thinking is not None:
         body["thinking"] = thinking
     rf = req.response_format
-    output_config: dict[str, Any] = {}
+    raw_oc = req.extra.get("anthropic_output_config")
+    output_config: dict[str, Any] = dict(raw_oc) if isinstance(raw_oc, dict) else {}
     if isinstance(req.extra.get("anthropic_effort"), str):
         output_config["effort"] = req.extra["anthropic_effort"]
     if rf is not None and rf.type == "json_schema" and rf.schema is not None:
@@ -188,6 +209,22 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         body["metadata"] = {"user_id": req.metadata["user_id"]}
     if req.stream:
         body["stream"] = True
+    passthrough = req.extra.get("anthropic_passthrough")
+    if isinstance(passthrough, dict):
+        for k, v in passthrough.items():
+            body.setdefault(k, v)
+    _limit_breakpoints(body)
     return body
+
+
+def _limit_breakpoints(body: dict[str, Any], limit: int = 4) -> None:
+    """Anthropic takes at most 4 `cache_control` markers: keep the last ones in prompt order (tools, system,
+    messages), which cover the longest prefixes."""
+    marked = [b for b in body.get("tools") or () if isinstance(b, dict) and "cache_control" in b]
+    if isinstance(body.get("system"), list):
+        marked += [b for b in body["system"] if "cache_control" in b]
+    marked += [b for m in body["messages"] for b in m["content"] if "cache_control" in b]
+    for b in marked[:max(0, len(marked) - limit)]:
+        del b["cache_control"]
 
 

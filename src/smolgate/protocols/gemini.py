@@ -14,7 +14,8 @@ Lossy:
 - executableCode / codeExecutionResult / videoMetadata parts and inlineData other than image/* or video/* are not representable (the latter is a 400).
 - allowedFunctionNames with mode ANY narrows the tool list (a single name becomes tool choice "tool"); VALIDATED mode is treated as AUTO.
 - safetySettings pass through only to a Gemini upstream (Request.extra); cachedContent, presencePenalty, frequencyPenalty, responseLogprobs, mediaResolution, speechConfig and labels are ignored.
-- thinkingLevel maps to reasoning effort; effort without a budget maps to thinkingBudget 128/1024/2048/4096/8192/16384 (minimal…max).
+- thinkingLevel maps to reasoning effort (and is sent back as given to a Gemini upstream); effort without a budget maps to thinkingBudget 128/1024/2048/4096/8192/16384 (minimal…max), see reasoning.py; includeThoughts without a budget or level is only a hint (other upstreams see it only for targets declared `reasoning: true`).
+- cachedContent (explicit caches) is ignored; `cachedContentTokenCount` reports cache reads, prompt-cache writes have no Gemini field.
 - finishReason cannot name a matched stop sequence or a tool call: STOP covers end_turn/stop_sequence/tool_use (tool_use is inferred from functionCall parts); the SAFETY family maps to content_filter.
 - candidateCount > 1 is rejected (400); responses carry one candidate.
 - Usage: candidatesTokenCount excludes thoughtsTokenCount (inclusive counts are detected by the sum); toolUsePromptTokenCount is folded into input tokens.
@@ -29,6 +30,7 @@ from typing import Any
 
 import orjson
 
+from .. import reasoning
 from ..canonical import (
     Image,
     Message,
@@ -62,7 +64,6 @@ from .gemini_parts import (
 from .gemini_stream import GeminiStreamDecoder, GeminiStreamEncoder, chunk, error_obj
 
 _METHODS = ("generateContent", "streamGenerateContent")
-_EFFORT_BUDGET = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 _MODES = {"AUTO": "auto", "ANY": "required", "NONE": "none", "VALIDATED": "auto", "MODE_UNSPECIFIED": "auto"}
 
 
@@ -172,10 +173,15 @@ def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None
         tp = f"{gp}.thinkingConfig"
         budget = fld(thinking, "thinkingBudget", int, tp)
         level = fld(thinking, "thinkingLevel", str, tp)
-        req.reasoning = ReasoningConfig(
-            enabled=budget != 0, budget_tokens=budget if budget and budget > 0 else None,
-            effort=level.lower() if level and level.upper() != "THINKING_LEVEL_UNSPECIFIED" else None,
-            include_thoughts=fld(thinking, "includeThoughts", bool, tp))
+        effort = reasoning.gemini_effort(level) if level else None
+        include = fld(thinking, "includeThoughts", bool, tp)
+        if effort is not None:
+            req.extra["gemini_thinking_level"] = level
+        if budget is None and effort is None:  # includeThoughts alone: show thoughts if the model thinks
+            req.reasoning = ReasoningConfig(include_thoughts=include, hint=True) if include is not None else None
+        else:
+            req.reasoning = ReasoningConfig(enabled=budget != 0, budget_tokens=budget if budget and budget > 0
+                                            else None, effort=effort, include_thoughts=include)
 
 
 def _model_from(ctx: RequestContext, d: dict[str, Any]) -> str:
@@ -285,14 +291,10 @@ class GeminiCodec(Codec):
             gc["responseMimeType"] = "application/json"
             if rf.type == "json_schema" and rf.schema is not None:
                 gc["responseJsonSchema"] = rf.schema
-        r = req.reasoning
-        if r is not None:
-            if not r.enabled:
-                gc["thinkingConfig"] = {"thinkingBudget": 0}
-            else:
-                budget = r.budget_tokens or _EFFORT_BUDGET.get(r.effort or "", -1)
-                gc["thinkingConfig"] = {"thinkingBudget": budget,
-                                        "includeThoughts": True if r.include_thoughts is None else r.include_thoughts}
+        level = req.extra.get("gemini_thinking_level")
+        thinking = reasoning.gemini_thinking(req.reasoning, level if isinstance(level, str) else None)
+        if thinking is not None:
+            gc["thinkingConfig"] = thinking
         if gc:
             body["generationConfig"] = gc
         if req.extra.get("gemini_safety_settings"):

@@ -9,7 +9,7 @@ Lossy:
 - Images are bare base64 (media type sniffed from magic bytes) and are placed before the message text; image URLs and video cannot be sent to an Ollama upstream (400).
 - Tool results are text only: images inside a tool result move to the `images` of a user message right after the tool messages.
 - Multiple text blocks of one message are joined with a newline; reasoning signatures and redacted reasoning are dropped (`thinking` is plain text).
-- `think: "low"|"medium"|"high"` ↔ reasoning effort; budgets are not expressible (an upstream gets `think: true`).
+- `think: "low"|"medium"|"high"` ↔ reasoning effort; toward an upstream, efforts and budgets map through reasoning.py's table (minimal → "low", xhigh/max → "high", a budget → its level), a plain request to think is `think: true`, thinking off is `think: false`, and no reasoning setting sends no `think` (the model's default).
 - tool_choice: "none" drops the tools, "tool" narrows them to the named one, "required" cannot be expressed (treated as auto).
 - done_reason has only stop|length: end_turn, stop_sequence, tool_use and content_filter all render as "stop" (tool_use is inferred from tool_calls when decoding); the matched stop sequence is unknown.
 - Durations: total_duration is measured by the gateway; load/prompt_eval/eval durations are 0; cached and reasoning token counts are not expressible.
@@ -25,6 +25,7 @@ from typing import Any
 
 import orjson
 
+from .. import reasoning
 from ..canonical import (
     Image,
     Message,
@@ -283,9 +284,9 @@ class OllamaChatCodec(Codec):
             body["format"] = "json"
         elif rf is not None and rf.type == "json_schema":
             body["format"] = rf.schema or "json"
-        if req.reasoning is not None:
-            r = req.reasoning
-            body["think"] = (r.effort if r.effort in _EFFORTS else True) if r.enabled else False
+        think = reasoning.ollama_think(req.reasoning)
+        if think is not None:
+            body["think"] = think
         return UpstreamRequest(path="/api/chat", body=dumps(body), stream=req.stream,
                                headers={"content-type": "application/json"})
 

@@ -14,8 +14,12 @@ Lossy:
   ToolResult.is_error has no Chat field and is dropped.
 - top_k and metadata are not sent to an upstream (OpenAI rejects unknown parameters); stop-sequence
   identity is unknown on the way in (finish_reason "stop" covers both end_turn and stop_sequence).
-- a reasoning budget_tokens is bucketed into reasoning_effort (<1024 minimal, 1024 low, ≤2048 medium, else high).
-- cache_creation_tokens has no Chat usage field and is dropped.
+- reasoning levels map through reasoning.py's table (a budget becomes the smallest covering effort, capped at
+  high; `max` becomes high); an explicit `reasoning_effort: "none"` is forwarded, other "off" settings send nothing.
+- usage: cache reads are `prompt_tokens_details.cached_tokens`; cache writes (Anthropic upstreams) are OpenRouter's
+  `prompt_tokens_details.cache_write_tokens`; both are included in `prompt_tokens`.
+- `cache_control` on text parts (the OpenRouter/LiteLLM convention) becomes a prompt-cache breakpoint, honoured
+  by Anthropic upstreams only; on a system message it marks the end of the joined system text.
 - video goes upstream as a non-standard `video_url` part (our engine takes it; OpenAI itself rejects it).
 - an interleaved fragment for an earlier tool call (never seen from OpenAI) opens a new call.
 """
@@ -84,7 +88,7 @@ def _user_blocks(content: Any, name: str) -> list[Block]:
         check(part, dict, p)
         typ = field(part, "type", str, p, required=True)
         if typ == "text":
-            blocks.append(Text(text=field(part, "text", str, p, required=True)))
+            blocks.append(Text(text=field(part, "text", str, p, required=True), cache=_cache(part, p)))
         elif typ in ("image_url", "video_url"):
             inner = field(part, typ, dict, p, required=True)
             url = field(inner, "url", str, f"{p}.{typ}", required=True)
@@ -93,6 +97,14 @@ def _user_blocks(content: Any, name: str) -> list[Block]:
         else:
             raise invalid(f"content part type '{typ}' is not supported", param=f"{p}.type")
     return blocks
+
+
+def _cache(part: dict[str, Any], p: str) -> str | None:
+    cc = field(part, "cache_control", dict, p)
+    if cc is None:
+        return None
+    ttl = cc.get("ttl")
+    return ttl if isinstance(ttl, str) and ttl else "ephemeral"
 
 
 def _tool_call(tc: Any, name: str) -> ToolCall:
@@ -116,8 +128,10 @@ def _messages(raw: list[Any], system: list[Text]) -> list[Message]:
         role = field(m, "role", str, path, required=True)
         content = m.get("content")
         if role in ("system", "developer"):
-            system.append(Text(text=_text_of(field(m, "content", (str, list), path, required=True),
-                                             f"{path}.content")))
+            content = field(m, "content", (str, list), path, required=True)
+            marked = isinstance(content, list) and any(isinstance(p, dict) and p.get("cache_control")
+                                                       for p in content)
+            system.append(Text(text=_text_of(content, f"{path}.content"), cache="ephemeral" if marked else None))
         elif role == "user":
             blocks = _user_blocks(field(m, "content", (str, list), path, required=True), f"{path}.content")
             messages.append(Message(role="user", content=blocks))

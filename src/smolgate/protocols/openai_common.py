@@ -12,6 +12,7 @@ from typing import Any
 
 import orjson
 
+from .. import reasoning
 from ..canonical import Image, ReasoningConfig, StopReason, Usage, Video
 from ..errors import ErrorKind, GatewayError, from_status, invalid
 from .base import ErrorReply
@@ -139,33 +140,41 @@ def _int(obj: Any, key: str) -> int:
     return v if isinstance(v, int) and not isinstance(v, bool) and v >= 0 else 0
 
 
+def _input_details(u: Usage) -> dict[str, int]:
+    """`cached_tokens` (cache reads) plus, when an upstream reported cache writes (Anthropic), OpenRouter's
+    `cache_write_tokens`; both are part of the prompt/input token count, as OpenAI counts cached tokens."""
+    out = {"cached_tokens": u.cached_tokens}
+    if u.cache_creation_tokens:
+        out["cache_write_tokens"] = u.cache_creation_tokens
+    return out
+
+
 def chat_usage(u: Usage) -> dict[str, Any]:
     return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
             "total_tokens": u.input_tokens + u.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": u.cached_tokens},
+            "prompt_tokens_details": _input_details(u),
             "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
 
 
+def _usage(obj: Any, inp: str, out: str, details: str, out_details: str) -> Usage:
+    d = obj.get(details) if isinstance(obj, dict) else None
+    return Usage(input_tokens=_int(obj, inp), output_tokens=_int(obj, out), cached_tokens=_int(d, "cached_tokens"),
+                 cache_creation_tokens=_int(d, "cache_write_tokens"),
+                 reasoning_tokens=_int(obj.get(out_details) if isinstance(obj, dict) else None, "reasoning_tokens"))
+
+
 def usage_from_chat(obj: Any) -> Usage:
-    return Usage(input_tokens=_int(obj, "prompt_tokens"), output_tokens=_int(obj, "completion_tokens"),
-                 cached_tokens=_int(obj.get("prompt_tokens_details") if isinstance(obj, dict) else None,
-                                    "cached_tokens"),
-                 reasoning_tokens=_int(obj.get("completion_tokens_details") if isinstance(obj, dict) else None,
-                                       "reasoning_tokens"))
+    return _usage(obj, "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
 
 
 def responses_usage(u: Usage) -> dict[str, Any]:
-    return {"input_tokens": u.input_tokens, "input_tokens_details": {"cached_tokens": u.cached_tokens},
+    return {"input_tokens": u.input_tokens, "input_tokens_details": _input_details(u),
             "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
             "total_tokens": u.input_tokens + u.output_tokens}
 
 
 def usage_from_responses(obj: Any) -> Usage:
-    return Usage(input_tokens=_int(obj, "input_tokens"), output_tokens=_int(obj, "output_tokens"),
-                 cached_tokens=_int(obj.get("input_tokens_details") if isinstance(obj, dict) else None,
-                                    "cached_tokens"),
-                 reasoning_tokens=_int(obj.get("output_tokens_details") if isinstance(obj, dict) else None,
-                                       "reasoning_tokens"))
+    return _usage(obj, "input_tokens", "output_tokens", "input_tokens_details", "output_tokens_details")
 
 
 # ---------------------------------------------------------------- media, reasoning
@@ -196,17 +205,8 @@ def reasoning_from_effort(effort: str) -> ReasoningConfig:
 
 
 def effort_for(cfg: ReasoningConfig | None) -> str | None:
-    """Canonical reasoning settings → an OpenAI effort word (budgets bucketed like LiteLLM's table)."""
-    if cfg is None:
-        return None
-    if cfg.effort:
-        return cfg.effort
-    if not cfg.enabled:
-        return None  # "none" is only understood by newer models: leave the upstream's default
-    if cfg.budget_tokens is not None:
-        b = cfg.budget_tokens
-        return "minimal" if b < 1024 else "low" if b <= 1024 else "medium" if b <= 2048 else "high"
-    return None
+    """Canonical reasoning settings → an OpenAI effort word (the table in reasoning.py)."""
+    return reasoning.openai_effort(cfg)
 
 
 def opt_number(d: dict[str, Any], key: str) -> float | None:

@@ -1,0 +1,224 @@
+"""Reasoning settings: the one table that maps effort levels and budgets between protocols, and the policy
+that decides which reasoning fields a target gets.
+
+Levels (canonical `ReasoningConfig.effort`): none < minimal < low < medium < high < xhigh < max.
+
+| effort  | budget tokens (Anthropic ≥1024, Gemini) | OpenAI reasoning_effort | Gemini thinkingLevel | Ollama think |
+|---------|-----------------------------------------|-------------------------|----------------------|--------------|
+| none    | thinking off / thinkingBudget 0         | none                    | (budget 0)           | false        |
+| minimal | 128 (Anthropic 1024)                    | minimal                 | MINIMAL              | "low"        |
+| low     | 1024                                    | low                     | LOW                  | "low"        |
+| medium  | 2048                                    | medium                  | MEDIUM               | "medium"     |
+| high    | 4096                                    | high                    | HIGH                 | "high"       |
+| xhigh   | 8192                                    | xhigh                   | HIGH                 | "high"       |
+| max     | 16384                                   | high (no wider word)    | HIGH                 | "high"       |
+
+A budget maps back to the smallest level whose budget covers it (0 → none, 1-128 → minimal, ≤1024 → low, …,
+above 8192 → max), so effort → budget → effort is the identity.
+
+Policy: never send a reasoning field the client did not really ask for. A *hint* (an effort without
+`thinking`, `includeThoughts` alone, a reasoning summary alone) reaches an upstream only when the target is
+declared `reasoning: true`. A target declared `reasoning: false` gets no reasoning fields at all. With
+`auto` (the default) a real request is sent; when the upstream refuses it (a 400 naming the reasoning
+parameter or thinking) the model is remembered as non-reasoning (bounded, per provider+model, for an hour)
+and the call is retried once without the reasoning fields.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import msgspec
+
+from .canonical import ReasoningConfig, Request
+from .errors import GatewayError
+
+log = logging.getLogger("smolgate.reasoning")
+
+LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
+EFFORT_BUDGET = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
+ANTHROPIC_MIN_BUDGET = 1024
+OPENAI_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
+GEMINI_LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH",
+                 "max": "HIGH"}
+OLLAMA_THINK = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+# Request.extra keys that carry Anthropic reasoning settings verbatim (set by the Anthropic decoder)
+EXTRA_KEYS = ("anthropic_thinking", "anthropic_effort")
+
+
+# ---------------------------------------------------------------- the level table
+
+
+def effort_from_budget(budget: int) -> str:
+    """The smallest level whose budget covers `budget` (0 or less: none)."""
+    if budget <= 0:
+        return "none"
+    for level in LEVELS[1:]:
+        if budget <= EFFORT_BUDGET[level]:
+            return level
+    return "max"
+
+
+def level(cfg: ReasoningConfig) -> str | None:
+    """The effort level a config asks for: its effort, else its budget's level, else None (model default)."""
+    if not cfg.enabled:
+        return "none"
+    if cfg.effort in LEVELS:
+        return cfg.effort
+    if cfg.budget_tokens is not None:
+        return effort_from_budget(cfg.budget_tokens)
+    return None
+
+
+def budget(cfg: ReasoningConfig, floor: int = 0) -> int | None:
+    """A token budget for budget-based protocols: the client's budget, else its level's; None = dynamic."""
+    if cfg.budget_tokens is not None and cfg.budget_tokens > 0:
+        return max(floor, cfg.budget_tokens)
+    lv = level(cfg)
+    if lv is None or lv == "none":
+        return None
+    return max(floor, EFFORT_BUDGET[lv])
+
+
+def openai_effort(cfg: ReasoningConfig | None) -> str | None:
+    """`reasoning_effort` for OpenAI Chat / Responses `reasoning.effort`; None: send nothing."""
+    if cfg is None:
+        return None
+    if not cfg.enabled:
+        # only an explicit OpenAI-style "none" is sent; older models reject it, so a plain "off" sends nothing
+        return "none" if cfg.effort == "none" else None
+    if cfg.effort in OPENAI_EFFORTS:
+        return cfg.effort
+    if cfg.effort == "max":
+        return "high"
+    if cfg.budget_tokens is not None:
+        lv = effort_from_budget(cfg.budget_tokens)
+        return "high" if lv in ("xhigh", "max") else lv
+    return None
+
+
+def gemini_thinking(cfg: ReasoningConfig | None, raw_level: str | None = None) -> dict[str, object] | None:
+    """`generationConfig.thinkingConfig`. `raw_level` is a Gemini client's own thinkingLevel (sent as given)."""
+    if cfg is None:
+        return None
+    if not cfg.enabled:
+        return {"thinkingBudget": 0}
+    out: dict[str, object] = {}
+    if raw_level:
+        out["thinkingLevel"] = raw_level
+    elif cfg.budget_tokens is not None or cfg.effort in EFFORT_BUDGET:
+        out["thinkingBudget"] = budget(cfg)
+    elif not cfg.hint:
+        out["thinkingBudget"] = -1  # dynamic: the model decides
+    if cfg.include_thoughts is not None:
+        out["includeThoughts"] = cfg.include_thoughts
+    elif not cfg.hint:
+        out["includeThoughts"] = True
+    return out or None
+
+
+def gemini_effort(thinking_level: str) -> str | None:
+    lv = thinking_level.lower()
+    return lv if lv in LEVELS else None
+
+
+def ollama_think(cfg: ReasoningConfig | None) -> bool | str | None:
+    """Ollama `think`: false, true, or a level string (gpt-oss needs the string; others read it as true)."""
+    if cfg is None:
+        return None
+    lv = level(cfg)
+    if lv == "none":
+        return False
+    return OLLAMA_THINK.get(lv or "", True)
+
+
+# ---------------------------------------------------------------- the policy
+
+
+def carries_reasoning(req: Request) -> bool:
+    return req.reasoning is not None or any(k in req.extra for k in EXTRA_KEYS)
+
+
+def strip(req: Request) -> Request:
+    """The request without any reasoning setting (canonical or Anthropic pass-through)."""
+    if not carries_reasoning(req):
+        return req
+    extra = {k: v for k, v in req.extra.items() if k not in EXTRA_KEYS}
+    return msgspec.structs.replace(req, reasoning=None, extra=extra)
+
+
+def for_target(req: Request, reasons: bool | None) -> Request:
+    """`reasons`: True (declared), False (declared or learned), None (unknown)."""
+    if reasons is False:
+        return strip(req)
+    r = req.reasoning
+    if r is not None and r.hint and reasons is not True:
+        return msgspec.structs.replace(req, reasoning=None)
+    return req
+
+
+_TERMS = re.compile(r"reason|think|effort|budget", re.I)
+_REFUSAL = re.compile(r"not supported|unsupported|does not support|doesn't support|not available|unknown|"
+                      r"unrecognized|extra inputs|not permitted|not allowed|invalid", re.I)
+
+
+def refused(exc: GatewayError, req: Request) -> bool:
+    """An upstream 400 that refuses the request's reasoning settings (not some other client mistake)."""
+    if exc.upstream_status not in (400, 422) or not carries_reasoning(req):
+        return False
+    text = f"{exc.message} {exc.param or ''}"
+    return bool(_TERMS.search(text) and _REFUSAL.search(exc.message))
+
+
+T = TypeVar("T")
+
+
+class ReasoningPolicy:
+    """Declared capabilities from config plus what upstream refusals taught (bounded, expiring)."""
+
+    def __init__(self, declared: dict[tuple[str, str], bool], max_entries: int = 4096, ttl: float = 3600.0) -> None:
+        self._declared = declared
+        self._learned: OrderedDict[tuple[str, str], float] = OrderedDict()  # key → time learned
+        self._max = max_entries
+        self._ttl = ttl
+
+    def reasons(self, provider: str, model: str) -> bool | None:
+        key = (provider, model)
+        if key in self._declared:
+            return self._declared[key]
+        at = self._learned.get(key)
+        if at is None:
+            return None
+        if time.monotonic() - at > self._ttl:
+            del self._learned[key]
+            return None
+        return False
+
+    def learn(self, provider: str, model: str) -> None:
+        key = (provider, model)
+        self._learned[key] = time.monotonic()
+        self._learned.move_to_end(key)
+        while len(self._learned) > self._max:
+            self._learned.popitem(last=False)
+
+    def shape(self, req: Request, provider: str, model: str) -> Request:
+        return for_target(req, self.reasons(provider, model))
+
+    async def call(self, send: Callable[[Request], Awaitable[T]], req: Request, provider: str, model: str) -> T:
+        """`send(shaped request)`; once more without reasoning if the upstream refuses it (and remember)."""
+        shaped = self.shape(req, provider, model)
+        try:
+            return await send(shaped)
+        except GatewayError as exc:
+            if self.reasons(provider, model) is not None or not refused(exc, shaped):
+                raise
+            self.learn(provider, model)
+            log.info("upstream refused reasoning settings; retrying without them and remembering: "
+                     "provider=%s model=%s status=%s reason=%s", provider, model, exc.upstream_status,
+                     exc.message[:200])
+        return await send(strip(shaped))
