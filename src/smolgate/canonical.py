@@ -71,7 +71,15 @@ class Reasoning(Struct, tag="reasoning"):
     redacted: str | None = None  # Anthropic redacted_thinking.data or Responses encrypted_content
 
 
-Block = Union[Text, Image, Video, ToolCall, ToolResult, Reasoning]
+class Opaque(Struct, tag="opaque"):
+    """An item with no canonical meaning (a Responses `web_search_call`, `mcp_call`, …) kept in its place in
+    the conversation: replayed as it is to an upstream of `protocol`; every other encoder skips it."""
+
+    protocol: str
+    data: dict[str, Any]
+
+
+Block = Union[Text, Image, Video, ToolCall, ToolResult, Reasoning, Opaque]
 
 
 class Message(Struct):
@@ -87,6 +95,11 @@ class Tool(Struct):
     description: str | None = None
     parameters: dict[str, Any] = msgspec.field(default_factory=lambda: {"type": "object", "properties": {}})
     cache: str | None = None  # prompt-cache breakpoint after this tool definition, as on Text
+    # Responses tool kinds (tool_kinds.py): every codec sees a function; the Responses codec reverses it.
+    kind: Literal["function", "custom"] = "function"  # custom: free-form text, as one string argument "input"
+    namespace: str | None = None  # a Responses namespace; `name` is then the flat tool_kinds.flat_name
+    local_name: str | None = None  # the name inside `namespace`
+    raw: dict[str, Any] | None = None  # Responses definition keys with no canonical field (strict, format, …)
 
 
 class ToolChoice(Struct):

@@ -136,11 +136,11 @@ def test_unknown_route_is_404(gateway):
     assert r.status_code == 404
 
 
-def test_previous_response_id_is_a_clear_400(gateway):
+def test_unknown_previous_response_id_is_a_404_naming_it(gateway):
     c = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
-    with pytest.raises(openai.BadRequestError) as info:
+    with pytest.raises(openai.NotFoundError) as info:
         c.responses.create(model="via-openai", input="hi", previous_response_id="resp_123")
-    assert "previous_response_id" in str(info.value)
+    assert "resp_123" in str(info.value) and info.value.body["param"] == "previous_response_id"
 
 
 @pytest.mark.parametrize("upstream", ["gemini", "ollama"])  # targets that need bytes make us fetch URLs

@@ -13,13 +13,16 @@ from typing import Any
 
 import orjson
 
+from .. import tool_kinds as tk
 from ..canonical import (
+    Block,
     BlockStart,
     BlockStop,
     Event,
     MessageDelta,
     MessageStart,
     MessageStop,
+    Opaque,
     Reasoning,
     ReasoningDelta,
     StopReason,
@@ -236,12 +239,55 @@ def responses_stop(resp: dict[str, Any], has_tools: bool) -> StopReason:
     return StopReason.TOOL_USE if has_tools else StopReason.END_TURN
 
 
+def _call_name(item: dict[str, Any]) -> str:
+    name, ns = item.get("name"), item.get("namespace")
+    name = name if isinstance(name, str) else ""
+    return tk.flat_name(ns if isinstance(ns, str) and ns else None, name)
+
+
+def output_item_blocks(item: Any) -> list[Block]:
+    """One Responses output item → canonical blocks (a namespaced call gets its flat name, a custom tool
+    call its `{"input": …}` arguments; hosted-tool items stay `Opaque`)."""
+    if not isinstance(item, dict):
+        return []
+    typ = item.get("type")
+    if typ == "message":
+        out: list[Block] = []
+        for part in item.get("content") or ():
+            text = part.get("text") if part.get("type") == "output_text" else part.get("refusal")
+            if isinstance(text, str) and text:
+                out.append(Text(text=text))
+        return out
+    if typ in ("function_call", "custom_tool_call"):
+        cid = item.get("call_id") or item.get("id")
+        if typ == "custom_tool_call":
+            raw = item.get("input")
+            args = tk.custom_args(raw if isinstance(raw, str) else "")
+        else:
+            raw = item.get("arguments")
+            args = raw if isinstance(raw, str) and raw else "{}"
+        return [ToolCall(id=str(cid) if cid else new_id("call_"), name=_call_name(item), arguments=args)]
+    if typ == "reasoning":
+        parts = item.get("summary") or item.get("content") or []
+        enc = item.get("encrypted_content")
+        return [Reasoning(text="\n\n".join(str(p.get("text", "")) for p in parts),
+                          redacted=enc if isinstance(enc, str) and enc else None)]
+    if isinstance(typ, str):
+        return [Opaque(protocol="openai-responses", data=item)]
+    return []
+
+
 class ResponsesStreamDecoder(_Base):
-    """Responses API SSE events → canonical events."""
+    """Responses API SSE events → canonical events. A custom tool call's raw input deltas become fragments of
+    `{"input": "…"}` (JSON-escaped as they come), so every client sees a function call's arguments."""
 
     def __init__(self) -> None:
         super().__init__()
         self._summary_index: Any = None
+        self._custom = False  # the open tool block is a custom tool call whose `{"input": "` is open
+        self._custom_input = False  # … and some of its input was relayed
+        self._reasoning_enc = False  # the open reasoning block already carries encrypted_content
+        self._pending_reasoning: tuple[Any, str | None] | None = None  # announced, no block yet: (id, enc)
 
     def _event(self, obj: dict[str, Any], out: list[Event]) -> None:
         typ = obj.get("type")
@@ -266,6 +312,11 @@ class ResponsesStreamDecoder(_Base):
                         and self._summary_index is not None and si != self._summary_index:
                     out.append(ReasoningDelta(index=self._index, text="\n\n"))  # next summary part
                 self._summary_index = si
+                pending = self._pending_reasoning
+                if pending is not None and pending[0] == item_id:  # the item announced earlier starts now
+                    self._pending_reasoning = None
+                    self._reasoning_enc = pending[1] is not None
+                    self._begin(out, _Open.REASONING, item_id, Reasoning(text="", redacted=pending[1]))
                 self._reasoning(out, item_id, d)
         elif typ in ("response.created", "response.in_progress", "response.queued"):
             r = obj.get("response")
@@ -280,6 +331,11 @@ class ResponsesStreamDecoder(_Base):
                 key = (obj.get("item_id"), obj.get("content_index"))
                 if self._open is not _Open.TEXT or self._key != key:
                     self._begin(out, _Open.TEXT, key, Text(text=""))
+        elif typ == "response.custom_tool_call_input.delta":
+            d = obj.get("delta")
+            if self._custom and self._key == obj.get("item_id") and isinstance(d, str) and d:
+                self._custom_input = True
+                self._args(out, orjson.dumps(d).decode()[1:-1])
         elif typ == "response.function_call_arguments.done":
             if self._open is _Open.TOOL and self._key == obj.get("item_id") and not self._args_sent:
                 self._args(out, obj.get("arguments"))
@@ -304,17 +360,25 @@ class ResponsesStreamDecoder(_Base):
         if not isinstance(item, dict):
             return
         typ, item_id = item.get("type"), item.get("id")
-        if typ == "function_call":
-            call_id, name = item.get("call_id"), item.get("name")
+        if typ in ("function_call", "custom_tool_call"):
+            call_id = item.get("call_id")
             self._begin(out, _Open.TOOL, item_id, ToolCall(
                 id=call_id if isinstance(call_id, str) and call_id else new_id("call_"),
-                name=name if isinstance(name, str) else "", arguments=""))
-            self._args(out, item.get("arguments"))
-        elif typ == "reasoning":
+                name=_call_name(item), arguments=""))
+            if typ == "custom_tool_call":
+                self._custom = True
+                self._args(out, '{"input":"')
+                raw = item.get("input")
+                self._custom_input = isinstance(raw, str) and bool(raw)
+                if self._custom_input:
+                    self._args(out, orjson.dumps(raw).decode()[1:-1])
+            else:
+                self._args(out, item.get("arguments"))
+        elif typ == "reasoning":  # its block starts with its first summary delta, or when it is done
+            self._end(out)
             enc = item.get("encrypted_content")
             self._summary_index = None
-            self._begin(out, _Open.REASONING, item_id,
-                        Reasoning(text="", redacted=enc if isinstance(enc, str) and enc else None))
+            self._pending_reasoning = (item_id, enc if isinstance(enc, str) and enc else None)
         else:
             self._end(out)
 
@@ -324,10 +388,31 @@ class ResponsesStreamDecoder(_Base):
         item_id, typ = item.get("id"), item.get("type")
         key = self._key[0] if self._open is _Open.TEXT else self._key
         if self._open is not _Open.NONE and key == item_id:
+            if self._custom:
+                if not self._custom_input:  # no input deltas: the done item has the whole input
+                    raw = item.get("input")
+                    if isinstance(raw, str) and raw:
+                        self._args(out, orjson.dumps(raw).decode()[1:-1])
+                self._args(out, '"}')
+                self._custom = False
             self._end(out)
-        elif typ == "function_call" and isinstance(item_id, str) and item_id not in self._seen:  # a call that was never announced
+            enc = item.get("encrypted_content")
+            if typ == "reasoning" and isinstance(enc, str) and enc and not self._reasoning_enc:
+                # encrypted_content came only with the finished item: carry it as its own opaque block
+                self._begin(out, _Open.REASONING, (item_id, "enc"), Reasoning(text="", redacted=enc))
+                self._end(out)
+        elif typ == "reasoning" and self._pending_reasoning is not None and self._pending_reasoning[0] == item_id:
+            self._pending_reasoning = None  # no deltas streamed: the finished item is the whole block
+            for block in output_item_blocks(item):
+                if isinstance(block, Reasoning) and (block.text or block.redacted):
+                    self._begin(out, _Open.REASONING, item_id, Reasoning(text="", redacted=block.redacted))
+                    if block.text:
+                        out.append(ReasoningDelta(index=self._index, text=block.text))
+                    self._end(out)
+        elif typ in ("function_call", "custom_tool_call") and isinstance(item_id, str) \
+                and item_id not in self._seen:  # a call that was never announced
             self._item_added(item, out)
-            self._end(out)
+            self._item_done(item, out)
 
     def _eof(self, out: list[Event]) -> None:
         pass  # without a terminal response.* event the stream is truncated

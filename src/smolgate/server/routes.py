@@ -11,6 +11,7 @@ from ..errors import invalid, not_found
 from ..protocols import codec
 from ..protocols.base import ModelInfo, RequestContext
 from .asgi import HttpRequest, Receive, Send, send_body
+from . import responses_api
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -120,7 +121,7 @@ def register(gw: "Gateway") -> None:
     r = gw.route
     r("POST", "/v1/chat/completions", _chat("openai"), "openai")
     r("POST", "/chat/completions", _chat("openai"), "openai")
-    r("POST", "/v1/responses", _chat("openai-responses"), "openai-responses")
+    responses_api.register(gw)  # POST /v1/responses and the stored-response routes
     r("GET", "/v1/models", list_models, "openai")
     r("GET", "/v1beta/models", list_models, "gemini")
     r("POST", "/v1/messages", _chat("anthropic"), "anthropic")

@@ -1,0 +1,223 @@
+"""The stateful side of the OpenAI Responses API, for every upstream protocol.
+
+`POST /v1/responses` resolves `previous_response_id` and `item_reference` from the response store, runs
+the request like every generation endpoint, and stores the response (`store` defaults to true, as in the
+real API). `GET` / `DELETE /v1/responses/{id}` and `GET /v1/responses/{id}/input_items` read the store.
+Records are scoped to the client key that made them. Hosted tools that the request's target cannot run
+are dropped and named in `x-smolgate-dropped-tools` (and the log), instead of failing the request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import weakref
+from typing import TYPE_CHECKING, Any, AsyncIterator
+
+import msgspec
+import orjson
+
+from .. import tool_kinds as tk
+from ..canonical import Request, StreamError, Text, link_tool_results
+from ..errors import ErrorKind, GatewayError, invalid
+from ..protocols.common import check, field, loads_body
+from ..protocols.openai_responses import render_response
+from ..protocols.openai_responses_input import CLIENT_KEY, decode, items
+from ..protocols.openai_responses_stream import ENCRYPTED, ResponsesStreamEncoder, client_view, mint_id, output_items
+from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
+from .asgi import HttpRequest, Receive, Send, send_body, send_stream
+from .auth import presented_key
+
+if TYPE_CHECKING:
+    from .app import Gateway
+
+log = logging.getLogger("smolgate.responses")
+_STORES: "weakref.WeakKeyDictionary[Gateway, ResponseStore]" = weakref.WeakKeyDictionary()
+_ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "custom_tool_call": "ctc_", "reasoning": "rs_",
+                "function_call_output": "fco_", "custom_tool_call_output": "ctco_"}
+
+
+def store_for(gw: "Gateway") -> ResponseStore:
+    store = _STORES.get(gw)
+    if store is None:
+        store = _STORES[gw] = MemoryResponseStore()
+    return store
+
+
+def _owner(req: HttpRequest) -> str:
+    """Who may read a stored response: whoever holds the client key that created it (open gateway: all)."""
+    key = presented_key(req.headers)
+    return hashlib.sha256(key.encode()).hexdigest()[:32] if key else ""
+
+
+def _with_id(item: dict[str, Any]) -> dict[str, Any]:
+    """An input item as stored (and listed by input_items): with an id, string message content as parts."""
+    out = dict(item)
+    typ = out.setdefault("type", "message")
+    if typ == "message" and isinstance(out.get("content"), str):
+        part = "output_text" if out.get("role") == "assistant" else "input_text"
+        out["content"] = [{"type": part, "text": out["content"]}]
+    if not isinstance(out.get("id"), str):
+        out["id"] = mint_id(_ITEM_PREFIX.get(str(typ), "item_"))
+    return out
+
+
+async def _own_items(store: ResponseStore, owner: str, raw: Any, history_ids: set[str]) -> list[dict[str, Any]]:
+    """The request's input as items: `item_reference`s replaced by what they name; items already in the
+    previous response's context skipped (clients resend them by reference; OpenAI calls that a duplicate)."""
+    if isinstance(raw, str):
+        return [_with_id({"type": "message", "role": "user", "content": raw})]
+    out = []
+    for i, item in enumerate(raw):
+        check(item, dict, f"input[{i}]")
+        if item.get("type") == "item_reference":
+            iid = check_id(item.get("id"), f"input[{i}].id")
+            if iid in history_ids:
+                continue
+            found = await store.item(owner, iid)
+            if found is None:
+                raise GatewayError(ErrorKind.NOT_FOUND, f"Item with id '{iid}' not found.", param=f"input[{i}].id")
+            out.append(found)
+        elif isinstance(item.get("id"), str) and item["id"] in history_ids:
+            continue
+        else:
+            out.append(item)
+    return out
+
+
+def _merge(history: list[dict[str, Any]], own: Request) -> Request:
+    """Prepend the stored conversation to a decoded request (instructions are not carried over, as in the
+    real API; system/developer messages of the history are)."""
+    system: list[Text] = []
+    messages = items(history, system)
+    merged = msgspec.structs.replace(own, messages=messages + own.messages, system=system + own.system)
+    link_tool_results(merged.messages)
+    return merged
+
+
+def _dropped_tools(gw: "Gateway", canon: Request) -> dict[str, str]:
+    hosted = tk.hosted_names(canon)
+    if not hosted:
+        return {}
+    try:
+        route = gw.runtime.router.resolve(canon.model)[0]
+    except (GatewayError, IndexError):
+        return {}
+    protocol = next((p.protocol for p in gw.cfg.providers if p.name == route.provider), None)
+    if protocol == "openai-responses":
+        return {}
+    log.info("hosted tools dropped: %s (target %s speaks %s, which cannot run them)", ", ".join(hosted),
+             route.provider, protocol)
+    return {"x-smolgate-dropped-tools": ",".join(hosted)}
+
+
+async def create(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    d = loads_body(req.body)
+    store, owner = store_for(gw), _owner(req)
+    raw = field(d, "input", (str, list), required=True)
+    prev = d.get("previous_response_id")
+    history: list[dict[str, Any]] = []
+    if prev is not None:
+        check_id(prev, "previous_response_id")
+        rec = await store.get(owner, prev)
+        if rec is None:
+            raise GatewayError(ErrorKind.NOT_FOUND, f"Previous response with id '{prev}' not found.",
+                               param="previous_response_id")
+        history = rec.conversation
+    own_items = await _own_items(store, owner, raw, {i["id"] for i in history if isinstance(i.get("id"), str)})
+    canon = decode({**d, "input": own_items, "previous_response_id": None})
+    canon.extra[CLIENT_KEY]["previous_response_id"] = prev
+    if history:
+        canon = _merge(history, canon)
+    gw.runtime.router.check_name(canon.model)
+    headers = _dropped_tools(gw, canon)
+    rid = mint_id("resp_")
+    stored_input = history + [_with_id(i) for i in own_items]
+    keep = bool(canon.extra[CLIENT_KEY]["store"])
+    if not canon.stream:
+        resp = msgspec.structs.replace(await gw.dispatcher.complete(canon), id=rid)
+        full = output_items(resp.content, canon)
+        obj = render_response(resp, canon, full)
+        if keep:
+            await store.put(StoredResponse(rid, owner, {**obj, "output": full}, stored_input))
+        await send_body(send, 200, orjson.dumps(obj), headers=headers)
+        return
+    events = gw.dispatcher.stream(canon)
+    first = await anext(events)  # errors before the first event become a normal error response
+    enc = ResponsesStreamEncoder(canon, rid)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        try:
+            yield enc.feed(first)
+            async for ev in events:
+                yield enc.feed(ev)
+        except GatewayError as exc:
+            yield enc.feed(StreamError(kind=exc.kind.value, message=exc.message))
+        except Exception:
+            log.exception("internal error while streaming")
+            yield enc.feed(StreamError(kind=ErrorKind.INTERNAL.value, message="internal error while streaming"))
+        finally:
+            await events.aclose()  # type: ignore[attr-defined]
+        if keep and enc.final is not None:
+            await store.put(StoredResponse(rid, owner, {**enc.final, "output": enc.full_output}, stored_input))
+        yield enc.close()
+
+    await send_stream(send, receive, chunks(), "text/event-stream", headers)
+
+
+def _include_encrypted(req: HttpRequest) -> bool:
+    return any(ENCRYPTED in v for k, v in req.query.items() if k.startswith("include"))
+
+
+async def _record(gw: "Gateway", req: HttpRequest, params: dict[str, str]) -> StoredResponse:
+    rid = check_id(params["id"], "response_id")
+    rec = await store_for(gw).get(_owner(req), rid)
+    if rec is None:
+        raise GatewayError(ErrorKind.NOT_FOUND, f"Response with id '{rid}' not found.", param="response_id")
+    return rec
+
+
+async def retrieve(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    rec = await _record(gw, req, params)
+    if req.query.get("stream") in ("true", "1"):
+        raise invalid("streaming a stored response again is not supported", param="stream")
+    obj = {**rec.response, "output": client_view(rec.response.get("output") or [], _include_encrypted(req))}
+    await send_body(send, 200, orjson.dumps(obj))
+
+
+async def delete(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    rec = await _record(gw, req, params)
+    await store_for(gw).delete(rec.owner, rec.id)
+    await send_body(send, 200, orjson.dumps({"id": rec.id, "object": "response.deleted", "deleted": True}))
+
+
+async def input_items(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    rec = await _record(gw, req, params)
+    q = req.query
+    limit_text = q.get("limit", "20")
+    if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
+        raise invalid("'limit' must be an integer from 1 to 100", param="limit")
+    order = q.get("order", "desc")
+    if order not in ("asc", "desc"):
+        raise invalid("'order' must be 'asc' or 'desc'", param="order")
+    listed = client_view(rec.input_items, _include_encrypted(req))
+    if order == "desc":
+        listed.reverse()
+    after = q.get("after")
+    if after is not None:
+        check_id(after, "after")
+        ids = [i.get("id") for i in listed]
+        if after not in ids:
+            raise invalid(f"'after' names no item of this response: '{after}'", param="after")
+        listed = listed[ids.index(after) + 1:]
+    page = listed[: int(limit_text)]
+    await send_body(send, 200, orjson.dumps({
+        "object": "list", "data": page, "first_id": page[0]["id"] if page else None,
+        "last_id": page[-1]["id"] if page else None, "has_more": len(listed) > len(page)}))
+
+
+def register(gw: "Gateway") -> None:
+    gw.route("POST", "/v1/responses", create, "openai-responses")
+    gw.route("GET", "/v1/responses/{id}", retrieve, "openai-responses")
+    gw.route("DELETE", "/v1/responses/{id}", delete, "openai-responses")
+    gw.route("GET", "/v1/responses/{id}/input_items", input_items, "openai-responses")
