@@ -47,6 +47,7 @@ from ..canonical import (
     link_tool_results,
 )
 from ..errors import ErrorKind, GatewayError, from_status, invalid
+from ..providers.urls import path as upstream_path
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import check, dumps, loads_body, new_id, whole_number
 from .gemini_parts import (
@@ -300,7 +301,10 @@ class GeminiCodec(Codec):
         if req.extra.get("gemini_safety_settings"):
             body["safetySettings"] = req.extra["gemini_safety_settings"]
         method = "streamGenerateContent" if req.stream else "generateContent"
-        return UpstreamRequest(path=f"/v1beta/models/{upstream_model}:{method}", body=dumps(body), stream=req.stream,
+        # The model is one percent-encoded path segment, whatever a client wrote (`provider/model` addressing)
+        path = upstream_path("/v1beta/models/{model}:{method}", model=upstream_model.removeprefix("models/"),
+                             method=method)
+        return UpstreamRequest(path=path, body=dumps(body), stream=req.stream,
                                headers={"content-type": "application/json"},
                                query={"alt": "sse"} if req.stream else {})
 
@@ -311,6 +315,9 @@ class GeminiCodec(Codec):
             raise GatewayError(ErrorKind.UPSTREAM, "Gemini returned a body that is not JSON") from None
         if not isinstance(obj, dict):
             raise GatewayError(ErrorKind.UPSTREAM, "Gemini returned a body that is not a JSON object")
+        if obj.get("error") is not None and not get(obj, "candidates"):  # an error object with a 200
+            code = obj["error"].get("code") if isinstance(obj["error"], dict) else None
+            raise self.decode_error(code if isinstance(code, int) and 400 <= code < 600 else 502, body, {})
         resp = Response(id=str(get(obj, "responseId") or new_id("resp_")), model=str(get(obj, "modelVersion") or ""),
                         content=[], usage=usage_in(get(obj, "usageMetadata")), created=int(time.time()))
         cands = get(obj, "candidates")

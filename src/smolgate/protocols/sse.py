@@ -19,31 +19,40 @@ class SSEMessage:
 
 
 class SSEParser:
-    """Bytes → SSE messages. Handles CRLF, multi-line data, comments and frames split across feeds."""
+    """Bytes → SSE messages. Handles CRLF, multi-line data, comments and frames split across feeds.
 
-    __slots__ = ("_buf", "_event", "_data")
+    A line split across many feeds is kept as a list of pieces and joined once, when its end arrives, so a
+    long line (a large inline image) costs linear, not quadratic, time. How long a line may grow is the
+    caller's cap (providers/http.py counts the bytes fed since the last event)."""
+
+    __slots__ = ("_parts", "_event", "_data")
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._parts: list[bytes] = []  # the unfinished last line
         self._event: str | None = None
         self._data: list[str] = []
 
     def feed(self, chunk: bytes) -> list[SSEMessage]:
-        self._buf += chunk
         out: list[SSEMessage] = []
-        while True:
-            nl = self._buf.find(b"\n")
-            if nl < 0:
-                return out
-            line = self._buf[:nl].rstrip(b"\r").decode("utf-8", "replace")
-            self._buf = self._buf[nl + 1 :]
-            self._line(line, out)
+        if b"\n" not in chunk:
+            if chunk:
+                self._parts.append(chunk)
+            return out
+        if self._parts:
+            self._parts.append(chunk)
+            chunk, self._parts = b"".join(self._parts), []
+        *lines, tail = chunk.split(b"\n")
+        if tail:
+            self._parts.append(tail)
+        for line in lines:
+            self._line(line.rstrip(b"\r").decode("utf-8", "replace"), out)
+        return out
 
     def flush(self) -> list[SSEMessage]:
         out: list[SSEMessage] = []
-        if self._buf:
-            self._line(self._buf.rstrip(b"\r").decode("utf-8", "replace"), out)
-            self._buf = b""
+        if self._parts:
+            tail, self._parts = b"".join(self._parts), []
+            self._line(tail.rstrip(b"\r").decode("utf-8", "replace"), out)
         self._line("", out)
         return out
 
@@ -65,20 +74,26 @@ class SSEParser:
 
 
 class LineSplitter:
-    """Bytes → complete lines (for NDJSON); keeps the partial tail between feeds."""
+    """Bytes → complete lines (for NDJSON); keeps the partial tail between feeds (as pieces, joined once)."""
 
-    __slots__ = ("_buf",)
+    __slots__ = ("_parts",)
 
     def __init__(self) -> None:
-        self._buf = b""
+        self._parts: list[bytes] = []
 
     def feed(self, chunk: bytes) -> list[bytes]:
-        self._buf += chunk
-        if b"\n" not in self._buf:
+        if b"\n" not in chunk:
+            if chunk:
+                self._parts.append(chunk)
             return []
-        *lines, self._buf = self._buf.split(b"\n")
+        if self._parts:
+            self._parts.append(chunk)
+            chunk, self._parts = b"".join(self._parts), []
+        *lines, tail = chunk.split(b"\n")
+        if tail:
+            self._parts.append(tail)
         return [ln for ln in (x.strip() for x in lines) if ln]
 
     def flush(self) -> list[bytes]:
-        tail, self._buf = self._buf.strip(), b""
+        tail, self._parts = b"".join(self._parts).strip(), []
         return [tail] if tail else []

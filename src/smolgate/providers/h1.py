@@ -5,6 +5,14 @@ hand-written pooled client sustains ~2.7× aiohttp's request rate on one core; b
 both in the same run). It does exactly what the gateway needs — keep-alive pools per origin, TLS,
 chunked or sized bodies streamed with back-pressure, and closing the socket to cancel an upstream
 request — and nothing else. aiohttp stays available (`transport: aiohttp`), e.g. for HTTP proxies.
+
+Safety rules (the connection is shared by clients one after another, so its framing must never be in
+doubt): the request target and every header are checked by `urls` before a byte is written (no CR/LF,
+space, control or non-ASCII byte can start a new header or request); the response's status line and headers
+are capped (`max_header_bytes`, `_MAX_HEADERS`); and a connection goes back to the idle pool only after a
+response that was read to its end, framed by exactly one Content-Length or by chunked encoding, with
+keep-alive, and with nothing after it. A second response, bytes arriving while idle, a parser error, a
+response read until close, one left unread — each closes the connection instead.
 """
 
 from __future__ import annotations
@@ -17,30 +25,45 @@ from urllib.parse import urlsplit
 
 import httptools
 
+from .urls import check_header, check_target
+
 _HIGH_WATER = 1 << 20  # pause reading from the upstream when this much body is buffered unread
 _MAX_IDLE = 64  # idle keep-alive connections kept per origin
+_MAX_HEADERS = 128  # response header lines (aiohttp's default limit too)
+_BODYLESS = (204, 304)
 
 
 class H1Error(ConnectionError):
     pass
 
 
+class H1LimitError(H1Error):
+    """The upstream's response went past a configured cap (the connection is closed)."""
+
+
 class _Conn(asyncio.Protocol):
     """One upstream connection; one request at a time."""
 
-    def __init__(self) -> None:
+    def __init__(self, max_header_bytes: int = 64 * 1024) -> None:
         self.transport: asyncio.Transport | None = None
+        self.max_header_bytes = max_header_bytes
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
         self.headers: dict[str, str] = {}
-        self._hname = b""
         self._body: collections.deque[bytes] = collections.deque()
         self._buffered = 0
         self._paused = False
         self._headers_done: asyncio.Future[None] | None = None
         self._wake: asyncio.Future[None] | None = None
+        self._head_bytes = 0  # status line + headers received so far (until the headers are complete)
+        self._nheaders = 0
+        self._lengths = 0  # Content-Length headers seen
+        self._began = False
+        self._framed = False  # exactly one Content-Length, or chunked, or a status without a body
+        self.in_head = True
         self.complete = False  # the whole response has been parsed
         self.keep_alive = False
+        self.doubt = False  # the framing is in doubt: never reuse this connection
         self.closed = False
         self.error: Exception | None = None
 
@@ -49,24 +72,55 @@ class _Conn(asyncio.Protocol):
         self.transport = transport  # type: ignore[assignment]
 
     def data_received(self, data: bytes) -> None:
+        if self.complete or self.doubt:  # bytes after the end of a response (or while idle): not ours
+            self._abandon()
+            return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserError as exc:
-            self._fail(H1Error(f"malformed upstream response: {exc}"))
-            self.transport.close()  # type: ignore[union-attr]
+            if self.complete:  # a second response right behind the first: deliver the first, drop the socket
+                self._abandon()
+            else:
+                own = exc.__context__  # what one of our callbacks raised (a cap), else the parser's complaint
+                self._fail(own if isinstance(own, H1Error) else H1Error(f"malformed upstream response: {exc}"))
+                self._abandon()
+            return
+        if self.in_head:
+            self._head_bytes += len(data)
+            if self._head_bytes > self.max_header_bytes:
+                self._fail(H1LimitError(f"response headers larger than {self.max_header_bytes} bytes"))
+                self._abandon()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
-        if not self.complete:
+        if not self.complete and not self.in_head and not self._framed and self.error is None:
+            self.complete = True  # a body framed by the close (no length, not chunked) ends here
+            self._notify()
+        elif not self.complete:
             self._fail(H1Error("upstream closed the connection"))
 
     # -- httptools callbacks
+    def on_message_begin(self) -> None:
+        if self._began:
+            raise H1Error("more than one response to one request")
+        self._began = True
+
     def on_header(self, name: bytes, value: bytes) -> None:
-        self.headers[name.decode("latin-1").lower()] = value.decode("latin-1")
+        self._nheaders += 1
+        if self._nheaders > _MAX_HEADERS:
+            raise H1LimitError(f"more than {_MAX_HEADERS} response headers")
+        key = name.decode("latin-1").lower()
+        if key == "content-length":
+            self._lengths += 1
+        self.headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
+        self.in_head = False
         self.status = self.parser.get_status_code()
-        self.keep_alive = self.parser.should_keep_alive()  # llhttp forgets it once the message completes
+        chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
+        self._framed = (chunked != (self._lengths == 1) and self._lengths <= 1) or self.status in _BODYLESS
+        # llhttp forgets keep-alive once the message completes; a body read until close is never reusable
+        self.keep_alive = self.parser.should_keep_alive() and self._framed
         if self._headers_done is not None and not self._headers_done.done():
             self._headers_done.set_result(None)
 
@@ -93,11 +147,22 @@ class _Conn(asyncio.Protocol):
             if fut is not None and not fut.done():
                 fut.set_exception(exc)
 
+    def _abandon(self) -> None:
+        self.doubt = True
+        if self.transport is not None:
+            self.transport.close()
+
+    @property
+    def reusable(self) -> bool:
+        return self.complete and self.keep_alive and not (self.closed or self.doubt or self._body)
+
     def reset(self) -> None:
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.complete, self.error, self.keep_alive = 0, {}, False, None, False
         self._body.clear()
-        self._buffered = 0
+        self._buffered = self._head_bytes = self._nheaders = self._lengths = 0
+        self._began = self._framed = False
+        self.in_head = True
 
     async def send(self, head: bytes, body: bytes) -> None:
         loop = asyncio.get_running_loop()
@@ -133,6 +198,11 @@ class H1Response:
         self.headers: Mapping[str, str] = conn.headers
         self._done = False
 
+    @property
+    def complete(self) -> bool:
+        """The whole response has arrived (nothing more to wait for)."""
+        return self._conn.complete
+
     async def read_chunk(self) -> bytes:
         chunk = await self._conn.read()
         if not chunk:
@@ -146,15 +216,15 @@ class H1Response:
         return b"".join(parts)
 
     def release(self) -> None:
-        """Back to the pool when fully read and keep-alive; otherwise the socket is closed."""
+        """Back to the pool when read to its end and reusable; otherwise the socket is closed."""
         if self._done:
             return
         self._done = True
         c = self._conn
-        if c.complete and not c.closed and c.keep_alive and not c._body:
+        if c.reusable:
             self._pool._put(c)
         elif c.transport is not None:
-            c.transport.close()  # an unfinished response: closing is how the upstream learns we left
+            c.transport.close()  # an unfinished or doubtful response: closing is how the upstream learns we left
 
     def close(self) -> None:
         if not self._done:
@@ -166,12 +236,13 @@ class H1Response:
 class H1Pool:
     """Keep-alive connections to one origin (scheme, host, port)."""
 
-    def __init__(self, base_url: str, connect_timeout: float) -> None:
+    def __init__(self, base_url: str, connect_timeout: float, max_header_bytes: int = 64 * 1024) -> None:
         u = urlsplit(base_url)
         self.scheme, self.host = u.scheme, u.hostname or "localhost"
         self.port = u.port or (443 if u.scheme == "https" else 80)
         self.prefix = u.path.rstrip("/")
         self.connect_timeout = connect_timeout
+        self.max_header_bytes = max_header_bytes
         default_port = (u.scheme == "https" and self.port == 443) or (u.scheme == "http" and self.port == 80)
         self._host_header = (self.host if default_port else f"{self.host}:{self.port}").encode()
         self._ssl = ssl.create_default_context() if u.scheme == "https" else None
@@ -186,28 +257,37 @@ class H1Pool:
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):
-            _, conn = await loop.create_connection(_Conn, self.host, self.port, ssl=self._ssl,
-                                                   server_hostname=self.host if self._ssl else None)
+            _, conn = await loop.create_connection(lambda: _Conn(self.max_header_bytes), self.host, self.port,
+                                                   ssl=self._ssl, server_hostname=self.host if self._ssl else None)
         return conn
 
-    async def post(self, path: str, body: bytes, headers: Mapping[str, str], query: str = "") -> H1Response:
-        target = (self.prefix + path + (("?" + query) if query else "")).encode()
-        head = [b"POST ", target, b" HTTP/1.1\r\nhost: ", self._host_header,
+    def _head(self, path: str, body: bytes, headers: Mapping[str, str], query: str) -> bytes:
+        """The request line and headers; raises `urls.UnsafeRequest` before anything is sent."""
+        target = check_target(self.prefix + path + (("?" + query) if query else ""))
+        head = [b"POST ", target.encode("ascii"), b" HTTP/1.1\r\nhost: ", self._host_header,
                 b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\naccept-encoding: identity\r\n"]
         for k, v in headers.items():
-            head += [k.encode("latin-1"), b": ", v.encode("latin-1"), b"\r\n"]
+            check_header(k, v)
+            head += [k.encode("ascii"), b": ", v.encode("ascii"), b"\r\n"]
         head.append(b"\r\n")
-        raw = b"".join(head)
+        return b"".join(head)
+
+    async def post(self, path: str, body: bytes, headers: Mapping[str, str], query: str = "") -> H1Response:
+        raw = self._head(path, body, headers, query)
         while self._idle:  # a pooled connection may have been closed by the upstream meanwhile
             conn = self._idle.pop()
-            if conn.closed:
+            if conn.closed or conn.doubt:
                 continue
             conn.reset()
             try:
                 await conn.send(raw, body)
                 return H1Response(self, conn)
+            except H1LimitError:
+                raise
             except H1Error:
-                continue  # closed by the upstream while idle (before any response): use another
+                if conn.in_head and not conn._began:
+                    continue  # closed by the upstream while idle (before any response): use another
+                raise
             except BaseException:
                 conn.transport.close()  # type: ignore[union-attr]  # e.g. first-byte timeout: abandon it
                 raise
