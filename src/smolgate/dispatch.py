@@ -46,8 +46,8 @@ class Dispatcher:
         self.router = router
         self.providers = providers
         self.pools = pools
-        self.reasoning = ReasoningPolicy({(t.provider, t.model): t.reasoning for m in cfg.models for t in m.targets
-                                          if isinstance(t.reasoning, bool)})
+        self.reasoning = ReasoningPolicy({(m.name, t.provider, t.model): t.reasoning for m in cfg.models
+                                          for t in m.targets if isinstance(t.reasoning, bool)})
         self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
         self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
 

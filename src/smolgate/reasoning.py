@@ -179,18 +179,27 @@ T = TypeVar("T")
 
 
 class ReasoningPolicy:
-    """Declared capabilities from config plus what upstream refusals taught (bounded, expiring)."""
+    """Declared capabilities from config plus what upstream refusals taught (bounded, expiring).
 
-    def __init__(self, declared: dict[tuple[str, str], bool], max_entries: int = 4096, ttl: float = 3600.0) -> None:
+    `declared` maps (alias, provider, model) → bool, from each alias's targets: a request's own alias decides;
+    a target reached through another alias (a fallback) uses the first declaration for that provider+model.
+    """
+
+    def __init__(self, declared: dict[tuple[str, str, str], bool], max_entries: int = 4096,
+                 ttl: float = 3600.0) -> None:
         self._declared = declared
+        self._any: dict[tuple[str, str], bool] = {}
+        for (_, provider, model), value in declared.items():
+            self._any.setdefault((provider, model), value)
         self._learned: OrderedDict[tuple[str, str], float] = OrderedDict()  # key → time learned
         self._max = max_entries
         self._ttl = ttl
 
-    def reasons(self, provider: str, model: str) -> bool | None:
+    def reasons(self, provider: str, model: str, alias: str = "") -> bool | None:
         key = (provider, model)
-        if key in self._declared:
-            return self._declared[key]
+        declared = self._declared.get((alias, provider, model), self._any.get(key))
+        if declared is not None:
+            return declared
         at = self._learned.get(key)
         if at is None:
             return None
@@ -207,7 +216,7 @@ class ReasoningPolicy:
             self._learned.popitem(last=False)
 
     def shape(self, req: Request, provider: str, model: str) -> Request:
-        return for_target(req, self.reasons(provider, model))
+        return for_target(req, self.reasons(provider, model, req.model))
 
     async def call(self, send: Callable[[Request], Awaitable[T]], req: Request, provider: str, model: str) -> T:
         """`send(shaped request)`; once more without reasoning if the upstream refuses it (and remember)."""
@@ -215,7 +224,7 @@ class ReasoningPolicy:
         try:
             return await send(shaped)
         except GatewayError as exc:
-            if self.reasons(provider, model) is not None or not refused(exc, shaped):
+            if self.reasons(provider, model, req.model) is not None or not refused(exc, shaped):
                 raise
             self.learn(provider, model)
             log.info("upstream refused reasoning settings; retrying without them and remembering: "

@@ -5,11 +5,16 @@ and renders the plan the way api.anthropic.com does: `event:` lines on every SSE
 with `content: []`, `ping`, sequential block indices, cumulative usage in `message_delta`, errors as
 `{"type":"error","error":{type,message},"request_id"}` (529 `overloaded_error`, in-stream `event: error`).
 Auth like the real service: `x-api-key: <key>` or `Authorization: Bearer <key>`; 401 otherwise.
-Like the real service it requires the `anthropic-version` header and `max_tokens`.
+Like the real service it requires the `anthropic-version` header and `max_tokens`, refuses unknown top-level
+fields ("Extra inputs are not permitted"), more than 4 `cache_control` markers, and thinking on a model whose
+name contains "nothink". It simulates prompt caching: each marker's prefix (tools → system → messages) is
+remembered; a later request whose marked prefix was seen reads it (`cache_read_input_tokens`), the rest up to
+its last marker is written (`cache_creation_input_tokens`); `input_tokens` counts only the remainder.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import secrets
@@ -54,6 +59,8 @@ def build_view(body: dict[str, Any]) -> View:
     v = View(max_tokens=body.get("max_tokens"), stop=list(body.get("stop_sequences") or []))
     v.system = _text_of(body.get("system") or "")
     v.tool_names = [t["name"] for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
+    v.tool_schemas = {t["name"]: t.get("input_schema") or {} for t in body.get("tools") or []
+                      if isinstance(t, dict) and "name" in t}
     messages = body.get("messages") or []
     for i, m in enumerate(messages):
         content = m.get("content")
@@ -67,6 +74,26 @@ def build_view(body: dict[str, Any]) -> View:
     return v
 
 
+KNOWN_FIELDS = {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
+                "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
+                "context_management", "output_config", "output_format", "inference_geo"}
+
+
+def _prompt_items(body: dict[str, Any]) -> list[dict[str, Any]]:
+    """Tools, system blocks and message blocks in Anthropic's cache-prefix order."""
+    system = body.get("system")
+    items = [t for t in body.get("tools") or [] if isinstance(t, dict)]
+    items += [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
+    for m in body.get("messages") or []:
+        c = m.get("content")
+        items += [{"type": "text", "text": c}] if isinstance(c, str) else [b for b in c or [] if isinstance(b, dict)]
+    return items
+
+
+def cache_markers(body: dict[str, Any]) -> int:
+    return sum(1 for b in _prompt_items(body) if "cache_control" in b)
+
+
 def _sse(event: str, data: dict[str, Any]) -> bytes:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
@@ -75,6 +102,8 @@ class AnthropicUpstream(FakeUpstream):
     def __init__(self, api_key: str = "sk-ant-fake") -> None:
         super().__init__()
         self.api_key = api_key
+        self.cached_prefixes: set[str] = set()
+        self.usages: list[dict[str, int]] = []  # the usage each /v1/messages reply reported, in order
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
@@ -105,6 +134,15 @@ class AnthropicUpstream(FakeUpstream):
             return None, self._error(400, "messages: field required")
         if need_max_tokens and not isinstance(body.get("max_tokens"), int):
             return None, self._error(400, "max_tokens: Field required")
+        unknown = sorted(set(body) - KNOWN_FIELDS)
+        if unknown:
+            return None, self._error(400, f"{unknown[0]}: Extra inputs are not permitted")
+        if cache_markers(body) > 4:
+            return None, self._error(400, "A maximum of 4 blocks with cache_control may be provided. "
+                                          f"Found {cache_markers(body)}.")
+        thinking = body.get("thinking") or {}
+        if "nothink" in str(body.get("model")) and thinking.get("type") in ("enabled", "adaptive"):
+            return None, self._error(400, f"thinking: '{body.get('model')}' does not support thinking")
         roles = [m.get("role") for m in body["messages"]]
         if roles[0] != "user" or any(a == b for a, b in itertools.pairwise(roles)):
             return None, self._error(
@@ -148,8 +186,10 @@ class AnthropicUpstream(FakeUpstream):
             return self._error(p.fail_status, f"scripted failure {p.fail_status}", headers)
         msg_id = "msg_" + secrets.token_hex(12)
         model = body.get("model", "")
+        usage = self._usage(body, p)
+        self.usages.append(usage)
         if body.get("stream"):
-            return await self.write_stream(request, self._frames(p, msg_id, model), "text/event-stream")
+            return await self.write_stream(request, self._frames(p, msg_id, model, usage), "text/event-stream")
         content: list[dict[str, Any]] = []
         if p.text:
             content.append({"type": "text", "text": p.text})
@@ -171,16 +211,32 @@ class AnthropicUpstream(FakeUpstream):
                 "content": content,
                 "stop_reason": p.stop_reason,
                 "stop_sequence": p.stop_sequence,
-                "usage": {
-                    "input_tokens": p.input_tokens,
-                    "output_tokens": p.output_tokens,
-                    "cache_creation_input_tokens": 0,
-                    "cache_read_input_tokens": 0,
-                },
+                "usage": {**usage, "output_tokens": p.output_tokens},
             }
         )
 
-    def _frames(self, p: Plan, msg_id: str, model: str) -> list[tuple[float, bytes]]:
+    def _usage(self, body: dict[str, Any], p: Plan) -> dict[str, int]:
+        """Prompt usage with the cache simulated (words stand for tokens once any marker is present)."""
+        items = _prompt_items(body)
+        if not any("cache_control" in b for b in items):
+            return {"input_tokens": p.input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+        digest, words, read, last = hashlib.sha256(), 0, 0, 0
+        marks: list[str] = []
+        for b in items:
+            plain = {k: v for k, v in b.items() if k != "cache_control"}
+            digest.update(json.dumps(plain, sort_keys=True).encode())
+            words += len(json.dumps(plain).split())
+            if "cache_control" in b:
+                key = digest.copy().hexdigest()
+                marks.append(key)
+                last = words
+                if key in self.cached_prefixes:
+                    read = words
+        self.cached_prefixes.update(marks)
+        return {"input_tokens": words - last, "cache_creation_input_tokens": last - read,
+                "cache_read_input_tokens": read}
+
+    def _frames(self, p: Plan, msg_id: str, model: str, usage: dict[str, int]) -> list[tuple[float, bytes]]:
         frames: list[tuple[float, bytes]] = [
             (
                 0.0,
@@ -196,12 +252,7 @@ class AnthropicUpstream(FakeUpstream):
                             "content": [],
                             "stop_reason": None,
                             "stop_sequence": None,
-                            "usage": {
-                                "input_tokens": p.input_tokens,
-                                "output_tokens": 1,
-                                "cache_creation_input_tokens": 0,
-                                "cache_read_input_tokens": 0,
-                            },
+                            "usage": {**usage, "output_tokens": 1},
                         },
                     },
                 ),
@@ -294,12 +345,7 @@ class AnthropicUpstream(FakeUpstream):
                     {
                         "type": "message_delta",
                         "delta": {"stop_reason": p.stop_reason, "stop_sequence": p.stop_sequence},
-                        "usage": {
-                            "input_tokens": p.input_tokens,
-                            "output_tokens": p.output_tokens,
-                            "cache_creation_input_tokens": 0,
-                            "cache_read_input_tokens": 0,
-                        },
+                        "usage": {**usage, "output_tokens": p.output_tokens},
                     },
                 ),
             )

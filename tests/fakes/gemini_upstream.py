@@ -3,7 +3,9 @@
 Routes, under both `/v1beta` and `/v1`: `POST models/{model}:generateContent`,
 `:streamGenerateContent` (SSE with `?alt=sse`, a JSON array without), `:countTokens`, `GET models`.
 Auth like the real service: `x-goog-api-key` header or `?key=`; a missing key is 403 PERMISSION_DENIED,
-a wrong one 400 INVALID_ARGUMENT with ErrorInfo reason API_KEY_INVALID.
+a wrong one 400 INVALID_ARGUMENT with ErrorInfo reason API_KEY_INVALID. Like the API it refuses a
+thinkingConfig that asks for thinking on a model that cannot think (name contains "nothink" or "2.0") and
+thinkingBudget 0 on a model that only thinks (name contains "pro").
 """
 
 from __future__ import annotations
@@ -61,6 +63,7 @@ def view_of(body: dict[str, Any]) -> View:
     for tool in g(body, "tools") or []:
         for decl in g(tool, "functionDeclarations") or []:
             v.tool_names.append(decl["name"])
+            v.tool_schemas[decl["name"]] = g(decl, "parametersJsonSchema") or g(decl, "parameters") or {}
     gc = g(body, "generationConfig") or {}
     v.max_tokens = g(gc, "maxOutputTokens")
     v.stop = list(g(gc, "stopSequences") or [])
@@ -119,6 +122,14 @@ class GeminiUpstream(FakeUpstream):
             return web.json_response(error_body(400, "Invalid JSON payload received."), status=400)
         if method not in ("generateContent", "streamGenerateContent", "countTokens"):
             return web.json_response(error_body(404, f"Method {method!r} not found for model {model!r}"), status=404)
+        thinking = g(g(body, "generationConfig") or {}, "thinkingConfig")
+        if isinstance(thinking, dict) and thinking:
+            off = g(thinking, "thinkingBudget") == 0
+            if not off and ("nothink" in model or "2.0" in model):
+                return web.json_response(error_body(400, "Thinking is not supported for this model."), status=400)
+            if off and "pro" in model:
+                return web.json_response(error_body(
+                    400, "Budget 0 is invalid. This model only works in thinking mode."), status=400)
         inner = g(body, "generateContentRequest")
         p = plan(view_of(inner if isinstance(inner, dict) else body))
         if method == "countTokens":

@@ -3,6 +3,8 @@
 Routes: `POST /api/chat`, `POST /api/generate` (NDJSON unless `"stream": false` — streaming is the
 default), `GET /api/tags`, `GET /api/version`. Ollama has no auth; with `api_key` set the fake demands
 `Authorization: Bearer <key>` (as a reverse proxy in front of Ollama would) and answers 401 `{"error"}`.
+Like Ollama it refuses `think: true` or a level for a model without the thinking capability (here: a name
+without "think" or "reason") with 400 `"<model>" does not support thinking`; `think: false` is accepted.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ def view_of_chat(body: dict[str, Any]) -> View:
                 v.tool_result = None
     for t in body.get("tools") or []:
         v.tool_names.append(t["function"]["name"])
+        v.tool_schemas[t["function"]["name"]] = t["function"].get("parameters") or {}
     _options(v, body)
     return v
 
@@ -94,6 +97,9 @@ class OllamaUpstream(FakeUpstream):
             return web.json_response({"error": "invalid JSON"}, status=400)
         if not isinstance(body, dict) or not body.get("model"):
             return web.json_response({"error": "model is required"}, status=400)
+        think, name = body.get("think"), str(body["model"])
+        if think not in (None, False) and "think" not in name and "reason" not in name:
+            return web.json_response({"error": f'"{name}" does not support thinking'}, status=400)
         p = plan(view_of_chat(body) if chat else view_of_generate(body))
         if p.fail_status is not None:
             headers = {"Retry-After": "1"} if p.fail_status == 429 else None

@@ -64,6 +64,8 @@ def chat_view(body: dict[str, Any]) -> View:
     v.system = "\n\n".join(sys_parts)
     v.tool_names = [t["function"]["name"] for t in body.get("tools", []) if t.get("type") == "function"]
     v.max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
+    v.tool_schemas = {t["function"]["name"]: t["function"].get("parameters") or {}
+                      for t in body.get("tools", []) if t.get("type") == "function"}
     stop = body.get("stop")
     v.stop = [stop] if isinstance(stop, str) else list(stop or [])
     return v
@@ -94,6 +96,31 @@ def responses_view(body: dict[str, Any]) -> View:
 
 
 _FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
+
+
+CHAT_FIELDS = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
+               "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
+               "reasoning_effort", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
+               "user", "service_tier", "verbosity", "prompt_cache_key", "safety_identifier", "metadata", "store",
+               "modalities", "audio", "prediction", "web_search_options"}
+
+
+def reasons(model: str) -> bool:
+    """Fake model names that reason (like o3 / gpt-5); others refuse reasoning parameters like gpt-4o does."""
+    return "reason" in model
+
+
+def chat_refusal(body: dict[str, Any]) -> web.Response | None:
+    """What api.openai.com refuses before running a model: unknown arguments, reasoning_effort on gpt-4o."""
+    unknown = sorted(set(body) - CHAT_FIELDS)
+    if unknown:
+        return _err(400, f"Unrecognized request argument supplied: {unknown[0]}")
+    if "reasoning_effort" in body and not reasons(body["model"]):
+        return web.json_response({"error": {
+            "message": "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+            "type": "invalid_request_error", "param": "reasoning_effort", "code": "unsupported_parameter"}},
+            status=400)
+    return None
 
 
 class OpenAIUpstream(FakeUpstream):
@@ -157,6 +184,8 @@ class OpenAIUpstream(FakeUpstream):
         p = plan(chat_view(body))
         if p.fail_status:
             return _fail(p)
+        if (refused := chat_refusal(body)) is not None:
+            return refused
         cid, created, model = f"chatcmpl-fake{len(self.requests)}", int(time.time()), body["model"]
         usage = {"prompt_tokens": p.input_tokens, "completion_tokens": p.output_tokens,
                  "total_tokens": p.input_tokens + p.output_tokens,

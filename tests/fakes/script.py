@@ -8,6 +8,10 @@ Magic words in the last user text drive behaviour:
   FAIL_MIDSTREAM       stream two chunks, then the protocol's in-stream error
   SLOW                 0.25 s between chunks (incremental-streaming and disconnect tests)
   weather (with tools) call the first tool with {"city": "Paris"}
+  AGENT_WRITE <path>   (with tools) act like a coding agent's model: call the client's own file-writing tool
+                       (a tool whose schema has a path and a content property) to write AGENT_TEXT to <path>,
+                       else its shell tool (a `command` property, string or argv array); after the tool
+                       result, answer with text. Works with any agent's tool names (Write, write_file, shell…).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ class View:
     turns: list[tuple[str, str]] = field(default_factory=list)  # (user|assistant, text)
     images: int = 0
     tool_names: list[str] = field(default_factory=list)
+    tool_schemas: dict[str, dict] = field(default_factory=dict)  # name → JSON schema of its parameters
     tool_result: str | None = None  # text of a tool result in the last user turn
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
@@ -64,6 +69,10 @@ def plan(view: View) -> Plan:
         return p
     p.fail_midstream = "FAIL_MIDSTREAM" in last
     p.delay = 0.25 if "SLOW" in last else 0.0
+    agent = re.search(r"AGENT_WRITE (\S+)", last)
+    if agent and view.tool_result is None and view.tool_names:
+        p.tool_call, p.stop_reason, p.output_tokens = agent_call(view, agent.group(1)), "tool_use", 5
+        return p
     if view.tool_result is not None:
         reply = f"The tool said: {view.tool_result}"
     elif view.tool_names and "weather" in last.lower():
@@ -85,3 +94,26 @@ def plan(view: View) -> Plan:
     p.chunks = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
     p.output_tokens = len(words)
     return p
+
+
+AGENT_TEXT = "hello from smolgate"
+_PATH_KEYS = ("file_path", "filePath", "absolute_path", "path", "filename")
+_CONTENT_KEYS = ("content", "contents", "text")
+
+
+def agent_call(view: View, path: str) -> tuple[str, dict]:
+    """The call a coding model would make to write AGENT_TEXT to `path` with the client's own tools."""
+    for name in view.tool_names:
+        props = (view.tool_schemas.get(name) or {}).get("properties") or {}
+        pk = next((k for k in _PATH_KEYS if k in props), None)
+        ck = next((k for k in _CONTENT_KEYS if k in props), None)
+        if pk and ck and "write" in name.lower():
+            return name, {pk: path, ck: AGENT_TEXT + "\n"}
+    for name in view.tool_names:
+        props = (view.tool_schemas.get(name) or {}).get("properties") or {}
+        if "command" in props:
+            cmd = f"printf '%s\\n' '{AGENT_TEXT}' > {path}"
+            if (props["command"] or {}).get("type") == "array":
+                return name, {"command": ["bash", "-lc", cmd]}
+            return name, {"command": cmd}
+    raise ValueError(f"no file-writing or shell tool among {view.tool_names}")
