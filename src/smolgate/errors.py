@@ -8,6 +8,8 @@ a raw transport exception. Messages must never contain secrets: they reach clien
 from __future__ import annotations
 
 import enum
+import re
+from dataclasses import dataclass
 from typing import Mapping
 
 
@@ -22,6 +24,18 @@ class ErrorKind(str, enum.Enum):
     UPSTREAM = "upstream"  # 502: upstream failed or spoke nonsense
     TIMEOUT = "timeout"  # 504
     INTERNAL = "internal"  # 500: our bug; message is generic
+
+
+CONTEXT_LENGTH_EXCEEDED = "context_length_exceeded"  # GatewayError.code: the prompt does not fit the model
+
+
+@dataclass(frozen=True, slots=True)
+class ContextOverflow:
+    """Token counts behind a context_length_exceeded error, when known; each codec words them its own way."""
+
+    prompt_tokens: int | None = None
+    limit: int | None = None
+    max_tokens: int | None = None  # set when the prompt fits but prompt + the client's max_tokens does not
 
 
 DEFAULT_STATUS: dict[ErrorKind, int] = {
@@ -51,6 +65,8 @@ class GatewayError(Exception):
         status: int | None = None,
         upstream_status: int | None = None,
         upstream_headers: Mapping[str, str] | None = None,
+        code: str | None = None,
+        overflow: ContextOverflow | None = None,
     ) -> None:
         super().__init__(message)
         self.kind = kind
@@ -60,6 +76,8 @@ class GatewayError(Exception):
         self.status = status or DEFAULT_STATUS[kind]
         self.upstream_status = upstream_status
         self.upstream_headers = upstream_headers  # for the pool (rate-limit headers); never sent on
+        self.code = code  # a finer machine-readable reason within the kind (CONTEXT_LENGTH_EXCEEDED)
+        self.overflow = overflow
 
     @property
     def retryable(self) -> bool:
@@ -85,8 +103,66 @@ def not_found(message: str) -> GatewayError:
     return GatewayError(ErrorKind.NOT_FOUND, message)
 
 
+def context_overflow(prompt_tokens: int | None, limit: int | None, max_tokens: int | None = None,
+                     message: str | None = None) -> GatewayError:
+    """A 400 `context_length_exceeded`: the prompt (plus the client's max_tokens, when given) does not fit."""
+    if message is None:
+        head = f"This model's maximum context length is {limit} tokens. However, "
+        if max_tokens is not None and prompt_tokens is not None:
+            message = (f"{head}you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
+                       f"messages, {max_tokens} in the completion). Please reduce the length of the messages "
+                       "or completion.")
+        else:
+            message = (f"{head}your messages resulted in {prompt_tokens} tokens. "
+                       "Please reduce the length of the messages.")
+    return GatewayError(ErrorKind.INVALID_REQUEST, message, code=CONTEXT_LENGTH_EXCEEDED,
+                        overflow=ContextOverflow(prompt_tokens, limit, max_tokens))
+
+
+# How each upstream words "prompt too long" (counts where it gives them), so every client gets its own form.
+_N = r"(\d[\d,]*)"
+_MAX_CTX = rf"maximum context length is {_N} tokens"
+
+
+def _rx(pattern: str) -> re.Pattern[str]:
+    return re.compile(pattern, re.I)
+
+
+_OVERFLOW_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
+    (_rx(rf"prompt is too long: {_N} tokens > {_N}"), ("prompt", "limit")),  # Anthropic
+    (_rx(rf"input length and `max_tokens` exceed context limit: {_N} \+ {_N} > {_N}"),
+     ("prompt", "max", "limit")),  # Anthropic, prompt + max_tokens
+    (_rx(rf"{_MAX_CTX}\. However, you requested {_N} tokens \({_N} in the messages, {_N} in the completion"),
+     ("limit", "", "prompt", "max")),  # OpenAI, vLLM
+    (_rx(rf"{_MAX_CTX}\. However, your messages resulted in {_N} tokens"), ("limit", "prompt")),  # OpenAI
+    (_rx(rf"is too large: {_N}\. This model's {_MAX_CTX} and your request has {_N} input tokens"),
+     ("max", "limit", "prompt")),  # vLLM, prompt + max_tokens
+    (_rx(rf"{_MAX_CTX} and your request has {_N} input tokens"), ("limit", "prompt")),  # vLLM
+    (_rx(rf"input token count \({_N}\) exceeds the maximum number of tokens allowed \({_N}\)"),
+     ("prompt", "limit")),  # Gemini
+    (_rx(r"exceeds the context window|context[ _]length[ _]exceeded|prompt is too long|longer than the "
+         r"context length|input length exceeds the context length|exceeds the available context size|"
+         r"maximum context length"), ()),  # Responses, Ollama, llama.cpp: no counts
+]
+
+
+def overflow_from_message(message: str) -> ContextOverflow | None:
+    """The counts in an upstream's "prompt too long" message (None when it is about something else)."""
+    for rx, names in _OVERFLOW_PATTERNS:
+        m = rx.search(message)
+        if m is None:
+            continue
+        got = {n: int(v.replace(",", "")) for n, v in zip(names, m.groups()) if n}
+        return ContextOverflow(got.get("prompt"), got.get("limit"), got.get("max"))
+    return None
+
+
 def from_status(status: int, message: str, retry_after: float | None = None) -> GatewayError:
     """Map an upstream HTTP status to a canonical error (used by every upstream decoder)."""
+    if status in (400, 413, 422) and (overflow := overflow_from_message(message)) is not None:
+        out = context_overflow(overflow.prompt_tokens, overflow.limit, overflow.max_tokens, message)
+        out.upstream_status = status
+        return out
     if status == 429:
         return GatewayError(ErrorKind.RATE_LIMITED, message, retry_after=retry_after, upstream_status=status)
     if status in (401, 403):

@@ -66,12 +66,18 @@ class UnsupportedInput(ValueError):
 
 
 class PromptTooLong(ValueError):
-    """The prompt leaves no room to generate within the model's context length. -> HTTP 400."""
+    """The prompt leaves no room to generate within the model's context length (or, with `strict_length`, no room
+    for the max_tokens asked for). -> HTTP 400 context_length_exceeded; the counts let each protocol word it."""
+
+    def __init__(self, prompt_tokens: int, limit: int, max_tokens: int | None = None) -> None:
+        asked = f" + max_tokens {max_tokens}" if max_tokens is not None else ""
+        super().__init__(f"prompt has {prompt_tokens} tokens{asked}; the context length is {limit}")
+        self.prompt_tokens, self.limit, self.max_tokens = prompt_tokens, limit, max_tokens
 
 
 @dataclass(slots=True)
 class GenerationParams:
-    max_tokens: int = 256
+    max_tokens: int | None = 256  # None: up to the end of the context (as llama.cpp, Ollama and vLLM default)
     temperature: float = 0.0
     top_p: float = 1.0
     top_k: int = 0
@@ -81,11 +87,14 @@ class GenerationParams:
     stop_token_ids: Sequence[int] = field(default_factory=tuple)
     # per-request logits mask applied to this request's row before sampling (JSON-schema decoding plugs in here)
     constraint: Constraint | None = None
+    # raise PromptTooLong when prompt + max_tokens exceeds the context, instead of generating what fits (the
+    # gateway sets it: a client that names max_tokens is told, as the hosted APIs tell it)
+    strict_length: bool = False
 
     def validate(self) -> None:
         """Raise ValueError for values no sampler can honour (the gateway maps it to a 400)."""
         problems = [
-            ("max_tokens", self.max_tokens < 0),
+            ("max_tokens", self.max_tokens is not None and self.max_tokens < 0),
             ("temperature", self.temperature < 0),
             ("top_p", not 0 < self.top_p <= 1),
             ("top_k", self.top_k < 0),
@@ -183,6 +192,12 @@ class Engine:
     def count_tokens(self, messages: list[ChatMessage]) -> int:
         return int(self._prepare(messages)[0].shape[1])
 
+    @property
+    def max_sequence(self) -> int:
+        """Prompt + output positions one request can use: the context length, or less if the KV-cache budget
+        cannot hold a whole context in one row."""
+        return min(self.context_length, self.scheduler.max_sequence)
+
     # -- generation --------------------------------------------------------------------------------------------
 
     def stream(
@@ -195,11 +210,13 @@ class Engine:
         """
         params.validate()
         input_ids, pixel_values = self._prepare(messages)
-        room = self.context_length - input_ids.shape[1]
+        prompt_len = int(input_ids.shape[1])
+        limit = self.max_sequence
+        room = limit - prompt_len
         if room <= 0:
-            raise PromptTooLong(
-                f"prompt has {input_ids.shape[1]} tokens; the context length is {self.context_length}"
-            )
+            raise PromptTooLong(prompt_len, limit)
+        if params.strict_length and params.max_tokens is not None and params.max_tokens > room:
+            raise PromptTooLong(prompt_len, limit, params.max_tokens)
         sampler = Sampler(
             temperature=params.temperature,
             top_k=params.top_k,
@@ -212,11 +229,12 @@ class Engine:
             input_ids,
             pixel_values=pixel_values,
             sampler=sampler,
-            max_tokens=max(0, min(params.max_tokens, room)),
+            max_tokens=room if params.max_tokens is None else max(0, min(params.max_tokens, room)),
             stop=params.stop,
             stop_token_ids=params.stop_token_ids,
             constraint=params.constraint,
             cancel=cancel,
+            open_ended=params.max_tokens is None,
         )
 
     def generate(

@@ -43,6 +43,10 @@ from .tokenizer import Tokenizer
 
 T = TypeVar("T")
 DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budget is given
+# An open-ended request (no max_tokens from the client: it may run to the end of the context) reserves its output
+# positions this many at a time. Reserving the whole context up front would let a 2.2B model's 2 GiB budget hold
+# one such request instead of eight.
+GROW_STEP = 512
 
 
 class QueueFull(RuntimeError):
@@ -153,13 +157,20 @@ class Scheduler:
         stop_token_ids: Iterable[int] = (),
         constraint: Constraint | None = None,
         cancel: threading.Event | None = None,
+        open_ended: bool = False,
     ) -> ChunkStream:
         """Queue one generation; returns its chunk iterator. Raises QueueFull / TooLongForCache before queueing.
 
         The prompt embedding (the vision encoder for images) runs later on the decode thread, one encoder pass
         per iteration, so a long image encode does not stall everyone's decode steps.
+
+        open_ended: max_tokens is only the context's bound, not the client's: the request reserves cache room
+        GROW_STEP positions at a time (and at most what one row can hold); when the budget has no room for its
+        next step it ends with finish_reason "length".
         """
         prompt_len = input_ids.shape[1]
+        if open_ended:
+            max_tokens = max(1, min(max_tokens, self.max_sequence - prompt_len))
         picker = TokenPicker(sampler, self.model.cfg.text.vocab_size, input_ids[0], constraint)
         dec = Decoding(
             self.tokenizer,
@@ -173,18 +184,25 @@ class Scheduler:
             out: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
             out.put(dec.end("length"))
             return ChunkStream(out)
-        if self._cap_for(prompt_len + max_tokens) > self.kv_tokens:
+        req = _Request(input_ids, pixel_values, dec, cancel)
+        if open_ended:
+            req.reserve = prompt_len + min(max_tokens, GROW_STEP)
+        if self._cap_for(req.reserve) > self.kv_tokens:
             raise TooLongForCache(
                 f"prompt ({prompt_len}) + max_tokens ({max_tokens}) exceeds the KV cache budget of "
                 f"{self.kv_tokens} tokens"
             )
         self._check_queue()
-        req = _Request(input_ids, pixel_values, dec, cancel)
         with self._lock:
             self._check_queue()
             self._waiting.append(req)
             self._wake.notify()
         return ChunkStream(req.out, req)
+
+    @property
+    def max_sequence(self) -> int:
+        """The most cache positions one row can hold within the budget."""
+        return self.kv_tokens // CACHE_GRANULARITY * CACHE_GRANULARITY
 
     def _check_queue(self) -> None:
         if len(self._waiting) >= self.limits.max_queue:
@@ -306,6 +324,8 @@ class Scheduler:
         """Grow the cache (rows, then length) to hold the decoding rows and the `joining` ones; rows double to
         amortise copies."""
         resident = [*self._rows, *joining]
+        if self._filling is not None and self._filling not in joining:
+            resident.append(self._filling)  # growing while a prompt is half prefilled into row len(rows)
         rows, cap = len(resident), self._cap_for(max(r.reserve for r in resident))
         have_rows, have_cap = (self._caches[0].rows, self._caches[0].max_len) if self._caches else (0, 0)
         if rows <= have_rows and cap <= have_cap:
@@ -313,10 +333,11 @@ class Scheduler:
         # cap is what the residents need now (it may shrink after a long request left): rows x cap stays in budget
         wanted = have_rows if rows <= have_rows else min(2 * have_rows, self.limits.max_slots)
         rows = max(rows, min(wanted, self.kv_tokens // cap))  # never beyond the budget
+        keep = len(self._rows) + (1 if self._filling is not None and self._filling.filled else 0)
         if not self._caches:
             self._caches = self.model.text.new_caches(rows, cap)
         else:
-            self._caches = [c.resized(rows, cap, keep_rows=len(self._rows)) for c in self._caches]
+            self._caches = [c.resized(rows, cap, keep_rows=keep) for c in self._caches]
         self.model.text.ensure_rope(cap)
 
     def _prefill_group(self, budget: int) -> int:
@@ -423,6 +444,7 @@ class Scheduler:
                 req = self._rows[i]
                 self._release(i)
                 req.out.put(req.dec.end("cancelled"))
+        self._extend_open_ended()
         n = len(self._rows)
         if n == 0:
             return
@@ -444,6 +466,27 @@ class Scheduler:
         self._positions[:n] += 1
         for i in reversed(done):
             self._release(i)
+
+    def _extend_open_ended(self) -> None:
+        """Rows that used up their reservation (open-ended ones, see `submit`) reserve GROW_STEP more
+        positions, growing the cache; a row the budget has no room for ends now with "length"."""
+        grown = False
+        for i in reversed(range(len(self._rows))):
+            req = self._rows[i]
+            if req.pos < req.reserve:
+                continue
+            wanted = min(req.dec.prompt_len + req.dec.max_tokens, req.reserve + GROW_STEP)
+            others = [r.reserve for r in self._rows if r is not req]
+            if self._filling is not None:
+                others.append(self._filling.reserve)
+            fits = (len(others) + 1) * self._cap_for(max([wanted, *others])) <= self.kv_tokens
+            if fits and wanted > req.pos:
+                req.reserve, grown = wanted, True
+            else:
+                self._release(i)
+                req.out.put(req.dec.end("length"))
+        if grown:
+            self._make_room([])
 
     def _advance(self, req: _Request, logits: torch.Tensor, greedy: int | None) -> int:
         """Pick the row's token (unless the batched argmax already did), record it and hand any settled text to

@@ -54,7 +54,7 @@ from ..canonical import (
     ToolResult,
     link_tool_results,
 )
-from ..errors import ErrorKind, GatewayError, from_status, invalid
+from ..errors import CONTEXT_LENGTH_EXCEEDED, ErrorKind, GatewayError, from_status, invalid
 from .anthropic_render import API_VERSION, BILLING_PREFIX, response_block, upstream_body
 from .anthropic_stream import (
     KIND_TO_TYPE,
@@ -397,7 +397,16 @@ class AnthropicCodec(Codec):
         typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind.value, "api_error")
         rid = new_id("req_")
         message = err.message
-        if err.param and err.kind is ErrorKind.INVALID_REQUEST and err.param not in message:
+        o = err.overflow
+        if err.code == CONTEXT_LENGTH_EXCEEDED:  # the wording Claude Code matches (compacts / lowers max_tokens)
+            if o is not None and o.prompt_tokens is not None and o.limit is not None:
+                message = (f"input length and `max_tokens` exceed context limit: {o.prompt_tokens} + "
+                           f"{o.max_tokens} > {o.limit}, decrease input length or `max_tokens` and try again"
+                           if o.max_tokens is not None and o.prompt_tokens < o.limit
+                           else f"prompt is too long: {o.prompt_tokens} tokens > {o.limit} maximum")
+            elif "prompt is too long" not in message.lower():
+                message = f"prompt is too long: {message}"
+        elif err.param and err.kind is ErrorKind.INVALID_REQUEST and err.param not in message:
             message = f"{err.param}: {message}"
         headers = {"request-id": rid}
         if err.retry_after is not None:

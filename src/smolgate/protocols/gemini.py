@@ -46,7 +46,7 @@ from ..canonical import (
     ToolResult,
     link_tool_results,
 )
-from ..errors import ErrorKind, GatewayError, from_status, invalid
+from ..errors import CONTEXT_LENGTH_EXCEEDED, ErrorKind, GatewayError, from_status, invalid
 from ..providers.urls import path as upstream_path
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import check, dumps, loads_body, new_id, whole_number
@@ -263,7 +263,12 @@ class GeminiCodec(Codec):
         headers: dict[str, str] = {}
         if err.retry_after is not None:
             headers["retry-after"] = str(max(0, int(err.retry_after + 0.999)))
-        return ErrorReply(err.status, dumps(error_obj(err.status, err.message, err.kind, err.param)), headers)
+        message, o = err.message, err.overflow
+        if err.code == CONTEXT_LENGTH_EXCEEDED and o is not None and o.prompt_tokens and o.limit:
+            extra = f" plus maxOutputTokens ({o.max_tokens})" if o.max_tokens is not None else ""
+            message = (f"The input token count ({o.prompt_tokens}){extra} exceeds the maximum number of "
+                       f"tokens allowed ({o.limit}).")
+        return ErrorReply(err.status, dumps(error_obj(err.status, message, err.kind, err.param)), headers)
 
     # ---- upstream side ----
     def encode_request(self, req: Request, upstream_model: str) -> UpstreamRequest:

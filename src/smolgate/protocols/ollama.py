@@ -41,7 +41,7 @@ from ..canonical import (
     Video,
     link_tool_results,
 )
-from ..errors import ErrorKind, GatewayError, from_status, invalid
+from ..errors import CONTEXT_LENGTH_EXCEEDED, ErrorKind, GatewayError, from_status, invalid
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import b64, check, decode_b64, dumps, field, loads_body, new_id, sniff_image_type, whole_number
 from .ollama_stream import (
@@ -250,7 +250,14 @@ class OllamaChatCodec(Codec):
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
         headers = {"retry-after": str(max(0, int(err.retry_after + 0.999)))} if err.retry_after is not None else {}
-        return ErrorReply(err.status, dumps({"error": err.message}), headers)
+        message = err.message
+        if err.code == CONTEXT_LENGTH_EXCEEDED:  # Ollama's own wording (its runner's 400), counts when known
+            o = err.overflow
+            counts = f" ({o.prompt_tokens} tokens > {o.limit})" if o and o.prompt_tokens and o.limit else ""
+            message = ("the prompt is longer than the context length currently available to the model"
+                       f"{counts}; shorten the prompt, adjust the context length in settings, or use a model "
+                       "with a longer context length")
+        return ErrorReply(err.status, dumps({"error": message}), headers)
 
     # ---- upstream side ----
     def encode_request(self, req: Request, upstream_model: str) -> UpstreamRequest:

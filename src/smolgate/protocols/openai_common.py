@@ -14,7 +14,7 @@ import orjson
 
 from .. import reasoning
 from ..canonical import Image, ReasoningConfig, StopReason, Usage, Video
-from ..errors import ErrorKind, GatewayError, from_status, invalid
+from ..errors import CONTEXT_LENGTH_EXCEEDED, ErrorKind, GatewayError, context_overflow, from_status, invalid
 from .base import ErrorReply
 from .common import check, check_http_url, field, parse_data_url
 
@@ -43,16 +43,25 @@ _TYPE_TO_KIND.update({k.value: k for k in ErrorKind})  # our own `code` values r
 
 def error_object(err: GatewayError) -> dict[str, Any]:
     return {"message": err.message, "type": ERROR_TYPES.get(err.kind, "server_error"),
-            "param": err.param, "code": err.kind.value}
+            "param": err.param, "code": err.code or err.kind.value}
 
 
-def encode_error(err: GatewayError) -> ErrorReply:
+def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
     headers: dict[str, str] = {}  # the server sets content-type itself
     if err.retry_after is not None:
         headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
     if err.kind not in TRANSIENT:
         headers["x-should-retry"] = "false"
-    return ErrorReply(err.status, orjson.dumps({"error": error_object(err)}), headers)
+    obj = error_object(err)
+    if err.code == CONTEXT_LENGTH_EXCEEDED:  # OpenAI's own wording and param, whoever reported the overflow
+        o = err.overflow
+        obj["param"] = "input" if responses else "messages"
+        if responses:
+            obj["message"] = ("Your input exceeds the context window of this model. "
+                              "Please adjust your input and try again.")
+        elif o is not None and o.prompt_tokens is not None and o.limit is not None:
+            obj["message"] = context_overflow(o.prompt_tokens, o.limit, o.max_tokens).message
+    return ErrorReply(err.status, orjson.dumps({"error": obj}), headers)
 
 
 def kind_from_error(err: Any) -> str:

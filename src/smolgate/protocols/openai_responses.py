@@ -229,7 +229,7 @@ class OpenAIResponsesCodec(Codec):
         return ResponsesStreamEncoder(req)
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        return oc.encode_error(err)
+        return oc.encode_error(err, responses=True)
 
     def encode_request(self, req: Request, upstream_model: str) -> UpstreamRequest:
         return encode_request(req, upstream_model)

@@ -19,7 +19,7 @@ from ..accumulate import collect
 from ..canonical import (Event, Image, MessageDelta, MessageStart, MessageStop, Reasoning, Request, Response,
                          StopReason, Text, ToolCall, ToolResult, Usage, Video)
 from ..config import ProviderConfig
-from ..errors import ErrorKind, GatewayError, invalid
+from ..errors import ErrorKind, GatewayError, context_overflow, invalid
 from ..protocols.base import ModelInfo
 from ..protocols.common import new_id
 from .base import Attempt, Provider
@@ -132,12 +132,15 @@ class LocalProvider(Provider):
     def _params(self, req: Request, plan: OutputPlan) -> Any:
         from ..engine.engine import GenerationParams
 
-        max_tokens = req.max_tokens or 512
+        # No max_tokens from the client: generate up to the end of the context, as llama.cpp, Ollama and vLLM
+        # do (a fixed cap cut agents' long edits short). One the client names must fit, or the client is told.
+        max_tokens = req.max_tokens or None
         extra: dict[str, Any] = {}
         if plan.constrained:
             extra["constraint"] = self._constraint(plan.schema, max_tokens)
         return GenerationParams(
             max_tokens=max_tokens,
+            strict_length=True,
             temperature=req.temperature or 0.0,
             top_p=req.top_p if req.top_p is not None else 1.0,
             top_k=req.top_k or 0,
@@ -146,7 +149,7 @@ class LocalProvider(Provider):
             **extra,
         )
 
-    def _constraint(self, schema: Any, max_tokens: int) -> Any:
+    def _constraint(self, schema: Any, max_tokens: int | None) -> Any:
         from ..engine.json_constraint import JsonConstraint, TokenTable, vocab_from_tokenizer
 
         if self._token_table is None:  # built once per model (~0.2 s)
@@ -189,8 +192,6 @@ class LocalAttempt(Attempt):
         self.id = new_id("local-")
 
     async def events(self) -> AsyncIterator[Event]:
-        from ..engine.scheduler import QueueFull
-
         engine = self._p.engine
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[Any] = asyncio.Queue()  # bounded by max_tokens: one item per generated chunk
@@ -211,18 +212,14 @@ class LocalAttempt(Attempt):
         # One worker thread per request; the engine's scheduler batches their decode steps together.
         worker = loop.run_in_executor(self._p.threads, run)
         try:
-            item = await queue.get()  # prompt errors (e.g. an image for a text model) surface before any event
+            # Prompt errors (too long for the context, an image for a text model, a full queue) come first:
+            # raised before MessageStart, the client gets a plain HTTP error, not a 200 and a broken stream.
+            item = await queue.get()
+            _raise_failure(item)
             yield MessageStart(id=self.id, model=engine.model_id, created=int(time.time()))
             reader, final = self._reader, None
             while item is not _DONE:
-                if isinstance(item, ValueError):
-                    raise invalid(str(item))
-                if isinstance(item, QueueFull):  # the engine's admission queue is full: try later
-                    raise GatewayError(ErrorKind.OVERLOADED, "the local model is at capacity; retry shortly",
-                                       retry_after=1)
-                if isinstance(item, BaseException):
-                    log.error("local engine failed: %r", item)
-                    raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
+                _raise_failure(item)
                 if item.text:
                     for ev in reader.feed(item.text):
                         yield ev
@@ -244,3 +241,21 @@ class LocalAttempt(Attempt):
 
     async def aclose(self) -> None:
         self._cancel.set()
+
+
+def _raise_failure(item: Any) -> None:
+    """An exception from the engine thread as the client's error (no-op for chunks and the end marker)."""
+    from ..engine.engine import PromptTooLong
+    from ..engine.scheduler import QueueFull
+
+    if not isinstance(item, BaseException):
+        return
+    if isinstance(item, PromptTooLong):
+        raise context_overflow(item.prompt_tokens, item.limit, item.max_tokens)
+    if isinstance(item, ValueError):
+        raise invalid(str(item))
+    if isinstance(item, QueueFull):  # the engine's admission queue is full: try later
+        raise GatewayError(ErrorKind.OVERLOADED, "the local model is at capacity; retry shortly",
+                           retry_after=1)
+    log.error("local engine failed: %r", item)
+    raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")
