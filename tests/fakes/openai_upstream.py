@@ -14,6 +14,7 @@ from typing import Any
 from aiohttp import web
 
 from .harness import FakeUpstream
+from . import responses_rules
 from .script import Plan, View, plan
 
 MODELS = ["gpt-fake", "gpt-fake-mini"]
@@ -87,10 +88,12 @@ def responses_view(body: dict[str, Any]) -> View:
                 if isinstance(content, list):
                     v.images += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "input_image")
                 v.tool_result = None
-        elif typ == "function_call_output":
+        elif typ in ("function_call_output", "custom_tool_call_output"):
             v.tool_result = _text(it.get("output"))
     v.system = "\n\n".join(sys_parts)
-    v.tool_names = [t["name"] for t in body.get("tools", []) if t.get("type") == "function"]
+    index = responses_rules.tool_index(body)  # functions and custom tools, namespaced ones included
+    v.tool_names = list(index)
+    v.tool_schemas = {name: params for name, (_, _, params) in index.items()}
     v.max_tokens = body.get("max_output_tokens")
     return v
 
@@ -239,6 +242,8 @@ class OpenAIUpstream(FakeUpstream):
             return body
         if body.get("previous_response_id"):
             return _err(400, "Previous response not found.")
+        if (refused := responses_rules.refusal(body)) is not None:
+            return _err(400, refused)
         p = plan(responses_view(body))
         if p.fail_status:
             return _fail(p)
@@ -257,9 +262,7 @@ class OpenAIUpstream(FakeUpstream):
                     "temperature": 1.0, "top_p": 1.0, "metadata": {}, "text": {"format": {"type": "text"}}}
 
         if p.tool_call:
-            item: dict[str, Any] = {"id": "fc_fake1", "type": "function_call", "status": "completed",
-                                    "call_id": "call_fake1", "name": p.tool_call[0],
-                                    "arguments": json.dumps(p.tool_call[1])}
+            item: dict[str, Any] = responses_rules.call_item(*p.tool_call, responses_rules.tool_index(body))
         else:
             item = {"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
                     "content": [{"type": "output_text", "text": p.text, "annotations": []}]}
@@ -275,7 +278,14 @@ class OpenAIUpstream(FakeUpstream):
 
         frames = [(0.0, ev("response.created", response=response("in_progress", []))),
                   (0.0, ev("response.in_progress", response=response("in_progress", [])))]
-        if p.tool_call:
+        if p.tool_call and item["type"] == "custom_tool_call":
+            frames.append((0.0, ev("response.output_item.added", output_index=0,
+                                   item={**item, "status": "in_progress", "input": ""})))
+            frames.append((p.delay, ev("response.custom_tool_call_input.delta", item_id=item["id"], output_index=0,
+                                       delta=item["input"])))
+            frames.append((0.0, ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=0,
+                                   input=item["input"])))
+        elif p.tool_call:
             frames.append((0.0, ev("response.output_item.added", output_index=0,
                                    item={**item, "status": "in_progress", "arguments": ""})))
             args = item["arguments"]
