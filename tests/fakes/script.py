@@ -111,9 +111,10 @@ def agent_call(view: View, path: str) -> tuple[str, dict]:
             return name, {pk: path, ck: AGENT_TEXT + "\n"}
     for name in view.tool_names:
         props = (view.tool_schemas.get(name) or {}).get("properties") or {}
-        if "command" in props:
+        key = next((k for k in ("command", "cmd") if k in props), None)  # Codex's exec_command takes `cmd`
+        if key:
             cmd = f"printf '%s\\n' '{AGENT_TEXT}' > {path}"
-            if (props["command"] or {}).get("type") == "array":
-                return name, {"command": ["bash", "-lc", cmd]}
-            return name, {"command": cmd}
+            if (props[key] or {}).get("type") == "array":
+                return name, {key: ["bash", "-lc", cmd]}
+            return name, {key: cmd}
     raise ValueError(f"no file-writing or shell tool among {view.tool_names}")
