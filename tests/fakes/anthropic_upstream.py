@@ -105,6 +105,10 @@ class AnthropicUpstream(FakeUpstream):
         self.cached_prefixes: set[str] = set()
         self.usages: list[dict[str, int]] = []  # the usage each /v1/messages reply reported, in order
 
+    def reset(self) -> None:
+        super().reset()
+        self.usages.clear()
+
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self.messages)
         app.router.add_post("/v1/messages/count_tokens", self.count_tokens)
