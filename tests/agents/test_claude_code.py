@@ -82,7 +82,8 @@ def run_claude(claude: Path, gateway: GatewayServer, model: str, tmp: Path) -> t
                DISABLE_ERROR_REPORTING="1")
     prompt = f"Create the file {target} containing a short greeting. AGENT_WRITE {target}"
     proc = subprocess.run([str(claude), "-p", prompt, "--output-format", "json", "--allowedTools", "Write", "Bash"],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+                          cwd=work, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+                          check=False)
     return proc, target
 
 
