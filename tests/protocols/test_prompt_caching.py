@@ -200,3 +200,19 @@ def test_without_prompt_caching_nothing_is_marked_and_gemini_sees_cached_reads(g
     meta = r.json()["usageMetadata"]
     assert meta["cachedContentTokenCount"] == reported["cache_read_input_tokens"] > 0
     assert meta["promptTokenCount"] == sum(reported.values())
+
+
+def test_mid_conversation_system_messages_keep_their_place_toward_anthropic():
+    body = {"model": "m", "max_tokens": 5, "system": [{"type": "text", "text": "main", "cache_control": EPH}],
+            "messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "agents: a, b"},
+                         {"role": "assistant", "content": "ok"}, {"role": "user", "content": "go"},
+                         {"role": "system", "content": [{"type": "text", "text": "late", "cache_control": EPH}]}]}
+    req = ANT.decode_request(orjson.dumps(body), RequestContext())
+    assert [t.text for t in req.system] == ["main", "agents: a, b", "late"]  # other upstreams: hoisted
+    sent = orjson.loads(ANT.encode_request(req, "m").body)
+    assert sent["system"] == body["system"]  # unchanged from turn to turn: the cached prefix holds
+    assert [m["role"] for m in sent["messages"]] == ["user", "system", "assistant", "user", "system"]
+    assert sent["messages"][1]["content"] == [{"type": "text", "text": "agents: a, b"}]
+    assert sent["messages"][4]["content"] == [{"type": "text", "text": "late", "cache_control": EPH}]
+    oai = orjson.loads(codec("openai").encode_request(req, "m").body)["messages"]
+    assert oai[0] == {"role": "system", "content": "main\n\nagents: a, b\n\nlate"} and len(oai) == 4

@@ -6,7 +6,7 @@ Client side accepts both client generations (`x-api-key` + `anthropic-version: 2
 `anthropic-version: 2023-06-01`. Streaming lives in `anthropic_stream.py`.
 
 Lossy:
-- `role:"system"` messages inside `messages` are hoisted into the system prompt; their position in the conversation is lost.
+- `role:"system"` messages inside `messages` are hoisted into the system prompt for other upstreams; toward an Anthropic upstream one that follows other messages goes back to its place (before the next canonical turn; a system message between two turns of the same role lands after the merged turn), so the system prompt and the cached prefix stay the same from turn to turn.
 - Consecutive same-role messages are merged into one turn (both directions).
 - `document` blocks: only `source.type:"text"` documents are accepted (as text); PDF/url/file documents and `image.source.type:"file"` get a 400.
 - Server tools (`web_search_*`, `bash_*`, …: any tool with a `type` other than "custom") and the raw `thinking` config ride in `Request.extra` and only reach Anthropic upstreams; other upstreams never see them.
@@ -200,15 +200,20 @@ def _block_of(blk: Any, role: str, p: str) -> Block | None:
     raise invalid(f"unsupported content block type '{typ}'", param=f"{p}.type")
 
 
-def _messages(value: list[Any], system: list[Text]) -> list[Message]:
+def _messages(value: list[Any], system: list[Text], extra: dict[str, Any]) -> list[Message]:
     out: list[Message] = []
+    placed: list[list[int]] = []  # [start, end, position]: system[start:end] was a message before out[position]
     for i, msg in enumerate(value):
         p = f"messages[{i}]"
         check(msg, dict, p)
         role = field(msg, "role", str, p, required=True)
         content = msg.get("content")
         if role == "system":
+            start = len(system)
             system.extend(_text_blocks(content if content is not None else "", f"{p}.content"))
+            if out and len(system) > start:
+                placed.append([start, len(system), len(out)])
+                extra["anthropic_system_messages"] = placed
             continue
         if role not in ("user", "assistant"):
             raise invalid(f"'{p}.role' must be one of user, assistant, system", param=f"{p}.role")
@@ -305,7 +310,7 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
     extra: dict[str, Any] = {}
     if system and system[0].text.startswith(BILLING_PREFIX):  # Claude Code's per-request attribution line
         extra["anthropic_billing_header"] = system.pop(0).text
-    messages = _messages(field(obj, "messages", list, required=True), system)
+    messages = _messages(field(obj, "messages", list, required=True), system, extra)
     tools = _tools(field(obj, "tools", list, default=[]), extra)
     tc = field(obj, "tool_choice", dict)
     oc = field(obj, "output_config", dict, default={})

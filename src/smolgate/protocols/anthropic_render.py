@@ -104,9 +104,11 @@ def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
     return results + rest
 
 
-def _upstream_messages(messages: list[Message]) -> list[dict[str, Any]]:
+def _upstream_messages(messages: list[Message], inserts: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
-    for msg in messages:
+    for i, msg in enumerate(messages):
+        if i in inserts:
+            out.append({"role": "system", "content": inserts[i]})
         blocks = _upstream_blocks(msg)
         if not blocks:
             continue
@@ -122,6 +124,8 @@ def _upstream_messages(messages: list[Message]) -> list[dict[str, Any]]:
                 prev.extend(blocks)
         else:
             out.append({"role": msg.role, "content": blocks})
+    if len(messages) in inserts:
+        out.append({"role": "system", "content": inserts[len(messages)]})
     if not out or out[0]["role"] != "user":
         out.insert(0, {"role": "user", "content": [{"type": "text", "text": "."}]})
     last = out[-1]
@@ -153,12 +157,30 @@ def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[
     return th, max_tokens
 
 
+def _system_messages(req: Request) -> tuple[dict[int, list[dict[str, Any]]], set[int]]:
+    """An Anthropic client's mid-conversation system messages, put back in place: position → content, and
+    the indices of `req.system` they came from."""
+    inserts: dict[int, list[dict[str, Any]]] = {}
+    moved: set[int] = set()
+    placed = req.extra.get("anthropic_system_messages")
+    for item in placed if isinstance(placed, list) else ():
+        start, end, pos = item
+        if not 0 <= start < end <= len(req.system) or not 0 < pos <= len(req.messages):
+            continue
+        blocks = [_cached({"type": "text", "text": t.text}, t.cache) for t in req.system[start:end]]
+        inserts.setdefault(pos, []).extend(blocks)
+        moved.update(range(start, end))
+    return inserts, moved
+
+
 def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     thinking, max_tokens = _upstream_thinking(req, max_tokens, req.max_tokens is None)
+    inserts, moved = _system_messages(req)
     body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens,
-                            "messages": _upstream_messages(req.messages)}
-    system = [_cached({"type": "text", "text": t.text}, t.cache) for t in req.system if t.text.strip()]
+                            "messages": _upstream_messages(req.messages, inserts)}
+    system = [_cached({"type": "text", "text": t.text}, t.cache) for i, t in enumerate(req.system)
+              if t.text.strip() and i not in moved]
     billing = req.extra.get("anthropic_billing_header")
     if isinstance(billing, str) and billing.startswith(BILLING_PREFIX):
         system.insert(0, {"type": "text", "text": billing})
