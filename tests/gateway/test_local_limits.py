@@ -46,8 +46,10 @@ def tiny_text_model(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def local(tiny_text_model):
-    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {tiny_text_model}\n"
-           "models:\n  - name: tiny\n    targets: [{provider: local, model: default}]\n")
+    cfg = (
+        f"providers:\n  - name: local\n    protocol: local\n    model: {tiny_text_model}\n"
+        "models:\n  - name: tiny\n    targets: [{provider: local, model: default}]\n"
+    )
     with GatewayServer(cfg) as gw:
         yield gw
 
@@ -59,8 +61,12 @@ def _post(gw: GatewayServer, path: str, body: dict, headers: dict | None = None)
 def _ask(protocol: str, text: str, stream: bool, max_tokens: int | None = None) -> tuple[str, dict]:
     """(path, body) for one user turn in `protocol`."""
     if protocol == "anthropic":
-        return "/v1/messages", {"model": "tiny", "max_tokens": max_tokens or 16, "stream": stream,
-                                "messages": [{"role": "user", "content": text}]}
+        return "/v1/messages", {
+            "model": "tiny",
+            "max_tokens": max_tokens or 16,
+            "stream": stream,
+            "messages": [{"role": "user", "content": text}],
+        }
     if protocol == "openai":
         body = {"model": "tiny", "stream": stream, "messages": [{"role": "user", "content": text}]}
         return "/v1/chat/completions", body | ({"max_tokens": max_tokens} if max_tokens else {})
@@ -99,8 +105,11 @@ def _assert_too_long(protocol: str, r: httpx.Response, limit: int | None) -> Non
         e = err["error"]
         assert e["code"] == 400 and e["status"] == "INVALID_ARGUMENT"
         if limit is not None:
-            m = re.fullmatch(r"The input token count \((\d+)\) exceeds the maximum number of tokens allowed "
-                             r"\((\d+)\)\.", e["message"])
+            m = re.fullmatch(
+                r"The input token count \((\d+)\) exceeds the maximum number of tokens allowed "
+                r"\((\d+)\)\.",
+                e["message"],
+            )
             assert m and int(m.group(2)) == limit and int(m.group(1)) > limit, e
     else:
         assert err["error"].startswith("the prompt is longer than the context length"), err
@@ -135,8 +144,9 @@ def test_openai_client_sees_context_length_exceeded_with_both_counts(local):
 
     client = openai.OpenAI(base_url=local.url + "/v1", api_key="k", max_retries=0)
     with pytest.raises(openai.BadRequestError) as info:
-        client.chat.completions.create(model="tiny", max_tokens=10_000,
-                                       messages=[{"role": "user", "content": "Hi"}])
+        client.chat.completions.create(
+            model="tiny", max_tokens=10_000, messages=[{"role": "user", "content": "Hi"}]
+        )
     assert info.value.code == "context_length_exceeded"
     assert f"maximum context length is {CONTEXT} tokens" in info.value.message
     assert "10000 in the completion" in info.value.message
@@ -168,6 +178,7 @@ def test_open_ended_requests_share_a_tight_cache_budget(tiny_text_model):
         msgs = [ChatMessage("user", [TextPart("Tell me a long story.")])]
         prompt = engine.count_tokens(msgs)
         results: list = []
+
         def run() -> None:
             results.append(engine.generate(msgs, GenerationParams(max_tokens=None)))
 
@@ -186,18 +197,49 @@ def test_open_ended_requests_share_a_tight_cache_budget(tiny_text_model):
 
 # ---------------------------------------------------------------- an upstream's own "too long" error
 
-OPENAI_TOO_LONG = ("This model's maximum context length is 128000 tokens. However, your messages resulted "
-                   "in 130512 tokens. Please reduce the length of the messages.")
-OLLAMA_TOO_LONG = ("the prompt is longer than the context length currently available to the model; shorten "
-                   "the prompt, adjust the context length in settings, or use a model with a longer context "
-                   "length")
+OPENAI_TOO_LONG = (
+    "This model's maximum context length is 128000 tokens. However, your messages resulted "
+    "in 130512 tokens. Please reduce the length of the messages."
+)
+OLLAMA_TOO_LONG = (
+    "the prompt is longer than the context length currently available to the model; shorten "
+    "the prompt, adjust the context length in settings, or use a model with a longer context "
+    "length"
+)
 UPSTREAM_ERRORS = {  # each API's real reply to an over-long prompt
-    "openai": (400, {"error": {"message": OPENAI_TOO_LONG, "type": "invalid_request_error",
-                               "param": "messages", "code": "context_length_exceeded"}}),
-    "anthropic": (400, {"type": "error", "error": {
-        "type": "invalid_request_error", "message": "prompt is too long: 210118 tokens > 200000 maximum"}}),
-    "gemini": (400, {"error": {"code": 400, "status": "INVALID_ARGUMENT", "message": (
-        "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576).")}}),
+    "openai": (
+        400,
+        {
+            "error": {
+                "message": OPENAI_TOO_LONG,
+                "type": "invalid_request_error",
+                "param": "messages",
+                "code": "context_length_exceeded",
+            }
+        },
+    ),
+    "anthropic": (
+        400,
+        {
+            "type": "error",
+            "error": {
+                "type": "invalid_request_error",
+                "message": "prompt is too long: 210118 tokens > 200000 maximum",
+            },
+        },
+    ),
+    "gemini": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "status": "INVALID_ARGUMENT",
+                "message": (
+                    "The input token count (1048577) exceeds the maximum number of tokens allowed (1048576)."
+                ),
+            }
+        },
+    ),
     "ollama": (400, {"error": OLLAMA_TOO_LONG}),
 }
 COUNTS = {"openai": 128000, "anthropic": 200000, "gemini": 1048576, "ollama": None}
@@ -207,8 +249,12 @@ class TooLongUpstream(FakeUpstream):
     """Every upstream protocol's generation route answers with that API's "prompt too long" error."""
 
     def routes(self, app: web.Application) -> None:
-        for path, proto in (("/v1/chat/completions", "openai"), ("/v1/responses", "openai"),
-                            ("/v1/messages", "anthropic"), ("/api/chat", "ollama")):
+        for path, proto in (
+            ("/v1/chat/completions", "openai"),
+            ("/v1/responses", "openai"),
+            ("/v1/messages", "anthropic"),
+            ("/api/chat", "ollama"),
+        ):
             app.router.add_post(path, self._reply(proto))
         app.router.add_post("/v1beta/models/{tail}", self._reply("gemini"))
 
@@ -232,8 +278,7 @@ def too_long_gateway():
 
 # Same-protocol pairs pass the upstream's error through as it is (and a Gemini client's count-less 400 carries
 # nothing more to translate): left out, they would not test the translation.
-PAIRS = [(c, u) for c in PROTOCOLS for u in COUNTS
-         if c != u and not (c == "gemini" and u == "ollama")]
+PAIRS = [(c, u) for c in PROTOCOLS for u in COUNTS if c != u and not (c == "gemini" and u == "ollama")]
 
 
 @pytest.mark.parametrize(("client", "upstream"), PAIRS, ids=[f"{c}-via-{u}" for c, u in PAIRS])

@@ -173,7 +173,8 @@ RESP = Response(id="r", model="smol", stop_reason=StopReason.TOOL_USE, usage=Usa
 def test_encode_response_parsed_by_sdk():
     body = chat.encode_response(RESP, Request(model="alias", messages=[]))
     raw = json.loads(body)
-    assert raw["message"]["tool_calls"] == [{"function": {"name": "f", "arguments": {"a": [1]}}}]  # object, no id
+    assert raw["message"]["tool_calls"] == [{"id": "call_x", "function": {"index": 0, "name": "f",
+                                                                          "arguments": {"a": [1]}}}]  # object
     assert raw["done"] is True and raw["done_reason"] == "stop"
     r = sdk(lambda req: httpx.Response(200, content=body)).chat(model="alias", messages=[], stream=False)
     assert r.message.content == "Hello" and r.message.thinking == "hmm"
@@ -282,8 +283,8 @@ def test_encode_request():
         {"role": "system", "content": "s1\n\ns2"},
         {"role": "user", "content": "hi", "images": [base64.b64encode(PNG).decode()]},
         {"role": "assistant", "content": "ok", "thinking": "r",
-         "tool_calls": [{"function": {"name": "get_weather", "arguments": {"c": 1}}}]},
-        {"role": "tool", "content": "sunny", "tool_name": "get_weather"},
+         "tool_calls": [{"id": "toolu_9", "function": {"index": 0, "name": "get_weather", "arguments": {"c": 1}}}]},
+        {"role": "tool", "content": "sunny", "tool_name": "get_weather", "tool_call_id": "toolu_9"},
         {"role": "user", "content": "more"}]
     assert [t["function"]["name"] for t in body["tools"]] == ["get_weather"]
     assert body["options"] == {"num_predict": 9, "top_k": 2, "stop": ["X"]}
@@ -371,8 +372,8 @@ def test_round_trip_client_wire_to_upstream_wire():
         {"role": "system", "content": "s"},
         {"role": "user", "content": "hi", "images": [base64.b64encode(PNG).decode()]},
         {"role": "assistant", "content": "ok", "thinking": "t",
-         "tool_calls": [{"function": {"name": "f", "arguments": {"x": [1, 2]}}}]},
-        {"role": "tool", "content": "res", "tool_name": "f"}],
+         "tool_calls": [{"id": "call_k2", "function": {"index": 0, "name": "f", "arguments": {"x": [1, 2]}}}]},
+        {"role": "tool", "content": "res", "tool_name": "f", "tool_call_id": "call_k2"}],
         "tools": [{"type": "function", "function": {"name": "f", "description": "d", "parameters": {"type": "object"}}}],
         "options": {"num_predict": 5, "temperature": 0.5, "stop": ["Z"]}, "format": "json", "think": True}
     sent = json.loads(chat.encode_request(decode(body), "m").body)
@@ -500,7 +501,8 @@ def test_codec_upstream_side_against_fake(fake):
                      Message(role="user", content=[ToolResult(call_id=tc.id, content=[Text(text="sunny")])])]
     link_tool_results(req.messages)
     assert chat.decode_response(call(req).content).content == [Text(text="The tool said: sunny")]
-    assert fake.last.json["messages"][-1] == {"role": "tool", "content": "sunny", "tool_name": "get_weather"}
+    assert fake.last.json["messages"][-1] == {"role": "tool", "content": "sunny", "tool_name": "get_weather",
+                                              "tool_call_id": tc.id}
     raw = call(Request(model="a", stream=True, messages=[Message(role="user", content=[Text(text="hi")])])).content
     ev = run_decoder([raw[i:i + 5] for i in range(0, len(raw), 5)])
     assert "".join(e.text for e in ev if isinstance(e, TextDelta)).startswith("You said: hi")

@@ -367,6 +367,8 @@ def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
                                    "content": "\n".join(c.text for c in b.content if isinstance(c, Text))}
             if b.name:
                 msg["tool_name"] = b.name
+            if b.call_id:
+                msg["tool_call_id"] = b.call_id  # current Ollama matches results to calls by id
             out.append(msg)
             images.extend(b64(c.data) for c in b.content if isinstance(c, Image) and c.data is not None)
         elif isinstance(b, Image):

@@ -48,21 +48,26 @@ def final(usage: Usage, stop: StopReason, total_ns: int) -> dict[str, Any]:
             "eval_count": usage.output_tokens, "eval_duration": 0}
 
 
-def tool_calls_out(calls: list[ToolCall]) -> list[dict[str, Any]]:
+def tool_calls_out(calls: list[ToolCall], first_index: int = 0) -> list[dict[str, Any]]:
+    """Calls as current Ollama sends them: `id` on the call, `function.index` counting the calls of the whole
+    response (a stream's lines included), so clients that assemble streams (litellm) keep parallel calls apart
+    and can answer each with its `tool_call_id`."""
     out = []
-    for c in calls:
+    for k, c in enumerate(calls):
         try:
             args = loads_json(c.arguments) if c.arguments.strip() else {}  # too deep counts as not JSON
         except orjson.JSONDecodeError:
             args = {"_raw": c.arguments}
-        out.append({"function": {"name": c.name, "arguments": args if isinstance(args, dict) else {"_value": args}}})
+        out.append({"id": c.id or new_id("call_"), "function": {
+            "index": first_index + k, "name": c.name,
+            "arguments": args if isinstance(args, dict) else {"_value": args}}})
     return out
 
 
 class OllamaStreamEncoder(StreamEncoder):
     """Canonical events → NDJSON lines; `generate` renders `response` instead of `message`."""
 
-    __slots__ = ("calls", "created", "generate", "model", "stop", "t0", "usage")
+    __slots__ = ("calls", "created", "generate", "model", "sent_calls", "stop", "t0", "usage")
 
     def __init__(self, generate: bool, model: str) -> None:
         self.generate = generate
@@ -70,6 +75,7 @@ class OllamaStreamEncoder(StreamEncoder):
         self.created = iso()
         self.t0 = time.monotonic_ns()
         self.calls: dict[int, ToolCall] = {}
+        self.sent_calls = 0  # calls already on the wire: the next one's `function.index`
         self.stop = StopReason.END_TURN
         self.usage = Usage()
 
@@ -85,7 +91,8 @@ class OllamaStreamEncoder(StreamEncoder):
             if thinking is not None:
                 msg["thinking"] = thinking
             if tool_calls:
-                msg["tool_calls"] = tool_calls_out(tool_calls)
+                msg["tool_calls"] = tool_calls_out(tool_calls, self.sent_calls)
+                self.sent_calls += len(tool_calls)
             obj["message"] = msg
         if final is None:
             obj["done"] = False
@@ -226,7 +233,9 @@ def calls_in(value: Any) -> list[ToolCall]:
         if isinstance(fn, dict):
             args = fn.get("arguments")
             text = args if isinstance(args, str) else orjson.dumps(args if args is not None else {}).decode()
-            out.append(ToolCall(id=new_id("call_"), name=str(fn.get("name") or ""), arguments=text))
+            cid = tc.get("id")  # current Ollama names each call; the client answers with it as tool_call_id
+            out.append(ToolCall(id=cid if isinstance(cid, str) and cid else new_id("call_"),
+                                name=str(fn.get("name") or ""), arguments=text))
     return out
 
 
