@@ -124,3 +124,19 @@ def test_a_damaged_blob_is_a_400_naming_the_field():
         R.decode_request(client_request(True, [
             {"type": "reasoning", "summary": [], "encrypted_content": "smg1.!!!not-base64"}]), RequestContext())
     assert info.value.param == "input[0].encrypted_content"
+
+
+def test_gemini_streamed_call_signature_round_trips():
+    chunk = {"candidates": [{"content": {"role": "model", "parts": [
+        {"functionCall": {"name": "get_weather", "args": {"city": "Paris"}}, "thoughtSignature": "GEM-SIG-S"}]},
+        "finishReason": "STOP"}], "usageMetadata": {"promptTokenCount": 3, "candidatesTokenCount": 4}}
+    dec = G.stream_decoder()
+    events = dec.feed(b"data: " + orjson.dumps(chunk) + b"\n\n") + dec.close()
+    enc = ResponsesStreamEncoder(R.decode_request(client_request(True), RequestContext()))
+    sse = b"".join(enc.feed(e) for e in events).decode()
+    done = [json.loads(line[6:])["item"] for line in sse.splitlines()
+            if line.startswith("data: ") and '"response.output_item.done"' in line]
+    assert [i["type"] for i in done] == ["reasoning", "function_call"]
+    nxt = R.decode_request(client_request(True, replay(done)), RequestContext())
+    contents = orjson.loads(G.encode_request(nxt, "gemini-3").body)["contents"]
+    assert next(p for c in contents for p in c["parts"] if "functionCall" in p)["thoughtSignature"] == "GEM-SIG-S"
