@@ -128,7 +128,7 @@ def render_tool_call(name: str, args_json: str) -> str:
     """An assistant turn's call, as the model is asked to write it (for the conversation history)."""
     try:
         args: Any = json.loads(args_json) if args_json.strip() else {}
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON, or nested past the parser's stack: as text
         args = args_json
     return OPEN + _dumps({"name": name, "arguments": args}) + CLOSE
 
@@ -137,7 +137,7 @@ def render_tool_result(name: str, content: str) -> str:
     """A tool result for the history (SmolLM2 knows no "tool" role: send it as a user turn)."""
     try:
         value: Any = json.loads(content)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):  # not JSON, or nested past the parser's stack: as text
         value = content
     return RESULT_OPEN + _dumps({"name": name, "content": value}) + RESULT_CLOSE
 

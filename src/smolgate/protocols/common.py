@@ -32,7 +32,8 @@ def dumps(obj: Any) -> bytes:
 
 
 def loads_body(body: bytes) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object nested at most MAX_JSON_DEPTH levels."""
+    """Parse a request body that must be a JSON object nested at most MAX_JSON_DEPTH levels, with every
+    integer in the signed 64-bit range (what upstream APIs and our own arithmetic assume)."""
     try:
         obj = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -41,8 +42,13 @@ def loads_body(body: bytes) -> dict[str, Any]:
         raise invalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise invalid("request body must be a JSON object")
-    if too_deep(obj):
-        raise invalid(f"request body nests JSON deeper than {MAX_JSON_DEPTH} levels")
+    problem = _scan(obj, MAX_JSON_DEPTH)
+    if problem == "depth":
+        where = _path_to(obj, lambda v, depth: depth > MAX_JSON_DEPTH)
+        raise invalid(f"'{where}' nests JSON deeper than {MAX_JSON_DEPTH} levels", param=where)
+    if problem == "int":
+        where = _path_to(obj, lambda v, depth: type(v) is int and not _I64_MIN <= v <= _I64_MAX)
+        raise invalid(f"'{where}' is an integer outside the 64-bit range", param=where)
     return obj
 
 
@@ -56,20 +62,50 @@ def loads_json(text: str | bytes) -> Any:
     return obj
 
 
+_I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+
+
 def too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
-    """True if `obj` nests dicts/lists more than `limit` levels. Iterative, and it visits containers only,
-    so a normal request costs microseconds."""
+    """True if `obj` nests dicts/lists more than `limit` levels."""
+    return _scan(obj, limit, ints=False) == "depth"
+
+
+def _scan(obj: Any, limit: int, ints: bool = True) -> str | None:
+    """"depth" if `obj` nests deeper than `limit`, "int" if it holds an integer beyond 64 bits, else None.
+    Iterative and allocation-light (a stack of containers), so a normal request costs microseconds."""
     if type(obj) is not dict and type(obj) is not list:
-        return False
+        return None
     stack = [(obj, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:
-            return True
+            return "depth"
         for v in node.values() if type(node) is dict else node:
-            if type(v) is dict or type(v) is list:
+            t = type(v)
+            if t is dict or t is list:
                 stack.append((v, depth + 1))
-    return False
+            elif t is int and ints and not _I64_MIN <= v <= _I64_MAX:
+                return "int"
+    return None
+
+
+def _path_to(obj: Any, bad: Any) -> str:
+    """The field path (`tools[0].function.parameters…`) of the first value for which bad(value, depth)
+    holds; only run once a request is already refused. Long paths are cut after a few steps."""
+    stack: list[tuple[Any, int, tuple[str | int, ...]]] = [(obj, 1, ())]
+    while stack:
+        node, depth, path = stack.pop()
+        if bad(node, depth):
+            break
+        if type(node) is dict or type(node) is list:
+            items = node.items() if type(node) is dict else enumerate(node)
+            stack += [(v, depth + 1, (*path, k)) for k, v in reversed(list(items))]
+    else:
+        return ""
+    text = ""
+    for k in path[:6]:
+        text += f"[{k}]" if isinstance(k, int) else f".{k}" if text else str(k)
+    return text + ("…" if len(path) > 6 else "")
 
 
 def field(obj: dict[str, Any], key: str, typ: type[T] | tuple[type, ...], path: str = "",
