@@ -90,7 +90,8 @@ def run_codex(codex: Path, gateway: GatewayServer, model: str, tmp: Path) -> tup
     prompt = f"Create the file {target} containing a short greeting. AGENT_WRITE {target}"
     proc = subprocess.run([str(codex), "exec", "--skip-git-repo-check", "--ephemeral", "--color", "never",
                            "-s", "danger-full-access", "-C", str(work), "-o", str(last), prompt],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL)
+                          cwd=work, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
+                          check=False)
     return proc, target, last
 
 

@@ -51,7 +51,7 @@ def test_previous_response_id_continues_the_conversation(gateway, upstream, stre
     c = client(gateway)
     first = c.responses.create(model=f"via-{upstream}", input="hello", instructions="be brief")
     assert first.store is True and first.id.startswith("resp_") and len(first.id) == 53
-    kw = dict(model=f"via-{upstream}", input="again", previous_response_id=first.id)
+    kw = {"model": f"via-{upstream}", "input": "again", "previous_response_id": first.id}
     if stream:
         with c.responses.stream(**kw) as s:
             second = s.get_final_response()

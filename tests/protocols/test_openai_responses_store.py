@@ -19,7 +19,7 @@ def rec(rid: str, owner: str = "o", text: str = "x", created: float | None = Non
                           **({"created": created} if created is not None else {}))
 
 
-def run(coro):  # noqa: ANN001, ANN201
+def run(coro):
     return asyncio.run(coro)
 
 

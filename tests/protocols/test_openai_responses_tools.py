@@ -102,7 +102,7 @@ def test_codex_tools_pass_through_to_a_responses_upstream(gateway, upstreams):
 def test_namespaced_call_comes_back_with_its_namespace(gateway, upstream, stream):
     """The fake model calls the first tool; the client sees a function_call in its namespace."""
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
-    kw = dict(model=f"via-{upstream}", input="what is the weather", tools=[NAMESPACE, WEB], store=False)
+    kw = {"model": f"via-{upstream}", "input": "what is the weather", "tools": [NAMESPACE, WEB], "store": False}
     if stream:
         with client.responses.stream(**kw) as s:
             out = s.get_final_response()
@@ -119,7 +119,7 @@ def test_custom_tool_call_round_trip(gateway, upstreams, upstream, stream):
     """A custom tool: the model's call is a custom_tool_call with free-form input; the client's
     custom_tool_call_output goes back to the upstream as that protocol's tool result."""
     client = openai.OpenAI(base_url=gateway.url + "/v1", api_key="k", max_retries=0)
-    kw = dict(model=f"via-{upstream}", input="what is the weather", tools=[CUSTOM], store=False)
+    kw = {"model": f"via-{upstream}", "input": "what is the weather", "tools": [CUSTOM], "store": False}
     if stream:
         with client.responses.stream(**kw) as s:
             events = [e.type for e in s]

@@ -38,7 +38,6 @@ from .. import tool_kinds as tk
 from ..canonical import (
     Block,
     Image,
-    Message,
     Opaque,
     Reasoning,
     Request,

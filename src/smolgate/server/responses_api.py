@@ -12,7 +12,8 @@ from __future__ import annotations
 import hashlib
 import logging
 import weakref
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import orjson
@@ -23,7 +24,13 @@ from ..errors import ErrorKind, GatewayError, invalid
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
 from ..protocols.openai_responses_input import CLIENT_KEY, decode, items
-from ..protocols.openai_responses_stream import ENCRYPTED, ResponsesStreamEncoder, client_view, mint_id, output_items
+from ..protocols.openai_responses_stream import (
+    ENCRYPTED,
+    ResponsesStreamEncoder,
+    client_view,
+    mint_id,
+    output_items,
+)
 from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .auth import presented_key
@@ -32,12 +39,12 @@ if TYPE_CHECKING:
     from .app import Gateway
 
 log = logging.getLogger("smolgate.responses")
-_STORES: "weakref.WeakKeyDictionary[Gateway, ResponseStore]" = weakref.WeakKeyDictionary()
+_STORES: weakref.WeakKeyDictionary[Gateway, ResponseStore] = weakref.WeakKeyDictionary()
 _ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "custom_tool_call": "ctc_", "reasoning": "rs_",
                 "function_call_output": "fco_", "custom_tool_call_output": "ctco_"}
 
 
-def store_for(gw: "Gateway") -> ResponseStore:
+def store_for(gw: Gateway) -> ResponseStore:
     store = _STORES.get(gw)
     if store is None:
         store = _STORES[gw] = MemoryResponseStore()
@@ -95,7 +102,7 @@ def _merge(history: list[dict[str, Any]], own: Request) -> Request:
     return merged
 
 
-def _dropped_tools(gw: "Gateway", canon: Request) -> dict[str, str]:
+def _dropped_tools(gw: Gateway, canon: Request) -> dict[str, str]:
     hosted = tk.hosted_names(canon)
     if not hosted:
         return {}
@@ -111,7 +118,7 @@ def _dropped_tools(gw: "Gateway", canon: Request) -> dict[str, str]:
     return {"x-smolgate-dropped-tools": ",".join(hosted)}
 
 
-async def create(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     d = loads_body(req.body)
     store, owner = store_for(gw), _owner(req)
     raw = field(d, "input", (str, list), required=True)
@@ -169,7 +176,7 @@ def _include_encrypted(req: HttpRequest) -> bool:
     return any(ENCRYPTED in v for k, v in req.query.items() if k.startswith("include"))
 
 
-async def _record(gw: "Gateway", req: HttpRequest, params: dict[str, str]) -> StoredResponse:
+async def _record(gw: Gateway, req: HttpRequest, params: dict[str, str]) -> StoredResponse:
     rid = check_id(params["id"], "response_id")
     rec = await store_for(gw).get(_owner(req), rid)
     if rec is None:
@@ -177,7 +184,7 @@ async def _record(gw: "Gateway", req: HttpRequest, params: dict[str, str]) -> St
     return rec
 
 
-async def retrieve(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def retrieve(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     rec = await _record(gw, req, params)
     if req.query.get("stream") in ("true", "1"):
         raise invalid("streaming a stored response again is not supported", param="stream")
@@ -185,13 +192,13 @@ async def retrieve(gw: "Gateway", req: HttpRequest, params: dict[str, str], send
     await send_body(send, 200, orjson.dumps(obj))
 
 
-async def delete(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def delete(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     rec = await _record(gw, req, params)
     await store_for(gw).delete(rec.owner, rec.id)
     await send_body(send, 200, orjson.dumps({"id": rec.id, "object": "response.deleted", "deleted": True}))
 
 
-async def input_items(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def input_items(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     rec = await _record(gw, req, params)
     q = req.query
     limit_text = q.get("limit", "20")
@@ -216,7 +223,7 @@ async def input_items(gw: "Gateway", req: HttpRequest, params: dict[str, str], s
         "last_id": page[-1]["id"] if page else None, "has_more": len(listed) > len(page)}))
 
 
-def register(gw: "Gateway") -> None:
+def register(gw: Gateway) -> None:
     gw.route("POST", "/v1/responses", create, "openai-responses")
     gw.route("GET", "/v1/responses/{id}", retrieve, "openai-responses")
     gw.route("DELETE", "/v1/responses/{id}", delete, "openai-responses")
