@@ -145,10 +145,17 @@ def carries_reasoning(req: Request) -> bool:
 
 
 def strip(req: Request) -> Request:
-    """The request without any reasoning setting (canonical or Anthropic pass-through)."""
+    """The request without any reasoning setting (canonical or Anthropic pass-through), including Anthropic
+    `context_management` edits that only work with thinking on (`clear_thinking_*`)."""
     if not carries_reasoning(req):
         return req
     extra = {k: v for k, v in req.extra.items() if k not in EXTRA_KEYS}
+    passthrough = extra.get("anthropic_passthrough")
+    cm = passthrough.get("context_management") if isinstance(passthrough, dict) else None
+    if isinstance(cm, dict) and isinstance(cm.get("edits"), list):
+        edits = [e for e in cm["edits"] if not (isinstance(e, dict) and str(e.get("type")).startswith("clear_thinking"))]
+        rest = {k: v for k, v in passthrough.items() if k != "context_management"}
+        extra["anthropic_passthrough"] = {**rest, "context_management": {**cm, "edits": edits}} if edits else rest
     return msgspec.structs.replace(req, reasoning=None, extra=extra)
 
 
@@ -162,9 +169,9 @@ def for_target(req: Request, reasons: bool | None) -> Request:
     return req
 
 
-_TERMS = re.compile(r"reason|think|effort|budget", re.I)
+_TERMS = re.compile(r"reason|think|effort|budget", re.IGNORECASE)
 _REFUSAL = re.compile(r"not supported|unsupported|does not support|doesn't support|not available|unknown|"
-                      r"unrecognized|extra inputs|not permitted|not allowed|invalid", re.I)
+                      r"unrecognized|extra inputs|not permitted|not allowed|invalid", re.IGNORECASE)
 
 
 def refused(exc: GatewayError, req: Request) -> bool:

@@ -6,8 +6,8 @@ with `content: []`, `ping`, sequential block indices, cumulative usage in `messa
 `{"type":"error","error":{type,message},"request_id"}` (529 `overloaded_error`, in-stream `event: error`).
 Auth like the real service: `x-api-key: <key>` or `Authorization: Bearer <key>`; 401 otherwise.
 Like the real service it requires the `anthropic-version` header and `max_tokens`, refuses unknown top-level
-fields ("Extra inputs are not permitted"), more than 4 `cache_control` markers, and thinking on a model whose
-name contains "nothink". It simulates prompt caching: each marker's prefix (tools → system → messages) is
+fields ("Extra inputs are not permitted"), more than 4 `cache_control` markers, thinking on a model whose
+name contains "nothink", and a `clear_thinking` context edit without thinking. It simulates prompt caching: each marker's prefix (tools → system → messages) is
 remembered; a later request whose marked prefix was seen reads it (`cache_read_input_tokens`), the rest up to
 its last marker is written (`cache_creation_input_tokens`); `input_tokens` counts only the remainder.
 """
@@ -147,6 +147,11 @@ class AnthropicUpstream(FakeUpstream):
         thinking = body.get("thinking") or {}
         if "nothink" in str(body.get("model")) and thinking.get("type") in ("enabled", "adaptive"):
             return None, self._error(400, f"thinking: '{body.get('model')}' does not support thinking")
+        edits = (body.get("context_management") or {}).get("edits") or []
+        if any(str(e.get("type")).startswith("clear_thinking") for e in edits) and \
+                thinking.get("type") not in ("enabled", "adaptive"):
+            return None, self._error(400, "context_management: clear_thinking strategy requires thinking to be "
+                                          "enabled or adaptive")
         roles = [m.get("role") for m in body["messages"]]
         if roles[0] != "user" or any(a == b for a, b in itertools.pairwise(roles)):
             return None, self._error(

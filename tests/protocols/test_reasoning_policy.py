@@ -119,8 +119,10 @@ def test_gemini_and_anthropic_refusals(gw, fakes):
     sent = [q.json["generationConfig"].get("thinkingConfig") if "generationConfig" in q.json else None
             for q in fakes["gemini"].requests]
     assert sent == [{"thinkingBudget": 2048, "includeThoughts": True}, None]
-    r = anthropic(gw, "claude-nothink", **CLAUDE_CODE_MAIN)
+    edits = [{"type": "clear_thinking_20251015", "keep": "all"}, {"type": "clear_tool_uses_20250919"}]
+    r = anthropic(gw, "claude-nothink", context_management={"edits": edits}, **CLAUDE_CODE_MAIN)
     assert r.status_code == 200, r.text
     bodies = [q.json for q in fakes["anthropic"].requests]
     assert [b.get("thinking") for b in bodies] == [{"type": "adaptive"}, None]
     assert "output_config" not in bodies[1]
+    assert bodies[1]["context_management"] == {"edits": edits[1:]}  # the thinking-only edit goes with thinking
