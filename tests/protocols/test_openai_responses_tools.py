@@ -157,3 +157,17 @@ def test_hosted_tool_items_sent_back_stay_in_place_for_a_responses_upstream(gate
         text = json.dumps(fake_up.last.json)
         assert ("ws_1" in text) == (upstream == "openai-responses")
     assert [i.get("type") for i in fake.requests[-1].json["input"]][:2] == ["message", "web_search_call"]
+
+
+def test_required_choice_among_hosted_tools_only_is_not_forced_on_other_upstreams(gateway, upstreams):
+    for upstream in ("gemini", "openai-responses"):
+        fake = upstreams[upstream]
+        fake.reset()
+        r = post(gateway, {"model": f"via-{upstream}", "input": "hi", "tools": [WEB], "tool_choice": "required",
+                           "store": False})
+        assert r.status_code == 200, r.text
+        body = fake.last.json
+        if upstream == "gemini":  # mode ANY with no function to call would be refused
+            assert "tools" not in body and "toolConfig" not in body
+        else:
+            assert body["tools"] == [WEB] and body["tool_choice"] == "required"

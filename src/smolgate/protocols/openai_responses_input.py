@@ -307,9 +307,13 @@ def decode(d: dict[str, Any]) -> Request:
     params = {k: d[k] for k in PASSTHROUGH if d.get(k) is not None}
     if params:
         extra[PARAMS_KEY] = params
+    functions = tools(field(d, "tools", list, default=[]), extra)
+    choice = tool_choice(d.get("tool_choice"), field(d, "parallel_tool_calls", bool), extra)
+    if not functions and choice is not None and choice.mode in ("required", "tool") and tk.HOSTED_KEY in extra:
+        extra.setdefault(TOOL_CHOICE_KEY, d["tool_choice"])  # only hosted tools to choose from: Responses only
+        choice = None
     req = Request(
-        model=model, messages=messages, system=system, tools=tools(field(d, "tools", list, default=[]), extra),
-        tool_choice=tool_choice(d.get("tool_choice"), field(d, "parallel_tool_calls", bool), extra),
+        model=model, messages=messages, system=system, tools=functions, tool_choice=choice,
         response_format=text_format(d.get("text")), max_tokens=field(d, "max_output_tokens", int),
         temperature=oc.opt_number(d, "temperature"), top_p=oc.opt_number(d, "top_p"),
         top_k=field(d, "top_k", int), stream=bool(field(d, "stream", bool, default=False)),
