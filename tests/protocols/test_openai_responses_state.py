@@ -150,3 +150,15 @@ def test_item_reference_already_in_the_previous_response_is_not_duplicated(gatew
     assert second.output_text == "The tool said: sunny"
     kinds = [i.get("type", "message") for i in upstreams["openai"].last.json["input"]]
     assert kinds == ["message", "function_call", "function_call_output"]
+
+
+def test_bare_id_and_response_id_references_resolve(gateway):
+    """ItemReference's `type` is optional in the API; a reference may also name a whole stored response."""
+    c = client(gateway)
+    first = c.responses.create(model="via-gemini", input="what is the weather", tools=[TOOL])
+    call = first.output[-1]
+    for ref in ({"id": call.id}, {"type": "item_reference", "id": first.id}):
+        second = c.responses.create(model="via-gemini", tools=[TOOL], input=[
+            {"role": "user", "content": "what is the weather"}, ref,
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+        assert second.output_text == "The tool said: sunny"

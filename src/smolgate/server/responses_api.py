@@ -77,14 +77,19 @@ async def _own_items(store: ResponseStore, owner: str, raw: Any, history_ids: se
     out = []
     for i, item in enumerate(raw):
         check(item, dict, f"input[{i}]")
-        if item.get("type") == "item_reference":
+        # an item reference's `type` is optional: a bare {"id": …} is one too
+        if item.get("type") == "item_reference" or ("type" not in item and "role" not in item and "id" in item):
             iid = check_id(item.get("id"), f"input[{i}].id")
             if iid in history_ids:
                 continue
             found = await store.item(owner, iid)
-            if found is None:
+            if found is not None:
+                out.append(found)
+                continue
+            rec = await store.get(owner, iid) if iid.startswith("resp_") else None
+            if rec is None:  # (a response id stands for that response's output items)
                 raise GatewayError(ErrorKind.NOT_FOUND, f"Item with id '{iid}' not found.", param=f"input[{i}].id")
-            out.append(found)
+            out.extend(it for it in rec.response.get("output") or [] if it.get("id") not in history_ids)
         elif isinstance(item.get("id"), str) and item["id"] in history_ids:
             continue
         else:
