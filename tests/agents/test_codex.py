@@ -73,17 +73,21 @@ def gateway(fakes):
         yield gw
 
 
-def codex_config(gateway: GatewayServer, model: str) -> str:
-    return (f'model = "{model}"\nmodel_provider = "smolgate"\n\n[model_providers.smolgate]\nname = "smolgate"\n'
+def codex_config(gateway: GatewayServer, model: str, effort: str | None) -> str:
+    top = f'model = "{model}"\nmodel_provider = "smolgate"\n'
+    if effort:
+        top += f'model_reasoning_effort = "{effort}"\n'
+    return (f'{top}\n[model_providers.smolgate]\nname = "smolgate"\n'
             f'base_url = "{gateway.url}/v1"\nwire_api = "responses"\nenv_key = "SMOLGATE_API_KEY"\n'
             "request_max_retries = 0\nstream_max_retries = 0\n")
 
 
-def run_codex(codex: Path, gateway: GatewayServer, model: str, tmp: Path) -> tuple[subprocess.CompletedProcess, Path, Path]:
+def run_codex(codex: Path, gateway: GatewayServer, model: str, tmp: Path,
+              effort: str | None = None) -> tuple[subprocess.CompletedProcess, Path, Path]:
     work, home = tmp / "work", tmp / "home"
     work.mkdir()
     (home / ".codex").mkdir(parents=True)
-    (home / ".codex" / "config.toml").write_text(codex_config(gateway, model))
+    (home / ".codex" / "config.toml").write_text(codex_config(gateway, model, effort))
     target, last = work / "hello.txt", tmp / "last-message.txt"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
     env.update(HOME=str(home), CODEX_HOME=str(home / ".codex"), SMOLGATE_API_KEY=CLIENT_KEY, NO_COLOR="1")
@@ -96,10 +100,11 @@ def run_codex(codex: Path, gateway: GatewayServer, model: str, tmp: Path) -> tup
 
 
 @pytest.mark.parametrize("upstream", list(TARGETS))
-def test_codex_runs_its_shell_tool_through_each_upstream(codex, gateway, fakes, upstream, tmp_path):
+@pytest.mark.parametrize("effort", [None, "high"])  # Codex's model_reasoning_effort, to models that do not reason
+def test_codex_runs_its_shell_tool_through_each_upstream(codex, gateway, fakes, upstream, effort, tmp_path):
     fake = fakes[upstream]
     fake.reset()
-    proc, target, last = run_codex(codex, gateway, f"via-{upstream}", tmp_path)
+    proc, target, last = run_codex(codex, gateway, f"via-{upstream}", tmp_path, effort)
     assert proc.returncode == 0, f"codex exited {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-3000:]}"
     assert target.read_text() == AGENT_TEXT + "\n"  # Codex ran its own exec_command
     assert "The tool said" in last.read_text()  # and went on once the upstream saw the command's output
