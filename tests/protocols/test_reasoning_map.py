@@ -123,3 +123,14 @@ def test_hint_reaches_only_declared_reasoning_targets():
     assert off.reasoning is None and off.extra == {}
     real = Request(model="m", messages=req.messages, reasoning=ReasoningConfig(effort="high"))
     assert reasoning.for_target(real, None) is real
+
+
+def test_learned_refusals_are_bounded_and_expire():
+    policy = reasoning.ReasoningPolicy({("alias", "p", "declared"): True}, max_entries=3, ttl=60.0)
+    for i in range(5):
+        policy.learn("p", f"m{i}")
+    assert [policy.reasons("p", f"m{i}") for i in range(5)] == [None, None, False, False, False]
+    policy.learn("p", "declared")  # a declaration always wins over what was learned
+    assert policy.reasons("p", "declared", "alias") is True
+    policy._ttl = -1.0  # everything learned is now older than the ttl
+    assert policy.reasons("p", "m4") is None and len(policy._learned) < 4
