@@ -3,18 +3,20 @@ that decides which reasoning fields a target gets.
 
 Levels (canonical `ReasoningConfig.effort`): none < minimal < low < medium < high < xhigh < max.
 
-| effort  | budget tokens (Anthropic ≥1024, Gemini) | OpenAI reasoning_effort | Gemini thinkingLevel | Ollama think |
-|---------|-----------------------------------------|-------------------------|----------------------|--------------|
-| none    | thinking off / thinkingBudget 0         | none                    | (budget 0)           | false        |
-| minimal | 128 (Anthropic 1024)                    | minimal                 | MINIMAL              | "low"        |
-| low     | 1024                                    | low                     | LOW                  | "low"        |
-| medium  | 2048                                    | medium                  | MEDIUM               | "medium"     |
-| high    | 4096                                    | high                    | HIGH                 | "high"       |
-| xhigh   | 8192                                    | xhigh                   | HIGH                 | "high"       |
-| max     | 16384                                   | high (no wider word)    | HIGH                 | "high"       |
+| effort  | budget tokens (Anthropic ≥1024, Gemini thinkingBudget) | OpenAI reasoning_effort | Ollama think |
+|---------|--------------------------------------------------------|-------------------------|--------------|
+| none    | thinking disabled / thinkingBudget 0                   | "none" if asked so      | false        |
+| minimal | 128 (Anthropic 1024)                                   | minimal                 | "low"        |
+| low     | 1024                                                   | low                     | "low"        |
+| medium  | 2048                                                   | medium                  | "medium"     |
+| high    | 4096                                                   | high                    | "high"       |
+| xhigh   | 8192                                                   | xhigh                   | "high"       |
+| max     | 16384                                                  | high (no wider word)    | "high"       |
 
-A budget maps back to the smallest level whose budget covers it (0 → none, 1-128 → minimal, ≤1024 → low, …,
-above 8192 → max), so effort → budget → effort is the identity.
+A Gemini client's thinkingLevel (MINIMAL/LOW/MEDIUM/HIGH) reads as the same-named effort and goes back to a
+Gemini upstream as given; other upstreams get the table above. A budget maps back to the smallest level whose
+budget covers it (0 → none, 1-128 → minimal, ≤1024 → low, …, above 8192 → max), so effort → budget → effort
+is the identity.
 
 Policy: never send a reasoning field the client did not really ask for. A *hint* (an effort without
 `thinking`, `includeThoughts` alone, a reasoning summary alone) reaches an upstream only when the target is
@@ -44,8 +46,6 @@ LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 EFFORT_BUDGET = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 ANTHROPIC_MIN_BUDGET = 1024
 OPENAI_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-GEMINI_LEVELS = {"minimal": "MINIMAL", "low": "LOW", "medium": "MEDIUM", "high": "HIGH", "xhigh": "HIGH",
-                 "max": "HIGH"}
 OLLAMA_THINK = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 # Request.extra keys that carry Anthropic reasoning settings verbatim (set by the Anthropic decoder)
 EXTRA_KEYS = ("anthropic_thinking", "anthropic_effort")
