@@ -99,3 +99,32 @@ def test_check_command(tmp_path, monkeypatch):
     out = subprocess.run([sys.executable, "-m", "smolgate.cli", "check", "--config", str(p)],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "protocol" in (out.stdout + out.stderr)
+
+
+@pytest.mark.parametrize("value", ["sk-abc #not-a-comment", "sk: colon space", "q'uo\"tes", "{not: a map}",
+                                   "[not, a, list]", "&anchor *alias", "!!python/object:os.system", "null",
+                                   "true", "0x1F", " padded ", "multi\nline", "${NOT_AGAIN}", "#hash-first"])
+def test_an_env_value_is_text_never_yaml(monkeypatch, value):
+    """`${VAR}` is substituted after parsing: the value is kept whole, whatever YAML would make of it."""
+    monkeypatch.setenv("UP1_KEY", value)
+    monkeypatch.setenv("NOT_AGAIN", "expanded")
+    cfg = parse_config(GOOD)
+    assert cfg.providers[0].accounts[0].api_key.reveal() == value
+    quoted = parse_config(GOOD.replace("${UP1_KEY}", '"${UP1_KEY}"'))
+    assert quoted.providers[0].accounts[0].api_key.reveal() == value
+
+
+def test_env_in_flow_mappings_keys_and_typed_fields(monkeypatch):
+    monkeypatch.setenv("KEY", "sk-a, b: {c}")
+    monkeypatch.setenv("HDR", "X-Auth-Token")
+    monkeypatch.setenv("RPM", "60")
+    monkeypatch.setenv("ON", "false")
+    monkeypatch.setenv("HOST", "127.0.0.1:9001")
+    cfg = parse_config("providers:\n  - {name: p, protocol: openai, base_url: http://${HOST}/v1, "
+                       "headers: {${HDR}: v-${RPM}},\n"
+                       "     accounts: [{api_key: ${KEY}, rpm: ${RPM}, enabled: ${ON}}]}\n")
+    p = cfg.providers[0]
+    assert p.base_url == "http://127.0.0.1:9001/v1"
+    assert {k: v.reveal() for k, v in p.headers.items()} == {"X-Auth-Token": "v-60"}
+    assert p.accounts[0].api_key.reveal() == "sk-a, b: {c}"
+    assert p.accounts[0].rpm == 60 and p.accounts[0].enabled is False

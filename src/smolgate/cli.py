@@ -12,11 +12,14 @@ from typing import Optional
 import typer
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.markup import escape
 from rich.table import Table
 
 from .config import Config, ConfigError, ModelAlias, ProviderConfig, Target, load_config
+from .secret import redact_url
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+# No local variables in tracebacks: they would print config text and keys.
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
                   help="smolgate — one API endpoint, any AI model, with a vision-language model built in.")
 console = Console(stderr=True)
 
@@ -43,8 +46,8 @@ def _load(config: Optional[Path], model: Optional[str] = None, quant: Optional[s
         return embedded_config(model, quant, compile)
     try:
         return load_config(config)
-    except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
+    except ConfigError as exc:  # its message names field and line, never a credential (config.py)
+        console.print("[red]config error:[/red]", escape(str(exc)))
         raise typer.Exit(2) from None
 
 
@@ -107,10 +110,11 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
     """Validate a config file and explain what it routes where."""
     cfg = _load(config)
     console.print(f"[green]ok[/green]: {len(cfg.providers)} providers, {len(cfg.models)} model aliases, "
-                  f"{len(cfg.keys)} client keys, state: {cfg.state_display}")
+                  f"{len(cfg.keys)} client keys, state: {escape(cfg.state_display)}")
     t = Table("provider", "protocol", "base_url", "accounts", "strategy")
     for p in cfg.providers:
-        t.add_row(p.name, p.protocol, p.base_url or "-", str(len(p.accounts)), p.strategy)
+        base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
+        t.add_row(p.name, p.protocol, base_url, str(len(p.accounts)), p.strategy)
     console.print(t)
     from .routing import Router
 

@@ -12,12 +12,12 @@ import os
 import re
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import yaml
 
-from .secret import Secret, as_secret, redact_url
+from .secret import Redactor, Secret, as_secret, redact_url
 
 Protocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama", "local"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
@@ -41,9 +41,17 @@ class AccountConfig(Base):
 
 
 class TimeoutConfig(Base):
-    connect: float = 10.0
-    first_byte: float = 120.0  # until the response headers (and, streaming, the first chunk)
-    idle: float = 120.0  # between stream chunks
+    """Upstream deadlines, in seconds (providers/http.py). Each is measured from the moment the request is sent."""
+
+    connect: float = 10.0  # opening the TCP/TLS connection (counts toward first_byte)
+    # Absolute: until the response headers and, for a stream, its first event. A byte dripped now and then
+    # (or SSE comments) does not extend it.
+    first_byte: float = 120.0
+    # The longest a stream may go without a new event (progress, not bytes: pings and comments don't count);
+    # also how long an error reply's body may take.
+    idle: float = 120.0
+    # Absolute: the whole call, streams included. An endless stream is cut here (the client gets its
+    # protocol's in-stream error) and the account is freed.
     total: float = 600.0
 
 
@@ -83,6 +91,11 @@ class ProviderConfig(Base):
 
     def __post_init__(self) -> None:
         self.headers = {k: Secret(v) for k, v in self.headers.items()}
+
+    def __repr__(self) -> str:  # base_url may carry user:password@ or ?key=: masked like every Secret
+        fields = ", ".join(f"{f}={redact_url(v, query=True) if f == 'base_url' else v!r}"
+                           for f in self.__struct_fields__ for v in [getattr(self, f)])
+        return f"ProviderConfig({fields})"
 
 
 class Target(Base):
@@ -160,18 +173,25 @@ class Config(Base):
         """Every credential value in this config (for `Redactor`)."""
         out = [a.api_key.reveal() for p in self.providers for a in p.accounts if a.api_key]
         out += [v.reveal() for p in self.providers for v in p.headers.values()]
+        out += [v for p in self.providers for v in _url_secrets(p.base_url)]  # user:password@, ?key=
         out += [k.key.reveal() for k in self.keys]
         if self.server.admin_key:
             out.append(self.server.admin_key.reveal())
-        if self.state:
-            try:
-                out.append(urlsplit(self.state.reveal()).password or "")
-            except ValueError:
-                pass
+        if self.state:  # its password (its query holds options such as ssl_cert_reqs=required)
+            out += _url_secrets(self.state.reveal())[:1]
         return [v for v in out if v]
 
     def provider(self, name: str) -> ProviderConfig | None:
         return next((p for p in self.providers if p.name == name), None)
+
+
+def _url_secrets(url: str) -> list[str]:
+    """A URL's password and query values (any may be a credential; harmless ones cost nothing to mask)."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return []
+    return [parts.password or "", *(v for _, v in parse_qsl(parts.query))]
 
 
 class ConfigError(ValueError):
@@ -217,7 +237,8 @@ def _substitute(node: yaml.Node | None, values: dict[str, str]) -> None:
         for item in node.value:
             _substitute(item, values)
     elif isinstance(node, yaml.MappingNode):
-        for _, value in node.value:
+        for key, value in node.value:
+            _substitute(key, values)  # `headers: {${NAME}: …}`
             _substitute(value, values)
 
 
@@ -231,7 +252,39 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
 def _dec_hook(typ: type, obj: Any) -> Any:
     if typ is Secret and isinstance(obj, (str, int)) and not isinstance(obj, bool):
         return Secret(str(obj))
-    raise NotImplementedError
+    raise ValueError("Expected a string")  # a ValidationError naming the field; never the value itself
+
+
+_UNKNOWN_FIELD = re.compile(r"unknown field `(.*)`")
+
+
+def _unknown_field(m: re.Match[str]) -> str:
+    """An unknown field is named when it reads like a misspelt field, not when it could be a pasted key."""
+    name = m.group(1)
+    return m.group(0) if re.fullmatch(r"[A-Za-z_]{1,40}", name) else "unknown field (name not shown)"
+
+
+# Fields whose values are credentials (any scalar below them), for scrubbing error messages about a config
+# that did not validate (so no `Secret` exists yet): a misplaced key can end up quoted as an enum value.
+_SECRET_FIELDS = {"api_key", "key", "admin_key", "state", "headers"}
+
+
+def _secret_scalars(node: yaml.Node | None, inside: bool = False) -> list[str]:
+    out: list[str] = []
+    stack = [(node, inside)]
+    while stack:
+        n, secret = stack.pop()
+        if isinstance(n, yaml.ScalarNode):
+            if secret:
+                out.append(n.value)
+        elif isinstance(n, yaml.SequenceNode):
+            stack += [(item, secret) for item in n.value]
+        elif isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                if secret:
+                    stack.append((k, True))  # a key pasted as a mapping key is still a key
+                stack.append((v, secret or (isinstance(k, yaml.ScalarNode) and k.value in _SECRET_FIELDS)))
+    return out
 
 
 def _line_of(node: yaml.Node | None, path: str) -> int | None:
@@ -269,25 +322,37 @@ def _check_references(cfg: Config) -> None:
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
+    """Parse and validate a config. A ConfigError's message never holds a credential: YAML errors give the
+    position without the line's text, and anything else is scrubbed of environment values and of every
+    value written under a credential field."""
     text, values = _placeholders(text, source)
+    scrub = Redactor(values.values())
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+        raise ConfigError(scrub(f"{source}: not valid YAML: {_yaml_problem(exc)}")) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
     _substitute(node, values)
+    scrub = Redactor([*values.values(), *_secret_scalars(node)])
     try:
         data: Any = yaml.SafeLoader("").construct_document(node) if node is not None else {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
-    try:
         cfg = msgspec.convert(data or {}, Config, strict=False, dec_hook=_dec_hook)
+    except yaml.YAMLError as exc:
+        raise ConfigError(scrub(f"{source}: not valid YAML: {_yaml_problem(exc)}")) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
     except msgspec.ValidationError as exc:
         msg = str(exc)
         path = msg.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in msg else "$"
         line = _line_of(node, path)
         where = f"{source}:{line}" if line else source
-        raise ConfigError(f"{where}: {path.removeprefix('$.')}: {msg.split(' - at ')[0]}") from None
-    _check_references(cfg)
+        problem = _UNKNOWN_FIELD.sub(_unknown_field, msg.split(" - at ")[0])
+        raise ConfigError(scrub(f"{where}: {path.removeprefix('$.')}: {problem}")) from None
+    try:
+        _check_references(cfg)
+    except ConfigError as exc:
+        raise ConfigError(scrub(str(exc))) from None
     return cfg
 
 

@@ -66,12 +66,17 @@ def as_secret(value: "Secret | str | None") -> Secret | None:
     return Secret(value)
 
 
-def redact_url(url: str) -> str:
-    """A URL with its password (and user name) masked: redis://:pw@host → redis://***@host."""
+def redact_url(url: str, query: bool = False) -> str:
+    """A URL with its password (and user name) masked: redis://:pw@host → redis://***@host; with `query`,
+    each query value too (`?key=***`), for URLs where one may be a credential (a provider's base_url)."""
     try:
         parts = urlsplit(url)
     except ValueError:
         return MASK
+    if query and parts.query:
+        masked = "&".join(p.split("=", 1)[0] + f"={MASK}" if "=" in p else p for p in parts.query.split("&"))
+        url = urlunsplit((parts.scheme, parts.netloc, parts.path, masked, parts.fragment))
+        parts = urlsplit(url)
     if parts.username is None and parts.password is None:
         return url
     host = parts.hostname or ""
