@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from .canonical import Request, Tool
+from .protocols.common import loads_json
 
 NAME_MAX = 64  # OpenAI and Gemini function names: at most 64 characters
 _NAME_OK = re.compile(r"[A-Za-z_][A-Za-z0-9_-]{0,63}\Z")
@@ -59,7 +60,7 @@ def custom_args(text: str) -> str:
 def custom_input(arguments: str) -> str:
     """The free-form input back out of function arguments; non-conforming arguments pass as they are."""
     try:
-        obj = orjson.loads(arguments or "{}")
+        obj = loads_json(arguments or "{}")  # too deep to re-encode counts as not JSON
     except orjson.JSONDecodeError:
         return arguments
     if isinstance(obj, dict):
