@@ -91,8 +91,8 @@ async def fetch_media(url: str, *, param: str, kinds: tuple[str, ...] = ("image/
                 host_header += f":{port}"
             kwargs = {"server_hostname": host} if parts.scheme.lower() == "https" else {}
             try:
-                async with session.get(direct, allow_redirects=False, headers={"Host": host_header},
-                                       **kwargs) as resp:
+                headers = {"Host": host_header, "Accept-Encoding": "identity"}
+                async with session.get(direct, allow_redirects=False, headers=headers, **kwargs) as resp:
                     if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
                         url = urljoin(url, resp.headers["location"])
                         continue
@@ -109,6 +109,9 @@ async def _accept(resp: aiohttp.ClientResponse, param: str, kinds: tuple[str, ..
                   budget: MediaBudget | None) -> tuple[bytes, str]:
     if resp.status != 200:
         raise invalid(f"'{param}': fetching the URL gave HTTP {resp.status}", param=param)
+    if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
+        # we asked for identity and never inflate: a compressed body could expand ~1000× past the caps
+        raise invalid(f"'{param}': the server sent a compressed body; refused", param=param)
     ctype = resp.headers.get("content-type", "").split(";")[0].strip().lower()
     if not ctype.startswith(kinds):
         raise invalid(f"'{param}': URL content type '{ctype[:100]}' is not {' or '.join(kinds)}", param=param)
@@ -135,5 +138,5 @@ async def _read(resp: aiohttp.ClientResponse, param: str, budget: MediaBudget | 
 def new_session() -> aiohttp.ClientSession:
     """A session for one request's fetches: no proxy from the environment, no cookies kept between URLs."""
     return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=5.0),
-                                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=False,
+                                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False,
                                  connector=aiohttp.TCPConnector(limit=MAX_PARALLEL, use_dns_cache=False))

@@ -10,6 +10,7 @@ through the running gateway.
 from __future__ import annotations
 
 import asyncio
+import gzip
 
 import httpx
 import pytest
@@ -73,6 +74,7 @@ class ImageHost(FakeUpstream):
         app.router.add_get("/to", lambda r: web.Response(status=302, headers={"Location": r.query["loc"]}))
         app.router.add_get("/big", self.big)
         app.router.add_get("/slow.png", self.slow)
+        app.router.add_get("/gzip", self.gzip)
 
     async def big(self, request: web.Request) -> web.StreamResponse:
         """`n` KiB of image, chunked (no Content-Length), or with one when `len=1`."""
@@ -80,6 +82,10 @@ class ImageHost(FakeUpstream):
         if request.query.get("len"):
             return web.Response(body=b"\0" * n, content_type="image/png")
         return await self.write_stream(request, [(0, b"\0" * 1024)] * (n // 1024), "image/png")
+
+    async def gzip(self, request: web.Request) -> web.Response:
+        body = gzip.compress(b"\0" * (64 << 20), compresslevel=1)
+        return web.Response(body=body, headers={"Content-Type": "image/png", "Content-Encoding": "gzip"})
 
     async def slow(self, request: web.Request) -> web.Response:
         await asyncio.sleep(0.3)
@@ -236,3 +242,11 @@ def upstreams():
     yield {**fakes, "openai-responses": fakes["openai"]}
     for f in fakes.values():
         f.stop()
+
+
+async def test_a_compressed_body_is_refused_not_inflated(host):
+    """A 64 KiB gzip of zeros inflates to 64 MiB: the fetcher asks for identity and never inflates."""
+    before = len(host.requests)
+    err = await _refusal(f"{host.url}/gzip", allow_private=True)
+    assert "compressed" in err.message
+    assert host.requests[before].headers.get("accept-encoding") == "identity"
