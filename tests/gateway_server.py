@@ -3,7 +3,6 @@ same function as `smolgate serve`."""
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 
@@ -28,7 +27,7 @@ class GatewayServer:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "GatewayServer":
+    def start(self) -> GatewayServer:
         self._thread.start()
         deadline = time.monotonic() + 60
         while not self._server.started:
@@ -42,7 +41,7 @@ class GatewayServer:
         self._server.should_exit = True
         self._thread.join(10)
 
-    def __enter__(self) -> "GatewayServer":
+    def __enter__(self) -> GatewayServer:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

@@ -136,10 +136,10 @@ def test_the_admin_key_can_come_from_the_environment_and_smolgate_accounts_sends
         assert httpx.get(gw.url + "/admin/accounts").status_code == 401
         env = {**os.environ, "SMOLGATE_ADMIN_KEY": ADMIN}
         out = subprocess.run([sys.executable, "-m", "smolgate.cli", "accounts", "--url", gw.url],
-                             capture_output=True, text=True, timeout=60, env=env)
+                             capture_output=True, text=True, timeout=60, env=env, check=False)
         assert out.returncode == 0, out.stdout + out.stderr
         assert "up-openai" in out.stdout and ADMIN not in out.stdout
         env["SMOLGATE_ADMIN_KEY"] = "sk-wrong-admin-0000"
         out = subprocess.run([sys.executable, "-m", "smolgate.cli", "accounts", "--url", gw.url],
-                             capture_output=True, text=True, timeout=60, env=env)
+                             capture_output=True, text=True, timeout=60, env=env, check=False)
         assert out.returncode == 1 and "401" in out.stdout + out.stderr and "Traceback" not in out.stderr

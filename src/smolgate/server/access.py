@@ -11,7 +11,7 @@ CORS headers and preflight answers. SDKs and curl send neither header and are un
 from __future__ import annotations
 
 import ipaddress
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..config import Config
 from ..errors import ErrorKind, GatewayError

@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import re
 import secrets
-from typing import Any, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
 
 from ..canonical import Request, StreamError
 from ..config import Config
@@ -19,8 +20,18 @@ from ..errors import ErrorKind, GatewayError, not_found
 from ..protocols import codec
 from ..protocols.base import Codec, ErrorReply, ModelInfo, RequestContext
 from .access import Access
-from .asgi import (ClientGone, HttpRequest, Receive, Send, read_body, send_body, send_empty, send_stream,
-                   unread_body_is_large, with_headers)
+from .asgi import (
+    ClientGone,
+    HttpRequest,
+    Receive,
+    Send,
+    read_body,
+    send_body,
+    send_empty,
+    send_stream,
+    unread_body_is_large,
+    with_headers,
+)
 from .auth import Authenticator
 from .runtime import Runtime
 

@@ -7,9 +7,9 @@ don't use; the gateway's routing is a dozen fixed patterns, so it lives here in 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any
 from urllib.parse import parse_qsl
 
 from ..errors import ErrorKind, GatewayError
@@ -36,7 +36,7 @@ class HttpRequest:
     body: bytes = b""
 
     @classmethod
-    def from_scope(cls, scope: dict[str, Any]) -> "HttpRequest":
+    def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         qs = scope.get("query_string", b"")
         query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hmac
 import ipaddress
 import os
-from typing import Mapping
+from collections.abc import Mapping
 
 from ..config import ClientKey, Config
 from ..errors import ErrorKind, GatewayError

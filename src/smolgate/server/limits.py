@@ -10,6 +10,7 @@ accept every connection until file descriptors run out. This subclass adds, per 
   of the headers → 408;
 - a client that stops reading our answer for `body_timeout` → the connection is dropped (it would otherwise
   hold an upstream account lease forever);
+- an upgrade request (WebSocket, h2c) is answered over HTTP/1.1 and the connection then closed;
 - past `max_connections` open connections a new one gets a 503 and is closed at once, so held-open
   connections cannot use up descriptors; after an early answer at most `DRAIN_BYTES` of the unread body are
   read (and discarded) before the connection is closed instead; at most `MAX_PIPELINE` queued requests.
@@ -22,8 +23,9 @@ reads instead of three timer operations.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, ClassVar
+from typing import Any, ClassVar
 
 import httptools
 from uvicorn.protocols.http.httptools_impl import STATUS_LINE, HttpToolsProtocol
@@ -48,7 +50,7 @@ class Limits:
     max_connections: int
 
     @classmethod
-    def from_config(cls, s: ServerConfig, max_connections: int | None = None) -> "Limits":
+    def from_config(cls, s: ServerConfig, max_connections: int | None = None) -> Limits:
         return cls(s.max_header_bytes, s.max_headers, s.max_url_bytes, s.header_timeout, s.body_timeout,
                    max_connections if max_connections is not None else s.max_connections)
 
@@ -61,7 +63,7 @@ class _Refused(Exception):
     """Raised from a parser callback to stop parsing; the reason is in `LimitedProtocol._reject`."""
 
 
-def protocol_class(limits: Limits, render: Render) -> type["LimitedProtocol"]:
+def protocol_class(limits: Limits, render: Render) -> type[LimitedProtocol]:
     """A protocol class for one server (its limits, its error renderer, its own deadline sweep)."""
     return type("GatewayHttpProtocol", (LimitedProtocol,), {"limits": limits, "render": staticmethod(render),
                                                            "_sweeper": None})
@@ -130,7 +132,14 @@ class LimitedProtocol(HttpToolsProtocol):
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:
-            self._unsupported_upgrade_warning()
+            # We speak no upgraded protocol (WebSocket, h2c): the request is answered over HTTP/1.1, and as the
+            # parser takes nothing after an upgrade, the connection closes after that answer.
+            self._dead = True
+            cycle = self.cycle
+            if cycle is None or cycle.response_complete:
+                self.transport.close()
+            else:
+                cycle.keep_alive = False
         except httptools.HttpParserError:
             err = self._reject or GatewayError(ErrorKind.INVALID_REQUEST, "malformed HTTP request")
             self._refuse(err)
@@ -261,7 +270,7 @@ class LimitedProtocol(HttpToolsProtocol):
             path = raw.decode("latin-1") if raw.startswith(b"/") else None
         try:
             rep = self.render(path, err)
-        except Exception:  # a renderer bug must not leave the client hanging
+        except Exception:  # noqa: BLE001  (a renderer bug must not leave the client hanging)
             rep = ErrorReply(err.status, b'{"error":{"message":"request refused"}}')
         head = [STATUS_LINE[rep.status], b"content-type: application/json\r\n",
                 b"content-length: %d\r\n" % len(rep.body), b"connection: close\r\n"]

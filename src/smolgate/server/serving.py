@@ -8,7 +8,6 @@ from typing import Literal
 
 import uvicorn
 
-from ..config import Config
 from .app import Gateway
 from .limits import Limits, protocol_class
 
