@@ -19,10 +19,10 @@ async def _once(pool, **record):  # type: ignore[no-untyped-def]
     return lease.account.name
 
 
-async def _refused(pool) -> GatewayError:  # type: ignore[no-untyped-def]
+async def _refused(pool, kind: ErrorKind = ErrorKind.RATE_LIMITED) -> GatewayError:  # type: ignore[no-untyped-def]
     with pytest.raises(GatewayError) as err:
         await pool.acquire()
-    assert err.value.kind is ErrorKind.RATE_LIMITED
+    assert err.value.kind is kind
     return err.value
 
 
@@ -89,11 +89,12 @@ async def test_breaker_opens_after_n_failures_then_half_opens(backend: str, stat
     await _once(pool, status=502)
     s = status(pools, "solo")
     assert s.state == "open" and s.until == pytest.approx(t + 0.3, rel=0, abs=0.05) and "502" in s.reason
-    assert 0.2 <= (await _refused(pool)).retry_after <= 0.3
+    # a tripped breaker is an upstream that is down: 503 with when to come back, not a rate limit
+    assert 0.2 <= (await _refused(pool, ErrorKind.OVERLOADED)).retry_after <= 0.3
     await _sleep_until(s.until + 0.01)
     probe = await pool.acquire()  # half-open: exactly one probe
     assert status(pools, "solo").state == "half_open"
-    await _refused(pool)
+    await _refused(pool, ErrorKind.OVERLOADED)
     probe.record(error=ErrorKind.UPSTREAM)  # probe fails → open again
     await probe.release()
     await pools.drain()
@@ -145,8 +146,8 @@ async def test_403_and_config_disabled(backend: str, state_url: str | None) -> N
     await _once(pools.get("p"), status=403)
     assert status(pools, "a").state == "disabled" and "403" in status(pools, "a").reason
     assert status(pools, "off").state == "disabled"
-    err = await _refused(pools.get("p"))
-    assert err.retry_after is None
+    err = await _refused(pools.get("p"), ErrorKind.UPSTREAM)  # keys the upstream refused: 502, never a 429
+    assert err.retry_after is None and err.status == 502
     await pools.close()
 
 

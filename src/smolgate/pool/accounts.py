@@ -187,8 +187,16 @@ class AccountPool:
         retry = max(0.0, recovery - now) if recovery < INF else None
         if retry is None and H.HALF_OPEN in states:
             retry = 1.0  # a probe is testing the account right now
-        return GatewayError(ErrorKind.RATE_LIMITED,
-                            f"no usable account for provider '{self.name}' ({detail})", retry_after=retry)
+        message = f"no usable account for provider '{self.name}' ({detail})"
+        # The kind says why, so clients react rightly: only a cooldown after the upstream's own 429 is a rate
+        # limit; a tripped breaker is an upstream that is down (503, retry later); accounts disabled because
+        # the upstream rejected their keys are the gateway's upstream failure (502), never a 429 that clients
+        # would retry forever.
+        if H.COOLING in states:
+            return GatewayError(ErrorKind.RATE_LIMITED, message, retry_after=retry)
+        if H.OPEN in states or H.HALF_OPEN in states or H.DISABLED not in states:
+            return GatewayError(ErrorKind.OVERLOADED, message, retry_after=retry)
+        return GatewayError(ErrorKind.UPSTREAM, message)
 
     # ---- acquire / wait -----------------------------------------------------------------------------
     async def acquire(self, *, tokens: int = 0, exclude: frozenset[str] = frozenset(),
