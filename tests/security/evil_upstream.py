@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import json
 import threading
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable
+from typing import Any, Self
 
 
 @dataclass
@@ -54,7 +55,7 @@ Script = Callable[[RawRequest, "Out"], Awaitable[bool]]
 class Out:
     """The connection's writer, counting what got through; `closed` once the peer went away."""
 
-    def __init__(self, writer: asyncio.StreamWriter, server: "EvilUpstream") -> None:
+    def __init__(self, writer: asyncio.StreamWriter, server: EvilUpstream) -> None:
         self._w, self._server = writer, server
         self.closed = False
 
@@ -94,7 +95,7 @@ class EvilUpstream:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> "EvilUpstream":
+    def start(self) -> EvilUpstream:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
         return self
@@ -115,7 +116,7 @@ class EvilUpstream:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
 
-    def __enter__(self) -> "EvilUpstream":
+    def __enter__(self) -> Self:
         return self.start()
 
     def __exit__(self, *exc: object) -> None:

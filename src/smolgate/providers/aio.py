@@ -7,7 +7,8 @@ Held to the same rules as h1: the target and headers pass the same `urls` gate, 
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import aiohttp
 from yarl import URL

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import ssl
-from typing import Mapping
+from collections.abc import Mapping
 from urllib.parse import urlsplit
 
 import httptools
@@ -192,7 +192,7 @@ class _Conn(asyncio.Protocol):
 
 
 class H1Response:
-    def __init__(self, pool: "H1Pool", conn: _Conn) -> None:
+    def __init__(self, pool: H1Pool, conn: _Conn) -> None:
         self._pool, self._conn = pool, conn
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers

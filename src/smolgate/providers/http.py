@@ -29,11 +29,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from typing import Any, AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
+from typing import Any
 from urllib.parse import urlencode
 
 import aiohttp
 import msgspec
+import orjson
 
 from ..canonical import Event, MessageStop, Request, Response, StreamError
 from ..config import ConfigError, ProviderConfig
@@ -61,6 +63,7 @@ _DRAIN_SECONDS = 0.25  # after a stream's terminal event: how long to wait for t
 _DRAIN_BYTES = 64 * 1024
 _MESSAGE_CHARS = 500  # upstream text passed to a client
 _LOG_CHARS = 4000  # upstream text kept in the server log
+_SCAN_CHARS = 64 * 1024  # of an upstream message, at most this much is looked at
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
 
 
@@ -95,7 +98,7 @@ class Scrubber:
         self._redact = Redactor(values)
 
     def text(self, text: str, limit: int = _MESSAGE_CHARS) -> str:
-        clean = " ".join(_UNSAFE_CHARS.sub(" ", self._redact(text)).split())
+        clean = " ".join(_UNSAFE_CHARS.sub(" ", self._redact(text[:_SCAN_CHARS])).split())
         return clean if len(clean) <= limit else clean[: limit - 1] + "…"
 
     def error(self, err: GatewayError, where: str, always: bool = False) -> GatewayError:
@@ -138,7 +141,7 @@ async def _read_body(resp: Any, cap: int, deadline: float, provider: str) -> byt
 
 
 class HttpAttempt(Attempt):
-    def __init__(self, provider: "HttpProvider", resp: Any, t0: float) -> None:
+    def __init__(self, provider: HttpProvider, resp: Any, t0: float) -> None:
         self._provider = provider
         self._resp = resp
         self._t0 = t0
@@ -153,31 +156,34 @@ class HttpAttempt(Attempt):
         total_at = self._t0 + t.total
         progress_at = self._t0 + t.first_byte  # until the first event; then `idle` after each event
         phase = "no first event within timeouts.first_byte"
-        pending = 0  # bytes fed since the last event: a line or frame that never ends is cut at `cap`
+        pending = 0  # bytes fed without an event since: a line or frame that never ends is cut at `cap`
         terminal = False
         try:
+            first = await self._json_body(min(progress_at, total_at))
             while not terminal:
                 try:
-                    chunk = await _read_at(self._resp, min(progress_at, total_at))
+                    chunk = first or await _read_at(self._resp, min(progress_at, total_at))
                 except _TRANSPORT_ERRORS as exc:
                     if loop.time() >= total_at:
                         phase = "the call exceeded timeouts.total"
                     raise _transport_error(exc, p.name, phase) from exc
+                first = b""
                 if not chunk:
                     break
-                pending += len(chunk)
-                if pending > cap:
-                    raise _over(p.name, "a stream line (or data without an event)")
                 try:
                     events = decoder.feed(chunk)
                 except GatewayError:
                     raise
                 except Exception as exc:
                     raise malformed(p.name, exc) from exc
-                if events:
+                if events:  # the decoder now holds at most this chunk's unfinished tail
                     pending = 0
                     progress_at = loop.time() + t.idle
                     phase = "no stream event within timeouts.idle"
+                else:
+                    pending += len(chunk)
+                    if pending > cap:
+                        raise _over(p.name, "a stream line (or data without an event)")
                 for ev in events:
                     if isinstance(ev, StreamError):
                         ev, terminal = p.scrub.event(ev), True
@@ -193,6 +199,27 @@ class HttpAttempt(Attempt):
             raise p.scrub.error(exc, "stream") from None
         finally:
             self._resp.close()  # no-op once released to the pool
+
+    async def _json_body(self, deadline: float) -> bytes:
+        """A stream request answered 2xx with a JSON body instead of a stream (Gemini does this with an error
+        object): read it whole (capped); an error object becomes the protocol's error, anything else is fed
+        to the stream decoder as it is."""
+        if not self.headers.get("content-type", "").startswith("application/json"):
+            return b""
+        p = self._provider
+        try:
+            body = await _read_body(self._resp, p.cfg.limits.max_response_bytes, deadline, p.name)
+        except (*_TRANSPORT_ERRORS, H1Error) as exc:
+            raise _transport_error(exc, p.name, "reading the response") from exc
+        try:
+            obj = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            return body
+        err = obj.get("error") if isinstance(obj, dict) else None
+        if err is None:
+            return body
+        code = err.get("code") if isinstance(err, dict) else None
+        raise p.codec.decode_error(code if isinstance(code, int) and 400 <= code < 600 else 502, body, self.headers)
 
     async def _drain(self, total_at: float) -> None:
         """After the terminal event: give the response a moment to end cleanly (then the connection can be
