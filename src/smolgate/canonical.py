@@ -130,6 +130,15 @@ class ReasoningConfig(Struct):
     hint: bool = False
 
 
+class Origin(Struct):
+    """Who sent a request: the client protocol and an opaque id of the client key (a hash, never the key).
+
+    Set by the server for the generation routes; `signatures.py` scopes stored reasoning state by it."""
+
+    protocol: str
+    owner: str = ""
+
+
 class Request(Struct):
     model: str
     messages: list[Message]
@@ -147,6 +156,7 @@ class Request(Struct):
     reasoning: ReasoningConfig | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
     extra: dict[str, Any] = msgspec.field(default_factory=dict)  # provider pass-through, never interpreted
+    origin: Origin | None = None  # set by the server, never by a decoder (signatures.py)
 
     @property
     def system_text(self) -> str:

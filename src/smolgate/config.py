@@ -140,13 +140,13 @@ class ServerConfig(Base):
     max_headers: int = 100
     max_url_bytes: int = 8 * 1024
     header_timeout: float = 10.0  # seconds for a client to send its request line and headers
-    body_timeout: float = 60.0  # seconds for a client to send its whole body
+    body_timeout: float = 60.0  # seconds for a client to send its whole body (and to resume reading our answer)
     keepalive_timeout: float = 5.0  # idle keep-alive connections close after this
     max_connections: int = 4096  # open client connections; past it new ones get a 503 and are closed
     admin_key: Secret | None = None  # for /admin/*; else $SMOLGATE_ADMIN_KEY; else admin is loopback-only
     allowed_hosts: list[str] | None = None  # Host header allow-list; None: loopback names when keyless, else any
     cors_origins: list[str] = msgspec.field(default_factory=list)  # browser origins allowed ("*" for any)
-    auth_failures: int = 10  # failed authentications per client address before it is made to wait
+    auth_failures: int = 10  # failed authentications per client address (IPv6: /64) in 5 min before it waits
     auth_backoff: float = 30.0  # the longest wait (seconds) after repeated failures
 
     def __post_init__(self) -> None:

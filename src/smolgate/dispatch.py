@@ -25,6 +25,7 @@ from .providers.base import Provider
 from .reasoning import ReasoningPolicy
 from .routing import Route, Router
 from .secret import reveal
+from .signatures import Signatures, SignatureStore
 
 log = logging.getLogger("smolgate.dispatch")
 
@@ -50,6 +51,8 @@ class Dispatcher:
                                           for t in m.targets if isinstance(t.reasoning, bool)})
         self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
         self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
+        self.signatures = Signatures({p.name: p.protocol for p in cfg.providers},
+                                     SignatureStore(redis_url=cfg.state.reveal() if cfg.state else None))
 
     # ------------------------------------------------------------------ public API
 
@@ -61,6 +64,7 @@ class Dispatcher:
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
             if req.stop and not provider.supports_stop:
                 resp = stops.apply_to_response(resp, req.stop)
+            await self.signatures.record(req, resp.content, route.provider)
             return resp
 
         req_for: dict[str, Request] = {}
@@ -74,7 +78,7 @@ class Dispatcher:
             key = reveal(lease.account.api_key)
             attempt = await self._send(lambda r: provider.open(r, route.model, key), req_for[route.provider], route)
             lease.record(status=attempt.status, headers=attempt.headers)
-            it = attempt.events().__aiter__()
+            it = self.signatures.watch(attempt.events(), req, route.provider).__aiter__()
             if req.stop and not provider.supports_stop:
                 it = stops.apply_to_stream(it, req.stop).__aiter__()
             try:
@@ -110,11 +114,13 @@ class Dispatcher:
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
 
-    def _send(self, send: Callable, req: Request, route: Route):  # type: ignore[no-untyped-def]
-        """One upstream call with per-target shaping: prompt-cache breakpoints, the reasoning policy."""
+    async def _send(self, send: Callable, req: Request, route: Route):  # type: ignore[no-untyped-def]
+        """One upstream call with per-target shaping: signed reasoning state put back, prompt-cache
+        breakpoints, the reasoning policy."""
+        req = await self.signatures.restore(req, route.provider, route.model)
         if req.model in self._auto_cache and route.provider in self._anthropic:
             req = caching.inject(req)
-        return self.reasoning.call(send, req, route.provider, route.model)
+        return await self.reasoning.call(send, req, route.provider, route.model)
 
     # ------------------------------------------------------------------ the loop
 

@@ -82,7 +82,9 @@ class Router:
         if alias in seen:  # fallback cycles are legal in config; each alias is visited once
             return
         seen.add(alias)
-        m = self._aliases[alias]
+        m = self._aliases.get(alias)
+        if m is None:  # (parse_config refuses unknown fallbacks; a Config built in code may not)
+            return
         for t in m.targets:
             r = Route(t.provider, t.model)
             if r not in out:

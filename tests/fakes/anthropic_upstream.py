@@ -7,7 +7,9 @@ with `content: []`, `ping`, sequential block indices, cumulative usage in `messa
 Auth like the real service: `x-api-key: <key>` or `Authorization: Bearer <key>`; 401 otherwise.
 Like the real service it requires the `anthropic-version` header and `max_tokens`, refuses unknown top-level
 fields ("Extra inputs are not permitted"), more than 4 `cache_control` markers, thinking on a model whose
-name contains "nothink", and a `clear_thinking` context edit without thinking. It simulates prompt caching: each marker's prefix (tools → system → messages) is
+name contains "nothink", a `clear_thinking` context edit without thinking, and tool loops that lost their signed
+thinking (thinking_rules.py); with thinking on, a reply opens with a signed thinking block. It simulates
+prompt caching: each marker's prefix (tools → system → messages) is
 remembered; a later request whose marked prefix was seen reads it (`cache_read_input_tokens`), the rest up to
 its last marker is written (`cache_creation_input_tokens`); `input_tokens` counts only the remainder.
 """
@@ -24,6 +26,7 @@ from aiohttp import web
 
 from .harness import FakeUpstream
 from .script import Plan, View, plan
+from .thinking_rules import Signer, anthropic_thinking_rule
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -104,6 +107,7 @@ class AnthropicUpstream(FakeUpstream):
         self.api_key = api_key
         self.cached_prefixes: set[str] = set()
         self.usages: list[dict[str, int]] = []  # the usage each /v1/messages reply reported, in order
+        self.signer = Signer()  # thinking signatures it issues and checks (thinking_rules.py)
 
     def reset(self) -> None:
         super().reset()
@@ -157,6 +161,8 @@ class AnthropicUpstream(FakeUpstream):
             return None, self._error(
                 400, "messages: roles must alternate between user and assistant, starting with user"
             )
+        if (unsigned := anthropic_thinking_rule(body, self.signer)) is not None:
+            return None, self._error(400, unsigned)
         return body, None
 
     # ---------------------------------------------------------------- handlers
@@ -197,20 +203,15 @@ class AnthropicUpstream(FakeUpstream):
         model = body.get("model", "")
         usage = self._usage(body, p)
         self.usages.append(usage)
+        thinking = self._thinking(body)
         if body.get("stream"):
-            return await self.write_stream(request, self._frames(p, msg_id, model, usage), "text/event-stream")
-        content: list[dict[str, Any]] = []
+            return await self.write_stream(request, self._frames(p, msg_id, model, usage, thinking),
+                                           "text/event-stream")
+        content: list[dict[str, Any]] = [thinking] if thinking else []
         if p.text:
             content.append({"type": "text", "text": p.text})
-        if p.tool_call:
-            content.append(
-                {
-                    "type": "tool_use",
-                    "id": "toolu_" + secrets.token_hex(8),
-                    "name": p.tool_call[0],
-                    "input": p.tool_call[1],
-                }
-            )
+        for name, args in p.calls:
+            content.append({"type": "tool_use", "id": "toolu_" + secrets.token_hex(8), "name": name, "input": args})
         return web.json_response(
             {
                 "id": msg_id,
@@ -245,7 +246,15 @@ class AnthropicUpstream(FakeUpstream):
         return {"input_tokens": words - last, "cache_creation_input_tokens": last - read,
                 "cache_read_input_tokens": read}
 
-    def _frames(self, p: Plan, msg_id: str, model: str, usage: dict[str, int]) -> list[tuple[float, bytes]]:
+    def _thinking(self, body: dict[str, Any]) -> dict[str, Any] | None:
+        """With thinking on, a reply opens with a signed thinking block (its text unique to the reply)."""
+        if (body.get("thinking") or {}).get("type") not in ("enabled", "adaptive"):
+            return None
+        text = f"Thinking it over ({secrets.token_hex(4)})."
+        return {"type": "thinking", "thinking": text, "signature": self.signer.sign(text)}
+
+    def _frames(self, p: Plan, msg_id: str, model: str, usage: dict[str, int],
+                thinking: dict[str, Any] | None = None) -> list[tuple[float, bytes]]:
         frames: list[tuple[float, bytes]] = [
             (
                 0.0,
@@ -269,6 +278,16 @@ class AnthropicUpstream(FakeUpstream):
             (0.0, _sse("ping", {"type": "ping"})),
         ]
         index = 0
+        if thinking is not None:
+            start = {**thinking, "thinking": "", "signature": ""}
+            frames += [(0.0, _sse("content_block_start", {"type": "content_block_start", "index": 0,
+                                                          "content_block": start})),
+                       (0.0, _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                           "type": "thinking_delta", "thinking": thinking["thinking"]}})),
+                       (0.0, _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
+                           "type": "signature_delta", "signature": thinking["signature"]}})),
+                       (0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": 0}))]
+            index = 1
         if p.chunks:
             frames.append(
                 (
@@ -310,8 +329,7 @@ class AnthropicUpstream(FakeUpstream):
                 return frames
             frames.append((0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": index})))
             index += 1
-        if p.tool_call:
-            name, args = p.tool_call
+        for name, args in p.calls:
             frames.append(
                 (
                     0.0,
@@ -346,6 +364,7 @@ class AnthropicUpstream(FakeUpstream):
                     )
                 )
             frames.append((0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": index})))
+            index += 1
         frames.append(
             (
                 0.0,

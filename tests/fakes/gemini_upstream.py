@@ -5,7 +5,8 @@ Routes, under both `/v1beta` and `/v1`: `POST models/{model}:generateContent`,
 Auth like the real service: `x-goog-api-key` header or `?key=`; a missing key is 403 PERMISSION_DENIED,
 a wrong one 400 INVALID_ARGUMENT with ErrorInfo reason API_KEY_INVALID. Like the API it refuses a
 thinkingConfig that asks for thinking on a model that cannot think (name contains "nothink" or "2.0") and
-thinkingBudget 0 on a model that only thinks (name contains "pro").
+thinkingBudget 0 on a model that only thinks (name contains "pro"); a "gemini-3" model signs its function
+calls and refuses a history that lost the signatures (thinking_rules.py).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from .harness import FakeUpstream
 from .script import Plan, View, plan
+from .thinking_rules import Signer, call_text, gemini_signature_rule
 
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -75,6 +77,7 @@ class GeminiUpstream(FakeUpstream):
         super().__init__()
         self.api_key = api_key
         self.model_version = model_version
+        self.signer = Signer()  # thoughtSignatures a "gemini-3" model issues and checks (thinking_rules.py)
 
     def routes(self, app: web.Application) -> None:
         for prefix in ("/v1beta", "/v1"):
@@ -131,6 +134,10 @@ class GeminiUpstream(FakeUpstream):
                 return web.json_response(error_body(
                     400, "Budget 0 is invalid. This model only works in thinking mode."), status=400)
         inner = g(body, "generateContentRequest")
+        unsigned = gemini_signature_rule(model, g(inner if isinstance(inner, dict) else body, "contents") or [],
+                                         self.signer)
+        if unsigned is not None:
+            return web.json_response(error_body(400, unsigned), status=400)
         p = plan(view_of(inner if isinstance(inner, dict) else body))
         if method == "countTokens":
             return web.json_response({"totalTokens": p.input_tokens})
@@ -140,8 +147,9 @@ class GeminiUpstream(FakeUpstream):
                                      status=p.fail_status, headers=headers)
         finish = FINISH.get(p.stop_reason, "STOP")
         if p.tool_call is not None:
-            name, args = p.tool_call
-            chunks = [[{"functionCall": {"name": name, "args": args}}]]
+            chunks = [[{"functionCall": {"name": name, "args": args}} for name, args in p.calls]]
+            if "gemini-3" in model:  # like Gemini 3: a signature on the first call of the response only
+                chunks[0][0]["thoughtSignature"] = self.signer.sign(call_text(chunks[0][0]["functionCall"]))
         else:
             chunks = [[{"text": c}] for c in p.chunks] or [[{"text": ""}]]
         if method == "generateContent":

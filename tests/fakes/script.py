@@ -8,6 +8,7 @@ Magic words in the last user text drive behaviour:
   FAIL_MIDSTREAM       stream two chunks, then the protocol's in-stream error
   SLOW                 0.25 s between chunks (incremental-streaming and disconnect tests)
   weather (with tools) call the first tool with {"city": "Paris"}
+  PARALLEL             (with weather) call it twice in one turn: Paris, then Tokyo
   AGENT_WRITE <path>   (with tools) act like a coding agent's model: call the client's own file-writing tool
                        (a tool whose schema has a path and a content property) to write AGENT_TEXT to <path>,
                        else its shell tool (a `command` property, string or argv array); after the tool
@@ -43,6 +44,7 @@ class View:
 class Plan:
     chunks: list[str] = field(default_factory=list)
     tool_call: tuple[str, dict] | None = None
+    more_calls: list[tuple[str, dict]] = field(default_factory=list)  # parallel calls after tool_call
     stop_reason: str = "end_turn"  # end_turn | max_tokens | stop_sequence | tool_use
     stop_sequence: str | None = None
     input_tokens: int = 0
@@ -54,6 +56,10 @@ class Plan:
     @property
     def text(self) -> str:
         return "".join(self.chunks)
+
+    @property
+    def calls(self) -> list[tuple[str, dict]]:
+        return [self.tool_call, *self.more_calls] if self.tool_call else []
 
 
 def count_words(text: str) -> int:
@@ -77,6 +83,8 @@ def plan(view: View) -> Plan:
         reply = f"The tool said: {view.tool_result}"
     elif view.tool_names and "weather" in last.lower():
         p.tool_call = (view.tool_names[0], {"city": "Paris"})
+        if "PARALLEL" in last:
+            p.more_calls = [(view.tool_names[0], {"city": "Tokyo"})]
         p.stop_reason = "tool_use"
         p.output_tokens = 5
         return p

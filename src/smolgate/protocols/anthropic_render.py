@@ -157,6 +157,15 @@ def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[
     return th, max_tokens
 
 
+def thinking_enabled(req: Request) -> bool:
+    """Whether an upstream body for `req` switches thinking on (signatures.py: then the last tool-use turn
+    must open with its signed thinking block)."""
+    thinking, _ = _upstream_thinking(req, req.max_tokens or DEFAULT_MAX_TOKENS, req.max_tokens is None)
+    tc = req.tool_choice
+    forced = bool(req.tools) and tc is not None and tc.mode in ("required", "tool")
+    return thinking is not None and thinking.get("type") in ("enabled", "adaptive") and not forced
+
+
 def _system_messages(req: Request) -> tuple[dict[int, list[dict[str, Any]]], set[int]]:
     """An Anthropic client's mid-conversation system messages, put back in place: position → content, and
     the indices of `req.system` they came from."""

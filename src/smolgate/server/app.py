@@ -13,12 +13,13 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..canonical import Request, StreamError
+from ..canonical import Origin, Request, StreamError
 from ..config import Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
 from ..protocols import codec
 from ..protocols.base import Codec, ErrorReply, ModelInfo, RequestContext
+from ..signatures import owner_id
 from .access import Access
 from .asgi import (
     ClientGone,
@@ -32,7 +33,7 @@ from .asgi import (
     unread_body_is_large,
     with_headers,
 )
-from .auth import Authenticator
+from .auth import Authenticator, presented_key
 from .runtime import Runtime
 
 log = logging.getLogger("smolgate.server")
@@ -168,6 +169,9 @@ class Gateway:
         ctx = RequestContext(params, req.query, req.headers)
         canon = c.decode_request(req.body, ctx)
         self.runtime.router.check_name(canon.model)
+        # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
+        key = presented_key(req.headers, req.query if c.name == "gemini" else _NO_QUERY)
+        canon.origin = Origin(protocol=c.name, owner=owner_id(key))
         if not canon.stream:
             resp = await self.dispatcher.complete(canon)
             await send_body(send, 200, c.encode_response(resp, canon))
