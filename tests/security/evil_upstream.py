@@ -134,8 +134,8 @@ class EvilUpstream:
                 self.requests.append(req)
                 if not await self.script(req, out):
                     break
-        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
-            pass
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError, asyncio.CancelledError):
+            pass  # (cancelled: the server is stopping)
         finally:
             if out.closed:
                 self.peer_closed += 1

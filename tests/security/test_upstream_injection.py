@@ -159,6 +159,17 @@ def test_a_body_read_until_close_is_never_reused():
         assert up.connections == 2
 
 
+def test_informational_responses_before_the_answer_are_skipped():
+    async def script(req: RawRequest, out: Out) -> bool:
+        early = b"HTTP/1.1 103 Early Hints\r\nlink: </x>\r\n\r\nHTTP/1.1 100 Continue\r\n\r\n"
+        return await out.send(early + response(b"answer-to-" + req.body))
+
+    with EvilUpstream(script) as up:
+        bodies, statuses = _two_posts(up.url)
+        assert bodies == [b"answer-to-request-0", b"answer-to-request-1"] and statuses == [200, 200]
+        assert up.connections == 1
+
+
 def test_keep_alive_still_reuses_a_clean_connection():
     async def script(req: RawRequest, out: Out) -> bool:
         return await out.send(response(b"answer-to-" + req.body))

@@ -132,3 +132,17 @@ def test_huge_or_too_many_response_headers_are_a_502(transport, shape):
             assert "limits" in r.json()["error"]["message"]
     if shape == "one-huge-header":
         _assert_stopped_early(up)
+
+
+def test_endless_trailers_after_the_body_are_capped():
+    """After the last chunk come trailer fields; one that never ends grows the parser like a header would."""
+    async def script(req: RawRequest, out: Out) -> bool:
+        body = b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}'
+        head = chunked_head(content_type="application/json") + chunk(body) + b"0\r\nx-trailer: "
+        return await _endless(out, head, PIECE, False)
+
+    with EvilUpstream(script) as up, _gateway("openai", up.url, "h1") as gw:
+        r = _post(gw, stream=False)
+        assert r.status_code == 502, r.text
+        assert "limits" in r.json()["error"]["message"]
+    _assert_stopped_early(up)

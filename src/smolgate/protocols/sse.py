@@ -23,9 +23,9 @@ class SSEParser:
 
     A line split across many feeds is kept as a list of pieces and joined once, when its end arrives, so a
     long line (a large inline image) costs linear, not quadratic, time. How long a line may grow is the
-    caller's cap (providers/http.py counts the bytes fed since the last event)."""
+    caller's cap (providers/http.py counts the bytes fed without an event)."""
 
-    __slots__ = ("_parts", "_event", "_data")
+    __slots__ = ("_data", "_event", "_parts")
 
     def __init__(self) -> None:
         self._parts: list[bytes] = []  # the unfinished last line
@@ -65,8 +65,7 @@ class SSEParser:
         if line.startswith(":"):
             return
         name, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
+        value = value.removeprefix(" ")
         if name == "data":
             self._data.append(value)
         elif name == "event":

@@ -24,10 +24,6 @@ class AiohttpResponse:
     def __init__(self, resp: aiohttp.ClientResponse) -> None:
         self._resp, self.status, self.headers = resp, resp.status, resp.headers
 
-    @property
-    def complete(self) -> bool:
-        return self._resp.content.at_eof()
-
     async def read_chunk(self) -> bytes:
         chunk = await self._resp.content.readany()
         if not chunk:

@@ -59,7 +59,10 @@ class _Conn(asyncio.Protocol):
         self._nheaders = 0
         self._lengths = 0  # Content-Length headers seen
         self._began = False
+        self._informational = False  # inside a 1xx response
         self._framed = False  # exactly one Content-Length, or chunked, or a status without a body
+        self._got_body = False
+        self._idle_bytes = 0  # bytes received after the headers that brought no body
         self.in_head = True
         self.complete = False  # the whole response has been parsed
         self.keep_alive = False
@@ -90,6 +93,12 @@ class _Conn(asyncio.Protocol):
             if self._head_bytes > self.max_header_bytes:
                 self._fail(H1LimitError(f"response headers larger than {self.max_header_bytes} bytes"))
                 self._abandon()
+        elif not self.complete:  # bytes that bring no body (trailers, chunk extensions) are capped the same
+            self._idle_bytes = 0 if self._got_body else self._idle_bytes + len(data)
+            self._got_body = False
+            if self._idle_bytes > self.max_header_bytes:
+                self._fail(H1LimitError(f"more than {self.max_header_bytes} bytes of framing without a body"))
+                self._abandon()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -115,8 +124,11 @@ class _Conn(asyncio.Protocol):
         self.headers[key] = value.decode("latin-1")
 
     def on_headers_complete(self) -> None:
-        self.in_head = False
         self.status = self.parser.get_status_code()
+        if 100 <= self.status < 200 and self.status != 101:
+            self._informational = True  # 100/102/103: the real response follows (its head bytes count on)
+            return
+        self.in_head = False
         chunked = "chunked" in self.headers.get("transfer-encoding", "").lower()
         self._framed = (chunked != (self._lengths == 1) and self._lengths <= 1) or self.status in _BODYLESS
         # llhttp forgets keep-alive once the message completes; a body read until close is never reusable
@@ -125,6 +137,7 @@ class _Conn(asyncio.Protocol):
             self._headers_done.set_result(None)
 
     def on_body(self, body: bytes) -> None:
+        self._got_body = True
         self._body.append(body)
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused:
@@ -133,6 +146,10 @@ class _Conn(asyncio.Protocol):
         self._notify()
 
     def on_message_complete(self) -> None:
+        if self._informational:
+            self._informational = self._began = False
+            self.headers, self._nheaders, self._lengths = {}, 0, 0
+            return
         self.complete = True
         self._notify()
 
@@ -160,8 +177,8 @@ class _Conn(asyncio.Protocol):
         self.parser = httptools.HttpResponseParser(self)
         self.status, self.headers, self.complete, self.error, self.keep_alive = 0, {}, False, None, False
         self._body.clear()
-        self._buffered = self._head_bytes = self._nheaders = self._lengths = 0
-        self._began = self._framed = False
+        self._buffered = self._head_bytes = self._nheaders = self._lengths = self._idle_bytes = 0
+        self._began = self._framed = self._informational = self._got_body = False
         self.in_head = True
 
     async def send(self, head: bytes, body: bytes) -> None:
@@ -197,11 +214,6 @@ class H1Response:
         self.status = conn.status
         self.headers: Mapping[str, str] = conn.headers
         self._done = False
-
-    @property
-    def complete(self) -> bool:
-        """The whole response has arrived (nothing more to wait for)."""
-        return self._conn.complete
 
     async def read_chunk(self) -> bytes:
         chunk = await self._conn.read()

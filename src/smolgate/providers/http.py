@@ -1,7 +1,7 @@
 """One HTTP transport for every remote protocol, with pooled keep-alive connections.
 
 Two interchangeable backends behind one tiny interface (`post` → response with `status`, `headers`,
-`complete`, `read_chunk`, `release`, `close`): our own HTTP/1.1 client (`h1`, the default — the fastest in
+`read_chunk`, `release`, `close`): our own HTTP/1.1 client (`h1`, the default — the fastest in
 bench/gateway.py) and aiohttp (`transport: aiohttp`, aio.py). Every failure becomes a GatewayError here, at
 one boundary, and every upstream-written message is scrubbed before it can reach a client (see `Scrubber`).
 
@@ -131,13 +131,16 @@ async def _read_body(resp: Any, cap: int, deadline: float, provider: str) -> byt
         resp.close()
         raise _over(provider, "a response body")
     parts, size = [], 0
-    while chunk := await _read_at(resp, deadline):
-        size += len(chunk)
-        if size > cap:
-            resp.close()
-            raise _over(provider, "a response body")
-        parts.append(chunk)
-    return b"".join(parts)
+    if asyncio.get_running_loop().time() >= deadline:
+        raise TimeoutError
+    async with asyncio.timeout_at(deadline):  # one timer for the whole body
+        while chunk := await resp.read_chunk():
+            size += len(chunk)
+            if size > cap:
+                resp.close()
+                raise _over(provider, "a response body")
+            parts.append(chunk)
+    return parts[0] if len(parts) == 1 else b"".join(parts)
 
 
 class HttpAttempt(Attempt):
