@@ -26,6 +26,7 @@ from aiohttp import web
 
 from .harness import FakeUpstream
 from .script import Plan, View, plan
+from .tool_rules import anthropic_tool_pairing
 from .thinking_rules import Signer, anthropic_thinking_rule
 
 ERROR_TYPES = {
@@ -161,6 +162,8 @@ class AnthropicUpstream(FakeUpstream):
             return None, self._error(
                 400, "messages: roles must alternate between user and assistant, starting with user"
             )
+        if (unpaired := anthropic_tool_pairing(body["messages"])) is not None:
+            return None, self._error(400, unpaired)
         if (unsigned := anthropic_thinking_rule(body, self.signer)) is not None:
             return None, self._error(400, unsigned)
         return body, None

@@ -19,6 +19,7 @@ from aiohttp import web
 from .harness import FakeUpstream
 from .script import Plan, View, plan
 from .thinking_rules import Signer, call_text, gemini_signature_rule
+from .tool_rules import gemini_tool_pairing
 
 STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
           429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
@@ -134,6 +135,9 @@ class GeminiUpstream(FakeUpstream):
                 return web.json_response(error_body(
                     400, "Budget 0 is invalid. This model only works in thinking mode."), status=400)
         inner = g(body, "generateContentRequest")
+        unpaired = gemini_tool_pairing(g(inner if isinstance(inner, dict) else body, "contents") or [])
+        if unpaired is not None:
+            return web.json_response(error_body(400, unpaired), status=400)
         unsigned = gemini_signature_rule(model, g(inner if isinstance(inner, dict) else body, "contents") or [],
                                          self.signer)
         if unsigned is not None:
