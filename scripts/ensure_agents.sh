@@ -16,7 +16,9 @@ if ! command -v npm >/dev/null 2>&1; then
 fi
 mkdir -p .agents
 stamp=".agents/.stamp-$(printf '%s\n' "${PKGS[@]}" | sha1sum | cut -c1-12)"
-if [ ! -f "$stamp" ] || [ ! -x .agents/node_modules/.bin/claude ]; then
+missing=0
+for bin in claude codex gemini opencode; do [ -x ".agents/node_modules/.bin/$bin" ] || missing=1; done
+if [ ! -f "$stamp" ] || [ "$missing" = 1 ]; then
   [ -f .agents/package.json ] || echo '{"name":"smolgate-agents","private":true}' > .agents/package.json
   (cd .agents && npm install --no-audit --no-fund --loglevel=error "${PKGS[@]}")
   rm -f .agents/.stamp-*
