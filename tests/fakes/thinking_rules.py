@@ -33,7 +33,14 @@ class Signer:
         return base64.b64encode(b"\x12" + mac).decode()  # shaped like a real one: opaque base64
 
     def valid(self, text: str, signature: Any) -> bool:
-        return isinstance(signature, str) and hmac.compare_digest(signature, self.sign(text))
+        """Compared as bytes: google-genai keeps thought_signature as bytes and sends it back url-safe encoded."""
+        if not isinstance(signature, str):
+            return False
+        try:
+            got = base64.b64decode(signature.replace("-", "+").replace("_", "/") + "=" * (-len(signature) % 4))
+        except ValueError:
+            return False
+        return hmac.compare_digest(got, base64.b64decode(self.sign(text)))
 
 
 def call_text(fc: dict[str, Any]) -> str:

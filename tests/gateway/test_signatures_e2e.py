@@ -174,9 +174,10 @@ def ollama_loop(url: str, key: str, model: str, stream: bool, think: bool) -> st
 
 
 LOOPS = {"openai": openai_loop, "anthropic": anthropic_loop, "gemini": gemini_loop, "ollama": ollama_loop}
-# every client protocol × upstream whose state the client's protocol cannot carry
+# every client protocol × upstream whose state the client's protocol cannot carry; then the two clients that
+# carry it themselves (the gateway must leave their own state as it is)
 CASES = [("openai", "g3"), ("openai", "claude"), ("anthropic", "g3"), ("gemini", "claude"),
-         ("ollama", "g3"), ("ollama", "claude")]
+         ("ollama", "g3"), ("ollama", "claude"), ("anthropic", "claude"), ("gemini", "g3")]
 
 
 def generations(fake: Any, since: int) -> list[Any]:
@@ -202,7 +203,7 @@ def assert_restored(kind: str, body: dict[str, Any]) -> None:
 def test_tool_loop_keeps_signed_reasoning(gw, fakes, client, model, stream):
     kind = MODELS[model]
     since = len(fakes[kind].requests)
-    text = LOOPS[client](gw.url, KEY_A, model, stream, think=kind == "anthropic")
+    text = LOOPS[client](gw.url, KEY_A, model, stream, think=kind == "anthropic" or client == "gemini")
     assert text.startswith("The tool said:"), text
     reqs = generations(fakes[kind], since)
     assert len(reqs) == 2  # one per turn: nothing was refused and retried
