@@ -1,11 +1,11 @@
 """Ollama native API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/version`) ↔ canonical.
 
-NDJSON streaming (`stream` defaults to true), tool-call arguments as objects without ids, bare base64
+NDJSON streaming (`stream` defaults to true), tool-call arguments as objects (with `id` and `function.index`, as current Ollama), bare base64
 images, sampling under `options`, errors as `{"error": "string"}`. The upstream side always speaks
 `/api/chat` on the root base URL with `stream` explicit.
 
 Lossy:
-- Tool calls carry no ids: decoding generates stable ids `call_<n>` (n = position of the call in the conversation); tool messages are matched to the preceding calls by tool_name, else by order; ids are not sent to clients or upstreams.
+- Older clients send tool calls without ids: decoding then generates stable ids `call_<n>` (n = position of the call in the conversation) and matches tool messages to the preceding calls by `tool_call_id`, else tool_name, else order. Ids are sent to clients and upstreams (`id`, `function.index` counting the response's calls, `tool_call_id` on results).
 - Images are bare base64 (media type sniffed from magic bytes) and are placed before the message text; image URLs and video cannot be sent to an Ollama upstream (400).
 - Tool results are text only: images inside a tool result move to the `images` of a user message right after the tool messages.
 - Multiple text blocks of one message are joined with a newline; reasoning signatures and redacted reasoning are dropped (`thinking` is plain text).
