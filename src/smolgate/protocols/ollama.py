@@ -1,8 +1,8 @@
 """Ollama native API (`/api/chat`, `/api/generate`, `/api/tags`, `/api/show`, `/api/version`) ↔ canonical.
 
-NDJSON streaming (`stream` defaults to true), tool-call arguments as objects (with `id` and `function.index`, as current Ollama), bare base64
-images, sampling under `options`, errors as `{"error": "string"}`. The upstream side always speaks
-`/api/chat` on the root base URL with `stream` explicit.
+NDJSON streaming (`stream` defaults to true), tool calls with `id`, `function.index` and arguments as objects
+(as current Ollama), bare base64 images, sampling under `options`, errors as `{"error": "string"}`. The
+upstream side always speaks `/api/chat` on the root base URL with `stream` explicit.
 
 Lossy:
 - Older clients send tool calls without ids: decoding then generates stable ids `call_<n>` (n = position of the call in the conversation) and matches tool messages to the preceding calls by `tool_call_id`, else tool_name, else order. Ids are sent to clients and upstreams (`id`, `function.index` counting the response's calls, `tool_call_id` on results).
