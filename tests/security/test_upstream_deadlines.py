@@ -81,13 +81,14 @@ def test_dripped_response_headers_are_cut_at_first_byte(transport):
         assert r.status_code == 504 and time.monotonic() - t0 < 6
 
 
-def test_idle_counts_events_not_bytes():
+@pytest.mark.parametrize("transport", ["h1", "aiohttp"])
+def test_idle_counts_events_not_bytes(transport):
     """After the first event, SSE comments every 0.2 s are not progress: `idle` ends the stream."""
     async def script(req: RawRequest, out: Out) -> bool:
         await out.send(chunked_head() + chunk(openai_chunk("first words")))
         return await _drip(out, b": keep-alive\n\n", 0.2)
 
-    with EvilUpstream(script) as up, _gateway("openai", up.url, "first_byte: 5, idle: 1, total: 20") as gw:
+    with EvilUpstream(script) as up, _gateway("openai", up.url, "first_byte: 5, idle: 1, total: 20", transport) as gw:
         status, raw, took = _stream(gw)
     assert status == 200 and "first words" in raw
     errors = _errors(raw)
@@ -118,8 +119,9 @@ def test_total_cuts_an_endless_stream_and_frees_the_account():
 
 
 @pytest.mark.parametrize("ending", ["held-open", "dropped"])
-@pytest.mark.parametrize("protocol", ["openai", "anthropic", "gemini", "ollama"])
-def test_a_stream_is_complete_at_its_terminal_event(protocol, ending):
+@pytest.mark.parametrize(("protocol", "transport"), [("openai", "h1"), ("anthropic", "h1"), ("gemini", "h1"),
+                                                     ("ollama", "h1"), ("openai", "aiohttp"), ("gemini", "aiohttp")])
+def test_a_stream_is_complete_at_its_terminal_event(protocol, transport, ending):
     """The terminal event arrived; then the chunked body never ends (held open), or the connection drops
     without its last chunk. The client's answer is complete, with no error, and the connection is not reused."""
     async def script(req: RawRequest, out: Out) -> bool:
@@ -129,7 +131,7 @@ def test_a_stream_is_complete_at_its_terminal_event(protocol, ending):
             await asyncio.sleep(FOREVER)
         return False
 
-    with EvilUpstream(script) as up, _gateway(protocol, up.url, "first_byte: 5, idle: 4, total: 20") as gw:
+    with EvilUpstream(script) as up, _gateway(protocol, up.url, "first_byte: 5, idle: 4, total: 20", transport) as gw:
         for _ in range(2):
             status, raw, took = _stream(gw)
             assert status == 200 and "whole answer" in raw

@@ -173,3 +173,23 @@ def test_an_invalid_key_answer_disables_the_account(protocol):
                 "model": "m", "messages": [{"role": "user", "content": "hi"}]})
             assert r.status_code == 200, r.text
     assert [_key_of(q) for q in up.requests].count(BAD) == 1  # tried once, then disabled like a 401
+
+
+@pytest.mark.parametrize("headers", [{"retry-after": "inf"}, {"retry-after": "nan"}, {"retry-after": "1e300"},
+                                     {"retry-after-ms": "inf"}, {"x-ratelimit-remaining-requests": "inf"},
+                                     {"x-ratelimit-remaining-tokens": "nan"}])
+@pytest.mark.parametrize("status", [200, 429])
+def test_upstream_numbers_that_are_not_numbers_are_ignored(status, headers):
+    """Rate-limit headers are the upstream's text: `inf`, `nan` or 1e300 must not become a 500 or a header
+    with three hundred digits."""
+    from tests.security.evil_upstream import openai_answer
+
+    async def script(req: RawRequest, out: Out) -> bool:
+        body = openai_answer("fine") if status == 200 else error_body("openai", 429, "slow down")
+        return await out.send(json_response(body, status, headers))
+
+    with EvilUpstream(script) as up, GatewayServer(_config("openai", up.url)) as gw:
+        r = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
+            "model": "m", "messages": [{"role": "user", "content": "hi"}]})
+    assert r.status_code == status, r.text
+    assert len(r.headers.get("retry-after", "")) <= 6

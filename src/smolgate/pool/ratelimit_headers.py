@@ -14,6 +14,7 @@ All reset times are returned as absolute epoch seconds so they can be shared acr
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -87,9 +88,11 @@ def parse_retry_after(text: str, now: float) -> float | None:
     """Retry-After: delta seconds or an HTTP date → seconds from now (never negative)."""
     text = text.strip()
     try:
-        return max(0.0, float(text))
+        value = float(text)
     except ValueError:
         pass
+    else:
+        return max(0.0, value) if math.isfinite(value) else None  # an upstream's "inf"/"nan" is no hint
     try:
         return max(0.0, parsedate_to_datetime(text).timestamp() - now)
     except (TypeError, ValueError, IndexError):
@@ -101,7 +104,7 @@ def _int(text: str | None) -> int | None:
         return None
     try:
         return int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):  # not a number, or "inf"/"nan" from an upstream
         return None
 
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -64,6 +65,7 @@ _DRAIN_BYTES = 64 * 1024
 _MESSAGE_CHARS = 500  # upstream text passed to a client
 _LOG_CHARS = 4000  # upstream text kept in the server log
 _SCAN_CHARS = 64 * 1024  # of an upstream message, at most this much is looked at
+_MAX_RETRY_AFTER = 86400.0  # seconds: an upstream's retry hint passed on is clamped to a day
 _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-\u2069\ufeff]+")
 
 
@@ -109,6 +111,9 @@ class Scrubber:
         err.args = (clean,)
         if err.param is not None:
             err.param = self.text(err.param, 100)
+        if err.retry_after is not None:  # an upstream's number: `inf` or `nan` must not reach a client's header
+            ra = err.retry_after
+            err.retry_after = min(max(ra, 0.0), _MAX_RETRY_AFTER) if math.isfinite(ra) else None
         return err
 
     def event(self, ev: StreamError) -> StreamError:
