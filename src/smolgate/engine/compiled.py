@@ -43,6 +43,7 @@ from typing import Any
 import torch
 import torch.fx.experimental._config
 
+from . import inductor
 from .model import vision
 from .model.linear import FEW_ROWS, Linear
 from .model.smolvlm import SmolVLM
@@ -91,7 +92,8 @@ def warm_up_vision(model: SmolVLM) -> None:
 def _compile(fn: Callable[..., Any], *, dynamic: bool, guard_filter: Callable[[list[Any]], list[bool]]) -> Any:
     """torch.compile with this model's own graphs (isolate_recompiles, missing from torch's typing stubs)."""
     compile_: Any = torch.compile
-    return compile_(fn, dynamic=dynamic, options={"guard_filter_fn": guard_filter}, isolate_recompiles=True)
+    options = inductor.options(guard_filter_fn=guard_filter)  # the vector width pinned (see inductor.py)
+    return compile_(fn, dynamic=dynamic, options=options, isolate_recompiles=True)
 
 
 # guard kinds that state a fact about a module object, not about a tensor: fixed once the model is loaded

@@ -10,7 +10,8 @@
   Layers with <= 256 outputs (a slow oneDNN path, see ONEDNN_MIN_OUT), and CPUs without oneDNN, run weight-only.
 - int4: asymmetric groups of 32 along K (the CPU kernel takes a zero point per group at no extra cost, and
   asymmetric uses all 16 levels on skewed groups); decode runs `torch._weight_int4pack_mm_for_cpu`. A layer the
-  kernel cannot take (N % 64, K % group) falls back to int8.
+  kernel cannot take (N % 64, K % group), or any layer on a CPU whose int4 packing dequant.py cannot unpack
+  (ATen packs per vector width; AVX-512, AVX2 and plain C++ are known), falls back to int8.
 - lm_head is int8 in both modes: it is 5-20% of the weights read per token (large vocab), and llama.cpp's Q4_K_M
   likewise keeps the output layer at higher precision. Norms and the patch conv stay in the model dtype (tiny).
 - The token embedding table is int8 in every quantized mode (QuantEmbedding, one scale per token row): a lookup
@@ -145,8 +146,13 @@ Packed = PackedInt8 | PackedInt4
 
 
 def int4_supported(out_features: int, in_features: int, group_size: int = GROUP_SIZE) -> bool:
-    """Whether the CPU int4 kernel (and our unpacking for the dense path) takes this shape."""
-    return group_size in (32, 64, 128, 256) and in_features % group_size == 0 and out_features % dequant.BLOCK_N == 0
+    """Whether the CPU int4 kernel (and our unpacking for the dense path) takes this shape on this CPU."""
+    return (
+        group_size in (32, 64, 128, 256)
+        and in_features % group_size == 0
+        and out_features % dequant.BLOCK_N == 0
+        and dequant.int4_layout() is not None
+    )
 
 
 def _quantize_int8(w: torch.Tensor) -> PackedInt8:

@@ -1,0 +1,31 @@
+"""The options every engine `torch.compile` passes: inductor's vector width pinned to the one it uses here.
+
+Inductor writes C++ for the vector ISA it picks at run time (AVX-512: 16 floats a vector, AVX2: 8; the choice
+follows the CPU and ATEN_CPU_CAPABILITY). Its on-disk FX graph cache keys a graph on the inductor config but
+not on that ISA (torch 2.13), so a cache filled on an AVX-512 machine (or in a process without
+ATEN_CPU_CAPABILITY=avx2) hands 16-lane source to an AVX2 build: measured, a compiled bf16 GEMV then returned
+NaN and 1e38 values. With `cpp.simdlen` set to the picked ISA's width the width is part of the config, so each
+ISA gets its own cache entries; the ISA picked is the same one inductor picks without it.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+
+@functools.cache
+def _simdlen() -> int | None:
+    try:
+        from torch._inductor.cpu_vec_isa import pick_vec_isa
+
+        bits = int(pick_vec_isa().bit_width())
+    except Exception:  # noqa: BLE001 - no usable ISA (or a torch without this module): inductor's own default
+        return None
+    return bits or None
+
+
+def options(**extra: Any) -> dict[str, Any]:
+    """`options=` for torch.compile: `extra` plus the vector width inductor uses on this CPU."""
+    simdlen = _simdlen()
+    return {**extra, "cpp.simdlen": simdlen} if simdlen else dict(extra)
