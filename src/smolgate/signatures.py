@@ -16,8 +16,9 @@ looked up by the call's name and canonical arguments instead (the latest turn wi
 What is put back, only toward the provider kind that made it, and only for the current turn (the
 assistant tool-call messages after the last user message that is not only tool results):
 - Anthropic with thinking on: the turn's signed `thinking` / `redacted_thinking` blocks, first in the
-  assistant message, exactly as they came. When the last tool-use turn has none to send back, thinking is
-  switched off for that request (the upstream would refuse it otherwise).
+  assistant message, exactly as they came. When the last tool-use turn has none to send back and thinking
+  is `enabled`, thinking is switched off for that request (the upstream would refuse it otherwise);
+  `adaptive` thinking may skip thinking on a turn, so Anthropic does not require the block and it stays on.
 - Gemini: each function call's thoughtSignature. Toward Gemini ≥ 3, a step whose first call still has none
   (history from another model, or expired) gets the documented bypass value `skip_thought_signature_validator`
   (accepted by the Gemini API and Vertex) — only then.
@@ -275,9 +276,10 @@ class Signatures:
         return out
 
     async def _restore_anthropic(self, req: Request, steps: list[int]) -> Request:
-        from .protocols.anthropic_render import thinking_enabled
+        from .protocols.anthropic_render import thinking_mode
 
-        if not thinking_enabled(req):
+        mode = thinking_mode(req)
+        if mode is None:
             return req
         msgs = list(req.messages)
         need = [i for i in steps if not any(_anthropic_signed(b) for b in msgs[i].content)]
@@ -289,7 +291,7 @@ class Signatures:
                 msgs[i] = msgspec.structs.replace(msgs[i], content=[*thinking, *msgs[i].content])
         last = steps[-1]
         open_loop = last < len(msgs) - 1 and all(m.role == "user" for m in msgs[last + 1:])
-        if open_loop and not any(_anthropic_signed(b) for b in msgs[last].content):
+        if mode == "enabled" and open_loop and not any(_anthropic_signed(b) for b in msgs[last].content):
             log.info("thinking off for this request: its last tool-use turn has no signed thinking to send back "
                      "(model=%s)", req.model)
             return reasoning.strip(msgspec.structs.replace(req, messages=msgs))

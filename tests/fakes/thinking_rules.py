@@ -4,9 +4,10 @@
   content that is not only function responses) the first functionCall part of each model step must carry its
   thoughtSignature, or one of the documented bypass values; the fake issues signatures on the first call of
   each response and refuses a missing one with the API's own message, a forged one as corrupted.
-- Anthropic: every `thinking` block must carry the signature issued for its exact text; with thinking on, an
-  assistant message that used tools and is answered by the tool results that end the conversation must open
-  with a `thinking` / `redacted_thinking` block.
+- Anthropic: every `thinking` block must carry the signature issued for its exact text; with thinking
+  `enabled` (not `adaptive`, which may skip thinking on a turn), an assistant message that used tools and is
+  answered by the tool results that end the conversation must open with a `thinking` / `redacted_thinking`
+  block.
 Each check takes the raw wire request and returns the API's error message, or None when it would pass.
 """
 
@@ -93,7 +94,7 @@ def anthropic_thinking_rule(body: dict[str, Any], signer: Signer) -> str | None:
         for j, b in enumerate(_blocks(m)):
             if b.get("type") == "thinking" and not signer.valid(str(b.get("thinking")), b.get("signature")):
                 return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
-    if (body.get("thinking") or {}).get("type") not in ("enabled", "adaptive"):
+    if (body.get("thinking") or {}).get("type") != "enabled":
         return None
     last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
                default=None)

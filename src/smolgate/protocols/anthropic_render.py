@@ -157,13 +157,17 @@ def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[
     return th, max_tokens
 
 
-def thinking_enabled(req: Request) -> bool:
-    """Whether an upstream body for `req` switches thinking on (signatures.py: then the last tool-use turn
-    must open with its signed thinking block)."""
+def thinking_mode(req: Request) -> str | None:
+    """"enabled" or "adaptive" when an upstream body for `req` switches thinking on, else None.
+
+    signatures.py: with "enabled" the last tool-use turn must open with its signed thinking block; adaptive
+    thinking may have skipped thinking on that turn, so Anthropic does not require it then."""
     thinking, _ = _upstream_thinking(req, req.max_tokens or DEFAULT_MAX_TOKENS, req.max_tokens is None)
     tc = req.tool_choice
-    forced = bool(req.tools) and tc is not None and tc.mode in ("required", "tool")
-    return thinking is not None and thinking.get("type") in ("enabled", "adaptive") and not forced
+    if thinking is None or (bool(req.tools) and tc is not None and tc.mode in ("required", "tool")):
+        return None
+    mode = thinking.get("type")
+    return mode if mode in ("enabled", "adaptive") else None
 
 
 def _system_messages(req: Request) -> tuple[dict[int, list[dict[str, Any]]], set[int]]:
