@@ -98,6 +98,34 @@ def openai_loop(url: str, key: str, model: str, stream: bool, think: bool, histo
     return turn()[0]
 
 
+def responses_loop(url: str, key: str, model: str, stream: bool, think: bool) -> str:
+    """A Responses client that neither asks for `reasoning.encrypted_content` nor stores responses (as
+    openai-agents and LangChain run by default): its reasoning items come back without the signed state."""
+    import openai
+
+    sdk = openai.OpenAI(base_url=url + "/v1", api_key=key, max_retries=0, timeout=20)
+    kw: dict[str, Any] = {"model": model, "store": False, "tools": [
+        {"type": "function", "name": "get_weather", "parameters": SCHEMA, "strict": False}]}
+    if think:
+        kw["reasoning"] = {"effort": "high"}
+    items: list[Any] = [{"role": "user", "content": ASK}]
+
+    def turn() -> Any:
+        if not stream:
+            return sdk.responses.create(input=items, **kw)
+        done = [e.response for e in sdk.responses.create(input=items, stream=True, **kw)
+                if e.type == "response.completed"]
+        return done[0]
+
+    first = turn()
+    calls = [o for o in first.output if o.type == "function_call"]
+    assert len(calls) == 2, first.output
+    items += [o.model_dump(exclude_none=True) for o in first.output]
+    items += [{"type": "function_call_output", "call_id": c.call_id,
+               "output": result_for(json.loads(c.arguments)["city"])} for c in calls]
+    return turn().output_text
+
+
 def anthropic_loop(url: str, key: str, model: str, stream: bool, think: bool) -> str:
     import anthropic
 
@@ -173,11 +201,12 @@ def ollama_loop(url: str, key: str, model: str, stream: bool, think: bool) -> st
     return turn().content
 
 
-LOOPS = {"openai": openai_loop, "anthropic": anthropic_loop, "gemini": gemini_loop, "ollama": ollama_loop}
+LOOPS = {"openai": openai_loop, "responses": responses_loop, "anthropic": anthropic_loop, "gemini": gemini_loop,
+         "ollama": ollama_loop}
 # every client protocol × upstream whose state the client's protocol cannot carry; then the two clients that
 # carry it themselves (the gateway must leave their own state as it is)
-CASES = [("openai", "g3"), ("openai", "claude"), ("anthropic", "g3"), ("gemini", "claude"),
-         ("ollama", "g3"), ("ollama", "claude"), ("anthropic", "claude"), ("gemini", "g3")]
+CASES = [("openai", "g3"), ("openai", "claude"), ("responses", "g3"), ("responses", "claude"), ("anthropic", "g3"),
+         ("gemini", "claude"), ("ollama", "g3"), ("ollama", "claude"), ("anthropic", "claude"), ("gemini", "g3")]
 
 
 def generations(fake: Any, since: int) -> list[Any]:

@@ -19,7 +19,7 @@ import msgspec
 import orjson
 
 from .. import tool_kinds as tk
-from ..canonical import Request, StreamError, Text, link_tool_results
+from ..canonical import Origin, Request, StreamError, Text, link_tool_results
 from ..errors import ErrorKind, GatewayError, invalid
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
@@ -142,6 +142,7 @@ async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Se
     if history:
         canon = _merge(history, canon)
     gw.runtime.router.check_name(canon.model)
+    canon.origin = Origin(protocol="openai-responses", owner=owner)  # signed state kept per client (signatures.py)
     headers = _dropped_tools(gw, canon)
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]
