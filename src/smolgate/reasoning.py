@@ -6,6 +6,7 @@ Levels (canonical `ReasoningConfig.effort`): none < minimal < low < medium < hig
 | effort  | budget tokens (Anthropic ≥1024, Gemini thinkingBudget) | OpenAI reasoning_effort | Ollama think |
 |---------|--------------------------------------------------------|-------------------------|--------------|
 | none    | thinking disabled / thinkingBudget 0                   | "none" if asked so      | false        |
+| (on, no level) | Anthropic 2048, Gemini -1 (dynamic)             | medium                  | true         |
 | minimal | 128 (Anthropic 1024)                                   | minimal                 | "low"        |
 | low     | 1024                                                   | low                     | "low"        |
 | medium  | 2048                                                   | medium                  | "medium"     |
@@ -99,7 +100,10 @@ def openai_effort(cfg: ReasoningConfig | None) -> str | None:
     if cfg.budget_tokens is not None:
         lv = effort_from_budget(cfg.budget_tokens)
         return "high" if lv in ("xhigh", "max") else lv
-    return None
+    # Thinking asked for without a level (Ollama `think: true`, Anthropic adaptive, a Gemini dynamic budget):
+    # OpenAI's documented default effort, as Anthropic gets the medium budget. Omitting it would leave newer
+    # models (gpt-5.1 and later default to "none") not reasoning at all. A hint alone is no request.
+    return None if cfg.hint else "medium"
 
 
 def gemini_thinking(cfg: ReasoningConfig | None, raw_level: str | None = None) -> dict[str, object] | None:

@@ -25,9 +25,10 @@ from typing import Any
 from aiohttp import web
 
 from .harness import FakeUpstream
-from .script import Plan, View, plan
-from .tool_rules import anthropic_tool_pairing
+from .script import Plan, View, join_results, plan
+from .structured import forced_tool, response_schema
 from .thinking_rules import Signer, anthropic_thinking_rule
+from .tool_rules import anthropic_tool_pairing
 
 ERROR_TYPES = {
     400: "invalid_request_error",
@@ -74,7 +75,8 @@ def build_view(body: dict[str, Any]) -> View:
         if i == len(messages) - 1 and m["role"] == "user":
             for b in blocks:
                 if b.get("type") == "tool_result":
-                    v.tool_result = _text_of(b.get("content"))
+                    v.tool_result = join_results(v.tool_result, _text_of(b.get("content")))
+    v.response_schema, v.tool_choice = response_schema(body, "anthropic"), forced_tool(body, "anthropic")
     return v
 
 

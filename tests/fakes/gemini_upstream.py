@@ -17,7 +17,8 @@ from typing import Any
 from aiohttp import web
 
 from .harness import FakeUpstream
-from .script import Plan, View, plan
+from .script import Plan, View, join_results, plan
+from .structured import forced_tool, response_schema
 from .thinking_rules import Signer, call_text, gemini_signature_rule
 from .tool_rules import gemini_tool_pairing
 
@@ -60,7 +61,7 @@ def view_of(body: dict[str, Any]) -> View:
             if fr is not None:
                 resp = fr.get("response") or {}
                 out = resp.get("output", resp.get("result")) if isinstance(resp, dict) else None
-                result = out if isinstance(out, str) else json.dumps(resp)
+                result = join_results(result, out if isinstance(out, str) else json.dumps(resp))
         v.turns.append((role, text))
         v.tool_result = result if role == "user" else None
     for tool in g(body, "tools") or []:
@@ -70,6 +71,7 @@ def view_of(body: dict[str, Any]) -> View:
     gc = g(body, "generationConfig") or {}
     v.max_tokens = g(gc, "maxOutputTokens")
     v.stop = list(g(gc, "stopSequences") or [])
+    v.response_schema, v.tool_choice = response_schema(body, "gemini"), forced_tool(body, "gemini")
     return v
 
 

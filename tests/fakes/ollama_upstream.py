@@ -10,13 +10,15 @@ without "think" or "reason") with 400 `"<model>" does not support thinking`; `th
 from __future__ import annotations
 
 import json
+import secrets
 import time
 from typing import Any
 
 from aiohttp import web
 
 from .harness import FakeUpstream
-from .script import Plan, View, plan
+from .script import Plan, View, join_results, plan
+from .structured import response_schema
 
 DONE = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length"}
 
@@ -29,15 +31,15 @@ def view_of_chat(body: dict[str, Any]) -> View:
         if role == "system":
             v.system += content
         elif role == "tool":
-            v.tool_result = content
+            v.tool_result = join_results(v.tool_result, content)
         else:
             v.turns.append(("assistant" if role == "assistant" else "user", content))
-            if role == "user":
-                v.tool_result = None
+            v.tool_result = None
     for t in body.get("tools") or []:
         v.tool_names.append(t["function"]["name"])
         v.tool_schemas[t["function"]["name"]] = t["function"].get("parameters") or {}
     _options(v, body)
+    v.response_schema = response_schema(body, "ollama")
     return v
 
 
@@ -108,12 +110,16 @@ class OllamaUpstream(FakeUpstream):
         model = body["model"]
         created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
 
-        def line(content: str = "", tool_call: tuple[str, dict] | None = None, final: bool = False) -> dict:
+        def line(content: str = "", calls: list[tuple[str, dict]] | None = None, final: bool = False,
+                 thinking: str | None = None) -> dict:
             obj: dict[str, Any] = {"model": model, "created_at": created}
             if chat:
                 msg: dict[str, Any] = {"role": "assistant", "content": content}
-                if tool_call is not None:
-                    msg["tool_calls"] = [{"function": {"name": tool_call[0], "arguments": tool_call[1]}}]
+                if thinking:
+                    msg["thinking"] = thinking
+                if calls:  # as current Ollama: an id and the call's index within the reply
+                    msg["tool_calls"] = [{"id": f"call_{secrets.token_hex(4)}", "function": {
+                        "index": n, "name": name, "arguments": args}} for n, (name, args) in enumerate(calls)]
                 obj["message"] = msg
             else:
                 obj["response"] = content
@@ -124,15 +130,18 @@ class OllamaUpstream(FakeUpstream):
                            eval_count=p.output_tokens, eval_duration=500)
             return obj
 
+        thought = "Thinking it over." if think not in (None, False) and chat else None
         if body.get("stream") is False:
             if p.tool_call is not None and chat:
-                return web.json_response(line(tool_call=p.tool_call, final=True))
-            return web.json_response(line(p.text, final=True))
-        return await self.write_stream(request, self._frames(p, line, chat), "application/x-ndjson")
+                return web.json_response(line(calls=p.calls, final=True, thinking=thought))
+            return web.json_response(line(p.text, final=True, thinking=thought))
+        return await self.write_stream(request, self._frames(p, line, chat, thought), "application/x-ndjson")
 
     @staticmethod
-    def _frames(p: Plan, line: Any, chat: bool) -> list[tuple[float, bytes]]:
-        docs = [line(tool_call=p.tool_call)] if p.tool_call is not None and chat else [line(c) for c in p.chunks]
+    def _frames(p: Plan, line: Any, chat: bool, thought: str | None = None) -> list[tuple[float, bytes]]:
+        docs = [line(calls=p.calls)] if p.tool_call is not None and chat else [line(c) for c in p.chunks]
+        if thought:
+            docs.insert(0, line(thinking=thought))
         frames: list[tuple[float, bytes]] = []
         for i, doc in enumerate(docs):
             if p.fail_midstream and i == 2:

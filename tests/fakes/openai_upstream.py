@@ -15,7 +15,8 @@ from aiohttp import web
 
 from .harness import FakeUpstream
 from . import responses_rules
-from .script import Plan, View, plan
+from .script import Plan, View, join_results, plan
+from .structured import forced_tool, response_schema
 
 MODELS = ["gpt-fake", "gpt-fake-mini"]
 _ERR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
@@ -61,14 +62,15 @@ def chat_view(body: dict[str, Any]) -> View:
                 v.images += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "image_url")
             v.tool_result = None
         elif role == "tool":
-            v.tool_result = _text(content)
+            v.tool_result = join_results(v.tool_result, _text(content))
     v.system = "\n\n".join(sys_parts)
     v.tool_names = [t["function"]["name"] for t in body.get("tools", []) if t.get("type") == "function"]
-    v.max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     v.tool_schemas = {t["function"]["name"]: t["function"].get("parameters") or {}
                       for t in body.get("tools", []) if t.get("type") == "function"}
+    v.max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     stop = body.get("stop")
     v.stop = [stop] if isinstance(stop, str) else list(stop or [])
+    v.response_schema, v.tool_choice = response_schema(body, "chat"), forced_tool(body, "chat")
     return v
 
 
@@ -89,16 +91,14 @@ def responses_view(body: dict[str, Any]) -> View:
                     v.images += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "input_image")
                 v.tool_result = None
         elif typ in ("function_call_output", "custom_tool_call_output"):
-            v.tool_result = _text(it.get("output"))
+            v.tool_result = join_results(v.tool_result, _text(it.get("output")))
     v.system = "\n\n".join(sys_parts)
     index = responses_rules.tool_index(body)  # functions and custom tools, namespaced ones included
     v.tool_names = list(index)
     v.tool_schemas = {name: params for name, (_, _, params) in index.items()}
     v.max_tokens = body.get("max_output_tokens")
+    v.response_schema, v.tool_choice = response_schema(body, "responses"), forced_tool(body, "responses")
     return v
-
-
-_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 
 CHAT_FIELDS = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
@@ -124,6 +124,9 @@ def chat_refusal(body: dict[str, Any]) -> web.Response | None:
             "type": "invalid_request_error", "param": "reasoning_effort", "code": "unsupported_parameter"}},
             status=400)
     return None
+
+
+_FINISH = {"end_turn": "stop", "stop_sequence": "stop", "max_tokens": "length", "tool_use": "tool_calls"}
 
 
 class OpenAIUpstream(FakeUpstream):
@@ -184,23 +187,21 @@ class OpenAIUpstream(FakeUpstream):
             return body
         if "messages" not in body:
             return _err(400, "Missing required parameter: 'messages'.")
+        if (refused := chat_refusal(body)) is not None:
+            return refused
         p = plan(chat_view(body))
         if p.fail_status:
             return _fail(p)
-        if (refused := chat_refusal(body)) is not None:
-            return refused
         cid, created, model = f"chatcmpl-fake{len(self.requests)}", int(time.time()), body["model"]
         usage = {"prompt_tokens": p.input_tokens, "completion_tokens": p.output_tokens,
                  "total_tokens": p.input_tokens + p.output_tokens,
                  "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
-        call = None
-        if p.tool_call:
-            call = {"id": "call_fake1", "type": "function",
-                    "function": {"name": p.tool_call[0], "arguments": json.dumps(p.tool_call[1])}}
+        calls = [{"id": f"call_fake{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
+                 for n, (name, args) in enumerate(p.calls, 1)]
         if not body.get("stream"):
-            msg: dict[str, Any] = {"role": "assistant", "content": p.text if not call else None, "refusal": None}
-            if call:
-                msg["tool_calls"] = [call]
+            msg: dict[str, Any] = {"role": "assistant", "content": p.text if not calls else None, "refusal": None}
+            if calls:
+                msg["tool_calls"] = calls
             return web.json_response({
                 "id": cid, "object": "chat.completion", "created": created, "model": model,
                 "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": _FINISH[p.stop_reason]}],
@@ -217,14 +218,14 @@ class OpenAIUpstream(FakeUpstream):
                 frames.append((0.0, _sse({"error": {"message": "scripted mid-stream failure",
                                                     "type": "server_error", "param": None, "code": None}})))
                 return await self.write_stream(request, frames, "text/event-stream")
-        if call:
+        for n, call in enumerate(calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
-            frames.append((p.delay, chunk({"tool_calls": [{"index": 0, "id": call["id"], "type": "function",
+            frames.append((p.delay, chunk({"tool_calls": [{"index": n, "id": call["id"], "type": "function",
                                                            "function": {"name": call["function"]["name"],
                                                                         "arguments": ""}}]})))
             for piece in (args[:half], args[half:]):
-                frames.append((p.delay, chunk({"tool_calls": [{"index": 0, "function": {"arguments": piece}}]})))
+                frames.append((p.delay, chunk({"tool_calls": [{"index": n, "function": {"arguments": piece}}]})))
         frames.append((0.0, chunk({}, _FINISH[p.stop_reason])))
         if (body.get("stream_options") or {}).get("include_usage"):
             frames.append((0.0, _sse({"id": cid, "object": "chat.completion.chunk", "created": created,
@@ -242,7 +243,7 @@ class OpenAIUpstream(FakeUpstream):
             return body
         if body.get("previous_response_id"):
             return _err(400, "Previous response not found.")
-        if (refused := responses_rules.refusal(body)) is not None:
+        if (refused := responses_rules.refusal(body) or responses_rules.reasoning_refusal(body)) is not None:
             return _err(400, refused)
         p = plan(responses_view(body))
         if p.fail_status:
@@ -261,13 +262,16 @@ class OpenAIUpstream(FakeUpstream):
                     "tool_choice": body.get("tool_choice", "auto"), "parallel_tool_calls": True,
                     "temperature": 1.0, "top_p": 1.0, "metadata": {}, "text": {"format": {"type": "text"}}}
 
+        thought = responses_rules.reasoning_item(body) if reasons(model) and body.get("reasoning") else None
+        items: list[dict[str, Any]] = [thought] if thought else []
         if p.tool_call:
-            item: dict[str, Any] = responses_rules.call_item(*p.tool_call, responses_rules.tool_index(body))
+            index = responses_rules.tool_index(body)
+            items += [responses_rules.call_item(name, args, index, n) for n, (name, args) in enumerate(p.calls, 1)]
         else:
-            item = {"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
-                    "content": [{"type": "output_text", "text": p.text, "annotations": []}]}
+            items.append({"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
+                          "content": [{"type": "output_text", "text": p.text, "annotations": []}]})
         if not body.get("stream"):
-            return web.json_response(response(status, [item]))
+            return web.json_response(response(status, items))
 
         seq = 0
 
@@ -278,37 +282,48 @@ class OpenAIUpstream(FakeUpstream):
 
         frames = [(0.0, ev("response.created", response=response("in_progress", []))),
                   (0.0, ev("response.in_progress", response=response("in_progress", [])))]
-        if p.tool_call and item["type"] == "custom_tool_call":
-            frames.append((0.0, ev("response.output_item.added", output_index=0,
-                                   item={**item, "status": "in_progress", "input": ""})))
-            frames.append((p.delay, ev("response.custom_tool_call_input.delta", item_id=item["id"], output_index=0,
-                                       delta=item["input"])))
-            frames.append((0.0, ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=0,
-                                   input=item["input"])))
-        elif p.tool_call:
-            frames.append((0.0, ev("response.output_item.added", output_index=0,
-                                   item={**item, "status": "in_progress", "arguments": ""})))
-            args = item["arguments"]
-            for piece in (args[: len(args) // 2], args[len(args) // 2:]):
-                frames.append((p.delay, ev("response.function_call_arguments.delta", item_id="fc_fake1",
-                                           output_index=0, delta=piece)))
-            frames.append((0.0, ev("response.function_call_arguments.done", item_id="fc_fake1", output_index=0,
-                                   name=p.tool_call[0], arguments=args)))
-        else:
-            ids = {"item_id": "msg_fake1", "output_index": 0, "content_index": 0}
-            frames.append((0.0, ev("response.output_item.added", output_index=0,
-                                   item={**item, "status": "in_progress", "content": []})))
-            frames.append((0.0, ev("response.content_part.added", part={"type": "output_text", "text": "",
-                                                                        "annotations": []}, **ids)))
-            for i, piece in enumerate(p.chunks):
-                frames.append((p.delay, ev("response.output_text.delta", delta=piece, logprobs=[], **ids)))
-                if p.fail_midstream and i == 1:
-                    err = {"code": "server_error", "message": "scripted mid-stream failure"}
-                    frames.append((0.0, ev("error", param=None, **err)))
-                    frames.append((0.0, ev("response.failed", response=response("failed", [], err))))
-                    return await self.write_stream(request, frames, "text/event-stream")
-            frames.append((0.0, ev("response.output_text.done", text=p.text, logprobs=[], **ids)))
-            frames.append((0.0, ev("response.content_part.done", part=item["content"][0], **ids)))
-        frames.append((0.0, ev("response.output_item.done", output_index=0, item=item)))
-        frames.append((0.0, ev(f"response.{status}", response=response(status, [item]))))
+        for at, item in enumerate(items):
+            if item["type"] == "reasoning":
+                frames.append((0.0, ev("response.output_item.added", output_index=at,
+                                       item={**item, "summary": []})))
+                for si, part in enumerate(item["summary"]):
+                    ids = {"item_id": item["id"], "output_index": at, "summary_index": si}
+                    frames.append((0.0, ev("response.reasoning_summary_part.added",
+                                           part={"type": "summary_text", "text": ""}, **ids)))
+                    frames.append((0.0, ev("response.reasoning_summary_text.delta", delta=part["text"], **ids)))
+                    frames.append((0.0, ev("response.reasoning_summary_text.done", text=part["text"], **ids)))
+                    frames.append((0.0, ev("response.reasoning_summary_part.done", part=part, **ids)))
+            elif item["type"] == "custom_tool_call":
+                frames.append((0.0, ev("response.output_item.added", output_index=at,
+                                       item={**item, "status": "in_progress", "input": ""})))
+                frames.append((p.delay, ev("response.custom_tool_call_input.delta", item_id=item["id"],
+                                           output_index=at, delta=item["input"])))
+                frames.append((0.0, ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=at,
+                                       input=item["input"])))
+            elif item["type"] == "function_call":
+                frames.append((0.0, ev("response.output_item.added", output_index=at,
+                                       item={**item, "status": "in_progress", "arguments": ""})))
+                args = item["arguments"]
+                for piece in (args[: len(args) // 2], args[len(args) // 2:]):
+                    frames.append((p.delay, ev("response.function_call_arguments.delta", item_id=item["id"],
+                                               output_index=at, delta=piece)))
+                frames.append((0.0, ev("response.function_call_arguments.done", item_id=item["id"],
+                                       output_index=at, name=item["name"], arguments=args)))
+            else:
+                ids = {"item_id": "msg_fake1", "output_index": at, "content_index": 0}
+                frames.append((0.0, ev("response.output_item.added", output_index=at,
+                                       item={**item, "status": "in_progress", "content": []})))
+                frames.append((0.0, ev("response.content_part.added", part={"type": "output_text", "text": "",
+                                                                            "annotations": []}, **ids)))
+                for i, piece in enumerate(p.chunks):
+                    frames.append((p.delay, ev("response.output_text.delta", delta=piece, logprobs=[], **ids)))
+                    if p.fail_midstream and i == 1:
+                        err = {"code": "server_error", "message": "scripted mid-stream failure"}
+                        frames.append((0.0, ev("error", param=None, **err)))
+                        frames.append((0.0, ev("response.failed", response=response("failed", [], err))))
+                        return await self.write_stream(request, frames, "text/event-stream")
+                frames.append((0.0, ev("response.output_text.done", text=p.text, logprobs=[], **ids)))
+                frames.append((0.0, ev("response.content_part.done", part=item["content"][0], **ids)))
+            frames.append((0.0, ev("response.output_item.done", output_index=at, item=item)))
+        frames.append((0.0, ev(f"response.{status}", response=response(status, items))))
         return await self.write_stream(request, frames, "text/event-stream")

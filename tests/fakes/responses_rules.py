@@ -7,7 +7,11 @@ field or item the real API does not know fails here too.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import re
+import secrets
 from typing import Any
 
 FIELDS = {"access_programs", "background", "background_options", "context_management", "conversation", "image",
@@ -65,19 +69,61 @@ def tool_index(body: dict[str, Any]) -> dict[str, tuple[str | None, str, dict]]:
     return out
 
 
-def call_item(name: str, args: dict, index: dict[str, tuple[str | None, str, dict]]) -> dict[str, Any]:
-    """The output item the real API emits for a call: function_call (with its namespace) or custom_tool_call
-    (free-form input: here the first string argument the script chose)."""
+def call_item(name: str, args: dict, index: dict[str, tuple[str | None, str, dict]], n: int = 1) -> dict[str, Any]:
+    """The output item the real API emits for the n-th call of a reply: function_call (with its namespace) or
+    custom_tool_call (free-form input: here the first string argument the script chose)."""
     ns, kind, _ = index.get(name, (None, "function", {}))
     if kind == "custom":
         text = next((v for v in args.values() if isinstance(v, str)), "")
-        item: dict[str, Any] = {"id": "ctc_fake1", "type": "custom_tool_call", "status": "completed",
-                                "call_id": "call_fake1", "name": name, "input": text}
+        item: dict[str, Any] = {"id": f"ctc_fake{n}", "type": "custom_tool_call", "status": "completed",
+                                "call_id": f"call_fake{n}", "name": name, "input": text}
     else:
         import json
 
-        item = {"id": "fc_fake1", "type": "function_call", "status": "completed", "call_id": "call_fake1",
+        item = {"id": f"fc_fake{n}", "type": "function_call", "status": "completed", "call_id": f"call_fake{n}",
                 "name": name, "arguments": json.dumps(args)}
     if ns:
         item["namespace"] = ns
     return item
+
+
+_SEAL = secrets.token_bytes(16)
+
+
+def _sealed(item_id: str) -> str:
+    mac = hmac.new(_SEAL, item_id.encode(), hashlib.sha256).digest()
+    return "gAAAAB" + base64.urlsafe_b64encode(item_id.encode() + b"|" + mac).decode()
+
+
+def reasoning_item(body: dict[str, Any]) -> dict[str, Any] | None:
+    """The reasoning item a reasoning model emits first: a summary when asked for one, encrypted_content when
+    `include` asks for it (opaque, only this fake can open it), none with effort "none"."""
+    r = body.get("reasoning") or {}
+    if r.get("effort") == "none":
+        return None
+    item: dict[str, Any] = {"id": f"rs_fake{secrets.token_hex(4)}", "type": "reasoning", "summary": []}
+    if r.get("summary"):
+        item["summary"] = [{"type": "summary_text", "text": "Thinking it over."}]
+    if "reasoning.encrypted_content" in (body.get("include") or []):
+        item["encrypted_content"] = _sealed(item["id"])
+    return item
+
+
+def reasoning_refusal(body: dict[str, Any]) -> str | None:
+    """Reasoning items sent back: without encrypted_content the API looks the id up among stored items (this
+    fake stores none), with it the content must be one the API issued."""
+    inp = body.get("input")
+    for i, it in enumerate(inp if isinstance(inp, list) else []):
+        if not isinstance(it, dict) or it.get("type") != "reasoning":
+            continue
+        enc = it.get("encrypted_content")
+        if enc is None:
+            return f"Item with id '{it.get('id')}' not found. (input[{i}])"
+        try:
+            raw = base64.urlsafe_b64decode(str(enc)[6:].encode())
+            item_id = raw.rsplit(b"|", 1)[0].decode()
+        except (ValueError, UnicodeDecodeError):
+            item_id = ""
+        if not str(enc).startswith("gAAAAB") or not hmac.compare_digest(_sealed(item_id), str(enc)):
+            return f"The encrypted content for item input[{i}] could not be verified."
+    return None

@@ -7,18 +7,27 @@ Magic words in the last user text drive behaviour:
   FAIL_STATUS_<code>   reply with that HTTP status (429 adds Retry-After: 1)
   FAIL_MIDSTREAM       stream two chunks, then the protocol's in-stream error
   SLOW                 0.25 s between chunks (incremental-streaming and disconnect tests)
-  weather (with tools) call the first tool with {"city": "Paris"}
+  weather (with tools) call the tool that takes a city (else the first) with {"city": "Paris"}
   PARALLEL             (with weather) call it twice in one turn: Paris, then Tokyo
   AGENT_WRITE <path>   (with tools) act like a coding agent's model: call the client's own file-writing tool
                        (a tool whose schema has a path and a content property) to write AGENT_TEXT to <path>,
                        else its shell tool (a `command` property, string or argv array); after the tool
                        result, answer with text. Works with any agent's tool names (Write, write_file, shell…).
+
+Without magic words: a request that forces a tool call (tool_choice required/any/named) calls the named tool,
+or for "any" the last tool once a tool result is in (frameworks list their output tools last), with arguments
+built from its schema; a request for structured output (a response schema or JSON mode) is answered with a
+JSON value valid under the schema (structured.py; in JSON mode, a schema the prompt spells out). Several tool
+results of one turn are joined with "; ".
 """
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
+
+from .structured import instance, schema_in_text
 
 
 @dataclass
@@ -31,6 +40,8 @@ class View:
     tool_result: str | None = None  # text of a tool result in the last user turn
     max_tokens: int | None = None
     stop: list[str] = field(default_factory=list)
+    response_schema: dict | None = None  # structured output asked for (structured.JSON_MODE: any object)
+    tool_choice: str | None = None  # a forced call: "any" or the tool's name
 
     @property
     def last_user_text(self) -> str:
@@ -62,6 +73,11 @@ class Plan:
         return [self.tool_call, *self.more_calls] if self.tool_call else []
 
 
+def join_results(prev: str | None, text: str) -> str:
+    """The results of several calls answered in one turn, as one text."""
+    return text if prev is None else f"{prev}; {text}"
+
+
 def count_words(text: str) -> int:
     return len(text.split())
 
@@ -79,15 +95,28 @@ def plan(view: View) -> Plan:
     if agent and view.tool_result is None and view.tool_names:
         p.tool_call, p.stop_reason, p.output_tokens = agent_call(view, agent.group(1)), "tool_use", 5
         return p
-    if view.tool_result is not None:
-        reply = f"The tool said: {view.tool_result}"
-    elif view.tool_names and "weather" in last.lower():
-        p.tool_call = (view.tool_names[0], {"city": "Paris"})
+    forced = view.tool_choice if view.tool_names and view.tool_choice in ("any", *view.tool_names) else None
+    weather = next((n for n in view.tool_names if "city" in ((view.tool_schemas.get(n) or {}).get("properties")
+                                                             or {})), view.tool_names[0] if view.tool_names else None)
+    if view.tool_result is None and weather and "weather" in last.lower() and forced in (None, "any", weather):
+        p.tool_call = (weather, {"city": "Paris"})
         if "PARALLEL" in last:
-            p.more_calls = [(view.tool_names[0], {"city": "Tokyo"})]
+            p.more_calls = [(weather, {"city": "Tokyo"})]
         p.stop_reason = "tool_use"
         p.output_tokens = 5
         return p
+    if forced:
+        name = view.tool_names[-1] if forced == "any" else forced
+        p.tool_call, p.stop_reason = (name, instance(view.tool_schemas.get(name) or {})), "tool_use"
+        p.output_tokens = 5
+        return p
+    if view.response_schema is not None:
+        schema = view.response_schema
+        if not schema.get("properties"):  # JSON mode: follow a schema the prompt spells out, if any
+            schema = schema_in_text(f"{view.system}\n{last}") or schema
+        reply = json.dumps(instance(schema))
+    elif view.tool_result is not None:
+        reply = f"The tool said: {view.tool_result}"
     else:
         reply = f"You said: {last} | system={view.system or 'none'} images={view.images} turns={len(view.turns)}"
     if "SLOW" in last:

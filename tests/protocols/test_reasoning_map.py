@@ -40,7 +40,7 @@ TABLE = [
      {"thinkingBudget": 2000, "includeThoughts": True}, "medium"),
     (ReasoningConfig(budget_tokens=20000), "high", {"type": "enabled", "budget_tokens": 20000},
      {"thinkingBudget": 20000, "includeThoughts": True}, "high"),
-    (ReasoningConfig(), None, {"type": "enabled", "budget_tokens": 2048},
+    (ReasoningConfig(), "medium", {"type": "enabled", "budget_tokens": 2048},
      {"thinkingBudget": -1, "includeThoughts": True}, True),
     (ReasoningConfig(enabled=False), None, {"type": "disabled"}, {"thinkingBudget": 0}, False),
     (ReasoningConfig(enabled=False, effort="none"), "none", {"type": "disabled"}, {"thinkingBudget": 0}, False),
