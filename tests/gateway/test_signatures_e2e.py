@@ -313,3 +313,35 @@ def test_replicas_share_the_state_through_redis(fakes, tmp_path):
                 assert_restored(kind, generations(fakes[kind], since)[-1].json)
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "stream"])
+def test_openai_clients_that_echo_extra_content_need_no_store(fakes, stream):
+    """A Gemini call's signature also rides where Gemini's own OpenAI-compatible endpoint puts it
+    (`tool_calls[].extra_content.google.thought_signature`): a client that keeps it gets its turn through on
+    a replica that never saw the first turn, with no shared store."""
+    import openai
+
+    tools = [{"type": "function", "function": {"name": "get_weather", "parameters": SCHEMA}}]
+    with GatewayServer(config(fakes)) as one, GatewayServer(config(fakes)) as two:
+        sdk = openai.OpenAI(base_url=one.url + "/v1", api_key=KEY_A, max_retries=0, timeout=20)
+        msgs: list[dict[str, Any]] = [{"role": "user", "content": ASK}]
+        if stream:
+            calls: dict[int, dict[str, Any]] = {}
+            for chunk in sdk.chat.completions.create(model="g3", messages=msgs, tools=tools, stream=True):
+                for tc in chunk.choices[0].delta.tool_calls or [] if chunk.choices else []:
+                    slot = calls.setdefault(tc.index, {"id": tc.id, "type": "function",
+                                                       "function": {"name": tc.function.name, "arguments": ""}})
+                    slot["function"]["arguments"] += tc.function.arguments or ""
+                    if (tc.model_extra or {}).get("extra_content"):
+                        slot["extra_content"] = tc.model_extra["extra_content"]
+            msgs.append({"role": "assistant", "content": None, "tool_calls": [calls[i] for i in sorted(calls)]})
+        else:
+            m = sdk.chat.completions.create(model="g3", messages=msgs, tools=tools).choices[0].message
+            msgs.append(m.model_dump(exclude_none=True))  # the SDK keeps fields it does not know
+        sent = msgs[-1]["tool_calls"]
+        assert sent[0]["extra_content"]["google"]["thought_signature"] and "extra_content" not in sent[1]
+        msgs += [{"role": "tool", "tool_call_id": c["id"], "content": "ok"} for c in sent]
+        since = len(fakes["gemini"].requests)
+        assert openai_loop(two.url, KEY_A, "g3", stream, False, msgs).startswith("The tool said:")
+        assert_restored("gemini", generations(fakes["gemini"], since)[-1].json)

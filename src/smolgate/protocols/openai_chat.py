@@ -117,7 +117,8 @@ def _tool_call(tc: Any, name: str) -> ToolCall:
         args = "{}"
     check(args, str, f"{name}.function.arguments")
     return ToolCall(id=field(tc, "id", str, name, required=True),
-                    name=field(fn, "name", str, f"{name}.function", required=True), arguments=args)
+                    name=field(fn, "name", str, f"{name}.function", required=True), arguments=args,
+                    signature=oc.thought_signature_in(tc))
 
 
 def _messages(raw: list[Any], system: list[Text]) -> list[Message]:
@@ -265,7 +266,8 @@ def encode_response(resp: Response) -> bytes:
         elif isinstance(b, Reasoning):
             reasoning.append(b.text)
         elif isinstance(b, ToolCall):
-            calls.append({"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.arguments}})
+            calls.append(oc.thought_signature_out(
+                {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.arguments}}, b))
     msg: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None,
                            "refusal": None}
     if calls:

@@ -82,9 +82,9 @@ class ChatStreamEncoder(StreamEncoder):
             if isinstance(b, ToolCall):
                 idx = self._tool_index[event.index] = self._next_tool
                 self._next_tool += 1
-                return self._chunk({"tool_calls": [{"index": idx, "id": b.id, "type": "function",
-                                                    "function": {"name": b.name, "arguments": b.arguments
-                                                                 if b.arguments != "{}" else ""}}]})
+                return self._chunk({"tool_calls": [oc.thought_signature_out(
+                    {"index": idx, "id": b.id, "type": "function",
+                     "function": {"name": b.name, "arguments": b.arguments if b.arguments != "{}" else ""}}, b)]})
             if isinstance(b, Text) and b.text:
                 return self._chunk({"content": b.text})
             return b""

@@ -227,3 +227,22 @@ def str_list(value: Any, name: str) -> list[str]:
         return [value]
     check(value, list, name)
     return [check(v, str, f"{name}[{i}]") for i, v in enumerate(value)]
+
+
+# A Gemini call's thoughtSignature in OpenAI Chat's shape, as Gemini's own OpenAI-compatible endpoint sends it
+# (`tool_calls[].extra_content.google.thought_signature`): clients built for that endpoint echo it back, so
+# the signature survives without the gateway's store (signatures.py covers the clients that drop it).
+
+
+def thought_signature_out(call: dict[str, Any], block: Any) -> dict[str, Any]:
+    sig = getattr(block, "signature", None)
+    if isinstance(sig, str) and sig:
+        call["extra_content"] = {"google": {"thought_signature": sig}}
+    return call
+
+
+def thought_signature_in(call: dict[str, Any]) -> str | None:
+    extra = call.get("extra_content")
+    google = extra.get("google") if isinstance(extra, dict) else None
+    sig = google.get("thought_signature") if isinstance(google, dict) else None
+    return sig if isinstance(sig, str) and sig else None
