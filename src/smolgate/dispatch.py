@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 
 import msgspec
 
-from . import caching, stops
+from . import caching, forced_tools, stops
 from .canonical import Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
 from .config import Config
 from .errors import ErrorKind, GatewayError
@@ -59,11 +59,15 @@ class Dispatcher:
     async def complete(self, req: Request) -> Response:
         async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
             key = reveal(lease.account.api_key)
-            resp, status, headers = await self._send(lambda r: provider.complete(r, route.model, key),
-                                                     req_for[route.provider], route)
+            forced = forced_tools.applies(req, provider.supports_tool_choice)
+            resp, status, headers = await self._send(
+                lambda r: provider.complete(forced_tools.constrain(r) if forced else r, route.model, key),
+                req_for[route.provider], route)
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
             if req.stop and not provider.supports_stop:
                 resp = stops.apply_to_response(resp, req.stop)
+            if forced:
+                resp = forced_tools.apply_to_response(resp, req)
             await self.signatures.record(req, resp.content, route.provider)
             return resp
 
@@ -76,11 +80,16 @@ class Dispatcher:
 
         async def call(provider: Provider, route: Route, lease):  # type: ignore[no-untyped-def]
             key = reveal(lease.account.api_key)
-            attempt = await self._send(lambda r: provider.open(r, route.model, key), req_for[route.provider], route)
+            forced = forced_tools.applies(req, provider.supports_tool_choice)
+            attempt = await self._send(
+                lambda r: provider.open(forced_tools.constrain(r) if forced else r, route.model, key),
+                req_for[route.provider], route)
             lease.record(status=attempt.status, headers=attempt.headers)
             it = self.signatures.watch(attempt.events(), req, route.provider).__aiter__()
             if req.stop and not provider.supports_stop:
                 it = stops.apply_to_stream(it, req.stop).__aiter__()
+            if forced:
+                it = forced_tools.apply_to_stream(it, req).__aiter__()
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:

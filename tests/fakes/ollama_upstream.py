@@ -5,6 +5,8 @@ default), `GET /api/tags`, `GET /api/version`. Ollama has no auth; with `api_key
 `Authorization: Bearer <key>` (as a reverse proxy in front of Ollama would) and answers 401 `{"error"}`.
 Like Ollama it refuses `think: true` or a level for a model without the thinking capability (here: a name
 without "think" or "reason") with 400 `"<model>" does not support thinking`; `think: false` is accepted.
+Ollama has no tool_choice; a `format` schema that describes a tool call (structured.call_envelope) constrains the
+answer, so the model writes that call as JSON text in `content`, as constrained decoding would.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from aiohttp import web
 
 from .harness import FakeUpstream
 from .script import Plan, View, join_results, plan
-from .structured import response_schema
+from .structured import call_envelope, response_schema
 
 DONE = {"end_turn": "stop", "stop_sequence": "stop", "tool_use": "stop", "max_tokens": "length"}
 
@@ -40,6 +42,11 @@ def view_of_chat(body: dict[str, Any]) -> View:
         v.tool_schemas[t["function"]["name"]] = t["function"].get("parameters") or {}
     _options(v, body)
     v.response_schema = response_schema(body, "ollama")
+    envelope = call_envelope(body.get("format"))
+    if envelope is not None:  # output constrained to a tool call: the model makes that call, as JSON text
+        v.tool_choice, v.response_schema = envelope[0], None
+        v.tool_names = [*v.tool_names, *(n for n in envelope[1] if n not in v.tool_names)]
+        v.tool_schemas = {**v.tool_schemas, **envelope[1]}
     return v
 
 
@@ -103,6 +110,10 @@ class OllamaUpstream(FakeUpstream):
         if think not in (None, False) and "think" not in name and "reason" not in name:
             return web.json_response({"error": f'"{name}" does not support thinking'}, status=400)
         p = plan(view_of_chat(body) if chat else view_of_generate(body))
+        if p.tool_call is not None and call_envelope(body.get("format")) is not None:
+            name, args = p.tool_call  # constrained decoding writes the call into the content
+            p = Plan(chunks=[json.dumps({"name": name, "arguments": args})], input_tokens=p.input_tokens,
+                     output_tokens=p.output_tokens)
         if p.fail_status is not None:
             headers = {"Retry-After": "1"} if p.fail_status == 429 else None
             return web.json_response({"error": f"scripted failure {p.fail_status}"}, status=p.fail_status,

@@ -116,3 +116,20 @@ def forced_tool(body: dict[str, Any], protocol: str) -> str | None:
         names = fcc.get("allowedFunctionNames") or fcc.get("allowed_function_names") or []
         return names[0] if len(names) == 1 else "any"
     return None
+
+
+def call_envelope(fmt: Any) -> tuple[str, dict[str, Any]] | None:
+    """A JSON-schema `format` that describes a tool call — {"name": one of the tools, "arguments": its
+    parameters}, an anyOf of them for a choice — as a gateway sends to force a call on an upstream without
+    tool_choice: ("any" or the one tool's name, {name: parameters}), else None."""
+    if not isinstance(fmt, dict):
+        return None
+    tools: dict[str, Any] = {}
+    for option in fmt.get("anyOf") or [fmt]:
+        props = option.get("properties") if isinstance(option, dict) else None
+        name = (props or {}).get("name") or {}
+        names = name.get("enum") or ([name["const"]] if "const" in name else [])
+        if not isinstance(props, dict) or set(props) != {"name", "arguments"} or len(names) != 1:
+            return None
+        tools[names[0]] = props["arguments"]
+    return ("any" if len(tools) > 1 else next(iter(tools))), tools

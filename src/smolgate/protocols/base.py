@@ -87,6 +87,8 @@ class Codec(abc.ABC):
     needs_inline_images: ClassVar[bool] = False
     # False when an upstream of this protocol cannot take stop sequences; the gateway then cuts itself.
     supports_stop: ClassVar[bool] = True
+    # False when an upstream of this protocol cannot be told to make a tool call (forced_tools.py steps in).
+    supports_tool_choice: ClassVar[bool] = True
 
     # ---- client side (serving) ----
     @abc.abstractmethod

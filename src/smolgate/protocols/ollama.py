@@ -10,7 +10,7 @@ Lossy:
 - Tool results are text only: images inside a tool result move to the `images` of a user message right after the tool messages.
 - Multiple text blocks of one message are joined with a newline; reasoning signatures and redacted reasoning are dropped (`thinking` is plain text).
 - `think: "low"|"medium"|"high"` ↔ reasoning effort; toward an upstream, efforts and budgets map through reasoning.py's table (minimal → "low", xhigh/max → "high", a budget → its level), a plain request to think is `think: true`, thinking off is `think: false`, and no reasoning setting sends no `think` (the model's default).
-- tool_choice: "none" drops the tools, "tool" narrows them to the named one, "required" cannot be expressed (treated as auto).
+- tool_choice: "none" drops the tools; Ollama cannot be told to call a tool, so a forced call ("required" or a named tool) goes upstream as a JSON-schema `format` describing the call and the model's JSON comes back as the tool call (forced_tools.py).
 - done_reason has only stop|length: end_turn, stop_sequence, tool_use and content_filter all render as "stop" (tool_use is inferred from tool_calls when decoding); the matched stop sequence is unknown.
 - Durations: total_duration is measured by the gateway; load/prompt_eval/eval durations are 0; cached and reasoning token counts are not expressible.
 - /api/generate: `suffix`, `template`, `raw`, `context` are not representable (suffix kept only in Request.extra); tool calls in a generate response are dropped.
@@ -219,6 +219,7 @@ class OllamaChatCodec(Codec):
     name = "ollama"
     stream_media_type = "application/x-ndjson"
     needs_inline_images = True
+    supports_tool_choice = False  # a forced call reaches Ollama as a constrained JSON answer (forced_tools.py)
     _generate = False
 
     # ---- client side ----

@@ -29,6 +29,12 @@ class Provider(abc.ABC):
     needs_inline_images: bool = False
     supports_stop: bool = True  # False → the dispatcher enforces stop sequences itself
 
+    @property
+    def supports_tool_choice(self) -> bool:
+        """False → the dispatcher turns a forced tool call into a constrained answer (forced_tools.py)."""
+        codec = getattr(self, "codec", None)
+        return getattr(codec, "supports_tool_choice", True)
+
     @abc.abstractmethod
     async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:
         """A non-streaming call: the response plus upstream status and headers (for the pool)."""
