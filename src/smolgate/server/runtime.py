@@ -61,6 +61,8 @@ class Runtime:
     async def stop(self) -> None:
         for p in self.providers.values():
             await p.aclose()
+        if self._dispatcher is not None:
+            await self._dispatcher.signatures.store.close()
         if self.pools is not None:
             await self.pools.close()
 
