@@ -2,7 +2,9 @@
 
 Most tests drive `Scheduler.step()` by hand, so join / cancel / release points are exact (no timing); one test
 goes through `Engine.stream` from several threads. The reference for each request is the single-sequence loop
-(`generate.generate` on the model's own cache).
+(`generate.generate` on the model's own cache). A batch runs other GEMM shapes than one sequence alone, so the
+logits differ in the last fp32 bits: each greedy reference is checked to have no near-tie (numerics.py), which
+makes "the same tokens" hold on any CPU.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Any
 import pytest
 import torch
 from checkpoints import make_checkpoint
+from numerics import assert_answer_is_decisive, assert_greedy_is_decisive
 
 from smolgate.engine import generate as gen
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
@@ -34,8 +37,13 @@ def prompt(n: int, seed: int) -> torch.Tensor:
 
 
 def reference(engine: Engine, ids: torch.Tensor, **kw: Any) -> gen.GenerationResult:
-    kw.setdefault("sampler", Sampler())
-    return gen.generate(engine.model, engine.tokenizer, ids, **kw)
+    """The request alone; greedy ones checked to be decisive (no near-tie a batch's rounding could flip)."""
+    sampler = kw.setdefault("sampler", Sampler())
+    result = gen.generate(engine.model, engine.tokenizer, ids, **kw)
+    if sampler.generator is None:
+        penalty = sampler.penalty or 1.0
+        assert_greedy_is_decisive(engine.model, ids, result.token_ids, repetition_penalty=penalty)
+    return result
 
 
 def run(sched: Scheduler, steps: int | None = None) -> None:
@@ -280,6 +288,8 @@ def test_engine_streams_from_threads_share_decode_steps(engine: Engine) -> None:
     ]
     params = GenerationParams(max_tokens=32)
     serial = [engine.generate(m(), params) for m in messages]
+    for m, alone in zip(messages, serial, strict=True):
+        assert_answer_is_decisive(engine, m(), alone.token_ids)
     engine.scheduler.peak_batch = 0
     streams = [engine.stream(m(), params) for m in messages]  # all queued before anyone reads
     results: list[gen.GenerationResult | None] = [None] * 4

@@ -7,6 +7,7 @@ import threading
 import pytest
 import torch
 from checkpoints import make_checkpoint
+from numerics import assert_answer_is_decisive
 from PIL import Image
 
 from smolgate.engine.engine import (
@@ -33,9 +34,11 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Engine:
 
 @pytest.fixture(scope="module")
 def free_run(engine: Engine):  # type: ignore[no-untyped-def]
-    """48 greedy tokens with no stop condition: the text the other tests cut."""
+    """48 greedy tokens with no stop condition: the text the other tests cut. Decisive (numerics.py): two
+    concurrent requests share decode steps, whose batch kernels round differently from one row's."""
     result = engine.generate(MESSAGES, GenerationParams(max_tokens=48))
     assert result.finish_reason == "length" and len(result.text) > 30
+    assert_answer_is_decisive(engine, MESSAGES, result.token_ids)
     return result
 
 

@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from numerics import assert_decisive
 
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart, packaged_gguf_path
 from smolgate.engine.gguf_loader import hf_tensor_name, unpermute_rows
@@ -97,7 +98,8 @@ def test_first_token_logits_correlate_with_transformers(engine: Engine, referenc
         theirs = ref_model(input_ids=ids).logits[0, -1].double()
     corr = torch.corrcoef(torch.stack([ours, theirs]))[0, 1].item()
     assert corr >= 0.999, corr
-    assert ours.argmax() == theirs.argmax()
+    # the same first token, and theirs leads its runner-up by more than two fp32 computations differ
+    assert_decisive(theirs[None], [int(ours.argmax())])
 
 
 def test_greedy_answer_names_paris(engine: Engine) -> None:

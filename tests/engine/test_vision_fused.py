@@ -9,6 +9,7 @@ import copy
 import pytest
 import torch
 import torch.nn.functional as F
+from numerics import assert_bf16_close
 
 from smolgate.engine.config import VisionConfig
 from smolgate.engine.fuse import concat_linears
@@ -89,12 +90,19 @@ def test_padding_the_sequence_does_not_change_the_valid_outputs(monkeypatch: pyt
 
 
 def test_fused_qkv_gives_the_same_outputs() -> None:
+    """Each output column is its own sum, but the wider GEMM may be another oneDNN kernel adding in another order:
+    the same values to bf16 rounding (bit-identical where the kernel is the same, as with AMX and AVX-512 bf16)."""
     model = _model().to(torch.bfloat16)
     fused = copy.deepcopy(model)
     fuse_vision_qkv(fused)
     pixels, _ = _pixels()
+    plain, joint = model.encoder.layers[0].self_attn, fused.encoder.layers[0].self_attn
+    assert joint.qkv_proj is not None
+    x = torch.randn(2, CFG.num_patches, CFG.hidden_size, dtype=torch.bfloat16)
     with torch.inference_mode():
-        assert torch.equal(fused(pixels.to(torch.bfloat16)), model(pixels.to(torch.bfloat16)))
+        assert_bf16_close(joint.qkv_proj(x), torch.cat([plain.q_proj(x), plain.k_proj(x), plain.v_proj(x)], -1))
+        out, ref = fused(pixels.to(torch.bfloat16)), model(pixels.to(torch.bfloat16))
+    assert cos_min(out, ref) >= 0.9999  # an ulp here and there, through three layers
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
