@@ -39,10 +39,10 @@ from .protocols.common import new_id
 
 
 def applies(req: Request, supports_tool_choice: bool) -> bool:
-    """The client forces a call that this upstream could not be told to make."""
+    """The client forces a call that this upstream could not be told to make. (A response format the client
+    also set applies to text answers, which a forced call rules out: the call's schema replaces it.)"""
     tc = req.tool_choice
-    return (not supports_tool_choice and tc is not None and tc.mode in ("required", "tool")
-            and bool(_allowed(req)) and req.response_format is None)
+    return not supports_tool_choice and tc is not None and tc.mode in ("required", "tool") and bool(_allowed(req))
 
 
 def _allowed(req: Request) -> list[Tool]:

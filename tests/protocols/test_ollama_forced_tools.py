@@ -81,3 +81,13 @@ def test_unforced_tools_and_a_native_call_pass_through(setup):
     msg = r.json()["choices"][0]["message"]
     assert [tc["function"]["name"] for tc in msg["tool_calls"]] == ["get_weather"]
     assert "format" not in up.last.json and len(up.last.json["tools"]) == 2
+
+
+def test_a_forced_call_wins_over_a_text_format(setup):
+    """instructor's Responses mode sends both a forced tool and a text format; the call is what it reads."""
+    _, gw = setup
+    schema = TOOLS[1]["function"]["parameters"]
+    r = _chat(gw, tool_choice={"type": "function", "function": {"name": "final_result"}},
+              response_format={"type": "json_schema", "json_schema": {"name": "final_result", "schema": schema}})
+    msg = r.json()["choices"][0]["message"]
+    assert [tc["function"]["name"] for tc in msg["tool_calls"]] == ["final_result"]
