@@ -121,7 +121,7 @@ def reasoning_refusal(body: dict[str, Any]) -> str | None:
             return f"Item with id '{it.get('id')}' not found. (input[{i}])"
         try:
             raw = base64.urlsafe_b64decode(str(enc)[6:].encode())
-            item_id = raw.rsplit(b"|", 1)[0].decode()
+            item_id = raw.split(b"|", 1)[0].decode()  # the id has no "|"; the MAC may
         except (ValueError, UnicodeDecodeError):
             item_id = ""
         if not str(enc).startswith("gAAAAB") or not hmac.compare_digest(_sealed(item_id), str(enc)):

@@ -63,10 +63,11 @@ class Seen:
     def reasoning_asked(self) -> bool:
         """Every model call the gateway made asked the upstream to reason, in its own protocol's terms."""
         bodies = self.bodies()
-        return bool(bodies) and all(_reasons(self.upstream, b) for b in bodies)
+        return bool(bodies) and all(reasons(self.upstream, b) for b in bodies)
 
 
-def _reasons(upstream: str, body: dict[str, Any]) -> bool:
+def reasons(upstream: str, body: dict[str, Any]) -> bool:
+    """The upstream request asks the model to reason, in that protocol's terms."""
     if upstream == "openai":
         return body.get("reasoning_effort") not in (None, "none")
     if upstream == "openai-responses":
@@ -97,8 +98,10 @@ def status_of(exc: BaseException) -> int | None:
     return None
 
 
-def assert_upstream_failure(exc: BaseException) -> None:
-    """A key the upstream rejected is the gateway's upstream failure: a 502, never a 429 clients retry forever."""
+def assert_upstream_failure(exc: BaseException, exact: bool = True) -> None:
+    """A key the upstream rejected is the gateway's upstream failure: a 502 (with `exact=False`, any 5xx a
+    framework maps it to), never a 429 that clients retry forever."""
     status = status_of(exc)
-    assert status == 502, f"{type(exc).__name__} status={status}: {exc}"
+    ok = status == 502 if exact else status is not None and 500 <= status < 600
+    assert ok, f"{type(exc).__name__} status={status}: {exc}"
     assert "ratelimit" not in type(exc).__name__.lower().replace("_", ""), type(exc).__name__
