@@ -4,6 +4,8 @@ every upstream protocol. Structured output uses pydantic-ai's default (an output
 from __future__ import annotations
 
 import pytest
+from anthropic import AsyncAnthropic
+from openai import AsyncOpenAI
 
 pytest.importorskip("pydantic_ai")
 from pydantic_ai import Agent
@@ -28,11 +30,13 @@ def kind(request) -> str:  # type: ignore[no-untyped-def]
 
 
 def model(stack, kind: str, alias: str):  # type: ignore[no-untyped-def]
-    if kind in ("chat", "responses"):
-        provider = OpenAIProvider(base_url=stack.url + "/v1", api_key=CLIENT_KEY)
+    if kind in ("chat", "responses"):  # SDK clients without retries: an error case fails at once
+        provider = OpenAIProvider(openai_client=AsyncOpenAI(base_url=stack.url + "/v1", api_key=CLIENT_KEY,
+                                                            max_retries=0))
         return (OpenAIChatModel if kind == "chat" else OpenAIResponsesModel)(alias, provider=provider)
     if kind == "anthropic":
-        return AnthropicModel(alias, provider=AnthropicProvider(api_key=CLIENT_KEY, base_url=stack.url))
+        sdk = AsyncAnthropic(base_url=stack.url, api_key=CLIENT_KEY, max_retries=0)
+        return AnthropicModel(alias, provider=AnthropicProvider(anthropic_client=sdk))
     return GoogleModel(alias, provider=GoogleProvider(api_key=CLIENT_KEY, base_url=stack.url))
 
 
