@@ -67,12 +67,39 @@ def gguf_path() -> Path:
     return Path(next(iter(spec.submodule_search_locations))) / GGUF_NAME
 
 
+def gguf_reader(path: str | Path | None = None) -> Any:
+    """gguf's GGUFReader for `path` (the packaged GGUF by default), one per file and test process: parsing the
+    49k-token vocabulary and merges costs 3-10 s each time, and the reader is read-only (a memory map)."""
+    return _reader(Path(path or gguf_path()).resolve())
+
+
+@functools.lru_cache(maxsize=4)
+def _reader(path: Path) -> Any:
+    from gguf.gguf_reader import GGUFReader  # its home module: shared_gguf_parsing swaps `gguf.GGUFReader`
+
+    return GGUFReader(path)
+
+
+@contextlib.contextmanager
+def shared_gguf_parsing() -> Iterator[None]:
+    """transformers' GGUF loading, minus repeated work: it builds a GGUFReader for the config, the weights and the
+    tokenizer, and gguf's tensor-name map once per module (~400 times for SmolLM2, 6 s). Both are pure: the
+    reader comes from `gguf_reader`, the map from a cache; the values loaded are the same."""
+    import gguf
+
+    real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
+    gguf.GGUFReader = lambda path, *a, **kw: real_reader(path, *a, **kw) if a or kw else gguf_reader(path)
+    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(real_map)
+    try:
+        yield
+    finally:
+        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
+
+
 @functools.lru_cache(maxsize=1)
 def _tokenizer_json() -> str:
-    """Serialized tokenizer.json; cached because reading the GGUF vocab costs ~2 s."""
-    from gguf import GGUFReader
-
-    fields = GGUFReader(gguf_path()).fields
+    """Serialized tokenizer.json; cached because building it costs ~2 s."""
+    fields = gguf_reader().fields
     tokens: list[str] = fields["tokenizer.ggml.tokens"].contents()
     types: list[int] = fields["tokenizer.ggml.token_type"].contents()
     merges = [tuple(m.split(" ", 1)) for m in fields["tokenizer.ggml.merges"].contents()]

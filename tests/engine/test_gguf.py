@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import torch
+from fixtures import shared_gguf_parsing
 from numerics import assert_decisive
 
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart, packaged_gguf_path
@@ -33,8 +34,9 @@ def reference() -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     path = packaged_gguf_path()
-    model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32).eval()
-    return model, AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
+    with shared_gguf_parsing():  # the same loading, minus transformers' repeated parsing (fixtures.py)
+        model = AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+        return model.eval(), AutoTokenizer.from_pretrained(path.parent, gguf_file=path.name)
 
 
 def llama_cpp_permute(w: torch.Tensor, n_heads: int) -> torch.Tensor:

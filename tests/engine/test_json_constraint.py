@@ -41,9 +41,9 @@ def one_thread() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def gguf() -> tuple[list[str], list[int], int]:
-    from gguf import GGUFReader
+    from fixtures import gguf_reader
 
-    fields = GGUFReader(gguf_path()).fields
+    fields = gguf_reader(gguf_path()).fields
     tokens = fields["tokenizer.ggml.tokens"].contents()
     types = fields["tokenizer.ggml.token_type"].contents()
     return tokens, types, int(fields["tokenizer.ggml.eos_token_id"].contents())

