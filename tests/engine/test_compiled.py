@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
 
 import pytest
 import torch
@@ -87,13 +88,16 @@ def test_compiled_step_matches_eager_logits(engines: tuple[Engine, Engine, int])
     torch.testing.assert_close(step_logits(compiled), step_logits(eager), rtol=1e-4, atol=1e-4)
 
 
-def test_decode_guards_check_the_inputs_not_the_loaded_model(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Each step evaluates its graph's guards. The model never changes once loaded, so guards on its weights and
-    module facts (thousands) are dropped; those on the inputs and the RoPE tables, which pick the graph, stay."""
-    kept: list[list[tuple[str, str]]] = []
-    dropped: list[list[tuple[str, str]]] = []
+Guards = list[list[tuple[str, str]]]
+
+
+@pytest.fixture(scope="module")
+def w8a8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Engine, Guards, Guards]]:
+    """An int8-dynamic model, eager and compiled, and per compiled graph the guards kept and dropped. A second
+    model compiled in the process (after `engines`): dynamo shares compiled code by function, so guards must tell
+    this model's graphs from the dense one's."""
+    kept: Guards = []
+    dropped: Guards = []
     real = compiled_mod._skip_model_guards
 
     def record(entries: list) -> list[bool]:
@@ -102,10 +106,20 @@ def test_decode_guards_check_the_inputs_not_the_loaded_model(
         dropped.append([(e.guard_type, e.name) for e, k in zip(entries, keep, strict=True) if not k])
         return keep
 
-    monkeypatch.setattr(compiled_mod, "_skip_model_guards", record)
-    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-guards"))
-    engine = Engine.load(str(path), quant="int8", limits=Limits(compile=True))
-    engine.close()
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-w8a8"))
+    eager = Engine.load(str(path), quant="int8-dynamic")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(compiled_mod, "_skip_model_guards", record)
+        compiled = Engine.load(str(path), quant="int8-dynamic", limits=Limits(compile=True))
+    yield eager, compiled, kept, dropped
+    eager.close()
+    compiled.close()
+
+
+def test_decode_guards_check_the_inputs_not_the_loaded_model(w8a8: tuple[Engine, Engine, Guards, Guards]) -> None:
+    """Each step evaluates its graph's guards. The model never changes once loaded, so guards on its weights and
+    module facts (thousands) are dropped; those on the inputs and the RoPE tables, which pick the graph, stay."""
+    _, _, kept, dropped = w8a8
     assert len(kept) == 3  # the three decode graphs
     for keep, drop in zip(kept, dropped, strict=True):
         on_model = [(kind, name) for kind, name in keep if name.startswith("self")]
@@ -117,13 +131,10 @@ def test_decode_guards_check_the_inputs_not_the_loaded_model(
         assert all(name.startswith("self") for _, name in drop)
 
 
-def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_compiled_int8_dynamic_keeps_the_onednn_op(w8a8: tuple[Engine, Engine, Guards, Guards]) -> None:
     # inductor cannot lower oneDNN's int8 GEMM on a weight that is not a frozen constant: quant wraps it in an
-    # opaque custom op while compiling. This is also a second model compiled in the process (after `engines`):
-    # dynamo shares compiled code by function, so guards must tell this model's graph from the dense one's.
-    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-w8a8"))
-    eager = Engine.load(str(path), quant="int8-dynamic")
-    compiled = Engine.load(str(path), quant="int8-dynamic", limits=Limits(compile=True))
+    # opaque custom op while compiling
+    eager, compiled, _, _ = w8a8
     if quant.onednn_int8_available():
         assert compiled.model.lm_head._onednn is not None  # the vocabulary-wide output layer runs W8A8
     # the narrow layers run the weight-only kernel on bf16 activations, and inductor's fused norms sum in another
@@ -131,8 +142,6 @@ def test_compiled_int8_dynamic_keeps_the_onednn_op(tmp_path_factory: pytest.Temp
     # by a fraction of a percent of their scale (a wrong or missing op moves them by all of it)
     got, want = step_logits(compiled), step_logits(eager)
     torch.testing.assert_close(got, want, rtol=0, atol=2.0**-6 * want.abs().max().item())
-    eager.close()
-    compiled.close()
 
 
 def test_batches_past_the_dense_threshold_were_compiled_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
