@@ -114,8 +114,14 @@ def assert_same(ours: Any, ref: dict[str, Any], ref_processor: Any) -> None:
     assert n_image_tokens == ours.pixel_values.shape[0] * ref_processor.image_seq_len
 
 
-@pytest.mark.parametrize("variant", ["smolvlm2-256m", "smolvlm2-2.2b"])
-@pytest.mark.parametrize("name", list(IMAGES))
+# Geometry (tiling, resizing) on both tile sizes, 512 px and 2.2B's 384 px; colour modes are converted to RGB
+# before any geometry, the same code for every tile size, so on one.
+COLOUR_MODES = ("grayscale", "rgba", "palette_transparency")
+SINGLE_CASES = [(v, n) for v in ("smolvlm2-256m", "smolvlm2-2.2b") for n in IMAGES]
+SINGLE_CASES = [(v, n) for v, n in SINGLE_CASES if v == "smolvlm2-256m" or n not in COLOUR_MODES]
+
+
+@pytest.mark.parametrize(("variant", "name"), SINGLE_CASES)
 def test_single_image_matches_reference(pair: Callable, variant: str, name: str) -> None:
     ours, ref = pair(variant)
     messages = [ChatMessage("user", [ImagePart(IMAGES[name]()), TextPart("What is in this image?")])]
