@@ -17,6 +17,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+import pytest
 from tokenizers import AddedToken, Tokenizer, decoders, models, pre_tokenizers
 
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -82,18 +83,24 @@ def _reader(path: Path) -> Any:
 
 @contextlib.contextmanager
 def shared_gguf_parsing() -> Iterator[None]:
-    """transformers' GGUF loading, minus repeated work: it builds a GGUFReader for the config, the weights and the
-    tokenizer, and gguf's tensor-name map once per module (~400 times for SmolLM2, 6 s). Both are pure: the
-    reader comes from `gguf_reader`, the map from a cache; the values loaded are the same."""
+    """GGUF loading (ours and transformers') minus repeated parsing: every GGUFReader of a file comes from
+    `gguf_reader` (transformers alone builds three, for the config, the weights and the tokenizer), and gguf's
+    tensor-name map from a cache (transformers builds it once per module, ~400 times for SmolLM2: 6 s). Both are
+    pure, so the values loaded are the same."""
     import gguf
 
+    from smolgate.engine import gguf_loader
+
     real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
-    gguf.GGUFReader = lambda path, *a, **kw: real_reader(path, *a, **kw) if a or kw else gguf_reader(path)
-    gguf.get_tensor_name_map = functools.lru_cache(maxsize=None)(real_map)
-    try:
+
+    def reader(path: Any, *args: Any, **kwargs: Any) -> Any:
+        return real_reader(path, *args, **kwargs) if args or kwargs else gguf_reader(path)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gguf, "GGUFReader", reader)
+        patch.setattr(gguf_loader, "GGUFReader", reader)  # bound at its import
+        patch.setattr(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(real_map))
         yield
-    finally:
-        gguf.GGUFReader, gguf.get_tensor_name_map = real_reader, real_map
 
 
 @functools.lru_cache(maxsize=1)

@@ -26,7 +26,8 @@ SAMPLES = [
 @pytest.fixture(scope="module")
 def engine() -> Engine:
     torch.set_num_threads(2)
-    return Engine.load(str(packaged_gguf_path()))
+    with shared_gguf_parsing():  # the reference below parses the same file: once per process (fixtures.py)
+        return Engine.load(str(packaged_gguf_path()))
 
 
 @pytest.fixture(scope="module")

@@ -325,9 +325,12 @@ def test_forced_tool_call_round_trip(table: TokenTable, eos: int) -> None:
 
 
 def test_engine_tokenizer_vocab_matches_gguf_tokens(table: TokenTable) -> None:
+    from fixtures import shared_gguf_parsing
+
     from smolgate.engine.gguf_loader import GGUFCheckpoint
 
-    tok = GGUFCheckpoint(gguf_path()).tokenizer()
+    with shared_gguf_parsing():  # the file parsed once per process, as for the `gguf` fixture
+        tok = GGUFCheckpoint(gguf_path()).tokenizer()
     assert vocab_from_tokenizer(tok.hf) == table.tokens
     text = '{"名前": "東京 🙂", "n": [1.5e3, true]}'
     ids = tok.encode(text)

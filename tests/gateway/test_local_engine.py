@@ -7,16 +7,18 @@ and a text-only model refuses an image with a clear 400.
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import anthropic
 import httpx
 import pytest
 
-import sys
-from pathlib import Path
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
-from checkpoints import make_checkpoint  # noqa: E402
-from test_video import write_video  # noqa: E402
+from checkpoints import make_checkpoint
+from fixtures import shared_gguf_parsing
+from test_video import write_video
+
 from tests.gateway.clients import CLIENTS, Ask
 from tests.gateway_server import GatewayServer
 
@@ -25,7 +27,7 @@ from tests.gateway_server import GatewayServer
 def text_gateway():
     cfg = ("providers:\n  - name: local\n    protocol: local\n"  # the packaged SmolLM2-135M GGUF
            "models:\n  - name: text\n    targets: [{provider: local, model: default}]\n")
-    with GatewayServer(cfg) as gw:
+    with shared_gguf_parsing(), GatewayServer(cfg) as gw:  # the GGUF parsed once per test process
         yield gw
 
 
