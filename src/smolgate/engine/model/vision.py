@@ -61,7 +61,8 @@ ATTN_ALIGN = 16
 
 @functools.cache
 def fused_linear_available() -> bool:
-    """Whether oneDNN's linear with a fused epilogue (GELU) runs here (x86 builds of torch)."""
+    """Whether oneDNN's bf16 linear with a fused epilogue (GELU) runs here: x86 builds of torch, on a CPU with
+    AVX-512 (with AVX2 only, or ONEDNN_MAX_CPU_ISA=AVX2, torch refuses bf16 oneDNN ops and the plain ops run)."""
     try:
         x, w = torch.ones(2, 8, dtype=torch.bfloat16), torch.ones(4, 8, dtype=torch.bfloat16)
         gelu = torch.ops.mkldnn._linear_pointwise(x, w, None, "gelu", [], "tanh")
