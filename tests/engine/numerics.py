@@ -57,13 +57,13 @@ def assert_decisive(logits: torch.Tensor, tokens: list[int], min_gap: float = FP
     """logits [T, V] of the reference at each greedy step, tokens its T picks: each pick is the argmax and leads
     the runner-up by at least min_gap, so any computation within noise of the reference picks the same tokens."""
     assert logits.shape[0] == len(tokens), (logits.shape, len(tokens))
-    top = logits.float().topk(2, dim=-1)
-    assert top.indices[:, 0].tolist() == tokens, "the tokens are not the greedy picks of these logits"
-    gaps = top.values[:, 0] - top.values[:, 1]
-    step = int(gaps.argmin())
-    assert gaps[step].item() >= min_gap, (
-        f"near-tie at step {step}: top-2 gap {gaps[step].item():.2e} < {min_gap:.0e}; another computation may "
-        "pick the runner-up on another CPU, so this comparison would not be portable: change the prompt"
+    logits, picks = logits.float(), torch.tensor(tokens).view(-1, 1)
+    lead = logits.gather(1, picks)[:, 0] - logits.scatter(1, picks, float("-inf")).amax(dim=1)
+    step = int(lead.argmin())
+    assert lead[step].item() >= min_gap, (
+        f"step {step}: the pick leads the best other token by {lead[step].item():.2e} < {min_gap:.0e} (below 0: "
+        "not the argmax at all); near a tie another computation may pick the other token on another CPU, so "
+        "this comparison would not be portable: change the prompt"
     )
 
 
