@@ -208,3 +208,14 @@ def test_a_smuggled_request_never_gives_one_client_another_clients_answer():
             assert a.json()["choices"][0]["message"]["content"] == "You said: secret of client A"
         assert not any(r.path == "/v1beta/models/smuggled:generateContent" for r in up.requests)
         assert all(r.headers.get("host") != "up" for r in up.requests)
+
+
+@pytest.mark.parametrize("extra", ['    headers: {x-org: "a\\r\\nx-evil: 1"}\n', '    headers: {"x org": "v"}\n',
+                                   '    headers: {content-length: "0"}\n'])
+def test_a_configured_header_that_http_cannot_carry_is_a_config_error(extra):
+    from smolgate.config import ConfigError
+
+    cfg = parse_config(provider_config("openai", "http://127.0.0.1:9", extra=extra))
+    with pytest.raises(ConfigError) as info:
+        HttpProvider(cfg.providers[0])
+    assert "\r" not in str(info.value)

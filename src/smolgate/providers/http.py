@@ -32,7 +32,7 @@ import math
 import re
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 import aiohttp
 import msgspec
@@ -46,7 +46,7 @@ from ..secret import Redactor
 from .aio import AiohttpTransport
 from .base import Attempt, Provider
 from .h1 import H1Error, H1LimitError, H1Pool
-from .urls import UnsafeRequest, check_headers
+from .urls import UnsafeRequest, check_headers, check_target
 
 log = logging.getLogger("smolgate.upstream")
 
@@ -259,6 +259,7 @@ class HttpProvider(Provider):
         self.scrub = Scrubber(cfg)
         try:
             check_headers({k: v.reveal() for k, v in cfg.headers.items()})
+            check_target(urlsplit(cfg.base_url).path or "/")
         except UnsafeRequest as exc:
             raise ConfigError(f"provider '{cfg.name}': {exc}") from None
         self._transport: Any = (AiohttpTransport(cfg) if cfg.transport == "aiohttp"
