@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agents.install import agent_binary
 from tests.fakes.anthropic_upstream import AnthropicUpstream
 from tests.fakes.gemini_upstream import GeminiUpstream
 from tests.fakes.ollama_upstream import OllamaUpstream
@@ -25,6 +26,7 @@ from tests.fakes.openai_upstream import OpenAIUpstream
 from tests.fakes.script import AGENT_TEXT
 from tests.gateway_server import GatewayServer
 
+pytestmark = pytest.mark.agents
 ROOT = Path(__file__).resolve().parents[2]
 CODEX = ROOT / ".agents" / "node_modules" / ".bin" / "codex"
 CLIENT_KEY = "sk-smolgate-codex"
@@ -35,13 +37,7 @@ TARGETS = {"openai-responses": "gpt-fake", "openai": "gpt-fake", "anthropic": "c
 
 @pytest.fixture(scope="module")
 def codex() -> Path:
-    if not CODEX.exists():
-        try:
-            subprocess.run(["bash", str(ROOT / "scripts" / "ensure_agents.sh")], check=True, timeout=300,
-                           capture_output=True)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"Codex is not installed and scripts/ensure_agents.sh failed: {exc}")
-    return CODEX
+    return agent_binary("codex")
 
 
 @pytest.fixture(scope="module")

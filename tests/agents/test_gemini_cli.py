@@ -26,6 +26,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agents.install import agent_binary
 from tests.fakes.anthropic_upstream import AnthropicUpstream
 from tests.fakes.gemini_upstream import GeminiUpstream
 from tests.fakes.ollama_upstream import OllamaUpstream
@@ -51,17 +52,7 @@ KEYS = {"openai": "k-o", "anthropic": "k-a", "gemini": "k-g", "ollama": None}
 
 @pytest.fixture(scope="module")
 def gemini() -> Path:
-    if not GEMINI.exists():
-        try:
-            subprocess.run(
-                ["bash", str(ROOT / "scripts" / "ensure_agents.sh")],
-                check=True,
-                timeout=300,
-                capture_output=True,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"Gemini CLI is not installed and scripts/ensure_agents.sh failed: {exc}")
-    return GEMINI
+    return agent_binary("gemini")
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.agents.install import agent_binary
 from tests.fakes.anthropic_upstream import AnthropicUpstream
 from tests.fakes.gemini_upstream import GeminiUpstream
 from tests.fakes.ollama_upstream import OllamaUpstream
@@ -44,17 +45,7 @@ CLIENTS = {"openai-compatible": "/v1", "anthropic": "/v1", "google": "/v1beta"}
 
 @pytest.fixture(scope="module")
 def opencode() -> Path:
-    if not OPENCODE.exists():
-        try:
-            subprocess.run(
-                ["bash", str(ROOT / "scripts" / "ensure_agents.sh")],
-                check=True,
-                timeout=300,
-                capture_output=True,
-            )
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"opencode is not installed and scripts/ensure_agents.sh failed: {exc}")
-    return OPENCODE
+    return agent_binary("opencode")
 
 
 @pytest.fixture(scope="module")
