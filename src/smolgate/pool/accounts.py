@@ -192,11 +192,13 @@ class AccountPool:
         # limit; a tripped breaker is an upstream that is down (503, retry later); accounts disabled because
         # the upstream rejected their keys are the gateway's upstream failure (502), never a 429 that clients
         # would retry forever.
-        if H.COOLING in states:
-            return GatewayError(ErrorKind.RATE_LIMITED, message, retry_after=retry)
-        if H.OPEN in states or H.HALF_OPEN in states or H.DISABLED not in states:
+        # (Every account already tried by this request stays a 429 here: the dispatcher reports the upstream's
+        # own failure instead.)
+        if H.COOLING not in states and (H.OPEN in states or H.HALF_OPEN in states):
             return GatewayError(ErrorKind.OVERLOADED, message, retry_after=retry)
-        return GatewayError(ErrorKind.UPSTREAM, message)
+        if H.COOLING not in states and H.DISABLED in states:
+            return GatewayError(ErrorKind.UPSTREAM, message)
+        return GatewayError(ErrorKind.RATE_LIMITED, message, retry_after=retry)
 
     # ---- acquire / wait -----------------------------------------------------------------------------
     async def acquire(self, *, tokens: int = 0, exclude: frozenset[str] = frozenset(),
