@@ -85,3 +85,16 @@ def test_pull_fails_clearly_offline(tmp_path):
                          capture_output=True, text=True, timeout=120, env=env)
     assert out.returncode == 1
     assert "pull failed" in out.stdout + out.stderr and "Traceback" not in out.stderr
+
+
+def test_serve_refuses_a_configured_header_http_cannot_carry_without_a_trace(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text('providers:\n  - name: o\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n'
+                   '    headers: {"x-org": "sk-hidden-value\\r\\nx-injected: 1"}\n'
+                   'models:\n  - name: m\n    targets: [{provider: o, model: x}]\n')
+    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "serve", "--config", str(cfg), "--port", "9"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    text = out.stdout + out.stderr
+    assert "config error" in text and "x-org" in text
+    assert "Traceback" not in text and "sk-hidden-value" not in text

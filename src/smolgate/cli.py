@@ -94,7 +94,11 @@ def serve(
     redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
     for handler in logging.getLogger().handlers:  # uvicorn's loggers propagate here (log_config=None)
         handler.addFilter(redact)
-    app = Gateway(cfg)
+    try:
+        app = Gateway(cfg)  # builds the providers: a header or base_url HTTP cannot carry is refused here
+    except ConfigError as exc:
+        console.print(f"[red]config error:[/red] {exc}")
+        raise typer.Exit(2) from None
     try:
         server_config = uvicorn_config(app, host, port, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
                                        ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
