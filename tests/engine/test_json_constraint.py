@@ -353,3 +353,24 @@ def test_per_token_overhead(table: TokenTable, eos: int) -> None:
     per_token_ms = spent / tokens * 1e3
     print(f"\njson constraint overhead: {per_token_ms:.2f} ms/token over {tokens} tokens")
     assert per_token_ms < 20
+
+
+def test_strings_are_strict_utf8_no_overlong_surrogate_or_out_of_range_sequences():
+    from smolgate.engine.json_automaton import string_byte
+
+    def accepts(data: bytes) -> bool:
+        esc = 0
+        for b in data:
+            r = string_byte(esc, b)
+            if r is None:
+                return False
+            esc = r[0]
+        return esc == 0
+
+    for ch in ("é", "ࠀ", "\ud7ff", "\ue000", "€", "𐀀", "\U0010ffff", "日本"):
+        assert accepts(ch.encode("utf-8", "surrogatepass")), ch
+    for bad in (b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xed\xa0\x80", b"\xf0\x80\x80\x80", b"\xf0\x8f\xbf\xbf",
+                b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xf5\x80\x80\x80"):
+        with pytest.raises(UnicodeDecodeError):
+            bad.decode()
+        assert not accepts(bad), bad

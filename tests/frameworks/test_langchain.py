@@ -5,8 +5,6 @@ and ChatGoogleGenerativeAI, each against every upstream protocol. The tool loop 
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("langchain_openai")
 from langchain_anthropic import ChatAnthropic
 from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, ToolMessage
 from langchain_core.tools import tool

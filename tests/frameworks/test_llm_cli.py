@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 os.environ["LLM_LOAD_PLUGINS"] = ""  # before llm is imported
-llm_cli = pytest.importorskip("llm.cli")
+import llm.cli as llm_cli
 from click.testing import CliRunner
 
 from tests.frameworks import cases as c

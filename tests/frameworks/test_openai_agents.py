@@ -4,8 +4,6 @@ each against every upstream protocol."""
 from __future__ import annotations
 
 import pytest
-
-pytest.importorskip("agents")
 from agents import (
     Agent,
     ModelSettings,

@@ -6,8 +6,6 @@ from __future__ import annotations
 import pytest
 from anthropic import AsyncAnthropic
 from openai import AsyncOpenAI
-
-pytest.importorskip("pydantic_ai")
 from pydantic_ai import Agent
 from pydantic_ai.exceptions import ModelHTTPError
 from pydantic_ai.models.anthropic import AnthropicModel

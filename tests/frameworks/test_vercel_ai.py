@@ -22,11 +22,10 @@ PROVIDERS = ("openai-responses", "openai-chat", "openai-compatible", "anthropic"
 @pytest.fixture(scope="module")
 def results(stack) -> dict[tuple[str, str, str], dict]:
     if shutil.which("node") is None or not (JS / "node_modules" / "ai").exists():
-        try:
-            subprocess.run(["bash", str(ROOT / "scripts" / "ensure_js_frameworks.sh")], check=True, timeout=300,
-                           capture_output=True)
-        except (subprocess.SubprocessError, OSError) as exc:
-            pytest.skip(f"the AI SDK is not installed and scripts/ensure_js_frameworks.sh failed: {exc}")
+        proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure_js_frameworks.sh")], check=False, timeout=600,
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            pytest.fail(f"the AI SDK is not installed and scripts/ensure_js_frameworks.sh failed: {proc.stderr[-2000:]}")
     run = subprocess.run(["node", "matrix.mjs", stack.url, CLIENT_KEY], cwd=JS, capture_output=True, text=True,
                          check=False,
                          timeout=240)

@@ -44,7 +44,10 @@ N_SIGN, N_ZERO, N_INT, N_DOT, N_FRAC, N_E, N_ESIGN, N_EXP = range(8)
 N_COMPLETE = frozenset({N_ZERO, N_INT, N_FRAC, N_EXP})
 
 # String escape state `esc`: 0 plain, 1 after '\', 2..5 = (esc-1) hex digits of \uXXXX to go,
-# 6..8 = (esc-5) UTF-8 continuation bytes to go.
+# 6..8 = (esc-5) UTF-8 continuation bytes to go, 9..12 = the first continuation of a lead byte whose range is
+# narrower (Unicode table 3-7: no overlong forms, no surrogates, nothing past U+10FFFF), as strict decoders want.
+_NARROW = {9: (0xA0, 0xBF, 6), 10: (0x80, 0x9F, 6), 11: (0x90, 0xBF, 7), 12: (0x80, 0x8F, 7)}
+_NARROW_LEAD = {0xE0: 9, 0xED: 10, 0xF0: 11, 0xF4: 12}
 
 
 def string_byte(esc: int, b: int) -> tuple[int, bool] | None:
@@ -58,6 +61,8 @@ def string_byte(esc: int, b: int) -> tuple[int, bool] | None:
             return 0, True
         if 0xC2 <= b <= 0xDF:
             return 6, False
+        if b in _NARROW_LEAD:
+            return _NARROW_LEAD[b], False
         if 0xE0 <= b <= 0xEF:
             return 7, False
         if 0xF0 <= b <= 0xF4:
@@ -72,12 +77,17 @@ def string_byte(esc: int, b: int) -> tuple[int, bool] | None:
         if b not in HEX or (esc == 5 and b in b"dD"):
             return None
         return (esc - 1, False) if esc > 2 else (0, True)
+    if esc >= 9:
+        lo, hi, then = _NARROW[esc]
+        return (then, False) if lo <= b <= hi else None
     if 0x80 <= b <= 0xBF:
         return (esc - 1, False) if esc > 6 else (0, True)
     return None
 
 
 def _esc_left(esc: int) -> int:
+    if esc >= 9:
+        return _NARROW[esc][2] - 5 + 1
     return 0 if esc == 0 else 1 if esc == 1 else esc - 1 if esc <= 5 else esc - 5
 
 
