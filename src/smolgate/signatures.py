@@ -61,7 +61,9 @@ log = logging.getLogger("smolgate.signatures")
 
 BYPASS = "skip_thought_signature_validator"
 KINDS = ("anthropic", "gemini")  # provider protocols whose signed state is kept
-_LOSES_IDS = frozenset(("ollama",))  # client protocols whose SDKs drop call ids: also keyed by name + args
+# Client protocols whose SDKs may drop call ids (Ollama has none; Gemini's are optional and LangChain's Google
+# client sends functionCalls back without them): also keyed by name + canonical arguments.
+_LOSES_IDS = frozenset(("ollama", "gemini"))
 _ID_BAD = re.compile(r"[^A-Za-z0-9_-]")  # ids as an Anthropic client sees them (anthropic_stream.tool_id)
 _GEMINI_MAJOR = re.compile(r"gemini-(\d+)")
 
@@ -229,12 +231,14 @@ class Signatures:
         if items:
             await self.store.put(items)
 
-    async def watch(self, events: AsyncIterator[Event], req: Request, provider: str) -> AsyncIterator[Event]:
-        """Pass a stream through; record its signed state before its final events reach the client."""
+    def watch(self, events: AsyncIterator[Event], req: Request, provider: str) -> AsyncIterator[Event]:
+        """The stream itself when nothing is kept (no extra layer per event); else a pass-through that records
+        its signed state before its final events reach the client."""
         if self._keeps(req, provider) is None:
-            async for ev in events:
-                yield ev
-            return
+            return events
+        return self._watch(events, req, provider)
+
+    async def _watch(self, events: AsyncIterator[Event], req: Request, provider: str) -> AsyncIterator[Event]:
         fold = _Fold()
         pending = True
         async for ev in events:

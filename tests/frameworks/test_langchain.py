@@ -83,11 +83,7 @@ async def test_parallel(stack, kind, upstream):
 
 
 @pytest.mark.parametrize("upstream", c.UPSTREAMS)
-async def test_reasoning(stack, kind, upstream, request):
-    if (kind, upstream) == ("google", "anthropic"):
-        # LangChain's Gemini client sends the functionCall back without its id: the signed thinking kept under
-        # the call's id is not found, so thinking is switched off for the tool-result turn (signatures.py).
-        request.applymarker(pytest.mark.xfail(reason="signed thinking not restored for id-less Gemini calls"))
+async def test_reasoning(stack, kind, upstream):
     seen = c.Seen(stack, upstream)
     text, turns = await loop(model(stack, kind, upstream, **THINKING[kind]), c.TOOL_PROMPT)
     assert turns == [["Paris"]] and text == c.TOOL_ANSWER

@@ -42,6 +42,8 @@ def loads_body(body: bytes) -> dict[str, Any]:
         raise invalid(f"request body is not valid JSON: {exc}") from None
     if not isinstance(obj, dict):
         raise invalid("request body must be a JSON object")
+    if body.count(b"{") + body.count(b"[") <= MAX_JSON_DEPTH and not _LONG_DIGITS.search(body):
+        return obj  # too few brackets to nest that deep, no digit run long enough for a 64-bit overflow
     problem = _scan(obj, MAX_JSON_DEPTH)
     if problem == "depth":
         where = _path_to(obj, lambda v, depth: depth > MAX_JSON_DEPTH)
@@ -63,6 +65,7 @@ def loads_json(text: str | bytes) -> Any:
 
 
 _I64_MIN, _I64_MAX = -(2**63), 2**63 - 1
+_LONG_DIGITS = re.compile(rb"\d{19}")  # every integer outside the 64-bit range has 19 digits or more
 
 
 def too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
