@@ -13,7 +13,7 @@ import secrets
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from ..canonical import Origin, Request, StreamError
+from ..canonical import Origin, Request
 from ..config import Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
@@ -35,6 +35,7 @@ from .asgi import (
 )
 from .auth import Authenticator, presented_key
 from .runtime import Runtime
+from .streaming import encode_events
 
 log = logging.getLogger("smolgate.server")
 
@@ -182,18 +183,10 @@ class Gateway:
 
     async def _encode(self, c: Codec, canon: Request, first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
         enc = c.stream_encoder(canon)
-        try:
-            yield enc.feed(first)
-            async for ev in events:
-                yield enc.feed(ev)
-        except GatewayError as exc:
-            yield enc.feed(StreamError(kind=exc.kind.value, message=exc.message))
-        except Exception:
-            log.exception("internal error while streaming")
-            yield enc.feed(StreamError(kind=ErrorKind.INTERNAL.value, message="internal error while streaming"))
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+        async for chunk in encode_events(enc, first, events):
+            yield chunk
         yield enc.close()
 
     def model_infos(self) -> list[ModelInfo]:
         return self.runtime.model_infos()
+

@@ -19,7 +19,7 @@ import msgspec
 import orjson
 
 from .. import tool_kinds as tk
-from ..canonical import Origin, Request, StreamError, Text, link_tool_results
+from ..canonical import Origin, Request, Text, link_tool_results
 from ..errors import ErrorKind, GatewayError, invalid
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
@@ -34,6 +34,7 @@ from ..protocols.openai_responses_stream import (
 from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .auth import presented_key
+from .streaming import encode_events
 
 if TYPE_CHECKING:
     from .app import Gateway
@@ -160,17 +161,8 @@ async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Se
     enc = ResponsesStreamEncoder(canon, rid)
 
     async def chunks() -> AsyncIterator[bytes]:
-        try:
-            yield enc.feed(first)
-            async for ev in events:
-                yield enc.feed(ev)
-        except GatewayError as exc:
-            yield enc.feed(StreamError(kind=exc.kind.value, message=exc.message))
-        except Exception:
-            log.exception("internal error while streaming")
-            yield enc.feed(StreamError(kind=ErrorKind.INTERNAL.value, message="internal error while streaming"))
-        finally:
-            await events.aclose()  # type: ignore[attr-defined]
+        async for chunk in encode_events(enc, first, events):
+            yield chunk
         if keep and enc.final is not None:
             await store.put(StoredResponse(rid, owner, {**enc.final, "output": enc.full_output}, stored_input))
         yield enc.close()
