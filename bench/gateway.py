@@ -5,8 +5,10 @@ gets core 0 to itself. For each scenario the same load runs against the upstream
 smolgate; "added" = via-gateway minus direct, percentile by percentile.
 
     .venv/bin/python bench/gateway.py [--rate 500] [--seconds 5] [--concurrency 64]
+    .venv/bin/python bench/gateway.py --compare /tmp/base --rounds 2   # another checkout's gateway, alternating
 
-Writes bench/results/gateway.json and gateway.png.
+Writes bench/results/gateway.json and gateway.png (with --compare: gateway-compare.json and .png, each row
+labelled by the tree it ran from).
 """
 
 from __future__ import annotations
@@ -101,7 +103,13 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--transports", default="h1,aiohttp", help="upstream HTTP clients to compare")
+    ap.add_argument("--compare", default=None, help="another checkout (e.g. a git worktree of an older commit): "
+                    "its gateway runs in alternation with this one, same upstream, same run")
+    ap.add_argument("--rounds", type=int, default=1, help="with --compare: alternations per tree")
     args = ap.parse_args()
+    trees = [("this", None)]
+    if args.compare:
+        trees = [("base", str(Path(args.compare).resolve() / "src")), ("this", None)] * args.rounds
     results = []
     up_port = free_port()
     upstream = subprocess.Popen([PY, str(HERE / "fast_upstream.py"), str(up_port)], preexec_fn=pinned(1))
@@ -109,17 +117,20 @@ def main() -> None:
         wait_port(up_port)
         with Progress(console=console) as progress:
             transports = args.transports.split(",")
-            task = progress.add_task("benchmarking", total=len(transports) * 12)
-            for transport in transports:
-                results += run_transport(args, transport, up_port, progress, task)
+            task = progress.add_task("benchmarking", total=len(transports) * 12 * len(trees))
+            for label, src in trees:
+                for transport in transports:
+                    for r in run_transport(args, transport, up_port, progress, task, src):
+                        results.append({**r, "tree": label})
     finally:
         upstream.terminate()
         upstream.wait(10)
     report(results, args)
 
 
-def run_transport(args: argparse.Namespace, transport: str, up_port: int, progress: Progress, task) -> list[dict]:  # type: ignore[no-untyped-def]
-    """All scenarios through one gateway process whose provider uses `transport`."""
+def run_transport(args: argparse.Namespace, transport: str, up_port: int, progress: Progress, task,  # type: ignore[no-untyped-def]
+                  src: str | None = None) -> list[dict]:
+    """All scenarios through one gateway process whose provider uses `transport` (its code from `src` if set)."""
     gw_port = free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
     cfg.write(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
@@ -127,7 +138,8 @@ def run_transport(args: argparse.Namespace, transport: str, up_port: int, progre
               f"models:\n  - name: bench\n    targets: [{{provider: up, model: bench-upstream}}]\n")
     cfg.close()
     gateway = subprocess.Popen([PY, "-m", "smolgate.cli", "serve", "--config", cfg.name, "--port", str(gw_port),
-                                "--log-level", "warning"], preexec_fn=pinned(0))
+                                "--log-level", "warning"], preexec_fn=pinned(0),
+                               env={**os.environ, "PYTHONPATH": src} if src else None)
     up = f"http://127.0.0.1:{up_port}/v1/chat/completions"
     gw = f"http://127.0.0.1:{gw_port}"
     scenarios = [
@@ -164,14 +176,15 @@ def run_transport(args: argparse.Namespace, transport: str, up_port: int, progre
 def report(results: list[dict], args: argparse.Namespace) -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    (out_dir / "gateway.json").write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
-    t = Table("transport", "scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors")
+    name = "gateway-compare" if args.compare else "gateway"
+    (out_dir / f"{name}.json").write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
+    t = Table("tree", "transport", "scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors")
     for r in results:
         a = r["added_ms"]
-        t.add_row(r["transport"], r["scenario"], f"{a['p50']:.3f}", f"{a['p90']:.3f}", f"{a['p99']:.3f}", f"{r['max_rps']:.0f}",
+        t.add_row(r["tree"], r["transport"], r["scenario"], f"{a['p50']:.3f}", f"{a['p90']:.3f}", f"{a['p99']:.3f}", f"{r['max_rps']:.0f}",
                   str(r["errors"] + r["max_rps_errors"]))
     console.print(t)
-    plot(results, out_dir / "gateway.png")
+    plot(results, out_dir / f"{name}.png")
 
 
 def plot(results: list[dict], path: Path) -> None:
@@ -180,8 +193,8 @@ def plot(results: list[dict], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.5))
-    names = [f"{r['transport']}: {r['scenario']}" for r in results]
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(max(12.0, 0.9 * len(results)), 5))
+    names = [f"{r['tree']} {r['transport']}: {r['scenario']}" for r in results]
     x = range(len(names))
     for i, q in enumerate(("p50", "p90", "p99")):
         ax1.bar([j + (i - 1) * 0.27 for j in x], [r["added_ms"][q] for r in results], width=0.27, label=q)
