@@ -108,6 +108,10 @@ class Gateway:
                 if release is not None:
                     await release()
         except GatewayError as exc:
+            # Every refusal leaves a line with its reason (messages are ours or scrubbed upstream text: no
+            # secrets, no bodies); upstream-side failures at warning, the client's own mistakes at info.
+            log.log(logging.WARNING if exc.status >= 500 else logging.INFO, "%s %s -> %d %s: %s (%s)",
+                    req.method, req.path[:200], exc.status, exc.kind.value, exc.message[:300], rid)
             await self.send_error(send, codec(proto), exc, rid, close=not body_read and unread_body_is_large(h))
         except ClientGone:
             return
