@@ -20,10 +20,11 @@ def test_refusals_are_logged_with_their_reason_and_no_secret(caplog):
     try:
         with GatewayServer(cfg) as gw, caplog.at_level(logging.INFO, logger="smolgate"):
             bad = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m", "messages": "nope"})
-            unknown = httpx.post(gw.url + "/v1/messages", json={"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "hi"}]},
+            hi = [{"role": "user", "content": "hi"}]
+            unknown = httpx.post(gw.url + "/v1/messages", json={"model": "nope", "max_tokens": 5, "messages": hi},
                                  headers={"anthropic-version": "2023-06-01"})
             rejected = httpx.post(gw.url + "/v1/chat/completions",
-                                  json={"model": "m", "messages": [{"role": "user", "content": "hi"}]})
+                                  json={"model": "m", "messages": hi})
     finally:
         up.stop()
     assert (bad.status_code, unknown.status_code, rejected.status_code) == (400, 404, 502)
