@@ -21,7 +21,8 @@ def test_refusals_are_logged_with_their_reason_and_no_secret(caplog):
         with GatewayServer(cfg) as gw, caplog.at_level(logging.INFO, logger="smolgate"):
             bad = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m", "messages": "nope"})
             hi = [{"role": "user", "content": "hi"}]
-            unknown = httpx.post(gw.url + "/v1/messages", json={"model": "nope", "max_tokens": 5, "messages": hi},
+            body = {"model": "nope", "max_tokens": 5, "messages": hi}
+            unknown = httpx.post(gw.url + "/v1/messages", json=body,
                                  headers={"anthropic-version": "2023-06-01"})
             rejected = httpx.post(gw.url + "/v1/chat/completions",
                                   json={"model": "m", "messages": hi})
