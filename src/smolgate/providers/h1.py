@@ -227,6 +227,20 @@ class H1Response:
             parts.append(chunk)
         return b"".join(parts)
 
+    def take_complete(self) -> bytes | None:
+        """The whole body without waiting, if it has all arrived (a small JSON answer usually has); else None."""
+        c = self._conn
+        if not c.complete or c.error is not None:
+            return None
+        body = c._body[0] if len(c._body) == 1 else b"".join(c._body)
+        c._body.clear()
+        c._buffered = 0
+        if c._paused:
+            c._paused = False
+            c.transport.resume_reading()  # type: ignore[union-attr]
+        self.release()
+        return body
+
     def release(self) -> None:
         """Back to the pool when read to its end and reusable; otherwise the socket is closed."""
         if self._done:

@@ -135,6 +135,13 @@ async def _read_body(resp: Any, cap: int, deadline: float, provider: str) -> byt
     if length is not None and length.strip().isdigit() and int(length) > cap:
         resp.close()
         raise _over(provider, "a response body")
+    take = getattr(resp, "take_complete", None)
+    body = take() if take is not None else None
+    if body is not None and len(body) <= cap:  # all there already: no timer, no loop
+        return body
+    if body is not None:
+        resp.close()
+        raise _over(provider, "a response body")
     parts, size = [], 0
     if asyncio.get_running_loop().time() >= deadline:
         raise TimeoutError
