@@ -18,11 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.agents.install import agent_binary
-from tests.fakes.anthropic_upstream import AnthropicUpstream
-from tests.fakes.gemini_upstream import GeminiUpstream
-from tests.fakes.ollama_upstream import OllamaUpstream
-from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.agents.support import agent_binary, fake_upstreams
 from tests.fakes.script import AGENT_TEXT
 from tests.gateway_server import GatewayServer
 
@@ -42,15 +38,8 @@ def codex() -> Path:
 
 @pytest.fixture(scope="module")
 def fakes():
-    ups = {"anthropic": AnthropicUpstream(api_key="k-a"), "openai": OpenAIUpstream(api_key="k-o"),
-           "gemini": GeminiUpstream(api_key="k-g"), "ollama": OllamaUpstream()}
-    for f in ups.values():
-        f.start()
-    ups["openai-responses"] = ups["openai"]
-    yield ups
-    for name, f in ups.items():
-        if name != "openai-responses":
-            f.stop()
+    with fake_upstreams() as ups:
+        yield {**ups, "openai-responses": ups["openai"]}
 
 
 @pytest.fixture(scope="module")
