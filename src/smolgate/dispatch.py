@@ -18,7 +18,7 @@ import msgspec
 from . import caching, forced_tools, stops
 from .canonical import Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
 from .config import Config
-from .errors import ErrorKind, GatewayError
+from .errors import ErrorKind, GatewayError, context_overflow, overflow_from_message
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
 from .pool import Pools
 from .providers.base import Provider
@@ -39,6 +39,15 @@ def estimate_tokens(req: Request) -> int:
             if isinstance(text, str):
                 chars += len(text)
     return chars // 4 + 1
+
+
+def _before_output(ev: StreamError) -> GatewayError:
+    """An upstream's error event before any output. "Prompt too long" is about the client's request: a 400 in
+    each protocol's own form, not retried; anything else is the upstream's failure and may be retried."""
+    overflow = overflow_from_message(ev.message)
+    if overflow is not None:
+        return context_overflow(overflow.prompt_tokens, overflow.limit, overflow.max_tokens, ev.message)
+    return GatewayError(ErrorKind.UPSTREAM, ev.message)
 
 
 class Dispatcher:
@@ -98,9 +107,9 @@ class Dispatcher:
             except BaseException:
                 await attempt.aclose()
                 raise
-            if isinstance(first, StreamError):  # failed before anything reached the client: retryable
+            if isinstance(first, StreamError):  # failed before anything reached the client
                 await attempt.aclose()
-                raise GatewayError(ErrorKind.UPSTREAM, first.message)
+                raise _before_output(first)
             return attempt, it, first, lease  # the lease stays held until the stream ends
 
         attempt, it, first, lease = await self._attempts(req, req_for, call, keep_lease=True)
