@@ -1,5 +1,6 @@
-"""An upstream that says "prompt too long" as the first event of its stream: the client gets its own protocol's
-"prompt too long" 400 (the form agents compact on), and the gateway does not retry the same prompt elsewhere."""
+"""An upstream that says "prompt too long" as the first event of its stream: the client gets its own
+protocol's "prompt too long" 400 (the form agents compact on), and the gateway does not retry the same prompt
+elsewhere."""
 
 from __future__ import annotations
 
