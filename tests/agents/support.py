@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.anthropic_upstream import AnthropicUpstream
-from tests.fakes.gemini_upstream import GeminiUpstream
+from tests.fakes.fleet import running_fakes
 from tests.fakes.harness import FakeUpstream
-from tests.fakes.ollama_upstream import OllamaUpstream
-from tests.fakes.openai_upstream import OpenAIUpstream
 
 ROOT = Path(__file__).resolve().parents[2]
 BIN = ROOT / ".agents" / "node_modules" / ".bin"
@@ -30,16 +26,7 @@ def agent_binary(name: str) -> Path:
     return path
 
 
-@contextlib.contextmanager
-def fake_upstreams() -> Iterator[dict[str, FakeUpstream]]:
-    """One fake per upstream protocol, each refusing keys but its own (`k-o`, `k-a`, `k-g`; Ollama takes none)."""
-    ups: dict[str, FakeUpstream] = {"openai": OpenAIUpstream(api_key="k-o"),
-                                    "anthropic": AnthropicUpstream(api_key="k-a"),
-                                    "gemini": GeminiUpstream(api_key="k-g"), "ollama": OllamaUpstream()}
-    for f in ups.values():
-        f.start()
-    try:
-        yield ups
-    finally:
-        for f in ups.values():
-            f.stop()
+
+def fake_upstreams() -> contextlib.AbstractContextManager[dict[str, FakeUpstream]]:
+    """The four fakes, each refusing keys but its own (`k-o`, `k-a`, `k-g`; Ollama takes none)."""
+    return running_fakes({"openai": "k-o", "anthropic": "k-a", "gemini": "k-g", "ollama": None})

@@ -3,16 +3,16 @@ in front of the embedded engine with a tiny random SmolVLM; each lives for the w
 
 from __future__ import annotations
 
+import contextlib
 import io
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.anthropic_upstream import AnthropicUpstream
-from tests.fakes.gemini_upstream import GeminiUpstream
-from tests.fakes.ollama_upstream import OllamaUpstream
-from tests.fakes.openai_upstream import OpenAIUpstream
+from tests.fakes.fleet import running_fakes
+from tests.fakes.harness import FakeUpstream
 from tests.gateway_server import GatewayServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
@@ -33,21 +33,17 @@ def matrix_config(urls: dict[str, str], extra: str = "") -> str:
     return f"providers:\n{providers}models:\n{models}retry: {{attempts: 2, deadline: 20}}\n{extra}"
 
 
+@contextlib.contextmanager
+def matrix_upstreams() -> Iterator[dict[str, FakeUpstream]]:
+    """The four fakes with `UPSTREAM_KEYS`, the OpenAI one also as "openai-responses" (it serves both APIs)."""
+    with running_fakes(UPSTREAM_KEYS) as fakes:
+        yield {**fakes, "openai-responses": fakes["openai"]}
+
+
 @pytest.fixture(scope="session")
 def upstreams():
-    fakes = {
-        "openai": OpenAIUpstream(api_key=UPSTREAM_KEYS["openai"]),
-        "anthropic": AnthropicUpstream(api_key=UPSTREAM_KEYS["anthropic"]),
-        "gemini": GeminiUpstream(api_key=UPSTREAM_KEYS["gemini"]),
-        "ollama": OllamaUpstream(api_key=UPSTREAM_KEYS["ollama"]),
-    }
-    for f in fakes.values():
-        f.start()
-    fakes["openai-responses"] = fakes["openai"]  # one fake serves both OpenAI APIs
-    yield fakes
-    for name, f in fakes.items():
-        if name != "openai-responses":
-            f.stop()
+    with matrix_upstreams() as fakes:
+        yield fakes
 
 
 @pytest.fixture(scope="session")

@@ -7,11 +7,7 @@ import httpx
 import openai
 import pytest
 
-from tests.fakes.anthropic_upstream import AnthropicUpstream
-from tests.fakes.gemini_upstream import GeminiUpstream
-from tests.fakes.ollama_upstream import OllamaUpstream
-from tests.fakes.openai_upstream import OpenAIUpstream
-from tests.gateway.conftest import UPSTREAM_KEYS, matrix_config
+from tests.gateway.conftest import matrix_config, matrix_upstreams
 from tests.gateway_server import GatewayServer
 
 UPSTREAMS = ["openai", "anthropic", "gemini", "ollama", "openai-responses"]
@@ -22,17 +18,8 @@ TOOL = {"type": "function", "name": "get_weather", "parameters": {
 
 @pytest.fixture(scope="module")
 def upstreams():
-    fakes = {"openai": OpenAIUpstream(api_key=UPSTREAM_KEYS["openai"]),
-             "anthropic": AnthropicUpstream(api_key=UPSTREAM_KEYS["anthropic"]),
-             "gemini": GeminiUpstream(api_key=UPSTREAM_KEYS["gemini"]),
-             "ollama": OllamaUpstream(api_key=UPSTREAM_KEYS["ollama"])}
-    for f in fakes.values():
-        f.start()
-    fakes["openai-responses"] = fakes["openai"]
-    yield fakes
-    for name, f in fakes.items():
-        if name != "openai-responses":
-            f.stop()
+    with matrix_upstreams() as fakes:
+        yield fakes
 
 
 @pytest.fixture(scope="module")

@@ -15,11 +15,7 @@ import pytest
 
 from smolgate.engine.json_schema import compile_schema
 from smolgate.protocols.common import MAX_JSON_DEPTH
-from tests.fakes.anthropic_upstream import AnthropicUpstream
-from tests.fakes.gemini_upstream import GeminiUpstream
-from tests.fakes.ollama_upstream import OllamaUpstream
-from tests.fakes.openai_upstream import OpenAIUpstream
-from tests.gateway.conftest import UPSTREAM_KEYS, matrix_config
+from tests.gateway.conftest import matrix_config, matrix_upstreams
 from tests.gateway_server import GatewayServer
 
 UPSTREAMS = ["openai", "anthropic", "gemini", "ollama"]
@@ -28,21 +24,10 @@ HEADERS = {"content-type": "application/json", "anthropic-version": "2023-06-01"
 
 @pytest.fixture(scope="module")
 def gw():
-    fakes = {"openai": OpenAIUpstream(api_key=UPSTREAM_KEYS["openai"]),
-             "anthropic": AnthropicUpstream(api_key=UPSTREAM_KEYS["anthropic"]),
-             "gemini": GeminiUpstream(api_key=UPSTREAM_KEYS["gemini"]),
-             "ollama": OllamaUpstream(api_key=UPSTREAM_KEYS["ollama"])}
-    for f in fakes.values():
-        f.start()
-    urls = {k: f.url for k, f in fakes.items()}
-    try:
-        with GatewayServer(matrix_config({**urls, "openai-responses": urls["openai"]})) as server, \
-                httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
-            server.client = client  # type: ignore[attr-defined]  (one client: no TLS context per request)
-            yield server
-    finally:
-        for f in fakes.values():
-            f.stop()
+    with matrix_upstreams() as fakes, GatewayServer(matrix_config({k: f.url for k, f in fakes.items()})) as server, \
+            httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
+        server.client = client  # type: ignore[attr-defined]  (one client: no TLS context per request)
+        yield server
 
 
 # ------------------------------------------------------------------------------------ the five protocols

@@ -20,7 +20,7 @@ from smolgate import address_policy
 from smolgate.errors import GatewayError
 from smolgate.fetch import MAX_PARALLEL, fetch_media
 from tests.fakes.harness import FakeUpstream
-from tests.gateway.conftest import UPSTREAM_KEYS, matrix_config
+from tests.gateway.conftest import matrix_config, matrix_upstreams
 from tests.gateway_server import GatewayServer
 
 REFUSED = [
@@ -228,20 +228,8 @@ def test_media_is_fetched_once_per_request_across_fallback_targets(upstreams, ho
 
 @pytest.fixture(scope="module")
 def upstreams():
-    from tests.fakes.anthropic_upstream import AnthropicUpstream
-    from tests.fakes.gemini_upstream import GeminiUpstream
-    from tests.fakes.ollama_upstream import OllamaUpstream
-    from tests.fakes.openai_upstream import OpenAIUpstream
-
-    fakes = {"openai": OpenAIUpstream(api_key=UPSTREAM_KEYS["openai"]),
-             "anthropic": AnthropicUpstream(api_key=UPSTREAM_KEYS["anthropic"]),
-             "gemini": GeminiUpstream(api_key=UPSTREAM_KEYS["gemini"]),
-             "ollama": OllamaUpstream(api_key=UPSTREAM_KEYS["ollama"])}
-    for f in fakes.values():
-        f.start()
-    yield {**fakes, "openai-responses": fakes["openai"]}
-    for f in fakes.values():
-        f.stop()
+    with matrix_upstreams() as fakes:
+        yield fakes
 
 
 async def test_a_compressed_body_is_refused_not_inflated(host):
