@@ -13,7 +13,7 @@ from typing import Any
 import orjson
 
 from .. import reasoning
-from ..canonical import Image, ReasoningConfig, StopReason, Usage, Video
+from ..canonical import Image, ReasoningConfig, StopReason, ToolChoice, Usage, Video
 from ..errors import CONTEXT_LENGTH_EXCEEDED, ErrorKind, GatewayError, context_overflow, from_status, invalid
 from .base import ErrorReply
 from .common import check, check_http_url, field, parse_data_url
@@ -170,6 +170,15 @@ def _usage(obj: Any, inp: str, out: str, details: str, out_details: str) -> Usag
     return Usage(input_tokens=_int(obj, inp), output_tokens=_int(obj, out), cached_tokens=_int(d, "cached_tokens"),
                  cache_creation_tokens=_int(d, "cache_write_tokens"),
                  reasoning_tokens=_int(obj.get(out_details) if isinstance(obj, dict) else None, "reasoning_tokens"))
+
+
+def plain_tool_choice(tc: str | None, parallel: bool | None) -> ToolChoice | None:
+    """`tool_choice` absent or a word (auto/none/required), alike in both OpenAI APIs (objects differ)."""
+    if tc is None:
+        return ToolChoice(parallel=parallel) if parallel is not None else None
+    if tc not in ("auto", "none", "required"):
+        raise invalid("'tool_choice' must be auto, none, required or an object", param="tool_choice")
+    return ToolChoice(mode=tc, parallel=parallel)  # type: ignore[arg-type]  # checked above
 
 
 def usage_from_chat(obj: Any) -> Usage:

@@ -229,12 +229,8 @@ def tools(raw: list[Any], extra: dict[str, Any]) -> list[Tool]:
 
 
 def tool_choice(tc: Any, parallel: bool | None, extra: dict[str, Any]) -> ToolChoice | None:
-    if tc is None:
-        return ToolChoice(parallel=parallel) if parallel is not None else None
-    if isinstance(tc, str):
-        if tc not in ("auto", "none", "required"):
-            raise invalid("'tool_choice' must be auto, none, required or an object", param="tool_choice")
-        return ToolChoice(mode=tc, parallel=parallel)  # type: ignore[arg-type]  # checked above
+    if tc is None or isinstance(tc, str):
+        return oc.plain_tool_choice(tc, parallel)
     check(tc, dict, "tool_choice")
     typ = field(tc, "type", str, "tool_choice", required=True)
     if typ in ("function", "custom"):
