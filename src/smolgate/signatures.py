@@ -214,8 +214,10 @@ class Signatures:
 
     async def record(self, req: Request, content: list[Block], provider: str) -> None:
         kind = self._keeps(req, provider)
+        if kind is None:  # most responses: nothing is kept for this client and provider
+            return
         calls = [b for b in content if isinstance(b, ToolCall)]
-        if kind is None or not calls:
+        if not calls:
             return
         assert req.origin is not None
         items: dict[str, bytes] = {}
