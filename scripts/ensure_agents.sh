@@ -12,7 +12,7 @@ PKGS=(
   "opencode-ai@1.18"
 )
 if ! command -v npm >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  sh scripts/apt_install.sh nodejs npm
 fi
 mkdir -p .agents
 stamp=".agents/.stamp-$(printf '%s\n' "${PKGS[@]}" | sha1sum | cut -c1-12)"

@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../tests/frameworks/js"
 if ! command -v npm >/dev/null 2>&1; then
-  apt-get update -qq && apt-get install -y -qq nodejs npm >/dev/null
+  sh ../../../scripts/apt_install.sh nodejs npm
 fi
 stamp="node_modules/.stamp-$(sha1sum package-lock.json | cut -c1-12)"
 if [ ! -f "$stamp" ]; then
