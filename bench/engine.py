@@ -84,7 +84,9 @@ def resolve_source(args: argparse.Namespace, console: Any) -> tuple[str, Path, P
         label = args.shape
         src = CACHE / "ckpt" / f"smolvlm2-{args.shape}"
         if not (src / engine_models.MARKER).is_file():
-            console.print(f"building a random-weight checkpoint of the SmolVLM2-{args.shape} shape in {src} ...")
+            console.print(
+                f"building a random-weight checkpoint of the SmolVLM2-{args.shape} shape in {src} ..."
+            )
             subprocess.run([sys.executable, str(HERE / "engine_models.py"), args.shape, str(src)], check=True)
     one_tile = None
     if src.is_dir() and (src / "preprocessor_config.json").is_file():
@@ -117,7 +119,9 @@ def worker_env(kind: str, engine_omp: str = "spin") -> dict[str, str]:
 
 
 def run_worker(cmd: list[str], progress: Any, task: Any, name: str, log: Any, env: dict[str, str]) -> int:
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env)
+    proc = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1, env=env
+    )
     assert proc.stdout is not None
     for line in proc.stdout:
         log.write(line)
@@ -127,8 +131,9 @@ def run_worker(cmd: list[str], progress: Any, task: Any, name: str, log: Any, en
     return proc.wait()
 
 
-def run_system(row: dict[str, Any], spec: dict[str, Any], python: str, worker: Path, progress: Any, task: Any,
-               log: Any) -> dict[str, Any]:
+def run_system(
+    row: dict[str, Any], spec: dict[str, Any], python: str, worker: Path, progress: Any, task: Any, log: Any
+) -> dict[str, Any]:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path, out_path = Path(tmp) / "spec.json", Path(tmp) / "out.json"
         spec_path.write_text(json.dumps(spec))
@@ -148,7 +153,9 @@ def run_system(row: dict[str, Any], spec: dict[str, Any], python: str, worker: P
         row.update(json.loads(out_path.read_text()))
         row["status"] = "ok" if rc == 0 else "partial"
         if rc != 0:
-            row["reason"] = f"worker exited {rc} during '{row.get('partial_at')}'; figures up to that step kept"
+            row["reason"] = (
+                f"worker exited {rc} during '{row.get('partial_at')}'; figures up to that step kept"
+            )
     return row
 
 
@@ -178,42 +185,91 @@ def targets(shape: str, rows: dict[str, dict[str, Any]], engine_rows: list[str])
 
     def add(name: str, value: float | None, op: str, limit: float, applies: bool, detail: str) -> None:
         met = None if value is None else (value >= limit if op == ">=" else value <= limit)
-        out.append({"target": name, "value": value, "op": op, "limit": limit, "met": met,
-                    "applies_to_this_shape": applies, "detail": detail})
+        out.append(
+            {
+                "target": name,
+                "value": value,
+                "op": op,
+                "limit": limit,
+                "met": met,
+                "applies_to_this_shape": applies,
+                "detail": detail,
+            }
+        )
 
-    vs_llama = [(eng + c, llama, limit)
-                for eng, llama, limit in (("engine-int8", "llama.cpp-Q8_0", 1.1),
-                                          ("engine-int8-dynamic", "llama.cpp-Q8_0", 1.1),
-                                          ("engine-int4", "llama.cpp-Q4_K_M", 1.0))
-                for c in ("", "+compile") if eng + c in engine_rows]
+    vs_llama = [
+        (eng + c, llama, limit)
+        for eng, llama, limit in (
+            ("engine-int8", "llama.cpp-Q8_0", 1.1),
+            ("engine-int8-dynamic", "llama.cpp-Q8_0", 1.1),
+            ("engine-int4", "llama.cpp-Q4_K_M", 1.0),
+        )
+        for c in ("", "+compile")
+        if eng + c in engine_rows
+    ]
     for eng, llama, limit in vs_llama:
-        add(f"decode {eng} / {llama}", _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, llama, "decode_tok_s")),
-            ">=", limit, shape == "2.2b", f"{eng} decode tok/s over {llama}")
+        add(
+            f"decode {eng} / {llama}",
+            _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, llama, "decode_tok_s")),
+            ">=",
+            limit,
+            shape == "2.2b",
+            f"{eng} decode tok/s over {llama}",
+        )
     for eng in engine_rows:
-        add(f"decode {eng} / transformers-bf16",
+        add(
+            f"decode {eng} / transformers-bf16",
             _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, "transformers-bf16", "decode_tok_s")),
-            ">=", 3.0, shape == "2.2b", "decode tok/s ratio")
+            ">=",
+            3.0,
+            shape == "2.2b",
+            "decode tok/s ratio",
+        )
     if shape == "smollm2-135m":
         llama = next((n for n in rows if n.startswith("llama.cpp")), "llama.cpp")
         for eng in engine_rows:
-            add(f"decode {eng} / {llama} (same file)",
-                _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, llama, "decode_tok_s")), ">=", 1.0, True,
-                "packaged SmolLM2-135M GGUF")
+            add(
+                f"decode {eng} / {llama} (same file)",
+                _ratio(_get(rows, eng, "decode_tok_s"), _get(rows, llama, "decode_tok_s")),
+                ">=",
+                1.0,
+                True,
+                "packaged SmolLM2-135M GGUF",
+            )
     limit = VISION_LIMIT.get(shape, 0.35)
     for eng in engine_rows:
-        add(f"vision ms/tile {eng} / transformers-bf16",
-            _ratio(_get(rows, eng, "vision_ms_per_tile"), _get(rows, "transformers-bf16", "vision_ms_per_tile")),
-            "<=", limit, shape in VISION_LIMIT, "vision tower + connector per tile")
+        add(
+            f"vision ms/tile {eng} / transformers-bf16",
+            _ratio(
+                _get(rows, eng, "vision_ms_per_tile"), _get(rows, "transformers-bf16", "vision_ms_per_tile")
+            ),
+            "<=",
+            limit,
+            shape in VISION_LIMIT,
+            "vision tower + connector per tile",
+        )
     for eng in engine_rows:
         s1 = (rows.get(eng) or {}).get("streams", {}).get("1", {}).get("tok_s")
         s8 = (rows.get(eng) or {}).get("streams", {}).get("8", {}).get("tok_s")
-        add(f"{eng} 8 streams / 1 stream aggregate", _ratio(s8, s1), ">=", 5.0, shape in ("256m", "500m"),
-            "aggregate completion tok/s")
+        add(
+            f"{eng} 8 streams / 1 stream aggregate",
+            _ratio(s8, s1),
+            ">=",
+            5.0,
+            shape in ("256m", "500m"),
+            "aggregate completion tok/s",
+        )
     for eng in [e for e in engine_rows if e.split("+")[0] in ("engine-int8", "engine-int8-dynamic")]:
         ok = (rows.get(eng) or {}).get("status") == "ok"  # a failed row's peak is only that of its load
         rss = _get(rows, eng, "peak_rss_mb") if ok else None
-        add(f"{eng} peak RSS (GB)", rss * 2**20 / 1e9 if rss else None, "<=", RSS_LIMIT_BYTES / 1e9,
-            shape == "2.2b", "ru_maxrss of the worker process")
+        add(
+            f"{eng} peak RSS (GB)",
+            rss * 2**20 / 1e9 if rss else None,
+            "<=",
+            RSS_LIMIT_BYTES / 1e9,
+            shape == "2.2b",
+            "ru_maxrss of the worker process",
+        )
     return out
 
 
@@ -233,13 +289,22 @@ def print_report(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     table = Table(title=f"engine bench — {report['shape']} ({'quick' if report['quick'] else 'full'})")
-    for col in ("system", "status", "prefill tok/s", "decode tok/s", "TTFT img s", "vision ms/tile",
-                "peak RSS MiB", *(f"{n} streams tok/s" for n in STREAMS)):
+    for col in (
+        "system",
+        "status",
+        "prefill tok/s",
+        "decode tok/s",
+        "TTFT img s",
+        "vision ms/tile",
+        "peak RSS MiB",
+        *(f"{n} streams tok/s" for n in STREAMS),
+    ):
         table.add_column(col, justify="right" if col not in ("system", "status") else "left")
     for row in report["systems"]:
         streams = row.get("streams") or {}
         table.add_row(
-            row["name"], row["status"],
+            row["name"],
+            row["status"],
             *(fmt(row.get(k)) for k in METRICS),
             *(fmt((streams.get(str(n)) or {}).get("tok_s")) for n in STREAMS),
         )
@@ -249,8 +314,13 @@ def print_report(report: dict[str, Any], console: Any) -> None:
         t2.add_column(col)
     for t in report["targets"]:
         met = "n/a" if t["met"] is None else ("yes" if t["met"] else "NO")
-        t2.add_row(t["target"], fmt(t["value"], 2), f"{t['op']} {t['limit']}", met,
-                   "yes" if t["applies_to_this_shape"] else "-")
+        t2.add_row(
+            t["target"],
+            fmt(t["value"], 2),
+            f"{t['op']} {t['limit']}",
+            met,
+            "yes" if t["applies_to_this_shape"] else "-",
+        )
     console.print(t2)
 
 
@@ -263,11 +333,17 @@ def plot(report: dict[str, Any], path: Path) -> None:
     rows = [r for r in report["systems"] if r["status"] in ("ok", "partial")]
     names = [r["name"] for r in rows]
     fig, axes = plt.subplots(2, 3, figsize=(16, 8.5))
-    panels = [("decode_tok_s", "decode tok/s (higher is better)"), ("prefill_tok_s", "prefill tok/s"),
-              ("ttft_image_s", "time to first token, 1 image (s)"), ("vision_ms_per_tile", "vision ms per tile"),
-              ("peak_rss_mb", "peak RSS (MiB)")]
-    colors = ["tab:blue" if r["kind"] == "engine" else "tab:orange" if r["kind"] == "transformers" else "tab:green"
-              for r in rows]
+    panels = [
+        ("decode_tok_s", "decode tok/s (higher is better)"),
+        ("prefill_tok_s", "prefill tok/s"),
+        ("ttft_image_s", "time to first token, 1 image (s)"),
+        ("vision_ms_per_tile", "vision ms per tile"),
+        ("peak_rss_mb", "peak RSS (MiB)"),
+    ]
+    colors = [
+        "tab:blue" if r["kind"] == "engine" else "tab:orange" if r["kind"] == "transformers" else "tab:green"
+        for r in rows
+    ]
     for ax, (key, title) in zip(axes.flat, panels):
         vals = [r.get(key) or 0 for r in rows]
         ax.bar(range(len(rows)), vals, color=colors)
@@ -284,8 +360,11 @@ def plot(report: dict[str, Any], path: Path) -> None:
     ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
     ax.set_title("aggregate tok/s at 1/4/8 concurrent streams", fontsize=10)
     ax.legend(fontsize=8)
-    fig.suptitle(f"smolgate engine bench — {report['shape']} ({'quick' if report['quick'] else 'full'}), "
-                 f"{report['started']} — ratios within one run", fontsize=11)
+    fig.suptitle(
+        f"smolgate engine bench — {report['shape']} ({'quick' if report['quick'] else 'full'}), "
+        f"{report['started']} — ratios within one run",
+        fontsize=11,
+    )
     fig.tight_layout()
     fig.savefig(path, dpi=90)
     plt.close(fig)
@@ -295,17 +374,28 @@ def plot(report: dict[str, Any], path: Path) -> None:
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="smolgate bench engine", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        prog="smolgate bench engine",
+        description=__doc__.split("\n\n")[0],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("--shape", choices=SHAPES, default=None, help="model shape (default 256m)")
     p.add_argument("--checkpoint", help="a checkpoint dir or .gguf instead of a --shape")
-    p.add_argument("--quick", action="store_true", help="small workload (1-tile image, few tokens): < ~3 min on 256m")
+    p.add_argument(
+        "--quick", action="store_true", help="small workload (1-tile image, few tokens): < ~3 min on 256m"
+    )
     p.add_argument("--quant", default="none,int8,int8-dynamic,int4", help="engine quant modes (Engine.load)")
     p.add_argument("--engine-dtype", default="bfloat16", choices=("bfloat16", "float32"))
-    p.add_argument("--engine-compile", default="off", choices=("off", "on", "both"),
-                   help="engine rows with the compiled decode step (Limits.compile; rows named ...+compile)")
+    p.add_argument(
+        "--engine-compile",
+        default="off",
+        choices=("off", "on", "both"),
+        help="engine rows with the compiled decode step (Limits.compile; rows named ...+compile)",
+    )
     p.add_argument("--transformers", default="bf16,fp32", help="transformers dtypes to run ('' for none)")
-    p.add_argument("--llama-cpp", action="store_true", help="add llama.cpp rows (builds llama-cpp-python once)")
+    p.add_argument(
+        "--llama-cpp", action="store_true", help="add llama.cpp rows (builds llama-cpp-python once)"
+    )
     p.add_argument("--llama-quants", default="Q8_0,Q4_K_M")
     p.add_argument("--llama-version", default=engine_llama.DEFAULT_VERSION)
     p.add_argument("--prompt-tokens", type=int)
@@ -317,18 +407,27 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--vision-tiles", type=int, help="tiles per vision call when timing the encoder")
     p.add_argument("--repeats", type=int)
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--engine-omp", choices=("spin", "passive"), default="spin",
-                   help="engine rows: SMOLGATE_OMP, smolgate's OpenMP waiting (default spin; passive for busy hosts)")
+    p.add_argument(
+        "--engine-omp",
+        choices=("spin", "passive"),
+        default="spin",
+        help="engine rows: SMOLGATE_OMP, smolgate's OpenMP waiting (default spin; passive for busy hosts)",
+    )
     p.add_argument("--out", type=Path, default=RESULTS, help="results directory")
     p.add_argument("--no-plot", action="store_true")
     args = p.parse_args(argv)
     if args.shape is None and args.checkpoint is None:
         args.shape = "256m"
     quick = args.quick
-    defaults = {"prompt_tokens": 64 if quick else 128, "new_tokens": 16 if quick else 64,
-                "stream_tokens": 8 if quick else 32, "stream_prompt_tokens": 24 if quick else 32,
-                "image_tiles": "1" if quick else "full", "vision_tiles": 2 if quick else 4,
-                "repeats": 1 if quick else 2}
+    defaults = {
+        "prompt_tokens": 64 if quick else 128,
+        "new_tokens": 16 if quick else 64,
+        "stream_tokens": 8 if quick else 32,
+        "stream_prompt_tokens": 24 if quick else 32,
+        "image_tiles": "1" if quick else "full",
+        "vision_tiles": 2 if quick else 4,
+        "repeats": 1 if quick else 2,
+    }
     for k, v in defaults.items():
         if getattr(args, k) is None:
             setattr(args, k, v)
@@ -345,8 +444,10 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
         console = Console(stderr=True, width=180)
     load0 = load_average()
     if load0 >= 1.5:
-        console.print(f"[yellow]load average {load0:.2f} ≥ 1.5: other work is running; figures will be noisy "
-                      "(ratios inside the run still compare)[/yellow]")
+        console.print(
+            f"[yellow]load average {load0:.2f} ≥ 1.5: other work is running; figures will be noisy "
+            "(ratios inside the run still compare)[/yellow]"
+        )
     label, src, one_tile = resolve_source(args, console)
     is_vlm = src.is_dir() and (src / "preprocessor_config.json").is_file()
     suffix = "-quick" if args.quick else ""
@@ -357,10 +458,17 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
     common = {
         "source": str(src),
         "image_source": str(one_tile) if (is_vlm and args.image_tiles == "1") else None,
-        "prompt_tokens": args.prompt_tokens, "new_tokens": args.new_tokens, "repeats": args.repeats,
-        "image_px": 512, "vision_tiles": args.vision_tiles, "streams": streams,
-        "stream_prompt_tokens": args.stream_prompt_tokens, "stream_tokens": args.stream_tokens,
-        "threads": args.threads, "image_warmup": args.image_tiles == "1", "engine_omp": args.engine_omp,
+        "prompt_tokens": args.prompt_tokens,
+        "new_tokens": args.new_tokens,
+        "repeats": args.repeats,
+        "image_px": 512,
+        "vision_tiles": args.vision_tiles,
+        "streams": streams,
+        "stream_prompt_tokens": args.stream_prompt_tokens,
+        "stream_tokens": args.stream_tokens,
+        "threads": args.threads,
+        "image_warmup": args.image_tiles == "1",
+        "engine_omp": args.engine_omp,
     }
     dshort = {"bfloat16": "bf16", "float32": "fp32"}
     plan: list[tuple[dict[str, Any], dict[str, Any] | None]] = []  # (row, spec or None = not run)
@@ -374,32 +482,62 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
         if quant != "none" and not quant_ok:
             plan.append((na_row(name, "engine", "Engine.load has no quant parameter yet", quant=quant), None))
         else:
-            spec = {**common, "system": "engine", "dtype": args.engine_dtype, "quant": quant, "compile": compiled}
+            spec = {
+                **common,
+                "system": "engine",
+                "dtype": args.engine_dtype,
+                "quant": quant,
+                "compile": compiled,
+            }
             plan.append((row, spec))
     for d in [d for d in args.transformers.split(",") if d]:
         dtype = {"bf16": "bfloat16", "fp32": "float32"}[d]
-        plan.append(({"name": f"transformers-{d}", "kind": "transformers", "dtype": dtype},
-                     {**common, "system": "transformers", "dtype": dtype}))
+        plan.append(
+            (
+                {"name": f"transformers-{d}", "kind": "transformers", "dtype": dtype},
+                {**common, "system": "transformers", "dtype": dtype},
+            )
+        )
     llama_kinds = [k for k in args.llama_quants.split(",") if k] if args.llama_cpp else []
     if args.llama_cpp and not src.is_dir():
         llama_kinds = [src.stem.rsplit(".", 1)[-1]]  # the packaged file as it is (Q4_1)
 
     report: dict[str, Any] = {
-        "shape": label, "source": str(src), "quick": args.quick,
-        "command": " ".join(shlex.quote(a) for a in ([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])),
+        "shape": label,
+        "source": str(src),
+        "quick": args.quick,
+        "command": " ".join(
+            shlex.quote(a) for a in ([sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
+        ),
         "started": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC"),
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "load_avg_start": load0},
-        "config": {k: v for k, v in vars(args).items() if k != "out"} | {"image_source": common["image_source"]},
-        "engine": {"quant_parameter": quant_ok, "scheduler_py_present": scheduler_present(),
-                   "concurrency": "threads calling Engine.stream"},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "platform": platform.platform(),
+            "python": platform.python_version(),
+            "load_avg_start": load0,
+        },
+        "config": {k: v for k, v in vars(args).items() if k != "out"}
+        | {"image_source": common["image_source"]},
+        "engine": {
+            "quant_parameter": quant_ok,
+            "scheduler_py_present": scheduler_present(),
+            "concurrency": "threads calling Engine.stream",
+        },
         "systems": [],
     }
     log_path = stem.with_name(stem.name + ".log")
-    with open(log_path, "w") as log, Progress(
-        SpinnerColumn(), TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-        TimeElapsedColumn(), console=console, transient=False,
-    ) as progress:
+    with (
+        open(log_path, "w") as log,
+        Progress(
+            SpinnerColumn(),
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total}"),
+            TimeElapsedColumn(),
+            console=console,
+            transient=False,
+        ) as progress,
+    ):
         total = len(plan) + len(llama_kinds)
         task = progress.add_task("starting", total=total)
         ids: dict[str, Any] = {}
@@ -417,8 +555,11 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
             try:
                 py = engine_llama.llama_python(args.llama_version, log)
                 progress.update(task, description="llama.cpp: converting the weights to GGUF")
-                files = ({llama_kinds[0]: src} if not src.is_dir()
-                         else engine_llama.gguf_files(src, llama_kinds, log))
+                files = (
+                    {llama_kinds[0]: src}
+                    if not src.is_dir()
+                    else engine_llama.gguf_files(src, llama_kinds, log)
+                )
             except Exception as exc:  # noqa: BLE001 - reported as rows
                 for k in llama_kinds:
                     report["systems"].append(na_row(f"llama.cpp-{k}", "llama.cpp", f"setup failed: {exc}"))
@@ -428,17 +569,32 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
             text_ids = ids.get("prompt") or []
             stream_ids = text_ids[: args.stream_prompt_tokens]
             for kind, path in files.items():
-                row = {"name": f"llama.cpp-{kind}", "kind": "llama.cpp", "dtype": kind, "gguf": str(path),
-                       "gguf_bytes": path.stat().st_size}
+                row = {
+                    "name": f"llama.cpp-{kind}",
+                    "kind": "llama.cpp",
+                    "dtype": kind,
+                    "gguf": str(path),
+                    "gguf_bytes": path.stat().st_size,
+                }
                 if not text_ids:
-                    report["systems"].append(na_row(row["name"], "llama.cpp", "no prompt ids (engine row failed)"))
-                else:
-                    spec = {"gguf": str(path), "prompt_ids": text_ids, "stream_prompt_ids": stream_ids,
-                            "new_tokens": args.new_tokens, "stream_tokens": args.stream_tokens,
-                            "repeats": args.repeats, "threads": args.threads, "extra_bufts": extra_bufts,
-                            "n_ctx": max(512, len(text_ids) + args.new_tokens + 64)}
                     report["systems"].append(
-                        run_system(row, spec, str(py), engine_llama.WORKER, progress, task, log))
+                        na_row(row["name"], "llama.cpp", "no prompt ids (engine row failed)")
+                    )
+                else:
+                    spec = {
+                        "gguf": str(path),
+                        "prompt_ids": text_ids,
+                        "stream_prompt_ids": stream_ids,
+                        "new_tokens": args.new_tokens,
+                        "stream_tokens": args.stream_tokens,
+                        "repeats": args.repeats,
+                        "threads": args.threads,
+                        "extra_bufts": extra_bufts,
+                        "n_ctx": max(512, len(text_ids) + args.new_tokens + 64),
+                    }
+                    report["systems"].append(
+                        run_system(row, spec, str(py), engine_llama.WORKER, progress, task, log)
+                    )
                 progress.advance(task)
             report["machine"]["llama_cpp_python"] = engine_llama.llama_version()
             report["machine"]["llama_cpp_build_env"] = engine_llama.build_env()
@@ -456,8 +612,11 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
     if not args.no_plot:
         plot(report, stem.with_name(stem.name + ".png"))
     print_report(report, console)
-    console.print(f"wrote {json_path}" + ("" if args.no_plot else f" and {stem.with_name(stem.name + '.png')}")
-                  + f" (worker log {log_path})")
+    console.print(
+        f"wrote {json_path}"
+        + ("" if args.no_plot else f" and {stem.with_name(stem.name + '.png')}")
+        + f" (worker log {log_path})"
+    )
     return report
 
 

@@ -28,9 +28,13 @@ DEFAULT_VERSION = "0.3.36"
 
 def llama_python(version: str = DEFAULT_VERSION, log: Any = None) -> Path:
     """The llama venv's python, creating the venv and building llama-cpp-python (~5 min on 2 cores) if needed."""
-    ok = LLAMA_PY.is_file() and subprocess.run(
-        [str(LLAMA_PY), "-c", "import llama_cpp"], capture_output=True, check=False
-    ).returncode == 0
+    ok = (
+        LLAMA_PY.is_file()
+        and subprocess.run(
+            [str(LLAMA_PY), "-c", "import llama_cpp"], capture_output=True, check=False
+        ).returncode
+        == 0
+    )
     if ok:
         return LLAMA_PY
     CACHE.mkdir(parents=True, exist_ok=True)
@@ -79,8 +83,12 @@ def extra_bufts_ok(gguf: Path) -> bool:
 def llama_version() -> str | None:
     if not LLAMA_PY.is_file():
         return None
-    r = subprocess.run([str(LLAMA_PY), "-c", "import llama_cpp; print(llama_cpp.__version__)"],
-                       capture_output=True, text=True, check=False)
+    r = subprocess.run(
+        [str(LLAMA_PY), "-c", "import llama_cpp; print(llama_cpp.__version__)"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
     return r.stdout.strip() or None
 
 
@@ -167,7 +175,9 @@ def write_f16_gguf(ckpt: Path, dst: Path) -> Path:
         w.add_tensor(f"blk.{i}.attn_k.weight", f16(_permute(get(p + "self_attn.k_proj.weight"), n_kv)))
         w.add_tensor(f"blk.{i}.attn_v.weight", f16(get(p + "self_attn.v_proj.weight")))
         w.add_tensor(f"blk.{i}.attn_output.weight", f16(get(p + "self_attn.o_proj.weight")))
-        w.add_tensor(f"blk.{i}.ffn_norm.weight", get(p + "post_attention_layernorm.weight").astype(np.float32))
+        w.add_tensor(
+            f"blk.{i}.ffn_norm.weight", get(p + "post_attention_layernorm.weight").astype(np.float32)
+        )
         w.add_tensor(f"blk.{i}.ffn_gate.weight", f16(get(p + "mlp.gate_proj.weight")))
         w.add_tensor(f"blk.{i}.ffn_up.weight", f16(get(p + "mlp.up_proj.weight")))
         w.add_tensor(f"blk.{i}.ffn_down.weight", f16(get(p + "mlp.down_proj.weight")))
@@ -188,8 +198,12 @@ def quantize(f16: Path, kind: str, log: Any = None) -> Path:
     if not dst.is_file():
         tmp = dst.with_suffix(".tmp")
         out = log if log is not None else subprocess.DEVNULL
-        subprocess.run([str(LLAMA_PY), str(WORKER), "quantize", str(f16), str(tmp), kind],
-                       check=True, stdout=out, stderr=out)
+        subprocess.run(
+            [str(LLAMA_PY), str(WORKER), "quantize", str(f16), str(tmp), kind],
+            check=True,
+            stdout=out,
+            stderr=out,
+        )
         os.replace(tmp, dst)
     return dst
 

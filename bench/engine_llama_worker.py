@@ -59,8 +59,11 @@ def bench(spec: dict[str, Any]) -> dict[str, Any]:
         n_threads_batch=threads,
         verbose=False,
     )
-    result: dict[str, Any] = {"load_s": time.perf_counter() - t0, "errors": {},
-                              "extra_bufts": bool(spec.get("extra_bufts", True))}
+    result: dict[str, Any] = {
+        "load_s": time.perf_counter() - t0,
+        "errors": {},
+        "extra_bufts": bool(spec.get("extra_bufts", True)),
+    }
     ids: list[int] = spec["prompt_ids"]
     result["prompt_tokens"] = len(ids)
 

@@ -36,7 +36,44 @@ import smolgate  # noqa: F401 - before torch: its process defaults (engine rows)
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-WORDS = ["the", "river", "carries", "light", "stones", "past", "an", "old", "mill", "while", "seven", "quiet", "herons", "watch", "from", "tall", "grass", "near", "a", "bridge", "of", "grey", "timber", "and", "the", "morning", "wind", "turns", "slowly", "over", "fields", "of", "barley", "toward", "distant", "hills"]
+WORDS = [
+    "the",
+    "river",
+    "carries",
+    "light",
+    "stones",
+    "past",
+    "an",
+    "old",
+    "mill",
+    "while",
+    "seven",
+    "quiet",
+    "herons",
+    "watch",
+    "from",
+    "tall",
+    "grass",
+    "near",
+    "a",
+    "bridge",
+    "of",
+    "grey",
+    "timber",
+    "and",
+    "the",
+    "morning",
+    "wind",
+    "turns",
+    "slowly",
+    "over",
+    "fields",
+    "of",
+    "barley",
+    "toward",
+    "distant",
+    "hills",
+]
 
 
 def step(text: str) -> None:
@@ -165,7 +202,9 @@ class EngineSystem:
         if spec.get("compile"):
             from smolgate.engine.scheduler import Limits
 
-            kwargs["limits"] = Limits(compile=True)  # compiled inside load: counted in load_s, not in any timing
+            kwargs["limits"] = Limits(
+                compile=True
+            )  # compiled inside load: counted in load_s, not in any timing
         self.engine = Engine.load(spec["source"], **kwargs)
         self.prompts = prompts
         # Fixed-length generation: no EOS (random weights may emit it any time); same as min_new_tokens.
@@ -364,14 +403,24 @@ def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
     guarded("warmup", lambda: system.decode(prompts.text_prompt(16, offset=5)[0], 4))
 
     step("prefill")
-    times = [t for t in (guarded("prefill", lambda: system.first_token(messages)) for _ in range(spec["repeats"])) if t]
+    times = [
+        t
+        for t in (guarded("prefill", lambda: system.first_token(messages)) for _ in range(spec["repeats"]))
+        if t
+    ]
     result["prefill_s"] = min(times) if times else None
     result["prefill_tok_s"] = result["prompt_tokens"] / result["prefill_s"] if times else None
 
     step(f"decode {spec['new_tokens']} tokens")
     # median of `repeats` runs (the same rule as the llama.cpp worker): one short run is at the mercy of the VM
-    runs = [d for d in (guarded("decode", lambda: system.decode(messages, spec["new_tokens"]))
-                        for _ in range(spec["repeats"])) if d and d[1] > 0]
+    runs = [
+        d
+        for d in (
+            guarded("decode", lambda: system.decode(messages, spec["new_tokens"]))
+            for _ in range(spec["repeats"])
+        )
+        if d and d[1] > 0
+    ]
     if runs:
         result["decode_tok_s_runs"] = [n / s for n, s in runs]
         result["decode_tokens"], result["decode_s"] = sorted(runs, key=lambda d: d[0] / d[1])[len(runs) // 2]
@@ -403,7 +452,9 @@ def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
         result["image_prompt_tokens"] = int(ids_img.shape[1])
         if spec.get("image_warmup", True):  # a different image: no image-cache hit on the timed one
             step("image prompt (warm-up)")
-            guarded("ttft_image", lambda: system.first_token_image(prompts.image_messages(2, spec["image_px"])))
+            guarded(
+                "ttft_image", lambda: system.first_token_image(prompts.image_messages(2, spec["image_px"]))
+            )
         step(f"image prompt: {result['image_tiles']} tiles, {result['image_prompt_tokens']} tokens")
         result["ttft_image_s"] = guarded("ttft_image", lambda: system.first_token_image(image_msgs))
 
@@ -423,7 +474,9 @@ def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
     result.update(rss_parts_mb())
     # OS threads at the end: the engine should own one OpenMP pool (its compute thread); more hints at a stray
     # torch op in another thread (see smolgate/engine/scheduler.py)
-    result["os_threads_end"] = len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+    result["os_threads_end"] = (
+        len(os.listdir("/proc/self/task")) if os.path.isdir("/proc/self/task") else None
+    )
     return result
 
 

@@ -34,10 +34,19 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 console = Console()
 
-OPENAI_BODY = {"model": "bench", "messages": [{"role": "system", "content": "Be brief."},
-                                              {"role": "user", "content": "Say hello to the benchmark."}]}
-ANTHROPIC_BODY = {"model": "bench", "max_tokens": 64, "system": "Be brief.",
-                  "messages": [{"role": "user", "content": "Say hello to the benchmark."}]}
+OPENAI_BODY = {
+    "model": "bench",
+    "messages": [
+        {"role": "system", "content": "Be brief."},
+        {"role": "user", "content": "Say hello to the benchmark."},
+    ],
+}
+ANTHROPIC_BODY = {
+    "model": "bench",
+    "max_tokens": 64,
+    "system": "Be brief.",
+    "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
+}
 
 
 def free_port() -> int:
@@ -71,8 +80,13 @@ def percentiles(xs: list[float]) -> dict[str, float]:
 def load(url: str, body: dict, headers: dict, mode: str, arg: float, seconds: float) -> dict:
     with tempfile.NamedTemporaryFile("wb", suffix=".json", delete=False) as f:
         f.write(json.dumps(body).encode())
-    out = subprocess.run([PY, str(HERE / "loadgen.py"), url, f.name, json.dumps(headers), mode, str(arg), str(seconds)],
-                         capture_output=True, text=True, preexec_fn=pinned(1), check=True)
+    out = subprocess.run(
+        [PY, str(HERE / "loadgen.py"), url, f.name, json.dumps(headers), mode, str(arg), str(seconds)],
+        capture_output=True,
+        text=True,
+        preexec_fn=pinned(1),
+        check=True,
+    )
     os.unlink(f.name)
     return json.loads(out.stdout)
 
@@ -82,19 +96,27 @@ def wrk_max_rps(url: str, body: dict, headers: dict, concurrency: int, seconds: 
     if shutil.which("wrk") is None:
         return None
     lua = "wrk.method = 'POST'\nwrk.body = " + json.dumps(json.dumps(body)) + "\n"
-    lua += "".join(f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n" for k, v in
-                   {"content-type": "application/json", **headers}.items())
+    lua += "".join(
+        f"wrk.headers[{json.dumps(k)}] = {json.dumps(v)}\n"
+        for k, v in {"content-type": "application/json", **headers}.items()
+    )
     with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as f:
         f.write(lua)
-    out = subprocess.run(["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "-s", f.name, url],
-                         capture_output=True, text=True, preexec_fn=pinned(1))
+    out = subprocess.run(
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{int(seconds)}s", "-s", f.name, url],
+        capture_output=True,
+        text=True,
+        preexec_fn=pinned(1),
+    )
     os.unlink(f.name)
     rps = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out.stdout)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out.stdout)
-    return {"rps": float(rps.group(1)) if rps else 0.0,
-            "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
-            "tool": "wrk"}
+    return {
+        "rps": float(rps.group(1)) if rps else 0.0,
+        "errors": (int(non2xx.group(1)) if non2xx else 0) + (sum(map(int, errors.groups())) if errors else 0),
+        "tool": "wrk",
+    }
 
 
 def main() -> None:
@@ -103,8 +125,12 @@ def main() -> None:
     ap.add_argument("--seconds", type=float, default=5)
     ap.add_argument("--concurrency", type=int, default=64)
     ap.add_argument("--transports", default="h1,aiohttp", help="upstream HTTP clients to compare")
-    ap.add_argument("--compare", default=None, help="another checkout (e.g. a git worktree of an older commit): "
-                    "its gateway runs in alternation with this one, same upstream, same run")
+    ap.add_argument(
+        "--compare",
+        default=None,
+        help="another checkout (e.g. a git worktree of an older commit): "
+        "its gateway runs in alternation with this one, same upstream, same run",
+    )
     ap.add_argument("--rounds", type=int, default=1, help="with --compare: alternations per tree")
     args = ap.parse_args()
     trees = [("this", None)]
@@ -128,25 +154,52 @@ def main() -> None:
     report(results, args)
 
 
-def run_transport(args: argparse.Namespace, transport: str, up_port: int, progress: Progress, task,  # type: ignore[no-untyped-def]
-                  src: str | None = None) -> list[dict]:
+def run_transport(
+    args: argparse.Namespace,
+    transport: str,
+    up_port: int,
+    progress: Progress,
+    task,  # type: ignore[no-untyped-def]
+    src: str | None = None,
+) -> list[dict]:
     """All scenarios through one gateway process whose provider uses `transport` (its code from `src` if set)."""
     gw_port = free_port()
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    cfg.write(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
-              f"    accounts: [{{api_key: bench-key}}]\n    transport: {transport}\n"
-              f"models:\n  - name: bench\n    targets: [{{provider: up, model: bench-upstream}}]\n")
+    cfg.write(
+        f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
+        f"    accounts: [{{api_key: bench-key}}]\n    transport: {transport}\n"
+        f"models:\n  - name: bench\n    targets: [{{provider: up, model: bench-upstream}}]\n"
+    )
     cfg.close()
-    gateway = subprocess.Popen([PY, "-m", "smolgate.cli", "serve", "--config", cfg.name, "--port", str(gw_port),
-                                "--log-level", "warning"], preexec_fn=pinned(0),
-                               env={**os.environ, "PYTHONPATH": src} if src else None)
+    gateway = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "smolgate.cli",
+            "serve",
+            "--config",
+            cfg.name,
+            "--port",
+            str(gw_port),
+            "--log-level",
+            "warning",
+        ],
+        preexec_fn=pinned(0),
+        env={**os.environ, "PYTHONPATH": src} if src else None,
+    )
     up = f"http://127.0.0.1:{up_port}/v1/chat/completions"
     gw = f"http://127.0.0.1:{gw_port}"
     scenarios = [
         ("openai→openai", False, f"{gw}/v1/chat/completions", OPENAI_BODY, {"authorization": "Bearer x"}),
         ("openai→openai stream", True, f"{gw}/v1/chat/completions", OPENAI_BODY, {}),
         ("anthropic→openai", False, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
-        ("anthropic→openai stream", True, f"{gw}/v1/messages", ANTHROPIC_BODY, {"anthropic-version": "2023-06-01"}),
+        (
+            "anthropic→openai stream",
+            True,
+            f"{gw}/v1/messages",
+            ANTHROPIC_BODY,
+            {"anthropic-version": "2023-06-01"},
+        ),
     ]
     results = []
     try:
@@ -157,15 +210,24 @@ def run_transport(args: argparse.Namespace, transport: str, up_port: int, progre
             progress.advance(task)
             via = load(url, body, headers, "rate", args.rate, args.seconds)
             progress.advance(task)
-            top = wrk_max_rps(url, body, headers, args.concurrency, args.seconds) or \
-                load(url, body, headers, "max", args.concurrency, args.seconds)
+            top = wrk_max_rps(url, body, headers, args.concurrency, args.seconds) or load(
+                url, body, headers, "max", args.concurrency, args.seconds
+            )
             progress.advance(task)
             d, v = percentiles(direct["latencies_ms"]), percentiles(via["latencies_ms"])
-            results.append({
-                "scenario": name, "transport": transport, "rate": args.rate, "direct_ms": d, "gateway_ms": v,
-                "added_ms": {k: v[k] - d[k] for k in d}, "errors": via["errors"] + direct["errors"],
-                "max_rps": top["rps"], "max_rps_errors": top["errors"],
-            })
+            results.append(
+                {
+                    "scenario": name,
+                    "transport": transport,
+                    "rate": args.rate,
+                    "direct_ms": d,
+                    "gateway_ms": v,
+                    "added_ms": {k: v[k] - d[k] for k in d},
+                    "errors": via["errors"] + direct["errors"],
+                    "max_rps": top["rps"],
+                    "max_rps_errors": top["errors"],
+                }
+            )
     finally:
         gateway.terminate()
         gateway.wait(10)
@@ -178,11 +240,21 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
     out_dir.mkdir(exist_ok=True)
     name = "gateway-compare" if args.compare else "gateway"
     (out_dir / f"{name}.json").write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
-    t = Table("tree", "transport", "scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors")
+    t = Table(
+        "tree", "transport", "scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors"
+    )
     for r in results:
         a = r["added_ms"]
-        t.add_row(r["tree"], r["transport"], r["scenario"], f"{a['p50']:.3f}", f"{a['p90']:.3f}", f"{a['p99']:.3f}", f"{r['max_rps']:.0f}",
-                  str(r["errors"] + r["max_rps_errors"]))
+        t.add_row(
+            r["tree"],
+            r["transport"],
+            r["scenario"],
+            f"{a['p50']:.3f}",
+            f"{a['p90']:.3f}",
+            f"{a['p99']:.3f}",
+            f"{r['max_rps']:.0f}",
+            str(r["errors"] + r["max_rps_errors"]),
+        )
     console.print(t)
     plot(results, out_dir / f"{name}.png")
 

@@ -20,6 +20,7 @@ async def fixed_rate(url: str, body: bytes, headers: dict[str, str], rate: float
     errors = 0
     conn = aiohttp.TCPConnector(limit=256, keepalive_timeout=60)
     async with aiohttp.ClientSession(connector=conn) as s:
+
         async def one(at: float) -> None:
             nonlocal errors
             try:

@@ -34,8 +34,17 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 
 OUT = ROOT / "bench" / "results"
-MIX = {"b-ok1": "ok", "b-ok2": "ok", "b-429": "429", "b-5xx": "5xx", "b-reset": "reset", "b-slow": "slow",
-       "b-die": "die", "b-count": "countdown", "b-401": "401"}
+MIX = {
+    "b-ok1": "ok",
+    "b-ok2": "ok",
+    "b-429": "429",
+    "b-5xx": "5xx",
+    "b-reset": "reset",
+    "b-slow": "slow",
+    "b-die": "die",
+    "b-count": "countdown",
+    "b-401": "401",
+}
 
 
 def free_port() -> int:
@@ -69,8 +78,19 @@ class Gateway:
         self.cfg_path = Path(name)
         self.cfg_path.write_text(cfg)
         exe = Path(sys.executable).with_name("smolgate")
-        self.proc = subprocess.Popen([str(exe), "serve", "--config", str(self.cfg_path), "--port", str(self.port),
-                                      "--log-level", "error"], stdout=subprocess.DEVNULL)
+        self.proc = subprocess.Popen(
+            [
+                str(exe),
+                "serve",
+                "--config",
+                str(self.cfg_path),
+                "--port",
+                str(self.port),
+                "--log-level",
+                "error",
+            ],
+            stdout=subprocess.DEVNULL,
+        )
         end = time.monotonic() + 60
         while time.monotonic() < end and self.proc.poll() is None:
             with socket.socket() as s:
@@ -98,9 +118,12 @@ async def load(url: str, key: str | None, n: int, rate: float, warm: bool = True
     headers = {"authorization": f"Bearer {key}"} if key else {}
     conn = aiohttp.TCPConnector(limit=256)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as http:
+
         async def one(i: int, at: float) -> None:
-            body = {"model": "bench" if key is None else "gpt-fake",
-                    "messages": [{"role": "user", "content": f"hello {i}"}]}
+            body = {
+                "model": "bench" if key is None else "gpt-fake",
+                "messages": [{"role": "user", "content": f"hello {i}"}],
+            }
             await asyncio.sleep(max(0.0, at - time.perf_counter()))
             try:
                 async with http.post(url + "/chat/completions", json=body, headers=headers) as r:
@@ -124,8 +147,14 @@ async def load(url: str, key: str | None, n: int, rate: float, warm: bool = True
         t0 = time.perf_counter() + 0.05
         await asyncio.gather(*(one(i, t0 + i / rate) for i in range(n)))
         wall = time.perf_counter() - t0
-    return {"requests": n, "errors": errors, "error_rate": sum(errors.values()) / n, "rps": n / wall,
-            "latency_ms": pct(lat_all), "latency_ok_ms": pct(lat_ok)}
+    return {
+        "requests": n,
+        "errors": errors,
+        "error_rate": sum(errors.values()) / n,
+        "rps": n / wall,
+        "latency_ms": pct(lat_all),
+        "latency_ok_ms": pct(lat_ok),
+    }
 
 
 def pct(xs: list[float]) -> dict[str, float]:
@@ -146,12 +175,19 @@ async def main() -> None:
     ap.add_argument("--rate", type=float, default=250.0, help="requests per second (open loop)")
     args = ap.parse_args()
     results: dict[str, dict] = {}
-    scenarios = [("gateway-clean", ["b-ok1", "b-ok2"], 8), ("faults-1-try", list(MIX), 1),
-                 ("faults-retries", list(MIX), 8)]
+    scenarios = [
+        ("gateway-clean", ["b-ok1", "b-ok2"], 8),
+        ("faults-1-try", list(MIX), 1),
+        ("faults-retries", list(MIX), 8),
+    ]
     # The fake runs in its own process, so neither the load generator nor smolgate shares its GIL.
     fake = subprocess.Popen(  # noqa: ASYNC220 (start-up, before any load)
         [sys.executable, "-m", "tests.fakes.fault_upstream", json.dumps(MIX), "1.0", "40"],
-        cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        cwd=ROOT,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     assert fake.stdout is not None and fake.stdin is not None
     base_url = f"http://127.0.0.1:{int(fake.stdout.readline())}/v1"
     try:
@@ -160,8 +196,9 @@ async def main() -> None:
             await stats(base_url)
             gw = Gateway(config(base_url, keys, attempts))
             try:
-                results[name] = await load(gw.url, None, args.requests, args.rate,
-                                           warm=name == "gateway-clean")
+                results[name] = await load(
+                    gw.url, None, args.requests, args.rate, warm=name == "gateway-clean"
+                )
             finally:
                 gw.stop()
             seen = await stats(base_url)
@@ -174,14 +211,20 @@ async def main() -> None:
     for name, r in results.items():
         r["added_ms"] = {q: round(v - base[q], 3) for q, v in r.get("latency_ok_ms", {}).items()}
     OUT.mkdir(parents=True, exist_ok=True)
-    meta = {"requests": args.requests, "rate": args.rate, "fault_mix": MIX,
-            "note": "fresh gateway per scenario (cold pool state); fake upstream, gateway and load generator are "
-                    "three processes on the same 2 shared cores"}
+    meta = {
+        "requests": args.requests,
+        "rate": args.rate,
+        "fault_mix": MIX,
+        "note": "fresh gateway per scenario (cold pool state); fake upstream, gateway and load generator are "
+        "three processes on the same 2 shared cores",
+    }
     (OUT / "pool.json").write_text(json.dumps({"meta": meta, "results": results}, indent=2))
     for name, r in results.items():
-        print(f"{name:15s} errors {r['error_rate'] * 100:6.2f}%  p50 {r['latency_ms'].get('p50', 0):8.2f} ms  "
-              f"p99 {r['latency_ms'].get('p99', 0):8.2f} ms  added p50 {r['added_ms'].get('p50', 0):7.2f} ms  "
-              f"rps {r['rps']:7.1f}  {r['errors']}")
+        print(
+            f"{name:15s} errors {r['error_rate'] * 100:6.2f}%  p50 {r['latency_ms'].get('p50', 0):8.2f} ms  "
+            f"p99 {r['latency_ms'].get('p99', 0):8.2f} ms  added p50 {r['added_ms'].get('p50', 0):7.2f} ms  "
+            f"rps {r['rps']:7.1f}  {r['errors']}"
+        )
     plot(results)
 
 
@@ -198,8 +241,12 @@ def plot(results: dict[str, dict]) -> None:
     a1.set_title("error rate through the fault mix")
     width = 0.27
     for i, q in enumerate(("p50", "p90", "p99")):
-        a2.bar([x + (i - 1) * width for x in range(len(names))],
-               [results[n]["latency_ms"].get(q, 0) for n in names], width, label=q)
+        a2.bar(
+            [x + (i - 1) * width for x in range(len(names))],
+            [results[n]["latency_ms"].get(q, 0) for n in names],
+            width,
+            label=q,
+        )
     a2.set_xticks(range(len(names)), names)
     a2.set_yscale("log")
     a2.set_ylabel("latency, all requests (ms)")

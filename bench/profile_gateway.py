@@ -30,25 +30,51 @@ from smolgate.server.app import Gateway  # noqa: E402
 
 def body_for(path: str, stream: bool) -> bytes:
     if path == "/v1/messages":
-        return orjson.dumps({"model": "bench", "max_tokens": 64, "stream": stream, "system": "Be brief.",
-                             "messages": [{"role": "user", "content": "Say hello"}]})
-    return orjson.dumps({"model": "bench", "stream": stream, "messages": [
-        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "Say hello"}]})
+        return orjson.dumps(
+            {
+                "model": "bench",
+                "max_tokens": 64,
+                "stream": stream,
+                "system": "Be brief.",
+                "messages": [{"role": "user", "content": "Say hello"}],
+            }
+        )
+    return orjson.dumps(
+        {
+            "model": "bench",
+            "stream": stream,
+            "messages": [
+                {"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "Say hello"},
+            ],
+        }
+    )
 
 
 async def run(args: argparse.Namespace, port: int) -> None:
-    cfg = parse_config(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{port}/v1\n"
-                       f"    accounts: [{{api_key: k}}]\nmodels:\n  - name: bench\n    targets: [{{provider: up, model: m}}]\n")
+    cfg = parse_config(
+        f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{port}/v1\n"
+        f"    accounts: [{{api_key: k}}]\nmodels:\n  - name: bench\n    targets: [{{provider: up, model: m}}]\n"
+    )
     gw = Gateway(cfg)
     await gw.runtime.start()
     body = body_for(args.path, args.stream)
-    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-               (b"anthropic-version", b"2023-06-01")]
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"anthropic-version", b"2023-06-01"),
+    ]
     never = asyncio.get_running_loop().create_future()
 
     async def one() -> None:
-        scope = {"type": "http", "method": "POST", "path": args.path, "query_string": b"", "headers": headers,
-                 "client": ("127.0.0.1", 1)}
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": args.path,
+            "query_string": b"",
+            "headers": headers,
+            "client": ("127.0.0.1", 1),
+        }
         state = {"sent": False}
 
         async def receive() -> dict:
@@ -74,8 +100,10 @@ async def run(args: argparse.Namespace, port: int) -> None:
     if prof:
         prof.disable()
     cpu = (time.process_time() - t0) / args.n * 1e6
-    print(f"{args.path} stream={args.stream}: {cpu:.0f} µs CPU per request "
-          f"(includes the aiohttp client side), wall {(time.perf_counter() - w0) / args.n * 1e6:.0f} µs")
+    print(
+        f"{args.path} stream={args.stream}: {cpu:.0f} µs CPU per request "
+        f"(includes the aiohttp client side), wall {(time.perf_counter() - w0) / args.n * 1e6:.0f} µs"
+    )
     if prof:
         pstats.Stats(prof).sort_stats("tottime").print_stats(args.top)
     await gw.runtime.stop()

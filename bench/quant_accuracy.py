@@ -77,7 +77,9 @@ def compare(ref: torch.Tensor, got: torch.Tensor) -> dict[str, float]:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", default=None, help="checkpoint dir or .gguf (default: the packaged SmolLM2-135M)")
+    p.add_argument(
+        "--source", default=None, help="checkpoint dir or .gguf (default: the packaged SmolLM2-135M)"
+    )
     p.add_argument("--tokens", type=int, default=512)
     p.add_argument("--modes", default="bf16,int8,int8-dynamic,int4,int4+lm_head4,int4+lm_head-dynamic")
     args = p.parse_args()

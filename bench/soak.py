@@ -45,26 +45,54 @@ def _mix() -> list[tuple[str, str, dict, dict]]:
     for stream in (False, True):
         s = " stream" if stream else ""
         out += [
-            ("openai" + s, "/v1/chat/completions",
-             {"model": "soak", "stream": stream, "messages": [{"role": "user", "content": USER}]}, {}),
-            ("responses" + s, "/v1/responses", {"model": "soak", "stream": stream, "input": USER, "store": False}, {}),
-            ("anthropic" + s, "/v1/messages",
-             {"model": "soak", "stream": stream, "max_tokens": 64, "messages": [{"role": "user", "content": USER}]},
-             {"anthropic-version": "2023-06-01"}),
-            ("gemini" + s, "/v1beta/models/soak:" + ("streamGenerateContent?alt=sse" if stream else "generateContent"),
-             {"contents": [{"role": "user", "parts": [{"text": USER}]}]}, {}),
-            ("ollama" + s, "/api/chat",
-             {"model": "soak", "stream": stream, "messages": [{"role": "user", "content": USER}]}, {}),
+            (
+                "openai" + s,
+                "/v1/chat/completions",
+                {"model": "soak", "stream": stream, "messages": [{"role": "user", "content": USER}]},
+                {},
+            ),
+            (
+                "responses" + s,
+                "/v1/responses",
+                {"model": "soak", "stream": stream, "input": USER, "store": False},
+                {},
+            ),
+            (
+                "anthropic" + s,
+                "/v1/messages",
+                {
+                    "model": "soak",
+                    "stream": stream,
+                    "max_tokens": 64,
+                    "messages": [{"role": "user", "content": USER}],
+                },
+                {"anthropic-version": "2023-06-01"},
+            ),
+            (
+                "gemini" + s,
+                "/v1beta/models/soak:" + ("streamGenerateContent?alt=sse" if stream else "generateContent"),
+                {"contents": [{"role": "user", "parts": [{"text": USER}]}]},
+                {},
+            ),
+            (
+                "ollama" + s,
+                "/api/chat",
+                {"model": "soak", "stream": stream, "messages": [{"role": "user", "content": USER}]},
+                {},
+            ),
         ]
     return out
 
 
-async def run_mix(base: str, total: int, concurrency: int, progress: Progress, task, errors: list[str]) -> int:  # type: ignore[no-untyped-def]
+async def run_mix(
+    base: str, total: int, concurrency: int, progress: Progress, task, errors: list[str]
+) -> int:  # type: ignore[no-untyped-def]
     mix = itertools.cycle(_mix())
     sent = 0
     ok = 0
     conn = aiohttp.TCPConnector(limit=concurrency, keepalive_timeout=30)
     async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=60)) as s:
+
         async def worker() -> None:
             nonlocal sent, ok
             while sent < total:
@@ -90,6 +118,7 @@ async def run_mix(base: str, total: int, concurrency: int, progress: Progress, t
 
 async def hold_slow(port: int, count: int, stop: asyncio.Event, stats: dict) -> None:
     """Keep `count` connections open, each trickling a never-finished request; reopen what the server drops."""
+
     async def one(i: int) -> None:
         while not stop.is_set():
             try:
@@ -125,33 +154,62 @@ def rss(proc: psutil.Process) -> int:
 async def soak(args: argparse.Namespace, port: int, gw: psutil.Process) -> dict:
     base = f"http://127.0.0.1:{port}"
     result: dict = {"requests": args.requests, "slow": args.slow}
-    cols = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TimeRemainingColumn())
+    cols = (
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeRemainingColumn(),
+    )
     with Progress(*cols, console=console) as progress:
         warm_errors: list[str] = []
-        await run_mix(base, 2000, args.concurrency, progress, progress.add_task("warm-up", total=2000), warm_errors)
+        await run_mix(
+            base, 2000, args.concurrency, progress, progress.add_task("warm-up", total=2000), warm_errors
+        )
         rss0 = rss(gw)
         errors: list[str] = []
         t0 = time.perf_counter()
-        ok = await run_mix(base, args.requests, args.concurrency, progress,
-                           progress.add_task("phase 1: mixed", total=args.requests), errors)
-        result["phase1"] = {"ok": ok, "failed": len(errors) + len(warm_errors), "seconds": time.perf_counter() - t0,
-                            "rss_start_mb": rss0 / 2**20, "rss_end_mb": rss(gw) / 2**20,
-                            "sample_errors": [e for e in warm_errors + errors if e][:10]}
+        ok = await run_mix(
+            base,
+            args.requests,
+            args.concurrency,
+            progress,
+            progress.add_task("phase 1: mixed", total=args.requests),
+            errors,
+        )
+        result["phase1"] = {
+            "ok": ok,
+            "failed": len(errors) + len(warm_errors),
+            "seconds": time.perf_counter() - t0,
+            "rss_start_mb": rss0 / 2**20,
+            "rss_end_mb": rss(gw) / 2**20,
+            "sample_errors": [e for e in warm_errors + errors if e][:10],
+        }
         stop = asyncio.Event()
         stats = {"opened": 0, "dropped": 0, "refused": 0}
         holder = asyncio.ensure_future(hold_slow(port, args.slow, stop, stats))
         await asyncio.sleep(3)  # let the slow connections pile up
         errors2: list[str] = []
         t0 = time.perf_counter()
-        ok2 = await run_mix(base, args.requests // 4, args.concurrency, progress,
-                            progress.add_task(f"phase 2: mixed + {args.slow} slow", total=args.requests // 4), errors2)
+        ok2 = await run_mix(
+            base,
+            args.requests // 4,
+            args.concurrency,
+            progress,
+            progress.add_task(f"phase 2: mixed + {args.slow} slow", total=args.requests // 4),
+            errors2,
+        )
         open_now = stats["opened"] - stats["dropped"]  # before we let go of them
         stop.set()
         await holder
-        result["phase2"] = {"ok": ok2, "failed": len(errors2), "seconds": time.perf_counter() - t0,
-                            "slow_open_at_end": open_now, **stats, "rss_end_mb": rss(gw) / 2**20,
-                            "sample_errors": [e for e in errors2 if e][:10]}
+        result["phase2"] = {
+            "ok": ok2,
+            "failed": len(errors2),
+            "seconds": time.perf_counter() - t0,
+            "slow_open_at_end": open_now,
+            **stats,
+            "rss_end_mb": rss(gw) / 2**20,
+            "sample_errors": [e for e in errors2 if e][:10],
+        }
     p1 = result["phase1"]
     result["rss_growth"] = p1["rss_end_mb"] / p1["rss_start_mb"] - 1
     return result
@@ -166,13 +224,29 @@ def main() -> None:
     up_port, gw_port = free_port(), free_port()
     upstream = subprocess.Popen([PY, str(HERE / "fast_upstream.py"), str(up_port)], preexec_fn=pinned(1))
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
-    cfg.write(f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
-              f"    accounts: [{{api_key: soak-upstream-key}}]\n"
-              f"models:\n  - name: soak\n    targets: [{{provider: up, model: soak-upstream}}]\n"
-              f"keys:\n  - {{key: {KEY}, name: soak}}\n")
+    cfg.write(
+        f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
+        f"    accounts: [{{api_key: soak-upstream-key}}]\n"
+        f"models:\n  - name: soak\n    targets: [{{provider: up, model: soak-upstream}}]\n"
+        f"keys:\n  - {{key: {KEY}, name: soak}}\n"
+    )
     cfg.close()
-    gateway = subprocess.Popen([PY, "-m", "smolgate.cli", "serve", "--config", cfg.name, "--port", str(gw_port),
-                                "--log-level", "warning"], preexec_fn=pinned(0), env={**os.environ})
+    gateway = subprocess.Popen(
+        [
+            PY,
+            "-m",
+            "smolgate.cli",
+            "serve",
+            "--config",
+            cfg.name,
+            "--port",
+            str(gw_port),
+            "--log-level",
+            "warning",
+        ],
+        preexec_fn=pinned(0),
+        env={**os.environ},
+    )
     try:
         wait_port(up_port)
         wait_port(gw_port)
@@ -187,11 +261,15 @@ def main() -> None:
     out.mkdir(exist_ok=True)
     (out / "soak.json").write_text(json.dumps(result, indent=2))
     p1, p2 = result["phase1"], result["phase2"]
-    console.print(f"phase 1: {p1['ok']} ok, {p1['failed']} failed in {p1['seconds']:.1f}s; RSS "
-                  f"{p1['rss_start_mb']:.1f} → {p1['rss_end_mb']:.1f} MB ({result['rss_growth']:+.1%})")
-    console.print(f"phase 2: {p2['ok']} ok, {p2['failed']} failed in {p2['seconds']:.1f}s with {p2['slow_open_at_end']} "
-                  f"slow connections open (opened {p2['opened']}, dropped by the gateway {p2['dropped']}, "
-                  f"refused {p2['refused']})")
+    console.print(
+        f"phase 1: {p1['ok']} ok, {p1['failed']} failed in {p1['seconds']:.1f}s; RSS "
+        f"{p1['rss_start_mb']:.1f} → {p1['rss_end_mb']:.1f} MB ({result['rss_growth']:+.1%})"
+    )
+    console.print(
+        f"phase 2: {p2['ok']} ok, {p2['failed']} failed in {p2['seconds']:.1f}s with {p2['slow_open_at_end']} "
+        f"slow connections open (opened {p2['opened']}, dropped by the gateway {p2['dropped']}, "
+        f"refused {p2['refused']})"
+    )
     for e in p1["sample_errors"] + p2["sample_errors"]:
         console.print(f"  [red]{e}[/red]")
     plot(result, out / "soak.png")
@@ -207,10 +285,15 @@ def plot(result: dict, path: Path) -> None:
 
     p1, p2 = result["phase1"], result["phase2"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.bar(["phase 1", f"phase 2 (+{result['slow']} slow)"], [p1["ok"] / p1["seconds"], p2["ok"] / p2["seconds"]])
+    ax1.bar(
+        ["phase 1", f"phase 2 (+{result['slow']} slow)"], [p1["ok"] / p1["seconds"], p2["ok"] / p2["seconds"]]
+    )
     ax1.set_ylabel("successful requests / s")
-    ax2.bar(["RSS after warm-up", "RSS after phase 1", "RSS after phase 2"],
-            [p1["rss_start_mb"], p1["rss_end_mb"], p2["rss_end_mb"]], color="tab:orange")
+    ax2.bar(
+        ["RSS after warm-up", "RSS after phase 1", "RSS after phase 2"],
+        [p1["rss_start_mb"], p1["rss_end_mb"], p2["rss_end_mb"]],
+        color="tab:orange",
+    )
     ax2.set_ylabel("gateway RSS (MB)")
     fig.suptitle(f"smolgate soak: {p1['failed'] + p2['failed']} failed requests")
     fig.tight_layout()

@@ -18,8 +18,15 @@ sys.path.insert(0, str(REPO / "tests" / "engine"))  # tests/engine modules impor
 
 import checkpoints
 
-FIGURES = ("prefill_tok_s", "decode_tok_s", "ttft_image_s", "vision_ms_per_tile", "peak_rss_mb",
-           "rss_after_load_mb", "load_s")
+FIGURES = (
+    "prefill_tok_s",
+    "decode_tok_s",
+    "ttft_image_s",
+    "vision_ms_per_tile",
+    "peak_rss_mb",
+    "rss_after_load_mb",
+    "load_s",
+)
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +40,27 @@ def tiny_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_bench_engine_quick_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
     out = tmp_path / "results"
     cmd = [
-        sys.executable, str(REPO / "bench" / "engine.py"), "--checkpoint", str(tiny_checkpoint), 
-        "--quick", "--quant", "none", "--transformers", "bf16", "--prompt-tokens", "24", "--new-tokens", "6",
-        "--stream-tokens", "4", "--stream-prompt-tokens", "16", "--streams", "1,4,8", "--out", str(out),
+        sys.executable,
+        str(REPO / "bench" / "engine.py"),
+        "--checkpoint",
+        str(tiny_checkpoint),
+        "--quick",
+        "--quant",
+        "none",
+        "--transformers",
+        "bf16",
+        "--prompt-tokens",
+        "24",
+        "--new-tokens",
+        "6",
+        "--stream-tokens",
+        "4",
+        "--stream-prompt-tokens",
+        "16",
+        "--streams",
+        "1,4,8",
+        "--out",
+        str(out),
     ]
     proc = subprocess.run(cmd, check=False, capture_output=True, text=True, timeout=240, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -45,7 +70,11 @@ def test_bench_engine_quick_json(tiny_checkpoint: Path, tmp_path: Path) -> None:
     ran = {r["name"]: r for r in report["systems"]}
     assert set(ran) == {"engine-bf16", "transformers-bf16"}
     for name, row in ran.items():
-        assert row["status"] == "ok", (name, row.get("reason"), (out / "engine-tiny-quick.log").read_text()[-3000:])
+        assert row["status"] == "ok", (
+            name,
+            row.get("reason"),
+            (out / "engine-tiny-quick.log").read_text()[-3000:],
+        )
         assert row["errors"] == {}, (name, row["errors"])
         for key in FIGURES:
             assert isinstance(row[key], (int, float)) and row[key] > 0, (name, key, row.get(key))

@@ -71,8 +71,10 @@ def test_dangling_references():
     with pytest.raises(ConfigError, match="no provider named 'nope'"):
         parse_config("models:\n  - name: a\n    targets: [{provider: nope, model: m}]\n")
     with pytest.raises(ConfigError, match="no model alias named 'ghost'"):
-        parse_config("providers:\n  - {name: p, protocol: ollama, base_url: http://h}\n"
-                     "models:\n  - name: a\n    targets: [{provider: p, model: m}]\n    fallbacks: [ghost]\n")
+        parse_config(
+            "providers:\n  - {name: p, protocol: ollama, base_url: http://h}\n"
+            "models:\n  - name: a\n    targets: [{provider: p, model: m}]\n    fallbacks: [ghost]\n"
+        )
 
 
 def test_router_orders_targets_then_fallbacks_and_survives_cycles(monkeypatch):
@@ -90,20 +92,44 @@ def test_check_command(tmp_path, monkeypatch):
     monkeypatch.setenv("UP1_KEY", "sk-dont-print-me")
     p = tmp_path / "c.yaml"
     p.write_text(GOOD)
-    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "check", "--config", str(p)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "smolgate.cli", "check", "--config", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     text = out.stdout + out.stderr
     assert "fast" in text and "up1/gpt-4o-mini" in text and "sk-dont-print-me" not in text
     p.write_text("providers:\n  - name: x\n    protocol: smtp\n")
-    out = subprocess.run([sys.executable, "-m", "smolgate.cli", "check", "--config", str(p)],
-                         capture_output=True, text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-m", "smolgate.cli", "check", "--config", str(p)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 2 and "protocol" in (out.stdout + out.stderr)
 
 
-@pytest.mark.parametrize("value", ["sk-abc #not-a-comment", "sk: colon space", "q'uo\"tes", "{not: a map}",
-                                   "[not, a, list]", "&anchor *alias", "!!python/object:os.system", "null",
-                                   "true", "0x1F", " padded ", "multi\nline", "${NOT_AGAIN}", "#hash-first"])
+@pytest.mark.parametrize(
+    "value",
+    [
+        "sk-abc #not-a-comment",
+        "sk: colon space",
+        "q'uo\"tes",
+        "{not: a map}",
+        "[not, a, list]",
+        "&anchor *alias",
+        "!!python/object:os.system",
+        "null",
+        "true",
+        "0x1F",
+        " padded ",
+        "multi\nline",
+        "${NOT_AGAIN}",
+        "#hash-first",
+    ],
+)
 def test_an_env_value_is_text_never_yaml(monkeypatch, value):
     """`${VAR}` is substituted after parsing: the value is kept whole, whatever YAML would make of it."""
     monkeypatch.setenv("UP1_KEY", value)
@@ -120,9 +146,11 @@ def test_env_in_flow_mappings_keys_and_typed_fields(monkeypatch):
     monkeypatch.setenv("RPM", "60")
     monkeypatch.setenv("ON", "false")
     monkeypatch.setenv("HOST", "127.0.0.1:9001")
-    cfg = parse_config("providers:\n  - {name: p, protocol: openai, base_url: http://${HOST}/v1, "
-                       "headers: {${HDR}: v-${RPM}},\n"
-                       "     accounts: [{api_key: ${KEY}, rpm: ${RPM}, enabled: ${ON}}]}\n")
+    cfg = parse_config(
+        "providers:\n  - {name: p, protocol: openai, base_url: http://${HOST}/v1, "
+        "headers: {${HDR}: v-${RPM}},\n"
+        "     accounts: [{api_key: ${KEY}, rpm: ${RPM}, enabled: ${ON}}]}\n"
+    )
     p = cfg.providers[0]
     assert p.base_url == "http://127.0.0.1:9001/v1"
     assert {k: v.reveal() for k, v in p.headers.items()} == {"X-Auth-Token": "v-60"}

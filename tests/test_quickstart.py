@@ -20,9 +20,21 @@ def test_readme_main_command_serves_the_packaged_model_offline():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_HOME": str(ROOT / ".no-hf-cache")}
-    proc = subprocess.Popen(["bash", "scripts/serve.sh", "--port", str(port)], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "HF_HOME": str(ROOT / ".no-hf-cache"),
+    }
+    proc = subprocess.Popen(
+        ["bash", "scripts/serve.sh", "--port", str(port)],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
     try:
         deadline = time.monotonic() + 600  # a first run installs into the venv
         while True:
@@ -34,11 +46,21 @@ def test_readme_main_command_serves_the_packaged_model_offline():
             assert proc.poll() is None, proc.stdout.read() if proc.stdout else "serve.sh exited"
             assert time.monotonic() < deadline, "server did not come up"
             time.sleep(0.5)
-        out = subprocess.run(["curl", "-s", f"http://127.0.0.1:{port}/v1/chat/completions",
-                              "-H", "content-type: application/json", "-d",
-                              '{"model":"default","max_tokens":20,"messages":[{"role":"user",'
-                              '"content":"What is the capital of France?"}]}'],
-                             capture_output=True, text=True, timeout=300)
+        out = subprocess.run(
+            [
+                "curl",
+                "-s",
+                f"http://127.0.0.1:{port}/v1/chat/completions",
+                "-H",
+                "content-type: application/json",
+                "-d",
+                '{"model":"default","max_tokens":20,"messages":[{"role":"user",'
+                '"content":"What is the capital of France?"}]}',
+            ],
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
         assert "Paris" in out.stdout, out.stdout
     finally:
         os.killpg(proc.pid, signal.SIGTERM)

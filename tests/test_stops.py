@@ -7,8 +7,17 @@ import asyncio
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from smolgate.canonical import (BlockStart, BlockStop, MessageDelta, MessageStart, MessageStop, Response,
-                                StopReason, Text, TextDelta)
+from smolgate.canonical import (
+    BlockStart,
+    BlockStop,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Response,
+    StopReason,
+    Text,
+    TextDelta,
+)
 from smolgate.stops import apply_to_response, apply_to_stream, cut
 
 
@@ -30,8 +39,11 @@ def run(chunks: list[str], stops: list[str]) -> tuple[str, list]:
 
 
 @settings(max_examples=300, deadline=None)
-@given(text=st.text(alphabet="ab|cx", max_size=30), stop=st.text(alphabet="ab|c", min_size=1, max_size=4),
-       cuts=st.lists(st.integers(0, 30), max_size=6))
+@given(
+    text=st.text(alphabet="ab|cx", max_size=30),
+    stop=st.text(alphabet="ab|c", min_size=1, max_size=4),
+    cuts=st.lists(st.integers(0, 30), max_size=6),
+)
 def test_stream_equals_cutting_the_whole_text(text, stop, cuts):
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     chunks = [text[a:b] for a, b in zip(bounds, bounds[1:])]
@@ -53,4 +65,8 @@ def test_text_is_released_as_soon_as_it_cannot_match():
 def test_response_is_cut_and_reports_the_sequence():
     r = Response(id="x", model="m", content=[Text(text="abc STOP def")])
     out = apply_to_response(r, ["STOP"])
-    assert out.content[0].text == "abc " and out.stop_reason == StopReason.STOP_SEQUENCE and out.stop_sequence == "STOP"
+    assert (
+        out.content[0].text == "abc "
+        and out.stop_reason == StopReason.STOP_SEQUENCE
+        and out.stop_sequence == "STOP"
+    )

@@ -6,9 +6,24 @@ from typing import AsyncIterator
 
 import msgspec
 
-from .canonical import (Block, BlockStart, Event, MessageDelta, MessageStart, Reasoning, ReasoningDelta,
-                        Response, SignatureDelta, StopReason, StreamError, Text, TextDelta, ToolArgsDelta, ToolCall,
-                        Usage)
+from .canonical import (
+    Block,
+    BlockStart,
+    Event,
+    MessageDelta,
+    MessageStart,
+    Reasoning,
+    ReasoningDelta,
+    Response,
+    SignatureDelta,
+    StopReason,
+    StreamError,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    Usage,
+)
 from .errors import ErrorKind, GatewayError
 
 
@@ -45,5 +60,12 @@ async def collect(events: AsyncIterator[Event]) -> Response:
         elif isinstance(b, Reasoning):
             b = msgspec.structs.replace(b, text=joined, signature="".join(sigs.get(i, [])) or b.signature)
         content.append(b)
-    return Response(id=rid, model=model, content=content, stop_reason=stop, stop_sequence=stop_seq,
-                    usage=usage, created=created)
+    return Response(
+        id=rid,
+        model=model,
+        content=content,
+        stop_reason=stop,
+        stop_sequence=stop_seq,
+        usage=usage,
+        created=created,
+    )

@@ -14,38 +14,44 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 
 # IANA IPv4 Special-Purpose Address Registry (plus multicast and the limited broadcast), refused whole even
 # where an entry is marked globally reachable: a media URL has no business at an anycast relay.
-_V4_SPECIAL = tuple(IPv4Network(n) for n in (
-    "0.0.0.0/8",  # "this network" (0.0.0.0 reaches the local host on Linux)
-    "10.0.0.0/8",  # private
-    "100.64.0.0/10",  # shared address space (carrier-grade NAT; Alibaba metadata 100.100.100.200)
-    "127.0.0.0/8",  # loopback
-    "169.254.0.0/16",  # link-local (cloud metadata 169.254.169.254)
-    "172.16.0.0/12",  # private
-    "192.0.0.0/24",  # IETF protocol assignments (DS-Lite, NAT64 discovery, Oracle metadata 192.0.0.192)
-    "192.0.2.0/24",  # documentation TEST-NET-1
-    "192.31.196.0/24",  # AS112-v4
-    "192.52.193.0/24",  # AMT
-    "192.88.99.0/24",  # deprecated 6to4 relay anycast
-    "192.168.0.0/16",  # private
-    "192.175.48.0/24",  # AS112 direct delegation
-    "198.18.0.0/15",  # benchmarking
-    "198.51.100.0/24",  # documentation TEST-NET-2
-    "203.0.113.0/24",  # documentation TEST-NET-3
-    "224.0.0.0/4",  # multicast
-    "240.0.0.0/4",  # reserved, including 255.255.255.255 broadcast
-))
+_V4_SPECIAL = tuple(
+    IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",  # "this network" (0.0.0.0 reaches the local host on Linux)
+        "10.0.0.0/8",  # private
+        "100.64.0.0/10",  # shared address space (carrier-grade NAT; Alibaba metadata 100.100.100.200)
+        "127.0.0.0/8",  # loopback
+        "169.254.0.0/16",  # link-local (cloud metadata 169.254.169.254)
+        "172.16.0.0/12",  # private
+        "192.0.0.0/24",  # IETF protocol assignments (DS-Lite, NAT64 discovery, Oracle metadata 192.0.0.192)
+        "192.0.2.0/24",  # documentation TEST-NET-1
+        "192.31.196.0/24",  # AS112-v4
+        "192.52.193.0/24",  # AMT
+        "192.88.99.0/24",  # deprecated 6to4 relay anycast
+        "192.168.0.0/16",  # private
+        "192.175.48.0/24",  # AS112 direct delegation
+        "198.18.0.0/15",  # benchmarking
+        "198.51.100.0/24",  # documentation TEST-NET-2
+        "203.0.113.0/24",  # documentation TEST-NET-3
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, including 255.255.255.255 broadcast
+    )
+)
 
 _V6_GLOBAL_UNICAST = IPv6Network("2000::/3")
 
 # IANA IPv6 Special-Purpose Address Registry entries inside 2000::/3 (the rest of the registry, ::/128, ::1,
 # ::/96 IPv4-compatible, 64:ff9b:1::/48 local-use NAT64, 100::/64 discard-only, 100:0:0:1::/64, 5f00::/16
 # SRv6, fc00::/7 ULA, fec0::/10 site-local, fe80::/10 link-local and ff00::/8 multicast, lies outside it).
-_V6_SPECIAL = tuple(IPv6Network(n) for n in (
-    "2001::/23",  # IETF protocol assignments (benchmarking 2001:2::/48, ORCHID, AMT, AS112…); Teredo apart
-    "2001:db8::/32",  # documentation
-    "2620:4f:8000::/48",  # AS112 direct delegation
-    "3fff::/20",  # documentation
-))
+_V6_SPECIAL = tuple(
+    IPv6Network(n)
+    for n in (
+        "2001::/23",  # IETF protocol assignments (benchmarking 2001:2::/48, ORCHID, AMT, AS112…); Teredo apart
+        "2001:db8::/32",  # documentation
+        "2620:4f:8000::/48",  # AS112 direct delegation
+        "3fff::/20",  # documentation
+    )
+)
 _TEREDO = IPv6Network("2001::/32")
 _SIX_TO_FOUR = IPv6Network("2002::/16")
 _NAT64 = IPv6Network("64:ff9b::/96")  # the well-known prefix: the embedded IPv4 is where it goes

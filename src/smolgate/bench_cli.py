@@ -14,8 +14,11 @@ from pathlib import Path
 
 import typer
 
-bench_app = typer.Typer(add_completion=False, no_args_is_help=True,
-                        help="Benchmarks from the repository's bench/ directory (needs a source checkout).")
+bench_app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Benchmarks from the repository's bench/ directory (needs a source checkout).",
+)
 
 
 def find_bench_dir() -> Path | None:

@@ -20,8 +20,11 @@ _MARKABLE = (Text, Image, ToolResult)
 
 
 def has_markers(req: Request) -> bool:
-    return (any(t.cache for t in req.system) or any(t.cache for t in req.tools)
-            or any(getattr(b, "cache", None) for m in req.messages for b in m.content))
+    return (
+        any(t.cache for t in req.system)
+        or any(t.cache for t in req.tools)
+        or any(getattr(b, "cache", None) for m in req.messages for b in m.content)
+    )
 
 
 def _mark_last(blocks: list[Block]) -> list[Block] | None:

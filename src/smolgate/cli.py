@@ -19,8 +19,12 @@ from .config import Config, ConfigError, ModelAlias, ProviderConfig, Target, loa
 from .secret import redact_url
 
 # No local variables in tracebacks: they would print config text and keys.
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_show_locals=False,
-                  help="smolgate — one API endpoint, any AI model, with a vision-language model built in.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    help="smolgate — one API endpoint, any AI model, with a vision-language model built in.",
+)
 console = Console(stderr=True)
 
 from .bench_cli import bench_app  # noqa: E402  (typer sub-app: `smolgate bench engine`)
@@ -29,19 +33,32 @@ app.add_typer(bench_app, name="bench")
 
 
 def _setup_logging(level: str) -> None:
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]",
-                        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)])
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(message)s",
+        datefmt="[%X]",
+        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
+    )
 
 
 def embedded_config(model: str | None, quant: str | None = None, compile: bool = False) -> Config:
     """No config file: serve the local engine under its own name, `local/<id>` and `default`."""
-    provider = ProviderConfig(name="local", protocol="local", model=model, quant=quant,  # type: ignore[arg-type]
-                              compile=compile)
-    return Config(providers=[provider], models=[ModelAlias(name="default", targets=[Target(provider="local", model="default")])])
+    provider = ProviderConfig(
+        name="local",
+        protocol="local",
+        model=model,
+        quant=quant,  # type: ignore[arg-type]
+        compile=compile,
+    )
+    return Config(
+        providers=[provider],
+        models=[ModelAlias(name="default", targets=[Target(provider="local", model="default")])],
+    )
 
 
-def _load(config: Optional[Path], model: Optional[str] = None, quant: Optional[str] = None,
-          compile: bool = False) -> Config:
+def _load(
+    config: Optional[Path], model: Optional[str] = None, quant: Optional[str] = None, compile: bool = False
+) -> Config:
     if config is None:
         return embedded_config(model, quant, compile)
     try:
@@ -62,14 +79,22 @@ def _is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    config: Optional[Path] = typer.Option(None, "--config", "-c", help="YAML config; none → embedded local engine"),
+    config: Optional[Path] = typer.Option(
+        None, "--config", "-c", help="YAML config; none → embedded local engine"
+    ),
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="bind port"),
     model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
     quant: Optional[str] = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
-    compile: bool = typer.Option(False, "--compile", help="local engine: torch.compile the decode step at start "
-                                 "(slower start, faster tokens on small models)"),
-    ssl_certfile: Optional[Path] = typer.Option(None, "--ssl-certfile", help="serve HTTPS with this certificate"),
+    compile: bool = typer.Option(
+        False,
+        "--compile",
+        help="local engine: torch.compile the decode step at start "
+        "(slower start, faster tokens on small models)",
+    ),
+    ssl_certfile: Optional[Path] = typer.Option(
+        None, "--ssl-certfile", help="serve HTTPS with this certificate"
+    ),
     ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="the certificate's private key"),
     log_level: str = typer.Option("info", help="debug|info|warning|error"),
 ) -> None:
@@ -84,8 +109,10 @@ def serve(
     _setup_logging(log_level)
     cfg = _load(config, model, quant, compile)
     if not cfg.keys and not _is_loopback(host):
-        console.print(f"[red]refusing to bind {host}:[/red] no client keys are configured, so the gateway would be "
-                      "open to the network. Add `keys:` to the config or bind to 127.0.0.1.")
+        console.print(
+            f"[red]refusing to bind {host}:[/red] no client keys are configured, so the gateway would be "
+            "open to the network. Add `keys:` to the config or bind to 127.0.0.1."
+        )
         raise typer.Exit(2)
     if (ssl_certfile is None) != (ssl_keyfile is None):
         console.print("[red]--ssl-certfile and --ssl-keyfile go together[/red]")
@@ -100,8 +127,13 @@ def serve(
         console.print(f"[red]config error:[/red] {exc}")
         raise typer.Exit(2) from None
     try:
-        server_config = uvicorn_config(app, host, port, ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
-                                       ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None)
+        server_config = uvicorn_config(
+            app,
+            host,
+            port,
+            ssl_certfile=str(ssl_certfile) if ssl_certfile else None,
+            ssl_keyfile=str(ssl_keyfile) if ssl_keyfile else None,
+        )
         server_config.load()  # reads the certificate now, so a bad one is a clear message
     except (OSError, ValueError) as exc:  # unreadable certificate or key: one line, no trace
         console.print(f"[red]cannot serve:[/red] {exc}")
@@ -113,8 +145,10 @@ def serve(
 def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
     """Validate a config file and explain what it routes where."""
     cfg = _load(config)
-    console.print(f"[green]ok[/green]: {len(cfg.providers)} providers, {len(cfg.models)} model aliases, "
-                  f"{len(cfg.keys)} client keys, state: {escape(cfg.state_display)}")
+    console.print(
+        f"[green]ok[/green]: {len(cfg.providers)} providers, {len(cfg.models)} model aliases, "
+        f"{len(cfg.keys)} client keys, state: {escape(cfg.state_display)}"
+    )
     t = Table("provider", "protocol", "base_url", "accounts", "strategy")
     for p in cfg.providers:
         base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
@@ -132,10 +166,14 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
 
 
 @app.command()
-def accounts(url: str = typer.Option("http://127.0.0.1:8000", help="a running smolgate"),
-             admin_key: Optional[str] = typer.Option(None, envvar="SMOLGATE_ADMIN_KEY",
-                                                     help="the server's admin key (needed unless it runs on this "
-                                                          "machine without one)")) -> None:
+def accounts(
+    url: str = typer.Option("http://127.0.0.1:8000", help="a running smolgate"),
+    admin_key: Optional[str] = typer.Option(
+        None,
+        envvar="SMOLGATE_ADMIN_KEY",
+        help="the server's admin key (needed unless it runs on this machine without one)",
+    ),
+) -> None:
     """Show each upstream account's health from a running server."""
     import time
 
@@ -157,8 +195,15 @@ def accounts(url: str = typer.Option("http://127.0.0.1:8000", help="a running sm
     for a in data.get("accounts", []):
         until = a.get("until")
         left = f"{max(0.0, until - time.time()):.1f}s" if until else "-"
-        t.add_row(str(a.get("provider")), str(a.get("account")), str(a.get("state")), left,
-                  str(a.get("reason") or "-"), str(a.get("in_flight", 0)), "; ".join(a.get("recent_errors") or [])[:80])
+        t.add_row(
+            str(a.get("provider")),
+            str(a.get("account")),
+            str(a.get("state")),
+            left,
+            str(a.get("reason") or "-"),
+            str(a.get("in_flight", 0)),
+            "; ".join(a.get("recent_errors") or [])[:80],
+        )
     Console().print(t)
 
 
@@ -183,7 +228,9 @@ def chat(
     parts: list = [ImagePart(PILImage.open(p)) for p in image] + [VideoPart(p.read_bytes()) for p in video]
     parts.append(TextPart(question))
     try:
-        for chunk in engine.stream([ChatMessage("user", parts)], GenerationParams(max_tokens=max_tokens, temperature=temperature)):
+        for chunk in engine.stream(
+            [ChatMessage("user", parts)], GenerationParams(max_tokens=max_tokens, temperature=temperature)
+        ):
             sys.stdout.write(chunk.text)
             sys.stdout.flush()
     except ValueError as exc:

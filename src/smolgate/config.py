@@ -93,8 +93,11 @@ class ProviderConfig(Base):
         self.headers = {k: Secret(v) for k, v in self.headers.items()}
 
     def __repr__(self) -> str:  # base_url may carry user:password@ or ?key=: masked like every Secret
-        fields = ", ".join(f"{f}={redact_url(v, query=True) if f == 'base_url' else v!r}"
-                           for f in self.__struct_fields__ for v in [getattr(self, f)])
+        fields = ", ".join(
+            f"{f}={redact_url(v, query=True) if f == 'base_url' else v!r}"
+            for f in self.__struct_fields__
+            for v in [getattr(self, f)]
+        )
         return f"ProviderConfig({fields})"
 
 
@@ -140,11 +143,15 @@ class ServerConfig(Base):
     max_headers: int = 100
     max_url_bytes: int = 8 * 1024
     header_timeout: float = 10.0  # seconds for a client to send its request line and headers
-    body_timeout: float = 60.0  # seconds for a client to send its whole body (and to resume reading our answer)
+    body_timeout: float = (
+        60.0  # seconds for a client to send its whole body (and to resume reading our answer)
+    )
     keepalive_timeout: float = 5.0  # idle keep-alive connections close after this
     max_connections: int = 4096  # open client connections; past it new ones get a 503 and are closed
     admin_key: Secret | None = None  # for /admin/*; else $SMOLGATE_ADMIN_KEY; else admin is loopback-only
-    allowed_hosts: list[str] | None = None  # Host header allow-list; None: loopback names when keyless, else any
+    allowed_hosts: list[str] | None = (
+        None  # Host header allow-list; None: loopback names when keyless, else any
+    )
     cors_origins: list[str] = msgspec.field(default_factory=list)  # browser origins allowed ("*" for any)
     auth_failures: int = 10  # failed authentications per client address (IPv6: /64) in 5 min before it waits
     auth_backoff: float = 30.0  # the longest wait (seconds) after repeated failures
@@ -214,8 +221,10 @@ def _placeholders(text: str, source: str) -> tuple[str, dict[str, str]]:
         value = os.environ.get(m.group(1), m.group(2))
         if value is None:
             line = text.count("\n", 0, m.start()) + 1
-            raise ConfigError(f"{source}:{line}: environment variable {m.group(1)} is not set "
-                              f"(use ${{{m.group(1)}:-default}} for a default)")
+            raise ConfigError(
+                f"{source}:{line}: environment variable {m.group(1)} is not set "
+                f"(use ${{{m.group(1)}:-default}} for a default)"
+            )
         token = f"SMOLGATEENV{len(values)}X{_NONCE}"
         values[token] = value
         return token

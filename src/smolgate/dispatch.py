@@ -56,12 +56,20 @@ class Dispatcher:
         self.router = router
         self.providers = providers
         self.pools = pools
-        self.reasoning = ReasoningPolicy({(m.name, t.provider, t.model): t.reasoning for m in cfg.models
-                                          for t in m.targets if isinstance(t.reasoning, bool)})
+        self.reasoning = ReasoningPolicy(
+            {
+                (m.name, t.provider, t.model): t.reasoning
+                for m in cfg.models
+                for t in m.targets
+                if isinstance(t.reasoning, bool)
+            }
+        )
         self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
         self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
-        self.signatures = Signatures({p.name: p.protocol for p in cfg.providers},
-                                     SignatureStore(redis_url=cfg.state.reveal() if cfg.state else None))
+        self.signatures = Signatures(
+            {p.name: p.protocol for p in cfg.providers},
+            SignatureStore(redis_url=cfg.state.reveal() if cfg.state else None),
+        )
 
     # ------------------------------------------------------------------ public API
 
@@ -71,7 +79,9 @@ class Dispatcher:
             forced = forced_tools.applies(req, provider.supports_tool_choice)
             resp, status, headers = await self._send(
                 lambda r: provider.complete(forced_tools.constrain(r) if forced else r, route.model, key),
-                req_for[route.provider], route)
+                req_for[route.provider],
+                route,
+            )
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
             if req.stop and not provider.supports_stop:
                 resp = stops.apply_to_response(resp, req.stop)
@@ -92,7 +102,9 @@ class Dispatcher:
             forced = forced_tools.applies(req, provider.supports_tool_choice)
             attempt = await self._send(
                 lambda r: provider.open(forced_tools.constrain(r) if forced else r, route.model, key),
-                req_for[route.provider], route)
+                req_for[route.provider],
+                route,
+            )
             lease.record(status=attempt.status, headers=attempt.headers)
             it = self.signatures.watch(attempt.events(), req, route.provider).__aiter__()
             if req.stop and not provider.supports_stop:
@@ -103,7 +115,9 @@ class Dispatcher:
                 first = await it.__anext__()
             except StopAsyncIteration:
                 await attempt.aclose()
-                raise GatewayError(ErrorKind.UPSTREAM, f"provider '{route.provider}' sent an empty stream") from None
+                raise GatewayError(
+                    ErrorKind.UPSTREAM, f"provider '{route.provider}' sent an empty stream"
+                ) from None
             except BaseException:
                 await attempt.aclose()
                 raise
@@ -142,7 +156,9 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ the loop
 
-    async def _attempts(self, req: Request, req_for: dict[str, Request], call: Callable, keep_lease: bool = False):  # type: ignore[no-untyped-def]
+    async def _attempts(
+        self, req: Request, req_for: dict[str, Request], call: Callable, keep_lease: bool = False
+    ):  # type: ignore[no-untyped-def]
         routes = self.router.resolve(req.model)
         budget = self.cfg.retry.attempts
         deadline = time.monotonic() + self.cfg.retry.deadline
@@ -172,8 +188,13 @@ class Dispatcher:
                     await lease.release()
                     if not exc.retryable:
                         raise
-                    log.warning("attempt failed: provider=%s account=%s kind=%s status=%s",
-                                route.provider, name, exc.kind.value, exc.upstream_status)
+                    log.warning(
+                        "attempt failed: provider=%s account=%s kind=%s status=%s",
+                        route.provider,
+                        name,
+                        exc.kind.value,
+                        exc.upstream_status,
+                    )
                     last = exc
                     tried.add(name or "")
                     continue
@@ -184,7 +205,9 @@ class Dispatcher:
                     await lease.release()
                 return result
         if last is None:
-            last = GatewayError(ErrorKind.OVERLOADED, "no upstream attempt could be made within the retry budget")
+            last = GatewayError(
+                ErrorKind.OVERLOADED, "no upstream attempt could be made within the retry budget"
+            )
         raise last
 
     async def _prepare(self, req: Request, provider: Provider, prepared: dict[str, Request]) -> Request:
@@ -203,8 +226,11 @@ class Dispatcher:
                 if isinstance(b, (Image, Video)) and b.data is None and b.url:
                     jobs.append((f"messages[{mi}].content[{bi}].url", b))
                 elif isinstance(b, ToolResult):
-                    jobs += [(f"messages[{mi}].content[{bi}].content[{ci}].url", c)
-                             for ci, c in enumerate(b.content) if isinstance(c, Image) and c.data is None and c.url]
+                    jobs += [
+                        (f"messages[{mi}].content[{bi}].content[{ci}].url", c)
+                        for ci, c in enumerate(b.content)
+                        if isinstance(c, Image) and c.data is None and c.url
+                    ]
         if not jobs:
             return req
         server = self.cfg.server
@@ -216,9 +242,14 @@ class Dispatcher:
 
         async def one(param: str, b: Image | Video) -> Image | Video:
             async with gate:
-                data, mtype = await fetch_media(b.url or "", param=param, session=session, budget=budget,
-                                                kinds=("video/",) if isinstance(b, Video) else ("image/",),
-                                                allow_private=server.allow_private_image_urls)
+                data, mtype = await fetch_media(
+                    b.url or "",
+                    param=param,
+                    session=session,
+                    budget=budget,
+                    kinds=("video/",) if isinstance(b, Video) else ("image/",),
+                    allow_private=server.allow_private_image_urls,
+                )
             return msgspec.structs.replace(b, data=data, media_type=b.media_type or mtype, url=None)
 
         async with new_session() as session:

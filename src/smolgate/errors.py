@@ -103,20 +103,29 @@ def not_found(message: str) -> GatewayError:
     return GatewayError(ErrorKind.NOT_FOUND, message)
 
 
-def context_overflow(prompt_tokens: int | None, limit: int | None, max_tokens: int | None = None,
-                     message: str | None = None) -> GatewayError:
+def context_overflow(
+    prompt_tokens: int | None, limit: int | None, max_tokens: int | None = None, message: str | None = None
+) -> GatewayError:
     """A 400 `context_length_exceeded`: the prompt (plus the client's max_tokens, when given) does not fit."""
     if message is None:
         head = f"This model's maximum context length is {limit} tokens. However, "
         if max_tokens is not None and prompt_tokens is not None:
-            message = (f"{head}you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
-                       f"messages, {max_tokens} in the completion). Please reduce the length of the messages "
-                       "or completion.")
+            message = (
+                f"{head}you requested {prompt_tokens + max_tokens} tokens ({prompt_tokens} in the "
+                f"messages, {max_tokens} in the completion). Please reduce the length of the messages "
+                "or completion."
+            )
         else:
-            message = (f"{head}your messages resulted in {prompt_tokens} tokens. "
-                       "Please reduce the length of the messages.")
-    return GatewayError(ErrorKind.INVALID_REQUEST, message, code=CONTEXT_LENGTH_EXCEEDED,
-                        overflow=ContextOverflow(prompt_tokens, limit, max_tokens))
+            message = (
+                f"{head}your messages resulted in {prompt_tokens} tokens. "
+                "Please reduce the length of the messages."
+            )
+    return GatewayError(
+        ErrorKind.INVALID_REQUEST,
+        message,
+        code=CONTEXT_LENGTH_EXCEEDED,
+        overflow=ContextOverflow(prompt_tokens, limit, max_tokens),
+    )
 
 
 # How each upstream words "prompt too long" (counts where it gives them), so every client gets its own form.
@@ -130,19 +139,34 @@ def _rx(pattern: str) -> re.Pattern[str]:
 
 _OVERFLOW_PATTERNS: list[tuple[re.Pattern[str], tuple[str, ...]]] = [
     (_rx(rf"prompt is too long: {_N} tokens > {_N}"), ("prompt", "limit")),  # Anthropic
-    (_rx(rf"input length and `max_tokens` exceed context limit: {_N} \+ {_N} > {_N}"),
-     ("prompt", "max", "limit")),  # Anthropic, prompt + max_tokens
-    (_rx(rf"{_MAX_CTX}\. However, you requested {_N} tokens \({_N} in the messages, {_N} in the completion"),
-     ("limit", "", "prompt", "max")),  # OpenAI, vLLM
+    (
+        _rx(rf"input length and `max_tokens` exceed context limit: {_N} \+ {_N} > {_N}"),
+        ("prompt", "max", "limit"),
+    ),  # Anthropic, prompt + max_tokens
+    (
+        _rx(
+            rf"{_MAX_CTX}\. However, you requested {_N} tokens \({_N} in the messages, {_N} in the completion"
+        ),
+        ("limit", "", "prompt", "max"),
+    ),  # OpenAI, vLLM
     (_rx(rf"{_MAX_CTX}\. However, your messages resulted in {_N} tokens"), ("limit", "prompt")),  # OpenAI
-    (_rx(rf"is too large: {_N}\. This model's {_MAX_CTX} and your request has {_N} input tokens"),
-     ("max", "limit", "prompt")),  # vLLM, prompt + max_tokens
+    (
+        _rx(rf"is too large: {_N}\. This model's {_MAX_CTX} and your request has {_N} input tokens"),
+        ("max", "limit", "prompt"),
+    ),  # vLLM, prompt + max_tokens
     (_rx(rf"{_MAX_CTX} and your request has {_N} input tokens"), ("limit", "prompt")),  # vLLM
-    (_rx(rf"input token count \({_N}\) exceeds the maximum number of tokens allowed \({_N}\)"),
-     ("prompt", "limit")),  # Gemini
-    (_rx(r"exceeds the context window|context[ _]length[ _]exceeded|prompt is too long|longer than the "
-         r"context length|input length exceeds the context length|exceeds the available context size|"
-         r"maximum context length"), ()),  # Responses, Ollama, llama.cpp: no counts
+    (
+        _rx(rf"input token count \({_N}\) exceeds the maximum number of tokens allowed \({_N}\)"),
+        ("prompt", "limit"),
+    ),  # Gemini
+    (
+        _rx(
+            r"exceeds the context window|context[ _]length[ _]exceeded|prompt is too long|longer than the "
+            r"context length|input length exceeds the context length|exceeds the available context size|"
+            r"maximum context length"
+        ),
+        (),
+    ),  # Responses, Ollama, llama.cpp: no counts
 ]
 
 

@@ -38,8 +38,11 @@ class MediaBudget:
     def take_url(self, param: str) -> None:
         self.urls += 1
         if self.urls > self.max_urls:
-            raise invalid(f"'{param}': a request may have the gateway fetch at most {self.max_urls} media "
-                          "URLs (server.max_media_urls)", param=param)
+            raise invalid(
+                f"'{param}': a request may have the gateway fetch at most {self.max_urls} media "
+                "URLs (server.max_media_urls)",
+                param=param,
+            )
 
     def room(self) -> int:
         return max(0, self.max_bytes - self.bytes)
@@ -47,8 +50,11 @@ class MediaBudget:
     def take_bytes(self, n: int, param: str) -> None:
         self.bytes += n
         if self.bytes > self.max_bytes:
-            raise invalid(f"'{param}': the media URLs of one request may fetch at most "
-                          f"{_mib(self.max_bytes)} together (server.max_media_bytes)", param=param)
+            raise invalid(
+                f"'{param}': the media URLs of one request may fetch at most "
+                f"{_mib(self.max_bytes)} together (server.max_media_bytes)",
+                param=param,
+            )
 
 
 def _mib(n: int) -> str:
@@ -66,14 +72,23 @@ async def _resolve(host: str, port: int, allow_private: bool, param: str) -> str
     if not addrs:
         raise invalid(f"'{param}': cannot resolve host '{host}'", param=param)
     if not allow_private and not all(address_policy.allowed(a) for a in addrs):
-        raise invalid(f"'{param}' resolves to a loopback, private or other non-public address; refused "
-                      "(server.allow_private_image_urls enables it)", param=param)
+        raise invalid(
+            f"'{param}' resolves to a loopback, private or other non-public address; refused "
+            "(server.allow_private_image_urls enables it)",
+            param=param,
+        )
     return addrs[0]
 
 
-async def fetch_media(url: str, *, param: str, kinds: tuple[str, ...] = ("image/",),
-                      allow_private: bool = False, session: aiohttp.ClientSession | None = None,
-                      budget: MediaBudget | None = None) -> tuple[bytes, str]:
+async def fetch_media(
+    url: str,
+    *,
+    param: str,
+    kinds: tuple[str, ...] = ("image/",),
+    allow_private: bool = False,
+    session: aiohttp.ClientSession | None = None,
+    budget: MediaBudget | None = None,
+) -> tuple[bytes, str]:
     """Download `url` → (bytes, media type), or raise a 400 naming `param`."""
     if budget is not None:
         budget.take_url(param)
@@ -105,8 +120,9 @@ async def fetch_media(url: str, *, param: str, kinds: tuple[str, ...] = ("image/
             await session.close()
 
 
-async def _accept(resp: aiohttp.ClientResponse, param: str, kinds: tuple[str, ...],
-                  budget: MediaBudget | None) -> tuple[bytes, str]:
+async def _accept(
+    resp: aiohttp.ClientResponse, param: str, kinds: tuple[str, ...], budget: MediaBudget | None
+) -> tuple[bytes, str]:
     if resp.status != 200:
         raise invalid(f"'{param}': fetching the URL gave HTTP {resp.status}", param=param)
     if resp.headers.get("content-encoding", "identity").strip().lower() != "identity":
@@ -137,6 +153,10 @@ async def _read(resp: aiohttp.ClientResponse, param: str, budget: MediaBudget | 
 
 def new_session() -> aiohttp.ClientSession:
     """A session for one request's fetches: no proxy from the environment, no cookies kept between URLs."""
-    return aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=5.0),
-                                 cookie_jar=aiohttp.DummyCookieJar(), trust_env=False, auto_decompress=False,
-                                 connector=aiohttp.TCPConnector(limit=MAX_PARALLEL, use_dns_cache=False))
+    return aiohttp.ClientSession(
+        timeout=aiohttp.ClientTimeout(total=TIMEOUT, sock_connect=5.0),
+        cookie_jar=aiohttp.DummyCookieJar(),
+        trust_env=False,
+        auto_decompress=False,
+        connector=aiohttp.TCPConnector(limit=MAX_PARALLEL, use_dns_cache=False),
+    )

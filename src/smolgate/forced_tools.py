@@ -42,7 +42,12 @@ def applies(req: Request, supports_tool_choice: bool) -> bool:
     """The client forces a call that this upstream could not be told to make. (A response format the client
     also set applies to text answers, which a forced call rules out: the call's schema replaces it.)"""
     tc = req.tool_choice
-    return not supports_tool_choice and tc is not None and tc.mode in ("required", "tool") and bool(_allowed(req))
+    return (
+        not supports_tool_choice
+        and tc is not None
+        and tc.mode in ("required", "tool")
+        and bool(_allowed(req))
+    )
 
 
 def _allowed(req: Request) -> list[Tool]:
@@ -53,9 +58,17 @@ def _allowed(req: Request) -> list[Tool]:
 
 
 def call_schema(tools: list[Tool]) -> dict[str, Any]:
-    options = [{"type": "object", "properties": {"name": {"type": "string", "enum": [t.name]},
-                                                  "arguments": t.parameters or {"type": "object"}},
-                "required": ["name", "arguments"]} for t in tools]
+    options = [
+        {
+            "type": "object",
+            "properties": {
+                "name": {"type": "string", "enum": [t.name]},
+                "arguments": t.parameters or {"type": "object"},
+            },
+            "required": ["name", "arguments"],
+        }
+        for t in tools
+    ]
     return options[0] if len(options) == 1 else {"anyOf": options}
 
 
@@ -63,11 +76,17 @@ def constrain(req: Request) -> Request:
     """The request with the forced call turned into a constrained JSON answer."""
     tools = _allowed(req)
     listed = "; ".join(f"{t.name}: {t.description}" if t.description else t.name for t in tools)
-    guide = Text(text="Call exactly one tool now. Answer only with a JSON object "
-                      f'{{"name": <tool name>, "arguments": <its arguments>}}. Tools: {listed}')
+    guide = Text(
+        text="Call exactly one tool now. Answer only with a JSON object "
+        f'{{"name": <tool name>, "arguments": <its arguments>}}. Tools: {listed}'
+    )
     return msgspec.structs.replace(
-        req, tools=[], tool_choice=None, system=[*req.system, guide],
-        response_format=ResponseFormat(type="json_schema", schema=call_schema(tools), name="tool_call"))
+        req,
+        tools=[],
+        tool_choice=None,
+        system=[*req.system, guide],
+        response_format=ResponseFormat(type="json_schema", schema=call_schema(tools), name="tool_call"),
+    )
 
 
 def parse_call(text: str, req: Request) -> ToolCall | None:
@@ -77,7 +96,11 @@ def parse_call(text: str, req: Request) -> ToolCall | None:
     except orjson.JSONDecodeError:
         return None
     names = {t.name for t in _allowed(req)}
-    if not isinstance(obj, dict) or obj.get("name") not in names or not isinstance(obj.get("arguments"), dict):
+    if (
+        not isinstance(obj, dict)
+        or obj.get("name") not in names
+        or not isinstance(obj.get("arguments"), dict)
+    ):
         return None
     return ToolCall(id=new_id("call_"), name=obj["name"], arguments=orjson.dumps(obj["arguments"]).decode())
 
@@ -105,8 +128,9 @@ async def apply_to_stream(events: AsyncIterator[Event], req: Request) -> AsyncIt
         if first is None:
             yield ev
             continue
-        if isinstance(ev, MessageDelta | StreamError) or (isinstance(ev, BlockStart) and
-                                                          isinstance(ev.block, ToolCall)):
+        if isinstance(ev, MessageDelta | StreamError) or (
+            isinstance(ev, BlockStart) and isinstance(ev.block, ToolCall)
+        ):
             call = None if isinstance(ev, StreamError | BlockStart) else parse_call("".join(text), req)
             if call is None:
                 for h in held:

@@ -47,7 +47,14 @@ LEVELS = ("none", "minimal", "low", "medium", "high", "xhigh", "max")
 EFFORT_BUDGET = {"minimal": 128, "low": 1024, "medium": 2048, "high": 4096, "xhigh": 8192, "max": 16384}
 ANTHROPIC_MIN_BUDGET = 1024
 OPENAI_EFFORTS = ("none", "minimal", "low", "medium", "high", "xhigh")
-OLLAMA_THINK = {"minimal": "low", "low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
+OLLAMA_THINK = {
+    "minimal": "low",
+    "low": "low",
+    "medium": "medium",
+    "high": "high",
+    "xhigh": "high",
+    "max": "high",
+}
 # Request.extra keys that carry Anthropic reasoning settings verbatim (set by the Anthropic decoder)
 EXTRA_KEYS = ("anthropic_thinking", "anthropic_effort")
 
@@ -157,9 +164,15 @@ def strip(req: Request) -> Request:
     passthrough = extra.get("anthropic_passthrough")
     cm = passthrough.get("context_management") if isinstance(passthrough, dict) else None
     if isinstance(cm, dict) and isinstance(cm.get("edits"), list):
-        edits = [e for e in cm["edits"] if not (isinstance(e, dict) and str(e.get("type")).startswith("clear_thinking"))]
+        edits = [
+            e
+            for e in cm["edits"]
+            if not (isinstance(e, dict) and str(e.get("type")).startswith("clear_thinking"))
+        ]
         rest = {k: v for k, v in passthrough.items() if k != "context_management"}
-        extra["anthropic_passthrough"] = {**rest, "context_management": {**cm, "edits": edits}} if edits else rest
+        extra["anthropic_passthrough"] = (
+            {**rest, "context_management": {**cm, "edits": edits}} if edits else rest
+        )
     return msgspec.structs.replace(req, reasoning=None, extra=extra)
 
 
@@ -174,8 +187,11 @@ def for_target(req: Request, reasons: bool | None) -> Request:
 
 
 _TERMS = re.compile(r"reason|think|effort|budget", re.IGNORECASE)
-_REFUSAL = re.compile(r"not supported|unsupported|does not support|doesn't support|not available|unknown|"
-                      r"unrecognized|extra inputs|not permitted|not allowed|invalid", re.IGNORECASE)
+_REFUSAL = re.compile(
+    r"not supported|unsupported|does not support|doesn't support|not available|unknown|"
+    r"unrecognized|extra inputs|not permitted|not allowed|invalid",
+    re.IGNORECASE,
+)
 
 
 def refused(exc: GatewayError, req: Request) -> bool:
@@ -196,8 +212,9 @@ class ReasoningPolicy:
     a target reached through another alias (a fallback) uses the first declaration for that provider+model.
     """
 
-    def __init__(self, declared: dict[tuple[str, str, str], bool], max_entries: int = 4096,
-                 ttl: float = 3600.0) -> None:
+    def __init__(
+        self, declared: dict[tuple[str, str, str], bool], max_entries: int = 4096, ttl: float = 3600.0
+    ) -> None:
         self._declared = declared
         self._any: dict[tuple[str, str], bool] = {}
         for (_, provider, model), value in declared.items():
@@ -229,7 +246,9 @@ class ReasoningPolicy:
     def shape(self, req: Request, provider: str, model: str) -> Request:
         return for_target(req, self.reasons(provider, model, req.model))
 
-    async def call(self, send: Callable[[Request], Awaitable[T]], req: Request, provider: str, model: str) -> T:
+    async def call(
+        self, send: Callable[[Request], Awaitable[T]], req: Request, provider: str, model: str
+    ) -> T:
         """`send(shaped request)`; once more without reasoning if the upstream refuses it (and remember)."""
         shaped = self.shape(req, provider, model)
         try:
@@ -238,7 +257,12 @@ class ReasoningPolicy:
             if self.reasons(provider, model, req.model) is not None or not refused(exc, shaped):
                 raise
             self.learn(provider, model)
-            log.info("upstream refused reasoning settings; retrying without them and remembering: "
-                     "provider=%s model=%s status=%s reason=%s", provider, model, exc.upstream_status,
-                     exc.message[:200])
+            log.info(
+                "upstream refused reasoning settings; retrying without them and remembering: "
+                "provider=%s model=%s status=%s reason=%s",
+                provider,
+                model,
+                exc.upstream_status,
+                exc.message[:200],
+            )
         return await send(strip(shaped))

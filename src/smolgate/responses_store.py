@@ -65,11 +65,14 @@ class ResponseStore(abc.ABC):
 
 
 class MemoryResponseStore(ResponseStore):
-    def __init__(self, max_responses: int = 2000, max_bytes: int = 128 * 1024 * 1024,
-                 ttl: float = 6 * 3600.0) -> None:
+    def __init__(
+        self, max_responses: int = 2000, max_bytes: int = 128 * 1024 * 1024, ttl: float = 6 * 3600.0
+    ) -> None:
         self.max_responses, self.max_bytes, self.ttl = max_responses, max_bytes, ttl
         self._recs: OrderedDict[tuple[str, str], StoredResponse] = OrderedDict()
-        self._items: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}  # (owner, item id) → (resp id, item)
+        self._items: dict[
+            tuple[str, str], tuple[str, dict[str, Any]]
+        ] = {}  # (owner, item id) → (resp id, item)
         self.bytes = 0
 
     def __len__(self) -> int:
@@ -126,6 +129,9 @@ class MemoryResponseStore(ResponseStore):
 
     def _evict(self) -> None:
         now = time.time()
-        while self._recs and (len(self._recs) > self.max_responses or self.bytes > self.max_bytes
-                              or now - next(iter(self._recs.values())).created > self.ttl):
+        while self._recs and (
+            len(self._recs) > self.max_responses
+            or self.bytes > self.max_bytes
+            or now - next(iter(self._recs.values())).created > self.ttl
+        ):
             self._drop(next(iter(self._recs)))

@@ -33,8 +33,12 @@ class Route:
 
 
 def valid_model_name(name: object) -> bool:
-    return (isinstance(name, str) and 0 < len(name) <= MAX_MODEL_NAME and _NAME.fullmatch(name) is not None
-            and _DOT_SEGMENT.search(name) is None)
+    return (
+        isinstance(name, str)
+        and 0 < len(name) <= MAX_MODEL_NAME
+        and _NAME.fullmatch(name) is not None
+        and _DOT_SEGMENT.search(name) is None
+    )
 
 
 class Router:
@@ -54,8 +58,11 @@ class Router:
         naming `param` otherwise (the name itself is not echoed: it may be huge or hold control bytes)."""
         if isinstance(name, str) and (name in self._known or valid_model_name(name)):
             return name
-        raise invalid(f"'{param}' is not a valid model name: up to {MAX_MODEL_NAME} characters of letters, "
-                      "digits and . _ - : / @ + ~, without empty, '.' or '..' path segments", param=param)
+        raise invalid(
+            f"'{param}' is not a valid model name: up to {MAX_MODEL_NAME} characters of letters, "
+            "digits and . _ - : / @ + ~, without empty, '.' or '..' path segments",
+            param=param,
+        )
 
     def resolve(self, name: str) -> list[Route]:
         routes = self._known.get(name)
@@ -76,7 +83,9 @@ class Router:
         if sep and provider in self._providers and model and len(name) <= MAX_MODEL_NAME:
             return [Route(provider, model)]
         shown = name if len(name) <= 80 and name.isprintable() else "(the requested name)"
-        raise not_found(f"model '{shown}' does not exist; GET /v1/models lists the models this gateway serves")
+        raise not_found(
+            f"model '{shown}' does not exist; GET /v1/models lists the models this gateway serves"
+        )
 
     def _walk(self, alias: str, out: list[Route], seen: set[str]) -> None:
         if alias in seen:  # fallback cycles are legal in config; each alias is visited once

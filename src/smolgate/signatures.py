@@ -93,8 +93,9 @@ def _call_keys(origin: Origin, kind: str, call: ToolCall) -> list[str]:
 
 def _anthropic_signed(b: Block) -> bool:
     """A block Anthropic can take back: thinking with its own signature, or text-less redacted thinking."""
-    return isinstance(b, Reasoning) and (bool(b.signature and ":" not in b.signature)
-                                         or bool(b.redacted and not b.text and not b.signature))
+    return isinstance(b, Reasoning) and (
+        bool(b.signature and ":" not in b.signature) or bool(b.redacted and not b.text and not b.signature)
+    )
 
 
 def gemini3(model: str) -> bool:
@@ -108,8 +109,15 @@ def gemini3(model: str) -> bool:
 class SignatureStore:
     """Bytes by key: an in-process LRU (count, bytes, TTL), written through to Redis when configured."""
 
-    def __init__(self, max_entries: int = 20_000, max_bytes: int = 64 << 20, ttl: float = 6 * 3600,
-                 max_value: int = 1 << 20, redis_url: str | None = None, timeout: float = 0.5) -> None:
+    def __init__(
+        self,
+        max_entries: int = 20_000,
+        max_bytes: int = 64 << 20,
+        ttl: float = 6 * 3600,
+        max_value: int = 1 << 20,
+        redis_url: str | None = None,
+        timeout: float = 0.5,
+    ) -> None:
         self.max_entries, self.max_bytes, self.ttl, self.max_value = max_entries, max_bytes, ttl, max_value
         self._mem: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.bytes = 0
@@ -142,7 +150,9 @@ class SignatureStore:
         return hit[1]
 
     async def put(self, items: dict[str, bytes]) -> None:
-        items = {k: v for k, v in items.items() if len(v) <= self.max_value}  # one huge record never evicts all
+        items = {
+            k: v for k, v in items.items() if len(v) <= self.max_value
+        }  # one huge record never evicts all
         expires = time.monotonic() + self.ttl
         for k, v in items.items():
             self._put_local(k, v, expires)
@@ -174,8 +184,12 @@ class SignatureStore:
             from redis.asyncio.retry import Retry
             from redis.backoff import NoBackoff
 
-            self._redis = Redis.from_url(self._redis_url, socket_timeout=self._timeout,
-                                         socket_connect_timeout=self._timeout, retry=Retry(NoBackoff(), 0))
+            self._redis = Redis.from_url(
+                self._redis_url,
+                socket_timeout=self._timeout,
+                socket_connect_timeout=self._timeout,
+                retry=Retry(NoBackoff(), 0),
+            )
         return self._redis
 
     async def _shared(self, op: Any) -> Any:
@@ -184,8 +198,10 @@ class SignatureStore:
             return await asyncio.wait_for(op, self._timeout * 4)
         except Exception as exc:  # noqa: BLE001 - any Redis failure degrades to memory, never to the client
             if time.monotonic() >= self._down_until:
-                log.warning("signature store: redis unreachable (%s); using this replica's memory for 5 s",
-                            type(exc).__name__)
+                log.warning(
+                    "signature store: redis unreachable (%s); using this replica's memory for 5 s",
+                    type(exc).__name__,
+                )
             self._down_until = time.monotonic() + 5.0
             return None
 
@@ -222,14 +238,21 @@ class Signatures:
         assert req.origin is not None
         items: dict[str, bytes] = {}
         if kind == "anthropic":
-            thinking = [[b.text, b.signature, b.redacted] for b in content
-                        if isinstance(b, Reasoning) and _anthropic_signed(b)]
+            thinking = [
+                [b.text, b.signature, b.redacted]
+                for b in content
+                if isinstance(b, Reasoning) and _anthropic_signed(b)
+            ]
             if thinking:
                 value = orjson.dumps({"a": thinking})
                 items = {k: value for c in calls for k in _call_keys(req.origin, kind, c)}
         else:
-            items = {k: orjson.dumps({"g": c.signature}) for c in calls if c.signature
-                     for k in _call_keys(req.origin, kind, c)}
+            items = {
+                k: orjson.dumps({"g": c.signature})
+                for c in calls
+                if c.signature
+                for k in _call_keys(req.origin, kind, c)
+            }
         if items:
             await self.store.put(items)
 
@@ -256,8 +279,11 @@ class Signatures:
         if kind not in KINDS:
             return req
         msgs = req.messages
-        steps = [i for i in range(_turn_start(msgs), len(msgs))
-                 if msgs[i].role == "assistant" and any(isinstance(b, ToolCall) for b in msgs[i].content)]
+        steps = [
+            i
+            for i in range(_turn_start(msgs), len(msgs))
+            if msgs[i].role == "assistant" and any(isinstance(b, ToolCall) for b in msgs[i].content)
+        ]
         if not steps:
             return req
         if kind == "anthropic":
@@ -296,10 +322,13 @@ class Signatures:
             if thinking:
                 msgs[i] = msgspec.structs.replace(msgs[i], content=[*thinking, *msgs[i].content])
         last = steps[-1]
-        open_loop = last < len(msgs) - 1 and all(m.role == "user" for m in msgs[last + 1:])
+        open_loop = last < len(msgs) - 1 and all(m.role == "user" for m in msgs[last + 1 :])
         if mode == "enabled" and open_loop and not any(_anthropic_signed(b) for b in msgs[last].content):
-            log.info("thinking off for this request: its last tool-use turn has no signed thinking to send back "
-                     "(model=%s)", req.model)
+            log.info(
+                "thinking off for this request: its last tool-use turn has no signed thinking to send back "
+                "(model=%s)",
+                req.model,
+            )
             return reasoning.strip(msgspec.structs.replace(req, messages=msgs))
         return msgspec.structs.replace(req, messages=msgs) if need else req
 
@@ -339,8 +368,13 @@ def _thinking_of(msg: Message, records: dict[str, Any]) -> list[Reasoning]:
         rec = records.get(b.id) if isinstance(b, ToolCall) else None
         rows = rec.get("a") if isinstance(rec, dict) else None
         if isinstance(rows, list) and rows:
-            out = [Reasoning(text=r[0] if isinstance(r[0], str) else "", signature=_str(r[1]), redacted=_str(r[2]))
-                   for r in rows if isinstance(r, list) and len(r) == 3]
+            out = [
+                Reasoning(
+                    text=r[0] if isinstance(r[0], str) else "", signature=_str(r[1]), redacted=_str(r[2])
+                )
+                for r in rows
+                if isinstance(r, list) and len(r) == 3
+            ]
             if out and all(_anthropic_signed(x) for x in out):
                 return out
     return []
@@ -376,8 +410,11 @@ class _Fold:
         for i in sorted(self.blocks):
             b, joined, sig = self.blocks[i], "".join(self.parts[i]), "".join(self.sigs.get(i, ()))
             if isinstance(b, ToolCall):
-                out.append(msgspec.structs.replace(b, arguments=joined or b.arguments or "{}",
-                                                   signature=sig or b.signature))
+                out.append(
+                    msgspec.structs.replace(
+                        b, arguments=joined or b.arguments or "{}", signature=sig or b.signature
+                    )
+                )
             else:
                 out.append(msgspec.structs.replace(b, text=b.text + joined, signature=sig or b.signature))
         return out

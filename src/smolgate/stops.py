@@ -11,7 +11,7 @@ from typing import AsyncIterator
 
 import msgspec
 
-from .canonical import (BlockStop, Event, MessageDelta, MessageStop, Response, StopReason, Text, TextDelta)
+from .canonical import BlockStop, Event, MessageDelta, MessageStop, Response, StopReason, Text, TextDelta
 
 
 def cut(text: str, stops: list[str]) -> tuple[str, str | None]:
@@ -65,7 +65,7 @@ async def apply_to_stream(events: AsyncIterator[Event], stops: list[str]) -> Asy
                 yield MessageStop()
                 return
             keep = _held(buf, stops)
-            pending[ev.index] = buf[len(buf) - keep:] if keep else ""
+            pending[ev.index] = buf[len(buf) - keep :] if keep else ""
             if len(buf) > keep:
                 yield TextDelta(index=ev.index, text=buf[: len(buf) - keep])
         elif isinstance(ev, BlockStop) and pending.get(ev.index):

@@ -19,12 +19,16 @@ def agent_binary(name: str) -> Path:
     """The CLI's path, installing the agents first if it is missing; a failed install fails the test."""
     path = BIN / name
     if not path.exists():
-        proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure_agents.sh")], check=False, timeout=600,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "ensure_agents.sh")],
+            check=False,
+            timeout=600,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0 or not path.exists():
             pytest.fail(f"{name} is not installed and scripts/ensure_agents.sh failed: {proc.stderr[-2000:]}")
     return path
-
 
 
 def fake_upstreams() -> contextlib.AbstractContextManager[dict[str, FakeUpstream]]:

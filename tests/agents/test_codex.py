@@ -27,8 +27,13 @@ ROOT = Path(__file__).resolve().parents[2]
 CODEX = ROOT / ".agents" / "node_modules" / ".bin" / "codex"
 CLIENT_KEY = "sk-smolgate-codex"
 # Upstream models that do not reason (and refuse reasoning settings), as gpt-4o, gemini-2.0-flash, llama3 do.
-TARGETS = {"openai-responses": "gpt-fake", "openai": "gpt-fake", "anthropic": "claude-fake",
-           "gemini": "gemini-2.0-flash-fake", "ollama": "llama-fake"}
+TARGETS = {
+    "openai-responses": "gpt-fake",
+    "openai": "gpt-fake",
+    "anthropic": "claude-fake",
+    "gemini": "gemini-2.0-flash-fake",
+    "ollama": "llama-fake",
+}
 
 
 @pytest.fixture(scope="module")
@@ -44,15 +49,23 @@ def fakes():
 
 @pytest.fixture(scope="module")
 def gateway(fakes):
-    base = {"anthropic": fakes["anthropic"].url, "openai": fakes["openai"].url + "/v1",
-            "openai-responses": fakes["openai"].url + "/v1", "gemini": fakes["gemini"].url,
-            "ollama": fakes["ollama"].url}
+    base = {
+        "anthropic": fakes["anthropic"].url,
+        "openai": fakes["openai"].url + "/v1",
+        "openai-responses": fakes["openai"].url + "/v1",
+        "gemini": fakes["gemini"].url,
+        "ollama": fakes["ollama"].url,
+    }
     keys = {"anthropic": "k-a", "openai": "k-o", "openai-responses": "k-o", "gemini": "k-g", "ollama": None}
     providers = "".join(
         f"  - {{name: up-{p}, protocol: {p}, base_url: '{base[p]}', timeouts: {{first_byte: 15, idle: 15}}"
-        + (f", accounts: [{{api_key: {keys[p]}}}]" if keys[p] else "") + "}\n" for p in base)
-    models = "".join(f"  - {{name: via-{p}, targets: [{{provider: up-{p}, model: {m}}}]}}\n"
-                     for p, m in TARGETS.items())
+        + (f", accounts: [{{api_key: {keys[p]}}}]" if keys[p] else "")
+        + "}\n"
+        for p in base
+    )
+    models = "".join(
+        f"  - {{name: via-{p}, targets: [{{provider: up-{p}, model: {m}}}]}}\n" for p, m in TARGETS.items()
+    )
     cfg = f"providers:\n{providers}models:\n{models}keys: [{{key: {CLIENT_KEY}}}]\nretry: {{attempts: 2, deadline: 30}}\n"
     with GatewayServer(cfg) as gw:
         yield gw
@@ -62,13 +75,16 @@ def codex_config(gateway: GatewayServer, model: str, effort: str | None) -> str:
     top = f'model = "{model}"\nmodel_provider = "smolgate"\n'
     if effort:
         top += f'model_reasoning_effort = "{effort}"\n'
-    return (f'{top}\n[model_providers.smolgate]\nname = "smolgate"\n'
-            f'base_url = "{gateway.url}/v1"\nwire_api = "responses"\nenv_key = "SMOLGATE_API_KEY"\n'
-            "request_max_retries = 0\nstream_max_retries = 0\n")
+    return (
+        f'{top}\n[model_providers.smolgate]\nname = "smolgate"\n'
+        f'base_url = "{gateway.url}/v1"\nwire_api = "responses"\nenv_key = "SMOLGATE_API_KEY"\n'
+        "request_max_retries = 0\nstream_max_retries = 0\n"
+    )
 
 
-def run_codex(codex: Path, gateway: GatewayServer, model: str, tmp: Path,
-              effort: str | None = None) -> tuple[subprocess.CompletedProcess, Path, Path]:
+def run_codex(
+    codex: Path, gateway: GatewayServer, model: str, tmp: Path, effort: str | None = None
+) -> tuple[subprocess.CompletedProcess, Path, Path]:
     work, home = tmp / "work", tmp / "home"
     work.mkdir()
     (home / ".codex").mkdir(parents=True)
@@ -77,20 +93,44 @@ def run_codex(codex: Path, gateway: GatewayServer, model: str, tmp: Path,
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OPENAI_", "CODEX_"))}
     env.update(HOME=str(home), CODEX_HOME=str(home / ".codex"), SMOLGATE_API_KEY=CLIENT_KEY, NO_COLOR="1")
     prompt = f"Create the file {target} containing a short greeting. AGENT_WRITE {target}"
-    proc = subprocess.run([str(codex), "exec", "--skip-git-repo-check", "--ephemeral", "--color", "never",
-                           "-s", "danger-full-access", "-C", str(work), "-o", str(last), prompt],
-                          cwd=work, env=env, capture_output=True, text=True, timeout=90, stdin=subprocess.DEVNULL,
-                          check=False)
+    proc = subprocess.run(
+        [
+            str(codex),
+            "exec",
+            "--skip-git-repo-check",
+            "--ephemeral",
+            "--color",
+            "never",
+            "-s",
+            "danger-full-access",
+            "-C",
+            str(work),
+            "-o",
+            str(last),
+            prompt,
+        ],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=90,
+        stdin=subprocess.DEVNULL,
+        check=False,
+    )
     return proc, target, last
 
 
 @pytest.mark.parametrize("upstream", list(TARGETS))
-@pytest.mark.parametrize("effort", [None, "high"])  # Codex's model_reasoning_effort, to models that do not reason
+@pytest.mark.parametrize(
+    "effort", [None, "high"]
+)  # Codex's model_reasoning_effort, to models that do not reason
 def test_codex_runs_its_shell_tool_through_each_upstream(codex, gateway, fakes, upstream, effort, tmp_path):
     fake = fakes[upstream]
     fake.reset()
     proc, target, last = run_codex(codex, gateway, f"via-{upstream}", tmp_path, effort)
-    assert proc.returncode == 0, f"codex exited {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-3000:]}"
+    assert proc.returncode == 0, (
+        f"codex exited {proc.returncode}: {proc.stdout[-2000:]} {proc.stderr[-3000:]}"
+    )
     assert target.read_text() == AGENT_TEXT + "\n"  # Codex ran its own exec_command
     assert "The tool said" in last.read_text()  # and went on once the upstream saw the command's output
     bodies = [q.json for q in fake.requests if isinstance(q.json, dict)]

@@ -106,7 +106,9 @@ def assert_greedy_is_decisive(
     assert_decisive(logits, tokens, min_gap)
 
 
-def assert_answer_is_decisive(engine: Any, messages: Any, tokens: list[int], min_gap: float = FP32_TIE) -> None:
+def assert_answer_is_decisive(
+    engine: Any, messages: Any, tokens: list[int], min_gap: float = FP32_TIE
+) -> None:
     """`assert_greedy_is_decisive` for an Engine's greedy answer to `messages`, on its compute thread."""
     ids, pixels = engine._prepare(messages)
     engine.run(lambda: assert_greedy_is_decisive(engine.model, ids, tokens, pixels=pixels, min_gap=min_gap))

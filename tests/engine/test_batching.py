@@ -111,7 +111,12 @@ def test_a_burst_of_short_prompts_is_prefilled_in_one_pass_and_joins_the_batch(e
     first = prompt(6, 20)
     ids = [prompt(n, 21 + i) for i, n in enumerate([7, 12, 3, 9])]
     # the second ends at its first token, so the rows after it move down to close the gap
-    specs: list[dict[str, Any]] = [{"max_tokens": 10}, {"max_tokens": 1}, {"max_tokens": 12}, {"max_tokens": 8}]
+    specs: list[dict[str, Any]] = [
+        {"max_tokens": 10},
+        {"max_tokens": 1},
+        {"max_tokens": 12},
+        {"max_tokens": 8},
+    ]
     refs = [reference(engine, ids[i], **specs[i]) for i in range(4)]
     ref_first = reference(engine, first, max_tokens=20)
 

@@ -34,7 +34,9 @@ def engines(tmp_path_factory: pytest.TempPathFactory) -> tuple[Engine, Engine, i
     compiled.close()
 
 
-def test_compiled_engine_gives_eager_tokens_and_compiles_only_at_load(engines: tuple[Engine, Engine, int]) -> None:
+def test_compiled_engine_gives_eager_tokens_and_compiles_only_at_load(
+    engines: tuple[Engine, Engine, int],
+) -> None:
     eager, compiled, at_load = engines
     assert at_load == 3  # one row in a one-row cache, one row in a larger cache, several rows
     # a long request first (its cache, and the RoPE table, grow past 256 positions), then short ones together
@@ -64,7 +66,9 @@ def test_compiled_engine_gives_eager_tokens_and_compiles_only_at_load(engines: t
         t.join()
     assert compiled.scheduler.peak_batch >= 2
     assert [r.token_ids for r in results if r is not None] == [e.token_ids for e in expected]
-    assert compiled.generate(messages[1], params).token_ids == expected[1].token_ids  # alone in a larger cache
+    assert (
+        compiled.generate(messages[1], params).token_ids == expected[1].token_ids
+    )  # alone in a larger cache
     assert compiled_graphs() == serving  # no request paid for a compile
 
 
@@ -116,7 +120,9 @@ def w8a8(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Engine, Eng
     compiled.close()
 
 
-def test_decode_guards_check_the_inputs_not_the_loaded_model(w8a8: tuple[Engine, Engine, Guards, Guards]) -> None:
+def test_decode_guards_check_the_inputs_not_the_loaded_model(
+    w8a8: tuple[Engine, Engine, Guards, Guards],
+) -> None:
     """Each step evaluates its graph's guards. The model never changes once loaded, so guards on its weights and
     module facts (thousands) are dropped; those on the inputs and the RoPE tables, which pick the graph, stay."""
     _, _, kept, dropped = w8a8
@@ -124,7 +130,9 @@ def test_decode_guards_check_the_inputs_not_the_loaded_model(w8a8: tuple[Engine,
     for keep, drop in zip(kept, dropped, strict=True):
         on_model = [(kind, name) for kind, name in keep if name.startswith("self")]
         assert {kind for kind, _ in on_model} <= {"TENSOR_MATCH", "DICT_KEYS_MATCH", "SEQUENCE_LENGTH"}
-        assert any(kind == "TENSOR_MATCH" and name.endswith("._cos") for kind, name in on_model)  # RoPE tables
+        assert any(
+            kind == "TENSOR_MATCH" and name.endswith("._cos") for kind, name in on_model
+        )  # RoPE tables
         for arg in ("tokens", "positions", "caches[0].k", "caches[1].v"):
             assert any(kind == "TENSOR_MATCH" and name == arg for kind, name in keep), arg
         assert {"TYPE_MATCH", "EMPTY_NN_MODULE_HOOKS_DICT", "CONSTANT_MATCH"} <= {kind for kind, _ in drop}
@@ -144,7 +152,9 @@ def test_compiled_int8_dynamic_keeps_the_onednn_op(w8a8: tuple[Engine, Engine, G
     torch.testing.assert_close(got, want, rtol=0, atol=2.0**-6 * want.abs().max().item())
 
 
-def test_batches_past_the_dense_threshold_were_compiled_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
+def test_batches_past_the_dense_threshold_were_compiled_at_load(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
     # weight-only int8 layers run their kernel below `dense_from` rows and dense GEMMs from there on: with that many
     # slots, a full batch takes a branch the three usual graphs never traced. Run after the module's other tests,
     # this is also the third compiled model in the process: past dynamo's default of 8 graphs per function

@@ -20,7 +20,9 @@ from smolgate.engine.model.vision import VisionModel, run_layer
 from smolgate.engine.scheduler import Limits
 
 # wide enough that q/k/v (384 outputs) and fc1 (512) run oneDNN's W8A8 GEMM; 7 x 7 patches get padded to 64
-CFG = VisionConfig(hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=56, patch_size=8)
+CFG = VisionConfig(
+    hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=56, patch_size=8
+)
 
 
 def _dynamic(module: torch.nn.Module) -> bool:
@@ -90,7 +92,9 @@ def test_int8_dynamic_vlm_engine_compiles_its_encoder_at_load(tmp_path) -> None:
 def test_fp32_encoder_with_weight_only_layers_compiles() -> None:
     """Narrow layers fall back to the weight-only int8 kernel, which needs row-major input; compiled in fp32, the
     bf16 cast before it once got a column-major buffer and the first call failed."""
-    cfg = VisionConfig(hidden_size=48, intermediate_size=96, num_layers=2, num_heads=4, image_size=66, patch_size=7)
+    cfg = VisionConfig(
+        hidden_size=48, intermediate_size=96, num_layers=2, num_heads=4, image_size=66, patch_size=7
+    )
     torch.manual_seed(0)
     encoder = quant.quantize_model(VisionModel(cfg).eval(), "int8-dynamic")
     fuse_vision_qkv(encoder)  # as the engine loads it

@@ -21,7 +21,11 @@ from test_linear import test_compiled_gemv_path_matches_eager_without_graph_brea
 from smolgate.engine import dequant
 
 REPO = Path(__file__).resolve().parents[2]
-AVX2_MACHINE = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}
+AVX2_MACHINE = {
+    "ATEN_CPU_CAPABILITY": "avx2",
+    "ONEDNN_MAX_CPU_ISA": "AVX2",
+    "MKL_ENABLE_INSTRUCTIONS": "AVX2",
+}
 # the numeric tests whose kernels depend on the CPU: bf16 GEMV / GEMM paths (oneDNN), the compiled GEMV
 # (inductor), the int4 / int8 kernels against the dense path's (compiled) dequantization (ATen's packing)
 SELECTION = [
@@ -52,7 +56,9 @@ def _pack(q: torch.Tensor, layout: dequant.Int4Layout) -> torch.Tensor:
     return (low | (high << 4)).to(torch.uint8).reshape(n, k // 2)
 
 
-@pytest.mark.parametrize("layout", dequant.KNOWN_LAYOUTS, ids=lambda x: f"{x.block}{'-pairs' if x.pairs else ''}")
+@pytest.mark.parametrize(
+    "layout", dequant.KNOWN_LAYOUTS, ids=lambda x: f"{x.block}{'-pairs' if x.pairs else ''}"
+)
 def test_int4_unpacking_reads_every_known_packing(layout: dequant.Int4Layout) -> None:
     """AVX-512, AVX2 and plain C++ packings, whichever this CPU uses: eager and graph code give W^T exactly."""
     torch.manual_seed(0)

@@ -16,7 +16,9 @@ from smolgate.engine.fuse import concat_linears, fuse_projections
 @pytest.mark.parametrize("mode", ["none", "int8", "int8-dynamic", "int4"])
 def test_fused_model_gives_the_same_logits(mode: quant.QuantMode) -> None:
     model = quant.quantize_model(copy.deepcopy(trained()), mode)
-    fused = quant.quantize_model(copy.deepcopy(trained()), mode)  # (a oneDNN-packed model cannot be deep-copied)
+    fused = quant.quantize_model(
+        copy.deepcopy(trained()), mode
+    )  # (a oneDNN-packed model cannot be deep-copied)
     vision_layers = model.cfg.vision.num_layers if model.cfg.vision is not None else 0
     assert fuse_projections(fused) == 2 * model.cfg.text.num_layers + vision_layers
     attn, mlp = fused.text.layers[0].self_attn, fused.text.layers[0].mlp

@@ -369,8 +369,16 @@ def test_strings_are_strict_utf8_no_overlong_surrogate_or_out_of_range_sequences
 
     for ch in ("é", "ࠀ", "\ud7ff", "\ue000", "€", "𐀀", "\U0010ffff", "日本"):
         assert accepts(ch.encode("utf-8", "surrogatepass")), ch
-    for bad in (b"\xe0\x80\x80", b"\xe0\x9f\xbf", b"\xed\xa0\x80", b"\xf0\x80\x80\x80", b"\xf0\x8f\xbf\xbf",
-                b"\xf4\x90\x80\x80", b"\xc0\xaf", b"\xf5\x80\x80\x80"):
+    for bad in (
+        b"\xe0\x80\x80",
+        b"\xe0\x9f\xbf",
+        b"\xed\xa0\x80",
+        b"\xf0\x80\x80\x80",
+        b"\xf0\x8f\xbf\xbf",
+        b"\xf4\x90\x80\x80",
+        b"\xc0\xaf",
+        b"\xf5\x80\x80\x80",
+    ):
         with pytest.raises(UnicodeDecodeError):
             bad.decode()
         assert not accepts(bad), bad

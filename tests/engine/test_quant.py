@@ -224,7 +224,9 @@ def test_dequantized_weight_is_what_the_kernel_computes_with(mode: quant.QuantMo
 
 
 @pytest.mark.parametrize("mode", ["int8", "int4"])
-def test_dense_path_in_slices_of_output_channels(mode: quant.QuantMode, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_dense_path_in_slices_of_output_channels(
+    mode: quant.QuantMode, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """From `dense_from` rows a weight-only layer dequantizes and runs dense GEMMs, a slice of output channels at a
     time (DENSE_CHUNK weights); each slice must carry its own rows' scales (int4: 64-row packing blocks, [K/g, N]
     scales) for the result to equal the whole dequantized weight's."""
@@ -294,7 +296,9 @@ def test_tied_embedding_is_int8_only_with_a_quantized_head() -> None:
     assert isinstance(model.lm_head, quant.QuantLinear)
     model = SmolVLM(TIED).eval().requires_grad_(False)
     model.lm_head.weight = model.text.embed_tokens.weight
-    quant.quantize_model(model, "int8", skip=["lm_head"])  # the head keeps reading the float table: so does the lookup
+    quant.quantize_model(
+        model, "int8", skip=["lm_head"]
+    )  # the head keeps reading the float table: so does the lookup
     assert isinstance(model.text.embed_tokens, torch.nn.Embedding)
     assert model.lm_head.weight is model.text.embed_tokens.weight
 

@@ -17,7 +17,9 @@ from smolgate.engine.model import vision
 from smolgate.engine.quant import quantize_model
 
 # 7 x 7 = 49 patches: not a multiple of ATTN_ALIGN, so bf16 runs pad the sequence
-CFG = VisionConfig(hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=56, patch_size=8)
+CFG = VisionConfig(
+    hidden_size=128, intermediate_size=512, num_layers=3, num_heads=4, image_size=56, patch_size=8
+)
 
 
 def _model() -> vision.VisionModel:
@@ -48,7 +50,10 @@ def _pixels() -> tuple[torch.Tensor, torch.Tensor]:
     return pixels, mask
 
 
-@pytest.mark.skipif(not vision.fused_linear_available(), reason="no oneDNN bf16 linear epilogues in this torch build or on this CPU (AVX2)")
+@pytest.mark.skipif(
+    not vision.fused_linear_available(),
+    reason="no oneDNN bf16 linear epilogues in this torch build or on this CPU (AVX2)",
+)
 def test_fast_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pytest.MonkeyPatch) -> None:
     model = _model()
     pixels, mask = _pixels()
@@ -100,7 +105,9 @@ def test_fused_qkv_gives_the_same_outputs() -> None:
     assert joint.qkv_proj is not None
     x = torch.randn(2, CFG.num_patches, CFG.hidden_size, dtype=torch.bfloat16)
     with torch.inference_mode():
-        assert_bf16_close(joint.qkv_proj(x), torch.cat([plain.q_proj(x), plain.k_proj(x), plain.v_proj(x)], -1))
+        assert_bf16_close(
+            joint.qkv_proj(x), torch.cat([plain.q_proj(x), plain.k_proj(x), plain.v_proj(x)], -1)
+        )
         out, ref = fused(pixels.to(torch.bfloat16)), model(pixels.to(torch.bfloat16))
     assert cos_min(out, ref) >= 0.9999  # an ulp here and there, through three layers
 
@@ -116,7 +123,9 @@ def test_weight_only_layers_feed_the_dense_kernels_with_their_own_values(mode: s
             dense.get_submodule(name).weight.data = layer.dequantized()
     torch.manual_seed(2)
     seq = CFG.num_patches  # rows per tile
-    tiles = -(-max(m.dense_from for m in quant.modules() if hasattr(m, "dense_from")) // seq)  # the dense path
+    tiles = -(
+        -max(m.dense_from for m in quant.modules() if hasattr(m, "dense_from")) // seq
+    )  # the dense path
     pixels = torch.randn(tiles, 3, CFG.image_size, CFG.image_size)
     layer = quant.encoder.layers[0].mlp.fc1
     assert layer.dense_weight(tiles * seq) is not None and layer.dense_weight(1) is None

@@ -64,8 +64,11 @@ def build_view(body: dict[str, Any]) -> View:
     v = View(max_tokens=body.get("max_tokens"), stop=list(body.get("stop_sequences") or []))
     v.system = _text_of(body.get("system") or "")
     v.tool_names = [t["name"] for t in body.get("tools") or [] if isinstance(t, dict) and "name" in t]
-    v.tool_schemas = {t["name"]: t.get("input_schema") or {} for t in body.get("tools") or []
-                      if isinstance(t, dict) and "name" in t}
+    v.tool_schemas = {
+        t["name"]: t.get("input_schema") or {}
+        for t in body.get("tools") or []
+        if isinstance(t, dict) and "name" in t
+    }
     messages = body.get("messages") or []
     for i, m in enumerate(messages):
         content = m.get("content")
@@ -80,9 +83,28 @@ def build_view(body: dict[str, Any]) -> View:
     return v
 
 
-KNOWN_FIELDS = {"model", "messages", "max_tokens", "system", "metadata", "stop_sequences", "stream", "temperature",
-                "top_p", "top_k", "tools", "tool_choice", "thinking", "service_tier", "container", "mcp_servers",
-                "context_management", "output_config", "output_format", "inference_geo"}
+KNOWN_FIELDS = {
+    "model",
+    "messages",
+    "max_tokens",
+    "system",
+    "metadata",
+    "stop_sequences",
+    "stream",
+    "temperature",
+    "top_p",
+    "top_k",
+    "tools",
+    "tool_choice",
+    "thinking",
+    "service_tier",
+    "container",
+    "mcp_servers",
+    "context_management",
+    "output_config",
+    "output_format",
+    "inference_geo",
+}
 
 
 def _prompt_items(body: dict[str, Any]) -> list[dict[str, Any]]:
@@ -92,7 +114,11 @@ def _prompt_items(body: dict[str, Any]) -> list[dict[str, Any]]:
     items += [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
     for m in body.get("messages") or []:
         c = m.get("content")
-        items += [{"type": "text", "text": c}] if isinstance(c, str) else [b for b in c or [] if isinstance(b, dict)]
+        items += (
+            [{"type": "text", "text": c}]
+            if isinstance(c, str)
+            else [b for b in c or [] if isinstance(b, dict)]
+        )
     return items
 
 
@@ -149,16 +175,19 @@ class AnthropicUpstream(FakeUpstream):
         if unknown:
             return None, self._error(400, f"{unknown[0]}: Extra inputs are not permitted")
         if cache_markers(body) > 4:
-            return None, self._error(400, "A maximum of 4 blocks with cache_control may be provided. "
-                                          f"Found {cache_markers(body)}.")
+            return None, self._error(
+                400, f"A maximum of 4 blocks with cache_control may be provided. Found {cache_markers(body)}."
+            )
         thinking = body.get("thinking") or {}
         if "nothink" in str(body.get("model")) and thinking.get("type") in ("enabled", "adaptive"):
             return None, self._error(400, f"thinking: '{body.get('model')}' does not support thinking")
         edits = (body.get("context_management") or {}).get("edits") or []
-        if any(str(e.get("type")).startswith("clear_thinking") for e in edits) and \
-                thinking.get("type") not in ("enabled", "adaptive"):
-            return None, self._error(400, "context_management: clear_thinking strategy requires thinking to be "
-                                          "enabled or adaptive")
+        if any(str(e.get("type")).startswith("clear_thinking") for e in edits) and thinking.get(
+            "type"
+        ) not in ("enabled", "adaptive"):
+            return None, self._error(
+                400, "context_management: clear_thinking strategy requires thinking to be enabled or adaptive"
+            )
         roles = [m.get("role") for m in body["messages"]]
         if roles[0] != "user" or any(a == b for a, b in itertools.pairwise(roles)):
             return None, self._error(
@@ -210,13 +239,16 @@ class AnthropicUpstream(FakeUpstream):
         self.usages.append(usage)
         thinking = self._thinking(body)
         if body.get("stream"):
-            return await self.write_stream(request, self._frames(p, msg_id, model, usage, thinking),
-                                           "text/event-stream")
+            return await self.write_stream(
+                request, self._frames(p, msg_id, model, usage, thinking), "text/event-stream"
+            )
         content: list[dict[str, Any]] = [thinking] if thinking else []
         if p.text:
             content.append({"type": "text", "text": p.text})
         for name, args in p.calls:
-            content.append({"type": "tool_use", "id": "toolu_" + secrets.token_hex(8), "name": name, "input": args})
+            content.append(
+                {"type": "tool_use", "id": "toolu_" + secrets.token_hex(8), "name": name, "input": args}
+            )
         return web.json_response(
             {
                 "id": msg_id,
@@ -234,7 +266,11 @@ class AnthropicUpstream(FakeUpstream):
         """Prompt usage with the cache simulated (words stand for tokens once any marker is present)."""
         items = _prompt_items(body)
         if not any("cache_control" in b for b in items):
-            return {"input_tokens": p.input_tokens, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0}
+            return {
+                "input_tokens": p.input_tokens,
+                "cache_creation_input_tokens": 0,
+                "cache_read_input_tokens": 0,
+            }
         digest, words, read, last = hashlib.sha256(), 0, 0, 0
         marks: list[str] = []
         for b in items:
@@ -248,8 +284,11 @@ class AnthropicUpstream(FakeUpstream):
                 if key in self.cached_prefixes:
                     read = words
         self.cached_prefixes.update(marks)
-        return {"input_tokens": words - last, "cache_creation_input_tokens": last - read,
-                "cache_read_input_tokens": read}
+        return {
+            "input_tokens": words - last,
+            "cache_creation_input_tokens": last - read,
+            "cache_read_input_tokens": read,
+        }
 
     def _thinking(self, body: dict[str, Any]) -> dict[str, Any] | None:
         """With thinking on, a reply opens with a signed thinking block (its text unique to the reply)."""
@@ -258,8 +297,9 @@ class AnthropicUpstream(FakeUpstream):
         text = f"Thinking it over ({secrets.token_hex(4)})."
         return {"type": "thinking", "thinking": text, "signature": self.signer.sign(text)}
 
-    def _frames(self, p: Plan, msg_id: str, model: str, usage: dict[str, int],
-                thinking: dict[str, Any] | None = None) -> list[tuple[float, bytes]]:
+    def _frames(
+        self, p: Plan, msg_id: str, model: str, usage: dict[str, int], thinking: dict[str, Any] | None = None
+    ) -> list[tuple[float, bytes]]:
         frames: list[tuple[float, bytes]] = [
             (
                 0.0,
@@ -285,13 +325,38 @@ class AnthropicUpstream(FakeUpstream):
         index = 0
         if thinking is not None:
             start = {**thinking, "thinking": "", "signature": ""}
-            frames += [(0.0, _sse("content_block_start", {"type": "content_block_start", "index": 0,
-                                                          "content_block": start})),
-                       (0.0, _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
-                           "type": "thinking_delta", "thinking": thinking["thinking"]}})),
-                       (0.0, _sse("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": {
-                           "type": "signature_delta", "signature": thinking["signature"]}})),
-                       (0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": 0}))]
+            frames += [
+                (
+                    0.0,
+                    _sse(
+                        "content_block_start",
+                        {"type": "content_block_start", "index": 0, "content_block": start},
+                    ),
+                ),
+                (
+                    0.0,
+                    _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "thinking_delta", "thinking": thinking["thinking"]},
+                        },
+                    ),
+                ),
+                (
+                    0.0,
+                    _sse(
+                        "content_block_delta",
+                        {
+                            "type": "content_block_delta",
+                            "index": 0,
+                            "delta": {"type": "signature_delta", "signature": thinking["signature"]},
+                        },
+                    ),
+                ),
+                (0.0, _sse("content_block_stop", {"type": "content_block_stop", "index": 0})),
+            ]
             index = 1
         if p.chunks:
             frames.append(

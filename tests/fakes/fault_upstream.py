@@ -44,8 +44,15 @@ class KeyStats:
 
 
 class FaultUpstream(OpenAIUpstream):
-    def __init__(self, modes: dict[str, str], *, slow: float = 1.0, budget: int = 20, window: float = 2.0,
-                 hold: float = 0.0) -> None:
+    def __init__(
+        self,
+        modes: dict[str, str],
+        *,
+        slow: float = 1.0,
+        budget: int = 20,
+        window: float = 2.0,
+        hold: float = 0.0,
+    ) -> None:
         super().__init__(api_key="")
         self.modes = dict(modes)
         self.stats = {k: KeyStats() for k in modes}
@@ -123,11 +130,18 @@ class FaultUpstream(OpenAIUpstream):
             if now - start >= self.window:
                 start, used = now, 0
             reset_ms = math.ceil((self.window - (now - start)) * 1000)
-            headers = {"x-ratelimit-limit-requests": str(self.budget), "x-ratelimit-reset-requests": f"{reset_ms}ms"}
+            headers = {
+                "x-ratelimit-limit-requests": str(self.budget),
+                "x-ratelimit-reset-requests": f"{reset_ms}ms",
+            }
             if used >= self.budget:
                 self._spent[key] = (start, used)
-                return _err(429, "Rate limit reached", "rate_limit_exceeded",
-                            {**headers, "x-ratelimit-remaining-requests": "0"})
+                return _err(
+                    429,
+                    "Rate limit reached",
+                    "rate_limit_exceeded",
+                    {**headers, "x-ratelimit-remaining-requests": "0"},
+                )
             used += 1
             self._spent[key] = (start, used)
             request[EXTRA_HEADERS] = {**headers, "x-ratelimit-remaining-requests": str(self.budget - used)}
@@ -143,10 +157,22 @@ class FaultUpstream(OpenAIUpstream):
             resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
             await resp.prepare(request)
             if late:
-                for delta in ({"role": "assistant", "content": ""}, {"content": "Hello "}, {"content": "wor"}):
-                    await resp.write(_sse({"id": "chatcmpl-die", "object": "chat.completion.chunk",
-                                           "created": 0, "model": body.get("model"),
-                                           "choices": [{"index": 0, "delta": delta, "finish_reason": None}]}))
+                for delta in (
+                    {"role": "assistant", "content": ""},
+                    {"content": "Hello "},
+                    {"content": "wor"},
+                ):
+                    await resp.write(
+                        _sse(
+                            {
+                                "id": "chatcmpl-die",
+                                "object": "chat.completion.chunk",
+                                "created": 0,
+                                "model": body.get("model"),
+                                "choices": [{"index": 0, "delta": delta, "finish_reason": None}],
+                            }
+                        )
+                    )
                 await asyncio.sleep(0.05)  # let the first bytes travel on to the client
         else:
             resp = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -160,8 +186,11 @@ if __name__ == "__main__":  # python -m tests.fakes.fault_upstream '{"key": "mod
     import json
     import sys
 
-    up = FaultUpstream(json.loads(sys.argv[1]), slow=float(sys.argv[2]) if len(sys.argv) > 2 else 1.0,
-                       budget=int(sys.argv[3]) if len(sys.argv) > 3 else 20).start()
+    up = FaultUpstream(
+        json.loads(sys.argv[1]),
+        slow=float(sys.argv[2]) if len(sys.argv) > 2 else 1.0,
+        budget=int(sys.argv[3]) if len(sys.argv) > 3 else 20,
+    ).start()
     print(up.port, flush=True)
     try:
         sys.stdin.read()  # until the parent closes our stdin

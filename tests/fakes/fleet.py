@@ -14,7 +14,7 @@ from tests.fakes.openai_upstream import OpenAIUpstream
 
 @contextlib.contextmanager
 def running_fakes(keys: Mapping[str, str | None]) -> Iterator[dict[str, FakeUpstream]]:
-    """"openai", "anthropic", "gemini", "ollama" fakes, each accepting only its key in `keys` (Ollama: None
+    """ "openai", "anthropic", "gemini", "ollama" fakes, each accepting only its key in `keys` (Ollama: None
     accepts any); stopped when the block ends."""
     fakes: dict[str, FakeUpstream] = {
         "openai": OpenAIUpstream(api_key=keys["openai"]),  # type: ignore[arg-type]

@@ -22,8 +22,16 @@ from .structured import forced_tool, response_schema
 from .thinking_rules import Signer, call_text, gemini_signature_rule
 from .tool_rules import gemini_tool_pairing
 
-STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-          429: "RESOURCE_EXHAUSTED", 500: "INTERNAL", 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
+STATUS = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
 FINISH = {"end_turn": "STOP", "stop_sequence": "STOP", "tool_use": "STOP", "max_tokens": "MAX_TOKENS"}
 
 
@@ -39,8 +47,13 @@ def g(obj: Any, camel: str) -> Any:
 def error_body(code: int, message: str, reason: str | None = None) -> dict[str, Any]:
     err: dict[str, Any] = {"code": code, "message": message, "status": STATUS.get(code, "UNKNOWN")}
     if reason:
-        err["details"] = [{"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": reason,
-                           "domain": "googleapis.com"}]
+        err["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                "reason": reason,
+                "domain": "googleapis.com",
+            }
+        ]
     return {"error": err}
 
 
@@ -90,32 +103,56 @@ class GeminiUpstream(FakeUpstream):
     def _auth(self, request: web.Request) -> web.Response | None:
         key = request.headers.get("x-goog-api-key") or request.query.get("key")
         if not key:
-            return web.json_response(error_body(
-                403, "Method doesn't allow unregistered callers (callers without established identity).",
-                "API_KEY_SERVICE_BLOCKED"), status=403)
+            return web.json_response(
+                error_body(
+                    403,
+                    "Method doesn't allow unregistered callers (callers without established identity).",
+                    "API_KEY_SERVICE_BLOCKED",
+                ),
+                status=403,
+            )
         if key != self.api_key:
-            return web.json_response(error_body(400, "API key not valid. Please pass a valid API key.",
-                                                "API_KEY_INVALID"), status=400)
+            return web.json_response(
+                error_body(400, "API key not valid. Please pass a valid API key.", "API_KEY_INVALID"),
+                status=400,
+            )
         return None
 
     async def models(self, request: web.Request) -> web.Response:
         denied = self._auth(request)
         if denied is not None:
             return denied
-        return web.json_response({"models": [{"name": "models/gemini-fake", "displayName": "Gemini Fake",
-                                              "supportedGenerationMethods": ["generateContent", "countTokens"]}]})
+        return web.json_response(
+            {
+                "models": [
+                    {
+                        "name": "models/gemini-fake",
+                        "displayName": "Gemini Fake",
+                        "supportedGenerationMethods": ["generateContent", "countTokens"],
+                    }
+                ]
+            }
+        )
 
-    def _response(self, parts: list[dict[str, Any]], p: Plan, finish: str | None, final: bool) -> dict[str, Any]:
+    def _response(
+        self, parts: list[dict[str, Any]], p: Plan, finish: str | None, final: bool
+    ) -> dict[str, Any]:
         cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         usage: dict[str, Any] = {"promptTokenCount": p.input_tokens}
         if finish:
             cand["finishReason"] = finish
         if final:
-            usage.update(candidatesTokenCount=p.output_tokens, totalTokenCount=p.input_tokens + p.output_tokens)
+            usage.update(
+                candidatesTokenCount=p.output_tokens, totalTokenCount=p.input_tokens + p.output_tokens
+            )
         else:
             usage["totalTokenCount"] = p.input_tokens
-        return {"candidates": [cand], "usageMetadata": usage, "modelVersion": self.model_version,
-                "responseId": "fake-resp-1"}
+        return {
+            "candidates": [cand],
+            "usageMetadata": usage,
+            "modelVersion": self.model_version,
+            "responseId": "fake-resp-1",
+        }
 
     async def call(self, request: web.Request) -> web.StreamResponse:
         denied = self._auth(request)
@@ -127,21 +164,28 @@ class GeminiUpstream(FakeUpstream):
         except ValueError:
             return web.json_response(error_body(400, "Invalid JSON payload received."), status=400)
         if method not in ("generateContent", "streamGenerateContent", "countTokens"):
-            return web.json_response(error_body(404, f"Method {method!r} not found for model {model!r}"), status=404)
+            return web.json_response(
+                error_body(404, f"Method {method!r} not found for model {model!r}"), status=404
+            )
         thinking = g(g(body, "generationConfig") or {}, "thinkingConfig")
         if isinstance(thinking, dict) and thinking:
             off = g(thinking, "thinkingBudget") == 0
             if not off and ("nothink" in model or "2.0" in model):
-                return web.json_response(error_body(400, "Thinking is not supported for this model."), status=400)
+                return web.json_response(
+                    error_body(400, "Thinking is not supported for this model."), status=400
+                )
             if off and "pro" in model:
-                return web.json_response(error_body(
-                    400, "Budget 0 is invalid. This model only works in thinking mode."), status=400)
+                return web.json_response(
+                    error_body(400, "Budget 0 is invalid. This model only works in thinking mode."),
+                    status=400,
+                )
         inner = g(body, "generateContentRequest")
         unpaired = gemini_tool_pairing(g(inner if isinstance(inner, dict) else body, "contents") or [])
         if unpaired is not None:
             return web.json_response(error_body(400, unpaired), status=400)
-        unsigned = gemini_signature_rule(model, g(inner if isinstance(inner, dict) else body, "contents") or [],
-                                         self.signer)
+        unsigned = gemini_signature_rule(
+            model, g(inner if isinstance(inner, dict) else body, "contents") or [], self.signer
+        )
         if unsigned is not None:
             return web.json_response(error_body(400, unsigned), status=400)
         p = plan(view_of(inner if isinstance(inner, dict) else body))
@@ -149,8 +193,11 @@ class GeminiUpstream(FakeUpstream):
             return web.json_response({"totalTokens": p.input_tokens})
         if p.fail_status is not None:
             headers = {"Retry-After": "1"} if p.fail_status == 429 else None
-            return web.json_response(error_body(p.fail_status, f"scripted failure {p.fail_status}"),
-                                     status=p.fail_status, headers=headers)
+            return web.json_response(
+                error_body(p.fail_status, f"scripted failure {p.fail_status}"),
+                status=p.fail_status,
+                headers=headers,
+            )
         finish = FINISH.get(p.stop_reason, "STOP")
         if p.tool_call is not None:
             chunks = [[{"functionCall": {"name": name, "args": args}} for name, args in p.calls]]
@@ -163,8 +210,10 @@ class GeminiUpstream(FakeUpstream):
             if p.tool_call is None:
                 parts = [{"text": p.text}]
             return web.json_response(self._response(parts, p, finish, True))
-        docs = [self._response(c, p, finish if i == len(chunks) - 1 else None, i == len(chunks) - 1)
-                for i, c in enumerate(chunks)]
+        docs = [
+            self._response(c, p, finish if i == len(chunks) - 1 else None, i == len(chunks) - 1)
+            for i, c in enumerate(chunks)
+        ]
         if request.query.get("alt") != "sse":  # without alt=sse the API streams one JSON array
             return web.json_response(docs)
         frames: list[tuple[float, bytes]] = []
@@ -173,6 +222,12 @@ class GeminiUpstream(FakeUpstream):
                 break
             frames.append((p.delay if i else 0.0, b"data: " + json.dumps(doc).encode() + b"\r\n\r\n"))
         if p.fail_midstream:
-            frames.append((p.delay, b"data: " + json.dumps(error_body(500, "scripted midstream failure")).encode()
-                           + b"\r\n\r\n"))
+            frames.append(
+                (
+                    p.delay,
+                    b"data: "
+                    + json.dumps(error_body(500, "scripted midstream failure")).encode()
+                    + b"\r\n\r\n",
+                )
+            )
         return await self.write_stream(request, frames, "text/event-stream")

@@ -82,8 +82,15 @@ class FakeUpstream:
             parsed = json.loads(body) if body else None
         except ValueError:
             parsed = None
-        self.requests.append(Recorded(request.method, request.path, dict(request.query),
-                                      {k.lower(): v for k, v in request.headers.items()}, parsed))
+        self.requests.append(
+            Recorded(
+                request.method,
+                request.path,
+                dict(request.query),
+                {k.lower(): v for k, v in request.headers.items()},
+                parsed,
+            )
+        )
         self.in_flight += 1
         self.max_in_flight = max(self.max_in_flight, self.in_flight)
         try:
@@ -91,8 +98,9 @@ class FakeUpstream:
         finally:
             self.in_flight -= 1
 
-    async def write_stream(self, request: web.Request, frames: list[tuple[float, bytes]],
-                           content_type: str) -> web.StreamResponse:
+    async def write_stream(
+        self, request: web.Request, frames: list[tuple[float, bytes]], content_type: str
+    ) -> web.StreamResponse:
         """Send (delay, bytes) frames; notice when the reader goes away before the end."""
         resp = web.StreamResponse(headers={"Content-Type": content_type})
         await resp.prepare(request)

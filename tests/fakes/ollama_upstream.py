@@ -82,10 +82,26 @@ class OllamaUpstream(FakeUpstream):
         return None
 
     async def tags(self, request: web.Request) -> web.Response:
-        return self._auth(request) or web.json_response({"models": [{
-            "name": "fake:latest", "model": "fake:latest", "modified_at": "2026-01-01T00:00:00Z", "size": 1,
-            "digest": "0" * 64, "details": {"format": "gguf", "family": "fake", "families": ["fake"],
-                                            "parameter_size": "1M", "quantization_level": "Q8_0"}}]})
+        return self._auth(request) or web.json_response(
+            {
+                "models": [
+                    {
+                        "name": "fake:latest",
+                        "model": "fake:latest",
+                        "modified_at": "2026-01-01T00:00:00Z",
+                        "size": 1,
+                        "digest": "0" * 64,
+                        "details": {
+                            "format": "gguf",
+                            "family": "fake",
+                            "families": ["fake"],
+                            "parameter_size": "1M",
+                            "quantization_level": "Q8_0",
+                        },
+                    }
+                ]
+            }
+        )
 
     async def version(self, request: web.Request) -> web.Response:
         return web.json_response({"version": "0.12.0"})
@@ -112,33 +128,52 @@ class OllamaUpstream(FakeUpstream):
         p = plan(view_of_chat(body) if chat else view_of_generate(body))
         if p.tool_call is not None and call_envelope(body.get("format")) is not None:
             name, args = p.tool_call  # constrained decoding writes the call into the content
-            p = Plan(chunks=[json.dumps({"name": name, "arguments": args})], input_tokens=p.input_tokens,
-                     output_tokens=p.output_tokens)
+            p = Plan(
+                chunks=[json.dumps({"name": name, "arguments": args})],
+                input_tokens=p.input_tokens,
+                output_tokens=p.output_tokens,
+            )
         if p.fail_status is not None:
             headers = {"Retry-After": "1"} if p.fail_status == 429 else None
-            return web.json_response({"error": f"scripted failure {p.fail_status}"}, status=p.fail_status,
-                                     headers=headers)
+            return web.json_response(
+                {"error": f"scripted failure {p.fail_status}"}, status=p.fail_status, headers=headers
+            )
         model = body["model"]
         created = time.strftime("%Y-%m-%dT%H:%M:%S.000000Z", time.gmtime())
 
-        def line(content: str = "", calls: list[tuple[str, dict]] | None = None, final: bool = False,
-                 thinking: str | None = None) -> dict:
+        def line(
+            content: str = "",
+            calls: list[tuple[str, dict]] | None = None,
+            final: bool = False,
+            thinking: str | None = None,
+        ) -> dict:
             obj: dict[str, Any] = {"model": model, "created_at": created}
             if chat:
                 msg: dict[str, Any] = {"role": "assistant", "content": content}
                 if thinking:
                     msg["thinking"] = thinking
                 if calls:  # as current Ollama: an id and the call's index within the reply
-                    msg["tool_calls"] = [{"id": f"call_{secrets.token_hex(4)}", "function": {
-                        "index": n, "name": name, "arguments": args}} for n, (name, args) in enumerate(calls)]
+                    msg["tool_calls"] = [
+                        {
+                            "id": f"call_{secrets.token_hex(4)}",
+                            "function": {"index": n, "name": name, "arguments": args},
+                        }
+                        for n, (name, args) in enumerate(calls)
+                    ]
                 obj["message"] = msg
             else:
                 obj["response"] = content
             obj["done"] = final
             if final:
-                obj.update(done_reason=DONE.get(p.stop_reason, "stop"), total_duration=1000, load_duration=10,
-                           prompt_eval_count=p.input_tokens, prompt_eval_duration=100,
-                           eval_count=p.output_tokens, eval_duration=500)
+                obj.update(
+                    done_reason=DONE.get(p.stop_reason, "stop"),
+                    total_duration=1000,
+                    load_duration=10,
+                    prompt_eval_count=p.input_tokens,
+                    prompt_eval_duration=100,
+                    eval_count=p.output_tokens,
+                    eval_duration=500,
+                )
             return obj
 
         thought = "Thinking it over." if think not in (None, False) and chat else None

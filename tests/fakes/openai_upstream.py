@@ -19,21 +19,38 @@ from .script import Plan, View, join_results, plan
 from .structured import forced_tool, response_schema
 
 MODELS = ["gpt-fake", "gpt-fake-mini"]
-_ERR_TYPES = {400: "invalid_request_error", 401: "invalid_request_error", 403: "permission_error",
-              404: "invalid_request_error", 429: "rate_limit_error"}
+_ERR_TYPES = {
+    400: "invalid_request_error",
+    401: "invalid_request_error",
+    403: "permission_error",
+    404: "invalid_request_error",
+    429: "rate_limit_error",
+}
 
 
-def _err(status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None) -> web.Response:
-    body = {"error": {"message": message, "type": _ERR_TYPES.get(status, "server_error"), "param": None,
-                      "code": code}}
+def _err(
+    status: int, message: str, code: str | None = None, headers: dict[str, str] | None = None
+) -> web.Response:
+    body = {
+        "error": {
+            "message": message,
+            "type": _ERR_TYPES.get(status, "server_error"),
+            "param": None,
+            "code": code,
+        }
+    }
     return web.json_response(body, status=status, headers=headers)
 
 
 def _fail(p: Plan) -> web.Response:
     assert p.fail_status is not None
     code = "rate_limit_exceeded" if p.fail_status == 429 else None
-    return _err(p.fail_status, f"scripted failure {p.fail_status}", code,
-                {"Retry-After": "1"} if p.fail_status == 429 else None)
+    return _err(
+        p.fail_status,
+        f"scripted failure {p.fail_status}",
+        code,
+        {"Retry-After": "1"} if p.fail_status == 429 else None,
+    )
 
 
 def _sse(obj: Any, event: str | None = None) -> bytes:
@@ -45,7 +62,9 @@ def _text(content: Any) -> str:
     if isinstance(content, str):
         return content
     if isinstance(content, list):
-        return "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        return "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     return ""
 
 
@@ -65,8 +84,11 @@ def chat_view(body: dict[str, Any]) -> View:
             v.tool_result = join_results(v.tool_result, _text(content))
     v.system = "\n\n".join(sys_parts)
     v.tool_names = [t["function"]["name"] for t in body.get("tools", []) if t.get("type") == "function"]
-    v.tool_schemas = {t["function"]["name"]: t["function"].get("parameters") or {}
-                      for t in body.get("tools", []) if t.get("type") == "function"}
+    v.tool_schemas = {
+        t["function"]["name"]: t["function"].get("parameters") or {}
+        for t in body.get("tools", [])
+        if t.get("type") == "function"
+    }
     v.max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
     stop = body.get("stop")
     v.stop = [stop] if isinstance(stop, str) else list(stop or [])
@@ -88,7 +110,9 @@ def responses_view(body: dict[str, Any]) -> View:
             else:
                 v.turns.append((role, _text(content)))
                 if isinstance(content, list):
-                    v.images += sum(1 for p in content if isinstance(p, dict) and p.get("type") == "input_image")
+                    v.images += sum(
+                        1 for p in content if isinstance(p, dict) and p.get("type") == "input_image"
+                    )
                 v.tool_result = None
         elif typ in ("function_call_output", "custom_tool_call_output"):
             v.tool_result = join_results(v.tool_result, _text(it.get("output")))
@@ -101,11 +125,40 @@ def responses_view(body: dict[str, Any]) -> View:
     return v
 
 
-CHAT_FIELDS = {"model", "messages", "stream", "stream_options", "max_tokens", "max_completion_tokens", "temperature",
-               "top_p", "n", "stop", "seed", "tools", "tool_choice", "parallel_tool_calls", "response_format",
-               "reasoning_effort", "frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_logprobs",
-               "user", "service_tier", "verbosity", "prompt_cache_key", "safety_identifier", "metadata", "store",
-               "modalities", "audio", "prediction", "web_search_options"}
+CHAT_FIELDS = {
+    "model",
+    "messages",
+    "stream",
+    "stream_options",
+    "max_tokens",
+    "max_completion_tokens",
+    "temperature",
+    "top_p",
+    "n",
+    "stop",
+    "seed",
+    "tools",
+    "tool_choice",
+    "parallel_tool_calls",
+    "response_format",
+    "reasoning_effort",
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "logprobs",
+    "top_logprobs",
+    "user",
+    "service_tier",
+    "verbosity",
+    "prompt_cache_key",
+    "safety_identifier",
+    "metadata",
+    "store",
+    "modalities",
+    "audio",
+    "prediction",
+    "web_search_options",
+}
 
 
 def reasons(model: str) -> bool:
@@ -119,10 +172,17 @@ def chat_refusal(body: dict[str, Any]) -> web.Response | None:
     if unknown:
         return _err(400, f"Unrecognized request argument supplied: {unknown[0]}")
     if "reasoning_effort" in body and not reasons(body["model"]):
-        return web.json_response({"error": {
-            "message": "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
-            "type": "invalid_request_error", "param": "reasoning_effort", "code": "unsupported_parameter"}},
-            status=400)
+        return web.json_response(
+            {
+                "error": {
+                    "message": "Unsupported parameter: 'reasoning_effort' is not supported with this model.",
+                    "type": "invalid_request_error",
+                    "param": "reasoning_effort",
+                    "code": "unsupported_parameter",
+                }
+            },
+            status=400,
+        )
     return None
 
 
@@ -167,7 +227,8 @@ class OpenAIUpstream(FakeUpstream):
 
     async def models(self, request: web.Request) -> web.StreamResponse:
         return self._auth(request) or web.json_response(
-            {"object": "list", "data": [self._model_obj(m) for m in MODELS]})
+            {"object": "list", "data": [self._model_obj(m) for m in MODELS]}
+        )
 
     async def model(self, request: web.Request) -> web.StreamResponse:
         if (denied := self._auth(request)) is not None:
@@ -193,43 +254,120 @@ class OpenAIUpstream(FakeUpstream):
         if p.fail_status:
             return _fail(p)
         cid, created, model = f"chatcmpl-fake{len(self.requests)}", int(time.time()), body["model"]
-        usage = {"prompt_tokens": p.input_tokens, "completion_tokens": p.output_tokens,
-                 "total_tokens": p.input_tokens + p.output_tokens,
-                 "prompt_tokens_details": {"cached_tokens": 0}, "completion_tokens_details": {"reasoning_tokens": 0}}
-        calls = [{"id": f"call_fake{n}", "type": "function", "function": {"name": name, "arguments": json.dumps(args)}}
-                 for n, (name, args) in enumerate(p.calls, 1)]
+        usage = {
+            "prompt_tokens": p.input_tokens,
+            "completion_tokens": p.output_tokens,
+            "total_tokens": p.input_tokens + p.output_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0},
+        }
+        calls = [
+            {
+                "id": f"call_fake{n}",
+                "type": "function",
+                "function": {"name": name, "arguments": json.dumps(args)},
+            }
+            for n, (name, args) in enumerate(p.calls, 1)
+        ]
         if not body.get("stream"):
-            msg: dict[str, Any] = {"role": "assistant", "content": p.text if not calls else None, "refusal": None}
+            msg: dict[str, Any] = {
+                "role": "assistant",
+                "content": p.text if not calls else None,
+                "refusal": None,
+            }
             if calls:
                 msg["tool_calls"] = calls
-            return web.json_response({
-                "id": cid, "object": "chat.completion", "created": created, "model": model,
-                "choices": [{"index": 0, "message": msg, "logprobs": None, "finish_reason": _FINISH[p.stop_reason]}],
-                "usage": usage, "system_fingerprint": None})
+            return web.json_response(
+                {
+                    "id": cid,
+                    "object": "chat.completion",
+                    "created": created,
+                    "model": model,
+                    "choices": [
+                        {
+                            "index": 0,
+                            "message": msg,
+                            "logprobs": None,
+                            "finish_reason": _FINISH[p.stop_reason],
+                        }
+                    ],
+                    "usage": usage,
+                    "system_fingerprint": None,
+                }
+            )
 
         def chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
-            return _sse({"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
-                         "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}]})
+            return _sse(
+                {
+                    "id": cid,
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": model,
+                    "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
+                }
+            )
 
         frames = [(0.0, chunk({"role": "assistant", "content": ""}))]
         for i, piece in enumerate(p.chunks):
             frames.append((p.delay, chunk({"content": piece})))
             if p.fail_midstream and i == 1:
-                frames.append((0.0, _sse({"error": {"message": "scripted mid-stream failure",
-                                                    "type": "server_error", "param": None, "code": None}})))
+                frames.append(
+                    (
+                        0.0,
+                        _sse(
+                            {
+                                "error": {
+                                    "message": "scripted mid-stream failure",
+                                    "type": "server_error",
+                                    "param": None,
+                                    "code": None,
+                                }
+                            }
+                        ),
+                    )
+                )
                 return await self.write_stream(request, frames, "text/event-stream")
         for n, call in enumerate(calls):
             args = call["function"]["arguments"]
             half = len(args) // 2
-            frames.append((p.delay, chunk({"tool_calls": [{"index": n, "id": call["id"], "type": "function",
-                                                           "function": {"name": call["function"]["name"],
-                                                                        "arguments": ""}}]})))
+            frames.append(
+                (
+                    p.delay,
+                    chunk(
+                        {
+                            "tool_calls": [
+                                {
+                                    "index": n,
+                                    "id": call["id"],
+                                    "type": "function",
+                                    "function": {"name": call["function"]["name"], "arguments": ""},
+                                }
+                            ]
+                        }
+                    ),
+                )
+            )
             for piece in (args[:half], args[half:]):
-                frames.append((p.delay, chunk({"tool_calls": [{"index": n, "function": {"arguments": piece}}]})))
+                frames.append(
+                    (p.delay, chunk({"tool_calls": [{"index": n, "function": {"arguments": piece}}]}))
+                )
         frames.append((0.0, chunk({}, _FINISH[p.stop_reason])))
         if (body.get("stream_options") or {}).get("include_usage"):
-            frames.append((0.0, _sse({"id": cid, "object": "chat.completion.chunk", "created": created,
-                                      "model": model, "choices": [], "usage": usage})))
+            frames.append(
+                (
+                    0.0,
+                    _sse(
+                        {
+                            "id": cid,
+                            "object": "chat.completion.chunk",
+                            "created": created,
+                            "model": model,
+                            "choices": [],
+                            "usage": usage,
+                        }
+                    ),
+                )
+            )
         frames.append((0.0, b"data: [DONE]\n\n"))
         return await self.write_stream(request, frames, "text/event-stream")
 
@@ -249,27 +387,53 @@ class OpenAIUpstream(FakeUpstream):
         if p.fail_status:
             return _fail(p)
         rid, created, model = f"resp_fake{len(self.requests)}", int(time.time()), body["model"]
-        usage = {"input_tokens": p.input_tokens, "input_tokens_details": {"cached_tokens": 0},
-                 "output_tokens": p.output_tokens, "output_tokens_details": {"reasoning_tokens": 0},
-                 "total_tokens": p.input_tokens + p.output_tokens}
+        usage = {
+            "input_tokens": p.input_tokens,
+            "input_tokens_details": {"cached_tokens": 0},
+            "output_tokens": p.output_tokens,
+            "output_tokens_details": {"reasoning_tokens": 0},
+            "total_tokens": p.input_tokens + p.output_tokens,
+        }
         status = "incomplete" if p.stop_reason == "max_tokens" else "completed"
 
         def response(st: str, output: list[Any], error: Any = None) -> dict[str, Any]:
-            return {"id": rid, "object": "response", "created_at": created, "status": st, "model": model,
-                    "output": output, "error": error, "usage": usage if st in ("completed", "incomplete") else None,
-                    "incomplete_details": {"reason": "max_output_tokens"} if st == "incomplete" else None,
-                    "instructions": body.get("instructions"), "tools": body.get("tools", []),
-                    "tool_choice": body.get("tool_choice", "auto"), "parallel_tool_calls": True,
-                    "temperature": 1.0, "top_p": 1.0, "metadata": {}, "text": {"format": {"type": "text"}}}
+            return {
+                "id": rid,
+                "object": "response",
+                "created_at": created,
+                "status": st,
+                "model": model,
+                "output": output,
+                "error": error,
+                "usage": usage if st in ("completed", "incomplete") else None,
+                "incomplete_details": {"reason": "max_output_tokens"} if st == "incomplete" else None,
+                "instructions": body.get("instructions"),
+                "tools": body.get("tools", []),
+                "tool_choice": body.get("tool_choice", "auto"),
+                "parallel_tool_calls": True,
+                "temperature": 1.0,
+                "top_p": 1.0,
+                "metadata": {},
+                "text": {"format": {"type": "text"}},
+            }
 
         thought = responses_rules.reasoning_item(body) if reasons(model) and body.get("reasoning") else None
         items: list[dict[str, Any]] = [thought] if thought else []
         if p.tool_call:
             index = responses_rules.tool_index(body)
-            items += [responses_rules.call_item(name, args, index, n) for n, (name, args) in enumerate(p.calls, 1)]
+            items += [
+                responses_rules.call_item(name, args, index, n) for n, (name, args) in enumerate(p.calls, 1)
+            ]
         else:
-            items.append({"id": "msg_fake1", "type": "message", "status": "completed", "role": "assistant",
-                          "content": [{"type": "output_text", "text": p.text, "annotations": []}]})
+            items.append(
+                {
+                    "id": "msg_fake1",
+                    "type": "message",
+                    "status": "completed",
+                    "role": "assistant",
+                    "content": [{"type": "output_text", "text": p.text, "annotations": []}],
+                }
+            )
         if not body.get("stream"):
             return web.json_response(response(status, items))
 
@@ -280,43 +444,127 @@ class OpenAIUpstream(FakeUpstream):
             seq += 1
             return _sse({"type": typ, "sequence_number": seq - 1, **data}, typ)
 
-        frames = [(0.0, ev("response.created", response=response("in_progress", []))),
-                  (0.0, ev("response.in_progress", response=response("in_progress", [])))]
+        frames = [
+            (0.0, ev("response.created", response=response("in_progress", []))),
+            (0.0, ev("response.in_progress", response=response("in_progress", []))),
+        ]
         for at, item in enumerate(items):
             if item["type"] == "reasoning":
-                frames.append((0.0, ev("response.output_item.added", output_index=at,
-                                       item={**item, "summary": []})))
+                frames.append(
+                    (0.0, ev("response.output_item.added", output_index=at, item={**item, "summary": []}))
+                )
                 for si, part in enumerate(item["summary"]):
                     ids = {"item_id": item["id"], "output_index": at, "summary_index": si}
-                    frames.append((0.0, ev("response.reasoning_summary_part.added",
-                                           part={"type": "summary_text", "text": ""}, **ids)))
-                    frames.append((0.0, ev("response.reasoning_summary_text.delta", delta=part["text"], **ids)))
+                    frames.append(
+                        (
+                            0.0,
+                            ev(
+                                "response.reasoning_summary_part.added",
+                                part={"type": "summary_text", "text": ""},
+                                **ids,
+                            ),
+                        )
+                    )
+                    frames.append(
+                        (0.0, ev("response.reasoning_summary_text.delta", delta=part["text"], **ids))
+                    )
                     frames.append((0.0, ev("response.reasoning_summary_text.done", text=part["text"], **ids)))
                     frames.append((0.0, ev("response.reasoning_summary_part.done", part=part, **ids)))
             elif item["type"] == "custom_tool_call":
-                frames.append((0.0, ev("response.output_item.added", output_index=at,
-                                       item={**item, "status": "in_progress", "input": ""})))
-                frames.append((p.delay, ev("response.custom_tool_call_input.delta", item_id=item["id"],
-                                           output_index=at, delta=item["input"])))
-                frames.append((0.0, ev("response.custom_tool_call_input.done", item_id=item["id"], output_index=at,
-                                       input=item["input"])))
+                frames.append(
+                    (
+                        0.0,
+                        ev(
+                            "response.output_item.added",
+                            output_index=at,
+                            item={**item, "status": "in_progress", "input": ""},
+                        ),
+                    )
+                )
+                frames.append(
+                    (
+                        p.delay,
+                        ev(
+                            "response.custom_tool_call_input.delta",
+                            item_id=item["id"],
+                            output_index=at,
+                            delta=item["input"],
+                        ),
+                    )
+                )
+                frames.append(
+                    (
+                        0.0,
+                        ev(
+                            "response.custom_tool_call_input.done",
+                            item_id=item["id"],
+                            output_index=at,
+                            input=item["input"],
+                        ),
+                    )
+                )
             elif item["type"] == "function_call":
-                frames.append((0.0, ev("response.output_item.added", output_index=at,
-                                       item={**item, "status": "in_progress", "arguments": ""})))
+                frames.append(
+                    (
+                        0.0,
+                        ev(
+                            "response.output_item.added",
+                            output_index=at,
+                            item={**item, "status": "in_progress", "arguments": ""},
+                        ),
+                    )
+                )
                 args = item["arguments"]
-                for piece in (args[: len(args) // 2], args[len(args) // 2:]):
-                    frames.append((p.delay, ev("response.function_call_arguments.delta", item_id=item["id"],
-                                               output_index=at, delta=piece)))
-                frames.append((0.0, ev("response.function_call_arguments.done", item_id=item["id"],
-                                       output_index=at, name=item["name"], arguments=args)))
+                for piece in (args[: len(args) // 2], args[len(args) // 2 :]):
+                    frames.append(
+                        (
+                            p.delay,
+                            ev(
+                                "response.function_call_arguments.delta",
+                                item_id=item["id"],
+                                output_index=at,
+                                delta=piece,
+                            ),
+                        )
+                    )
+                frames.append(
+                    (
+                        0.0,
+                        ev(
+                            "response.function_call_arguments.done",
+                            item_id=item["id"],
+                            output_index=at,
+                            name=item["name"],
+                            arguments=args,
+                        ),
+                    )
+                )
             else:
                 ids = {"item_id": "msg_fake1", "output_index": at, "content_index": 0}
-                frames.append((0.0, ev("response.output_item.added", output_index=at,
-                                       item={**item, "status": "in_progress", "content": []})))
-                frames.append((0.0, ev("response.content_part.added", part={"type": "output_text", "text": "",
-                                                                            "annotations": []}, **ids)))
+                frames.append(
+                    (
+                        0.0,
+                        ev(
+                            "response.output_item.added",
+                            output_index=at,
+                            item={**item, "status": "in_progress", "content": []},
+                        ),
+                    )
+                )
+                frames.append(
+                    (
+                        0.0,
+                        ev(
+                            "response.content_part.added",
+                            part={"type": "output_text", "text": "", "annotations": []},
+                            **ids,
+                        ),
+                    )
+                )
                 for i, piece in enumerate(p.chunks):
-                    frames.append((p.delay, ev("response.output_text.delta", delta=piece, logprobs=[], **ids)))
+                    frames.append(
+                        (p.delay, ev("response.output_text.delta", delta=piece, logprobs=[], **ids))
+                    )
                     if p.fail_midstream and i == 1:
                         err = {"code": "server_error", "message": "scripted mid-stream failure"}
                         frames.append((0.0, ev("error", param=None, **err)))

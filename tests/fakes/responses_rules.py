@@ -14,23 +14,95 @@ import re
 import secrets
 from typing import Any
 
-FIELDS = {"access_programs", "background", "background_options", "context_management", "conversation", "image",
-          "include", "input", "instructions", "max_output_tokens", "max_tool_calls", "metadata", "model",
-          "moderation", "parallel_tool_calls", "previous_response_id", "prompt", "prompt_cache_key",
-          "prompt_cache_options", "prompt_cache_retention", "reasoning", "safety_identifier", "service_tier",
-          "store", "stream", "stream_options", "temperature", "text", "tool_choice", "tools", "top_logprobs",
-          "top_p", "truncation", "user"}
-TOOL_TYPES = {"function", "file_search", "computer", "computer_use_preview", "web_search", "web_search_2025_08_26",
-              "mcp", "code_interpreter", "programmatic_tool_calling", "image_generation", "local_shell", "shell",
-              "custom", "namespace", "tool_search", "web_search_preview", "web_search_preview_2025_03_11",
-              "apply_patch"}
-ITEM_TYPES = {"message", "additional_tools", "apply_patch_call", "apply_patch_call_output", "code_interpreter_call",
-              "compaction", "compaction_trigger", "computer_call", "computer_call_output", "configuration_update",
-              "custom_tool_call", "custom_tool_call_output", "file_search_call", "function_call",
-              "function_call_output", "image_generation_call", "local_shell_call", "local_shell_call_output",
-              "mcp_approval_request", "mcp_approval_response", "mcp_call", "mcp_list_tools", "program",
-              "program_output", "reasoning", "shell_call", "shell_call_output", "tool_search_call",
-              "tool_search_output", "web_search_call", "item_reference"}
+FIELDS = {
+    "access_programs",
+    "background",
+    "background_options",
+    "context_management",
+    "conversation",
+    "image",
+    "include",
+    "input",
+    "instructions",
+    "max_output_tokens",
+    "max_tool_calls",
+    "metadata",
+    "model",
+    "moderation",
+    "parallel_tool_calls",
+    "previous_response_id",
+    "prompt",
+    "prompt_cache_key",
+    "prompt_cache_options",
+    "prompt_cache_retention",
+    "reasoning",
+    "safety_identifier",
+    "service_tier",
+    "store",
+    "stream",
+    "stream_options",
+    "temperature",
+    "text",
+    "tool_choice",
+    "tools",
+    "top_logprobs",
+    "top_p",
+    "truncation",
+    "user",
+}
+TOOL_TYPES = {
+    "function",
+    "file_search",
+    "computer",
+    "computer_use_preview",
+    "web_search",
+    "web_search_2025_08_26",
+    "mcp",
+    "code_interpreter",
+    "programmatic_tool_calling",
+    "image_generation",
+    "local_shell",
+    "shell",
+    "custom",
+    "namespace",
+    "tool_search",
+    "web_search_preview",
+    "web_search_preview_2025_03_11",
+    "apply_patch",
+}
+ITEM_TYPES = {
+    "message",
+    "additional_tools",
+    "apply_patch_call",
+    "apply_patch_call_output",
+    "code_interpreter_call",
+    "compaction",
+    "compaction_trigger",
+    "computer_call",
+    "computer_call_output",
+    "configuration_update",
+    "custom_tool_call",
+    "custom_tool_call_output",
+    "file_search_call",
+    "function_call",
+    "function_call_output",
+    "image_generation_call",
+    "local_shell_call",
+    "local_shell_call_output",
+    "mcp_approval_request",
+    "mcp_approval_response",
+    "mcp_call",
+    "mcp_list_tools",
+    "program",
+    "program_output",
+    "reasoning",
+    "shell_call",
+    "shell_call_output",
+    "tool_search_call",
+    "tool_search_output",
+    "web_search_call",
+    "item_reference",
+}
 _NAME = re.compile(r"[a-zA-Z0-9_-]{1,64}\Z")
 
 
@@ -69,19 +141,33 @@ def tool_index(body: dict[str, Any]) -> dict[str, tuple[str | None, str, dict]]:
     return out
 
 
-def call_item(name: str, args: dict, index: dict[str, tuple[str | None, str, dict]], n: int = 1) -> dict[str, Any]:
+def call_item(
+    name: str, args: dict, index: dict[str, tuple[str | None, str, dict]], n: int = 1
+) -> dict[str, Any]:
     """The output item the real API emits for the n-th call of a reply: function_call (with its namespace) or
     custom_tool_call (free-form input: here the first string argument the script chose)."""
     ns, kind, _ = index.get(name, (None, "function", {}))
     if kind == "custom":
         text = next((v for v in args.values() if isinstance(v, str)), "")
-        item: dict[str, Any] = {"id": f"ctc_fake{n}", "type": "custom_tool_call", "status": "completed",
-                                "call_id": f"call_fake{n}", "name": name, "input": text}
+        item: dict[str, Any] = {
+            "id": f"ctc_fake{n}",
+            "type": "custom_tool_call",
+            "status": "completed",
+            "call_id": f"call_fake{n}",
+            "name": name,
+            "input": text,
+        }
     else:
         import json
 
-        item = {"id": f"fc_fake{n}", "type": "function_call", "status": "completed", "call_id": f"call_fake{n}",
-                "name": name, "arguments": json.dumps(args)}
+        item = {
+            "id": f"fc_fake{n}",
+            "type": "function_call",
+            "status": "completed",
+            "call_id": f"call_fake{n}",
+            "name": name,
+            "arguments": json.dumps(args),
+        }
     if ns:
         item["namespace"] = ns
     return item

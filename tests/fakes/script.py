@@ -96,9 +96,16 @@ def plan(view: View) -> Plan:
         p.tool_call, p.stop_reason, p.output_tokens = agent_call(view, agent.group(1)), "tool_use", 5
         return p
     forced = view.tool_choice if view.tool_names and view.tool_choice in ("any", *view.tool_names) else None
-    weather = next((n for n in view.tool_names if "city" in ((view.tool_schemas.get(n) or {}).get("properties")
-                                                             or {})), view.tool_names[0] if view.tool_names else None)
-    if view.tool_result is None and weather and "weather" in last.lower() and forced in (None, "any", weather):
+    weather = next(
+        (n for n in view.tool_names if "city" in ((view.tool_schemas.get(n) or {}).get("properties") or {})),
+        view.tool_names[0] if view.tool_names else None,
+    )
+    if (
+        view.tool_result is None
+        and weather
+        and "weather" in last.lower()
+        and forced in (None, "any", weather)
+    ):
         p.tool_call = (weather, {"city": "Paris"})
         if "PARALLEL" in last:
             p.more_calls = [(weather, {"city": "Tokyo"})]
@@ -118,7 +125,9 @@ def plan(view: View) -> Plan:
     elif view.tool_result is not None:
         reply = f"The tool said: {view.tool_result}"
     else:
-        reply = f"You said: {last} | system={view.system or 'none'} images={view.images} turns={len(view.turns)}"
+        reply = (
+            f"You said: {last} | system={view.system or 'none'} images={view.images} turns={len(view.turns)}"
+        )
     if "SLOW" in last:
         reply = "one two three four five six seven eight"
     for s in view.stop:

@@ -13,7 +13,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-JSON_MODE: dict[str, Any] = {"type": "object"}  # JSON mode without a schema: some object (or one the prompt describes)
+JSON_MODE: dict[str, Any] = {
+    "type": "object"
+}  # JSON mode without a schema: some object (or one the prompt describes)
 _SCALARS: dict[str, Any] = {"integer": 21, "number": 21.5, "boolean": True, "null": None}
 
 
@@ -24,7 +26,9 @@ def instance(schema: Any, key: str = "", root: Any = None, depth: int = 0) -> An
         return "sunny"
     if "$ref" in schema:
         name = str(schema["$ref"]).rsplit("/", 1)[-1]
-        defs = {**(root.get("definitions") or {}), **(root.get("$defs") or {})} if isinstance(root, dict) else {}
+        defs = (
+            {**(root.get("definitions") or {}), **(root.get("$defs") or {})} if isinstance(root, dict) else {}
+        )
         return instance(defs.get(name, {}), key, root, depth + 1)
     if "const" in schema:
         return schema["const"]
@@ -86,8 +90,13 @@ def response_schema(body: dict[str, Any], protocol: str) -> dict[str, Any] | Non
         return fmt.get("schema") or {} if fmt.get("type") == "json_schema" else None
     if protocol == "gemini":
         gc = body.get("generationConfig") or body.get("generation_config") or {}
-        for k in ("responseJsonSchema", "response_json_schema", "responseSchema", "response_schema",
-                  "_responseJsonSchema"):
+        for k in (
+            "responseJsonSchema",
+            "response_json_schema",
+            "responseSchema",
+            "response_schema",
+            "_responseJsonSchema",
+        ):
             if gc.get(k):
                 return gc[k]
         mime = gc.get("responseMimeType") or gc.get("response_mime_type")
@@ -97,7 +106,7 @@ def response_schema(body: dict[str, Any], protocol: str) -> dict[str, Any] | Non
 
 
 def forced_tool(body: dict[str, Any], protocol: str) -> str | None:
-    """"any" when the request forces some tool call, the tool's name when it forces one, else None."""
+    """ "any" when the request forces some tool call, the tool's name when it forces one, else None."""
     if protocol in ("chat", "responses"):
         tc = body.get("tool_choice")
         if tc == "required":
@@ -109,7 +118,7 @@ def forced_tool(body: dict[str, Any], protocol: str) -> str | None:
         tc = body.get("tool_choice") or {}
         return "any" if tc.get("type") == "any" else tc.get("name") if tc.get("type") == "tool" else None
     if protocol == "gemini":
-        cfg = (body.get("toolConfig") or body.get("tool_config") or {})
+        cfg = body.get("toolConfig") or body.get("tool_config") or {}
         fcc = cfg.get("functionCallingConfig") or cfg.get("function_calling_config") or {}
         if str(fcc.get("mode", "")).upper() != "ANY":
             return None

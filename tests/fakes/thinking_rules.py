@@ -38,7 +38,9 @@ class Signer:
         if not isinstance(signature, str):
             return False
         try:
-            got = base64.b64decode(signature.replace("-", "+").replace("_", "/") + "=" * (-len(signature) % 4))
+            got = base64.b64decode(
+                signature.replace("-", "+").replace("_", "/") + "=" * (-len(signature) % 4)
+            )
         except ValueError:
             return False
         return hmac.compare_digest(got, base64.b64decode(self.sign(text)))
@@ -52,7 +54,9 @@ def call_text(fc: dict[str, Any]) -> str:
 def _g(obj: Any, camel: str) -> Any:
     if not isinstance(obj, dict):
         return None
-    return obj[camel] if camel in obj else obj.get("".join("_" + c.lower() if c.isupper() else c for c in camel))
+    return (
+        obj[camel] if camel in obj else obj.get("".join("_" + c.lower() if c.isupper() else c for c in camel))
+    )
 
 
 def gemini_signature_rule(model: str, contents: list[Any], signer: Signer) -> str | None:
@@ -61,8 +65,11 @@ def gemini_signature_rule(model: str, contents: list[Any], signer: Signer) -> st
     start = 0
     for i, c in enumerate(contents):
         parts = _g(c, "parts") or []
-        if isinstance(c, dict) and c.get("role", "user") == "user" and \
-                any(isinstance(p, dict) and _g(p, "functionResponse") is None for p in parts):
+        if (
+            isinstance(c, dict)
+            and c.get("role", "user") == "user"
+            and any(isinstance(p, dict) and _g(p, "functionResponse") is None for p in parts)
+        ):
             start = i + 1
     for i in range(start, len(contents)):
         c = contents[i]
@@ -73,11 +80,13 @@ def gemini_signature_rule(model: str, contents: list[Any], signer: Signer) -> st
             continue
         fc, sig = _g(calls[0], "functionCall"), _g(calls[0], "thoughtSignature")
         if not sig:
-            return ("Function call is missing a thought_signature in functionCall parts. This is required for "
-                    "tools to work correctly, and missing thought_signature may lead to degraded model "
-                    f"performance. Additional data, function call `default_api:{fc.get('name')}` , position "
-                    f"{i + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more "
-                    "details.")
+            return (
+                "Function call is missing a thought_signature in functionCall parts. This is required for "
+                "tools to work correctly, and missing thought_signature may lead to degraded model "
+                f"performance. Additional data, function call `default_api:{fc.get('name')}` , position "
+                f"{i + 1}. Please refer to https://ai.google.dev/gemini-api/docs/thought-signatures for more "
+                "details."
+            )
         if sig not in GEMINI_BYPASS and not signer.valid(call_text(fc), sig):
             return "Corrupted thought signature."
     return None
@@ -96,17 +105,21 @@ def anthropic_thinking_rule(body: dict[str, Any], signer: Signer) -> str | None:
                 return f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block"
     if (body.get("thinking") or {}).get("type") != "enabled":
         return None
-    last = max((i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
-               default=None)
+    last = max(
+        (i for i, m in enumerate(messages) if isinstance(m, dict) and m.get("role") == "assistant"),
+        default=None,
+    )
     if last is None or not any(b.get("type") == "tool_use" for b in _blocks(messages[last])):
         return None
-    if not any(b.get("type") == "tool_result" for m in messages[last + 1:] for b in _blocks(m)):
+    if not any(b.get("type") == "tool_result" for m in messages[last + 1 :] for b in _blocks(m)):
         return None
     first = _blocks(messages[last])[0].get("type")
     if first in ("thinking", "redacted_thinking"):
         return None
-    return (f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
-            "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
-            "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
-            "thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
-            "our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking")
+    return (
+        f"messages.{last}.content.0.type: Expected `thinking` or `redacted_thinking`, but found `{first}`. "
+        "When `thinking` is enabled, a final `assistant` message must start with a thinking block "
+        "(preceeding the lastmost set of `tool_use` and `tool_result` blocks). We recommend you include "
+        "thinking blocks from previous turns. To avoid this requirement, disable `thinking`. Please consult "
+        "our documentation at https://docs.claude.com/en/docs/build-with-claude/extended-thinking"
+    )

@@ -52,10 +52,14 @@ class Seen:
         self.mark = len(self.fake.requests)  # type: ignore[attr-defined]
 
     def bodies(self) -> list[dict[str, Any]]:
-        path = {"openai": "/v1/chat/completions", "openai-responses": "/v1/responses",
-                "anthropic": "/v1/messages", "ollama": "/api/chat"}.get(self.upstream)
+        path = {
+            "openai": "/v1/chat/completions",
+            "openai-responses": "/v1/responses",
+            "anthropic": "/v1/messages",
+            "ollama": "/api/chat",
+        }.get(self.upstream)
         out = []
-        for r in self.fake.requests[self.mark:]:  # type: ignore[attr-defined]
+        for r in self.fake.requests[self.mark :]:  # type: ignore[attr-defined]
             if isinstance(r.json, dict) and (r.path == path if path else ":" in r.path):
                 out.append(r.json)
         return out

@@ -21,8 +21,13 @@ UPSTREAMS = ("openai", "openai-responses", "anthropic", "gemini", "ollama")
 CLIENT_KEY = "sk-smolgate-frameworks"
 KEYS = {"openai": "k-openai", "anthropic": "k-anthropic", "gemini": "k-gemini", "ollama": "k-ollama"}
 # models that reason (and, for Gemini, need their thought signatures back like Gemini 3)
-MODELS = {"openai": "gpt-reason-fake", "openai-responses": "gpt-reason-fake", "anthropic": "claude-fake",
-          "gemini": "gemini-3-fake", "ollama": "qwen-think-fake"}
+MODELS = {
+    "openai": "gpt-reason-fake",
+    "openai-responses": "gpt-reason-fake",
+    "anthropic": "claude-fake",
+    "gemini": "gemini-3-fake",
+    "ollama": "qwen-think-fake",
+}
 
 
 @dataclass
@@ -36,14 +41,21 @@ class Stack:
 
 
 def config(urls: dict[str, str]) -> str:
-    base = {"openai": urls["openai"] + "/v1", "openai-responses": urls["openai"] + "/v1",
-            "anthropic": urls["anthropic"], "gemini": urls["gemini"], "ollama": urls["ollama"]}
+    base = {
+        "openai": urls["openai"] + "/v1",
+        "openai-responses": urls["openai"] + "/v1",
+        "anthropic": urls["anthropic"],
+        "gemini": urls["gemini"],
+        "ollama": urls["ollama"],
+    }
     key = {**KEYS, "openai-responses": KEYS["openai"]}
     out = "providers:\n"
     for p in UPSTREAMS:
         for prefix, k in (("", key[p]), ("bad-", "k-rejected")):
-            out += (f"  - {{name: {prefix}up-{p}, protocol: {p}, base_url: '{base[p]}', "
-                    f"accounts: [{{api_key: {k}}}], timeouts: {{first_byte: 10, idle: 10}}}}\n")
+            out += (
+                f"  - {{name: {prefix}up-{p}, protocol: {p}, base_url: '{base[p]}', "
+                f"accounts: [{{api_key: {k}}}], timeouts: {{first_byte: 10, idle: 10}}}}\n"
+            )
     out += "models:\n"
     for p in UPSTREAMS:  # o3-<p>: a name frameworks that decide by model name treat as a reasoning model
         for name, prefix in ((p, ""), (f"o3-{p}", ""), (f"bad-{p}", "bad-")):
@@ -52,10 +64,12 @@ def config(urls: dict[str, str]) -> str:
 
 
 def start() -> Stack:
-    fakes: dict[str, object] = {"openai": OpenAIUpstream(api_key=KEYS["openai"]),
-                                "anthropic": AnthropicUpstream(api_key=KEYS["anthropic"]),
-                                "gemini": GeminiUpstream(api_key=KEYS["gemini"]),
-                                "ollama": OllamaUpstream(api_key=KEYS["ollama"])}
+    fakes: dict[str, object] = {
+        "openai": OpenAIUpstream(api_key=KEYS["openai"]),
+        "anthropic": AnthropicUpstream(api_key=KEYS["anthropic"]),
+        "gemini": GeminiUpstream(api_key=KEYS["gemini"]),
+        "ollama": OllamaUpstream(api_key=KEYS["ollama"]),
+    }
     for f in fakes.values():
         f.start()  # type: ignore[attr-defined]
     fakes["openai-responses"] = fakes["openai"]

@@ -14,8 +14,11 @@ from tests.frameworks import cases as c
 from tests.frameworks.stack import CLIENT_KEY
 
 pytestmark = pytest.mark.asyncio(loop_scope="session")
-MODES = {"openai": ["TOOLS", "JSON_SCHEMA", "JSON", "RESPONSES_TOOLS"], "anthropic": ["ANTHROPIC_TOOLS"],
-         "genai": ["GENAI_TOOLS", "GENAI_STRUCTURED_OUTPUTS"]}
+MODES = {
+    "openai": ["TOOLS", "JSON_SCHEMA", "JSON", "RESPONSES_TOOLS"],
+    "anthropic": ["ANTHROPIC_TOOLS"],
+    "genai": ["GENAI_TOOLS", "GENAI_STRUCTURED_OUTPUTS"],
+}
 CELLS = [(client, mode) for client, modes in MODES.items() for mode in modes]
 
 
@@ -27,7 +30,11 @@ def make(stack, client: str, mode: str, alias: str):  # type: ignore[no-untyped-
         return instructor.from_openai(sdk, mode=m), {"model": alias, "messages": messages}
     if client == "anthropic":
         sdk = AsyncAnthropic(base_url=stack.url, api_key=CLIENT_KEY, max_retries=0)
-        return instructor.from_anthropic(sdk, mode=m), {"model": alias, "max_tokens": 256, "messages": messages}
+        return instructor.from_anthropic(sdk, mode=m), {
+            "model": alias,
+            "max_tokens": 256,
+            "messages": messages,
+        }
     sdk = genai.Client(api_key=CLIENT_KEY, http_options={"base_url": stack.url})
     return instructor.from_genai(sdk, mode=m, use_async=True), {"model": alias, "messages": messages}
 

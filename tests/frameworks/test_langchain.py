@@ -17,10 +17,12 @@ from tests.frameworks.stack import CLIENT_KEY
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 KINDS = ("chat", "responses", "anthropic", "google")
 # Each client's own reasoning switch.
-THINKING = {"chat": {"reasoning_effort": "high"},
-            "responses": {"reasoning": {"effort": "high", "summary": "auto"}},
-            "anthropic": {"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 4096},
-            "google": {"thinking_budget": 2048, "include_thoughts": True}}
+THINKING = {
+    "chat": {"reasoning_effort": "high"},
+    "responses": {"reasoning": {"effort": "high", "summary": "auto"}},
+    "anthropic": {"thinking": {"type": "enabled", "budget_tokens": 2048}, "max_tokens": 4096},
+    "google": {"thinking_budget": 2048, "include_thoughts": True},
+}
 
 
 @pytest.fixture(params=KINDS)
@@ -30,11 +32,19 @@ def kind(request) -> str:  # type: ignore[no-untyped-def]
 
 def model(stack, kind: str, alias: str, **kw):  # type: ignore[no-untyped-def]
     if kind in ("chat", "responses"):
-        return ChatOpenAI(model=alias, base_url=stack.url + "/v1", api_key=CLIENT_KEY, max_retries=0,
-                          use_responses_api=kind == "responses", **kw)
+        return ChatOpenAI(
+            model=alias,
+            base_url=stack.url + "/v1",
+            api_key=CLIENT_KEY,
+            max_retries=0,
+            use_responses_api=kind == "responses",
+            **kw,
+        )
     if kind == "anthropic":
         return ChatAnthropic(model=alias, base_url=stack.url, api_key=CLIENT_KEY, max_retries=0, **kw)
-    return ChatGoogleGenerativeAI(model=alias, google_api_key=CLIENT_KEY, base_url=stack.url, max_retries=0, **kw)
+    return ChatGoogleGenerativeAI(
+        model=alias, google_api_key=CLIENT_KEY, base_url=stack.url, max_retries=0, **kw
+    )
 
 
 @tool
@@ -54,13 +64,17 @@ async def loop(chat, prompt: str) -> tuple[str, list[list[str]]]:  # type: ignor
         if not ai.tool_calls:
             return ai.text, turns
         turns.append([tc["args"]["city"] for tc in ai.tool_calls])
-        messages += [ToolMessage(get_weather.invoke(tc["args"]), tool_call_id=tc["id"]) for tc in ai.tool_calls]
+        messages += [
+            ToolMessage(get_weather.invoke(tc["args"]), tool_call_id=tc["id"]) for tc in ai.tool_calls
+        ]
     raise AssertionError(f"no final answer after {turns}")
 
 
 @pytest.mark.parametrize("upstream", c.UPSTREAMS)
 async def test_text(stack, kind, upstream):
-    ai = await model(stack, kind, upstream).ainvoke([SystemMessage(c.INSTRUCTIONS), HumanMessage(c.TEXT_PROMPT)])
+    ai = await model(stack, kind, upstream).ainvoke(
+        [SystemMessage(c.INSTRUCTIONS), HumanMessage(c.TEXT_PROMPT)]
+    )
     assert c.echoed(ai.text) and "system=be brief" in ai.text
 
 

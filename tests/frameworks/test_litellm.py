@@ -18,15 +18,37 @@ from tests.frameworks.stack import CLIENT_KEY, UPSTREAMS
 pytestmark = pytest.mark.asyncio(loop_scope="session")
 litellm.suppress_debug_info = True
 KINDS = ("openai", "anthropic", "gemini", "ollama_chat")
-TOOLS = [{"type": "function", "function": {"name": "get_weather", "description": "Weather for a city.",
-                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}},
-                                                          "required": ["city"]}}}]
+TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "description": "Weather for a city.",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"type": "string"}},
+                "required": ["city"],
+            },
+        },
+    }
+]
 # litellm checks reasoning parameters against its model list; a user registers gateway aliases as reasoning models.
-litellm.register_model({f"{kind}/o3-{up}": {"litellm_provider": kind, "mode": "chat",
-                                            "supports_reasoning": True, "supports_function_calling": True,
-                                            "supports_response_schema": True, "supports_system_messages": True,
-                                            "max_tokens": 8192, "max_input_tokens": 100000}
-                        for kind in ("anthropic", "gemini") for up in UPSTREAMS})
+litellm.register_model(
+    {
+        f"{kind}/o3-{up}": {
+            "litellm_provider": kind,
+            "mode": "chat",
+            "supports_reasoning": True,
+            "supports_function_calling": True,
+            "supports_response_schema": True,
+            "supports_system_messages": True,
+            "max_tokens": 8192,
+            "max_input_tokens": 100000,
+        }
+        for kind in ("anthropic", "gemini")
+        for up in UPSTREAMS
+    }
+)
 
 
 @pytest.fixture(params=KINDS)
@@ -35,8 +57,12 @@ def kind(request) -> str:  # type: ignore[no-untyped-def]
 
 
 def target(stack, kind: str, alias: str) -> dict:  # type: ignore[no-untyped-def]
-    base = {"openai": stack.url + "/v1", "anthropic": stack.url, "gemini": stack.url + "/v1beta",
-            "ollama_chat": stack.url}[kind]
+    base = {
+        "openai": stack.url + "/v1",
+        "anthropic": stack.url,
+        "gemini": stack.url + "/v1beta",
+        "ollama_chat": stack.url,
+    }[kind]
     return {"model": f"{kind}/{alias}", "api_base": base, "api_key": CLIENT_KEY, "num_retries": 0}
 
 
@@ -50,9 +76,14 @@ async def loop(stack, kind: str, alias: str, prompt: str, **kw) -> tuple[str, li
         if not msg.tool_calls:
             return msg.content, turns
         turns.append([json.loads(tc.function.arguments)["city"] for tc in msg.tool_calls])
-        messages += [{"role": "tool", "tool_call_id": tc.id, "content": c.weather(json.loads(tc.function.arguments)
-                                                                                    ["city"])}
-                     for tc in msg.tool_calls]
+        messages += [
+            {
+                "role": "tool",
+                "tool_call_id": tc.id,
+                "content": c.weather(json.loads(tc.function.arguments)["city"]),
+            }
+            for tc in msg.tool_calls
+        ]
     raise AssertionError(f"no final answer after {turns}")
 
 
@@ -62,15 +93,17 @@ def said(text: str, *cities: str) -> bool:
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 async def test_text(stack, kind, upstream):
-    r = await litellm.acompletion(messages=[{"role": "user", "content": c.TEXT_PROMPT}],
-                                  **target(stack, kind, upstream))
+    r = await litellm.acompletion(
+        messages=[{"role": "user", "content": c.TEXT_PROMPT}], **target(stack, kind, upstream)
+    )
     assert c.echoed(r.choices[0].message.content)
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 async def test_stream(stack, kind, upstream):
-    r = await litellm.acompletion(messages=[{"role": "user", "content": c.TEXT_PROMPT}], stream=True,
-                                  **target(stack, kind, upstream))
+    r = await litellm.acompletion(
+        messages=[{"role": "user", "content": c.TEXT_PROMPT}], stream=True, **target(stack, kind, upstream)
+    )
     parts = [ch.choices[0].delta.content async for ch in r if ch.choices and ch.choices[0].delta.content]
     assert len(parts) > 1 and c.echoed("".join(parts))
 
@@ -97,16 +130,20 @@ async def test_reasoning(stack, kind, upstream):
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 async def test_structured(stack, kind, upstream):
-    r = await litellm.acompletion(messages=[{"role": "user", "content": c.JSON_PROMPT}], response_format=c.Weather,
-                                  **target(stack, kind, "o3-" + upstream))
+    r = await litellm.acompletion(
+        messages=[{"role": "user", "content": c.JSON_PROMPT}],
+        response_format=c.Weather,
+        **target(stack, kind, "o3-" + upstream),
+    )
     assert c.Weather.model_validate_json(r.choices[0].message.content) == c.WEATHER
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 async def test_error(stack, kind, upstream):
     with pytest.raises(Exception) as info:
-        await litellm.acompletion(messages=[{"role": "user", "content": c.TEXT_PROMPT}],
-                                  **target(stack, kind, "bad-" + upstream))
+        await litellm.acompletion(
+            messages=[{"role": "user", "content": c.TEXT_PROMPT}], **target(stack, kind, "bad-" + upstream)
+        )
     # litellm maps a Gemini-shaped 502 to APIConnectionError (Google's API never answers 502); still a 5xx
     c.assert_upstream_failure(info.value, exact=kind != "gemini")
 
@@ -117,14 +154,19 @@ async def test_responses_api(stack, upstream):
     kw = {"model": f"openai/{upstream}", "api_base": stack.url + "/v1", "api_key": CLIENT_KEY}
     r = await litellm.aresponses(input=c.TEXT_PROMPT, **kw)
     assert c.echoed(r.output[-1].content[0].text)
-    deltas = [e.delta async for e in await litellm.aresponses(input=c.TEXT_PROMPT, stream=True, **kw)
-              if getattr(e, "type", "") == "response.output_text.delta"]
+    deltas = [
+        e.delta
+        async for e in await litellm.aresponses(input=c.TEXT_PROMPT, stream=True, **kw)
+        if getattr(e, "type", "") == "response.output_text.delta"
+    ]
     assert len(deltas) > 1 and c.echoed("".join(deltas))
     tools = [{"type": "function", **TOOLS[0]["function"]}]
     r = await litellm.aresponses(input=c.TOOL_PROMPT, tools=tools, **kw)
     call = next(o for o in r.output if o.type == "function_call")
-    follow = [{"role": "user", "content": c.TOOL_PROMPT},
-              {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
-              {"type": "function_call_output", "call_id": call.call_id, "output": c.weather("Paris")}]
+    follow = [
+        {"role": "user", "content": c.TOOL_PROMPT},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": c.weather("Paris")},
+    ]
     r = await litellm.aresponses(input=follow, tools=tools, **kw)
     assert r.output[-1].content[0].text == c.TOOL_ANSWER

@@ -26,24 +26,34 @@ WEATHER_FN = 'def get_weather(city: str) -> str:\n    "Weather for a city."\n   
 @pytest.fixture(scope="module")
 def home(stack, tmp_path_factory) -> Path:
     home = tmp_path_factory.mktemp("llm-home")
-    models = "".join(f"- model_id: gw-{name}\n  model_name: {name}\n  api_base: {stack.url}/v1\n"
-                     "  api_key_name: smolgate\n  supports_tools: true\n  supports_schema: true\n"
-                     "  reasoning: true\n"
-                     for up in UPSTREAMS for name in (up, "bad-" + up))
+    models = "".join(
+        f"- model_id: gw-{name}\n  model_name: {name}\n  api_base: {stack.url}/v1\n"
+        "  api_key_name: smolgate\n  supports_tools: true\n  supports_schema: true\n"
+        "  reasoning: true\n"
+        for up in UPSTREAMS
+        for name in (up, "bad-" + up)
+    )
     (home / "extra-openai-models.yaml").write_text(models)
     (home / "keys.json").write_text(json.dumps({"smolgate": CLIENT_KEY}))
     return home
 
 
 def llm(home: Path, *args: str) -> tuple[int, str]:
-    result = CliRunner().invoke(llm_cli.cli, list(args), env={"LLM_USER_PATH": str(home)}, catch_exceptions=False)
+    result = CliRunner().invoke(
+        llm_cli.cli, list(args), env={"LLM_USER_PATH": str(home)}, catch_exceptions=False
+    )
     return result.exit_code, result.output
 
 
 def test_installed_command_runs(home):
-    out = subprocess.run([str(Path(sys.executable).parent / "llm"), "-m", "gw-openai", c.TEXT_PROMPT],
-                         env={**os.environ, "LLM_USER_PATH": str(home), "LLM_LOAD_PLUGINS": ""},
-                         capture_output=True, text=True, timeout=60, check=False)
+    out = subprocess.run(
+        [str(Path(sys.executable).parent / "llm"), "-m", "gw-openai", c.TEXT_PROMPT],
+        env={**os.environ, "LLM_USER_PATH": str(home), "LLM_LOAD_PLUGINS": ""},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert out.returncode == 0 and c.echoed(out.stdout), out.stderr
 
 
@@ -66,8 +76,17 @@ def test_tools_in_parallel(home, upstream):
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 def test_reasoning_with_tools(stack, home, upstream):
     seen = c.Seen(stack, upstream)
-    code, out = llm(home, "-m", f"gw-{upstream}", "-o", "reasoning_effort", "high", "--functions", WEATHER_FN,
-                    c.TOOL_PROMPT)
+    code, out = llm(
+        home,
+        "-m",
+        f"gw-{upstream}",
+        "-o",
+        "reasoning_effort",
+        "high",
+        "--functions",
+        WEATHER_FN,
+        c.TOOL_PROMPT,
+    )
     assert code == 0 and out.strip() == c.TOOL_ANSWER, out
     assert seen.reasoning_asked()
 

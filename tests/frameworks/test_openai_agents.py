@@ -46,16 +46,20 @@ def weather_tool(calls: list[str]):  # type: ignore[no-untyped-def]
 
 @pytest.mark.parametrize("upstream", c.UPSTREAMS)
 async def test_text(stack, api, upstream):
-    r = await Runner.run(Agent(name="a", instructions=c.INSTRUCTIONS, model=model(stack, api, upstream)),
-                         c.TEXT_PROMPT)
+    r = await Runner.run(
+        Agent(name="a", instructions=c.INSTRUCTIONS, model=model(stack, api, upstream)), c.TEXT_PROMPT
+    )
     assert c.echoed(r.final_output)
 
 
 @pytest.mark.parametrize("upstream", c.UPSTREAMS)
 async def test_stream(stack, api, upstream):
     r = Runner.run_streamed(Agent(name="a", model=model(stack, api, upstream)), c.TEXT_PROMPT)
-    deltas = [e.data.delta async for e in r.stream_events()
-              if e.type == "raw_response_event" and getattr(e.data, "type", "") == "response.output_text.delta"]
+    deltas = [
+        e.data.delta
+        async for e in r.stream_events()
+        if e.type == "raw_response_event" and getattr(e.data, "type", "") == "response.output_text.delta"
+    ]
     assert len(deltas) > 1 and c.echoed("".join(deltas)) and c.echoed(r.final_output)
 
 
@@ -79,8 +83,12 @@ async def test_parallel(stack, api, upstream):
 async def test_reasoning(stack, api, upstream):
     calls: list[str] = []
     seen = c.Seen(stack, upstream)
-    agent = Agent(name="a", model=model(stack, api, upstream), tools=[weather_tool(calls)],
-                  model_settings=ModelSettings(reasoning=Reasoning(effort="high", summary="auto")))
+    agent = Agent(
+        name="a",
+        model=model(stack, api, upstream),
+        tools=[weather_tool(calls)],
+        model_settings=ModelSettings(reasoning=Reasoning(effort="high", summary="auto")),
+    )
     r = Runner.run_streamed(agent, c.TOOL_PROMPT)
     async for _ in r.stream_events():
         pass

@@ -29,8 +29,9 @@ def kind(request) -> str:  # type: ignore[no-untyped-def]
 
 def model(stack, kind: str, alias: str):  # type: ignore[no-untyped-def]
     if kind in ("chat", "responses"):  # SDK clients without retries: an error case fails at once
-        provider = OpenAIProvider(openai_client=AsyncOpenAI(base_url=stack.url + "/v1", api_key=CLIENT_KEY,
-                                                            max_retries=0))
+        provider = OpenAIProvider(
+            openai_client=AsyncOpenAI(base_url=stack.url + "/v1", api_key=CLIENT_KEY, max_retries=0)
+        )
         return (OpenAIChatModel if kind == "chat" else OpenAIResponsesModel)(alias, provider=provider)
     if kind == "anthropic":
         sdk = AsyncAnthropic(base_url=stack.url, api_key=CLIENT_KEY, max_retries=0)
@@ -86,8 +87,9 @@ async def test_reasoning(stack, kind, upstream):
     otherwise). OpenAI models get it only under a reasoning model's name (pydantic-ai decides by name)."""
     calls: list[str] = []
     seen = c.Seen(stack, upstream)
-    agent = Agent(model(stack, kind, "o3-" + upstream), tools=[weather_tool(calls)],
-                  model_settings={"thinking": "high"})
+    agent = Agent(
+        model(stack, kind, "o3-" + upstream), tools=[weather_tool(calls)], model_settings={"thinking": "high"}
+    )
     async with agent.run_stream(c.TOOL_PROMPT) as r:
         text = "".join([d async for d in r.stream_text(delta=True, debounce_by=None)])
     assert calls == ["Paris"] and said(text, "Paris")
@@ -98,7 +100,8 @@ async def test_reasoning(stack, kind, upstream):
 async def test_structured(stack, kind, upstream):
     calls: list[str] = []
     r = await Agent(model(stack, kind, upstream), output_type=c.Weather, tools=[weather_tool(calls)]).run(
-        c.TOOL_PROMPT)
+        c.TOOL_PROMPT
+    )
     assert calls == ["Paris"] and r.output == c.WEATHER
 
 

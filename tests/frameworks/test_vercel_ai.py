@@ -22,13 +22,25 @@ PROVIDERS = ("openai-responses", "openai-chat", "openai-compatible", "anthropic"
 @pytest.fixture(scope="module")
 def results(stack) -> dict[tuple[str, str, str], dict]:
     if shutil.which("node") is None or not (JS / "node_modules" / "ai").exists():
-        proc = subprocess.run(["bash", str(ROOT / "scripts" / "ensure_js_frameworks.sh")], check=False, timeout=600,
-                              capture_output=True, text=True)
+        proc = subprocess.run(
+            ["bash", str(ROOT / "scripts" / "ensure_js_frameworks.sh")],
+            check=False,
+            timeout=600,
+            capture_output=True,
+            text=True,
+        )
         if proc.returncode != 0:
-            pytest.fail(f"the AI SDK is not installed and scripts/ensure_js_frameworks.sh failed: {proc.stderr[-2000:]}")
-    run = subprocess.run(["node", "matrix.mjs", stack.url, CLIENT_KEY], cwd=JS, capture_output=True, text=True,
-                         check=False,
-                         timeout=240)
+            pytest.fail(
+                f"the AI SDK is not installed and scripts/ensure_js_frameworks.sh failed: {proc.stderr[-2000:]}"
+            )
+    run = subprocess.run(
+        ["node", "matrix.mjs", stack.url, CLIENT_KEY],
+        cwd=JS,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=240,
+    )
     assert run.returncode == 0, run.stderr[-2000:]
     rows = [json.loads(line) for line in run.stdout.splitlines() if line.startswith("{")]
     return {(r["provider"], r["upstream"], r["case"]): r for r in rows}
@@ -44,6 +56,9 @@ def test_cell(stack, results, provider, upstream, case):
     if case == "reasoning":  # the SDK's `reasoning: 'high'` reached the upstream on every turn of the loop
         tag = f"(vercel-{provider})"
         path = {"openai": "/v1/chat/completions", "openai-responses": "/v1/responses"}.get(upstream)
-        bodies = [r.json for r in stack.fakes[upstream].requests
-                  if isinstance(r.json, dict) and tag in json.dumps(r.json) and (path is None or r.path == path)]
+        bodies = [
+            r.json
+            for r in stack.fakes[upstream].requests
+            if isinstance(r.json, dict) and tag in json.dumps(r.json) and (path is None or r.path == path)
+        ]
         assert len(bodies) == 2 and all(c.reasons(upstream, b) for b in bodies), bodies

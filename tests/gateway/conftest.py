@@ -15,21 +15,36 @@ from tests.fakes.fleet import running_fakes
 from tests.fakes.harness import FakeUpstream
 from tests.gateway_server import GatewayServer
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "engine")
+)  # tests/engine modules import by basename
 from checkpoints import make_checkpoint  # noqa: E402
 
-UPSTREAM_KEYS = {"openai": "sk-up-openai", "anthropic": "sk-up-anthropic", "gemini": "up-gemini-key", "ollama": "up-ollama"}
+UPSTREAM_KEYS = {
+    "openai": "sk-up-openai",
+    "anthropic": "sk-up-anthropic",
+    "gemini": "up-gemini-key",
+    "ollama": "up-ollama",
+}
 
 
 def matrix_config(urls: dict[str, str], extra: str = "") -> str:
-    base = {"openai": urls["openai"] + "/v1", "anthropic": urls["anthropic"], "gemini": urls["gemini"],
-            "ollama": urls["ollama"], "openai-responses": urls["openai"] + "/v1"}
+    base = {
+        "openai": urls["openai"] + "/v1",
+        "anthropic": urls["anthropic"],
+        "gemini": urls["gemini"],
+        "ollama": urls["ollama"],
+        "openai-responses": urls["openai"] + "/v1",
+    }
     keys = {**UPSTREAM_KEYS, "openai-responses": UPSTREAM_KEYS["openai"]}
     providers = "".join(
         f"  - name: up-{p}\n    protocol: {p}\n    base_url: {base[p]}\n    accounts: [{{api_key: {keys[p]}}}]\n"
         "    timeouts: {first_byte: 10, idle: 5}\n"
-        for p in base)
-    models = "".join(f"  - name: via-{p}\n    targets: [{{provider: up-{p}, model: {p}-model}}]\n" for p in base)
+        for p in base
+    )
+    models = "".join(
+        f"  - name: via-{p}\n    targets: [{{provider: up-{p}, model: {p}-model}}]\n" for p in base
+    )
     return f"providers:\n{providers}models:\n{models}retry: {{attempts: 2, deadline: 20}}\n{extra}"
 
 
@@ -65,7 +80,9 @@ def png() -> bytes:
 def vlm_gateway(tmp_path_factory):
     """`protocol: local` serving a tiny random SmolVLM2 (256M layout) as model `vlm`."""
     path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("vlm") / "tiny-smolvlm2")
-    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n"
-           "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n")
+    cfg = (
+        f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n"
+        "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n"
+    )
     with GatewayServer(cfg) as gw:
         yield gw

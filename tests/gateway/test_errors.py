@@ -11,7 +11,15 @@ from google.genai import errors as genai_errors
 
 from tests.gateway.conftest import matrix_config
 from tests.gateway_server import GatewayServer
-from tests.gateway.clients import CLIENTS, AnthropicClient, Ask, GeminiClient, OllamaClient, OpenAIChatClient, OpenAIResponsesClient
+from tests.gateway.clients import (
+    CLIENTS,
+    AnthropicClient,
+    Ask,
+    GeminiClient,
+    OllamaClient,
+    OpenAIChatClient,
+    OpenAIResponsesClient,
+)
 
 UPSTREAMS = ["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 
@@ -43,7 +51,9 @@ def fresh_gateway(upstreams):
 @pytest.mark.parametrize("client_cls", CLIENTS, ids=[c.name for c in CLIENTS])
 def test_error_mid_stream_ends_the_stream_with_the_protocols_error(clients, client_cls, upstream):
     with pytest.raises(SDK_ERRORS) as info:
-        clients[client_cls].ask(f"via-{upstream}", Ask(turns=[("user", "FAIL_MIDSTREAM please")], stream=True))
+        clients[client_cls].ask(
+            f"via-{upstream}", Ask(turns=[("user", "FAIL_MIDSTREAM please")], stream=True)
+        )
     assert "Traceback" not in str(info.value)
 
 
@@ -52,21 +62,27 @@ def test_error_mid_stream_ends_the_stream_with_the_protocols_error(clients, clie
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_upstream_429_stays_429(fresh_gateway, client_cls, upstream, stream):
     with pytest.raises(SDK_ERRORS) as info:
-        client_cls(fresh_gateway.url).ask(f"via-{upstream}", Ask(turns=[("user", "FAIL_STATUS_429")], stream=stream))
+        client_cls(fresh_gateway.url).ask(
+            f"via-{upstream}", Ask(turns=[("user", "FAIL_STATUS_429")], stream=stream)
+        )
     assert status_of(info.value) == 429
 
 
 @pytest.mark.parametrize("upstream", UPSTREAMS)
 def test_upstream_5xx_becomes_502_with_retry_after_on_429(upstreams, upstream):
     with GatewayServer(matrix_config({k: f.url for k, f in upstreams.items()})) as gw:
-        r = httpx.post(f"{gw.url}/v1/chat/completions", json={
-            "model": f"via-{upstream}", "messages": [{"role": "user", "content": "FAIL_STATUS_500"}]})
+        r = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"model": f"via-{upstream}", "messages": [{"role": "user", "content": "FAIL_STATUS_500"}]},
+        )
         assert r.status_code == 502
         assert set(r.json()["error"]) >= {"message", "type"}
         assert "Traceback" not in r.text
     with GatewayServer(matrix_config({k: f.url for k, f in upstreams.items()})) as gw:
-        r = httpx.post(f"{gw.url}/v1/chat/completions", json={
-        "model": f"via-{upstream}", "messages": [{"role": "user", "content": "FAIL_STATUS_429"}]})
+        r = httpx.post(
+            f"{gw.url}/v1/chat/completions",
+            json={"model": f"via-{upstream}", "messages": [{"role": "user", "content": "FAIL_STATUS_429"}]},
+        )
     assert r.status_code == 429 and r.headers.get("retry-after")
 
 
@@ -76,7 +92,10 @@ BAD_BODIES = {
         (b'{"model": "via-openai"}', "messages"),
         (b'{"model": "via-openai", "messages": "hi"}', "messages"),
         (b'{"model": 5, "messages": []}', "model"),
-        (b'{"model": "via-openai", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}', "max_tokens"),
+        (
+            b'{"model": "via-openai", "messages": [{"role": "user", "content": "x"}], "max_tokens": "ten"}',
+            "max_tokens",
+        ),
     ],
     "/v1/responses": [(b"[]", None), (b'{"model": "via-openai", "input": 5}', "input")],
     "/v1/messages": [
@@ -110,13 +129,16 @@ def test_malformed_input_is_a_400_in_the_clients_shape(gateway, path, body, fiel
         assert field in r.text
 
 
-@pytest.mark.parametrize("path,body", [
-    ("/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
-    ("/v1/messages", {"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
-    ("/v1beta/models/nope:generateContent", {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}),
-    ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
-    ("/v1/responses", {"model": "nope", "input": "x"}),
-])
+@pytest.mark.parametrize(
+    "path,body",
+    [
+        ("/v1/chat/completions", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/messages", {"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1beta/models/nope:generateContent", {"contents": [{"role": "user", "parts": [{"text": "x"}]}]}),
+        ("/api/chat", {"model": "nope", "messages": [{"role": "user", "content": "x"}]}),
+        ("/v1/responses", {"model": "nope", "input": "x"}),
+    ],
+)
 def test_unknown_model_is_a_404_in_the_clients_shape(gateway, path, body):
     r = httpx.post(gateway.url + path, json=body, headers={"anthropic-version": "2023-06-01"})
     assert r.status_code == 404
@@ -125,8 +147,12 @@ def test_unknown_model_is_a_404_in_the_clients_shape(gateway, path, body):
 
 
 def test_oversized_body_is_413(gateway):
-    big = b'{"model":"via-openai","messages":[{"role":"user","content":"' + b"x" * (33 * 1024 * 1024) + b'"}]}'
-    r = httpx.post(gateway.url + "/v1/chat/completions", content=big, headers={"content-type": "application/json"})
+    big = (
+        b'{"model":"via-openai","messages":[{"role":"user","content":"' + b"x" * (33 * 1024 * 1024) + b'"}]}'
+    )
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions", content=big, headers={"content-type": "application/json"}
+    )
     assert r.status_code == 413
     assert shape_ok("/v1/chat/completions", r.json())
 
@@ -144,12 +170,32 @@ def test_unknown_previous_response_id_is_a_404_naming_it(gateway):
 
 
 @pytest.mark.parametrize("upstream", ["gemini", "ollama"])  # targets that need bytes make us fetch URLs
-@pytest.mark.parametrize("url", ["http://127.0.0.1:9/a.png", "http://169.254.169.254/latest/meta-data/",
-                                 "http://[::1]/x.png", "http://10.1.2.3/x.png"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/a.png",
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::1]/x.png",
+        "http://10.1.2.3/x.png",
+    ],
+)
 def test_remote_image_url_to_private_address_is_refused(gateway, upstreams, upstream, url):
     before = len(upstreams[upstream].requests)
-    r = httpx.post(gateway.url + "/v1/chat/completions", json={"model": f"via-{upstream}", "messages": [
-        {"role": "user", "content": [{"type": "text", "text": "x"}, {"type": "image_url", "image_url": {"url": url}}]}]})
+    r = httpx.post(
+        gateway.url + "/v1/chat/completions",
+        json={
+            "model": f"via-{upstream}",
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "x"},
+                        {"type": "image_url", "image_url": {"url": url}},
+                    ],
+                }
+            ],
+        },
+    )
     assert r.status_code == 400
     assert "refused" in r.json()["error"]["message"]
     assert len(upstreams[upstream].requests) == before  # nothing was sent upstream either
@@ -169,19 +215,43 @@ def test_remote_image_is_fetched_and_inlined_when_allowed(upstreams, png):
             app.router.add_get("/hop", lambda r: web.HTTPFound("/cat.png"))
 
     host = ImageHost().start()
-    cfg = matrix_config({k: f.url for k, f in upstreams.items()}, "server: {allow_private_image_urls: true}\n")
+    cfg = matrix_config(
+        {k: f.url for k, f in upstreams.items()}, "server: {allow_private_image_urls: true}\n"
+    )
     try:
         with GatewayServer(cfg) as gw:
             for path in ("/cat.png", "/hop"):
-                r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "via-gemini", "messages": [
-                    {"role": "user", "content": [{"type": "text", "text": "x"},
-                                                 {"type": "image_url", "image_url": {"url": host.url + path}}]}]})
+                r = httpx.post(
+                    gw.url + "/v1/chat/completions",
+                    json={
+                        "model": "via-gemini",
+                        "messages": [
+                            {
+                                "role": "user",
+                                "content": [
+                                    {"type": "text", "text": "x"},
+                                    {"type": "image_url", "image_url": {"url": host.url + path}},
+                                ],
+                            }
+                        ],
+                    },
+                )
                 assert r.status_code == 200, r.text
                 assert r.json()["choices"][0]["message"]["content"].endswith("images=1 turns=1")
                 parts = upstreams["gemini"].last.json["contents"][-1]["parts"]
                 assert any("inlineData" in p or "inline_data" in p for p in parts)
-            r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "via-gemini", "messages": [
-                {"role": "user", "content": [{"type": "image_url", "image_url": {"url": host.url + "/page.html"}}]}]})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={
+                    "model": "via-gemini",
+                    "messages": [
+                        {
+                            "role": "user",
+                            "content": [{"type": "image_url", "image_url": {"url": host.url + "/page.html"}}],
+                        }
+                    ],
+                },
+            )
             assert r.status_code == 400 and "content type" in r.json()["error"]["message"]
     finally:
         host.stop()

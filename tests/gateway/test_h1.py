@@ -135,12 +135,22 @@ def test_both_backends_serve_the_gateway(upstreams, transport):
     from tests.gateway_server import GatewayServer
 
     cfg = matrix_config({k: f.url for k, f in upstreams.items()}).replace(
-        "    timeouts:", f"    transport: {transport}\n    timeouts:")
+        "    timeouts:", f"    transport: {transport}\n    timeouts:"
+    )
     with GatewayServer(cfg) as gw:
         for upstream in ("openai", "anthropic", "gemini", "ollama"):
-            r = httpx.post(gw.url + "/v1/chat/completions", json={
-                "model": f"via-{upstream}", "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": f"via-{upstream}", "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert r.json()["choices"][0]["message"]["content"].startswith("You said: hi")
-            with httpx.stream("POST", gw.url + "/v1/chat/completions", json={
-                    "model": f"via-{upstream}", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as s:
+            with httpx.stream(
+                "POST",
+                gw.url + "/v1/chat/completions",
+                json={
+                    "model": f"via-{upstream}",
+                    "stream": True,
+                    "messages": [{"role": "user", "content": "hi"}],
+                },
+            ) as s:
                 assert b"[DONE]" in b"".join(s.iter_raw())

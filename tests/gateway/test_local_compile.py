@@ -12,19 +12,30 @@ from tests.gateway_server import GatewayServer
 
 def test_compiled_local_route_answers_like_the_eager_one(tmp_path):
     path, _ = make_checkpoint("smollm2-text", tmp_path / "tiny-smollm2")
-    cfg = (f"providers:\n  - name: eager\n    protocol: local\n    model: {path}\n    dtype: float32\n"
-           f"  - name: fast\n    protocol: local\n    model: {path}\n    dtype: float32\n    compile: true\n"
-           "models:\n  - name: a\n    targets: [{provider: eager, model: default}]\n"
-           "  - name: b\n    targets: [{provider: fast, model: default}]\n")
+    cfg = (
+        f"providers:\n  - name: eager\n    protocol: local\n    model: {path}\n    dtype: float32\n"
+        f"  - name: fast\n    protocol: local\n    model: {path}\n    dtype: float32\n    compile: true\n"
+        "models:\n  - name: a\n    targets: [{provider: eager, model: default}]\n"
+        "  - name: b\n    targets: [{provider: fast, model: default}]\n"
+    )
     with GatewayServer(cfg) as gw:
         engines = {name: p.engine for name, p in gw.app.dispatcher.providers.items()}
         assert engines["fast"].scheduler.limits.compile and not engines["eager"].scheduler.limits.compile
         answers = []
         for model in ("a", "b"):
-            r = httpx.post(gw.url + "/v1/chat/completions", timeout=120, json={
-                "model": model, "max_tokens": 12, "messages": [{"role": "user", "content": "Count to five."}]})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                timeout=120,
+                json={
+                    "model": model,
+                    "max_tokens": 12,
+                    "messages": [{"role": "user", "content": "Count to five."}],
+                },
+            )
             assert r.status_code == 200
-            answers.append((r.json()["choices"][0]["message"]["content"], r.json()["usage"]["completion_tokens"]))
+            answers.append(
+                (r.json()["choices"][0]["message"]["content"], r.json()["usage"]["completion_tokens"])
+            )
         assert answers[0] == answers[1]
         # inductor's fused norms round differently from eager: the same answer needs no near-tie in it
         question = [ChatMessage("user", [TextPart("Count to five.")])]

@@ -14,7 +14,9 @@ import anthropic
 import httpx
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "engine")
+)  # tests/engine modules import by basename
 from checkpoints import make_checkpoint
 from fixtures import shared_gguf_parsing
 from test_video import write_video
@@ -25,8 +27,10 @@ from tests.gateway_server import GatewayServer
 
 @pytest.fixture(scope="module")
 def text_gateway():
-    cfg = ("providers:\n  - name: local\n    protocol: local\n"  # the packaged SmolLM2-135M GGUF
-           "models:\n  - name: text\n    targets: [{provider: local, model: default}]\n")
+    cfg = (
+        "providers:\n  - name: local\n    protocol: local\n"  # the packaged SmolLM2-135M GGUF
+        "models:\n  - name: text\n    targets: [{provider: local, model: default}]\n"
+    )
     with shared_gguf_parsing(), GatewayServer(cfg) as gw:  # the GGUF parsed once per test process
         yield gw
 
@@ -35,7 +39,9 @@ def text_gateway():
 @pytest.mark.parametrize("client_cls", CLIENTS, ids=[c.name for c in CLIENTS])
 def test_every_sdk_asks_the_local_vlm_about_an_image(vlm_gateway, png, client_cls, stream):
     c = client_cls(vlm_gateway.url)
-    with_image = c.ask("vlm", Ask(turns=[("user", "What is in this image?")], image=png, max_tokens=6, stream=stream))
+    with_image = c.ask(
+        "vlm", Ask(turns=[("user", "What is in this image?")], image=png, max_tokens=6, stream=stream)
+    )
     without = c.ask("vlm", Ask(turns=[("user", "What is in this image?")], max_tokens=6, stream=stream))
     assert with_image.stop in ("end", "length")
     assert 0 < with_image.output_tokens <= 6 or (with_image.output_tokens == 0 and with_image.stop == "end")
@@ -46,48 +52,102 @@ def test_every_sdk_asks_the_local_vlm_about_an_image(vlm_gateway, png, client_cl
 def test_greedy_local_answers_are_deterministic_across_protocols(vlm_gateway, png):
     a = CLIENTS[0](vlm_gateway.url).ask("vlm", Ask(turns=[("user", "Describe.")], image=png, max_tokens=8))
     # Gemini puts the text part before the image, as the OpenAI adapter does: the same prompt
-    b = CLIENTS[3](vlm_gateway.url).ask("vlm", Ask(turns=[("user", "Describe.")], image=png, max_tokens=8, stream=True))
+    b = CLIENTS[3](vlm_gateway.url).ask(
+        "vlm", Ask(turns=[("user", "Describe.")], image=png, max_tokens=8, stream=True)
+    )
     assert a.text == b.text and a.output_tokens == b.output_tokens
 
 
 def test_packaged_text_model_answers_and_refuses_images(text_gateway, png):
-    r = httpx.post(text_gateway.url + "/v1/chat/completions", timeout=120, json={
-        "model": "text", "max_tokens": 20, "messages": [{"role": "user", "content": "What is the capital of France?"}]})
+    r = httpx.post(
+        text_gateway.url + "/v1/chat/completions",
+        timeout=120,
+        json={
+            "model": "text",
+            "max_tokens": 20,
+            "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        },
+    )
     assert r.status_code == 200
     assert "Paris" in r.json()["choices"][0]["message"]["content"]
     ac = anthropic.Anthropic(base_url=text_gateway.url, api_key="k", max_retries=0)
     with pytest.raises(anthropic.BadRequestError) as info:
-        ac.messages.create(model="text", max_tokens=5, messages=[{"role": "user", "content": [
-            {"type": "image", "source": {"type": "base64", "media_type": "image/png",
-                                         "data": __import__("base64").b64encode(png).decode()}},
-            {"type": "text", "text": "what is this"}]}])
+        ac.messages.create(
+            model="text",
+            max_tokens=5,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {
+                            "type": "image",
+                            "source": {
+                                "type": "base64",
+                                "media_type": "image/png",
+                                "data": __import__("base64").b64encode(png).decode(),
+                            },
+                        },
+                        {"type": "text", "text": "what is this"},
+                    ],
+                }
+            ],
+        )
     assert "text-only" in str(info.value)
 
 
 @pytest.fixture(scope="module")
 def mp4(tmp_path_factory) -> bytes:
-    return write_video(tmp_path_factory.mktemp("vid") / "clip.mp4", n_frames=30, fps=10, width=48, height=32,
-                       codec="h264").read_bytes()
+    return write_video(
+        tmp_path_factory.mktemp("vid") / "clip.mp4", n_frames=30, fps=10, width=48, height=32, codec="h264"
+    ).read_bytes()
 
 
 def test_video_from_openai_video_url_and_gemini_inline_data(vlm_gateway, mp4):
     import base64
 
     data = base64.b64encode(mp4).decode()
-    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
-        "model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": [
-            {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + data}},
-            {"type": "text", "text": "What happens?"}]}]})
+    r = httpx.post(
+        vlm_gateway.url + "/v1/chat/completions",
+        timeout=120,
+        json={
+            "model": "vlm",
+            "max_tokens": 4,
+            "messages": [
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "video_url", "video_url": {"url": "data:video/mp4;base64," + data}},
+                        {"type": "text", "text": "What happens?"},
+                    ],
+                }
+            ],
+        },
+    )
     assert r.status_code == 200, r.text
     with_video = r.json()["usage"]["prompt_tokens"]
-    g = httpx.post(vlm_gateway.url + "/v1beta/models/vlm:generateContent", timeout=120, json={
-        "contents": [{"role": "user", "parts": [{"inline_data": {"mime_type": "video/mp4", "data": data}},
-                                                {"text": "What happens?"}]}],
-        "generationConfig": {"maxOutputTokens": 4}})
+    g = httpx.post(
+        vlm_gateway.url + "/v1beta/models/vlm:generateContent",
+        timeout=120,
+        json={
+            "contents": [
+                {
+                    "role": "user",
+                    "parts": [
+                        {"inline_data": {"mime_type": "video/mp4", "data": data}},
+                        {"text": "What happens?"},
+                    ],
+                }
+            ],
+            "generationConfig": {"maxOutputTokens": 4},
+        },
+    )
     assert g.status_code == 200, g.text
     assert g.json()["usageMetadata"]["promptTokenCount"] == with_video
-    plain = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
-        "model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": "What happens?"}]})
+    plain = httpx.post(
+        vlm_gateway.url + "/v1/chat/completions",
+        timeout=120,
+        json={"model": "vlm", "max_tokens": 4, "messages": [{"role": "user", "content": "What happens?"}]},
+    )
     # 3 s at 10 fps sampled at 1 fps: three frames, each a tile plus a timestamp line
     assert with_video > plain.json()["usage"]["prompt_tokens"] + 3 * 4
 
@@ -99,7 +159,12 @@ def test_client_disconnect_cancels_local_generation(vlm_gateway):
 
     local = vlm_gateway.app.runtime.providers["local"]
     before = local.cancelled
-    body = {"model": "vlm", "stream": True, "max_tokens": 4000, "messages": [{"role": "user", "content": "Go on."}]}
+    body = {
+        "model": "vlm",
+        "stream": True,
+        "max_tokens": 4000,
+        "messages": [{"role": "user", "content": "Go on."}],
+    }
     with httpx.stream("POST", vlm_gateway.url + "/v1/chat/completions", json=body, timeout=60) as r:
         for chunk in r.iter_raw():
             if b"content" in chunk:
@@ -108,8 +173,11 @@ def test_client_disconnect_cancels_local_generation(vlm_gateway):
     while local.cancelled == before and time.monotonic() < deadline:
         time.sleep(0.05)
     assert local.cancelled == before + 1
-    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=120, json={
-        "model": "vlm", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]})
+    r = httpx.post(
+        vlm_gateway.url + "/v1/chat/completions",
+        timeout=120,
+        json={"model": "vlm", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]},
+    )
     assert r.status_code == 200
 
 
@@ -121,8 +189,11 @@ def test_server_stays_responsive_while_the_engine_computes(vlm_gateway):
     done = threading.Event()
 
     def long_request() -> None:
-        httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=300, json={
-            "model": "vlm", "max_tokens": 400, "messages": [{"role": "user", "content": "Go on."}]})
+        httpx.post(
+            vlm_gateway.url + "/v1/chat/completions",
+            timeout=300,
+            json={"model": "vlm", "max_tokens": 400, "messages": [{"role": "user", "content": "Go on."}]},
+        )
         done.set()
 
     t = threading.Thread(target=long_request)
@@ -140,8 +211,10 @@ def test_server_stays_responsive_while_the_engine_computes(vlm_gateway):
 @pytest.mark.parametrize("quant", ["int8", "int8-dynamic", "int4"])
 def test_quantized_local_model_serves(tmp_path_factory, png, quant):
     path, _ = make_checkpoint("smolvlm2-256m", tmp_path_factory.mktemp("q") / "tiny")
-    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n    quant: {quant}\n"
-           "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n")
+    cfg = (
+        f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n    quant: {quant}\n"
+        "models:\n  - name: vlm\n    targets: [{provider: local, model: default}]\n"
+    )
     with GatewayServer(cfg) as gw:
         r = CLIENTS[0](gw.url).ask("vlm", Ask(turns=[("user", "What is this?")], image=png, max_tokens=4))
         assert r.stop in ("end", "length") and r.input_tokens > 4

@@ -14,13 +14,29 @@ import jsonschema
 import openai
 import pytest
 
-from smolgate.canonical import BlockStart, Request, ResponseFormat, TextDelta, Tool, ToolArgsDelta, ToolCall, ToolChoice
+from smolgate.canonical import (
+    BlockStart,
+    Request,
+    ResponseFormat,
+    TextDelta,
+    Tool,
+    ToolArgsDelta,
+    ToolCall,
+    ToolChoice,
+)
 from smolgate.providers.local_tools import OutputReader, plan_output
 from tests.gateway.clients import CLIENTS, WEATHER_SCHEMA, Ask
 
-PERSON = {"type": "object", "properties": {"name": {"type": "string", "maxLength": 12},
-                                           "age": {"type": "integer"}, "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2}},
-          "required": ["name", "age", "tags"], "additionalProperties": False}
+PERSON = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "maxLength": 12},
+        "age": {"type": "integer"},
+        "tags": {"type": "array", "items": {"enum": ["a", "b"]}, "maxItems": 2},
+    },
+    "required": ["name", "age", "tags"],
+    "additionalProperties": False,
+}
 
 
 # ---------------------------------------------------------------- unit: reading model text into blocks
@@ -34,7 +50,9 @@ def _events(plan, chunks):  # type: ignore[no-untyped-def]
 
 def test_auto_mode_splits_text_and_calls_in_order():
     req = Request(model="m", messages=[], tools=[Tool(name="get_weather", parameters=WEATHER_SCHEMA)])
-    text = 'Let me check. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call> Done.'
+    text = (
+        'Let me check. <tool_call>{"name": "get_weather", "arguments": {"city": "Paris"}}</tool_call> Done.'
+    )
     for cut in range(1, len(text)):
         events, reader = _events(plan_output(req), [text[:cut], text[cut:]])
         starts = [e.block for e in events if isinstance(e, BlockStart)]
@@ -45,7 +63,9 @@ def test_auto_mode_splits_text_and_calls_in_order():
 
 
 def test_plan_rejects_a_forced_tool_that_does_not_exist():
-    req = Request(model="m", messages=[], tools=[Tool(name="a")], tool_choice=ToolChoice(mode="tool", name="b"))
+    req = Request(
+        model="m", messages=[], tools=[Tool(name="a")], tool_choice=ToolChoice(mode="tool", name="b")
+    )
     with pytest.raises(Exception, match="not among the tools"):
         plan_output(req)
 
@@ -94,7 +114,9 @@ def _ask_required(c, stream):  # type: ignore[no-untyped-def]
         orig_gc, orig_gs = c.sdk.models.generate_content, c.sdk.models.generate_content_stream
 
         def force(kw):  # type: ignore[no-untyped-def]
-            kw["config"].tool_config = t.ToolConfig(function_calling_config=t.FunctionCallingConfig(mode="ANY"))
+            kw["config"].tool_config = t.ToolConfig(
+                function_calling_config=t.FunctionCallingConfig(mode="ANY")
+            )
             return kw
 
         c.sdk.models.generate_content = lambda **kw: orig_gc(**force(kw))  # type: ignore[method-assign]
@@ -105,10 +127,18 @@ def _ask_required(c, stream):  # type: ignore[no-untyped-def]
 @pytest.mark.parametrize("stream", [False, True], ids=["plain", "stream"])
 def test_openai_json_schema_output_parses_and_validates(vlm_gateway, stream):
     oc = openai.OpenAI(base_url=vlm_gateway.url + "/v1", api_key="k", max_retries=0)
-    kw = dict(model="vlm", max_tokens=80, messages=[{"role": "user", "content": "A person, please."}],
-              response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}})
+    kw = dict(
+        model="vlm",
+        max_tokens=80,
+        messages=[{"role": "user", "content": "A person, please."}],
+        response_format={"type": "json_schema", "json_schema": {"name": "person", "schema": PERSON}},
+    )
     if stream:
-        text = "".join(ch.choices[0].delta.content or "" for ch in oc.chat.completions.create(**kw, stream=True) if ch.choices)
+        text = "".join(
+            ch.choices[0].delta.content or ""
+            for ch in oc.chat.completions.create(**kw, stream=True)
+            if ch.choices
+        )
     else:
         text = oc.chat.completions.create(**kw).choices[0].message.content
     jsonschema.validate(json.loads(text), PERSON)
@@ -117,25 +147,58 @@ def test_openai_json_schema_output_parses_and_validates(vlm_gateway, stream):
 def test_json_mode_in_every_other_protocol(vlm_gateway):
     # OpenAI json_object
     oc = openai.OpenAI(base_url=vlm_gateway.url + "/v1", api_key="k", max_retries=0)
-    text = oc.chat.completions.create(model="vlm", max_tokens=40, response_format={"type": "json_object"},
-                                      messages=[{"role": "user", "content": "json please"}]).choices[0].message.content
+    text = (
+        oc.chat.completions.create(
+            model="vlm",
+            max_tokens=40,
+            response_format={"type": "json_object"},
+            messages=[{"role": "user", "content": "json please"}],
+        )
+        .choices[0]
+        .message.content
+    )
     assert isinstance(json.loads(text), dict)
     # Responses text.format
-    r = oc.responses.create(model="vlm", input="a person", max_output_tokens=80,
-                            text={"format": {"type": "json_schema", "name": "p", "schema": PERSON}})
+    r = oc.responses.create(
+        model="vlm",
+        input="a person",
+        max_output_tokens=80,
+        text={"format": {"type": "json_schema", "name": "p", "schema": PERSON}},
+    )
     jsonschema.validate(json.loads(r.output_text), PERSON)
     # Gemini responseSchema (OpenAPI subset) / responseJsonSchema
-    g = httpx.post(vlm_gateway.url + "/v1beta/models/vlm:generateContent", timeout=120, json={
-        "contents": [{"role": "user", "parts": [{"text": "a person"}]}],
-        "generationConfig": {"maxOutputTokens": 80, "responseMimeType": "application/json", "responseJsonSchema": PERSON}})
+    g = httpx.post(
+        vlm_gateway.url + "/v1beta/models/vlm:generateContent",
+        timeout=120,
+        json={
+            "contents": [{"role": "user", "parts": [{"text": "a person"}]}],
+            "generationConfig": {
+                "maxOutputTokens": 80,
+                "responseMimeType": "application/json",
+                "responseJsonSchema": PERSON,
+            },
+        },
+    )
     jsonschema.validate(json.loads(g.json()["candidates"][0]["content"]["parts"][0]["text"]), PERSON)
     # Ollama format
-    o = httpx.post(vlm_gateway.url + "/api/chat", timeout=120, json={
-        "model": "vlm", "stream": False, "format": PERSON, "options": {"num_predict": 80},
-        "messages": [{"role": "user", "content": "a person"}]})
+    o = httpx.post(
+        vlm_gateway.url + "/api/chat",
+        timeout=120,
+        json={
+            "model": "vlm",
+            "stream": False,
+            "format": PERSON,
+            "options": {"num_predict": 80},
+            "messages": [{"role": "user", "content": "a person"}],
+        },
+    )
     jsonschema.validate(json.loads(o.json()["message"]["content"]), PERSON)
     # Anthropic output_config.format
     ac = anthropic.Anthropic(base_url=vlm_gateway.url, api_key="k", max_retries=0)
-    m = ac.messages.create(model="vlm", max_tokens=80, messages=[{"role": "user", "content": "a person"}],
-                           extra_body={"output_config": {"format": {"type": "json_schema", "schema": PERSON}}})
+    m = ac.messages.create(
+        model="vlm",
+        max_tokens=80,
+        messages=[{"role": "user", "content": "a person"}],
+        extra_body={"output_config": {"format": {"type": "json_schema", "schema": PERSON}}},
+    )
     jsonschema.validate(json.loads(m.content[0].text), PERSON)

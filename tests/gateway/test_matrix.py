@@ -39,21 +39,29 @@ def test_plain_text_and_usage(clients, upstreams, client_cls, upstream, stream):
 
 @pytest.mark.parametrize("client_cls,upstream,stream", MATRIX, ids=IDS)
 def test_system_prompt_and_multi_turn(clients, client_cls, upstream, stream):
-    ask = Ask(system="Be terse.", turns=[("user", "hi"), ("assistant", "hello"), ("user", "how are you")], stream=stream)
+    ask = Ask(
+        system="Be terse.",
+        turns=[("user", "hi"), ("assistant", "hello"), ("user", "how are you")],
+        stream=stream,
+    )
     r = clients[client_cls].ask(f"via-{upstream}", ask)
     assert r.text == "You said: how are you | system=Be terse. images=0 turns=3"
 
 
 @pytest.mark.parametrize("client_cls,upstream,stream", MATRIX, ids=IDS)
 def test_image_input(clients, upstreams, png, client_cls, upstream, stream):
-    r = clients[client_cls].ask(f"via-{upstream}", Ask(turns=[("user", "what is this")], image=png, stream=stream))
+    r = clients[client_cls].ask(
+        f"via-{upstream}", Ask(turns=[("user", "what is this")], image=png, stream=stream)
+    )
     assert r.text.endswith("images=1 turns=1")
 
 
 @pytest.mark.parametrize("client_cls,upstream,stream", MATRIX, ids=IDS)
 def test_tool_call_round_trip(clients, client_cls, upstream, stream):
     c = clients[client_cls]
-    first = c.ask(f"via-{upstream}", Ask(turns=[("user", "what is the weather in Paris")], tools=True, stream=stream))
+    first = c.ask(
+        f"via-{upstream}", Ask(turns=[("user", "what is the weather in Paris")], tools=True, stream=stream)
+    )
     assert first.stop == "tool"
     assert len(first.tool_calls) == 1
     call_id, name, args = first.tool_calls[0]
@@ -61,15 +69,19 @@ def test_tool_call_round_trip(clients, client_cls, upstream, stream):
     if client_cls.name != "ollama":  # Ollama's wire has no tool-call ids
         assert call_id
     x = ToolExchange(call_id=call_id or "call_0", name=name, args=args, result="sunny and 21C")
-    second = c.ask(f"via-{upstream}", Ask(turns=[("user", "what is the weather in Paris")], tools=True,
-                                          exchange=x, stream=stream))
+    second = c.ask(
+        f"via-{upstream}",
+        Ask(turns=[("user", "what is the weather in Paris")], tools=True, exchange=x, stream=stream),
+    )
     assert second.stop == "end"
     assert second.text.startswith("The tool said:") and "sunny and 21C" in second.text
 
 
 @pytest.mark.parametrize("client_cls,upstream,stream", MATRIX, ids=IDS)
 def test_stop_reason_length(clients, client_cls, upstream, stream):
-    r = clients[client_cls].ask(f"via-{upstream}", Ask(turns=[("user", "count my words")], max_tokens=3, stream=stream))
+    r = clients[client_cls].ask(
+        f"via-{upstream}", Ask(turns=[("user", "count my words")], max_tokens=3, stream=stream)
+    )
     assert r.text == "You said: count"
     assert r.stop == "length"
 
@@ -78,10 +90,13 @@ def test_stop_reason_length(clients, client_cls, upstream, stream):
 STOP_MATRIX = [m for m in MATRIX if getattr(m[0], "takes_stop", True)]
 
 
-@pytest.mark.parametrize("client_cls,upstream,stream", STOP_MATRIX,
-                         ids=[i for m, i in zip(MATRIX, IDS) if m in STOP_MATRIX])
+@pytest.mark.parametrize(
+    "client_cls,upstream,stream", STOP_MATRIX, ids=[i for m, i in zip(MATRIX, IDS) if m in STOP_MATRIX]
+)
 def test_stop_sequence(clients, client_cls, upstream, stream):
-    r = clients[client_cls].ask(f"via-{upstream}", Ask(turns=[("user", "stop here")], stop=["| system"], stream=stream))
+    r = clients[client_cls].ask(
+        f"via-{upstream}", Ask(turns=[("user", "stop here")], stop=["| system"], stream=stream)
+    )
     assert r.text == "You said: stop here "
     if client_cls.name == "anthropic" and upstream == "anthropic":
         assert r.stop == "stop_sequence"  # the only pair whose both wires carry the matched sequence

@@ -14,18 +14,20 @@ UPSTREAM_KEY = "sk-upstream-secret-value-123"
 
 def test_refusals_are_logged_with_their_reason_and_no_secret(caplog):
     up = OpenAIUpstream(api_key="another-key").start()  # rejects our key: the account gets disabled
-    cfg = (f"providers:\n  - name: up\n    protocol: openai\n    base_url: {up.url}/v1\n"
-           f"    accounts: [{{api_key: {UPSTREAM_KEY}}}]\n"
-           "models:\n  - name: m\n    targets: [{provider: up, model: gpt-fake}]\n")
+    cfg = (
+        f"providers:\n  - name: up\n    protocol: openai\n    base_url: {up.url}/v1\n"
+        f"    accounts: [{{api_key: {UPSTREAM_KEY}}}]\n"
+        "models:\n  - name: m\n    targets: [{provider: up, model: gpt-fake}]\n"
+    )
     try:
         with GatewayServer(cfg) as gw, caplog.at_level(logging.INFO, logger="smolgate"):
             bad = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m", "messages": "nope"})
             hi = [{"role": "user", "content": "hi"}]
             body = {"model": "nope", "max_tokens": 5, "messages": hi}
-            unknown = httpx.post(gw.url + "/v1/messages", json=body,
-                                 headers={"anthropic-version": "2023-06-01"})
-            rejected = httpx.post(gw.url + "/v1/chat/completions",
-                                  json={"model": "m", "messages": hi})
+            unknown = httpx.post(
+                gw.url + "/v1/messages", json=body, headers={"anthropic-version": "2023-06-01"}
+            )
+            rejected = httpx.post(gw.url + "/v1/chat/completions", json={"model": "m", "messages": hi})
     finally:
         up.stop()
     assert (bad.status_code, unknown.status_code, rejected.status_code) == (400, 404, 502)

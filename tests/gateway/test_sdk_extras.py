@@ -38,8 +38,13 @@ def test_anthropic_1x_client_generation(gateway, upstreams):
     """anthropic 1.x sends x-api-key + anthropic-version 2023-06-01 (the 2.x SDK sends Bearer + 2026-10-21)."""
     assert LEGACY.is_dir(), "scripts/bootstrap.sh test installs anthropic 1.x into .venv/legacy/anthropic1"
     env = {**os.environ, "PYTHONPATH": str(LEGACY)}
-    out = subprocess.run([sys.executable, "-c", LEGACY_SCRIPT, gateway.url], env=env, capture_output=True,
-                         text=True, timeout=60)
+    out = subprocess.run(
+        [sys.executable, "-c", LEGACY_SCRIPT, gateway.url],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert out.returncode == 0, out.stderr
     r = json.loads(out.stdout)
     assert r["plain"].startswith("You said: legacy hello") and r["stop"] == "end_turn"
@@ -52,9 +57,15 @@ def test_anthropic_2x_client_sends_bearer_and_new_version(gateway):
     def hook(request: httpx.Request) -> None:
         seen.update({k.lower(): v for k, v in request.headers.items()})
 
-    c = anthropic.Anthropic(base_url=gateway.url, api_key="client-key", max_retries=0,
-                            http_client=httpx2.Client(event_hooks={"request": [hook]}))
-    m = c.messages.create(model="via-anthropic", max_tokens=50, messages=[{"role": "user", "content": "new gen"}])
+    c = anthropic.Anthropic(
+        base_url=gateway.url,
+        api_key="client-key",
+        max_retries=0,
+        http_client=httpx2.Client(event_hooks={"request": [hook]}),
+    )
+    m = c.messages.create(
+        model="via-anthropic", max_tokens=50, messages=[{"role": "user", "content": "new gen"}]
+    )
     assert m.content[0].text.startswith("You said: new gen")
     assert seen.get("authorization") == "Bearer client-key"
     assert seen.get("anthropic-version") != "2023-06-01"
@@ -63,7 +74,9 @@ def test_anthropic_2x_client_sends_bearer_and_new_version(gateway):
 @pytest.mark.parametrize("api_version", [None, "v1beta", "v1"])
 @pytest.mark.parametrize("stream", [False, True])
 def test_google_genai_default_v1_and_v1beta(gateway, api_version, stream):
-    r = GeminiClient(gateway.url, api_version=api_version).ask("via-openai", Ask(turns=[("user", "gemini hi")], stream=stream))
+    r = GeminiClient(gateway.url, api_version=api_version).ask(
+        "via-openai", Ask(turns=[("user", "gemini hi")], stream=stream)
+    )
     assert r.text.startswith("You said: gemini hi")
 
 
@@ -88,10 +101,15 @@ def test_model_lists_in_each_protocols_shape(gateway):
 
 def test_token_counting(gateway):
     ac = anthropic.Anthropic(base_url=gateway.url, api_key="k", max_retries=0)
-    n = ac.messages.count_tokens(model="via-openai", messages=[{"role": "user", "content": "count these words please"}])
+    n = ac.messages.count_tokens(
+        model="via-openai", messages=[{"role": "user", "content": "count these words please"}]
+    )
     assert n.input_tokens > 0
-    raw = httpx.post(gateway.url + "/v1/messages/count_tokens", json={
-        "model": "via-openai", "messages": [{"role": "user", "content": "x"}]}, headers={"anthropic-version": "2023-06-01"})
+    raw = httpx.post(
+        gateway.url + "/v1/messages/count_tokens",
+        json={"model": "via-openai", "messages": [{"role": "user", "content": "x"}]},
+        headers={"anthropic-version": "2023-06-01"},
+    )
     assert raw.status_code == 200 and set(raw.json()) == {"input_tokens"}
 
     gc = genai.Client(api_key="k", http_options=types.HttpOptions(base_url=gateway.url, api_version="v1beta"))
@@ -107,6 +125,8 @@ def test_ollama_metadata_endpoints(gateway):
 def test_gemini_key_in_query_and_header_reach_the_same_route(gateway):
     body = {"contents": [{"role": "user", "parts": [{"text": "q key"}]}]}
     a = httpx.post(gateway.url + "/v1beta/models/via-openai:generateContent?key=abc", json=body)
-    b = httpx.post(gateway.url + "/v1/models/via-openai:generateContent", json=body, headers={"x-goog-api-key": "abc"})
+    b = httpx.post(
+        gateway.url + "/v1/models/via-openai:generateContent", json=body, headers={"x-goog-api-key": "abc"}
+    )
     assert a.status_code == b.status_code == 200
     assert a.json()["candidates"][0]["content"]["parts"][0]["text"].startswith("You said: q key")

@@ -9,12 +9,24 @@ import pytest
 
 UPSTREAMS = ["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 CLIENT_REQUESTS = {
-    "openai": ("/v1/chat/completions", lambda m: {"model": m, "stream": True, "messages": [{"role": "user", "content": "SLOW"}]}),
+    "openai": (
+        "/v1/chat/completions",
+        lambda m: {"model": m, "stream": True, "messages": [{"role": "user", "content": "SLOW"}]},
+    ),
     "openai-responses": ("/v1/responses", lambda m: {"model": m, "stream": True, "input": "SLOW"}),
-    "anthropic": ("/v1/messages", lambda m: {"model": m, "stream": True, "max_tokens": 50,
-                                             "messages": [{"role": "user", "content": "SLOW"}]}),
-    "gemini": ("/v1beta/models/{m}:streamGenerateContent?alt=sse",
-               lambda m: {"contents": [{"role": "user", "parts": [{"text": "SLOW"}]}]}),
+    "anthropic": (
+        "/v1/messages",
+        lambda m: {
+            "model": m,
+            "stream": True,
+            "max_tokens": 50,
+            "messages": [{"role": "user", "content": "SLOW"}],
+        },
+    ),
+    "gemini": (
+        "/v1beta/models/{m}:streamGenerateContent?alt=sse",
+        lambda m: {"contents": [{"role": "user", "parts": [{"text": "SLOW"}]}]},
+    ),
     "ollama": ("/api/chat", lambda m: {"model": m, "messages": [{"role": "user", "content": "SLOW"}]}),
 }
 PAIRS = [(c, u) for c in CLIENT_REQUESTS for u in UPSTREAMS]

@@ -23,8 +23,13 @@ from smolgate.pool import PoolOptions, Pools
 
 
 def provider(cap: int) -> ProviderConfig:
-    return ProviderConfig(name="shared", protocol="openai", base_url="http://127.0.0.1:1/v1", queue_timeout=30,
-                          accounts=[AccountConfig(name="only", api_key="sk-x", max_concurrency=cap)])
+    return ProviderConfig(
+        name="shared",
+        protocol="openai",
+        base_url="http://127.0.0.1:1/v1",
+        queue_timeout=30,
+        accounts=[AccountConfig(name="only", api_key="sk-x", max_concurrency=cap)],
+    )
 
 
 async def hammer(url: str, cap: int, n: int) -> None:

@@ -58,7 +58,10 @@ async def test_unlimited_key_is_free(backend: str, state_url: str | None) -> Non
 
 async def test_concurrency_shared_across_replicas(redis_url: str) -> None:
     key = ClientKey(key="ck", name="team-c", max_concurrency=2, rpm=100)
-    (one, p1), (two, p2) = await _limiter("redis", redis_url, [key]), await _limiter("redis", redis_url, [key])
+    (one, p1), (two, p2) = (
+        await _limiter("redis", redis_url, [key]),
+        await _limiter("redis", redis_url, [key]),
+    )
     r1 = await one.acquire(key)
     r2 = await two.acquire(key)
     for lim in (one, two):

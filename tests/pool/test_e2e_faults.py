@@ -17,8 +17,17 @@ import pytest
 from tests.fakes.fault_upstream import FaultUpstream
 from tests.gateway_server import GatewayServer
 
-FAULTS = {"k-ok": "ok", "k-429": "429", "k-429b": "429_bare", "k-count": "countdown", "k-5xx": "5xx",
-          "k-slow": "slow", "k-reset": "reset", "k-die": "die", "k-401": "401"}
+FAULTS = {
+    "k-ok": "ok",
+    "k-429": "429",
+    "k-429b": "429_bare",
+    "k-count": "countdown",
+    "k-5xx": "5xx",
+    "k-slow": "slow",
+    "k-reset": "reset",
+    "k-die": "die",
+    "k-401": "401",
+}
 
 
 def _closed_port() -> int:
@@ -57,6 +66,7 @@ async def _drive(url: str, model: str, n: int, concurrency: int, stream_every: i
     sem = asyncio.Semaphore(concurrency)
     failures: list[str] = []
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=60)) as http:
+
         async def one(i: int) -> None:
             async with sem:
                 err = await _chat(http, url, model, i, stream=i % stream_every == 0)
@@ -68,8 +78,17 @@ async def _drive(url: str, model: str, n: int, concurrency: int, stream_every: i
 
 
 async def test_two_thousand_requests_through_the_fault_mix(fault_up: FaultUpstream) -> None:
-    names = {"healthy": "k-ok", "throttled": "k-429", "throttled-bare": "k-429b", "counting": "k-count",
-             "erroring": "k-5xx", "slow": "k-slow", "resetting": "k-reset", "dying": "k-die", "revoked": "k-401"}
+    names = {
+        "healthy": "k-ok",
+        "throttled": "k-429",
+        "throttled-bare": "k-429b",
+        "counting": "k-count",
+        "erroring": "k-5xx",
+        "slow": "k-slow",
+        "resetting": "k-reset",
+        "dying": "k-die",
+        "revoked": "k-401",
+    }
     cfg = f"""
 providers:
   - name: refused            # nothing listens here: every connect is refused (keyless: one anonymous account)
@@ -131,8 +150,20 @@ models:
 
 
 async def test_caps_and_weights_seen_from_the_upstream() -> None:
-    up = FaultUpstream({"c1": "ok", "c2": "ok", "c3": "ok", "w-big": "ok", "w-small": "ok",
-                        "e1": "ok", "e2": "ok", "e3": "ok", "e4": "ok"}, hold=0.01).start()
+    up = FaultUpstream(
+        {
+            "c1": "ok",
+            "c2": "ok",
+            "c3": "ok",
+            "w-big": "ok",
+            "w-small": "ok",
+            "e1": "ok",
+            "e2": "ok",
+            "e3": "ok",
+            "e4": "ok",
+        },
+        hold=0.01,
+    ).start()
     cfg = f"""
 providers:
   - name: capped
@@ -171,7 +202,8 @@ providers:
     assert sum(s[k].ok for k in ("c1", "c2", "c3")) == 400
     assert abs(s["w-big"].ok / s["w-small"].ok - 3) <= 0.15, (s["w-big"], s["w-small"])
     assert all(abs(s[k].ok - 100) <= 5 for k in ("e1", "e2", "e3", "e4")), collections.Counter(
-        {k: s[k].ok for k in ("e1", "e2", "e3", "e4")})
+        {k: s[k].ok for k in ("e1", "e2", "e3", "e4")}
+    )
 
 
 class _Serve:
@@ -185,9 +217,12 @@ class _Serve:
 
         self.port = _closed_port()
         exe = Path(sys.executable).with_name("smolgate")
-        self.proc = subprocess.Popen([str(exe), "serve", "--config", cfg_path, "--port", str(self.port),
-                                      "--log-level", "warning"], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.PIPE, text=True)
+        self.proc = subprocess.Popen(
+            [str(exe), "serve", "--config", cfg_path, "--port", str(self.port), "--log-level", "warning"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         end = time.monotonic() + 60
         while time.monotonic() < end and self.proc.poll() is None:
             with socket.socket() as s:

@@ -73,8 +73,11 @@ async def test_429_without_retry_after_backs_off_exponentially(backend: str, sta
 async def test_429_reset_headers_set_the_cooldown(backend: str, state_url: str | None) -> None:
     pools = await make_pools(backend, [prov("one", [acct("solo")])], state_url, backoff_base=30)
     t = time.time()
-    await _once(pools.get("one"), status=429, headers={"x-ratelimit-remaining-requests": "0",
-                                                       "x-ratelimit-reset-requests": "300ms"})
+    await _once(
+        pools.get("one"),
+        status=429,
+        headers={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "300ms"},
+    )
     assert status(pools, "solo").until == pytest.approx(t + 0.3, rel=0, abs=0.05)  # not the 15–30 s backoff
     await pools.close()
 

@@ -13,8 +13,11 @@ from smolgate.pool import health as H
 from smolgate.pool.state_redis import SharedState
 
 # Failures weighted up: the breaker only shows its threshold after several in a row.
-EVENTS = st.lists(st.sampled_from(["ok", "neutral", "rate_limited", "failure", "failure", "failure", "auth"]),
-                  min_size=1, max_size=12)
+EVENTS = st.lists(
+    st.sampled_from(["ok", "neutral", "rate_limited", "failure", "failure", "failure", "auth"]),
+    min_size=1,
+    max_size=12,
+)
 _ids = itertools.count()
 
 
@@ -43,8 +46,16 @@ async def _check(url: str, events: list[str], waits: list[int]) -> None:
                 h.on_failure(now, 3, 100.0, "502")
             else:
                 h.on_auth("401")
-            shared.record(prefix, ev, now, until=until, cooldown=100.0, threshold=3, reason=h.reason or "",
-                          on_result=got.append)
+            shared.record(
+                prefix,
+                ev,
+                now,
+                until=until,
+                cooldown=100.0,
+                threshold=3,
+                reason=h.reason or "",
+                on_result=got.append,
+            )
             await shared.drain()
             state, s_until, _ = got[-1]
             assert state == h.state, (events, got)

@@ -52,7 +52,9 @@ async def test_newcomer_does_not_jump_the_queue() -> None:
 
 
 async def test_queue_timeout_gives_429_with_retry_after(backend: str, state_url: str | None) -> None:
-    pools = await make_pools(backend, [prov("q", [acct("a", max_concurrency=1)], queue_timeout=0.2)], state_url)
+    pools = await make_pools(
+        backend, [prov("q", [acct("a", max_concurrency=1)], queue_timeout=0.2)], state_url
+    )
     pool = pools.get("q")
     held = await pool.acquire()
     t = time.monotonic()

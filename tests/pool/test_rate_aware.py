@@ -33,8 +33,13 @@ class Budget:
         return 200, {**h, "x-ratelimit-remaining-requests": str(self.limit - self.used)}
 
 
-async def _drive(pool, budgets: dict[str, Budget], n: int, concurrency: int,  # type: ignore[no-untyped-def]
-                 headers: bool = True) -> None:
+async def _drive(
+    pool,
+    budgets: dict[str, Budget],
+    n: int,
+    concurrency: int,  # type: ignore[no-untyped-def]
+    headers: bool = True,
+) -> None:
     sem = asyncio.Semaphore(concurrency)
 
     async def one() -> None:
@@ -48,10 +53,12 @@ async def _drive(pool, budgets: dict[str, Budget], n: int, concurrency: int,  # 
     await asyncio.gather(*(one() for _ in range(n)))
 
 
-@pytest.mark.parametrize("strategy,headers", [("rate_limit_aware", True), ("round_robin", True),
-                                              ("round_robin", False)])
-async def test_counting_down_account_is_avoided(backend: str, state_url: str | None, strategy: str,
-                                                headers: bool) -> None:
+@pytest.mark.parametrize(
+    "strategy,headers", [("rate_limit_aware", True), ("round_robin", True), ("round_robin", False)]
+)
+async def test_counting_down_account_is_avoided(
+    backend: str, state_url: str | None, strategy: str, headers: bool
+) -> None:
     budgets = {"tight": Budget(15, 30.0), "roomy": Budget(100_000, 30.0)}
     p = prov("rl", [acct("tight"), acct("roomy")], strategy=strategy)
     pools = await make_pools(backend, [p], state_url, backoff_base=0.05)

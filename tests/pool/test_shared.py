@@ -40,8 +40,9 @@ def test_two_processes_share_one_concurrency_cap(redis_url: str) -> None:
 async def test_crashed_replica_slots_expire(redis_url: str) -> None:
     p = _run("hold-and-crash", redis_url, "2")
     assert p.communicate(timeout=30)[0].strip() == "held"
-    pools = await make_pools("redis", [prov("shared", [acct("only", max_concurrency=2)], queue_timeout=0.1)],
-                             redis_url)
+    pools = await make_pools(
+        "redis", [prov("shared", [acct("only", max_concurrency=2)], queue_timeout=0.1)], redis_url
+    )
     with pytest.raises(GatewayError):  # the dead replica's slots still count ...
         await pools.get("shared").acquire()
     await asyncio.sleep(1.1)  # ... until their 1 s lease runs out

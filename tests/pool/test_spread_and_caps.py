@@ -36,7 +36,9 @@ async def _hammer(pool, n: int, hold: tuple[float, float]) -> tuple[collections.
 @pytest.mark.parametrize("strategy", ["round_robin", "least_in_flight", "weighted", "rate_limit_aware"])
 async def test_max_concurrency_never_exceeded(backend: str, state_url: str | None, strategy: str) -> None:
     caps = {"a": 3, "b": 5, "c": 2}
-    p = prov("cap", [acct(n, max_concurrency=c) for n, c in caps.items()], strategy=strategy, queue_timeout=30)
+    p = prov(
+        "cap", [acct(n, max_concurrency=c) for n, c in caps.items()], strategy=strategy, queue_timeout=30
+    )
     pools = await make_pools(backend, [p], state_url)
     try:
         peak, served = await _hammer(pools.get("cap"), 200, (0.001, 0.004))
@@ -138,8 +140,15 @@ async def test_announced_token_budget_is_respected(backend: str, state_url: str 
     pools = await make_pools(backend, [p], state_url)
     pool = pools.get("t")
     lease = await pool.acquire(tokens=10)
-    lease.record(status=200, headers={"x-ratelimit-remaining-tokens": "0", "x-ratelimit-reset-tokens": "20s",
-                                      "x-ratelimit-remaining-requests": "50", "x-ratelimit-reset-requests": "1s"})
+    lease.record(
+        status=200,
+        headers={
+            "x-ratelimit-remaining-tokens": "0",
+            "x-ratelimit-reset-tokens": "20s",
+            "x-ratelimit-remaining-requests": "50",
+            "x-ratelimit-reset-requests": "1s",
+        },
+    )
     await lease.release()
     await pools.drain()
     with pytest.raises(GatewayError) as err:

@@ -24,10 +24,11 @@ from smolgate.protocols.base import Codec, RequestContext, StreamDecoder
 
 
 def json_values() -> st.SearchStrategy[Any]:
-    return st.recursive(st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False)
-                        | st.text(max_size=5),
-                        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids,
-                                                                                  max_size=3), max_leaves=8)
+    return st.recursive(
+        st.none() | st.booleans() | st.integers(-3, 3) | st.floats(allow_nan=False) | st.text(max_size=5),
+        lambda kids: st.lists(kids, max_size=3) | st.dictionaries(st.text(max_size=5), kids, max_size=3),
+        max_leaves=8,
+    )
 
 
 def mutate(obj: Any, path: list[int], value: Any) -> Any:
@@ -73,4 +74,6 @@ def assert_stream_guarantees(events: list[Event]) -> None:
         elif isinstance(e, (TextDelta, ReasoningDelta, ToolArgsDelta)):
             assert e.index == open_idx
     tail = events[-2:]
-    assert isinstance(events[-1], StreamError) or (isinstance(tail[0], MessageDelta) and tail[1] == MessageStop())
+    assert isinstance(events[-1], StreamError) or (
+        isinstance(tail[0], MessageDelta) and tail[1] == MessageStop()
+    )

@@ -397,6 +397,7 @@ def test_encode_error_upstream_auth_is_502_api_error():
 
 # ======================================================== client side: stream encoder
 
+
 def test_stream_encoder_wire_shape():
     data = encode_stream(FULL_EVENTS)
     fr = frames(data)

@@ -159,7 +159,6 @@ def test_fuzz_seed_is_valid():
     assert r.messages[2].content[0].name == "f"
 
 
-
 _FRAME_TYPES = [
     "message_start",
     "content_block_start",

@@ -435,12 +435,14 @@ def test_upstream_side_against_fake(fake):
     assert e.value.kind is ErrorKind.OVERLOADED and "scripted" in e.value.message
 
 
-
-
 async def test_async_sdk_stream_helper_and_fake_models(fake):
     m = Mock(stream_reply(FULL_EVENTS))
-    client = anthropic.AsyncAnthropic(api_key="k", base_url="http://gw.test", max_retries=0,
-                                      http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(m)))
+    client = anthropic.AsyncAnthropic(
+        api_key="k",
+        base_url="http://gw.test",
+        max_retries=0,
+        http_client=httpx2.AsyncClient(transport=httpx2.MockTransport(m)),
+    )
     async with client.messages.stream(model="claude-x", max_tokens=10, messages=MSGS) as s:
         final = await s.get_final_message()
     assert [b.type for b in final.content] == ["thinking", "text", "tool_use"]

@@ -376,7 +376,6 @@ def test_decode_error_statuses():
     assert codec.decode_error(400, b"", {}).kind is ErrorKind.INVALID_REQUEST
 
 
-
 def test_encode_request_thinking_compat_and_foreign_reasoning():
     user = Message(role="user", content=[Text(text="x")])
 
@@ -446,7 +445,9 @@ def test_claude_code_billing_header_only_reaches_anthropic():
 
 def test_effort_replays_to_anthropic_without_switching_thinking_on():
     r = dec(base(output_config={"effort": "low"}))
-    assert r.reasoning == ReasoningConfig(effort="low", hint=True)  # an effort alone is not a request to think
+    assert r.reasoning == ReasoningConfig(
+        effort="low", hint=True
+    )  # an effort alone is not a request to think
     sent = orjson.loads(codec.encode_request(r, "m").body)
     assert "thinking" not in sent and sent["output_config"] == {"effort": "low"}
     r = dec(base(thinking={"type": "adaptive"}, output_config={"effort": "max"}))

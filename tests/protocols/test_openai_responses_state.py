@@ -12,8 +12,11 @@ from tests.gateway_server import GatewayServer
 
 UPSTREAMS = ["openai", "anthropic", "gemini", "ollama", "openai-responses"]
 KEYS = "keys:\n  - {key: sk-client-a, name: a}\n  - {key: sk-client-b, name: b}\n"
-TOOL = {"type": "function", "name": "get_weather", "parameters": {
-    "type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
+TOOL = {
+    "type": "function",
+    "name": "get_weather",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+}
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +57,11 @@ def test_previous_response_id_continues_the_conversation(gateway, upstream, stre
 def test_retrieve_delete_and_input_items(gateway):
     c = client(gateway)
     first = c.responses.create(model="via-anthropic", input="one")
-    second = c.responses.create(model="via-anthropic", previous_response_id=first.id, input=[
-        {"role": "user", "content": "two"}, {"role": "user", "content": "three"}])
+    second = c.responses.create(
+        model="via-anthropic",
+        previous_response_id=first.id,
+        input=[{"role": "user", "content": "two"}, {"role": "user", "content": "three"}],
+    )
     got = c.responses.retrieve(second.id)
     assert got.id == second.id and got.output_text == second.output_text and got.status == "completed"
     items = c.responses.input_items.list(second.id)  # newest first by default, 20 per page
@@ -67,9 +73,17 @@ def test_retrieve_delete_and_input_items(gateway):
     assert page.first_id == page.data[0].id and page.last_id == page.data[1].id
     rest = c.responses.input_items.list(second.id, limit=2, order="asc", after=page.last_id)
     assert [i.content[0].text for i in rest.data] == ["two", "three"] and not rest.has_more
-    assert [i.content[0].text for i in c.responses.input_items.list(second.id, limit=10)] == texts  # auto-paging
-    r = httpx.delete(f"{gateway.url}/v1/responses/{second.id}", headers={"authorization": "Bearer sk-client-a"})
-    assert r.status_code == 200 and r.json() == {"id": second.id, "object": "response.deleted", "deleted": True}
+    assert [
+        i.content[0].text for i in c.responses.input_items.list(second.id, limit=10)
+    ] == texts  # auto-paging
+    r = httpx.delete(
+        f"{gateway.url}/v1/responses/{second.id}", headers={"authorization": "Bearer sk-client-a"}
+    )
+    assert r.status_code == 200 and r.json() == {
+        "id": second.id,
+        "object": "response.deleted",
+        "deleted": True,
+    }
     with pytest.raises(openai.NotFoundError):
         c.responses.retrieve(second.id)
     with pytest.raises(openai.NotFoundError) as info:
@@ -104,8 +118,11 @@ def test_ids_are_validated_before_use(gateway, bad):
     h = {"authorization": "Bearer sk-client-a"}
     r = httpx.get(f"{gateway.url}/v1/responses/{httpx.URL(bad).path if '/' in bad else bad}", headers=h)
     assert r.status_code in (400, 404)
-    r = httpx.post(f"{gateway.url}/v1/responses", headers=h, json={
-        "model": "via-openai", "input": "x", "previous_response_id": bad})
+    r = httpx.post(
+        f"{gateway.url}/v1/responses",
+        headers=h,
+        json={"model": "via-openai", "input": "x", "previous_response_id": bad},
+    )
     assert r.status_code == 400 and r.json()["error"]["param"] == "previous_response_id"
 
 
@@ -116,10 +133,15 @@ def test_item_reference_to_minted_ids_resolves(gateway, upstreams, upstream):
     first = c.responses.create(model=f"via-{upstream}", input="what is the weather", tools=[TOOL])
     call = first.output[-1]
     assert call.type == "function_call" and call.id.startswith("fc_")
-    second = c.responses.create(model=f"via-{upstream}", tools=[TOOL], input=[
-        {"role": "user", "content": "what is the weather"},
-        {"type": "item_reference", "id": call.id},
-        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    second = c.responses.create(
+        model=f"via-{upstream}",
+        tools=[TOOL],
+        input=[
+            {"role": "user", "content": "what is the weather"},
+            {"type": "item_reference", "id": call.id},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        ],
+    )
     assert second.output_text == "The tool said: sunny"
     with pytest.raises(openai.NotFoundError) as info:
         c.responses.create(model=f"via-{upstream}", input=[{"type": "item_reference", "id": "fc_unknown"}])
@@ -131,9 +153,15 @@ def test_item_reference_already_in_the_previous_response_is_not_duplicated(gatew
     first = c.responses.create(model="via-openai-responses", input="what is the weather", tools=[TOOL])
     call = first.output[-1]
     upstreams["openai"].reset()
-    second = c.responses.create(model="via-openai-responses", tools=[TOOL], previous_response_id=first.id, input=[
-        {"type": "item_reference", "id": call.id},
-        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+    second = c.responses.create(
+        model="via-openai-responses",
+        tools=[TOOL],
+        previous_response_id=first.id,
+        input=[
+            {"type": "item_reference", "id": call.id},
+            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+        ],
+    )
     assert second.output_text == "The tool said: sunny"
     kinds = [i.get("type", "message") for i in upstreams["openai"].last.json["input"]]
     assert kinds == ["message", "function_call", "function_call_output"]
@@ -145,7 +173,13 @@ def test_bare_id_and_response_id_references_resolve(gateway):
     first = c.responses.create(model="via-gemini", input="what is the weather", tools=[TOOL])
     call = first.output[-1]
     for ref in ({"id": call.id}, {"type": "item_reference", "id": first.id}):
-        second = c.responses.create(model="via-gemini", tools=[TOOL], input=[
-            {"role": "user", "content": "what is the weather"}, ref,
-            {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+        second = c.responses.create(
+            model="via-gemini",
+            tools=[TOOL],
+            input=[
+                {"role": "user", "content": "what is the weather"},
+                ref,
+                {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"},
+            ],
+        )
         assert second.output_text == "The tool said: sunny"

@@ -12,11 +12,21 @@ from smolgate.responses_store import MemoryResponseStore, StoredResponse, check_
 
 
 def rec(rid: str, owner: str = "o", text: str = "x", created: float | None = None) -> StoredResponse:
-    out = [{"id": f"msg_{rid}", "type": "message", "role": "assistant",
-            "content": [{"type": "output_text", "text": text}]}]
-    return StoredResponse(rid, owner, {"id": rid, "output": out},
-                          [{"id": f"in_{rid}", "type": "message", "role": "user", "content": "q"}],
-                          **({"created": created} if created is not None else {}))
+    out = [
+        {
+            "id": f"msg_{rid}",
+            "type": "message",
+            "role": "assistant",
+            "content": [{"type": "output_text", "text": text}],
+        }
+    ]
+    return StoredResponse(
+        rid,
+        owner,
+        {"id": rid, "output": out},
+        [{"id": f"in_{rid}", "type": "message", "role": "user", "content": "q"}],
+        **({"created": created} if created is not None else {}),
+    )
 
 
 def run(coro):
@@ -32,6 +42,7 @@ def test_count_bound_drops_least_recently_used():
         await s.put(rec("c"))
         assert await s.get("o", "b") is None and await s.get("o", "a") is not None and len(s) == 2
         assert await s.item("o", "msg_b") is None and await s.item("o", "msg_c") is not None
+
     run(go())
 
 
@@ -43,6 +54,7 @@ def test_byte_bound_and_oversized_records():
         for i in range(10):
             await s.put(rec(f"r{i}", text="z" * 200))
         assert s.bytes <= 1000 and len(s) < 10 and await s.get("o", "r9") is not None
+
     run(go())
 
 
@@ -53,6 +65,7 @@ def test_expired_records_are_gone():
         await s.put(rec("new"))
         assert await s.get("o", "old") is None and await s.item("o", "msg_old") is None
         assert await s.get("o", "new") is not None
+
     run(go())
 
 
@@ -63,6 +76,7 @@ def test_owners_do_not_see_each_other():
         assert await s.get("bob", "a") is None and await s.item("bob", "msg_a") is None
         assert not await s.delete("bob", "a") and await s.get("alice", "a") is not None
         assert await s.delete("alice", "a") and s.bytes == 0
+
     run(go())
 
 

@@ -38,19 +38,39 @@ EPH = {"type": "ephemeral"}
 
 def claude_code_body() -> dict:
     return {
-        "model": "m", "max_tokens": 100, "stream": False,
-        "system": [{"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.66a;"},
-                   {"type": "text", "text": "You are Claude Code.", "cache_control": EPH},
-                   {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}}],
-        "tools": [{"name": "Read", "input_schema": {"type": "object"}},
-                  {"name": "Write", "input_schema": {"type": "object"}, "cache_control": EPH}],
+        "model": "m",
+        "max_tokens": 100,
+        "stream": False,
+        "system": [
+            {"type": "text", "text": "x-anthropic-billing-header: cc_version=2.1.197.66a;"},
+            {"type": "text", "text": "You are Claude Code.", "cache_control": EPH},
+            {"type": "text", "text": "Be brief.", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+        ],
+        "tools": [
+            {"name": "Read", "input_schema": {"type": "object"}},
+            {"name": "Write", "input_schema": {"type": "object"}, "cache_control": EPH},
+        ],
         "messages": [
             {"role": "user", "content": [{"type": "text", "text": "hi"}]},
-            {"role": "assistant", "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}]},
-            {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ok",
-                                          "cache_control": {"type": "ephemeral", "scope": "global"}}]}],
+            {
+                "role": "assistant",
+                "content": [{"type": "tool_use", "id": "toolu_1", "name": "Read", "input": {}}],
+            },
+            {
+                "role": "user",
+                "content": [
+                    {
+                        "type": "tool_result",
+                        "tool_use_id": "toolu_1",
+                        "content": "ok",
+                        "cache_control": {"type": "ephemeral", "scope": "global"},
+                    }
+                ],
+            },
+        ],
         "context_management": {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]},
-        "service_tier": "auto", "container": "cntr_1",
+        "service_tier": "auto",
+        "container": "cntr_1",
         "output_config": {"effort": "high", "task_budget": {"total": 5}},
         "metadata": {"user_id": "u1"},
     }
@@ -70,21 +90,41 @@ def test_anthropic_to_anthropic_keeps_markers_and_request_features():
 
 def test_unmarked_system_stays_a_string_and_markers_are_capped_at_four():
     body = {"model": "m", "max_tokens": 5, "system": "sys", "messages": [{"role": "user", "content": "hi"}]}
-    assert orjson.loads(ANT.encode_request(ANT.decode_request(orjson.dumps(body), RequestContext()), "m").body)[
-        "system"] == "sys"
-    req = Request(model="m", system=[Text(text="s", cache="ephemeral")], tools=[Tool(name="t", cache="ephemeral")],
-                  messages=[Message(role="user", content=[Text(text=f"u{i}", cache="ephemeral")]) if i % 2 == 0
-                            else Message(role="assistant", content=[Text(text=f"a{i}")]) for i in range(7)])
+    assert (
+        orjson.loads(ANT.encode_request(ANT.decode_request(orjson.dumps(body), RequestContext()), "m").body)[
+            "system"
+        ]
+        == "sys"
+    )
+    req = Request(
+        model="m",
+        system=[Text(text="s", cache="ephemeral")],
+        tools=[Tool(name="t", cache="ephemeral")],
+        messages=[
+            Message(role="user", content=[Text(text=f"u{i}", cache="ephemeral")])
+            if i % 2 == 0
+            else Message(role="assistant", content=[Text(text=f"a{i}")])
+            for i in range(7)
+        ],
+    )
     sent = orjson.loads(ANT.encode_request(req, "m").body)
-    assert "cache_control" not in sent["tools"][0] and "cache_control" not in sent["system"][0]  # oldest dropped
+    assert (
+        "cache_control" not in sent["tools"][0] and "cache_control" not in sent["system"][0]
+    )  # oldest dropped
     assert sum("cache_control" in b for m in sent["messages"] for b in m["content"]) == 4
 
 
 def _req(system: list[Text], turns: int) -> Request:
     msgs = []
     for i in range(turns):
-        msgs.append(Message(role="user", content=[Text(text=f"question {i}")] if i == 0 else
-                            [ToolResult(call_id=f"c{i}", content=[Text(text="r")])]))
+        msgs.append(
+            Message(
+                role="user",
+                content=[Text(text=f"question {i}")]
+                if i == 0
+                else [ToolResult(call_id=f"c{i}", content=[Text(text="r")])],
+            )
+        )
         msgs.append(Message(role="assistant", content=[ToolCall(id=f"c{i + 1}", name="t")]))
     return Request(model="m", system=system, tools=[Tool(name="a"), Tool(name="b")], messages=msgs)
 
@@ -92,7 +132,10 @@ def _req(system: list[Text], turns: int) -> Request:
 def test_inject_marks_system_tools_and_the_last_two_user_turns():
     req = _req([Text(text="one"), Text(text="two")], 4)
     out = caching.inject(req)
-    assert [t.cache for t in out.system] == [None, "ephemeral"] and [t.cache for t in out.tools] == [None, "ephemeral"]
+    assert [t.cache for t in out.system] == [None, "ephemeral"] and [t.cache for t in out.tools] == [
+        None,
+        "ephemeral",
+    ]
     marked = [i for i, m in enumerate(out.messages) for b in m.content if getattr(b, "cache", None)]
     assert marked == [4, 6]
     assert [t.text for t in out.system] == ["one", "two"]  # the prompt's text never changes
@@ -112,7 +155,11 @@ def test_usage_fields_in_every_client_protocol():
     resp = Response(id="r", model="m", content=[Text(text="x")], usage=u)
     base = Request(model="m", messages=[])
     a = orjson.loads(ANT.encode_response(resp, base))["usage"]
-    assert (a["input_tokens"], a["cache_read_input_tokens"], a["cache_creation_input_tokens"]) == (100, 600, 300)
+    assert (a["input_tokens"], a["cache_read_input_tokens"], a["cache_creation_input_tokens"]) == (
+        100,
+        600,
+        300,
+    )
     g = orjson.loads(codec("gemini").encode_response(resp, base))["usageMetadata"]
     assert g["promptTokenCount"] == 1000 and g["cachedContentTokenCount"] == 600
     # streamed: the final usage carries the same numbers
@@ -120,8 +167,17 @@ def test_usage_fields_in_every_client_protocol():
     enc = codec("anthropic").stream_encoder(base)
     wire = b"".join(enc.feed(e) for e in events)
     assert b'"cache_read_input_tokens":600' in wire and b'"input_tokens":100' in wire
-    oreq = codec("openai").decode_request(orjson.dumps({"model": "m", "stream": True, "messages": [
-        {"role": "user", "content": "x"}], "stream_options": {"include_usage": True}}), RequestContext())
+    oreq = codec("openai").decode_request(
+        orjson.dumps(
+            {
+                "model": "m",
+                "stream": True,
+                "messages": [{"role": "user", "content": "x"}],
+                "stream_options": {"include_usage": True},
+            }
+        ),
+        RequestContext(),
+    )
     enc = codec("openai").stream_encoder(oreq)
     wire = b"".join(enc.feed(e) for e in events)
     assert b'"cached_tokens":600' in wire and b'"cache_write_tokens":300' in wire
@@ -152,11 +208,19 @@ def _chat(gw, model: str, turns: list[str], stream: bool = False) -> httpx.Respo
         msgs.append({"role": "user", "content": t})
         if i < len(turns) - 1:
             msgs.append({"role": "assistant", "content": "noted " * 10})
-    body = {"model": model, "messages": msgs, "stream": stream,
-            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}
+    body = {
+        "model": model,
+        "messages": msgs,
+        "stream": stream,
+        "tools": [
+            {"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}
+        ],
+    }
     if stream:
         body["stream_options"] = {"include_usage": True}
-    return httpx.post(gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer x"}, timeout=20)
+    return httpx.post(
+        gw.url + "/v1/chat/completions", json=body, headers={"authorization": "Bearer x"}, timeout=20
+    )
 
 
 def _last_usage(r: httpx.Response) -> dict:
@@ -190,11 +254,17 @@ def test_without_prompt_caching_nothing_is_marked_and_gemini_sees_cached_reads(g
     up.reset()
     assert _chat(gw, "plain", ["hello"]).status_code == 200
     assert "cache_control" not in orjson.dumps(up.requests[-1].json).decode()
-    body = {"systemInstruction": {"parts": [{"text": "You are terse. " * 30}]},
-            "contents": [{"role": "user", "parts": [{"text": "hello gemini"}]}]}
+    body = {
+        "systemInstruction": {"parts": [{"text": "You are terse. " * 30}]},
+        "contents": [{"role": "user", "parts": [{"text": "hello gemini"}]}],
+    }
     for _ in range(2):
-        r = httpx.post(gw.url + "/v1beta/models/cached:generateContent", json=body,
-                       headers={"x-goog-api-key": "x"}, timeout=20)
+        r = httpx.post(
+            gw.url + "/v1beta/models/cached:generateContent",
+            json=body,
+            headers={"x-goog-api-key": "x"},
+            timeout=20,
+        )
         assert r.status_code == 200, r.text
     reported = up.usages[-1]
     meta = r.json()["usageMetadata"]
@@ -203,10 +273,18 @@ def test_without_prompt_caching_nothing_is_marked_and_gemini_sees_cached_reads(g
 
 
 def test_mid_conversation_system_messages_keep_their_place_toward_anthropic():
-    body = {"model": "m", "max_tokens": 5, "system": [{"type": "text", "text": "main", "cache_control": EPH}],
-            "messages": [{"role": "user", "content": "hi"}, {"role": "system", "content": "agents: a, b"},
-                         {"role": "assistant", "content": "ok"}, {"role": "user", "content": "go"},
-                         {"role": "system", "content": [{"type": "text", "text": "late", "cache_control": EPH}]}]}
+    body = {
+        "model": "m",
+        "max_tokens": 5,
+        "system": [{"type": "text", "text": "main", "cache_control": EPH}],
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": "agents: a, b"},
+            {"role": "assistant", "content": "ok"},
+            {"role": "user", "content": "go"},
+            {"role": "system", "content": [{"type": "text", "text": "late", "cache_control": EPH}]},
+        ],
+    }
     req = ANT.decode_request(orjson.dumps(body), RequestContext())
     assert [t.text for t in req.system] == ["main", "agents: a, b", "late"]  # other upstreams: hoisted
     sent = orjson.loads(ANT.encode_request(req, "m").body)

@@ -19,37 +19,93 @@ def test_effort_to_budget_and_back_is_the_identity(level):
     assert reasoning.effort_from_budget(reasoning.EFFORT_BUDGET[level]) == level
 
 
-@pytest.mark.parametrize(("budget", "level"), [(0, "none"), (-3, "none"), (1, "minimal"), (128, "minimal"),
-                                               (129, "low"), (1024, "low"), (1025, "medium"), (2048, "medium"),
-                                               (4000, "high"), (8192, "xhigh"), (8193, "max"), (10**6, "max")])
+@pytest.mark.parametrize(
+    ("budget", "level"),
+    [
+        (0, "none"),
+        (-3, "none"),
+        (1, "minimal"),
+        (128, "minimal"),
+        (129, "low"),
+        (1024, "low"),
+        (1025, "medium"),
+        (2048, "medium"),
+        (4000, "high"),
+        (8192, "xhigh"),
+        (8193, "max"),
+        (10**6, "max"),
+    ],
+)
 def test_budget_maps_to_the_smallest_covering_level(budget, level):
     assert reasoning.effort_from_budget(budget) == level
 
 
 # (canonical config, OpenAI reasoning_effort, Anthropic thinking, Gemini thinkingConfig, Ollama think)
 TABLE = [
-    (ReasoningConfig(effort="low"), "low", {"type": "enabled", "budget_tokens": 1024},
-     {"thinkingBudget": 1024, "includeThoughts": True}, "low"),
-    (ReasoningConfig(effort="minimal"), "minimal", {"type": "enabled", "budget_tokens": 1024},
-     {"thinkingBudget": 128, "includeThoughts": True}, "low"),
-    (ReasoningConfig(effort="high"), "high", {"type": "enabled", "budget_tokens": 4096},
-     {"thinkingBudget": 4096, "includeThoughts": True}, "high"),
-    (ReasoningConfig(effort="max"), "high", {"type": "enabled", "budget_tokens": 16384},
-     {"thinkingBudget": 16384, "includeThoughts": True}, "high"),
-    (ReasoningConfig(budget_tokens=2000), "medium", {"type": "enabled", "budget_tokens": 2000},
-     {"thinkingBudget": 2000, "includeThoughts": True}, "medium"),
-    (ReasoningConfig(budget_tokens=20000), "high", {"type": "enabled", "budget_tokens": 20000},
-     {"thinkingBudget": 20000, "includeThoughts": True}, "high"),
-    (ReasoningConfig(), "medium", {"type": "enabled", "budget_tokens": 2048},
-     {"thinkingBudget": -1, "includeThoughts": True}, True),
+    (
+        ReasoningConfig(effort="low"),
+        "low",
+        {"type": "enabled", "budget_tokens": 1024},
+        {"thinkingBudget": 1024, "includeThoughts": True},
+        "low",
+    ),
+    (
+        ReasoningConfig(effort="minimal"),
+        "minimal",
+        {"type": "enabled", "budget_tokens": 1024},
+        {"thinkingBudget": 128, "includeThoughts": True},
+        "low",
+    ),
+    (
+        ReasoningConfig(effort="high"),
+        "high",
+        {"type": "enabled", "budget_tokens": 4096},
+        {"thinkingBudget": 4096, "includeThoughts": True},
+        "high",
+    ),
+    (
+        ReasoningConfig(effort="max"),
+        "high",
+        {"type": "enabled", "budget_tokens": 16384},
+        {"thinkingBudget": 16384, "includeThoughts": True},
+        "high",
+    ),
+    (
+        ReasoningConfig(budget_tokens=2000),
+        "medium",
+        {"type": "enabled", "budget_tokens": 2000},
+        {"thinkingBudget": 2000, "includeThoughts": True},
+        "medium",
+    ),
+    (
+        ReasoningConfig(budget_tokens=20000),
+        "high",
+        {"type": "enabled", "budget_tokens": 20000},
+        {"thinkingBudget": 20000, "includeThoughts": True},
+        "high",
+    ),
+    (
+        ReasoningConfig(),
+        "medium",
+        {"type": "enabled", "budget_tokens": 2048},
+        {"thinkingBudget": -1, "includeThoughts": True},
+        True,
+    ),
     (ReasoningConfig(enabled=False), None, {"type": "disabled"}, {"thinkingBudget": 0}, False),
-    (ReasoningConfig(enabled=False, effort="none"), "none", {"type": "disabled"}, {"thinkingBudget": 0}, False),
+    (
+        ReasoningConfig(enabled=False, effort="none"),
+        "none",
+        {"type": "disabled"},
+        {"thinkingBudget": 0},
+        False,
+    ),
 ]
 
 
 def _encode(proto: str, cfg: ReasoningConfig) -> dict:
-    req = Request(model="m", messages=[Message(role="user", content=[Text(text="q")])], reasoning=cfg,
-                  max_tokens=50000)
+    req = Request(
+        model="m", messages=[Message(role="user", content=[Text(text="q")])], reasoning=cfg, max_tokens=50000
+    )
     return orjson.loads(codec(proto).encode_request(req, "m").body)
 
 
@@ -68,10 +124,16 @@ def _decode(proto: str, body: dict, path: dict | None = None) -> Request:
 MSG = [{"role": "user", "content": "q"}]
 
 
-@pytest.mark.parametrize(("body", "want"), [
-    ({"model": "m", "messages": MSG, "reasoning_effort": "high"}, ReasoningConfig(effort="high")),
-    ({"model": "m", "messages": MSG, "reasoning_effort": "none"}, ReasoningConfig(enabled=False, effort="none")),
-])
+@pytest.mark.parametrize(
+    ("body", "want"),
+    [
+        ({"model": "m", "messages": MSG, "reasoning_effort": "high"}, ReasoningConfig(effort="high")),
+        (
+            {"model": "m", "messages": MSG, "reasoning_effort": "none"},
+            ReasoningConfig(enabled=False, effort="none"),
+        ),
+    ],
+)
 def test_openai_client_effort_is_a_request(body, want):
     assert _decode("openai", body).reasoning == want
 
@@ -91,34 +153,60 @@ def test_anthropic_client_effort_without_thinking_is_only_a_hint():
 def test_gemini_client_include_thoughts_alone_is_a_hint_and_levels_round_trip():
     path = {"model": "gemini-x", "method": "generateContent"}
     contents = [{"role": "user", "parts": [{"text": "q"}]}]
-    r = _decode("gemini", {"contents": contents, "generationConfig": {"thinkingConfig": {"includeThoughts": True}}},
-                path)
+    r = _decode(
+        "gemini",
+        {"contents": contents, "generationConfig": {"thinkingConfig": {"includeThoughts": True}}},
+        path,
+    )
     assert r.reasoning == ReasoningConfig(include_thoughts=True, hint=True)
-    r = _decode("gemini", {"contents": contents, "generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW"}}},
-                path)
+    r = _decode(
+        "gemini",
+        {"contents": contents, "generationConfig": {"thinkingConfig": {"thinkingLevel": "LOW"}}},
+        path,
+    )
     assert r.reasoning == ReasoningConfig(effort="low")
     sent = orjson.loads(codec("gemini").encode_request(r, "g").body)["generationConfig"]["thinkingConfig"]
-    assert sent == {"thinkingLevel": "LOW", "includeThoughts": True}  # Gemini → Gemini: the client's own level
+    assert sent == {
+        "thinkingLevel": "LOW",
+        "includeThoughts": True,
+    }  # Gemini → Gemini: the client's own level
     assert orjson.loads(codec("openai").encode_request(r, "o").body)["reasoning_effort"] == "low"
-    r = _decode("gemini", {"contents": contents, "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}},
-                path)
+    r = _decode(
+        "gemini", {"contents": contents, "generationConfig": {"thinkingConfig": {"thinkingBudget": 0}}}, path
+    )
     assert r.reasoning == ReasoningConfig(enabled=False)
 
 
-@pytest.mark.parametrize(("think", "want"), [(True, ReasoningConfig()), (False, ReasoningConfig(enabled=False)),
-                                             ("medium", ReasoningConfig(effort="medium"))])
+@pytest.mark.parametrize(
+    ("think", "want"),
+    [
+        (True, ReasoningConfig()),
+        (False, ReasoningConfig(enabled=False)),
+        ("medium", ReasoningConfig(effort="medium")),
+    ],
+)
 def test_ollama_client_think(think, want):
     assert _decode("ollama", {"model": "m", "messages": MSG, "think": think}).reasoning == want
 
 
 def test_hint_reaches_only_declared_reasoning_targets():
-    req = Request(model="m", messages=[Message(role="user", content=[Text(text="q")])],
-                  reasoning=ReasoningConfig(effort="high", hint=True), extra={"anthropic_effort": "high"})
+    req = Request(
+        model="m",
+        messages=[Message(role="user", content=[Text(text="q")])],
+        reasoning=ReasoningConfig(effort="high", hint=True),
+        extra={"anthropic_effort": "high"},
+    )
     assert reasoning.for_target(req, None).reasoning is None
-    assert reasoning.for_target(req, None).extra == {"anthropic_effort": "high"}  # Anthropic upstreams keep it
+    assert reasoning.for_target(req, None).extra == {
+        "anthropic_effort": "high"
+    }  # Anthropic upstreams keep it
     assert reasoning.for_target(req, True).reasoning == req.reasoning
-    assert orjson.loads(codec("openai").encode_request(reasoning.for_target(req, True), "o").body)[
-        "reasoning_effort"] == "high"
+    assert (
+        orjson.loads(codec("openai").encode_request(reasoning.for_target(req, True), "o").body)[
+            "reasoning_effort"
+        ]
+        == "high"
+    )
     off = reasoning.for_target(req, False)
     assert off.reasoning is None and off.extra == {}
     real = Request(model="m", messages=req.messages, reasoning=ReasoningConfig(effort="high"))

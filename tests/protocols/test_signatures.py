@@ -41,13 +41,26 @@ def call(cid: str, city: str = "Paris", sig: str | None = None) -> ToolCall:
     return ToolCall(id=cid, name="get_weather", arguments=f'{{"city": "{city}"}}', signature=sig)
 
 
-def loop(calls: list[ToolCall], origin: Origin | None = A, reasoning: ReasoningConfig | None = THINK,
-         before: list[Message] | None = None) -> Request:
+def loop(
+    calls: list[ToolCall],
+    origin: Origin | None = A,
+    reasoning: ReasoningConfig | None = THINK,
+    before: list[Message] | None = None,
+) -> Request:
     """A request whose last turn answers `calls`."""
-    return Request(model="m", origin=origin, reasoning=reasoning, messages=[
-        *(before or []), Message(role="user", content=[Text(text="weather?")]),
-        Message(role="assistant", content=list(calls)),
-        Message(role="user", content=[ToolResult(call_id=c.id, content=[Text(text="ok")]) for c in calls])])
+    return Request(
+        model="m",
+        origin=origin,
+        reasoning=reasoning,
+        messages=[
+            *(before or []),
+            Message(role="user", content=[Text(text="weather?")]),
+            Message(role="assistant", content=list(calls)),
+            Message(
+                role="user", content=[ToolResult(call_id=c.id, content=[Text(text="ok")]) for c in calls]
+            ),
+        ],
+    )
 
 
 # ---------------------------------------------------------------- the store
@@ -82,7 +95,7 @@ async def test_anthropic_thinking_goes_back_first_in_the_tool_turn_for_the_same_
     s = sigs()
     c1, c2 = call("toolu_1"), call("toolu_2", "Tokyo")
     thinking = [Reasoning(text="Let me look.", signature="SIG1"), Reasoning(redacted="OPAQUE")]
-    await s.record(loop([]) , [*thinking, Text(text="Checking."), c1, c2], "ant")
+    await s.record(loop([]), [*thinking, Text(text="Checking."), c1, c2], "ant")
     out = await s.restore(loop([c1, c2]), "ant", "claude")
     assert out.messages[1].content == [*thinking, c1, c2] and out.reasoning == THINK
     other = await s.restore(loop([c1, c2], origin=B), "ant", "claude")  # another key: none of A's state
@@ -94,9 +107,16 @@ async def test_thinking_off_for_a_tool_turn_with_nothing_to_send_back_only_while
     req = loop([call("toolu_x")])
     out = await s.restore(req, "ant", "claude")
     assert out.reasoning is None and out.messages == req.messages
-    closed = Request(model="m", origin=A, reasoning=THINK, messages=[
-        *req.messages, Message(role="assistant", content=[Text(text="Sunny.")]),
-        Message(role="user", content=[Text(text="thanks")])])
+    closed = Request(
+        model="m",
+        origin=A,
+        reasoning=THINK,
+        messages=[
+            *req.messages,
+            Message(role="assistant", content=[Text(text="Sunny.")]),
+            Message(role="user", content=[Text(text="thanks")]),
+        ],
+    )
     assert await s.restore(closed, "ant", "claude") is closed  # a new question: no tool loop to continue
     unthinking = loop([call("toolu_x")], reasoning=None)
     assert await s.restore(unthinking, "ant", "claude") is unthinking
@@ -120,10 +140,16 @@ async def test_adaptive_thinking_gets_its_blocks_back_but_is_never_switched_off(
 async def test_a_client_that_sent_its_thinking_back_is_left_alone():
     s = sigs()
     c = call("toolu_1")
-    req = Request(model="m", origin=Origin(protocol="anthropic"), reasoning=THINK, messages=[
-        Message(role="user", content=[Text(text="weather?")]),
-        Message(role="assistant", content=[Reasoning(text="hm", signature="S"), c]),
-        Message(role="user", content=[ToolResult(call_id="toolu_1", content=[Text(text="ok")])])])
+    req = Request(
+        model="m",
+        origin=Origin(protocol="anthropic"),
+        reasoning=THINK,
+        messages=[
+            Message(role="user", content=[Text(text="weather?")]),
+            Message(role="assistant", content=[Reasoning(text="hm", signature="S"), c]),
+            Message(role="user", content=[ToolResult(call_id="toolu_1", content=[Text(text="ok")])]),
+        ],
+    )
     assert await s.restore(req, "ant", "claude") is req
 
 
@@ -147,10 +173,12 @@ async def test_gemini_signatures_return_to_their_calls_and_the_bypass_only_when_
 
 async def test_only_the_current_turn_is_touched():
     s = sigs()
-    earlier = [Message(role="user", content=[Text(text="first")]),
-               Message(role="assistant", content=[call("call_old")]),
-               Message(role="user", content=[ToolResult(call_id="call_old", content=[Text(text="ok")])]),
-               Message(role="assistant", content=[Text(text="done")])]
+    earlier = [
+        Message(role="user", content=[Text(text="first")]),
+        Message(role="assistant", content=[call("call_old")]),
+        Message(role="user", content=[ToolResult(call_id="call_old", content=[Text(text="ok")])]),
+        Message(role="assistant", content=[Text(text="done")]),
+    ]
     out = await s.restore(loop([call("call_new")], before=earlier), "gem", "gemini-3-pro")
     assert out.messages[1].content[0].signature is None
     assert out.messages[5].content[0].signature == BYPASS
@@ -170,8 +198,9 @@ async def test_state_goes_back_only_to_the_kind_that_made_it():
 
 async def test_native_clients_and_unknown_origins_store_nothing():
     s = sigs()
-    await s.record(loop([], origin=Origin(protocol="anthropic")), [Reasoning(text="t", signature="S"),
-                                                                   call("c1")], "ant")
+    await s.record(
+        loop([], origin=Origin(protocol="anthropic")), [Reasoning(text="t", signature="S"), call("c1")], "ant"
+    )
     await s.record(loop([], origin=Origin(protocol="gemini")), [call("c2", sig="G")], "gem")
     await s.record(loop([], origin=None), [call("c3", sig="G")], "gem")
     await s.record(loop([]), [Reasoning(text="t", signature="S"), Text(text="no call")], "ant")
@@ -185,7 +214,9 @@ async def test_ollama_clients_that_drop_call_ids_are_matched_by_name_and_argumen
     renamed = ToolCall(id="call_0", name="get_weather", arguments='{ "city":"Paris" }')
     out = await s.restore(loop([renamed], origin=ollama), "gem", "gemini-3-pro")
     assert out.messages[1].content[0].signature == "G"
-    other = await s.restore(loop([renamed], origin=Origin(protocol="ollama", owner="owner-b")), "gem", "gemini-3-pro")
+    other = await s.restore(
+        loop([renamed], origin=Origin(protocol="ollama", owner="owner-b")), "gem", "gemini-3-pro"
+    )
     assert other.messages[1].content[0].signature == BYPASS
 
 
@@ -215,7 +246,14 @@ async def test_a_stream_is_recorded_before_its_final_events_reach_the_client():
     assert out.messages[1].content[0] == Reasoning(text="Let me look.", signature="SIG")
 
 
-@pytest.mark.parametrize("model,strict", [("gemini-3-pro-preview", True), ("models/gemini-3.1-flash-lite", True),
-                                          ("gemini-2.5-pro", False), ("claude-opus", False)])
+@pytest.mark.parametrize(
+    "model,strict",
+    [
+        ("gemini-3-pro-preview", True),
+        ("models/gemini-3.1-flash-lite", True),
+        ("gemini-2.5-pro", False),
+        ("claude-opus", False),
+    ],
+)
 def test_gemini3(model, strict):
     assert signatures.gemini3(model) is strict

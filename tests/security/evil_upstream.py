@@ -43,7 +43,9 @@ class RawRequest:
         texts: list[str] = []
         for m in obj.get("messages") or []:
             c = m.get("content")
-            texts += [c] if isinstance(c, str) else [p.get("text", "") for p in c or [] if isinstance(p, dict)]
+            texts += (
+                [c] if isinstance(c, str) else [p.get("text", "") for p in c or [] if isinstance(p, dict)]
+            )
         for c in obj.get("contents") or []:
             texts += [p.get("text", "") for p in c.get("parts") or [] if isinstance(p, dict)]
         return texts[-1] if texts else ""
@@ -73,7 +75,7 @@ class Out:
 
     async def drip(self, data: bytes, every: float) -> bool:
         for i in range(len(data)):
-            if not await self.send(data[i:i + 1]):
+            if not await self.send(data[i : i + 1]):
                 return False
             await asyncio.sleep(every)
         return True
@@ -148,7 +150,7 @@ async def _read_request(reader: asyncio.StreamReader, conn: int) -> RawRequest |
         return None
     method, target, _ = line.decode("latin-1").rstrip("\r\n").split(" ", 2)
     headers: dict[str, str] = {}
-    while (h := (await reader.readline()).decode("latin-1").rstrip("\r\n")):
+    while h := (await reader.readline()).decode("latin-1").rstrip("\r\n"):
         name, _, value = h.partition(":")
         headers[name.strip().lower()] = value.strip()
     body = await reader.readexactly(int(headers.get("content-length", "0")))
@@ -158,8 +160,12 @@ async def _read_request(reader: asyncio.StreamReader, conn: int) -> RawRequest |
 # ------------------------------------------------------------------ response helpers
 
 
-def response(body: bytes, status: int = 200, headers: dict[str, str] | None = None,
-             content_type: str = "application/json") -> bytes:
+def response(
+    body: bytes,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
+    content_type: str = "application/json",
+) -> bytes:
     head = f"HTTP/1.1 {status} X\r\ncontent-type: {content_type}\r\ncontent-length: {len(body)}\r\n"
     head += "".join(f"{k}: {v}\r\n" for k, v in (headers or {}).items())
     return head.encode() + b"\r\n" + body
@@ -170,7 +176,9 @@ def json_response(obj: Any, status: int = 200, headers: dict[str, str] | None = 
 
 
 def chunked_head(status: int = 200, content_type: str = "text/event-stream") -> bytes:
-    return f"HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n".encode()
+    return (
+        f"HTTP/1.1 {status} OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n".encode()
+    )
 
 
 def chunk(data: bytes) -> bytes:
@@ -184,14 +192,21 @@ LAST_CHUNK = b"0\r\n\r\n"
 
 
 def openai_answer(text: str) -> dict[str, Any]:
-    return {"id": "chatcmpl-1", "object": "chat.completion", "created": 1, "model": "m",
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2}}
+    return {
+        "id": "chatcmpl-1",
+        "object": "chat.completion",
+        "created": 1,
+        "model": "m",
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
 
 
 def gemini_answer(text: str) -> dict[str, Any]:
-    return {"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
-            "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2}}
+    return {
+        "candidates": [{"content": {"role": "model", "parts": [{"text": text}]}, "finishReason": "STOP"}],
+        "usageMetadata": {"promptTokenCount": 1, "candidatesTokenCount": 1, "totalTokenCount": 2},
+    }
 
 
 def sse(obj: Any, event: str | None = None) -> bytes:
@@ -201,8 +216,15 @@ def sse(obj: Any, event: str | None = None) -> bytes:
 
 def openai_chunk(text: str | None = None, finish: str | None = None) -> bytes:
     delta = {"role": "assistant", "content": text} if text is not None else {}
-    return sse({"id": "c1", "object": "chat.completion.chunk", "created": 1, "model": "m",
-                "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    return sse(
+        {
+            "id": "c1",
+            "object": "chat.completion.chunk",
+            "created": 1,
+            "model": "m",
+            "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+        }
+    )
 
 
 def complete_stream(protocol: str, text: str) -> list[bytes]:
@@ -210,38 +232,86 @@ def complete_stream(protocol: str, text: str) -> list[bytes]:
     if protocol == "openai":
         return [openai_chunk(text), openai_chunk(finish="stop"), b"data: [DONE]\n\n"]
     if protocol == "anthropic":
-        msg = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m", "content": [],
-               "stop_reason": None, "usage": {"input_tokens": 1, "output_tokens": 0}}
-        return [sse({"type": "message_start", "message": msg}, "message_start"),
-                sse({"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-                    "content_block_start"),
-                sse({"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-                    "content_block_delta"),
-                sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
-                sse({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 1}},
-                    "message_delta"),
-                sse({"type": "message_stop"}, "message_stop")]
+        msg = {
+            "id": "msg_1",
+            "type": "message",
+            "role": "assistant",
+            "model": "m",
+            "content": [],
+            "stop_reason": None,
+            "usage": {"input_tokens": 1, "output_tokens": 0},
+        }
+        return [
+            sse({"type": "message_start", "message": msg}, "message_start"),
+            sse(
+                {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
+                "content_block_start",
+            ),
+            sse(
+                {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
+                "content_block_delta",
+            ),
+            sse({"type": "content_block_stop", "index": 0}, "content_block_stop"),
+            sse(
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": "end_turn"},
+                    "usage": {"output_tokens": 1},
+                },
+                "message_delta",
+            ),
+            sse({"type": "message_stop"}, "message_stop"),
+        ]
     if protocol == "gemini":
-        last = {**gemini_answer(""), "candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "STOP"}]}
+        last = {
+            **gemini_answer(""),
+            "candidates": [{"content": {"role": "model", "parts": []}, "finishReason": "STOP"}],
+        }
         return [sse({"candidates": [{"content": {"role": "model", "parts": [{"text": text}]}}]}), sse(last)]
     if protocol == "ollama":
-        return [json.dumps({"model": "m", "message": {"role": "assistant", "content": text}, "done": False}).encode()
-                + b"\n",
-                json.dumps({"model": "m", "message": {"role": "assistant", "content": ""}, "done": True,
-                            "done_reason": "stop", "prompt_eval_count": 1, "eval_count": 1}).encode() + b"\n"]
+        return [
+            json.dumps(
+                {"model": "m", "message": {"role": "assistant", "content": text}, "done": False}
+            ).encode()
+            + b"\n",
+            json.dumps(
+                {
+                    "model": "m",
+                    "message": {"role": "assistant", "content": ""},
+                    "done": True,
+                    "done_reason": "stop",
+                    "prompt_eval_count": 1,
+                    "eval_count": 1,
+                }
+            ).encode()
+            + b"\n",
+        ]
     raise ValueError(protocol)
 
 
-STREAM_TYPE = {"openai": "text/event-stream", "anthropic": "text/event-stream", "gemini": "text/event-stream",
-               "ollama": "application/x-ndjson"}
+STREAM_TYPE = {
+    "openai": "text/event-stream",
+    "anthropic": "text/event-stream",
+    "gemini": "text/event-stream",
+    "ollama": "application/x-ndjson",
+}
 
 
-def provider_config(protocol: str, url: str, *, keys: tuple[str, ...] = ("sk-evil-test-key-0001",),
-                    extra: str = "", name: str = "evil", transport: str = "h1") -> str:
+def provider_config(
+    protocol: str,
+    url: str,
+    *,
+    keys: tuple[str, ...] = ("sk-evil-test-key-0001",),
+    extra: str = "",
+    name: str = "evil",
+    transport: str = "h1",
+) -> str:
     """A gateway config with one provider `evil` in front of `url` and model alias `m` → it."""
     base = url + "/v1" if protocol in ("openai", "openai-responses") else url
     accounts = ", ".join(f"{{api_key: {k}}}" for k in keys)
-    return (f"providers:\n  - name: {name}\n    protocol: {protocol}\n    base_url: {base}\n"
-            f"    transport: {transport}\n    accounts: [{accounts}]\n{extra}"
-            f"models:\n  - name: m\n    targets: [{{provider: {name}, model: up-model}}]\n"
-            "retry: {attempts: 1, deadline: 20}\n")
+    return (
+        f"providers:\n  - name: {name}\n    protocol: {protocol}\n    base_url: {base}\n"
+        f"    transport: {transport}\n    accounts: [{accounts}]\n{extra}"
+        f"models:\n  - name: m\n    targets: [{{provider: {name}, model: up-model}}]\n"
+        "retry: {attempts: 1, deadline: 20}\n"
+    )

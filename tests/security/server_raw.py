@@ -70,7 +70,7 @@ def parse(raw: bytes, closed: bool) -> Reply:
             size = int(size_line, 16)
             if size == 0:
                 break
-            body, buf = body + buf[:size], buf[size + 2:]
+            body, buf = body + buf[:size], buf[size + 2 :]
     elif "content-length" in headers:
         body = rest[: int(headers["content-length"])]
     return Reply(status, headers, body, closed, raw)

@@ -24,8 +24,11 @@ HEADERS = {"content-type": "application/json", "anthropic-version": "2023-06-01"
 
 @pytest.fixture(scope="module")
 def gw():
-    with matrix_upstreams() as fakes, GatewayServer(matrix_config({k: f.url for k, f in fakes.items()})) as server, \
-            httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
+    with (
+        matrix_upstreams() as fakes,
+        GatewayServer(matrix_config({k: f.url for k, f in fakes.items()})) as server,
+        httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client,
+    ):
         server.client = client  # type: ignore[attr-defined]  (one client: no TLS context per request)
         yield server
 
@@ -48,22 +51,47 @@ class Chat:
     def path(self, model: str) -> str:
         return "/v1/chat/completions"
 
-    def body(self, model: str, *, schema: str = SCHEMA, extra: str = "", args: str = "{}", result: str = "ok",
-             image: str | None = None, numbers: str = "") -> str:
-        user = _s("hi") if image is None else (
-            '[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":' + _s(image) + "}}]")
-        msgs = ('[{"role":"user","content":' + user + '},{"role":"assistant","content":null,"tool_calls":'
-                '[{"id":"c1","type":"function","function":{"name":"f","arguments":' + _s(args) + "}}]},"
-                '{"role":"tool","tool_call_id":"c1","content":' + _s(result)
-                + '},{"role":"user","content":"go"}]')
+    def body(
+        self,
+        model: str,
+        *,
+        schema: str = SCHEMA,
+        extra: str = "",
+        args: str = "{}",
+        result: str = "ok",
+        image: str | None = None,
+        numbers: str = "",
+    ) -> str:
+        user = (
+            _s("hi")
+            if image is None
+            else ('[{"type":"text","text":"hi"},{"type":"image_url","image_url":{"url":' + _s(image) + "}}]")
+        )
+        msgs = (
+            '[{"role":"user","content":' + user + '},{"role":"assistant","content":null,"tool_calls":'
+            '[{"id":"c1","type":"function","function":{"name":"f","arguments":' + _s(args) + "}}]},"
+            '{"role":"tool","tool_call_id":"c1","content":' + _s(result) + '},{"role":"user","content":"go"}]'
+        )
         tools = '[{"type":"function","function":{"name":"f","parameters":' + schema + "}}]"
         return "{" + f'"model":{_s(model)},"messages":{msgs},"tools":{tools}' + extra + numbers + "}"
 
-    numbers = ["max_tokens", "max_completion_tokens", "temperature", "top_p", "seed", "n",
-               "frequency_penalty", "presence_penalty", "top_logprobs"]
+    numbers = [
+        "max_tokens",
+        "max_completion_tokens",
+        "temperature",
+        "top_p",
+        "seed",
+        "n",
+        "frequency_penalty",
+        "presence_penalty",
+        "top_logprobs",
+    ]
     nested_numbers = ['"stream":true,"max_tokens":%s', '"logit_bias":{"50256":%s}']
-    free_form = ['"metadata":{"k":%s}', '"response_format":{"type":"json_schema","json_schema":{"name":"x",'
-                 '"schema":%s}}', '"logit_bias":%s']
+    free_form = [
+        '"metadata":{"k":%s}',
+        '"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":%s}}',
+        '"logit_bias":%s',
+    ]
 
     def shape_ok(self, body: dict) -> bool:
         return {"message", "type"} <= set(body["error"])
@@ -75,13 +103,30 @@ class Responses(Chat):
     def path(self, model: str) -> str:
         return "/v1/responses"
 
-    def body(self, model: str, *, schema: str = SCHEMA, extra: str = "", args: str = "{}", result: str = "ok",
-             image: str | None = None, numbers: str = "") -> str:
-        user = '[{"type":"input_text","text":"hi"}' + (
-            "" if image is None else ',{"type":"input_image","image_url":' + _s(image) + "}") + "]"
-        items = ('[{"role":"user","content":' + user + '},{"type":"function_call","call_id":"c1","name":"f",'
-                 '"arguments":' + _s(args) + '},{"type":"function_call_output","call_id":"c1","output":'
-                 + _s(result) + "}]")
+    def body(
+        self,
+        model: str,
+        *,
+        schema: str = SCHEMA,
+        extra: str = "",
+        args: str = "{}",
+        result: str = "ok",
+        image: str | None = None,
+        numbers: str = "",
+    ) -> str:
+        user = (
+            '[{"type":"input_text","text":"hi"}'
+            + ("" if image is None else ',{"type":"input_image","image_url":' + _s(image) + "}")
+            + "]"
+        )
+        items = (
+            '[{"role":"user","content":' + user + '},{"type":"function_call","call_id":"c1","name":"f",'
+            '"arguments":'
+            + _s(args)
+            + '},{"type":"function_call_output","call_id":"c1","output":'
+            + _s(result)
+            + "}]"
+        )
         tools = '[{"type":"function","name":"f","parameters":' + schema + "}]"
         return "{" + f'"model":{_s(model)},"input":{items},"tools":{tools}' + extra + numbers + "}"
 
@@ -96,13 +141,24 @@ class Anthropic:
     def path(self, model: str) -> str:
         return "/v1/messages"
 
-    def body(self, model: str, *, schema: str = SCHEMA, extra: str = "", args: str = "{}", result: str = "ok",
-             image: str | None = None, numbers: str = "") -> str:
+    def body(
+        self,
+        model: str,
+        *,
+        schema: str = SCHEMA,
+        extra: str = "",
+        args: str = "{}",
+        result: str = "ok",
+        image: str | None = None,
+        numbers: str = "",
+    ) -> str:
         img = "" if image is None else ',{"type":"image","source":{"type":"url","url":' + _s(image) + "}}"
         user = '[{"type":"text","text":"hi"}' + img + "]"
-        msgs = ('[{"role":"user","content":' + user + '},{"role":"assistant","content":[{"type":"tool_use",'
-                '"id":"c1","name":"f","input":' + args + '}]},{"role":"user","content":[{"type":'
-                '"tool_result","tool_use_id":"c1","content":' + _s(result) + "}]}]")
+        msgs = (
+            '[{"role":"user","content":' + user + '},{"role":"assistant","content":[{"type":"tool_use",'
+            '"id":"c1","name":"f","input":' + args + '}]},{"role":"user","content":[{"type":'
+            '"tool_result","tool_use_id":"c1","content":' + _s(result) + "}]}]"
+        )
         tools = '[{"name":"f","input_schema":' + schema + "}]"
         max_tokens = "" if '"max_tokens"' in numbers else '"max_tokens":16,'
         head = f'"model":{_s(model)},{max_tokens}"messages":{msgs},"tools":{tools}'
@@ -123,22 +179,40 @@ class Gemini:
     def path(self, model: str) -> str:
         return f"/v1beta/models/{model}:generateContent"
 
-    def body(self, model: str, *, schema: str = SCHEMA, extra: str = "", args: str = "{}", result: str = "ok",
-             image: str | None = None, numbers: str = "") -> str:
-        user = '[{"text":"hi"}' + ("" if image is None else ',{"fileData":{"mimeType":"image/png","fileUri":'
-                                   + _s(image) + "}}") + "]"
-        contents = ('[{"role":"user","parts":' + user + '},{"role":"model","parts":[{"functionCall":'
-                    '{"name":"f","args":' + args + '}}]},{"role":"user","parts":[{"functionResponse":'
-                    '{"name":"f","response":{"output":' + _s(result) + "}}}]}]")
+    def body(
+        self,
+        model: str,
+        *,
+        schema: str = SCHEMA,
+        extra: str = "",
+        args: str = "{}",
+        result: str = "ok",
+        image: str | None = None,
+        numbers: str = "",
+    ) -> str:
+        user = (
+            '[{"text":"hi"}'
+            + ("" if image is None else ',{"fileData":{"mimeType":"image/png","fileUri":' + _s(image) + "}}")
+            + "]"
+        )
+        contents = (
+            '[{"role":"user","parts":' + user + '},{"role":"model","parts":[{"functionCall":'
+            '{"name":"f","args":' + args + '}}]},{"role":"user","parts":[{"functionResponse":'
+            '{"name":"f","response":{"output":' + _s(result) + "}}}]}]"
+        )
         tools = '[{"functionDeclarations":[{"name":"f","parameters":' + schema + "}]}]"
         gen = '"generationConfig":{' + numbers.lstrip(",") + "}," if numbers else ""
         return "{" + gen + f'"contents":{contents},"tools":{tools}' + extra + "}"
 
     numbers = ["maxOutputTokens", "temperature", "topK", "topP", "seed", "candidateCount", "presencePenalty"]
-    nested_numbers = ['"generationConfig":{"thinkingConfig":{"thinkingBudget":%s}}',
-                      '"generationConfig":{"responseLogprobs":true,"logprobs":%s}']
-    free_form = ['"generationConfig":{"responseMimeType":"application/json","responseSchema":%s}',
-                 '"generationConfig":{"responseMimeType":"application/json","responseJsonSchema":%s}']
+    nested_numbers = [
+        '"generationConfig":{"thinkingConfig":{"thinkingBudget":%s}}',
+        '"generationConfig":{"responseLogprobs":true,"logprobs":%s}',
+    ]
+    free_form = [
+        '"generationConfig":{"responseMimeType":"application/json","responseSchema":%s}',
+        '"generationConfig":{"responseMimeType":"application/json","responseJsonSchema":%s}',
+    ]
     args_is_json = True
 
     def shape_ok(self, body: dict) -> bool:
@@ -151,12 +225,26 @@ class Ollama:
     def path(self, model: str) -> str:
         return "/api/chat"
 
-    def body(self, model: str, *, schema: str = SCHEMA, extra: str = "", args: str = "{}", result: str = "ok",
-             image: str | None = None, numbers: str = "") -> str:
+    def body(
+        self,
+        model: str,
+        *,
+        schema: str = SCHEMA,
+        extra: str = "",
+        args: str = "{}",
+        result: str = "ok",
+        image: str | None = None,
+        numbers: str = "",
+    ) -> str:
         img = "" if image is None else ',"images":[' + _s(image) + "]"
-        msgs = ('[{"role":"user","content":"hi"' + img + '},{"role":"assistant","content":"","tool_calls":'
-                '[{"function":{"name":"f","arguments":' + args + '}}]},{"role":"tool","content":' + _s(result)
-                + '},{"role":"user","content":"go"}]')
+        msgs = (
+            '[{"role":"user","content":"hi"' + img + '},{"role":"assistant","content":"","tool_calls":'
+            '[{"function":{"name":"f","arguments":'
+            + args
+            + '}}]},{"role":"tool","content":'
+            + _s(result)
+            + '},{"role":"user","content":"go"}]'
+        )
         tools = '[{"type":"function","function":{"name":"f","parameters":' + schema + "}}]"
         opts = ',"options":{' + numbers.lstrip(",") + "}" if numbers else ""
         head = f'"model":{_s(model)},"stream":false,"messages":{msgs},"tools":{tools}'
@@ -220,8 +308,9 @@ def test_deep_nesting_in_any_free_form_object_is_a_400(gw, proto):
             assert_4xx(r, proto)
 
 
-@pytest.mark.parametrize("proto", [p for p in PROTOCOLS if getattr(p, "args_is_json", False)],
-                         ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "proto", [p for p in PROTOCOLS if getattr(p, "args_is_json", False)], ids=lambda p: p.name
+)
 def test_deeply_nested_tool_call_arguments_are_a_400(gw, proto):
     for upstream in UPSTREAMS:
         assert_4xx(post(gw, proto, upstream, proto.body(f"via-{upstream}", args=deep_value(300))), proto)
@@ -249,8 +338,19 @@ def test_deep_json_inside_strings_never_breaks_another_protocols_encoder(gw, pro
 
 # ------------------------------------------------------------------------------------------------ numbers
 
-HUGE = ["1e308", "-1e308", "18446744073709551615", "18446744073709551616", "9223372036854775808",
-        "-9223372036854775809", "1e19", "123456789012345678901234567890", "1e400", "-0.0", "4.9e-324"]
+HUGE = [
+    "1e308",
+    "-1e308",
+    "18446744073709551615",
+    "18446744073709551616",
+    "9223372036854775808",
+    "-9223372036854775809",
+    "1e19",
+    "123456789012345678901234567890",
+    "1e400",
+    "-0.0",
+    "4.9e-324",
+]
 
 
 @pytest.mark.parametrize("proto", PROTOCOLS, ids=IDS)
@@ -261,15 +361,27 @@ def test_huge_numbers_are_never_a_500(gw, proto):
     for upstream in UPSTREAMS:
         for value in HUGE:
             for name in proto.numbers:
-                assert_not_5xx(post(gw, proto, upstream, proto.body(f"via-{upstream}",
-                                                                    numbers=f',"{name}":{value}')), proto)
+                assert_not_5xx(
+                    post(gw, proto, upstream, proto.body(f"via-{upstream}", numbers=f',"{name}":{value}')),
+                    proto,
+                )
             for template in proto.nested_numbers:
-                assert_not_5xx(post(gw, proto, upstream, proto.body(f"via-{upstream}",
-                                                                    extra="," + template % value)), proto)
+                assert_not_5xx(
+                    post(gw, proto, upstream, proto.body(f"via-{upstream}", extra="," + template % value)),
+                    proto,
+                )
             schema = '{"type":"object","properties":{"n":{"type":"integer","maximum":%s}}}' % value
-            r = post(gw, proto, upstream, proto.body(f"via-{upstream}", schema=schema,
-                                                     extra="," + proto.free_form[0] % value,
-                                                     args='{"n":%s}' % value if args_is_json else "{}"))
+            r = post(
+                gw,
+                proto,
+                upstream,
+                proto.body(
+                    f"via-{upstream}",
+                    schema=schema,
+                    extra="," + proto.free_form[0] % value,
+                    args='{"n":%s}' % value if args_is_json else "{}",
+                ),
+            )
             assert_not_5xx(r, proto)
 
 
@@ -277,19 +389,34 @@ def test_huge_numbers_are_never_a_500(gw, proto):
 def test_an_integer_beyond_64_bits_is_a_400_naming_the_field(gw, proto):
     """orjson reads integers up to 2**64-1 exactly; past 2**63-1 they overflow upstream APIs and our own
     arithmetic (a reasoning budget plus max_tokens), so the body is refused where it is decoded."""
-    r = post(gw, proto, "anthropic", proto.body("via-anthropic", extra="," + proto.nested_numbers[0]
-                                                 % "18446744073709551615"))
+    r = post(
+        gw,
+        proto,
+        "anthropic",
+        proto.body("via-anthropic", extra="," + proto.nested_numbers[0] % "18446744073709551615"),
+    )
     assert_4xx(r, proto)
     assert "64-bit" in r.text
 
 
 # --------------------------------------------------------------------------------------------- image URLs
 
-BAD_URLS = ["http://h:99999/a.png", "http://h:abc/a.png", "http://[::1/a.png", "http://[::1]x/a.png",
-            "http://u:p@example.com/a.png", "http://example.com\\@127.0.0.1/a.png", "http://a b/x.png",
-            "javascript:alert(1)", "file:///etc/passwd", "data:image/png;base64,@@@@",
-            "data:image/png;base64,",
-            "data:text/html,<script>", "data:image/png;base64,QUJD=Q", "http://" + "a" * 9000 + ".com/x.png"]
+BAD_URLS = [
+    "http://h:99999/a.png",
+    "http://h:abc/a.png",
+    "http://[::1/a.png",
+    "http://[::1]x/a.png",
+    "http://u:p@example.com/a.png",
+    "http://example.com\\@127.0.0.1/a.png",
+    "http://a b/x.png",
+    "javascript:alert(1)",
+    "file:///etc/passwd",
+    "data:image/png;base64,@@@@",
+    "data:image/png;base64,",
+    "data:text/html,<script>",
+    "data:image/png;base64,QUJD=Q",
+    "http://" + "a" * 9000 + ".com/x.png",
+]
 
 
 @pytest.mark.parametrize("proto", PROTOCOLS, ids=IDS)
@@ -312,8 +439,14 @@ def test_a_long_chain_of_schema_refs_is_refused_by_the_local_compiler_not_a_recu
     defs["d3000"] = {"type": "string"}
     with pytest.raises(ValueError, match="deeper than"):
         compile_schema({"$defs": defs, "$ref": "#/$defs/d0"})
-    nested = {"$defs": {f"d{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/d{i + 1}"}}}
-                        for i in range(200)} | {"d200": {"type": "string"}}, "$ref": "#/$defs/d0"}
+    nested = {
+        "$defs": {
+            f"d{i}": {"type": "object", "properties": {"a": {"$ref": f"#/$defs/d{i + 1}"}}}
+            for i in range(200)
+        }
+        | {"d200": {"type": "string"}},
+        "$ref": "#/$defs/d0",
+    }
     with pytest.raises(ValueError, match="deeper than"):
         compile_schema(nested)
 
@@ -324,13 +457,20 @@ def local_gw(tmp_path_factory):
     import sys
     from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine imports by basename
+    sys.path.insert(
+        0, str(Path(__file__).resolve().parents[1] / "engine")
+    )  # tests/engine imports by basename
     from checkpoints import make_checkpoint
 
     path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("lm") / "tiny-smollm2")
-    cfg = (f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n    dtype: float32\n"
-           "models:\n  - name: lm\n    targets: [{provider: local, model: default}]\n")
-    with GatewayServer(cfg) as server, httpx.Client(base_url=server.url, headers=HEADERS, timeout=60) as client:
+    cfg = (
+        f"providers:\n  - name: local\n    protocol: local\n    model: {path}\n    dtype: float32\n"
+        "models:\n  - name: lm\n    targets: [{provider: local, model: default}]\n"
+    )
+    with (
+        GatewayServer(cfg) as server,
+        httpx.Client(base_url=server.url, headers=HEADERS, timeout=60) as client,
+    ):
         server.client = client  # type: ignore[attr-defined]
         yield server
 
@@ -340,9 +480,14 @@ def test_the_local_engine_takes_deep_json_strings_as_text_and_refuses_deep_schem
     for text in ("[" * 480 + "]" * 480, "[" * 990 + "]" * 990, deep_value(2000), "[" * 100000 + "]" * 100000):
         body = chat.body("lm", args=text, result=text, numbers=',"max_tokens":2')
         assert_not_5xx(post(local_gw, chat, "", body), chat)  # 200, or 400 when the prompt is too long
-    defs = ",".join(f'"d{i}":{{"$ref":"#/$defs/d{i + 1}"}}' for i in range(3000)) + ',"d3000":{"type":"string"}'
-    fmt = (',"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$defs":{' + defs
-           + '},"$ref":"#/$defs/d0"}}}')
+    defs = (
+        ",".join(f'"d{i}":{{"$ref":"#/$defs/d{i + 1}"}}' for i in range(3000)) + ',"d3000":{"type":"string"}'
+    )
+    fmt = (
+        ',"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":{"$defs":{'
+        + defs
+        + '},"$ref":"#/$defs/d0"}}}'
+    )
     r = post(local_gw, chat, "", chat.body("lm", extra=fmt, numbers=',"max_tokens":2'))
     assert_4xx(r, chat)
     assert "deeper than" in r.text

@@ -16,10 +16,22 @@ import pytest
 
 from smolgate.config import ConfigError, parse_config
 
-ENV = {"SG_UP1": "sk-env-one-1111 #tail", "SG_UP2": 'sk-env: two-2222 "q"', "SG_ORG": "org-env-3333'x",
-       "SG_CLIENT": "ck-env-#-4444", "SG_REDIS": "redis-env-5555"}
-LITERALS = ["sk-literal-6666", "hdr-literal-7777", "basic-pw-8888", "qs-literal-9999", "client-literal-0000",
-            "admin-literal-1212", "sk-quoted-literal-1313"]
+ENV = {
+    "SG_UP1": "sk-env-one-1111 #tail",
+    "SG_UP2": 'sk-env: two-2222 "q"',
+    "SG_ORG": "org-env-3333'x",
+    "SG_CLIENT": "ck-env-#-4444",
+    "SG_REDIS": "redis-env-5555",
+}
+LITERALS = [
+    "sk-literal-6666",
+    "hdr-literal-7777",
+    "basic-pw-8888",
+    "qs-literal-9999",
+    "client-literal-0000",
+    "admin-literal-1212",
+    "sk-quoted-literal-1313",
+]
 SECRETS = [*ENV.values(), *LITERALS]
 
 CONFIG = """\
@@ -48,17 +60,29 @@ state: redis://:${SG_REDIS}@127.0.0.1:6379/0
 
 # Broken variants: (what is wrong, replace this, with that, the line the message must name)
 BROKEN = {
-    "yaml error on the key's line": ("      - api_key: sk-literal-6666",
-                                     "      - api_key: sk-literal-6666: x", 8),
-    "unterminated quote on the key's line": ('    accounts: [{api_key: "sk-quoted-literal-1313"}]',
-                                             '    accounts: [{api_key: "sk-quoted-literal-1313}]', None),
+    "yaml error on the key's line": (
+        "      - api_key: sk-literal-6666",
+        "      - api_key: sk-literal-6666: x",
+        8,
+    ),
+    "unterminated quote on the key's line": (
+        '    accounts: [{api_key: "sk-quoted-literal-1313"}]',
+        '    accounts: [{api_key: "sk-quoted-literal-1313}]',
+        None,
+    ),
     "key pasted into an enum field": ("    protocol: openai", "    protocol: sk-literal-6666", 3),
     "env key pasted into an enum field": ("    protocol: openai", "    protocol: ${SG_UP1}", 3),
     "key pasted as a field name": ("      - api_key: sk-literal-6666", "      - {sk-literal-6666: 1}", 8),
-    "key where a number goes": ("      - api_key: sk-literal-6666",
-                                "      - {api_key: sk-literal-6666, weight: sk-literal-6666}", 8),
-    "a list where the key goes": ("      - api_key: sk-literal-6666",
-                                  "      - api_key: [sk-literal-6666]", 8),
+    "key where a number goes": (
+        "      - api_key: sk-literal-6666",
+        "      - {api_key: sk-literal-6666, weight: sk-literal-6666}",
+        8,
+    ),
+    "a list where the key goes": (
+        "      - api_key: sk-literal-6666",
+        "      - api_key: [sk-literal-6666]",
+        8,
+    ),
     "state as a list": ("state: redis://", "state: [redis://", 21),
     "dangling reference": ("{provider: up1,", "{provider: sk-literal-6666,", None),
     "nested too deeply": ("models:\n", "x: " + "[" * 3000 + "]" * 3000 + "\nmodels:\n", None),
@@ -83,9 +107,13 @@ def env(monkeypatch):
 def run_check(tmp_path, text: str) -> subprocess.CompletedProcess[str]:
     path = tmp_path / "smolgate.yaml"
     path.write_text(text)
-    return subprocess.run([sys.executable, "-m", "smolgate.cli", "check", "--config", str(path)],
-                          capture_output=True, text=True, timeout=60,
-                          env={**os.environ, **ENV, "COLUMNS": "200"})
+    return subprocess.run(
+        [sys.executable, "-m", "smolgate.cli", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **ENV, "COLUMNS": "200"},
+    )
 
 
 def leaked(text: str) -> list[str]:
@@ -102,8 +130,16 @@ def test_check_explains_a_config_full_of_keys_without_printing_one(tmp_path):
     assert "up1/gpt-4o-mini" in text
 
 
-@pytest.mark.parametrize("case", ["yaml error on the key's line", "key pasted into an enum field",
-                                  "key pasted as a field name", "state as a list", "nested too deeply"])
+@pytest.mark.parametrize(
+    "case",
+    [
+        "yaml error on the key's line",
+        "key pasted into an enum field",
+        "key pasted as a field name",
+        "state as a list",
+        "nested too deeply",
+    ],
+)
 def test_check_explains_a_broken_config_without_printing_a_key(tmp_path, case):
     out = run_check(tmp_path, broken(case))
     text = out.stdout + out.stderr
@@ -126,9 +162,18 @@ def test_config_errors_name_the_place_never_the_value(env, case):
 
 def test_repr_and_str_of_a_config_show_no_secret(env):
     cfg = parse_config(CONFIG)
-    shown = " ".join([repr(cfg), str(cfg), repr(cfg.providers), repr(cfg.server), repr(cfg.keys),
-                      cfg.state_display, f"{cfg.providers[0].accounts[0].api_key}",
-                      "%s" % cfg.server.admin_key])
+    shown = " ".join(
+        [
+            repr(cfg),
+            str(cfg),
+            repr(cfg.providers),
+            repr(cfg.server),
+            repr(cfg.keys),
+            cfg.state_display,
+            f"{cfg.providers[0].accounts[0].api_key}",
+            "%s" % cfg.server.admin_key,
+        ]
+    )
     assert leaked(shown) == [], shown
     assert "***" in shown
 

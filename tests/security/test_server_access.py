@@ -31,8 +31,10 @@ def keyless(upstreams):  # noqa: F811
 
 @pytest.fixture(scope="module")
 def cors(upstreams):  # noqa: F811
-    extra = ("server:\n  allowed_hosts: [127.0.0.1, gw.example, '*.corp.example']\n"
-             "  cors_origins: ['http://app.example']\n")
+    extra = (
+        "server:\n  allowed_hosts: [127.0.0.1, gw.example, '*.corp.example']\n"
+        "  cors_origins: ['http://app.example']\n"
+    )
     with GatewayServer(matrix_config(urls(upstreams), extra)) as gw:
         yield gw
 
@@ -64,20 +66,29 @@ def test_cross_origin_browser_requests_are_refused(keyless):
     assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"  # Anthropic's shape
     r = httpx.get(keyless.url + "/v1/models", headers={"sec-fetch-site": "cross-site"})
     assert r.status_code == 403
-    pre = httpx.options(keyless.url + "/v1/chat/completions", headers={
-        "origin": "http://evil.example", "access-control-request-method": "POST"})
+    pre = httpx.options(
+        keyless.url + "/v1/chat/completions",
+        headers={"origin": "http://evil.example", "access-control-request-method": "POST"},
+    )
     assert pre.status_code == 403 and "access-control-allow-origin" not in pre.headers
     # the gateway's own origin, and tools that send no Origin, are fine
-    own = httpx.get(keyless.url + "/v1/models", headers={"origin": keyless.url, "sec-fetch-site": "same-origin"})
+    own = httpx.get(
+        keyless.url + "/v1/models", headers={"origin": keyless.url, "sec-fetch-site": "same-origin"}
+    )
     assert own.status_code == 200
     assert httpx.post(keyless.url + "/v1/chat/completions", json=CHAT).status_code == 200
 
 
 def test_configured_origins_get_cors_and_preflight_answers(cors):
     origin = "http://app.example"
-    pre = httpx.options(cors.url + "/v1/chat/completions", headers={
-        "origin": origin, "access-control-request-method": "POST",
-        "access-control-request-headers": "authorization, content-type, x-stainless-os"})
+    pre = httpx.options(
+        cors.url + "/v1/chat/completions",
+        headers={
+            "origin": origin,
+            "access-control-request-method": "POST",
+            "access-control-request-headers": "authorization, content-type, x-stainless-os",
+        },
+    )
     assert pre.status_code == 204
     assert pre.headers["access-control-allow-origin"] == origin
     assert "POST" in pre.headers["access-control-allow-methods"]
@@ -85,10 +96,13 @@ def test_configured_origins_get_cors_and_preflight_answers(cors):
     r = httpx.post(cors.url + "/v1/chat/completions", json=CHAT, headers={"origin": origin})
     assert r.status_code == 200 and r.headers["access-control-allow-origin"] == origin
     assert "origin" in r.headers["vary"].lower()
-    s = httpx.post(cors.url + "/v1/chat/completions", json={**CHAT, "stream": True}, headers={"origin": origin})
+    s = httpx.post(
+        cors.url + "/v1/chat/completions", json={**CHAT, "stream": True}, headers={"origin": origin}
+    )
     assert s.status_code == 200 and s.headers["access-control-allow-origin"] == origin
-    err = httpx.post(cors.url + "/v1/chat/completions", json={"model": "nope", "messages": []},
-                     headers={"origin": origin})
+    err = httpx.post(
+        cors.url + "/v1/chat/completions", json={"model": "nope", "messages": []}, headers={"origin": origin}
+    )
     assert err.status_code in (400, 404) and err.headers["access-control-allow-origin"] == origin
     assert httpx.get(cors.url + "/v1/models", headers={"origin": "http://other.example"}).status_code == 403
 
@@ -102,7 +116,9 @@ def test_allowed_hosts_are_configurable(cors):
 
 def test_admin_routes_need_the_admin_key_and_a_client_key_never_opens_them(keyed):
     # (with client keys, any Host is served unless allowed_hosts says otherwise)
-    r = httpx.get(keyed.url + "/v1/models", headers={"host": "gateway.internal", "authorization": f"Bearer {CLIENT}"})
+    r = httpx.get(
+        keyed.url + "/v1/models", headers={"host": "gateway.internal", "authorization": f"Bearer {CLIENT}"}
+    )
     assert r.status_code == 200
     url = keyed.url + "/admin/accounts"
     r = httpx.get(url, headers={"authorization": f"Bearer {CLIENT}"})
@@ -114,8 +130,12 @@ def test_admin_routes_need_the_admin_key_and_a_client_key_never_opens_them(keyed
     ok = httpx.get(url, headers={"authorization": f"Bearer {ADMIN}"})
     assert ok.status_code == 200 and "accounts" in ok.json()
     # the admin key is not a client key either
-    assert httpx.post(keyed.url + "/v1/chat/completions", json=CHAT,
-                      headers={"authorization": f"Bearer {ADMIN}"}).status_code == 401
+    assert (
+        httpx.post(
+            keyed.url + "/v1/chat/completions", json=CHAT, headers={"authorization": f"Bearer {ADMIN}"}
+        ).status_code
+        == 401
+    )
 
 
 def test_without_an_admin_key_admin_routes_answer_only_direct_loopback_clients(upstreams):  # noqa: F811
@@ -124,8 +144,11 @@ def test_without_an_admin_key_admin_routes_answer_only_direct_loopback_clients(u
         url = gw.url + "/admin/accounts"
         assert httpx.get(url).status_code == 200  # this machine
         # through a proxy (on this machine or not) the caller is not local
-        for hdr in ({"x-forwarded-for": "203.0.113.9"}, {"x-forwarded-for": "127.0.0.1"},
-                    {"forwarded": "for=203.0.113.9"}):
+        for hdr in (
+            {"x-forwarded-for": "203.0.113.9"},
+            {"x-forwarded-for": "127.0.0.1"},
+            {"forwarded": "for=203.0.113.9"},
+        ):
             r = httpx.get(url, headers={**hdr, "authorization": f"Bearer {CLIENT}"})
             assert r.status_code == 403 and "admin key" in r.json()["error"]["message"], hdr
 
@@ -135,11 +158,23 @@ def test_the_admin_key_can_come_from_the_environment_and_smolgate_accounts_sends
     with GatewayServer(matrix_config(urls(upstreams))) as gw:
         assert httpx.get(gw.url + "/admin/accounts").status_code == 401
         env = {**os.environ, "SMOLGATE_ADMIN_KEY": ADMIN}
-        out = subprocess.run([sys.executable, "-m", "smolgate.cli", "accounts", "--url", gw.url],
-                             capture_output=True, text=True, timeout=60, env=env, check=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "smolgate.cli", "accounts", "--url", gw.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
         assert out.returncode == 0, out.stdout + out.stderr
         assert "up-openai" in out.stdout and ADMIN not in out.stdout
         env["SMOLGATE_ADMIN_KEY"] = "sk-wrong-admin-0000"
-        out = subprocess.run([sys.executable, "-m", "smolgate.cli", "accounts", "--url", gw.url],
-                             capture_output=True, text=True, timeout=60, env=env, check=False)
+        out = subprocess.run(
+            [sys.executable, "-m", "smolgate.cli", "accounts", "--url", gw.url],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+            check=False,
+        )
         assert out.returncode == 1 and "401" in out.stdout + out.stderr and "Traceback" not in out.stderr

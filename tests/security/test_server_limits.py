@@ -18,12 +18,21 @@ AUTH = {"authorization": f"Bearer {KEY}"}
 
 
 def config(**server: object) -> str:
-    limits = {"max_header_bytes": 4096, "max_headers": 20, "max_url_bytes": 1024, "header_timeout": 0.5,
-              "body_timeout": 0.5, "keepalive_timeout": 0.3, **server}
+    limits = {
+        "max_header_bytes": 4096,
+        "max_headers": 20,
+        "max_url_bytes": 1024,
+        "header_timeout": 0.5,
+        "body_timeout": 0.5,
+        "keepalive_timeout": 0.3,
+        **server,
+    }
     lines = "".join(f"  {k}: {v}\n" for k, v in limits.items())
-    return ("providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n"
-            "models:\n  - name: m\n    targets: [{provider: up, model: x}]\n"
-            f"keys:\n  - {{key: {KEY}}}\nserver:\n{lines}")
+    return (
+        "providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n"
+        "models:\n  - name: m\n    targets: [{provider: up, model: x}]\n"
+        f"keys:\n  - {{key: {KEY}}}\nserver:\n{lines}"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +67,9 @@ def test_a_connection_that_sends_nothing_is_closed(gw):
 
 
 def test_a_megabyte_of_headers_is_refused_with_431_before_it_is_read(gw):
-    r = exchange(gw.port, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nx-big: " + b"a" * (1 << 20) + b"\r\n\r\n")
+    r = exchange(
+        gw.port, b"GET /v1/models HTTP/1.1\r\nHost: 127.0.0.1\r\nx-big: " + b"a" * (1 << 20) + b"\r\n\r\n"
+    )
     assert r.status == 431 and r.closed
     assert r.json()["error"]["type"] == "invalid_request_error"  # OpenAI's shape
 
@@ -132,9 +143,14 @@ def test_connections_past_the_cap_get_a_503_at_once_and_normal_requests_resume()
             deadline = time.monotonic() + 5
             while len(server._server.server_state.connections) < 8 and time.monotonic() < deadline:
                 time.sleep(0.02)
-            refused = [exchange(server.port, request("GET", "/v1/models", AUTH), timeout=5) for _ in range(30)]
+            refused = [
+                exchange(server.port, request("GET", "/v1/models", AUTH), timeout=5) for _ in range(30)
+            ]
             assert all(r.status == 503 and r.closed for r in refused), [r.raw[:80] for r in refused]
-            assert refused[0].headers.get("retry-after") and "connections" in refused[0].json()["error"]["message"]
+            assert (
+                refused[0].headers.get("retry-after")
+                and "connections" in refused[0].json()["error"]["message"]
+            )
             assert len(server._server.server_state.connections) <= 8
         finally:
             for s in holders:
@@ -148,9 +164,13 @@ def test_connections_past_the_cap_get_a_503_at_once_and_normal_requests_resume()
 def test_a_client_that_stops_reading_is_dropped():
     """A client that asks and never reads: its connection is dropped after body_timeout of a full send buffer,
     so it cannot hold the server (or an upstream account lease) forever."""
-    many = "".join(f"  - name: model-{i:05d}-{'x' * 200}\n    targets: [{{provider: up, model: x}}]\n" for i in range(3000))
-    cfg = config(body_timeout=0.5).replace("models:\n  - name: m\n    targets: [{provider: up, model: x}]\n",
-                                           "models:\n" + many)
+    many = "".join(
+        f"  - name: model-{i:05d}-{'x' * 200}\n    targets: [{{provider: up, model: x}}]\n"
+        for i in range(3000)
+    )
+    cfg = config(body_timeout=0.5).replace(
+        "models:\n  - name: m\n    targets: [{provider: up, model: x}]\n", "models:\n" + many
+    )
     with GatewayServer(cfg) as server:
         sock = socket.create_connection(("127.0.0.1", server.port))
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)

@@ -17,10 +17,34 @@ from smolgate.routing import Router
 from tests.gateway.conftest import matrix_config, upstreams  # noqa: F401  (fixture)
 from tests.gateway_server import GatewayServer
 
-REAL = ["gpt-4o-mini", "claude-3-5-sonnet-20241022", "Qwen/Qwen3-8B", "hf.co/user/repo:Q4_K_M", "llama3.1:8b",
-        "accounts/fireworks/models/x", "@cf/meta/llama-3", "gpt-4o@2024-08-06", "ft:gpt-4o-mini:org::abc123"]
-TRICKS = ["../../v1/other?", "m\r\nx-evil: 1", "a b", "m#frag", "%2e%2e/x", "a\\b", "./x", "x//y", "x/", "x/..",
-          "a" * 300, "tab\tx", "nul\x00", "caf\u00e9", "m?alt=json"]
+REAL = [
+    "gpt-4o-mini",
+    "claude-3-5-sonnet-20241022",
+    "Qwen/Qwen3-8B",
+    "hf.co/user/repo:Q4_K_M",
+    "llama3.1:8b",
+    "accounts/fireworks/models/x",
+    "@cf/meta/llama-3",
+    "gpt-4o@2024-08-06",
+    "ft:gpt-4o-mini:org::abc123",
+]
+TRICKS = [
+    "../../v1/other?",
+    "m\r\nx-evil: 1",
+    "a b",
+    "m#frag",
+    "%2e%2e/x",
+    "a\\b",
+    "./x",
+    "x//y",
+    "x/",
+    "x/..",
+    "a" * 300,
+    "tab\tx",
+    "nul\x00",
+    "caf\u00e9",
+    "m?alt=json",
+]
 
 
 @pytest.fixture(scope="module")
@@ -66,8 +90,10 @@ def test_body_model_names_are_checked_in_every_protocol(gw, path):
 @pytest.mark.parametrize("method", ["generateContent", "countTokens"])
 def test_gemini_path_model_names_are_checked(gw, method):
     for name in ("via-openai", "models/via-openai"):
-        r = httpx.post(f"{gw.url}/v1beta/models/{quote(name.removeprefix('models/'), safe='')}:{method}",
-                       json={"contents": [{"parts": [{"text": "name check"}]}]})
+        r = httpx.post(
+            f"{gw.url}/v1beta/models/{quote(name.removeprefix('models/'), safe='')}:{method}",
+            json={"contents": [{"parts": [{"text": "name check"}]}]},
+        )
         assert r.status_code == 200, r.text
     for name in ("m\r\nx-evil: 1", "a b", "m#frag", "a\\b", "..", "a?b", "a" * 300, "nul\x00"):
         path = f"/v1beta/models/{quote(name, safe='')}:{method}"
@@ -83,15 +109,19 @@ def test_get_model_checks_the_name(gw):
 
 
 def test_a_megabyte_model_name_is_a_short_400(gw):
-    r = httpx.post(gw.url + "/v1/chat/completions", json={"model": "up-openai/" + "x" * (1 << 20), "messages": MSG})
+    r = httpx.post(
+        gw.url + "/v1/chat/completions", json={"model": "up-openai/" + "x" * (1 << 20), "messages": MSG}
+    )
     assert r.status_code == 400 and len(r.content) < 1000
 
 
 def test_the_router_remembers_a_bounded_number_of_invented_names():
     """Each distinct `provider/model` a client sends used to be cached forever (4 MiB names: +480 MB)."""
-    cfg = parse_config("providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n"
-                       "models:\n  - name: fast\n    targets: [{provider: up, model: x}]\n"
-                       "    fallbacks: [slow]\n  - name: slow\n    targets: [{provider: up, model: y}]\n")
+    cfg = parse_config(
+        "providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n"
+        "models:\n  - name: fast\n    targets: [{provider: up, model: x}]\n"
+        "    fallbacks: [slow]\n  - name: slow\n    targets: [{provider: up, model: y}]\n"
+    )
     router = Router(cfg)
     tracemalloc.start()
     try:

@@ -15,10 +15,12 @@ from tests.gateway_server import GatewayServer
 
 KEY = "sk-throttle-client-0001"
 ADMIN = "sk-throttle-admin-0001"
-CFG = ("providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n"
-       "models:\n  - name: m\n    targets: [{provider: up, model: x}]\n"
-       f"keys:\n  - {{key: {KEY}}}\n"
-       f"server:\n  auth_failures: 3\n  auth_backoff: 1.5\n  admin_key: {ADMIN}\n")
+CFG = (
+    "providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:9/v1\n"
+    "models:\n  - name: m\n    targets: [{provider: up, model: x}]\n"
+    f"keys:\n  - {{key: {KEY}}}\n"
+    f"server:\n  auth_failures: 3\n  auth_backoff: 1.5\n  admin_key: {ADMIN}\n"
+)
 
 GOOD = {"authorization": f"Bearer {KEY}"}
 BAD = {"authorization": "Bearer sk-guess-0000"}
@@ -48,11 +50,22 @@ def test_repeated_failures_are_made_to_wait_then_a_success_resets(gw):
     assert models(gw, GOOD).status_code == 200
 
 
-@pytest.mark.parametrize("path,body,shape", [
-    ("/v1/messages", {"model": "m", "max_tokens": 5, "messages": []}, lambda j: j["error"]["type"] == "rate_limit_error"),
-    ("/v1beta/models/m:generateContent", {"contents": []}, lambda j: j["error"]["status"] == "RESOURCE_EXHAUSTED"),
-    ("/api/chat", {"model": "m", "messages": []}, lambda j: isinstance(j["error"], str)),
-])
+@pytest.mark.parametrize(
+    "path,body,shape",
+    [
+        (
+            "/v1/messages",
+            {"model": "m", "max_tokens": 5, "messages": []},
+            lambda j: j["error"]["type"] == "rate_limit_error",
+        ),
+        (
+            "/v1beta/models/m:generateContent",
+            {"contents": []},
+            lambda j: j["error"]["status"] == "RESOURCE_EXHAUSTED",
+        ),
+        ("/api/chat", {"model": "m", "messages": []}, lambda j: isinstance(j["error"], str)),
+    ],
+)
 def test_the_wait_is_answered_in_the_clients_protocol(gw, path, body, shape):
     for _ in range(3):
         assert httpx.post(gw.url + path, json=body, headers=BAD).status_code == 401
@@ -62,8 +75,13 @@ def test_the_wait_is_answered_in_the_clients_protocol(gw, path, body, shape):
 
 def test_admin_key_guessing_is_throttled_too_and_other_addresses_are_unaffected(gw):
     for _ in range(3):
-        assert httpx.get(gw.url + "/admin/accounts", headers={"authorization": "Bearer nope-000000"}).status_code == 401
-    assert httpx.get(gw.url + "/admin/accounts", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 429
+        assert (
+            httpx.get(gw.url + "/admin/accounts", headers={"authorization": "Bearer nope-000000"}).status_code
+            == 401
+        )
+    assert (
+        httpx.get(gw.url + "/admin/accounts", headers={"authorization": f"Bearer {ADMIN}"}).status_code == 429
+    )
     # a client behind the (trusted, local) proxy header is another address
     other = {**GOOD, "x-forwarded-for": "198.51.100.7"}
     assert models(gw, other).status_code == 200

@@ -25,28 +25,97 @@ from tests.gateway_server import GatewayServer
 
 REFUSED = [
     # IPv4 special-purpose registry, multicast, reserved
-    "0.0.0.0", "0.1.2.3", "10.0.0.1", "100.64.0.1", "100.100.100.200", "100.127.255.255", "127.0.0.1",
-    "127.1.2.3", "169.254.169.254", "172.16.0.1", "172.31.255.255", "192.0.0.1", "192.0.0.9", "192.0.0.170",
-    "192.0.0.192", "192.0.2.1", "192.31.196.1", "192.52.193.1", "192.88.99.1", "192.168.1.1", "192.175.48.1",
-    "198.18.0.1", "198.19.255.255", "198.51.100.7", "203.0.113.9", "224.0.0.1", "239.255.255.250",
-    "240.0.0.1", "255.255.255.255",
+    "0.0.0.0",
+    "0.1.2.3",
+    "10.0.0.1",
+    "100.64.0.1",
+    "100.100.100.200",
+    "100.127.255.255",
+    "127.0.0.1",
+    "127.1.2.3",
+    "169.254.169.254",
+    "172.16.0.1",
+    "172.31.255.255",
+    "192.0.0.1",
+    "192.0.0.9",
+    "192.0.0.170",
+    "192.0.0.192",
+    "192.0.2.1",
+    "192.31.196.1",
+    "192.52.193.1",
+    "192.88.99.1",
+    "192.168.1.1",
+    "192.175.48.1",
+    "198.18.0.1",
+    "198.19.255.255",
+    "198.51.100.7",
+    "203.0.113.9",
+    "224.0.0.1",
+    "239.255.255.250",
+    "240.0.0.1",
+    "255.255.255.255",
     # IPv6: unspecified, loopback, IPv4-compatible and -mapped, NAT64, discard, IETF, documentation, ULA…
-    "::", "::1", "::127.0.0.1", "::8.8.8.8", "::ffff:127.0.0.1", "::ffff:169.254.169.254", "::ffff:10.0.0.1",
-    "::ffff:0:127.0.0.1", "64:ff9b::127.0.0.1", "64:ff9b::a9fe:a9fe", "64:ff9b::100.64.0.1",
-    "64:ff9b:1::8.8.8.8", "100::1", "100:0:0:1::1", "2001:1::1", "2001:2::1", "2001:3::1", "2001:4:112::1",
-    "2001:10::1", "2001:20::1", "2001:db8::1", "2620:4f:8000::1", "3fff::1", "5f00::1", "fc00::1",
-    "fd00:ec2::254", "fec0::1", "fe80::1", "fe80::1%eth0", "ff02::1", "ff0e::1", "4000::1", "8000::1",
+    "::",
+    "::1",
+    "::127.0.0.1",
+    "::8.8.8.8",
+    "::ffff:127.0.0.1",
+    "::ffff:169.254.169.254",
+    "::ffff:10.0.0.1",
+    "::ffff:0:127.0.0.1",
+    "64:ff9b::127.0.0.1",
+    "64:ff9b::a9fe:a9fe",
+    "64:ff9b::100.64.0.1",
+    "64:ff9b:1::8.8.8.8",
+    "100::1",
+    "100:0:0:1::1",
+    "2001:1::1",
+    "2001:2::1",
+    "2001:3::1",
+    "2001:4:112::1",
+    "2001:10::1",
+    "2001:20::1",
+    "2001:db8::1",
+    "2620:4f:8000::1",
+    "3fff::1",
+    "5f00::1",
+    "fc00::1",
+    "fd00:ec2::254",
+    "fec0::1",
+    "fe80::1",
+    "fe80::1%eth0",
+    "ff02::1",
+    "ff0e::1",
+    "4000::1",
+    "8000::1",
     # 6to4 and Teredo carrying a refused IPv4 (6to4 of 127.0.0.1, 169.254.169.254, 10.0.0.1, 100.64.0.1)
-    "2002:7f00:1::", "2002:a9fe:a9fe::1", "2002:a00:1::1", "2002:6440:1::1",
+    "2002:7f00:1::",
+    "2002:a9fe:a9fe::1",
+    "2002:a00:1::1",
+    "2002:6440:1::1",
     "2001:0:7f00:1::ffff:fffe",  # Teredo server 127.0.0.1
     "2001:0:808:808::80ff:fffe",  # Teredo client (inverted) 127.0.0.1
     "2001:0:808:808::5601:5601",  # Teredo client (inverted) 169.254.169.254
-    "not an address", "",
+    "not an address",
+    "",
 ]
 ALLOWED = [
-    "8.8.8.8", "1.1.1.1", "93.184.216.34", "100.63.255.255", "100.128.0.0", "172.32.0.1", "192.0.1.1",
-    "198.20.0.1", "223.255.255.255", "2606:4700::1111", "2001:4860:4860::8888", "2a00:1450:4001::1",
-    "2400:cb00::1", "::ffff:8.8.8.8", "64:ff9b::808:808", "2002:808:808::1",
+    "8.8.8.8",
+    "1.1.1.1",
+    "93.184.216.34",
+    "100.63.255.255",
+    "100.128.0.0",
+    "172.32.0.1",
+    "192.0.1.1",
+    "198.20.0.1",
+    "223.255.255.255",
+    "2606:4700::1111",
+    "2001:4860:4860::8888",
+    "2a00:1450:4001::1",
+    "2400:cb00::1",
+    "::ffff:8.8.8.8",
+    "64:ff9b::808:808",
+    "2002:808:808::1",
     "2001:0:808:808::f7f7:f7f7",  # Teredo: server 8.8.8.8, client (inverted) 8.8.8.8
 ]
 
@@ -63,9 +132,11 @@ def test_global_unicast_addresses_are_allowed(address):
 
 # ------------------------------------------------------------------------------------- a real image host
 
-PNG = (b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
-       b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND"
-       b"\xaeB`\x82")
+PNG = (
+    b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x02\x00\x00\x00\x90wS\xde"
+    b"\x00\x00\x00\x0cIDATx\x9cc\xf8\xcf\xc0\x00\x00\x03\x01\x01\x00\xc9\xfe\x92\xef\x00\x00\x00\x00IEND"
+    b"\xaeB`\x82"
+)
 
 
 class ImageHost(FakeUpstream):
@@ -106,8 +177,20 @@ async def _refusal(url: str, allow_private: bool = False) -> GatewayError:
     return info.value
 
 
-@pytest.mark.parametrize("form", ["127.0.0.1", "localhost", "127.1", "2130706433", "0x7f000001", "0177.0.0.1",
-                                  "[::ffff:127.0.0.1]", "[::ffff:7f00:1]", "[::1]"])
+@pytest.mark.parametrize(
+    "form",
+    [
+        "127.0.0.1",
+        "localhost",
+        "127.1",
+        "2130706433",
+        "0x7f000001",
+        "0177.0.0.1",
+        "[::ffff:127.0.0.1]",
+        "[::ffff:7f00:1]",
+        "[::1]",
+    ],
+)
 async def test_names_and_numerals_for_loopback_are_refused_before_connecting(host, form):
     before = len(host.requests)
     err = await _refusal(f"http://{form}:{host.port}/cat.png")
@@ -115,28 +198,60 @@ async def test_names_and_numerals_for_loopback_are_refused_before_connecting(hos
     assert len(host.requests) == before
 
 
-@pytest.mark.parametrize("url", ["http://100.64.0.1/x.png", "http://[2002:7f00:1::]/x.png",
-                                 "http://[64:ff9b::7f00:1]/x.png", "http://[2001:0:7f00:1::ffff:fffe]/x.png",
-                                 "http://metadata.google.internal/computeMetadata/v1/",
-                                 "http://METADATA.google.internal./x", "http://192.0.0.192/x.png"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://100.64.0.1/x.png",
+        "http://[2002:7f00:1::]/x.png",
+        "http://[64:ff9b::7f00:1]/x.png",
+        "http://[2001:0:7f00:1::ffff:fffe]/x.png",
+        "http://metadata.google.internal/computeMetadata/v1/",
+        "http://METADATA.google.internal./x",
+        "http://192.0.0.192/x.png",
+    ],
+)
 async def test_special_purpose_targets_are_refused(url):
     assert "refused" in (await _refusal(url)).message
 
 
-@pytest.mark.parametrize("url", [
-    "http://h:99999/a.png", "http://h:abc/a.png", "http://h:0/a.png", "http://h:+80/a.png",
-    "http://[::1/a.png",
-    "http://[::1]x/a.png", "http://[fe80::1%25eth0]/a.png", "http://user:pw@example.com/a.png",
-    "http://example.com@127.0.0.1/a.png", "http://example.com\\@127.0.0.1/a.png", "http://ex ample.com/a.png",
-    "http://%31%32%37.0.0.1/a.png", "http:///a.png", "javascript:alert(1)", "file:///etc/passwd",
-    "gopher://127.0.0.1:6379/_INFO", "ftp://example.com/a.png", "data:image/png;base64,AAAA",
-])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://h:99999/a.png",
+        "http://h:abc/a.png",
+        "http://h:0/a.png",
+        "http://h:+80/a.png",
+        "http://[::1/a.png",
+        "http://[::1]x/a.png",
+        "http://[fe80::1%25eth0]/a.png",
+        "http://user:pw@example.com/a.png",
+        "http://example.com@127.0.0.1/a.png",
+        "http://example.com\\@127.0.0.1/a.png",
+        "http://ex ample.com/a.png",
+        "http://%31%32%37.0.0.1/a.png",
+        "http:///a.png",
+        "javascript:alert(1)",
+        "file:///etc/passwd",
+        "gopher://127.0.0.1:6379/_INFO",
+        "ftp://example.com/a.png",
+        "data:image/png;base64,AAAA",
+    ],
+)
 async def test_malformed_or_non_http_urls_are_a_400_naming_the_field(url):
     await _refusal(url, allow_private=True)
 
 
-@pytest.mark.parametrize("target", ["http://127.0.0.1:99999/x.png", "http://[::1/x.png", "file:///etc/passwd",
-                                    "http://u:p@127.0.0.1/x.png", "javascript:alert(1)", "http://h:abc/"])
+@pytest.mark.parametrize(
+    "target",
+    [
+        "http://127.0.0.1:99999/x.png",
+        "http://[::1/x.png",
+        "file:///etc/passwd",
+        "http://u:p@127.0.0.1/x.png",
+        "javascript:alert(1)",
+        "http://h:abc/",
+    ],
+)
 async def test_each_redirect_target_is_checked_like_the_url(host, target):
     before = len(host.requests)
     await _refusal(str(httpx.URL(host.url + "/to", params={"loc": target})), allow_private=True)
@@ -167,8 +282,11 @@ def _gateway_config(upstreams: dict, server: str, extra_provider: str = "") -> s
 
 def _ask(gw: GatewayServer, urls: list[str], model: str = "via-gemini") -> httpx.Response:
     content = [{"type": "text", "text": "x"}] + [{"type": "image_url", "image_url": {"url": u}} for u in urls]
-    return httpx.post(gw.url + "/v1/chat/completions", timeout=30,
-                      json={"model": model, "messages": [{"role": "user", "content": content}]})
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        timeout=30,
+        json={"model": model, "messages": [{"role": "user", "content": content}]},
+    )
 
 
 @pytest.fixture(scope="module")
@@ -212,11 +330,17 @@ def test_fetches_run_in_parallel_but_bounded(capped, upstreams, host):
 def test_media_is_fetched_once_per_request_across_fallback_targets(upstreams, host):
     """A first target that needs bytes but cannot be reached, then one that also needs bytes: the URLs are
     fetched once (the caps are per client request, not per attempt)."""
-    dead = ("  - name: dead-gemini\n    protocol: gemini\n    base_url: http://127.0.0.1:9\n"
-            "    accounts: [{api_key: k}]\n    timeouts: {connect: 2}\n")
+    dead = (
+        "  - name: dead-gemini\n    protocol: gemini\n    base_url: http://127.0.0.1:9\n"
+        "    accounts: [{api_key: k}]\n    timeouts: {connect: 2}\n"
+    )
     cfg = _gateway_config(upstreams, "allow_private_image_urls: true", dead)
-    cfg = cfg.replace("models:\n", "models:\n  - name: two\n    targets: [{provider: dead-gemini, model: m}, "
-                      "{provider: up-ollama, model: ollama-model}]\n", 1)
+    cfg = cfg.replace(
+        "models:\n",
+        "models:\n  - name: two\n    targets: [{provider: dead-gemini, model: m}, "
+        "{provider: up-ollama, model: ollama-model}]\n",
+        1,
+    )
     with GatewayServer(cfg) as gw:
         host.reset()
         sent = len(upstreams["ollama"].requests)

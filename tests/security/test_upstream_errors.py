@@ -28,8 +28,10 @@ from tests.security.evil_upstream import (
 
 KEY = "sk-scrub-test-account-key-0001"
 HEADER_SECRET = "org-secret-header-value-0001"
-NASTY = (f"bad request (key {KEY}, b64 {base64.b64encode(KEY.encode()).decode()}, header {HEADER_SECRET}) "
-         "\x1b[31mred\x1b[0m\r\nInjected-Header: 1\x00\u202e" + "x" * 5000)
+NASTY = (
+    f"bad request (key {KEY}, b64 {base64.b64encode(KEY.encode()).decode()}, header {HEADER_SECRET}) "
+    "\x1b[31mred\x1b[0m\r\nInjected-Header: 1\x00\u202e" + "x" * 5000
+)
 
 
 def error_body(protocol: str, status: int, message: str) -> dict:
@@ -72,13 +74,18 @@ def _message(r: httpx.Response) -> str:
 def test_an_upstream_error_body_is_scrubbed_and_bounded(protocol, status, caplog):
     async def script(req: RawRequest, out: Out) -> bool:
         # retry-after 0: a 429 must not leave the one account cooling for the second request
-        return await out.send(json_response(error_body(protocol, status, NASTY), status, {"retry-after": "0"}))
+        return await out.send(
+            json_response(error_body(protocol, status, NASTY), status, {"retry-after": "0"})
+        )
 
     caplog.set_level(logging.WARNING, logger="smolgate")
     with EvilUpstream(script) as up, GatewayServer(_config(protocol, up.url)) as gw:
         for stream in (False, True):
-            r = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-                "model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                timeout=10,
+                json={"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert r.status_code >= 400
             assert_clean(r.text)
             msg = _message(r)
@@ -99,29 +106,43 @@ def test_an_in_stream_error_event_is_scrubbed(protocol):
         return await out.send(chunked_head(content_type=STREAM_TYPE[protocol]) + body + b"0\r\n\r\n")
 
     with EvilUpstream(script) as up, GatewayServer(_config(protocol, up.url)) as gw:
-        with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=10, json={
-                "model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as r:
+        with httpx.stream(
+            "POST",
+            gw.url + "/v1/chat/completions",
+            timeout=10,
+            json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        ) as r:
             raw = b"".join(r.iter_raw()).decode()
         assert "partial answer" in raw and "bad request" in raw
         assert_clean(raw)
-        errors = [json.loads(line[6:])["error"]["message"] for line in raw.splitlines()
-                  if line.startswith("data: {") and '"error"' in line]
+        errors = [
+            json.loads(line[6:])["error"]["message"]
+            for line in raw.splitlines()
+            if line.startswith("data: {") and '"error"' in line
+        ]
         assert errors and all(len(m) <= 600 for m in errors)
 
 
 def test_a_200_with_an_error_object_is_an_error_not_an_empty_answer():
     """Gemini can answer 200 with `{"error": {...}}`: the client gets an error in its own shape (scrubbed)."""
+
     async def script(req: RawRequest, out: Out) -> bool:
         return await out.send(json_response({"error": {"code": 500, "message": NASTY, "status": "INTERNAL"}}))
 
     with EvilUpstream(script) as up, GatewayServer(_config("gemini", up.url)) as gw:
-        r = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-            "model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            timeout=10,
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        )
         assert r.status_code == 502, r.text
         assert "bad request" in _message(r)
         assert_clean(r.text)
-        r = httpx.post(gw.url + "/v1beta/models/m:generateContent", timeout=10, json={
-            "contents": [{"role": "user", "parts": [{"text": "hi"}]}]})
+        r = httpx.post(
+            gw.url + "/v1beta/models/m:generateContent",
+            timeout=10,
+            json={"contents": [{"role": "user", "parts": [{"text": "hi"}]}]},
+        )
         assert r.status_code >= 500 and "candidates" not in r.json()
 
 
@@ -129,13 +150,37 @@ BAD, GOOD = "bad-account-key-0000001", "good-account-key-000002"
 
 # Each protocol's way of saying "this key is not valid" (Gemini's is a 400, not a 401).
 INVALID_KEY = {
-    "gemini": (400, {"error": {"code": 400, "message": "API key not valid. Please pass a valid API key.",
-                               "status": "INVALID_ARGUMENT", "details": [
-                                   {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "API_KEY_INVALID",
-                                    "domain": "googleapis.com"}]}}),
-    "openai": (401, {"error": {"message": "Incorrect API key provided", "type": "invalid_request_error",
-                               "code": "invalid_api_key"}}),
-    "anthropic": (401, {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}),
+    "gemini": (
+        400,
+        {
+            "error": {
+                "code": 400,
+                "message": "API key not valid. Please pass a valid API key.",
+                "status": "INVALID_ARGUMENT",
+                "details": [
+                    {
+                        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                        "reason": "API_KEY_INVALID",
+                        "domain": "googleapis.com",
+                    }
+                ],
+            }
+        },
+    ),
+    "openai": (
+        401,
+        {
+            "error": {
+                "message": "Incorrect API key provided",
+                "type": "invalid_request_error",
+                "code": "invalid_api_key",
+            }
+        },
+    ),
+    "anthropic": (
+        401,
+        {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}},
+    ),
     "ollama": (401, {"error": "unauthorized"}),
 }
 
@@ -156,28 +201,52 @@ def test_an_invalid_key_answer_disables_the_account(protocol):
             return await out.send(json_response(gemini_answer("fine")))
         frames = complete_stream(protocol, "fine")
         if protocol == "openai":
-            answer = {"id": "c", "object": "chat.completion", "created": 1, "model": "m", "choices": [
-                {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}]}
+            answer = {
+                "id": "c",
+                "object": "chat.completion",
+                "created": 1,
+                "model": "m",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": "fine"}, "finish_reason": "stop"}
+                ],
+            }
             return await out.send(json_response(answer))
         if protocol == "anthropic":
-            answer = {"id": "msg_1", "type": "message", "role": "assistant", "model": "m",
-                      "content": [{"type": "text", "text": "fine"}], "stop_reason": "end_turn",
-                      "usage": {"input_tokens": 1, "output_tokens": 1}}
+            answer = {
+                "id": "msg_1",
+                "type": "message",
+                "role": "assistant",
+                "model": "m",
+                "content": [{"type": "text", "text": "fine"}],
+                "stop_reason": "end_turn",
+                "usage": {"input_tokens": 1, "output_tokens": 1},
+            }
             return await out.send(json_response(answer))
         return await out.send(json_response(json.loads(frames[-1])))
 
     cfg = _config(protocol, "URL", keys=(BAD, GOOD)).replace("retry: {attempts: 1", "retry: {attempts: 2")
     with EvilUpstream(script) as up, GatewayServer(cfg.replace("URL", up.url)) as gw:
         for _ in range(6):
-            r = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-                "model": "m", "messages": [{"role": "user", "content": "hi"}]})
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                timeout=10,
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            )
             assert r.status_code == 200, r.text
     assert [_key_of(q) for q in up.requests].count(BAD) == 1  # tried once, then disabled like a 401
 
 
-@pytest.mark.parametrize("headers", [{"retry-after": "inf"}, {"retry-after": "nan"}, {"retry-after": "1e300"},
-                                     {"retry-after-ms": "inf"}, {"x-ratelimit-remaining-requests": "inf"},
-                                     {"x-ratelimit-remaining-tokens": "nan"}])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {"retry-after": "inf"},
+        {"retry-after": "nan"},
+        {"retry-after": "1e300"},
+        {"retry-after-ms": "inf"},
+        {"x-ratelimit-remaining-requests": "inf"},
+        {"x-ratelimit-remaining-tokens": "nan"},
+    ],
+)
 @pytest.mark.parametrize("status", [200, 429])
 def test_upstream_numbers_that_are_not_numbers_are_ignored(status, headers):
     """Rate-limit headers are the upstream's text: `inf`, `nan` or 1e300 must not become a 500 or a header
@@ -189,7 +258,10 @@ def test_upstream_numbers_that_are_not_numbers_are_ignored(status, headers):
         return await out.send(json_response(body, status, headers))
 
     with EvilUpstream(script) as up, GatewayServer(_config("openai", up.url)) as gw:
-        r = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-            "model": "m", "messages": [{"role": "user", "content": "hi"}]})
+        r = httpx.post(
+            gw.url + "/v1/chat/completions",
+            timeout=10,
+            json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+        )
     assert r.status_code == status, r.text
     assert len(r.headers.get("retry-after", "")) <= 6

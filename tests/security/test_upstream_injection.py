@@ -89,6 +89,7 @@ def test_crlf_in_a_header_value_is_refused_before_anything_is_sent():
 @pytest.mark.parametrize("target", ["/a b", "/a\r\nx: y", "/a\x00", "/é", "/a\tb"])
 def test_h1_refuses_an_unsafe_request_target(target):
     with EvilUpstream(_answer_gemini) as up:
+
         async def go() -> None:
             pool = H1Pool(up.url, 5)
             with pytest.raises(UnsafeRequest):
@@ -187,6 +188,7 @@ def test_a_smuggled_request_never_gives_one_client_another_clients_answer():
     """Client A puts a whole second request into a model name (reachable through `provider/model`); the
     upstream answers every request it parses, in order, the smuggled one a little late. Client B, next on
     the same keep-alive connection, must get its own answer — never the one meant for A's smuggled request."""
+
     async def script(req: RawRequest, out: Out) -> bool:
         if "smuggled" in req.path:
             await asyncio.sleep(0.3)  # B's request is on the wire by now
@@ -195,12 +197,20 @@ def test_a_smuggled_request_never_gives_one_client_another_clients_answer():
     with EvilUpstream(script) as up:
         cfg = provider_config("gemini", up.url, keys=(KEY,), name="g")
         with GatewayServer(cfg) as gw:
-            evil_model = ("g/x:generateContent HTTP/1.1\r\nhost: up\r\ncontent-length: 0\r\n\r\n"
-                          "POST /v1beta/models/smuggled")
-            a = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-                "model": evil_model, "messages": [{"role": "user", "content": "secret of client A"}]})
-            b = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-                "model": "m", "messages": [{"role": "user", "content": "hello from client B"}]})
+            evil_model = (
+                "g/x:generateContent HTTP/1.1\r\nhost: up\r\ncontent-length: 0\r\n\r\n"
+                "POST /v1beta/models/smuggled"
+            )
+            a = httpx.post(
+                gw.url + "/v1/chat/completions",
+                timeout=10,
+                json={"model": evil_model, "messages": [{"role": "user", "content": "secret of client A"}]},
+            )
+            b = httpx.post(
+                gw.url + "/v1/chat/completions",
+                timeout=10,
+                json={"model": "m", "messages": [{"role": "user", "content": "hello from client B"}]},
+            )
         assert b.status_code == 200, b.text
         assert b.json()["choices"][0]["message"]["content"] == "You said: hello from client B"
         assert a.status_code in (200, 400, 404), a.text
@@ -210,8 +220,14 @@ def test_a_smuggled_request_never_gives_one_client_another_clients_answer():
         assert all(r.headers.get("host") != "up" for r in up.requests)
 
 
-@pytest.mark.parametrize("extra", ['    headers: {x-org: "a\\r\\nx-evil: 1"}\n', '    headers: {"x org": "v"}\n',
-                                   '    headers: {content-length: "0"}\n'])
+@pytest.mark.parametrize(
+    "extra",
+    [
+        '    headers: {x-org: "a\\r\\nx-evil: 1"}\n',
+        '    headers: {"x org": "v"}\n',
+        '    headers: {content-length: "0"}\n',
+    ],
+)
 def test_a_configured_header_that_http_cannot_carry_is_a_config_error(extra):
     from smolgate.config import ConfigError
 

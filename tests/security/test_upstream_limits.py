@@ -21,8 +21,10 @@ from tests.security.evil_upstream import (
     provider_config,
 )
 
-LIMITS = ("    limits: {max_response_bytes: 65536, max_line_bytes: 32768, max_header_bytes: 8192}\n"
-          "    timeouts: {first_byte: 8, idle: 8, total: 10}\n")
+LIMITS = (
+    "    limits: {max_response_bytes: 65536, max_line_bytes: 32768, max_header_bytes: 8192}\n"
+    "    timeouts: {first_byte: 8, idle: 8, total: 10}\n"
+)
 PIECE = b"x" * 65536
 ENOUGH = 48 << 20  # what an endless upstream gives up after (bounds the test on a gateway without caps)
 
@@ -32,8 +34,11 @@ def _gateway(protocol: str, url: str, transport: str) -> GatewayServer:
 
 
 def _post(gw: GatewayServer, stream: bool) -> httpx.Response:
-    return httpx.post(gw.url + "/v1/chat/completions", timeout=15, json={
-        "model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]})
+    return httpx.post(
+        gw.url + "/v1/chat/completions",
+        timeout=15,
+        json={"model": "m", "stream": stream, "messages": [{"role": "user", "content": "hi"}]},
+    )
 
 
 async def _endless(out: Out, prefix: bytes, piece: bytes, chunked: bool) -> bool:
@@ -57,8 +62,10 @@ def test_a_huge_body_is_cut_at_max_response_bytes(transport, framing):
         if framing == "chunked":
             head = chunked_head(content_type="application/json") + chunk(b'{"choices": ["')
         else:  # a length far past the cap, announced up front
-            head = (b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n"
-                    b'{"choices": ["')
+            head = (
+                b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: 1073741824\r\n\r\n"
+                b'{"choices": ["'
+            )
         return await _endless(out, head, PIECE, framing == "chunked")
 
     with EvilUpstream(script) as up, _gateway("openai", up.url, transport) as gw:
@@ -73,8 +80,9 @@ def test_a_huge_body_is_cut_at_max_response_bytes(transport, framing):
 def test_a_huge_stream_line_before_any_event_is_a_502(transport, protocol):
     async def script(req: RawRequest, out: Out) -> bool:
         prefix = b"" if protocol == "ollama" else b"data: "
-        return await _endless(out, chunked_head(content_type=STREAM_TYPE[protocol]) + chunk(prefix + b'{"a": "'),
-                              PIECE, True)
+        return await _endless(
+            out, chunked_head(content_type=STREAM_TYPE[protocol]) + chunk(prefix + b'{"a": "'), PIECE, True
+        )
 
     with EvilUpstream(script) as up, _gateway(protocol, up.url, transport) as gw:
         r = _post(gw, stream=True)
@@ -88,23 +96,35 @@ def test_a_huge_line_mid_stream_ends_the_stream_with_an_error(protocol):
     async def script(req: RawRequest, out: Out) -> bool:
         started = b"".join(chunk(f) for f in complete_stream(protocol, "partial answer")[:1])
         prefix = b"" if protocol == "ollama" else b"data: "
-        return await _endless(out, chunked_head(content_type=STREAM_TYPE[protocol]) + started
-                              + chunk(prefix + b'{"a": "'), PIECE, True)
+        return await _endless(
+            out,
+            chunked_head(content_type=STREAM_TYPE[protocol]) + started + chunk(prefix + b'{"a": "'),
+            PIECE,
+            True,
+        )
 
     with EvilUpstream(script) as up, _gateway(protocol, up.url, "h1") as gw:
-        with httpx.stream("POST", gw.url + "/v1/chat/completions", timeout=15, json={
-                "model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]}) as r:
+        with httpx.stream(
+            "POST",
+            gw.url + "/v1/chat/completions",
+            timeout=15,
+            json={"model": "m", "stream": True, "messages": [{"role": "user", "content": "hi"}]},
+        ) as r:
             raw = b"".join(r.iter_raw()).decode()
         assert r.status_code == 200
         assert "partial answer" in raw
-        errors = [json.loads(line[6:])["error"] for line in raw.splitlines()
-                  if line.startswith("data: {") and '"error"' in line]
+        errors = [
+            json.loads(line[6:])["error"]
+            for line in raw.splitlines()
+            if line.startswith("data: {") and '"error"' in line
+        ]
         assert errors and "limits" in errors[0]["message"]
     _assert_stopped_early(up)
 
 
 def test_data_lines_without_an_event_end_count_toward_the_cap():
     """Endless short `data:` lines that never close their event grow the SSE parser just the same."""
+
     async def script(req: RawRequest, out: Out) -> bool:
         return await _endless(out, chunked_head(), b"data: x\n" * 8192, True)
 
@@ -136,6 +156,7 @@ def test_huge_or_too_many_response_headers_are_a_502(transport, shape):
 
 def test_endless_trailers_after_the_body_are_capped():
     """After the last chunk come trailer fields; one that never ends grows the parser like a header would."""
+
     async def script(req: RawRequest, out: Out) -> bool:
         body = b'{"choices": [{"message": {"role": "assistant", "content": "ok"}}]}'
         head = chunked_head(content_type="application/json") + chunk(body) + b"0\r\nx-trailer: "

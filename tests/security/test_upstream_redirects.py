@@ -19,19 +19,28 @@ def test_a_redirect_to_another_origin_is_not_followed(transport, status, protoco
         return await out.send(json_response(gemini_answer("stolen")))
 
     with EvilUpstream(collector) as other:
+
         async def redirector(req: RawRequest, out: Out) -> bool:
             return await out.send(response(b"", status, {"location": other.url + req.target}))
 
         with EvilUpstream(redirector) as up:
-            cfg = (f"providers:\n  - name: p\n    protocol: {protocol}\n    base_url: {up.url}\n"
-                   f"    transport: {transport}\n    accounts: [{{api_key: {KEY}}}]\n"
-                   "    headers: {x-extra-secret: header-secret-value-0001}\n"
-                   "retry: {attempts: 1, deadline: 10}\n")
+            cfg = (
+                f"providers:\n  - name: p\n    protocol: {protocol}\n    base_url: {up.url}\n"
+                f"    transport: {transport}\n    accounts: [{{api_key: {KEY}}}]\n"
+                "    headers: {x-extra-secret: header-secret-value-0001}\n"
+                "retry: {attempts: 1, deadline: 10}\n"
+            )
             with GatewayServer(cfg) as gw:
                 for stream in (False, True):
-                    r = httpx.post(gw.url + "/v1/chat/completions", timeout=10, json={
-                        "model": "p/some-model", "stream": stream,
-                        "messages": [{"role": "user", "content": "hi"}]})
+                    r = httpx.post(
+                        gw.url + "/v1/chat/completions",
+                        timeout=10,
+                        json={
+                            "model": "p/some-model",
+                            "stream": stream,
+                            "messages": [{"role": "user", "content": "hi"}],
+                        },
+                    )
                     assert r.status_code == 502, r.text
                     assert r.json()["error"]["message"]
                     assert KEY not in r.text and "header-secret" not in r.text

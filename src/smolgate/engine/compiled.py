@@ -68,7 +68,9 @@ def compile_vision(model: SmolVLM) -> bool:
     layer = _compile(vision.run_layer, dynamic=False, guard_filter=_skip_weight_guards)
 
     def per_tile(block: vision.EncoderLayer, x: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        tiles = [layer(block, x[i : i + 1], None if mask is None else mask[i : i + 1]) for i in range(x.shape[0])]
+        tiles = [
+            layer(block, x[i : i + 1], None if mask is None else mask[i : i + 1]) for i in range(x.shape[0])
+        ]
         return tiles[0] if len(tiles) == 1 else torch.cat(tiles)
 
     encoder.run_layer = per_tile
@@ -89,7 +91,9 @@ def warm_up_vision(model: SmolVLM) -> None:
         encoder(pixels, mask)
 
 
-def _compile(fn: Callable[..., Any], *, dynamic: bool, guard_filter: Callable[[list[Any]], list[bool]]) -> Any:
+def _compile(
+    fn: Callable[..., Any], *, dynamic: bool, guard_filter: Callable[[list[Any]], list[bool]]
+) -> Any:
     """torch.compile with this model's own graphs (isolate_recompiles, missing from torch's typing stubs)."""
     compile_: Any = torch.compile
     options = inductor.options(guard_filter_fn=guard_filter)  # the vector width pinned (see inductor.py)
@@ -98,7 +102,13 @@ def _compile(fn: Callable[..., Any], *, dynamic: bool, guard_filter: Callable[[l
 
 # guard kinds that state a fact about a module object, not about a tensor: fixed once the model is loaded
 _MODULE_FACTS = frozenset(
-    {"CONSTANT_MATCH", "EQUALS_MATCH", "TYPE_MATCH", "EMPTY_NN_MODULE_HOOKS_DICT", "NOT_PRESENT_IN_GENERIC_DICT"}
+    {
+        "CONSTANT_MATCH",
+        "EQUALS_MATCH",
+        "TYPE_MATCH",
+        "EMPTY_NN_MODULE_HOOKS_DICT",
+        "NOT_PRESENT_IN_GENERIC_DICT",
+    }
 )
 
 

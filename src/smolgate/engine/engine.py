@@ -247,7 +247,9 @@ class Engine:
 def _in_passing_thread(fn: Callable[[], T]) -> T:
     """fn() in a new thread that ends with it. Loading runs torch ops, and a thread that ran one keeps an OpenMP
     pool that slows the compute thread's ops while it lives (scheduler.py); a finished thread's pool is gone."""
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smolgate-load") as pool:  # exit joins the thread
+    with ThreadPoolExecutor(
+        max_workers=1, thread_name_prefix="smolgate-load"
+    ) as pool:  # exit joins the thread
         return pool.submit(fn).result()
 
 

@@ -31,7 +31,9 @@ def concat_linears(layers: Sequence[nn.Module]) -> nn.Module | None:
         return None
     bias = torch.cat(present) if present else None
     kind = type(layers[0])
-    if kind in (nn.Linear, Linear) and all(type(m) is kind for m in layers):  # the text decoder's or the encoder's
+    if kind in (nn.Linear, Linear) and all(
+        type(m) is kind for m in layers
+    ):  # the text decoder's or the encoder's
         weight = torch.cat([m.weight.detach() for m in layers if isinstance(m, nn.Linear)])
         fused = kind(weight.shape[1], weight.shape[0], bias=bias is not None, device="meta")
         fused.weight = nn.Parameter(weight, requires_grad=False)
@@ -46,7 +48,9 @@ def concat_linears(layers: Sequence[nn.Module]) -> nn.Module | None:
         return None
     if first.group_size:
         packed: PackedInt4 | PackedInt8 = PackedInt4(
-            torch.cat([m.weight for m in quant]), torch.cat([m.scales for m in quant], dim=1), first.group_size
+            torch.cat([m.weight for m in quant]),
+            torch.cat([m.scales for m in quant], dim=1),
+            first.group_size,
         )
     else:
         packed = PackedInt8(torch.cat([m.int8_weight() for m in quant]), torch.cat([m.scales for m in quant]))

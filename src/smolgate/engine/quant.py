@@ -79,7 +79,9 @@ def onednn_int8_available() -> bool:
         return False
 
 
-def _onednn_mm(q: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, out: torch.dtype) -> torch.Tensor:
+def _onednn_mm(
+    q: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, out: torch.dtype
+) -> torch.Tensor:
     """int8 [M, K] x packed int8 weight -> [M, N] = (int32 sums) * w_scales, in `out` dtype."""
     return torch.ops.onednn.qlinear_pointwise(
         q, 1.0, 0, packed, w_scales, _NO_ZERO_POINT, None, 1.0, 0, out, "none", [], ""
@@ -119,7 +121,9 @@ class OnednnInt8:
 
 
 @torch.library.custom_op("smolgate::onednn_int8_mm", mutates_args=())
-def onednn_int8_mm(q: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, out: torch.dtype) -> torch.Tensor:
+def onednn_int8_mm(
+    q: torch.Tensor, packed: torch.Tensor, w_scales: torch.Tensor, out: torch.dtype
+) -> torch.Tensor:
     """`_onednn_mm` as one opaque op for torch.compile (eager calls skip the custom-op dispatch cost)."""
     return _onednn_mm(q, packed, w_scales, out)
 
@@ -206,7 +210,9 @@ class QuantLinear(nn.Module):
         self, packed: Packed, bias: torch.Tensor | None, in_features: int, *, dynamic: bool = False
     ) -> None:
         super().__init__()
-        self.dynamic = dynamic and isinstance(packed, PackedInt8)  # int8-dynamic: W8A8 on oneDNN where it runs
+        self.dynamic = dynamic and isinstance(
+            packed, PackedInt8
+        )  # int8-dynamic: W8A8 on oneDNN where it runs
         self.in_features, self.out_features = in_features, packed.weight.shape[0]
         self.group_size = packed.group_size if isinstance(packed, PackedInt4) else 0
         self.weight: torch.Tensor
@@ -397,7 +403,11 @@ def _quantize_embedding(model: nn.Module, skip: Sequence[str]) -> None:
     if tied and not isinstance(getattr(model, "lm_head", None), QuantLinear):
         return
     v, d = table.weight.shape
-    packed = _meta_packed(v, d, "int8", GROUP_SIZE) if table.weight.is_meta else _quantize_int8(table.weight.detach())
+    packed = (
+        _meta_packed(v, d, "int8", GROUP_SIZE)
+        if table.weight.is_meta
+        else _quantize_int8(table.weight.detach())
+    )
     assert isinstance(packed, PackedInt8)
     text.embed_tokens = QuantEmbedding(packed, table.weight.dtype)  # type: ignore[union-attr]
 

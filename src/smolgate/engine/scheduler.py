@@ -71,14 +71,38 @@ class Limits:
 class _Request:
     """One submitted generation as the decode thread sees it."""
 
-    __slots__ = ("abandoned", "cancel", "dec", "embedding", "embeds", "filled", "input_ids", "out", "picker",
-                 "pixels", "pos", "reserve")
+    __slots__ = (
+        "abandoned",
+        "cancel",
+        "dec",
+        "embedding",
+        "embeds",
+        "filled",
+        "input_ids",
+        "out",
+        "picker",
+        "pixels",
+        "pos",
+        "reserve",
+    )
 
     def __init__(
-        self, input_ids: torch.Tensor, pixels: torch.Tensor | None, dec: Decoding, cancel: threading.Event | None
+        self,
+        input_ids: torch.Tensor,
+        pixels: torch.Tensor | None,
+        dec: Decoding,
+        cancel: threading.Event | None,
     ) -> None:
-        self.input_ids, self.pixels, self.dec, self.picker, self.cancel = input_ids, pixels, dec, dec.picker, cancel
-        self.embedding: Generator[None, None, torch.Tensor] | None = None  # the prompt embedding, pass by pass
+        self.input_ids, self.pixels, self.dec, self.picker, self.cancel = (
+            input_ids,
+            pixels,
+            dec,
+            dec.picker,
+            cancel,
+        )
+        self.embedding: Generator[None, None, torch.Tensor] | None = (
+            None  # the prompt embedding, pass by pass
+        )
         self.embeds: torch.Tensor | None = None  # [1, T, hidden] once embedded
         self.reserve = dec.prompt_len + dec.max_tokens  # cache positions it may need
         self.filled = 0  # prompt positions prefilled so far
@@ -353,7 +377,11 @@ class Scheduler:
             group: list[_Request] = []
             for req in self._waiting:  # in order: a prompt that cannot join ends the group
                 width = max(r.dec.prompt_len for r in [*group, req])
-                if req.pixels is not None or (len(group) + 1) * width > budget or not self._fits([*group, req]):
+                if (
+                    req.pixels is not None
+                    or (len(group) + 1) * width > budget
+                    or not self._fits([*group, req])
+                ):
                     break
                 group.append(req)
             if len(group) < 2:

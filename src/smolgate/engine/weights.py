@@ -131,8 +131,11 @@ class SafetensorsCheckpoint:
                         if n <= 0:
                             raise OSError(f"{file}: truncated tensor {name}")
                         got += n
-                    t = torch.frombuffer(buf, dtype=_ST_DTYPES[info["dtype"]]).reshape(info["shape"]) \
-                        if buf else torch.empty(info["shape"], dtype=_ST_DTYPES[info["dtype"]])
+                    t = (
+                        torch.frombuffer(buf, dtype=_ST_DTYPES[info["dtype"]]).reshape(info["shape"])
+                        if buf
+                        else torch.empty(info["shape"], dtype=_ST_DTYPES[info["dtype"]])
+                    )
                     if t.is_floating_point() and t.dtype != dtype:
                         t = t.to(dtype)
                     yield name, t
@@ -140,9 +143,18 @@ class SafetensorsCheckpoint:
                 os.close(fd)
 
 
-_ST_DTYPES = {"F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-              "BOOL": torch.bool}
+_ST_DTYPES = {
+    "F64": torch.float64,
+    "F32": torch.float32,
+    "F16": torch.float16,
+    "BF16": torch.bfloat16,
+    "I64": torch.int64,
+    "I32": torch.int32,
+    "I16": torch.int16,
+    "I8": torch.int8,
+    "U8": torch.uint8,
+    "BOOL": torch.bool,
+}
 
 
 def _read_header(file: Path) -> tuple[int, dict[str, Any]]:

@@ -61,8 +61,14 @@ class Lease:
         # recorded as failed mid-way counts as the failure it was (the breaker must see it).
         self._ok: H.Outcome | None = None
 
-    def record(self, *, status: int | None = None, headers: Mapping[str, str] | None = None,
-               error: ErrorKind | None = None, tokens: int = 0) -> None:
+    def record(
+        self,
+        *,
+        status: int | None = None,
+        headers: Mapping[str, str] | None = None,
+        error: ErrorKind | None = None,
+        tokens: int = 0,
+    ) -> None:
         self._pool._record(self, status, headers, error, tokens)
 
     async def release(self) -> None:
@@ -80,17 +86,23 @@ def _fp(key: Secret | None) -> str:
 
 
 class AccountPool:
-    def __init__(self, provider: ProviderConfig, options: PoolOptions | None = None,
-                 shared: SharedState | None = None) -> None:
+    def __init__(
+        self, provider: ProviderConfig, options: PoolOptions | None = None, shared: SharedState | None = None
+    ) -> None:
         self.provider = provider
         self.name = provider.name
         self.opts = options or PoolOptions()
         self.shared = shared
         cfgs = provider.accounts or [AccountConfig(name=f"{provider.name}#anon")]  # keyless local server
         self.accounts = [
-            AccountState(cfg=c if c.name else msgspec.structs.replace(c, name=f"{provider.name}#{i}"),
-                         name=c.name or f"{provider.name}#{i}", index=i, key_fp=_fp(c.api_key))
-            for i, c in enumerate(cfgs)]
+            AccountState(
+                cfg=c if c.name else msgspec.structs.replace(c, name=f"{provider.name}#{i}"),
+                name=c.name or f"{provider.name}#{i}",
+                index=i,
+                key_fp=_fp(c.api_key),
+            )
+            for i, c in enumerate(cfgs)
+        ]
         self._pick = strategies.make(provider.strategy, len(self.accounts))
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -101,8 +113,9 @@ class AccountPool:
         return f"smolgate:pool:{self.name}:{a.name}"
 
     # ---- picking -------------------------------------------------------------------------------------
-    def _choose(self, tokens: int, exclude: frozenset[str], now: float,
-                busy: set[str] | None = None) -> tuple[AccountState | None, bool, float]:
+    def _choose(
+        self, tokens: int, exclude: frozenset[str], now: float, busy: set[str] | None = None
+    ) -> tuple[AccountState | None, bool, float]:
         """(account, is_probe, hint). No account + hint: all candidates are at their caps, room may return at
         `hint` (epoch; INF = on a release). Raises if no account is usable at all."""
         cands: list[AccountState] = []
@@ -159,8 +172,16 @@ class AccountPool:
                 return min(hint, now + self.opts.poll_interval)  # other replicas release without telling us
             slot = sh.new_slot()
             c = a.cfg
-            res = await sh.claim(self.prefix(a), now, slot, max_concurrency=c.max_concurrency, rpm=c.rpm,
-                                 tpm=c.tpm, tokens=tokens, fp=a.key_fp)
+            res = await sh.claim(
+                self.prefix(a),
+                now,
+                slot,
+                max_concurrency=c.max_concurrency,
+                rpm=c.rpm,
+                tpm=c.tpm,
+                tokens=tokens,
+                fp=a.key_fp,
+            )
             if res is None:  # Redis just went away: the local decision stands
                 return self._try_local(tokens, exclude)
             ok, code, until, reason = res
@@ -201,12 +222,15 @@ class AccountPool:
         return GatewayError(ErrorKind.RATE_LIMITED, message, retry_after=retry)
 
     # ---- acquire / wait -----------------------------------------------------------------------------
-    async def acquire(self, *, tokens: int = 0, exclude: frozenset[str] = frozenset(),
-                      deadline: float | None = None) -> Lease:
+    async def acquire(
+        self, *, tokens: int = 0, exclude: frozenset[str] = frozenset(), deadline: float | None = None
+    ) -> Lease:
         """Pick and hold an account (see the package docs). `deadline` is an absolute `time.monotonic()`."""
         hint = INF
         if not self._waiters:  # nobody queued: try at once (a newcomer never jumps the queue)
-            got = self._try_local(tokens, exclude) if self.shared is None else await self._try(tokens, exclude)
+            got = (
+                self._try_local(tokens, exclude) if self.shared is None else await self._try(tokens, exclude)
+            )
             if isinstance(got, Lease):
                 return got
             hint = got
@@ -245,8 +269,9 @@ class AccountPool:
         if not w.fut.done():
             self._discard(w)
             hint = min((a.capped(time.time(), w.tokens) or INF) for a in self.accounts)
-            w.fut.set_exception(self._busy(
-                f"all accounts of provider '{self.name}' stayed busy for {waited:.1f}s", hint))
+            w.fut.set_exception(
+                self._busy(f"all accounts of provider '{self.name}' stayed busy for {waited:.1f}s", hint)
+            )
 
     def _discard(self, w: _Waiter) -> None:
         try:
@@ -333,8 +358,14 @@ class AccountPool:
             await self.shared.release(lease._slot, wait=bool(self._waiters))
         self._kick()
 
-    def _record(self, lease: Lease, status: int | None, headers: Mapping[str, str] | None,
-                error: ErrorKind | None, tokens: int) -> None:
+    def _record(
+        self,
+        lease: Lease,
+        status: int | None,
+        headers: Mapping[str, str] | None,
+        error: ErrorKind | None,
+        tokens: int,
+    ) -> None:
         outcomes.apply(self, lease, status, headers, error, tokens)
 
     def enable(self, account: str) -> None:

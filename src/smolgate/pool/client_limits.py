@@ -48,8 +48,9 @@ class ClientLimiter:
         sh = self.shared
         if sh is not None and sh.up and (key.rpm is not None or key.max_concurrency is not None):
             slot = sh.new_slot()
-            res = await sh.claim(f"smolgate:client:{label}", now, slot, max_concurrency=key.max_concurrency,
-                                 rpm=key.rpm)
+            res = await sh.claim(
+                f"smolgate:client:{label}", now, slot, max_concurrency=key.max_concurrency, rpm=key.rpm
+            )
             if res is not None and not res[0]:
                 if res[1] == "busy":
                     raise self._conc(label, key.max_concurrency or 0)
@@ -73,12 +74,16 @@ class ClientLimiter:
 
     @staticmethod
     def _conc(label: str, limit: int) -> GatewayError:
-        return GatewayError(ErrorKind.RATE_LIMITED,
-                            f"client key '{label}' is over its concurrency limit ({limit} requests at once)",
-                            retry_after=1.0)
+        return GatewayError(
+            ErrorKind.RATE_LIMITED,
+            f"client key '{label}' is over its concurrency limit ({limit} requests at once)",
+            retry_after=1.0,
+        )
 
     @staticmethod
     def _rpm(label: str, limit: int, wait: float) -> GatewayError:
-        return GatewayError(ErrorKind.RATE_LIMITED,
-                            f"client key '{label}' is over its rate limit ({limit} requests per minute)",
-                            retry_after=round(max(wait, 1.0), 1))
+        return GatewayError(
+            ErrorKind.RATE_LIMITED,
+            f"client key '{label}' is over its rate limit ({limit} requests per minute)",
+            retry_after=round(max(wait, 1.0), 1),
+        )

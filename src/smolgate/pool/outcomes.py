@@ -22,8 +22,14 @@ if TYPE_CHECKING:
 log = logging.getLogger("smolgate.pool")
 
 
-def apply(pool: AccountPool, lease: Lease, status: int | None, headers: Mapping[str, str] | None,
-          error: ErrorKind | None, tokens: int) -> None:
+def apply(
+    pool: AccountPool,
+    lease: Lease,
+    status: int | None,
+    headers: Mapping[str, str] | None,
+    error: ErrorKind | None,
+    tokens: int,
+) -> None:
     """Update the lease's account from one attempt's outcome (a success is only noted; see `settle`)."""
     a = lease._acct
     now, hl, opts = time.time(), a.health, pool.opts
@@ -52,14 +58,21 @@ def apply(pool: AccountPool, lease: Lease, status: int | None, headers: Mapping[
             delay, how = H.backoff(hl.level, opts.backoff_base, opts.backoff_cap), "backoff"
         until = now + min(delay, opts.max_cooldown)
         if hl.state != H.COOLING:  # one log line per transition, not per throttled request
-            log.warning("account %s of %s got %s: cooling down for %.1fs", a.name, pool.name, what, until - now)
+            log.warning(
+                "account %s of %s got %s: cooling down for %.1fs", a.name, pool.name, what, until - now
+            )
         hl.on_rate_limited(until, f"{what}: cooling down ({how})")
         a.note(f"{what} cooling {until - now:.1f}s")
         outcome = H.Outcome.RATE_LIMITED
     elif outcome is H.Outcome.FAILURE:
         if hl.on_failure(now, bp.failures, bp.cooldown, f"{what}: circuit open"):
-            log.warning("account %s of %s: circuit open after %s (%d consecutive failures)",
-                        a.name, pool.name, what, hl.failures)
+            log.warning(
+                "account %s of %s: circuit open after %s (%d consecutive failures)",
+                a.name,
+                pool.name,
+                what,
+                hl.failures,
+            )
         a.note(what)
     elif outcome is H.Outcome.AUTH:
         if hl.state != H.DISABLED:
@@ -80,14 +93,19 @@ def settle(pool: AccountPool, lease: Lease) -> None:
         _share(pool, lease._acct, ok.value, time.time(), 0.0, False, 0)
 
 
-def _share(pool: AccountPool, a: AccountState, kind: str, now: float, until: float, announced: bool,
-           delta: int) -> None:
+def _share(
+    pool: AccountPool, a: AccountState, kind: str, now: float, until: float, announced: bool, delta: int
+) -> None:
     assert pool.shared is not None
     bp = pool.provider.breaker
     kw: dict[str, Any] = {}
     if announced:
-        kw = {"rem_req": a.est_req, "reset_req": a.rl.reset_requests, "rem_tok": a.est_tok,
-              "reset_tok": a.rl.reset_tokens}
+        kw = {
+            "rem_req": a.est_req,
+            "reset_req": a.rl.reset_requests,
+            "rem_tok": a.est_tok,
+            "reset_tok": a.rl.reset_tokens,
+        }
 
     def adopt(res: tuple[str, float, str]) -> None:
         # Adopt a worse state the replicas reached together (their failures combined opened the breaker,
@@ -95,6 +113,16 @@ def _share(pool: AccountPool, a: AccountState, kind: str, now: float, until: flo
         if res[0] in (H.COOLING, H.OPEN, H.DISABLED) and res[1] >= a.health.until:
             a.health.mirror(res[0], res[1], res[2] or None)
 
-    pool.shared.record(pool.prefix(a), kind, now, until=until, cooldown=bp.cooldown, threshold=bp.failures,
-                       reason=a.health.reason or "", fp=a.key_fp, token_delta=delta if a.cfg.tpm else 0,
-                       on_result=adopt, **kw)
+    pool.shared.record(
+        pool.prefix(a),
+        kind,
+        now,
+        until=until,
+        cooldown=bp.cooldown,
+        threshold=bp.failures,
+        reason=a.health.reason or "",
+        fp=a.key_fp,
+        token_delta=delta if a.cfg.tpm else 0,
+        on_result=adopt,
+        **kw,
+    )

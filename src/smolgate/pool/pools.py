@@ -36,13 +36,22 @@ class Pools:
         self.shared = shared
 
     @classmethod
-    async def create(cls, providers: list[ProviderConfig], state_url: str | None = None, *,
-                     options: PoolOptions | None = None) -> Pools:
+    async def create(
+        cls,
+        providers: list[ProviderConfig],
+        state_url: str | None = None,
+        *,
+        options: PoolOptions | None = None,
+    ) -> Pools:
         opts = options or PoolOptions()
         shared = None
         if state_url:
-            shared = await SharedState(state_url, timeout=opts.redis_timeout, probe_interval=opts.probe_interval,
-                                       slot_ttl=opts.slot_ttl).start()
+            shared = await SharedState(
+                state_url,
+                timeout=opts.redis_timeout,
+                probe_interval=opts.probe_interval,
+                slot_ttl=opts.slot_ttl,
+            ).start()
         return cls({p.name: AccountPool(p, opts, shared) for p in providers}, shared)
 
     def get(self, provider: str) -> AccountPool:
@@ -65,16 +74,23 @@ class Pools:
                 reason = h.reason if a.cfg.enabled else "disabled in the configuration"
                 fresh = a.rl.reset_requests is not None and a.rl.reset_requests > now
                 fresh_t = a.rl.reset_tokens is not None and a.rl.reset_tokens > now
-                out.append(AccountStatus(
-                    provider=pool.name, account=a.name, state=state,
-                    until=h.until if state in ("cooling", "open") else None,
-                    reason=reason if state != "healthy" else None, in_flight=a.in_flight,
-                    recent_errors=list(a.errors),
-                    rpm_used=a.req.total(now) if a.req is not None else None,
-                    tpm_used=a.tok.total(now) if a.tok is not None else None,
-                    max_concurrency=a.cfg.max_concurrency, in_flight_all_replicas=a.in_flight_all,
-                    remaining_requests=max(0, a.est_req) if a.est_req is not None and fresh else None,
-                    remaining_tokens=max(0, a.est_tok) if a.est_tok is not None and fresh_t else None))
+                out.append(
+                    AccountStatus(
+                        provider=pool.name,
+                        account=a.name,
+                        state=state,
+                        until=h.until if state in ("cooling", "open") else None,
+                        reason=reason if state != "healthy" else None,
+                        in_flight=a.in_flight,
+                        recent_errors=list(a.errors),
+                        rpm_used=a.req.total(now) if a.req is not None else None,
+                        tpm_used=a.tok.total(now) if a.tok is not None else None,
+                        max_concurrency=a.cfg.max_concurrency,
+                        in_flight_all_replicas=a.in_flight_all,
+                        remaining_requests=max(0, a.est_req) if a.est_req is not None and fresh else None,
+                        remaining_tokens=max(0, a.est_tok) if a.est_tok is not None and fresh_t else None,
+                    )
+                )
         return out
 
     async def refresh(self) -> None:
@@ -89,8 +105,12 @@ class Pools:
             return
         for (_, a), (state, until, reason, fp, n) in zip(accts, res):
             h = a.health
-            if state == "disabled" and fp == a.key_fp and h.state != "disabled" or (
-                    state in ("cooling", "open") and until > max(now, h.until)):
+            if (
+                state == "disabled"
+                and fp == a.key_fp
+                and h.state != "disabled"
+                or (state in ("cooling", "open") and until > max(now, h.until))
+            ):
                 h.mirror(state, until, reason or None)
             a.in_flight_all = n
 

@@ -128,8 +128,14 @@ class AccountState:
         if info.remaining_tokens is not None:
             self.est_tok = info.remaining_tokens
         merged = self.rl
-        for f in ("remaining_requests", "remaining_tokens", "limit_requests", "limit_tokens",
-                  "reset_requests", "reset_tokens"):
+        for f in (
+            "remaining_requests",
+            "remaining_tokens",
+            "limit_requests",
+            "limit_tokens",
+            "reset_requests",
+            "reset_tokens",
+        ):
             v = getattr(info, f)
             if v is not None:
                 setattr(merged, f, v)
@@ -146,7 +152,9 @@ class AccountState:
             score = max(0, self.est_req) / max(rl.reset_requests - now, 0.05)
         if self.est_tok is not None and rl.reset_tokens and rl.reset_tokens > now:
             # Normalise tokens to "requests" using the limit ratio when known, else treat 1k tokens ≈ 1 request.
-            per_req = (rl.limit_tokens / rl.limit_requests) if rl.limit_tokens and rl.limit_requests else 1000.0
+            per_req = (
+                (rl.limit_tokens / rl.limit_requests) if rl.limit_tokens and rl.limit_requests else 1000.0
+            )
             score = min(score, max(0, self.est_tok) / per_req / max(rl.reset_tokens - now, 0.05))
         if score == INF and self.req is not None and self.cfg.rpm:
             score = max(0, self.cfg.rpm - self.req.total(now)) / 60.0

@@ -48,7 +48,9 @@ local function window(p, kind, b, nb)
 end
 """
 
-CLAIM = _WINDOW + """
+CLAIM = (
+    _WINDOW
+    + """
 local p = KEYS[1]
 local now, slot, ttl = tonumber(ARGV[1]), ARGV[2], tonumber(ARGV[3])
 local maxc, rpm, tpm, tokens = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
@@ -103,6 +105,7 @@ if probe == 1 then
 end
 return {1, 'ok', '0', ''}
 """
+)
 
 RECORD = """
 local p = KEYS[1]
@@ -153,17 +156,24 @@ def _redact(url: str) -> str:
 
 
 class SharedState:
-    def __init__(self, url: str, *, timeout: float = 0.5, probe_interval: float = 1.0,
-                 slot_ttl: float = 30.0) -> None:
+    def __init__(
+        self, url: str, *, timeout: float = 0.5, probe_interval: float = 1.0, slot_ttl: float = 30.0
+    ) -> None:
         self.url = _redact(url)
         self.slot_ttl = slot_ttl
         self.probe_interval = probe_interval
         self.up = True
         # A bounded pool that makes callers queue for a connection (instead of failing) under bursts, and
         # no redis-py retries: a dead server must be noticed at once, not after seconds of backoff.
-        pool = BlockingConnectionPool.from_url(url, max_connections=32, timeout=5.0, socket_timeout=timeout,
-                                               socket_connect_timeout=timeout, retry=Retry(NoBackoff(), 0),
-                                               decode_responses=True)
+        pool = BlockingConnectionPool.from_url(
+            url,
+            max_connections=32,
+            timeout=5.0,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
+            retry=Retry(NoBackoff(), 0),
+            decode_responses=True,
+        )
         self._r = Redis(connection_pool=pool)
         self._claim = self._r.register_script(CLAIM)
         self._record = self._r.register_script(RECORD)
@@ -175,7 +185,8 @@ class SharedState:
         self._hb_task: asyncio.Task[None] | None = None
         # Ordered writes (outcomes; slot releases nobody waits for), sent pipelined by one writer task.
         self._outbox: collections.deque[tuple[list[str] | None, list[Any], Any]] = collections.deque(
-            maxlen=10_000)
+            maxlen=10_000
+        )
         self._wake = asyncio.Event()
         self._busy = False
         self.dropped = 0
@@ -192,13 +203,36 @@ class SharedState:
     def new_slot(self) -> str:
         return f"{self._replica}:{next(self._ids)}"
 
-    async def claim(self, prefix: str, now: float, slot: str, *, max_concurrency: int | None = None,
-                    rpm: int | None = None, tpm: int | None = None, tokens: int = 0,
-                    fp: str = "") -> tuple[bool, str, float, str] | None:
+    async def claim(
+        self,
+        prefix: str,
+        now: float,
+        slot: str,
+        *,
+        max_concurrency: int | None = None,
+        rpm: int | None = None,
+        tpm: int | None = None,
+        tokens: int = 0,
+        fp: str = "",
+    ) -> tuple[bool, str, float, str] | None:
         """Atomically check and take one slot. None when Redis is unreachable (decide locally)."""
-        res = await self._call(self._claim, [prefix], [
-            now, slot, self.slot_ttl, max_concurrency or 0, rpm or 0, tpm or 0, tokens, self.slot_ttl, fp,
-            BUCKET, NBUCKETS])
+        res = await self._call(
+            self._claim,
+            [prefix],
+            [
+                now,
+                slot,
+                self.slot_ttl,
+                max_concurrency or 0,
+                rpm or 0,
+                tpm or 0,
+                tokens,
+                self.slot_ttl,
+                fp,
+                BUCKET,
+                NBUCKETS,
+            ],
+        )
         if res is None:
             return None
         ok, code, until, reason = res
@@ -231,23 +265,59 @@ class SharedState:
         except _DOWN as exc:
             self._down(exc)
             return None
-        return [(h[0] or "healthy", float(h[1] or 0), h[2] or "", h[3] or "", int(n))
-                for h, n in zip(res[::2], res[1::2])]
+        return [
+            (h[0] or "healthy", float(h[1] or 0), h[2] or "", h[3] or "", int(n))
+            for h, n in zip(res[::2], res[1::2])
+        ]
 
-    def record(self, prefix: str, kind: str, now: float, *, until: float = 0.0, cooldown: float = 0.0,
-               threshold: int = 1, reason: str = "", fp: str = "", rem_req: int | None = None,
-               reset_req: float | None = None, rem_tok: int | None = None, reset_tok: float | None = None,
-               token_delta: int = 0, on_result: Callable[[tuple[str, float, str]], None] | None = None) -> None:
+    def record(
+        self,
+        prefix: str,
+        kind: str,
+        now: float,
+        *,
+        until: float = 0.0,
+        cooldown: float = 0.0,
+        threshold: int = 1,
+        reason: str = "",
+        fp: str = "",
+        rem_req: int | None = None,
+        reset_req: float | None = None,
+        rem_tok: int | None = None,
+        reset_tok: float | None = None,
+        token_delta: int = 0,
+        on_result: Callable[[tuple[str, float, str]], None] | None = None,
+    ) -> None:
         """Queue an outcome. One writer sends queued outcomes in order, pipelined: the breaker's
         "consecutive failures" must see a 503 and the success after it in the order they happened."""
+
         def s(v: object) -> str:
             return "" if v is None else str(v)
 
         if len(self._outbox) >= self._outbox.maxlen:  # type: ignore[operator]
             self.dropped += 1  # bounded: under a Redis stall we lose old outcomes, never memory
-        self._outbox.append(([prefix], [kind, now, until, cooldown, threshold, reason, fp, s(rem_req),
-                                         s(reset_req or 0), s(rem_tok), s(reset_tok or 0), token_delta,
-                                         BUCKET, NBUCKETS], on_result))
+        self._outbox.append(
+            (
+                [prefix],
+                [
+                    kind,
+                    now,
+                    until,
+                    cooldown,
+                    threshold,
+                    reason,
+                    fp,
+                    s(rem_req),
+                    s(reset_req or 0),
+                    s(rem_tok),
+                    s(reset_tok or 0),
+                    token_delta,
+                    BUCKET,
+                    NBUCKETS,
+                ],
+                on_result,
+            )
+        )
         self._wake.set()
 
     async def _writer(self) -> None:
@@ -290,8 +360,11 @@ class SharedState:
         if not self.up and self._probe_task is not None:
             return
         self.up = False
-        log.warning("shared pool state at %s is unreachable (%s); using per-process state until it returns",
-                    self.url, type(exc).__name__)
+        log.warning(
+            "shared pool state at %s is unreachable (%s); using per-process state until it returns",
+            self.url,
+            type(exc).__name__,
+        )
         self._probe_task = self._spawn(self._probe())
 
     async def _probe(self) -> None:

@@ -67,18 +67,58 @@ from .anthropic_stream import (
     usage_json,
 )
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
-from .common import check, check_http_url, decode_b64, field, loads_body, new_id, parse_data_url, sniff_image_type
+from .common import (
+    check,
+    check_http_url,
+    decode_b64,
+    field,
+    loads_body,
+    new_id,
+    parse_data_url,
+    sniff_image_type,
+)
 
 # Top-level request fields the codec models; any other field passes through to Anthropic upstreams only.
-_MODELLED = frozenset({"model", "max_tokens", "system", "messages", "tools", "tool_choice", "output_config",
-                       "output_format", "stop_sequences", "temperature", "top_p", "top_k", "stream", "thinking",
-                       "metadata"})
-_NO_RETRY = {ErrorKind.INVALID_REQUEST, ErrorKind.AUTH, ErrorKind.PERMISSION, ErrorKind.NOT_FOUND,
-             ErrorKind.TOO_LARGE, ErrorKind.INTERNAL}
-_STATUS_TYPE = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
-                403: "permission_error", 404: "not_found_error", 413: "request_too_large",
-                429: "rate_limit_error", 500: "api_error", 502: "api_error", 504: "timeout_error",
-                529: "overloaded_error"}
+_MODELLED = frozenset(
+    {
+        "model",
+        "max_tokens",
+        "system",
+        "messages",
+        "tools",
+        "tool_choice",
+        "output_config",
+        "output_format",
+        "stop_sequences",
+        "temperature",
+        "top_p",
+        "top_k",
+        "stream",
+        "thinking",
+        "metadata",
+    }
+)
+_NO_RETRY = {
+    ErrorKind.INVALID_REQUEST,
+    ErrorKind.AUTH,
+    ErrorKind.PERMISSION,
+    ErrorKind.NOT_FOUND,
+    ErrorKind.TOO_LARGE,
+    ErrorKind.INTERNAL,
+}
+_STATUS_TYPE = {
+    400: "invalid_request_error",
+    401: "authentication_error",
+    402: "billing_error",
+    403: "permission_error",
+    404: "not_found_error",
+    413: "request_too_large",
+    429: "rate_limit_error",
+    500: "api_error",
+    502: "api_error",
+    504: "timeout_error",
+    529: "overloaded_error",
+}
 
 
 # ---------------------------------------------------------------- client side: wire request → canonical
@@ -189,9 +229,11 @@ def _block_of(blk: Any, role: str, p: str) -> Block | None:
     if typ == "tool_result":
         if role != "user":
             raise invalid("tool_result blocks belong in user messages", param=f"{p}.type")
-        return ToolResult(call_id=field(blk, "tool_use_id", str, p, required=True),
-                          content=_tool_result_content(blk.get("content"), f"{p}.content"),
-                          is_error=bool(field(blk, "is_error", bool, p, default=False)))
+        return ToolResult(
+            call_id=field(blk, "tool_use_id", str, p, required=True),
+            content=_tool_result_content(blk.get("content"), f"{p}.content"),
+            is_error=bool(field(blk, "is_error", bool, p, default=False)),
+        )
     if typ == "thinking":
         text = field(blk, "thinking", str, p, required=True)
         return Reasoning(text=text, signature=field(blk, "signature", str, p) or None)
@@ -202,7 +244,9 @@ def _block_of(blk: Any, role: str, p: str) -> Block | None:
 
 def _messages(value: list[Any], system: list[Text], extra: dict[str, Any]) -> list[Message]:
     out: list[Message] = []
-    placed: list[list[int]] = []  # [start, end, position]: system[start:end] was a message before out[position]
+    placed: list[
+        list[int]
+    ] = []  # [start, end, position]: system[start:end] was a message before out[position]
     for i, msg in enumerate(value):
         p = f"messages[{i}]"
         check(msg, dict, p)
@@ -250,9 +294,14 @@ def _tools(value: list[Any], extra: dict[str, Any]) -> list[Tool]:
             field(t, "name", str, p, required=True)
             server.append(t)
             continue
-        tools.append(Tool(name=field(t, "name", str, p, required=True),
-                          description=field(t, "description", str, p),
-                          parameters=field(t, "input_schema", dict, p, required=True), cache=_cache(t, p)))
+        tools.append(
+            Tool(
+                name=field(t, "name", str, p, required=True),
+                description=field(t, "description", str, p),
+                parameters=field(t, "input_schema", dict, p, required=True),
+                cache=_cache(t, p),
+            )
+        )
     if server:
         extra["anthropic_server_tools"] = server
     return tools
@@ -269,8 +318,9 @@ def _tool_choice(tc: dict[str, Any]) -> ToolChoice:
     if typ == "none":
         return ToolChoice(mode="none")
     if typ == "tool":
-        return ToolChoice(mode="tool", name=field(tc, "name", str, "tool_choice", required=True),
-                          parallel=parallel)
+        return ToolChoice(
+            mode="tool", name=field(tc, "name", str, "tool_choice", required=True), parallel=parallel
+        )
     raise invalid("'tool_choice.type' must be one of auto, any, tool, none", param="tool_choice.type")
 
 
@@ -317,8 +367,9 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
     effort = field(oc, "effort", str, "output_config")
     if effort:
         extra["anthropic_effort"] = effort
-    fmt = _response_format(field(oc, "format", dict, "output_config"), "output_config.format") or \
-        _response_format(field(obj, "output_format", dict), "output_format")
+    fmt = _response_format(
+        field(oc, "format", dict, "output_config"), "output_config.format"
+    ) or _response_format(field(obj, "output_format", dict), "output_format")
     stop = field(obj, "stop_sequences", list, default=[])
     for i, s in enumerate(stop):
         check(s, str, f"stop_sequences[{i}]")
@@ -333,11 +384,20 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
         extra["anthropic_passthrough"] = passthrough
     link_tool_results(messages)
     return Request(
-        model=model, messages=messages, system=system, tools=tools,
-        tool_choice=_tool_choice(tc) if tc is not None else None, response_format=fmt,
-        max_tokens=max_tokens, temperature=field(obj, "temperature", float), top_p=field(obj, "top_p", float),
-        top_k=field(obj, "top_k", int), stop=stop, stream=bool(field(obj, "stream", bool, default=False)),
-        reasoning=_reasoning(obj, effort, extra), metadata=field(obj, "metadata", dict, default={}),
+        model=model,
+        messages=messages,
+        system=system,
+        tools=tools,
+        tool_choice=_tool_choice(tc) if tc is not None else None,
+        response_format=fmt,
+        max_tokens=max_tokens,
+        temperature=field(obj, "temperature", float),
+        top_p=field(obj, "top_p", float),
+        top_k=field(obj, "top_k", int),
+        stop=stop,
+        stream=bool(field(obj, "stream", bool, default=False)),
+        reasoning=_reasoning(obj, effort, extra),
+        metadata=field(obj, "metadata", dict, default={}),
         extra=extra,
     )
 
@@ -356,9 +416,13 @@ def _rfc3339(ts: int) -> str:
 
 
 def _model_json(m: ModelInfo) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "model", "id": m.id, "display_name": m.id,
-                           "created_at": _rfc3339(m.created),
-                           "lifecycle": "active"}
+    out: dict[str, Any] = {
+        "type": "model",
+        "id": m.id,
+        "display_name": m.id,
+        "created_at": _rfc3339(m.created),
+        "lifecycle": "active",
+    }
     if m.context_length is not None:
         out["max_input_tokens"] = m.context_length
     return out
@@ -366,8 +430,14 @@ def _model_json(m: ModelInfo) -> dict[str, Any]:
 
 def encode_models(models: list[ModelInfo]) -> bytes:
     data = [_model_json(m) for m in models]
-    return orjson.dumps({"data": data, "has_more": False, "first_id": data[0]["id"] if data else None,
-                         "last_id": data[-1]["id"] if data else None})
+    return orjson.dumps(
+        {
+            "data": data,
+            "has_more": False,
+            "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None,
+        }
+    )
 
 
 def encode_model(model: ModelInfo) -> bytes:
@@ -387,12 +457,18 @@ class AnthropicCodec(Codec):
 
     def encode_response(self, resp: Response, req: Request) -> bytes:
         content = [blk for b in resp.content if (blk := response_block(b)) is not None]
-        return orjson.dumps({
-            "id": message_id(resp.id), "type": "message", "role": "assistant",
-            "model": resp.model or req.model,
-            "content": content, "stop_reason": STOP_TO_WIRE.get(resp.stop_reason, "end_turn"),
-            "stop_sequence": resp.stop_sequence, "usage": usage_json(resp.usage),
-        })
+        return orjson.dumps(
+            {
+                "id": message_id(resp.id),
+                "type": "message",
+                "role": "assistant",
+                "model": resp.model or req.model,
+                "content": content,
+                "stop_reason": STOP_TO_WIRE.get(resp.stop_reason, "end_turn"),
+                "stop_sequence": resp.stop_sequence,
+                "usage": usage_json(resp.usage),
+            }
+        )
 
     def stream_encoder(self, req: Request) -> StreamEncoder:
         return AnthropicStreamEncoder(req)
@@ -403,12 +479,16 @@ class AnthropicCodec(Codec):
         rid = new_id("req_")
         message = err.message
         o = err.overflow
-        if err.code == CONTEXT_LENGTH_EXCEEDED:  # the wording Claude Code matches (compacts / lowers max_tokens)
+        if (
+            err.code == CONTEXT_LENGTH_EXCEEDED
+        ):  # the wording Claude Code matches (compacts / lowers max_tokens)
             if o is not None and o.prompt_tokens is not None and o.limit is not None:
-                message = (f"input length and `max_tokens` exceed context limit: {o.prompt_tokens} + "
-                           f"{o.max_tokens} > {o.limit}, decrease input length or `max_tokens` and try again"
-                           if o.max_tokens is not None and o.prompt_tokens < o.limit
-                           else f"prompt is too long: {o.prompt_tokens} tokens > {o.limit} maximum")
+                message = (
+                    f"input length and `max_tokens` exceed context limit: {o.prompt_tokens} + "
+                    f"{o.max_tokens} > {o.limit}, decrease input length or `max_tokens` and try again"
+                    if o.max_tokens is not None and o.prompt_tokens < o.limit
+                    else f"prompt is too long: {o.prompt_tokens} tokens > {o.limit} maximum"
+                )
             elif "prompt is too long" not in message.lower():
                 message = f"prompt is too long: {message}"
         elif err.param and err.kind is ErrorKind.INVALID_REQUEST and err.param not in message:
@@ -427,8 +507,12 @@ class AnthropicCodec(Codec):
         beta = req.extra.get("anthropic_beta")
         if isinstance(beta, str) and beta:
             headers["anthropic-beta"] = beta
-        return UpstreamRequest(path="/v1/messages", body=orjson.dumps(upstream_body(req, upstream_model)),
-                               stream=req.stream, headers=headers)
+        return UpstreamRequest(
+            path="/v1/messages",
+            body=orjson.dumps(upstream_body(req, upstream_model)),
+            stream=req.stream,
+            headers=headers,
+        )
 
     def decode_response(self, body: bytes) -> Response:
         try:
@@ -451,18 +535,28 @@ class AnthropicCodec(Codec):
             elif typ == "tool_use":
                 inp = b.get("input")
                 args = orjson.dumps(inp if isinstance(inp, dict) else {}).decode()
-                content.append(ToolCall(id=str(b.get("id") or new_id("toolu_")),
-                                        name=str(b.get("name") or ""), arguments=args))
+                content.append(
+                    ToolCall(
+                        id=str(b.get("id") or new_id("toolu_")), name=str(b.get("name") or ""), arguments=args
+                    )
+                )
             elif typ == "thinking":
                 sig = b.get("signature")
-                content.append(Reasoning(text=str(b.get("thinking") or ""),
-                                         signature=sig if isinstance(sig, str) and sig else None))
+                content.append(
+                    Reasoning(
+                        text=str(b.get("thinking") or ""),
+                        signature=sig if isinstance(sig, str) and sig else None,
+                    )
+                )
             elif typ == "redacted_thinking":
                 content.append(Reasoning(redacted=str(b.get("data") or "")))
         stop_seq, stop = d.get("stop_sequence"), d.get("stop_reason")
         return Response(
-            id=str(d.get("id") or new_id("msg_")), model=str(d.get("model") or ""), content=content,
-            stop_reason=STOP_FROM_WIRE.get(stop, StopReason.END_TURN) if isinstance(stop, str)
+            id=str(d.get("id") or new_id("msg_")),
+            model=str(d.get("model") or ""),
+            content=content,
+            stop_reason=STOP_FROM_WIRE.get(stop, StopReason.END_TURN)
+            if isinstance(stop, str)
             else StopReason.END_TURN,
             stop_sequence=stop_seq if isinstance(stop_seq, str) else None,
             usage=usage_from_wire(d.get("usage")),

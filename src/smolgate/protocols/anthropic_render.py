@@ -32,9 +32,14 @@ def _input_obj(arguments: str) -> dict[str, Any]:
 
 def _image_json(img: Image) -> dict[str, Any]:
     if img.data is not None:
-        return {"type": "image", "source": {"type": "base64",
-                                            "media_type": img.media_type or sniff_image_type(img.data),
-                                            "data": b64(img.data)}}
+        return {
+            "type": "image",
+            "source": {
+                "type": "base64",
+                "media_type": img.media_type or sniff_image_type(img.data),
+                "data": b64(img.data),
+            },
+        }
     return {"type": "image", "source": {"type": "url", "url": img.url or ""}}
 
 
@@ -84,11 +89,23 @@ def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
             if b.data is not None or b.url:
                 rest.append(_cached(_image_json(b), b.cache))
         elif isinstance(b, ToolCall) and msg.role == "assistant":
-            rest.append(_cached({"type": "tool_use", "id": tool_id(b.id), "name": b.name,
-                                 "input": _input_obj(b.arguments)}, b.cache))
+            rest.append(
+                _cached(
+                    {
+                        "type": "tool_use",
+                        "id": tool_id(b.id),
+                        "name": b.name,
+                        "input": _input_obj(b.arguments),
+                    },
+                    b.cache,
+                )
+            )
         elif isinstance(b, ToolResult) and msg.role == "user":
-            content = [{"type": "text", "text": c.text} if isinstance(c, Text) else _image_json(c)
-                       for c in b.content if not isinstance(c, Text) or c.text.strip()]
+            content = [
+                {"type": "text", "text": c.text} if isinstance(c, Text) else _image_json(c)
+                for c in b.content
+                if not isinstance(c, Text) or c.text.strip()
+            ]
             blk: dict[str, Any] = {"type": "tool_result", "tool_use_id": tool_id(b.call_id)}
             if content:
                 blk["content"] = content
@@ -104,7 +121,9 @@ def _upstream_blocks(msg: Message) -> list[dict[str, Any]]:
     return results + rest
 
 
-def _upstream_messages(messages: list[Message], inserts: dict[int, list[dict[str, Any]]]) -> list[dict[str, Any]]:
+def _upstream_messages(
+    messages: list[Message], inserts: dict[int, list[dict[str, Any]]]
+) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     for i, msg in enumerate(messages):
         if i in inserts:
@@ -158,7 +177,7 @@ def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[
 
 
 def thinking_mode(req: Request) -> str | None:
-    """"enabled" or "adaptive" when an upstream body for `req` switches thinking on, else None.
+    """ "enabled" or "adaptive" when an upstream body for `req` switches thinking on, else None.
 
     signatures.py: with "enabled" the last tool-use turn must open with its signed thinking block; adaptive
     thinking may have skipped thinking on that turn, so Anthropic does not require it then."""
@@ -190,10 +209,16 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     max_tokens = req.max_tokens or DEFAULT_MAX_TOKENS
     thinking, max_tokens = _upstream_thinking(req, max_tokens, req.max_tokens is None)
     inserts, moved = _system_messages(req)
-    body: dict[str, Any] = {"model": upstream_model, "max_tokens": max_tokens,
-                            "messages": _upstream_messages(req.messages, inserts)}
-    system = [_cached({"type": "text", "text": t.text}, t.cache) for i, t in enumerate(req.system)
-              if t.text.strip() and i not in moved]
+    body: dict[str, Any] = {
+        "model": upstream_model,
+        "max_tokens": max_tokens,
+        "messages": _upstream_messages(req.messages, inserts),
+    }
+    system = [
+        _cached({"type": "text", "text": t.text}, t.cache)
+        for i, t in enumerate(req.system)
+        if t.text.strip() and i not in moved
+    ]
     billing = req.extra.get("anthropic_billing_header")
     if isinstance(billing, str) and billing.startswith(BILLING_PREFIX):
         system.insert(0, {"type": "text", "text": billing})
@@ -201,17 +226,27 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         body["system"] = system[0]["text"]
     elif system:
         body["system"] = system
-    tools: list[Any] = [_cached({"name": t.name, "input_schema": t.parameters if "type" in t.parameters
-                                 else {"type": "object", **t.parameters},
-                                 **({"description": t.description} if t.description else {})}, t.cache)
-                        for t in req.tools]
+    tools: list[Any] = [
+        _cached(
+            {
+                "name": t.name,
+                "input_schema": t.parameters
+                if "type" in t.parameters
+                else {"type": "object", **t.parameters},
+                **({"description": t.description} if t.description else {}),
+            },
+            t.cache,
+        )
+        for t in req.tools
+    ]
     tools += req.extra.get("anthropic_server_tools") or []
     if tools:
         body["tools"] = tools
         tc = req.tool_choice
         if tc is not None:
-            wire: dict[str, Any] = {"type": {"auto": "auto", "required": "any", "none": "none",
-                                             "tool": "tool"}[tc.mode]}
+            wire: dict[str, Any] = {
+                "type": {"auto": "auto", "required": "any", "none": "none", "tool": "tool"}[tc.mode]
+            }
             if tc.mode == "tool":
                 wire["name"] = tc.name or ""
             if tc.parallel is False and tc.mode != "none":
@@ -259,7 +294,5 @@ def _limit_breakpoints(body: dict[str, Any], limit: int = 4) -> None:
     if isinstance(body.get("system"), list):
         marked += [b for b in body["system"] if "cache_control" in b]
     marked += [b for m in body["messages"] for b in m["content"] if "cache_control" in b]
-    for b in marked[:max(0, len(marked) - limit)]:
+    for b in marked[: max(0, len(marked) - limit)]:
         del b["cache_control"]
-
-

@@ -127,8 +127,11 @@ def usage_from_wire(d: Any, prev: Usage | None = None) -> Usage:
     if not isinstance(d, dict):
         return base
     read = _int(d["cache_read_input_tokens"]) if "cache_read_input_tokens" in d else base.cached_tokens
-    made = (_int(d["cache_creation_input_tokens"]) if "cache_creation_input_tokens" in d
-            else base.cache_creation_tokens)
+    made = (
+        _int(d["cache_creation_input_tokens"])
+        if "cache_creation_input_tokens" in d
+        else base.cache_creation_tokens
+    )
     if "input_tokens" in d and d["input_tokens"] is not None:
         inp = _int(d["input_tokens"]) + read + made
     else:
@@ -136,8 +139,13 @@ def usage_from_wire(d: Any, prev: Usage | None = None) -> Usage:
     out = _int(d["output_tokens"]) if "output_tokens" in d else base.output_tokens
     det = d.get("output_tokens_details")
     think = _int(det.get("thinking_tokens")) if isinstance(det, dict) else base.reasoning_tokens
-    return Usage(input_tokens=inp, output_tokens=out, cached_tokens=read, cache_creation_tokens=made,
-                 reasoning_tokens=think)
+    return Usage(
+        input_tokens=inp,
+        output_tokens=out,
+        cached_tokens=read,
+        cache_creation_tokens=made,
+        reasoning_tokens=think,
+    )
 
 
 def error_frame(kind: str, message: str) -> bytes:
@@ -151,15 +159,33 @@ _DELTA_HEAD = b'event: content_block_delta\ndata: {"type":"content_block_delta",
 
 
 def _delta(index: int, kind: bytes, key: bytes, value: str) -> bytes:
-    return (_DELTA_HEAD + str(index).encode() + b',"delta":{"type":"' + kind + b'","' + key + b'":'
-            + orjson.dumps(value) + b"}}\n\n")
+    return (
+        _DELTA_HEAD
+        + str(index).encode()
+        + b',"delta":{"type":"'
+        + kind
+        + b'","'
+        + key
+        + b'":'
+        + orjson.dumps(value)
+        + b"}}\n\n"
+    )
 
 
 class AnthropicStreamEncoder(StreamEncoder):
     """One client stream. Canonical indices are renumbered so wire indices are always 0, 1, 2, …"""
 
-    __slots__ = ("_delta_sent", "_index", "_kinds", "_model", "_next", "_open", "_pending", "_started",
-                 "_stopped")
+    __slots__ = (
+        "_delta_sent",
+        "_index",
+        "_kinds",
+        "_model",
+        "_next",
+        "_open",
+        "_pending",
+        "_started",
+        "_stopped",
+    )
 
     def __init__(self, req: Request) -> None:
         self._model = req.model
@@ -174,9 +200,16 @@ class AnthropicStreamEncoder(StreamEncoder):
 
     def _start(self, msg_id: str = "", model: str = "", usage: Usage | None = None) -> bytes:
         self._started = True
-        msg: dict[str, Any] = {"id": message_id(msg_id), "type": "message", "role": "assistant",
-               "model": model or self._model, "content": [], "stop_reason": None, "stop_sequence": None,
-               "usage": usage_json(usage)}
+        msg: dict[str, Any] = {
+            "id": message_id(msg_id),
+            "type": "message",
+            "role": "assistant",
+            "model": model or self._model,
+            "content": [],
+            "stop_reason": None,
+            "stop_sequence": None,
+            "usage": usage_json(usage),
+        }
         return sse_event(orjson.dumps({"type": "message_start", "message": msg}), "message_start")
 
     def _close_open(self) -> bytes:
@@ -228,11 +261,14 @@ class AnthropicStreamEncoder(StreamEncoder):
             return self._start(ev.id, ev.model, ev.usage)
         if isinstance(ev, MessageDelta):
             self._delta_sent = True
-            body = {"type": "message_delta",
-                    "delta": {"stop_reason": STOP_TO_WIRE.get(ev.stop_reason or StopReason.END_TURN,
-                                                               "end_turn"),
-                              "stop_sequence": ev.stop_sequence},
-                    "usage": usage_json(ev.usage)}
+            body = {
+                "type": "message_delta",
+                "delta": {
+                    "stop_reason": STOP_TO_WIRE.get(ev.stop_reason or StopReason.END_TURN, "end_turn"),
+                    "stop_sequence": ev.stop_sequence,
+                },
+                "usage": usage_json(ev.usage),
+            }
             return pre + self._close_open() + sse_event(orjson.dumps(body), "message_delta")
         if isinstance(ev, MessageStop):
             out = pre + self._close_open()
@@ -314,8 +350,11 @@ class AnthropicStreamDecoder(StreamDecoder):
             self._message(msg.event, msg.data, out)
         if self._state != _S.DONE:
             self._state = _S.DONE
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value,
-                                   message="upstream stream ended before message_stop"))
+            out.append(
+                StreamError(
+                    kind=ErrorKind.UPSTREAM.value, message="upstream stream ended before message_stop"
+                )
+            )
         return out
 
     def _fail(self, out: list[Event], kind: str, message: str) -> None:
@@ -379,8 +418,13 @@ class AnthropicStreamDecoder(StreamDecoder):
             self._usage = usage_from_wire(m.get("usage"))
             self._state = _S.MESSAGE
             mid, model = m.get("id"), m.get("model")
-            out.append(MessageStart(id=mid if isinstance(mid, str) and mid else new_id("msg_"),
-                                    model=model if isinstance(model, str) else "", usage=self._usage))
+            out.append(
+                MessageStart(
+                    id=mid if isinstance(mid, str) and mid else new_id("msg_"),
+                    model=model if isinstance(model, str) else "",
+                    usage=self._usage,
+                )
+            )
         elif typ == "message_delta":
             self._ensure_started(out)
             delta = d.get("delta")
@@ -396,8 +440,9 @@ class AnthropicStreamDecoder(StreamDecoder):
                 out.append(BlockStop(index=ci))
             self._open.clear()
             stop = STOP_FROM_WIRE.get(self._stop or "end_turn", StopReason.END_TURN)
-            out.append(MessageDelta(stop_reason=stop, stop_sequence=self._stop_seq,
-                                    usage=self._usage or Usage()))
+            out.append(
+                MessageDelta(stop_reason=stop, stop_sequence=self._stop_seq, usage=self._usage or Usage())
+            )
             out.append(MessageStop())
             self._state = _S.DONE
         elif typ == "error":
@@ -427,10 +472,16 @@ class AnthropicStreamDecoder(StreamDecoder):
             tail: Event | None = TextDelta(index=ci, text=first) if isinstance(first, str) and first else None
         elif typ == "tool_use":
             tid, name, inp = cb.get("id"), cb.get("name"), cb.get("input")
-            block = ToolCall(id=tid if isinstance(tid, str) else new_id("toolu_"),
-                             name=name if isinstance(name, str) else "", arguments="")
-            tail = ToolArgsDelta(index=ci, json=orjson.dumps(inp).decode()) if isinstance(inp, dict) and inp \
+            block = ToolCall(
+                id=tid if isinstance(tid, str) else new_id("toolu_"),
+                name=name if isinstance(name, str) else "",
+                arguments="",
+            )
+            tail = (
+                ToolArgsDelta(index=ci, json=orjson.dumps(inp).decode())
+                if isinstance(inp, dict) and inp
                 else None
+            )
         elif typ == "thinking":
             block = Reasoning()
             first = cb.get("thinking")

@@ -23,8 +23,14 @@ MAX_INLINE_BYTES = 20 * 1024 * 1024  # per decoded image/video; the body limit b
 MAX_JSON_DEPTH = 64
 MAX_URL_CHARS = 8192  # an http(s) media URL (signed URLs run to a few KiB)
 
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "a boolean",
-               dict: "an object", list: "an array"}
+_TYPE_NAMES = {
+    str: "a string",
+    int: "an integer",
+    float: "a number",
+    bool: "a boolean",
+    dict: "an object",
+    list: "an array",
+}
 
 
 def dumps(obj: Any) -> bytes:
@@ -74,7 +80,7 @@ def too_deep(obj: Any, limit: int = MAX_JSON_DEPTH) -> bool:
 
 
 def _scan(obj: Any, limit: int, ints: bool = True) -> str | None:
-    """"depth" if `obj` nests deeper than `limit`, "int" if it holds an integer beyond 64 bits, else None.
+    """ "depth" if `obj` nests deeper than `limit`, "int" if it holds an integer beyond 64 bits, else None.
     Iterative and allocation-light (a stack of containers), so a normal request costs microseconds."""
     if type(obj) is not dict and type(obj) is not list:
         return None
@@ -111,8 +117,15 @@ def _path_to(obj: Any, bad: Any) -> str:
     return text + ("…" if len(path) > 6 else "")
 
 
-def field(obj: dict[str, Any], key: str, typ: type[T] | tuple[type, ...], path: str = "",
-          *, required: bool = False, default: Any = None) -> Any:
+def field(
+    obj: dict[str, Any],
+    key: str,
+    typ: type[T] | tuple[type, ...],
+    path: str = "",
+    *,
+    required: bool = False,
+    default: Any = None,
+) -> Any:
     """`obj[key]` checked against `typ`; a clear 400 naming `path.key` otherwise. None counts as absent."""
     name = f"{path}.{key}" if path else key
     value = obj.get(key)

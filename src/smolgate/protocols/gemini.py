@@ -179,10 +179,16 @@ def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None
         if effort is not None:
             req.extra["gemini_thinking_level"] = level
         if budget is None and effort is None:  # includeThoughts alone: show thoughts if the model thinks
-            req.reasoning = ReasoningConfig(include_thoughts=include, hint=True) if include is not None else None
+            req.reasoning = (
+                ReasoningConfig(include_thoughts=include, hint=True) if include is not None else None
+            )
         else:
-            req.reasoning = ReasoningConfig(enabled=budget != 0, budget_tokens=budget if budget and budget > 0
-                                            else None, effort=effort, include_thoughts=include)
+            req.reasoning = ReasoningConfig(
+                enabled=budget != 0,
+                budget_tokens=budget if budget and budget > 0 else None,
+                effort=effort,
+                include_thoughts=include,
+            )
 
 
 def _model_from(ctx: RequestContext, d: dict[str, Any]) -> str:
@@ -208,9 +214,12 @@ def encode_count_tokens(n: int) -> bytes:
 def encode_models(models: list[ModelInfo]) -> bytes:
     out = []
     for m in models:
-        item: dict[str, Any] = {"name": f"models/{m.id}", "version": "001", "displayName": m.id,
-                                "supportedGenerationMethods": ["generateContent", "streamGenerateContent",
-                                                               "countTokens"]}
+        item: dict[str, Any] = {
+            "name": f"models/{m.id}",
+            "version": "001",
+            "displayName": m.id,
+            "supportedGenerationMethods": ["generateContent", "streamGenerateContent", "countTokens"],
+        }
         if m.context_length:
             item["inputTokenLimit"] = m.context_length
             item["outputTokenLimit"] = m.context_length
@@ -266,8 +275,10 @@ class GeminiCodec(Codec):
         message, o = err.message, err.overflow
         if err.code == CONTEXT_LENGTH_EXCEEDED and o is not None and o.prompt_tokens and o.limit:
             extra = f" plus maxOutputTokens ({o.max_tokens})" if o.max_tokens is not None else ""
-            message = (f"The input token count ({o.prompt_tokens}){extra} exceeds the maximum number of "
-                       f"tokens allowed ({o.limit}).")
+            message = (
+                f"The input token count ({o.prompt_tokens}){extra} exceeds the maximum number of "
+                f"tokens allowed ({o.limit})."
+            )
         return ErrorReply(err.status, dumps(error_obj(err.status, message, err.kind, err.param)), headers)
 
     # ---- upstream side ----
@@ -276,9 +287,18 @@ class GeminiCodec(Codec):
         if req.system:
             body["systemInstruction"] = {"role": "user", "parts": [{"text": t.text} for t in req.system]}
         if req.tools:
-            body["tools"] = [{"functionDeclarations": [
-                {"name": t.name, **({"description": t.description} if t.description else {}),
-                 "parametersJsonSchema": t.parameters} for t in req.tools]}]
+            body["tools"] = [
+                {
+                    "functionDeclarations": [
+                        {
+                            "name": t.name,
+                            **({"description": t.description} if t.description else {}),
+                            "parametersJsonSchema": t.parameters,
+                        }
+                        for t in req.tools
+                    ]
+                }
+            ]
         if req.tool_choice is not None:
             mode = {"auto": "AUTO", "none": "NONE", "required": "ANY", "tool": "ANY"}[req.tool_choice.mode]
             fcc: dict[str, Any] = {"mode": mode}
@@ -286,8 +306,13 @@ class GeminiCodec(Codec):
                 fcc["allowedFunctionNames"] = [req.tool_choice.name]
             body["toolConfig"] = {"functionCallingConfig": fcc}
         gc: dict[str, Any] = {}
-        for key, value in (("temperature", req.temperature), ("topP", req.top_p), ("topK", req.top_k),
-                           ("maxOutputTokens", req.max_tokens), ("seed", req.seed)):
+        for key, value in (
+            ("temperature", req.temperature),
+            ("topP", req.top_p),
+            ("topK", req.top_k),
+            ("maxOutputTokens", req.max_tokens),
+            ("seed", req.seed),
+        ):
             if value is not None:
                 gc[key] = value
         if req.stop:
@@ -307,11 +332,16 @@ class GeminiCodec(Codec):
             body["safetySettings"] = req.extra["gemini_safety_settings"]
         method = "streamGenerateContent" if req.stream else "generateContent"
         # The model is one percent-encoded path segment, whatever a client wrote (`provider/model` addressing)
-        path = upstream_path("/v1beta/models/{model}:{method}", model=upstream_model.removeprefix("models/"),
-                             method=method)
-        return UpstreamRequest(path=path, body=dumps(body), stream=req.stream,
-                               headers={"content-type": "application/json"},
-                               query={"alt": "sse"} if req.stream else {})
+        path = upstream_path(
+            "/v1beta/models/{model}:{method}", model=upstream_model.removeprefix("models/"), method=method
+        )
+        return UpstreamRequest(
+            path=path,
+            body=dumps(body),
+            stream=req.stream,
+            headers={"content-type": "application/json"},
+            query={"alt": "sse"} if req.stream else {},
+        )
 
     def decode_response(self, body: bytes) -> Response:
         try:
@@ -323,8 +353,13 @@ class GeminiCodec(Codec):
         if obj.get("error") is not None and not get(obj, "candidates"):  # an error object with a 200
             code = obj["error"].get("code") if isinstance(obj["error"], dict) else None
             raise self.decode_error(code if isinstance(code, int) and 400 <= code < 600 else 502, body, {})
-        resp = Response(id=str(get(obj, "responseId") or new_id("resp_")), model=str(get(obj, "modelVersion") or ""),
-                        content=[], usage=usage_in(get(obj, "usageMetadata")), created=int(time.time()))
+        resp = Response(
+            id=str(get(obj, "responseId") or new_id("resp_")),
+            model=str(get(obj, "modelVersion") or ""),
+            content=[],
+            usage=usage_in(get(obj, "usageMetadata")),
+            created=int(time.time()),
+        )
         cands = get(obj, "candidates")
         if not cands or not isinstance(cands, list) or not isinstance(cands[0], dict):
             feedback = get(obj, "promptFeedback")
@@ -391,8 +426,10 @@ def _contents(messages: list[Message]) -> list[dict[str, Any]]:
             if isinstance(b, ToolResult):
                 name = b.name or names.get(b.call_id)
                 if not name:
-                    raise invalid(f"tool result '{b.call_id}' matches no earlier tool call (Gemini needs its name)",
-                                  param=f"messages[{i}]")
+                    raise invalid(
+                        f"tool result '{b.call_id}' matches no earlier tool call (Gemini needs its name)",
+                        param=f"messages[{i}]",
+                    )
                 response, images = result_response(b)
                 results.append({"functionResponse": {"id": b.call_id, "name": name, "response": response}})
                 extra.extend(media_part(im) for im in images if isinstance(im, Image))

@@ -108,7 +108,7 @@ def media_kind(mime: str | None, uri: str = "") -> str:
 def result_text(response: Any) -> tuple[str, bool]:
     """functionResponse.response → (text, is_error). `{"output": s}` / `{"error": s}` unwrap to `s`."""
     if isinstance(response, dict) and len(response) == 1:
-        (k, v), = response.items()
+        ((k, v),) = response.items()
         if isinstance(v, str) and k in ("output", "result", "error"):
             return v, k == "error"
     return orjson.dumps(response).decode(), False
@@ -174,7 +174,8 @@ class PartReader:
             name = fld(fc, "name", str, p, required=True)
             args = fld(fc, "args", dict, p)
             cid = fld(fc, "id", str, p) or (
-                f"call_{safe_id(name)}_{turn}_{n_calls}" if self.stable_ids else new_id("call_"))
+                f"call_{safe_id(name)}_{turn}_{n_calls}" if self.stable_ids else new_id("call_")
+            )
             self.pending.setdefault(name, []).append(cid)
             return [ToolCall(id=cid, name=name, arguments=orjson.dumps(args or {}).decode(), signature=sig)]
         fr = fld(part, "functionResponse", dict, path)
@@ -199,18 +200,26 @@ class PartReader:
             data = decode_b64(fld(inline, "data", str, p, required=True), f"{p}.data")
             kind = media_kind(mime)
             if kind == "other":
-                raise invalid(f"'{p}.mimeType' {mime!r} is not supported (images and video only)", param=f"{p}.mimeType")
-            return [Video(data=data, media_type=mime) if kind == "video" else Image(data=data, media_type=mime)]
+                raise invalid(
+                    f"'{p}.mimeType' {mime!r} is not supported (images and video only)", param=f"{p}.mimeType"
+                )
+            return [
+                Video(data=data, media_type=mime) if kind == "video" else Image(data=data, media_type=mime)
+            ]
         fd = fld(part, "fileData", dict, path)
         if fd is not None:
             p = f"{path}.fileData"
             uri = fld(fd, "fileUri", str, p, required=True)
-            if uri[:8].lower().startswith(("http://", "https://")):  # gs:// and File API names pass as they are
+            if (
+                uri[:8].lower().startswith(("http://", "https://"))
+            ):  # gs:// and File API names pass as they are
                 check_http_url(uri, f"{p}.fileUri")
             mime = fld(fd, "mimeType", str, p)
             kind = media_kind(mime, uri)
             if kind == "other":
-                raise invalid(f"'{p}.mimeType' {mime!r} is not supported (images and video only)", param=f"{p}.mimeType")
+                raise invalid(
+                    f"'{p}.mimeType' {mime!r} is not supported (images and video only)", param=f"{p}.mimeType"
+                )
             return [Video(url=uri, media_type=mime) if kind == "video" else Image(url=uri, media_type=mime)]
         if sig:  # a bare signature part
             return [Reasoning(signature=SIG_PREFIX + sig)]
@@ -223,7 +232,7 @@ class PartReader:
 def gemini_sig(sig: str | None) -> str | None:
     """The raw thoughtSignature when `sig` is one of ours, else None (foreign signatures are dropped)."""
     if sig and sig.startswith(SIG_PREFIX):
-        return sig[len(SIG_PREFIX):]
+        return sig[len(SIG_PREFIX) :]
     return None
 
 
@@ -245,7 +254,12 @@ def blocks_to_parts(blocks: list[Block], upstream: bool, thoughts: bool = True) 
                 if sig is None:
                     continue
                 prev = parts[-1] if parts else None
-                if prev is not None and "text" in prev and "thoughtSignature" not in prev and not prev.get("thought"):
+                if (
+                    prev is not None
+                    and "text" in prev
+                    and "thoughtSignature" not in prev
+                    and not prev.get("thought")
+                ):
                     prev["thoughtSignature"] = sig
                 else:
                     parts.append({"text": "", "thoughtSignature": sig})
@@ -285,10 +299,23 @@ FINISH_OUT = {
     StopReason.MAX_TOKENS: "MAX_TOKENS",
     StopReason.CONTENT_FILTER: "SAFETY",
 }
-_FILTERED = frozenset((
-    "SAFETY", "RECITATION", "LANGUAGE", "OTHER", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII", "IMAGE_SAFETY",
-    "IMAGE_PROHIBITED_CONTENT", "IMAGE_OTHER", "NO_IMAGE", "IMAGE_RECITATION", "ESCALATION",
-))
+_FILTERED = frozenset(
+    (
+        "SAFETY",
+        "RECITATION",
+        "LANGUAGE",
+        "OTHER",
+        "BLOCKLIST",
+        "PROHIBITED_CONTENT",
+        "SPII",
+        "IMAGE_SAFETY",
+        "IMAGE_PROHIBITED_CONTENT",
+        "IMAGE_OTHER",
+        "NO_IMAGE",
+        "IMAGE_RECITATION",
+        "ESCALATION",
+    )
+)
 
 
 def finish_in(reason: str, has_tool_call: bool) -> StopReason:
@@ -300,8 +327,11 @@ def finish_in(reason: str, has_tool_call: bool) -> StopReason:
 
 
 def usage_out(u: Usage) -> dict[str, int]:
-    out = {"promptTokenCount": u.input_tokens, "candidatesTokenCount": u.output_tokens - u.reasoning_tokens,
-           "totalTokenCount": u.input_tokens + u.output_tokens}
+    out = {
+        "promptTokenCount": u.input_tokens,
+        "candidatesTokenCount": u.output_tokens - u.reasoning_tokens,
+        "totalTokenCount": u.input_tokens + u.output_tokens,
+    }
     if u.reasoning_tokens:
         out["thoughtsTokenCount"] = u.reasoning_tokens
     if u.cached_tokens:
@@ -321,16 +351,35 @@ def usage_in(m: Any) -> Usage:
     total = _int(get(m, "totalTokenCount"))
     # candidatesTokenCount normally excludes thoughts; some deployments include them (sum equals total).
     out = cand if thoughts and prompt + cand == total else cand + thoughts
-    return Usage(input_tokens=prompt, output_tokens=out, cached_tokens=_int(get(m, "cachedContentTokenCount")),
-                 reasoning_tokens=thoughts)
+    return Usage(
+        input_tokens=prompt,
+        output_tokens=out,
+        cached_tokens=_int(get(m, "cachedContentTokenCount")),
+        reasoning_tokens=thoughts,
+    )
 
 
-STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED", 404: "NOT_FOUND",
-                409: "ABORTED", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 499: "CANCELLED",
-                500: "INTERNAL", 501: "UNIMPLEMENTED", 502: "UNAVAILABLE", 503: "UNAVAILABLE",
-                504: "DEADLINE_EXCEEDED"}
-KIND_NAMES = {ErrorKind.AUTH: "UNAUTHENTICATED", ErrorKind.PERMISSION: "PERMISSION_DENIED",
-              ErrorKind.RATE_LIMITED: "RESOURCE_EXHAUSTED", ErrorKind.TIMEOUT: "DEADLINE_EXCEEDED"}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    409: "ABORTED",
+    413: "INVALID_ARGUMENT",
+    429: "RESOURCE_EXHAUSTED",
+    499: "CANCELLED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+KIND_NAMES = {
+    ErrorKind.AUTH: "UNAUTHENTICATED",
+    ErrorKind.PERMISSION: "PERMISSION_DENIED",
+    ErrorKind.RATE_LIMITED: "RESOURCE_EXHAUSTED",
+    ErrorKind.TIMEOUT: "DEADLINE_EXCEEDED",
+}
 
 
 def status_name(status: int) -> str:

@@ -46,8 +46,9 @@ from .gemini_parts import (
 from .sse import SSEParser, sse_event
 
 
-def chunk(parts: list[dict[str, Any]], rid: str, model: str, finish: str | None = None,
-           usage: Usage | None = None) -> dict[str, Any]:
+def chunk(
+    parts: list[dict[str, Any]], rid: str, model: str, finish: str | None = None, usage: Usage | None = None
+) -> dict[str, Any]:
     cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
     if finish:
         cand["finishReason"] = finish
@@ -65,8 +66,12 @@ def error_obj(status: int, message: str, kind: ErrorKind | None, param: str | No
         name = KIND_NAMES[kind]  # type: ignore[index]
     err: dict[str, Any] = {"code": status, "message": message, "status": name}
     if param:
-        err["details"] = [{"@type": "type.googleapis.com/google.rpc.BadRequest",
-                           "fieldViolations": [{"field": param, "description": message}]}]
+        err["details"] = [
+            {
+                "@type": "type.googleapis.com/google.rpc.BadRequest",
+                "fieldViolations": [{"field": param, "description": message}],
+            }
+        ]
     return {"error": err}
 
 
@@ -85,7 +90,9 @@ class GeminiStreamEncoder(StreamEncoder):
         self.stop = StopReason.END_TURN
         self.usage = Usage()
 
-    def _frame(self, parts: list[dict[str, Any]], finish: str | None = None, usage: Usage | None = None) -> bytes:
+    def _frame(
+        self, parts: list[dict[str, Any]], finish: str | None = None, usage: Usage | None = None
+    ) -> bytes:
         return sse_event(dumps(chunk(parts, self.rid, self.model, finish, usage)))
 
     def feed(self, ev: Event) -> bytes:
@@ -103,8 +110,12 @@ class GeminiStreamEncoder(StreamEncoder):
             return b""
         if isinstance(ev, BlockStart):
             if isinstance(ev.block, ToolCall):
-                self.calls[ev.index] = ToolCall(id=ev.block.id, name=ev.block.name, arguments=ev.block.arguments,
-                                                signature=ev.block.signature)
+                self.calls[ev.index] = ToolCall(
+                    id=ev.block.id,
+                    name=ev.block.name,
+                    arguments=ev.block.arguments,
+                    signature=ev.block.signature,
+                )
             elif isinstance(ev.block, ReasoningBlock) and ev.block.text and self.show_thoughts:
                 self.texts.add(ev.index)
                 return self._frame([{"text": ev.block.text, "thought": True}])
@@ -120,8 +131,9 @@ class GeminiStreamEncoder(StreamEncoder):
         if isinstance(ev, BlockStop):
             call = self.calls.pop(ev.index, None)
             if call is not None:
-                part: dict[str, Any] = {"functionCall": {"id": call.id, "name": call.name,
-                                                         "args": args_object(call.arguments)}}
+                part: dict[str, Any] = {
+                    "functionCall": {"id": call.id, "name": call.name, "args": args_object(call.arguments)}
+                }
                 if call.signature:
                     part["thoughtSignature"] = call.signature
                 return self._frame([part])
@@ -163,7 +175,18 @@ class GeminiStreamEncoder(StreamEncoder):
 class GeminiStreamDecoder(StreamDecoder):
     """`data: {GenerateContentResponse}` frames → canonical events; synthesises block start/stop."""
 
-    __slots__ = ("_done", "_finish", "_id", "_index", "_model", "_open", "_sse", "_started", "_tool", "_usage")
+    __slots__ = (
+        "_done",
+        "_finish",
+        "_id",
+        "_index",
+        "_model",
+        "_open",
+        "_sse",
+        "_started",
+        "_tool",
+        "_usage",
+    )
 
     def __init__(self) -> None:
         self._sse = SSEParser()
@@ -193,7 +216,9 @@ class GeminiStreamDecoder(StreamDecoder):
             self._end(out)
             return out
         self._done = True
-        out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Gemini stream ended before finishReason"))
+        out.append(
+            StreamError(kind=ErrorKind.UPSTREAM.value, message="Gemini stream ended before finishReason")
+        )
         return out
 
     def _close_block(self, out: list[Event]) -> None:
@@ -206,7 +231,9 @@ class GeminiStreamDecoder(StreamDecoder):
             self._close_block(out)
             self._index += 1
             self._open = kind
-            out.append(BlockStart(index=self._index, block=Text(text="") if kind == "text" else ReasoningBlock()))
+            out.append(
+                BlockStart(index=self._index, block=Text(text="") if kind == "text" else ReasoningBlock())
+            )
 
     def _end(self, out: list[Event]) -> None:
         self._close_block(out)
@@ -219,7 +246,9 @@ class GeminiStreamDecoder(StreamDecoder):
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Gemini sent a malformed stream chunk"))
+            out.append(
+                StreamError(kind=ErrorKind.UPSTREAM.value, message="Gemini sent a malformed stream chunk")
+            )
             return
         if not isinstance(obj, dict):
             return
@@ -269,8 +298,12 @@ class GeminiStreamDecoder(StreamDecoder):
             self._index += 1
             self._tool = True
             cid = get(fc, "id") or new_id("call_")
-            out.append(BlockStart(index=self._index, block=ToolCall(id=str(cid), name=str(get(fc, "name") or ""),
-                                                                     arguments="", signature=sig)))
+            out.append(
+                BlockStart(
+                    index=self._index,
+                    block=ToolCall(id=str(cid), name=str(get(fc, "name") or ""), arguments="", signature=sig),
+                )
+            )
             out.append(ToolArgsDelta(index=self._index, json=orjson.dumps(get(fc, "args") or {}).decode()))
             out.append(BlockStop(index=self._index))
             return
@@ -293,5 +326,3 @@ class GeminiStreamDecoder(StreamDecoder):
             self._open_block("reasoning", out)
             out.append(SignatureDelta(index=self._index, signature=SIG_PREFIX + sig))
             self._close_block(out)
-
-

@@ -138,10 +138,17 @@ def decode_chat(body: bytes) -> Request:
                 match = pending[0]
             if match is not None:
                 pending.remove(match)
-            result = ToolResult(call_id=cid or (match.id if match else f"call_{calls}"),
-                                name=name or (match.name if match else None), content=[Text(text=content)])
+            result = ToolResult(
+                call_id=cid or (match.id if match else f"call_{calls}"),
+                name=name or (match.name if match else None),
+                content=[Text(text=content)],
+            )
             last = req.messages[-1] if req.messages else None
-            if last is not None and last.role == "user" and all(isinstance(b, ToolResult) for b in last.content):
+            if (
+                last is not None
+                and last.role == "user"
+                and all(isinstance(b, ToolResult) for b in last.content)
+            ):
                 last.content.append(result)
             else:
                 req.messages.append(Message(role="user", content=[result]))
@@ -158,16 +165,20 @@ def decode_chat(body: bytes) -> Request:
             blocks.append(Text(text=content))
         tool_calls = field(m, "tool_calls", list, mp)
         if tool_calls and role != "assistant":
-            raise invalid(f"'{mp}.tool_calls' is only allowed on assistant messages", param=f"{mp}.tool_calls")
+            raise invalid(
+                f"'{mp}.tool_calls' is only allowed on assistant messages", param=f"{mp}.tool_calls"
+            )
         if role == "assistant":
             pending = []
         for k, tc in enumerate(tool_calls or []):
             tp = f"{mp}.tool_calls[{k}]"
             check(tc, dict, tp)
             fn = field(tc, "function", dict, tp, required=True)
-            call = ToolCall(id=field(tc, "id", str, tp) or f"call_{calls}",
-                            name=field(fn, "name", str, f"{tp}.function", required=True),
-                            arguments=_args_text(fn.get("arguments") or {}, f"{tp}.function.arguments"))
+            call = ToolCall(
+                id=field(tc, "id", str, tp) or f"call_{calls}",
+                name=field(fn, "name", str, f"{tp}.function", required=True),
+                arguments=_args_text(fn.get("arguments") or {}, f"{tp}.function.arguments"),
+            )
             calls += 1
             pending.append(call)
             blocks.append(call)
@@ -177,8 +188,10 @@ def decode_chat(body: bytes) -> Request:
         tp = f"tools[{i}]"
         check(t, dict, tp)
         fn = field(t, "function", dict, tp, required=True)
-        tool = Tool(name=field(fn, "name", str, f"{tp}.function", required=True),
-                    description=field(fn, "description", str, f"{tp}.function"))
+        tool = Tool(
+            name=field(fn, "name", str, f"{tp}.function", required=True),
+            description=field(fn, "description", str, f"{tp}.function"),
+        )
         params = field(fn, "parameters", dict, f"{tp}.function")
         if params is not None:
             tool.parameters = params
@@ -219,7 +232,9 @@ class OllamaChatCodec(Codec):
     name = "ollama"
     stream_media_type = "application/x-ndjson"
     needs_inline_images = True
-    supports_tool_choice = False  # a forced call reaches Ollama as a constrained JSON answer (forced_tools.py)
+    supports_tool_choice = (
+        False  # a forced call reaches Ollama as a constrained JSON answer (forced_tools.py)
+    )
     _generate = False
 
     # ---- client side ----
@@ -229,8 +244,7 @@ class OllamaChatCodec(Codec):
     def encode_response(self, resp: Response, req: Request) -> bytes:
         text = "".join(b.text for b in resp.content if isinstance(b, Text))
         thinking = "".join(b.text for b in resp.content if isinstance(b, Reasoning))
-        obj: dict[str, Any] = {"model": resp.model or req.model,
-                               "created_at": iso(resp.created or None)}
+        obj: dict[str, Any] = {"model": resp.model or req.model, "created_at": iso(resp.created or None)}
         if self._generate:
             obj["response"] = text
             if thinking:
@@ -250,14 +264,18 @@ class OllamaChatCodec(Codec):
         return OllamaStreamEncoder(self._generate, req.model)
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        headers = {"retry-after": str(max(0, int(err.retry_after + 0.999)))} if err.retry_after is not None else {}
+        headers = (
+            {"retry-after": str(max(0, int(err.retry_after + 0.999)))} if err.retry_after is not None else {}
+        )
         message = err.message
         if err.code == CONTEXT_LENGTH_EXCEEDED:  # Ollama's own wording (its runner's 400), counts when known
             o = err.overflow
             counts = f" ({o.prompt_tokens} tokens > {o.limit})" if o and o.prompt_tokens and o.limit else ""
-            message = ("the prompt is longer than the context length currently available to the model"
-                       f"{counts}; shorten the prompt, adjust the context length in settings, or use a model "
-                       "with a longer context length")
+            message = (
+                "the prompt is longer than the context length currently available to the model"
+                f"{counts}; shorten the prompt, adjust the context length in settings, or use a model "
+                "with a longer context length"
+            )
         return ErrorReply(err.status, dumps({"error": message}), headers)
 
     # ---- upstream side ----
@@ -275,12 +293,25 @@ class OllamaChatCodec(Codec):
         elif tc is not None and tc.mode == "tool":
             tools = [t for t in tools if t.name == tc.name]
         if tools:
-            body["tools"] = [{"type": "function", "function": {
-                "name": t.name, **({"description": t.description} if t.description else {}),
-                "parameters": t.parameters}} for t in tools]
+            body["tools"] = [
+                {
+                    "type": "function",
+                    "function": {
+                        "name": t.name,
+                        **({"description": t.description} if t.description else {}),
+                        "parameters": t.parameters,
+                    },
+                }
+                for t in tools
+            ]
         opts: dict[str, Any] = {}
-        for key, value in (("num_predict", req.max_tokens), ("temperature", req.temperature), ("top_p", req.top_p),
-                           ("top_k", req.top_k), ("seed", req.seed)):
+        for key, value in (
+            ("num_predict", req.max_tokens),
+            ("temperature", req.temperature),
+            ("top_p", req.top_p),
+            ("top_k", req.top_k),
+            ("seed", req.seed),
+        ):
             if value is not None:
                 opts[key] = value
         if req.stop:
@@ -295,8 +326,12 @@ class OllamaChatCodec(Codec):
         think = reasoning.ollama_think(req.reasoning)
         if think is not None:
             body["think"] = think
-        return UpstreamRequest(path="/api/chat", body=dumps(body), stream=req.stream,
-                               headers={"content-type": "application/json"})
+        return UpstreamRequest(
+            path="/api/chat",
+            body=dumps(body),
+            stream=req.stream,
+            headers={"content-type": "application/json"},
+        )
 
     def decode_response(self, body: bytes) -> Response:
         try:
@@ -316,9 +351,14 @@ class OllamaChatCodec(Codec):
             content.append(Text(text=text))
         calls = calls_in(msg.get("tool_calls"))
         content.extend(calls)
-        return Response(id=new_id("msg_"), model=str(obj.get("model") or ""), content=content,
-                        stop_reason=stop_in(obj.get("done_reason"), bool(calls)), usage=usage_in(obj),
-                        created=int(time.time()))
+        return Response(
+            id=new_id("msg_"),
+            model=str(obj.get("model") or ""),
+            content=content,
+            stop_reason=stop_in(obj.get("done_reason"), bool(calls)),
+            usage=usage_in(obj),
+            created=int(time.time()),
+        )
 
     def stream_decoder(self) -> StreamDecoder:
         return OllamaStreamDecoder()
@@ -329,7 +369,13 @@ class OllamaChatCodec(Codec):
             obj = orjson.loads(body)
             if isinstance(obj, dict):
                 err = obj.get("error")
-                message = err if isinstance(err, str) else str(err.get("message", "")) if isinstance(err, dict) else ""
+                message = (
+                    err
+                    if isinstance(err, str)
+                    else str(err.get("message", ""))
+                    if isinstance(err, dict)
+                    else ""
+                )
         except orjson.JSONDecodeError:
             pass
         message = message or body[:500].decode("utf-8", "replace").strip() or f"Ollama returned HTTP {status}"
@@ -364,8 +410,10 @@ def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
         elif isinstance(b, ToolCall):
             calls.append(b)
         elif isinstance(b, ToolResult):
-            msg: dict[str, Any] = {"role": "tool",
-                                   "content": "\n".join(c.text for c in b.content if isinstance(c, Text))}
+            msg: dict[str, Any] = {
+                "role": "tool",
+                "content": "\n".join(c.text for c in b.content if isinstance(c, Text)),
+            }
             if b.name:
                 msg["tool_name"] = b.name
             if b.call_id:
@@ -374,7 +422,9 @@ def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
             images.extend(b64(c.data) for c in b.content if isinstance(c, Image) and c.data is not None)
         elif isinstance(b, Image):
             if b.data is None:
-                raise invalid("Ollama needs inline image bytes, got an image URL", param=f"messages[{i}].content[{j}]")
+                raise invalid(
+                    "Ollama needs inline image bytes, got an image URL", param=f"messages[{i}].content[{j}]"
+                )
             images.append(b64(b.data))
         elif isinstance(b, Video):
             raise invalid("Ollama does not accept video input", param=f"messages[{i}].content[{j}]")
@@ -394,13 +444,32 @@ def _message_out(m: Message, i: int) -> list[dict[str, Any]]:
 
 
 def encode_tags(models: list[ModelInfo]) -> bytes:
-    return dumps({"models": [{"name": m.id, "model": m.id, "modified_at": iso(m.created or 0),
-                              "size": 0, "digest": "", "details": _details()} for m in models]})
+    return dumps(
+        {
+            "models": [
+                {
+                    "name": m.id,
+                    "model": m.id,
+                    "modified_at": iso(m.created or 0),
+                    "size": 0,
+                    "digest": "",
+                    "details": _details(),
+                }
+                for m in models
+            ]
+        }
+    )
 
 
 def _details() -> dict[str, Any]:
-    return {"parent_model": "", "format": "", "family": "", "families": None, "parameter_size": "",
-            "quantization_level": ""}
+    return {
+        "parent_model": "",
+        "format": "",
+        "family": "",
+        "families": None,
+        "parameter_size": "",
+        "quantization_level": "",
+    }
 
 
 def encode_show(model: ModelInfo) -> bytes:
@@ -408,8 +477,17 @@ def encode_show(model: ModelInfo) -> bytes:
     if model.context_length:
         info["smolgate.context_length"] = model.context_length
     caps = ["completion", "tools"] + (["vision"] if model.supports_images else [])
-    return dumps({"modelfile": "", "parameters": "", "template": "", "details": _details(), "model_info": info,
-                  "capabilities": caps, "modified_at": iso(model.created or 0)})
+    return dumps(
+        {
+            "modelfile": "",
+            "parameters": "",
+            "template": "",
+            "details": _details(),
+            "model_info": info,
+            "capabilities": caps,
+            "modified_at": iso(model.created or 0),
+        }
+    )
 
 
 def encode_version() -> bytes:

@@ -37,15 +37,21 @@ def iso(ts: float | None = None) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1e6):06d}Z"
 
 
-
 def done_reason(stop: StopReason) -> str:
     return "length" if stop == StopReason.MAX_TOKENS else "stop"
 
 
 def final(usage: Usage, stop: StopReason, total_ns: int) -> dict[str, Any]:
-    return {"done": True, "done_reason": done_reason(stop), "total_duration": total_ns, "load_duration": 0,
-            "prompt_eval_count": usage.input_tokens, "prompt_eval_duration": 0,
-            "eval_count": usage.output_tokens, "eval_duration": 0}
+    return {
+        "done": True,
+        "done_reason": done_reason(stop),
+        "total_duration": total_ns,
+        "load_duration": 0,
+        "prompt_eval_count": usage.input_tokens,
+        "prompt_eval_duration": 0,
+        "eval_count": usage.output_tokens,
+        "eval_duration": 0,
+    }
 
 
 def tool_calls_out(calls: list[ToolCall], first_index: int = 0) -> list[dict[str, Any]]:
@@ -58,9 +64,16 @@ def tool_calls_out(calls: list[ToolCall], first_index: int = 0) -> list[dict[str
             args = loads_json(c.arguments) if c.arguments.strip() else {}  # too deep counts as not JSON
         except orjson.JSONDecodeError:
             args = {"_raw": c.arguments}
-        out.append({"id": c.id or new_id("call_"), "function": {
-            "index": first_index + k, "name": c.name,
-            "arguments": args if isinstance(args, dict) else {"_value": args}}})
+        out.append(
+            {
+                "id": c.id or new_id("call_"),
+                "function": {
+                    "index": first_index + k,
+                    "name": c.name,
+                    "arguments": args if isinstance(args, dict) else {"_value": args},
+                },
+            }
+        )
     return out
 
 
@@ -79,8 +92,13 @@ class OllamaStreamEncoder(StreamEncoder):
         self.stop = StopReason.END_TURN
         self.usage = Usage()
 
-    def _line(self, content: str = "", thinking: str | None = None, tool_calls: list[ToolCall] | None = None,
-              final: dict[str, Any] | None = None) -> bytes:
+    def _line(
+        self,
+        content: str = "",
+        thinking: str | None = None,
+        tool_calls: list[ToolCall] | None = None,
+        final: dict[str, Any] | None = None,
+    ) -> bytes:
         obj: dict[str, Any] = {"model": self.model, "created_at": self.created}
         if self.generate:
             obj["response"] = content
@@ -173,7 +191,9 @@ class OllamaStreamDecoder(StreamDecoder):
                 self._line(line, out)
         if not self._done:
             self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama stream ended before done:true"))
+            out.append(
+                StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama stream ended before done:true")
+            )
         return out
 
     def _block(self, kind: str | None, out: list[Event]) -> None:
@@ -193,7 +213,9 @@ class OllamaStreamDecoder(StreamDecoder):
             obj = None
         if not isinstance(obj, dict):
             self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama sent a malformed stream line"))
+            out.append(
+                StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama sent a malformed stream line")
+            )
             return
         if "error" in obj:
             self._done = True
@@ -201,7 +223,9 @@ class OllamaStreamDecoder(StreamDecoder):
             return
         if not self._started:
             self._started = True
-            out.append(MessageStart(id=new_id("msg_"), model=str(obj.get("model") or ""), created=int(time.time())))
+            out.append(
+                MessageStart(id=new_id("msg_"), model=str(obj.get("model") or ""), created=int(time.time()))
+            )
         msg = obj.get("message")
         if isinstance(msg, dict):
             thinking, content = msg.get("thinking"), msg.get("content")
@@ -221,7 +245,9 @@ class OllamaStreamDecoder(StreamDecoder):
                 out.append(BlockStop(index=self._index))
         if obj.get("done") is True:
             self._block(None, out)
-            out.append(MessageDelta(stop_reason=stop_in(obj.get("done_reason"), self._tool), usage=usage_in(obj)))
+            out.append(
+                MessageDelta(stop_reason=stop_in(obj.get("done_reason"), self._tool), usage=usage_in(obj))
+            )
             out.append(MessageStop())
             self._done = True
 
@@ -234,8 +260,13 @@ def calls_in(value: Any) -> list[ToolCall]:
             args = fn.get("arguments")
             text = args if isinstance(args, str) else orjson.dumps(args if args is not None else {}).decode()
             cid = tc.get("id")  # current Ollama names each call; the client answers with it as tool_call_id
-            out.append(ToolCall(id=cid if isinstance(cid, str) and cid else new_id("call_"),
-                                name=str(fn.get("name") or ""), arguments=text))
+            out.append(
+                ToolCall(
+                    id=cid if isinstance(cid, str) and cid else new_id("call_"),
+                    name=str(fn.get("name") or ""),
+                    arguments=text,
+                )
+            )
     return out
 
 
@@ -248,5 +279,3 @@ def stop_in(reason: Any, tool: bool) -> StopReason:
 def usage_in(obj: dict[str, Any]) -> Usage:
     p, e = obj.get("prompt_eval_count"), obj.get("eval_count")
     return Usage(input_tokens=p if isinstance(p, int) else 0, output_tokens=e if isinstance(e, int) else 0)
-
-

@@ -55,8 +55,18 @@ from .openai_chat_stream import INCLUDE_USAGE, ChatStreamEncoder, chat_id
 from .openai_decoders import ChatStreamDecoder
 
 # Body fields with no canonical meaning that pass through to an OpenAI upstream untouched.
-PASSTHROUGH = ("frequency_penalty", "presence_penalty", "logit_bias", "user", "service_tier", "verbosity",
-               "prompt_cache_key", "safety_identifier", "logprobs", "top_logprobs")
+PASSTHROUGH = (
+    "frequency_penalty",
+    "presence_penalty",
+    "logit_bias",
+    "user",
+    "service_tier",
+    "verbosity",
+    "prompt_cache_key",
+    "safety_identifier",
+    "logprobs",
+    "top_logprobs",
+)
 
 
 # ---------------------------------------------------------------- request decoding (client side)
@@ -73,7 +83,9 @@ def _text_of(content: Any, name: str, kinds: tuple[str, ...] = ("text",)) -> str
         check(part, dict, p)
         typ = field(part, "type", str, p, required=True)
         if typ not in kinds:
-            raise invalid(f"'{p}.type' must be one of {', '.join(kinds)} here, got '{typ}'", param=f"{p}.type")
+            raise invalid(
+                f"'{p}.type' must be one of {', '.join(kinds)} here, got '{typ}'", param=f"{p}.type"
+            )
         out.append(field(part, typ if typ == "refusal" else "text", str, p, required=True))
     return "".join(out)
 
@@ -116,9 +128,12 @@ def _tool_call(tc: Any, name: str) -> ToolCall:
     elif args is None:
         args = "{}"
     check(args, str, f"{name}.function.arguments")
-    return ToolCall(id=field(tc, "id", str, name, required=True),
-                    name=field(fn, "name", str, f"{name}.function", required=True), arguments=args,
-                    signature=oc.thought_signature_in(tc))
+    return ToolCall(
+        id=field(tc, "id", str, name, required=True),
+        name=field(fn, "name", str, f"{name}.function", required=True),
+        arguments=args,
+        signature=oc.thought_signature_in(tc),
+    )
 
 
 def _messages(raw: list[Any], system: list[Text]) -> list[Message]:
@@ -130,9 +145,12 @@ def _messages(raw: list[Any], system: list[Text]) -> list[Message]:
         content = m.get("content")
         if role in ("system", "developer"):
             content = field(m, "content", (str, list), path, required=True)
-            marked = isinstance(content, list) and any(isinstance(p, dict) and p.get("cache_control")
-                                                       for p in content)
-            system.append(Text(text=_text_of(content, f"{path}.content"), cache="ephemeral" if marked else None))
+            marked = isinstance(content, list) and any(
+                isinstance(p, dict) and p.get("cache_control") for p in content
+            )
+            system.append(
+                Text(text=_text_of(content, f"{path}.content"), cache="ephemeral" if marked else None)
+            )
         elif role == "user":
             blocks = _user_blocks(field(m, "content", (str, list), path, required=True), f"{path}.content")
             messages.append(Message(role="user", content=blocks))
@@ -142,21 +160,33 @@ def _messages(raw: list[Any], system: list[Text]) -> list[Message]:
             if isinstance(reasoning, str) and reasoning:
                 blocks.append(Reasoning(text=reasoning))
             if content is not None:
-                text = _text_of(check(content, (str, list), f"{path}.content"), f"{path}.content",
-                                ("text", "refusal"))
+                text = _text_of(
+                    check(content, (str, list), f"{path}.content"), f"{path}.content", ("text", "refusal")
+                )
                 if text:
                     blocks.append(Text(text=text))
             for j, tc in enumerate(field(m, "tool_calls", list, path, default=[])):
                 blocks.append(_tool_call(tc, f"{path}.tool_calls[{j}]"))
             messages.append(Message(role="assistant", content=blocks))
         elif role == "tool":
-            result = ToolResult(call_id=field(m, "tool_call_id", str, path, required=True),
-                                content=[Text(text=_text_of(check(content if content is not None else "",
-                                                                  (str, list), f"{path}.content"),
-                                                            f"{path}.content"))])
+            result = ToolResult(
+                call_id=field(m, "tool_call_id", str, path, required=True),
+                content=[
+                    Text(
+                        text=_text_of(
+                            check(content if content is not None else "", (str, list), f"{path}.content"),
+                            f"{path}.content",
+                        )
+                    )
+                ],
+            )
             prev = messages[-1] if messages else None
-            if prev is not None and prev.role == "user" and prev.content and \
-                    all(isinstance(b, ToolResult) for b in prev.content):
+            if (
+                prev is not None
+                and prev.role == "user"
+                and prev.content
+                and all(isinstance(b, ToolResult) for b in prev.content)
+            ):
                 prev.content.append(result)  # consecutive tool messages form one user turn
             else:
                 messages.append(Message(role="user", content=[result]))
@@ -177,9 +207,13 @@ def _tools(raw: list[Any]) -> list[Tool]:
             raise invalid(f"tool type '{typ}' is not supported", param=f"{path}.type")
         fn = field(t, "function", dict, path, required=True)
         params = field(fn, "parameters", dict, f"{path}.function")
-        tools.append(Tool(name=field(fn, "name", str, f"{path}.function", required=True),
-                          description=field(fn, "description", str, f"{path}.function"),
-                          **({"parameters": params} if params is not None else {})))
+        tools.append(
+            Tool(
+                name=field(fn, "name", str, f"{path}.function", required=True),
+                description=field(fn, "description", str, f"{path}.function"),
+                **({"parameters": params} if params is not None else {}),
+            )
+        )
     return tools
 
 
@@ -190,11 +224,17 @@ def _tool_choice(tc: Any, parallel: bool | None) -> ToolChoice | None:
     typ = field(tc, "type", str, "tool_choice", required=True)
     if typ == "function":
         fn = field(tc, "function", dict, "tool_choice", required=True)
-        return ToolChoice(mode="tool", name=field(fn, "name", str, "tool_choice.function", required=True),
-                          parallel=parallel)
+        return ToolChoice(
+            mode="tool", name=field(fn, "name", str, "tool_choice.function", required=True), parallel=parallel
+        )
     if typ == "allowed_tools":
-        mode = field(field(tc, "allowed_tools", dict, "tool_choice", default={}), "mode", str,
-                     "tool_choice.allowed_tools", default="auto")
+        mode = field(
+            field(tc, "allowed_tools", dict, "tool_choice", default={}),
+            "mode",
+            str,
+            "tool_choice.allowed_tools",
+            default="auto",
+        )
         return ToolChoice(mode="required" if mode == "required" else "auto", parallel=parallel)
     raise invalid(f"tool_choice type '{typ}' is not supported", param="tool_choice.type")
 
@@ -211,8 +251,12 @@ def _response_format(rf: Any) -> ResponseFormat | None:
     if typ == "json_schema":
         js = field(rf, "json_schema", dict, "response_format", required=True)
         p = "response_format.json_schema"
-        return ResponseFormat(type="json_schema", name=field(js, "name", str, p, required=True),
-                              schema=field(js, "schema", dict, p), strict=field(js, "strict", bool, p))
+        return ResponseFormat(
+            type="json_schema",
+            name=field(js, "name", str, p, required=True),
+            schema=field(js, "schema", dict, p),
+            strict=field(js, "strict", bool, p),
+        )
     raise invalid(f"response_format type '{typ}' is not supported", param="response_format.type")
 
 
@@ -239,14 +283,23 @@ def decode_request(body: bytes) -> Request:
         extra["openai_passthrough"] = passthrough
     metadata = field(d, "metadata", dict, default={})
     req = Request(
-        model=model, messages=messages, system=system, tools=_tools(field(d, "tools", list, default=[])),
+        model=model,
+        messages=messages,
+        system=system,
+        tools=_tools(field(d, "tools", list, default=[])),
         tool_choice=_tool_choice(d.get("tool_choice"), field(d, "parallel_tool_calls", bool)),
-        response_format=_response_format(d.get("response_format")), max_tokens=max_tokens,
-        temperature=oc.opt_number(d, "temperature"), top_p=oc.opt_number(d, "top_p"),
-        top_k=field(d, "top_k", int), stop=oc.str_list(stop, "stop") if stop is not None else [],
-        seed=field(d, "seed", int), stream=stream,
+        response_format=_response_format(d.get("response_format")),
+        max_tokens=max_tokens,
+        temperature=oc.opt_number(d, "temperature"),
+        top_p=oc.opt_number(d, "top_p"),
+        top_k=field(d, "top_k", int),
+        stop=oc.str_list(stop, "stop") if stop is not None else [],
+        seed=field(d, "seed", int),
+        stream=stream,
         reasoning=oc.reasoning_from_effort(effort) if effort is not None else None,
-        metadata=metadata, extra=extra)
+        metadata=metadata,
+        extra=extra,
+    )
     link_tool_results(req.messages)
     return req
 
@@ -262,20 +315,39 @@ def encode_response(resp: Response) -> bytes:
         elif isinstance(b, Reasoning):
             reasoning.append(b.text)
         elif isinstance(b, ToolCall):
-            calls.append(oc.thought_signature_out(
-                {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.arguments}}, b))
-    msg: dict[str, Any] = {"role": "assistant", "content": "".join(text) if text or not calls else None,
-                           "refusal": None}
+            calls.append(
+                oc.thought_signature_out(
+                    {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.arguments}},
+                    b,
+                )
+            )
+    msg: dict[str, Any] = {
+        "role": "assistant",
+        "content": "".join(text) if text or not calls else None,
+        "refusal": None,
+    }
     if calls:
         msg["tool_calls"] = calls
     if reasoning:
         msg["reasoning_content"] = "".join(reasoning)
-    return orjson.dumps({
-        "id": chat_id(resp.id), "object": "chat.completion", "created": resp.created or now(),
-        "model": resp.model,
-        "choices": [{"index": 0, "message": msg, "logprobs": None,
-                     "finish_reason": oc.FINISH_REASONS[resp.stop_reason]}],
-        "usage": oc.chat_usage(resp.usage), "system_fingerprint": None})
+    return orjson.dumps(
+        {
+            "id": chat_id(resp.id),
+            "object": "chat.completion",
+            "created": resp.created or now(),
+            "model": resp.model,
+            "choices": [
+                {
+                    "index": 0,
+                    "message": msg,
+                    "logprobs": None,
+                    "finish_reason": oc.FINISH_REASONS[resp.stop_reason],
+                }
+            ],
+            "usage": oc.chat_usage(resp.usage),
+            "system_fingerprint": None,
+        }
+    )
 
 
 # ---------------------------------------------------------------- upstream side
@@ -293,8 +365,12 @@ def _user_messages(msg: Message) -> list[dict[str, Any]]:
             parts.append(_part(b))
     if parts:
         only_text = all(p["type"] == "text" for p in parts)
-        out.append({"role": "user", "content": "".join(p["text"] for p in parts) if only_text and len(parts) == 1
-                    else parts})
+        out.append(
+            {
+                "role": "user",
+                "content": "".join(p["text"] for p in parts) if only_text and len(parts) == 1 else parts,
+            }
+        )
     return out
 
 
@@ -318,21 +394,33 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
             messages.extend(_user_messages(msg))
             continue
         text = "".join(b.text for b in msg.content if isinstance(b, Text))
-        calls = [{"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.arguments}}
-                 for b in msg.content if isinstance(b, ToolCall)]
+        calls = [
+            {"id": b.id, "type": "function", "function": {"name": b.name, "arguments": b.arguments}}
+            for b in msg.content
+            if isinstance(b, ToolCall)
+        ]
         m: dict[str, Any] = {"role": "assistant", "content": text if text or not calls else None}
         if calls:
             m["tool_calls"] = calls
         messages.append(m)
     body: dict[str, Any] = {"model": upstream_model, "messages": messages}
     if req.tools:
-        body["tools"] = [{"type": "function", "function": {"name": t.name, "parameters": t.parameters,
-                                                           **({"description": t.description}
-                                                              if t.description else {})}} for t in req.tools]
+        body["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    "parameters": t.parameters,
+                    **({"description": t.description} if t.description else {}),
+                },
+            }
+            for t in req.tools
+        ]
     tc = req.tool_choice
     if tc is not None and req.tools:
-        body["tool_choice"] = {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" \
-            else tc.mode
+        body["tool_choice"] = (
+            {"type": "function", "function": {"name": tc.name}} if tc.mode == "tool" else tc.mode
+        )
         if tc.parallel is not None:
             body["parallel_tool_calls"] = tc.parallel
     rf = req.response_format
@@ -344,8 +432,13 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
             body["response_format"] = {"type": "json_schema", "json_schema": js}
         else:
             body["response_format"] = {"type": "json_object"}
-    for key, value in (("max_completion_tokens", req.max_tokens), ("temperature", req.temperature),
-                       ("top_p", req.top_p), ("seed", req.seed), ("reasoning_effort", oc.effort_for(req.reasoning))):
+    for key, value in (
+        ("max_completion_tokens", req.max_tokens),
+        ("temperature", req.temperature),
+        ("top_p", req.top_p),
+        ("seed", req.seed),
+        ("reasoning_effort", oc.effort_for(req.reasoning)),
+    ):
         if value is not None:
             body[key] = value
     if req.stop:
@@ -357,8 +450,12 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
     if isinstance(passthrough, dict):
         for k, v in passthrough.items():
             body.setdefault(k, v)
-    return UpstreamRequest(path="/chat/completions", body=orjson.dumps(body), stream=req.stream,
-                           headers={"content-type": "application/json"})
+    return UpstreamRequest(
+        path="/chat/completions",
+        body=orjson.dumps(body),
+        stream=req.stream,
+        headers={"content-type": "application/json"},
+    )
 
 
 def _message_blocks(msg: dict[str, Any]) -> list[Block]:
@@ -368,7 +465,9 @@ def _message_blocks(msg: dict[str, Any]) -> list[Block]:
         blocks.append(Reasoning(text=reasoning))
     content = msg.get("content")
     if isinstance(content, list):  # some servers answer with parts
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str))
+        content = "".join(
+            p.get("text", "") for p in content if isinstance(p, dict) and isinstance(p.get("text"), str)
+        )
     if isinstance(content, str) and content:
         blocks.append(Text(text=content))
     elif isinstance(msg.get("refusal"), str) and msg["refusal"]:
@@ -378,8 +477,11 @@ def _message_blocks(msg: dict[str, Any]) -> list[Block]:
         args = fn.get("arguments")
         if not isinstance(args, str):
             args = orjson.dumps(args).decode() if args is not None else "{}"
-        blocks.append(ToolCall(id=tc.get("id") or new_id("call_"), name=str(fn.get("name") or ""),
-                               arguments=args or "{}"))
+        blocks.append(
+            ToolCall(
+                id=tc.get("id") or new_id("call_"), name=str(fn.get("name") or ""), arguments=args or "{}"
+            )
+        )
     return blocks
 
 
@@ -393,12 +495,16 @@ def decode_response(body: bytes) -> Response:
             raise oc.upstream_bad("no choices")
         choice = choices[0]
         blocks = _message_blocks(choice.get("message") or {})
-        return Response(id=str(d.get("id") or new_id("chatcmpl-")), model=str(d.get("model") or ""),
-                        content=blocks,
-                        stop_reason=oc.stop_from_finish(choice.get("finish_reason"),
-                                                        any(isinstance(b, ToolCall) for b in blocks)),
-                        usage=oc.usage_from_chat(d.get("usage")),
-                        created=d["created"] if isinstance(d.get("created"), int) else now())
+        return Response(
+            id=str(d.get("id") or new_id("chatcmpl-")),
+            model=str(d.get("model") or ""),
+            content=blocks,
+            stop_reason=oc.stop_from_finish(
+                choice.get("finish_reason"), any(isinstance(b, ToolCall) for b in blocks)
+            ),
+            usage=oc.usage_from_chat(d.get("usage")),
+            created=d["created"] if isinstance(d.get("created"), int) else now(),
+        )
     except GatewayError:
         raise
     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:

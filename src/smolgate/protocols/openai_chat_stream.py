@@ -56,22 +56,38 @@ class ChatStreamEncoder(StreamEncoder):
         self._done = False
 
     def _start(self, rid: str, model: str, created: int) -> None:
-        self._prefix = (b'{"id":' + orjson.dumps(chat_id(rid)) + b',"object":"chat.completion.chunk","created":'
-                        + str(created or now()).encode() + b',"model":' + orjson.dumps(model) + b',"choices":')
+        self._prefix = (
+            b'{"id":'
+            + orjson.dumps(chat_id(rid))
+            + b',"object":"chat.completion.chunk","created":'
+            + str(created or now()).encode()
+            + b',"model":'
+            + orjson.dumps(model)
+            + b',"choices":'
+        )
 
     def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
         if not self._prefix:
             self._start("", self._req.model, 0)
-        return sse_event(self._prefix + b'[{"index":0,"delta":' + orjson.dumps(delta)
-                         + b',"logprobs":null,"finish_reason":' + orjson.dumps(finish) + b"}]}")
+        return sse_event(
+            self._prefix
+            + b'[{"index":0,"delta":'
+            + orjson.dumps(delta)
+            + b',"logprobs":null,"finish_reason":'
+            + orjson.dumps(finish)
+            + b"}]}"
+        )
 
     def feed(self, event: Event) -> bytes:
         if isinstance(event, TextDelta):
             return self._chunk({"content": event.text}) if event.text else b""
         if isinstance(event, ToolArgsDelta):
             idx = self._tool_index.get(event.index, 0)
-            return self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": event.json}}]}) \
-                if event.json else b""
+            return (
+                self._chunk({"tool_calls": [{"index": idx, "function": {"arguments": event.json}}]})
+                if event.json
+                else b""
+            )
         if isinstance(event, ReasoningDelta):
             return self._chunk({"reasoning_content": event.text}) if event.text else b""
         if isinstance(event, MessageStart):
@@ -82,9 +98,24 @@ class ChatStreamEncoder(StreamEncoder):
             if isinstance(b, ToolCall):
                 idx = self._tool_index[event.index] = self._next_tool
                 self._next_tool += 1
-                return self._chunk({"tool_calls": [oc.thought_signature_out(
-                    {"index": idx, "id": b.id, "type": "function",
-                     "function": {"name": b.name, "arguments": b.arguments if b.arguments != "{}" else ""}}, b)]})
+                return self._chunk(
+                    {
+                        "tool_calls": [
+                            oc.thought_signature_out(
+                                {
+                                    "index": idx,
+                                    "id": b.id,
+                                    "type": "function",
+                                    "function": {
+                                        "name": b.name,
+                                        "arguments": b.arguments if b.arguments != "{}" else "",
+                                    },
+                                },
+                                b,
+                            )
+                        ]
+                    }
+                )
             if isinstance(b, Text) and b.text:
                 return self._chunk({"content": b.text})
             return b""
@@ -99,8 +130,9 @@ class ChatStreamEncoder(StreamEncoder):
                 self._done = True
                 if not self._prefix:
                     self._start("", self._req.model, 0)
-                return sse_event(self._prefix + b'[],"usage":' + orjson.dumps(oc.chat_usage(self._usage or Usage()))
-                                 + b"}")
+                return sse_event(
+                    self._prefix + b'[],"usage":' + orjson.dumps(oc.chat_usage(self._usage or Usage())) + b"}"
+                )
             return b""
         if isinstance(event, StreamError):
             err = GatewayError(_kind(event.kind), event.message)

@@ -36,14 +36,24 @@ ERROR_TYPES: dict[ErrorKind, str] = {
 TRANSIENT = frozenset({ErrorKind.RATE_LIMITED, ErrorKind.OVERLOADED, ErrorKind.UPSTREAM, ErrorKind.TIMEOUT})
 
 _TYPE_TO_KIND = {v: k for k, v in reversed(list(ERROR_TYPES.items()))}
-_TYPE_TO_KIND.update({"insufficient_quota": ErrorKind.RATE_LIMITED, "rate_limit_exceeded": ErrorKind.RATE_LIMITED,
-                      "invalid_api_key": ErrorKind.AUTH, "server_error": ErrorKind.UPSTREAM})
+_TYPE_TO_KIND.update(
+    {
+        "insufficient_quota": ErrorKind.RATE_LIMITED,
+        "rate_limit_exceeded": ErrorKind.RATE_LIMITED,
+        "invalid_api_key": ErrorKind.AUTH,
+        "server_error": ErrorKind.UPSTREAM,
+    }
+)
 _TYPE_TO_KIND.update({k.value: k for k in ErrorKind})  # our own `code` values round-trip exactly
 
 
 def error_object(err: GatewayError) -> dict[str, Any]:
-    return {"message": err.message, "type": ERROR_TYPES.get(err.kind, "server_error"),
-            "param": err.param, "code": err.code or err.kind.value}
+    return {
+        "message": err.message,
+        "type": ERROR_TYPES.get(err.kind, "server_error"),
+        "param": err.param,
+        "code": err.code or err.kind.value,
+    }
 
 
 def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
@@ -57,8 +67,9 @@ def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
         o = err.overflow
         obj["param"] = "input" if responses else "messages"
         if responses:
-            obj["message"] = ("Your input exceeds the context window of this model. "
-                              "Please adjust your input and try again.")
+            obj["message"] = (
+                "Your input exceeds the context window of this model. Please adjust your input and try again."
+            )
         elif o is not None and o.prompt_tokens is not None and o.limit is not None:
             obj["message"] = context_overflow(o.prompt_tokens, o.limit, o.max_tokens).message
     return ErrorReply(err.status, orjson.dumps({"error": obj}), headers)
@@ -129,12 +140,20 @@ def upstream_bad(message: str) -> GatewayError:
 # ---------------------------------------------------------------- usage / stop reasons
 
 FINISH_REASONS = {
-    StopReason.END_TURN: "stop", StopReason.STOP_SEQUENCE: "stop", StopReason.MAX_TOKENS: "length",
-    StopReason.TOOL_USE: "tool_calls", StopReason.CONTENT_FILTER: "content_filter",
+    StopReason.END_TURN: "stop",
+    StopReason.STOP_SEQUENCE: "stop",
+    StopReason.MAX_TOKENS: "length",
+    StopReason.TOOL_USE: "tool_calls",
+    StopReason.CONTENT_FILTER: "content_filter",
 }
-_FROM_FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS, "tool_calls": StopReason.TOOL_USE,
-                "function_call": StopReason.TOOL_USE, "content_filter": StopReason.CONTENT_FILTER,
-                "refusal": StopReason.CONTENT_FILTER}
+_FROM_FINISH = {
+    "stop": StopReason.END_TURN,
+    "length": StopReason.MAX_TOKENS,
+    "tool_calls": StopReason.TOOL_USE,
+    "function_call": StopReason.TOOL_USE,
+    "content_filter": StopReason.CONTENT_FILTER,
+    "refusal": StopReason.CONTENT_FILTER,
+}
 
 
 def stop_from_finish(reason: Any, has_tool_calls: bool) -> StopReason:
@@ -159,17 +178,24 @@ def _input_details(u: Usage) -> dict[str, int]:
 
 
 def chat_usage(u: Usage) -> dict[str, Any]:
-    return {"prompt_tokens": u.input_tokens, "completion_tokens": u.output_tokens,
-            "total_tokens": u.input_tokens + u.output_tokens,
-            "prompt_tokens_details": _input_details(u),
-            "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens}}
+    return {
+        "prompt_tokens": u.input_tokens,
+        "completion_tokens": u.output_tokens,
+        "total_tokens": u.input_tokens + u.output_tokens,
+        "prompt_tokens_details": _input_details(u),
+        "completion_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+    }
 
 
 def _usage(obj: Any, inp: str, out: str, details: str, out_details: str) -> Usage:
     d = obj.get(details) if isinstance(obj, dict) else None
-    return Usage(input_tokens=_int(obj, inp), output_tokens=_int(obj, out), cached_tokens=_int(d, "cached_tokens"),
-                 cache_creation_tokens=_int(d, "cache_write_tokens"),
-                 reasoning_tokens=_int(obj.get(out_details) if isinstance(obj, dict) else None, "reasoning_tokens"))
+    return Usage(
+        input_tokens=_int(obj, inp),
+        output_tokens=_int(obj, out),
+        cached_tokens=_int(d, "cached_tokens"),
+        cache_creation_tokens=_int(d, "cache_write_tokens"),
+        reasoning_tokens=_int(obj.get(out_details) if isinstance(obj, dict) else None, "reasoning_tokens"),
+    )
 
 
 def plain_tool_choice(tc: str | None, parallel: bool | None) -> ToolChoice | None:
@@ -182,13 +208,19 @@ def plain_tool_choice(tc: str | None, parallel: bool | None) -> ToolChoice | Non
 
 
 def usage_from_chat(obj: Any) -> Usage:
-    return _usage(obj, "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details")
+    return _usage(
+        obj, "prompt_tokens", "completion_tokens", "prompt_tokens_details", "completion_tokens_details"
+    )
 
 
 def responses_usage(u: Usage) -> dict[str, Any]:
-    return {"input_tokens": u.input_tokens, "input_tokens_details": _input_details(u),
-            "output_tokens": u.output_tokens, "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
-            "total_tokens": u.input_tokens + u.output_tokens}
+    return {
+        "input_tokens": u.input_tokens,
+        "input_tokens_details": _input_details(u),
+        "output_tokens": u.output_tokens,
+        "output_tokens_details": {"reasoning_tokens": u.reasoning_tokens},
+        "total_tokens": u.input_tokens + u.output_tokens,
+    }
 
 
 def usage_from_responses(obj: Any) -> Usage:
@@ -202,8 +234,11 @@ def media_from_url(url: str, name: str, detail: str | None = None, video: bool =
     """A data: URL becomes inline bytes (size-checked); http(s) stays a URL; anything else is a 400."""
     if url.startswith("data:"):
         data, media_type = parse_data_url(url, name)
-        return Video(data=data, media_type=media_type) if video else Image(data=data, media_type=media_type,
-                                                                            detail=detail)
+        return (
+            Video(data=data, media_type=media_type)
+            if video
+            else Image(data=data, media_type=media_type, detail=detail)
+        )
     if url[:8].lower().startswith(("http://", "https://")):
         check_http_url(url, name)
         return Video(url=url) if video else Image(url=url, detail=detail)

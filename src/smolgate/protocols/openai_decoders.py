@@ -107,9 +107,13 @@ class _Base(StreamDecoder):
     def _start(self, out: list[Event], rid: Any = None, model: Any = None, created: Any = None) -> None:
         if not self._started:
             self._started = True
-            out.append(MessageStart(id=rid if isinstance(rid, str) and rid else new_id("chatcmpl-"),
-                                    model=model if isinstance(model, str) else "",
-                                    created=created if isinstance(created, int) else now()))
+            out.append(
+                MessageStart(
+                    id=rid if isinstance(rid, str) and rid else new_id("chatcmpl-"),
+                    model=model if isinstance(model, str) else "",
+                    created=created if isinstance(created, int) else now(),
+                )
+            )
 
     def _begin(self, out: list[Event], kind: _Open, key: Any, block: Text | Reasoning | ToolCall) -> None:
         self._end(out)
@@ -212,9 +216,16 @@ class ChatStreamDecoder(_Base):
             fn = fn if isinstance(fn, dict) else {}
             if self._open is not _Open.TOOL or self._key != key:
                 tid, name = tc.get("id"), fn.get("name")
-                self._begin(out, _Open.TOOL, key, ToolCall(id=tid if isinstance(tid, str) and tid else new_id("call_"),
-                                                           name=name if isinstance(name, str) else "",
-                                                           arguments=""))
+                self._begin(
+                    out,
+                    _Open.TOOL,
+                    key,
+                    ToolCall(
+                        id=tid if isinstance(tid, str) and tid else new_id("call_"),
+                        name=name if isinstance(name, str) else "",
+                        arguments="",
+                    ),
+                )
             self._args(out, fn.get("arguments"))
 
     def _done(self, out: list[Event]) -> None:
@@ -235,7 +246,11 @@ def responses_stop(resp: dict[str, Any], has_tools: bool) -> StopReason:
     if resp.get("status") == "incomplete":
         details = resp.get("incomplete_details")
         reason = details.get("reason") if isinstance(details, dict) else None
-        return _INCOMPLETE.get(reason, StopReason.MAX_TOKENS) if isinstance(reason, str) else StopReason.MAX_TOKENS
+        return (
+            _INCOMPLETE.get(reason, StopReason.MAX_TOKENS)
+            if isinstance(reason, str)
+            else StopReason.MAX_TOKENS
+        )
     return StopReason.TOOL_USE if has_tools else StopReason.END_TURN
 
 
@@ -270,8 +285,12 @@ def output_item_blocks(item: Any) -> list[Block]:
     if typ == "reasoning":
         parts = item.get("summary") or item.get("content") or []
         enc = item.get("encrypted_content")
-        return [Reasoning(text="\n\n".join(str(p.get("text", "")) for p in parts),
-                          redacted=enc if isinstance(enc, str) and enc else None)]
+        return [
+            Reasoning(
+                text="\n\n".join(str(p.get("text", "")) for p in parts),
+                redacted=enc if isinstance(enc, str) and enc else None,
+            )
+        ]
     if isinstance(typ, str):
         return [Opaque(protocol="openai-responses", data=item)]
     return []
@@ -300,16 +319,28 @@ class ResponsesStreamDecoder(_Base):
             self._start(out)
             if self._open is not _Open.TOOL or self._key != obj.get("item_id"):
                 item_id = obj.get("item_id")
-                self._begin(out, _Open.TOOL, item_id, ToolCall(id=item_id if isinstance(item_id, str) and item_id
-                                                               else new_id("call_"), name="", arguments=""))
+                self._begin(
+                    out,
+                    _Open.TOOL,
+                    item_id,
+                    ToolCall(
+                        id=item_id if isinstance(item_id, str) and item_id else new_id("call_"),
+                        name="",
+                        arguments="",
+                    ),
+                )
             self._args(out, obj.get("delta"))
         elif typ in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
             self._start(out)
             d = obj.get("delta")
             if isinstance(d, str) and d:
                 item_id, si = obj.get("item_id"), obj.get("summary_index")
-                if self._open is _Open.REASONING and self._key == item_id \
-                        and self._summary_index is not None and si != self._summary_index:
+                if (
+                    self._open is _Open.REASONING
+                    and self._key == item_id
+                    and self._summary_index is not None
+                    and si != self._summary_index
+                ):
                     out.append(ReasoningDelta(index=self._index, text="\n\n"))  # next summary part
                 self._summary_index = si
                 pending = self._pending_reasoning
@@ -362,9 +393,16 @@ class ResponsesStreamDecoder(_Base):
         typ, item_id = item.get("type"), item.get("id")
         if typ in ("function_call", "custom_tool_call"):
             call_id = item.get("call_id")
-            self._begin(out, _Open.TOOL, item_id, ToolCall(
-                id=call_id if isinstance(call_id, str) and call_id else new_id("call_"),
-                name=_call_name(item), arguments=""))
+            self._begin(
+                out,
+                _Open.TOOL,
+                item_id,
+                ToolCall(
+                    id=call_id if isinstance(call_id, str) and call_id else new_id("call_"),
+                    name=_call_name(item),
+                    arguments="",
+                ),
+            )
             if typ == "custom_tool_call":
                 self._custom = True
                 self._args(out, '{"input":"')
@@ -401,7 +439,11 @@ class ResponsesStreamDecoder(_Base):
                 # encrypted_content came only with the finished item: carry it as its own opaque block
                 self._begin(out, _Open.REASONING, (item_id, "enc"), Reasoning(text="", redacted=enc))
                 self._end(out)
-        elif typ == "reasoning" and self._pending_reasoning is not None and self._pending_reasoning[0] == item_id:
+        elif (
+            typ == "reasoning"
+            and self._pending_reasoning is not None
+            and self._pending_reasoning[0] == item_id
+        ):
             self._pending_reasoning = None  # no deltas streamed: the finished item is the whole block
             for block in output_item_blocks(item):
                 if isinstance(block, Reasoning) and (block.text or block.redacted):
@@ -409,8 +451,11 @@ class ResponsesStreamDecoder(_Base):
                     if block.text:
                         out.append(ReasoningDelta(index=self._index, text=block.text))
                     self._end(out)
-        elif typ in ("function_call", "custom_tool_call") and isinstance(item_id, str) \
-                and item_id not in self._seen:  # a call that was never announced
+        elif (
+            typ in ("function_call", "custom_tool_call")
+            and isinstance(item_id, str)
+            and item_id not in self._seen
+        ):  # a call that was never announced
             self._item_added(item, out)
             self._item_done(item, out)
 

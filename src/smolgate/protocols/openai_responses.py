@@ -69,7 +69,9 @@ def decode_request(body: bytes) -> Request:
     """A stateless decode: `previous_response_id` / `item_reference` need the store (responses_api.py)."""
     d = loads_body(body)
     if d.get("previous_response_id") is not None:
-        raise invalid("'previous_response_id' needs the gateway's response store", param="previous_response_id")
+        raise invalid(
+            "'previous_response_id' needs the gateway's response store", param="previous_response_id"
+        )
     return decode(d)
 
 
@@ -80,8 +82,13 @@ def _input_parts(blocks: list[Any], role: str) -> list[dict[str, Any]]:
     parts: list[dict[str, Any]] = []
     for b in blocks:
         if isinstance(b, Text):
-            parts.append({"type": "output_text" if role == "assistant" else "input_text", "text": b.text,
-                          **({"annotations": []} if role == "assistant" else {})})
+            parts.append(
+                {
+                    "type": "output_text" if role == "assistant" else "input_text",
+                    "text": b.text,
+                    **({"annotations": []} if role == "assistant" else {}),
+                }
+            )
         elif isinstance(b, Image):
             parts.append({"type": "input_image", "image_url": oc.media_url(b), "detail": b.detail or "auto"})
         elif isinstance(b, Video):
@@ -98,7 +105,12 @@ def _flush(items: list[dict[str, Any]], role: str, pending: list[Block]) -> None
 def _call_item(b: ToolCall, tool: Tool | None) -> dict[str, Any]:
     name, ns = (tool.local_name or tool.name, tool.namespace) if tool is not None else (b.name, None)
     if tool is not None and tool.kind == "custom":
-        item = {"type": "custom_tool_call", "call_id": b.id, "name": name, "input": tk.custom_input(b.arguments)}
+        item = {
+            "type": "custom_tool_call",
+            "call_id": b.id,
+            "name": name,
+            "input": tk.custom_input(b.arguments),
+        }
     else:
         item = {"type": "function_call", "call_id": b.id, "name": name, "arguments": b.arguments}
     return {**item, "namespace": ns} if ns else item
@@ -115,9 +127,15 @@ def _input_items(req: Request) -> list[dict[str, Any]]:
                 _flush(items, msg.role, pending)
                 images = [c for c in b.content if isinstance(c, Image)]
                 texts = "\n".join(c.text for c in b.content if isinstance(c, Text))
-                items.append({"type": "custom_tool_call_output" if b.call_id in custom_calls
-                              else "function_call_output", "call_id": b.call_id,
-                              "output": _input_parts(b.content, "user") if images else texts})
+                items.append(
+                    {
+                        "type": "custom_tool_call_output"
+                        if b.call_id in custom_calls
+                        else "function_call_output",
+                        "call_id": b.call_id,
+                        "output": _input_parts(b.content, "user") if images else texts,
+                    }
+                )
             elif isinstance(b, ToolCall):
                 _flush(items, msg.role, pending)
                 item = _call_item(b, tools.get(b.name))
@@ -126,9 +144,17 @@ def _input_items(req: Request) -> list[dict[str, Any]]:
                 items.append(item)
             elif isinstance(b, Reasoning):
                 _flush(items, msg.role, pending)
-                if b.redacted and not b.signature:  # OpenAI's own encrypted reasoning; others' cannot replay here
-                    items.append({"type": "reasoning", "id": new_id("rs_"), "encrypted_content": b.redacted,
-                                  "summary": [{"type": "summary_text", "text": b.text}] if b.text else []})
+                if (
+                    b.redacted and not b.signature
+                ):  # OpenAI's own encrypted reasoning; others' cannot replay here
+                    items.append(
+                        {
+                            "type": "reasoning",
+                            "id": new_id("rs_"),
+                            "encrypted_content": b.redacted,
+                            "summary": [{"type": "summary_text", "text": b.text}] if b.text else [],
+                        }
+                    )
             elif isinstance(b, Opaque):
                 _flush(items, msg.role, pending)
                 if b.protocol == PROTOCOL:
@@ -152,8 +178,10 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
             body["tool_choice"] = raw_choice
         elif tc is not None and tc.mode == "tool":
             tool = tk.lookup(req).get(tc.name or "")
-            body["tool_choice"] = {"type": "custom" if tool is not None and tool.kind == "custom" else "function",
-                                   "name": tool.local_name or tool.name if tool is not None else tc.name}
+            body["tool_choice"] = {
+                "type": "custom" if tool is not None and tool.kind == "custom" else "function",
+                "name": tool.local_name or tool.name if tool is not None else tc.name,
+            }
         elif tc is not None:
             body["tool_choice"] = tc.mode
         if tc is not None and tc.parallel is not None:
@@ -166,22 +194,31 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
             if rf.strict is not None:
                 fmt["strict"] = rf.strict
         body["text"] = {"format": fmt}
-    for key, value in (("max_output_tokens", req.max_tokens), ("temperature", req.temperature),
-                       ("top_p", req.top_p)):
+    for key, value in (
+        ("max_output_tokens", req.max_tokens),
+        ("temperature", req.temperature),
+        ("top_p", req.top_p),
+    ):
         if value is not None:
             body[key] = value
     effort = oc.effort_for(req.reasoning)
     if effort is not None:
-        body["reasoning"] = {"effort": effort, **({"summary": "auto"} if req.reasoning and
-                                                  req.reasoning.include_thoughts else {})}
+        body["reasoning"] = {
+            "effort": effort,
+            **({"summary": "auto"} if req.reasoning and req.reasoning.include_thoughts else {}),
+        }
         body["include"] = ["reasoning.encrypted_content"]
     params = req.extra.get(PARAMS_KEY)
     if isinstance(params, dict):
         body.update({k: v for k, v in params.items() if k not in body})
     if req.stream:
         body["stream"] = True
-    return UpstreamRequest(path="/responses", body=orjson.dumps(body), stream=req.stream,
-                           headers={"content-type": "application/json"})
+    return UpstreamRequest(
+        path="/responses",
+        body=orjson.dumps(body),
+        stream=req.stream,
+        headers={"content-type": "application/json"},
+    )
 
 
 def decode_response(body: bytes) -> Response:
@@ -189,15 +226,21 @@ def decode_response(body: bytes) -> Response:
         d = orjson.loads(body)
         if d.get("status") == "failed" or (d.get("error") and not d.get("output")):
             err = d.get("error")
-            raise GatewayError(ErrorKind(oc.kind_from_error(err)), oc.error_message(err, "upstream response failed"))
+            raise GatewayError(
+                ErrorKind(oc.kind_from_error(err)), oc.error_message(err, "upstream response failed")
+            )
         blocks: list[Block] = []
         for item in d.get("output") or []:
             blocks.extend(output_item_blocks(item))
         created = d.get("created_at")
-        return Response(id=str(d.get("id") or new_id("resp_")), model=str(d.get("model") or ""), content=blocks,
-                        stop_reason=responses_stop(d, any(isinstance(b, ToolCall) for b in blocks)),
-                        usage=oc.usage_from_responses(d.get("usage")),
-                        created=int(created) if isinstance(created, (int, float)) else now())
+        return Response(
+            id=str(d.get("id") or new_id("resp_")),
+            model=str(d.get("model") or ""),
+            content=blocks,
+            stop_reason=responses_stop(d, any(isinstance(b, ToolCall) for b in blocks)),
+            usage=oc.usage_from_responses(d.get("usage")),
+            created=int(created) if isinstance(created, (int, float)) else now(),
+        )
     except GatewayError:
         raise
     except (orjson.JSONDecodeError, AttributeError, TypeError, KeyError, IndexError, ValueError) as exc:
@@ -206,9 +249,21 @@ def decode_response(body: bytes) -> Response:
 
 def render_response(resp: Response, req: Request, full_items: list[dict[str, Any]]) -> dict[str, Any]:
     """The response object a client sees, given the full output items (responses_api stores those)."""
-    status = "incomplete" if resp.stop_reason in (StopReason.MAX_TOKENS, StopReason.CONTENT_FILTER) else "completed"
-    return response_object(req, resp.id, resp.model, resp.created, status,
-                           client_view(full_items, includes_encrypted(req)), resp.usage, resp.stop_reason)
+    status = (
+        "incomplete"
+        if resp.stop_reason in (StopReason.MAX_TOKENS, StopReason.CONTENT_FILTER)
+        else "completed"
+    )
+    return response_object(
+        req,
+        resp.id,
+        resp.model,
+        resp.created,
+        status,
+        client_view(full_items, includes_encrypted(req)),
+        resp.usage,
+        resp.stop_reason,
+    )
 
 
 # ---------------------------------------------------------------- the codec

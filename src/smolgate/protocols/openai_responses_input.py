@@ -43,17 +43,50 @@ TOOL_CHOICE_KEY = "openai_responses_tool_choice"  # Request.extra: a tool_choice
 PARAMS_KEY = "openai_responses_params"  # Request.extra: Responses-only parameters for Responses upstreams
 CLIENT_KEY = "openai_responses_client"  # Request.extra: what the client asked of the answer (include, store…)
 # Parameters that only mean something to a Responses upstream: passed through to one, dropped for others.
-PASSTHROUGH = ("prompt_cache_key", "prompt_cache_retention", "safety_identifier", "service_tier", "truncation",
-               "max_tool_calls", "user", "top_logprobs")
+PASSTHROUGH = (
+    "prompt_cache_key",
+    "prompt_cache_retention",
+    "safety_identifier",
+    "service_tier",
+    "truncation",
+    "max_tool_calls",
+    "user",
+    "top_logprobs",
+)
 _TYPE = re.compile(r"[a-z][a-z0-9_]{0,63}\Z")
 # Output items of hosted / client-executed tools (and compaction) a client may send back: kept in place.
-_ASSISTANT_ITEMS = frozenset({
-    "web_search_call", "file_search_call", "computer_call", "image_generation_call", "code_interpreter_call",
-    "local_shell_call", "shell_call", "apply_patch_call", "mcp_list_tools", "mcp_approval_request", "mcp_call",
-    "tool_search_call", "compaction", "program"})
-_USER_ITEMS = frozenset({"computer_call_output", "local_shell_call_output", "shell_call_output",
-                         "apply_patch_call_output", "mcp_approval_response", "tool_search_output",
-                         "program_output", "additional_tools", "configuration_update", "compaction_trigger"})
+_ASSISTANT_ITEMS = frozenset(
+    {
+        "web_search_call",
+        "file_search_call",
+        "computer_call",
+        "image_generation_call",
+        "code_interpreter_call",
+        "local_shell_call",
+        "shell_call",
+        "apply_patch_call",
+        "mcp_list_tools",
+        "mcp_approval_request",
+        "mcp_call",
+        "tool_search_call",
+        "compaction",
+        "program",
+    }
+)
+_USER_ITEMS = frozenset(
+    {
+        "computer_call_output",
+        "local_shell_call_output",
+        "shell_call_output",
+        "apply_patch_call_output",
+        "mcp_approval_response",
+        "tool_search_output",
+        "program_output",
+        "additional_tools",
+        "configuration_update",
+        "compaction_trigger",
+    }
+)
 
 
 def _parts(content: Any, name: str, role: str) -> list[Text | Image]:
@@ -72,8 +105,9 @@ def _parts(content: Any, name: str, role: str) -> list[Text | Image]:
         elif typ == "input_image" and role != "assistant":
             url = field(part, "image_url", str, p)
             if url is None:
-                raise invalid(f"'{p}.image_url' is required (file_id images are not supported)",
-                              param=f"{p}.image_url")
+                raise invalid(
+                    f"'{p}.image_url' is required (file_id images are not supported)", param=f"{p}.image_url"
+                )
             media = oc.media_from_url(url, f"{p}.image_url", field(part, "detail", str, p))
             assert isinstance(media, Image)
             out.append(media)
@@ -142,7 +176,9 @@ def items(raw: list[Any], system: list[Text]) -> list[Message]:
             else:
                 raise invalid(f"unknown role '{role}'", param=f"{path}.role")
         elif typ in ("function_call", "custom_tool_call"):
-            name = tk.flat_name(field(item, "namespace", str, path), field(item, "name", str, path, required=True))
+            name = tk.flat_name(
+                field(item, "namespace", str, path), field(item, "name", str, path, required=True)
+            )
             cid = field(item, "call_id", str, path, required=True)
             if typ == "custom_tool_call":
                 args = tk.custom_args(field(item, "input", str, path, default=""))
@@ -151,15 +187,22 @@ def items(raw: list[Any], system: list[Text]) -> list[Message]:
             call = ToolCall(id=cid, name=name, arguments=args, signature=call_sigs.get(cid))
             _append(messages, "assistant", [call], merge=True)
         elif typ in ("function_call_output", "custom_tool_call_output"):
-            _result(messages, ToolResult(call_id=field(item, "call_id", str, path, required=True),
-                                         content=_output(item, path)))
+            _result(
+                messages,
+                ToolResult(
+                    call_id=field(item, "call_id", str, path, required=True), content=_output(item, path)
+                ),
+            )
         elif typ == "reasoning":
             block = _reasoning_item(item, path, call_sigs)
             if block is not None:
                 _append(messages, "assistant", [block], merge=True)
         elif typ == "item_reference":
-            raise invalid("item_reference names an item this gateway has not stored (send the item itself, or "
-                          "use store: true)", param=f"{path}.id")
+            raise invalid(
+                "item_reference names an item this gateway has not stored (send the item itself, or "
+                "use store: true)",
+                param=f"{path}.id",
+            )
         elif typ in _ASSISTANT_ITEMS or typ in _USER_ITEMS:
             role = "assistant" if typ in _ASSISTANT_ITEMS else "user"
             _append(messages, role, [Opaque(protocol=PROTOCOL, data=item)], merge=True)
@@ -195,10 +238,21 @@ def _tool(t: dict[str, Any], path: str, namespace: str | None) -> Tool:
     if typ == "function":
         params = field(t, "parameters", dict, path)
         raw = {k: v for k, v in t.items() if k not in ("type", "name", "description", "parameters")} or None
-        return Tool(name=name, description=field(t, "description", str, path), raw=raw, **ns,
-                    **({"parameters": params} if params is not None else {}))
-    return Tool(name=name, description=_custom_description(t, path), parameters=tk.CUSTOM_PARAMETERS,
-                kind="custom", raw={k: v for k, v in t.items() if k not in ("type", "name")} or None, **ns)
+        return Tool(
+            name=name,
+            description=field(t, "description", str, path),
+            raw=raw,
+            **ns,
+            **({"parameters": params} if params is not None else {}),
+        )
+    return Tool(
+        name=name,
+        description=_custom_description(t, path),
+        parameters=tk.CUSTOM_PARAMETERS,
+        kind="custom",
+        raw={k: v for k, v in t.items() if k not in ("type", "name")} or None,
+        **ns,
+    )
 
 
 def tools(raw: list[Any], extra: dict[str, Any]) -> list[Tool]:
@@ -234,8 +288,9 @@ def tool_choice(tc: Any, parallel: bool | None, extra: dict[str, Any]) -> ToolCh
     check(tc, dict, "tool_choice")
     typ = field(tc, "type", str, "tool_choice", required=True)
     if typ in ("function", "custom"):
-        name = tk.flat_name(field(tc, "namespace", str, "tool_choice"),
-                            field(tc, "name", str, "tool_choice", required=True))
+        name = tk.flat_name(
+            field(tc, "namespace", str, "tool_choice"), field(tc, "name", str, "tool_choice", required=True)
+        )
         return ToolChoice(mode="tool", name=name, parallel=parallel)
     if not _TYPE.match(typ):
         raise invalid(f"tool_choice type '{typ[:64]}' is not valid", param="tool_choice.type")
@@ -258,8 +313,12 @@ def text_format(text: Any) -> ResponseFormat | None:
     if typ == "json_object":
         return ResponseFormat(type="json_object")
     if typ == "json_schema":
-        return ResponseFormat(type="json_schema", name=field(fmt, "name", str, p, required=True),
-                              schema=field(fmt, "schema", dict, p), strict=field(fmt, "strict", bool, p))
+        return ResponseFormat(
+            type="json_schema",
+            name=field(fmt, "name", str, p, required=True),
+            schema=field(fmt, "schema", dict, p),
+            strict=field(fmt, "strict", bool, p),
+        )
     raise invalid(f"text.format type '{typ}' is not supported", param=f"{p}.type")
 
 
@@ -283,36 +342,61 @@ def client_options(d: dict[str, Any]) -> dict[str, Any]:
     for k, v in enumerate(include):
         check(v, str, f"include[{k}]")
     store = field(d, "store", bool)
-    return {"include": include, "store": True if store is None else store,
-            "previous_response_id": field(d, "previous_response_id", str)}
+    return {
+        "include": include,
+        "store": True if store is None else store,
+        "previous_response_id": field(d, "previous_response_id", str),
+    }
 
 
 def decode(d: dict[str, Any]) -> Request:
     """A parsed Responses request body (state already resolved) → canonical request."""
     if d.get("conversation") is not None:
-        raise invalid("'conversation' (the Conversations API) is not supported; use previous_response_id or "
-                      "send the conversation in 'input'", param="conversation")
+        raise invalid(
+            "'conversation' (the Conversations API) is not supported; use previous_response_id or "
+            "send the conversation in 'input'",
+            param="conversation",
+        )
     model = field(d, "model", str, required=True)
     system: list[Text] = []
     instructions = field(d, "instructions", str)
     if instructions:
         system.append(Text(text=instructions))
     raw = field(d, "input", (str, list), required=True)
-    messages = [Message(role="user", content=[Text(text=raw)])] if isinstance(raw, str) else items(raw, system)
+    messages = (
+        [Message(role="user", content=[Text(text=raw)])] if isinstance(raw, str) else items(raw, system)
+    )
     extra: dict[str, Any] = {CLIENT_KEY: client_options(d)}
     params = {k: d[k] for k in PASSTHROUGH if d.get(k) is not None}
     if params:
         extra[PARAMS_KEY] = params
     functions = tools(field(d, "tools", list, default=[]), extra)
     choice = tool_choice(d.get("tool_choice"), field(d, "parallel_tool_calls", bool), extra)
-    if not functions and choice is not None and choice.mode in ("required", "tool") and tk.HOSTED_KEY in extra:
-        extra.setdefault(TOOL_CHOICE_KEY, d["tool_choice"])  # only hosted tools to choose from: Responses only
+    if (
+        not functions
+        and choice is not None
+        and choice.mode in ("required", "tool")
+        and tk.HOSTED_KEY in extra
+    ):
+        extra.setdefault(
+            TOOL_CHOICE_KEY, d["tool_choice"]
+        )  # only hosted tools to choose from: Responses only
         choice = None
     req = Request(
-        model=model, messages=messages, system=system, tools=functions, tool_choice=choice,
-        response_format=text_format(d.get("text")), max_tokens=field(d, "max_output_tokens", int),
-        temperature=oc.opt_number(d, "temperature"), top_p=oc.opt_number(d, "top_p"),
-        top_k=field(d, "top_k", int), stream=bool(field(d, "stream", bool, default=False)),
-        reasoning=reasoning(d.get("reasoning")), metadata=field(d, "metadata", dict, default={}), extra=extra)
+        model=model,
+        messages=messages,
+        system=system,
+        tools=functions,
+        tool_choice=choice,
+        response_format=text_format(d.get("text")),
+        max_tokens=field(d, "max_output_tokens", int),
+        temperature=oc.opt_number(d, "temperature"),
+        top_p=oc.opt_number(d, "top_p"),
+        top_k=field(d, "top_k", int),
+        stream=bool(field(d, "stream", bool, default=False)),
+        reasoning=reasoning(d.get("reasoning")),
+        metadata=field(d, "metadata", dict, default={}),
+        extra=extra,
+    )
     link_tool_results(req.messages)
     return req

@@ -98,15 +98,24 @@ def tool_defs(req: Request) -> list[dict[str, Any]]:
         if t.kind == "custom":
             d = {**raw, "type": "custom", "name": t.local_name or t.name}
         else:
-            d = {"strict": False, **raw, "type": "function", "name": t.local_name or t.name,
-                 "parameters": t.parameters}
+            d = {
+                "strict": False,
+                **raw,
+                "type": "function",
+                "name": t.local_name or t.name,
+                "parameters": t.parameters,
+            }
             if t.description:
                 d["description"] = t.description
         if t.namespace:
             group = groups.get(t.namespace)
             if group is None:
-                group = groups[t.namespace] = {"type": "namespace", "name": t.namespace,
-                                               "description": descriptions.get(t.namespace, ""), "tools": []}
+                group = groups[t.namespace] = {
+                    "type": "namespace",
+                    "name": t.namespace,
+                    "description": descriptions.get(t.namespace, ""),
+                    "tools": [],
+                }
                 out.append(group)
             group["tools"].append(d)
         else:
@@ -142,26 +151,48 @@ def _text_format(req: Request) -> dict[str, Any]:
     return fmt
 
 
-def response_object(req: Request, rid: str, model: str, created: int, status: str, output: list[dict[str, Any]],
-                    usage: Usage | None, stop: StopReason | None = None,
-                    error: dict[str, Any] | None = None) -> dict[str, Any]:
+def response_object(
+    req: Request,
+    rid: str,
+    model: str,
+    created: int,
+    status: str,
+    output: list[dict[str, Any]],
+    usage: Usage | None,
+    stop: StopReason | None = None,
+    error: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     reason = _INCOMPLETE_REASON.get(stop) if stop is not None and status == "incomplete" else None
     tc = req.tool_choice
     opts = client_options(req)
     r = req.reasoning
     return {
-        "id": resp_id(rid), "object": "response", "created_at": created or now(), "status": status,
-        "completed_at": now() if status == "completed" else None, "error": error,
+        "id": resp_id(rid),
+        "object": "response",
+        "created_at": created or now(),
+        "status": status,
+        "completed_at": now() if status == "completed" else None,
+        "error": error,
         "incomplete_details": {"reason": reason} if reason else None,
-        "instructions": req.system_text or None, "max_output_tokens": req.max_tokens, "model": model,
-        "output": output, "parallel_tool_calls": tc.parallel if tc is not None and tc.parallel is not None else True,
+        "instructions": req.system_text or None,
+        "max_output_tokens": req.max_tokens,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": tc.parallel if tc is not None and tc.parallel is not None else True,
         "previous_response_id": opts.get("previous_response_id"),
-        "reasoning": {"effort": r.effort if r else None,
-                      "summary": "auto" if r is not None and r.include_thoughts else None},
-        "store": bool(opts.get("store", False)), "temperature": req.temperature if req.temperature is not None else 1.0,
-        "text": {"format": _text_format(req)}, "tool_choice": _tool_choice(req), "tools": tool_defs(req),
-        "top_p": req.top_p if req.top_p is not None else 1.0, "truncation": "disabled",
-        "usage": oc.responses_usage(usage) if usage is not None else None, "metadata": req.metadata or {},
+        "reasoning": {
+            "effort": r.effort if r else None,
+            "summary": "auto" if r is not None and r.include_thoughts else None,
+        },
+        "store": bool(opts.get("store", False)),
+        "temperature": req.temperature if req.temperature is not None else 1.0,
+        "text": {"format": _text_format(req)},
+        "tool_choice": _tool_choice(req),
+        "tools": tool_defs(req),
+        "top_p": req.top_p if req.top_p is not None else 1.0,
+        "truncation": "disabled",
+        "usage": oc.responses_usage(usage) if usage is not None else None,
+        "metadata": req.metadata or {},
         "background": False,
     }
 
@@ -174,14 +205,28 @@ def _message_item(item_id: str, status: str, parts: list[dict[str, Any]]) -> dic
     return {"id": item_id, "type": "message", "status": status, "role": "assistant", "content": parts}
 
 
-def _call_item(item_id: str, status: str, call: ToolCall, tool: Tool | None, arguments: str) -> dict[str, Any]:
+def _call_item(
+    item_id: str, status: str, call: ToolCall, tool: Tool | None, arguments: str
+) -> dict[str, Any]:
     name = tool.local_name or tool.name if tool is not None else call.name
     if tool is not None and tool.kind == "custom":
-        item = {"id": item_id, "type": "custom_tool_call", "status": status, "call_id": call.id, "name": name,
-                "input": tk.custom_input(arguments) if arguments else ""}
+        item = {
+            "id": item_id,
+            "type": "custom_tool_call",
+            "status": status,
+            "call_id": call.id,
+            "name": name,
+            "input": tk.custom_input(arguments) if arguments else "",
+        }
     else:
-        item = {"id": item_id, "type": "function_call", "status": status, "call_id": call.id, "name": name,
-                "arguments": arguments}
+        item = {
+            "id": item_id,
+            "type": "function_call",
+            "status": status,
+            "call_id": call.id,
+            "name": name,
+            "arguments": arguments,
+        }
     if tool is not None and tool.namespace:
         item["namespace"] = tool.namespace
     return item
@@ -198,8 +243,13 @@ def _reasoning_item(item_id: str, block: Reasoning, summary: list[dict[str, Any]
 
 def _signature_item(call: ToolCall) -> dict[str, Any]:
     """A Gemini thoughtSignature on a call: a reasoning item of its own, so the client can echo it back."""
-    return {"id": mint_id("rs_"), "type": "reasoning", "summary": [], SYNTHETIC: True,
-            "encrypted_content": reasoning_blob.pack(Reasoning(), {call.id: call.signature or ""})}
+    return {
+        "id": mint_id("rs_"),
+        "type": "reasoning",
+        "summary": [],
+        SYNTHETIC: True,
+        "encrypted_content": reasoning_blob.pack(Reasoning(), {call.id: call.signature or ""}),
+    }
 
 
 def _opaque_item(block: Opaque) -> dict[str, Any] | None:
@@ -225,8 +275,11 @@ def output_items(blocks: list[Block], req: Request) -> list[dict[str, Any]]:
             prefix = "ctc_" if tool is not None and tool.kind == "custom" else "fc_"
             items.append(_call_item(mint_id(prefix), "completed", b, tool, b.arguments or "{}"))
         elif isinstance(b, Reasoning):
-            items.append(_reasoning_item(mint_id("rs_"), b, [{"type": "summary_text", "text": b.text}]
-                                         if b.text else []))
+            items.append(
+                _reasoning_item(
+                    mint_id("rs_"), b, [{"type": "summary_text", "text": b.text}] if b.text else []
+                )
+            )
         elif isinstance(b, Opaque):
             item = _opaque_item(b)
             if item is not None:
@@ -266,16 +319,26 @@ class ResponsesStreamEncoder(StreamEncoder):
         return sse_event(orjson.dumps(data), typ)
 
     def _response(self, status: str, error: dict[str, Any] | None = None) -> dict[str, Any]:
-        return response_object(self._req, self._id, self._model, self._created, status, list(self._output),
-                               self._usage if status != "in_progress" else None, self._stop, error)
+        return response_object(
+            self._req,
+            self._id,
+            self._model,
+            self._created,
+            status,
+            list(self._output),
+            self._usage if status != "in_progress" else None,
+            self._stop,
+            error,
+        )
 
     def _start(self, rid: str = "", model: str = "", created: int = 0) -> bytes:
         self._started = True
         self._id = self._fixed_id or resp_id(rid)
         self._model = model or self._req.model
         self._created = created or now()
-        return (self._ev("response.created", {"response": self._response("in_progress")})
-                + self._ev("response.in_progress", {"response": self._response("in_progress")}))
+        return self._ev("response.created", {"response": self._response("in_progress")}) + self._ev(
+            "response.in_progress", {"response": self._response("in_progress")}
+        )
 
     def feed(self, event: Event) -> bytes:
         if self._ended:
@@ -284,23 +347,39 @@ class ResponsesStreamEncoder(StreamEncoder):
             if not isinstance(self._block, Text) or not event.text:
                 return b""
             self._buf.append(event.text)
-            return self._ev("response.output_text.delta", {"item_id": self._item_id, "output_index": len(self._output),
-                                                           "content_index": 0, "delta": event.text, "logprobs": []})
+            return self._ev(
+                "response.output_text.delta",
+                {
+                    "item_id": self._item_id,
+                    "output_index": len(self._output),
+                    "content_index": 0,
+                    "delta": event.text,
+                    "logprobs": [],
+                },
+            )
         if isinstance(event, ToolArgsDelta):
             if not isinstance(self._block, ToolCall) or not event.json:
                 return b""
             self._buf.append(event.json)
             if self._custom:
                 return b""  # a custom tool's input is sent whole when the call is complete
-            return self._ev("response.function_call_arguments.delta",
-                            {"item_id": self._item_id, "output_index": len(self._output), "delta": event.json})
+            return self._ev(
+                "response.function_call_arguments.delta",
+                {"item_id": self._item_id, "output_index": len(self._output), "delta": event.json},
+            )
         if isinstance(event, ReasoningDelta):
             if not isinstance(self._block, Reasoning) or not event.text:
                 return b""
             self._buf.append(event.text)
-            return self._ev("response.reasoning_summary_text.delta",
-                            {"item_id": self._item_id, "output_index": len(self._output), "summary_index": 0,
-                             "delta": event.text})
+            return self._ev(
+                "response.reasoning_summary_text.delta",
+                {
+                    "item_id": self._item_id,
+                    "output_index": len(self._output),
+                    "summary_index": 0,
+                    "delta": event.text,
+                },
+            )
         if isinstance(event, SignatureDelta):
             if isinstance(self._block, Reasoning) and event.signature:
                 self._sig.append(event.signature)
@@ -328,8 +407,11 @@ class ResponsesStreamEncoder(StreamEncoder):
             self._ended = True
             code = event.kind if event.kind in ErrorKind._value2member_map_ else ErrorKind.UPSTREAM.value
             err = {"code": code, "message": event.message}
-            return (out + self._ev("error", {"code": code, "message": event.message, "param": None})
-                    + self._ev("response.failed", {"response": self._response("failed", err)}))
+            return (
+                out
+                + self._ev("error", {"code": code, "message": event.message, "param": None})
+                + self._ev("response.failed", {"response": self._response("failed", err)})
+            )
         return out
 
     @property
@@ -345,8 +427,9 @@ class ResponsesStreamEncoder(StreamEncoder):
             return b""
         idx = len(self._output)
         self._output.append(shown[0])
-        return (self._ev("response.output_item.added", {"output_index": idx, "item": shown[0]})
-                + self._ev("response.output_item.done", {"output_index": idx, "item": shown[0]}))
+        return self._ev("response.output_item.added", {"output_index": idx, "item": shown[0]}) + self._ev(
+            "response.output_item.done", {"output_index": idx, "item": shown[0]}
+        )
 
     def _open_block(self, block: Text | ToolCall | Reasoning) -> bytes:
         out = b""
@@ -356,24 +439,36 @@ class ResponsesStreamEncoder(StreamEncoder):
         idx = len(self._output)
         if isinstance(block, Text):
             self._item_id = mint_id("msg_")
-            out += self._ev("response.output_item.added",
-                            {"output_index": idx, "item": _message_item(self._item_id, "in_progress", [])})
-            out += self._ev("response.content_part.added", {"item_id": self._item_id, "output_index": idx,
-                                                            "content_index": 0, "part": _text_part("")})
+            out += self._ev(
+                "response.output_item.added",
+                {"output_index": idx, "item": _message_item(self._item_id, "in_progress", [])},
+            )
+            out += self._ev(
+                "response.content_part.added",
+                {"item_id": self._item_id, "output_index": idx, "content_index": 0, "part": _text_part("")},
+            )
             return out + (self.feed(TextDelta(index=0, text=block.text)) if block.text else b"")
         if isinstance(block, ToolCall):
             tool = self._tools.get(block.name)
             self._item_id = mint_id("ctc_" if self._custom else "fc_")
-            out += self._ev("response.output_item.added",
-                            {"output_index": idx, "item": _call_item(self._item_id, "in_progress", block, tool, "")})
+            out += self._ev(
+                "response.output_item.added",
+                {"output_index": idx, "item": _call_item(self._item_id, "in_progress", block, tool, "")},
+            )
             initial = block.arguments if block.arguments not in ("", "{}") else ""
             return out + (self.feed(ToolArgsDelta(index=0, json=initial)) if initial else b"")
         self._item_id = mint_id("rs_")
         shown = client_view([_reasoning_item(self._item_id, block, [])], self._encrypted)[0]
         out += self._ev("response.output_item.added", {"output_index": idx, "item": shown})
-        out += self._ev("response.reasoning_summary_part.added",
-                        {"item_id": self._item_id, "output_index": idx, "summary_index": 0,
-                         "part": {"type": "summary_text", "text": ""}})
+        out += self._ev(
+            "response.reasoning_summary_part.added",
+            {
+                "item_id": self._item_id,
+                "output_index": idx,
+                "summary_index": 0,
+                "part": {"type": "summary_text", "text": ""},
+            },
+        )
         return out + (self.feed(ReasoningDelta(index=0, text=block.text)) if block.text else b"")
 
     def _close_block(self) -> bytes:
@@ -386,7 +481,9 @@ class ResponsesStreamEncoder(StreamEncoder):
         if isinstance(block, Text):
             part = _text_part(text)
             item = _message_item(iid, "completed", [part])
-            out = self._ev("response.output_text.done", {**base, "content_index": 0, "text": text, "logprobs": []})
+            out = self._ev(
+                "response.output_text.done", {**base, "content_index": 0, "text": text, "logprobs": []}
+            )
             out += self._ev("response.content_part.done", {**base, "content_index": 0, "part": part})
         elif isinstance(block, ToolCall):
             text = text or "{}"
@@ -395,14 +492,19 @@ class ResponsesStreamEncoder(StreamEncoder):
                 out = self._ev("response.custom_tool_call_input.delta", {**base, "delta": item["input"]})
                 out += self._ev("response.custom_tool_call_input.done", {**base, "input": item["input"]})
             else:
-                out = self._ev("response.function_call_arguments.done",
-                               {**base, "name": item["name"], "arguments": text})
+                out = self._ev(
+                    "response.function_call_arguments.done", {**base, "name": item["name"], "arguments": text}
+                )
         else:
             part = {"type": "summary_text", "text": text}
             signature = "".join(self._sig) or block.signature
-            item = _reasoning_item(iid, Reasoning(text=text, signature=signature, redacted=block.redacted), [part])
+            item = _reasoning_item(
+                iid, Reasoning(text=text, signature=signature, redacted=block.redacted), [part]
+            )
             out = self._ev("response.reasoning_summary_text.done", {**base, "summary_index": 0, "text": text})
-            out += self._ev("response.reasoning_summary_part.done", {**base, "summary_index": 0, "part": part})
+            out += self._ev(
+                "response.reasoning_summary_part.done", {**base, "summary_index": 0, "part": part}
+            )
         self.full_output.append(item)
         shown = client_view([item], self._encrypted)[0]
         self._output.append(shown)

@@ -33,8 +33,11 @@ def needs_pack(block: Reasoning, call_sigs: dict[str, str] | None = None) -> boo
 
 
 def pack(block: Reasoning, call_sigs: dict[str, str] | None = None) -> str:
-    kind = "gemini" if (block.signature or "").startswith(_GEMINI) or (call_sigs and not block.signature) \
+    kind = (
+        "gemini"
+        if (block.signature or "").startswith(_GEMINI) or (call_sigs and not block.signature)
         else "anthropic"
+    )
     obj: dict[str, Any] = {"p": kind}
     if block.text:
         obj["t"] = block.text
@@ -51,7 +54,7 @@ def unpack(value: str, param: str) -> tuple[Reasoning, dict[str, str]] | None:
     """A packed blob → (reasoning, call signatures); None for anything that is not ours (OpenAI's own)."""
     if not value.startswith(PREFIX):
         return None
-    body = value[len(PREFIX):]
+    body = value[len(PREFIX) :]
     try:
         obj = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (binascii.Error, ValueError):
@@ -59,8 +62,12 @@ def unpack(value: str, param: str) -> tuple[Reasoning, dict[str, str]] | None:
     if not isinstance(obj, dict) or obj.get("p") not in ("anthropic", "gemini"):
         raise invalid(f"'{param}' is a smolgate reasoning blob of an unknown kind", param=param)
     text, sig, red, calls = obj.get("t", ""), obj.get("s"), obj.get("r"), obj.get("c") or {}
-    if not isinstance(text, str) or not isinstance(sig, (str, type(None))) or not isinstance(red, (str, type(None))) \
-            or not isinstance(calls, dict) or not all(isinstance(k, str) and isinstance(v, str)
-                                                      for k, v in calls.items()):
+    if (
+        not isinstance(text, str)
+        or not isinstance(sig, (str, type(None)))
+        or not isinstance(red, (str, type(None)))
+        or not isinstance(calls, dict)
+        or not all(isinstance(k, str) and isinstance(v, str) for k, v in calls.items())
+    ):
         raise invalid(f"'{param}' is a malformed smolgate reasoning blob", param=param)
     return Reasoning(text=text, signature=sig, redacted=red), calls

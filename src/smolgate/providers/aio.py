@@ -50,8 +50,13 @@ class AiohttpTransport:
             connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30),
             # the provider applies first-byte / idle / total deadlines itself (http.py)
             timeout=aiohttp.ClientTimeout(total=None, connect=t.connect, sock_connect=t.connect),
-            skip_auto_headers=("User-Agent",), trust_env=True, auto_decompress=False,
-            max_line_size=lim.max_header_bytes, max_field_size=lim.max_header_bytes, max_headers=_MAX_HEADERS)
+            skip_auto_headers=("User-Agent",),
+            trust_env=True,
+            auto_decompress=False,
+            max_line_size=lim.max_header_bytes,
+            max_field_size=lim.max_header_bytes,
+            max_headers=_MAX_HEADERS,
+        )
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str], query: str) -> AiohttpResponse:
         tail = path + (("?" + query) if query else "")
@@ -60,8 +65,9 @@ class AiohttpTransport:
         if self._session is None or self._session.closed:
             self._session = self._open()
         url = URL(self._base + tail, encoded=True)  # already percent-encoded: sent as it is
-        resp = await self._session.post(url, data=body, headers={**headers, "accept-encoding": "identity"},
-                                        allow_redirects=False)
+        resp = await self._session.post(
+            url, data=body, headers={**headers, "accept-encoding": "identity"}, allow_redirects=False
+        )
         return AiohttpResponse(resp)
 
     def close(self) -> Any:

@@ -36,7 +36,9 @@ class Provider(abc.ABC):
         return getattr(codec, "supports_tool_choice", True)
 
     @abc.abstractmethod
-    async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:
+    async def complete(
+        self, req: Request, model: str, api_key: str | None
+    ) -> tuple[Response, int, Mapping[str, str]]:
         """A non-streaming call: the response plus upstream status and headers (for the pool)."""
 
     @abc.abstractmethod

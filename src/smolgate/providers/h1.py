@@ -85,7 +85,9 @@ class _Conn(asyncio.Protocol):
                 self._abandon()
             else:
                 own = exc.__context__  # what one of our callbacks raised (a cap), else the parser's complaint
-                self._fail(own if isinstance(own, H1Error) else H1Error(f"malformed upstream response: {exc}"))
+                self._fail(
+                    own if isinstance(own, H1Error) else H1Error(f"malformed upstream response: {exc}")
+                )
                 self._abandon()
             return
         if self.in_head:
@@ -283,15 +285,27 @@ class H1Pool:
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
         async with asyncio.timeout(self.connect_timeout):
-            _, conn = await loop.create_connection(lambda: _Conn(self.max_header_bytes), self.host, self.port,
-                                                   ssl=self._ssl, server_hostname=self.host if self._ssl else None)
+            _, conn = await loop.create_connection(
+                lambda: _Conn(self.max_header_bytes),
+                self.host,
+                self.port,
+                ssl=self._ssl,
+                server_hostname=self.host if self._ssl else None,
+            )
         return conn
 
     def _head(self, path: str, body: bytes, headers: Mapping[str, str], query: str) -> bytes:
         """The request line and headers; raises `urls.UnsafeRequest` before anything is sent."""
         target = check_target(self.prefix + path + (("?" + query) if query else ""))
-        head = [b"POST ", target.encode("ascii"), b" HTTP/1.1\r\nhost: ", self._host_header,
-                b"\r\ncontent-length: ", str(len(body)).encode(), b"\r\naccept-encoding: identity\r\n"]
+        head = [
+            b"POST ",
+            target.encode("ascii"),
+            b" HTTP/1.1\r\nhost: ",
+            self._host_header,
+            b"\r\ncontent-length: ",
+            str(len(body)).encode(),
+            b"\r\naccept-encoding: identity\r\n",
+        ]
         for k, v in headers.items():
             check_header(k, v)
             head += [k.encode("ascii"), b": ", v.encode("ascii"), b"\r\n"]

@@ -71,8 +71,9 @@ _UNSAFE_CHARS = re.compile("[\x00-\x1f\x7f-\x9f\u200b-\u200f\u2028-\u202e\u2066-
 
 def _transport_error(exc: BaseException, provider: str, phase: str) -> GatewayError:
     if isinstance(exc, H1LimitError):
-        return GatewayError(ErrorKind.UPSTREAM, f"provider '{provider}' sent a response over the gateway's "
-                            f"limits ({exc})")
+        return GatewayError(
+            ErrorKind.UPSTREAM, f"provider '{provider}' sent a response over the gateway's limits ({exc})"
+        )
     if isinstance(exc, (asyncio.TimeoutError, aiohttp.ServerTimeoutError)):
         return GatewayError(ErrorKind.TIMEOUT, f"provider '{provider}' timed out ({phase})")
     if isinstance(exc, (aiohttp.ClientConnectorError, ConnectionRefusedError)):
@@ -81,7 +82,9 @@ def _transport_error(exc: BaseException, provider: str, phase: str) -> GatewayEr
 
 
 def malformed(provider: str, exc: Exception) -> GatewayError:
-    return GatewayError(ErrorKind.UPSTREAM, f"provider '{provider}' sent a malformed response ({type(exc).__name__})")
+    return GatewayError(
+        ErrorKind.UPSTREAM, f"provider '{provider}' sent a malformed response ({type(exc).__name__})"
+    )
 
 
 def _over(provider: str, what: str) -> GatewayError:
@@ -111,13 +114,17 @@ class Scrubber:
         err.args = (clean,)
         if err.param is not None:
             err.param = self.text(err.param, 100)
-        if err.retry_after is not None:  # an upstream's number: `inf` or `nan` must not reach a client's header
+        if (
+            err.retry_after is not None
+        ):  # an upstream's number: `inf` or `nan` must not reach a client's header
             ra = err.retry_after
             err.retry_after = min(max(ra, 0.0), _MAX_RETRY_AFTER) if math.isfinite(ra) else None
         return err
 
     def event(self, ev: StreamError) -> StreamError:
-        log.warning("provider %s: in-stream error (%s): %s", self.name, ev.kind, self.text(ev.message, _LOG_CHARS))
+        log.warning(
+            "provider %s: in-stream error (%s): %s", self.name, ev.kind, self.text(ev.message, _LOG_CHARS)
+        )
         return msgspec.structs.replace(ev, message=self.text(ev.message))
 
 
@@ -234,7 +241,9 @@ class HttpAttempt(Attempt):
         if err is None:
             return body
         code = err.get("code") if isinstance(err, dict) else None
-        raise p.codec.decode_error(code if isinstance(code, int) and 400 <= code < 600 else 502, body, self.headers)
+        raise p.codec.decode_error(
+            code if isinstance(code, int) and 400 <= code < 600 else 502, body, self.headers
+        )
 
     async def _drain(self, total_at: float) -> None:
         """After the terminal event: give the response a moment to end cleanly (then the connection can be
@@ -269,8 +278,11 @@ class HttpProvider(Provider):
             check_target(urlsplit(cfg.base_url).path or "/")
         except UnsafeRequest as exc:
             raise ConfigError(f"provider '{cfg.name}': {exc}") from None
-        self._transport: Any = (AiohttpTransport(cfg) if cfg.transport == "aiohttp"
-                                else H1Pool(cfg.base_url, cfg.timeouts.connect, cfg.limits.max_header_bytes))
+        self._transport: Any = (
+            AiohttpTransport(cfg)
+            if cfg.transport == "aiohttp"
+            else H1Pool(cfg.base_url, cfg.timeouts.connect, cfg.limits.max_header_bytes)
+        )
 
     def _headers(self, api_key: str | None, extra: Mapping[str, str]) -> dict[str, str]:
         headers = {"content-type": "application/json", **_FIXED_HEADERS.get(self.cfg.protocol, {})}
@@ -288,21 +300,36 @@ class HttpProvider(Provider):
             call = self.codec.encode_request(msgspec.structs.replace(req, stream=stream), model)
             t0 = loop.time()
             async with asyncio.timeout(t.first_byte):
-                resp = await self._transport.post(call.path, call.body, self._headers(api_key, call.headers),
-                                                  urlencode(call.query) if call.query else "")
-        except UnsafeRequest as exc:  # a client-derived value (model name, beta header) that HTTP cannot carry
-            raise GatewayError(ErrorKind.INVALID_REQUEST, f"cannot send this request upstream: {exc}") from None
+                resp = await self._transport.post(
+                    call.path,
+                    call.body,
+                    self._headers(api_key, call.headers),
+                    urlencode(call.query) if call.query else "",
+                )
+        except (
+            UnsafeRequest
+        ) as exc:  # a client-derived value (model name, beta header) that HTTP cannot carry
+            raise GatewayError(
+                ErrorKind.INVALID_REQUEST, f"cannot send this request upstream: {exc}"
+            ) from None
         except (*_TRANSPORT_ERRORS, H1Error) as exc:
             raise _transport_error(exc, self.name, "waiting for the response headers") from exc
         if 200 <= resp.status < 300:
             return resp, t0
         if resp.status < 400:  # a redirect (never followed: it would carry our key) or a stray 1xx
             resp.close()
-            raise GatewayError(ErrorKind.UPSTREAM, f"provider '{self.name}' answered HTTP {resp.status} "
-                               "(redirects are not followed)", upstream_status=502)
+            raise GatewayError(
+                ErrorKind.UPSTREAM,
+                f"provider '{self.name}' answered HTTP {resp.status} (redirects are not followed)",
+                upstream_status=502,
+            )
         try:
-            body = await _read_body(resp, min(_ERROR_BODY_CAP, self.cfg.limits.max_response_bytes),
-                                    min(loop.time() + t.idle, t0 + t.total), self.name)
+            body = await _read_body(
+                resp,
+                min(_ERROR_BODY_CAP, self.cfg.limits.max_response_bytes),
+                min(loop.time() + t.idle, t0 + t.total),
+                self.name,
+            )
         except (*_TRANSPORT_ERRORS, H1Error, GatewayError):
             body = b""
         finally:
@@ -312,11 +339,18 @@ class HttpProvider(Provider):
             # Our credentials, not the client's: say so, and don't echo the upstream's text (it quotes
             # key fragments). The pool sees the effective 401/403 (also for a Gemini 400 API_KEY_INVALID)
             # and disables the account.
-            log.warning("provider %s rejected an account's key (HTTP %s): %s", self.name, resp.status,
-                        self.scrub.text(err.message, _LOG_CHARS))
-            err = GatewayError(err.kind, f"provider '{self.name}' rejected the gateway's credentials "
-                               f"(HTTP {resp.status})", status=502,
-                               upstream_status=err.upstream_status or resp.status)
+            log.warning(
+                "provider %s rejected an account's key (HTTP %s): %s",
+                self.name,
+                resp.status,
+                self.scrub.text(err.message, _LOG_CHARS),
+            )
+            err = GatewayError(
+                err.kind,
+                f"provider '{self.name}' rejected the gateway's credentials (HTTP {resp.status})",
+                status=502,
+                upstream_status=err.upstream_status or resp.status,
+            )
         else:
             err = self.scrub.error(err, f"HTTP {resp.status}", always=True)
         if err.upstream_status is None:
@@ -324,10 +358,14 @@ class HttpProvider(Provider):
         err.upstream_headers = resp.headers
         raise err
 
-    async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:
+    async def complete(
+        self, req: Request, model: str, api_key: str | None
+    ) -> tuple[Response, int, Mapping[str, str]]:
         resp, t0 = await self._send(req, model, api_key, stream=False)
         try:
-            body = await _read_body(resp, self.cfg.limits.max_response_bytes, t0 + self.cfg.timeouts.total, self.name)
+            body = await _read_body(
+                resp, self.cfg.limits.max_response_bytes, t0 + self.cfg.timeouts.total, self.name
+            )
         except GatewayError:
             raise
         except (*_TRANSPORT_ERRORS, H1Error) as exc:

@@ -16,8 +16,22 @@ import time
 from typing import Any, AsyncIterator, Mapping
 
 from ..accumulate import collect
-from ..canonical import (Event, Image, MessageDelta, MessageStart, MessageStop, Reasoning, Request, Response,
-                         StopReason, Text, ToolCall, ToolResult, Usage, Video)
+from ..canonical import (
+    Event,
+    Image,
+    MessageDelta,
+    MessageStart,
+    MessageStop,
+    Reasoning,
+    Request,
+    Response,
+    StopReason,
+    Text,
+    ToolCall,
+    ToolResult,
+    Usage,
+    Video,
+)
 from ..config import ProviderConfig
 from ..errors import ErrorKind, GatewayError, context_overflow, invalid
 from ..protocols.base import ModelInfo
@@ -27,8 +41,12 @@ from .local_tools import OutputPlan, OutputReader, history_text, plan_output
 
 log = logging.getLogger("smolgate.local")
 
-_FINISH = {"stop": StopReason.END_TURN, "length": StopReason.MAX_TOKENS,
-           "stop_sequence": StopReason.STOP_SEQUENCE, "cancelled": StopReason.END_TURN}
+_FINISH = {
+    "stop": StopReason.END_TURN,
+    "length": StopReason.MAX_TOKENS,
+    "stop_sequence": StopReason.STOP_SEQUENCE,
+    "cancelled": StopReason.END_TURN,
+}
 _DONE = object()
 
 
@@ -42,8 +60,11 @@ def resolve_model(model: str | None) -> str:
     if cached:
         return cached
     path = packaged_gguf_path()
-    log.info("serving the packaged text model %s (offline). For images and video: "
-             "`smolgate pull HuggingFaceTB/SmolVLM2-500M-Video-Instruct`, then restart.", path.name)
+    log.info(
+        "serving the packaged text model %s (offline). For images and video: "
+        "`smolgate pull HuggingFaceTB/SmolVLM2-500M-Video-Instruct`, then restart.",
+        path.name,
+    )
     return str(path)
 
 
@@ -60,7 +81,9 @@ class LocalProvider(Provider):
         self._counter_lock = threading.Lock()
         # Request threads mostly wait for the scheduler's decode thread; the default executor (cores + 4)
         # would cap concurrency below the engine's batch slots.
-        self.threads = concurrent.futures.ThreadPoolExecutor(max_workers=64, thread_name_prefix="smolgate-local")
+        self.threads = concurrent.futures.ThreadPoolExecutor(
+            max_workers=64, thread_name_prefix="smolgate-local"
+        )
 
     def count(self, name: str, delta: int) -> None:
         with self._counter_lock:
@@ -75,20 +98,35 @@ class LocalProvider(Provider):
         quant = None if self.cfg.quant in (None, "none") else self.cfg.quant
         limits = Limits(compile=self.cfg.compile)
         if self.cfg.compile:
-            log.info("local model: the decode step is compiled after loading "
-                     "(~35-50 s for 135M on 2 cores with inductor's cache warm, ~2 min cold; minutes for 2.2B)")
+            log.info(
+                "local model: the decode step is compiled after loading "
+                "(~35-50 s for 135M on 2 cores with inductor's cache warm, ~2 min cold; minutes for 2.2B)"
+            )
         self.engine = await asyncio.to_thread(
             lambda: Engine.load(source, quant=quant, dtype=self.cfg.dtype, limits=limits)
         )
-        log.info("local model %s ready in %.1fs (%s, quant: %s, compiled: %s, images: %s, video: %s)",
-                 self.engine.model_id, time.monotonic() - t0, self.cfg.dtype, quant or "none", self.cfg.compile,
-                 self.engine.supports_images, self.engine.supports_video)
+        log.info(
+            "local model %s ready in %.1fs (%s, quant: %s, compiled: %s, images: %s, video: %s)",
+            self.engine.model_id,
+            time.monotonic() - t0,
+            self.cfg.dtype,
+            quant or "none",
+            self.cfg.compile,
+            self.engine.supports_images,
+            self.engine.supports_video,
+        )
 
     def model_infos(self) -> list[ModelInfo]:
         if self.engine is None:
             return []
-        return [ModelInfo(id=f"{self.name}/{self.engine.model_id}", owned_by="smolgate-local",
-                          context_length=self.engine.context_length, supports_images=self.engine.supports_images)]
+        return [
+            ModelInfo(
+                id=f"{self.name}/{self.engine.model_id}",
+                owned_by="smolgate-local",
+                context_length=self.engine.context_length,
+                supports_images=self.engine.supports_images,
+            )
+        ]
 
     # ------------------------------------------------------------------ canonical → engine
 
@@ -109,8 +147,11 @@ class LocalProvider(Provider):
                     parts.append(TextPart(b.text))
                 elif isinstance(b, Image):
                     if not self.engine.supports_images:
-                        raise invalid(f"model '{self.engine.model_id}' is text-only and cannot take images "
-                                      "(serve a SmolVLM2 checkpoint with --model)", param=where)
+                        raise invalid(
+                            f"model '{self.engine.model_id}' is text-only and cannot take images "
+                            "(serve a SmolVLM2 checkpoint with --model)",
+                            param=where,
+                        )
                     try:
                         img = PILImage.open(io.BytesIO(b.data or b""))
                         img.load()
@@ -155,8 +196,9 @@ class LocalProvider(Provider):
         if self._token_table is None:  # built once per model (~0.2 s)
             self._token_table = TokenTable(vocab_from_tokenizer(self.engine.tokenizer.hf))
         try:
-            return JsonConstraint(schema, self._token_table, self.engine.tokenizer.eos_token_ids,
-                                  max_tokens=max_tokens)
+            return JsonConstraint(
+                schema, self._token_table, self.engine.tokenizer.eos_token_ids, max_tokens=max_tokens
+            )
         except ValueError as exc:
             raise invalid(f"unsupported JSON schema: {exc}", param="response_format") from None
 
@@ -168,7 +210,9 @@ class LocalProvider(Provider):
         plan = plan_output(req)
         return LocalAttempt(self, plan, self._messages(req, plan), self._params(req, plan))
 
-    async def complete(self, req: Request, model: str, api_key: str | None) -> tuple[Response, int, Mapping[str, str]]:
+    async def complete(
+        self, req: Request, model: str, api_key: str | None
+    ) -> tuple[Response, int, Mapping[str, str]]:
         attempt = await self.open(req, model, api_key)
         return await collect(attempt.events()), 200, {}
 
@@ -176,7 +220,6 @@ class LocalProvider(Provider):
         if self.engine is None:
             return None
         return await asyncio.to_thread(self.engine.count_tokens, self._messages(req, plan_output(req)))
-
 
     async def aclose(self) -> None:
         self.threads.shutdown(wait=False, cancel_futures=True)
@@ -228,12 +271,17 @@ class LocalAttempt(Attempt):
                 item = await queue.get()
             for ev in reader.close():
                 yield ev
-            usage = Usage(input_tokens=final.usage.prompt_tokens, output_tokens=final.usage.completion_tokens) \
-                if final is not None and final.usage is not None else Usage()
+            usage = (
+                Usage(input_tokens=final.usage.prompt_tokens, output_tokens=final.usage.completion_tokens)
+                if final is not None and final.usage is not None
+                else Usage()
+            )
             reason = _FINISH.get(final.finish_reason, StopReason.END_TURN) if final else StopReason.END_TURN
             if reader.calls and reason == StopReason.END_TURN:
                 reason = StopReason.TOOL_USE
-            yield MessageDelta(stop_reason=reason, stop_sequence=final.stop_sequence if final else None, usage=usage)
+            yield MessageDelta(
+                stop_reason=reason, stop_sequence=final.stop_sequence if final else None, usage=usage
+            )
             yield MessageStop()
         finally:
             self._cancel.set()
@@ -255,7 +303,8 @@ def _raise_failure(item: Any) -> None:
     if isinstance(item, ValueError):
         raise invalid(str(item))
     if isinstance(item, QueueFull):  # the engine's admission queue is full: try later
-        raise GatewayError(ErrorKind.OVERLOADED, "the local model is at capacity; retry shortly",
-                           retry_after=1)
+        raise GatewayError(
+            ErrorKind.OVERLOADED, "the local model is at capacity; retry shortly", retry_after=1
+        )
     log.error("local engine failed: %r", item)
     raise GatewayError(ErrorKind.INTERNAL, "the local engine failed")

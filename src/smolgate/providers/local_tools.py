@@ -12,10 +12,28 @@ import json
 from dataclasses import dataclass, field
 from typing import Any, Iterator
 
-from ..canonical import (BlockStart, BlockStop, Event, Request, Text, TextDelta, ToolArgsDelta, ToolCall,
-                         ToolResult)
-from ..engine.tools import (TextEvent, ToolCallEvent, ToolCallParser, ToolSpec, parse_calls, render_tool_call,
-                            render_tool_result, render_tools_prompt, tool_call_schema)
+from ..canonical import (
+    BlockStart,
+    BlockStop,
+    Event,
+    Request,
+    Text,
+    TextDelta,
+    ToolArgsDelta,
+    ToolCall,
+    ToolResult,
+)
+from ..engine.tools import (
+    TextEvent,
+    ToolCallEvent,
+    ToolCallParser,
+    ToolSpec,
+    parse_calls,
+    render_tool_call,
+    render_tool_result,
+    render_tools_prompt,
+    tool_call_schema,
+)
 from ..errors import invalid
 from ..protocols.common import new_id
 

@@ -41,8 +41,20 @@ def path(template: str, **values: str) -> str:
 # A field name is an RFC 9110 token. Framing and connection headers are the client's (ours) to write; a
 # configured or derived value never may.
 _TOKEN_OK = re.compile("[" + re.escape("!#$%&'*+-.^_`|~" + string.ascii_letters + string.digits) + "]+")
-RESERVED = frozenset({"host", "content-length", "transfer-encoding", "connection", "keep-alive", "upgrade",
-                      "te", "trailer", "expect", "proxy-connection"})
+RESERVED = frozenset(
+    {
+        "host",
+        "content-length",
+        "transfer-encoding",
+        "connection",
+        "keep-alive",
+        "upgrade",
+        "te",
+        "trailer",
+        "expect",
+        "proxy-connection",
+    }
+)
 _NAMES_OK: set[str] = set()  # names already checked (a handful: they come from code and config, not clients)
 
 

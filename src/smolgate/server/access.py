@@ -51,7 +51,9 @@ class Access:
         self._any_host = hosts is None or "*" in hosts
         entries = [_norm_host(h) for h in hosts or ()]
         self._hosts = frozenset(h for h in entries if not h.startswith("*."))
-        self._suffixes = tuple(h[1:] for h in entries if h.startswith("*."))  # "*.example.com" → ".example.com"
+        self._suffixes = tuple(
+            h[1:] for h in entries if h.startswith("*.")
+        )  # "*.example.com" → ".example.com"
         self._any_origin = "*" in s.cors_origins
         self._origins = frozenset(o.strip().rstrip("/").lower() for o in s.cors_origins if o != "*")
 
@@ -63,8 +65,11 @@ class Access:
         if host is None:
             return
         name = host_name(host)
-        if name in self._hosts or host.strip().lower() in self._hosts or (
-                self._suffixes and name.endswith(self._suffixes)):
+        if (
+            name in self._hosts
+            or host.strip().lower() in self._hosts
+            or (self._suffixes and name.endswith(self._suffixes))
+        ):
             return
         raise _forbidden("this Host is not served here; add it to server.allowed_hosts")
 
@@ -78,20 +83,31 @@ class Access:
             return None
         o = origin.strip().rstrip("/").lower()
         host = headers.get("host")
-        if host is not None and o.partition("://")[2] == host.strip().lower() and o.partition("://")[0] in (
-                "http", "https") and headers.get("sec-fetch-site") in (None, "same-origin"):
+        if (
+            host is not None
+            and o.partition("://")[2] == host.strip().lower()
+            and o.partition("://")[0] in ("http", "https")
+            and headers.get("sec-fetch-site") in (None, "same-origin")
+        ):
             return None  # the gateway's own origin (the Host check already vouched for the name)
         if self._any_origin or o in self._origins:
-            return {"access-control-allow-origin": origin.strip(), "vary": "origin",
-                    "access-control-expose-headers": _EXPOSE}
-        raise _forbidden("cross-origin browser requests from this origin are not allowed; "
-                         "list it in server.cors_origins")
+            return {
+                "access-control-allow-origin": origin.strip(),
+                "vary": "origin",
+                "access-control-expose-headers": _EXPOSE,
+            }
+        raise _forbidden(
+            "cross-origin browser requests from this origin are not allowed; list it in server.cors_origins"
+        )
 
     @staticmethod
     def preflight(headers: Mapping[str, str], cors: dict[str, str]) -> dict[str, str]:
         """Headers of the answer to an allowed `OPTIONS` preflight."""
         asked = headers.get("access-control-request-headers", "")
         allow = asked if len(asked) <= 1024 and asked.isprintable() else "authorization, content-type"
-        return {**cors, "access-control-allow-methods": "GET, POST, HEAD, OPTIONS",
-                "access-control-allow-headers": allow or "authorization, content-type",
-                "access-control-max-age": "600"}
+        return {
+            **cors,
+            "access-control-allow-methods": "GET, POST, HEAD, OPTIONS",
+            "access-control-allow-headers": allow or "authorization, content-type",
+            "access-control-max-age": "600",
+        }

@@ -62,8 +62,11 @@ class Gateway:
         if "{" not in pattern:
             self._exact[(method, pattern)] = (handler, proto)
             return
-        rx = re.compile("^" + re.sub(r"\{(\w+)(:path)?\}", lambda m: f"(?P<{m[1]}>{'.+' if m[2] else '[^/]+'})",
-                                      pattern) + "$")
+        rx = re.compile(
+            "^"
+            + re.sub(r"\{(\w+)(:path)?\}", lambda m: f"(?P<{m[1]}>{'.+' if m[2] else '[^/]+'})", pattern)
+            + "$"
+        )
         self.routes.append((method, rx, handler, proto))
 
     @property
@@ -101,7 +104,11 @@ class Gateway:
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
             body_read = True
-            release = await self.runtime.limiter.acquire(client) if client is not None and self.runtime.limiter else None
+            release = (
+                await self.runtime.limiter.acquire(client)
+                if client is not None and self.runtime.limiter
+                else None
+            )
             try:
                 await handler(self, req, params, send, receive)
             finally:
@@ -110,14 +117,26 @@ class Gateway:
         except GatewayError as exc:
             # Every refusal leaves a line with its reason (messages are ours or scrubbed upstream text: no
             # secrets, no bodies); upstream-side failures at warning, the client's own mistakes at info.
-            log.log(logging.WARNING if exc.status >= 500 else logging.INFO, "%s %s -> %d %s: %s (%s)",
-                    req.method, req.path[:200], exc.status, exc.kind.value, exc.message[:300], rid)
-            await self.send_error(send, codec(proto), exc, rid, close=not body_read and unread_body_is_large(h))
+            log.log(
+                logging.WARNING if exc.status >= 500 else logging.INFO,
+                "%s %s -> %d %s: %s (%s)",
+                req.method,
+                req.path[:200],
+                exc.status,
+                exc.kind.value,
+                exc.message[:300],
+                rid,
+            )
+            await self.send_error(
+                send, codec(proto), exc, rid, close=not body_read and unread_body_is_large(h)
+            )
         except ClientGone:
             return
         except Exception:
             log.exception("internal error handling %s %s (%s)", req.method, req.path[:200], rid)
-            await self.send_error(send, codec(proto), GatewayError(ErrorKind.INTERNAL, f"internal error ({rid})"), rid)
+            await self.send_error(
+                send, codec(proto), GatewayError(ErrorKind.INTERNAL, f"internal error ({rid})"), rid
+            )
 
     def _match(self, method: str, path: str) -> tuple[Handler | None, str, dict[str, str]]:
         hit = self._exact.get((method, path))
@@ -138,13 +157,21 @@ class Gateway:
         for _, rx, _, proto in self.routes:
             if rx.match(path):
                 return proto
-        return "ollama" if path.startswith("/api/") else "anthropic" if path.startswith("/v1/messages") else "openai"
+        return (
+            "ollama"
+            if path.startswith("/api/")
+            else "anthropic"
+            if path.startswith("/v1/messages")
+            else "openai"
+        )
 
     def error_reply(self, path: str | None, exc: GatewayError) -> ErrorReply:
         """An error in the shape of the protocol `path` belongs to (for the HTTP layer's own refusals)."""
         return codec(self.protocol_of(path) if path else "openai").encode_error(exc)
 
-    async def send_error(self, send: Send, c: Codec, exc: GatewayError, rid: str, close: bool = False) -> None:
+    async def send_error(
+        self, send: Send, c: Codec, exc: GatewayError, rid: str, close: bool = False
+    ) -> None:
         reply = c.encode_error(exc)
         headers = {"x-request-id": rid, **reply.headers}
         if close:  # we answered before reading a large body: don't read it to keep the connection
@@ -169,7 +196,9 @@ class Gateway:
 
     # ------------------------------------------------------------------ shared handler bodies
 
-    async def chat(self, c: Codec, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    async def chat(
+        self, c: Codec, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
         """The common path of every generation endpoint: decode → dispatch → encode."""
         ctx = RequestContext(params, req.query, req.headers)
         canon = c.decode_request(req.body, ctx)
@@ -185,7 +214,9 @@ class Gateway:
         first = await anext(events)  # errors before the first event become a normal error response
         await send_stream(send, receive, self._encode(c, canon, first, events), c.stream_media_type)
 
-    async def _encode(self, c: Codec, canon: Request, first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+    async def _encode(
+        self, c: Codec, canon: Request, first: Any, events: AsyncIterator[Any]
+    ) -> AsyncIterator[bytes]:
         enc = c.stream_encoder(canon)
         async for chunk in encode_events(enc, first, events):
             yield chunk
@@ -193,4 +224,3 @@ class Gateway:
 
     def model_infos(self) -> list[ModelInfo]:
         return self.runtime.model_infos()
-

@@ -96,14 +96,26 @@ def _raw_headers(content_type: str, extra: dict[str, str] | None) -> list[tuple[
     return out
 
 
-async def send_body(send: Send, status: int, body: bytes, content_type: str = "application/json",
-                    headers: dict[str, str] | None = None) -> None:
-    await send({"type": "http.response.start", "status": status, "headers": _raw_headers(content_type, headers)})
+async def send_body(
+    send: Send,
+    status: int,
+    body: bytes,
+    content_type: str = "application/json",
+    headers: dict[str, str] | None = None,
+) -> None:
+    await send(
+        {"type": "http.response.start", "status": status, "headers": _raw_headers(content_type, headers)}
+    )
     await send({"type": "http.response.body", "body": body})
 
 
-async def send_stream(send: Send, receive: Receive, chunks: AsyncIterator[bytes], content_type: str,
-                      headers: dict[str, str] | None = None) -> bool:
+async def send_stream(
+    send: Send,
+    receive: Receive,
+    chunks: AsyncIterator[bytes],
+    content_type: str,
+    headers: dict[str, str] | None = None,
+) -> bool:
     """Stream `chunks`; if the client disconnects, cancel the producer (which closes the upstream).
 
     The producer runs inline; only a small watcher task waits for `http.disconnect` (an ASGI server

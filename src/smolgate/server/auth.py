@@ -77,15 +77,20 @@ class Authenticator:
         if self._admin is None:
             if is_loopback(addr) and not any(h in headers for h in _PROXY_HEADERS):
                 return
-            raise GatewayError(ErrorKind.PERMISSION, "admin routes need an admin key (server.admin_key or "
-                                                     "SMOLGATE_ADMIN_KEY); without one they answer only loopback")
+            raise GatewayError(
+                ErrorKind.PERMISSION,
+                "admin routes need an admin key (server.admin_key or "
+                "SMOLGATE_ADMIN_KEY); without one they answer only loopback",
+            )
         self._not_throttled(addr)
         key = presented_key(headers)
         if key and hmac.compare_digest(key.encode(), self._admin):
             self.throttle.succeeded(addr)
             return
         if key and self._client(key) is not None:
-            raise GatewayError(ErrorKind.PERMISSION, "a client key does not open admin routes; use the admin key")
+            raise GatewayError(
+                ErrorKind.PERMISSION, "a client key does not open admin routes; use the admin key"
+            )
         self.throttle.failed(addr)
         raise GatewayError(ErrorKind.AUTH, "missing admin key" if not key else "invalid admin key")
 
@@ -100,5 +105,8 @@ class Authenticator:
     def _not_throttled(self, addr: str) -> None:
         wait = self.throttle.wait(addr)
         if wait is not None:
-            raise GatewayError(ErrorKind.RATE_LIMITED, "too many failed authentications from this address; "
-                               "retry later", retry_after=wait)
+            raise GatewayError(
+                ErrorKind.RATE_LIMITED,
+                "too many failed authentications from this address; retry later",
+                retry_after=wait,
+            )

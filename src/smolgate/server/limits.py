@@ -51,8 +51,14 @@ class Limits:
 
     @classmethod
     def from_config(cls, s: ServerConfig, max_connections: int | None = None) -> Limits:
-        return cls(s.max_header_bytes, s.max_headers, s.max_url_bytes, s.header_timeout, s.body_timeout,
-                   max_connections if max_connections is not None else s.max_connections)
+        return cls(
+            s.max_header_bytes,
+            s.max_headers,
+            s.max_url_bytes,
+            s.header_timeout,
+            s.body_timeout,
+            max_connections if max_connections is not None else s.max_connections,
+        )
 
     @property
     def sweep_interval(self) -> float:
@@ -65,8 +71,11 @@ class _Refused(Exception):
 
 def protocol_class(limits: Limits, render: Render) -> type[LimitedProtocol]:
     """A protocol class for one server (its limits, its error renderer, its own deadline sweep)."""
-    return type("GatewayHttpProtocol", (LimitedProtocol,), {"limits": limits, "render": staticmethod(render),
-                                                           "_sweeper": None})
+    return type(
+        "GatewayHttpProtocol",
+        (LimitedProtocol,),
+        {"limits": limits, "render": staticmethod(render), "_sweeper": None},
+    )
 
 
 class LimitedProtocol(HttpToolsProtocol):
@@ -93,8 +102,15 @@ class LimitedProtocol(HttpToolsProtocol):
         if len(self.server_state.connections) >= self.limits.max_connections:
             self.transport = transport
             self._dead = True
-            transport.write(self._reply(GatewayError(
-                ErrorKind.OVERLOADED, "the gateway has too many open connections; retry shortly", retry_after=1)))
+            transport.write(
+                self._reply(
+                    GatewayError(
+                        ErrorKind.OVERLOADED,
+                        "the gateway has too many open connections; retry shortly",
+                        retry_after=1,
+                    )
+                )
+            )
             transport.close()
             return
         super().connection_made(transport)
@@ -123,8 +139,11 @@ class LimitedProtocol(HttpToolsProtocol):
             if not self._feed(head) or self._dead:
                 return
             if self._in_headers and self._head_bytes >= limit:  # (a request that ended in `head` resets it)
-                self._refuse(GatewayError(ErrorKind.INVALID_REQUEST, f"request headers exceed {limit} bytes",
-                                          status=431))
+                self._refuse(
+                    GatewayError(
+                        ErrorKind.INVALID_REQUEST, f"request headers exceed {limit} bytes", status=431
+                    )
+                )
                 return
         self._feed(data)
 
@@ -158,14 +177,24 @@ class LimitedProtocol(HttpToolsProtocol):
     def on_url(self, url: bytes) -> None:
         self.url += url
         if len(self.url) > self.limits.max_url_bytes:
-            self._stop(GatewayError(ErrorKind.INVALID_REQUEST,
-                                    f"request URL exceeds {self.limits.max_url_bytes} bytes", status=414))
+            self._stop(
+                GatewayError(
+                    ErrorKind.INVALID_REQUEST,
+                    f"request URL exceeds {self.limits.max_url_bytes} bytes",
+                    status=414,
+                )
+            )
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self._n_headers += 1
         if self._n_headers > self.limits.max_headers:
-            self._stop(GatewayError(ErrorKind.INVALID_REQUEST,
-                                    f"more than {self.limits.max_headers} request headers", status=431))
+            self._stop(
+                GatewayError(
+                    ErrorKind.INVALID_REQUEST,
+                    f"more than {self.limits.max_headers} request headers",
+                    status=431,
+                )
+            )
         super().on_header(name, value)
 
     def on_headers_complete(self) -> None:
@@ -209,8 +238,9 @@ class LimitedProtocol(HttpToolsProtocol):
 
     def _schedule_sweep(self) -> None:
         cls = type(self)
-        cls._sweeper = self.loop.call_later(self.limits.sweep_interval, cls._sweep, self.loop,
-                                            self.server_state.connections)
+        cls._sweeper = self.loop.call_later(
+            self.limits.sweep_interval, cls._sweep, self.loop, self.server_state.connections
+        )
 
     @classmethod
     def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
@@ -218,8 +248,9 @@ class LimitedProtocol(HttpToolsProtocol):
         for conn in list(connections):
             if isinstance(conn, LimitedProtocol):
                 conn._expire(now)
-        cls._sweeper = loop.call_later(cls.limits.sweep_interval, cls._sweep, loop, connections) if connections \
-            else None
+        cls._sweeper = (
+            loop.call_later(cls.limits.sweep_interval, cls._sweep, loop, connections) if connections else None
+        )
 
     def _expire(self, now: float) -> None:
         if self._write_deadline and now > self._write_deadline:
@@ -228,13 +259,23 @@ class LimitedProtocol(HttpToolsProtocol):
             self.transport.abort()  # it stopped reading: close() would wait for a flush that never comes
         elif self._deadline and now > self._deadline:
             if self._in_body:
-                self._refuse(GatewayError(ErrorKind.TIMEOUT, f"request body not received within "
-                                          f"{self.limits.body_timeout:g} s", status=408))
+                self._refuse(
+                    GatewayError(
+                        ErrorKind.TIMEOUT,
+                        f"request body not received within {self.limits.body_timeout:g} s",
+                        status=408,
+                    )
+                )
             elif self._head_bytes == 0 and not self.url:
                 self._refuse(None)  # connected and sent nothing: just close
             else:
-                self._refuse(GatewayError(ErrorKind.TIMEOUT, f"request headers not received within "
-                                          f"{self.limits.header_timeout:g} s", status=408))
+                self._refuse(
+                    GatewayError(
+                        ErrorKind.TIMEOUT,
+                        f"request headers not received within {self.limits.header_timeout:g} s",
+                        status=408,
+                    )
+                )
 
     # ---- refusing
 
@@ -272,7 +313,11 @@ class LimitedProtocol(HttpToolsProtocol):
             rep = self.render(path, err)
         except Exception:  # noqa: BLE001  (a renderer bug must not leave the client hanging)
             rep = ErrorReply(err.status, b'{"error":{"message":"request refused"}}')
-        head = [STATUS_LINE[rep.status], b"content-type: application/json\r\n",
-                b"content-length: %d\r\n" % len(rep.body), b"connection: close\r\n"]
+        head = [
+            STATUS_LINE[rep.status],
+            b"content-type: application/json\r\n",
+            b"content-length: %d\r\n" % len(rep.body),
+            b"connection: close\r\n",
+        ]
         head += [f"{k}: {v}\r\n".encode("latin-1") for k, v in rep.headers.items()]
         return b"".join(head) + b"\r\n" + rep.body

@@ -41,8 +41,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smolgate.responses")
 _STORES: weakref.WeakKeyDictionary[Gateway, ResponseStore] = weakref.WeakKeyDictionary()
-_ITEM_PREFIX = {"message": "msg_", "function_call": "fc_", "custom_tool_call": "ctc_", "reasoning": "rs_",
-                "function_call_output": "fco_", "custom_tool_call_output": "ctco_"}
+_ITEM_PREFIX = {
+    "message": "msg_",
+    "function_call": "fc_",
+    "custom_tool_call": "ctc_",
+    "reasoning": "rs_",
+    "function_call_output": "fco_",
+    "custom_tool_call_output": "ctco_",
+}
 
 
 def store_for(gw: Gateway) -> ResponseStore:
@@ -70,7 +76,9 @@ def _with_id(item: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-async def _own_items(store: ResponseStore, owner: str, raw: Any, history_ids: set[str]) -> list[dict[str, Any]]:
+async def _own_items(
+    store: ResponseStore, owner: str, raw: Any, history_ids: set[str]
+) -> list[dict[str, Any]]:
     """The request's input as items: `item_reference`s replaced by what they name; items already in the
     previous response's context skipped (clients resend them by reference; OpenAI calls that a duplicate)."""
     if isinstance(raw, str):
@@ -79,7 +87,9 @@ async def _own_items(store: ResponseStore, owner: str, raw: Any, history_ids: se
     for i, item in enumerate(raw):
         check(item, dict, f"input[{i}]")
         # an item reference's `type` is optional: a bare {"id": …} is one too
-        if item.get("type") == "item_reference" or ("type" not in item and "role" not in item and "id" in item):
+        if item.get("type") == "item_reference" or (
+            "type" not in item and "role" not in item and "id" in item
+        ):
             iid = check_id(item.get("id"), f"input[{i}].id")
             if iid in history_ids:
                 continue
@@ -89,7 +99,9 @@ async def _own_items(store: ResponseStore, owner: str, raw: Any, history_ids: se
                 continue
             rec = await store.get(owner, iid) if iid.startswith("resp_") else None
             if rec is None:  # (a response id stands for that response's output items)
-                raise GatewayError(ErrorKind.NOT_FOUND, f"Item with id '{iid}' not found.", param=f"input[{i}].id")
+                raise GatewayError(
+                    ErrorKind.NOT_FOUND, f"Item with id '{iid}' not found.", param=f"input[{i}].id"
+                )
             out.extend(it for it in rec.response.get("output") or [] if it.get("id") not in history_ids)
         elif isinstance(item.get("id"), str) and item["id"] in history_ids:
             continue
@@ -119,8 +131,12 @@ def _dropped_tools(gw: Gateway, canon: Request) -> dict[str, str]:
     protocol = next((p.protocol for p in gw.cfg.providers if p.name == route.provider), None)
     if protocol == "openai-responses":
         return {}
-    log.info("hosted tools dropped: %s (target %s speaks %s, which cannot run them)", ", ".join(hosted),
-             route.provider, protocol)
+    log.info(
+        "hosted tools dropped: %s (target %s speaks %s, which cannot run them)",
+        ", ".join(hosted),
+        route.provider,
+        protocol,
+    )
     return {"x-smolgate-dropped-tools": ",".join(hosted)}
 
 
@@ -134,16 +150,23 @@ async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Se
         check_id(prev, "previous_response_id")
         rec = await store.get(owner, prev)
         if rec is None:
-            raise GatewayError(ErrorKind.NOT_FOUND, f"Previous response with id '{prev}' not found.",
-                               param="previous_response_id")
+            raise GatewayError(
+                ErrorKind.NOT_FOUND,
+                f"Previous response with id '{prev}' not found.",
+                param="previous_response_id",
+            )
         history = rec.conversation
-    own_items = await _own_items(store, owner, raw, {i["id"] for i in history if isinstance(i.get("id"), str)})
+    own_items = await _own_items(
+        store, owner, raw, {i["id"] for i in history if isinstance(i.get("id"), str)}
+    )
     canon = decode({**d, "input": own_items, "previous_response_id": None})
     canon.extra[CLIENT_KEY]["previous_response_id"] = prev
     if history:
         canon = _merge(history, canon)
     gw.runtime.router.check_name(canon.model)
-    canon.origin = Origin(protocol="openai-responses", owner=owner)  # signed state kept per client (signatures.py)
+    canon.origin = Origin(
+        protocol="openai-responses", owner=owner
+    )  # signed state kept per client (signatures.py)
     headers = _dropped_tools(gw, canon)
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]
@@ -164,7 +187,9 @@ async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Se
         async for chunk in encode_events(enc, first, events):
             yield chunk
         if keep and enc.final is not None:
-            await store.put(StoredResponse(rid, owner, {**enc.final, "output": enc.full_output}, stored_input))
+            await store.put(
+                StoredResponse(rid, owner, {**enc.final, "output": enc.full_output}, stored_input)
+            )
         yield enc.close()
 
     await send_stream(send, receive, chunks(), "text/event-stream", headers)
@@ -182,7 +207,9 @@ async def _record(gw: Gateway, req: HttpRequest, params: dict[str, str]) -> Stor
     return rec
 
 
-async def retrieve(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def retrieve(
+    gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     rec = await _record(gw, req, params)
     if req.query.get("stream") in ("true", "1"):
         raise invalid("streaming a stored response again is not supported", param="stream")
@@ -196,7 +223,9 @@ async def delete(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Se
     await send_body(send, 200, orjson.dumps({"id": rec.id, "object": "response.deleted", "deleted": True}))
 
 
-async def input_items(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def input_items(
+    gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     rec = await _record(gw, req, params)
     q = req.query
     limit_text = q.get("limit", "20")
@@ -214,11 +243,21 @@ async def input_items(gw: Gateway, req: HttpRequest, params: dict[str, str], sen
         ids = [i.get("id") for i in listed]
         if after not in ids:
             raise invalid(f"'after' names no item of this response: '{after}'", param="after")
-        listed = listed[ids.index(after) + 1:]
+        listed = listed[ids.index(after) + 1 :]
     page = listed[: int(limit_text)]
-    await send_body(send, 200, orjson.dumps({
-        "object": "list", "data": page, "first_id": page[0]["id"] if page else None,
-        "last_id": page[-1]["id"] if page else None, "has_more": len(listed) > len(page)}))
+    await send_body(
+        send,
+        200,
+        orjson.dumps(
+            {
+                "object": "list",
+                "data": page,
+                "first_id": page[0]["id"] if page else None,
+                "last_id": page[-1]["id"] if page else None,
+                "has_more": len(listed) > len(page),
+            }
+        ),
+    )
 
 
 def register(gw: Gateway) -> None:

@@ -22,18 +22,24 @@ def _module(name: str):  # type: ignore[no-untyped-def]
 
 
 def _chat(proto: str):  # type: ignore[no-untyped-def]
-    async def handler(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    async def handler(
+        gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
         await gw.chat(codec(proto), req, params, send, receive)
 
     return handler
 
 
-async def gemini_method(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def gemini_method(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     method = params["method"]
     if method in ("generateContent", "streamGenerateContent"):
         await gw.chat(codec("gemini"), req, params, send, receive)
     elif method == "countTokens":
-        canon = _module("gemini").decode_count_tokens_request(req.body, RequestContext(params, req.query, req.headers))
+        canon = _module("gemini").decode_count_tokens_request(
+            req.body, RequestContext(params, req.query, req.headers)
+        )
         gw.runtime.router.check_name(canon.model)
         n = await gw.dispatcher.count_tokens(canon)
         await send_body(send, 200, _module("gemini").encode_count_tokens(n))
@@ -41,14 +47,18 @@ async def gemini_method(gw: "Gateway", req: HttpRequest, params: dict[str, str],
         raise not_found(f"unknown Gemini method ':{method}'")
 
 
-async def anthropic_count(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def anthropic_count(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     mod = _module("anthropic")
     canon = mod.decode_count_tokens_request(req.body, RequestContext(params, req.query, req.headers))
     gw.runtime.router.check_name(canon.model)
     await send_body(send, 200, mod.encode_count_tokens(await gw.dispatcher.count_tokens(canon)))
 
 
-async def list_models(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def list_models(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     models = gw.model_infos()
     h = req.headers
     if "anthropic-version" in h:
@@ -70,16 +80,22 @@ def _find(gw: "Gateway", model_id: str) -> ModelInfo:
     return ModelInfo(id=model_id)
 
 
-async def get_model(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def get_model(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     info = _find(gw, params["id"])
     await send_body(send, 200, _module("openai_chat").encode_model(info))
 
 
-async def ollama_tags(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def ollama_tags(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     await send_body(send, 200, _module("ollama").encode_tags(gw.model_infos()))
 
 
-async def ollama_show(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def ollama_show(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     try:
         body = orjson.loads(req.body or b"{}")
     except orjson.JSONDecodeError:
@@ -91,11 +107,15 @@ async def ollama_show(gw: "Gateway", req: HttpRequest, params: dict[str, str], s
     await send_body(send, 200, _module("ollama").encode_show(info))
 
 
-async def ollama_version(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def ollama_version(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     await send_body(send, 200, _module("ollama").encode_version())
 
 
-async def health(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def health(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     await send_body(send, 200, b'{"status":"ok"}')
 
 
@@ -103,7 +123,9 @@ async def root(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Se
     await send_body(send, 200, b"smolgate is running", "text/plain")  # Ollama clients probe GET /
 
 
-async def accounts(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def accounts(
+    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+) -> None:
     pools = gw.runtime.pools
     if pools is not None:
         await pools.refresh()  # with Redis: the whole fleet's view, not just this replica's

@@ -41,7 +41,9 @@ class Runtime:
     async def start(self) -> None:
         if self._dispatcher is not None:
             return
-        self.pools = await Pools.create(self.cfg.providers, self.cfg.state.reveal() if self.cfg.state else None)
+        self.pools = await Pools.create(
+            self.cfg.providers, self.cfg.state.reveal() if self.cfg.state else None
+        )
         if self.cfg.keys:  # client limits share the pools' state: one rpm window across replicas
             self.limiter = ClientLimiter(self.cfg.keys, self.pools)
         self._dispatcher = Dispatcher(self.cfg, self.router, self.providers, self.pools)
@@ -55,8 +57,12 @@ class Runtime:
         # collections during traffic stay short (tail latency).
         gc.freeze()
         names = ", ".join(m.id for m in self.model_infos()) or "none"
-        log.info("smolgate ready: %d providers; models: %s; pool state: %s", len(self.providers), names,
-                 self.cfg.state_display)
+        log.info(
+            "smolgate ready: %d providers; models: %s; pool state: %s",
+            len(self.providers),
+            names,
+            self.cfg.state_display,
+        )
 
     async def stop(self) -> None:
         for p in self.providers.values():

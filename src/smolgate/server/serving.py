@@ -33,26 +33,46 @@ def connection_cap(configured: int, fd_soft: int) -> int:
     """`server.max_connections`, lowered so client connections can never use the last descriptors."""
     room = max(16, fd_soft - max(_FD_RESERVE, fd_soft // 4))
     if configured > room:
-        log.warning("server.max_connections %d lowered to %d: only %d file descriptors are allowed", configured,
-                    room, fd_soft)
+        log.warning(
+            "server.max_connections %d lowered to %d: only %d file descriptors are allowed",
+            configured,
+            room,
+            fd_soft,
+        )
         return room
     return configured
 
 
-def uvicorn_config(app: Gateway, host: str, port: int, *, loop: Literal["uvloop", "asyncio", "auto"] = "uvloop",
-                   ssl_certfile: str | None = None, ssl_keyfile: str | None = None,
-                   log_level: str = "warning") -> uvicorn.Config:
+def uvicorn_config(
+    app: Gateway,
+    host: str,
+    port: int,
+    *,
+    loop: Literal["uvloop", "asyncio", "auto"] = "uvloop",
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    log_level: str = "warning",
+) -> uvicorn.Config:
     """uvicorn settings for `app`: its limits protocol, keep-alive timeout and connection cap from the config."""
     s = app.cfg.server
     cap = connection_cap(s.max_connections, raise_fd_limit())
     http = protocol_class(Limits.from_config(s, cap), app.error_reply)
     return uvicorn.Config(
-        app, host=host, port=port, loop=loop, http=http, ws="none", lifespan="on",
-        log_config=None, log_level=log_level, access_log=False,
+        app,
+        host=host,
+        port=port,
+        loop=loop,
+        http=http,
+        ws="none",
+        lifespan="on",
+        log_config=None,
+        log_level=log_level,
+        access_log=False,
         timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  (a float works)
         # uvicorn's own check runs after the headers and also counts in-flight requests: a backstop above the
         # connection cap, which the protocol enforces at accept.
         limit_concurrency=cap + 1,
         timeout_graceful_shutdown=5,
-        ssl_certfile=ssl_certfile, ssl_keyfile=ssl_keyfile,
+        ssl_certfile=ssl_certfile,
+        ssl_keyfile=ssl_keyfile,
     )

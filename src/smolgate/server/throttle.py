@@ -35,7 +35,9 @@ def client_bucket(addr: str) -> str:
 
 
 class AuthThrottle:
-    def __init__(self, failures: int, max_backoff: float, window: float = 300.0, capacity: int = 10_000) -> None:
+    def __init__(
+        self, failures: int, max_backoff: float, window: float = 300.0, capacity: int = 10_000
+    ) -> None:
         self.failures = max(1, failures)
         self.max_backoff = max_backoff
         self.window = window

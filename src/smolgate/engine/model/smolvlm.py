@@ -111,8 +111,10 @@ class SmolVLM(nn.Module):
         if pixel_mask is not None:
             p = self.vision.cfg.patch_size
             patch_mask = pixel_mask.unfold(1, p, p).unfold(2, p, p).sum(dim=(-1, -2)) > 0  # [N, S/p, S/p]
-        keys = [tile_key(pixel_values[i], patch_mask[i] if patch_mask is not None else None)
-                for i in range(pixel_values.shape[0])]
+        keys = [
+            tile_key(pixel_values[i], patch_mask[i] if patch_mask is not None else None)
+            for i in range(pixel_values.shape[0])
+        ]
         found = [self.feature_cache.get(k) for k in keys]
         todo = [i for i, f in enumerate(found) if f is None]
         for start in range(0, len(todo), TILES_PER_PASS):  # only tiles not seen before hit the encoder
