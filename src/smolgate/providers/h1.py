@@ -13,12 +13,17 @@ are capped (`max_header_bytes`, `_MAX_HEADERS`); and a connection goes back to t
 response that was read to its end, framed by exactly one Content-Length or by chunked encoding, with
 keep-alive, and with nothing after it. A second response, bytes arriving while idle, a parser error, a
 response read until close, one left unread — each closes the connection instead.
+
+A request is never sent twice: an idle connection is checked just before it is written to (closed or
+spoken to by the upstream while idle → skipped, a new one opened), and after the first byte is written any
+failure is the caller's error, because the upstream may have received and acted on the POST.
 """
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import select
 import ssl
 from collections.abc import Mapping
 from urllib.parse import urlsplit
@@ -210,6 +215,23 @@ class _Conn(asyncio.Protocol):
         return chunk
 
 
+def _peer_spoke(conn: _Conn) -> bool:
+    """Whether the upstream closed (or wrote to) an idle connection in a way the event loop has not yet
+    delivered: its FIN can be in the socket's queue while `connection_lost` waits for the next loop turn."""
+    transport = conn.transport
+    if transport is None or transport.is_closing():
+        return True
+    sock = transport.get_extra_info("socket")
+    if sock is None:
+        return False
+    try:
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN | select.POLLPRI)
+        return bool(poller.poll(0))  # readable while idle: EOF, a reset, or bytes that are not ours
+    except (OSError, ValueError):
+        return True
+
+
 class H1Response:
     def __init__(self, pool: H1Pool, conn: _Conn) -> None:
         self._pool, self._conn = pool, conn
@@ -314,30 +336,29 @@ class H1Pool:
 
     async def post(self, path: str, body: bytes, headers: Mapping[str, str], query: str = "") -> H1Response:
         raw = self._head(path, body, headers, query)
-        while self._idle:  # a pooled connection may have been closed by the upstream meanwhile
-            conn = self._idle.pop()
-            if conn.closed or conn.doubt:
-                continue
-            conn.reset()
-            try:
-                await conn.send(raw, body)
-                return H1Response(self, conn)
-            except H1LimitError:
-                raise
-            except H1Error:
-                if conn.in_head and not conn._began:
-                    continue  # closed by the upstream while idle (before any response): use another
-                raise
-            except BaseException:
-                conn.transport.close()  # type: ignore[union-attr]  # e.g. first-byte timeout: abandon it
-                raise
-        conn = await self._connect()
+        conn = self._reusable()
+        if conn is None:
+            conn = await self._connect()
         try:
             await conn.send(raw, body)
         except BaseException:
+            # Once written, a POST is never sent again, whatever failed (RFC 9110 §9.2.2): the upstream may
+            # have acted on it. Only a connection found stale *before* writing is skipped (`_reusable`).
             conn.transport.close()  # type: ignore[union-attr]
             raise
         return H1Response(self, conn)
+
+    def _reusable(self) -> _Conn | None:
+        """An idle connection still open at our end and silent from the upstream's, else None."""
+        while self._idle:
+            conn = self._idle.pop()
+            if conn.closed or conn.doubt or _peer_spoke(conn):
+                if conn.transport is not None:
+                    conn.transport.close()
+                continue
+            conn.reset()
+            return conn
+        return None
 
     def close(self) -> None:
         while self._idle:
