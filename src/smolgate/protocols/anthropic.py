@@ -77,6 +77,7 @@ from .common import (
     parse_data_url,
     sniff_image_type,
 )
+from .spec import ClientRoute, CountTokens, ProtocolSpec, RouteKind, Upstream
 
 # Top-level request fields the codec models; any other field passes through to Anthropic upstreams only.
 _MODELLED = frozenset(
@@ -603,3 +604,28 @@ __all__ = [
     "encode_model",
     "encode_models",
 ]
+
+
+# ---------------------------------------------------------------- the protocol's self-description
+# (read by the registry in protocols/__init__.py: the server's routes, the HTTP provider's headers)
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"x-api-key": key}
+
+
+SPEC = ProtocolSpec(
+    name="anthropic",
+    title="Anthropic",
+    codec=AnthropicCodec(),
+    routes=(
+        ClientRoute("POST", "/v1/messages", RouteKind.CHAT),
+        ClientRoute("POST", "/v1/messages/count_tokens", RouteKind.COUNT_TOKENS),
+        ClientRoute("GET", "/v1/models", RouteKind.LIST_MODELS),  # shared with OpenAI and Gemini ≥3 clients
+    ),
+    upstream=Upstream(auth=_auth, fixed_headers={"anthropic-version": "2023-06-01"}),
+    marker_headers=("anthropic-version",),  # every Anthropic SDK sends it
+    error_prefixes=("/v1/messages",),
+    list_models=encode_models,
+    count_tokens=CountTokens(decode_count_tokens_request, encode_count_tokens),
+)

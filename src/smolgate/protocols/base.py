@@ -10,8 +10,9 @@ as soon as an event arrives.
 from __future__ import annotations
 
 import abc
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import ClassVar, Mapping
+from typing import ClassVar
 
 from ..canonical import Event, Request, Response
 from ..errors import GatewayError

@@ -63,6 +63,7 @@ from .gemini_parts import (
     usage_in,
 )
 from .gemini_stream import GeminiStreamDecoder, GeminiStreamEncoder, chunk, error_obj
+from .spec import ClientRoute, CountTokens, ProtocolSpec, RouteKind, Upstream
 
 _METHODS = ("generateContent", "streamGenerateContent")
 _MODES = {"AUTO": "auto", "ANY": "required", "NONE": "none", "VALIDATED": "auto", "MODE_UNSPECIFIED": "auto"}
@@ -444,3 +445,37 @@ def _contents(messages: list[Message]) -> list[dict[str, Any]]:
         else:
             out.append({"role": role, "parts": parts})
     return out
+
+
+# ---------------------------------------------------------------- the protocol's self-description
+# (read by the registry in protocols/__init__.py: the server's routes, the HTTP provider's headers)
+
+
+def _auth(key: str) -> dict[str, str]:
+    return {"x-goog-api-key": key}
+
+
+_CUSTOM_METHODS = {
+    "generateContent": RouteKind.CHAT,
+    "streamGenerateContent": RouteKind.CHAT,
+    "countTokens": RouteKind.COUNT_TOKENS,
+}
+
+SPEC = ProtocolSpec(
+    name="gemini",
+    title="Gemini",
+    codec=GeminiCodec(),
+    routes=(
+        # `models/{model}:{method}` under both API versions (google-genai ≥3 uses /v1)
+        ClientRoute("POST", "/v1beta/models/{model}:{method}", _CUSTOM_METHODS),
+        ClientRoute("POST", "/v1/models/{model}:{method}", _CUSTOM_METHODS),
+        ClientRoute("GET", "/v1beta/models", RouteKind.LIST_MODELS),
+        ClientRoute("GET", "/v1/models", RouteKind.LIST_MODELS),  # shared with OpenAI and Anthropic clients
+    ),
+    upstream=Upstream(auth=_auth),
+    key_in_query=True,
+    marker_headers=("x-goog-api-key",),
+    marker_query=("key",),
+    list_models=encode_models,
+    count_tokens=CountTokens(decode_count_tokens_request, encode_count_tokens),
+)

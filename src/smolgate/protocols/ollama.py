@@ -54,6 +54,7 @@ from .ollama_stream import (
     tool_calls_out,
     usage_in,
 )
+from .spec import ClientRoute, ProtocolSpec, RouteKind, Upstream, bearer
 
 _ROLES = ("system", "user", "assistant", "tool")
 _EFFORTS = ("low", "medium", "high")
@@ -492,3 +493,28 @@ def encode_show(model: ModelInfo) -> bytes:
 
 def encode_version() -> bytes:
     return dumps({"version": "0.12.0"})
+
+
+# ---------------------------------------------------------------- the protocol's self-description
+# (read by the registry in protocols/__init__.py: the server's routes, the HTTP provider's headers)
+
+_PROBE = b"smolgate is running"  # Ollama clients probe `GET /` (the real server says "Ollama is running")
+
+SPEC = ProtocolSpec(
+    name="ollama",
+    title="Ollama",
+    codec=OllamaChatCodec(),
+    routes=(
+        ClientRoute("POST", "/api/chat", RouteKind.CHAT),
+        ClientRoute("POST", "/api/generate", RouteKind.CHAT, codec=OllamaGenerateCodec()),
+        ClientRoute("GET", "/api/tags", RouteKind.LIST_MODELS),
+        ClientRoute("POST", "/api/show", RouteKind.SHOW_MODEL),
+        ClientRoute("GET", "/api/version", RouteKind.FIXED, body=encode_version()),
+        ClientRoute("GET", "/", RouteKind.FIXED, body=_PROBE, media_type="text/plain"),
+        ClientRoute("HEAD", "/", RouteKind.FIXED, body=_PROBE, media_type="text/plain"),
+    ),
+    upstream=Upstream(auth=bearer),
+    error_prefixes=("/api/",),
+    list_models=encode_tags,
+    describe_model=encode_show,
+)

@@ -53,6 +53,7 @@ from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, S
 from .common import check, field, loads_body, new_id, now
 from .openai_chat_stream import INCLUDE_USAGE, ChatStreamEncoder, chat_id
 from .openai_decoders import ChatStreamDecoder
+from .spec import ClientRoute, ProtocolSpec, RouteKind, Upstream, bearer
 
 # Body fields with no canonical meaning that pass through to an OpenAI upstream untouched.
 PASSTHROUGH = (
@@ -555,3 +556,23 @@ class OpenAIChatCodec(Codec):
 
     def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return oc.decode_error(status, body, headers)
+
+
+# ---------------------------------------------------------------- the protocol's self-description
+# (read by the registry in protocols/__init__.py: the server's routes, the HTTP provider's headers)
+
+SPEC = ProtocolSpec(
+    name="openai",
+    title="OpenAI",
+    codec=OpenAIChatCodec(),
+    routes=(
+        ClientRoute("POST", "/v1/chat/completions", RouteKind.CHAT),
+        ClientRoute("POST", "/chat/completions", RouteKind.CHAT),
+        ClientRoute("GET", "/v1/models", RouteKind.LIST_MODELS),
+        ClientRoute("GET", "/v1/models/{id:path}", RouteKind.GET_MODEL),
+    ),
+    upstream=Upstream(auth=bearer),
+    error_prefixes=("/",),  # the gateway's own error shape, wherever no other protocol claims a path
+    list_models=encode_models,
+    describe_model=encode_model,
+)

@@ -63,6 +63,7 @@ from .openai_responses_stream import (
     response_object,
     tool_defs,
 )
+from .spec import ClientRoute, ProtocolSpec, RouteKind, Upstream, bearer
 
 
 def decode_request(body: bytes) -> Request:
@@ -296,3 +297,20 @@ class OpenAIResponsesCodec(Codec):
 
     def decode_error(self, status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
         return oc.decode_error(status, body, headers)
+
+
+# ---------------------------------------------------------------- the protocol's self-description
+# (read by the registry in protocols/__init__.py: the server's routes, the HTTP provider's headers)
+
+SPEC = ProtocolSpec(
+    name="openai-responses",
+    title="OpenAI Responses",
+    codec=OpenAIResponsesCodec(),
+    routes=(
+        ClientRoute("POST", "/v1/responses", RouteKind.RESPONSES_CREATE),
+        ClientRoute("GET", "/v1/responses/{id}", RouteKind.RESPONSES_GET),
+        ClientRoute("DELETE", "/v1/responses/{id}", RouteKind.RESPONSES_DELETE),
+        ClientRoute("GET", "/v1/responses/{id}/input_items", RouteKind.RESPONSES_INPUT_ITEMS),
+    ),
+    upstream=Upstream(auth=bearer),
+)

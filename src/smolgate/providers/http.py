@@ -41,7 +41,8 @@ import orjson
 from ..canonical import Event, MessageStop, Request, Response, StreamError
 from ..config import ConfigError, ProviderConfig
 from ..errors import ErrorKind, GatewayError
-from ..protocols import codec as get_codec
+from ..protocols import PROTOCOLS
+from ..protocols.spec import ProtocolSpec, Upstream
 from ..secret import Redactor
 from .aio import AiohttpTransport
 from .base import Attempt, Provider
@@ -50,14 +51,6 @@ from .urls import UnsafeRequest, check_headers, check_target
 
 log = logging.getLogger("smolgate.upstream")
 
-_AUTH_STYLE = {
-    "openai": lambda key: {"authorization": f"Bearer {key}"},
-    "openai-responses": lambda key: {"authorization": f"Bearer {key}"},
-    "ollama": lambda key: {"authorization": f"Bearer {key}"},
-    "anthropic": lambda key: {"x-api-key": key},
-    "gemini": lambda key: {"x-goog-api-key": key},
-}
-_FIXED_HEADERS = {"anthropic": {"anthropic-version": "2023-06-01"}}
 _TRANSPORT_ERRORS = (asyncio.TimeoutError, aiohttp.ClientError, ConnectionError, OSError)
 _ERROR_BODY_CAP = 1 << 20  # an error reply is read up to this much (its message is cut to 500 chars anyway)
 _DRAIN_SECONDS = 0.25  # after a stream's terminal event: how long to wait for the response's clean end
@@ -266,10 +259,15 @@ class HttpAttempt(Attempt):
 
 
 class HttpProvider(Provider):
-    def __init__(self, cfg: ProviderConfig) -> None:
+    def __init__(self, cfg: ProviderConfig, spec: ProtocolSpec | None = None) -> None:
+        """`spec`: the protocol to speak, by default the registry's for `cfg.protocol`."""
         self.cfg = cfg
         self.name = cfg.name
-        self.codec = get_codec(cfg.protocol)
+        spec = spec or PROTOCOLS[cfg.protocol]
+        if spec.upstream is None:
+            raise ConfigError(f"provider '{cfg.name}': protocol '{spec.name}' cannot be called upstream")
+        self._upstream: Upstream = spec.upstream
+        self.codec = spec.codec
         self.needs_inline_images = self.codec.needs_inline_images
         self.supports_stop = self.codec.supports_stop
         self.scrub = Scrubber(cfg)
@@ -285,11 +283,11 @@ class HttpProvider(Provider):
         )
 
     def _headers(self, api_key: str | None, extra: Mapping[str, str]) -> dict[str, str]:
-        headers = {"content-type": "application/json", **_FIXED_HEADERS.get(self.cfg.protocol, {})}
+        headers = {"content-type": "application/json", **self._upstream.fixed_headers}
         headers.update({k: v.reveal() for k, v in self.cfg.headers.items()})
         headers.update(extra)
         if api_key:
-            headers.update(_AUTH_STYLE[self.cfg.protocol](api_key))
+            headers.update(self._upstream.auth(api_key))
         return headers
 
     async def _send(self, req: Request, model: str, api_key: str | None, stream: bool) -> tuple[Any, float]:

@@ -37,10 +37,10 @@ from .auth import presented_key
 from .streaming import encode_events
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from .runtime import Runtime
 
 log = logging.getLogger("smolgate.responses")
-_STORES: weakref.WeakKeyDictionary[Gateway, ResponseStore] = weakref.WeakKeyDictionary()
+_STORES: weakref.WeakKeyDictionary[Runtime, ResponseStore] = weakref.WeakKeyDictionary()
 _ITEM_PREFIX = {
     "message": "msg_",
     "function_call": "fc_",
@@ -51,10 +51,10 @@ _ITEM_PREFIX = {
 }
 
 
-def store_for(gw: Gateway) -> ResponseStore:
-    store = _STORES.get(gw)
+def store_for(rt: Runtime) -> ResponseStore:
+    store = _STORES.get(rt)
     if store is None:
-        store = _STORES[gw] = MemoryResponseStore()
+        store = _STORES[rt] = MemoryResponseStore()
     return store
 
 
@@ -120,15 +120,15 @@ def _merge(history: list[dict[str, Any]], own: Request) -> Request:
     return merged
 
 
-def _dropped_tools(gw: Gateway, canon: Request) -> dict[str, str]:
+def _dropped_tools(rt: Runtime, canon: Request) -> dict[str, str]:
     hosted = tk.hosted_names(canon)
     if not hosted:
         return {}
     try:
-        route = gw.runtime.router.resolve(canon.model)[0]
+        route = rt.router.resolve(canon.model)[0]
     except (GatewayError, IndexError):
         return {}
-    protocol = next((p.protocol for p in gw.cfg.providers if p.name == route.provider), None)
+    protocol = next((p.protocol for p in rt.cfg.providers if p.name == route.provider), None)
     if protocol == "openai-responses":
         return {}
     log.info(
@@ -140,9 +140,9 @@ def _dropped_tools(gw: Gateway, canon: Request) -> dict[str, str]:
     return {"x-smolgate-dropped-tools": ",".join(hosted)}
 
 
-async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
     d = loads_body(req.body)
-    store, owner = store_for(gw), _owner(req)
+    store, owner = store_for(rt), _owner(req)
     raw = field(d, "input", (str, list), required=True)
     prev = d.get("previous_response_id")
     history: list[dict[str, Any]] = []
@@ -163,23 +163,23 @@ async def create(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Se
     canon.extra[CLIENT_KEY]["previous_response_id"] = prev
     if history:
         canon = _merge(history, canon)
-    gw.runtime.router.check_name(canon.model)
+    rt.router.check_name(canon.model)
     canon.origin = Origin(
         protocol="openai-responses", owner=owner
     )  # signed state kept per client (signatures.py)
-    headers = _dropped_tools(gw, canon)
+    headers = _dropped_tools(rt, canon)
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]
     keep = bool(canon.extra[CLIENT_KEY]["store"])
     if not canon.stream:
-        resp = msgspec.structs.replace(await gw.dispatcher.complete(canon), id=rid)
+        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon), id=rid)
         full = output_items(resp.content, canon)
         obj = render_response(resp, canon, full)
         if keep:
             await store.put(StoredResponse(rid, owner, {**obj, "output": full}, stored_input))
         await send_body(send, 200, orjson.dumps(obj), headers=headers)
         return
-    events = gw.dispatcher.stream(canon)
+    events = rt.dispatcher.stream(canon)
     first = await anext(events)  # errors before the first event become a normal error response
     enc = ResponsesStreamEncoder(canon, rid)
 
@@ -199,34 +199,34 @@ def _include_encrypted(req: HttpRequest) -> bool:
     return any(ENCRYPTED in v for k, v in req.query.items() if k.startswith("include"))
 
 
-async def _record(gw: Gateway, req: HttpRequest, params: dict[str, str]) -> StoredResponse:
+async def _record(rt: Runtime, req: HttpRequest, params: dict[str, str]) -> StoredResponse:
     rid = check_id(params["id"], "response_id")
-    rec = await store_for(gw).get(_owner(req), rid)
+    rec = await store_for(rt).get(_owner(req), rid)
     if rec is None:
         raise GatewayError(ErrorKind.NOT_FOUND, f"Response with id '{rid}' not found.", param="response_id")
     return rec
 
 
 async def retrieve(
-    gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
 ) -> None:
-    rec = await _record(gw, req, params)
+    rec = await _record(rt, req, params)
     if req.query.get("stream") in ("true", "1"):
         raise invalid("streaming a stored response again is not supported", param="stream")
     obj = {**rec.response, "output": client_view(rec.response.get("output") or [], _include_encrypted(req))}
     await send_body(send, 200, orjson.dumps(obj))
 
 
-async def delete(gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
-    rec = await _record(gw, req, params)
-    await store_for(gw).delete(rec.owner, rec.id)
+async def delete(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    rec = await _record(rt, req, params)
+    await store_for(rt).delete(rec.owner, rec.id)
     await send_body(send, 200, orjson.dumps({"id": rec.id, "object": "response.deleted", "deleted": True}))
 
 
 async def input_items(
-    gw: Gateway, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
 ) -> None:
-    rec = await _record(gw, req, params)
+    rec = await _record(rt, req, params)
     q = req.query
     limit_text = q.get("limit", "20")
     if not limit_text.isdigit() or not 1 <= int(limit_text) <= 100:
@@ -258,10 +258,3 @@ async def input_items(
             }
         ),
     )
-
-
-def register(gw: Gateway) -> None:
-    gw.route("POST", "/v1/responses", create, "openai-responses")
-    gw.route("GET", "/v1/responses/{id}", retrieve, "openai-responses")
-    gw.route("DELETE", "/v1/responses/{id}", delete, "openai-responses")
-    gw.route("GET", "/v1/responses/{id}/input_items", input_items, "openai-responses")

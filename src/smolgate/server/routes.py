@@ -1,164 +1,238 @@
-"""The route table: the real APIs' paths, each bound to its protocol's codec."""
+"""The gateway's routes: every protocol's declared client routes (its spec's `routes`), each bound to the
+HTTP-only handler of its kind, plus the gateway's own (health, admin).
+
+Handlers get the runtime and the request, and speak HTTP; what a body means is the protocol's (its codec,
+its listing and count-tokens functions). A path several protocols claim (`GET /v1/models`) answers in the
+shape of the first whose markers the request carries, else of the first claimant (registry order).
+"""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Iterable
+from typing import TYPE_CHECKING, TypeVar
 
+import msgspec
 import orjson
 
+from ..canonical import Event, Origin, Request
 from ..errors import invalid, not_found
-from ..protocols import codec
-from ..protocols.base import ModelInfo, RequestContext
-from .asgi import HttpRequest, Receive, Send, send_body
+from ..protocols import PROTOCOLS
+from ..protocols.base import Codec, ModelInfo, RequestContext
+from ..protocols.spec import ClientRoute, CountTokens, ProtocolSpec, RouteKind
+from ..signatures import owner_id
 from . import responses_api
+from .asgi import HttpRequest, Receive, Send, send_body, send_stream
+from .auth import presented_key
+from .streaming import encode_events
+from .table import Endpoint, Handler, RouteTable
 
 if TYPE_CHECKING:
-    from .app import Gateway
+    from collections.abc import Callable
+
+    from .runtime import Runtime
+
+_NO_QUERY: dict[str, str] = {}
+T = TypeVar("T")
 
 
-def _module(name: str):  # type: ignore[no-untyped-def]
-    return importlib.import_module(f"smolgate.protocols.{name}")
+# ------------------------------------------------------------------ handlers, one per route kind
 
 
-def _chat(proto: str):  # type: ignore[no-untyped-def]
-    async def handler(
-        gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+def _chat(c: Codec, key_in_query: bool) -> Handler:
+    """Every generation endpoint: decode → dispatch → encode (whole, or streamed as events arrive)."""
+
+    async def chat(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
-        await gw.chat(codec(proto), req, params, send, receive)
+        canon = c.decode_request(req.body, RequestContext(params, req.query, req.headers))
+        rt.router.check_name(canon.model)
+        # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
+        key = presented_key(req.headers, req.query if key_in_query else _NO_QUERY)
+        canon.origin = Origin(protocol=c.name, owner=owner_id(key))
+        if not canon.stream:
+            resp = await rt.dispatcher.complete(canon)
+            await send_body(send, 200, c.encode_response(resp, canon))
+            return
+        events = rt.dispatcher.stream(canon)
+        first = await anext(events)  # errors before the first event become a normal error response
+        await send_stream(send, receive, _encode(c, canon, first, events), c.stream_media_type)
+
+    return chat
+
+
+async def _encode(
+    c: Codec, canon: Request, first: Event, events: AsyncIterator[Event]
+) -> AsyncIterator[bytes]:
+    enc = c.stream_encoder(canon)
+    async for chunk in encode_events(enc, first, events):
+        yield chunk
+    yield enc.close()
+
+
+def _count_tokens(count: CountTokens) -> Handler:
+    async def handler(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        canon = count.decode(req.body, RequestContext(params, req.query, req.headers))
+        rt.router.check_name(canon.model)
+        await send_body(send, 200, count.encode(await rt.dispatcher.count_tokens(canon)))
 
     return handler
 
 
-async def gemini_method(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    method = params["method"]
-    if method in ("generateContent", "streamGenerateContent"):
-        await gw.chat(codec("gemini"), req, params, send, receive)
-    elif method == "countTokens":
-        canon = _module("gemini").decode_count_tokens_request(
-            req.body, RequestContext(params, req.query, req.headers)
-        )
-        gw.runtime.router.check_name(canon.model)
-        n = await gw.dispatcher.count_tokens(canon)
-        await send_body(send, 200, _module("gemini").encode_count_tokens(n))
-    else:
-        raise not_found(f"unknown Gemini method ':{method}'")
+def _list_models(encode: Callable[[list[ModelInfo]], bytes]) -> Handler:
+    async def handler(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        await send_body(send, 200, encode(rt.model_infos()))
+
+    return handler
 
 
-async def anthropic_count(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    mod = _module("anthropic")
-    canon = mod.decode_count_tokens_request(req.body, RequestContext(params, req.query, req.headers))
-    gw.runtime.router.check_name(canon.model)
-    await send_body(send, 200, mod.encode_count_tokens(await gw.dispatcher.count_tokens(canon)))
-
-
-async def list_models(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    models = gw.model_infos()
-    h = req.headers
-    if "anthropic-version" in h:
-        body = _module("anthropic").encode_models(models)
-    elif "x-goog-api-key" in h or "key" in req.query or req.path.startswith("/v1beta"):
-        body = _module("gemini").encode_models(models)
-    else:
-        body = _module("openai_chat").encode_models(models)
-    await send_body(send, 200, body)
-
-
-def _find(gw: "Gateway", model_id: str) -> ModelInfo:
+def _find(rt: Runtime, model_id: str) -> ModelInfo:
     """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise."""
-    gw.runtime.router.check_name(model_id)
-    for m in gw.model_infos():
+    rt.router.check_name(model_id)
+    for m in rt.model_infos():
         if m.id == model_id:
             return m
-    gw.runtime.router.resolve(model_id)  # raises the 404 for unknown names
+    rt.router.resolve(model_id)  # raises the 404 for unknown names
     return ModelInfo(id=model_id)
 
 
-async def get_model(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+def _get_model(describe: Callable[[ModelInfo], bytes]) -> Handler:
+    async def handler(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        await send_body(send, 200, describe(_find(rt, params["id"])))
+
+    return handler
+
+
+def _show_model(describe: Callable[[ModelInfo], bytes]) -> Handler:
+    async def handler(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        try:
+            body = orjson.loads(req.body or b"{}")
+        except orjson.JSONDecodeError:
+            raise invalid("request body is not valid JSON") from None
+        name = body.get("model") or body.get("name") if isinstance(body, dict) else None
+        if not isinstance(name, str):
+            raise invalid("missing required field 'model'", param="model")
+        await send_body(send, 200, describe(_find(rt, name)))
+
+    return handler
+
+
+def _fixed(body: bytes, media_type: str) -> Handler:
+    async def handler(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        await send_body(send, 200, body, media_type)
+
+    return handler
+
+
+async def _accounts(
+    rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
 ) -> None:
-    info = _find(gw, params["id"])
-    await send_body(send, 200, _module("openai_chat").encode_model(info))
-
-
-async def ollama_tags(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    await send_body(send, 200, _module("ollama").encode_tags(gw.model_infos()))
-
-
-async def ollama_show(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    try:
-        body = orjson.loads(req.body or b"{}")
-    except orjson.JSONDecodeError:
-        raise invalid("request body is not valid JSON") from None
-    name = body.get("model") or body.get("name") if isinstance(body, dict) else None
-    if not isinstance(name, str):
-        raise invalid("missing required field 'model'", param="model")
-    info = _find(gw, name)
-    await send_body(send, 200, _module("ollama").encode_show(info))
-
-
-async def ollama_version(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    await send_body(send, 200, _module("ollama").encode_version())
-
-
-async def health(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    await send_body(send, 200, b'{"status":"ok"}')
-
-
-async def root(gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
-    await send_body(send, 200, b"smolgate is running", "text/plain")  # Ollama clients probe GET /
-
-
-async def accounts(
-    gw: "Gateway", req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    pools = gw.runtime.pools
+    pools = rt.pools
     if pools is not None:
         await pools.refresh()  # with Redis: the whole fleet's view, not just this replica's
     snap = pools.snapshot() if pools is not None else []
-    await send_body(send, 200, orjson.dumps({"accounts": snap}, default=_plain))
+    await send_body(send, 200, orjson.dumps({"accounts": snap}, default=msgspec.to_builtins))
 
 
-def _plain(obj):  # type: ignore[no-untyped-def]
-    import msgspec
+_RESPONSES: dict[RouteKind, Handler] = {
+    RouteKind.RESPONSES_CREATE: responses_api.create,
+    RouteKind.RESPONSES_GET: responses_api.retrieve,
+    RouteKind.RESPONSES_DELETE: responses_api.delete,
+    RouteKind.RESPONSES_INPUT_ITEMS: responses_api.input_items,
+}
 
-    return msgspec.to_builtins(obj)
+
+# ------------------------------------------------------------------ binding the specs' routes
 
 
-def register(gw: "Gateway") -> None:
-    r = gw.route
-    r("POST", "/v1/chat/completions", _chat("openai"), "openai")
-    r("POST", "/chat/completions", _chat("openai"), "openai")
-    responses_api.register(gw)  # POST /v1/responses and the stored-response routes
-    r("GET", "/v1/models", list_models, "openai")
-    r("GET", "/v1beta/models", list_models, "gemini")
-    r("POST", "/v1/messages", _chat("anthropic"), "anthropic")
-    r("POST", "/v1/messages/count_tokens", anthropic_count, "anthropic")
-    r("POST", "/api/chat", _chat("ollama"), "ollama")
-    r("POST", "/api/generate", _chat("ollama-generate"), "ollama")
-    r("GET", "/api/tags", ollama_tags, "ollama")
-    r("POST", "/api/show", ollama_show, "ollama")
-    r("GET", "/api/version", ollama_version, "ollama")
-    r("GET", "/health", health, "openai")
-    r("GET", "/healthz", health, "openai")
-    r("GET", "/", root, "ollama")
-    r("HEAD", "/", root, "ollama")
-    r("GET", "/admin/accounts", accounts, "openai")
-    # Gemini's `models/{model}:{method}` under both API versions (google-genai ≥3 uses /v1).
-    r("POST", "/v1beta/models/{model}:{method}", gemini_method, "gemini")
-    r("POST", "/v1/models/{model}:{method}", gemini_method, "gemini")
-    r("GET", "/v1/models/{id:path}", get_model, "openai")
+def _needs(value: T | None, spec: ProtocolSpec, what: str) -> T:
+    if value is None:
+        raise ValueError(f"protocol '{spec.name}' declares a route that needs its {what}")
+    return value
+
+
+def _handler(spec: ProtocolSpec, route: ClientRoute, kind: RouteKind) -> Handler:
+    if kind is RouteKind.CHAT:
+        return _chat(route.codec or spec.codec, spec.key_in_query)
+    if kind is RouteKind.COUNT_TOKENS:
+        return _count_tokens(_needs(spec.count_tokens, spec, "count_tokens"))
+    if kind is RouteKind.LIST_MODELS:
+        return _list_models(_needs(spec.list_models, spec, "list_models"))
+    if kind is RouteKind.GET_MODEL:
+        return _get_model(_needs(spec.describe_model, spec, "describe_model"))
+    if kind is RouteKind.SHOW_MODEL:
+        return _show_model(_needs(spec.describe_model, spec, "describe_model"))
+    if kind is RouteKind.FIXED:
+        return _fixed(route.body, route.media_type)
+    return _RESPONSES[kind]
+
+
+def _bind(spec: ProtocolSpec, route: ClientRoute) -> Handler:
+    if isinstance(route.kind, RouteKind):
+        return _handler(spec, route, route.kind)
+    methods = {name: _handler(spec, route, kind) for name, kind in route.kind.items()}
+
+    async def custom_method(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        method = params["method"]
+        handler = methods.get(method)
+        if handler is None:
+            raise not_found(f"unknown {spec.title} method ':{method}'")
+        await handler(rt, req, params, send, receive)
+
+    return custom_method
+
+
+def _shared(claimants: list[tuple[ProtocolSpec, Handler]]) -> Handler:
+    """One path, several protocols: the first whose markers the request carries answers, else the first."""
+    if len(claimants) == 1:
+        return claimants[0][1]
+    fallback = claimants[0][1]
+    marked = [(spec, h) for spec, h in claimants if spec.marker_headers or spec.marker_query]
+
+    async def handler(
+        rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
+    ) -> None:
+        for spec, h in marked:
+            if spec.marks(req.headers, req.query):
+                return await h(rt, req, params, send, receive)
+        await fallback(rt, req, params, send, receive)
+
+    return handler
+
+
+def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
+    """The route table for these protocols (in precedence order) and the gateway's own routes."""
+    specs = tuple(specs)
+    claims: dict[tuple[str, str], list[tuple[ProtocolSpec, Handler]]] = {}
+    for spec in specs:
+        for route in spec.routes:
+            claims.setdefault((route.method, route.path), []).append((spec, _bind(spec, route)))
+    endpoints = [
+        Endpoint(method, path, _shared(c), c[0][0].codec, any(spec.key_in_query for spec, _ in c))
+        for (method, path), c in claims.items()
+    ]
+    prefixes = {prefix: spec.codec for spec in reversed(specs) for prefix in spec.error_prefixes}
+    if "/" not in prefixes:
+        raise ValueError("no protocol claims the error prefix '/' (the default error shape)")
+    own = prefixes["/"]  # the gateway's own routes answer errors in its default shape
+    health = _fixed(b'{"status":"ok"}', "application/json")
+    endpoints += [
+        Endpoint("GET", "/health", health, own),
+        Endpoint("GET", "/healthz", health, own),
+        Endpoint("GET", "/admin/accounts", _accounts, own),
+    ]
+    return RouteTable(endpoints, prefixes)
+
+
+ROUTES = build(PROTOCOLS.values())
