@@ -1,8 +1,8 @@
 """A small pooled HTTP/1.1 client for upstream calls: asyncio protocol + httptools' C parser.
 
-Why our own: the upstream client is the largest per-request cost of a gateway (cpu-baselines.md: a
-hand-written pooled client sustains ~2.7× aiohttp's request rate on one core; bench/gateway.py compares
-both in the same run). It does exactly what the gateway needs — keep-alive pools per origin, TLS,
+Why our own: the upstream client is the largest per-request cost of a gateway, and a hand-written pooled
+client sustains a multiple of aiohttp's request rate (docs/performance.md; bench/gateway.py compares both in
+the same run). It does exactly what the gateway needs — keep-alive pools per origin, TLS,
 chunked or sized bodies streamed with back-pressure, and closing the socket to cancel an upstream
 request — and nothing else. aiohttp stays available (`transport: aiohttp`), e.g. for HTTP proxies.
 

@@ -1,7 +1,7 @@
 """A thin ASGI layer: request parsing, bounded body reads, plain and streaming responses.
 
-A framework (Starlette) costs ~30% of max throughput on this path (cpu-baselines.md) for features we
-don't use; the gateway's routing is a dozen fixed patterns, so it lives here in a few lines.
+A framework (Starlette) costs a large share of max throughput on this path (docs/performance.md) for
+features we don't use; the gateway's routing is a short static table (table.py).
 """
 
 from __future__ import annotations
