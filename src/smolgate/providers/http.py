@@ -30,8 +30,8 @@ import asyncio
 import logging
 import math
 import re
-from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from typing import Protocol
 from urllib.parse import urlencode, urlsplit
 
 import aiohttp
@@ -121,7 +121,30 @@ class Scrubber:
         return msgspec.structs.replace(ev, message=self.text(ev.message))
 
 
-async def _read_at(resp: Any, deadline: float) -> bytes:
+class UpstreamResponse(Protocol):
+    """What both transports answer with (h1.H1Response, aio.AiohttpResponse)."""
+
+    status: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read_chunk(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class Transport(Protocol):
+    async def post(
+        self, path: str, body: bytes, headers: Mapping[str, str], query: str
+    ) -> UpstreamResponse: ...
+
+    def close(self) -> Awaitable[None] | None: ...
+
+
+async def _read_at(resp: UpstreamResponse, deadline: float) -> bytes:
     """The next chunk, or TimeoutError once the absolute (loop-time) deadline has passed."""
     if asyncio.get_running_loop().time() >= deadline:
         raise TimeoutError
@@ -129,13 +152,13 @@ async def _read_at(resp: Any, deadline: float) -> bytes:
         return await resp.read_chunk()
 
 
-async def _read_body(resp: Any, cap: int, deadline: float, provider: str) -> bytes:
+async def _read_body(resp: UpstreamResponse, cap: int, deadline: float, provider: str) -> bytes:
     """The whole body, never holding more than `cap` bytes (+ one chunk); past it → 502, connection closed."""
     length = resp.headers.get("content-length")
     if length is not None and length.strip().isdigit() and int(length) > cap:
         resp.close()
         raise _over(provider, "a response body")
-    take = getattr(resp, "take_complete", None)
+    take: Callable[[], bytes | None] | None = getattr(resp, "take_complete", None)  # h1 only
     body = take() if take is not None else None
     if body is not None and len(body) <= cap:  # all there already: no timer, no loop
         return body
@@ -156,7 +179,7 @@ async def _read_body(resp: Any, cap: int, deadline: float, provider: str) -> byt
 
 
 class HttpAttempt(Attempt):
-    def __init__(self, provider: HttpProvider, resp: Any, t0: float) -> None:
+    def __init__(self, provider: HttpProvider, resp: UpstreamResponse, t0: float) -> None:
         self._provider = provider
         self._resp = resp
         self._t0 = t0
@@ -276,7 +299,7 @@ class HttpProvider(Provider):
             check_target(urlsplit(cfg.base_url).path or "/")
         except UnsafeRequest as exc:
             raise ConfigError(f"provider '{cfg.name}': {exc}") from None
-        self._transport: Any = (
+        self._transport: Transport = (
             AiohttpTransport(cfg)
             if cfg.transport == "aiohttp"
             else H1Pool(cfg.base_url, cfg.timeouts.connect, cfg.limits.max_header_bytes)
@@ -290,7 +313,9 @@ class HttpProvider(Provider):
             headers.update(self._upstream.auth(api_key))
         return headers
 
-    async def _send(self, req: Request, model: str, api_key: str | None, stream: bool) -> tuple[Any, float]:
+    async def _send(
+        self, req: Request, model: str, api_key: str | None, stream: bool
+    ) -> tuple[UpstreamResponse, float]:
         """Send the request; returns the 2xx response and t0 (loop time when it was sent)."""
         loop = asyncio.get_running_loop()
         t = self.cfg.timeouts
