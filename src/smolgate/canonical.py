@@ -18,6 +18,8 @@ from typing import Any, Literal, Union
 
 import msgspec
 
+from .errors import ErrorKind
+
 
 class Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
     pass
@@ -252,7 +254,7 @@ class MessageStop(Struct, tag="message_stop"):
 class StreamError(Struct, tag="error"):
     """A failure after the stream began; encoders render it as their in-stream error form."""
 
-    kind: str
+    kind: ErrorKind
     message: str
 
 

@@ -471,7 +471,7 @@ def test_stream_encoder_error_event_and_redacted():
         BlockStop(index=0),
         BlockStart(index=1, block=Text(text="")),
         TextDelta(index=1, text="x"),
-        StreamError(kind="overloaded", message="Overloaded"),
+        StreamError(kind=ErrorKind.OVERLOADED, message="Overloaded"),
     ]
     fr = frames(encode_stream(evs))
     assert fr[1][1]["content_block"] == {"type": "redacted_thinking", "data": "OPAQUE"}

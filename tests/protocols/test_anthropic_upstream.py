@@ -121,10 +121,10 @@ def test_stream_decoder_error_event_and_truncation():
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
     )
     evs = decode_stream(err)
-    assert evs[-1] == StreamError(kind="overloaded", message="Overloaded") and len(evs) == 2
+    assert evs[-1] == StreamError(kind=ErrorKind.OVERLOADED, message="Overloaded") and len(evs) == 2
     cut = WIRE_STREAM.index(b"event: message_delta")
     evs = decode_stream(WIRE_STREAM[:cut])
-    assert isinstance(evs[-1], StreamError) and evs[-1].kind == "upstream"
+    assert isinstance(evs[-1], StreamError) and evs[-1].kind is ErrorKind.UPSTREAM
     assert isinstance(decode_stream(b"data: {not json\n\n")[-1], StreamError)
 
 

@@ -475,7 +475,7 @@ class AnthropicCodec(Codec):
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
         status = 529 if err.kind is ErrorKind.OVERLOADED else err.status
-        typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind.value, "api_error")
+        typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind, "api_error")
         rid = new_id("req_")
         message = err.message
         o = err.overflow

@@ -59,28 +59,28 @@ STOP_FROM_WIRE = {
 
 # canonical error kind ↔ Anthropic error type (protocols.md §3.5)
 KIND_TO_TYPE = {
-    ErrorKind.INVALID_REQUEST.value: "invalid_request_error",
-    ErrorKind.AUTH.value: "authentication_error",
-    ErrorKind.PERMISSION.value: "permission_error",
-    ErrorKind.NOT_FOUND.value: "not_found_error",
-    ErrorKind.TOO_LARGE.value: "request_too_large",
-    ErrorKind.RATE_LIMITED.value: "rate_limit_error",
-    ErrorKind.OVERLOADED.value: "overloaded_error",
-    ErrorKind.UPSTREAM.value: "api_error",
-    ErrorKind.TIMEOUT.value: "timeout_error",
-    ErrorKind.INTERNAL.value: "api_error",
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.AUTH: "authentication_error",
+    ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.TOO_LARGE: "request_too_large",
+    ErrorKind.RATE_LIMITED: "rate_limit_error",
+    ErrorKind.OVERLOADED: "overloaded_error",
+    ErrorKind.UPSTREAM: "api_error",
+    ErrorKind.TIMEOUT: "timeout_error",
+    ErrorKind.INTERNAL: "api_error",
 }
 TYPE_TO_KIND = {
-    "invalid_request_error": ErrorKind.INVALID_REQUEST.value,
-    "authentication_error": ErrorKind.AUTH.value,
-    "permission_error": ErrorKind.PERMISSION.value,
-    "billing_error": ErrorKind.PERMISSION.value,
-    "not_found_error": ErrorKind.NOT_FOUND.value,
-    "request_too_large": ErrorKind.TOO_LARGE.value,
-    "rate_limit_error": ErrorKind.RATE_LIMITED.value,
-    "overloaded_error": ErrorKind.OVERLOADED.value,
-    "api_error": ErrorKind.UPSTREAM.value,
-    "timeout_error": ErrorKind.TIMEOUT.value,
+    "invalid_request_error": ErrorKind.INVALID_REQUEST,
+    "authentication_error": ErrorKind.AUTH,
+    "permission_error": ErrorKind.PERMISSION,
+    "billing_error": ErrorKind.PERMISSION,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "request_too_large": ErrorKind.TOO_LARGE,
+    "rate_limit_error": ErrorKind.RATE_LIMITED,
+    "overloaded_error": ErrorKind.OVERLOADED,
+    "api_error": ErrorKind.UPSTREAM,
+    "timeout_error": ErrorKind.TIMEOUT,
 }
 
 _TOOL_ID_OK = re.compile(r"[A-Za-z0-9_-]+")
@@ -148,7 +148,7 @@ def usage_from_wire(d: Any, prev: Usage | None = None) -> Usage:
     )
 
 
-def error_frame(kind: str, message: str) -> bytes:
+def error_frame(kind: ErrorKind, message: str) -> bytes:
     body = {"type": "error", "error": {"type": KIND_TO_TYPE.get(kind, "api_error"), "message": message}}
     return sse_event(orjson.dumps(body), "error")
 
@@ -351,13 +351,11 @@ class AnthropicStreamDecoder(StreamDecoder):
         if self._state != _S.DONE:
             self._state = _S.DONE
             out.append(
-                StreamError(
-                    kind=ErrorKind.UPSTREAM.value, message="upstream stream ended before message_stop"
-                )
+                StreamError(kind=ErrorKind.UPSTREAM, message="upstream stream ended before message_stop")
             )
         return out
 
-    def _fail(self, out: list[Event], kind: str, message: str) -> None:
+    def _fail(self, out: list[Event], kind: ErrorKind, message: str) -> None:
         self._state = _S.DONE
         out.append(StreamError(kind=kind, message=message))
 
@@ -372,9 +370,9 @@ class AnthropicStreamDecoder(StreamDecoder):
         try:
             d = orjson.loads(data)
         except orjson.JSONDecodeError:
-            return self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent an invalid stream event")
+            return self._fail(out, ErrorKind.UPSTREAM, "upstream sent an invalid stream event")
         if not isinstance(d, dict):
-            return self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent an invalid stream event")
+            return self._fail(out, ErrorKind.UPSTREAM, "upstream sent an invalid stream event")
         typ = d.get("type") or event
         if typ == "content_block_delta":
             wi = d.get("index")
@@ -453,7 +451,9 @@ class AnthropicStreamDecoder(StreamDecoder):
             if not isinstance(msg, str):
                 msg = "upstream stream error"
             etype = err.get("type")
-            kind = TYPE_TO_KIND.get(etype, ErrorKind.UPSTREAM.value) if isinstance(etype, str) else "upstream"
+            kind = (
+                TYPE_TO_KIND.get(etype, ErrorKind.UPSTREAM) if isinstance(etype, str) else ErrorKind.UPSTREAM
+            )
             self._fail(out, kind, msg)
         return None
 

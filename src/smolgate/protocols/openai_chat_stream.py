@@ -135,16 +135,9 @@ class ChatStreamEncoder(StreamEncoder):
                 )
             return b""
         if isinstance(event, StreamError):
-            err = GatewayError(_kind(event.kind), event.message)
+            err = GatewayError(event.kind, event.message)
             return sse_event(orjson.dumps({"error": oc.error_object(err)}))
         return b""  # BlockStop, SignatureDelta: nothing on this wire
 
     def close(self) -> bytes:
         return b"data: [DONE]\n\n"
-
-
-def _kind(value: str) -> ErrorKind:
-    try:
-        return ErrorKind(value)
-    except ValueError:
-        return ErrorKind.UPSTREAM

@@ -75,15 +75,15 @@ def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
     return ErrorReply(err.status, orjson.dumps({"error": obj}), headers)
 
 
-def kind_from_error(err: Any) -> str:
+def kind_from_error(err: Any) -> ErrorKind:
     """A canonical ErrorKind value for an in-stream `{"error": {...}}` object."""
     if isinstance(err, dict):
         for key in ("code", "type"):
             value = err.get(key)
             kind = _TYPE_TO_KIND.get(value) if isinstance(value, str) else None
             if kind is not None:
-                return kind.value
-    return ErrorKind.UPSTREAM.value
+                return kind
+    return ErrorKind.UPSTREAM
 
 
 def error_message(err: Any, default: str = "upstream error") -> str:

@@ -81,7 +81,7 @@ class _Base(StreamDecoder):
                 return out
         self._eof(out)
         if not self._finished:
-            self._fail(out, ErrorKind.UPSTREAM.value, "upstream stream ended before it was complete")
+            self._fail(out, ErrorKind.UPSTREAM, "upstream stream ended before it was complete")
         return out
 
     def _data(self, data: str, out: list[Event]) -> None:
@@ -91,7 +91,7 @@ class _Base(StreamDecoder):
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent invalid JSON in its stream")
+            self._fail(out, ErrorKind.UPSTREAM, "upstream sent invalid JSON in its stream")
             return
         if isinstance(obj, dict):
             self._event(obj, out)
@@ -151,7 +151,7 @@ class _Base(StreamDecoder):
             self._begin(out, _Open.REASONING, key, Reasoning(text=""))
         out.append(ReasoningDelta(index=self._index, text=text))
 
-    def _fail(self, out: list[Event], kind: str, message: str) -> None:
+    def _fail(self, out: list[Event], kind: ErrorKind, message: str) -> None:
         self._finished = True
         out.append(StreamError(kind=kind, message=message))
 
@@ -230,7 +230,7 @@ class ChatStreamDecoder(_Base):
 
     def _done(self, out: list[Event]) -> None:
         if not self._started:
-            self._fail(out, ErrorKind.UPSTREAM.value, "upstream stream ended without any chunk")
+            self._fail(out, ErrorKind.UPSTREAM, "upstream stream ended without any chunk")
             return
         self._complete(out, oc.stop_from_finish(self._finish, self._has_tools))
 

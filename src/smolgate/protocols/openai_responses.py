@@ -226,9 +226,7 @@ def decode_response(body: bytes) -> Response:
         d = orjson.loads(body)
         if d.get("status") == "failed" or (d.get("error") and not d.get("output")):
             err = d.get("error")
-            raise GatewayError(
-                ErrorKind(oc.kind_from_error(err)), oc.error_message(err, "upstream response failed")
-            )
+            raise GatewayError(oc.kind_from_error(err), oc.error_message(err, "upstream response failed"))
         blocks: list[Block] = []
         for item in d.get("output") or []:
             blocks.extend(output_item_blocks(item))

@@ -405,7 +405,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             return out + self._ev(f"response.{status}", {"response": self.final})
         if isinstance(event, StreamError):
             self._ended = True
-            code = event.kind if event.kind in ErrorKind._value2member_map_ else ErrorKind.UPSTREAM.value
+            code = event.kind.value
             err = {"code": code, "message": event.message}
             return (
                 out

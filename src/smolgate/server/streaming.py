@@ -23,6 +23,6 @@ async def encode_events(enc: StreamEncoder, first: Any, events: AsyncIterator[An
         yield enc.feed(StreamError(kind=exc.kind.value, message=exc.message))
     except Exception:
         log.exception("internal error while streaming")
-        yield enc.feed(StreamError(kind=ErrorKind.INTERNAL.value, message="internal error while streaming"))
+        yield enc.feed(StreamError(kind=ErrorKind.INTERNAL, message="internal error while streaming"))
     finally:
         await events.aclose()  # type: ignore[attr-defined]
