@@ -24,7 +24,7 @@ from .canonical import (
     ToolCall,
     Usage,
 )
-from .errors import ErrorKind, GatewayError
+from .errors import GatewayError
 
 
 async def collect(events: AsyncIterator[Event]) -> Response:

@@ -28,7 +28,7 @@ from ..canonical import (
     ToolCall,
     Usage,
 )
-from ..errors import ErrorKind, GatewayError
+from ..errors import GatewayError
 from . import openai_common as oc
 from .base import StreamEncoder
 from .common import new_id, now

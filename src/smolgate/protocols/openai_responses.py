@@ -49,7 +49,7 @@ from ..canonical import (
     ToolResult,
     Video,
 )
-from ..errors import ErrorKind, GatewayError, invalid
+from ..errors import GatewayError, invalid
 from . import openai_common as oc
 from .base import Codec, ErrorReply, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import loads_body, new_id, now

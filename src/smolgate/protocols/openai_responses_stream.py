@@ -43,7 +43,6 @@ from ..canonical import (
     ToolCall,
     Usage,
 )
-from ..errors import ErrorKind
 from . import openai_common as oc
 from . import reasoning_blob
 from .base import StreamEncoder
