@@ -64,6 +64,7 @@ from .anthropic_stream import (
     AnthropicStreamEncoder,
     message_id,
     usage_from_wire,
+    wire_usage,
     usage_json,
 )
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
@@ -559,7 +560,7 @@ class AnthropicCodec(Codec):
             if isinstance(stop, str)
             else StopReason.END_TURN,
             stop_sequence=stop_seq if isinstance(stop_seq, str) else None,
-            usage=usage_from_wire(d.get("usage")),
+            usage=usage_from_wire(wire_usage(d.get("usage"))),
         )
 
     def stream_decoder(self) -> StreamDecoder:
