@@ -39,7 +39,7 @@ from . import anthropic_wire as w
 from .base import StreamDecoder, StreamEncoder
 from .common import new_id
 from .sse import SSEParser, sse_event
-from .wire import Invalid, Unknown
+from .wire import Invalid
 
 # ---------------------------------------------------------------- shared tables
 
@@ -375,15 +375,11 @@ class AnthropicStreamDecoder(StreamDecoder):
             return
         ev = w.EVENTS.decode(data, event)
         handler = _HANDLERS.get(type(ev))
-        if handler is not None:
+        if handler is not None:  # None: ping, or an event type we do not model
             handler(self, ev, out)
 
     def _invalid(self, ev: Invalid, out: list[Event]) -> None:
         self._fail(out, ErrorKind.UPSTREAM, "upstream sent an invalid stream event")
-
-    def _unknown(self, ev: Unknown, out: list[Event]) -> None:
-        if ev.kind == "error":  # an error event we cannot read is still the end of the stream
-            self._fail(out, ErrorKind.UPSTREAM, "upstream stream error")
 
     def _delta(self, ev: w.ContentBlockDelta, out: list[Event]) -> None:
         ci = self._map.get(ev.index) if ev.index is not None else None
@@ -493,5 +489,4 @@ _HANDLERS: dict[type, _Handler] = {
     w.MessageStop: AnthropicStreamDecoder._message_stop,
     w.Error: AnthropicStreamDecoder._error,
     Invalid: AnthropicStreamDecoder._invalid,
-    Unknown: AnthropicStreamDecoder._unknown,
 }

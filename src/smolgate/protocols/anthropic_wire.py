@@ -137,16 +137,14 @@ Event = (
 )
 EVENTS: EventDecoder[Event] = EventDecoder(
     Event,
-    frozenset(
-        (
-            "message_start",
-            "content_block_start",
-            "ping",
-            "content_block_delta",
-            "content_block_stop",
-            "message_delta",
-            "message_stop",
-            "error",
-        )
+    (
+        "message_start",
+        "content_block_start",
+        "ping",
+        "content_block_delta",
+        "content_block_stop",
+        "message_delta",
+        "message_stop",
+        "error",
     ),
 )
