@@ -76,13 +76,19 @@ def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
 
 
 def kind_from_error(err: Any) -> ErrorKind:
-    """A canonical ErrorKind value for an in-stream `{"error": {...}}` object."""
-    if isinstance(err, dict):
-        for key in ("code", "type"):
-            value = err.get(key)
-            kind = _TYPE_TO_KIND.get(value) if isinstance(value, str) else None
-            if kind is not None:
-                return kind
+    """A canonical ErrorKind for an in-stream `{"error": {...}}` object."""
+    if not isinstance(err, dict):
+        return ErrorKind.UPSTREAM
+    code, typ = err.get("code"), err.get("type")
+    return kind_from_codes(code if isinstance(code, str) else None, typ if isinstance(typ, str) else None)
+
+
+def kind_from_codes(code: str | None, typ: str | None) -> ErrorKind:
+    """A canonical ErrorKind from an error's `code`, else its `type` (either may be absent)."""
+    for value in (code, typ):
+        kind = _TYPE_TO_KIND.get(value) if value is not None else None
+        if kind is not None:
+            return kind
     return ErrorKind.UPSTREAM
 
 
