@@ -72,11 +72,39 @@ _MODES = {"AUTO": "auto", "ANY": "required", "NONE": "none", "VALIDATED": "auto"
 
 
 def _decode_generate(d: dict[str, Any], model: str, stream: bool, path: str) -> Request:
-    at = (lambda k: f"{path}.{k}") if path else (lambda k: k)
-    contents = fld(d, "contents", list, path, required=True)
+    at = _Path(path)
+    req = Request(model=model, messages=_messages(d, at), stream=stream)
+    req.system = _system(get(d, "systemInstruction"), at("systemInstruction"))
+    req.tools = _tools(d, at)
+    tc = fld(d, "toolConfig", dict, path)
+    fcc = fld(tc, "functionCallingConfig", dict, at("toolConfig")) if tc else None
+    if fcc:
+        _tool_config(req, fcc, f"{at('toolConfig')}.functionCallingConfig")
+    gc = fld(d, "generationConfig", dict, path)
+    if gc:
+        _decode_generation_config(req, gc, at("generationConfig"))
+    safety = get(d, "safetySettings")
+    if isinstance(safety, list) and safety:
+        req.extra["gemini_safety_settings"] = safety
+    return req
+
+
+class _Path:
+    """Names a field for error messages, under the request's own path (countTokens nests it)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+
+def _messages(d: dict[str, Any], at: _Path) -> list[Message]:
     reader = PartReader()
     messages: list[Message] = []
-    for i, content in enumerate(contents):
+    for i, content in enumerate(fld(d, "contents", list, at.path, required=True)):
         cp = f"{at('contents')}[{i}]"
         check(content, dict, cp)
         role_raw = fld(content, "role", str, cp) or "user"
@@ -94,59 +122,59 @@ def _decode_generate(d: dict[str, Any], model: str, stream: bool, path: str) -> 
         if blocks:
             messages.append(Message(role=role, content=blocks))  # type: ignore[arg-type]
     link_tool_results(messages)
-    req = Request(model=model, messages=messages, stream=stream)
+    return messages
 
-    si = get(d, "systemInstruction")
+
+def _system(si: Any, sp: str) -> list[Text]:
+    if si is None:
+        return []
     if isinstance(si, str):
-        req.system = [Text(text=si)]
-    elif si is not None:
-        check(si, dict, at("systemInstruction"))
-        sp = at("systemInstruction")
-        for j, part in enumerate(fld(si, "parts", list, sp) or []):
-            check(part, dict, f"{sp}.parts[{j}]")
-            text = fld(part, "text", str, f"{sp}.parts[{j}]")
-            if text:
-                req.system.append(Text(text=text))
+        return [Text(text=si)]
+    check(si, dict, sp)
+    out = []
+    for j, part in enumerate(fld(si, "parts", list, sp) or []):
+        check(part, dict, f"{sp}.parts[{j}]")
+        text = fld(part, "text", str, f"{sp}.parts[{j}]")
+        if text:
+            out.append(Text(text=text))
+    return out
 
-    for i, tool in enumerate(fld(d, "tools", list, path) or []):
+
+def _tools(d: dict[str, Any], at: _Path) -> list[Tool]:
+    out = []
+    for i, tool in enumerate(fld(d, "tools", list, at.path) or []):
         tp = f"{at('tools')}[{i}]"
         check(tool, dict, tp)
         for j, decl in enumerate(fld(tool, "functionDeclarations", list, tp) or []):
-            dp = f"{tp}.functionDeclarations[{j}]"
-            check(decl, dict, dp)
-            name = fld(decl, "name", str, dp, required=True)
-            schema = fld(decl, "parametersJsonSchema", dict, dp)
-            if schema is None:
-                params = fld(decl, "parameters", dict, dp)
-                schema = to_json_schema(params) if params is not None else None
-            t = Tool(name=name, description=fld(decl, "description", str, dp))
-            if schema is not None:
-                t.parameters = schema
-            req.tools.append(t)
+            out.append(_declaration(decl, f"{tp}.functionDeclarations[{j}]"))
+    return out
 
-    tc = fld(d, "toolConfig", dict, path)
-    fcc = fld(tc, "functionCallingConfig", dict, at("toolConfig")) if tc else None
-    if fcc:
-        fp = f"{at('toolConfig')}.functionCallingConfig"
-        mode = (fld(fcc, "mode", str, fp) or "AUTO").upper()
-        if mode not in _MODES:
-            raise invalid(f"'{fp}.mode' must be AUTO, ANY, NONE or VALIDATED", param=f"{fp}.mode")
-        allowed = fld(fcc, "allowedFunctionNames", list, fp) or []
-        for k, name in enumerate(allowed):
-            check(name, str, f"{fp}.allowedFunctionNames[{k}]")
-        req.tool_choice = ToolChoice(mode=_MODES[mode])  # type: ignore[arg-type]
-        if allowed and mode in ("ANY", "VALIDATED"):
-            req.tools = [t for t in req.tools if t.name in allowed]
-            if len(allowed) == 1 and mode == "ANY":
-                req.tool_choice = ToolChoice(mode="tool", name=allowed[0])
 
-    gc = fld(d, "generationConfig", dict, path)
-    if gc:
-        _decode_generation_config(req, gc, at("generationConfig"))
-    safety = get(d, "safetySettings")
-    if isinstance(safety, list) and safety:
-        req.extra["gemini_safety_settings"] = safety
-    return req
+def _declaration(decl: Any, dp: str) -> Tool:
+    check(decl, dict, dp)
+    name = fld(decl, "name", str, dp, required=True)
+    schema = fld(decl, "parametersJsonSchema", dict, dp)
+    if schema is None:
+        params = fld(decl, "parameters", dict, dp)
+        schema = to_json_schema(params) if params is not None else None
+    t = Tool(name=name, description=fld(decl, "description", str, dp))
+    if schema is not None:
+        t.parameters = schema
+    return t
+
+
+def _tool_config(req: Request, fcc: dict[str, Any], fp: str) -> None:
+    mode = (fld(fcc, "mode", str, fp) or "AUTO").upper()
+    if mode not in _MODES:
+        raise invalid(f"'{fp}.mode' must be AUTO, ANY, NONE or VALIDATED", param=f"{fp}.mode")
+    allowed = fld(fcc, "allowedFunctionNames", list, fp) or []
+    for k, name in enumerate(allowed):
+        check(name, str, f"{fp}.allowedFunctionNames[{k}]")
+    req.tool_choice = ToolChoice(mode=_MODES[mode])  # type: ignore[arg-type]
+    if allowed and mode in ("ANY", "VALIDATED"):
+        req.tools = [t for t in req.tools if t.name in allowed]
+        if len(allowed) == 1 and mode == "ANY":
+            req.tool_choice = ToolChoice(mode="tool", name=allowed[0])
 
 
 def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None:
