@@ -37,6 +37,7 @@ from typing import Any
 
 import orjson
 
+from .. import retry_after
 from ..canonical import (
     Block,
     Image,
@@ -64,8 +65,8 @@ from .anthropic_stream import (
     AnthropicStreamEncoder,
     message_id,
     usage_from_wire,
-    wire_usage,
     usage_json,
+    wire_usage,
 )
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import (
@@ -494,9 +495,7 @@ class AnthropicCodec(Codec):
                 message = f"prompt is too long: {message}"
         elif err.param and err.kind is ErrorKind.INVALID_REQUEST and err.param not in message:
             message = f"{err.param}: {message}"
-        headers = {"request-id": rid}
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(0, int(err.retry_after + 0.999)))
+        headers = {"request-id": rid, **retry_after.render(err.retry_after)}
         if err.kind in _NO_RETRY:
             headers["x-should-retry"] = "false"
         body = {"type": "error", "error": {"type": typ, "message": message}, "request_id": rid}
@@ -579,22 +578,7 @@ class AnthropicCodec(Codec):
             pass
         if not message:
             message = body[:500].decode("utf-8", "replace").strip() or f"upstream returned HTTP {status}"
-        return from_status(status, message, _retry_after(headers))
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    low = {k.lower(): v for k, v in headers.items()}
-    if "retry-after-ms" in low:
-        try:
-            return float(low["retry-after-ms"]) / 1000
-        except ValueError:
-            pass
-    if "retry-after" in low:
-        try:
-            return float(low["retry-after"])
-        except ValueError:
-            return None
-    return None
+        return from_status(status, message, retry_after.from_headers(headers))
 
 
 __all__ = [

@@ -23,14 +23,13 @@ Lossy:
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from .. import reasoning
+from .. import reasoning, retry_after
 from ..canonical import (
     Image,
     Message,
@@ -258,22 +257,12 @@ def encode_models(models: list[ModelInfo]) -> bytes:
 # ---------------------------------------------------------------- the codec
 
 
-def _retry_after(headers: Mapping[str, str], err: Any) -> float | None:
-    raw = headers.get("retry-after") or headers.get("Retry-After")
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
+def _retry_delay(err: Any) -> str | None:
+    """Gemini's own hint in the error body: `RetryInfo.retryDelay`, a protobuf duration ("12.5s")."""
     for detail in (err.get("details") or []) if isinstance(err, dict) else ():
         delay = detail.get("retryDelay") if isinstance(detail, dict) else None
-        if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return float(delay[:-1])
-            except ValueError:
-                pass
+        if isinstance(delay, str):
+            return delay
     return None
 
 
@@ -297,9 +286,7 @@ class GeminiCodec(Codec):
         return GeminiStreamEncoder(show_thoughts=_thoughts(req))
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        headers: dict[str, str] = {}
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(0, int(err.retry_after + 0.999)))
+        headers = retry_after.render(err.retry_after)
         message, o = err.message, err.overflow
         if err.code == CONTEXT_LENGTH_EXCEEDED and o is not None and o.prompt_tokens and o.limit:
             extra = f" plus maxOutputTokens ({o.max_tokens})" if o.max_tokens is not None else ""
@@ -425,7 +412,7 @@ class GeminiCodec(Codec):
             message = body[:500].decode("utf-8", "replace").strip() or f"Gemini returned HTTP {status}"
         if status == 400 and isinstance(err, dict) and _reason(err) == "API_KEY_INVALID":
             status = 401  # Gemini answers a bad key with 400: it is our credential, not the client's request
-        return from_status(status, message, _retry_after(headers, err))
+        return from_status(status, message, retry_after.from_headers(headers, hint=_retry_delay(err)))
 
 
 def _reason(err: dict[str, Any]) -> str | None:

@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .. import reasoning
+from .. import reasoning, retry_after
 from ..canonical import (
     Image,
     Message,
@@ -264,9 +264,7 @@ class OllamaChatCodec(Codec):
         return OllamaStreamEncoder(self._generate, req.model)
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        headers = (
-            {"retry-after": str(max(0, int(err.retry_after + 0.999)))} if err.retry_after is not None else {}
-        )
+        headers = retry_after.render(err.retry_after)
         message = err.message
         if err.code == CONTEXT_LENGTH_EXCEEDED:  # Ollama's own wording (its runner's 400), counts when known
             o = err.overflow
@@ -379,12 +377,7 @@ class OllamaChatCodec(Codec):
         except orjson.JSONDecodeError:
             pass
         message = message or body[:500].decode("utf-8", "replace").strip() or f"Ollama returned HTTP {status}"
-        retry = headers.get("retry-after") or headers.get("Retry-After")
-        try:
-            retry_after = float(retry) if retry else None
-        except ValueError:
-            retry_after = None
-        return from_status(status, message, retry_after)
+        return from_status(status, message, retry_after.from_headers(headers))
 
 
 class OllamaGenerateCodec(OllamaChatCodec):
