@@ -265,7 +265,7 @@ def test_tools_tool_choice_thinking_and_output_config():
     assert r.tools == [
         Tool(name="get_weather", description="w", parameters={"type": "object", "properties": {}})
     ]
-    assert r.extra["anthropic_server_tools"] == [tools[1]]
+    assert r.extras.anthropic.server_tools == [tools[1]]
     assert r.tool_choice == ToolChoice(mode="required", parallel=False)
     assert r.reasoning == ReasoningConfig(enabled=True, budget_tokens=2048, effort="high")
     assert r.response_format == ResponseFormat(type="json_schema", schema={"type": "object"})
@@ -300,7 +300,7 @@ def test_decode_rejects_non_object_and_bad_json():
 
 def test_beta_header_rides_in_extra():
     r = dec(base(), RequestContext(headers={"anthropic-beta": "interleaved-thinking-2025-05-14"}))
-    assert r.extra["anthropic_beta"] == "interleaved-thinking-2025-05-14"
+    assert r.extras.anthropic.beta == "interleaved-thinking-2025-05-14"
     up = codec.encode_request(r, "claude-up")
     assert up.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
 

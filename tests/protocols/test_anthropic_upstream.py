@@ -438,7 +438,7 @@ def test_stream_decoder_closes_interleaved_blocks():
 def test_claude_code_billing_header_only_reaches_anthropic():
     bh = "x-anthropic-billing-header: cc_version=2.1.80.abc; cc_entrypoint=cli; cch=00000;"
     r = dec(base(system=[{"type": "text", "text": bh}, {"type": "text", "text": "You are Claude Code."}]))
-    assert r.system == [Text(text="You are Claude Code.")] and r.extra["anthropic_billing_header"] == bh
+    assert r.system == [Text(text="You are Claude Code.")] and r.extras.anthropic.billing_header == bh
     sent = orjson.loads(codec.encode_request(r, "m").body)
     assert sent["system"] == [{"type": "text", "text": bh}, {"type": "text", "text": "You are Claude Code."}]
 

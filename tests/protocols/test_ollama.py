@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from smolgate.canonical import (
     BlockStart,
     BlockStop,
+    Extras,
     Image,
     Message,
     MessageDelta,
     MessageStart,
     MessageStop,
+    OllamaExtras,
     Reasoning,
     ReasoningConfig,
     ReasoningDelta,
@@ -255,7 +257,12 @@ def test_decode_generate():
         },
         gen,
     )
-    assert r.stream and r.system_text == "sys" and r.max_tokens == 3 and r.extra == {"ollama_suffix": "END"}
+    assert (
+        r.stream
+        and r.system_text == "sys"
+        and r.max_tokens == 3
+        and r.extras == Extras(ollama=OllamaExtras(suffix="END"))
+    )
     assert r.messages == [
         Message(role="user", content=[Image(data=PNG, media_type="image/png"), Text(text="why?")])
     ]

@@ -177,8 +177,8 @@ def test_decode_full_request():
     assert r.max_tokens == 9  # max_completion_tokens preferred
     assert r.stop == ["END"] and r.temperature == 0.5 and r.top_p == 1 and r.seed == 7 and r.top_k == 3
     assert r.reasoning == ReasoningConfig(enabled=True, effort="low")
-    assert r.stream and r.extra["openai_include_usage"] is True
-    assert r.extra["openai_passthrough"] == {"frequency_penalty": 0.1}
+    assert r.stream and r.extras.openai.include_usage is True
+    assert r.extras.openai.passthrough == {"frequency_penalty": 0.1}
     assert r.metadata == {"k": "v"}
 
 
@@ -205,7 +205,7 @@ def test_decode_small_variants():
             "stream": True,
         }
     )
-    assert r.response_format is None and r.extra["openai_include_usage"] is False
+    assert r.response_format is None and r.extras.openai.include_usage is False
     r = dec(
         {
             "model": "m",

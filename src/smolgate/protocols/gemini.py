@@ -13,7 +13,7 @@ Lossy:
 - Only functionDeclarations tools are kept; googleSearch, codeExecution, urlContext and other hosted tools are ignored.
 - executableCode / codeExecutionResult / videoMetadata parts and inlineData other than image/* or video/* are not representable (the latter is a 400).
 - allowedFunctionNames with mode ANY narrows the tool list (a single name becomes tool choice "tool"); VALIDATED mode is treated as AUTO.
-- safetySettings pass through only to a Gemini upstream (Request.extra); cachedContent, presencePenalty, frequencyPenalty, responseLogprobs, mediaResolution, speechConfig and labels are ignored.
+- safetySettings pass through only to a Gemini upstream (Request.extras.gemini); cachedContent, presencePenalty, frequencyPenalty, responseLogprobs, mediaResolution, speechConfig and labels are ignored.
 - thinkingLevel maps to reasoning effort (and is sent back as given to a Gemini upstream); effort without a budget maps to thinkingBudget 128/1024/2048/4096/8192/16384 (minimal…max), see reasoning.py; includeThoughts without a budget or level is only a hint (other upstreams see it only for targets declared `reasoning: true`).
 - cachedContent (explicit caches) is ignored; `cachedContentTokenCount` reports cache reads, prompt-cache writes have no Gemini field.
 - finishReason cannot name a matched stop sequence or a tool call: STOP covers end_turn/stop_sequence/tool_use (tool_use is inferred from functionCall parts); the SAFETY family maps to content_filter.
@@ -84,7 +84,7 @@ def _decode_generate(d: dict[str, Any], model: str, stream: bool, path: str) -> 
         _decode_generation_config(req, gc, at("generationConfig"))
     safety = get(d, "safetySettings")
     if isinstance(safety, list) and safety:
-        req.extra["gemini_safety_settings"] = safety
+        req.extras.gemini.safety_settings = safety
     return req
 
 
@@ -204,7 +204,7 @@ def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None
         effort = reasoning.gemini_effort(level) if level else None
         include = fld(thinking, "includeThoughts", bool, tp)
         if effort is not None:
-            req.extra["gemini_thinking_level"] = level
+            req.extras.gemini.thinking_level = level
         if budget is None and effort is None:  # includeThoughts alone: show thoughts if the model thinks
             req.reasoning = (
                 ReasoningConfig(include_thoughts=include, hint=True) if include is not None else None
@@ -337,14 +337,13 @@ class GeminiCodec(Codec):
             gc["responseMimeType"] = "application/json"
             if rf.type == "json_schema" and rf.schema is not None:
                 gc["responseJsonSchema"] = rf.schema
-        level = req.extra.get("gemini_thinking_level")
-        thinking = reasoning.gemini_thinking(req.reasoning, level if isinstance(level, str) else None)
+        thinking = reasoning.gemini_thinking(req.reasoning, req.extras.gemini.thinking_level)
         if thinking is not None:
             gc["thinkingConfig"] = thinking
         if gc:
             body["generationConfig"] = gc
-        if req.extra.get("gemini_safety_settings"):
-            body["safetySettings"] = req.extra["gemini_safety_settings"]
+        if req.extras.gemini.safety_settings:
+            body["safetySettings"] = req.extras.gemini.safety_settings
         method = "streamGenerateContent" if req.stream else "generateContent"
         # The model is one percent-encoded path segment, whatever a client wrote (`provider/model` addressing)
         path = upstream_path(

@@ -34,8 +34,6 @@ from .base import StreamEncoder
 from .common import new_id, now
 from .sse import sse_event
 
-INCLUDE_USAGE = "openai_include_usage"  # Request.extra flag set by decode_request, read here
-
 
 def chat_id(rid: str) -> str:
     return rid if rid.startswith("chatcmpl-") else "chatcmpl-" + (rid or new_id("", 24))
@@ -48,7 +46,7 @@ class ChatStreamEncoder(StreamEncoder):
 
     def __init__(self, req: Request) -> None:
         self._req = req
-        self._include_usage = bool(req.extra.get(INCLUDE_USAGE, False))
+        self._include_usage = req.extras.openai.include_usage
         self._prefix = b""
         self._tool_index: dict[int, int] = {}  # canonical block index → tool_calls[].index
         self._next_tool = 0

@@ -54,7 +54,7 @@ from . import openai_common as oc
 from .base import Codec, ErrorReply, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import loads_body, new_id, now
 from .openai_decoders import ResponsesStreamDecoder, output_item_blocks, responses_stop
-from .openai_responses_input import PARAMS_KEY, PROTOCOL, TOOL_CHOICE_KEY, decode
+from .openai_responses_input import PROTOCOL, decode
 from .openai_responses_stream import (
     ResponsesStreamEncoder,
     client_view,
@@ -173,7 +173,7 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
     if tools:
         body["tools"] = tools
         tc = req.tool_choice
-        raw_choice = req.extra.get(TOOL_CHOICE_KEY)
+        raw_choice = req.extras.responses.tool_choice
         if raw_choice is not None:
             body["tool_choice"] = raw_choice
         elif tc is not None and tc.mode == "tool":
@@ -208,9 +208,7 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
             **({"summary": "auto"} if req.reasoning and req.reasoning.include_thoughts else {}),
         }
         body["include"] = ["reasoning.encrypted_content"]
-    params = req.extra.get(PARAMS_KEY)
-    if isinstance(params, dict):
-        body.update({k: v for k, v in params.items() if k not in body})
+    body.update({k: v for k, v in req.extras.responses.params.items() if k not in body})
     if req.stream:
         body["stream"] = True
     return UpstreamRequest(
