@@ -39,7 +39,7 @@ from . import anthropic_wire as w
 from .base import StreamDecoder, StreamEncoder
 from .common import new_id
 from .sse import SSEParser, sse_event
-from .wire import Invalid
+from .wire import Invalid, Unknown
 
 # ---------------------------------------------------------------- shared tables
 
@@ -439,18 +439,13 @@ class AnthropicStreamDecoder(StreamDecoder):
     def _block_start(self, ev: w.ContentBlockStart, out: list[Event]) -> None:
         self._ensure_started(out)
         wi = ev.index
-        if wi is None or wi in self._map or wi in self._skip or not _is_object(ev.content_block):
+        cb = w.BLOCKS.decode(ev.content_block)
+        if wi is None or wi in self._map or wi in self._skip or isinstance(cb, Invalid):
             return
-        try:
-            cb: w.ContentBlock | None = w.BLOCK.decode(ev.content_block)
-        except (
-            msgspec.ValidationError
-        ):  # server_tool_use, web_search_tool_result, …: not modelled canonically
-            cb = None
         for open_ci in sorted(self._open):  # a new block closes any still-open one (never interleave)
             out.append(BlockStop(index=open_ci))
         self._open.clear()
-        if cb is None:
+        if isinstance(cb, Unknown):  # server_tool_use, web_search_tool_result, …: not modelled canonically
             self._skip.add(wi)
             return
         ci = self._next
@@ -473,10 +468,6 @@ def _block(cb: w.ContentBlock, ci: int) -> tuple[Text | ToolCall | Reasoning, Ev
     if isinstance(cb, w.ThinkingBlock):
         return Reasoning(), ReasoningDelta(index=ci, text=cb.thinking) if cb.thinking else None
     return Reasoning(redacted=cb.data or ""), None
-
-
-def _is_object(raw: msgspec.Raw) -> bool:
-    return bytes(memoryview(raw)[:1]) == b"{"
 
 
 _Handler = Callable[[AnthropicStreamDecoder, Any, list[Event]], None]

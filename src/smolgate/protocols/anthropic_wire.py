@@ -54,7 +54,9 @@ class RedactedThinkingBlock(Wire, tag="redacted_thinking"):
 
 
 ContentBlock = TextBlock | ToolUseBlock | ThinkingBlock | RedactedThinkingBlock
-BLOCK = msgspec.json.Decoder(ContentBlock)
+BLOCKS: EventDecoder[ContentBlock] = EventDecoder(
+    ContentBlock, ("text", "tool_use", "thinking", "redacted_thinking")
+)
 
 
 class TextDelta(Wire, tag="text_delta"):
@@ -85,7 +87,7 @@ class MessageStart(Wire, tag="message_start"):
 
 class ContentBlockStart(Wire, tag="content_block_start"):
     index: int | None = None
-    # decoded apart with BLOCK: an unknown block type (server tools, …) is skipped, not fatal
+    # decoded apart with BLOCKS: an unknown block type (server tools, …) is skipped, not fatal
     content_block: msgspec.Raw = msgspec.field(default_factory=lambda: msgspec.Raw(b"null"))
 
 

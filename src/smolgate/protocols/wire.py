@@ -50,7 +50,7 @@ class EventDecoder(Generic[T]):
         # a known event whose fields have the wrong shape reads as the bare event: every field its default
         self._bare: dict[str, T] = {k: msgspec.convert({"type": k}, union) for k in known}
 
-    def decode(self, data: str, event: str | None = None) -> T | Unknown | Invalid:
+    def decode(self, data: str | bytes | msgspec.Raw, event: str | None = None) -> T | Unknown | Invalid:
         """`event` (the SSE `event:` line) names the type when the payload carries none."""
         try:
             return self._union.decode(data)
@@ -68,7 +68,7 @@ class EventDecoder(Generic[T]):
         bare = self._bare.get(kind) if kind is not None else None
         return bare if bare is not None else Unknown(kind=kind)
 
-    def _with_type(self, data: str, event: str) -> T:
+    def _with_type(self, data: str | bytes | msgspec.Raw, event: str) -> T:
         obj = msgspec.json.decode(data)
         obj["type"] = event
         try:
