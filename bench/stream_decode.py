@@ -125,6 +125,33 @@ def measure(n: int) -> dict[str, float | str]:
     return out
 
 
+def payload_only(n: int) -> dict[str, float]:
+    """The layer the typed decoders changed, without SSE framing: every `data:` payload of each stream
+    through `orjson.loads` (what the dict walkers started from) and through the typed wire union."""
+    import orjson
+
+    from smolgate.protocols import anthropic_wire, openai_responses_wire
+    from smolgate.protocols.sse import SSEParser
+
+    out: dict[str, float] = {}
+    for name, wire, events in (
+        ("anthropic", anthropic_stream(), anthropic_wire.EVENTS),
+        ("responses", responses_stream(), openai_responses_wire.EVENTS),
+    ):
+        datas = [m.data for m in SSEParser().feed(wire)]
+        for label, decode in (("orjson", orjson.loads), ("typed", events.decode)):
+            best = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                for _ in range(n):
+                    for d in datas:
+                        decode(d)
+                best = min(best, time.perf_counter() - t0)
+            out[f"{name}_{label}"] = best
+        out[f"{name}_speedup"] = round(out[f"{name}_orjson"] / out[f"{name}_typed"], 3)
+    return out
+
+
 def _child(n: int, src: Path) -> dict[str, float | str]:
     env = {**os.environ, "PYTHONPATH": str(src)}
     run = [sys.executable, __file__, "--n", str(n), "--child"]
@@ -173,6 +200,7 @@ def main() -> None:
         result["baseline"] = {"rev": args.baseline, **base}
         result["speedup"] = {k: round(float(base[k]) / float(cur[k]), 3) for k in names}
         result["same_events"] = all(base[k + "_events"] == cur[k + "_events"] for k in names)
+    result["payload_only"] = payload_only(args.n)
     print(json.dumps(result, indent=2))
     if args.out:
         args.out.write_text(json.dumps(result, indent=2) + "\n")
