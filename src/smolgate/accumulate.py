@@ -24,7 +24,7 @@ from .canonical import (
     ToolCall,
     Usage,
 )
-from .errors import ErrorKind, GatewayError
+from .errors import GatewayError
 
 
 async def collect(events: AsyncIterator[Event]) -> Response:
@@ -49,7 +49,7 @@ async def collect(events: AsyncIterator[Event]) -> Response:
             stop_seq = ev.stop_sequence or stop_seq
             usage = ev.usage or usage
         elif isinstance(ev, StreamError):
-            raise GatewayError(ErrorKind(ev.kind), ev.message)
+            raise GatewayError(ev.kind, ev.message)
     content: list[Block] = []
     for i in sorted(blocks):
         b, joined = blocks[i], "".join(parts[i])

@@ -18,6 +18,8 @@ from typing import Any, Literal, Union
 
 import msgspec
 
+from .errors import ErrorKind
+
 
 class Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
     pass
@@ -139,6 +141,67 @@ class Origin(Struct):
     owner: str = ""
 
 
+# ---------------------------------------------------------------- extras: settings with no canonical field
+#
+# Each protocol's decoder keeps here what its own upstream encoder replays verbatim (and nothing else reads,
+# except where noted); other protocols' encoders ignore them.
+
+
+class AnthropicExtras(Struct):
+    thinking: dict[str, Any] | None = None  # the client's `thinking` config as sent (reasoning.py strips it)
+    effort: str | None = None  # output_config.effort (reasoning.py strips it)
+    output_config: dict[str, Any] = msgspec.field(default_factory=dict)  # its other keys
+    # mid-conversation system messages: (start, end, position) = system[start:end] stood before messages[position]
+    system_positions: list[tuple[int, int, int]] = msgspec.field(default_factory=list)
+    billing_header: str | None = None  # Claude Code's attribution line, first in `system`
+    server_tools: list[dict[str, Any]] = msgspec.field(default_factory=list)  # web_search_*, bash_*, …
+    beta: str | None = None  # the `anthropic-beta` header
+    passthrough: dict[str, Any] = msgspec.field(default_factory=dict)  # body keys with no canonical field
+
+
+class OpenAIExtras(Struct):
+    include_usage: bool = False  # stream_options.include_usage (the Chat stream encoder reads it)
+    passthrough: dict[str, Any] = msgspec.field(default_factory=dict)
+
+
+class GeminiExtras(Struct):
+    safety_settings: list[Any] = msgspec.field(default_factory=list)
+    thinking_level: str | None = None  # thinkingConfig.thinkingLevel as the client spelled it
+
+
+class ResponsesClient(Struct):
+    """What a Responses client asked of the answer rather than of the model (the encoders and the
+    server's response store read it)."""
+
+    include: list[str] = msgspec.field(default_factory=list)
+    store: bool = True
+    previous_response_id: str | None = None
+
+
+class ResponsesExtras(Struct):
+    client: ResponsesClient | None = None  # None: the request did not come from a Responses client
+    params: dict[str, Any] = msgspec.field(default_factory=dict)  # Responses-only parameters
+    hosted_tools: list[dict[str, Any]] = msgspec.field(
+        default_factory=list
+    )  # web_search, mcp, … (tool_kinds)
+    namespaces: dict[str, str] = msgspec.field(default_factory=dict)  # namespace name → description
+    tool_choice: str | dict[str, Any] | None = None  # a tool_choice with no canonical form, as sent
+
+
+class OllamaExtras(Struct):
+    suffix: str | None = None  # /api/generate `suffix`
+
+
+class Extras(Struct):
+    """Provider pass-through, one typed member per protocol, never interpreted across protocols."""
+
+    anthropic: AnthropicExtras = msgspec.field(default_factory=AnthropicExtras)
+    openai: OpenAIExtras = msgspec.field(default_factory=OpenAIExtras)
+    gemini: GeminiExtras = msgspec.field(default_factory=GeminiExtras)
+    responses: ResponsesExtras = msgspec.field(default_factory=ResponsesExtras)
+    ollama: OllamaExtras = msgspec.field(default_factory=OllamaExtras)
+
+
 class Request(Struct):
     model: str
     messages: list[Message]
@@ -155,7 +218,7 @@ class Request(Struct):
     stream: bool = False
     reasoning: ReasoningConfig | None = None
     metadata: dict[str, Any] = msgspec.field(default_factory=dict)
-    extra: dict[str, Any] = msgspec.field(default_factory=dict)  # provider pass-through, never interpreted
+    extras: Extras = msgspec.field(default_factory=Extras)  # provider pass-through, never interpreted
     origin: Origin | None = None  # set by the server, never by a decoder (signatures.py)
 
     @property
@@ -252,7 +315,7 @@ class MessageStop(Struct, tag="message_stop"):
 class StreamError(Struct, tag="error"):
     """A failure after the stream began; encoders render it as their in-stream error form."""
 
-    kind: str
+    kind: ErrorKind
     message: str
 
 

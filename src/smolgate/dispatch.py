@@ -135,7 +135,7 @@ class Dispatcher:
                 yield ev
         except GatewayError as exc:
             lease.record(error=exc.kind)  # type: ignore[attr-defined]
-            yield StreamError(kind=exc.kind.value, message=exc.message)
+            yield StreamError(kind=exc.kind, message=exc.message)
         finally:
             await attempt.aclose()
             await lease.release()  # type: ignore[attr-defined]

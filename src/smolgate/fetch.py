@@ -104,10 +104,12 @@ async def fetch_media(
             host_header = f"[{host}]" if ":" in host else host
             if port != default_port:
                 host_header += f":{port}"
-            kwargs = {"server_hostname": host} if parts.scheme.lower() == "https" else {}
+            server_hostname = host if parts.scheme.lower() == "https" else None
             try:
                 headers = {"Host": host_header, "Accept-Encoding": "identity"}
-                async with session.get(direct, allow_redirects=False, headers=headers, **kwargs) as resp:
+                async with session.get(
+                    direct, allow_redirects=False, headers=headers, server_hostname=server_hostname
+                ) as resp:
                     if resp.status in (301, 302, 303, 307, 308) and "location" in resp.headers:
                         url = urljoin(url, resp.headers["location"])
                         continue

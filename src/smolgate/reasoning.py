@@ -55,8 +55,6 @@ OLLAMA_THINK = {
     "xhigh": "high",
     "max": "high",
 }
-# Request.extra keys that carry Anthropic reasoning settings verbatim (set by the Anthropic decoder)
-EXTRA_KEYS = ("anthropic_thinking", "anthropic_effort")
 
 
 # ---------------------------------------------------------------- the level table
@@ -152,7 +150,8 @@ def ollama_think(cfg: ReasoningConfig | None) -> bool | str | None:
 
 
 def carries_reasoning(req: Request) -> bool:
-    return req.reasoning is not None or any(k in req.extra for k in EXTRA_KEYS)
+    ax = req.extras.anthropic  # the Anthropic decoder keeps the client's own thinking settings here
+    return req.reasoning is not None or ax.thinking is not None or ax.effort is not None
 
 
 def strip(req: Request) -> Request:
@@ -160,9 +159,8 @@ def strip(req: Request) -> Request:
     `context_management` edits that only work with thinking on (`clear_thinking_*`)."""
     if not carries_reasoning(req):
         return req
-    extra = {k: v for k, v in req.extra.items() if k not in EXTRA_KEYS}
-    passthrough = extra.get("anthropic_passthrough")
-    cm = passthrough.get("context_management") if isinstance(passthrough, dict) else None
+    passthrough = req.extras.anthropic.passthrough
+    cm = passthrough.get("context_management")
     if isinstance(cm, dict) and isinstance(cm.get("edits"), list):
         edits = [
             e
@@ -170,10 +168,10 @@ def strip(req: Request) -> Request:
             if not (isinstance(e, dict) and str(e.get("type")).startswith("clear_thinking"))
         ]
         rest = {k: v for k, v in passthrough.items() if k != "context_management"}
-        extra["anthropic_passthrough"] = (
-            {**rest, "context_management": {**cm, "edits": edits}} if edits else rest
-        )
-    return msgspec.structs.replace(req, reasoning=None, extra=extra)
+        passthrough = {**rest, "context_management": {**cm, "edits": edits}} if edits else rest
+    ax = msgspec.structs.replace(req.extras.anthropic, thinking=None, effort=None, passthrough=passthrough)
+    extras = msgspec.structs.replace(req.extras, anthropic=ax)
+    return msgspec.structs.replace(req, reasoning=None, extras=extras)
 
 
 def for_target(req: Request, reasons: bool | None) -> Request:

@@ -11,8 +11,8 @@ keeps every tool a function, so that every other codec renders it untouched:
 
 Only the Responses codec reverses this (`lookup` by flat name), on the way out to a Responses client or a
 Responses upstream; a call whose name matches no tool of the request stays a plain function call.
-Hosted tools (web_search, mcp, …) have no canonical form at all: they ride in `Request.extra` and reach
-Responses upstreams only (see `HOSTED_KEY`).
+Hosted tools (web_search, mcp, …) have no canonical form at all: they ride in `Request.extras.responses` and
+reach Responses upstreams only (see `hosted_tools`).
 """
 
 from __future__ import annotations
@@ -36,7 +36,6 @@ CUSTOM_PARAMETERS: dict[str, Any] = {
     "required": [CUSTOM_ARG],
     "additionalProperties": False,
 }
-HOSTED_KEY = "openai_responses_hosted_tools"  # Request.extra: the client's hosted tool definitions, raw
 
 
 def flat_name(namespace: str | None, name: str) -> str:
@@ -81,8 +80,8 @@ def lookup(req: Request) -> dict[str, Tool]:
 
 
 def hosted_tools(req: Request) -> list[dict[str, Any]]:
-    raw = req.extra.get(HOSTED_KEY)
-    return raw if isinstance(raw, list) else []
+    """The client's hosted tool definitions, as sent (web_search, mcp, …)."""
+    return req.extras.responses.hosted_tools
 
 
 def hosted_names(req: Request) -> list[str]:

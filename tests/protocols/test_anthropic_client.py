@@ -265,7 +265,7 @@ def test_tools_tool_choice_thinking_and_output_config():
     assert r.tools == [
         Tool(name="get_weather", description="w", parameters={"type": "object", "properties": {}})
     ]
-    assert r.extra["anthropic_server_tools"] == [tools[1]]
+    assert r.extras.anthropic.server_tools == [tools[1]]
     assert r.tool_choice == ToolChoice(mode="required", parallel=False)
     assert r.reasoning == ReasoningConfig(enabled=True, budget_tokens=2048, effort="high")
     assert r.response_format == ResponseFormat(type="json_schema", schema={"type": "object"})
@@ -300,7 +300,7 @@ def test_decode_rejects_non_object_and_bad_json():
 
 def test_beta_header_rides_in_extra():
     r = dec(base(), RequestContext(headers={"anthropic-beta": "interleaved-thinking-2025-05-14"}))
-    assert r.extra["anthropic_beta"] == "interleaved-thinking-2025-05-14"
+    assert r.extras.anthropic.beta == "interleaved-thinking-2025-05-14"
     up = codec.encode_request(r, "claude-up")
     assert up.headers["anthropic-beta"] == "interleaved-thinking-2025-05-14"
 
@@ -471,7 +471,7 @@ def test_stream_encoder_error_event_and_redacted():
         BlockStop(index=0),
         BlockStart(index=1, block=Text(text="")),
         TextDelta(index=1, text="x"),
-        StreamError(kind="overloaded", message="Overloaded"),
+        StreamError(kind=ErrorKind.OVERLOADED, message="Overloaded"),
     ]
     fr = frames(encode_stream(evs))
     assert fr[1][1]["content_block"] == {"type": "redacted_thinking", "data": "OPAQUE"}

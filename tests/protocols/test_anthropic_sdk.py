@@ -198,7 +198,7 @@ def test_sdk_mid_stream_error_raises():
         MessageStart(id="m", model="x"),
         BlockStart(index=0, block=Text(text="")),
         TextDelta(index=0, text="a"),
-        StreamError(kind="overloaded", message="Overloaded"),
+        StreamError(kind=ErrorKind.OVERLOADED, message="Overloaded"),
     ]
     client, _ = sdk(stream_reply(evs))
     with (
@@ -427,7 +427,7 @@ def test_upstream_side_against_fake(fake):
             model="a", messages=[Message(role="user", content=[Text(text="FAIL_MIDSTREAM")])], stream=True
         ),
     )
-    assert isinstance(evs[-1], StreamError) and evs[-1].kind == "overloaded"
+    assert isinstance(evs[-1], StreamError) and evs[-1].kind is ErrorKind.OVERLOADED
     with pytest.raises(GatewayError) as e:
         call_fake(
             fake, Request(model="a", messages=[Message(role="user", content=[Text(text="FAIL_STATUS_529")])])

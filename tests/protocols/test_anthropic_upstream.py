@@ -121,10 +121,10 @@ def test_stream_decoder_error_event_and_truncation():
         b'event: error\ndata: {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}\n\n'
     )
     evs = decode_stream(err)
-    assert evs[-1] == StreamError(kind="overloaded", message="Overloaded") and len(evs) == 2
+    assert evs[-1] == StreamError(kind=ErrorKind.OVERLOADED, message="Overloaded") and len(evs) == 2
     cut = WIRE_STREAM.index(b"event: message_delta")
     evs = decode_stream(WIRE_STREAM[:cut])
-    assert isinstance(evs[-1], StreamError) and evs[-1].kind == "upstream"
+    assert isinstance(evs[-1], StreamError) and evs[-1].kind is ErrorKind.UPSTREAM
     assert isinstance(decode_stream(b"data: {not json\n\n")[-1], StreamError)
 
 
@@ -438,7 +438,7 @@ def test_stream_decoder_closes_interleaved_blocks():
 def test_claude_code_billing_header_only_reaches_anthropic():
     bh = "x-anthropic-billing-header: cc_version=2.1.80.abc; cc_entrypoint=cli; cch=00000;"
     r = dec(base(system=[{"type": "text", "text": bh}, {"type": "text", "text": "You are Claude Code."}]))
-    assert r.system == [Text(text="You are Claude Code.")] and r.extra["anthropic_billing_header"] == bh
+    assert r.system == [Text(text="You are Claude Code.")] and r.extras.anthropic.billing_header == bh
     sent = orjson.loads(codec.encode_request(r, "m").body)
     assert sent["system"] == [{"type": "text", "text": bh}, {"type": "text", "text": "You are Claude Code."}]
 

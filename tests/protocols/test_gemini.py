@@ -539,7 +539,7 @@ def test_stream_encoder_emits_before_the_stream_ends():
 
 
 def test_stream_error_midstream_raises_in_sdk():
-    wire = encode_stream(EVENTS[:7] + [StreamError(kind="overloaded", message="upstream fell over")])
+    wire = encode_stream(EVENTS[:7] + [StreamError(kind=ErrorKind.OVERLOADED, message="upstream fell over")])
     last = json.loads(wire.strip().split(b"\n\n")[-1][6:])
     assert last == {"error": {"code": 503, "message": "upstream fell over", "status": "UNAVAILABLE"}}
     client = sdk(lambda req: httpx.Response(200, content=wire, headers={"content-type": "text/event-stream"}))
@@ -816,14 +816,14 @@ def test_stream_decoder_split_at_every_byte():
 
 def test_stream_decoder_truncation_error_and_held_usage():
     ev = run_decoder([UPSTREAM_STREAM[:200]])
-    assert isinstance(ev[-1], StreamError) and ev[-1].kind == "upstream"
+    assert isinstance(ev[-1], StreamError) and ev[-1].kind is ErrorKind.UPSTREAM
     ev = run_decoder(
         [
             UPSTREAM_STREAM.split(b"\r\n\r\n")[0] + b"\r\n\r\n",
             b'data: {"error":{"code":429,"message":"quota","status":"RESOURCE_EXHAUSTED"}}\r\n\r\n',
         ]
     )
-    assert ev[-1] == StreamError(kind="rate_limited", message="quota")
+    assert ev[-1] == StreamError(kind=ErrorKind.RATE_LIMITED, message="quota")
     # finishReason without usage: held until the usage-only chunk (or close)
     held = run_decoder(
         [

@@ -15,11 +15,13 @@ from hypothesis import strategies as st
 from smolgate.canonical import (
     BlockStart,
     BlockStop,
+    Extras,
     Image,
     Message,
     MessageDelta,
     MessageStart,
     MessageStop,
+    OllamaExtras,
     Reasoning,
     ReasoningConfig,
     ReasoningDelta,
@@ -255,7 +257,12 @@ def test_decode_generate():
         },
         gen,
     )
-    assert r.stream and r.system_text == "sys" and r.max_tokens == 3 and r.extra == {"ollama_suffix": "END"}
+    assert (
+        r.stream
+        and r.system_text == "sys"
+        and r.max_tokens == 3
+        and r.extras == Extras(ollama=OllamaExtras(suffix="END"))
+    )
     assert r.messages == [
         Message(role="user", content=[Image(data=PNG, media_type="image/png"), Text(text="why?")])
     ]
@@ -350,7 +357,7 @@ def test_stream_encoder_is_incremental_and_errors_in_band():
     enc = chat.stream_encoder(Request(model="m", messages=[]))
     enc.feed(EVENTS[0])
     assert enc.feed(TextDelta(index=0, text="now")).endswith(b"\n")
-    wire = encode_stream(EVENTS[:6] + [StreamError(kind="upstream", message="boom")])
+    wire = encode_stream(EVENTS[:6] + [StreamError(kind=ErrorKind.UPSTREAM, message="boom")])
     assert wire.splitlines()[-1] == b'{"error":"boom"}'
     with pytest.raises(ollama.ResponseError) as e:
         for _ in sdk(lambda req: httpx.Response(200, content=wire)).chat(model="m", messages=[], stream=True):
@@ -585,7 +592,7 @@ def test_stream_decoder_truncated_and_in_band_error():
     ev = run_decoder([UP_STREAM[:150]])
     assert isinstance(ev[-1], StreamError)
     ev = run_decoder([UP_STREAM.splitlines(keepends=True)[1], b'{"error":"out of memory"}\n'])
-    assert ev[-1] == StreamError(kind="upstream", message="out of memory")
+    assert ev[-1] == StreamError(kind=ErrorKind.UPSTREAM, message="out of memory")
     assert run_decoder([b"{"])[-1].kind == "upstream"
 
 

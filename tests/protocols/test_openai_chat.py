@@ -177,8 +177,8 @@ def test_decode_full_request():
     assert r.max_tokens == 9  # max_completion_tokens preferred
     assert r.stop == ["END"] and r.temperature == 0.5 and r.top_p == 1 and r.seed == 7 and r.top_k == 3
     assert r.reasoning == ReasoningConfig(enabled=True, effort="low")
-    assert r.stream and r.extra["openai_include_usage"] is True
-    assert r.extra["openai_passthrough"] == {"frequency_penalty": 0.1}
+    assert r.stream and r.extras.openai.include_usage is True
+    assert r.extras.openai.passthrough == {"frequency_penalty": 0.1}
     assert r.metadata == {"k": "v"}
 
 
@@ -205,7 +205,7 @@ def test_decode_small_variants():
             "stream": True,
         }
     )
-    assert r.response_format is None and r.extra["openai_include_usage"] is False
+    assert r.response_format is None and r.extras.openai.include_usage is False
     r = dec(
         {
             "model": "m",
@@ -451,7 +451,7 @@ def test_sdk_stream_accumulator():
 
 
 def test_stream_midstream_error_raises_in_sdk():
-    events = tool_stream_events()[:6] + [StreamError(kind="overloaded", message="upstream fell over")]
+    events = tool_stream_events()[:6] + [StreamError(kind=ErrorKind.OVERLOADED, message="upstream fell over")]
     wire = encode_stream(events)
     assert b'data: {"error":{"message":"upstream fell over"' in wire
     client = sdk(wire, stream=True)
@@ -693,13 +693,13 @@ def test_stream_decoder_holds_message_delta_until_usage():
 def test_stream_decoder_failures():
     d = C.stream_decoder()
     ev = d.feed(UPSTREAM_STREAM[:300]) + d.close()
-    assert isinstance(ev[-1], StreamError) and ev[-1].kind == "upstream"
+    assert isinstance(ev[-1], StreamError) and ev[-1].kind is ErrorKind.UPSTREAM
     d = C.stream_decoder()
     ev = d.feed(
         b'data: {"id":"x","choices":[{"index":0,"delta":{"content":"a"}}]}\n\n'
         b'data: {"error":{"message":"boom","type":"rate_limit_error"}}\n\n'
     )
-    assert ev[-1] == StreamError(kind="rate_limited", message="boom")
+    assert ev[-1] == StreamError(kind=ErrorKind.RATE_LIMITED, message="boom")
     assert d.feed(b"data: [DONE]\n\n") == [] and d.close() == []
     d = C.stream_decoder()
     ev = d.feed(b"data: {oops\n\n")

@@ -433,7 +433,7 @@ def test_stream_incomplete_and_failed():
     frames = parse_sse(encode_stream(ev))
     assert frames[-1][0] == "response.incomplete"
     assert frames[-1][1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
-    failed = ev[:3] + [StreamError(kind="rate_limited", message="too fast")]
+    failed = ev[:3] + [StreamError(kind=ErrorKind.RATE_LIMITED, message="too fast")]
     wire = encode_stream(failed)
     frames = parse_sse(wire)
     assert [f[0] for f in frames[-2:]] == ["error", "response.failed"]
@@ -447,7 +447,7 @@ def test_stream_incomplete_and_failed():
 
 
 def test_error_before_start_still_well_formed():
-    frames = parse_sse(encode_stream([StreamError(kind="upstream", message="down")]))
+    frames = parse_sse(encode_stream([StreamError(kind=ErrorKind.UPSTREAM, message="down")]))
     assert [f[0] for f in frames] == ["response.created", "response.in_progress", "error", "response.failed"]
 
 
@@ -605,18 +605,18 @@ def test_stream_decoder_errors_and_truncation():
     wire = encode_stream(events_text_tool())
     d = C.stream_decoder()
     ev = d.feed(wire[: len(wire) // 2]) + d.close()
-    assert isinstance(ev[-1], StreamError) and ev[-1].kind == "upstream"
-    failed = encode_stream(events_text_tool()[:7] + [StreamError(kind="overloaded", message="busy")])
+    assert isinstance(ev[-1], StreamError) and ev[-1].kind is ErrorKind.UPSTREAM
+    failed = encode_stream(events_text_tool()[:7] + [StreamError(kind=ErrorKind.OVERLOADED, message="busy")])
     d = C.stream_decoder()
     ev = d.feed(failed) + d.close()
-    assert ev[-1] == StreamError(kind="overloaded", message="busy")
+    assert ev[-1] == StreamError(kind=ErrorKind.OVERLOADED, message="busy")
     assert sum(isinstance(e, StreamError) for e in ev) == 1
     d = C.stream_decoder()
     ev = d.feed(
         b'event: response.failed\ndata: {"type":"response.failed","response":{"error":'
         b'{"code":"rate_limit_exceeded","message":"quota"}}}\n\n'
     )
-    assert ev[-1] == StreamError(kind="rate_limited", message="quota")
+    assert ev[-1] == StreamError(kind=ErrorKind.RATE_LIMITED, message="quota")
 
 
 def test_request_round_trip():

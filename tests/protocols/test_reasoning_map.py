@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from smolgate import reasoning
-from smolgate.canonical import Message, ReasoningConfig, Request, Text
+from smolgate.canonical import AnthropicExtras, Extras, Message, ReasoningConfig, Request, Text
 from smolgate.protocols import codec
 from smolgate.protocols.base import RequestContext
 
@@ -194,12 +194,10 @@ def test_hint_reaches_only_declared_reasoning_targets():
         model="m",
         messages=[Message(role="user", content=[Text(text="q")])],
         reasoning=ReasoningConfig(effort="high", hint=True),
-        extra={"anthropic_effort": "high"},
+        extras=Extras(anthropic=AnthropicExtras(effort="high")),
     )
     assert reasoning.for_target(req, None).reasoning is None
-    assert reasoning.for_target(req, None).extra == {
-        "anthropic_effort": "high"
-    }  # Anthropic upstreams keep it
+    assert reasoning.for_target(req, None).extras.anthropic.effort == "high"  # Anthropic upstreams keep it
     assert reasoning.for_target(req, True).reasoning == req.reasoning
     assert (
         orjson.loads(codec("openai").encode_request(reasoning.for_target(req, True), "o").body)[
@@ -208,7 +206,7 @@ def test_hint_reaches_only_declared_reasoning_targets():
         == "high"
     )
     off = reasoning.for_target(req, False)
-    assert off.reasoning is None and off.extra == {}
+    assert off.reasoning is None and off.extras == Extras()
     real = Request(model="m", messages=req.messages, reasoning=ReasoningConfig(effort="high"))
     assert reasoning.for_target(real, None) is real
 

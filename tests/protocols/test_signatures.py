@@ -8,8 +8,10 @@ import pytest
 
 from smolgate import signatures
 from smolgate.canonical import (
+    AnthropicExtras,
     BlockStart,
     BlockStop,
+    Extras,
     Message,
     MessageDelta,
     MessageStart,
@@ -125,16 +127,16 @@ async def test_thinking_off_for_a_tool_turn_with_nothing_to_send_back_only_while
 async def test_adaptive_thinking_gets_its_blocks_back_but_is_never_switched_off():
     """Adaptive thinking may skip thinking on a tool turn, so Anthropic does not require the block then."""
     s = sigs()
-    adaptive = {"anthropic_thinking": {"type": "adaptive"}}
+    adaptive = Extras(anthropic=AnthropicExtras(thinking={"type": "adaptive"}))
     await s.record(loop([]), [Reasoning(text="t", signature="S"), call("toolu_1")], "ant")
     req = loop([call("toolu_1")], reasoning=ReasoningConfig(effort="high"))
-    req.extra = adaptive
+    req.extras = adaptive
     out = await s.restore(req, "ant", "claude")
     assert out.messages[1].content[0] == Reasoning(text="t", signature="S")
     bare = loop([call("toolu_2")])
-    bare.extra = adaptive
+    bare.extras = adaptive
     out = await s.restore(bare, "ant", "claude")
-    assert out.extra == adaptive and out.reasoning == THINK
+    assert out.extras == adaptive and out.reasoning == THINK
 
 
 async def test_a_client_that_sent_its_thinking_back_is_left_alone():

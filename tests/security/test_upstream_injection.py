@@ -8,7 +8,7 @@ import asyncio
 import httpx
 import pytest
 
-from smolgate.canonical import Message, Request, Text
+from smolgate.canonical import AnthropicExtras, Extras, Message, Request, Text
 from smolgate.config import parse_config
 from smolgate.errors import ErrorKind, GatewayError
 from smolgate.providers.h1 import H1Pool
@@ -28,8 +28,9 @@ from tests.security.evil_upstream import (
 KEY = "up-gemini-secret-key-0001"
 
 
-def _request(text: str = "hi", **extra: object) -> Request:
-    return Request(model="m", messages=[Message(role="user", content=[Text(text=text)])], extra=dict(extra))
+def _request(text: str = "hi", beta: str | None = None) -> Request:
+    extras = Extras(anthropic=AnthropicExtras(beta=beta))
+    return Request(model="m", messages=[Message(role="user", content=[Text(text=text)])], extras=extras)
 
 
 def _provider(protocol: str, url: str) -> HttpProvider:
@@ -76,7 +77,7 @@ def test_crlf_in_a_header_value_is_refused_before_anything_is_sent():
         async def go() -> GatewayError:
             try:
                 with pytest.raises(GatewayError) as info:
-                    await provider.complete(_request(anthropic_beta="x\r\nx-injected: 1"), "claude", KEY)
+                    await provider.complete(_request(beta="x\r\nx-injected: 1"), "claude", KEY)
                 return info.value
             finally:
                 await provider.aclose()

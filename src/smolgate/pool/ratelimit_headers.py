@@ -7,19 +7,19 @@ rate-limit-aware strategy steer away from an account before it 429s. Formats han
   durations ("1s", "6m0s", "20ms", "1h2m3.5s") or bare seconds.
 - Anthropic: `anthropic-ratelimit-{requests,tokens,input-tokens,output-tokens}-{limit,remaining,reset}` with
   RFC 3339 reset instants.
-- `retry-after` (seconds or an HTTP date) and `retry-after-ms`.
+- `retry-after` (seconds or an HTTP date) and `retry-after-ms`, read by `smolgate.retry_after`.
 
 All reset times are returned as absolute epoch seconds so they can be shared across replicas.
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from email.utils import parsedate_to_datetime
+
+from .. import retry_after
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|us|µs|ns|h|m|s)")
 _UNIT = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 1e-3, "us": 1e-6, "µs": 1e-6, "ns": 1e-9}
@@ -84,21 +84,6 @@ def parse_reset(text: str, now: float) -> float | None:
     return d if d > 1e9 else now + d  # some servers send an epoch timestamp instead of a delta
 
 
-def parse_retry_after(text: str, now: float) -> float | None:
-    """Retry-After: delta seconds or an HTTP date → seconds from now (never negative)."""
-    text = text.strip()
-    try:
-        value = float(text)
-    except ValueError:
-        pass
-    else:
-        return max(0.0, value) if math.isfinite(value) else None  # an upstream's "inf"/"nan" is no hint
-    try:
-        return max(0.0, parsedate_to_datetime(text).timestamp() - now)
-    except (TypeError, ValueError, IndexError):
-        return None
-
-
 def _int(text: str | None) -> int | None:
     if text is None:
         return None
@@ -120,10 +105,7 @@ def parse(headers: Mapping[str, str] | None, now: float) -> RateInfo:
     h = {lk: v for k, v in headers.items() if (lk := k.lower()).startswith(_PREFIXES)}
     if not h:
         return info
-    if (v := h.get("retry-after-ms")) is not None and (ms := _int(v)) is not None:
-        info.retry_after = max(0.0, ms / 1000.0)
-    elif (v := h.get("retry-after")) is not None:
-        info.retry_after = parse_retry_after(v, now)
+    info.retry_after = retry_after.from_headers(h, now)
 
     info.remaining_requests = _int(h.get("x-ratelimit-remaining-requests"))
     info.remaining_tokens = _int(h.get("x-ratelimit-remaining-tokens"))

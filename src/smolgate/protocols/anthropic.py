@@ -9,7 +9,7 @@ Lossy:
 - `role:"system"` messages inside `messages` are hoisted into the system prompt for other upstreams; toward an Anthropic upstream one that follows other messages goes back to its place (before the next canonical turn; a system message between two turns of the same role lands after the merged turn), so the system prompt and the cached prefix stay the same from turn to turn.
 - Consecutive same-role messages are merged into one turn (both directions).
 - `document` blocks: only `source.type:"text"` documents are accepted (as text); PDF/url/file documents and `image.source.type:"file"` get a 400.
-- Server tools (`web_search_*`, `bash_*`, …: any tool with a `type` other than "custom") and the raw `thinking` config ride in `Request.extra` and only reach Anthropic upstreams; other upstreams never see them.
+- Server tools (`web_search_*`, `bash_*`, …: any tool with a `type` other than "custom") and the raw `thinking` config ride in `Request.extras.anthropic` and only reach Anthropic upstreams; other upstreams never see them.
 - Claude Code's `x-anthropic-billing-header: …` first system block is taken out of the system prompt (it changes per request, costs tokens and breaks prefix caching elsewhere) and restored only toward Anthropic upstreams.
 - `cache_control` markers ride on canonical blocks and tools (`cache`: "ephemeral", a ttl, or the marker's JSON when it has other keys) and reach Anthropic upstreams only; other upstreams cache on their own. Top-level fields the codec does not model (`context_management`, `service_tier`, `container`, `mcp_servers`, …) and unmodelled `output_config` keys pass through verbatim to Anthropic upstreams only, as does the `anthropic-beta` header. `citations` are not modelled.
 - Server-tool content blocks in upstream responses (`server_tool_use`, `web_search_tool_result`, …) are dropped.
@@ -37,8 +37,11 @@ from typing import Any
 
 import orjson
 
+from .. import retry_after
 from ..canonical import (
+    AnthropicExtras,
     Block,
+    Extras,
     Image,
     Message,
     Reasoning,
@@ -65,6 +68,7 @@ from .anthropic_stream import (
     message_id,
     usage_from_wire,
     usage_json,
+    wire_usage,
 )
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import (
@@ -243,11 +247,11 @@ def _block_of(blk: Any, role: str, p: str) -> Block | None:
     raise invalid(f"unsupported content block type '{typ}'", param=f"{p}.type")
 
 
-def _messages(value: list[Any], system: list[Text], extra: dict[str, Any]) -> list[Message]:
+def _messages(value: list[Any], system: list[Text], ax: AnthropicExtras) -> list[Message]:
     out: list[Message] = []
-    placed: list[
-        list[int]
-    ] = []  # [start, end, position]: system[start:end] was a message before out[position]
+    placed = (
+        ax.system_positions
+    )  # (start, end, position): system[start:end] was a message before out[position]
     for i, msg in enumerate(value):
         p = f"messages[{i}]"
         check(msg, dict, p)
@@ -257,8 +261,7 @@ def _messages(value: list[Any], system: list[Text], extra: dict[str, Any]) -> li
             start = len(system)
             system.extend(_text_blocks(content if content is not None else "", f"{p}.content"))
             if out and len(system) > start:
-                placed.append([start, len(system), len(out)])
-                extra["anthropic_system_messages"] = placed
+                placed.append((start, len(system), len(out)))
             continue
         if role not in ("user", "assistant"):
             raise invalid(f"'{p}.role' must be one of user, assistant, system", param=f"{p}.role")
@@ -284,9 +287,9 @@ def _messages(value: list[Any], system: list[Text], extra: dict[str, Any]) -> li
     return out
 
 
-def _tools(value: list[Any], extra: dict[str, Any]) -> list[Tool]:
+def _tools(value: list[Any], ax: AnthropicExtras) -> list[Tool]:
     tools: list[Tool] = []
-    server: list[Any] = []
+    server: list[dict[str, Any]] = []
     for i, t in enumerate(value):
         p = f"tools[{i}]"
         check(t, dict, p)
@@ -304,7 +307,7 @@ def _tools(value: list[Any], extra: dict[str, Any]) -> list[Tool]:
             )
         )
     if server:
-        extra["anthropic_server_tools"] = server
+        ax.server_tools = server
     return tools
 
 
@@ -325,14 +328,14 @@ def _tool_choice(tc: dict[str, Any]) -> ToolChoice:
     raise invalid("'tool_choice.type' must be one of auto, any, tool, none", param="tool_choice.type")
 
 
-def _reasoning(obj: dict[str, Any], effort: str | None, extra: dict[str, Any]) -> ReasoningConfig | None:
+def _reasoning(obj: dict[str, Any], effort: str | None, ax: AnthropicExtras) -> ReasoningConfig | None:
     th = field(obj, "thinking", dict)
     if th is None:  # an effort alone asks for less or more work, not for thinking
         return ReasoningConfig(effort=effort, hint=True) if effort else None
     typ = field(th, "type", str, "thinking", required=True)
     display = field(th, "display", str, "thinking")
     include = None if display is None else display != "omitted"
-    extra["anthropic_thinking"] = th
+    ax.thinking = th
     if typ == "enabled":
         budget = field(th, "budget_tokens", int, "thinking", required=True)
         return ReasoningConfig(budget_tokens=budget, effort=effort, include_thoughts=include)
@@ -358,16 +361,16 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
     if max_tokens is not None and max_tokens < 1:
         raise invalid("'max_tokens' must be at least 1", param="max_tokens")
     system = _text_blocks(obj["system"], "system") if obj.get("system") is not None else []
-    extra: dict[str, Any] = {}
+    ax = AnthropicExtras()
     if system and system[0].text.startswith(BILLING_PREFIX):  # Claude Code's per-request attribution line
-        extra["anthropic_billing_header"] = system.pop(0).text
-    messages = _messages(field(obj, "messages", list, required=True), system, extra)
-    tools = _tools(field(obj, "tools", list, default=[]), extra)
+        ax.billing_header = system.pop(0).text
+    messages = _messages(field(obj, "messages", list, required=True), system, ax)
+    tools = _tools(field(obj, "tools", list, default=[]), ax)
     tc = field(obj, "tool_choice", dict)
     oc = field(obj, "output_config", dict, default={})
     effort = field(oc, "effort", str, "output_config")
     if effort:
-        extra["anthropic_effort"] = effort
+        ax.effort = effort
     fmt = _response_format(
         field(oc, "format", dict, "output_config"), "output_config.format"
     ) or _response_format(field(obj, "output_format", dict), "output_format")
@@ -376,13 +379,9 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
         check(s, str, f"stop_sequences[{i}]")
     beta = ctx.headers.get("anthropic-beta")
     if beta:
-        extra["anthropic_beta"] = beta
-    rest = {k: v for k, v in oc.items() if k not in ("effort", "format")}
-    if rest:
-        extra["anthropic_output_config"] = rest
-    passthrough = {k: v for k, v in obj.items() if k not in _MODELLED and v is not None}
-    if passthrough:
-        extra["anthropic_passthrough"] = passthrough
+        ax.beta = beta
+    ax.output_config = {k: v for k, v in oc.items() if k not in ("effort", "format")}
+    ax.passthrough = {k: v for k, v in obj.items() if k not in _MODELLED and v is not None}
     link_tool_results(messages)
     return Request(
         model=model,
@@ -397,9 +396,9 @@ def _decode(obj: dict[str, Any], ctx: RequestContext, *, count_tokens: bool) -> 
         top_k=field(obj, "top_k", int),
         stop=stop,
         stream=bool(field(obj, "stream", bool, default=False)),
-        reasoning=_reasoning(obj, effort, extra),
+        reasoning=_reasoning(obj, effort, ax),
         metadata=field(obj, "metadata", dict, default={}),
-        extra=extra,
+        extras=Extras(anthropic=ax),
     )
 
 
@@ -476,7 +475,7 @@ class AnthropicCodec(Codec):
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
         status = 529 if err.kind is ErrorKind.OVERLOADED else err.status
-        typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind.value, "api_error")
+        typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind, "api_error")
         rid = new_id("req_")
         message = err.message
         o = err.overflow
@@ -494,9 +493,7 @@ class AnthropicCodec(Codec):
                 message = f"prompt is too long: {message}"
         elif err.param and err.kind is ErrorKind.INVALID_REQUEST and err.param not in message:
             message = f"{err.param}: {message}"
-        headers = {"request-id": rid}
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(0, int(err.retry_after + 0.999)))
+        headers = {"request-id": rid, **retry_after.render(err.retry_after)}
         if err.kind in _NO_RETRY:
             headers["x-should-retry"] = "false"
         body = {"type": "error", "error": {"type": typ, "message": message}, "request_id": rid}
@@ -505,8 +502,8 @@ class AnthropicCodec(Codec):
     # ---- upstream side ----
     def encode_request(self, req: Request, upstream_model: str) -> UpstreamRequest:
         headers = {"anthropic-version": API_VERSION}
-        beta = req.extra.get("anthropic_beta")
-        if isinstance(beta, str) and beta:
+        beta = req.extras.anthropic.beta
+        if beta:
             headers["anthropic-beta"] = beta
         return UpstreamRequest(
             path="/v1/messages",
@@ -560,7 +557,7 @@ class AnthropicCodec(Codec):
             if isinstance(stop, str)
             else StopReason.END_TURN,
             stop_sequence=stop_seq if isinstance(stop_seq, str) else None,
-            usage=usage_from_wire(d.get("usage")),
+            usage=usage_from_wire(wire_usage(d.get("usage"))),
         )
 
     def stream_decoder(self) -> StreamDecoder:
@@ -579,22 +576,7 @@ class AnthropicCodec(Codec):
             pass
         if not message:
             message = body[:500].decode("utf-8", "replace").strip() or f"upstream returned HTTP {status}"
-        return from_status(status, message, _retry_after(headers))
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    low = {k.lower(): v for k, v in headers.items()}
-    if "retry-after-ms" in low:
-        try:
-            return float(low["retry-after-ms"]) / 1000
-        except ValueError:
-            pass
-    if "retry-after" in low:
-        try:
-            return float(low["retry-after"])
-        except ValueError:
-            return None
-    return None
+        return from_status(status, message, retry_after.from_headers(headers))
 
 
 __all__ = [

@@ -154,9 +154,9 @@ def _upstream_messages(
 
 
 def _upstream_thinking(req: Request, max_tokens: int, defaulted: bool) -> tuple[dict[str, Any] | None, int]:
-    raw = req.extra.get("anthropic_thinking")
+    raw = req.extras.anthropic.thinking
     r = req.reasoning
-    if isinstance(raw, dict) and raw.get("type") in ("adaptive", "disabled", "between_tools"):
+    if raw is not None and raw.get("type") in ("adaptive", "disabled", "between_tools"):
         return raw, max_tokens
     if r is None or r.hint:
         return None, max_tokens  # a hint does not switch thinking on (an effort goes in output_config)
@@ -194,9 +194,7 @@ def _system_messages(req: Request) -> tuple[dict[int, list[dict[str, Any]]], set
     the indices of `req.system` they came from."""
     inserts: dict[int, list[dict[str, Any]]] = {}
     moved: set[int] = set()
-    placed = req.extra.get("anthropic_system_messages")
-    for item in placed if isinstance(placed, list) else ():
-        start, end, pos = item
+    for start, end, pos in req.extras.anthropic.system_positions:
         if not 0 <= start < end <= len(req.system) or not 0 < pos <= len(req.messages):
             continue
         blocks = [_cached({"type": "text", "text": t.text}, t.cache) for t in req.system[start:end]]
@@ -219,8 +217,8 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         for i, t in enumerate(req.system)
         if t.text.strip() and i not in moved
     ]
-    billing = req.extra.get("anthropic_billing_header")
-    if isinstance(billing, str) and billing.startswith(BILLING_PREFIX):
+    billing = req.extras.anthropic.billing_header
+    if billing is not None and billing.startswith(BILLING_PREFIX):
         system.insert(0, {"type": "text", "text": billing})
     if len(system) == 1 and "cache_control" not in system[0]:
         body["system"] = system[0]["text"]
@@ -239,7 +237,7 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         )
         for t in req.tools
     ]
-    tools += req.extra.get("anthropic_server_tools") or []
+    tools += req.extras.anthropic.server_tools
     if tools:
         body["tools"] = tools
         tc = req.tool_choice
@@ -258,10 +256,9 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
     if thinking is not None:
         body["thinking"] = thinking
     rf = req.response_format
-    raw_oc = req.extra.get("anthropic_output_config")
-    output_config: dict[str, Any] = dict(raw_oc) if isinstance(raw_oc, dict) else {}
-    if isinstance(req.extra.get("anthropic_effort"), str):
-        output_config["effort"] = req.extra["anthropic_effort"]
+    output_config: dict[str, Any] = dict(req.extras.anthropic.output_config)
+    if req.extras.anthropic.effort is not None:
+        output_config["effort"] = req.extras.anthropic.effort
     if rf is not None and rf.type == "json_schema" and rf.schema is not None:
         output_config["format"] = {"type": "json_schema", "schema": rf.schema}
     if output_config:
@@ -279,10 +276,8 @@ def upstream_body(req: Request, upstream_model: str) -> dict[str, Any]:
         body["metadata"] = {"user_id": req.metadata["user_id"]}
     if req.stream:
         body["stream"] = True
-    passthrough = req.extra.get("anthropic_passthrough")
-    if isinstance(passthrough, dict):
-        for k, v in passthrough.items():
-            body.setdefault(k, v)
+    for k, v in req.extras.anthropic.passthrough.items():
+        body.setdefault(k, v)
     _limit_breakpoints(body)
     return body
 

@@ -9,8 +9,10 @@ canonical events; `ping` ignored, `message_delta` held until `message_stop` (so 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Any
 
+import msgspec
 import orjson
 
 from ..canonical import (
@@ -33,9 +35,11 @@ from ..canonical import (
     Usage,
 )
 from ..errors import ErrorKind
+from . import anthropic_wire as w
 from .base import StreamDecoder, StreamEncoder
 from .common import new_id
 from .sse import SSEParser, sse_event
+from .wire import Invalid, Unknown
 
 # ---------------------------------------------------------------- shared tables
 
@@ -59,28 +63,28 @@ STOP_FROM_WIRE = {
 
 # canonical error kind ↔ Anthropic error type (protocols.md §3.5)
 KIND_TO_TYPE = {
-    ErrorKind.INVALID_REQUEST.value: "invalid_request_error",
-    ErrorKind.AUTH.value: "authentication_error",
-    ErrorKind.PERMISSION.value: "permission_error",
-    ErrorKind.NOT_FOUND.value: "not_found_error",
-    ErrorKind.TOO_LARGE.value: "request_too_large",
-    ErrorKind.RATE_LIMITED.value: "rate_limit_error",
-    ErrorKind.OVERLOADED.value: "overloaded_error",
-    ErrorKind.UPSTREAM.value: "api_error",
-    ErrorKind.TIMEOUT.value: "timeout_error",
-    ErrorKind.INTERNAL.value: "api_error",
+    ErrorKind.INVALID_REQUEST: "invalid_request_error",
+    ErrorKind.AUTH: "authentication_error",
+    ErrorKind.PERMISSION: "permission_error",
+    ErrorKind.NOT_FOUND: "not_found_error",
+    ErrorKind.TOO_LARGE: "request_too_large",
+    ErrorKind.RATE_LIMITED: "rate_limit_error",
+    ErrorKind.OVERLOADED: "overloaded_error",
+    ErrorKind.UPSTREAM: "api_error",
+    ErrorKind.TIMEOUT: "timeout_error",
+    ErrorKind.INTERNAL: "api_error",
 }
 TYPE_TO_KIND = {
-    "invalid_request_error": ErrorKind.INVALID_REQUEST.value,
-    "authentication_error": ErrorKind.AUTH.value,
-    "permission_error": ErrorKind.PERMISSION.value,
-    "billing_error": ErrorKind.PERMISSION.value,
-    "not_found_error": ErrorKind.NOT_FOUND.value,
-    "request_too_large": ErrorKind.TOO_LARGE.value,
-    "rate_limit_error": ErrorKind.RATE_LIMITED.value,
-    "overloaded_error": ErrorKind.OVERLOADED.value,
-    "api_error": ErrorKind.UPSTREAM.value,
-    "timeout_error": ErrorKind.TIMEOUT.value,
+    "invalid_request_error": ErrorKind.INVALID_REQUEST,
+    "authentication_error": ErrorKind.AUTH,
+    "permission_error": ErrorKind.PERMISSION,
+    "billing_error": ErrorKind.PERMISSION,
+    "not_found_error": ErrorKind.NOT_FOUND,
+    "request_too_large": ErrorKind.TOO_LARGE,
+    "rate_limit_error": ErrorKind.RATE_LIMITED,
+    "overloaded_error": ErrorKind.OVERLOADED,
+    "api_error": ErrorKind.UPSTREAM,
+    "timeout_error": ErrorKind.TIMEOUT,
 }
 
 _TOOL_ID_OK = re.compile(r"[A-Za-z0-9_-]+")
@@ -117,38 +121,40 @@ def usage_json(u: Usage | None) -> dict[str, Any]:
     return out
 
 
-def _int(v: Any) -> int:
-    return v if isinstance(v, int) and not isinstance(v, bool) else 0
+def _count(v: w.Count, absent: int) -> int:
+    return absent if v is msgspec.UNSET else v or 0  # absent: keep the previous figure; null: zero
 
 
-def usage_from_wire(d: Any, prev: Usage | None = None) -> Usage:
+def usage_from_wire(u: w.WireUsage | None, prev: Usage | None = None) -> Usage:
     """Anthropic usage (or a cumulative `message_delta.usage`) → canonical; absent fields keep `prev`."""
     base = prev or Usage()
-    if not isinstance(d, dict):
+    if u is None:
         return base
-    read = _int(d["cache_read_input_tokens"]) if "cache_read_input_tokens" in d else base.cached_tokens
-    made = (
-        _int(d["cache_creation_input_tokens"])
-        if "cache_creation_input_tokens" in d
-        else base.cache_creation_tokens
-    )
-    if "input_tokens" in d and d["input_tokens"] is not None:
-        inp = _int(d["input_tokens"]) + read + made
+    read = _count(u.cache_read_input_tokens, base.cached_tokens)
+    made = _count(u.cache_creation_input_tokens, base.cache_creation_tokens)
+    if isinstance(u.input_tokens, int):
+        inp = u.input_tokens + read + made
     else:
         inp = base.input_tokens - base.cached_tokens - base.cache_creation_tokens + read + made
-    out = _int(d["output_tokens"]) if "output_tokens" in d else base.output_tokens
-    det = d.get("output_tokens_details")
-    think = _int(det.get("thinking_tokens")) if isinstance(det, dict) else base.reasoning_tokens
+    det = u.output_tokens_details
     return Usage(
         input_tokens=inp,
-        output_tokens=out,
+        output_tokens=_count(u.output_tokens, base.output_tokens),
         cached_tokens=read,
         cache_creation_tokens=made,
-        reasoning_tokens=think,
+        reasoning_tokens=(det.thinking_tokens or 0) if det is not None else base.reasoning_tokens,
     )
 
 
-def error_frame(kind: str, message: str) -> bytes:
+def wire_usage(obj: object) -> w.WireUsage | None:
+    """A usage object from a parsed (non-streaming) reply; None when it is not one."""
+    try:
+        return msgspec.convert(obj, w.WireUsage) if isinstance(obj, dict) else None
+    except msgspec.ValidationError:
+        return None
+
+
+def error_frame(kind: ErrorKind, message: str) -> bytes:
     body = {"type": "error", "error": {"type": KIND_TO_TYPE.get(kind, "api_error"), "message": message}}
     return sse_event(orjson.dumps(body), "error")
 
@@ -351,13 +357,11 @@ class AnthropicStreamDecoder(StreamDecoder):
         if self._state != _S.DONE:
             self._state = _S.DONE
             out.append(
-                StreamError(
-                    kind=ErrorKind.UPSTREAM.value, message="upstream stream ended before message_stop"
-                )
+                StreamError(kind=ErrorKind.UPSTREAM, message="upstream stream ended before message_stop")
             )
         return out
 
-    def _fail(self, out: list[Event], kind: str, message: str) -> None:
+    def _fail(self, out: list[Event], kind: ErrorKind, message: str) -> None:
         self._state = _S.DONE
         out.append(StreamError(kind=kind, message=message))
 
@@ -369,132 +373,111 @@ class AnthropicStreamDecoder(StreamDecoder):
     def _message(self, event: str | None, data: str, out: list[Event]) -> None:
         if not data or event == "ping":
             return
-        try:
-            d = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            return self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent an invalid stream event")
-        if not isinstance(d, dict):
-            return self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent an invalid stream event")
-        typ = d.get("type") or event
-        if typ == "content_block_delta":
-            wi = d.get("index")
-            ci = self._map.get(wi) if isinstance(wi, int) else None
-            delta = d.get("delta")
-            if ci is None or not isinstance(delta, dict):
-                return None
-            dt = delta.get("type")
-            if dt == "text_delta":
-                text = delta.get("text")
-                if isinstance(text, str) and text:
-                    out.append(TextDelta(index=ci, text=text))
-            elif dt == "input_json_delta":
-                frag = delta.get("partial_json")
-                if isinstance(frag, str) and frag:
-                    out.append(ToolArgsDelta(index=ci, json=frag))
-            elif dt == "thinking_delta":
-                text = delta.get("thinking")
-                if isinstance(text, str) and text:
-                    out.append(ReasoningDelta(index=ci, text=text))
-            elif dt == "signature_delta":
-                sig = delta.get("signature")
-                if isinstance(sig, str) and sig:
-                    out.append(SignatureDelta(index=ci, signature=sig))
-            return None
-        if typ == "content_block_start":
-            self._ensure_started(out)
-            self._block_start(d, out)
-        elif typ == "content_block_stop":
-            wi = d.get("index")
-            ci = self._map.get(wi) if isinstance(wi, int) else None
-            if ci is not None and ci in self._open:
-                self._open.discard(ci)
-                out.append(BlockStop(index=ci))
-        elif typ == "message_start":
-            if self._state != _S.BEFORE:
-                return None
-            m = d.get("message")
-            if not isinstance(m, dict):
-                m = {}
-            self._usage = usage_from_wire(m.get("usage"))
-            self._state = _S.MESSAGE
-            mid, model = m.get("id"), m.get("model")
-            out.append(
-                MessageStart(
-                    id=mid if isinstance(mid, str) and mid else new_id("msg_"),
-                    model=model if isinstance(model, str) else "",
-                    usage=self._usage,
-                )
-            )
-        elif typ == "message_delta":
-            self._ensure_started(out)
-            delta = d.get("delta")
-            if isinstance(delta, dict):
-                if isinstance(delta.get("stop_reason"), str):
-                    self._stop = delta["stop_reason"]
-                seq = delta.get("stop_sequence")
-                self._stop_seq = seq if isinstance(seq, str) else self._stop_seq
-            self._usage = usage_from_wire(d.get("usage"), self._usage)
-        elif typ == "message_stop":
-            self._ensure_started(out)
-            for ci in sorted(self._open):
-                out.append(BlockStop(index=ci))
-            self._open.clear()
-            stop = STOP_FROM_WIRE.get(self._stop or "end_turn", StopReason.END_TURN)
-            out.append(
-                MessageDelta(stop_reason=stop, stop_sequence=self._stop_seq, usage=self._usage or Usage())
-            )
-            out.append(MessageStop())
-            self._state = _S.DONE
-        elif typ == "error":
-            err = d.get("error")
-            if not isinstance(err, dict):
-                err = {}
-            msg = err.get("message")
-            if not isinstance(msg, str):
-                msg = "upstream stream error"
-            etype = err.get("type")
-            kind = TYPE_TO_KIND.get(etype, ErrorKind.UPSTREAM.value) if isinstance(etype, str) else "upstream"
-            self._fail(out, kind, msg)
-        return None
+        ev = w.EVENTS.decode(data, event)
+        handler = _HANDLERS.get(type(ev))
+        if handler is not None:  # None: ping, or an event type we do not model
+            handler(self, ev, out)
 
-    def _block_start(self, d: dict[str, Any], out: list[Event]) -> None:
-        wi, cb = d.get("index"), d.get("content_block")
-        if not isinstance(wi, int) or not isinstance(cb, dict) or wi in self._map or wi in self._skip:
+    def _invalid(self, ev: Invalid, out: list[Event]) -> None:
+        self._fail(out, ErrorKind.UPSTREAM, "upstream sent an invalid stream event")
+
+    def _delta(self, ev: w.ContentBlockDelta, out: list[Event]) -> None:
+        ci = self._map.get(ev.index) if ev.index is not None else None
+        d = ev.delta
+        if ci is None or d is None:
             return
-        typ = cb.get("type")
+        if isinstance(d, w.TextDelta):
+            if d.text:
+                out.append(TextDelta(index=ci, text=d.text))
+        elif isinstance(d, w.InputJsonDelta):
+            if d.partial_json:
+                out.append(ToolArgsDelta(index=ci, json=d.partial_json))
+        elif isinstance(d, w.ThinkingDelta):
+            if d.thinking:
+                out.append(ReasoningDelta(index=ci, text=d.thinking))
+        elif d.signature:
+            out.append(SignatureDelta(index=ci, signature=d.signature))
+
+    def _block_stop(self, ev: w.ContentBlockStop, out: list[Event]) -> None:
+        ci = self._map.get(ev.index) if ev.index is not None else None
+        if ci is not None and ci in self._open:
+            self._open.discard(ci)
+            out.append(BlockStop(index=ci))
+
+    def _message_start(self, ev: w.MessageStart, out: list[Event]) -> None:
+        if self._state != _S.BEFORE:
+            return
+        m = ev.message
+        self._usage = usage_from_wire(m.usage)
+        self._state = _S.MESSAGE
+        out.append(MessageStart(id=m.id or new_id("msg_"), model=m.model or "", usage=self._usage))
+
+    def _message_delta(self, ev: w.MessageDelta, out: list[Event]) -> None:
+        self._ensure_started(out)
+        if ev.delta is not None:
+            if ev.delta.stop_reason is not None:
+                self._stop = ev.delta.stop_reason
+            if ev.delta.stop_sequence is not None:
+                self._stop_seq = ev.delta.stop_sequence
+        self._usage = usage_from_wire(ev.usage, self._usage)
+
+    def _message_stop(self, ev: w.MessageStop, out: list[Event]) -> None:
+        self._ensure_started(out)
+        for ci in sorted(self._open):
+            out.append(BlockStop(index=ci))
+        self._open.clear()
+        stop = STOP_FROM_WIRE.get(self._stop or "end_turn", StopReason.END_TURN)
+        out.append(MessageDelta(stop_reason=stop, stop_sequence=self._stop_seq, usage=self._usage or Usage()))
+        out.append(MessageStop())
+        self._state = _S.DONE
+
+    def _error(self, ev: w.Error, out: list[Event]) -> None:
+        e = ev.error
+        kind = TYPE_TO_KIND.get(e.type, ErrorKind.UPSTREAM) if e.type is not None else ErrorKind.UPSTREAM
+        self._fail(out, kind, e.message if e.message is not None else "upstream stream error")
+
+    def _block_start(self, ev: w.ContentBlockStart, out: list[Event]) -> None:
+        self._ensure_started(out)
+        wi = ev.index
+        cb = w.BLOCKS.decode(ev.content_block)
+        if wi is None or wi in self._map or wi in self._skip or isinstance(cb, Invalid):
+            return
         for open_ci in sorted(self._open):  # a new block closes any still-open one (never interleave)
             out.append(BlockStop(index=open_ci))
         self._open.clear()
-        ci = self._next
-        if typ == "text":
-            block: Text | ToolCall | Reasoning = Text(text="")
-            first = cb.get("text")
-            tail: Event | None = TextDelta(index=ci, text=first) if isinstance(first, str) and first else None
-        elif typ == "tool_use":
-            tid, name, inp = cb.get("id"), cb.get("name"), cb.get("input")
-            block = ToolCall(
-                id=tid if isinstance(tid, str) else new_id("toolu_"),
-                name=name if isinstance(name, str) else "",
-                arguments="",
-            )
-            tail = (
-                ToolArgsDelta(index=ci, json=orjson.dumps(inp).decode())
-                if isinstance(inp, dict) and inp
-                else None
-            )
-        elif typ == "thinking":
-            block = Reasoning()
-            first = cb.get("thinking")
-            tail = ReasoningDelta(index=ci, text=first) if isinstance(first, str) and first else None
-        elif typ == "redacted_thinking":
-            data = cb.get("data")
-            block, tail = Reasoning(redacted=data if isinstance(data, str) else ""), None
-        else:  # server_tool_use, web_search_tool_result, …: not modelled canonically
+        if isinstance(cb, Unknown):  # server_tool_use, web_search_tool_result, …: not modelled canonically
             self._skip.add(wi)
             return
+        ci = self._next
+        block, tail = _block(cb, ci)
         self._next += 1
         self._map[wi] = ci
         self._open.add(ci)
         out.append(BlockStart(index=ci, block=block))
         if tail is not None:
             out.append(tail)
+
+
+def _block(cb: w.ContentBlock, ci: int) -> tuple[Text | ToolCall | Reasoning, Event | None]:
+    """A started content block → its canonical block and the delta its initial content makes."""
+    if isinstance(cb, w.TextBlock):
+        return Text(text=""), TextDelta(index=ci, text=cb.text) if cb.text else None
+    if isinstance(cb, w.ToolUseBlock):
+        call = ToolCall(id=cb.id if cb.id is not None else new_id("toolu_"), name=cb.name or "", arguments="")
+        return call, ToolArgsDelta(index=ci, json=orjson.dumps(cb.input).decode()) if cb.input else None
+    if isinstance(cb, w.ThinkingBlock):
+        return Reasoning(), ReasoningDelta(index=ci, text=cb.thinking) if cb.thinking else None
+    return Reasoning(redacted=cb.data or ""), None
+
+
+_Handler = Callable[[AnthropicStreamDecoder, Any, list[Event]], None]
+_HANDLERS: dict[type, _Handler] = {
+    w.ContentBlockDelta: AnthropicStreamDecoder._delta,
+    w.ContentBlockStart: AnthropicStreamDecoder._block_start,
+    w.ContentBlockStop: AnthropicStreamDecoder._block_stop,
+    w.MessageStart: AnthropicStreamDecoder._message_start,
+    w.MessageDelta: AnthropicStreamDecoder._message_delta,
+    w.MessageStop: AnthropicStreamDecoder._message_stop,
+    w.Error: AnthropicStreamDecoder._error,
+    Invalid: AnthropicStreamDecoder._invalid,
+}

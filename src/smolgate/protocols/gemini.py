@@ -13,7 +13,7 @@ Lossy:
 - Only functionDeclarations tools are kept; googleSearch, codeExecution, urlContext and other hosted tools are ignored.
 - executableCode / codeExecutionResult / videoMetadata parts and inlineData other than image/* or video/* are not representable (the latter is a 400).
 - allowedFunctionNames with mode ANY narrows the tool list (a single name becomes tool choice "tool"); VALIDATED mode is treated as AUTO.
-- safetySettings pass through only to a Gemini upstream (Request.extra); cachedContent, presencePenalty, frequencyPenalty, responseLogprobs, mediaResolution, speechConfig and labels are ignored.
+- safetySettings pass through only to a Gemini upstream (Request.extras.gemini); cachedContent, presencePenalty, frequencyPenalty, responseLogprobs, mediaResolution, speechConfig and labels are ignored.
 - thinkingLevel maps to reasoning effort (and is sent back as given to a Gemini upstream); effort without a budget maps to thinkingBudget 128/1024/2048/4096/8192/16384 (minimal…max), see reasoning.py; includeThoughts without a budget or level is only a hint (other upstreams see it only for targets declared `reasoning: true`).
 - cachedContent (explicit caches) is ignored; `cachedContentTokenCount` reports cache reads, prompt-cache writes have no Gemini field.
 - finishReason cannot name a matched stop sequence or a tool call: STOP covers end_turn/stop_sequence/tool_use (tool_use is inferred from functionCall parts); the SAFETY family maps to content_filter.
@@ -23,14 +23,13 @@ Lossy:
 
 from __future__ import annotations
 
-import email.utils
 import time
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from .. import reasoning
+from .. import reasoning, retry_after
 from ..canonical import (
     Image,
     Message,
@@ -73,11 +72,39 @@ _MODES = {"AUTO": "auto", "ANY": "required", "NONE": "none", "VALIDATED": "auto"
 
 
 def _decode_generate(d: dict[str, Any], model: str, stream: bool, path: str) -> Request:
-    at = (lambda k: f"{path}.{k}") if path else (lambda k: k)
-    contents = fld(d, "contents", list, path, required=True)
+    at = _Path(path)
+    req = Request(model=model, messages=_messages(d, at), stream=stream)
+    req.system = _system(get(d, "systemInstruction"), at("systemInstruction"))
+    req.tools = _tools(d, at)
+    tc = fld(d, "toolConfig", dict, path)
+    fcc = fld(tc, "functionCallingConfig", dict, at("toolConfig")) if tc else None
+    if fcc:
+        _tool_config(req, fcc, f"{at('toolConfig')}.functionCallingConfig")
+    gc = fld(d, "generationConfig", dict, path)
+    if gc:
+        _decode_generation_config(req, gc, at("generationConfig"))
+    safety = get(d, "safetySettings")
+    if isinstance(safety, list) and safety:
+        req.extras.gemini.safety_settings = safety
+    return req
+
+
+class _Path:
+    """Names a field for error messages, under the request's own path (countTokens nests it)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __call__(self, key: str) -> str:
+        return f"{self.path}.{key}" if self.path else key
+
+
+def _messages(d: dict[str, Any], at: _Path) -> list[Message]:
     reader = PartReader()
     messages: list[Message] = []
-    for i, content in enumerate(contents):
+    for i, content in enumerate(fld(d, "contents", list, at.path, required=True)):
         cp = f"{at('contents')}[{i}]"
         check(content, dict, cp)
         role_raw = fld(content, "role", str, cp) or "user"
@@ -95,59 +122,59 @@ def _decode_generate(d: dict[str, Any], model: str, stream: bool, path: str) -> 
         if blocks:
             messages.append(Message(role=role, content=blocks))  # type: ignore[arg-type]
     link_tool_results(messages)
-    req = Request(model=model, messages=messages, stream=stream)
+    return messages
 
-    si = get(d, "systemInstruction")
+
+def _system(si: Any, sp: str) -> list[Text]:
+    if si is None:
+        return []
     if isinstance(si, str):
-        req.system = [Text(text=si)]
-    elif si is not None:
-        check(si, dict, at("systemInstruction"))
-        sp = at("systemInstruction")
-        for j, part in enumerate(fld(si, "parts", list, sp) or []):
-            check(part, dict, f"{sp}.parts[{j}]")
-            text = fld(part, "text", str, f"{sp}.parts[{j}]")
-            if text:
-                req.system.append(Text(text=text))
+        return [Text(text=si)]
+    check(si, dict, sp)
+    out = []
+    for j, part in enumerate(fld(si, "parts", list, sp) or []):
+        check(part, dict, f"{sp}.parts[{j}]")
+        text = fld(part, "text", str, f"{sp}.parts[{j}]")
+        if text:
+            out.append(Text(text=text))
+    return out
 
-    for i, tool in enumerate(fld(d, "tools", list, path) or []):
+
+def _tools(d: dict[str, Any], at: _Path) -> list[Tool]:
+    out = []
+    for i, tool in enumerate(fld(d, "tools", list, at.path) or []):
         tp = f"{at('tools')}[{i}]"
         check(tool, dict, tp)
         for j, decl in enumerate(fld(tool, "functionDeclarations", list, tp) or []):
-            dp = f"{tp}.functionDeclarations[{j}]"
-            check(decl, dict, dp)
-            name = fld(decl, "name", str, dp, required=True)
-            schema = fld(decl, "parametersJsonSchema", dict, dp)
-            if schema is None:
-                params = fld(decl, "parameters", dict, dp)
-                schema = to_json_schema(params) if params is not None else None
-            t = Tool(name=name, description=fld(decl, "description", str, dp))
-            if schema is not None:
-                t.parameters = schema
-            req.tools.append(t)
+            out.append(_declaration(decl, f"{tp}.functionDeclarations[{j}]"))
+    return out
 
-    tc = fld(d, "toolConfig", dict, path)
-    fcc = fld(tc, "functionCallingConfig", dict, at("toolConfig")) if tc else None
-    if fcc:
-        fp = f"{at('toolConfig')}.functionCallingConfig"
-        mode = (fld(fcc, "mode", str, fp) or "AUTO").upper()
-        if mode not in _MODES:
-            raise invalid(f"'{fp}.mode' must be AUTO, ANY, NONE or VALIDATED", param=f"{fp}.mode")
-        allowed = fld(fcc, "allowedFunctionNames", list, fp) or []
-        for k, name in enumerate(allowed):
-            check(name, str, f"{fp}.allowedFunctionNames[{k}]")
-        req.tool_choice = ToolChoice(mode=_MODES[mode])  # type: ignore[arg-type]
-        if allowed and mode in ("ANY", "VALIDATED"):
-            req.tools = [t for t in req.tools if t.name in allowed]
-            if len(allowed) == 1 and mode == "ANY":
-                req.tool_choice = ToolChoice(mode="tool", name=allowed[0])
 
-    gc = fld(d, "generationConfig", dict, path)
-    if gc:
-        _decode_generation_config(req, gc, at("generationConfig"))
-    safety = get(d, "safetySettings")
-    if isinstance(safety, list) and safety:
-        req.extra["gemini_safety_settings"] = safety
-    return req
+def _declaration(decl: Any, dp: str) -> Tool:
+    check(decl, dict, dp)
+    name = fld(decl, "name", str, dp, required=True)
+    schema = fld(decl, "parametersJsonSchema", dict, dp)
+    if schema is None:
+        params = fld(decl, "parameters", dict, dp)
+        schema = to_json_schema(params) if params is not None else None
+    t = Tool(name=name, description=fld(decl, "description", str, dp))
+    if schema is not None:
+        t.parameters = schema
+    return t
+
+
+def _tool_config(req: Request, fcc: dict[str, Any], fp: str) -> None:
+    mode = (fld(fcc, "mode", str, fp) or "AUTO").upper()
+    if mode not in _MODES:
+        raise invalid(f"'{fp}.mode' must be AUTO, ANY, NONE or VALIDATED", param=f"{fp}.mode")
+    allowed = fld(fcc, "allowedFunctionNames", list, fp) or []
+    for k, name in enumerate(allowed):
+        check(name, str, f"{fp}.allowedFunctionNames[{k}]")
+    req.tool_choice = ToolChoice(mode=_MODES[mode])  # type: ignore[arg-type]
+    if allowed and mode in ("ANY", "VALIDATED"):
+        req.tools = [t for t in req.tools if t.name in allowed]
+        if len(allowed) == 1 and mode == "ANY":
+            req.tool_choice = ToolChoice(mode="tool", name=allowed[0])
 
 
 def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None:
@@ -178,7 +205,7 @@ def _decode_generation_config(req: Request, gc: dict[str, Any], gp: str) -> None
         effort = reasoning.gemini_effort(level) if level else None
         include = fld(thinking, "includeThoughts", bool, tp)
         if effort is not None:
-            req.extra["gemini_thinking_level"] = level
+            req.extras.gemini.thinking_level = level
         if budget is None and effort is None:  # includeThoughts alone: show thoughts if the model thinks
             req.reasoning = (
                 ReasoningConfig(include_thoughts=include, hint=True) if include is not None else None
@@ -231,22 +258,12 @@ def encode_models(models: list[ModelInfo]) -> bytes:
 # ---------------------------------------------------------------- the codec
 
 
-def _retry_after(headers: Mapping[str, str], err: Any) -> float | None:
-    raw = headers.get("retry-after") or headers.get("Retry-After")
-    if raw:
-        try:
-            return float(raw)
-        except ValueError:
-            parsed = email.utils.parsedate_to_datetime(raw) if raw else None
-            if parsed is not None:
-                return max(0.0, parsed.timestamp() - time.time())
+def _retry_delay(err: Any) -> str | None:
+    """Gemini's own hint in the error body: `RetryInfo.retryDelay`, a protobuf duration ("12.5s")."""
     for detail in (err.get("details") or []) if isinstance(err, dict) else ():
         delay = detail.get("retryDelay") if isinstance(detail, dict) else None
-        if isinstance(delay, str) and delay.endswith("s"):
-            try:
-                return float(delay[:-1])
-            except ValueError:
-                pass
+        if isinstance(delay, str):
+            return delay
     return None
 
 
@@ -270,9 +287,7 @@ class GeminiCodec(Codec):
         return GeminiStreamEncoder(show_thoughts=_thoughts(req))
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        headers: dict[str, str] = {}
-        if err.retry_after is not None:
-            headers["retry-after"] = str(max(0, int(err.retry_after + 0.999)))
+        headers = retry_after.render(err.retry_after)
         message, o = err.message, err.overflow
         if err.code == CONTEXT_LENGTH_EXCEEDED and o is not None and o.prompt_tokens and o.limit:
             extra = f" plus maxOutputTokens ({o.max_tokens})" if o.max_tokens is not None else ""
@@ -323,14 +338,13 @@ class GeminiCodec(Codec):
             gc["responseMimeType"] = "application/json"
             if rf.type == "json_schema" and rf.schema is not None:
                 gc["responseJsonSchema"] = rf.schema
-        level = req.extra.get("gemini_thinking_level")
-        thinking = reasoning.gemini_thinking(req.reasoning, level if isinstance(level, str) else None)
+        thinking = reasoning.gemini_thinking(req.reasoning, req.extras.gemini.thinking_level)
         if thinking is not None:
             gc["thinkingConfig"] = thinking
         if gc:
             body["generationConfig"] = gc
-        if req.extra.get("gemini_safety_settings"):
-            body["safetySettings"] = req.extra["gemini_safety_settings"]
+        if req.extras.gemini.safety_settings:
+            body["safetySettings"] = req.extras.gemini.safety_settings
         method = "streamGenerateContent" if req.stream else "generateContent"
         # The model is one percent-encoded path segment, whatever a client wrote (`provider/model` addressing)
         path = upstream_path(
@@ -398,7 +412,7 @@ class GeminiCodec(Codec):
             message = body[:500].decode("utf-8", "replace").strip() or f"Gemini returned HTTP {status}"
         if status == 400 and isinstance(err, dict) and _reason(err) == "API_KEY_INVALID":
             status = 401  # Gemini answers a bad key with 400: it is our credential, not the client's request
-        return from_status(status, message, _retry_after(headers, err))
+        return from_status(status, message, retry_after.from_headers(headers, hint=_retry_delay(err)))
 
 
 def _reason(err: dict[str, Any]) -> str | None:

@@ -160,12 +160,7 @@ class GeminiStreamEncoder(StreamEncoder):
         if isinstance(ev, MessageStop):
             return self._frame([{"text": ""}], FINISH_OUT[self.stop], self.usage)
         if isinstance(ev, StreamError):
-            try:
-                kind: ErrorKind | None = ErrorKind(ev.kind)
-            except ValueError:
-                kind = None
-            status = DEFAULT_STATUS.get(kind, 500) if kind else 500  # type: ignore[arg-type]
-            return sse_event(dumps(error_obj(status, ev.message, kind)))
+            return sse_event(dumps(error_obj(DEFAULT_STATUS[ev.kind], ev.message, ev.kind)))
         return b""
 
 
@@ -216,9 +211,7 @@ class GeminiStreamDecoder(StreamDecoder):
             self._end(out)
             return out
         self._done = True
-        out.append(
-            StreamError(kind=ErrorKind.UPSTREAM.value, message="Gemini stream ended before finishReason")
-        )
+        out.append(StreamError(kind=ErrorKind.UPSTREAM, message="Gemini stream ended before finishReason"))
         return out
 
     def _close_block(self, out: list[Event]) -> None:
@@ -246,9 +239,7 @@ class GeminiStreamDecoder(StreamDecoder):
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
             self._done = True
-            out.append(
-                StreamError(kind=ErrorKind.UPSTREAM.value, message="Gemini sent a malformed stream chunk")
-            )
+            out.append(StreamError(kind=ErrorKind.UPSTREAM, message="Gemini sent a malformed stream chunk"))
             return
         if not isinstance(obj, dict):
             return
@@ -258,7 +249,7 @@ class GeminiStreamDecoder(StreamDecoder):
             code = err.get("code") if isinstance(err, dict) else None
             msg = err.get("message") if isinstance(err, dict) else str(err)
             kind = from_status(code if isinstance(code, int) else 500, "").kind
-            out.append(StreamError(kind=kind.value, message=str(msg or "upstream error")))
+            out.append(StreamError(kind=kind, message=str(msg or "upstream error")))
             return
         if not self._started:
             self._started = True

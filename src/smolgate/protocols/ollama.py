@@ -13,7 +13,7 @@ Lossy:
 - tool_choice: "none" drops the tools; Ollama cannot be told to call a tool, so a forced call ("required" or a named tool) goes upstream as a JSON-schema `format` describing the call and the model's JSON comes back as the tool call (forced_tools.py).
 - done_reason has only stop|length: end_turn, stop_sequence, tool_use and content_filter all render as "stop" (tool_use is inferred from tool_calls when decoding); the matched stop sequence is unknown.
 - Durations: total_duration is measured by the gateway; load/prompt_eval/eval durations are 0; cached and reasoning token counts are not expressible.
-- /api/generate: `suffix`, `template`, `raw`, `context` are not representable (suffix kept only in Request.extra); tool calls in a generate response are dropped.
+- /api/generate: `suffix`, `template`, `raw`, `context` are not representable (suffix kept only in Request.extras.ollama); tool calls in a generate response are dropped.
 - options other than num_predict, temperature, top_p, top_k, seed and stop (num_ctx, repeat_penalty, …) and keep_alive are ignored.
 """
 
@@ -25,7 +25,7 @@ from typing import Any
 
 import orjson
 
-from .. import reasoning
+from .. import reasoning, retry_after
 from ..canonical import (
     Image,
     Message,
@@ -221,7 +221,7 @@ def decode_generate(body: bytes) -> Request:
         req.messages.append(Message(role="user", content=blocks))
     suffix = field(d, "suffix", str)
     if suffix:
-        req.extra["ollama_suffix"] = suffix
+        req.extras.ollama.suffix = suffix
     _common(req, d)
     return req
 
@@ -265,9 +265,7 @@ class OllamaChatCodec(Codec):
         return OllamaStreamEncoder(self._generate, req.model)
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        headers = (
-            {"retry-after": str(max(0, int(err.retry_after + 0.999)))} if err.retry_after is not None else {}
-        )
+        headers = retry_after.render(err.retry_after)
         message = err.message
         if err.code == CONTEXT_LENGTH_EXCEEDED:  # Ollama's own wording (its runner's 400), counts when known
             o = err.overflow
@@ -380,12 +378,7 @@ class OllamaChatCodec(Codec):
         except orjson.JSONDecodeError:
             pass
         message = message or body[:500].decode("utf-8", "replace").strip() or f"Ollama returned HTTP {status}"
-        retry = headers.get("retry-after") or headers.get("Retry-After")
-        try:
-            retry_after = float(retry) if retry else None
-        except ValueError:
-            retry_after = None
-        return from_status(status, message, retry_after)
+        return from_status(status, message, retry_after.from_headers(headers))
 
 
 class OllamaGenerateCodec(OllamaChatCodec):

@@ -191,9 +191,7 @@ class OllamaStreamDecoder(StreamDecoder):
                 self._line(line, out)
         if not self._done:
             self._done = True
-            out.append(
-                StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama stream ended before done:true")
-            )
+            out.append(StreamError(kind=ErrorKind.UPSTREAM, message="Ollama stream ended before done:true"))
         return out
 
     def _block(self, kind: str | None, out: list[Event]) -> None:
@@ -213,13 +211,11 @@ class OllamaStreamDecoder(StreamDecoder):
             obj = None
         if not isinstance(obj, dict):
             self._done = True
-            out.append(
-                StreamError(kind=ErrorKind.UPSTREAM.value, message="Ollama sent a malformed stream line")
-            )
+            out.append(StreamError(kind=ErrorKind.UPSTREAM, message="Ollama sent a malformed stream line"))
             return
         if "error" in obj:
             self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM.value, message=str(obj["error"])))
+            out.append(StreamError(kind=ErrorKind.UPSTREAM, message=str(obj["error"])))
             return
         if not self._started:
             self._started = True

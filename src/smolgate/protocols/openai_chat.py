@@ -33,8 +33,10 @@ import orjson
 
 from ..canonical import (
     Block,
+    Extras,
     Image,
     Message,
+    OpenAIExtras,
     Reasoning,
     Request,
     Response,
@@ -51,7 +53,7 @@ from ..errors import ErrorKind, GatewayError, invalid
 from . import openai_common as oc
 from .base import Codec, ErrorReply, ModelInfo, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import check, field, loads_body, new_id, now
-from .openai_chat_stream import INCLUDE_USAGE, ChatStreamEncoder, chat_id
+from .openai_chat_stream import ChatStreamEncoder, chat_id
 from .openai_decoders import ChatStreamDecoder
 from .spec import ClientRoute, ProtocolSpec, RouteKind, Upstream, bearer
 
@@ -275,13 +277,10 @@ def decode_request(body: bytes) -> Request:
     stop = d.get("stop")
     effort = field(d, "reasoning_effort", str)
     stream = bool(field(d, "stream", bool, default=False))
-    extra: dict[str, Any] = {}
+    ox = OpenAIExtras(passthrough={k: d[k] for k in PASSTHROUGH if d.get(k) is not None})
     if stream:
         opts = field(d, "stream_options", dict, default={})
-        extra[INCLUDE_USAGE] = bool(field(opts, "include_usage", bool, "stream_options", default=False))
-    passthrough = {k: d[k] for k in PASSTHROUGH if d.get(k) is not None}
-    if passthrough:
-        extra["openai_passthrough"] = passthrough
+        ox.include_usage = bool(field(opts, "include_usage", bool, "stream_options", default=False))
     metadata = field(d, "metadata", dict, default={})
     req = Request(
         model=model,
@@ -299,7 +298,7 @@ def decode_request(body: bytes) -> Request:
         stream=stream,
         reasoning=oc.reasoning_from_effort(effort) if effort is not None else None,
         metadata=metadata,
-        extra=extra,
+        extras=Extras(openai=ox),
     )
     link_tool_results(req.messages)
     return req
@@ -447,10 +446,8 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
     if req.stream:
         body["stream"] = True
         body["stream_options"] = {"include_usage": True}
-    passthrough = req.extra.get("openai_passthrough")
-    if isinstance(passthrough, dict):
-        for k, v in passthrough.items():
-            body.setdefault(k, v)
+    for k, v in req.extras.openai.passthrough.items():
+        body.setdefault(k, v)
     return UpstreamRequest(
         path="/chat/completions",
         body=orjson.dumps(body),

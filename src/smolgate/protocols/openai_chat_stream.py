@@ -28,13 +28,11 @@ from ..canonical import (
     ToolCall,
     Usage,
 )
-from ..errors import ErrorKind, GatewayError
+from ..errors import GatewayError
 from . import openai_common as oc
 from .base import StreamEncoder
 from .common import new_id, now
 from .sse import sse_event
-
-INCLUDE_USAGE = "openai_include_usage"  # Request.extra flag set by decode_request, read here
 
 
 def chat_id(rid: str) -> str:
@@ -48,7 +46,7 @@ class ChatStreamEncoder(StreamEncoder):
 
     def __init__(self, req: Request) -> None:
         self._req = req
-        self._include_usage = bool(req.extra.get(INCLUDE_USAGE, False))
+        self._include_usage = req.extras.openai.include_usage
         self._prefix = b""
         self._tool_index: dict[int, int] = {}  # canonical block index → tool_calls[].index
         self._next_tool = 0
@@ -135,16 +133,9 @@ class ChatStreamEncoder(StreamEncoder):
                 )
             return b""
         if isinstance(event, StreamError):
-            err = GatewayError(_kind(event.kind), event.message)
+            err = GatewayError(event.kind, event.message)
             return sse_event(orjson.dumps({"error": oc.error_object(err)}))
         return b""  # BlockStop, SignatureDelta: nothing on this wire
 
     def close(self) -> bytes:
         return b"data: [DONE]\n\n"
-
-
-def _kind(value: str) -> ErrorKind:
-    try:
-        return ErrorKind(value)
-    except ValueError:
-        return ErrorKind.UPSTREAM

@@ -6,13 +6,12 @@ Both APIs use the same error body `{"error":{message,type,param,code}}` and the 
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping
 from typing import Any
 
 import orjson
 
-from .. import reasoning
+from .. import reasoning, retry_after
 from ..canonical import Image, ReasoningConfig, StopReason, ToolChoice, Usage, Video
 from ..errors import CONTEXT_LENGTH_EXCEEDED, ErrorKind, GatewayError, context_overflow, from_status, invalid
 from .base import ErrorReply
@@ -57,9 +56,7 @@ def error_object(err: GatewayError) -> dict[str, Any]:
 
 
 def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
-    headers: dict[str, str] = {}  # the server sets content-type itself
-    if err.retry_after is not None:
-        headers["retry-after"] = str(max(0, math.ceil(err.retry_after)))
+    headers = retry_after.render(err.retry_after)  # the server sets content-type itself
     if err.kind not in TRANSIENT:
         headers["x-should-retry"] = "false"
     obj = error_object(err)
@@ -75,15 +72,21 @@ def encode_error(err: GatewayError, responses: bool = False) -> ErrorReply:
     return ErrorReply(err.status, orjson.dumps({"error": obj}), headers)
 
 
-def kind_from_error(err: Any) -> str:
-    """A canonical ErrorKind value for an in-stream `{"error": {...}}` object."""
-    if isinstance(err, dict):
-        for key in ("code", "type"):
-            value = err.get(key)
-            kind = _TYPE_TO_KIND.get(value) if isinstance(value, str) else None
-            if kind is not None:
-                return kind.value
-    return ErrorKind.UPSTREAM.value
+def kind_from_error(err: Any) -> ErrorKind:
+    """A canonical ErrorKind for an in-stream `{"error": {...}}` object."""
+    if not isinstance(err, dict):
+        return ErrorKind.UPSTREAM
+    code, typ = err.get("code"), err.get("type")
+    return kind_from_codes(code if isinstance(code, str) else None, typ if isinstance(typ, str) else None)
+
+
+def kind_from_codes(code: str | None, typ: str | None) -> ErrorKind:
+    """A canonical ErrorKind from an error's `code`, else its `type` (either may be absent)."""
+    for value in (code, typ):
+        kind = _TYPE_TO_KIND.get(value) if value is not None else None
+        if kind is not None:
+            return kind
+    return ErrorKind.UPSTREAM
 
 
 def error_message(err: Any, default: str = "upstream error") -> str:
@@ -94,23 +97,6 @@ def error_message(err: Any, default: str = "upstream error") -> str:
     if isinstance(err, str) and err:
         return err
     return default
-
-
-def parse_retry_after(headers: Mapping[str, str]) -> float | None:
-    lower = {k.lower(): v for k, v in headers.items()}
-    ms = lower.get("retry-after-ms")
-    if ms is not None:
-        try:
-            return float(ms) / 1000.0
-        except ValueError:
-            pass
-    sec = lower.get("retry-after")
-    if sec is not None:
-        try:
-            return float(sec)
-        except ValueError:
-            return None  # HTTP-date form: rare for these APIs; let the pool use its default cooldown
-    return None
 
 
 def decode_error(status: int, body: bytes, headers: Mapping[str, str]) -> GatewayError:
@@ -128,7 +114,7 @@ def decode_error(status: int, body: bytes, headers: Mapping[str, str]) -> Gatewa
     if not message:
         text = body[:500].decode("utf-8", "replace").strip() if body else ""
         message = text or f"upstream returned HTTP {status}"
-    out = from_status(status, message, parse_retry_after(headers))
+    out = from_status(status, message, retry_after.from_headers(headers))
     out.param = param
     return out
 

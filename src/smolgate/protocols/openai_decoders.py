@@ -9,6 +9,7 @@ truncated streams as `StreamError`.
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -35,9 +36,11 @@ from ..canonical import (
 )
 from ..errors import ErrorKind
 from . import openai_common as oc
+from . import openai_responses_wire as w
 from .base import StreamDecoder
 from .common import new_id, now
 from .sse import SSEParser
+from .wire import Invalid
 
 
 class _Open(enum.Enum):
@@ -81,7 +84,7 @@ class _Base(StreamDecoder):
                 return out
         self._eof(out)
         if not self._finished:
-            self._fail(out, ErrorKind.UPSTREAM.value, "upstream stream ended before it was complete")
+            self._fail(out, ErrorKind.UPSTREAM, "upstream stream ended before it was complete")
         return out
 
     def _data(self, data: str, out: list[Event]) -> None:
@@ -91,7 +94,7 @@ class _Base(StreamDecoder):
         try:
             obj = orjson.loads(data)
         except orjson.JSONDecodeError:
-            self._fail(out, ErrorKind.UPSTREAM.value, "upstream sent invalid JSON in its stream")
+            self._fail(out, ErrorKind.UPSTREAM, "upstream sent invalid JSON in its stream")
             return
         if isinstance(obj, dict):
             self._event(obj, out)
@@ -151,7 +154,7 @@ class _Base(StreamDecoder):
             self._begin(out, _Open.REASONING, key, Reasoning(text=""))
         out.append(ReasoningDelta(index=self._index, text=text))
 
-    def _fail(self, out: list[Event], kind: str, message: str) -> None:
+    def _fail(self, out: list[Event], kind: ErrorKind, message: str) -> None:
         self._finished = True
         out.append(StreamError(kind=kind, message=message))
 
@@ -230,7 +233,7 @@ class ChatStreamDecoder(_Base):
 
     def _done(self, out: list[Event]) -> None:
         if not self._started:
-            self._fail(out, ErrorKind.UPSTREAM.value, "upstream stream ended without any chunk")
+            self._fail(out, ErrorKind.UPSTREAM, "upstream stream ended without any chunk")
             return
         self._complete(out, oc.stop_from_finish(self._finish, self._has_tools))
 
@@ -243,14 +246,18 @@ _INCOMPLETE = {"max_output_tokens": StopReason.MAX_TOKENS, "content_filter": Sto
 
 
 def responses_stop(resp: dict[str, Any], has_tools: bool) -> StopReason:
-    if resp.get("status") == "incomplete":
-        details = resp.get("incomplete_details")
-        reason = details.get("reason") if isinstance(details, dict) else None
-        return (
-            _INCOMPLETE.get(reason, StopReason.MAX_TOKENS)
-            if isinstance(reason, str)
-            else StopReason.MAX_TOKENS
-        )
+    details = resp.get("incomplete_details")
+    reason = details.get("reason") if isinstance(details, dict) else None
+    status = resp.get("status")
+    return stop_of(
+        status if isinstance(status, str) else None, reason if isinstance(reason, str) else None, has_tools
+    )
+
+
+def stop_of(status: str | None, reason: str | None, has_tools: bool) -> StopReason:
+    """A response's status (and incomplete reason) → the canonical stop reason."""
+    if status == "incomplete":
+        return _INCOMPLETE.get(reason, StopReason.MAX_TOKENS) if reason is not None else StopReason.MAX_TOKENS
     return StopReason.TOOL_USE if has_tools else StopReason.END_TURN
 
 
@@ -308,84 +315,93 @@ class ResponsesStreamDecoder(_Base):
         self._reasoning_enc = False  # the open reasoning block already carries encrypted_content
         self._pending_reasoning: tuple[Any, str | None] | None = None  # announced, no block yet: (id, enc)
 
-    def _event(self, obj: dict[str, Any], out: list[Event]) -> None:
-        typ = obj.get("type")
-        if typ == "response.output_text.delta" or typ == "response.refusal.delta":
-            self._start(out)
-            d = obj.get("delta")
-            if isinstance(d, str) and d:
-                self._text(out, (obj.get("item_id"), obj.get("content_index")), d)
-        elif typ == "response.function_call_arguments.delta":
-            self._start(out)
-            if self._open is not _Open.TOOL or self._key != obj.get("item_id"):
-                item_id = obj.get("item_id")
-                self._begin(
-                    out,
-                    _Open.TOOL,
-                    item_id,
-                    ToolCall(
-                        id=item_id if isinstance(item_id, str) and item_id else new_id("call_"),
-                        name="",
-                        arguments="",
-                    ),
-                )
-            self._args(out, obj.get("delta"))
-        elif typ in ("response.reasoning_summary_text.delta", "response.reasoning_text.delta"):
-            self._start(out)
-            d = obj.get("delta")
-            if isinstance(d, str) and d:
-                item_id, si = obj.get("item_id"), obj.get("summary_index")
-                if (
-                    self._open is _Open.REASONING
-                    and self._key == item_id
-                    and self._summary_index is not None
-                    and si != self._summary_index
-                ):
-                    out.append(ReasoningDelta(index=self._index, text="\n\n"))  # next summary part
-                self._summary_index = si
-                pending = self._pending_reasoning
-                if pending is not None and pending[0] == item_id:  # the item announced earlier starts now
-                    self._pending_reasoning = None
-                    self._reasoning_enc = pending[1] is not None
-                    self._begin(out, _Open.REASONING, item_id, Reasoning(text="", redacted=pending[1]))
-                self._reasoning(out, item_id, d)
-        elif typ in ("response.created", "response.in_progress", "response.queued"):
-            r = obj.get("response")
-            r = r if isinstance(r, dict) else {}
-            self._start(out, r.get("id"), r.get("model"), r.get("created_at"))
-        elif typ == "response.output_item.added":
-            self._start(out)
-            self._item_added(obj.get("item"), out)
-        elif typ == "response.content_part.added":
-            part = obj.get("part")
-            if isinstance(part, dict) and part.get("type") in ("output_text", "refusal"):
-                key = (obj.get("item_id"), obj.get("content_index"))
-                if self._open is not _Open.TEXT or self._key != key:
-                    self._begin(out, _Open.TEXT, key, Text(text=""))
-        elif typ == "response.custom_tool_call_input.delta":
-            d = obj.get("delta")
-            if self._custom and self._key == obj.get("item_id") and isinstance(d, str) and d:
-                self._custom_input = True
-                self._args(out, orjson.dumps(d).decode()[1:-1])
-        elif typ == "response.function_call_arguments.done":
-            if self._open is _Open.TOOL and self._key == obj.get("item_id") and not self._args_sent:
-                self._args(out, obj.get("arguments"))
-        elif typ == "response.output_item.done":
-            self._item_done(obj.get("item"), out)
-        elif typ in ("response.completed", "response.incomplete"):
-            r = obj.get("response")
-            r = r if isinstance(r, dict) else {}
-            if isinstance(r.get("usage"), dict):
-                self._usage = oc.usage_from_responses(r["usage"])
-            self._start(out, r.get("id"), r.get("model"), r.get("created_at"))
-            self._complete(out, responses_stop(r, self._has_tools))
-        elif typ == "response.failed":
-            r = obj.get("response")
-            err = r.get("error") if isinstance(r, dict) else None
-            self._fail(out, oc.kind_from_error(err), oc.error_message(err, "upstream response failed"))
-        elif typ == "error":
-            err = obj.get("error") if isinstance(obj.get("error"), dict) else obj
-            self._fail(out, oc.kind_from_error(err), oc.error_message(err))
+    def _data(self, data: str, out: list[Event]) -> None:
+        if data.startswith("[DONE]"):  # a Chat habit some servers keep: nothing to do
+            return
+        ev = w.EVENTS.decode(data)
+        handler = _HANDLERS.get(type(ev))
+        if handler is not None:  # None: an event we do not act on, or JSON that is not an object
+            handler(self, ev, out)
+
+    def _invalid(self, ev: Invalid, out: list[Event]) -> None:
+        if not ev.json:
+            self._fail(out, ErrorKind.UPSTREAM, "upstream sent invalid JSON in its stream")
+
+    def _on_text(self, ev: w.TextDelta, out: list[Event]) -> None:
+        self._start(out)
+        if ev.delta:
+            self._text(out, (ev.item_id, ev.content_index), ev.delta)
+
+    def _on_args(self, ev: w.ArgsDelta, out: list[Event]) -> None:
+        self._start(out)
+        if self._open is not _Open.TOOL or self._key != ev.item_id:
+            call = ToolCall(id=ev.item_id or new_id("call_"), name="", arguments="")
+            self._begin(out, _Open.TOOL, ev.item_id, call)
+        self._args(out, ev.delta)
+
+    def _on_reasoning(self, ev: w.SummaryDelta, out: list[Event]) -> None:
+        self._start(out)
+        if not ev.delta:
+            return
+        item_id, si = ev.item_id, ev.summary_index
+        if (
+            self._open is _Open.REASONING
+            and self._key == item_id
+            and self._summary_index is not None
+            and si != self._summary_index
+        ):
+            out.append(ReasoningDelta(index=self._index, text="\n\n"))  # next summary part
+        self._summary_index = si
+        pending = self._pending_reasoning
+        if pending is not None and pending[0] == item_id:  # the item announced earlier starts now
+            self._pending_reasoning = None
+            self._reasoning_enc = pending[1] is not None
+            self._begin(out, _Open.REASONING, item_id, Reasoning(text="", redacted=pending[1]))
+        self._reasoning(out, item_id, ev.delta)
+
+    def _on_created(self, ev: w.Created, out: list[Event]) -> None:
+        r = ev.response
+        self._start(out, r.id, r.model, r.created_at)
+
+    def _on_item_added(self, ev: w.ItemAdded, out: list[Event]) -> None:
+        self._start(out)
+        self._item_added(ev.item, out)
+
+    def _on_part_added(self, ev: w.PartAdded, out: list[Event]) -> None:
+        if ev.part is not None and ev.part.type in ("output_text", "refusal"):
+            key = (ev.item_id, ev.content_index)
+            if self._open is not _Open.TEXT or self._key != key:
+                self._begin(out, _Open.TEXT, key, Text(text=""))
+
+    def _on_custom_input(self, ev: w.CustomInputDelta, out: list[Event]) -> None:
+        if self._custom and self._key == ev.item_id and ev.delta:
+            self._custom_input = True
+            self._args(out, orjson.dumps(ev.delta).decode()[1:-1])
+
+    def _on_args_done(self, ev: w.ArgsDone, out: list[Event]) -> None:
+        if self._open is _Open.TOOL and self._key == ev.item_id and not self._args_sent:
+            self._args(out, ev.arguments)
+
+    def _on_item_done(self, ev: w.ItemDone, out: list[Event]) -> None:
+        self._item_done(ev.item, out)
+
+    def _on_completed(self, ev: w.Completed, out: list[Event]) -> None:
+        r = ev.response
+        if r.usage is not None:
+            self._usage = oc.usage_from_responses(r.usage)
+        self._start(out, r.id, r.model, r.created_at)
+        reason = r.incomplete_details.reason if r.incomplete_details is not None else None
+        self._complete(out, stop_of(r.status, reason, self._has_tools))
+
+    def _on_failed(self, ev: w.Failed, out: list[Event]) -> None:
+        self._fail_with(out, ev.response.error or w.ErrorBody(), "upstream response failed")
+
+    def _on_error(self, ev: w.Error, out: list[Event]) -> None:
+        self._fail_with(out, ev.body, "upstream error")
+
+    def _fail_with(self, out: list[Event], e: w.ErrorBody, default: str) -> None:
+        code = e.code if isinstance(e.code, str) else None
+        self._fail(out, oc.kind_from_codes(code, e.type), e.message or default)
 
     def _item_added(self, item: Any, out: list[Event]) -> None:
         if not isinstance(item, dict):
@@ -461,3 +477,26 @@ class ResponsesStreamDecoder(_Base):
 
     def _eof(self, out: list[Event]) -> None:
         pass  # without a terminal response.* event the stream is truncated
+
+
+_Handler = Callable[[ResponsesStreamDecoder, Any, list[Event]], None]
+_HANDLERS: dict[type, _Handler] = {
+    Invalid: ResponsesStreamDecoder._invalid,
+    w.Created: ResponsesStreamDecoder._on_created,
+    w.InProgress: ResponsesStreamDecoder._on_created,
+    w.Queued: ResponsesStreamDecoder._on_created,
+    w.ItemAdded: ResponsesStreamDecoder._on_item_added,
+    w.PartAdded: ResponsesStreamDecoder._on_part_added,
+    w.TextDelta: ResponsesStreamDecoder._on_text,
+    w.RefusalDelta: ResponsesStreamDecoder._on_text,
+    w.ArgsDelta: ResponsesStreamDecoder._on_args,
+    w.ArgsDone: ResponsesStreamDecoder._on_args_done,
+    w.CustomInputDelta: ResponsesStreamDecoder._on_custom_input,
+    w.SummaryDelta: ResponsesStreamDecoder._on_reasoning,
+    w.ReasoningTextDelta: ResponsesStreamDecoder._on_reasoning,
+    w.ItemDone: ResponsesStreamDecoder._on_item_done,
+    w.Completed: ResponsesStreamDecoder._on_completed,
+    w.Incomplete: ResponsesStreamDecoder._on_completed,
+    w.Failed: ResponsesStreamDecoder._on_failed,
+    w.Error: ResponsesStreamDecoder._on_error,
+}

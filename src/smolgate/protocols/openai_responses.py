@@ -49,12 +49,12 @@ from ..canonical import (
     ToolResult,
     Video,
 )
-from ..errors import ErrorKind, GatewayError, invalid
+from ..errors import GatewayError, invalid
 from . import openai_common as oc
 from .base import Codec, ErrorReply, RequestContext, StreamDecoder, StreamEncoder, UpstreamRequest
 from .common import loads_body, new_id, now
 from .openai_decoders import ResponsesStreamDecoder, output_item_blocks, responses_stop
-from .openai_responses_input import PARAMS_KEY, PROTOCOL, TOOL_CHOICE_KEY, decode
+from .openai_responses_input import PROTOCOL, decode
 from .openai_responses_stream import (
     ResponsesStreamEncoder,
     client_view,
@@ -174,7 +174,7 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
     if tools:
         body["tools"] = tools
         tc = req.tool_choice
-        raw_choice = req.extra.get(TOOL_CHOICE_KEY)
+        raw_choice = req.extras.responses.tool_choice
         if raw_choice is not None:
             body["tool_choice"] = raw_choice
         elif tc is not None and tc.mode == "tool":
@@ -209,9 +209,7 @@ def encode_request(req: Request, upstream_model: str) -> UpstreamRequest:
             **({"summary": "auto"} if req.reasoning and req.reasoning.include_thoughts else {}),
         }
         body["include"] = ["reasoning.encrypted_content"]
-    params = req.extra.get(PARAMS_KEY)
-    if isinstance(params, dict):
-        body.update({k: v for k, v in params.items() if k not in body})
+    body.update({k: v for k, v in req.extras.responses.params.items() if k not in body})
     if req.stream:
         body["stream"] = True
     return UpstreamRequest(
@@ -227,9 +225,7 @@ def decode_response(body: bytes) -> Response:
         d = orjson.loads(body)
         if d.get("status") == "failed" or (d.get("error") and not d.get("output")):
             err = d.get("error")
-            raise GatewayError(
-                ErrorKind(oc.kind_from_error(err)), oc.error_message(err, "upstream response failed")
-            )
+            raise GatewayError(oc.kind_from_error(err), oc.error_message(err, "upstream response failed"))
         blocks: list[Block] = []
         for item in d.get("output") or []:
             blocks.extend(output_item_blocks(item))

@@ -2,7 +2,7 @@
 
 Every tool type the API defines is accepted: functions; `namespace` groups and `custom` (free-form) tools
 become canonical functions (tool_kinds.py); hosted tools (web_search, file_search, mcp, …) ride raw in
-`Request.extra` to Responses upstreams only. Output items of hosted tools sent back as input
+`Request.extras.responses` to Responses upstreams only. Output items of hosted tools sent back as input
 (`web_search_call`, `mcp_call`, `compaction`, …) stay in place as `Opaque` blocks. Reasoning items whose
 `encrypted_content` smolgate packed (reasoning_blob.py) are restored to the provider's signed form.
 State (`previous_response_id`, `item_reference`) is resolved before this module runs (responses_api.py).
@@ -18,6 +18,7 @@ import msgspec
 from .. import tool_kinds as tk
 from ..canonical import (
     Block,
+    Extras,
     Image,
     Message,
     Opaque,
@@ -25,6 +26,8 @@ from ..canonical import (
     ReasoningConfig,
     Request,
     ResponseFormat,
+    ResponsesClient,
+    ResponsesExtras,
     Text,
     Tool,
     ToolCall,
@@ -38,10 +41,6 @@ from . import reasoning_blob
 from .common import check, field
 
 PROTOCOL = "openai-responses"
-NAMESPACES_KEY = "openai_responses_namespaces"  # Request.extra: namespace name → description
-TOOL_CHOICE_KEY = "openai_responses_tool_choice"  # Request.extra: a tool_choice with no canonical form, raw
-PARAMS_KEY = "openai_responses_params"  # Request.extra: Responses-only parameters for Responses upstreams
-CLIENT_KEY = "openai_responses_client"  # Request.extra: what the client asked of the answer (include, store…)
 # Parameters that only mean something to a Responses upstream: passed through to one, dropped for others.
 PASSTHROUGH = (
     "prompt_cache_key",
@@ -255,7 +254,7 @@ def _tool(t: dict[str, Any], path: str, namespace: str | None) -> Tool:
     )
 
 
-def tools(raw: list[Any], extra: dict[str, Any]) -> list[Tool]:
+def tools(raw: list[Any], rx: ResponsesExtras) -> list[Tool]:
     out: list[Tool] = []
     hosted: list[dict[str, Any]] = []
     namespaces: dict[str, str] = {}
@@ -275,14 +274,11 @@ def tools(raw: list[Any], extra: dict[str, Any]) -> list[Tool]:
             hosted.append(t)  # web_search, file_search, mcp, code_interpreter, image_generation, computer, …
         else:
             raise invalid(f"tool type '{typ[:64]}' is not valid", param=f"{path}.type")
-    if hosted:
-        extra[tk.HOSTED_KEY] = hosted
-    if namespaces:
-        extra[NAMESPACES_KEY] = namespaces
+    rx.hosted_tools, rx.namespaces = hosted, namespaces
     return out
 
 
-def tool_choice(tc: Any, parallel: bool | None, extra: dict[str, Any]) -> ToolChoice | None:
+def tool_choice(tc: Any, parallel: bool | None, rx: ResponsesExtras) -> ToolChoice | None:
     if tc is None or isinstance(tc, str):
         return oc.plain_tool_choice(tc, parallel)
     check(tc, dict, "tool_choice")
@@ -294,7 +290,7 @@ def tool_choice(tc: Any, parallel: bool | None, extra: dict[str, Any]) -> ToolCh
         return ToolChoice(mode="tool", name=name, parallel=parallel)
     if not _TYPE.match(typ):
         raise invalid(f"tool_choice type '{typ[:64]}' is not valid", param="tool_choice.type")
-    extra[TOOL_CHOICE_KEY] = tc  # allowed_tools, a hosted tool, mcp, shell, apply_patch: exact for Responses
+    rx.tool_choice = tc  # allowed_tools, a hosted tool, mcp, shell, apply_patch: exact for Responses
     mode = field(tc, "mode", str, "tool_choice", default="auto") if typ == "allowed_tools" else "auto"
     return ToolChoice(mode="required" if mode == "required" else "auto", parallel=parallel)
 
@@ -336,17 +332,17 @@ def reasoning(r: Any) -> ReasoningConfig | None:
     return cfg
 
 
-def client_options(d: dict[str, Any]) -> dict[str, Any]:
-    """What shapes the answer rather than the model's input: kept for the encoders (CLIENT_KEY)."""
+def client_options(d: dict[str, Any]) -> ResponsesClient:
+    """What shapes the answer rather than the model's input: kept for the encoders and the store."""
     include = field(d, "include", list, default=[])
     for k, v in enumerate(include):
         check(v, str, f"include[{k}]")
     store = field(d, "store", bool)
-    return {
-        "include": include,
-        "store": True if store is None else store,
-        "previous_response_id": field(d, "previous_response_id", str),
-    }
+    return ResponsesClient(
+        include=include,
+        store=True if store is None else store,
+        previous_response_id=field(d, "previous_response_id", str),
+    )
 
 
 def decode(d: dict[str, Any]) -> Request:
@@ -366,21 +362,14 @@ def decode(d: dict[str, Any]) -> Request:
     messages = (
         [Message(role="user", content=[Text(text=raw)])] if isinstance(raw, str) else items(raw, system)
     )
-    extra: dict[str, Any] = {CLIENT_KEY: client_options(d)}
-    params = {k: d[k] for k in PASSTHROUGH if d.get(k) is not None}
-    if params:
-        extra[PARAMS_KEY] = params
-    functions = tools(field(d, "tools", list, default=[]), extra)
-    choice = tool_choice(d.get("tool_choice"), field(d, "parallel_tool_calls", bool), extra)
-    if (
-        not functions
-        and choice is not None
-        and choice.mode in ("required", "tool")
-        and tk.HOSTED_KEY in extra
-    ):
-        extra.setdefault(
-            TOOL_CHOICE_KEY, d["tool_choice"]
-        )  # only hosted tools to choose from: Responses only
+    rx = ResponsesExtras(
+        client=client_options(d), params={k: d[k] for k in PASSTHROUGH if d.get(k) is not None}
+    )
+    functions = tools(field(d, "tools", list, default=[]), rx)
+    choice = tool_choice(d.get("tool_choice"), field(d, "parallel_tool_calls", bool), rx)
+    if not functions and choice is not None and choice.mode in ("required", "tool") and rx.hosted_tools:
+        if rx.tool_choice is None:  # only hosted tools to choose from: Responses only
+            rx.tool_choice = d["tool_choice"]
         choice = None
     req = Request(
         model=model,
@@ -396,7 +385,7 @@ def decode(d: dict[str, Any]) -> Request:
         stream=bool(field(d, "stream", bool, default=False)),
         reasoning=reasoning(d.get("reasoning")),
         metadata=field(d, "metadata", dict, default={}),
-        extra=extra,
+        extras=Extras(responses=rx),
     )
     link_tool_results(req.messages)
     return req

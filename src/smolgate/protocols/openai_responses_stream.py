@@ -33,6 +33,7 @@ from ..canonical import (
     Reasoning,
     ReasoningDelta,
     Request,
+    ResponsesClient,
     SignatureDelta,
     StopReason,
     StreamError,
@@ -43,12 +44,11 @@ from ..canonical import (
     ToolCall,
     Usage,
 )
-from ..errors import ErrorKind
 from . import openai_common as oc
 from . import reasoning_blob
 from .base import StreamEncoder
 from .common import new_id, now
-from .openai_responses_input import CLIENT_KEY, NAMESPACES_KEY, PROTOCOL, TOOL_CHOICE_KEY
+from .openai_responses_input import PROTOCOL
 from .sse import sse_event
 
 _INCOMPLETE_REASON = {StopReason.MAX_TOKENS: "max_output_tokens", StopReason.CONTENT_FILTER: "content_filter"}
@@ -65,13 +65,15 @@ def resp_id(rid: str) -> str:
     return rid if rid.startswith("resp_") else "resp_" + (rid or new_id("", 24))
 
 
-def client_options(req: Request) -> dict[str, Any]:
-    opts = req.extra.get(CLIENT_KEY)
-    return opts if isinstance(opts, dict) else {}
+_NO_CLIENT = ResponsesClient(store=False)  # a request that did not come from a Responses client
+
+
+def client_options(req: Request) -> ResponsesClient:
+    return req.extras.responses.client or _NO_CLIENT
 
 
 def includes_encrypted(req: Request) -> bool:
-    return ENCRYPTED in (client_options(req).get("include") or ())
+    return ENCRYPTED in client_options(req).include
 
 
 def client_view(items: list[dict[str, Any]], encrypted: bool) -> list[dict[str, Any]]:
@@ -92,7 +94,7 @@ def tool_defs(req: Request) -> list[dict[str, Any]]:
     """Canonical tools → Responses tools, namespaces regrouped, each client definition's extra keys kept."""
     out: list[dict[str, Any]] = []
     groups: dict[str, dict[str, Any]] = {}
-    descriptions = req.extra.get(NAMESPACES_KEY) or {}
+    descriptions = req.extras.responses.namespaces
     for t in req.tools:
         raw = t.raw or {}
         if t.kind == "custom":
@@ -124,7 +126,7 @@ def tool_defs(req: Request) -> list[dict[str, Any]]:
 
 
 def _tool_choice(req: Request) -> Any:
-    raw = req.extra.get(TOOL_CHOICE_KEY)
+    raw = req.extras.responses.tool_choice
     if raw is not None:
         return raw
     tc = req.tool_choice
@@ -179,12 +181,12 @@ def response_object(
         "model": model,
         "output": output,
         "parallel_tool_calls": tc.parallel if tc is not None and tc.parallel is not None else True,
-        "previous_response_id": opts.get("previous_response_id"),
+        "previous_response_id": opts.previous_response_id,
         "reasoning": {
             "effort": r.effort if r else None,
             "summary": "auto" if r is not None and r.include_thoughts else None,
         },
-        "store": bool(opts.get("store", False)),
+        "store": opts.store,
         "temperature": req.temperature if req.temperature is not None else 1.0,
         "text": {"format": _text_format(req)},
         "tool_choice": _tool_choice(req),
@@ -405,7 +407,7 @@ class ResponsesStreamEncoder(StreamEncoder):
             return out + self._ev(f"response.{status}", {"response": self.final})
         if isinstance(event, StreamError):
             self._ended = True
-            code = event.kind if event.kind in ErrorKind._value2member_map_ else ErrorKind.UPSTREAM.value
+            code = event.kind.value
             err = {"code": code, "message": event.message}
             return (
                 out

@@ -310,7 +310,7 @@ class LimitedProtocol(HttpToolsProtocol):
             raw = self.url.split(b"?", 1)[0][:512]
             path = raw.decode("latin-1") if raw.startswith(b"/") else None
         try:
-            rep = self.render(path, err)
+            rep = type(self).render(path, err)
         except Exception:  # noqa: BLE001  (a renderer bug must not leave the client hanging)
             rep = ErrorReply(err.status, b'{"error":{"message":"request refused"}}')
         head = [

@@ -23,7 +23,7 @@ from ..canonical import Origin, Request, Text, link_tool_results
 from ..errors import ErrorKind, GatewayError, invalid
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
-from ..protocols.openai_responses_input import CLIENT_KEY, decode, items
+from ..protocols.openai_responses_input import decode, items
 from ..protocols.openai_responses_stream import (
     ENCRYPTED,
     ResponsesStreamEncoder,
@@ -160,7 +160,9 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
         store, owner, raw, {i["id"] for i in history if isinstance(i.get("id"), str)}
     )
     canon = decode({**d, "input": own_items, "previous_response_id": None})
-    canon.extra[CLIENT_KEY]["previous_response_id"] = prev
+    client = canon.extras.responses.client
+    assert client is not None  # the Responses decoder always sets it
+    client.previous_response_id = prev
     if history:
         canon = _merge(history, canon)
     rt.router.check_name(canon.model)
@@ -170,7 +172,7 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     headers = _dropped_tools(rt, canon)
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]
-    keep = bool(canon.extra[CLIENT_KEY]["store"])
+    keep = client.store
     if not canon.stream:
         resp = msgspec.structs.replace(await rt.dispatcher.complete(canon), id=rid)
         full = output_items(resp.content, canon)

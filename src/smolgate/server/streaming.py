@@ -20,9 +20,9 @@ async def encode_events(enc: StreamEncoder, first: Any, events: AsyncIterator[An
         async for ev in events:
             yield enc.feed(ev)
     except GatewayError as exc:
-        yield enc.feed(StreamError(kind=exc.kind.value, message=exc.message))
+        yield enc.feed(StreamError(kind=exc.kind, message=exc.message))
     except Exception:
         log.exception("internal error while streaming")
-        yield enc.feed(StreamError(kind=ErrorKind.INTERNAL.value, message="internal error while streaming"))
+        yield enc.feed(StreamError(kind=ErrorKind.INTERNAL, message="internal error while streaming"))
     finally:
         await events.aclose()  # type: ignore[attr-defined]
