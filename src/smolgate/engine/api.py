@@ -102,7 +102,9 @@ class ContextTooLong(EngineError, ValueError):
         self, prompt_tokens: int, limit: int, max_tokens: int | None = None, message: str | None = None
     ) -> None:
         asked = f" + max_tokens {max_tokens}" if max_tokens is not None else ""
-        super().__init__(message or f"prompt has {prompt_tokens} tokens{asked}; the context length is {limit}")
+        super().__init__(
+            message or f"prompt has {prompt_tokens} tokens{asked}; the context length is {limit}"
+        )
         self.prompt_tokens, self.limit, self.max_tokens = prompt_tokens, limit, max_tokens
 
 
@@ -143,4 +145,3 @@ class LocalEngine(Protocol):
     async def count_tokens(self, req: EngineRequest) -> int: ...
 
     def close(self) -> None: ...
-
