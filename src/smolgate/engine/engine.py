@@ -180,7 +180,7 @@ class Engine:
         for part in (p for m in messages for p in m.content):
             if isinstance(part, ImagePart) and not self.supports_images:
                 raise InputInvalid(
-                    f"model '{self.model_id}' is text-only and cannot take images "
+                    f"model '{self.model_id}' is text-only: it does not accept images "
                     "(serve a SmolVLM2 checkpoint with --model)",
                     param=part.param,
                 )
