@@ -198,7 +198,10 @@ class LocalProvider(Provider):
             raise _gateway_error(exc) from exc
 
     async def aclose(self) -> None:
-        return None
+        """Stop the engine's decode thread (joined off the loop; generations still running fail)."""
+        if (engine := self.engine) is not None:
+            self.engine = None
+            await asyncio.to_thread(engine.close)
 
 
 def _messages(req: Request, plan: OutputPlan) -> list[ChatMessage]:
