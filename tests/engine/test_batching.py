@@ -19,9 +19,10 @@ from checkpoints import make_checkpoint
 from numerics import assert_answer_is_decisive, assert_greedy_is_decisive
 
 from smolgate.engine import generate as gen
+from smolgate.engine.delivery import ChunkStream
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
 from smolgate.engine.sampling import Sampler
-from smolgate.engine.scheduler import ChunkStream, Limits, QueueFull, Scheduler, TooLongForCache
+from smolgate.engine.scheduler import Limits, QueueFull, Scheduler, TooLongForCache
 
 
 @pytest.fixture(scope="module")

@@ -38,17 +38,17 @@ from .api import (
     EngineError,
     EngineInternal,
     EngineRequest,
-    EngineUsage,
     InputInvalid,
     JsonSpec,
 )
 from .config import ModelConfig
+from .delivery import AsyncChunks, ChunkStream, Sink, Ticket
 from .fuse import fuse_projections
 from .image import load_image
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM, build_model
 from .sampling import Constraint, Sampler
-from .scheduler import ChunkStream, Limits, Scheduler, Sink, Ticket
+from .scheduler import Limits, Scheduler
 from .tokenizer import Tokenizer
 from .weights import ModelNotFound, SafetensorsCheckpoint, hub_cache_dir, read_json, resolve_source
 
@@ -323,55 +323,6 @@ class Engine:
     ) -> GenerationResult:
         """`stream` collected into one result (text, finish_reason, stop_sequence, usage, token ids)."""
         return gen.collect(self.stream(messages, params, cancel))
-
-
-class AsyncChunks(AsyncIterator[Chunk]):
-    """An event loop's end of one request. The decode thread posts items through `sink`; leaving early (`aclose`,
-    dropping it, or cancelling the task awaiting a chunk) abandons the request."""
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._queue: asyncio.Queue[GenerationChunk | BaseException] = asyncio.Queue()  # <= max_tokens items
-        self.ticket: Ticket | None = None
-        self._done = False
-
-    def sink(self, item: GenerationChunk | BaseException) -> None:  # on the decode thread
-        self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
-
-    async def __anext__(self) -> Chunk:
-        if self._done:
-            raise StopAsyncIteration
-        try:
-            item = await self._queue.get()
-        except BaseException:
-            self._abandon()
-            raise
-        if isinstance(item, BaseException):
-            self._done = True
-            if isinstance(item, EngineError):
-                raise item
-            raise EngineInternal(f"generation failed: {item!r}") from item
-        if item.finish_reason is not None:
-            self._done = True
-        usage = item.usage
-        return Chunk(
-            item.text,
-            item.finish_reason,
-            item.stop_sequence,
-            None if usage is None else EngineUsage(usage.prompt_tokens, usage.completion_tokens),
-        )
-
-    async def aclose(self) -> None:
-        self._abandon()
-
-    def _abandon(self) -> None:
-        if not self._done:
-            self._done = True
-            if self.ticket is not None:
-                self.ticket.abandon()
-
-    def __del__(self) -> None:
-        self._abandon()
 
 
 def _abandon_admitted(admitted: asyncio.Future[Ticket]) -> None:

@@ -23,11 +23,10 @@ each parallel op ran ~1.6x slower (a 2.2B int8 decode step: 106 -> 127 ms), even
 from __future__ import annotations
 
 import atexit
-import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
@@ -36,6 +35,7 @@ import torch
 
 from .api import Busy, ContextTooLong
 from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
+from .delivery import Sink, Ticket
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
@@ -49,11 +49,6 @@ DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budge
 # positions this many at a time. Reserving the whole context up front would let a 2.2B model's 2 GiB budget hold
 # one such request instead of eight.
 GROW_STEP = 512
-
-
-# Where a request's chunks go, called on the decode thread; the last item is a chunk with finish_reason set or
-# an exception. It must not block.
-Sink = Callable[[GenerationChunk | BaseException], None]
 
 
 class QueueFull(Busy):
@@ -98,6 +93,7 @@ class _Request:
         "pos",
         "reserve",
         "sink",
+        "ticket",
     )
 
     def __init__(
@@ -123,65 +119,18 @@ class _Request:
         self.filled = 0  # prompt positions prefilled so far
         self.pos = 0  # next cache position to write (= tokens in the cache) once decoding
         self.sink = sink
-        self.abandoned = False  # the caller let go of its stream
+        self.ticket = Ticket()  # the caller's handle: abandoning it cancels the request
 
     @property
     def cancelled(self) -> bool:
-        return self.abandoned or (self.cancel is not None and self.cancel.is_set())
+        return self.ticket.abandoned or (self.cancel is not None and self.cancel.is_set())
 
     def emit(self, item: GenerationChunk | BaseException) -> None:
         """Hand an item to the caller; a sink that fails (its event loop closed) abandons the request."""
         try:
             self.sink(item)
         except Exception:  # noqa: BLE001 - nobody is left to tell
-            self.abandoned = True
-
-
-class Ticket:
-    """The caller's handle on a submitted request."""
-
-    __slots__ = ("_req",)
-
-    def __init__(self, req: _Request | None) -> None:
-        self._req = req
-
-    def abandon(self) -> None:
-        """Stop the request: the decode thread frees its slot at its next step (and sends it a "cancelled" end)."""
-        if self._req is not None:
-            self._req.abandoned = True
-
-
-class ChunkStream(Iterator[GenerationChunk]):
-    """A blocking end for a request: chunks arrive from the decode thread; closing (or dropping) it cancels the
-    request."""
-
-    def __init__(self, out: queue.SimpleQueue[GenerationChunk | BaseException], ticket: Ticket) -> None:
-        self._out, self._ticket, self._done = out, ticket, False
-
-    @classmethod
-    def of(cls, submit: Callable[[Sink], Ticket]) -> ChunkStream:
-        """The stream of `submit(sink)` (a Scheduler.submit with every argument but the sink bound)."""
-        out: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
-        return cls(out, submit(out.put))
-
-    def __next__(self) -> GenerationChunk:
-        if self._done:
-            raise StopIteration
-        item = self._out.get()
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        if item.finish_reason is not None:
-            self._done = True
-        return item
-
-    def close(self) -> None:
-        if not self._done:
-            self._ticket.abandon()
-        self._done = True
-
-    def __del__(self) -> None:
-        self.close()
+            self.ticket.abandon()
 
 
 class Scheduler:
@@ -248,7 +197,7 @@ class Scheduler:
         )
         if max_tokens == 0:  # nothing to compute: answer without queueing
             sink(dec.end("length"))
-            return Ticket(None)
+            return Ticket()
         req = _Request(input_ids, pixel_values, dec, cancel, sink)
         if open_ended:
             req.reserve = prompt_len + min(max_tokens, GROW_STEP)
@@ -259,7 +208,7 @@ class Scheduler:
             self._check_queue()
             self._waiting.append(req)
             self._wake.notify()
-        return Ticket(req)
+        return req.ticket
 
     @property
     def max_sequence(self) -> int:
