@@ -102,17 +102,17 @@ def resolve_source(args: argparse.Namespace, console: Any) -> tuple[str, Path, P
 def worker_env(kind: str, engine_omp: str = "spin") -> dict[str, str]:
     """The environment a system's worker runs in. Engine rows get smolgate's process defaults (a short OpenMP
     spin, or PASSIVE with --engine-omp passive; huge pages); transformers and llama.cpp the environment their
-    users would have, not what importing smolgate set here (PASSIVE alone cost llama.cpp Q8_0 on 2.2B 8.3 ->
+    users would have, not what importing the engine set here (PASSIVE alone cost llama.cpp Q8_0 on 2.2B 8.3 ->
     6.9 tok/s)."""
-    import smolgate
+    from smolgate.engine.process import USER_ENV
 
     env = dict(os.environ)
-    for name, user_value in smolgate.USER_ENV.items():  # undo what importing smolgate here set
+    for name, user_value in USER_ENV.items():  # undo what importing the engine here set
         env.pop(name, None)
         if user_value is not None:
             env[name] = user_value
     if kind == "engine":
-        env["SMOLGATE_OMP"] = engine_omp  # see smolgate/__init__.py
+        env["SMOLGATE_OMP"] = engine_omp  # see smolgate/engine/process.py
     else:
         env["SMOLGATE_PROCESS_DEFAULTS"] = "off"
     return env

@@ -32,7 +32,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import smolgate  # noqa: F401 - before torch: its process defaults (engine rows) must precede torch's import
+
+from smolgate.engine.process import tune_process
+
+tune_process()  # before torch's import: the engine's process defaults (engine rows; off for the others)
+
 import torch
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,3 +1,6 @@
-"""Suite-wide settings. Import smolgate first so its OpenMP policy is set before torch initialises."""
+"""Suite-wide settings: the engine's process defaults (OpenMP waiting, huge pages) before torch initialises, as
+an engine started in production gets them (smolgate.engine.process)."""
 
-import smolgate  # noqa: F401
+from smolgate.engine.process import tune_process
+
+tune_process()

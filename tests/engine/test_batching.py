@@ -19,9 +19,10 @@ from checkpoints import make_checkpoint
 from numerics import assert_answer_is_decisive, assert_greedy_is_decisive
 
 from smolgate.engine import generate as gen
+from smolgate.engine.delivery import ChunkStream
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
 from smolgate.engine.sampling import Sampler
-from smolgate.engine.scheduler import ChunkStream, Limits, QueueFull, Scheduler, TooLongForCache
+from smolgate.engine.scheduler import Limits, QueueFull, Scheduler, TooLongForCache
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,11 @@ def run(sched: Scheduler, steps: int | None = None) -> None:
             return
         sched.step()
     raise AssertionError("scheduler did not finish")
+
+
+def submit(sched: Scheduler, ids: torch.Tensor, **kw: Any) -> ChunkStream:
+    """`Scheduler.submit` read through a blocking stream (as `Engine.stream` does)."""
+    return ChunkStream.of(lambda sink: sched.submit(ids, sink=sink, **kw))
 
 
 def result(stream: ChunkStream) -> gen.GenerationResult:
@@ -89,11 +95,11 @@ def test_batched_greedy_equals_unbatched_with_joins_cancels_and_stops(engine: En
     sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=8))
     cancel_e = threading.Event()
     streams = {
-        k: sched.submit(ids[k], **{"sampler": Sampler(), **specs[k]}, cancel=cancel_e if k == "e" else None)
+        k: submit(sched, ids[k], **{"sampler": Sampler(), **specs[k]}, cancel=cancel_e if k == "e" else None)
         for k in "abce"
     }
     run(sched, steps=12)
-    streams["d"] = sched.submit(ids["d"], sampler=Sampler(), **specs["d"])
+    streams["d"] = submit(sched, ids["d"], sampler=Sampler(), **specs["d"])
     run(sched, steps=3)
     cancel_e.set()
     run(sched)
@@ -121,10 +127,10 @@ def test_a_burst_of_short_prompts_is_prefilled_in_one_pass_and_joins_the_batch(e
     ref_first = reference(engine, first, max_tokens=20)
 
     sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=64))
-    lead = sched.submit(first, sampler=Sampler(), max_tokens=20)
+    lead = submit(sched, first, sampler=Sampler(), max_tokens=20)
     run(sched, steps=3)  # decoding alone by now
     assert sched.prefill_passes == 1
-    streams = [sched.submit(ids[i], sampler=Sampler(), **specs[i]) for i in range(4)]
+    streams = [submit(sched, ids[i], sampler=Sampler(), **specs[i]) for i in range(4)]
     run(sched, steps=1)
     assert sched.prefill_passes == 2  # four prompts, one forward
     run(sched)
@@ -150,7 +156,7 @@ def test_a_long_prompt_is_prefilled_in_equal_chunks(engine: Engine, monkeypatch:
         return forward(x, *args, **kw)
 
     monkeypatch.setattr(engine.model, "forward", spy)
-    stream = sched.submit(ids, sampler=Sampler(), max_tokens=6)
+    stream = submit(sched, ids, sampler=Sampler(), max_tokens=6)
     run(sched)
     assert widths == [7, 7, 6]
     same(result(stream), ref)
@@ -164,10 +170,10 @@ def test_seeded_sampling_does_not_depend_on_batch_company(engine: Engine) -> Non
 
     alone = reference(engine, ids, sampler=sampled(7), max_tokens=16)
     sched = Scheduler(engine.model, engine.tokenizer)
-    company = [sched.submit(prompt(n, n), sampler=Sampler(), max_tokens=20) for n in (3, 25)]
-    other = sched.submit(ids, sampler=sampled(8), max_tokens=16)
+    company = [submit(sched, prompt(n, n), sampler=Sampler(), max_tokens=20) for n in (3, 25)]
+    other = submit(sched, ids, sampler=sampled(8), max_tokens=16)
     run(sched, steps=4)  # joins a running batch
-    mine = sched.submit(ids, sampler=sampled(7), max_tokens=16)
+    mine = submit(sched, ids, sampler=sampled(7), max_tokens=16)
     run(sched)
     assert result(mine).token_ids == alone.token_ids
     assert result(other).token_ids != alone.token_ids  # the seed matters (so the check above can fail)
@@ -202,9 +208,9 @@ def test_constraint_applies_to_its_own_row_only(engine: Engine) -> None:
     refs = [reference(engine, ids, max_tokens=12) for ids in free]
     constraint = OnlyToken(1234, length=5, vocab=vocab)
     sched = Scheduler(engine.model, engine.tokenizer)
-    plain = [sched.submit(ids, sampler=Sampler(), max_tokens=12) for ids in free]
+    plain = [submit(sched, ids, sampler=Sampler(), max_tokens=12) for ids in free]
     run(sched, steps=2)
-    constrained = sched.submit(prompt(9, 3), sampler=Sampler(), max_tokens=12, constraint=constraint)
+    constrained = submit(sched, prompt(9, 3), sampler=Sampler(), max_tokens=12, constraint=constraint)
     run(sched)
     out = result(constrained)
     assert out.token_ids == [1234] * 5 and out.finish_reason == "stop"  # `done` ends the request
@@ -222,8 +228,8 @@ def test_a_failing_constraint_fails_its_own_request_only(engine: Engine) -> None
     ids = prompt(8, 77)
     ref = reference(engine, ids, max_tokens=10)
     sched = Scheduler(engine.model, engine.tokenizer)
-    good = sched.submit(ids, sampler=Sampler(), max_tokens=10)
-    bad = sched.submit(prompt(5, 78), sampler=Sampler(), max_tokens=10, constraint=Faulty(7, 3, 0))
+    good = submit(sched, ids, sampler=Sampler(), max_tokens=10)
+    bad = submit(sched, prompt(5, 78), sampler=Sampler(), max_tokens=10, constraint=Faulty(7, 3, 0))
     run(sched)
     with pytest.raises(ValueError, match="not allowed"):
         result(bad)
@@ -235,16 +241,16 @@ def test_admission_bounds_queue_and_cancel_while_queued(engine: Engine) -> None:
     refs = [reference(engine, x, max_tokens=10) for x in ids]
     sched = Scheduler(engine.model, engine.tokenizer, Limits(max_slots=2, max_queue=3))
     cancel_last = threading.Event()
-    streams = [sched.submit(ids[i], sampler=Sampler(), max_tokens=10) for i in range(3)]
+    streams = [submit(sched, ids[i], sampler=Sampler(), max_tokens=10) for i in range(3)]
     run(sched, steps=1)  # short prompts: both slots fill in one iteration (and decode together); one waits
     assert sched.peak_batch == 2 and sched.decode_steps == 1
-    streams += [sched.submit(ids[i], sampler=Sampler(), max_tokens=10) for i in (3, 4)]
+    streams += [submit(sched, ids[i], sampler=Sampler(), max_tokens=10) for i in (3, 4)]
     with pytest.raises(QueueFull, match="queue full"):
-        sched.submit(ids[5], sampler=Sampler(), max_tokens=10)
+        submit(sched, ids[5], sampler=Sampler(), max_tokens=10)
     streams[4].close()  # its caller walks away while it is queued: the next step drops it
     run(sched, steps=1)
     cancel_last.set()  # cancelled before it ever gets a slot
-    streams.append(sched.submit(ids[5], sampler=Sampler(), max_tokens=10, cancel=cancel_last))
+    streams.append(submit(sched, ids[5], sampler=Sampler(), max_tokens=10, cancel=cancel_last))
     run(sched)
     assert sched.peak_batch == 2
     for s, ref in zip(streams[:4], refs, strict=False):
@@ -256,10 +262,10 @@ def test_admission_bounds_queue_and_cancel_while_queued(engine: Engine) -> None:
 def test_kv_token_budget_bounds_the_batch(engine: Engine) -> None:
     sched = Scheduler(engine.model, engine.tokenizer, Limits(max_slots=8, kv_tokens=512))
     with pytest.raises(TooLongForCache, match="budget"):
-        sched.submit(prompt(300, 1), sampler=Sampler(), max_tokens=300)
+        submit(sched, prompt(300, 1), sampler=Sampler(), max_tokens=300)
     ids = [prompt(5 + i, 200 + i) for i in range(4)]
     refs = [reference(engine, x, max_tokens=8) for x in ids]
-    streams = [sched.submit(x, sampler=Sampler(), max_tokens=8) for x in ids]
+    streams = [submit(sched, x, sampler=Sampler(), max_tokens=8) for x in ids]
     run(sched)
     assert sched.peak_batch == 2  # 256-position rows: two fit in 512 tokens, the others waited their turn
     for s, ref in zip(streams, refs, strict=True):
@@ -271,8 +277,8 @@ def test_closing_a_stream_frees_its_row(engine: Engine) -> None:
     ref_b = reference(engine, b, max_tokens=20)
     sched = Scheduler(engine.model, engine.tokenizer)
     sa, sb = (
-        sched.submit(a, sampler=Sampler(), max_tokens=20),
-        sched.submit(b, sampler=Sampler(), max_tokens=20),
+        submit(sched, a, sampler=Sampler(), max_tokens=20),
+        submit(sched, b, sampler=Sampler(), max_tokens=20),
     )
     run(sched, steps=5)
     first = next(sa)
@@ -284,6 +290,32 @@ def test_closing_a_stream_frees_its_row(engine: Engine) -> None:
     assert len(sched._rows) == 1  # a's row was released at the next step
     run(sched)
     same(result(sb), ref_b)
+
+
+def test_a_failing_sink_abandons_its_own_request_only(engine: Engine) -> None:
+    """A sink that raises (an event loop that closed under it) must not fail the batch: its request leaves at
+    the next step and the others finish as they would alone."""
+    ids = prompt(8, 91)
+    ref = reference(engine, ids, max_tokens=10)
+    sched = Scheduler(engine.model, engine.tokenizer)
+    calls: list[object] = []
+
+    def broken(item: object) -> None:
+        calls.append(item)
+        raise RuntimeError("Event loop is closed")
+
+    good = submit(sched, ids, sampler=Sampler(), max_tokens=10)
+    sched.submit(prompt(6, 92), sampler=Sampler(), max_tokens=10, sink=broken)
+    for _ in range(10):  # until it had its first chunk
+        if calls:
+            break
+        sched.step()
+    assert calls
+    sched.step()
+    assert sched._rows == [] or len(sched._rows) == 1 and sched._rows[0].sink is not broken  # it left
+    run(sched)
+    same(result(good), ref)
+    assert len(calls) == 2  # its first chunk and its "cancelled" end; nothing after
 
 
 def test_engine_streams_from_threads_share_decode_steps(engine: Engine) -> None:
@@ -322,7 +354,7 @@ def test_quantized_engine_loads_and_batches(tmp_path_factory: pytest.TempPathFac
     ids = [prompt(n, n) for n in (6, 15)]
     solo = [reference(engine, x, max_tokens=10) for x in ids]
     sched = Scheduler(engine.model, engine.tokenizer)
-    streams = [sched.submit(x, sampler=Sampler(), max_tokens=10) for x in ids]
+    streams = [submit(sched, x, sampler=Sampler(), max_tokens=10) for x in ids]
     run(sched)
     assert sched.peak_batch == 2
     for s, ref in zip(streams, solo, strict=True):

@@ -8,15 +8,18 @@ for good. A new pool shows as a new OS thread, which is what these tests watch.
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import torch
 from checkpoints import make_checkpoint
 from PIL import Image
 
+from smolgate.engine.api import EngineRequest
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
 
 pytestmark = pytest.mark.skipif(not os.path.isdir("/proc/self/task"), reason="counts threads via Linux /proc")
@@ -67,6 +70,40 @@ def test_requests_run_model_work_on_the_compute_thread_only(tmp_path):
         raise errors[0]
     assert vision_threads and set(vision_threads) == {"smolgate-decode"}
     assert counts["after"] <= counts["before"], "the calling thread started an OpenMP pool"
+
+
+def test_async_submit_prepares_off_the_loop_without_a_second_pool(tmp_path):
+    """`Engine.submit` prepares prompts (tokens, image tiles) in an executor thread, off the event loop, and
+    that thread, like any caller's, starts no OpenMP pool."""
+    torch.set_num_threads(2)
+    path, _ = make_checkpoint("smolvlm2-256m", tmp_path / "tiny")
+    engine = Engine.load(str(path))
+    question = [ChatMessage("user", [TextPart("Describe the picture in a few words, please.")])]
+    image = [ChatMessage("user", [ImagePart(png((900, 600))), TextPart("What is it?")])]
+
+    engine.generate(question, GenerationParams(max_tokens=4))  # the compute thread and its pool now exist
+
+    async def main() -> dict[str, int]:
+        loop = asyncio.get_running_loop()
+        loop.set_default_executor(ThreadPoolExecutor(max_workers=1))
+        await loop.run_in_executor(None, lambda: None)  # the executor's one thread exists, having run nothing
+        counts = {}
+
+        async def ask(messages: list[ChatMessage], **kw: object) -> None:
+            async for _ in await engine.submit(EngineRequest(messages, max_tokens=6, **kw)):  # type: ignore[arg-type]
+                pass
+
+        counts["before"] = os_threads()
+        await ask(question)
+        await ask(question, repetition_penalty=1.3)
+        await ask(question, temperature=0.8, seed=3)
+        await ask(image)
+        counts["after"] = os_threads()
+        return counts
+
+    counts = asyncio.run(main())
+    engine.close()
+    assert counts["after"] <= counts["before"], "preparing a request started an OpenMP pool"
 
 
 def test_run_executes_on_the_compute_thread_and_raises_there_errors_here(tmp_path):

@@ -10,15 +10,8 @@ from checkpoints import make_checkpoint
 from numerics import assert_answer_is_decisive
 from PIL import Image
 
-from smolgate.engine.engine import (
-    ChatMessage,
-    Engine,
-    GenerationParams,
-    ImagePart,
-    PromptTooLong,
-    TextPart,
-    UnsupportedInput,
-)
+from smolgate.engine.api import ContextTooLong, InputInvalid
+from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
 from smolgate.engine.generate import StopMatcher
 from smolgate.engine.kvcache import KVCache
 
@@ -85,7 +78,7 @@ def test_max_tokens_and_usage(engine: Engine, free_run) -> None:  # type: ignore
     result = engine.generate(MESSAGES, GenerationParams(max_tokens=7))
     assert result.finish_reason == "length" and result.completion_tokens == 7
     assert result.token_ids == free_run.token_ids[:7]
-    assert result.prompt_tokens == engine.count_tokens(MESSAGES) == free_run.prompt_tokens
+    assert result.prompt_tokens == engine.count_prompt_tokens(MESSAGES) == free_run.prompt_tokens
 
 
 def test_cancellation_stops_generation(engine: Engine) -> None:
@@ -118,10 +111,10 @@ def test_repetition_penalty_changes_greedy_output(engine: Engine, free_run) -> N
 
 def test_images_to_text_model_are_rejected(engine: Engine) -> None:
     messages = [ChatMessage("user", [ImagePart(Image.new("RGB", (8, 8))), TextPart("what is this?")])]
-    with pytest.raises(UnsupportedInput, match="images") as info:
-        engine.count_tokens(messages)
+    with pytest.raises(InputInvalid, match="images") as info:
+        engine.count_prompt_tokens(messages)
     assert isinstance(info.value, ValueError)
-    with pytest.raises(UnsupportedInput):
+    with pytest.raises(InputInvalid):
         engine.stream(messages, GenerationParams())  # raised on the call, before any chunk is requested
 
 
@@ -142,14 +135,14 @@ def test_invalid_parameters_are_rejected(engine: Engine, bad: dict) -> None:  # 
 
 
 def test_context_length_bounds_generation(engine: Engine) -> None:
-    n = engine.count_tokens(MESSAGES)
+    n = engine.count_prompt_tokens(MESSAGES)
     saved = engine.context_length
     try:
         engine.context_length = n + 3
         result = engine.generate(MESSAGES, GenerationParams(max_tokens=100))
         assert result.finish_reason == "length" and result.completion_tokens == 3
         engine.context_length = n
-        with pytest.raises(PromptTooLong):
+        with pytest.raises(ContextTooLong):
             engine.generate(MESSAGES, GenerationParams())
     finally:
         engine.context_length = saved

@@ -222,3 +222,57 @@ def test_quantized_local_model_serves(tmp_path_factory, png, quant):
 
         model = gw.app.runtime.providers["local"].engine.model
         assert any(isinstance(m, QuantLinear) for m in model.modules()), "no layer was quantized"
+
+
+def _image_body(data_url: str, kind: str = "image_url") -> dict:  # type: ignore[type-arg]
+    return {
+        "model": "vlm",
+        "max_tokens": 2,
+        "messages": [
+            {
+                "role": "user",
+                "content": [{"type": kind, kind: {"url": data_url}}, {"type": "text", "text": "?"}],
+            }
+        ],
+    }
+
+
+def test_undecodable_media_is_the_clients_error_naming_the_part(vlm_gateway):
+    r = httpx.post(
+        vlm_gateway.url + "/v1/chat/completions",
+        timeout=60,
+        json=_image_body("data:image/png;base64,iVBORw0KGgoAAAAA"),  # a PNG signature, then nothing
+    )
+    assert r.status_code == 400, r.text
+    err = r.json()["error"]
+    assert err["param"] == "messages[0].content[0]"
+    assert err["message"] == "'messages[0].content[0]' is not a decodable image"
+    r = httpx.post(
+        vlm_gateway.url + "/v1/chat/completions",
+        timeout=60,
+        json=_image_body("data:video/mp4;base64,AAAAIGZ0eXBpc29t", kind="video_url"),
+    )
+    assert r.status_code == 400 and "cannot decode video" in r.json()["error"]["message"], r.text
+
+
+def test_engine_failures_are_internal_and_a_full_queue_is_overloaded(vlm_gateway, monkeypatch):
+    """A ValueError deep inside the engine is the server's fault (500), not the client's (400); a full admission
+    queue asks the client to come back (503 + Retry-After)."""
+    from smolgate.engine.scheduler import Limits
+
+    engine = vlm_gateway.app.runtime.providers["local"].engine
+    body = {"model": "vlm", "max_tokens": 2, "messages": [{"role": "user", "content": "hi"}]}
+
+    def broken(*_: object, **__: object) -> None:
+        raise ValueError("shape mismatch deep inside")
+
+    monkeypatch.setattr(engine.model, "forward", broken)
+    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=60, json=body)
+    assert r.status_code == 500 and r.json()["error"]["message"] == "the local engine failed", r.text
+    monkeypatch.undo()
+    monkeypatch.setattr(engine.scheduler, "limits", Limits(max_queue=0))
+    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=60, json=body)
+    assert r.status_code == 503 and r.headers.get("retry-after") == "1", (r.status_code, r.headers, r.text)
+    assert "at capacity" in r.json()["error"]["message"]
+    monkeypatch.undo()
+    assert httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=60, json=body).status_code == 200

@@ -176,7 +176,7 @@ def test_open_ended_requests_share_a_tight_cache_budget(tiny_text_model):
     engine.context_length = 1024  # two whole contexts would need 2048 cache positions
     try:
         msgs = [ChatMessage("user", [TextPart("Tell me a long story.")])]
-        prompt = engine.count_tokens(msgs)
+        prompt = engine.count_prompt_tokens(msgs)
         results: list = []
 
         def run() -> None:

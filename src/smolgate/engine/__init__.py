@@ -1,1 +1,3 @@
-"""On-device inference engine. The gateway imports only `smolgate.engine.engine` (the facade)."""
+"""On-device inference engine. Callers need only `smolgate.engine.api` (torch-free: requests, chunks, errors, the
+`LocalEngine` protocol); `smolgate.engine.engine.Engine` implements it. Importing this package does nothing else:
+process tuning happens when an engine starts (process.py)."""

@@ -1,18 +1,28 @@
-"""The engine facade: the only module the gateway imports.
+"""The engine facade: `Engine` implements the boundary in api.py (`submit` for an event loop) and keeps a blocking
+`stream` / `generate` for tests, the bench and the CLI; both go through one path (`_start`).
 
 `Engine.load(source)` accepts a checkpoint directory, a Hugging Face repo id (cache first, then download) or a
-`.gguf` file; `stream` / `generate` take chat messages and sampling parameters. Calls from any number of threads
-share decode steps: a background scheduler thread batches them (scheduler.py), each keeping its own sampling
-parameters, stop rules, constraint and cancel Event. Close a `stream` iterator when abandoning it early
-(`contextlib.closing` or `.close()`) so its slot is freed at the next step.
+`.gguf` file. Requests from any number of callers share decode steps: a background scheduler thread batches them
+(scheduler.py), each keeping its own sampling parameters, stop rules, constraint and cancel Event, and hands each
+chunk to its caller's sink: an event loop's queue (`submit`) or a blocking queue (`stream`). Close a stream when
+abandoning it early (`aclose()` / `close()`) so its slot is freed at the next step.
+
+Preparing a prompt (tokenizing, decoding and tiling images, building a JSON constraint) runs in the caller's
+thread for `stream` and in an executor thread for `submit`, never on the event loop and never on the compute
+thread; it runs no OpenMP-parallel torch op (processor.py works in numpy), so no second OpenMP pool appears.
 """
 
 from __future__ import annotations
 
+from .process import tune_process
+
+tune_process()  # before torch's first import; LocalProvider.start has usually done it already
+
+import asyncio
 import importlib.util
 import json
 import threading
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,18 +32,28 @@ import torch
 
 from . import generate as gen
 from . import malloc
+from .api import (
+    Chunk,
+    ContextTooLong,
+    EngineError,
+    EngineInternal,
+    EngineRequest,
+    InputInvalid,
+    JsonSpec,
+)
 from .config import ModelConfig
+from .delivery import AsyncChunks, ChunkStream, Sink, Ticket
 from .fuse import fuse_projections
+from .image import load_image
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM, build_model
 from .sampling import Constraint, Sampler
-from .scheduler import Limits, QueueFull, Scheduler, TooLongForCache
+from .scheduler import Limits, Scheduler
 from .tokenizer import Tokenizer
 from .weights import ModelNotFound, SafetensorsCheckpoint, hub_cache_dir, read_json, resolve_source
 
 GenerationChunk = gen.GenerationChunk
 GenerationResult = gen.GenerationResult
-Usage = gen.Usage
 
 __all__ = [
     "ChatMessage",
@@ -45,12 +65,7 @@ __all__ = [
     "Limits",
     "ModelNotFound",
     "Part",
-    "PromptTooLong",
-    "QueueFull",
     "TextPart",
-    "TooLongForCache",
-    "UnsupportedInput",
-    "Usage",
     "VideoPart",
     "find_cached_smolvlm",
     "packaged_gguf_path",
@@ -59,20 +74,6 @@ __all__ = [
 T = TypeVar("T")
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
-
-class UnsupportedInput(ValueError):
-    """The request holds input this model cannot take (an image or video for a text-only model). -> HTTP 400."""
-
-
-class PromptTooLong(ValueError):
-    """The prompt leaves no room to generate within the model's context length (or, with `strict_length`, no room
-    for the max_tokens asked for). -> HTTP 400 context_length_exceeded; the counts let each protocol word it."""
-
-    def __init__(self, prompt_tokens: int, limit: int, max_tokens: int | None = None) -> None:
-        asked = f" + max_tokens {max_tokens}" if max_tokens is not None else ""
-        super().__init__(f"prompt has {prompt_tokens} tokens{asked}; the context length is {limit}")
-        self.prompt_tokens, self.limit, self.max_tokens = prompt_tokens, limit, max_tokens
 
 
 @dataclass(slots=True)
@@ -87,12 +88,12 @@ class GenerationParams:
     stop_token_ids: Sequence[int] = field(default_factory=tuple)
     # per-request logits mask applied to this request's row before sampling (JSON-schema decoding plugs in here)
     constraint: Constraint | None = None
-    # raise PromptTooLong when prompt + max_tokens exceeds the context, instead of generating what fits (the
+    # raise ContextTooLong when prompt + max_tokens exceeds the context, instead of generating what fits (the
     # gateway sets it: a client that names max_tokens is told, as the hosted APIs tell it)
     strict_length: bool = False
 
     def validate(self) -> None:
-        """Raise ValueError for values no sampler can honour (the gateway maps it to a 400)."""
+        """Raise InputInvalid for values no sampler can honour."""
         problems = [
             ("max_tokens", self.max_tokens is not None and self.max_tokens < 0),
             ("temperature", self.temperature < 0),
@@ -101,7 +102,7 @@ class GenerationParams:
             ("repetition_penalty", self.repetition_penalty <= 0),
         ]
         if bad := [name for name, wrong in problems if wrong]:
-            raise ValueError(f"invalid generation parameter(s): {', '.join(bad)}")
+            raise InputInvalid(f"invalid generation parameter(s): {', '.join(bad)}", param=bad[0])
 
 
 class Engine:
@@ -120,6 +121,8 @@ class Engine:
         self.supports_video = processor is not None and cfg.model_type == "smolvlm"
         self.context_length = cfg.text.max_position_embeddings
         self.scheduler = Scheduler(model, tokenizer, limits)
+        self._token_table: Any = None  # json_constraint.TokenTable, built on the first constrained request
+        self._table_lock = threading.Lock()
 
     @classmethod
     def load(
@@ -173,23 +176,35 @@ class Engine:
     # -- prompt ------------------------------------------------------------------------------------------------
 
     def _prepare(self, messages: Sequence[ChatMessage]) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """messages -> (input_ids [1, T], pixel tiles [N, 3, S, S] | None)."""
-        parts = [p for m in messages for p in m.content]
-        if any(isinstance(p, ImagePart) for p in parts) and not self.supports_images:
-            raise UnsupportedInput(f"model {self.model_id!r} does not accept images")
-        if any(isinstance(p, VideoPart) for p in parts) and not self.supports_video:
-            raise UnsupportedInput(f"model {self.model_id!r} does not accept video")
+        """messages -> (input_ids [1, T], pixel tiles [N, 3, S, S] | None). Raises InputInvalid."""
+        for part in (p for m in messages for p in m.content):
+            if isinstance(part, ImagePart) and not self.supports_images:
+                raise InputInvalid(
+                    f"model '{self.model_id}' is text-only: it does not accept images "
+                    "(serve a SmolVLM2 checkpoint with --model)",
+                    param=part.param,
+                )
+            if isinstance(part, VideoPart) and not self.supports_video:
+                raise InputInvalid(f"model '{self.model_id}' cannot take video", param=part.param)
         if self.processor is not None:
-            out = self.processor(list(messages), add_generation_prompt=True)
+            try:  # media decoding and the template's own checks raise ValueError for what the client sent
+                out = self.processor([_decoded(m) for m in messages], add_generation_prompt=True)
+            except InputInvalid:
+                raise
+            except ValueError as exc:
+                raise InputInvalid(str(exc)) from exc
             return out.input_ids, out.pixel_values
         plain = [
             {"role": m.role, "content": "".join(p.text for p in m.content if isinstance(p, TextPart))}
             for m in messages
         ]
-        prompt = self.tokenizer.apply_chat_template(plain, add_generation_prompt=True)
+        try:  # the template may reject the conversation (raise_exception)
+            prompt = self.tokenizer.apply_chat_template(plain, add_generation_prompt=True)
+        except ValueError as exc:
+            raise InputInvalid(str(exc)) from exc
         return torch.tensor([self.tokenizer.encode(prompt)], dtype=torch.long), None
 
-    def count_tokens(self, messages: list[ChatMessage]) -> int:
+    def count_prompt_tokens(self, messages: Sequence[ChatMessage]) -> int:
         return int(self._prepare(messages)[0].shape[1])
 
     @property
@@ -198,25 +213,55 @@ class Engine:
         cannot hold a whole context in one row."""
         return min(self.context_length, self.scheduler.max_sequence)
 
+    def _json_constraint(self, spec: JsonSpec, max_tokens: int | None) -> Constraint:
+        from .json_constraint import JsonConstraint, TokenTable, vocab_from_tokenizer
+
+        with self._table_lock:
+            if self._token_table is None:  # once per model
+                self._token_table = TokenTable(vocab_from_tokenizer(self.tokenizer.hf))
+        try:
+            return JsonConstraint(
+                spec.schema, self._token_table, self.tokenizer.eos_token_ids, max_tokens=max_tokens
+            )
+        except ValueError as exc:
+            raise InputInvalid(f"unsupported JSON schema: {exc}", param="response_format") from None
+
+    def _params(self, req: EngineRequest) -> GenerationParams:
+        constraint = None if req.constraint is None else self._json_constraint(req.constraint, req.max_tokens)
+        return GenerationParams(
+            max_tokens=req.max_tokens,
+            temperature=req.temperature,
+            top_p=req.top_p,
+            top_k=req.top_k,
+            repetition_penalty=req.repetition_penalty,
+            seed=req.seed,
+            stop=tuple(req.stop),
+            constraint=constraint,
+            strict_length=req.strict_length,
+        )
+
     # -- generation --------------------------------------------------------------------------------------------
 
-    def stream(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
-    ) -> Iterator[GenerationChunk]:
-        """Yield text chunks as they settle; the last chunk carries finish_reason and usage.
+    def _start(
+        self,
+        messages: Sequence[ChatMessage],
+        params: GenerationParams,
+        sink: Sink,
+        cancel: threading.Event | None = None,
+    ) -> Ticket:
+        """Prepare the prompt and queue the request; its chunks go to `sink` (from the decode thread).
 
-        Input errors (UnsupportedInput, PromptTooLong, TooLongForCache, bad media) and QueueFull (every slot busy,
-        wait queue full) raise here, before the first chunk, so the caller can still answer with a plain error.
-        """
+        Input errors (InputInvalid, ContextTooLong) and Busy (every slot busy, wait queue full) raise here, before
+        any chunk, so the caller can still answer with a plain error."""
         params.validate()
         input_ids, pixel_values = self._prepare(messages)
         prompt_len = int(input_ids.shape[1])
         limit = self.max_sequence
         room = limit - prompt_len
         if room <= 0:
-            raise PromptTooLong(prompt_len, limit)
+            raise ContextTooLong(prompt_len, limit)
         if params.strict_length and params.max_tokens is not None and params.max_tokens > room:
-            raise PromptTooLong(prompt_len, limit, params.max_tokens)
+            raise ContextTooLong(prompt_len, limit, params.max_tokens)
         sampler = Sampler(
             temperature=params.temperature,
             top_k=params.top_k,
@@ -235,13 +280,68 @@ class Engine:
             constraint=params.constraint,
             cancel=cancel,
             open_ended=params.max_tokens is None,
+            sink=sink,
         )
 
+    async def submit(self, req: EngineRequest) -> AsyncIterator[Chunk]:
+        """api.LocalEngine.submit: prepare and queue `req` off the event loop; the decode thread then posts each
+        chunk straight to this loop."""
+        loop = asyncio.get_running_loop()
+        chunks = AsyncChunks(loop)
+        admitted = loop.run_in_executor(
+            None, lambda: self._start(req.messages, self._params(req), chunks.sink)
+        )
+        try:
+            ticket = await asyncio.shield(admitted)
+        except asyncio.CancelledError:  # the caller left while the prompt was prepared: let the request go
+            admitted.add_done_callback(_abandon_admitted)
+            raise
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineInternal(f"preparing the request failed: {exc!r}") from exc
+        chunks.ticket = ticket
+        return chunks
+
+    async def count_tokens(self, req: EngineRequest) -> int:
+        """api.LocalEngine.count_tokens: the prompt's length in tokens (media included)."""
+        try:
+            return await asyncio.to_thread(self.count_prompt_tokens, req.messages)
+        except EngineError:
+            raise
+        except Exception as exc:
+            raise EngineInternal(f"counting tokens failed: {exc!r}") from exc
+
+    def stream(
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
+    ) -> ChunkStream:
+        """Blocking: yield chunks as they settle; the last carries finish_reason and usage. Errors as `_start`."""
+        return ChunkStream.of(lambda sink: self._start(messages, params, sink, cancel))
+
     def generate(
-        self, messages: list[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
+        self, messages: Sequence[ChatMessage], params: GenerationParams, cancel: threading.Event | None = None
     ) -> GenerationResult:
         """`stream` collected into one result (text, finish_reason, stop_sequence, usage, token ids)."""
         return gen.collect(self.stream(messages, params, cancel))
+
+
+def _abandon_admitted(admitted: asyncio.Future[Ticket]) -> None:
+    if not admitted.cancelled() and admitted.exception() is None:
+        admitted.result().abandon()
+
+
+def _decoded(message: ChatMessage) -> ChatMessage:
+    """`message` with its images decoded (PIL), so an undecodable one is named in the error."""
+    parts: list[Part] = []
+    for part in message.content:
+        if isinstance(part, ImagePart):
+            try:
+                part = ImagePart(load_image(part.image), part.param)
+            except ValueError:
+                where = f"'{part.param}'" if part.param else "an image"
+                raise InputInvalid(f"{where} is not a decodable image", param=part.param) from None
+        parts.append(part)
+    return ChatMessage(message.role, parts)
 
 
 def _in_passing_thread(fn: Callable[[], T]) -> T:

@@ -1,7 +1,7 @@
 """Engine-side chat messages: what the processor turns into token ids and pixels.
 
 The gateway maps its canonical `Message` blocks onto these; parts keep the order the client gave.
-`engine.py` re-exports them, so callers import from `smolgate.engine.engine`.
+Torch- and PIL-free: part of the engine's boundary (api.py re-exports them).
 """
 
 from __future__ import annotations
@@ -23,16 +23,19 @@ class TextPart:
 
 @dataclass(frozen=True, slots=True)
 class ImagePart:
-    """Encoded bytes (PNG, JPEG, ...), a local path, or an already-decoded PIL image."""
+    """Encoded bytes (PNG, JPEG, ...), a local path, or an already-decoded PIL image. `param` names where the
+    caller got it (e.g. "messages[0].content[1]"), for errors about it."""
 
     image: bytes | str | Path | Image.Image
+    param: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class VideoPart:
-    """Encoded container bytes (mp4, webm, ...) or a local path."""
+    """Encoded container bytes (mp4, webm, ...) or a local path; `param` as for ImagePart."""
 
     video: bytes | str | Path
+    param: str | None = None
 
 
 Part: TypeAlias = TextPart | ImagePart | VideoPart

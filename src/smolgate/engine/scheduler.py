@@ -11,7 +11,8 @@ queue, and `submit` raises QueueFull beyond `max_queue` waiting requests. Each r
 parameters, seed, stop rules, constraint and cancel Event (checked every step; a cancelled row leaves at once).
 
 `step()` is one scheduler iteration and can be driven by hand (tests: exact join/cancel points); `start()` runs it
-in the background thread that `Engine` uses.
+in the background thread that `Engine` uses. Each request's chunks (or its error) go to the sink given at `submit`,
+called on the decode thread: `Engine.submit` hands them straight to an event loop, `stream` to a blocking queue.
 
 All model compute runs on that one thread: prompt embedding and the vision encoder too (one encoder pass per
 iteration, decode steps in between), and `run` brings any other model work there. With torch's OpenMP, every
@@ -22,18 +23,19 @@ each parallel op ran ~1.6x slower (a 2.2B int8 decode step: 106 -> 127 ms), even
 from __future__ import annotations
 
 import atexit
-import queue
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 
+from .api import Busy, ContextTooLong
 from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
+from .delivery import Sink, Ticket
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
@@ -49,12 +51,19 @@ DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budge
 GROW_STEP = 512
 
 
-class QueueFull(RuntimeError):
-    """Every slot is busy and the wait queue is at its bound. -> HTTP 503 (overloaded), retry later."""
+class QueueFull(Busy):
+    """Every slot is busy and the wait queue is at its bound: retry later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, retry_after=1.0)
 
 
-class TooLongForCache(ValueError):
-    """A request's prompt + max_tokens alone exceeds the KV-cache token budget. -> HTTP 400."""
+class TooLongForCache(ContextTooLong):
+    """A request's prompt + max_tokens alone exceeds the KV-cache token budget."""
+
+    def __init__(self, prompt_tokens: int, budget: int, max_tokens: int) -> None:
+        message = f"prompt ({prompt_tokens}) + max_tokens ({max_tokens}) exceeds the KV cache budget of {budget} tokens"
+        super().__init__(prompt_tokens, budget, max_tokens, message=message)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +88,12 @@ class _Request:
         "embeds",
         "filled",
         "input_ids",
-        "out",
         "picker",
         "pixels",
         "pos",
         "reserve",
+        "sink",
+        "ticket",
     )
 
     def __init__(
@@ -92,6 +102,7 @@ class _Request:
         pixels: torch.Tensor | None,
         dec: Decoding,
         cancel: threading.Event | None,
+        sink: Sink,
     ) -> None:
         self.input_ids, self.pixels, self.dec, self.picker, self.cancel = (
             input_ids,
@@ -107,40 +118,19 @@ class _Request:
         self.reserve = dec.prompt_len + dec.max_tokens  # cache positions it may need
         self.filled = 0  # prompt positions prefilled so far
         self.pos = 0  # next cache position to write (= tokens in the cache) once decoding
-        self.out: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
-        self.abandoned = False  # the caller closed its iterator
+        self.sink = sink
+        self.ticket = Ticket()  # the caller's handle: abandoning it cancels the request
 
     @property
     def cancelled(self) -> bool:
-        return self.abandoned or (self.cancel is not None and self.cancel.is_set())
+        return self.ticket.abandoned or (self.cancel is not None and self.cancel.is_set())
 
-
-class ChunkStream(Iterator[GenerationChunk]):
-    """The caller's end: chunks arrive from the decode thread; closing (or dropping) it cancels the request."""
-
-    def __init__(
-        self, out: queue.SimpleQueue[GenerationChunk | BaseException], req: _Request | None = None
-    ) -> None:
-        self._out, self._req, self._done = out, req, False
-
-    def __next__(self) -> GenerationChunk:
-        if self._done:
-            raise StopIteration
-        item = self._out.get()
-        if isinstance(item, BaseException):
-            self._done = True
-            raise item
-        if item.finish_reason is not None:
-            self._done = True
-        return item
-
-    def close(self) -> None:
-        if self._req is not None and not self._done:
-            self._req.abandoned = True  # the decode thread sees it at its next step
-        self._done = True
-
-    def __del__(self) -> None:
-        self.close()
+    def emit(self, item: GenerationChunk | BaseException) -> None:
+        """Hand an item to the caller; a sink that fails (its event loop closed) abandons the request."""
+        try:
+            self.sink(item)
+        except Exception:  # noqa: BLE001 - nobody is left to tell
+            self.ticket.abandon()
 
 
 class Scheduler:
@@ -182,8 +172,9 @@ class Scheduler:
         constraint: Constraint | None = None,
         cancel: threading.Event | None = None,
         open_ended: bool = False,
-    ) -> ChunkStream:
-        """Queue one generation; returns its chunk iterator. Raises QueueFull / TooLongForCache before queueing.
+        sink: Sink,
+    ) -> Ticket:
+        """Queue one generation whose chunks go to `sink`. Raises QueueFull / TooLongForCache before queueing.
 
         The prompt embedding (the vision encoder for images) runs later on the decode thread, one encoder pass
         per iteration, so a long image encode does not stall everyone's decode steps.
@@ -205,23 +196,19 @@ class Scheduler:
             stop_token_ids=stop_token_ids,
         )
         if max_tokens == 0:  # nothing to compute: answer without queueing
-            out: queue.SimpleQueue[GenerationChunk | BaseException] = queue.SimpleQueue()
-            out.put(dec.end("length"))
-            return ChunkStream(out)
-        req = _Request(input_ids, pixel_values, dec, cancel)
+            sink(dec.end("length"))
+            return Ticket()
+        req = _Request(input_ids, pixel_values, dec, cancel, sink)
         if open_ended:
             req.reserve = prompt_len + min(max_tokens, GROW_STEP)
         if self._cap_for(req.reserve) > self.kv_tokens:
-            raise TooLongForCache(
-                f"prompt ({prompt_len}) + max_tokens ({max_tokens}) exceeds the KV cache budget of "
-                f"{self.kv_tokens} tokens"
-            )
+            raise TooLongForCache(prompt_len, self.kv_tokens, max_tokens)
         self._check_queue()
         with self._lock:
             self._check_queue()
             self._waiting.append(req)
             self._wake.notify()
-        return ChunkStream(req.out, req)
+        return req.ticket
 
     @property
     def max_sequence(self) -> int:
@@ -317,7 +304,7 @@ class Scheduler:
         with self._lock:
             for req in [r for r in self._waiting if r.cancelled]:
                 self._waiting.remove(req)
-                req.out.put(req.dec.end("cancelled"))
+                req.emit(req.dec.end("cancelled"))
         # A token budget per iteration, as vLLM's max_num_batched_tokens: decode steps of the running rows never
         # wait for more than one chunk of prefill, and a burst of short prompts joins in one iteration instead
         # of one per decode step (8 x 32-token prompts: the batch is full after 1 step, not 8).
@@ -400,12 +387,12 @@ class Scheduler:
             logits = self.model.lm_head(hidden[torch.arange(len(group)), torch.tensor(lengths) - 1])
         except Exception as exc:  # noqa: BLE001 - the error goes to each caller's iterator
             for req in group:
-                req.out.put(exc)
+                req.emit(exc)
             return used
         for j, req in enumerate(group):
             req.filled = req.pos = lengths[j]
             if req.cancelled:
-                req.out.put(req.dec.end("cancelled"))
+                req.emit(req.dec.end("cancelled"))
                 continue
             token = self._advance(req, logits[j], None)
             if token < 0:
@@ -423,7 +410,7 @@ class Scheduler:
         row = len(self._rows)
         if req.cancelled:
             self._filling = None
-            req.out.put(req.dec.end("cancelled"))
+            req.emit(req.dec.end("cancelled"))
             return 1
         # equal chunks (600 positions: 300 + 300, not 512 + 88): a short last chunk would cost as much as a long
         # one where weight-only layers switch to dense GEMMs only from QuantLinear.dense_from rows (int4: 32-128)
@@ -446,7 +433,7 @@ class Scheduler:
             logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
         except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
             self._filling = None
-            req.out.put(exc)
+            req.emit(exc)
             return 1
         req.filled = min(start + chunk, req.dec.prompt_len)
         used = req.filled - start
@@ -471,7 +458,7 @@ class Scheduler:
             if self._rows[i].cancelled:
                 req = self._rows[i]
                 self._release(i)
-                req.out.put(req.dec.end("cancelled"))
+                req.emit(req.dec.end("cancelled"))
         self._extend_open_ended()
         n = len(self._rows)
         if n == 0:
@@ -512,7 +499,7 @@ class Scheduler:
                 req.reserve, grown = wanted, True
             else:
                 self._release(i)
-                req.out.put(req.dec.end("length"))
+                req.emit(req.dec.end("length"))
         if grown:
             self._make_room([])
 
@@ -525,10 +512,10 @@ class Scheduler:
             req.picker.accept(token)
             chunk = req.dec.push(token)
         except Exception as exc:  # noqa: BLE001 - delivered to this request's caller
-            req.out.put(exc)
+            req.emit(exc)
             return -1
         if chunk is not None:
-            req.out.put(chunk)
+            req.emit(chunk)
         return -1 if req.dec.finish is not None else token
 
     def _release(self, i: int) -> None:
@@ -554,7 +541,7 @@ class Scheduler:
             jobs = [done for _, done in self._jobs]
             self._jobs.clear()
         for req in resident:
-            req.out.put(exc)
+            req.emit(exc)
         for done in jobs:
             done.set_exception(exc)
 
