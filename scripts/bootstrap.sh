@@ -15,7 +15,7 @@ torch_req=$(grep -oE '"torch==[0-9.]+"' pyproject.toml | tr -d '"')  # the engin
 
 # The version the given pip arguments would install for $torch_req (metadata only, nothing is downloaded whole).
 torch_candidate() {
-  "${pip[@]}" install -q --dry-run --no-deps --ignore-installed --report - "$torch_req" "$@" 2>/dev/null \
+  "${pip[@]}" install -q --dry-run --no-deps --ignore-installed --retries 1 --timeout 20 --report - "$torch_req" "$@" 2>/dev/null \
     | .venv/bin/python -c 'import json, sys; print(json.load(sys.stdin)["install"][0]["metadata"]["version"])' \
     2>/dev/null || true
 }

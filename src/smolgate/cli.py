@@ -171,6 +171,11 @@ def serve(
         )
     if cfg is None:
         cfg = embedded_config(resolve_default_model(model), quant, compile, dtype)  # type: ignore[arg-type]
+    for p in cfg.providers:
+        if isinstance(
+            p, LocalProviderConfig
+        ):  # the model is checked (and the default fetched) before loading
+            p.model = resolve_default_model(p.model)
 
     import uvicorn
 
@@ -214,7 +219,10 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
     )
     t = Table("provider", "protocol", "base_url", "accounts", "strategy")
     for p in cfg.providers:
-        base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
+        if isinstance(p, LocalProviderConfig):
+            base_url = f"(embedded: {p.model or 'default model'})"
+        else:
+            base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
         t.add_row(p.name, p.protocol, base_url, str(len(p.accounts)), p.strategy)
     console.print(t)
     from .routing import Router
