@@ -84,7 +84,7 @@ def uvicorn_config(
         log_config=None,
         log_level=log_level,
         access_log=False,
-        timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  (a float works)
+        timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  # a float works
         # uvicorn's own check runs after the headers and also counts in-flight requests: a backstop above the
         # connection cap, which the protocol enforces at accept.
         limit_concurrency=cap + 1,
