@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import get_args
+from typing import cast, get_args
 
 import typer
 from rich.console import Console
@@ -97,8 +97,7 @@ def embedded_config(
     )
 
 
-def _load(config: Path | None) -> Config:
-    assert config is not None
+def _load(config: Path) -> Config:
     try:
         return load_config(config)
     except ConfigError as exc:  # its message names field and line, never a credential (config.py)
@@ -170,11 +169,9 @@ def serve(
             + (" — or pass --config with remote providers" if cfg is None else "")
         )
     if cfg is None:
-        cfg = embedded_config(resolve_default_model(model), quant, compile, dtype)  # type: ignore[arg-type]
-    for p in cfg.providers:
-        if isinstance(
-            p, LocalProviderConfig
-        ):  # the model is checked (and the default fetched) before loading
+        cfg = embedded_config(resolve_default_model(model), cast("Quant | None", quant), compile, dtype)
+    for p in cfg.providers:  # each local model is checked (and the default fetched) before anything loads
+        if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)
 
     import uvicorn
