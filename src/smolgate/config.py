@@ -1,9 +1,11 @@
 """Configuration: YAML with `${ENV_VAR}` substitution, validated into typed structs.
 
-Errors name the field path and the YAML line (`providers[0].protocol (line 4): …`), so `smolgate check`
-can explain a bad file. `${VAR}` is substituted inside string values after the YAML is parsed, so an
-environment value is never re-read as YAML (a ` #` in a key stays part of the key). Every credential is a
-`Secret` (secret.py): it prints as `***` in reprs, logs and `smolgate check`.
+Errors name the file, the line of the offending key, the field path, the valid names or values and the nearest
+one (`smolgate.yaml:4: providers[0].protocol: …`; config_errors.py), so `smolgate check` can explain a bad file.
+`${VAR}` is substituted inside string values after the YAML is parsed, so an environment value is never re-read
+as YAML (a ` #` in a key stays part of the key) and a `${VAR}` in a comment is ignored. Providers are a tagged
+union by kind (remote | local). Every credential is a `Secret` (secret.py): it prints as `***` in reprs, logs
+and `smolgate check`. docs/config.md describes every field (a test keeps it complete).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import yaml
 from .config_errors import explain
 from .secret import Redactor, Secret, as_secret, redact_url
 
+# The protocol names (to be derived from the protocol registry): remote ones, and `local` for the engine.
 RemoteProtocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 Protocol = Literal[RemoteProtocol, "local"]
 Quant = Literal["none", "int8", "int8-dynamic", "int4"]
