@@ -1,4 +1,8 @@
-"""The `smolgate` command line: serve, check, accounts, chat, pull."""
+"""The `smolgate` command line: serve, check, accounts, chat, pull.
+
+A mistake on the command line or in the config is one line on stderr and exit code 2, never a traceback; options
+are checked before anything slow starts (a model load, a bind).
+"""
 
 from __future__ import annotations
 
@@ -7,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import cast, get_args
 
 import typer
 from rich.console import Console
@@ -15,7 +19,25 @@ from rich.logging import RichHandler
 from rich.markup import escape
 from rich.table import Table
 
-from .config import Config, ConfigError, ModelAlias, ProviderConfig, Target, load_config
+from . import __version__
+from .cli_checks import (
+    LOG_LEVELS,
+    bind_or_exit,
+    engine_missing,
+    fail,
+    one_of,
+    require_files,
+    resolve_default_model,
+)
+from .config import (
+    Config,
+    ConfigError,
+    LocalProviderConfig,
+    ModelAlias,
+    Quant,
+    Target,
+    load_config,
+)
 from .secret import redact_url
 
 # No local variables in tracebacks: they would print config text and keys.
@@ -27,9 +49,26 @@ app = typer.Typer(
 )
 console = Console(stderr=True)
 
-from .bench_cli import bench_app  # noqa: E402  (typer sub-app: `smolgate bench engine`)
+from .bench_cli import bench_app
 
 app.add_typer(bench_app, name="bench")
+
+DTYPES = ("bfloat16", "float32")
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"smolgate {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="print the version and exit"
+    ),
+) -> None:
+    """smolgate — one API endpoint, any AI model, with a vision-language model built in."""
 
 
 def _setup_logging(level: str) -> None:
@@ -41,14 +80,16 @@ def _setup_logging(level: str) -> None:
     )
 
 
-def embedded_config(model: str | None, quant: str | None = None, compile: bool = False) -> Config:
+def embedded_config(
+    model: str | None, quant: Quant | None = None, compile: bool = False, dtype: str = "bfloat16"
+) -> Config:
     """No config file: serve the local engine under its own name, `local/<id>` and `default`."""
-    provider = ProviderConfig(
+    provider = LocalProviderConfig(
         name="local",
-        protocol="local",
         model=model,
-        quant=quant,  # type: ignore[arg-type]
+        quant=quant,
         compile=compile,
+        dtype="float32" if dtype == "float32" else "bfloat16",
     )
     return Config(
         providers=[provider],
@@ -56,16 +97,11 @@ def embedded_config(model: str | None, quant: str | None = None, compile: bool =
     )
 
 
-def _load(
-    config: Optional[Path], model: Optional[str] = None, quant: Optional[str] = None, compile: bool = False
-) -> Config:
-    if config is None:
-        return embedded_config(model, quant, compile)
+def _load(config: Path) -> Config:
     try:
         return load_config(config)
     except ConfigError as exc:  # its message names field and line, never a credential (config.py)
-        console.print("[red]config error:[/red]", escape(str(exc)))
-        raise typer.Exit(2) from None
+        fail(f"config error: {exc}")
 
 
 def _is_loopback(host: str) -> bool:
@@ -79,26 +115,65 @@ def _is_loopback(host: str) -> bool:
 
 @app.command()
 def serve(
-    config: Optional[Path] = typer.Option(
+    config: Path | None = typer.Option(
         None, "--config", "-c", help="YAML config; none → embedded local engine"
     ),
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="bind port"),
-    model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
-    quant: Optional[str] = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
+    model: str | None = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
+    quant: str | None = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
+    dtype: str = typer.Option("bfloat16", help="local engine compute dtype: bfloat16|float32"),
     compile: bool = typer.Option(
         False,
         "--compile",
         help="local engine: torch.compile the decode step at start "
         "(slower start, faster tokens on small models)",
     ),
-    ssl_certfile: Optional[Path] = typer.Option(
+    ssl_certfile: Path | None = typer.Option(
         None, "--ssl-certfile", help="serve HTTPS with this certificate"
     ),
-    ssl_keyfile: Optional[Path] = typer.Option(None, "--ssl-keyfile", help="the certificate's private key"),
-    log_level: str = typer.Option("info", help="debug|info|warning|error"),
+    ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="the certificate's private key"),
+    log_level: str = typer.Option("info", help="|".join(LOG_LEVELS)),
 ) -> None:
     """Run the gateway."""
+    one_of("--log-level", log_level.lower(), LOG_LEVELS)
+    one_of("--dtype", dtype, DTYPES)
+    if quant is not None:
+        one_of("--quant", quant, get_args(Quant))
+    if config is not None and (model or quant or compile or dtype != "bfloat16"):
+        fail(
+            "--model, --quant, --dtype and --compile are for the embedded engine; with --config set them on "
+            "the `protocol: local` provider"
+        )
+    if (ssl_certfile is None) != (ssl_keyfile is None):
+        fail("--ssl-certfile and --ssl-keyfile go together")
+    require_files(ssl_certfile, ssl_keyfile)
+    _setup_logging(log_level)
+    cfg = _load(config) if config is not None else None
+    if not (cfg.keys if cfg else []) and not _is_loopback(host):
+        fail(
+            f"refusing to bind {host}: no client keys are configured, so the gateway would be open to the "
+            "network. Add `keys:` to the config or bind to 127.0.0.1."
+        )
+    sock = bind_or_exit(host, port)  # before a model loads: a taken port fails now, not after "ready"
+    local = cfg is None or any(isinstance(p, LocalProviderConfig) for p in cfg.providers)
+    if local and (missing := engine_missing()):
+        what = (
+            "`smolgate serve` without --config serves"
+            if cfg is None
+            else "a `protocol: local` provider needs"
+        )
+        fail(
+            f"{what} the embedded engine, which is not installed ({missing} is missing): "
+            "pip install 'smolgate[engine]'"
+            + (" — or pass --config with remote providers" if cfg is None else "")
+        )
+    if cfg is None:
+        cfg = embedded_config(resolve_default_model(model), cast("Quant | None", quant), compile, dtype)
+    for p in cfg.providers:  # each local model is checked (and the default fetched) before anything loads
+        if isinstance(p, LocalProviderConfig):
+            p.model = resolve_default_model(p.model)
+
     import uvicorn
 
     from .secret import RedactingFilter, Redactor
@@ -106,17 +181,6 @@ def serve(
     from .server.auth import admin_key
     from .server.serving import uvicorn_config
 
-    _setup_logging(log_level)
-    cfg = _load(config, model, quant, compile)
-    if not cfg.keys and not _is_loopback(host):
-        console.print(
-            f"[red]refusing to bind {host}:[/red] no client keys are configured, so the gateway would be "
-            "open to the network. Add `keys:` to the config or bind to 127.0.0.1."
-        )
-        raise typer.Exit(2)
-    if (ssl_certfile is None) != (ssl_keyfile is None):
-        console.print("[red]--ssl-certfile and --ssl-keyfile go together[/red]")
-        raise typer.Exit(2)
     admin = admin_key(cfg)
     redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
     for handler in logging.getLogger().handlers:  # uvicorn's loggers propagate here (log_config=None)
@@ -124,8 +188,7 @@ def serve(
     try:
         app = Gateway(cfg)  # builds the providers: a header or base_url HTTP cannot carry is refused here
     except ConfigError as exc:
-        console.print(f"[red]config error:[/red] {exc}")
-        raise typer.Exit(2) from None
+        fail(f"config error: {exc}")
     try:
         server_config = uvicorn_config(
             app,
@@ -136,9 +199,11 @@ def serve(
         )
         server_config.load()  # reads the certificate now, so a bad one is a clear message
     except (OSError, ValueError) as exc:  # unreadable certificate or key: one line, no trace
-        console.print(f"[red]cannot serve:[/red] {exc}")
-        raise typer.Exit(2) from None
-    uvicorn.Server(server_config).run()
+        fail(f"cannot serve: {exc}")
+    server = uvicorn.Server(server_config)
+    server.run(sockets=[sock])
+    if not server.started:  # startup failed (logged as one line by the gateway): not a clean exit
+        raise typer.Exit(1)
 
 
 @app.command()
@@ -151,7 +216,10 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
     )
     t = Table("provider", "protocol", "base_url", "accounts", "strategy")
     for p in cfg.providers:
-        base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
+        if isinstance(p, LocalProviderConfig):
+            base_url = f"(embedded: {p.model or 'default model'})"
+        else:
+            base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
         t.add_row(p.name, p.protocol, base_url, str(len(p.accounts)), p.strategy)
     console.print(t)
     from .routing import Router
@@ -168,7 +236,7 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
 @app.command()
 def accounts(
     url: str = typer.Option("http://127.0.0.1:8000", help="a running smolgate"),
-    admin_key: Optional[str] = typer.Option(
+    admin_key: str | None = typer.Option(
         None,
         envvar="SMOLGATE_ADMIN_KEY",
         help="the server's admin key (needed unless it runs on this machine without one)",
@@ -212,20 +280,38 @@ def chat(
     question: str = typer.Argument(..., help="what to ask"),
     image: list[Path] = typer.Option([], "--image", help="image file(s)"),
     video: list[Path] = typer.Option([], "--video", help="video file(s)"),
-    model: Optional[str] = typer.Option(None, help="local model: dir, HF repo id or .gguf"),
+    model: str | None = typer.Option(None, help="local model: dir, HF repo id or .gguf"),
     max_tokens: int = typer.Option(512),
     temperature: float = typer.Option(0.0),
-    quant: Optional[str] = typer.Option(None, help="quantization: none|int8|int8-dynamic|int4"),
+    quant: str | None = typer.Option(None, help="quantization: none|int8|int8-dynamic|int4"),
+    dtype: str = typer.Option("float32", help="compute dtype: float32|bfloat16"),
 ) -> None:
     """Ask the local engine one question, streaming the answer."""
-    from .engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart, VideoPart
-    from .providers.local import resolve_model
+    if quant is not None:
+        one_of("--quant", quant, get_args(Quant))
+    one_of("--dtype", dtype, DTYPES)
+    require_files(*image, *video)
+    if missing := engine_missing():
+        fail(
+            f"`smolgate chat` runs the embedded engine, which is not installed ({missing} is missing): "
+            "pip install 'smolgate[engine]'"
+        )
+    _setup_logging("warning")
+    source = resolve_default_model(model)
 
     from PIL import Image as PILImage
 
-    _setup_logging("warning")
-    engine = Engine.load(resolve_model(model), quant=None if quant in (None, "none") else quant)
-    parts: list = [ImagePart(PILImage.open(p)) for p in image] + [VideoPart(p.read_bytes()) for p in video]
+    from .engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart, VideoPart
+    from .providers.local import resolve_model
+
+    try:
+        engine = Engine.load(
+            resolve_model(source), quant=None if quant in (None, "none") else quant, dtype=dtype
+        )
+        parts: list[ImagePart | VideoPart | TextPart] = [ImagePart(PILImage.open(p)) for p in image]
+        parts += [VideoPart(p.read_bytes()) for p in video]
+    except (OSError, ValueError) as exc:  # unknown model (ModelNotFound), unreadable image: one line
+        fail(str(exc))
     parts.append(TextPart(question))
     try:
         for chunk in engine.stream(
@@ -234,7 +320,7 @@ def chat(
             sys.stdout.write(chunk.text)
             sys.stdout.flush()
     except ValueError as exc:
-        console.print(f"\n[red]{exc}[/red]")
+        console.print(f"\n[red]{escape(str(exc))}[/red]")
         raise typer.Exit(1) from None
     sys.stdout.write("\n")
 
@@ -242,12 +328,17 @@ def chat(
 @app.command()
 def pull(repo_id: str = typer.Argument(..., help="e.g. HuggingFaceTB/SmolVLM2-500M-Video-Instruct")) -> None:
     """Download a model from the Hugging Face hub into the HF cache (with progress)."""
+    if missing := engine_missing():
+        fail(
+            f"`smolgate pull` is part of the embedded engine, which is not installed ({missing} is missing): "
+            "pip install 'smolgate[engine]'"
+        )
     from .engine.weights import download
 
     try:
         path = download(repo_id)
-    except Exception as exc:  # offline, unknown repo, …: one clear line, no trace
-        console.print(f"[red]pull failed:[/red] {exc}")
+    except Exception as exc:  # noqa: BLE001  (offline, unknown repo, …: one clear line, no trace)
+        console.print(f"[red]pull failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"[green]ready[/green]: {path}")
 

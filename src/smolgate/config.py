@@ -1,25 +1,32 @@
 """Configuration: YAML with `${ENV_VAR}` substitution, validated into typed structs.
 
-Errors name the field path and the YAML line (`providers[0].protocol (line 4): …`), so `smolgate check`
-can explain a bad file. `${VAR}` is substituted inside string values after the YAML is parsed, so an
-environment value is never re-read as YAML (a ` #` in a key stays part of the key). Every credential is a
-`Secret` (secret.py): it prints as `***` in reprs, logs and `smolgate check`.
+Errors name the file, the line of the offending key, the field path, the valid names or values and the nearest
+one (`smolgate.yaml:4: providers[0].protocol: …`; config_errors.py), so `smolgate check` can explain a bad file.
+`${VAR}` is substituted inside string values after the YAML is parsed, so an environment value is never re-read
+as YAML (a ` #` in a key stays part of the key) and a `${VAR}` in a comment is ignored. Providers are a tagged
+union by kind (remote | local). Every credential is a `Secret` (secret.py): it prints as `***` in reprs, logs
+and `smolgate check`. docs/config.md describes every field (a test keeps it complete).
 """
 
 from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import yaml
 
+from .config_errors import explain
 from .secret import Redactor, Secret, as_secret, redact_url
 
-Protocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama", "local"]
+# The protocol names (to be derived from the protocol registry): remote ones, and `local` for the engine.
+RemoteProtocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama"]
+Protocol = Literal[RemoteProtocol, "local"]
+Quant = Literal["none", "int8", "int8-dynamic", "int4"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
 
 
@@ -68,25 +75,29 @@ class UpstreamLimits(Base):
     max_header_bytes: int = 64 * 1024  # all response headers together
 
 
-class ProviderConfig(Base):
+class ProviderBase(Base, kw_only=True, tag_field="kind"):
+    """What every provider has: a name, a protocol, and the pool of accounts the gateway picks from.
+
+    The config's providers are a tagged union by kind (`RemoteProviderConfig` or `LocalProviderConfig`), so a
+    field of the other kind (`quant:` on an OpenAI provider) is an unknown field, not silently ignored. The tag
+    is derived from `protocol` before decoding (`_tag_providers`); it is never written in a config file.
+    """
+
     name: str
-    protocol: Protocol
-    base_url: str = ""
     accounts: list[AccountConfig] = msgspec.field(default_factory=list)
     strategy: Strategy = "round_robin"
-    timeouts: TimeoutConfig = msgspec.field(default_factory=TimeoutConfig)
     breaker: BreakerConfig = msgspec.field(default_factory=BreakerConfig)
+    queue_timeout: float = 10.0  # how long a request waits for a free account slot
+
+
+class ProviderConfig(ProviderBase, kw_only=True, tag="remote"):
+    """A provider reached over HTTP (providers/http.py)."""
+
+    protocol: RemoteProtocol
+    base_url: str = ""  # required (checked in `_check_references`, so tests can build one without it)
+    timeouts: TimeoutConfig = msgspec.field(default_factory=TimeoutConfig)
     headers: dict[str, Secret] = msgspec.field(default_factory=dict)  # values may carry credentials
     limits: UpstreamLimits = msgspec.field(default_factory=UpstreamLimits)
-    model: str | None = None  # protocol local: the checkpoint to load (dir, HF repo id or .gguf)
-    quant: Literal["none", "int8", "int8-dynamic", "int4"] | None = None  # protocol local: quantization
-    # protocol local: compute dtype. bf16 by default: batched decode scales ~6.5× at 8 streams in bf16 vs ~4×
-    # in fp32 on this CPU class (bench/engine.py); float32 gives transformers-exact logits.
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
-    # protocol local: torch.compile the decode step at start (~35-50 s for 135M on 2 cores with inductor's cache
-    # warm, ~2 min cold; 25-35% faster tokens on small models, engine/compiled.py)
-    compile: bool = False
-    queue_timeout: float = 10.0  # how long a request waits for a free account slot
     transport: Literal["h1", "aiohttp"] = "h1"  # aiohttp honours HTTP(S)_PROXY; h1 is faster
 
     def __post_init__(self) -> None:
@@ -99,6 +110,24 @@ class ProviderConfig(Base):
             for v in [getattr(self, f)]
         )
         return f"ProviderConfig({fields})"
+
+
+RemoteProviderConfig = ProviderConfig
+
+
+class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
+    """The embedded engine (providers/local.py); needs the `engine` extra."""
+
+    protocol: Literal["local"] = "local"
+    model: str | None = None  # the checkpoint to load (dir, HF repo id or .gguf); None: the packaged default
+    quant: Quant | None = None  # load-time quantization (none: full precision)
+    # Compute dtype: bf16 batches better on CPUs with bf16 units (docs/performance.md); float32 gives
+    # transformers-exact logits.
+    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    compile: bool = False  # torch.compile the decode step at start: slower start, faster small-model tokens
+
+
+AnyProvider = ProviderConfig | LocalProviderConfig
 
 
 class Target(Base):
@@ -161,7 +190,7 @@ class ServerConfig(Base):
 
 
 class Config(Base):
-    providers: list[ProviderConfig] = msgspec.field(default_factory=list)
+    providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
     keys: list[ClientKey] = msgspec.field(default_factory=list)
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
@@ -178,9 +207,10 @@ class Config(Base):
 
     def secret_values(self) -> list[str]:
         """Every credential value in this config (for `Redactor`)."""
+        remote = [p for p in self.providers if isinstance(p, ProviderConfig)]
         out = [a.api_key.reveal() for p in self.providers for a in p.accounts if a.api_key]
-        out += [v.reveal() for p in self.providers for v in p.headers.values()]
-        out += [v for p in self.providers for v in _url_secrets(p.base_url)]  # user:password@, ?key=
+        out += [v.reveal() for p in remote for v in p.headers.values()]
+        out += [v for p in remote for v in _url_secrets(p.base_url)]  # user:password@, ?key=
         out += [k.key.reveal() for k in self.keys]
         if self.server.admin_key:
             out.append(self.server.admin_key.reveal())
@@ -188,7 +218,7 @@ class Config(Base):
             out += _url_secrets(self.state.reveal())[:1]
         return [v for v in out if v]
 
-    def provider(self, name: str) -> ProviderConfig | None:
+    def provider(self, name: str) -> AnyProvider | None:
         return next((p for p in self.providers if p.name == name), None)
 
 
@@ -206,49 +236,68 @@ class ConfigError(ValueError):
 
 
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
-
-
-def _placeholders(text: str, source: str) -> tuple[str, dict[str, str]]:
-    """Swap each `${VAR}` for an inert token before parsing; returns the text and token → value.
-
-    The values go back in after parsing, as plain text (`_substitute`): an environment value is never parsed
-    as YAML, so a key containing ` #`, `: ` or quotes stays whole, and unquoted `${VAR}` still works in flow
-    mappings. Numbers and booleans written as `${VAR}` are converted by the (lax) struct conversion.
-    """
-    values: dict[str, str] = {}
-
-    def repl(m: re.Match[str]) -> str:
-        value = os.environ.get(m.group(1), m.group(2))
-        if value is None:
-            line = text.count("\n", 0, m.start()) + 1
-            raise ConfigError(
-                f"{source}:{line}: environment variable {m.group(1)} is not set "
-                f"(use ${{{m.group(1)}:-default}} for a default)"
-            )
-        token = f"SMOLGATEENV{len(values)}X{_NONCE}"
-        values[token] = value
-        return token
-
-    return _ENV.sub(repl, text), values
-
-
 _NONCE = os.urandom(6).hex()
 _TOKEN = re.compile(r"SMOLGATEENV\d+X[0-9a-f]{12}")
 
 
-def _substitute(node: yaml.Node | None, values: dict[str, str]) -> None:
-    """Put the environment values back into the string scalars of the parsed tree, in place."""
-    if isinstance(node, yaml.ScalarNode):
-        if "SMOLGATEENV" in node.value:
-            node.value = _TOKEN.sub(lambda m: values.get(m.group(0), m.group(0)), node.value)
-            node.tag = "tag:yaml.org,2002:str"
-    elif isinstance(node, yaml.SequenceNode):
-        for item in node.value:
-            _substitute(item, values)
-    elif isinstance(node, yaml.MappingNode):
-        for key, value in node.value:
-            _substitute(key, values)  # `headers: {${NAME}: …}`
-            _substitute(value, values)
+@dataclass(frozen=True, slots=True)
+class _EnvRef:
+    """One `${NAME}` / `${NAME:-default}` in the text, and the line it was written on."""
+
+    name: str
+    default: str | None
+    line: int
+
+
+def _placeholders(text: str) -> tuple[str, dict[str, _EnvRef]]:
+    """Swap each `${VAR}` for an inert token before parsing; returns the text and token → reference.
+
+    Nothing is looked up yet: only tokens that end up in a parsed scalar are resolved (`_substitute`), so a
+    `${VAR}` in a YAML comment is dropped with the comment instead of failing for an unset variable. The values
+    go in after parsing, as plain text: an environment value is never parsed as YAML, so a key containing ` #`,
+    `: ` or quotes stays whole, and unquoted `${VAR}` still works in flow mappings. Numbers and booleans written
+    as `${VAR}` are converted by the (lax) struct conversion.
+    """
+    refs: dict[str, _EnvRef] = {}
+
+    def repl(m: re.Match[str]) -> str:
+        token = f"SMOLGATEENV{len(refs)}X{_NONCE}"
+        refs[token] = _EnvRef(m.group(1), m.group(2), text.count("\n", 0, m.start()) + 1)
+        return token
+
+    return _ENV.sub(repl, text), refs
+
+
+def _substitute(node: yaml.Node | None, refs: dict[str, _EnvRef], source: str) -> list[str]:
+    """Put the environment values into the string scalars of the parsed tree, in place; returns the values."""
+    used: list[str] = []
+
+    def value(m: re.Match[str]) -> str:
+        ref = refs.get(m.group(0))
+        if ref is None:  # the token's look-alike in the user's own text
+            return m.group(0)
+        found = os.environ.get(ref.name, ref.default)
+        if found is None:
+            raise ConfigError(
+                f"{source}:{ref.line}: environment variable {ref.name} is not set "
+                f"(use ${{{ref.name}:-default}} for a default)"
+            )
+        used.append(found)
+        return found
+
+    stack = [node]
+    while stack:
+        n = stack.pop()
+        if isinstance(n, yaml.ScalarNode):
+            if "SMOLGATEENV" in n.value:
+                n.value = _TOKEN.sub(value, n.value)
+                n.tag = "tag:yaml.org,2002:str"
+        elif isinstance(n, yaml.SequenceNode):
+            stack += n.value
+        elif isinstance(n, yaml.MappingNode):
+            for key, item in n.value:
+                stack += [key, item]  # keys too: `headers: {${NAME}: …}`
+    return used
 
 
 def _yaml_problem(exc: yaml.YAMLError) -> str:
@@ -258,19 +307,10 @@ def _yaml_problem(exc: yaml.YAMLError) -> str:
     return f"line {mark.line + 1}, column {mark.column + 1}: {problem}" if mark is not None else problem
 
 
-def _dec_hook(typ: type, obj: Any) -> Any:
+def _dec_hook(typ: type, obj: object) -> Secret:
     if typ is Secret and isinstance(obj, (str, int)) and not isinstance(obj, bool):
         return Secret(str(obj))
     raise ValueError("Expected a string")  # a ValidationError naming the field; never the value itself
-
-
-_UNKNOWN_FIELD = re.compile(r"unknown field `(.*)`")
-
-
-def _unknown_field(m: re.Match[str]) -> str:
-    """An unknown field is named when it reads like a misspelt field, not when it could be a pasted key."""
-    name = m.group(1)
-    return m.group(0) if re.fullmatch(r"[A-Za-z_]{1,40}", name) else "unknown field (name not shown)"
 
 
 # Fields whose values are credentials (any scalar below them), for scrubbing error messages about a config
@@ -296,18 +336,43 @@ def _secret_scalars(node: yaml.Node | None, inside: bool = False) -> list[str]:
     return out
 
 
-def _line_of(node: yaml.Node | None, path: str) -> int | None:
-    """Follow a msgspec error path like `$.providers[0].protocol` through the YAML node tree."""
-    for part in re.findall(r"\.([^.\[]+)|\[(\d+)\]", path):
-        key, index = part
-        if isinstance(node, yaml.MappingNode) and key:
-            node = next((v for k, v in node.value if k.value == key), None)
-        elif isinstance(node, yaml.SequenceNode) and index:
-            i = int(index)
-            node = node.value[i] if i < len(node.value) else None
-        else:
-            break
-    return node.start_mark.line + 1 if node is not None else None
+def _tag_providers(data: object) -> None:
+    """Set each provider's union tag from its `protocol` (local → the engine's struct, else the HTTP one)."""
+    providers = data.get("providers") if isinstance(data, dict) else None
+    for p in providers if isinstance(providers, list) else []:
+        if isinstance(p, dict):
+            p["kind"] = "local" if p.get("protocol") == "local" else "remote"
+
+
+def _parse(text: str, source: str) -> Config:
+    """Parse and validate. A ConfigError's message never holds a credential: YAML errors give the position
+    without the line's text, and anything else is scrubbed of environment values and of every value written
+    under a credential field."""
+    text, refs = _placeholders(text)
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:  # no environment value is in the text yet: nothing to scrub
+        raise ConfigError(f"{source}: not valid YAML: {_yaml_problem(exc)}") from None
+    except RecursionError:
+        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
+    values = _substitute(node, refs, source)
+    scrub = Redactor([*values, *_secret_scalars(node)])
+    try:
+        data: object = yaml.SafeLoader("").construct_document(node) if node is not None else {}
+        data = data or {}
+        _tag_providers(data)
+        cfg = msgspec.convert(data, Config, strict=False, dec_hook=_dec_hook)
+    except yaml.YAMLError as exc:
+        raise ConfigError(scrub(f"{source}: not valid YAML: {_yaml_problem(exc)}")) from None
+    except RecursionError:
+        raise ConfigError(f"{source}: nested too deeply") from None
+    except msgspec.ValidationError as exc:
+        raise ConfigError(scrub(explain(str(exc), node, data, source, Config))) from None
+    try:
+        _check_references(cfg)
+    except ConfigError as exc:
+        raise ConfigError(scrub(str(exc))) from None
+    return cfg
 
 
 def _check_references(cfg: Config) -> None:
@@ -323,7 +388,7 @@ def _check_references(cfg: Config) -> None:
             if fb not in aliases:
                 raise ConfigError(f"models[{i}].fallbacks: no model alias named '{fb}'")
     for i, p in enumerate(cfg.providers):
-        if p.protocol != "local" and not p.base_url:
+        if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")
         for j, a in enumerate(p.accounts):
             if a.name is None:
@@ -331,38 +396,8 @@ def _check_references(cfg: Config) -> None:
 
 
 def parse_config(text: str, source: str = "<config>") -> Config:
-    """Parse and validate a config. A ConfigError's message never holds a credential: YAML errors give the
-    position without the line's text, and anything else is scrubbed of environment values and of every
-    value written under a credential field."""
-    text, values = _placeholders(text, source)
-    scrub = Redactor(values.values())
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        raise ConfigError(scrub(f"{source}: not valid YAML: {_yaml_problem(exc)}")) from None
-    except RecursionError:
-        raise ConfigError(f"{source}: not valid YAML: nested too deeply") from None
-    _substitute(node, values)
-    scrub = Redactor([*values.values(), *_secret_scalars(node)])
-    try:
-        data: Any = yaml.SafeLoader("").construct_document(node) if node is not None else {}
-        cfg = msgspec.convert(data or {}, Config, strict=False, dec_hook=_dec_hook)
-    except yaml.YAMLError as exc:
-        raise ConfigError(scrub(f"{source}: not valid YAML: {_yaml_problem(exc)}")) from None
-    except RecursionError:
-        raise ConfigError(f"{source}: nested too deeply") from None
-    except msgspec.ValidationError as exc:
-        msg = str(exc)
-        path = msg.rsplit(" - at `", 1)[1].rstrip("`") if " - at `" in msg else "$"
-        line = _line_of(node, path)
-        where = f"{source}:{line}" if line else source
-        problem = _UNKNOWN_FIELD.sub(_unknown_field, msg.split(" - at ")[0])
-        raise ConfigError(scrub(f"{where}: {path.removeprefix('$.')}: {problem}")) from None
-    try:
-        _check_references(cfg)
-    except ConfigError as exc:
-        raise ConfigError(scrub(str(exc))) from None
-    return cfg
+    """Parse and validate a config; errors name the file, line and field (config_errors.py)."""
+    return _parse(text, source)
 
 
 def load_config(path: str | Path) -> Config:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from ..config import AccountConfig, ProviderConfig
+from ..config import AccountConfig, ProviderBase
 from ..errors import ErrorKind, GatewayError
 from ..secret import Secret, reveal
 from . import health as H
@@ -87,7 +87,7 @@ def _fp(key: Secret | None) -> str:
 
 class AccountPool:
     def __init__(
-        self, provider: ProviderConfig, options: PoolOptions | None = None, shared: SharedState | None = None
+        self, provider: ProviderBase, options: PoolOptions | None = None, shared: SharedState | None = None
     ) -> None:
         self.provider = provider
         self.name = provider.name

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 
 import msgspec
 
-from ..config import ProviderConfig
+from ..config import ProviderBase
 from ..errors import ErrorKind, GatewayError
 from .accounts import AccountPool, PoolOptions
 from .state_redis import SharedState
@@ -38,7 +39,7 @@ class Pools:
     @classmethod
     async def create(
         cls,
-        providers: list[ProviderConfig],
+        providers: Sequence[ProviderBase],
         state_url: str | None = None,
         *,
         options: PoolOptions | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 
-from ..config import Config, ProviderConfig
+from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
 from ..pool import ClientLimiter, Pools
 from ..protocols.base import ModelInfo
@@ -16,8 +16,8 @@ from ..routing import Route, Router
 log = logging.getLogger("smolgate")
 
 
-def build_provider(cfg: ProviderConfig) -> Provider:
-    if cfg.protocol == "local":
+def build_provider(cfg: AnyProvider) -> Provider:
+    if isinstance(cfg, LocalProviderConfig):
         from ..providers.local import LocalProvider  # imports torch: only when a local provider exists
 
         return LocalProvider(cfg)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import resource
+import socket
 from typing import Literal
 
 import uvicorn
@@ -43,6 +44,21 @@ def connection_cap(configured: int, fd_soft: int) -> int:
     return configured
 
 
+def bind_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port (not yet listening; uvicorn listens on it), so that a port in use is found
+    before the model loads. Raises OSError (EADDRINUSE, EADDRNOTAVAIL, …) or socket.gaierror."""
+    family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn does: restarts need no wait
+        sock.bind(addr)  # a port another server listens on fails here (SO_REUSEADDR does not share it)
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 def uvicorn_config(
     app: Gateway,
     host: str,
@@ -68,7 +84,7 @@ def uvicorn_config(
         log_config=None,
         log_level=log_level,
         access_log=False,
-        timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  (a float works)
+        timeout_keep_alive=s.keepalive_timeout,  # type: ignore[arg-type]  # a float works
         # uvicorn's own check runs after the headers and also counts in-flight requests: a backstop above the
         # connection cap, which the protocol enforces at accept.
         limit_concurrency=cap + 1,
