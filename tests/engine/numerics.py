@@ -73,7 +73,7 @@ def teacher_forced_logits(
 ) -> torch.Tensor:
     """The logits [len(tokens), V] `model` (a SmolVLM) gives before each of `tokens`, after the prompt ids [1, P]:
     one prefill pass over prompt + tokens on the model's own cache (call it on the thread that owns the model)."""
-    from smolgate.engine.generate import ensure_cache
+    from oracle import ensure_cache
 
     full = torch.cat([ids, torch.tensor([tokens], dtype=ids.dtype)], dim=1)
     ensure_cache(model, full.shape[1])  # type: ignore[arg-type]

@@ -17,6 +17,7 @@ import pytest
 import torch
 from checkpoints import make_checkpoint
 from numerics import assert_answer_is_decisive, assert_greedy_is_decisive
+from oracle import generate as oracle_generate
 
 from smolgate.engine import generate as gen
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
@@ -39,7 +40,7 @@ def prompt(n: int, seed: int) -> torch.Tensor:
 def reference(engine: Engine, ids: torch.Tensor, **kw: Any) -> gen.GenerationResult:
     """The request alone; greedy ones checked to be decisive (no near-tie a batch's rounding could flip)."""
     sampler = kw.setdefault("sampler", Sampler())
-    result = gen.generate(engine.model, engine.tokenizer, ids, **kw)
+    result = oracle_generate(engine.model, engine.tokenizer, ids, **kw)
     if sampler.generator is None:
         penalty = sampler.penalty or 1.0
         assert_greedy_is_decisive(engine.model, ids, result.token_ids, repetition_penalty=penalty)

@@ -19,8 +19,8 @@ from smolgate.engine.engine import (
     TextPart,
     UnsupportedInput,
 )
-from smolgate.engine.generate import StopMatcher
 from smolgate.engine.kvcache import KVCache
+from smolgate.stops import StopMatcher
 
 MESSAGES = [ChatMessage("user", [TextPart("Tell me a story.")])]
 
@@ -194,7 +194,7 @@ class CancelAfter(threading.Event):
 
 
 def test_cancel_lands_between_prefill_chunks(engine: Engine) -> None:
-    from smolgate.engine.generate import ensure_cache, prefill
+    from oracle import ensure_cache, prefill
 
     ids = torch.tensor([list(range(100, 140))])
     ensure_cache(engine.model, ids.shape[1])

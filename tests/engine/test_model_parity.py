@@ -189,7 +189,7 @@ def test_published_config_gaps_are_filled_from_weights(pair: Callable[[str], Pai
 
 def test_chunked_prefill_matches_one_pass(pair: Callable[[str], Pair]) -> None:
     """Chunks cut through the image token runs; the KV cache and masks must make that invisible."""
-    from smolgate.engine.generate import ensure_cache, prefill
+    from oracle import ensure_cache, prefill
 
     engine, ref = pair("smolvlm2-2.2b")
     ids, pixels = engine._prepare(CONVERSATIONS["multi_image"]())
