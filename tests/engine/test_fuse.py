@@ -1,4 +1,4 @@
-"""Fused projections (engine.fuse): one q/k/v GEMM and one gate/up GEMM per layer give the same logits."""
+"""Fused projections (engine.kernels.fuse): one q/k/v GEMM and one gate/up GEMM per layer give the same logits."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from test_quant import POSITIONS, logits_all, sample_language, trained
 from torch import nn
 
 from smolgate.engine import quant
-from smolgate.engine.fuse import concat_linears, fuse_projections
+from smolgate.engine.kernels.fuse import concat_linears, fuse_projections
 
 
 @pytest.mark.parametrize("mode", ["none", "int8", "int8-dynamic", "int4"])

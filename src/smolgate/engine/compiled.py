@@ -9,7 +9,7 @@ by default.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
 one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's `dense_from`
-(or, in bf16, than model/linear.py's FEW_ROWS), also batches past that threshold. `warm_up` compiles them all
+(or, in bf16, than kernels/gemv.py's FEW_ROWS), also batches past that threshold. `warm_up` compiles them all
 before the first request, so no request pays for a compile. Two things keep those graphs general:
 - duck shaping is off while tracing: by default sizes that happen to be equal at trace time share one symbol
   (batch rows = cache rows, cache length = RoPE table length), and every later mismatch would recompile;
@@ -44,8 +44,8 @@ import torch
 import torch.fx.experimental._config
 
 from . import inductor
+from .kernels.gemv import FEW_ROWS, GemvLinear
 from .model import vision
-from .model.linear import FEW_ROWS, Linear
 from .model.smolvlm import SmolVLM
 from .quant import QuantLinear
 
@@ -146,8 +146,8 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
         # weight-only layers branch on the row count (their kernel below `dense_from`, dense GEMMs from there on),
         # so batches that can reach a threshold need the graph past it too
         dense = {m.dense_from for m in model.modules() if isinstance(m, QuantLinear) and m.weight_only}
-        # and so do bf16 projections (W @ x^T up to FEW_ROWS rows, F.linear past it: model/linear.py)
-        if model.dtype == torch.bfloat16 and any(type(m) is Linear for m in model.modules()):
+        # and so do bf16 projections (W @ x^T up to FEW_ROWS rows, F.linear past it: kernels/gemv.py)
+        if model.dtype == torch.bfloat16 and any(type(m) is GemvLinear for m in model.modules()):
             dense.add(FEW_ROWS + 1)
         shapes += [(t, t + 1) for t in sorted(dense) if 2 < t <= tokens.shape[0]]
         for rows, cache_rows in shapes:

@@ -16,7 +16,6 @@ from ..config import ModelConfig
 from ..kvcache import KVCache
 from ..vision_cache import FeatureCache, tile_key
 from .connector import Connector
-from .linear import Linear
 from .text import TextModel
 from .vision import VisionModel
 
@@ -53,7 +52,7 @@ class SmolVLM(nn.Module):
             else None
         )
         self.text = TextModel(cfg.text)
-        self.lm_head = Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
         self.feature_cache = FeatureCache()  # encoded tiles by content hash: follow-ups skip the encoder
 
     @property
