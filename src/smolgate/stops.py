@@ -13,7 +13,17 @@ from collections.abc import AsyncIterator, Iterable
 
 import msgspec
 
-from .canonical import BlockStop, Event, MessageDelta, MessageStop, Response, StopReason, Text, TextDelta
+from .canonical import (
+    Block,
+    BlockStop,
+    Event,
+    MessageDelta,
+    MessageStop,
+    Response,
+    StopReason,
+    Text,
+    TextDelta,
+)
 
 
 def cut(text: str, stops: Iterable[str]) -> tuple[str, str | None]:
@@ -66,7 +76,9 @@ class StopMatcher:
 
 
 def apply_to_response(resp: Response, stops: list[str]) -> Response:
-    content, out = [], False
+    """The response cut at the earliest stop sequence in a text block (later blocks dropped)."""
+    content: list[Block] = []
+    out = False
     for b in resp.content:
         if out:
             continue
@@ -82,6 +94,8 @@ def apply_to_response(resp: Response, stops: list[str]) -> Response:
 
 
 async def apply_to_stream(events: AsyncIterator[Event], stops: list[str]) -> AsyncIterator[Event]:
+    """The event stream with text held back per block while it could start a stop sequence; on a match the
+    block and the message end with stop reason `stop_sequence`."""
     matchers: dict[int, StopMatcher] = {}  # per text block
     async for ev in events:
         if isinstance(ev, TextDelta):

@@ -70,7 +70,8 @@ def linear_add(linear: nn.Module, x: torch.Tensor, residual: torch.Tensor) -> to
     """residual + linear(x); in bf16 the residual is the GEMM's accumulator input (one pass less; faster than
     oneDNN's fused add, which reorders the weight on every call)."""
     if (w := dense_weight(linear, x)) is None:
-        return residual + linear(x)
+        y: torch.Tensor = linear(x)
+        return residual + y
     out = rowsplit.addmm(residual.reshape(-1, w.shape[0]), x.reshape(-1, w.shape[1]), w)
     if isinstance(bias := linear.bias, torch.Tensor):
         out += bias
