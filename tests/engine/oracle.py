@@ -1,4 +1,4 @@
-"""The single-sequence generate loop: one request on the model's own KV cache, no scheduler.
+"""The single-sequence generate loop: one request on its own KV cache, no scheduler.
 
 The reference the batching scheduler is tested against (same `Decoding`, same sampler), and a direct way to
 prefill in tests. Three levels: `step` (one forward) -> `stream` (typed chunks) -> `generate` (one result).
@@ -20,28 +20,28 @@ from smolgate.engine.generate import (
     GenerationResult,
     collect,
 )
+from smolgate.engine.kvcache import KVCache
 from smolgate.engine.model.smolvlm import SmolVLM
 from smolgate.engine.sampling import Constraint, Sampler, TokenPicker
 from smolgate.engine.tokenizer import Tokenizer
 
 
-def ensure_cache(model: SmolVLM, length: int) -> None:
-    """Grow the model's own KV cache (never shrink) to hold `length` positions; only called before a prefill."""
-    if model.text.cache_len < length:
-        size = -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY
-        model.text.setup_cache(size, dtype=model.dtype)
+def new_caches(model: SmolVLM, length: int) -> list[KVCache]:
+    """One sequence's KV caches, room for `length` positions (rounded up as the scheduler rounds)."""
+    return model.text.new_caches(1, -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY)
 
 
 @torch.inference_mode()
 def prefill(
     model: SmolVLM,
+    caches: list[KVCache],
     input_ids: torch.Tensor,
     pixel_values: torch.Tensor | None = None,
     *,
     chunk: int = PREFILL_CHUNK,
     cancel: threading.Event | None = None,
 ) -> torch.Tensor | None:
-    """Fill the model's own KV cache with the prompt in chunks of `chunk` positions -> last logits [V] (None if
+    """Fill `caches` with the prompt in chunks of `chunk` positions -> last logits [V] (None if
     cancelled). Chunking bounds activation memory on long (image/video) prompts and lets a cancel land between
     chunks."""
     x = model.embed(input_ids, pixel_values)
@@ -49,15 +49,15 @@ def prefill(
     for start in range(0, x.shape[1], chunk):
         if cancel is not None and cancel.is_set():
             return None
-        logits = model(x[:, start : start + chunk], start)
+        logits = model(x[:, start : start + chunk], start, caches=caches)
     assert logits is not None, "empty prompt"
     return logits[0]
 
 
 @torch.inference_mode()
-def step(model: SmolVLM, token: torch.Tensor, pos: int) -> torch.Tensor:
+def step(model: SmolVLM, caches: list[KVCache], token: torch.Tensor, pos: int) -> torch.Tensor:
     """token [1, 1] at position pos -> next-token logits [V]."""
-    return model.decode(token, pos)[0]
+    return model(model.text.embed_tokens(token), pos, caches=caches)[0]
 
 
 @torch.inference_mode()
@@ -74,7 +74,7 @@ def stream(
     cancel: threading.Event | None = None,
     constraint: Constraint | None = None,
 ) -> Iterator[GenerationChunk]:
-    """One sequence on the model's own cache, no scheduler: prefill `input_ids` [1, T] (+ image tiles), then
+    """One sequence on its own caches, no scheduler: prefill `input_ids` [1, T] (+ image tiles), then
     sample up to max_tokens, yielding text as it settles. The reference the batched scheduler is tested against."""
     prompt_len = input_ids.shape[1]
     picker = TokenPicker(sampler, model.cfg.text.vocab_size, input_ids[0], constraint)
@@ -86,8 +86,8 @@ def stream(
         stop=stop,
         stop_token_ids=stop_token_ids,
     )
-    ensure_cache(model, prompt_len + max_tokens)
-    logits = prefill(model, input_ids, pixel_values, cancel=cancel)
+    caches = new_caches(model, prompt_len + max_tokens)
+    logits = prefill(model, caches, input_ids, pixel_values, cancel=cancel)
     if logits is None:
         yield dec.end("cancelled")
         return
@@ -107,7 +107,7 @@ def stream(
             if dec.finish is not None:
                 return
         token_buf.fill_(token)
-        logits = step(model, token_buf, pos)
+        logits = step(model, caches, token_buf, pos)
         pos += 1
 
 

@@ -2,7 +2,7 @@
 
 Most tests drive `Scheduler.step()` by hand, so join / cancel / release points are exact (no timing); one test
 goes through `Engine.stream` from several threads. The reference for each request is the single-sequence loop
-(`generate.generate` on the model's own cache). A batch runs other GEMM shapes than one sequence alone, so the
+(`oracle.generate`, one sequence on its own cache). A batch runs other GEMM shapes than one sequence alone, so the
 logits differ in the last fp32 bits: each greedy reference is checked to have no near-tie (numerics.py), which
 makes "the same tokens" hold on any CPU.
 """

@@ -260,8 +260,9 @@ def _build(
     quant: str | None,
     limits: Limits | None,
 ) -> SmolVLM:
+    del dtype  # the tensors arrive cast to it
     mode: QuantMode | None = quant  # type: ignore[assignment]  # validated in load
-    return load.build(cfg, tensors, dtype, mode, compiling=limits is not None and limits.compile)
+    return load.build(cfg, tensors, mode, compiling=limits is not None and limits.compile)
 
 
 def packaged_gguf_path() -> Path:

@@ -532,7 +532,6 @@ def load_quantized(
 def build_quantized_model(
     cfg: ModelConfig,
     tensors: Iterable[tuple[str, torch.Tensor]],
-    dtype: torch.dtype,
     mode: QuantMode,
     *,
     group_size: int = GROUP_SIZE,
@@ -544,5 +543,4 @@ def build_quantized_model(
         model = SmolVLM(cfg)
     load_quantized(model, tensors, mode, group_size=group_size, skip=skip, weight_only=weight_only)
     model.eval().requires_grad_(False)
-    model.text.setup_cache(0, dtype=dtype)
     return model

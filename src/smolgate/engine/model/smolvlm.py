@@ -159,15 +159,11 @@ class SmolVLM(nn.Module):
         caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
         """Embeddings [B, T, hidden] at positions pos.. (cache rows row..) -> logits [B, V] (last position) or
-        [B, T, V]. Without `caches` the model's own single-sequence cache is used."""
+        [B, T, V]. Without `caches`, a one-off pass from position 0 (TextModel.forward)."""
         h = self.text(x, pos, row=row, caches=caches)
         if last_only:
             h = h[:, -1]
         return self.lm_head(h)
-
-    def decode(self, token: torch.Tensor, pos: int) -> torch.Tensor:
-        """token [B, 1] at position pos -> logits [B, V] (the single-sequence step, on the model's own cache)."""
-        return self(self.text.embed_tokens(token), pos)
 
     def decode_rows(
         self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int, caches: list[KVCache]
@@ -186,11 +182,11 @@ def _drain(steps: Generator[None, None, torch.Tensor]) -> torch.Tensor:
             return done.value
 
 
-def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype) -> SmolVLM:
-    """Construct on the meta device (no allocation), then assign the checkpoint tensors in place."""
+def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]]) -> SmolVLM:
+    """Construct on the meta device (no allocation), then assign the checkpoint tensors (already in the model's
+    dtype) in place."""
     with torch.device("meta"):
         model = SmolVLM(cfg)
     model.load_weights(tensors)
     model.eval().requires_grad_(False)
-    model.text.setup_cache(0, dtype=dtype)
     return model

@@ -145,7 +145,6 @@ class TextModel(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self._caches: list[KVCache] = []  # the single-sequence path's own cache (a scheduler brings its own)
         self._cos = self._sin = self._key_idx = torch.empty(0)
 
     @property
@@ -158,11 +157,6 @@ class TextModel(nn.Module):
         c, dtype = self.cfg, dtype or self.dtype
         return [KVCache(rows, c.num_kv_heads, max_len, c.head_dim, dtype) for _ in range(c.num_layers)]
 
-    def setup_cache(self, max_len: int, batch: int = 1, dtype: torch.dtype | None = None) -> None:
-        """(Re)allocate this model's own single-sequence KV caches for `max_len` positions."""
-        self._caches = self.new_caches(batch, max_len, dtype)
-        self.ensure_rope(max_len)
-
     def ensure_rope(self, length: int) -> None:
         """Grow the RoPE cos/sin tables (and the key index used for decode masks) to cover `length` positions."""
         if self._cos.shape[0] >= length:
@@ -172,10 +166,6 @@ class TextModel(nn.Module):
         dtype = self.dtype
         self._cos, self._sin, self._key_idx = cos.to(dtype), sin.to(dtype), torch.arange(length)
 
-    @property
-    def cache_len(self) -> int:
-        return self._caches[0].max_len if self._caches else 0
-
     def _decoder_layers(self) -> list[DecoderLayer]:
         return cast(list[DecoderLayer], list(self.layers))
 
@@ -184,16 +174,13 @@ class TextModel(nn.Module):
     ) -> torch.Tensor:
         """x [B, T, hidden] embeddings at positions pos..pos+T-1 (cache rows row..) -> normed hidden [B, T, hidden].
 
-        Without `caches` the model's own single-sequence cache is used (sized on demand for a fresh sequence).
+        Without `caches`, a one-off pass over a fresh sequence (pos 0) on caches made for this call.
         """
         t = x.shape[1]
         if caches is None:
-            if pos + t > self.cache_len:
-                if pos > 0:
-                    raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
-                # A fresh sequence and no cache yet (e.g. a one-off scoring pass): size one for this call.
-                self.setup_cache(t, x.shape[0], x.dtype)
-            caches = self._caches
+            if pos > 0:
+                raise ValueError("a pass past position 0 continues a sequence: pass its caches")
+            caches = self.new_caches(x.shape[0], t, x.dtype)
         self.ensure_rope(pos + t)
         cos, sin = self._cos[pos : pos + t], self._sin[pos : pos + t]
         mask = None
