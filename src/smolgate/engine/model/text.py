@@ -6,7 +6,6 @@ state dict loads after stripping that prefix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -14,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextConfig
-from ..kvcache import KVCache
+from ..kvcache import KVCache, Span
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -30,20 +29,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     half = x.shape[-1] // 2
     rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
     return x * cos + rotated * sin
-
-
-@dataclass(frozen=True, slots=True)
-class Span:
-    """Where a forward's tokens go in the KV cache.
-
-    Prefill / single sequence: positions pos..pos+T-1 of cache rows row..row+B-1. Batched decode (`positions`
-    set): one token per row for rows 0..n-1, row i at positions[i], attending to keys 0..kv_len-1 under a mask.
-    """
-
-    pos: int = 0
-    row: int = 0
-    positions: torch.Tensor | None = None  # [n] long
-    kv_len: int = 0
 
 
 class RMSNorm(nn.Module):
@@ -87,10 +72,7 @@ class Attention(nn.Module):
         k = k.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # [B, KV, T, hd]
         v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if at.positions is not None:
-            k, v = cache.update_rows(at.positions, k, v, at.kv_len)
-        else:
-            k, v = cache.update(at.pos, k, v, at.row)
+        k, v = cache.write(at, k, v)  # -> every key / value the queries attend to
         # Causal only when queries start at key 0; decode (t == 1) sees every cached key; else an explicit mask.
         causal = mask is None and t > 1
         out = F.scaled_dot_product_attention(
