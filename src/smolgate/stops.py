@@ -1,21 +1,33 @@
-"""Stop sequences enforced by the gateway, for upstreams whose protocol cannot take them.
+"""Stop sequences: the one hold-back, used by the engine's decoding and by the gateway for upstreams whose
+protocol cannot take them.
 
 Streaming: text that could still become a stop sequence is held back (never more than the longest stop
-minus one character); when one matches, the text before it is sent, the block closes, and the message
-ends with stop reason `stop_sequence` — the upstream request is then closed by the caller.
+minus one character); when one matches, the text before it is released and the rest dropped. The gateway then
+closes the block and ends the message with stop reason `stop_sequence` (the caller closes the upstream request).
+This module is pure Python (no torch) so both sides share it.
 """
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
 
 import msgspec
 
-from .canonical import BlockStop, Event, MessageDelta, MessageStop, Response, StopReason, Text, TextDelta
+from .canonical import (
+    Block,
+    BlockStop,
+    Event,
+    MessageDelta,
+    MessageStop,
+    Response,
+    StopReason,
+    Text,
+    TextDelta,
+)
 
 
-def cut(text: str, stops: list[str]) -> tuple[str, str | None]:
-    """The text before the earliest stop sequence, and which one matched."""
+def cut(text: str, stops: Iterable[str]) -> tuple[str, str | None]:
+    """The text before the earliest stop sequence, and which one matched (the first listed, on a tie)."""
     best: tuple[int, str] | None = None
     for s in stops:
         i = text.find(s) if s else -1
@@ -24,19 +36,49 @@ def cut(text: str, stops: list[str]) -> tuple[str, str | None]:
     return (text, None) if best is None else (text[: best[0]], best[1])
 
 
-def _held(text: str, stops: list[str]) -> int:
+def held(text: str, stops: Iterable[str]) -> int:
     """How many trailing characters could be the start of a stop sequence."""
     n = 0
     for s in stops:
-        for k in range(min(len(s) - 1, len(text)), 0, -1):
+        for k in range(min(len(s) - 1, len(text)), n, -1):
             if text.endswith(s[:k]):
-                n = max(n, k)
+                n = k
                 break
     return n
 
 
+class StopMatcher:
+    """Finds stop strings across chunk boundaries; withholds any tail that could be the start of one."""
+
+    __slots__ = ("_buf", "stops")
+
+    def __init__(self, stops: Iterable[str]) -> None:
+        self.stops = tuple(s for s in stops if s)
+        self._buf = ""
+
+    def feed(self, text: str) -> tuple[str, str | None]:
+        """-> (text safe to emit, matched stop string or None). After a match the rest is discarded."""
+        if not self.stops:
+            return text, None
+        buf = self._buf + text
+        before, hit = cut(buf, self.stops)
+        if hit is not None:
+            self._buf = ""
+            return before, hit
+        keep = held(buf, self.stops)
+        self._buf = buf[len(buf) - keep :]
+        return buf[: len(buf) - keep], None
+
+    def flush(self) -> str:
+        """The held-back text (the stream ended without a match)."""
+        out, self._buf = self._buf, ""
+        return out
+
+
 def apply_to_response(resp: Response, stops: list[str]) -> Response:
-    content, out = [], False
+    """The response cut at the earliest stop sequence in a text block (later blocks dropped)."""
+    content: list[Block] = []
+    out = False
     for b in resp.content:
         if out:
             continue
@@ -52,24 +94,23 @@ def apply_to_response(resp: Response, stops: list[str]) -> Response:
 
 
 async def apply_to_stream(events: AsyncIterator[Event], stops: list[str]) -> AsyncIterator[Event]:
-    pending: dict[int, str] = {}  # per text block: held-back text
+    """The event stream with text held back per block while it could start a stop sequence; on a match the
+    block and the message end with stop reason `stop_sequence`."""
+    matchers: dict[int, StopMatcher] = {}  # per text block
     async for ev in events:
         if isinstance(ev, TextDelta):
-            buf = pending.get(ev.index, "") + ev.text
-            text, hit = cut(buf, stops)
+            matcher = matchers.setdefault(ev.index, StopMatcher(stops))
+            text, hit = matcher.feed(ev.text)
+            if text:
+                yield TextDelta(index=ev.index, text=text)
             if hit is not None:
-                if text:
-                    yield TextDelta(index=ev.index, text=text)
                 yield BlockStop(index=ev.index)
                 yield MessageDelta(stop_reason=StopReason.STOP_SEQUENCE, stop_sequence=hit)
                 yield MessageStop()
                 return
-            keep = _held(buf, stops)
-            pending[ev.index] = buf[len(buf) - keep :] if keep else ""
-            if len(buf) > keep:
-                yield TextDelta(index=ev.index, text=buf[: len(buf) - keep])
-        elif isinstance(ev, BlockStop) and pending.get(ev.index):
-            yield TextDelta(index=ev.index, text=pending.pop(ev.index))
+        elif isinstance(ev, BlockStop) and ev.index in matchers:
+            if tail := matchers.pop(ev.index).flush():
+                yield TextDelta(index=ev.index, text=tail)
             yield ev
         else:
             yield ev

@@ -72,11 +72,8 @@ def teacher_forced_logits(
     model: torch.nn.Module, ids: torch.Tensor, tokens: list[int], pixels: torch.Tensor | None = None
 ) -> torch.Tensor:
     """The logits [len(tokens), V] `model` (a SmolVLM) gives before each of `tokens`, after the prompt ids [1, P]:
-    one prefill pass over prompt + tokens on the model's own cache (call it on the thread that owns the model)."""
-    from smolgate.engine.generate import ensure_cache
-
+    one prefill pass over prompt + tokens (call it on the thread that owns the model)."""
     full = torch.cat([ids, torch.tensor([tokens], dtype=ids.dtype)], dim=1)
-    ensure_cache(model, full.shape[1])  # type: ignore[arg-type]
     logits = model(model.embed(full, pixels), 0, last_only=False)[0]  # type: ignore[operator]
     return logits[ids.shape[1] - 1 : -1]
 

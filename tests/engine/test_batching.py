@@ -2,7 +2,7 @@
 
 Most tests drive `Scheduler.step()` by hand, so join / cancel / release points are exact (no timing); one test
 goes through `Engine.stream` from several threads. The reference for each request is the single-sequence loop
-(`generate.generate` on the model's own cache). A batch runs other GEMM shapes than one sequence alone, so the
+(`oracle.generate`, one sequence on its own cache). A batch runs other GEMM shapes than one sequence alone, so the
 logits differ in the last fp32 bits: each greedy reference is checked to have no near-tie (numerics.py), which
 makes "the same tokens" hold on any CPU.
 """
@@ -17,6 +17,7 @@ import pytest
 import torch
 from checkpoints import make_checkpoint
 from numerics import assert_answer_is_decisive, assert_greedy_is_decisive
+from oracle import generate as oracle_generate
 
 from smolgate.engine import generate as gen
 from smolgate.engine.delivery import ChunkStream
@@ -40,7 +41,7 @@ def prompt(n: int, seed: int) -> torch.Tensor:
 def reference(engine: Engine, ids: torch.Tensor, **kw: Any) -> gen.GenerationResult:
     """The request alone; greedy ones checked to be decisive (no near-tie a batch's rounding could flip)."""
     sampler = kw.setdefault("sampler", Sampler())
-    result = gen.generate(engine.model, engine.tokenizer, ids, **kw)
+    result = oracle_generate(engine.model, engine.tokenizer, ids, **kw)
     if sampler.generator is None:
         penalty = sampler.penalty or 1.0
         assert_greedy_is_decisive(engine.model, ids, result.token_ids, repetition_penalty=penalty)

@@ -15,7 +15,7 @@ from smolgate.engine import compiled as compiled_mod
 from smolgate.engine import generate as gen
 from smolgate.engine import quant
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
-from smolgate.engine.model.linear import FEW_ROWS
+from smolgate.engine.kernels.gemv import FEW_ROWS
 from smolgate.engine.scheduler import Limits
 
 
@@ -177,7 +177,7 @@ def test_batches_past_the_dense_threshold_were_compiled_at_load(
 
 def test_bf16_compiled_decode_compiles_only_at_load(tmp_path_factory: pytest.TempPathFactory) -> None:
     """bf16 steps run torch.mv (one row) and W @ x^T (up to FEW_ROWS rows) inside the compiled graphs
-    (engine.model.linear), F.linear past that: with more slots than FEW_ROWS, warm-up traces that batch too, and
+    (engine.kernels.gemv), F.linear past that: with more slots than FEW_ROWS, warm-up traces that batch too, and
     the graphs traced at load serve every request shape. (bf16 tokens are not compared with eager: inductor's
     fused norms round differently from eager bf16 ops, with or without these paths.)"""
     path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-bf16"))

@@ -16,6 +16,7 @@ from smolgate.engine import quant
 from smolgate.engine.compiled import compile_vision, warm_up_vision
 from smolgate.engine.config import VisionConfig
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
+from smolgate.engine.kernels.encoder import speed_up_encoder
 from smolgate.engine.model.vision import VisionModel, run_layer
 from smolgate.engine.scheduler import Limits
 
@@ -32,6 +33,7 @@ def _dynamic(module: torch.nn.Module) -> bool:
 def test_compiled_w8a8_encoder_gives_the_eager_features_and_compiles_only_at_warm_up() -> None:
     torch.manual_seed(0)
     encoder = quant.quantize_model(VisionModel(CFG).to(torch.bfloat16).eval(), "int8-dynamic")
+    speed_up_encoder(encoder)  # the encoder layers the engine loads (kernels/encoder.py)
     model: Any = SimpleNamespace(vision=encoder, dtype=torch.bfloat16)
     pixels = torch.randn(3, 3, CFG.image_size, CFG.image_size, dtype=torch.bfloat16)
     mask = torch.ones(3, CFG.patches_per_side, CFG.patches_per_side, dtype=torch.bool)

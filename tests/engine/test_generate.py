@@ -12,8 +12,8 @@ from PIL import Image
 
 from smolgate.engine.api import ContextTooLong, InputInvalid
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
-from smolgate.engine.generate import StopMatcher
 from smolgate.engine.kvcache import KVCache
+from smolgate.stops import StopMatcher
 
 MESSAGES = [ChatMessage("user", [TextPart("Tell me a story.")])]
 
@@ -187,10 +187,10 @@ class CancelAfter(threading.Event):
 
 
 def test_cancel_lands_between_prefill_chunks(engine: Engine) -> None:
-    from smolgate.engine.generate import ensure_cache, prefill
+    from oracle import new_caches, prefill
 
     ids = torch.tensor([list(range(100, 140))])
-    ensure_cache(engine.model, ids.shape[1])
+    caches = new_caches(engine.model, ids.shape[1])
     cancel = CancelAfter(3)
-    assert prefill(engine.model, ids, chunk=8, cancel=cancel) is None and cancel.checks == 3
-    assert prefill(engine.model, ids, chunk=8, cancel=CancelAfter(99)) is not None
+    assert prefill(engine.model, caches, ids, chunk=8, cancel=cancel) is None and cancel.checks == 3
+    assert prefill(engine.model, caches, ids, chunk=8, cancel=CancelAfter(99)) is not None

@@ -1,4 +1,4 @@
-"""The text decoder's Linear (engine.model.linear): a few bf16 rows through torch.mv or W @ x^T give F.linear's
+"""The text decoder's GemvLinear (engine.kernels.gemv): a few bf16 rows through torch.mv or W @ x^T give F.linear's
 values, and a bf16 model's decode steps take those paths (the fused projections and lm_head included).
 
 "F.linear's values" to bf16 rounding: both sum in fp32 and round once, but which kernel runs (and in what order it
@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from numerics import assert_bf16_close
 
 from smolgate.engine import inductor
-from smolgate.engine.model.linear import Linear
+from smolgate.engine.kernels.gemv import GemvLinear as Linear
 
 
 @pytest.mark.parametrize(("n", "k", "bias"), [(960, 576, False), (3072, 576, False), (200, 130, True)])

@@ -189,13 +189,13 @@ def test_published_config_gaps_are_filled_from_weights(pair: Callable[[str], Pai
 
 def test_chunked_prefill_matches_one_pass(pair: Callable[[str], Pair]) -> None:
     """Chunks cut through the image token runs; the KV cache and masks must make that invisible."""
-    from smolgate.engine.generate import ensure_cache, prefill
+    from oracle import new_caches, prefill
 
     engine, ref = pair("smolvlm2-2.2b")
     ids, pixels = engine._prepare(CONVERSATIONS["multi_image"]())
-    ensure_cache(engine.model, ids.shape[1])
-    one_pass = prefill(engine.model, ids, pixels, chunk=10_000)
-    chunked = prefill(engine.model, ids, pixels, chunk=7)
+    caches = new_caches(engine.model, ids.shape[1])
+    one_pass = prefill(engine.model, caches, ids, pixels, chunk=10_000)
+    chunked = prefill(engine.model, caches, ids, pixels, chunk=7)
     assert one_pass is not None and chunked is not None
     assert (chunked - one_pass).abs().max().item() <= TOL
     assert (chunked - ref_logits(ref, ids, pixels)[-1]).abs().max().item() <= TOL

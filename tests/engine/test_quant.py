@@ -76,7 +76,7 @@ def trained(cfg: ModelConfig = VLM, steps: int = STEPS) -> SmolVLM:
         opt = torch.optim.AdamW(model.parameters(), lr=LR)
         for step in range(steps):
             seq = sample_language(16, 65, seed=step)
-            model.text.setup_cache(64, 16, torch.float32)  # fresh caches: no autograd history across steps
+            # no caches passed: fresh ones for this pass, so no autograd history across steps
             logits = model(model.text.embed_tokens(seq[:, :-1]), last_only=False)
             loss = F.cross_entropy(logits.flatten(0, 1), seq[:, 1:].flatten())
             opt.zero_grad()
@@ -84,16 +84,18 @@ def trained(cfg: ModelConfig = VLM, steps: int = STEPS) -> SmolVLM:
             opt.step()
     finally:
         torch.set_num_threads(threads)
-    model.text.setup_cache(0, dtype=torch.float32)  # drop the caches that carry autograd history
     return model.eval().requires_grad_(False)
 
 
 def logits_all(model: SmolVLM, tokens: torch.Tensor, *, step_by_step: bool) -> torch.Tensor:
     """[T, V] logits for every position: one prefill pass, or one decode step per token (KV cache)."""
-    model.text.setup_cache(tokens.shape[1], 1, torch.float32)
     if not step_by_step:
         return model(model.text.embed_tokens(tokens), last_only=False)[0]
-    return torch.cat([model.decode(tokens[:, i : i + 1], i) for i in range(tokens.shape[1])])
+    caches = model.text.new_caches(1, tokens.shape[1], torch.float32)
+    steps = (
+        model(model.text.embed_tokens(tokens[:, i : i + 1]), i, caches=caches) for i in range(tokens.shape[1])
+    )
+    return torch.cat(list(steps))
 
 
 @pytest.mark.parametrize("mode", ["int8", "int8-dynamic", "int4"])
@@ -179,7 +181,7 @@ def test_loader_equals_quantize_after_load(cfg: ModelConfig, mode: quant.QuantMo
 def test_build_quantized_model_runs_and_rejects_incomplete_checkpoints() -> None:
     model = trained()
     log: list[tuple[str, weakref.ref[torch.Tensor]]] = []
-    built = quant.build_quantized_model(VLM, checkpoint_tensors(model, log), torch.float32, "int4")
+    built = quant.build_quantized_model(VLM, checkpoint_tensors(model, log), "int4")
     tokens = sample_language(1, 32, seed=5)
     with torch.no_grad():
         ref = logits_all(model, tokens, step_by_step=False)

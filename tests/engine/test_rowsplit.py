@@ -1,4 +1,4 @@
-"""Row-split bf16 GEMMs (engine.rowsplit): same result either way, each shape measured once, split only when it
+"""Row-split bf16 GEMMs (engine.kernels.rowsplit): same result either way, each shape measured once, split only when it
 pays, and a bf16 vision model's tile shapes measured at load, not in a request."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 import torch
 
-from smolgate.engine import rowsplit
+from smolgate.engine.kernels import rowsplit
 
 
 @pytest.fixture

@@ -12,7 +12,8 @@ import torch.nn.functional as F
 from numerics import assert_bf16_close
 
 from smolgate.engine.config import VisionConfig
-from smolgate.engine.fuse import concat_linears
+from smolgate.engine.kernels import encoder as kernels
+from smolgate.engine.kernels.fuse import fuse_projections
 from smolgate.engine.model import vision
 from smolgate.engine.quant import quantize_model
 
@@ -22,18 +23,19 @@ CFG = VisionConfig(
 )
 
 
-def _model() -> vision.VisionModel:
+def _model(*, fast: bool = True) -> vision.VisionModel:
+    """The reference encoder, with the engine's load-time encoder swaps (kernels/encoder.py) unless not `fast`."""
     torch.manual_seed(0)
-    return vision.VisionModel(CFG).eval()
+    model = vision.VisionModel(CFG).eval()
+    if fast:
+        kernels.speed_up_encoder(model)
+    return model
 
 
 def fuse_vision_qkv(model: vision.VisionModel) -> None:
-    """One q/k/v GEMM per layer, as the engine loads the encoder (fuse.py)."""
-    for m in model.modules():
-        if isinstance(m, vision.Attention):
-            qkv = concat_linears([m.q_proj, m.k_proj, m.v_proj])
-            assert qkv is not None
-            m.fuse_qkv(qkv)
+    """One q/k/v GEMM per layer and the fused encoder layers, as the engine loads the encoder (kernels/)."""
+    assert fuse_projections(model) == len(model.encoder.layers)
+    kernels.speed_up_encoder(model)
 
 
 def cos_min(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -51,11 +53,11 @@ def _pixels() -> tuple[torch.Tensor, torch.Tensor]:
 
 
 @pytest.mark.skipif(
-    not vision.fused_linear_available(),
+    not kernels.fused_linear_available(),
     reason="no oneDNN bf16 linear epilogues in this torch build or on this CPU (AVX2)",
 )
 def test_fast_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pytest.MonkeyPatch) -> None:
-    model = _model()
+    model = _model(fast=False)
     pixels, mask = _pixels()
     calls: list[str] = []
     real = torch.ops.mkldnn._linear_pointwise
@@ -72,8 +74,8 @@ def test_fast_bf16_encoder_is_as_close_to_fp32_as_the_plain_ops(monkeypatch: pyt
         monkeypatch.setattr(torch.ops.mkldnn, "_linear_pointwise", spy)
         out = fast(pixels.to(torch.bfloat16), mask)
         assert calls == ["gelu"] * CFG.num_layers
-        monkeypatch.setattr(vision, "fused_linear_available", lambda: False)
-        monkeypatch.setattr(vision, "ATTN_ALIGN", 1)
+        monkeypatch.setattr(kernels, "fused_linear_available", lambda: False)
+        monkeypatch.setattr(kernels, "ATTN_ALIGN", 1)
         plain = model.to(torch.bfloat16)(pixels.to(torch.bfloat16), mask)
 
     assert out.shape == ref.shape == (2, CFG.num_patches, CFG.hidden_size)
@@ -87,7 +89,7 @@ def test_padding_the_sequence_does_not_change_the_valid_outputs(monkeypatch: pyt
     pixels, mask = _pixels()
     with torch.inference_mode():
         padded = model(pixels.to(torch.bfloat16), mask).float()
-        monkeypatch.setattr(vision, "ATTN_ALIGN", 1)
+        monkeypatch.setattr(kernels, "ATTN_ALIGN", 1)
         unpadded = model(pixels.to(torch.bfloat16), mask).float()
     valid = mask.flatten(1)
     for i in range(2):

@@ -285,5 +285,5 @@ def test_loading_keeps_the_yielded_tensors_without_copying(vlm_dir: Path) -> Non
             yielded.add(tensor.data_ptr())
             yield name, tensor
 
-    model = build_model(cfg, recording(), torch.bfloat16)
+    model = build_model(cfg, recording())
     assert {p.data_ptr() for p in model.parameters()} == yielded  # the model holds exactly those buffers

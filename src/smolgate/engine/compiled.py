@@ -2,37 +2,34 @@
 
 Inductor fuses each layer's norms, RoPE, residual adds and SiLU into a few C++ loops, leaving the projections to
 the same kernels as eager (they are external calls in the graph). On small models, whose step is dominated by
-per-op cost, that is worth a lot: SmolLM2-135M int4 decode 13.9 -> 9.7 ms per token (see the issue note for the
-bench). The price is warm-up: tracing and compiling the three graphs takes ~35-50 s for 135M on a 2-core CPU with
-inductor's on-disk cache warm, ~2 min cold (~3 min for 2.2B int8-dynamic with its encoder), which is why it is off
-by default.
+per-op cost, that is worth a lot. The price is warm-up (tens of seconds to minutes: docs/performance.md), which is
+why it is off by default.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
 one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's `dense_from`
-(or, in bf16, than model/linear.py's FEW_ROWS), also batches past that threshold. `warm_up` compiles them all
+(or, in bf16, than kernels/gemv.py's FEW_ROWS), also batches past that threshold. `warm_up` compiles them all
 before the first request, so no request pays for a compile. Two things keep those graphs general:
 - duck shaping is off while tracing: by default sizes that happen to be equal at trace time share one symbol
   (batch rows = cache rows, cache length = RoPE table length), and every later mismatch would recompile;
 - the RoPE tables are built for the whole context first, so they never change once traced.
 With int8-dynamic weights the vision encoder is compiled too (`compile_vision`): its eager time goes mostly to
 the per-token activation quantization around each W8A8 GEMM, which inductor fuses into the norms and GELU before
-it (2.2B-shape tile 572 -> 375 ms, 256M 322 -> 162 ms). Other modes keep the eager encoder, whose fused oneDNN GELU
-GEMM measured as fast or faster than inductor's code. The encoder runs one tile at a time through a graph with
-static shapes: per element inductor's kernels ran 3x slower in the graph with a dynamic tile count.
+it. Other modes keep the eager encoder, whose fused oneDNN GELU GEMM measured as fast or faster than inductor's
+code. The encoder runs one tile at a time through a graph with static shapes: inductor's kernels ran slower in the
+graph with a dynamic tile count.
 
 Each model's graphs are its own (`isolate_recompiles`): by default dynamo counts the graphs of a function over
 every model in the process, and past 8 (`recompile_limit`) it silently runs eager - a third compiled model, at
 3-5 decode graphs each, would have decoded uncompiled.
 
-The decode step's guards on the model itself are skipped: a loaded model is never changed (no layer swapped, no
-hook added, no attribute set), and the step is always called on that one model, so checking its ~300 weights'
+The decode step's guards on the model itself are skipped: a loaded model is never changed (the kernel swaps
+happen while loading; no hook added, no attribute set later), and the step is always called on that one model, so checking its ~300 weights'
 shapes and dtypes and its ~5,000 module facts (types, empty hook dicts, config constants such as head counts) on
-every step buys nothing. Per 135M step that took dynamo's guard check from 1.0 to 0.45 ms (weights), then to
-~0.2 ms (module facts; profiler figures, +7-15% decode tok/s with the batched argmax in sampling.py). The guards
-that keep a graph to the calls it is valid for stay: every guard on the inputs (tokens, positions, cache length,
-the caches' tensors) and on the model's non-weight tensors (the RoPE tables and their dtype). The encoder's one
-layer graph skips only the weight guards: it is called with each layer in turn, and the module facts are what
-tell one layer's structure from another's.
+every step buys nothing but guard time. The guards that keep a graph to the calls it is valid for stay: every
+guard on the inputs (tokens, positions, cache length, the caches' tensors) and on the model's non-weight tensors
+(the RoPE tables and their dtype). The encoder's one layer graph skips only the weight guards: it is called with
+each layer in turn, and the module facts are what tell one layer's structure from another's.
+Figures: docs/performance.md, "Compiled decode step".
 """
 
 from __future__ import annotations
@@ -44,8 +41,8 @@ import torch
 import torch.fx.experimental._config
 
 from . import inductor
+from .kernels.gemv import FEW_ROWS, GemvLinear
 from .model import vision
-from .model.linear import FEW_ROWS, Linear
 from .model.smolvlm import SmolVLM
 from .quant import QuantLinear
 
@@ -146,8 +143,8 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
         # weight-only layers branch on the row count (their kernel below `dense_from`, dense GEMMs from there on),
         # so batches that can reach a threshold need the graph past it too
         dense = {m.dense_from for m in model.modules() if isinstance(m, QuantLinear) and m.weight_only}
-        # and so do bf16 projections (W @ x^T up to FEW_ROWS rows, F.linear past it: model/linear.py)
-        if model.dtype == torch.bfloat16 and any(type(m) is Linear for m in model.modules()):
+        # and so do bf16 projections (W @ x^T up to FEW_ROWS rows, F.linear past it: kernels/gemv.py)
+        if model.dtype == torch.bfloat16 and any(type(m) is GemvLinear for m in model.modules()):
             dense.add(FEW_ROWS + 1)
         shapes += [(t, t + 1) for t in sorted(dense) if 2 < t <= tokens.shape[0]]
         for rows, cache_rows in shapes:

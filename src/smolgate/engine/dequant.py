@@ -6,21 +6,18 @@ run time), so `int4_layout()` reads it off a probe packing. With AVX-512 it is, 
 [K, 32] bytes; the low nibble is row j, the high nibble row j + 32. With AVX2, blocks of 32 rows, [K, 16] bytes,
 rows j and j + 16; the plain C++ build packs rows 2j and 2j + 1 together. Scales and zeros are bf16
 [K/group, N, 2] with w = (q - 8) * scale + zero. We build W^T [K, N]: whole runs of bytes move (W itself would
-need an element-wise transpose, ~10x slower) and the group scales broadcast along contiguous rows. The
-arithmetic runs in fp32 and rounds to bf16 once, which gives exactly the kernel's own weight values
-(tests/engine/test_quant.py), so a prompt prefilled densely sees the weights decoding sees. Eager torch ops make
-five passes over fp32 temporaries; inductor makes one vectorized loop that reads the bytes and writes bf16 once. A 2048 x 2048 slice streamed from memory: 3.0 -> 0.8 ms; a whole 2.2B decoder layer
-at 32 rows, unpack + dense GEMMs: 50 -> 19 ms, against 22 ms for the int4 kernel. So the dense path takes over
-from 32 rows instead of 128 (quant.dense_rows).
+need an element-wise transpose) and the group scales broadcast along contiguous rows. The arithmetic runs in fp32
+and rounds to bf16 once, which gives exactly the kernel's own weight values (tests/engine/test_quant.py), so a
+prompt prefilled densely sees the weights decoding sees. Eager torch ops make five passes over fp32 temporaries;
+inductor makes one vectorized loop that reads the bytes and writes bf16 once, fast enough that the dense path
+takes over from 32 rows instead of 128 (quant.dense_rows).
 
 int8: W * per-channel scale, [N, K] bf16, for the vision encoder's fused GEMMs (weight-only int8 layers, and the
-int8 fallback of int4 mode where so400m's 4304-wide layers do not fit the int4 kernel): 1.16 -> 0.57 ms per
-4304 x 1152 weight; the 2.2B encoder dequantizes ~400M weights per call.
+int8 fallback of int4 mode where so400m's 4304-wide layers do not fit the int4 kernel).
 
-Each shape gets its own graph with static sizes: with dynamic sizes inductor's loop lost its vectorization (3x
-slower than eager). A model has a handful of shapes (quant.QuantLinear.dense_slices, the encoder's layers);
-`Scheduler.warm_up` compiles them at load, ~1 s each on 2 cores (~10 s for the first one in a process with a cold
-inductor cache).
+Each shape gets its own graph with static sizes: with dynamic sizes inductor's loop lost its vectorization. A model
+has a handful of shapes (quant.QuantLinear.dense_slices, the encoder's layers); `Scheduler.warm_up` compiles them
+at load. Figures: docs/performance.md, "Quantization".
 """
 
 from __future__ import annotations
@@ -101,7 +98,7 @@ def unpack_int4_eager(weight: torch.Tensor, scales_zeros: torch.Tensor, group_si
 def _unpack_eager(
     weight: torch.Tensor, scale: torch.Tensor, offset: torch.Tensor, group_size: int, block: int, pairs: bool
 ) -> torch.Tensor:
-    """(torch's bf16 multiply with a broadcast operand is ~5x slower than fp32's, hence the fp32 buffer)"""
+    """(torch's bf16 multiply with a broadcast operand is much slower than fp32's, hence the fp32 buffer)"""
     n, k = weight.shape[0], weight.shape[1] * 2
     b = weight.view(n // block, k, block // 2).transpose(0, 1)  # [K, N/block, block/2]
     q = torch.empty(k, n // block, block)

@@ -31,7 +31,7 @@ from typing import Any, TypeVar
 import torch
 
 from . import generate as gen
-from . import malloc
+from . import load, malloc
 from .api import (
     Chunk,
     ContextTooLong,
@@ -43,10 +43,10 @@ from .api import (
 )
 from .config import ModelConfig
 from .delivery import AsyncChunks, ChunkStream, Sink, Ticket
-from .fuse import fuse_projections
 from .image import load_image
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
-from .model.smolvlm import SmolVLM, build_model
+from .model.smolvlm import SmolVLM
+from .quant import QuantMode
 from .sampling import Constraint, Sampler
 from .scheduler import Limits, Scheduler
 from .tokenizer import Tokenizer
@@ -360,20 +360,9 @@ def _build(
     quant: str | None,
     limits: Limits | None,
 ) -> SmolVLM:
-    if quant in (None, "none"):
-        model = build_model(cfg, tensors, dtype)
-    else:
-        from .quant import QuantMode, build_quantized_model
-
-        # Eager, an int8-dynamic vision encoder is slower than a weight-only int8 one: the per-token activation
-        # quantization around each W8A8 GEMM runs as separate passes (2.2B-shape tile 694 vs 490 ms). Compiled,
-        # inductor fuses it and W8A8 wins (408 ms; compiled.compile_vision).
-        compiling = limits is not None and limits.compile
-        weight_only = () if compiling else ("vision.*",)
-        mode: QuantMode = quant  # type: ignore[assignment]  # validated in load
-        model = build_quantized_model(cfg, tensors, dtype, mode, weight_only=weight_only)
-    fuse_projections(model)  # one GEMM for q/k/v and one for gate/up: 5-8% per decode step, same values
-    return model
+    del dtype  # the tensors arrive cast to it
+    mode: QuantMode | None = quant  # type: ignore[assignment]  # validated in load
+    return load.build(cfg, tensors, mode, compiling=limits is not None and limits.compile)
 
 
 def packaged_gguf_path() -> Path:

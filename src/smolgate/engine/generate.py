@@ -1,22 +1,18 @@
-"""Generation in three levels: `step` (one forward) -> `stream` (typed chunks) -> `generate` (one result).
+"""A request's output: typed chunks, and `Decoding`, the bookkeeping that turns sampled tokens into them.
 
-Request-level logic lives in `Decoding` (stop token ids, stop strings held back while they might still match and
-never emitted, a constraint's end, max_tokens, usage counts), shared by this module's single-sequence `stream`
-(on the model's own cache; the reference in tests) and the batching scheduler (scheduler.py), which is what
-`Engine` serves requests with. Cancellation is a threading.Event checked before every step.
+`Decoding` applies stop token ids, stop strings (held back while they might still match, never emitted;
+smolgate.stops), a constraint's end, max_tokens and usage counts. The batching scheduler (scheduler.py) drives it;
+the single-sequence loop the scheduler is tested against lives in tests/engine/oracle.py.
 """
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Literal
 
-import torch
-
-from .model.smolvlm import SmolVLM
-from .sampling import Constraint, Sampler, TokenPicker
+from ..stops import StopMatcher
+from .sampling import TokenPicker
 from .tokenizer import StreamingDetokenizer, Tokenizer
 
 FinishReason = Literal["stop", "length", "stop_sequence", "cancelled"]
@@ -51,41 +47,8 @@ class GenerationResult:
     token_ids: list[int]
 
 
-class StopMatcher:
-    """Finds stop strings across chunk boundaries; withholds any tail that could be the start of one."""
-
-    __slots__ = ("_buf", "stops")
-
-    def __init__(self, stops: Iterable[str]) -> None:
-        self.stops = tuple(s for s in stops if s)
-        self._buf = ""
-
-    def feed(self, text: str) -> tuple[str, str | None]:
-        """-> (text safe to emit, matched stop string or None). After a match the rest is discarded."""
-        if not self.stops:
-            return text, None
-        buf = self._buf + text
-        hits = [(i, s) for s in self.stops if (i := buf.find(s)) >= 0]
-        if hits:
-            i, stop = min(hits)
-            self._buf = ""
-            return buf[:i], stop
-        hold = 0
-        for s in self.stops:  # longest suffix of buf that is a proper prefix of a stop string
-            for n in range(min(len(s) - 1, len(buf)), hold, -1):
-                if buf.endswith(s[:n]):
-                    hold = n
-                    break
-        self._buf = buf[len(buf) - hold :]
-        return buf[: len(buf) - hold], None
-
-    def flush(self) -> str:
-        out, self._buf = self._buf, ""
-        return out
-
-
 class Decoding:
-    """One request's output bookkeeping, shared by the single-sequence loop and the batching scheduler.
+    """One request's output bookkeeping (the scheduler's, and the single-sequence test oracle's).
 
     `push(token)` applies stop ids, the constraint's end, stop strings (held back while they might still match,
     never emitted) and max_tokens, and returns the chunk to emit, if any; once `finish` is set that chunk was the
@@ -155,92 +118,6 @@ class Decoding:
         return chunk
 
 
-def ensure_cache(model: SmolVLM, length: int) -> None:
-    """Grow the model's own KV cache (never shrink) to hold `length` positions; only called before a prefill."""
-    if model.text.cache_len < length:
-        size = -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY
-        model.text.setup_cache(size, dtype=model.dtype)
-
-
-@torch.inference_mode()
-def prefill(
-    model: SmolVLM,
-    input_ids: torch.Tensor,
-    pixel_values: torch.Tensor | None = None,
-    *,
-    chunk: int = PREFILL_CHUNK,
-    cancel: threading.Event | None = None,
-) -> torch.Tensor | None:
-    """Fill the model's own KV cache with the prompt in chunks of `chunk` positions -> last logits [V] (None if
-    cancelled). Chunking bounds activation memory on long (image/video) prompts and lets a cancel land between
-    chunks."""
-    x = model.embed(input_ids, pixel_values)
-    logits = None
-    for start in range(0, x.shape[1], chunk):
-        if cancel is not None and cancel.is_set():
-            return None
-        logits = model(x[:, start : start + chunk], start)
-    assert logits is not None, "empty prompt"
-    return logits[0]
-
-
-@torch.inference_mode()
-def step(model: SmolVLM, token: torch.Tensor, pos: int) -> torch.Tensor:
-    """token [1, 1] at position pos -> next-token logits [V]."""
-    return model.decode(token, pos)[0]
-
-
-@torch.inference_mode()
-def stream(
-    model: SmolVLM,
-    tokenizer: Tokenizer,
-    input_ids: torch.Tensor,
-    *,
-    pixel_values: torch.Tensor | None = None,
-    sampler: Sampler,
-    max_tokens: int,
-    stop: Sequence[str] = (),
-    stop_token_ids: Iterable[int] = (),
-    cancel: threading.Event | None = None,
-    constraint: Constraint | None = None,
-) -> Iterator[GenerationChunk]:
-    """One sequence on the model's own cache, no scheduler: prefill `input_ids` [1, T] (+ image tiles), then
-    sample up to max_tokens, yielding text as it settles. The reference the batched scheduler is tested against."""
-    prompt_len = input_ids.shape[1]
-    picker = TokenPicker(sampler, model.cfg.text.vocab_size, input_ids[0], constraint)
-    dec = Decoding(
-        tokenizer,
-        picker,
-        prompt_len=prompt_len,
-        max_tokens=max_tokens,
-        stop=stop,
-        stop_token_ids=stop_token_ids,
-    )
-    ensure_cache(model, prompt_len + max_tokens)
-    logits = prefill(model, input_ids, pixel_values, cancel=cancel)
-    if logits is None:
-        yield dec.end("cancelled")
-        return
-    if max_tokens == 0:
-        yield dec.end("length")
-        return
-    token_buf = torch.zeros(1, 1, dtype=torch.long)  # reused every step: no per-token tensor allocation
-    pos = prompt_len
-    while True:
-        if cancel is not None and cancel.is_set():
-            yield dec.end("cancelled")
-            return
-        token = picker(logits)
-        picker.accept(token)
-        if (chunk := dec.push(token)) is not None:
-            yield chunk
-            if dec.finish is not None:
-                return
-        token_buf.fill_(token)
-        logits = step(model, token_buf, pos)
-        pos += 1
-
-
 def collect(chunks: Iterable[GenerationChunk]) -> GenerationResult:
     """Concatenate a chunk stream into one result (the last chunk carries finish reason and usage)."""
     texts: list[str] = []
@@ -259,10 +136,3 @@ def collect(chunks: Iterable[GenerationChunk]) -> GenerationResult:
         usage.completion_tokens,
         ids,
     )
-
-
-def generate(
-    model: SmolVLM, tokenizer: Tokenizer, input_ids: torch.Tensor, **kwargs: Any
-) -> GenerationResult:
-    """`stream` run to completion (same arguments)."""
-    return collect(stream(model, tokenizer, input_ids, **kwargs))

@@ -5,11 +5,28 @@ never allocates cache memory. Two write paths:
 - `update(pos, k, v, row)`: T consecutive positions of the sequences in rows row..row+B-1 (prefill, single decode);
 - `update_rows(positions, k, v, kv_len)`: one token per row for rows 0..n-1, each at its own position (batched
   decode); the caller masks keys beyond each row's position, so stale keys of earlier occupants never leak.
+`write(at, k, v)` takes the one a `Span` (where a forward's tokens go) names.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """Where a forward's tokens go in the KV cache.
+
+    Prefill / single sequence: positions pos..pos+T-1 of cache rows row..row+B-1. Batched decode (`positions`
+    set): one token per row for rows 0..n-1, row i at positions[i], attending to keys 0..kv_len-1 under a mask.
+    """
+
+    pos: int = 0
+    row: int = 0
+    positions: torch.Tensor | None = None  # [n] long
+    kv_len: int = 0
 
 
 class KVCache:
@@ -28,6 +45,12 @@ class KVCache:
     @property
     def rows(self) -> int:
         return self.k.shape[0]
+
+    def write(self, at: Span, k: torch.Tensor, v: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Write k, v [B, kv_heads, T, head_dim] where `at` says -> the keys and values to attend to."""
+        if at.positions is not None:
+            return self.update_rows(at.positions, k, v, at.kv_len)
+        return self.update(at.pos, k, v, at.row)
 
     def update(
         self, pos: int, k: torch.Tensor, v: torch.Tensor, row: int = 0

@@ -2,26 +2,24 @@
 
 - int8: symmetric, one scale per output channel, weight-only: `torch._weight_int8pack_mm` with bf16 activations.
 - int8-dynamic: the same weights, and each call also quantizes its input per row (one symmetric scale per token,
-  "W8A8") for oneDNN's int8 GEMM (x86: AMX / VNNI) with exact int32 sums. With weights streamed from DRAM it
-  beats the weight-only kernel 1.6x at one row and 3.8x at eight, and a dense bf16 GEMM at prefill sizes
-  (2.2B decode passes llama.cpp Q8_0). Rows are quantized independently and the sums are exact, so a row's
-  result does not depend on its batch. The price is accuracy on real activations with outlier channels: top-1
-  agreement with fp32 on the real SmolLM2-135M (bench/quant_accuracy.py) is 0.83, against 0.92 for weight-only int8.
-  Layers with <= 256 outputs (a slow oneDNN path, see ONEDNN_MIN_OUT), and CPUs without oneDNN, run weight-only.
+  "W8A8") for oneDNN's int8 GEMM (x86: AMX / VNNI) with exact int32 sums: faster than the weight-only kernel
+  with weights streamed from DRAM, and than a dense bf16 GEMM at prefill sizes. Rows are quantized independently
+  and the sums are exact, so a row's result does not depend on its batch. The price is accuracy on real
+  activations with outlier channels (bench/quant_accuracy.py). Layers with <= 256 outputs (a slow oneDNN path,
+  see ONEDNN_MIN_OUT), and CPUs without oneDNN, run weight-only.
 - int4: asymmetric groups of 32 along K (the CPU kernel takes a zero point per group at no extra cost, and
   asymmetric uses all 16 levels on skewed groups); decode runs `torch._weight_int4pack_mm_for_cpu`. A layer the
   kernel cannot take (N % 64, K % group), or any layer on a CPU whose int4 packing dequant.py cannot unpack
   (ATen packs per vector width; AVX-512, AVX2 and plain C++ are known), falls back to int8.
-- lm_head is int8 in both modes: it is 5-20% of the weights read per token (large vocab), and llama.cpp's Q4_K_M
-  likewise keeps the output layer at higher precision. Norms and the patch conv stay in the model dtype (tiny).
+- lm_head is int8 in both modes: a large share of the weights read per token (large vocab), and llama.cpp's
+  Q4_K_M likewise keeps the output layer at higher precision. Norms and the patch conv stay in the model dtype.
 - The token embedding table is int8 in every quantized mode (QuantEmbedding, one scale per token row): a lookup
-  reads only its rows, so this is about memory, not speed (2.2B: 202 -> 101 MB).
+  reads only its rows, so this is about memory, not speed.
 
-The weight-only kernels cost ~0.18 ms per row on a 6144 x 2048 layer: fast for a few rows, far slower than a dense
-bf16 GEMM at prefill shapes. So from `dense_rows()` rows (int8: 16; int4: 32-114 by input width) a layer
-dequantizes its weight to bf16 and runs dense matmuls, a slice of output channels at a time (`DENSE_CHUNK`).
-Weight-only kernels compute in bf16 with fp32 accumulation (both are ~2x slower with fp32 activations);
-outputs return in the caller's dtype.
+The weight-only kernels are fast for a few rows, far slower than a dense bf16 GEMM at prefill shapes. So from
+`dense_rows()` rows a layer dequantizes its weight to bf16 and runs dense matmuls, a slice of output channels at a
+time (`DENSE_CHUNK`). Weight-only kernels compute in bf16 with fp32 accumulation (slower with fp32 activations);
+outputs return in the caller's dtype. Figures: docs/performance.md, "Quantization".
 """
 
 from __future__ import annotations
@@ -42,29 +40,24 @@ from .model.smolvlm import SmolVLM, checkpoint_to_module_name
 
 QuantMode = Literal["none", "int8", "int8-dynamic", "int4"]
 MODES: tuple[QuantMode, ...] = ("none", "int8", "int8-dynamic", "int4")
-GROUP_SIZE = 32  # measured faster than 128 on this CPU (more groups, yet better cache use) and more accurate
+GROUP_SIZE = 32  # measured faster than 128 here (more groups, yet better cache use) and more accurate
 LM_HEAD_MODE: QuantMode = "int8"
-# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py --rows
-# 8,16,24,32,48,64,128 on the 2.2B / 500M / 256M shapes; 135M = 256M's text decoder). An int8 weight dequantizes
-# with one cast (6144 x 2048 at 32 rows: 2.4 against 5.0 ms for the kernel). int4 must unpack nibbles and apply
-# group scales, which inductor's code does fast enough (dequant.py) to win from ~32 rows on 2.2B (K = 2048),
-# ~44 on 500M (K = 960), ~90 on 256M (K = 576): narrow inputs make small GEMMs, so the threshold is ~64K / K rows,
-# at least 32. Eager unpacking, where inductor cannot run, wins only from 128.
+# Rows from which dequantize + dense bf16 matmul beats the weight-only kernel (bench/quant_kernels.py). An int8
+# weight dequantizes with one cast; int4 must unpack nibbles and apply group scales, which inductor's code does
+# fast enough (dequant.py) to win from ~64K / K rows (narrow inputs make small GEMMs), at least 32. Eager
+# unpacking, where inductor cannot run, wins only from 128.
 INT8_DENSE_ROWS, INT4_DENSE_ROWS, INT4_EAGER_DENSE_ROWS = 16, 32, 128
 INT4_DENSE_WORK = 1 << 16  # rows x in_features
 # Output channels are dequantized at most this many weights at a time: a temporary above 32 MiB is a fresh mmap
-# on every call (glibc's limit for serving from the heap, see malloc.py), one page fault per 4 KiB: the
-# 16384 x 2048 gate/up layer at 64 rows took 15 ms in one piece, 6-8 ms in slices (int4: 57 -> 37-39 ms). 4M
-# weights keep the eager int4 unpack's fp32 temporary (16 MiB) on the heap too.
+# on every call (glibc's limit for serving from the heap, see malloc.py), one page fault per 4 KiB. 4M weights
+# keep the eager int4 unpack's fp32 temporary (16 MiB) on the heap too.
 DENSE_CHUNK = 4 << 20
 COMPUTE_DTYPE = torch.bfloat16
 _CHUNK_ROWS = 1024  # quantize this many rows at a time: temporaries stay a fraction of one layer
 
 
 _NO_ZERO_POINT = torch.zeros(1, dtype=torch.int64)
-# oneDNN's int8 GEMM falls to a slow path for narrow outputs: at one row, N <= 256 took 0.5-7 ms (growing with
-# N x K, e.g. 1.5 ms for 576 -> 192, the 256M model's k/v projections) against ~30 us for N >= 320. Such layers
-# run the weight-only kernel instead.
+# oneDNN's int8 GEMM falls to a slow path for narrow outputs (N <= 256): such layers run the weight-only kernel.
 ONEDNN_MIN_OUT = 257
 
 
@@ -252,8 +245,8 @@ class QuantLinear(nn.Module):
         """The oneDNN form of an int8-dynamic layer (None: weight-only, or no oneDNN here), made as soon as the
         weight is real.
         Preparing it frees the plain weight, so int8 memory stays one copy (and packing right away, layer by layer
-        while loading, lets the next layer reuse that memory instead of leaving 1.7 GB of freed holes in the heap
-        on 2.2B); state_dict and packed() read the weight back from oneDNN's layout."""
+        while loading, lets the next layer reuse that memory instead of leaving freed holes in the heap);
+        state_dict and packed() read the weight back from oneDNN's layout."""
         if (
             self._onednn is None
             and self.dynamic
@@ -539,7 +532,6 @@ def load_quantized(
 def build_quantized_model(
     cfg: ModelConfig,
     tensors: Iterable[tuple[str, torch.Tensor]],
-    dtype: torch.dtype,
     mode: QuantMode,
     *,
     group_size: int = GROUP_SIZE,
@@ -551,5 +543,4 @@ def build_quantized_model(
         model = SmolVLM(cfg)
     load_quantized(model, tensors, mode, group_size=group_size, skip=skip, weight_only=weight_only)
     model.eval().requires_grad_(False)
-    model.text.setup_cache(0, dtype=dtype)
     return model

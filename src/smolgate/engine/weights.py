@@ -113,8 +113,8 @@ class SafetensorsCheckpoint:
         """Yield (name, tensor) one at a time, floating tensors cast to `dtype`, so the model is the only full copy.
 
         Tensors are read with pread rather than through a memory map: mapped checkpoint pages count in the
-        process's resident set until the whole file is unmapped (a 9 GB fp32 2.2B checkpoint would show up
-        as 9 GB of RSS while loading an int8 model of 2 GB); read pages stay in the page cache only.
+        process's resident set until the whole file is unmapped (a whole fp32 checkpoint would show up as RSS
+        while loading a far smaller int8 model); read pages stay in the page cache only.
         """
         for file in self.files:
             header_len, header = _read_header(file)

@@ -16,7 +16,6 @@ from ..config import ModelConfig
 from ..kvcache import KVCache
 from ..vision_cache import FeatureCache, tile_key
 from .connector import Connector
-from .linear import Linear
 from .text import TextModel
 from .vision import VisionModel
 
@@ -53,7 +52,7 @@ class SmolVLM(nn.Module):
             else None
         )
         self.text = TextModel(cfg.text)
-        self.lm_head = Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.text.hidden_size, cfg.text.vocab_size, bias=False)
         self.feature_cache = FeatureCache()  # encoded tiles by content hash: follow-ups skip the encoder
 
     @property
@@ -160,15 +159,11 @@ class SmolVLM(nn.Module):
         caches: list[KVCache] | None = None,
     ) -> torch.Tensor:
         """Embeddings [B, T, hidden] at positions pos.. (cache rows row..) -> logits [B, V] (last position) or
-        [B, T, V]. Without `caches` the model's own single-sequence cache is used."""
+        [B, T, V]. Without `caches`, a one-off pass from position 0 (TextModel.forward)."""
         h = self.text(x, pos, row=row, caches=caches)
         if last_only:
             h = h[:, -1]
         return self.lm_head(h)
-
-    def decode(self, token: torch.Tensor, pos: int) -> torch.Tensor:
-        """token [B, 1] at position pos -> logits [B, V] (the single-sequence step, on the model's own cache)."""
-        return self(self.text.embed_tokens(token), pos)
 
     def decode_rows(
         self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int, caches: list[KVCache]
@@ -187,11 +182,11 @@ def _drain(steps: Generator[None, None, torch.Tensor]) -> torch.Tensor:
             return done.value
 
 
-def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]], dtype: torch.dtype) -> SmolVLM:
-    """Construct on the meta device (no allocation), then assign the checkpoint tensors in place."""
+def build_model(cfg: ModelConfig, tensors: Iterable[tuple[str, torch.Tensor]]) -> SmolVLM:
+    """Construct on the meta device (no allocation), then assign the checkpoint tensors (already in the model's
+    dtype) in place."""
     with torch.device("meta"):
         model = SmolVLM(cfg)
     model.load_weights(tensors)
     model.eval().requires_grad_(False)
-    model.text.setup_cache(0, dtype=dtype)
     return model

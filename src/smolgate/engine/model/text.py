@@ -6,7 +6,6 @@ state dict loads after stripping that prefix.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import cast
 
 import torch
@@ -14,8 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import TextConfig
-from ..kvcache import KVCache
-from .linear import Linear
+from ..kvcache import KVCache, Span
 
 
 def rope_cos_sin(positions: torch.Tensor, head_dim: int, theta: float) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,20 +31,6 @@ def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.T
     return x * cos + rotated * sin
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
-    """Where a forward's tokens go in the KV cache.
-
-    Prefill / single sequence: positions pos..pos+T-1 of cache rows row..row+B-1. Batched decode (`positions`
-    set): one token per row for rows 0..n-1, row i at positions[i], attending to keys 0..kv_len-1 under a mask.
-    """
-
-    pos: int = 0
-    row: int = 0
-    positions: torch.Tensor | None = None  # [n] long
-    kv_len: int = 0
-
-
 class RMSNorm(nn.Module):
     def __init__(self, dim: int, eps: float) -> None:
         super().__init__()
@@ -55,7 +39,6 @@ class RMSNorm(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         # Normalise in fp32 and cast back before the weight, exactly as the reference does (matters in bf16).
-        # (F.rms_norm was tried: on CPU it decomposes into the same ops, no faster in a decode step.)
         h = x.float()
         h = h * torch.rsqrt(h.pow(2).mean(-1, keepdim=True) + self.eps)
         return self.weight * h.to(x.dtype)
@@ -65,17 +48,14 @@ class Attention(nn.Module):
     def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
         self.n_heads, self.n_kv, self.head_dim = cfg.num_heads, cfg.num_kv_heads, cfg.head_dim
-        self.q_proj = Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
-        self.k_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
-        self.v_proj = Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
-        self.o_proj = Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
-        self.qkv_proj: nn.Module | None = None  # set by fuse_qkv (engine/fuse.py) in place of q/k/v_proj
-        self._qkv_sizes = (cfg.num_heads * cfg.head_dim, *(2 * [cfg.num_kv_heads * cfg.head_dim]))
+        self.q_proj = nn.Linear(cfg.hidden_size, cfg.num_heads * cfg.head_dim, bias=False)
+        self.k_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.v_proj = nn.Linear(cfg.hidden_size, cfg.num_kv_heads * cfg.head_dim, bias=False)
+        self.o_proj = nn.Linear(cfg.num_heads * cfg.head_dim, cfg.hidden_size, bias=False)
 
-    def fuse_qkv(self, qkv: nn.Module) -> None:
-        """Replace q/k/v_proj by one layer whose output is theirs concatenated."""
-        del self.q_proj, self.k_proj, self.v_proj
-        self.qkv_proj = qkv
+    def project(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x [B, T, D] -> q [B, T, H*hd], k, v [B, T, KV*hd]."""
+        return self.q_proj(x), self.k_proj(x), self.v_proj(x)
 
     def forward(
         self,
@@ -87,18 +67,12 @@ class Attention(nn.Module):
         mask: torch.Tensor | None,
     ) -> torch.Tensor:
         b, t, _ = x.shape
-        if self.qkv_proj is not None:
-            q, k, v = self.qkv_proj(x).split(self._qkv_sizes, dim=-1)
-        else:
-            q, k, v = self.q_proj(x), self.k_proj(x), self.v_proj(x)
+        q, k, v = self.project(x)
         q = q.view(b, t, self.n_heads, self.head_dim).transpose(1, 2)  # [B, H, T, hd]
         k = k.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)  # [B, KV, T, hd]
         v = v.view(b, t, self.n_kv, self.head_dim).transpose(1, 2)
         q, k = apply_rope(q, cos, sin), apply_rope(k, cos, sin)
-        if at.positions is not None:
-            k, v = cache.update_rows(at.positions, k, v, at.kv_len)
-        else:
-            k, v = cache.update(at.pos, k, v, at.row)
+        k, v = cache.write(at, k, v)  # -> every key / value the queries attend to
         # Causal only when queries start at key 0; decode (t == 1) sees every cached key; else an explicit mask.
         causal = mask is None and t > 1
         out = F.scaled_dot_product_attention(
@@ -110,21 +84,16 @@ class Attention(nn.Module):
 class MLP(nn.Module):
     def __init__(self, cfg: TextConfig) -> None:
         super().__init__()
-        self.gate_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.up_proj = Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
-        self.down_proj = Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
-        self.gate_up_proj: nn.Module | None = None  # set by fuse_gate_up (engine/fuse.py)
+        self.gate_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.up_proj = nn.Linear(cfg.hidden_size, cfg.intermediate_size, bias=False)
+        self.down_proj = nn.Linear(cfg.intermediate_size, cfg.hidden_size, bias=False)
 
-    def fuse_gate_up(self, gate_up: nn.Module) -> None:
-        """Replace gate/up_proj by one layer whose output is [gate | up]."""
-        del self.gate_proj, self.up_proj
-        self.gate_up_proj = gate_up
+    def gate_up(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, D] -> gate, up [B, T, I]."""
+        return self.gate_proj(x), self.up_proj(x)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.gate_up_proj is not None:
-            gate, up = self.gate_up_proj(x).chunk(2, dim=-1)
-        else:
-            gate, up = self.gate_proj(x), self.up_proj(x)
+        gate, up = self.gate_up(x)
         return self.down_proj(F.silu(gate) * up)
 
 
@@ -158,7 +127,6 @@ class TextModel(nn.Module):
         self.embed_tokens = nn.Embedding(cfg.vocab_size, cfg.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(cfg) for _ in range(cfg.num_layers))
         self.norm = RMSNorm(cfg.hidden_size, cfg.rms_norm_eps)
-        self._caches: list[KVCache] = []  # the single-sequence path's own cache (a scheduler brings its own)
         self._cos = self._sin = self._key_idx = torch.empty(0)
 
     @property
@@ -171,11 +139,6 @@ class TextModel(nn.Module):
         c, dtype = self.cfg, dtype or self.dtype
         return [KVCache(rows, c.num_kv_heads, max_len, c.head_dim, dtype) for _ in range(c.num_layers)]
 
-    def setup_cache(self, max_len: int, batch: int = 1, dtype: torch.dtype | None = None) -> None:
-        """(Re)allocate this model's own single-sequence KV caches for `max_len` positions."""
-        self._caches = self.new_caches(batch, max_len, dtype)
-        self.ensure_rope(max_len)
-
     def ensure_rope(self, length: int) -> None:
         """Grow the RoPE cos/sin tables (and the key index used for decode masks) to cover `length` positions."""
         if self._cos.shape[0] >= length:
@@ -185,10 +148,6 @@ class TextModel(nn.Module):
         dtype = self.dtype
         self._cos, self._sin, self._key_idx = cos.to(dtype), sin.to(dtype), torch.arange(length)
 
-    @property
-    def cache_len(self) -> int:
-        return self._caches[0].max_len if self._caches else 0
-
     def _decoder_layers(self) -> list[DecoderLayer]:
         return cast(list[DecoderLayer], list(self.layers))
 
@@ -197,16 +156,13 @@ class TextModel(nn.Module):
     ) -> torch.Tensor:
         """x [B, T, hidden] embeddings at positions pos..pos+T-1 (cache rows row..) -> normed hidden [B, T, hidden].
 
-        Without `caches` the model's own single-sequence cache is used (sized on demand for a fresh sequence).
+        Without `caches`, a one-off pass over a fresh sequence (pos 0) on caches made for this call.
         """
         t = x.shape[1]
         if caches is None:
-            if pos + t > self.cache_len:
-                if pos > 0:
-                    raise IndexError(f"positions up to {pos + t} exceed the KV cache ({self.cache_len})")
-                # A fresh sequence and no cache yet (e.g. a one-off scoring pass): size one for this call.
-                self.setup_cache(t, x.shape[0], x.dtype)
-            caches = self._caches
+            if pos > 0:
+                raise ValueError("a pass past position 0 continues a sequence: pass its caches")
+            caches = self.new_caches(x.shape[0], t, x.dtype)
         self.ensure_rope(pos + t)
         cos, sin = self._cos[pos : pos + t], self._sin[pos : pos + t]
         mask = None

@@ -1,13 +1,11 @@
 """`residual + x @ w.T` in bf16, as two GEMMs of half the rows where oneDNN would run the whole on one thread.
 
-oneDNN (3.12, in torch 2.13) picks its GEMM decomposition from the shape, and for some shapes the decomposition it
-picks leaves a single partition: the GEMM runs on one core of two. On this machine that happens for narrow
-outputs at ~1k rows, e.g. [1024, 3072] x [3072, 768] (the 256M / 500M vision encoder's fc2 on one 512 px tile:
-4.1 ms on two threads and on one) or [1024, 768] x [768, 768] (its out_proj), while half the rows run on both
-cores (two halves: 2.4 and 0.5 ms). Elsewhere the split costs: the 2.2B encoder's fc2 ([736, 4304] x [4304, 1152])
-takes 3.1 against 2.5 ms. Which shapes fall in that zone depends on the oneDNN version and the CPU, so each shape
-is measured once, the first time it is met (~10-30 ms), and the faster way kept; the encoder meets its one- and
-two-tile shapes while the model warms up at load (VisionModel.warm_up).
+oneDNN picks its GEMM decomposition from the shape, and for some shapes (narrow outputs at ~1k rows, e.g. the
+256M / 500M encoder's fc2 and out_proj on one tile) that leaves a single partition: the GEMM runs on one core of
+two, while two halves run on both. Elsewhere the split costs. Which shapes fall in that zone depends on the oneDNN
+version and the CPU, so each shape is measured once, the first time it is met, and the faster way kept; the encoder
+meets its one- and two-tile shapes while the model warms up at load (VisionModel.warm_up). Figures:
+docs/performance.md, "Vision encoder".
 """
 
 from __future__ import annotations
