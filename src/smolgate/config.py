@@ -14,18 +14,22 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
 import yaml
 
 from .config_errors import explain
+from .protocols import UPSTREAM_PROTOCOLS
 from .secret import Redactor, Secret, as_secret, redact_url
 
-# The protocol names (to be derived from the protocol registry): remote ones, and `local` for the engine.
-RemoteProtocol = Literal["openai", "openai-responses", "anthropic", "gemini", "ollama"]
-Protocol = Literal[RemoteProtocol, "local"]
+# A remote provider's protocol is any upstream protocol in the registry (a new protocol module needs no edit
+# here); `local` is the engine's. msgspec checks the runtime Literal; the type checker sees a str.
+if TYPE_CHECKING:
+    RemoteProtocol = str
+else:
+    RemoteProtocol = Literal[UPSTREAM_PROTOCOLS]
 Quant = Literal["none", "int8", "int8-dynamic", "int4"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
 
