@@ -131,7 +131,7 @@ class Gateway:
             if msg["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
-                except Exception as exc:  # noqa: BLE001 -- report, don't crash with a trace
+                except Exception as exc:  # report, don't crash with a trace
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
