@@ -68,8 +68,10 @@ def _v6_allowed(ip: IPv6Address) -> bool:
         return _v4_allowed(IPv4Address(int(ip) & 0xFFFFFFFF))
     if ip not in _V6_GLOBAL_UNICAST:
         return False
-    if ip in _TEREDO:  # server IPv4 in bits 32-63, client IPv4 (inverted) in the low 32 bits
-        server, client = ip.teredo  # type: ignore[misc]
+    if (
+        ip in _TEREDO and ip.teredo is not None
+    ):  # server IPv4 in bits 32-63, client's (inverted) in the low 32
+        server, client = ip.teredo
         return _v4_allowed(server) and _v4_allowed(client)
     if ip in _SIX_TO_FOUR:
         return ip.sixtofour is not None and _v4_allowed(ip.sixtofour)

@@ -114,7 +114,7 @@ async def fetch_media(
                         url = urljoin(url, resp.headers["location"])
                         continue
                     return await _accept(resp, param, kinds, budget)
-            except (aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            except (TimeoutError, aiohttp.ClientError, ValueError):
                 raise invalid(f"'{param}': could not fetch the URL", param=param) from None
         raise invalid(f"'{param}': too many redirects", param=param)
     finally:

@@ -27,7 +27,7 @@ from .errors import invalid
 _ID = re.compile(r"[A-Za-z0-9_-]{1,128}\Z")
 
 
-def check_id(value: Any, param: str) -> str:
+def check_id(value: object, param: str) -> str:
     """Ids reach the store only in a known charset and length (no paths, no control characters)."""
     if not isinstance(value, str) or not _ID.match(value):
         raise invalid(f"'{param}' must be an id of letters, digits, '_' and '-' (at most 128)", param=param)

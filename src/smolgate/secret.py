@@ -13,7 +13,8 @@ import base64
 import hmac
 import logging
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
 
 MASK = "***"
@@ -22,7 +23,7 @@ MASK = "***"
 class Secret:
     __slots__ = ("_value",)
 
-    def __init__(self, value: "str | Secret") -> None:
+    def __init__(self, value: str | Secret) -> None:
         self._value = value.reveal() if isinstance(value, Secret) else str(value)
 
     def reveal(self) -> str:
@@ -50,17 +51,17 @@ class Secret:
     def __hash__(self) -> int:
         return hash(("Secret", self._value))
 
-    def __reduce__(self) -> Any:  # pickling would be a way to print it: refuse
+    def __reduce__(self) -> NoReturn:  # pickling would be a way to print it: refuse
         raise TypeError("a Secret cannot be pickled")
 
 
-def reveal(value: "Secret | str | None") -> str | None:
+def reveal(value: Secret | str | None) -> str | None:
     if value is None:
         return None
     return value.reveal() if isinstance(value, Secret) else value
 
 
-def as_secret(value: "Secret | str | None") -> Secret | None:
+def as_secret(value: Secret | str | None) -> Secret | None:
     if value is None or isinstance(value, Secret):
         return value
     return Secret(value)

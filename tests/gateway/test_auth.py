@@ -24,11 +24,40 @@ def keyed(upstreams):
         yield gw
 
 
-@pytest.mark.parametrize("how", ["bearer", "x-api-key", "x-goog-api-key"])
-def test_every_sdk_key_style_is_accepted(keyed, how):
-    headers = {"authorization": "Bearer sk-client-good"} if how == "bearer" else {how: "sk-client-good"}
-    r = httpx.post(keyed.url + "/v1/chat/completions", json=CHAT, headers=headers)
+GEM = {"contents": [{"parts": [{"text": "x"}]}]}
+ANT = {**CHAT, "max_tokens": 5}
+
+
+@pytest.mark.parametrize(
+    "path,body,header",
+    [
+        ("/v1/chat/completions", CHAT, "bearer"),  # openai
+        ("/api/chat", CHAT, "bearer"),  # ollama
+        ("/v1/messages", ANT, "bearer"),  # anthropic 2.x
+        ("/v1/messages", ANT, "x-api-key"),  # anthropic ≤1.x
+        ("/v1beta/models/via-openai:generateContent", GEM, "x-goog-api-key"),  # google-genai
+        ("/v1beta/models/via-openai:generateContent", GEM, "bearer"),  # google-genai with OAuth credentials
+    ],
+)
+def test_every_sdk_key_style_is_accepted_on_its_protocols_routes(keyed, path, body, header):
+    headers = {"authorization": "Bearer sk-client-good"} if header == "bearer" else {header: "sk-client-good"}
+    r = httpx.post(keyed.url + path, json=body, headers=headers)
     assert r.status_code == 200, r.text
+
+
+@pytest.mark.parametrize(
+    "path,body,header",
+    [
+        ("/v1/chat/completions", CHAT, "x-api-key"),
+        ("/v1/chat/completions", CHAT, "x-goog-api-key"),
+        ("/api/chat", CHAT, "x-api-key"),
+        ("/v1/messages", ANT, "x-goog-api-key"),
+        ("/v1beta/models/via-openai:generateContent", GEM, "x-api-key"),
+    ],
+)
+def test_a_key_header_no_sdk_of_the_protocol_sends_is_not_read(keyed, path, body, header):
+    r = httpx.post(keyed.url + path, json=body, headers={header: "sk-client-good"})
+    assert r.status_code == 401, r.text
 
 
 def test_a_key_in_the_query_is_accepted_on_gemini_routes_only(keyed):

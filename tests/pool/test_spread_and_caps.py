@@ -156,17 +156,3 @@ async def test_announced_token_budget_is_respected(backend: str, state_url: str 
     assert 15 < err.value.retry_after <= 20  # waits for the token budget, although requests remain
     assert pools.snapshot()[0].remaining_tokens == 0 and pools.snapshot()[0].remaining_requests == 50
     await pools.close()
-
-
-async def test_enable_clears_a_disabled_account() -> None:
-    pools = await make_pools("memory", [prov("e", [acct("a")])], None)
-    pool = pools.get("e")
-    lease = await pool.acquire()
-    lease.record(status=401)
-    await lease.release()
-    with pytest.raises(GatewayError):
-        await pool.acquire()
-    pool.enable("a")
-    await (await pool.acquire()).release()
-    assert pools.snapshot()[0].state == "healthy"
-    await pools.close()

@@ -16,7 +16,7 @@ from smolgate.errors import GatewayError
 from smolgate.protocols import PROTOCOLS, UPSTREAM_PROTOCOLS, codec
 from smolgate.protocols.base import ErrorReply, RequestContext, UpstreamRequest
 from smolgate.protocols.openai_chat import OpenAIChatCodec
-from smolgate.protocols.spec import ClientRoute, ProtocolSpec, RouteKind, Upstream
+from smolgate.protocols.spec import ClientRoute, KeyPresentation, ProtocolSpec, RouteKind, Upstream
 from smolgate.providers.http import HttpProvider
 from smolgate.server.app import Gateway
 from smolgate.server.routes import ROUTES, build
@@ -57,8 +57,31 @@ def test_each_route_answers_errors_in_its_protocols_shape(spec):
         endpoint, _ = ROUTES.match(route.method, _concrete(route))
         assert endpoint is not None and endpoint.path == route.path
         assert endpoint.errors is owners[0].codec  # a shared path: its first claimant's shape
-        assert endpoint.key_in_query == any(s.key_in_query for s in owners)
+        for owner in owners:  # a shared path reads every claimant's key styles
+            assert owner.client_keys.bearer <= endpoint.keys.bearer
+            assert set(owner.client_keys.headers) <= set(endpoint.keys.headers)
+            assert set(owner.client_keys.query) <= set(endpoint.keys.query)
         assert ROUTES.errors_for(_concrete(route)) is endpoint.errors  # also before the method is known
+
+
+def test_each_route_reads_a_key_only_where_its_protocols_sdks_put_it():
+    def keys(method: str, path: str) -> KeyPresentation:
+        endpoint, _ = ROUTES.match(method, path)
+        assert endpoint is not None
+        return endpoint.keys
+
+    bearer_only = KeyPresentation()
+    assert keys("POST", "/v1/chat/completions") == bearer_only
+    assert keys("POST", "/v1/responses") == bearer_only
+    assert keys("POST", "/api/chat") == bearer_only
+    assert keys("POST", "/v1/messages") == KeyPresentation(headers=("x-api-key",))
+    gemini = KeyPresentation(headers=("x-goog-api-key",), query=("key",))
+    assert keys("POST", "/v1beta/models/m:generateContent") == gemini
+    # `GET /v1/models` is OpenAI's, Anthropic's and Gemini's: all their clients' styles
+    shared = keys("GET", "/v1/models")
+    assert (
+        shared.bearer and set(shared.headers) == {"x-api-key", "x-goog-api-key"} and shared.query == ("key",)
+    )
 
 
 def test_upstream_protocols_are_the_specs_that_can_be_called():
@@ -95,7 +118,8 @@ TOY = ProtocolSpec(
         ClientRoute("GET", "/v1/models", RouteKind.LIST_MODELS),  # shared: its clients send x-toy-client
     ),
     upstream=Upstream(auth=lambda key: {"x-toy-key": key}, fixed_headers={"toy-version": "7"}),
-    key_in_query=True,
+    # its clients send `x-toy-auth` or `?key=`, never a Bearer header
+    client_keys=KeyPresentation(bearer=False, headers=("x-toy-auth",), query=("key",)),
     marker_headers=("x-toy-client",),
     error_prefixes=("/toy/",),
     list_models=lambda models: b"toy:" + ",".join(m.id for m in models).encode(),
@@ -124,6 +148,17 @@ def test_a_new_protocol_is_one_spec_routes_auth_and_upstream_headers():
             )
             assert r.status_code == 200, r.text
             assert r.json()["choices"][0]["message"]["content"] == "toy says hi"
+            # its declared key header opens its route; a style it does not declare (even Bearer) does not
+            chat = {"model": "m", "messages": [{"role": "user", "content": "hi"}]}
+            r = await c.post("/toy/chat", json=chat, headers={"x-toy-auth": "client-key-01"})
+            assert r.status_code == 200, r.text
+            for undeclared in ({"authorization": "Bearer client-key-01"}, {"x-api-key": "client-key-01"}):
+                r = await c.post("/toy/chat", json=chat, headers=undeclared)
+                assert (r.status_code, r.json()) == (401, {"toy_error": "auth"})
+            # … and it opens only the toy's routes (and the paths it shares), not another protocol's
+            assert (await c.get("/api/tags", headers={"x-toy-auth": "client-key-01"})).status_code == 401
+            r = await c.get("/v1/models", headers={"x-toy-auth": "client-key-01", "x-toy-client": "1"})
+            assert r.content == b"toy:m"
             # its error shape, on its paths only
             r = await c.get("/toy/unknown?key=client-key-01")
             assert (r.status_code, r.json()) == (404, {"toy_error": "not_found"})
@@ -140,10 +175,11 @@ def test_a_new_protocol_is_one_spec_routes_auth_and_upstream_headers():
 
     with EvilUpstream(_toy_upstream_answers) as up:
         asyncio.run(go(up))
-        [sent] = up.requests
-        assert sent.path == "/toy/generate"
-        assert sent.headers["x-toy-key"] == "acct-key-0001" and sent.headers["toy-version"] == "7"
-        assert "authorization" not in sent.headers and "x-api-key" not in sent.headers
+        assert len(up.requests) == 2  # both accepted chats; no refused one reached the upstream
+        for sent in up.requests:
+            assert sent.path == "/toy/generate"
+            assert sent.headers["x-toy-key"] == "acct-key-0001" and sent.headers["toy-version"] == "7"
+            assert "authorization" not in sent.headers and "x-api-key" not in sent.headers
 
 
 # Byte-for-byte what each upstream protocol's provider sends (the official SDKs' own auth styles).

@@ -108,6 +108,7 @@ class AccountPool:
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
         self._draining = False
+        self._releasing: set[asyncio.Task[None]] = set()
 
     def prefix(self, a: AccountState) -> str:
         return f"smolgate:pool:{self.name}:{a.name}"
@@ -253,7 +254,9 @@ class AccountPool:
         except asyncio.CancelledError:
             # Cancelled (client went away) just as a lease was handed over: give the slot back.
             if w.fut.done() and not w.fut.cancelled() and w.fut.exception() is None:
-                loop.create_task(w.fut.result().release())
+                task = loop.create_task(w.fut.result().release())
+                self._releasing.add(task)  # a running task needs a reference, or it may be collected
+                task.add_done_callback(self._releasing.discard)
             raise
         finally:
             expiry.cancel()
@@ -367,11 +370,3 @@ class AccountPool:
         tokens: int,
     ) -> None:
         outcomes.apply(self, lease, status, headers, error, tokens)
-
-    def enable(self, account: str) -> None:
-        """Clear a disabled/cooling/open state by hand (after fixing a key); the shared state follows on the
-        next outcome or when the key fingerprint changes."""
-        for a in self.accounts:
-            if a.name == account:
-                a.health = H.Health()
-        self._kick()

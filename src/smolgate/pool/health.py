@@ -5,7 +5,7 @@ One small state machine, evaluated lazily at pick time (no timers per account):
     healthy ──429──▶ cooling(until) ──time──▶ healthy
     healthy ──N consecutive failures──▶ open(until) ──time──▶ half_open ──probe ok──▶ healthy
                                                                   └──probe fails──▶ open(until)
-    any ──401/403──▶ disabled (stays until the key is fixed: a new config or `enable()`)
+    any ──401/403──▶ disabled (stays until the key is fixed: a new config)
 
 The Redis backend (state_redis.py) implements the same transitions in Lua so replicas agree; the tests run the
 same scenarios against both.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import ErrorKind
 from . import health as H
@@ -34,9 +34,10 @@ def apply(
     a = lease._acct
     now, hl, opts = time.time(), a.health, pool.opts
     info = parse_headers(headers, now) if headers else None
-    announced = info is not None and not info.empty
-    if announced:
-        a.observe(info)  # type: ignore[arg-type]
+    announced = False
+    if info is not None and not info.empty:
+        a.observe(info)
+        announced = True
     delta = tokens - lease._tokens if tokens else 0  # correct the token window from the estimate to the truth
     if delta and a.tok is not None:
         a.tok.add(now, delta)
@@ -98,14 +99,6 @@ def _share(
 ) -> None:
     assert pool.shared is not None
     bp = pool.provider.breaker
-    kw: dict[str, Any] = {}
-    if announced:
-        kw = {
-            "rem_req": a.est_req,
-            "reset_req": a.rl.reset_requests,
-            "rem_tok": a.est_tok,
-            "reset_tok": a.rl.reset_tokens,
-        }
 
     def adopt(res: tuple[str, float, str]) -> None:
         # Adopt a worse state the replicas reached together (their failures combined opened the breaker,
@@ -124,5 +117,9 @@ def _share(
         fp=a.key_fp,
         token_delta=delta if a.cfg.tpm else 0,
         on_result=adopt,
-        **kw,
+        # the budget the upstream announced, only when this outcome carried one
+        rem_req=a.est_req if announced else None,
+        reset_req=a.rl.reset_requests if announced else None,
+        rem_tok=a.est_tok if announced else None,
+        reset_tok=a.rl.reset_tokens if announced else None,
     )

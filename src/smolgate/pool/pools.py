@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 import msgspec
 
@@ -61,7 +61,7 @@ class Pools:
         except KeyError:
             raise GatewayError(ErrorKind.INTERNAL, f"no account pool for provider '{provider}'") from None
 
-    def __iter__(self):  # type: ignore[no-untyped-def]
+    def __iter__(self) -> Iterator[AccountPool]:
         return iter(self._pools.values())
 
     def snapshot(self) -> list[AccountStatus]:
@@ -104,13 +104,10 @@ class Pools:
         res = await self.shared.read([pool.prefix(a) for pool, a in accts], now)
         if res is None:
             return
-        for (_, a), (state, until, reason, fp, n) in zip(accts, res):
+        for (_, a), (state, until, reason, fp, n) in zip(accts, res, strict=True):
             h = a.health
-            if (
-                state == "disabled"
-                and fp == a.key_fp
-                and h.state != "disabled"
-                or (state in ("cooling", "open") and until > max(now, h.until))
+            if (state == "disabled" and fp == a.key_fp and h.state != "disabled") or (
+                state in ("cooling", "open") and until > max(now, h.until)
             ):
                 h.mirror(state, until, reason or None)
             a.in_flight_all = n

@@ -93,7 +93,7 @@ class AccountState:
         c = self.cfg
         if c.max_concurrency is not None and self.in_flight >= c.max_concurrency:
             return INF
-        if self.req is not None and self.req.total(now) >= c.rpm:  # type: ignore[operator]
+        if self.req is not None and c.rpm is not None and self.req.total(now) >= c.rpm:
             return self.req.frees_at(now)
         if self.tok is not None and c.tpm:
             used = self.tok.total(now)

@@ -22,7 +22,7 @@ import itertools
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -30,8 +30,11 @@ from redis import exceptions as rexc
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
+from redis.typing import EncodableT
 
 from .state_memory import BUCKET, NBUCKETS
+
+_OnResult = Callable[[tuple[str, float, str]], None]  # an outcome's shared (state, until, reason)
 
 log = logging.getLogger("smolgate.pool")
 
@@ -180,24 +183,23 @@ class SharedState:
         self._held: dict[str, str] = {}  # slot id → its sorted set, renewed by the heartbeat
         self._ids = itertools.count()
         self._replica = os.urandom(6).hex()
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._probe_task: asyncio.Task[None] | None = None
-        self._hb_task: asyncio.Task[None] | None = None
         # Ordered writes (outcomes; slot releases nobody waits for), sent pipelined by one writer task.
-        self._outbox: collections.deque[tuple[list[str] | None, list[Any], Any]] = collections.deque(
-            maxlen=10_000
+        # Bounded: under a Redis stall the oldest queued writes are dropped, never memory.
+        self._outbox: collections.deque[tuple[list[str] | None, list[EncodableT], _OnResult | None]] = (
+            collections.deque(maxlen=10_000)
         )
         self._wake = asyncio.Event()
         self._busy = False
-        self.dropped = 0
 
     async def start(self) -> SharedState:
         try:
             await self._r.ping()
         except _DOWN as exc:
             self._down(exc)
-        self._hb_task = self._spawn(self._heartbeat())
-        self._spawn(self._writer())
+        self.spawn(self._heartbeat())
+        self.spawn(self._writer())
         return self
 
     def new_slot(self) -> str:
@@ -267,7 +269,7 @@ class SharedState:
             return None
         return [
             (h[0] or "healthy", float(h[1] or 0), h[2] or "", h[3] or "", int(n))
-            for h, n in zip(res[::2], res[1::2])
+            for h, n in zip(res[::2], res[1::2], strict=True)
         ]
 
     def record(
@@ -286,7 +288,7 @@ class SharedState:
         rem_tok: int | None = None,
         reset_tok: float | None = None,
         token_delta: int = 0,
-        on_result: Callable[[tuple[str, float, str]], None] | None = None,
+        on_result: _OnResult | None = None,
     ) -> None:
         """Queue an outcome. One writer sends queued outcomes in order, pipelined: the breaker's
         "consecutive failures" must see a 503 and the success after it in the order they happened."""
@@ -294,8 +296,6 @@ class SharedState:
         def s(v: object) -> str:
             return "" if v is None else str(v)
 
-        if len(self._outbox) >= self._outbox.maxlen:  # type: ignore[operator]
-            self.dropped += 1  # bounded: under a Redis stall we lose old outcomes, never memory
         self._outbox.append(
             (
                 [prefix],
@@ -329,8 +329,8 @@ class SharedState:
                 batch = [self._outbox.popleft() for _ in range(min(256, len(self._outbox)))]
                 pipe = self._r.pipeline(transaction=False)
                 for keys, args, _ in batch:
-                    if keys is None:  # a queued slot release
-                        pipe.zrem(args[0], args[1])
+                    if keys is None:  # a queued slot release: [its sorted set, the slot id]
+                        pipe.zrem(str(args[0]), str(args[1]))
                     else:
                         await self._record(keys=keys, args=args, client=pipe)  # queues into the pipeline
                 try:
@@ -365,7 +365,7 @@ class SharedState:
             self.url,
             type(exc).__name__,
         )
-        self._probe_task = self._spawn(self._probe())
+        self._probe_task = self.spawn(self._probe())
 
     async def _probe(self) -> None:
         while True:
@@ -398,10 +398,8 @@ class SharedState:
             with contextlib.suppress(*_DOWN):
                 await pipe.execute()
 
-    def spawn(self, coro: Any) -> asyncio.Task[Any]:
-        return self._spawn(coro)
-
-    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+    def spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        """Run `coro` in the background, held until done (and cancelled by close())."""
         t = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(t)
         t.add_done_callback(self._tasks.discard)

@@ -79,7 +79,7 @@ class RateLimitAware:
     def __call__(self, cands: Sequence[AccountState], now: float) -> AccountState:
         scores = [a.headroom(now) for a in cands]
         top = max(scores)
-        near = [a for a, s in zip(cands, scores) if s >= top * 0.9]
+        near = [a for a, s in zip(cands, scores, strict=True) if s >= top * 0.9]
         low = min(a.in_flight for a in near)
         return self.rr([a for a in near if a.in_flight == low], now)
 

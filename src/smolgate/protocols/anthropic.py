@@ -81,7 +81,7 @@ from .common import (
     parse_data_url,
     sniff_image_type,
 )
-from .spec import ClientRoute, CountTokens, ProtocolSpec, RouteKind, Upstream
+from .spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind, Upstream
 
 # Top-level request fields the codec models; any other field passes through to Anthropic upstreams only.
 _MODELLED = frozenset(
@@ -606,6 +606,7 @@ SPEC = ProtocolSpec(
         ClientRoute("GET", "/v1/models", RouteKind.LIST_MODELS),  # shared with OpenAI and Gemini ≥3 clients
     ),
     upstream=Upstream(auth=_auth, fixed_headers={"anthropic-version": "2023-06-01"}),
+    client_keys=KeyPresentation(headers=("x-api-key",)),  # SDK 2.x sends Bearer, ≤1.x x-api-key
     marker_headers=("anthropic-version",),  # every Anthropic SDK sends it
     error_prefixes=("/v1/messages",),
     list_models=encode_models,

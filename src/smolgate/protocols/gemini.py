@@ -62,7 +62,7 @@ from .gemini_parts import (
     usage_in,
 )
 from .gemini_stream import GeminiStreamDecoder, GeminiStreamEncoder, chunk, error_obj
-from .spec import ClientRoute, CountTokens, ProtocolSpec, RouteKind, Upstream
+from .spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind, Upstream
 
 _METHODS = ("generateContent", "streamGenerateContent")
 _MODES = {"AUTO": "auto", "ANY": "required", "NONE": "none", "VALIDATED": "auto", "MODE_UNSPECIFIED": "auto"}
@@ -487,7 +487,8 @@ SPEC = ProtocolSpec(
         ClientRoute("GET", "/v1/models", RouteKind.LIST_MODELS),  # shared with OpenAI and Anthropic clients
     ),
     upstream=Upstream(auth=_auth),
-    key_in_query=True,
+    # google-genai sends x-goog-api-key (Bearer with OAuth credentials); the REST docs' `?key=`
+    client_keys=KeyPresentation(headers=("x-goog-api-key",), query=("key",)),
     marker_headers=("x-goog-api-key",),
     marker_query=("key",),
     list_models=encode_models,

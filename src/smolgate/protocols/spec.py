@@ -63,6 +63,26 @@ class Upstream:
     fixed_headers: Mapping[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True, slots=True)
+class KeyPresentation:
+    """Where a protocol's clients put their key: each SDK's own style, and no other header or query name.
+
+    Read in this order: `Authorization: Bearer`, then `headers`, then `query`.
+    """
+
+    bearer: bool = True  # `Authorization: Bearer <key>`
+    headers: tuple[str, ...] = ()  # headers carrying the bare key (Anthropic's `x-api-key`)
+    query: tuple[str, ...] = ()  # query names carrying it (a URL ends up in logs: only where an SDK does)
+
+    def union(self, other: KeyPresentation) -> KeyPresentation:
+        """Every style either accepts (a path several protocols share answers all their clients)."""
+        return KeyPresentation(
+            self.bearer or other.bearer,
+            tuple(dict.fromkeys((*self.headers, *other.headers))),
+            tuple(dict.fromkeys((*self.query, *other.query))),
+        )
+
+
 def bearer(key: str) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
@@ -74,8 +94,7 @@ class ProtocolSpec:
     codec: Codec
     routes: tuple[ClientRoute, ...]
     upstream: Upstream | None = None  # None: clients may speak it, providers may not
-    # Clients may put their key in the `?key=` query (a key in a URL ends up in logs: only where an SDK does).
-    key_in_query: bool = False
+    client_keys: KeyPresentation = KeyPresentation()  # how its clients present a key (bearer by default)
     # Request headers / query names only this protocol's SDKs send: on a path several protocols share
     # (`GET /v1/models`), they pick the protocol whose shape the answer takes.
     marker_headers: tuple[str, ...] = ()

@@ -7,8 +7,7 @@ Held to the same rules as h1: the target and headers pass the same `urls` gate, 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Awaitable, Mapping
 
 import aiohttp
 from yarl import URL
@@ -70,5 +69,5 @@ class AiohttpTransport:
         )
         return AiohttpResponse(resp)
 
-    def close(self) -> Any:
+    def close(self) -> Awaitable[None] | None:
         return self._session.close() if self._session is not None else None

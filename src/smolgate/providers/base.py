@@ -8,7 +8,7 @@ attempt then yields canonical events; closing it (`aclose`) closes the upstream 
 from __future__ import annotations
 
 import abc
-from typing import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Mapping
 
 from ..canonical import Event, Request, Response
 

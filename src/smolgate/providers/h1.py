@@ -26,6 +26,7 @@ import collections
 import select
 import ssl
 from collections.abc import Mapping
+from typing import cast
 from urllib.parse import urlsplit
 
 import httptools
@@ -50,7 +51,7 @@ class _Conn(asyncio.Protocol):
     """One upstream connection; one request at a time."""
 
     def __init__(self, max_header_bytes: int = 64 * 1024) -> None:
-        self.transport: asyncio.Transport | None = None
+        self.transport: asyncio.Transport  # set by connection_made, before the pool ever sees this object
         self.max_header_bytes = max_header_bytes
         self.parser = httptools.HttpResponseParser(self)
         self.status = 0
@@ -77,7 +78,7 @@ class _Conn(asyncio.Protocol):
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # a stream connection's is a Transport
 
     def data_received(self, data: bytes) -> None:
         if self.complete or self.doubt:  # bytes after the end of a response (or while idle): not ours
@@ -149,7 +150,7 @@ class _Conn(asyncio.Protocol):
         self._buffered += len(body)
         if self._buffered > _HIGH_WATER and not self._paused:
             self._paused = True
-            self.transport.pause_reading()  # type: ignore[union-attr]
+            self.transport.pause_reading()
         self._notify()
 
     def on_message_complete(self) -> None:
@@ -173,8 +174,7 @@ class _Conn(asyncio.Protocol):
 
     def _abandon(self) -> None:
         self.doubt = True
-        if self.transport is not None:
-            self.transport.close()
+        self.transport.close()
 
     @property
     def reusable(self) -> bool:
@@ -191,7 +191,7 @@ class _Conn(asyncio.Protocol):
     async def send(self, head: bytes, body: bytes) -> None:
         loop = asyncio.get_running_loop()
         self._headers_done = loop.create_future()
-        self.transport.write(head + body)  # type: ignore[union-attr]
+        self.transport.write(head + body)
         await self._headers_done
 
     async def read(self) -> bytes:
@@ -211,7 +211,7 @@ class _Conn(asyncio.Protocol):
         self._buffered = 0
         if self._paused:
             self._paused = False
-            self.transport.resume_reading()  # type: ignore[union-attr]
+            self.transport.resume_reading()
         return chunk
 
 
@@ -219,7 +219,7 @@ def _peer_spoke(conn: _Conn) -> bool:
     """Whether the upstream closed (or wrote to) an idle connection in a way the event loop has not yet
     delivered: its FIN can be in the socket's queue while `connection_lost` waits for the next loop turn."""
     transport = conn.transport
-    if transport is None or transport.is_closing():
+    if transport.is_closing():
         return True
     sock = transport.get_extra_info("socket")
     if sock is None:
@@ -261,7 +261,7 @@ class H1Response:
         c._buffered = 0
         if c._paused:
             c._paused = False
-            c.transport.resume_reading()  # type: ignore[union-attr]
+            c.transport.resume_reading()
         self.release()
         return body
 
@@ -273,14 +273,13 @@ class H1Response:
         c = self._conn
         if c.reusable:
             self._pool._put(c)
-        elif c.transport is not None:
+        else:
             c.transport.close()  # an unfinished or doubtful response: closing is how the upstream learns we left
 
     def close(self) -> None:
         if not self._done:
             self._done = True
-            if self._conn.transport is not None:
-                self._conn.transport.close()
+            self._conn.transport.close()
 
 
 class H1Pool:
@@ -302,7 +301,7 @@ class H1Pool:
         if len(self._idle) < _MAX_IDLE:
             self._idle.append(conn)
         else:
-            conn.transport.close()  # type: ignore[union-attr]
+            conn.transport.close()
 
     async def _connect(self) -> _Conn:
         loop = asyncio.get_running_loop()
@@ -344,7 +343,7 @@ class H1Pool:
         except BaseException:
             # Once written, a POST is never sent again, whatever failed (RFC 9110 §9.2.2): the upstream may
             # have acted on it. Only a connection found stale *before* writing is skipped (`_reusable`).
-            conn.transport.close()  # type: ignore[union-attr]
+            conn.transport.close()
             raise
         return H1Response(self, conn)
 
@@ -353,8 +352,7 @@ class H1Pool:
         while self._idle:
             conn = self._idle.pop()
             if conn.closed or conn.doubt or _peer_spoke(conn):
-                if conn.transport is not None:
-                    conn.transport.close()
+                conn.transport.close()
                 continue
             conn.reset()
             return conn
@@ -363,5 +361,4 @@ class H1Pool:
     def close(self) -> None:
         while self._idle:
             conn = self._idle.pop()
-            if conn.transport is not None:
-                conn.transport.close()
+            conn.transport.close()

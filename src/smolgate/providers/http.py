@@ -116,7 +116,10 @@ class Scrubber:
 
     def event(self, ev: StreamError) -> StreamError:
         log.warning(
-            "provider %s: in-stream error (%s): %s", self.name, ev.kind.value, self.text(ev.message, _LOG_CHARS)
+            "provider %s: in-stream error (%s): %s",
+            self.name,
+            ev.kind.value,
+            self.text(ev.message, _LOG_CHARS),
         )
         return msgspec.structs.replace(ev, message=self.text(ev.message))
 

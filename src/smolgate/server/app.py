@@ -26,14 +26,12 @@ from .asgi import (
     unread_body_is_large,
     with_headers,
 )
-from .auth import Authenticator
+from .auth import Authenticator, presented_key
 from .routes import ROUTES
 from .runtime import Runtime
 from .table import RouteTable
 
 log = logging.getLogger("smolgate.server")
-
-_NO_QUERY: dict[str, str] = {}
 
 
 class Gateway:
@@ -76,9 +74,9 @@ class Gateway:
             if endpoint is None:
                 raise not_found(f"no route for {req.method} {req.path[:200]}")
             client = None
+            req.key = presented_key(endpoint.keys, h, req.query)
             if not self.auth.open and not req.path.startswith("/admin/"):
-                query = req.query if endpoint.key_in_query else _NO_QUERY
-                client = self.auth.check(h, query, req.client)
+                client = self.auth.check(req.key, req.client)
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
             body_read = True
@@ -133,7 +131,7 @@ class Gateway:
             if msg["type"] == "lifespan.startup":
                 try:
                     await self.runtime.start()
-                except Exception as exc:  # noqa: BLE001 -- report, don't crash with a trace
+                except Exception as exc:  # report, don't crash with a trace
                     log.error("startup failed: %s", exc)
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return

@@ -34,6 +34,7 @@ class HttpRequest:
     headers: dict[str, str]
     client: str
     body: bytes = b""
+    key: str | None = None  # the client key presented, where the route's protocol reads it (auth.py)
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:

@@ -1,9 +1,9 @@
 """Client and admin authentication, from the request's headers alone (before any body byte is read).
 
-Client keys come in any header style a supported SDK sends: `Authorization: Bearer` (OpenAI, Anthropic 2.x,
-Ollama), `x-api-key` (Anthropic ≤1.x), `x-goog-api-key`, and `?key=` on Gemini routes only (a key in a URL
-ends up in proxy and access logs; only Gemini's protocol puts it there). With no keys configured the gateway
-is open — and then `serve` binds to loopback only (see cli.py).
+A client key is read where the matched route's protocol says its SDKs put it (its spec's `client_keys`:
+`Authorization: Bearer` everywhere, `x-api-key` on Anthropic's routes, `x-goog-api-key` and `?key=` on
+Gemini's); a header no SDK of that protocol sends is not read. With no keys configured the gateway is
+open — and then `serve` binds to loopback only (see cli.py).
 
 Admin routes (`/admin/*`) take a separate admin key (`server.admin_key` or `$SMOLGATE_ADMIN_KEY`), never a
 client key. Without an admin key they answer only direct loopback clients (not through a proxy).
@@ -19,18 +19,28 @@ from collections.abc import Mapping
 
 from ..config import ClientKey, Config
 from ..errors import ErrorKind, GatewayError
+from ..protocols.spec import KeyPresentation
 from ..secret import Secret
 from .throttle import AuthThrottle
 
-_NO_QUERY: Mapping[str, str] = {}
 _PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
+# The gateway's own routes (health, admin) are called by operators' tools, not one SDK: any header style.
+OWN_KEYS = KeyPresentation(headers=("x-api-key", "x-goog-api-key"))
 
 
-def presented_key(headers: Mapping[str, str], query: Mapping[str, str] = _NO_QUERY) -> str | None:
-    auth = headers.get("authorization")
-    if auth and auth[:7].lower() == "bearer ":
-        return auth[7:].strip()
-    return headers.get("x-api-key") or headers.get("x-goog-api-key") or query.get("key")
+def presented_key(keys: KeyPresentation, headers: Mapping[str, str], query: Mapping[str, str]) -> str | None:
+    """The key a request carries where `keys` says its clients put it; None without one."""
+    if keys.bearer:
+        auth = headers.get("authorization")
+        if auth and auth[:7].lower() == "bearer ":
+            return auth[7:].strip()
+    for name in keys.headers:
+        if found := headers.get(name):
+            return found
+    for name in keys.query:
+        if found := query.get(name):
+            return found
+    return None
 
 
 def admin_key(cfg: Config) -> Secret | None:
@@ -60,12 +70,12 @@ class Authenticator:
     def open(self) -> bool:
         return not self._keys
 
-    def check(self, headers: Mapping[str, str], query: Mapping[str, str], addr: str) -> ClientKey | None:
-        """The client key presented, None on an open gateway; 401 (or 429 while throttled) otherwise."""
+    def check(self, key: str | None, addr: str) -> ClientKey | None:
+        """The client of the key presented (`presented_key`), None on an open gateway; 401 (or 429 while
+        throttled) otherwise."""
         if not self._keys:
             return None
         self._not_throttled(addr)
-        key = presented_key(headers, query)
         client = self._client(key) if key else None
         if client is None:
             self.throttle.failed(addr)
@@ -83,7 +93,7 @@ class Authenticator:
                 "SMOLGATE_ADMIN_KEY); without one they answer only loopback",
             )
         self._not_throttled(addr)
-        key = presented_key(headers)
+        key = presented_key(OWN_KEYS, headers, {})
         if key and hmac.compare_digest(key.encode(), self._admin):
             self.throttle.succeeded(addr)
             return

@@ -23,7 +23,7 @@ reads instead of three timer operations.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -98,7 +98,7 @@ class LimitedProtocol(HttpToolsProtocol):
 
     # ---- connection
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn narrows it
         if len(self.server_state.connections) >= self.limits.max_connections:
             self.transport = transport
             self._dead = True
@@ -243,7 +243,7 @@ class LimitedProtocol(HttpToolsProtocol):
         )
 
     @classmethod
-    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: set[Any]) -> None:
+    def _sweep(cls, loop: asyncio.AbstractEventLoop, connections: Iterable[object]) -> None:
         now = loop.time()
         for conn in list(connections):
             if isinstance(conn, LimitedProtocol):
@@ -311,7 +311,7 @@ class LimitedProtocol(HttpToolsProtocol):
             path = raw.decode("latin-1") if raw.startswith(b"/") else None
         try:
             rep = type(self).render(path, err)
-        except Exception:  # noqa: BLE001  (a renderer bug must not leave the client hanging)
+        except Exception:  # a renderer bug must not leave the client hanging
             rep = ErrorReply(err.status, b'{"error":{"message":"request refused"}}')
         head = [
             STATUS_LINE[rep.status],

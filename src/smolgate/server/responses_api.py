@@ -33,7 +33,6 @@ from ..protocols.openai_responses_stream import (
 )
 from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
-from .auth import presented_key
 from .streaming import encode_events
 
 if TYPE_CHECKING:
@@ -60,7 +59,7 @@ def store_for(rt: Runtime) -> ResponseStore:
 
 def _owner(req: HttpRequest) -> str:
     """Who may read a stored response: whoever holds the client key that created it (open gateway: all)."""
-    key = presented_key(req.headers)
+    key = req.key
     return hashlib.sha256(key.encode()).hexdigest()[:32] if key else ""
 
 

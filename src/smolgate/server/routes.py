@@ -8,6 +8,7 @@ shape of the first whose markers the request carries, else of the first claimant
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -18,11 +19,11 @@ from ..canonical import Event, Origin, Request
 from ..errors import invalid, not_found
 from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
-from ..protocols.spec import ClientRoute, CountTokens, ProtocolSpec, RouteKind
+from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
 from ..signatures import owner_id
 from . import responses_api
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
-from .auth import presented_key
+from .auth import OWN_KEYS
 from .streaming import encode_events
 from .table import Endpoint, Handler, RouteTable
 
@@ -31,14 +32,13 @@ if TYPE_CHECKING:
 
     from .runtime import Runtime
 
-_NO_QUERY: dict[str, str] = {}
 T = TypeVar("T")
 
 
 # ------------------------------------------------------------------ handlers, one per route kind
 
 
-def _chat(c: Codec, key_in_query: bool) -> Handler:
+def _chat(c: Codec) -> Handler:
     """Every generation endpoint: decode → dispatch → encode (whole, or streamed as events arrive)."""
 
     async def chat(
@@ -47,8 +47,7 @@ def _chat(c: Codec, key_in_query: bool) -> Handler:
         canon = c.decode_request(req.body, RequestContext(params, req.query, req.headers))
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
-        key = presented_key(req.headers, req.query if key_in_query else _NO_QUERY)
-        canon.origin = Origin(protocol=c.name, owner=owner_id(key))
+        canon.origin = Origin(protocol=c.name, owner=owner_id(req.key))
         if not canon.stream:
             resp = await rt.dispatcher.complete(canon)
             await send_body(send, 200, c.encode_response(resp, canon))
@@ -162,7 +161,7 @@ def _needs(value: T | None, spec: ProtocolSpec, what: str) -> T:
 
 def _handler(spec: ProtocolSpec, route: ClientRoute, kind: RouteKind) -> Handler:
     if kind is RouteKind.CHAT:
-        return _chat(route.codec or spec.codec, spec.key_in_query)
+        return _chat(route.codec or spec.codec)
     if kind is RouteKind.COUNT_TOKENS:
         return _count_tokens(_needs(spec.count_tokens, spec, "count_tokens"))
     if kind is RouteKind.LIST_MODELS:
@@ -211,6 +210,11 @@ def _shared(claimants: list[tuple[ProtocolSpec, Handler]]) -> Handler:
     return handler
 
 
+def _keys(claimants: Iterable[ProtocolSpec]) -> KeyPresentation:
+    """Where a path's clients may put their key: every claimant protocol's styles."""
+    return functools.reduce(KeyPresentation.union, (s.client_keys for s in claimants))
+
+
 def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
     """The route table for these protocols (in precedence order) and the gateway's own routes."""
     specs = tuple(specs)
@@ -219,7 +223,7 @@ def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
         for route in spec.routes:
             claims.setdefault((route.method, route.path), []).append((spec, _bind(spec, route)))
     endpoints = [
-        Endpoint(method, path, _shared(c), c[0][0].codec, any(spec.key_in_query for spec, _ in c))
+        Endpoint(method, path, _shared(c), c[0][0].codec, _keys(spec for spec, _ in c))
         for (method, path), c in claims.items()
     ]
     prefixes = {prefix: spec.codec for spec in reversed(specs) for prefix in spec.error_prefixes}
@@ -228,9 +232,9 @@ def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
     own = prefixes["/"]  # the gateway's own routes answer errors in its default shape
     health = _fixed(b'{"status":"ok"}', "application/json")
     endpoints += [
-        Endpoint("GET", "/health", health, own),
-        Endpoint("GET", "/healthz", health, own),
-        Endpoint("GET", "/admin/accounts", _accounts, own),
+        Endpoint("GET", "/health", health, own, OWN_KEYS),
+        Endpoint("GET", "/healthz", health, own, OWN_KEYS),
+        Endpoint("GET", "/admin/accounts", _accounts, own, OWN_KEYS),
     ]
     return RouteTable(endpoints, prefixes)
 

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 
-from ..canonical import StreamError
+from ..canonical import Event, StreamError
 from ..errors import ErrorKind, GatewayError
 from ..protocols.base import StreamEncoder
 
 log = logging.getLogger("smolgate.server")
 
 
-async def encode_events(enc: StreamEncoder, first: Any, events: AsyncIterator[Any]) -> AsyncIterator[bytes]:
+async def encode_events(
+    enc: StreamEncoder, first: Event, events: AsyncIterator[Event]
+) -> AsyncIterator[bytes]:
     """A client stream's bytes: each event through the encoder; a failure becomes the protocol's in-stream
     error; the upstream stream is closed however it ends (the encoder's trailer is the caller's)."""
     try:
@@ -25,4 +27,5 @@ async def encode_events(enc: StreamEncoder, first: Any, events: AsyncIterator[An
         log.exception("internal error while streaming")
         yield enc.feed(StreamError(kind=ErrorKind.INTERNAL, message="internal error while streaming"))
     finally:
-        await events.aclose()  # type: ignore[attr-defined]
+        if isinstance(events, AsyncGenerator):  # the dispatcher's stream: closing it closes the upstream
+            await events.aclose()

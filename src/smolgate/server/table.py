@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ..protocols.base import Codec
+from ..protocols.spec import KeyPresentation
 from .asgi import HttpRequest, Receive, Send
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ class Endpoint:
     path: str  # the pattern, as declared
     handler: Handler
     errors: Codec  # whose shape an error answered on this path takes
-    key_in_query: bool = False  # a client key may come as `?key=` (Gemini's SDKs put it there)
+    keys: KeyPresentation  # where its clients put their key (every claimant's styles, on a shared path)
 
 
 def compile_path(pattern: str) -> re.Pattern[str]:

@@ -61,7 +61,7 @@ class AuthThrottle:
         key = client_bucket(addr)
         now = time.monotonic()
         st = self._seen.pop(key, None)
-        if st is None or now - st.first > self.window and now >= st.until:
+        if st is None or (now - st.first > self.window and now >= st.until):
             st = _State(0, now)
         st.failures += 1
         over = st.failures - self.failures
