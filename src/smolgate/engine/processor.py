@@ -160,16 +160,17 @@ def _image_seq_len(processor: dict[str, Any], path: Path) -> int:
     config = _read_json(path / "config.json")  # (image_size / patch_size)^2 / scale_factor^2
     vision = config.get("vision_config") or {}
     if "image_size" in vision and "patch_size" in vision:
-        return (vision["image_size"] // vision["patch_size"]) ** 2 // config.get("scale_factor", 2) ** 2
+        side = int(vision["image_size"]) // int(vision["patch_size"])
+        return side**2 // int(config.get("scale_factor", 2)) ** 2
     raise ValueError(f"{path}: no image_seq_len in processor_config.json and no vision config to derive it")
 
 
 def _chat_template(path: Path, processor: dict[str, Any]) -> str | None:
     """Same precedence as transformers: processor_config, chat_template.json, chat_template.jinja, tokenizer."""
     if processor.get("chat_template"):
-        return processor["chat_template"]
+        return str(processor["chat_template"])
     if (path / "chat_template.json").is_file():
-        return _read_json(path / "chat_template.json")["chat_template"]
+        return str(_read_json(path / "chat_template.json")["chat_template"])
     if (path / "chat_template.jinja").is_file():
         return (path / "chat_template.jinja").read_text(encoding="utf-8")
     template = _read_json(path / "tokenizer_config.json").get("chat_template")

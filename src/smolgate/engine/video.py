@@ -62,7 +62,7 @@ def sample_frames(info: VideoInfo, fps: float, max_frames: int, skip_secs: float
     start, end = max(0, start), min(end, info.total_frames - 1)
     if start >= end:
         start, end = 0, info.total_frames - 1
-    return np.unique(np.linspace(start, end, wanted, dtype=int)).tolist()
+    return [int(i) for i in np.unique(np.linspace(start, end, wanted, dtype=int))]
 
 
 def decode_video(
