@@ -352,10 +352,8 @@ def _decoded(message: ChatMessage) -> ChatMessage:
 def _in_passing_thread(fn: Callable[[], T]) -> T:
     """fn() in a new thread that ends with it. Loading runs torch ops, and a thread that ran one keeps an OpenMP
     pool that slows the compute thread's ops while it lives (scheduler.py); a finished thread's pool is gone."""
-    with ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="smolgate-load"
-    ) as pool:  # exit joins the thread
-        return pool.submit(fn).result()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smolgate-load") as pool:
+        return pool.submit(fn).result()  # leaving the block joins the thread
 
 
 def _build(
