@@ -313,7 +313,7 @@ def test_a_failing_sink_abandons_its_own_request_only(engine: Engine) -> None:
         sched.step()
     assert calls
     sched.step()
-    assert sched._rows == [] or len(sched._rows) == 1 and sched._rows[0].sink is not broken  # it left
+    assert sched._rows == [] or (len(sched._rows) == 1 and sched._rows[0].sink is not broken)  # it left
     run(sched)
     same(result(good), ref)
     assert len(calls) == 2  # its first chunk and its "cancelled" end; nothing after

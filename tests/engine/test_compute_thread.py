@@ -59,7 +59,7 @@ def test_requests_run_model_work_on_the_compute_thread_only(tmp_path):
             image = [ChatMessage("user", [ImagePart(png((900, 600))), TextPart("What is it?")])]
             engine.generate(image, GenerationParams(max_tokens=6))
             counts["after"] = os_threads()
-        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread
+        except BaseException as exc:  # re-raised in the test thread
             errors.append(exc)
 
     thread = threading.Thread(target=caller)

@@ -26,7 +26,7 @@ def tokenizer(tmp_path_factory: pytest.TempPathFactory) -> Tokenizer:
 def stream_pieces(tokenizer: Tokenizer, ids: list[int]) -> list[str]:
     detok = StreamingDetokenizer(tokenizer)
     pieces = [detok.add(i) for i in ids]
-    return pieces + [detok.flush()]
+    return [*pieces, detok.flush()]
 
 
 @pytest.mark.parametrize("name", list(TEXTS))

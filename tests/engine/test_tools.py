@@ -57,7 +57,7 @@ def all_splits(text: str) -> list[list[str]]:
     splits += [
         [text[:i], text[i:j], text[j:]] for i in range(0, len(text), step) for j in range(i, len(text), step)
     ]
-    return splits + [list(text)]
+    return [*splits, list(text)]
 
 
 def call(name: str, **args: object) -> ToolCallEvent:
@@ -193,7 +193,7 @@ def test_rendered_calls_round_trip_through_any_split(
         expected += [TextEvent(p), ToolCallEvent(name, json.dumps(args, ensure_ascii=False))]
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
     got = parse([text[a:b] for a, b in itertools.pairwise(bounds)])
-    assert got == merged(expected + [TextEvent(tail)])
+    assert got == merged([*expected, TextEvent(tail)])
 
 
 def test_tools_prompt() -> None:

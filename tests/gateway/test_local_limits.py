@@ -27,7 +27,7 @@ from tests.gateway.conftest import matrix_config
 from tests.gateway_server import GatewayServer
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules by basename
-from checkpoints import make_checkpoint  # noqa: E402
+from checkpoints import make_checkpoint
 
 CONTEXT = 640  # the tiny model's context: past 512, so "no max_tokens" must go beyond the old fixed cap
 LONG = "word " * 800  # > CONTEXT tokens with the SmolLM2 vocabulary

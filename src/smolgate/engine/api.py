@@ -43,7 +43,7 @@ FinishReason: TypeAlias = Literal["stop", "length", "stop_sequence", "cancelled"
 
 @dataclass(frozen=True, slots=True)
 class JsonSpec:
-    """Constrain the output to JSON: a value matching `schema` (None: any JSON value). The engine builds the
+    """Constrain the output to JSON: a value matching `schema` (None: any JSON object). The engine builds the
     token-level constraint from its own tokenizer."""
 
     schema: Mapping[str, Any] | bool | None = None

@@ -12,6 +12,7 @@ thread for `stream` and in an executor thread for `submit`, never on the event l
 thread; it runs no OpenMP-parallel torch op (processor.py works in numpy), so no second OpenMP pool appears.
 """
 
+# ruff: noqa: E402  (tune_process must run before the imports below load torch)
 from __future__ import annotations
 
 from .process import tune_process
@@ -26,7 +27,7 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
@@ -51,6 +52,10 @@ from .sampling import Constraint, Sampler
 from .scheduler import Limits, Scheduler
 from .tokenizer import Tokenizer
 from .weights import ModelNotFound, SafetensorsCheckpoint, hub_cache_dir, read_json, resolve_source
+
+if TYPE_CHECKING:
+    from .json_constraint import TokenTable
+    from .processor import SmolVLMProcessor
 
 GenerationChunk = gen.GenerationChunk
 GenerationResult = gen.GenerationResult
@@ -111,7 +116,7 @@ class Engine:
         model: SmolVLM,
         tokenizer: Tokenizer,
         model_id: str,
-        processor: Any | None = None,
+        processor: SmolVLMProcessor | None = None,
         limits: Limits | None = None,
     ) -> None:
         self.model, self.tokenizer, self.model_id, self.processor = model, tokenizer, model_id, processor
@@ -121,7 +126,7 @@ class Engine:
         self.supports_video = processor is not None and cfg.model_type == "smolvlm"
         self.context_length = cfg.text.max_position_embeddings
         self.scheduler = Scheduler(model, tokenizer, limits)
-        self._token_table: Any = None  # json_constraint.TokenTable, built on the first constrained request
+        self._token_table: TokenTable | None = None  # built on the first constrained request
         self._table_lock = threading.Lock()
 
     @classmethod
@@ -347,10 +352,8 @@ def _decoded(message: ChatMessage) -> ChatMessage:
 def _in_passing_thread(fn: Callable[[], T]) -> T:
     """fn() in a new thread that ends with it. Loading runs torch ops, and a thread that ran one keeps an OpenMP
     pool that slows the compute thread's ops while it lives (scheduler.py); a finished thread's pool is gone."""
-    with ThreadPoolExecutor(
-        max_workers=1, thread_name_prefix="smolgate-load"
-    ) as pool:  # exit joins the thread
-        return pool.submit(fn).result()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="smolgate-load") as pool:
+        return pool.submit(fn).result()  # leaving the block joins the thread
 
 
 def _build(

@@ -162,7 +162,7 @@ def _gap(frame: tuple[Any, ...], ws_index: int, rest: Stack | None, b: int) -> l
         return None
     if frame[ws_index] >= MAX_WS:
         return []
-    return [(frame[:ws_index] + (frame[ws_index] + 1,) + frame[ws_index + 1 :], rest)]
+    return [((*frame[:ws_index], frame[ws_index] + 1, *frame[ws_index + 1 :]), rest)]
 
 
 def _step_object(frame: tuple[Any, ...], rest: Stack | None, b: int) -> list[Stack]:
@@ -229,7 +229,7 @@ def _step_number(frame: tuple[Any, ...], rest: Stack | None, b: int) -> list[Sta
     if b in DIGITS:
         if ns == N_SIGN:
             return [((NUM, node, N_ZERO if b == ord("0") else N_INT, 1), rest)]
-        if ns in (N_INT, N_FRAC) and nd < MAX_DIGITS or ns == N_EXP and nd < 2:
+        if (ns in (N_INT, N_FRAC) and nd < MAX_DIGITS) or (ns == N_EXP and nd < 2):
             return [((NUM, node, ns, nd + 1), rest)]
         if ns in (N_DOT, N_E, N_ESIGN):
             return [((NUM, node, N_FRAC if ns == N_DOT else N_EXP, 1), rest)]
@@ -269,10 +269,8 @@ def can_finish(state: State) -> bool:
             rest is not None
             and rest[0][0] == ROOT
             and (
-                frame[0] == NUM
-                and frame[2] in N_COMPLETE
-                or frame[0] == LIT
-                and any(len(x) == frame[2] for x in frame[1])
+                (frame[0] == NUM and frame[2] in N_COMPLETE)
+                or (frame[0] == LIT and any(len(x) == frame[2] for x in frame[1]))
             )
         ):
             return True
@@ -281,7 +279,7 @@ def can_finish(state: State) -> bool:
 
 def in_text(state: State) -> bool:
     """Some alternative is inside a string, a key or a literal: the only places non-ASCII bytes go."""
-    return any(f[0] in (STR, LIT) or f[0] == OBJ and f[2] == O_INKEY for f, _ in state)
+    return any(f[0] in (STR, LIT) or (f[0] == OBJ and f[2] == O_INKEY) for f, _ in state)
 
 
 def string_room(state: State) -> int | None:

@@ -6,7 +6,7 @@ The generation loop calls, per step:
     token = sampler(logits, seen)
     constraint.advance(token)
 
-Testing all ~49k tokens against the automaton per step in Python would cost ~100 ms, so: tokens are kept
+Testing every vocabulary token against the automaton per step in Python is far too slow, so: tokens are kept
 sorted by their bytes, which makes the tokens sharing a prefix one contiguous range (an implicit trie). We
 probe which next bytes the automaton accepts; in structural states (few bytes allowed: between values, in
 numbers, keys, literals) we walk that trie with the automaton, visiting only valid prefixes, and get the exact
@@ -49,7 +49,7 @@ def _byte_decoder() -> dict[str, int]:
     keep = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     extra = [b for b in range(256) if b not in keep]
     chars = keep + [256 + i for i in range(len(extra))]
-    return {chr(c): b for b, c in zip(keep + extra, chars)}
+    return {chr(c): b for b, c in zip(keep + extra, chars, strict=True)}
 
 
 def byte_level_vocab(tokens: Sequence[str], special_ids: Collection[int] = ()) -> list[bytes | None]:
@@ -87,7 +87,7 @@ def vocab_from_tokenizer(tok: HFTokenizer) -> list[bytes | None]:
 class TokenTable:
     """Token bytes sorted into a prefix-ordered list, so all tokens sharing a prefix form one contiguous range:
     walking that implicit trie with the automaton finds every valid token while visiting only valid prefixes.
-    Built once per tokenizer (~0.1 s for 49k tokens); `of` caches it per vocab list."""
+    Built once per tokenizer; `of` caches it per vocab list."""
 
     _cache: ClassVar[dict[int, tuple[object, TokenTable]]] = {}
 
@@ -264,8 +264,8 @@ class JsonConstraint:
     def mask_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """logits [V] (V may exceed the tokenizer's size) -> a copy with disallowed tokens at -inf.
 
-        Host-side bookkeeping runs in numpy: torch hands a 49k-element fill or gather to its intra-op thread
-        pool, which cost ~10 ms per call on a busy 2-core machine (measured) against ~30 us single-threaded."""
+        Host-side bookkeeping runs in numpy: torch hands a vocabulary-sized fill or gather to its intra-op thread
+        pool, far slower than one thread on a busy machine (figures: docs/performance.md)."""
         src = logits.detach().float().numpy()
         ids = np.array(self.valid_token_ids(src), dtype=np.int64)
         out = np.full(src.shape, -np.inf, dtype=np.float32)

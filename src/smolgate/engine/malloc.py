@@ -2,14 +2,12 @@
 
 Loading reads each checkpoint tensor, quantizes it and drops it. With glibc's default (dynamic) mmap threshold,
 freeing one large mmapped block raises the threshold, so later blocks of that size come from the heap, and once
-freed they stay there as holes: the 2.2B int8 load ended with ~600 MiB of freed memory still resident (RssAnon
-3.1 GB, 2.5 GB after malloc_trim). While loading, large blocks are therefore always mmapped (returned on free),
-and the heap is trimmed at the end.
+freed they stay there as holes, resident (figures: docs/performance.md). While loading, large blocks are
+therefore always mmapped (returned on free), and the heap is trimmed at the end.
 
 Serving wants the opposite: activations of the same sizes come and go every step, and a fresh mmap per tensor
-costs a page fault per 4 KiB (per-token int8 activation quantization of a 1458 x 4304 vision batch: 17 ms with
-fresh pages, 4.6 ms reusing heap memory). So after loading, blocks up to 32 MiB come from the heap and the heap
-keeps up to 256 MiB of free memory at its top instead of trimming it after every step.
+costs a page fault per 4 KiB, several times the work on those pages. So after loading, blocks up to 32 MiB come
+from the heap and the heap keeps up to 256 MiB of free memory at its top instead of trimming it after every step.
 """
 
 from __future__ import annotations

@@ -160,7 +160,8 @@ def _image_seq_len(processor: dict[str, Any], path: Path) -> int:
     config = _read_json(path / "config.json")  # (image_size / patch_size)^2 / scale_factor^2
     vision = config.get("vision_config") or {}
     if "image_size" in vision and "patch_size" in vision:
-        return int((vision["image_size"] // vision["patch_size"]) ** 2 // config.get("scale_factor", 2) ** 2)
+        side = int(vision["image_size"]) // int(vision["patch_size"])
+        return side**2 // int(config.get("scale_factor", 2)) ** 2
     raise ValueError(f"{path}: no image_seq_len in processor_config.json and no vision config to derive it")
 
 

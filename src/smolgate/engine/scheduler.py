@@ -16,8 +16,8 @@ called on the decode thread: `Engine.submit` hands them straight to an event loo
 
 All model compute runs on that one thread: prompt embedding and the vision encoder too (one encoder pass per
 iteration, decode steps in between), and `run` brings any other model work there. With torch's OpenMP, every
-thread that ever ran a parallel op keeps its own worker pool, and while two pools exist on this 2-core machine
-each parallel op ran ~1.6x slower (a 2.2B int8 decode step: 106 -> 127 ms), even with the other pool idle.
+thread that ever ran a parallel op keeps its own worker pool, and while two pools exist every parallel op is
+slower, even with the other pool idle (figures: docs/performance.md).
 """
 
 from __future__ import annotations
@@ -72,8 +72,8 @@ class Limits:
     kv_tokens: int | None = None  # cache positions over all rows; None: DEFAULT_KV_BYTES worth for this model
     max_queue: int = 64  # requests waiting for a slot; one more raises QueueFull
     prefill_chunk: int = PREFILL_CHUNK  # prompt positions per prefill step (decode steps run in between)
-    # torch.compile the batched decode step (compiled.py). Off by default: it saves 20-26% per step on small models
-    # but costs ~35-50 s of warm-up at start on a 2-core CPU (135M, inductor cache warm; ~2 min cold; minutes on 2.2B).
+    # torch.compile the batched decode step (compiled.py). Off by default: faster steps cost a long warm-up at
+    # start on CPU (figures: docs/performance.md).
     compile: bool = False
 
 
@@ -111,9 +111,8 @@ class _Request:
             dec.picker,
             cancel,
         )
-        self.embedding: Generator[None, None, torch.Tensor] | None = (
-            None  # the prompt embedding, pass by pass
-        )
+        # the prompt embedding, pass by pass, until `embeds` holds it
+        self.embedding: Generator[None, None, torch.Tensor] | None = None
         self.embeds: torch.Tensor | None = None  # [1, T, hidden] once embedded
         self.reserve = dec.prompt_len + dec.max_tokens  # cache positions it may need
         self.filled = 0  # prompt positions prefilled so far
@@ -129,7 +128,7 @@ class _Request:
         """Hand an item to the caller; a sink that fails (its event loop closed) abandons the request."""
         try:
             self.sink(item)
-        except Exception:  # noqa: BLE001 - nobody is left to tell
+        except Exception:  # nobody is left to tell
             self.ticket.abandon()
 
 
@@ -284,7 +283,7 @@ class Scheduler:
                     break
             try:
                 self.step()
-            except Exception as exc:  # noqa: BLE001 - a failed forward fails its requests, not the engine
+            except Exception as exc:  # a failed forward fails its requests, not the engine
                 self._fail_all(exc)
         self._fail_all(RuntimeError("the engine was closed"))
 
@@ -299,7 +298,7 @@ class Scheduler:
             fn, done = job
             try:
                 done.set_result(fn())
-            except Exception as exc:  # noqa: BLE001 - raised again in the caller's thread
+            except Exception as exc:  # raised again in the caller's thread
                 done.set_exception(exc)
         with self._lock:
             for req in [r for r in self._waiting if r.cancelled]:
@@ -356,7 +355,7 @@ class Scheduler:
         -> the budget used. They then join the decoding rows in order.
 
         A burst of short prompts costs one forward instead of one each: a forward of a few dozen positions is
-        bound by per-op cost (256M int8-dynamic: 8 x 39-token prompts took 270 ms one by one). Right padding
+        bound by per-op cost, not by its width (figures: docs/performance.md). Right padding
         changes nothing for the real positions under the causal mask, and the padded cache positions are
         overwritten by each row's own next tokens before any query can see them.
         """
@@ -385,7 +384,7 @@ class Scheduler:
             self.prefill_passes += 1
             hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
             logits = self.model.lm_head(hidden[torch.arange(len(group)), torch.tensor(lengths) - 1])
-        except Exception as exc:  # noqa: BLE001 - the error goes to each caller's iterator
+        except Exception as exc:  # the error goes to each caller's iterator
             for req in group:
                 req.emit(exc)
             return used
@@ -431,7 +430,7 @@ class Scheduler:
                 return budget  # what is left of this iteration's budget: the next one takes a whole chunk
             self.prefill_passes += 1
             logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
-        except Exception as exc:  # noqa: BLE001 - the error goes to its caller's iterator
+        except Exception as exc:  # the error goes to its caller's iterator
             self._filling = None
             req.emit(exc)
             return 1
@@ -511,7 +510,7 @@ class Scheduler:
             token = greedy if greedy is not None else req.picker(logits)
             req.picker.accept(token)
             chunk = req.dec.push(token)
-        except Exception as exc:  # noqa: BLE001 - delivered to this request's caller
+        except Exception as exc:  # delivered to this request's caller
             req.emit(exc)
             return -1
         if chunk is not None:

@@ -31,7 +31,9 @@ class FeatureCache:
         self.hits = 0
         self.encoded = 0  # tiles that went through the encoder (observable in tests)
 
-    def __deepcopy__(self, memo: dict[int, object]) -> FeatureCache:  # a copied model starts with an empty cache
+    def __deepcopy__(
+        self, memo: dict[int, object]
+    ) -> FeatureCache:  # a copied model starts with an empty cache
         return FeatureCache(self.max_bytes)
 
     def get(self, key: bytes) -> torch.Tensor | None:

@@ -121,7 +121,7 @@ class LocalProvider(Provider):
         if self.cfg.compile:
             log.info(
                 "local model: the decode step is compiled after loading "
-                "(~35-50 s for 135M on 2 cores with inductor's cache warm, ~2 min cold; minutes for 2.2B)"
+                "(from under a minute to several minutes on a CPU; see docs/performance.md)"
             )
         loaded: LocalEngine = await asyncio.to_thread(
             lambda: engine.Engine.load(source, quant=quant, dtype=self.cfg.dtype, limits=limits)

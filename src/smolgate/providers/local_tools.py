@@ -9,8 +9,9 @@ the same way (engine/json_constraint.py), so they always parse and validate.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any
 
 from ..canonical import (
     BlockStart,
@@ -43,7 +44,7 @@ class OutputPlan:
     """How to prompt and how to read the output for one request."""
 
     system_addendum: str = ""
-    schema: Any = None  # a JSON schema to constrain to (None = unconstrained)
+    schema: dict[str, Any] | None = None  # the JSON schema to constrain to (None: any JSON object)
     constrained: bool = False  # json mode / forced tool call
     forced_call: bool = False  # the whole output is one call body: {"name": ..., "arguments": {...}}
     tool_names: list[str] = field(default_factory=list)
