@@ -80,8 +80,8 @@ class Chunk(_Camel):
 
 
 _CHUNK = msgspec.json.Decoder(Chunk)
-# A key (after `{` or `,`: a quote inside a string value is always escaped) with an underscore in it.
-_SNAKE_KEY = re.compile(r'[{,]\s*"[^"]*_[^"]*"\s*:')
+# The tail of a snake_case key: a `"` inside a string value is escaped, and a value is never followed by `:`.
+_SNAKE_KEY = re.compile(r'_[a-z0-9_]*"\s*:')
 
 
 def decode(data: str) -> Chunk | Invalid:
