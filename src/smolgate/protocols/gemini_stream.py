@@ -64,7 +64,7 @@ def chunk(
 def error_obj(status: int, message: str, kind: ErrorKind | None, param: str | None = None) -> dict[str, Any]:
     name = status_name(status)
     if kind in KIND_NAMES and status in (401, 403, 429, 504):
-        name = KIND_NAMES[kind]  # type: ignore[index]
+        name = KIND_NAMES[kind]
     err: dict[str, Any] = {"code": status, "message": message, "status": name}
     if param:
         err["details"] = [
