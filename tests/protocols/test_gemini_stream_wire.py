@@ -189,11 +189,29 @@ def test_errors_end_the_stream_with_their_kind() -> None:
 
 
 def test_an_error_that_is_not_text_ends_the_stream_without_relaying_it() -> None:
-    """The dict-walking reader relayed such a value's Python repr; now it reads as absent."""
+    """The dict-walking reader relayed such a value's Python repr; now it is not relayed."""
     assert _run({"error": {"code": "429", "message": ["?"]}}) == [
         StreamError(kind=ErrorKind.UPSTREAM, message="upstream error")
     ]
-    assert _run({"error": 5}) == [StreamError(kind=ErrorKind.UPSTREAM, message="upstream error")]
+    # an `error` that is not an object or text reads as absent: the stream still ends in an error
+    odd = _run({"error": 5})
+    assert [type(e) for e in odd] == [MessageStart, StreamError]
+    assert odd[-1] == StreamError(kind=ErrorKind.UPSTREAM, message="Gemini stream ended before finishReason")
+
+
+def test_a_function_call_that_is_not_an_object_is_no_call() -> None:
+    evs = _run(
+        {"candidates": [{"content": {"parts": [{"functionCall": 5, "text": "t"}]}, "finishReason": "STOP"}]}
+    )
+    assert [type(e) for e in evs] == [
+        MessageStart,
+        BlockStart,
+        TextDelta,
+        BlockStop,
+        MessageDelta,
+        MessageStop,
+    ]
+    assert evs[-2] == MessageDelta(stop_reason=StopReason.END_TURN, usage=Usage())
 
 
 def test_malformed_payloads() -> None:

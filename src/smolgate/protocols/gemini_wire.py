@@ -3,9 +3,9 @@ of the API reference, with the camelCase names the API sends.
 
 Gemini is proto-JSON, so any key may also arrive snake_case. `decode` takes one typed decode unless the
 payload has a key with an underscore (a cheap scan); only then does it re-key the payload to camelCase
-(never function `args`, which are user data) and decode that. A field of the wrong shape reads as absent,
-and a value that should be an object but is not reads as an empty object, so one bad field costs only
-itself, as it did for the dict-walking reader this replaces.
+(never function `args`, which are user data) and decode that. A field of the wrong shape reads as absent
+and a list element that is not an object as an empty one (the first candidate stays the first), so one
+bad field costs only itself, as it did for the dict-walking reader this replaces.
 """
 
 from __future__ import annotations
@@ -154,9 +154,14 @@ def _convert(value: object, tp: object) -> object:
         pass
     union = typing.get_origin(tp) in (typing.Union, types.UnionType)
     for arm in typing.get_args(tp) if union else (tp,):
-        if isinstance(arm, type) and issubclass(arm, msgspec.Struct):
-            return _struct(value if isinstance(value, dict) else {}, arm)
+        if isinstance(arm, type) and issubclass(arm, msgspec.Struct) and isinstance(value, dict):
+            return _struct(value, arm)
         if typing.get_origin(arm) is list and isinstance(value, list):
-            (item,) = typing.get_args(arm)
-            return [v for v in (_convert(x, item) for x in value) if v is not _ABSENT]
+            (item,) = typing.get_args(arm)  # every list here holds objects
+            return [_element(x, item) for x in value]
     return _ABSENT
+
+
+def _element(value: object, cls: type[S]) -> S:
+    """A list element keeps its place: one that is not an object reads as an empty one."""
+    return _struct(value, cls) if isinstance(value, dict) else cls()
