@@ -1,7 +1,8 @@
 """Upstream stream decoding speed: this tree against a baseline git revision, in one run.
 
-Decodes a recorded-shape Anthropic Messages stream and an OpenAI Responses stream (reasoning, text, a tool
-call, usage; pings and events the decoders skip included) `--n` times each, in this tree and in the source
+Decodes a recorded-shape Anthropic Messages stream, an OpenAI Responses stream and a Gemini
+`streamGenerateContent` stream (reasoning, text, a tool call, usage; pings, events the decoders skip and
+fields they ignore included) `--n` times each, in this tree and in the source
 of `--baseline` (extracted with `git archive` into a temporary directory), alternating the two in
 subprocesses for `--rounds` rounds, then prints the best seconds of each and the ratio baseline / current,
 and whether both trees decoded the streams to the same canonical events. No sockets: decoders only.
@@ -97,6 +98,29 @@ def responses_stream() -> bytes:
     return b"".join(_sse(name, {"type": name, **body}) for name, body in ev)
 
 
+def gemini_stream() -> bytes:
+    """camelCase, as the API sends it; the tool call's arguments have snake_case keys (user data)."""
+    ratings = [{"category": "HARM_CATEGORY_HATE_SPEECH", "probability": "NEGLIGIBLE"}]
+
+    def chunk(parts: list[dict[str, object]], **extra: object) -> bytes:
+        cand: dict[str, object] = {"content": {"role": "model", "parts": parts}, "index": 0}
+        cand.update(extra)
+        body = {"candidates": [cand], "modelVersion": "gemini-2.5-flash", "responseId": "resp_01"}
+        return b"data: " + json.dumps(body, separators=(",", ":")).encode() + b"\r\n\r\n"
+
+    out = [chunk([{"text": "consider the question ", "thought": True}]) for _ in range(20)]
+    out.append(chunk([{"text": "", "thought": True, "thoughtSignature": "EqQBCkYIBxgCKkB" * 8}]))
+    out += [chunk([{"text": "a few words "}], safetyRatings=ratings) for _ in range(100)]
+    call = {"id": "call_01", "name": "get_weather", "args": {"city_name": "Paris", "units": "metric"}}
+    usage = {"promptTokenCount": 812, "candidatesTokenCount": 240, "totalTokenCount": 1052}
+    last = chunk([{"functionCall": call}], finishReason="STOP")
+    out.append(last[: -len(b"}\r\n\r\n")] + b',"usageMetadata":' + json.dumps(usage).encode() + b"}\r\n\r\n")
+    return b"".join(out)
+
+
+STREAMS = ("anthropic", "responses", "gemini")
+
+
 def measure(n: int) -> dict[str, float | str]:
     """Seconds to decode each stream `n` times with this interpreter's `smolgate`, and a digest of the
     canonical events (the same digest in both trees shows the decoders agree)."""
@@ -105,12 +129,14 @@ def measure(n: int) -> dict[str, float | str]:
     import msgspec
 
     from smolgate.protocols.anthropic_stream import AnthropicStreamDecoder
+    from smolgate.protocols.gemini_stream import GeminiStreamDecoder
     from smolgate.protocols.openai_decoders import ResponsesStreamDecoder
 
     out: dict[str, float | str] = {}
     for name, make, wire in (
         ("anthropic", AnthropicStreamDecoder, anthropic_stream()),
         ("responses", ResponsesStreamDecoder, responses_stream()),
+        ("gemini", GeminiStreamDecoder, gemini_stream()),
     ):
         for _ in range(max(1, n // 10)):  # warm-up
             d = make()
@@ -121,8 +147,17 @@ def measure(n: int) -> dict[str, float | str]:
             d.feed(wire)
             d.close()
         out[name] = time.perf_counter() - t0
-        out[name + "_events"] = hashlib.sha256(msgspec.json.encode(events)).hexdigest()[:16]
+        out[name + "_events"] = hashlib.sha256(msgspec.json.encode(_stable(events))).hexdigest()[:16]
     return out
+
+
+def _stable(events: list[object]) -> list[object]:
+    """The events without what differs per run (the arrival time in MessageStart)."""
+    import msgspec
+
+    return [
+        {**msgspec.to_builtins(e), "created": 0} if type(e).__name__ == "MessageStart" else e for e in events
+    ]
 
 
 def payload_only(n: int) -> dict[str, float]:
@@ -130,16 +165,17 @@ def payload_only(n: int) -> dict[str, float]:
     through `orjson.loads` (what the dict walkers started from) and through the typed wire union."""
     import orjson
 
-    from smolgate.protocols import anthropic_wire, openai_responses_wire
+    from smolgate.protocols import anthropic_wire, gemini_wire, openai_responses_wire
     from smolgate.protocols.sse import SSEParser
 
     out: dict[str, float] = {}
-    for name, wire, events in (
-        ("anthropic", anthropic_stream(), anthropic_wire.EVENTS),
-        ("responses", responses_stream(), openai_responses_wire.EVENTS),
+    for name, wire, typed in (
+        ("anthropic", anthropic_stream(), anthropic_wire.EVENTS.decode),
+        ("responses", responses_stream(), openai_responses_wire.EVENTS.decode),
+        ("gemini", gemini_stream(), gemini_wire.decode),
     ):
         datas = [m.data for m in SSEParser().feed(wire)]
-        for label, decode in (("orjson", orjson.loads), ("typed", events.decode)):
+        for label, decode in (("orjson", orjson.loads), ("typed", typed)):
             best = float("inf")
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -181,7 +217,7 @@ def main() -> None:
     if args.child:
         print(json.dumps(measure(args.n)))
         return
-    names = ("anthropic", "responses")
+    names = STREAMS
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline:
             archive = subprocess.run(

@@ -14,7 +14,7 @@ Conventions shared by all codecs:
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal, Union
+from typing import Any, Literal
 
 import msgspec
 
@@ -81,7 +81,7 @@ class Opaque(Struct, tag="opaque"):
     data: dict[str, Any]
 
 
-Block = Union[Text, Image, Video, ToolCall, ToolResult, Reasoning, Opaque]
+Block = Text | Image | Video | ToolCall | ToolResult | Reasoning | Opaque
 
 
 class Message(Struct):
@@ -229,7 +229,7 @@ class Request(Struct):
 # ---------------------------------------------------------------- response
 
 
-class StopReason(str, enum.Enum):
+class StopReason(enum.StrEnum):
     END_TURN = "end_turn"
     MAX_TOKENS = "max_tokens"
     STOP_SEQUENCE = "stop_sequence"
@@ -319,18 +319,18 @@ class StreamError(Struct, tag="error"):
     message: str
 
 
-Event = Union[
-    MessageStart,
-    BlockStart,
-    TextDelta,
-    ToolArgsDelta,
-    ReasoningDelta,
-    SignatureDelta,
-    BlockStop,
-    MessageDelta,
-    MessageStop,
-    StreamError,
-]
+Event = (
+    MessageStart
+    | BlockStart
+    | TextDelta
+    | ToolArgsDelta
+    | ReasoningDelta
+    | SignatureDelta
+    | BlockStop
+    | MessageDelta
+    | MessageStop
+    | StreamError
+)
 
 
 def link_tool_results(messages: list[Message]) -> None:

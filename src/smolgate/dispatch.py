@@ -11,23 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TypeVar
 
 import msgspec
 
 from . import caching, forced_tools, stops
-from .canonical import Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
+from .canonical import Block, Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
 from .config import Config
 from .errors import ErrorKind, GatewayError, context_overflow, overflow_from_message
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
-from .pool import Pools
-from .providers.base import Provider
+from .pool import Lease, Pools
+from .providers.base import Attempt, Provider
 from .reasoning import ReasoningPolicy
 from .routing import Route, Router
 from .secret import reveal
 from .signatures import Signatures, SignatureStore
 
 log = logging.getLogger("smolgate.dispatch")
+
+T = TypeVar("T")
 
 
 def estimate_tokens(req: Request) -> int:
@@ -74,7 +77,7 @@ class Dispatcher:
     # ------------------------------------------------------------------ public API
 
     async def complete(self, req: Request) -> Response:
-        async def call(provider: Provider, route: Route, lease) -> Response:  # type: ignore[no-untyped-def]
+        async def call(provider: Provider, route: Route, lease: Lease) -> Response:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
             resp, status, headers = await self._send(
@@ -97,7 +100,9 @@ class Dispatcher:
         """Events for the client. Raises GatewayError before the first event; never after it."""
         req_for: dict[str, Request] = {}
 
-        async def call(provider: Provider, route: Route, lease):  # type: ignore[no-untyped-def]
+        async def call(
+            provider: Provider, route: Route, lease: Lease
+        ) -> tuple[Attempt, AsyncIterator[Event], Event, Lease]:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
             attempt = await self._send(
@@ -131,14 +136,14 @@ class Dispatcher:
             yield first
             async for ev in it:
                 if isinstance(ev, MessageDelta) and ev.usage is not None:  # real usage for tpm windows
-                    lease.record(status=attempt.status, tokens=ev.usage.total_tokens)  # type: ignore[attr-defined]
+                    lease.record(status=attempt.status, tokens=ev.usage.total_tokens)
                 yield ev
         except GatewayError as exc:
-            lease.record(error=exc.kind)  # type: ignore[attr-defined]
+            lease.record(error=exc.kind)
             yield StreamError(kind=exc.kind, message=exc.message)
         finally:
             await attempt.aclose()
-            await lease.release()  # type: ignore[attr-defined]
+            await lease.release()
 
     async def count_tokens(self, req: Request) -> int:
         route = self.router.resolve(req.model)[0]
@@ -146,7 +151,7 @@ class Dispatcher:
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
 
-    async def _send(self, send: Callable, req: Request, route: Route):  # type: ignore[no-untyped-def]
+    async def _send(self, send: Callable[[Request], Awaitable[T]], req: Request, route: Route) -> T:
         """One upstream call with per-target shaping: signed reasoning state put back, prompt-cache
         breakpoints, the reasoning policy."""
         req = await self.signatures.restore(req, route.provider, route.model)
@@ -157,8 +162,12 @@ class Dispatcher:
     # ------------------------------------------------------------------ the loop
 
     async def _attempts(
-        self, req: Request, req_for: dict[str, Request], call: Callable, keep_lease: bool = False
-    ):  # type: ignore[no-untyped-def]
+        self,
+        req: Request,
+        req_for: dict[str, Request],
+        call: Callable[[Provider, Route, Lease], Awaitable[T]],
+        keep_lease: bool = False,
+    ) -> T:
         routes = self.router.resolve(req.model)
         budget = self.cfg.retry.attempts
         deadline = time.monotonic() + self.cfg.retry.deadline
@@ -255,14 +264,14 @@ class Dispatcher:
         async with new_session() as session:
             tasks = [asyncio.ensure_future(one(param, b)) for param, b in jobs]
             try:
-                fetched = dict(zip((id(b) for _, b in jobs), await asyncio.gather(*tasks)))
+                fetched = dict(zip((id(b) for _, b in jobs), await asyncio.gather(*tasks), strict=True))
             except BaseException:  # the first failure decides; stop the others
                 for t in tasks:
                     t.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
                 raise
 
-        def swap(b):  # type: ignore[no-untyped-def]
+        def swap(b: Block) -> Block:
             if isinstance(b, ToolResult) and any(id(c) in fetched for c in b.content):
                 return msgspec.structs.replace(b, content=[fetched.get(id(c), c) for c in b.content])
             return fetched.get(id(b), b)

@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import enum
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Mapping
 
 
-class ErrorKind(str, enum.Enum):
+class ErrorKind(enum.StrEnum):
     INVALID_REQUEST = "invalid_request"  # 400: the client's fault, never retried
     AUTH = "auth"  # 401
     PERMISSION = "permission"  # 403
@@ -176,7 +176,9 @@ def overflow_from_message(message: str) -> ContextOverflow | None:
         m = rx.search(message)
         if m is None:
             continue
-        got = {n: int(v.replace(",", "")) for n, v in zip(names, m.groups()) if n}
+        got = {
+            n: int(v.replace(",", "")) for n, v in zip(names, m.groups(), strict=True) if n
+        }  # a name per group
         return ContextOverflow(got.get("prompt"), got.get("limit"), got.get("max"))
     return None
 

@@ -139,8 +139,8 @@ async def apply_to_stream(events: AsyncIterator[Event], req: Request) -> AsyncIt
                 yield BlockStart(index=first, block=msgspec.structs.replace(call, arguments=""))
                 yield ToolArgsDelta(index=first, json=call.arguments)
                 yield BlockStop(index=first)
-                if ev.stop_reason != StopReason.MAX_TOKENS:  # type: ignore[union-attr]
-                    ev = msgspec.structs.replace(ev, stop_reason=StopReason.TOOL_USE)  # type: ignore[type-var]
+                if isinstance(ev, MessageDelta) and ev.stop_reason != StopReason.MAX_TOKENS:
+                    ev = msgspec.structs.replace(ev, stop_reason=StopReason.TOOL_USE)
             held, text, first = [], [], None
             yield ev
             continue

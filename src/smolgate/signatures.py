@@ -170,7 +170,7 @@ class SignatureStore:
         r = self._client()
         if r is not None and missing:
             values = await self._shared(r.mget(missing))
-            for k, v in zip(missing, values or ()):
+            for k, v in zip(missing, values or (), strict=False):  # no reply: nothing shared
                 if isinstance(v, bytes):
                     out[k] = v
                     self._put_local(k, v, now + self.ttl)  # a later turn on this replica needs no round trip
@@ -196,7 +196,7 @@ class SignatureStore:
         """A Redis call that never fails the request: on error this replica goes on with its memory alone."""
         try:
             return await asyncio.wait_for(op, self._timeout * 4)
-        except Exception as exc:  # noqa: BLE001 - any Redis failure degrades to memory, never to the client
+        except Exception as exc:  # any Redis failure degrades to memory, never to the client
             if time.monotonic() >= self._down_until:
                 log.warning(
                     "signature store: redis unreachable (%s); using this replica's memory for 5 s",
@@ -393,7 +393,7 @@ class _Fold:
     """The reasoning and tool-call blocks of a stream (text is not kept)."""
 
     def __init__(self) -> None:
-        self.blocks: dict[int, Block] = {}
+        self.blocks: dict[int, Reasoning | ToolCall] = {}
         self.parts: dict[int, list[str]] = {}
         self.sigs: dict[int, list[str]] = {}
 

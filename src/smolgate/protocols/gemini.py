@@ -31,6 +31,7 @@ import orjson
 
 from .. import reasoning, retry_after
 from ..canonical import (
+    Block,
     Image,
     Message,
     ReasoningConfig,
@@ -417,8 +418,9 @@ class GeminiCodec(Codec):
 
 def _reason(err: dict[str, Any]) -> str | None:
     for detail in err.get("details") or ():
-        if isinstance(detail, dict) and isinstance(detail.get("reason"), str):
-            return detail["reason"]
+        reason = detail.get("reason") if isinstance(detail, dict) else None
+        if isinstance(reason, str):
+            return reason
     return None
 
 
@@ -434,7 +436,7 @@ def _contents(messages: list[Message]) -> list[dict[str, Any]]:
     for i, msg in enumerate(messages):
         results: list[dict[str, Any]] = []
         extra: list[dict[str, Any]] = []
-        others = []
+        others: list[Block] = []
         for b in msg.content:
             if isinstance(b, ToolCall):
                 names[b.id] = b.name

@@ -346,17 +346,20 @@ def _int(v: Any) -> int:
 def usage_in(m: Any) -> Usage:
     if not isinstance(m, dict):
         return Usage()
-    prompt = _int(get(m, "promptTokenCount")) + _int(get(m, "toolUsePromptTokenCount"))
-    cand, thoughts = _int(get(m, "candidatesTokenCount")), _int(get(m, "thoughtsTokenCount"))
-    total = _int(get(m, "totalTokenCount"))
-    # candidatesTokenCount normally excludes thoughts; some deployments include them (sum equals total).
-    out = cand if thoughts and prompt + cand == total else cand + thoughts
-    return Usage(
-        input_tokens=prompt,
-        output_tokens=out,
-        cached_tokens=_int(get(m, "cachedContentTokenCount")),
-        reasoning_tokens=thoughts,
+    return count_usage(
+        prompt=_int(get(m, "promptTokenCount")) + _int(get(m, "toolUsePromptTokenCount")),
+        candidates=_int(get(m, "candidatesTokenCount")),
+        thoughts=_int(get(m, "thoughtsTokenCount")),
+        total=_int(get(m, "totalTokenCount")),
+        cached=_int(get(m, "cachedContentTokenCount")),
     )
+
+
+def count_usage(*, prompt: int, candidates: int, thoughts: int, total: int, cached: int) -> Usage:
+    """usageMetadata counts → canonical usage (`prompt` includes tool-use prompt tokens)."""
+    # candidatesTokenCount normally excludes thoughts; some deployments include them (sum equals total).
+    out = candidates if thoughts and prompt + candidates == total else candidates + thoughts
+    return Usage(input_tokens=prompt, output_tokens=out, cached_tokens=cached, reasoning_tokens=thoughts)
 
 
 STATUS_NAMES = {

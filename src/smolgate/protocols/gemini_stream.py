@@ -29,6 +29,7 @@ from ..canonical import (
 )
 from ..canonical import Reasoning as ReasoningBlock
 from ..errors import DEFAULT_STATUS, ErrorKind, from_status
+from . import gemini_wire
 from .base import StreamDecoder, StreamEncoder
 from .common import dumps, new_id
 from .gemini_parts import (
@@ -36,14 +37,14 @@ from .gemini_parts import (
     KIND_NAMES,
     SIG_PREFIX,
     args_object,
+    count_usage,
     finish_in,
     gemini_sig,
-    get,
     status_name,
-    usage_in,
     usage_out,
 )
 from .sse import SSEParser, sse_event
+from .wire import Invalid
 
 
 def chunk(
@@ -63,7 +64,7 @@ def chunk(
 def error_obj(status: int, message: str, kind: ErrorKind | None, param: str | None = None) -> dict[str, Any]:
     name = status_name(status)
     if kind in KIND_NAMES and status in (401, 403, 429, 504):
-        name = KIND_NAMES[kind]  # type: ignore[index]
+        name = KIND_NAMES[kind]
     err: dict[str, Any] = {"code": status, "message": message, "status": name}
     if param:
         err["details"] = [
@@ -235,73 +236,70 @@ class GeminiStreamDecoder(StreamDecoder):
         self._done = True
 
     def _message(self, data: str, out: list[Event]) -> None:
-        try:
-            obj = orjson.loads(data)
-        except orjson.JSONDecodeError:
-            self._done = True
-            out.append(StreamError(kind=ErrorKind.UPSTREAM, message="Gemini sent a malformed stream chunk"))
-            return
-        if not isinstance(obj, dict):
-            return
-        err = obj.get("error")
-        if err is not None:
-            self._done = True
-            code = err.get("code") if isinstance(err, dict) else None
-            msg = err.get("message") if isinstance(err, dict) else str(err)
-            kind = from_status(code if isinstance(code, int) else 500, "").kind
-            out.append(StreamError(kind=kind, message=str(msg or "upstream error")))
+        chunk = gemini_wire.decode(data)
+        if isinstance(chunk, Invalid):
+            if not chunk.json:
+                self._malformed(out)
+            return  # JSON that is not an object carries nothing
+        if chunk.error is not None:
+            self._fail(chunk.error, out)
             return
         if not self._started:
             self._started = True
-            self._id = get(obj, "responseId") or new_id("resp_")
-            self._model = get(obj, "modelVersion") or ""
-            out.append(MessageStart(id=str(self._id), model=str(self._model), created=int(time.time())))
-        if get(obj, "usageMetadata") is not None:
-            self._usage = usage_in(get(obj, "usageMetadata"))
-        cands = get(obj, "candidates")
-        if not cands:
-            feedback = get(obj, "promptFeedback")
-            if isinstance(feedback, dict) and get(feedback, "blockReason"):
+            self._id = chunk.response_id or new_id("resp_")
+            self._model = chunk.model_version or ""
+            out.append(MessageStart(id=self._id, model=self._model, created=int(time.time())))
+        if chunk.usage_metadata is not None:
+            self._usage = _usage(chunk.usage_metadata)
+        if not chunk.candidates:  # usage only, or a blocked prompt
+            feedback = chunk.prompt_feedback
+            if feedback is not None and feedback.block_reason:
                 self._finish = "SAFETY"
-                self._end(out)
-            elif self._finish is not None:
+            if self._finish is not None:
                 self._end(out)
             return
-        cand = cands[0] if isinstance(cands, list) and isinstance(cands[0], dict) else {}
-        content = get(cand, "content")
-        parts = get(content, "parts") if isinstance(content, dict) else None
-        for part in parts if isinstance(parts, list) else ():
-            if isinstance(part, dict):
-                self._part(part, out)
-        finish = get(cand, "finishReason")
-        if isinstance(finish, str):
-            self._finish = finish
+        cand = chunk.candidates[0]
+        for part in (cand.content.parts if cand.content is not None else None) or ():
+            self._part(part, out)
+            if self._done:
+                return
+        if cand.finish_reason is not None:
+            self._finish = cand.finish_reason
             self._close_block(out)
-            if get(obj, "usageMetadata") is not None:
+            if chunk.usage_metadata is not None:
                 self._end(out)
 
-    def _part(self, part: dict[str, Any], out: list[Event]) -> None:
-        sig = get(part, "thoughtSignature")
-        sig = sig if isinstance(sig, str) and sig else None
-        fc = get(part, "functionCall")
-        if isinstance(fc, dict):
+    def _malformed(self, out: list[Event]) -> None:
+        self._done = True
+        out.append(StreamError(kind=ErrorKind.UPSTREAM, message="Gemini sent a malformed stream chunk"))
+
+    def _fail(self, err: gemini_wire.Status | str, out: list[Event]) -> None:
+        self._done = True
+        if isinstance(err, str):
+            out.append(StreamError(kind=from_status(500, "").kind, message=err or "upstream error"))
+            return
+        kind = from_status(err.code if err.code is not None else 500, "").kind
+        out.append(StreamError(kind=kind, message=err.message or "upstream error"))
+
+    def _part(self, part: gemini_wire.Part, out: list[Event]) -> None:
+        sig = part.thought_signature or None
+        fc = part.function_call
+        if fc is not None:
+            try:
+                args = orjson.loads(memoryview(fc.args)) or {}
+            except orjson.JSONDecodeError:  # JSON orjson refuses (a number out of range): as before
+                self._malformed(out)
+                return
             self._close_block(out)
             self._index += 1
             self._tool = True
-            cid = get(fc, "id") or new_id("call_")
-            out.append(
-                BlockStart(
-                    index=self._index,
-                    block=ToolCall(id=str(cid), name=str(get(fc, "name") or ""), arguments="", signature=sig),
-                )
-            )
-            out.append(ToolArgsDelta(index=self._index, json=orjson.dumps(get(fc, "args") or {}).decode()))
+            call = ToolCall(id=fc.id or new_id("call_"), name=fc.name or "", arguments="", signature=sig)
+            out.append(BlockStart(index=self._index, block=call))
+            out.append(ToolArgsDelta(index=self._index, json=orjson.dumps(args).decode()))
             out.append(BlockStop(index=self._index))
             return
-        text = get(part, "text")
-        if not isinstance(text, str):
-            text = ""
-        if get(part, "thought") is True:
+        text = part.text or ""
+        if part.thought is True:
             if text or sig:
                 self._open_block("reasoning", out)
             if text:
@@ -317,3 +315,13 @@ class GeminiStreamDecoder(StreamDecoder):
             self._open_block("reasoning", out)
             out.append(SignatureDelta(index=self._index, signature=SIG_PREFIX + sig))
             self._close_block(out)
+
+
+def _usage(m: gemini_wire.UsageMetadata) -> Usage:
+    return count_usage(
+        prompt=(m.prompt_token_count or 0) + (m.tool_use_prompt_token_count or 0),
+        candidates=m.candidates_token_count or 0,
+        thoughts=m.thoughts_token_count or 0,
+        total=m.total_token_count or 0,
+        cached=m.cached_content_token_count or 0,
+    )

@@ -27,6 +27,7 @@ import orjson
 
 from .. import reasoning, retry_after
 from ..canonical import (
+    Block,
     Image,
     Message,
     Reasoning,
@@ -154,7 +155,7 @@ def decode_chat(body: bytes) -> Request:
             else:
                 req.messages.append(Message(role="user", content=[result]))
             continue
-        blocks: list[Any] = []
+        blocks: list[Block] = []
         if role == "assistant":
             thinking = field(m, "thinking", str, mp)
             if thinking:
@@ -184,7 +185,7 @@ def decode_chat(body: bytes) -> Request:
             pending.append(call)
             blocks.append(call)
         if blocks:
-            req.messages.append(Message(role=role, content=blocks))  # type: ignore[arg-type]
+            req.messages.append(Message(role=role, content=blocks))
     for i, t in enumerate(field(d, "tools", list) or []):
         tp = f"tools[{i}]"
         check(t, dict, tp)
@@ -210,7 +211,7 @@ def decode_generate(body: bytes) -> Request:
     system = field(d, "system", str)
     if system:
         req.system = [Text(text=system)]
-    blocks: list[Any] = []
+    blocks: list[Block] = []
     images = field(d, "images", list)
     if images:
         blocks.extend(_images(images, "images"))
@@ -341,7 +342,8 @@ class OllamaChatCodec(Codec):
             raise GatewayError(ErrorKind.UPSTREAM, "Ollama returned a body that is not a JSON object")
         if "error" in obj:
             raise GatewayError(ErrorKind.UPSTREAM, str(obj["error"]))
-        msg = obj.get("message") if isinstance(obj.get("message"), dict) else {}
+        raw = obj.get("message")
+        msg: dict[str, Any] = raw if isinstance(raw, dict) else {}
         content: list[Any] = []
         thinking, text = msg.get("thinking"), msg.get("content", obj.get("response"))
         if isinstance(thinking, str) and thinking:

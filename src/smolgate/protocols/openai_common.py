@@ -249,7 +249,8 @@ def effort_for(cfg: ReasoningConfig | None) -> str | None:
 
 
 def opt_number(d: dict[str, Any], key: str) -> float | None:
-    return field(d, key, float)
+    number: float | None = field(d, key, float)  # an int stays an int (re-encoded as sent)
+    return number
 
 
 def str_list(value: Any, name: str) -> list[str]:

@@ -216,7 +216,7 @@ def items(raw: list[Any], system: list[Text]) -> list[Message]:
 
 
 def _custom_description(t: dict[str, Any], path: str) -> str | None:
-    desc = field(t, "description", str, path)
+    desc: str | None = field(t, "description", str, path)
     fmt = field(t, "format", dict, path)
     if fmt is None or fmt.get("type") in (None, "text"):
         return desc
