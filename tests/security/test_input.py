@@ -252,7 +252,7 @@ class Ollama:
 
     numbers = ("num_predict", "temperature", "top_k", "top_p", "seed", "num_ctx")
     nested_numbers = ('"think":true,"options":{"num_predict":%s}', '"keep_alive":%s')
-    free_form = '"format":%s'
+    free_form = ('"format":%s',)
     args_is_json = True
 
     def shape_ok(self, body: dict) -> bool:
