@@ -35,15 +35,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+import engine_llama
+import engine_models
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 CACHE = HERE / ".cache"
 RESULTS = HERE / "results"
-sys.path.insert(0, str(HERE))
-sys.path.insert(0, str(REPO / "src"))
-
-import engine_llama
-import engine_models
 
 SHAPES = (*engine_models.SHAPES, "smollm2-135m")
 METRICS = ("prefill_tok_s", "decode_tok_s", "ttft_image_s", "vision_ms_per_tile", "peak_rss_mb")
@@ -344,7 +345,9 @@ def plot(report: dict[str, Any], path: Path) -> None:
         "tab:blue" if r["kind"] == "engine" else "tab:orange" if r["kind"] == "transformers" else "tab:green"
         for r in rows
     ]
-    for ax, (key, title) in zip(axes.flat, panels):
+    for ax, (key, title) in zip(
+        axes.flat, panels, strict=False
+    ):  # six axes, five panels: the last is drawn below
         vals = [r.get(key) or 0 for r in rows]
         ax.bar(range(len(rows)), vals, color=colors)
         ax.set_xticks(range(len(rows)), names, rotation=30, ha="right", fontsize=8)
@@ -560,7 +563,7 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
                     if not src.is_dir()
                     else engine_llama.gguf_files(src, llama_kinds, log)
                 )
-            except Exception as exc:  # noqa: BLE001 - reported as rows
+            except Exception as exc:  # reported as rows
                 for k in llama_kinds:
                     report["systems"].append(na_row(f"llama.cpp-{k}", "llama.cpp", f"setup failed: {exc}"))
                     progress.advance(task)

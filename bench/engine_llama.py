@@ -118,7 +118,7 @@ def write_f16_gguf(ckpt: Path, dst: Path) -> Path:
 
     files = sorted(ckpt.glob("*.safetensors"))
     handles = [safe_open(str(f), framework="pt") for f in files]
-    where = {name: h for h in handles for name in h.keys()}  # noqa: SIM118 - safe_open is not a dict
+    where = {name: h for h in handles for name in h.keys()}  # safe_open is not a dict
     prefix = "model.text_model." if any(k.startswith("model.text_model.") for k in where) else "model."
 
     def get(name: str) -> Any:

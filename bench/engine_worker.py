@@ -37,7 +37,7 @@ from smolgate.engine.process import tune_process
 
 tune_process()  # before torch's import: the engine's process defaults (engine rows; off for the others)
 
-import torch
+import torch  # noqa: E402 - after tune_process()
 
 REPO = Path(__file__).resolve().parents[1]
 WORDS = [
@@ -261,7 +261,7 @@ class EngineSystem:
             try:
                 for chunk in self.engine.stream(prompts[i], self._params(n)):
                     counts[i] += len(chunk.token_ids)
-            except BaseException as exc:  # noqa: BLE001 - reported by the parent
+            except BaseException as exc:  # reported by the parent
                 errors.append(exc)
 
         threads = [threading.Thread(target=run, args=(i,)) for i in range(len(prompts))]
@@ -395,7 +395,7 @@ def run(spec: dict[str, Any], out: Path | None = None) -> dict[str, Any]:
     def guarded(name: str, fn: Any) -> Any:
         try:
             return fn()
-        except Exception as exc:  # noqa: BLE001 - one failing figure must not lose the others
+        except Exception as exc:  # one failing figure must not lose the others
             result["errors"][name] = f"{type(exc).__name__}: {exc}"
             print(f"{name} failed: {exc!r}", file=sys.stderr, flush=True)
             return None

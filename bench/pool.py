@@ -181,7 +181,7 @@ async def main() -> None:
         ("faults-retries", list(MIX), 8),
     ]
     # The fake runs in its own process, so neither the load generator nor smolgate shares its GIL.
-    fake = subprocess.Popen(  # noqa: ASYNC220 (start-up, before any load)
+    fake = subprocess.Popen(  # blocking start-up, before any load
         [sys.executable, "-m", "tests.fakes.fault_upstream", json.dumps(MIX), "1.0", "40"],
         cwd=ROOT,
         stdin=subprocess.PIPE,
@@ -208,7 +208,7 @@ async def main() -> None:
         fake.stdin.close()
         fake.wait(10)
     base = results["direct"]["latency_ms"]
-    for name, r in results.items():
+    for r in results.values():
         r["added_ms"] = {q: round(v - base[q], 3) for q, v in r.get("latency_ok_ms", {}).items()}
     OUT.mkdir(parents=True, exist_ok=True)
     meta = {

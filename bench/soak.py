@@ -30,7 +30,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from gateway import PY, free_port, pinned, wait_port  # noqa: E402
+from gateway import PY, free_port, pinned, wait_port
 
 HERE = Path(__file__).resolve().parent
 console = Console()
@@ -108,7 +108,7 @@ async def run_mix(
                                 errors.append("")
                         else:
                             ok += 1
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     errors.append(f"{name}: {type(exc).__name__}")
                 progress.advance(task)
 

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO / "tests" / "engine"))  # tests/engine modules import each other by basename
+sys.path.insert(
+    0, str(Path(__file__).resolve().parent / "engine")
+)  # tests/engine modules import each other by basename
 
 import checkpoints
+
+REPO = Path(__file__).resolve().parents[1]
 
 FIGURES = (
     "prefill_tok_s",

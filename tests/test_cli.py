@@ -46,7 +46,7 @@ def served(tmp_path_factory):
         except httpx.HTTPError:
             if time.monotonic() > deadline or proc.poll() is not None:
                 proc.kill()
-                raise RuntimeError(proc.stdout.read() if proc.stdout else "serve did not start")
+                raise RuntimeError(proc.stdout.read() if proc.stdout else "serve did not start") from None
             time.sleep(0.1)
     yield url
     proc.terminate()

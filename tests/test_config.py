@@ -63,7 +63,7 @@ def test_wrong_type_names_field_and_line():
 
 
 def test_unknown_field_is_rejected():
-    with pytest.raises(ConfigError, match="provders|unknown"):
+    with pytest.raises(ConfigError, match=r"provders|unknown"):
         parse_config("provders: []\n")
 
 

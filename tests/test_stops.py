@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -46,7 +47,7 @@ def run(chunks: list[str], stops: list[str]) -> tuple[str, list]:
 )
 def test_stream_equals_cutting_the_whole_text(text, stop, cuts):
     bounds = sorted({min(c, len(text)) for c in cuts} | {0, len(text)})
-    chunks = [text[a:b] for a, b in zip(bounds, bounds[1:])]
+    chunks = [text[a:b] for a, b in itertools.pairwise(bounds)]
     got, events = run(chunks, [stop])
     want, hit = cut(text, [stop])
     assert got == want

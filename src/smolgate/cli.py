@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from . import __version__
+from .bench_cli import bench_app
 from .cli_checks import (
     LOG_LEVELS,
     bind_or_exit,
@@ -48,8 +49,6 @@ app = typer.Typer(
     help="smolgate — one API endpoint, any AI model, with a vision-language model built in.",
 )
 console = Console(stderr=True)
-
-from .bench_cli import bench_app
 
 app.add_typer(bench_app, name="bench")
 
@@ -337,7 +336,7 @@ def pull(repo_id: str = typer.Argument(..., help="e.g. HuggingFaceTB/SmolVLM2-50
 
     try:
         path = download(repo_id)
-    except Exception as exc:  # noqa: BLE001  (offline, unknown repo, …: one clear line, no trace)
+    except Exception as exc:  # offline, unknown repo, …: one clear line, no trace
         console.print(f"[red]pull failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"[green]ready[/green]: {path}")

@@ -117,7 +117,7 @@ def _tokenizer_json() -> str:
     )
     tok.decoder = decoders.ByteLevel()
     control = [
-        t for t, kind in zip(tokens, types) if kind == 3
+        t for t, kind in zip(tokens, types, strict=True) if kind == 3
     ]  # <|endoftext|>, <|im_start|>, ... (ids 0..16)
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in control])
     tok.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in VLM_TOKENS])

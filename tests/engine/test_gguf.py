@@ -69,7 +69,7 @@ def test_config_and_metadata(engine: Engine) -> None:
 
 def test_tokenizer_matches_transformers_gguf_tokenizer(engine: Engine, reference: tuple[Any, Any]) -> None:
     _, ref_tok = reference
-    for text in SAMPLES + ["<|im_start|>user\nhi<|im_end|>\n"]:
+    for text in [*SAMPLES, "<|im_start|>user\nhi<|im_end|>\n"]:
         ids = engine.tokenizer.encode(text)
         assert ids == ref_tok(text, add_special_tokens=False).input_ids, text
         assert engine.tokenizer.decode(ids, skip_special_tokens=False) == text

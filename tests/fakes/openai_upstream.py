@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp import web
 
-from .harness import FakeUpstream
 from . import responses_rules
+from .harness import FakeUpstream
 from .script import Plan, View, join_results, plan
 from .structured import forced_tool, response_schema
 

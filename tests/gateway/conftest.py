@@ -18,7 +18,7 @@ from tests.gateway_server import GatewayServer
 sys.path.insert(
     0, str(Path(__file__).resolve().parents[1] / "engine")
 )  # tests/engine modules import by basename
-from checkpoints import make_checkpoint  # noqa: E402
+from checkpoints import make_checkpoint
 
 UPSTREAM_KEYS = {
     "openai": "sk-up-openai",

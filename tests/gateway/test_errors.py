@@ -9,17 +9,12 @@ import openai
 import pytest
 from google.genai import errors as genai_errors
 
-from tests.gateway.conftest import matrix_config
-from tests.gateway_server import GatewayServer
 from tests.gateway.clients import (
     CLIENTS,
-    AnthropicClient,
     Ask,
-    GeminiClient,
-    OllamaClient,
-    OpenAIChatClient,
-    OpenAIResponsesClient,
 )
+from tests.gateway.conftest import matrix_config
+from tests.gateway_server import GatewayServer
 
 UPSTREAMS = ["openai", "openai-responses", "anthropic", "gemini", "ollama"]
 

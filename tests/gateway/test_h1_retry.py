@@ -76,7 +76,7 @@ def test_a_connection_closed_while_idle_is_passed_over_before_writing(loop):
         for i in range(3):
             r = await pool.post("/v1/x", b"r%d" % i, {})
             bodies.append(await r.read())
-            time.sleep(0.2)  # noqa: ASYNC251 -- blocking on purpose: the upstream closes, our event loop does not notice
+            time.sleep(0.2)  # blocking on purpose: the upstream closes, our event loop does not notice
             assert pool._idle and not pool._idle[-1].closed  # the FIN is queued, not yet delivered
         pool.close()
         return bodies

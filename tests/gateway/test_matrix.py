@@ -91,7 +91,9 @@ STOP_MATRIX = [m for m in MATRIX if getattr(m[0], "takes_stop", True)]
 
 
 @pytest.mark.parametrize(
-    "client_cls,upstream,stream", STOP_MATRIX, ids=[i for m, i in zip(MATRIX, IDS) if m in STOP_MATRIX]
+    "client_cls,upstream,stream",
+    STOP_MATRIX,
+    ids=[i for m, i in zip(MATRIX, IDS, strict=True) if m in STOP_MATRIX],
 )
 def test_stop_sequence(clients, client_cls, upstream, stream):
     r = clients[client_cls].ask(

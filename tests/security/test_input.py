@@ -75,7 +75,7 @@ class Chat:
         tools = '[{"type":"function","function":{"name":"f","parameters":' + schema + "}}]"
         return "{" + f'"model":{_s(model)},"messages":{msgs},"tools":{tools}' + extra + numbers + "}"
 
-    numbers = [
+    numbers = (
         "max_tokens",
         "max_completion_tokens",
         "temperature",
@@ -85,13 +85,13 @@ class Chat:
         "frequency_penalty",
         "presence_penalty",
         "top_logprobs",
-    ]
-    nested_numbers = ['"stream":true,"max_tokens":%s', '"logit_bias":{"50256":%s}']
-    free_form = [
+    )
+    nested_numbers = ('"stream":true,"max_tokens":%s', '"logit_bias":{"50256":%s}')
+    free_form = (
         '"metadata":{"k":%s}',
         '"response_format":{"type":"json_schema","json_schema":{"name":"x","schema":%s}}',
         '"logit_bias":%s',
-    ]
+    )
 
     def shape_ok(self, body: dict) -> bool:
         return {"message", "type"} <= set(body["error"])
@@ -130,9 +130,9 @@ class Responses(Chat):
         tools = '[{"type":"function","name":"f","parameters":' + schema + "}]"
         return "{" + f'"model":{_s(model)},"input":{items},"tools":{tools}' + extra + numbers + "}"
 
-    numbers = ["max_output_tokens", "temperature", "top_p", "top_logprobs"]
-    nested_numbers = ['"reasoning":{"effort":"high"},"max_output_tokens":%s', '"max_tool_calls":%s']
-    free_form = ['"metadata":{"k":%s}', '"text":{"format":{"type":"json_schema","name":"x","schema":%s}}']
+    numbers = ("max_output_tokens", "temperature", "top_p", "top_logprobs")
+    nested_numbers = ('"reasoning":{"effort":"high"},"max_output_tokens":%s', '"max_tool_calls":%s')
+    free_form = ('"metadata":{"k":%s}', '"text":{"format":{"type":"json_schema","name":"x","schema":%s}}')
 
 
 class Anthropic:
@@ -164,9 +164,9 @@ class Anthropic:
         head = f'"model":{_s(model)},{max_tokens}"messages":{msgs},"tools":{tools}'
         return "{" + head + extra + numbers + "}"
 
-    numbers = ["max_tokens", "temperature", "top_k", "top_p"]
-    nested_numbers = ['"thinking":{"type":"enabled","budget_tokens":%s}', '"stream":true,"top_k":%s']
-    free_form = ['"metadata":{"user_id":"u","k":%s}', '"tool_choice":%s']
+    numbers = ("max_tokens", "temperature", "top_k", "top_p")
+    nested_numbers = ('"thinking":{"type":"enabled","budget_tokens":%s}', '"stream":true,"top_k":%s')
+    free_form = ('"metadata":{"user_id":"u","k":%s}', '"tool_choice":%s')
     args_is_json = True
 
     def shape_ok(self, body: dict) -> bool:
@@ -204,15 +204,15 @@ class Gemini:
         gen = '"generationConfig":{' + numbers.lstrip(",") + "}," if numbers else ""
         return "{" + gen + f'"contents":{contents},"tools":{tools}' + extra + "}"
 
-    numbers = ["maxOutputTokens", "temperature", "topK", "topP", "seed", "candidateCount", "presencePenalty"]
-    nested_numbers = [
+    numbers = ("maxOutputTokens", "temperature", "topK", "topP", "seed", "candidateCount", "presencePenalty")
+    nested_numbers = (
         '"generationConfig":{"thinkingConfig":{"thinkingBudget":%s}}',
         '"generationConfig":{"responseLogprobs":true,"logprobs":%s}',
-    ]
-    free_form = [
+    )
+    free_form = (
         '"generationConfig":{"responseMimeType":"application/json","responseSchema":%s}',
         '"generationConfig":{"responseMimeType":"application/json","responseJsonSchema":%s}',
-    ]
+    )
     args_is_json = True
 
     def shape_ok(self, body: dict) -> bool:
@@ -250,9 +250,9 @@ class Ollama:
         head = f'"model":{_s(model)},"stream":false,"messages":{msgs},"tools":{tools}'
         return "{" + head + extra + opts + "}"
 
-    numbers = ["num_predict", "temperature", "top_k", "top_p", "seed", "num_ctx"]
-    nested_numbers = ['"think":true,"options":{"num_predict":%s}', '"keep_alive":%s']
-    free_form = ['"format":%s']
+    numbers = ("num_predict", "temperature", "top_k", "top_p", "seed", "num_ctx")
+    nested_numbers = ('"think":true,"options":{"num_predict":%s}', '"keep_alive":%s')
+    free_form = ('"format":%s',)
     args_is_json = True
 
     def shape_ok(self, body: dict) -> bool:
@@ -370,7 +370,7 @@ def test_huge_numbers_are_never_a_500(gw, proto):
                     post(gw, proto, upstream, proto.body(f"via-{upstream}", extra="," + template % value)),
                     proto,
                 )
-            schema = '{"type":"object","properties":{"n":{"type":"integer","maximum":%s}}}' % value
+            schema = '{"type":"object","properties":{"n":{"type":"integer","maximum":%s}}}' % value  # noqa: UP031 - JSON braces
             r = post(
                 gw,
                 proto,
@@ -379,7 +379,7 @@ def test_huge_numbers_are_never_a_500(gw, proto):
                     f"via-{upstream}",
                     schema=schema,
                     extra="," + proto.free_form[0] % value,
-                    args='{"n":%s}' % value if args_is_json else "{}",
+                    args='{"n":%s}' % value if args_is_json else "{}",  # noqa: UP031 - JSON braces
                 ),
             )
             assert_not_5xx(r, proto)

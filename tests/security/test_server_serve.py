@@ -87,8 +87,8 @@ def test_serve_speaks_tls_and_raises_the_descriptor_limit(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_low_fd_limit,
-    )  # noqa: PLW1509  (set before exec, nothing else runs)
+        preexec_fn=_low_fd_limit,  # set before exec, nothing else runs
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -180,7 +180,7 @@ def _run(
     fn = compile_(graph, dynamic=False, isolate_recompiles=True, options=inductor.options())
     try:
         out: torch.Tensor = fn(*args)
-    except Exception as exc:  # noqa: BLE001 - any inductor failure (no compiler, ...) means: stay eager
+    except Exception as exc:  # any inductor failure (no compiler, ...) means: stay eager
         _broken = True
         log.warning(
             "dense paths dequantize eagerly (slower prefill): torch.compile failed: %s", type(exc).__name__

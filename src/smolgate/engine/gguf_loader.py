@@ -130,7 +130,9 @@ class GGUFCheckpoint:
         else:
             hf.pre_tokenizer = byte_level
         hf.decoder = decoders.ByteLevel()
-        special = [t for t, kind in zip(tokens, types) if kind in (_TOKEN_CONTROL, _TOKEN_USER_DEFINED)]
+        special = [
+            t for t, kind in zip(tokens, types, strict=True) if kind in (_TOKEN_CONTROL, _TOKEN_USER_DEFINED)
+        ]
         hf.add_special_tokens([AddedToken(t, special=True, normalized=False) for t in special])
 
         def token(key: str) -> str | None:
@@ -145,7 +147,9 @@ class GGUFCheckpoint:
         # Like llama.cpp, also end a turn at the usual end-of-generation control tokens: a chat model that emits
         # <|endoftext|> instead of <|im_end|> would otherwise ramble on past it.
         eos_ids += [
-            i for i, (t, kind) in enumerate(zip(tokens, types)) if kind == _TOKEN_CONTROL and t in _END_TOKENS
+            i
+            for i, (t, kind) in enumerate(zip(tokens, types, strict=True))
+            if kind == _TOKEN_CONTROL and t in _END_TOKENS
         ]
         return Tokenizer(
             hf,

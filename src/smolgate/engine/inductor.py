@@ -22,7 +22,7 @@ def _simdlen() -> int | None:
         from torch._inductor.cpu_vec_isa import pick_vec_isa
 
         return int(pick_vec_isa().bit_width())  # 0: no vector ISA (simdlen 0 picks none, too)
-    except Exception:  # noqa: BLE001 - a torch without this module: inductor's own default
+    except Exception:  # a torch without this module: inductor's own default
         return None
 
 

@@ -28,7 +28,7 @@ import fnmatch
 import functools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -258,7 +258,7 @@ class QuantLinear(nn.Module):
             self.weight = torch.empty(0, dtype=torch.int8)
         return self._onednn
 
-    def _save_to_state_dict(self, destination: dict, prefix: str, keep_vars: bool) -> None:  # type: ignore[override]
+    def _save_to_state_dict(self, destination: dict[str, Any], prefix: str, keep_vars: bool) -> None:
         super()._save_to_state_dict(destination, prefix, keep_vars)
         if self._onednn is not None:
             destination[prefix + "weight"] = self._onednn.weight()

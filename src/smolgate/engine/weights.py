@@ -105,7 +105,7 @@ class SafetensorsCheckpoint:
         out: dict[str, tuple[int, ...]] = {}
         for file in self.files:
             with safe_open(file, framework="pt") as f:
-                for name in f.keys():  # noqa: SIM118 (safe_open is not iterable)
+                for name in f.keys():  # safe_open is not iterable
                     out[name] = tuple(f.get_slice(name).get_shape())
         return out
 

@@ -32,7 +32,7 @@ from ..canonical import (
     Usage,
     Video,
 )
-from ..config import ProviderConfig
+from ..config import LocalProviderConfig
 from ..engine.api import (
     Busy,
     ChatMessage,
@@ -100,7 +100,7 @@ def resolve_model(model: str | None) -> str:
 class LocalProvider(Provider):
     needs_inline_images = True  # the engine decodes pixels itself
 
-    def __init__(self, cfg: ProviderConfig) -> None:
+    def __init__(self, cfg: LocalProviderConfig) -> None:
         self.cfg = cfg
         self.name = cfg.name
         self.engine: LocalEngine | None = None
