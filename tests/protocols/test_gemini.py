@@ -539,7 +539,7 @@ def test_stream_encoder_emits_before_the_stream_ends():
 
 
 def test_stream_error_midstream_raises_in_sdk():
-    wire = encode_stream(EVENTS[:7] + [StreamError(kind=ErrorKind.OVERLOADED, message="upstream fell over")])
+    wire = encode_stream([*EVENTS[:7], StreamError(kind=ErrorKind.OVERLOADED, message="upstream fell over")])
     last = json.loads(wire.strip().split(b"\n\n")[-1][6:])
     assert last == {"error": {"code": 503, "message": "upstream fell over", "status": "UNAVAILABLE"}}
     client = sdk(lambda req: httpx.Response(200, content=wire, headers={"content-type": "text/event-stream"}))
@@ -927,7 +927,7 @@ def mutate(obj, path, value):
         return {**obj, k: mutate(obj[k], path[1:], value)}
     if isinstance(obj, list) and obj:
         i = path[0] % len(obj)
-        return obj[:i] + [mutate(obj[i], path[1:], value)] + obj[i + 1 :]
+        return [*obj[:i], mutate(obj[i], path[1:], value), *obj[i + 1 :]]
     return value
 
 

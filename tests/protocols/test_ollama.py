@@ -357,7 +357,7 @@ def test_stream_encoder_is_incremental_and_errors_in_band():
     enc = chat.stream_encoder(Request(model="m", messages=[]))
     enc.feed(EVENTS[0])
     assert enc.feed(TextDelta(index=0, text="now")).endswith(b"\n")
-    wire = encode_stream(EVENTS[:6] + [StreamError(kind=ErrorKind.UPSTREAM, message="boom")])
+    wire = encode_stream([*EVENTS[:6], StreamError(kind=ErrorKind.UPSTREAM, message="boom")])
     assert wire.splitlines()[-1] == b'{"error":"boom"}'
     with pytest.raises(ollama.ResponseError) as e:
         for _ in sdk(lambda req: httpx.Response(200, content=wire)).chat(model="m", messages=[], stream=True):
@@ -691,7 +691,7 @@ def mutate(obj, path, value):
         return {**obj, k: mutate(obj[k], path[1:], value)}
     if isinstance(obj, list) and obj:
         i = path[0] % len(obj)
-        return obj[:i] + [mutate(obj[i], path[1:], value)] + obj[i + 1 :]
+        return [*obj[:i], mutate(obj[i], path[1:], value), *obj[i + 1 :]]
     return value
 
 

@@ -451,7 +451,7 @@ def test_sdk_stream_accumulator():
 
 
 def test_stream_midstream_error_raises_in_sdk():
-    events = tool_stream_events()[:6] + [StreamError(kind=ErrorKind.OVERLOADED, message="upstream fell over")]
+    events = [*tool_stream_events()[:6], StreamError(kind=ErrorKind.OVERLOADED, message="upstream fell over")]
     wire = encode_stream(events)
     assert b'data: {"error":{"message":"upstream fell over"' in wire
     client = sdk(wire, stream=True)

@@ -433,7 +433,7 @@ def test_stream_incomplete_and_failed():
     frames = parse_sse(encode_stream(ev))
     assert frames[-1][0] == "response.incomplete"
     assert frames[-1][1]["response"]["incomplete_details"] == {"reason": "max_output_tokens"}
-    failed = ev[:3] + [StreamError(kind=ErrorKind.RATE_LIMITED, message="too fast")]
+    failed = [*ev[:3], StreamError(kind=ErrorKind.RATE_LIMITED, message="too fast")]
     wire = encode_stream(failed)
     frames = parse_sse(wire)
     assert [f[0] for f in frames[-2:]] == ["error", "response.failed"]
@@ -606,7 +606,7 @@ def test_stream_decoder_errors_and_truncation():
     d = C.stream_decoder()
     ev = d.feed(wire[: len(wire) // 2]) + d.close()
     assert isinstance(ev[-1], StreamError) and ev[-1].kind is ErrorKind.UPSTREAM
-    failed = encode_stream(events_text_tool()[:7] + [StreamError(kind=ErrorKind.OVERLOADED, message="busy")])
+    failed = encode_stream([*events_text_tool()[:7], StreamError(kind=ErrorKind.OVERLOADED, message="busy")])
     d = C.stream_decoder()
     ev = d.feed(failed) + d.close()
     assert ev[-1] == StreamError(kind=ErrorKind.OVERLOADED, message="busy")
