@@ -116,3 +116,27 @@ except RuntimeError as exc:
 """)
     assert got["error"] is not None and "pip install 'smolgate[engine]'" in got["error"]
     assert "torch" in got["error"]
+
+
+def test_the_serve_checks_tune_the_process_before_torch_loads() -> None:
+    """`smolgate serve` checks the engine imports before the engine starts; that first torch import must already
+    see the engine's OpenMP settings (libgomp reads them once, when torch loads it)."""
+    code = (
+        "import os, sys\n"
+        "os.environ.pop('GOMP_SPINCOUNT', None); os.environ.pop('SMOLGATE_PROCESS_DEFAULTS', None)\n"
+        "seen = {}\n"
+        "import importlib\n"
+        "_imp = importlib.import_module\n"
+        "def imp(name, *a):\n"
+        "    if name == 'torch' and 'torch' not in sys.modules:\n"
+        "        seen['spin'] = os.environ.get('GOMP_SPINCOUNT')\n"
+        "    return _imp(name, *a)\n"
+        "importlib.import_module = imp\n"
+        "from smolgate.cli_checks import engine_missing\n"
+        "assert engine_missing() is None\n"
+        "print(seen)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert out.stdout.strip() == "{'spin': '30000'}", out.stdout + out.stderr

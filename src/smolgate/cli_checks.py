@@ -48,6 +48,9 @@ def engine_missing() -> str | None:
             found = False
         if not found:
             return name
+    from .engine.process import tune_process
+
+    tune_process()  # this import loads OpenMP, which reads the engine's settings only now
     try:
         importlib.import_module("torch")
     except ImportError:
