@@ -193,6 +193,37 @@ class ServerConfig(Base):
         self.admin_key = as_secret(self.admin_key)
 
 
+class PriceOverride(Base):
+    """USD per million tokens for one upstream model (overrides the maintained price table)."""
+
+    input: float
+    output: float
+    cached_input: float | None = None  # cache reads; None: the input price
+    cache_write: float | None = None  # cache writes; None: the input price
+
+
+class LedgerConfig(Base):
+    enabled: bool = True  # one usage row per request in the store
+    flush_interval: float = 1.0  # seconds between batched writes (and the most a kill -9 can lose)
+    max_buffer: int = 100_000  # rows held for the next flush; past it new rows are dropped and counted
+    retention_days: float = 90.0  # raw rows; 0 keeps them forever
+    rollup_retention_days: float = 730.0  # per-minute/hour aggregates (dashboards, budgets)
+    prices: dict[str, PriceOverride] = msgspec.field(default_factory=dict)  # model -> price
+
+
+class TracesConfig(Base):
+    endpoint: str | None = None  # OTLP/HTTP traces endpoint (http://host:4318/v1/traces); None: tracing off
+    service_name: str = "smolgate"
+    headers: dict[str, Secret] = msgspec.field(default_factory=dict)  # e.g. an auth header for the collector
+
+
+class ObservabilityConfig(Base):
+    metrics: bool = True  # Prometheus exposition at /metrics
+    metrics_public: bool = False  # /metrics without the admin key (for a scraper on a private network)
+    access_log: bool = True  # one info line per request (status, latency, alias, account name, key id)
+    traces: TracesConfig = msgspec.field(default_factory=TracesConfig)
+
+
 class Config(Base):
     providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
@@ -200,9 +231,21 @@ class Config(Base):
     retry: RetryConfig = msgspec.field(default_factory=RetryConfig)
     server: ServerConfig = msgspec.field(default_factory=ServerConfig)
     state: Secret | None = None  # redis://… to share pool state across replicas (may hold a password)
+    store: Secret | None = None  # sqlite:///path or postgresql://…; None: smolgate.db in the data dir
+    data_dir: str | None = None  # None: $SMOLGATE_HOME, else ~/.local/share/smolgate
+    ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
+    observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
+    shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
 
     def __post_init__(self) -> None:
         self.state = as_secret(self.state)
+        self.store = as_secret(self.store)
+
+    @property
+    def data_path(self) -> Path:
+        """Where the default SQLite store and the master key file live."""
+        home = self.data_dir or os.environ.get("SMOLGATE_HOME")
+        return Path(home) if home else Path.home() / ".local" / "share" / "smolgate"
 
     @property
     def state_display(self) -> str:
@@ -218,6 +261,9 @@ class Config(Base):
         out += [k.key.reveal() for k in self.keys]
         if self.server.admin_key:
             out.append(self.server.admin_key.reveal())
+        if self.store:
+            out += _url_secrets(self.store.reveal())[:1]
+        out += [v.reveal() for v in self.observability.traces.headers.values()]
         if self.state:  # its password (its query holds options such as ssl_cert_reqs=required)
             out += _url_secrets(self.state.reveal())[:1]
         return [v for v in out if v]

@@ -27,6 +27,7 @@ from .reasoning import ReasoningPolicy
 from .routing import Route, Router
 from .secret import reveal
 from .signatures import Signatures, SignatureStore
+from .telemetry import RequestRecord
 
 log = logging.getLogger("smolgate.dispatch")
 
@@ -76,7 +77,7 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ public API
 
-    async def complete(self, req: Request) -> Response:
+    async def complete(self, req: Request, rec: RequestRecord | None = None) -> Response:
         async def call(provider: Provider, route: Route, lease: Lease) -> Response:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
@@ -94,9 +95,12 @@ class Dispatcher:
             return resp
 
         req_for: dict[str, Request] = {}
-        return await self._attempts(req, req_for, call)
+        resp = await self._attempts(req, req_for, call, rec=rec)
+        if rec is not None:
+            rec.usage = resp.usage
+        return resp
 
-    async def stream(self, req: Request) -> AsyncIterator[Event]:
+    async def stream(self, req: Request, rec: RequestRecord | None = None) -> AsyncIterator[Event]:
         """Events for the client. Raises GatewayError before the first event; never after it."""
         req_for: dict[str, Request] = {}
 
@@ -131,15 +135,23 @@ class Dispatcher:
                 raise _before_output(first)
             return attempt, it, first, lease  # the lease stays held until the stream ends
 
-        attempt, it, first, lease = await self._attempts(req, req_for, call, keep_lease=True)
+        attempt, it, first, lease = await self._attempts(req, req_for, call, keep_lease=True, rec=rec)
+        if rec is not None:
+            rec.first_output()
         try:
             yield first
             async for ev in it:
                 if isinstance(ev, MessageDelta) and ev.usage is not None:  # real usage for tpm windows
                     lease.record(status=attempt.status, tokens=ev.usage.total_tokens)
+                    if rec is not None:
+                        rec.usage = ev.usage
+                elif isinstance(ev, StreamError) and rec is not None:
+                    rec.error_kind = ev.kind.value
                 yield ev
         except GatewayError as exc:
             lease.record(error=exc.kind)
+            if rec is not None:
+                rec.error_kind = exc.kind.value
             yield StreamError(kind=exc.kind, message=exc.message)
         finally:
             await attempt.aclose()
@@ -167,6 +179,7 @@ class Dispatcher:
         req_for: dict[str, Request],
         call: Callable[[Provider, Route, Lease], Awaitable[T]],
         keep_lease: bool = False,
+        rec: RequestRecord | None = None,
     ) -> T:
         routes = self.router.resolve(req.model)
         budget = self.cfg.retry.attempts
@@ -187,9 +200,13 @@ class Dispatcher:
                     break
                 budget -= 1
                 name = lease.account.name
+                if rec is not None:
+                    rec.begin_attempt(route.provider, name, route.model, provider.protocol)
                 try:
                     result = await call(provider, route, lease)
                 except GatewayError as exc:
+                    if rec is not None:
+                        rec.end_attempt(exc.upstream_status, exc.kind.value)
                     if exc.upstream_status is not None:
                         lease.record(status=exc.upstream_status, headers=exc.upstream_headers)
                     else:

@@ -26,6 +26,7 @@ class Attempt(abc.ABC):
 
 class Provider(abc.ABC):
     name: str
+    protocol: str = "local"  # the upstream protocol spoken (ledger, metrics, traces)
     needs_inline_images: bool = False
     supports_stop: bool = True  # False → the dispatcher enforces stop sequences itself
 

@@ -290,6 +290,7 @@ class HttpProvider(Provider):
         self.cfg = cfg
         self.name = cfg.name
         spec = spec or PROTOCOLS[cfg.protocol]
+        self.protocol = spec.name
         if spec.upstream is None:
             raise ConfigError(f"provider '{cfg.name}': protocol '{spec.name}' cannot be called upstream")
         self._upstream: Upstream = spec.upstream

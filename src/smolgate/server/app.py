@@ -7,6 +7,7 @@ HTTP-only; protocol knowledge lives in the protocol modules.
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 from typing import Any
 
@@ -14,6 +15,7 @@ from ..config import Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
 from ..protocols.base import Codec, ErrorReply
+from ..telemetry import RequestRecord
 from .access import Access
 from .asgi import (
     ClientGone,
@@ -32,6 +34,17 @@ from .runtime import Runtime
 from .table import RouteTable
 
 log = logging.getLogger("smolgate.server")
+
+_CLIENT_RID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # a client's own x-request-id, if it is this tame
+
+
+def request_id(headers: dict[str, str]) -> str:
+    """The client's `x-request-id` when it is a short token (logs and traces can then be joined with the
+    client's), else a new one."""
+    given = headers.get("x-request-id")
+    if given and _CLIENT_RID.fullmatch(given):
+        return given
+    return "req_" + secrets.token_hex(12)
 
 
 class Gateway:
@@ -56,9 +69,12 @@ class Gateway:
         req = HttpRequest.from_scope(scope)
         endpoint, params = self.routes.match(req.method, req.path)
         errors = endpoint.errors if endpoint is not None else self.routes.errors_for(req.path)
-        rid = "req_" + secrets.token_hex(12)
         h = req.headers
+        rid = request_id(h)
+        rec = req.record = RequestRecord(rid, req.method, req.path)
+        send = with_headers(send, {"x-request-id": rid})
         body_read = False
+        status, kind = 200, None
         try:
             # Order matters: who may ask (Host, Origin), then who is asking (headers only), and only then
             # is the body read; an unauthenticated client never makes us read its body.
@@ -77,6 +93,7 @@ class Gateway:
             req.key = presented_key(endpoint.keys, h, req.query)
             if not self.auth.open and not req.path.startswith("/admin/"):
                 client = self.auth.check(req.key, req.client)
+                rec.key_id = self.auth.key_id(client)
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
             body_read = True
@@ -91,6 +108,7 @@ class Gateway:
                 if release is not None:
                     await release()
         except GatewayError as exc:
+            status, kind = exc.status, exc.kind.value
             # Every refusal leaves a line with its reason (messages are ours or scrubbed upstream text: no
             # secrets, no bodies); upstream-side failures at warning, the client's own mistakes at info.
             log.log(
@@ -105,12 +123,21 @@ class Gateway:
             )
             await self.send_error(send, errors, exc, rid, close=not body_read and unread_body_is_large(h))
         except ClientGone:
+            status, kind = 499, "client_gone"
             return
         except Exception:
+            status, kind = 500, ErrorKind.INTERNAL.value
             log.exception("internal error handling %s %s (%s)", req.method, req.path[:200], rid)
             await self.send_error(
                 send, errors, GatewayError(ErrorKind.INTERNAL, f"internal error ({rid})"), rid
             )
+        finally:
+            rec.finish(status, kind)
+            for observer in self.runtime.observers:
+                try:
+                    observer.finished(rec)
+                except Exception:  # an observer's bug must not fail the request it observes
+                    log.exception("observer %s failed (%s)", type(observer).__name__, rid)
 
     def error_reply(self, path: str | None, exc: GatewayError) -> ErrorReply:
         """An error in the shape of the protocol `path` belongs to (for the HTTP layer's own refusals)."""
@@ -120,7 +147,7 @@ class Gateway:
         self, send: Send, c: Codec, exc: GatewayError, rid: str, close: bool = False
     ) -> None:
         reply = c.encode_error(exc)
-        headers = {"x-request-id": rid, **reply.headers}
+        headers = dict(reply.headers)
         if close:  # we answered before reading a large body: don't read it to keep the connection
             headers["connection"] = "close"
         await send_body(send, reply.status, reply.body, "application/json", headers)

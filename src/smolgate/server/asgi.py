@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from ..errors import ErrorKind, GatewayError
+from ..telemetry import RequestRecord
 
 Send = Callable[[dict[str, Any]], Awaitable[None]]
 Receive = Callable[[], Awaitable[dict[str, Any]]]
@@ -35,6 +36,7 @@ class HttpRequest:
     client: str
     body: bytes = b""
     key: str | None = None  # the client key presented, where the route's protocol reads it (auth.py)
+    record: RequestRecord | None = None  # what this request did, for the ledger, metrics and logs
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:

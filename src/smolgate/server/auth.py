@@ -12,6 +12,7 @@ Failed attempts are throttled per client address (throttle.py).
 
 from __future__ import annotations
 
+import hashlib
 import hmac
 import ipaddress
 import os
@@ -82,6 +83,13 @@ class Authenticator:
             raise GatewayError(ErrorKind.AUTH, "missing API key" if not key else "invalid API key")
         self.throttle.succeeded(addr)
         return client
+
+    @staticmethod
+    def key_id(client: ClientKey | None) -> str | None:
+        """How the ledger and logs name a config-file key: by its name, else a hash prefix (never the key)."""
+        if client is None:
+            return None
+        return "config:" + (client.name or hashlib.sha256(client.key.reveal().encode()).hexdigest()[:12])
 
     def check_admin(self, headers: Mapping[str, str], addr: str) -> None:
         if self._admin is None:

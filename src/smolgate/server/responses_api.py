@@ -140,6 +140,9 @@ def _dropped_tools(rt: Runtime, canon: Request) -> dict[str, str]:
 
 
 async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    record = req.record
+    if record is not None:
+        record.generation, record.client_protocol = True, "openai-responses"
     d = loads_body(req.body)
     store, owner = store_for(rt), _owner(req)
     raw = field(d, "input", (str, list), required=True)
@@ -164,6 +167,8 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     client.previous_response_id = prev
     if history:
         canon = _merge(history, canon)
+    if record is not None:
+        record.alias, record.stream = canon.model, canon.stream
     rt.router.check_name(canon.model)
     canon.origin = Origin(
         protocol="openai-responses", owner=owner
@@ -173,14 +178,14 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     stored_input = history + [_with_id(i) for i in own_items]
     keep = client.store
     if not canon.stream:
-        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon), id=rid)
+        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon, record), id=rid)
         full = output_items(resp.content, canon)
         obj = render_response(resp, canon, full)
         if keep:
             await store.put(StoredResponse(rid, owner, {**obj, "output": full}, stored_input))
         await send_body(send, 200, orjson.dumps(obj), headers=headers)
         return
-    events = rt.dispatcher.stream(canon)
+    events = rt.dispatcher.stream(canon, record)
     first = await anext(events)  # errors before the first event become a normal error response
     enc = ResponsesStreamEncoder(canon, rid)
 

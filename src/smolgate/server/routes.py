@@ -12,7 +12,6 @@ import functools
 from collections.abc import AsyncIterator, Iterable
 from typing import TYPE_CHECKING, TypeVar
 
-import msgspec
 import orjson
 
 from ..canonical import Event, Origin, Request
@@ -21,7 +20,7 @@ from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
 from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
 from ..signatures import owner_id
-from . import responses_api
+from . import admin, responses_api
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .auth import OWN_KEYS
 from .streaming import encode_events
@@ -44,15 +43,20 @@ def _chat(c: Codec) -> Handler:
     async def chat(
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
+        rec = req.record
+        if rec is not None:
+            rec.generation, rec.client_protocol = True, c.name
         canon = c.decode_request(req.body, RequestContext(params, req.query, req.headers))
+        if rec is not None:
+            rec.alias, rec.stream = canon.model, canon.stream
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
         canon.origin = Origin(protocol=c.name, owner=owner_id(req.key))
         if not canon.stream:
-            resp = await rt.dispatcher.complete(canon)
+            resp = await rt.dispatcher.complete(canon, rec)
             await send_body(send, 200, c.encode_response(resp, canon))
             return
-        events = rt.dispatcher.stream(canon)
+        events = rt.dispatcher.stream(canon, rec)
         first = await anext(events)  # errors before the first event become a normal error response
         await send_stream(send, receive, _encode(c, canon, first, events), c.stream_media_type)
 
@@ -130,16 +134,6 @@ def _fixed(body: bytes, media_type: str) -> Handler:
         await send_body(send, 200, body, media_type)
 
     return handler
-
-
-async def _accounts(
-    rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
-) -> None:
-    pools = rt.pools
-    if pools is not None:
-        await pools.refresh()  # with Redis: the whole fleet's view, not just this replica's
-    snap = pools.snapshot() if pools is not None else []
-    await send_body(send, 200, orjson.dumps({"accounts": snap}, default=msgspec.to_builtins))
 
 
 _RESPONSES: dict[RouteKind, Handler] = {
@@ -234,8 +228,8 @@ def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
     endpoints += [
         Endpoint("GET", "/health", health, own, OWN_KEYS),
         Endpoint("GET", "/healthz", health, own, OWN_KEYS),
-        Endpoint("GET", "/admin/accounts", _accounts, own, OWN_KEYS),
     ]
+    endpoints += [Endpoint(r.method, r.path, r.handler, own, OWN_KEYS) for r in admin.ROUTES]
     return RouteTable(endpoints, prefixes)
 
 

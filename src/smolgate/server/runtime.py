@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 
 from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
@@ -12,6 +13,8 @@ from ..protocols.base import ModelInfo
 from ..providers.base import Provider
 from ..providers.http import HttpProvider
 from ..routing import Route, Router
+from ..store import AuditRow, Store
+from ..telemetry import Observer
 
 log = logging.getLogger("smolgate")
 
@@ -32,6 +35,8 @@ class Runtime:
         self.pools: Pools | None = None
         self._dispatcher: Dispatcher | None = None
         self.limiter: ClientLimiter | None = None
+        self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
+        self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -71,6 +76,22 @@ class Runtime:
             await self._dispatcher.signatures.store.close()
         if self.pools is not None:
             await self.pools.close()
+
+    async def audit(
+        self,
+        action: str,
+        target: str | None = None,
+        source: str | None = None,
+        actor: str = "admin-api",
+        **detail: str | int | float | bool | None,
+    ) -> None:
+        """Write one change to the audit log (never a secret in `detail`)."""
+        if self.store is not None:
+            await self.store.audit(
+                AuditRow(
+                    ts=time.time(), actor=actor, action=action, target=target, source=source, detail=detail
+                )
+            )
 
     def model_infos(self) -> list[ModelInfo]:
         infos = self.router.models()

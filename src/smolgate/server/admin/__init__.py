@@ -1,0 +1,12 @@
+"""The admin API under `/admin/`: operators' routes, opened by the admin credential only (auth.py), answering
+JSON and documented as OpenAPI (openapi.py). One module per resource declares its `ROUTES`; every change
+it makes is written to the audit log (`Runtime.audit`)."""
+
+from __future__ import annotations
+
+from . import accounts
+from .common import AdminRoute
+
+ROUTES: list[AdminRoute] = [*accounts.ROUTES]
+
+__all__ = ["ROUTES", "AdminRoute"]

@@ -1,0 +1,41 @@
+"""What every admin module shares: its route type, JSON in and out, and the audit call's context."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import msgspec
+import orjson
+
+from ...errors import invalid
+from ..asgi import HttpRequest, Send, send_body
+from ..table import Handler
+
+
+@dataclass(frozen=True, slots=True)
+class AdminRoute:
+    method: str
+    path: str  # under /admin/; `{name}` is one segment
+    handler: Handler
+    summary: str  # one line, for the OpenAPI document
+
+
+def json_body(req: HttpRequest) -> dict[str, Any]:
+    """The request body as a JSON object (400 otherwise)."""
+    try:
+        body = orjson.loads(req.body or b"{}")
+    except orjson.JSONDecodeError:
+        raise invalid("request body is not valid JSON") from None
+    if not isinstance(body, dict):
+        raise invalid("request body must be a JSON object")
+    return body
+
+
+async def reply(send: Send, obj: Any, status: int = 200) -> None:
+    await send_body(send, status, orjson.dumps(obj, default=msgspec.to_builtins), "application/json")
+
+
+def source(req: HttpRequest) -> str:
+    """Where an admin call came from, for the audit log."""
+    return req.client or "unknown"
