@@ -37,7 +37,12 @@ class SqliteStore(SqlStore):
         if self._db is not None:
             return
         if self.path != ":memory:":
-            _create_private(Path(self.path))
+            try:
+                _create_private(Path(self.path))
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the SQLite store {self.url_display}: {exc.strerror}"
+                ) from None
         try:
             db = await aiosqlite.connect(self.path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
         except sqlite3.Error as exc:
