@@ -49,13 +49,6 @@ _SUMS = ", ".join(
     f"CAST(SUM({c}) AS BIGINT)" if c not in ("cost_usd", "latency_ms_sum", "ttft_ms_sum") else f"SUM({c})"
     for c in ROLLUP_SUMS
 )
-_SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
-# The rollup rows covering a `Span`: whole hours from usage_hour, the ragged minutes from usage_minute.
-_SPAN = (
-    f"(SELECT {_SPAN_COLS} FROM usage_hour WHERE bucket >= ? AND bucket < ?"
-    f" UNION ALL SELECT {_SPAN_COLS} FROM usage_minute"
-    f" WHERE (bucket >= ? AND bucket < ?) OR (bucket >= ? AND bucket < ?)) AS span"
-)
 _GROUP_COLS: dict[GroupBy, tuple[str, ...]] = {
     "key": ("key_id",),
     "model": ("upstream_model",),
@@ -97,14 +90,14 @@ class SqlStore(ABC):
     async def usage_totals(
         self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
     ) -> list[UsageBucket]:
-        span = Span(since, time.time() if until is None else until)
+        span, args = Span(since, time.time() if until is None else until).sql()
         cols = _GROUP_COLS[by] if by else ()
         select = ", ".join((*cols, _SUMS))
         group = f" GROUP BY {', '.join(cols)}" if cols else ""
-        sql = (
-            f"SELECT {select} FROM {_SPAN}{group} ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC LIMIT ?"
+        order = f" ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC"  # cost, then requests
+        rows = await self._fetch(
+            self._q(f"SELECT {select} FROM {span}{group}{order} LIMIT ?"), [*args, limit]
         )
-        rows = await self._fetch(self._q(sql), [*span.args(), limit])
         out = [_bucket(_group(by, r[: len(cols)]), None, r[len(cols) :]) for r in rows]
         if not by:  # SUM over nothing is NULL: the one "all" row reads as zeros
             return [b for b in out if b.requests] or [UsageBucket(group=None)]
@@ -115,7 +108,7 @@ class SqlStore(ABC):
     ) -> list[UsageBucket]:
         if step != 60 and (step <= 0 or step % 3600):
             raise ValueError("step must be 60 or a multiple of 3600 seconds")
-        table = ROLLUP_TABLES[60 if step == 60 else 3600]
+        table = ROLLUP_TABLES[60 if step == 60 else 86400 if step % 86400 == 0 else 3600]
         until = time.time() if until is None else until
         lo, hi = since // step * step, until
         where = "bucket >= ? AND bucket < ?" + (" AND key_id = ?" if key_id is not None else "")
@@ -134,9 +127,8 @@ class SqlStore(ABC):
         return [_usage_row(r) for r in rows]
 
     async def key_spend(self, key_id: str, since: float) -> float:
-        span = Span(since, time.time() + 60)
-        sql = f"SELECT SUM(cost_usd) FROM {_SPAN} WHERE key_id = ?"
-        rows = await self._fetch(self._q(sql), [*span.args(), key_id])
+        span, args = Span(since, time.time() + 60).sql("key_id = ?", [key_id])
+        rows = await self._fetch(self._q(f"SELECT SUM(cost_usd) FROM {span}"), args)
         return float(rows[0][0] or 0.0) if rows else 0.0
 
     async def prune(self, raw_before: float, rollups_before: float) -> int:
