@@ -43,8 +43,12 @@ class SqliteStore(SqlStore):
                 raise StoreError(
                     f"cannot create the SQLite store {self.url_display}: {exc.strerror}"
                 ) from None
+        db = aiosqlite.connect(self.path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+        worker = getattr(db, "_thread", None)
+        if worker is not None:  # a store left open must not keep the process alive at exit (commits are atomic)
+            worker.daemon = True
         try:
-            db = await aiosqlite.connect(self.path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+            await db
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store {self.url_display}: {exc}") from None
         try:
