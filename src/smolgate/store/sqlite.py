@@ -45,7 +45,9 @@ class SqliteStore(SqlStore):
                 ) from None
         db = aiosqlite.connect(self.path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
         worker = getattr(db, "_thread", None)
-        if worker is not None:  # a store left open must not keep the process alive at exit (commits are atomic)
+        if (
+            worker is not None
+        ):  # a store left open must not keep the process alive at exit (commits are atomic)
             worker.daemon = True
         try:
             await db
