@@ -47,7 +47,8 @@ def fold(rows: Iterable[UsageRow], step: int) -> list[tuple[object, ...]]:
         if r.ttft_ms is not None:
             s[9] += r.ttft_ms
             s[10] += 1
-    return [(*k, *_typed(s)) for k, s in acc.items()]
+    # in key order: concurrent writers (replicas) then lock rollup rows in one order, so they cannot deadlock
+    return [(*k, *_typed(acc[k])) for k in sorted(acc)]
 
 
 def _typed(s: list[float]) -> tuple[object, ...]:

@@ -21,6 +21,7 @@ from .rollup import Span, fold
 from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
 
 Row = Sequence[Any]
+MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
 
 _USAGE_COLS = tuple(UsageRow.__struct_fields__)
 _KEY_COLS = tuple(KeyRow.__struct_fields__)
@@ -82,6 +83,7 @@ class SqlStore(ABC):
     async def add_usage(self, rows: list[UsageRow]) -> None:
         if not rows:
             return
+        rows = [_tame(r) for r in rows]
         raw = [tuple(_db_value(getattr(r, c)) for c in _USAGE_COLS) for r in rows]
         steps = [(self._q(_INSERT_USAGE), raw)]
         steps += [(self._q(sql), fold(rows, step)) for step, sql in _UPSERTS.items()]
@@ -187,7 +189,9 @@ class SqlStore(ABC):
     # ---------------------------------------------------------------- audit log
     async def audit(self, row: AuditRow) -> None:
         detail = msgspec.json.encode(row.detail).decode()
-        values = (float(row.ts), row.actor, row.action, row.target, row.source, detail)
+        values = tuple(
+            _db_value(v) for v in (float(row.ts), row.actor, row.action, row.target, row.source, detail)
+        )
         await self._batch([(self._q(_INSERT_AUDIT), [values])])
 
     async def audit_log(self, limit: int = 100, since: float | None = None) -> list[AuditRow]:
@@ -209,7 +213,28 @@ def _numbered(sql: str) -> str:
 
 
 def _db_value(v: object) -> object:
-    return int(v) if isinstance(v, bool) else v
+    """bool → 0/1 (one column type on both backends); text without NUL, which PostgreSQL's TEXT cannot hold (a
+    client's model name could carry one, and must not make a batch fail forever)."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, str) and "\x00" in v:
+        return v.replace("\x00", "\ufffd")
+    return v
+
+
+_USAGE_TEXT = [
+    c for c, t in zip(_USAGE_COLS, UsageRow.__annotations__.values(), strict=True) if "str" in str(t)
+]
+
+
+def _tame(r: UsageRow) -> UsageRow:
+    """A ledger row's text as stored: at most MAX_TEXT characters, no NUL (the alias is the client's own string)."""
+    fix = {}
+    for c in _USAGE_TEXT:
+        v = getattr(r, c)
+        if v is not None and (len(v) > MAX_TEXT or "\x00" in v):
+            fix[c] = v[:MAX_TEXT].replace("\x00", "\ufffd")
+    return msgspec.structs.replace(r, **fix) if fix else r
 
 
 def _usage_row(r: Row) -> UsageRow:
@@ -249,7 +274,7 @@ def _bucket(group: str | None, bucket: float | None, sums: Row) -> UsageBucket:
 
 def _key_values(k: KeyRow) -> tuple[object, ...]:
     models = None if k.models is None else msgspec.json.encode(k.models).decode()
-    return tuple(models if c == "models" else getattr(k, c) for c in _KEY_COLS)
+    return tuple(models if c == "models" else _db_value(getattr(k, c)) for c in _KEY_COLS)
 
 
 def _key_row(r: Row) -> KeyRow:

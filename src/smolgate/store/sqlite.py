@@ -86,8 +86,11 @@ class SqliteStore(SqlStore):
 
     async def _execute(self, sql: str, args: Sequence[object] = ()) -> int:
         async with self._lock:
-            async with self._conn.execute(sql, args) as cur:
-                return cur.rowcount
+            try:
+                async with self._conn.execute(sql, args) as cur:
+                    return cur.rowcount
+            except sqlite3.IntegrityError as exc:  # an update onto another row's unique value
+                raise Conflict(str(exc)) from None
 
     async def _batch(self, steps: list[tuple[str, list[tuple[object, ...]]]]) -> None:
         async with self._lock:
