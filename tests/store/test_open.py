@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from smolgate.config import parse_config
-from smolgate.store import StoreError
+from smolgate.store import KeyRow, StoreError
 from smolgate.store.open import open_store
 from smolgate.store.postgres import PostgresStore
 from smolgate.store.schema import MIGRATIONS
@@ -123,3 +123,22 @@ async def test_an_unwritable_sqlite_path_is_one_line(tmp_path: Path) -> None:
     with pytest.raises(StoreError) as err:
         await open_store(cfg(f"store: 'sqlite:///{blocker}/sub/x.db'\n"))
     assert str(err.value) == f"cannot create the SQLite store sqlite://{blocker}/sub/x.db: Not a directory"
+
+
+async def test_sqlite_reads_do_not_wait_for_a_write_transaction(tmp_path: Path) -> None:
+    """A key lookup or budget check on the request path runs while a ledger batch holds the write lock (WAL: the
+    reader sees the last commit)."""
+    store = SqliteStore(tmp_path / "s.db")
+    await store.open()
+    try:
+        await store.add_key(KeyRow(id="vk_1", name="one", prefix="sg-1", hash="h1", created=1.0))
+        async with store._lock:  # a batch in progress on the writer connection
+            await store._conn.execute("BEGIN IMMEDIATE")
+            await store._conn.execute("UPDATE keys SET name = 'renamed' WHERE id = 'vk_1'")
+            found = await asyncio.wait_for(store.key_by_hash("h1"), 30)
+            assert found is not None and found.name == "one"
+            await store._conn.commit()
+        found = await store.key_by_hash("h1")
+        assert found is not None and found.name == "renamed"
+    finally:
+        await store.close()
