@@ -34,25 +34,27 @@ def upstream() -> Iterator[OpenAIUpstream]:
     up.stop()
 
 
-def config(upstream: OpenAIUpstream, db: Path) -> str:
+def config(upstream: OpenAIUpstream, db: Path | str) -> str:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
     return (
         f"providers:\n  - name: up\n    protocol: openai\n    base_url: {upstream.url}/v1\n"
         "    accounts:\n      - {name: main-key, api_key: sk-up}\n"
         "models:\n  - name: fast\n    targets: [{provider: up, model: gpt-fake}]\n"
-        f"store: 'sqlite:///{db}'\nledger: {{flush_interval: {FLUSH}}}\n"
+        f"store: '{url}'\nledger: {{flush_interval: {FLUSH}}}\n"
     )
 
 
-async def rows_of(db: Path) -> dict[str, object]:
-    store = await open_store(parse_config(f"store: 'sqlite:///{db}'\n"))
+async def rows_of(db: Path | str) -> dict[str, object]:
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    store = await open_store(parse_config(f"store: '{url}'\n"))
     try:
         return {r.request_id: r for r in await store.recent_usage(limit=100_000)}
     finally:
         await store.close()
 
 
-def test_sdk_requests_become_rows(upstream: OpenAIUpstream, tmp_path: Path) -> None:
-    db = tmp_path / "ledger.db"
+def test_sdk_requests_become_rows(upstream: OpenAIUpstream, store_url: str) -> None:
+    db = store_url  # each backend
     with GatewayServer(config(upstream, db)) as gw:
         client = openai.OpenAI(base_url=gw.url + "/v1", api_key="none", max_retries=0)
         plain = client.chat.completions.with_raw_response.create(
