@@ -101,7 +101,7 @@ class PostgresServer:
         cmd = [_bin("postgres"), "-D", str(self.dir / "data")]
         for s in settings:
             cmd += ["-c", s]
-        log = open(self.dir / "postgres.log", "ab")
+        log = open(self.dir / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=self.dir, **_as_user())
         end = time.monotonic() + 30
         while time.monotonic() < end:
