@@ -1,34 +1,24 @@
-"""`/admin/usage`, `/admin/usage/series` and `/admin/usage/recent` on a real gateway over a real SQLite store
+"""`/admin/usage`, `/admin/usage/series` and `/admin/usage/recent` on a real gateway over a real store (SQLite, PostgreSQL)
 holding known rows: exact sums, derived figures, and a clear 400 naming each bad query parameter."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
 
 from smolgate.config import parse_config
-from smolgate.store.open import open_store
 from tests.gateway_server import GatewayServer
-from tests.usage_rows import HOUR, ROWS, SINCE
+from tests.usage_rows import HOUR, ROWS, SINCE, filled_store
 
 ADMIN_KEY = "sk-admin-usage-test"
+__all__ = ["filled_store"]  # the store fixture, of each backend
 
 
 @pytest.fixture(scope="module")
-def admin(tmp_path_factory: pytest.TempPathFactory) -> Iterator[httpx.Client]:
-    db: Path = tmp_path_factory.mktemp("admin-usage") / "ledger.db"
-    cfg = parse_config(f"store: sqlite:///{db}\nserver: {{admin_key: {ADMIN_KEY}}}\n")
-
-    async def fill() -> None:
-        store = await open_store(cfg)
-        await store.add_usage(ROWS)
-        await store.close()
-
-    asyncio.run(fill())
+def admin(filled_store: str) -> Iterator[httpx.Client]:
+    cfg = parse_config(f"store: '{filled_store}'\nserver: {{admin_key: {ADMIN_KEY}}}\n")
     with GatewayServer(cfg) as gw:
         headers = {"authorization": f"Bearer {ADMIN_KEY}"}
         with httpx.Client(base_url=gw.url, headers=headers, timeout=30) as client:

@@ -1,9 +1,8 @@
-"""`smolgate usage` against a real SQLite store holding known rows: the table, CSV, windows and groupings, and one
+"""`smolgate usage` against a real store (SQLite, PostgreSQL) holding known rows: the table, CSV, windows and groupings, and one
 clear line (exit 2) for a bad option."""
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 from pathlib import Path
@@ -12,25 +11,16 @@ import pytest
 from typer.testing import CliRunner
 
 from smolgate.cli import app
-from smolgate.config import load_config
-from smolgate.store.open import open_store
-from tests.usage_rows import HOUR, ROWS, SINCE
+from tests.usage_rows import HOUR, SINCE, filled_store
 
 runner = CliRunner()
+__all__ = ["filled_store"]  # the store fixture, of each backend
 
 
 @pytest.fixture(scope="module")
-def config(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    home = tmp_path_factory.mktemp("usage")
-    path = home / "smolgate.yaml"
-    path.write_text(f"store: sqlite:///{home / 'ledger.db'}\n")
-
-    async def fill() -> None:
-        store = await open_store(load_config(path))
-        await store.add_usage(ROWS)
-        await store.close()
-
-    asyncio.run(fill())
+def config(filled_store: str, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("usage-config") / "smolgate.yaml"
+    path.write_text(f"store: '{filled_store}'\n")
     return path
 
 

@@ -1,12 +1,20 @@
-"""Known ledger rows for the usage views' tests (CLI and admin API), and the sums they must show.
+"""Known ledger rows for the usage views' tests (CLI and admin API), and a store of each backend holding them.
 
 Four requests in two whole hours a few hours ago (recent enough that no retention pass removes them)."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
+from collections.abc import Iterator
 
+import pytest
+
+from smolgate.config import parse_config
 from smolgate.store import UsageRow
+from smolgate.store.open import open_store
+from tests.postgres_server import PostgresServer
 
 HOUR = int(time.time()) // 3600 * 3600 - 3 * 3600  # the first row's hour
 
@@ -82,3 +90,22 @@ ROWS = [
     ),
 ]
 SINCE = HOUR - 3600  # a window holding all four
+
+
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def filled_store(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of a store of each backend holding ROWS (import this fixture into a test module)."""
+    server = PostgresServer() if request.param == "postgres" else contextlib.nullcontext()
+    with server as pg:
+        if pg is None:
+            url = f"sqlite:///{tmp_path_factory.mktemp('usage') / 'ledger.db'}"
+        else:
+            url = pg.create_database()
+
+        async def fill() -> None:
+            store = await open_store(parse_config(f"store: '{url}'\n"))
+            await store.add_usage(ROWS)
+            await store.close()
+
+        asyncio.run(fill())
+        yield url
