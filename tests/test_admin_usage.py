@@ -105,3 +105,10 @@ def test_bad_parameters_are_400s_naming_them(
 def test_usage_needs_the_admin_key(admin: httpx.Client):
     r = httpx.get(str(admin.base_url) + "/admin/usage", timeout=10)
     assert r.status_code == 401
+
+
+def test_a_hostile_key_is_a_value_not_sql(admin: httpx.Client):
+    for key in ("' OR '1'='1", "vk_alice' --", "vk_alice; DROP TABLE usage"):
+        assert admin.get("/admin/usage/recent", params={"key": key}).json()["rows"] == []
+        assert admin.get("/admin/usage/series", params={"since": SINCE, "key": key}).json()["buckets"] == []
+    assert admin.get("/admin/usage", params={"since": SINCE}).json()["total"]["requests"] == 4

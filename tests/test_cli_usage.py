@@ -105,3 +105,12 @@ def test_without_a_config_it_reads_the_data_dirs_store(tmp_path: Path, monkeypat
     assert code == 0, out
     assert rows_of(out)["all"]["requests"] == "0"
     assert (tmp_path / "smolgate.db").exists()
+
+
+def test_an_unreachable_store_is_one_line_without_its_password(tmp_path: Path):
+    path = tmp_path / "smolgate.yaml"
+    path.write_text("store: postgresql://smolgate:hunter2-canary@127.0.0.1:1/ledger\n")
+    code, out, err = usage("--config", str(path))
+    assert code == 1
+    assert "cannot read the usage ledger" in err and "Traceback" not in err
+    assert "hunter2-canary" not in out + err
