@@ -225,3 +225,24 @@ def test_nothing_to_price(pricing: Pricing):
     assert pricing.cost_of(rec) == 0.0  # refused before any attempt
     rec.begin_attempt("oai", "acct", "gpt-4o", "openai")
     assert pricing.cost_of(rec) == 0.0  # failed: no usage
+
+
+def test_warm_prices_the_configured_targets_and_names_the_unknown(caplog: pytest.LogCaptureFixture):
+    cfg = parse_config(
+        CONFIG
+        + """
+models:
+  - name: smart
+    targets: [{provider: oai, model: gpt-4o}, {provider: ant, model: claude-sonnet-4-5}]
+  - name: mine
+    targets: [{provider: vllm, model: my-llama}, {provider: vllm, model: my-finetune}]
+  - name: home
+    targets: [{provider: oll, model: llama3.1}]
+"""
+    )
+    pricing = Pricing(cfg)
+    with caplog.at_level(logging.DEBUG, logger="smolgate.pricing"):
+        assert pricing.warm() == ["my-llama"]  # my-finetune has an override; Ollama is free
+        pricing.cost_of(record("vllm", "openai", "my-llama", Usage(input_tokens=1)))
+    assert [r.levelno for r in caplog.records] == [logging.INFO]  # said once, at start, where operators look
+    assert "my-llama" in caplog.records[0].getMessage() and "ledger.prices" in caplog.records[0].getMessage()

@@ -143,9 +143,28 @@ class Pricing:
     def __init__(self, cfg: Config) -> None:
         self._overrides = {m: Price.from_override(o) for m, o in cfg.ledger.prices.items()}
         self._urls = {p.name: p.base_url for p in cfg.providers if isinstance(p, ProviderConfig)}
+        protocols = {p.name: p.protocol for p in cfg.providers}
+        self._targets = [
+            (t.provider, protocols[t.provider], t.model)
+            for m in cfg.models
+            for t in m.targets
+            if t.provider in protocols and protocols[t.provider] != "local"
+        ]
         self._cache: dict[tuple[str, str, str, int], Price | None] = {}
         self.unknown_models: set[str] = set()  # models priced at 0 because the table does not know them
         self.unpriced = 0  # requests priced at 0 for that reason
+
+    def warm(self) -> list[str]:
+        """Price every configured target now, off the event loop (Runtime.start runs this in a thread): loading
+        the table takes ~0.3 s, which must not stall the first request. Models it cannot price are logged at
+        info, once, and returned."""
+        unknown = [m for p, proto, m in self._targets if self.price(p, proto, m, quiet=True) is None]
+        for model in dict.fromkeys(unknown):
+            log.info(
+                "no price for model %r: its requests are recorded at $0 (set ledger.prices to price it)",
+                model,
+            )
+        return unknown
 
     def cost_of(self, rec: RequestRecord) -> float:
         a, usage = rec.last, rec.usage
@@ -157,7 +176,9 @@ class Pricing:
             return 0.0
         return price.cost(usage)
 
-    def price(self, provider: str, protocol: str, model: str, ts: float | None = None) -> Price | None:
+    def price(
+        self, provider: str, protocol: str, model: str, ts: float | None = None, quiet: bool = False
+    ) -> Price | None:
         """The price of `model` reached through `provider` (a configured provider's name), or None."""
         override = self._overrides.get(model)
         if override is not None:
@@ -176,7 +197,8 @@ class Pricing:
         price = table_price(ref, TABLE_PROVIDER.get(protocol), self._urls.get(provider), _utc(day))
         if price is None and model not in self.unknown_models:
             self.unknown_models.add(model)
-            log.debug("no price for model %r (provider %r): its requests cost 0", model, provider)
+            if not quiet:
+                log.debug("no price for model %r (provider %r): its requests cost 0", model, provider)
         self._cache[key] = price
         return price
 

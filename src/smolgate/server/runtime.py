@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
@@ -55,6 +56,9 @@ class Runtime:
             self.store = await open_store(self.cfg)
         if self.cfg.ledger.enabled and self.ledger is None:
             self.ledger = LedgerWriter(self.store, self.cfg.ledger, cost=self.pricing.cost_of)
+            asyncio.get_running_loop().run_in_executor(
+                None, self.pricing.warm
+            )  # the price table, off the loop
             self.ledger.start()
             self.observers.append(self.ledger)
         self.pools = await Pools.create(
