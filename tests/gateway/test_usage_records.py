@@ -10,6 +10,7 @@ import uuid
 from collections.abc import Iterator
 
 import anthropic
+import httpx
 import openai
 import pytest
 
@@ -112,3 +113,22 @@ def test_a_non_stream_records_the_same_usage(gateway, recorder: Recorder, upstre
     assert rec.usage.reasoning_tokens == reasoning
     # the Anthropic client sees input without the cache reads, as Anthropic counts
     assert (msg.usage.input_tokens, msg.usage.cache_read_input_tokens) == (IN - cached, cached)
+
+
+def test_a_stream_the_client_leaves_keeps_the_prompt_usage_told_early(gateway, recorder: Recorder):
+    """Anthropic tells the prompt's usage in message_start; a client that hangs up mid-stream has still been
+    billed for its prompt, so the record keeps it."""
+    rid = f"usage-{uuid.uuid4().hex[:12]}"
+    body = {
+        "model": "via-anthropic",
+        "messages": [{"role": "user", "content": "count USAGE_DETAIL SLOW tokens"}],  # 4 tokens, 2 cached
+        "stream": True,
+    }
+    with httpx.stream(
+        "POST", gateway.url + "/v1/chat/completions", json=body, headers={"x-request-id": rid}
+    ) as r:
+        for line in r.iter_lines():
+            if '"content"' in line:
+                break  # the first words arrived: hang up while the upstream is still answering
+    rec = recorder.get(rid)
+    assert rec.usage is not None and (rec.usage.input_tokens, rec.usage.cached_tokens) == (4, 2)
