@@ -15,6 +15,7 @@ from smolgate.canonical import Usage
 from smolgate.config import parse_config
 from smolgate.pricing import Pricing
 from smolgate.protocols import codec
+from smolgate.protocols.anthropic_stream import usage_json
 from smolgate.telemetry import RequestRecord
 
 CONFIG = """
@@ -246,3 +247,43 @@ models:
         pricing.cost_of(record("vllm", "openai", "my-llama", Usage(input_tokens=1)))
     assert [r.levelno for r in caplog.records] == [logging.INFO]  # said once, at start, where operators look
     assert "my-llama" in caplog.records[0].getMessage() and "ledger.prices" in caplog.records[0].getMessage()
+
+
+def test_anthropic_one_hour_cache_writes_cost_twice_the_input(pricing: Pricing):
+    # claude-sonnet-4-5: $3 input, $3.75 5-minute cache write, $6 1-hour cache write, $15 output per 1M.
+    body = {
+        "id": "msg_2",
+        "type": "message",
+        "role": "assistant",
+        "content": [{"type": "text", "text": "hi"}],
+        "stop_reason": "end_turn",
+        "usage": {
+            "input_tokens": 1_000,
+            "cache_creation_input_tokens": 3_000,
+            "cache_creation": {"ephemeral_5m_input_tokens": 1_000, "ephemeral_1h_input_tokens": 2_000},
+            "cache_read_input_tokens": 0,
+            "output_tokens": 100,
+        },
+    }
+    usage = decode("anthropic", body)
+    assert (usage.input_tokens, usage.cache_creation_tokens, usage.cache_creation_1h_tokens) == (
+        4_000,
+        3_000,
+        2_000,
+    )
+    expected = (1_000 * 3.0 + 1_000 * 3.75 + 2_000 * 6.0 + 100 * 15.0) / 1e6  # 0.02025
+    cost = pricing.cost_of(record("ant", "anthropic", "claude-sonnet-4-5", usage))
+    assert cost == pytest.approx(expected) == 0.02025
+    assert cost == pytest.approx(
+        table(
+            "claude-sonnet-4-5",
+            "anthropic",
+            input_tokens=4_000,
+            cache_write_tokens=3_000,
+            cache_write_1h_tokens=2_000,
+            output_tokens=100,
+        )
+    )
+    # and an Anthropic client is shown the same split
+    split = {"ephemeral_5m_input_tokens": 1_000, "ephemeral_1h_input_tokens": 2_000}
+    assert usage_json(usage)["cache_creation"] == split

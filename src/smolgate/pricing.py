@@ -5,7 +5,8 @@ Canonical usage counts are inclusive: `input_tokens` includes cache reads and ca
 includes reasoning. Each part is billed at its own price: cache reads at the cached-input price, cache writes at
 the cache-write price, the rest of the prompt at the input price; reasoning at the output price (or the model's
 own reasoning price where the table has one). A model with tiered prices (Gemini 2.5 Pro, Claude over 200k)
-bills every token at the tier the prompt's size reaches, as the providers do.
+bills every token at the tier the prompt's size reaches, as the providers do. Cache writes kept an hour
+(Anthropic's 1-hour TTL) have their own price.
 
 The table lookup (model matching, conditional prices) runs once per (provider, model, day); the per-request
 arithmetic is a handful of float operations, so the ledger can price every request.
@@ -64,6 +65,7 @@ class Price:
     output: Tiered
     cache_read: Tiered | None = None
     cache_write: Tiered | None = None
+    cache_write_1h: Tiered | None = None  # writes kept an hour (Anthropic: 2× input, against 1.25× for 5 min)
     reasoning: Tiered | None = None
 
     def cost(self, u: Usage) -> float:
@@ -75,7 +77,9 @@ class Price:
         out = self.output.at(n)
         usd = (n - cached - written) * inp
         usd += cached * (self.cache_read.at(n) if self.cache_read else inp)
-        usd += written * (self.cache_write.at(n) if self.cache_write else inp)
+        write = self.cache_write.at(n) if self.cache_write else inp
+        hour = min(u.cache_creation_1h_tokens, written)
+        usd += (written - hour) * write + hour * (self.cache_write_1h.at(n) if self.cache_write_1h else write)
         if self.reasoning is not None:
             usd += reasoning * self.reasoning.at(n) + (u.output_tokens - reasoning) * out
         else:
@@ -133,6 +137,7 @@ def table_price(model: str, provider_id: str | None, api_url: str | None, when: 
         output=out or Tiered(0.0),
         cache_read=_tiered(prices.cache_read_mtok),
         cache_write=_tiered(prices.cache_write_mtok),
+        cache_write_1h=_tiered(prices.cache_write_1h_mtok),
         reasoning=_tiered(prices.output_reasoning_mtok),
     )
 
