@@ -1,7 +1,8 @@
 """`smolgate usage`: who and what spent how much, from the store's rollups (a rich table, or CSV on stdout).
 
 Registered in cli.py with `app.add_typer(usage_app, name="usage")`. It opens the store the config names (without
-`--config`: the default SQLite file in the data dir) and only reads it, so it runs beside a serving gateway.
+`--config`: the default SQLite file in the data dir, created empty on first use) and only reads the ledger, so it
+runs beside a serving gateway.
 """
 
 from __future__ import annotations
