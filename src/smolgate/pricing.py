@@ -163,7 +163,11 @@ class Pricing:
         """Price every configured target now, off the event loop (Runtime.start runs this in a thread): loading
         the table takes ~0.3 s, which must not stall the first request. Models it cannot price are logged at
         info, once, and returned."""
-        unknown = [m for p, proto, m in self._targets if self.price(p, proto, m, quiet=True) is None]
+        try:
+            unknown = [m for p, proto, m in self._targets if self.price(p, proto, m, quiet=True) is None]
+        except Exception:  # runs unwatched in a thread: a broken table is logged, then each request retries
+            log.exception("cannot load the price table")
+            return []
         for model in dict.fromkeys(unknown):
             log.info(
                 "no price for model %r: its requests are recorded at $0 (set ledger.prices to price it)",
