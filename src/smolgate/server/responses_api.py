@@ -34,6 +34,7 @@ from ..protocols.openai_responses_stream import (
 from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .streaming import encode_events
+from .vkeys_auth import allow_model
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -169,6 +170,7 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
         canon = _merge(history, canon)
     if record is not None:
         record.alias, record.stream = canon.model, canon.stream
+    allow_model(req, canon.model)
     rt.router.check_name(canon.model)
     canon.origin = Origin(
         protocol="openai-responses", owner=owner

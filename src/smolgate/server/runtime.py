@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import logging
 import time
+from collections.abc import Callable
 
 from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
@@ -14,7 +15,10 @@ from ..providers.base import Provider
 from ..providers.http import HttpProvider
 from ..routing import Route, Router
 from ..store import AuditRow, Store
-from ..telemetry import Observer
+from ..telemetry import Observer, RequestRecord
+from ..vkeys import load_pepper
+from .vkeys_auth import KeyService
+from .vkeys_budget import Budgets
 
 log = logging.getLogger("smolgate")
 
@@ -37,6 +41,9 @@ class Runtime:
         self.limiter: ClientLimiter | None = None
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
+        self.vkeys: KeyService | None = None  # virtual keys (with a store)
+        # USD of a finished request: the ledger's pricing (budgets count it); zero until pricing is wired in
+        self.cost_of: Callable[[RequestRecord], float] = lambda rec: 0.0
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -58,6 +65,8 @@ class Runtime:
                 await start()
             for info in getattr(p, "model_infos", lambda: [])():
                 self.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
+        if self.store is not None:
+            await self.start_keys(self.store)
         # Everything allocated at start-up lives for the whole process: keep it out of the GC's scans, so
         # collections during traffic stay short (tail latency).
         gc.freeze()
@@ -68,6 +77,17 @@ class Runtime:
             names,
             self.cfg.state_display,
         )
+
+    async def start_keys(self, store: Store) -> None:
+        """Virtual keys, checked against `store`, limited by the shared client limiter, budgets by cost."""
+        if self.limiter is None:
+            self.limiter = ClientLimiter([], self.pools)
+        budgets = Budgets(store, self.limiter.shared, self.cfg.ledger.flush_interval)
+        self.vkeys = KeyService(
+            store, load_pepper(self.cfg), self.limiter, budgets, lambda rec: self.cost_of(rec)
+        )
+        await self.vkeys.any_keys()
+        self.observers.append(self.vkeys)
 
     async def stop(self) -> None:
         for p in self.providers.values():
