@@ -30,7 +30,7 @@ from .cli_checks import (
     require_files,
     resolve_default_model,
 )
-from .cli_keys import keys_app
+from .cli_keys import keys_app, store_has_keys
 from .config import (
     Config,
     ConfigError,
@@ -151,10 +151,10 @@ def serve(
     require_files(ssl_certfile, ssl_keyfile)
     _setup_logging(log_level)
     cfg = _load(config) if config is not None else None
-    if not (cfg.keys if cfg else []) and not _is_loopback(host):
+    if not (cfg.keys if cfg else []) and not _is_loopback(host) and not store_has_keys(cfg or Config()):
         fail(
             f"refusing to bind {host}: no client keys are configured, so the gateway would be open to the "
-            "network. Add `keys:` to the config or bind to 127.0.0.1."
+            "network. Add `keys:` to the config, create a key (`smolgate keys create`) or bind to 127.0.0.1."
         )
     sock = bind_or_exit(host, port)  # before a model loads: a taken port fails now, not after "ready"
     local = cfg is None or any(isinstance(p, LocalProviderConfig) for p in cfg.providers)

@@ -59,6 +59,15 @@ def _run(cfg: Config, job: Callable[[Store], Awaitable[T]]) -> T:
         fail(str(exc))
 
 
+def store_has_keys(cfg: Config) -> bool:
+    """Whether the config's store holds any virtual key (then `serve` may bind beyond loopback)."""
+
+    async def job(store: Store) -> bool:
+        return bool(await store.keys(include_revoked=True))
+
+    return _run(cfg, job)
+
+
 def _audit(store: Store) -> manage.Audit:
     async def audit(action: str, target: str, **detail: Any) -> None:
         await store.audit(
