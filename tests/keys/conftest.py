@@ -1,19 +1,24 @@
-"""Gateways with virtual keys: the four fake upstreams, a store, a data dir (its pepper), and helpers that
-create keys through the admin API."""
+"""Gateways with virtual keys: the four fake upstreams, a data dir (its SQLite store and its pepper), and helpers
+that create keys through the admin API or reach the store as another process would."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 import pytest
 
+from smolgate.config import Config
+from smolgate.store import Store
+from smolgate.store.open import open_store
 from smolgate.telemetry import RequestRecord
 from tests.gateway.conftest import matrix_config, matrix_upstreams
 from tests.gateway_server import GatewayServer
-from tests.keys.memstore import MemStore
+
+T = TypeVar("T")
 
 COST = 0.25  # USD the tests' pricing charges per generation request
 
@@ -35,11 +40,31 @@ def keyed_config(urls: dict[str, str], data_dir: Path, extra: str = "") -> str:
     )
 
 
-def start_gateway(cfg: str, store: Any = None) -> GatewayServer:
+class Db:
+    """The store of a data dir, opened afresh for each call (as the CLI, another process, would)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.cfg = Config(data_dir=str(data_dir))
+        self.path = data_dir / "smolgate.db"
+
+    def run(self, job: Callable[[Store], Awaitable[T]]) -> T:
+        async def main() -> T:
+            store = await open_store(self.cfg)
+            try:
+                return await job(store)
+            finally:
+                await store.close()
+
+        return asyncio.run(main())
+
+    def raw_bytes(self) -> bytes:
+        """Every byte SQLite keeps for it (the database and its write-ahead log)."""
+        return b"".join(p.read_bytes() for p in self.path.parent.glob(self.path.name + "*"))
+
+
+def start_gateway(cfg: str) -> GatewayServer:
     gw = GatewayServer(cfg)
     rt = gw.app.runtime
-    if store is not None:
-        rt.store = store
     rt.cost_of = lambda rec: COST if rec.generation and rec.status < 400 else 0.0
     gw.start()
     assert rt.vkeys is not None
@@ -67,13 +92,13 @@ def data_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def store() -> MemStore:
-    return MemStore()
+def db(data_dir) -> Db:
+    return Db(data_dir)
 
 
 @pytest.fixture(scope="module")
-def gw(urls, data_dir, store) -> Iterator[GatewayServer]:
-    server = start_gateway(keyed_config(urls, data_dir), store)
+def gw(urls, data_dir) -> Iterator[GatewayServer]:
+    server = start_gateway(keyed_config(urls, data_dir))
     yield server
     server.stop()
 

@@ -4,7 +4,6 @@ protocol's own billing/quota error once the budget is spent."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 
 import httpx
@@ -34,11 +33,11 @@ AUTH_KIND = {
 
 
 @pytest.mark.parametrize("proto", PROTOCOLS)
-def test_unknown_revoked_and_expired_keys_are_401_in_each_protocols_shape(gw, store, data_dir, proto):
+def test_unknown_revoked_and_expired_keys_are_401_in_each_protocols_shape(gw, db, data_dir, proto):
     revoked, revoked_secret = create(gw, name=f"revoked-{proto}")
     assert httpx.post(gw.url + f"/admin/keys/{revoked['id']}/revoke").status_code == 200
     row, expired_secret = new_key(load_pepper(Config(data_dir=str(data_dir))), f"expired-{proto}")
-    asyncio.run(store.add_key(msgspec.structs.replace(row, expires=time.time() - 1)))
+    db.run(lambda s: s.add_key(msgspec.structs.replace(row, expires=time.time() - 1)))
     for secret, words in (
         ("sg-" + "x" * 43, "invalid API key"),
         (revoked_secret, "revoked"),
@@ -161,9 +160,9 @@ def test_rotate_gives_a_new_secret_and_the_old_one_stops_at_once(gw):
     assert post(gw.url, "openai", new).status_code == 200
 
 
-def test_a_revoke_in_another_process_takes_effect_within_the_cache_ttl(gw, store):
+def test_a_revoke_in_another_process_takes_effect_within_the_cache_ttl(gw, db):
     key, secret = create(gw, name="revoked-elsewhere")
     assert post(gw.url, "openai", secret).status_code == 200
-    row = asyncio.run(store.key(key["id"]))
-    asyncio.run(store.update_key(msgspec.structs.replace(row, revoked=time.time())))  # as the CLI would
+    row = db.run(lambda s: s.key(key["id"]))
+    db.run(lambda s: s.update_key(msgspec.structs.replace(row, revoked=time.time())))  # as the CLI would
     wait_for(lambda: post(gw.url, "openai", secret).status_code == 401, "the revoke is seen")

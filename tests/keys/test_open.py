@@ -3,19 +3,16 @@ keys keep working beside virtual keys."""
 
 from __future__ import annotations
 
-import asyncio
-
 import httpx
 
 from smolgate.config import Config
 from smolgate.vkeys import load_pepper, new_key
-from tests.keys.conftest import create, keyed_config, start_gateway
-from tests.keys.memstore import MemStore
+from tests.keys.conftest import Db, create, keyed_config, start_gateway
 from tests.keys.util import CHAT, post, wait_for
 
 
 def test_the_first_virtual_key_closes_an_open_gateway_and_revoking_it_does_not_reopen(urls, tmp_path):
-    gw = start_gateway(keyed_config(urls, tmp_path), MemStore())
+    gw = start_gateway(keyed_config(urls, tmp_path))
     try:
         assert httpx.post(gw.url + "/v1/chat/completions", json=CHAT).status_code == 200  # open
         key, secret = create(gw, name="first")
@@ -28,12 +25,11 @@ def test_the_first_virtual_key_closes_an_open_gateway_and_revoking_it_does_not_r
 
 
 def test_a_key_created_by_another_process_closes_the_gateway_within_the_ttl(urls, tmp_path):
-    store = MemStore()
-    gw = start_gateway(keyed_config(urls, tmp_path), store)
+    gw = start_gateway(keyed_config(urls, tmp_path))
     try:
         assert httpx.post(gw.url + "/v1/chat/completions", json=CHAT).status_code == 200
         row, secret = new_key(load_pepper(Config(data_dir=str(tmp_path))), "from-cli")
-        asyncio.run(store.add_key(row))  # as `smolgate keys create` in another process
+        Db(tmp_path).run(lambda s: s.add_key(row))  # as `smolgate keys create` in another process
         wait_for(lambda: httpx.post(gw.url + "/v1/chat/completions", json=CHAT).status_code == 401, "closed")
         assert post(gw.url, "openai", secret).status_code == 200
     finally:
@@ -44,7 +40,7 @@ def test_config_keys_keep_working_beside_virtual_keys(urls, tmp_path):
     cfg = keyed_config(
         urls, tmp_path, "keys:\n  - {key: sk-config-plain, name: plain}\n  - {key: sg-config-lookalike}\n"
     )
-    gw = start_gateway(cfg, MemStore())
+    gw = start_gateway(cfg)
     try:
         _, secret = create(gw, name="virtual")
         for key in ("sk-config-plain", "sg-config-lookalike", secret):

@@ -10,7 +10,6 @@ import pytest
 import redis
 
 from tests.keys.conftest import COST, create, keyed_config, start_gateway
-from tests.keys.memstore import MemStore
 from tests.keys.util import finished, post, wait_for
 from tests.pool.conftest import RedisServer
 
@@ -29,8 +28,7 @@ def redis_url(tmp_path_factory):
 @pytest.fixture(scope="module")
 def replicas(urls, tmp_path_factory, redis_url):
     cfg = keyed_config(urls, tmp_path_factory.mktemp("replicas"), f"state: {redis_url}\n")
-    store = MemStore()
-    a, b = start_gateway(cfg, store), start_gateway(cfg, store)
+    a, b = start_gateway(cfg), start_gateway(cfg)  # one data dir: one SQLite store
     yield a, b
     a.stop()
     b.stop()

@@ -15,6 +15,8 @@ from ..providers.base import Provider
 from ..providers.http import HttpProvider
 from ..routing import Route, Router
 from ..store import AuditRow, Store
+from ..store.ledger import LedgerWriter
+from ..store.open import open_store
 from ..telemetry import Observer, RequestRecord
 from ..vkeys import load_pepper
 from .vkeys_auth import KeyService
@@ -41,8 +43,9 @@ class Runtime:
         self.limiter: ClientLimiter | None = None
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
-        self.vkeys: KeyService | None = None  # virtual keys (with a store)
-        # USD of a finished request: the ledger's pricing (budgets count it); zero until pricing is wired in
+        self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
+        self.vkeys: KeyService | None = None  # virtual keys (opened with the store)
+        # USD of a finished request, for the ledger and key budgets alike: set it to the pricing's cost_of
         self.cost_of: Callable[[RequestRecord], float] = lambda rec: 0.0
 
     @property
@@ -53,6 +56,12 @@ class Runtime:
     async def start(self) -> None:
         if self._dispatcher is not None:
             return
+        if self.store is None:
+            self.store = await open_store(self.cfg)
+        if self.cfg.ledger.enabled and self.ledger is None:
+            self.ledger = LedgerWriter(self.store, self.cfg.ledger, lambda rec: self.cost_of(rec))
+            self.ledger.start()
+            self.observers.append(self.ledger)
         self.pools = await Pools.create(
             self.cfg.providers, self.cfg.state.reveal() if self.cfg.state else None
         )
@@ -65,24 +74,26 @@ class Runtime:
                 await start()
             for info in getattr(p, "model_infos", lambda: [])():
                 self.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
-        if self.store is not None:
-            await self.start_keys(self.store)
+        await self.start_keys(self.store)
         # Everything allocated at start-up lives for the whole process: keep it out of the GC's scans, so
         # collections during traffic stay short (tail latency).
         gc.freeze()
         names = ", ".join(m.id for m in self.model_infos()) or "none"
         log.info(
-            "smolgate ready: %d providers; models: %s; pool state: %s",
+            "smolgate ready: %d providers; models: %s; pool state: %s; store: %s",
             len(self.providers),
             names,
             self.cfg.state_display,
+            self.store.url_display,
         )
 
     async def start_keys(self, store: Store) -> None:
         """Virtual keys, checked against `store`, limited by the shared client limiter, budgets by cost."""
         if self.limiter is None:
             self.limiter = ClientLimiter([], self.pools)
-        budgets = Budgets(store, self.limiter.shared, self.cfg.ledger.flush_interval)
+        budgets = Budgets(store, self.limiter.shared)
+        if self.ledger is not None:
+            self.ledger.on_written.append(budgets.written)
         self.vkeys = KeyService(
             store, load_pepper(self.cfg), self.limiter, budgets, lambda rec: self.cost_of(rec)
         )
@@ -96,6 +107,16 @@ class Runtime:
             await self._dispatcher.signatures.store.close()
         if self.pools is not None:
             await self.pools.close()
+        if self.ledger is not None:  # after the providers: requests still finishing have added their rows
+            await self.ledger.stop()
+            self.observers.remove(self.ledger)
+            self.ledger = None
+        if self.vkeys is not None:
+            self.observers.remove(self.vkeys)
+            self.vkeys = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
 
     async def audit(
         self,

@@ -160,7 +160,7 @@ class KeyService:
         if row.budget_usd is not None and rec.generation:
             cost = self.cost(rec)
             if cost > 0:
-                self.budgets.add(row, cost)
+                self.budgets.add(row, cost, rec.ts)
 
 
 def allow_model(req: HttpRequest, model: str) -> None:
