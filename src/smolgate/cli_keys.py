@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from . import vkeys_manage as manage
 from .cli_checks import fail, one_of
@@ -24,8 +24,13 @@ from .store import AuditRow, KeyRow, Store
 from .vkeys import PERIODS, load_pepper, status
 
 keys_app = typer.Typer(no_args_is_help=True, help="Virtual client keys: create, list, show, revoke, rotate.")
-out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
+
+
+def _out() -> Console:
+    return Console(highlight=False)  # made per command: it reads the terminal's width then
+
+
 T = TypeVar("T")
 
 CONFIG = typer.Option(None, "--config", "-c", help="YAML config (its store); none: the default store")
@@ -157,7 +162,15 @@ def list_keys(
         return [(r, await manage.spend(store, r)) for r in await store.keys(include_revoked=all_)]
 
     rows = _run(cfg, job)
-    t = Table("id", "name", "prefix", "limits", "budget / spend", "expires", "status")
+    t = Table(
+        Column("id", no_wrap=True),
+        "name",
+        Column("prefix", no_wrap=True),
+        "limits",
+        "budget / spend",
+        "expires",
+        "status",
+    )
     now = time.time()
     for row, spent in rows:
         t.add_row(
@@ -169,7 +182,7 @@ def list_keys(
             _when(row.expires),
             status(row, now),
         )
-    out.print(t)
+    _out().print(t)
 
 
 @keys_app.command()
@@ -195,7 +208,7 @@ def show(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | Non
         ("budget / spend", _budget(row, spent)),
     ):
         t.add_row(k, v)
-    out.print(t)
+    _out().print(t)
 
 
 @keys_app.command()
