@@ -129,7 +129,7 @@ class KeyService:
         """Budget, then rate and concurrency limits; returns the release to call when the request ends."""
         if row.budget_usd is not None:
             now = time.time()
-            spent = await self.budgets.spent(row, now)
+            spent = await self._guard(self.budgets.spent(row, now))
             if spent >= row.budget_usd:
                 _, end = period_bounds(row.period, now)
                 raise GatewayError(
