@@ -52,3 +52,15 @@ def test_config_keys_keep_working_beside_virtual_keys(urls, tmp_path):
         assert "config:plain" in ids and any(i and i.startswith("vk_") for i in ids)
     finally:
         gw.stop()
+
+
+def test_an_unusable_pepper_fails_virtual_keys_only(urls, tmp_path, monkeypatch):
+    monkeypatch.setenv("SMOLGATE_KEY_PEPPER", "short")  # too short: refused
+    gw = start_gateway(keyed_config(urls, tmp_path, "keys:\n  - {key: sk-config-plain}\n"))
+    try:
+        assert post(gw.url, "openai", "sk-config-plain").status_code == 200  # the gateway started and serves
+        r = post(gw.url, "openai", "sg-" + "a" * 43)
+        assert r.status_code == 503 and "virtual keys are unavailable" in r.text
+        assert httpx.post(gw.url + "/admin/keys", json={"name": "x"}).status_code == 503
+    finally:
+        gw.stop()

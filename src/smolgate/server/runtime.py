@@ -95,7 +95,7 @@ class Runtime:
         if self.ledger is not None:
             self.ledger.on_written.append(budgets.written)
         self.vkeys = KeyService(
-            store, load_pepper(self.cfg), self.limiter, budgets, lambda rec: self.cost_of(rec)
+            store, lambda: load_pepper(self.cfg), self.limiter, budgets, lambda rec: self.cost_of(rec)
         )
         await self.vkeys.any_keys()
         self.observers.append(self.vkeys)

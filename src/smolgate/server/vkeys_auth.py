@@ -45,7 +45,7 @@ class KeyService:
     def __init__(
         self,
         store: Store,
-        pepper: bytes,
+        pepper: Callable[[], bytes],
         limiter: ClientLimiter,
         budgets: Budgets,
         cost: Cost,
@@ -58,7 +58,8 @@ class KeyService:
         self.budgets = budgets
         self.cost = cost  # USD of a finished request (the ledger's pricing)
         self.ttl = ttl
-        self._pepper = pepper
+        self._load_pepper = pepper  # read on first use: a gateway without virtual keys never needs it
+        self._pepper: bytes | None = None
         self._capacity = capacity
         self._cache: OrderedDict[str, tuple[float, KeyRow | None]] = OrderedDict()  # hash → (until, row)
         self._known: dict[str, KeyRow] = {}  # id → the row last seen authenticating (for `finished`)
@@ -99,8 +100,20 @@ class KeyService:
         self._known[row.id] = row
         return row
 
+    def pepper(self) -> bytes:
+        """The server pepper (vkeys.py); 503 if it cannot be read or created."""
+        if self._pepper is None:
+            try:
+                self._pepper = self._load_pepper()
+            except (OSError, ValueError) as exc:
+                log.error("virtual keys unavailable: cannot load the key pepper: %s", exc)
+                raise GatewayError(
+                    ErrorKind.OVERLOADED, "virtual keys are unavailable (server configuration)"
+                ) from None
+        return self._pepper
+
     async def _lookup(self, secret: str) -> KeyRow | None:
-        digest = hash_secret(self._pepper, secret)
+        digest = hash_secret(self.pepper(), secret)
         now = time.monotonic()
         hit = self._cache.get(digest)
         if hit is not None and hit[0] > now:

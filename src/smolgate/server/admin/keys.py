@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 from ... import vkeys_manage as manage
 from ...errors import ErrorKind, GatewayError, invalid, not_found
 from ...store import KeyRow, Store
-from ...vkeys import InvalidKeyField, load_pepper, public
+from ...vkeys import InvalidKeyField, public
 from ..asgi import HttpRequest, Receive, Send
 from .common import AdminRoute, json_body, reply, source
 
@@ -23,6 +23,12 @@ def _store(rt: Runtime) -> Store:
     if rt.store is None:
         raise GatewayError(ErrorKind.OVERLOADED, "virtual keys need the store, which is not open")
     return rt.store
+
+
+def _pepper(rt: Runtime) -> bytes:
+    if rt.vkeys is None:
+        raise GatewayError(ErrorKind.OVERLOADED, "virtual keys need the store, which is not open")
+    return rt.vkeys.pepper()
 
 
 def _auditor(rt: Runtime, req: HttpRequest) -> manage.Audit:
@@ -55,7 +61,7 @@ async def create_key(
 ) -> None:
     store = _store(rt)
     try:
-        row, secret = await manage.create(store, load_pepper(rt.cfg), json_body(req), _auditor(rt, req))
+        row, secret = await manage.create(store, _pepper(rt), json_body(req), _auditor(rt, req))
     except InvalidKeyField as exc:
         raise invalid(str(exc)) from None
     if rt.vkeys is not None:
@@ -85,7 +91,7 @@ async def rotate_key(
 ) -> None:
     old = await _key(rt, params)
     try:
-        row, secret = await manage.rotate(_store(rt), load_pepper(rt.cfg), old, _auditor(rt, req))
+        row, secret = await manage.rotate(_store(rt), _pepper(rt), old, _auditor(rt, req))
     except InvalidKeyField as exc:
         raise invalid(str(exc)) from None
     if rt.vkeys is not None:
