@@ -231,7 +231,10 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
         t.add_row(m.name, " → ".join(f"{r.provider}/{r.model}" for r in router.resolve(m.name)))
     console.print(t)
     if not cfg.keys:
-        console.print("[yellow]note[/yellow]: no client keys — `serve` will only bind to loopback")
+        console.print(
+            "[yellow]note[/yellow]: no client keys in the config — unless the store holds virtual keys "
+            "(`smolgate keys create`), `serve` will only bind to loopback"
+        )
 
 
 @app.command()
