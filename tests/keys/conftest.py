@@ -43,8 +43,8 @@ def keyed_config(urls: dict[str, str], data_dir: Path, extra: str = "") -> str:
 class Db:
     """The store of a data dir, opened afresh for each call (as the CLI, another process, would)."""
 
-    def __init__(self, data_dir: Path) -> None:
-        self.cfg = Config(data_dir=str(data_dir))
+    def __init__(self, data_dir: Path, url: str | None = None) -> None:
+        self.cfg = Config(data_dir=str(data_dir), store=url)  # type: ignore[arg-type]  # made a Secret
         self.path = data_dir / "smolgate.db"
 
     def run(self, job: Callable[[Store], Awaitable[T]]) -> T:

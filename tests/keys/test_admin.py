@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from tests.keys.conftest import create
-from tests.keys.util import post
+from tests.keys.util import post, wait_for
 
 
 @pytest.mark.parametrize(
@@ -91,8 +91,9 @@ def test_the_secret_is_never_stored_logged_or_shown_again_and_changes_are_audite
     ]
     for text in shown:
         assert secret not in text and secret[12:30] not in text and row.hash not in text
+    wait_for(lambda: db.run(lambda s: s.recent_usage(key_id=key["id"])), "the request's ledger row")
     stored = db.raw_bytes()
-    assert row.hash.encode() in stored  # the store holds the key's hash…
+    assert row.hash.encode() in stored and key["id"].encode() in stored  # its hash, its id in the ledger…
     assert secret[3:].encode() not in stored and secret[12:30].encode() not in stored  # …never the secret
     assert secret not in caplog.text and secret[12:30] not in caplog.text
     log = db.run(lambda s: s.audit_log(limit=1000))

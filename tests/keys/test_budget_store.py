@@ -8,6 +8,7 @@ import pytest
 from smolgate.server import vkeys_budget
 from tests.keys.conftest import COST, Db, create, keyed_config, start_gateway
 from tests.keys.util import finished, post, wait_for
+from tests.store.conftest import postgres  # noqa: F401  # the session's private PostgreSQL
 
 
 def spend(db: Db, key_id: str) -> float:
@@ -28,11 +29,18 @@ def test_spend_not_yet_in_the_ledger_counts(urls, tmp_path):
         gw.stop()
 
 
-def test_two_replicas_share_a_budget_through_the_store(urls, tmp_path, monkeypatch):
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request, tmp_path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'shared.db'}"
+    return request.getfixturevalue("postgres").create_database()
+
+
+def test_two_replicas_share_a_budget_through_the_store(urls, tmp_path, monkeypatch, store_url):
     monkeypatch.setattr(vkeys_budget, "STORE_CACHE", 0.0)  # each check reads the store (the bound is 1 s)
-    cfg = keyed_config(urls, tmp_path, "ledger: {flush_interval: 0.05}\n")
+    cfg = keyed_config(urls, tmp_path, f"ledger: {{flush_interval: 0.05}}\nstore: '{store_url}'\n")
     a, b = start_gateway(cfg), start_gateway(cfg)
-    db = Db(tmp_path)
+    db = Db(tmp_path, store_url)
     try:
         key, secret = create(a, name="shared-by-store", budget_usd=4 * COST, period="day")
         for i in range(4):  # alternating replicas; each request's cost reaches the ledger before the next
