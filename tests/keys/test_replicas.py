@@ -59,3 +59,21 @@ def test_two_replicas_enforce_one_rpm(replicas):
     assert [post(gw.url, "openai", secret).status_code for gw in (a, b, a)] == [200, 200, 200]
     r = post(b.url, "openai", secret)
     assert r.status_code == 429 and float(r.headers["retry-after"]) >= 1
+
+
+def test_with_redis_gone_budgets_fall_back_to_the_store(urls, tmp_path):
+    (tmp_path / "redis").mkdir()
+    srv = RedisServer(tmp_path / "redis").start()
+    gw = start_gateway(keyed_config(urls, tmp_path, f"state: {srv.url}\n"))
+    try:
+        key, secret = create(gw, name="redis-gone", budget_usd=2 * COST)
+        assert post(gw.url, "openai", secret).status_code == 200  # counted in Redis
+        finished(gw, key["id"], 1)
+        srv.stop()
+        assert post(gw.url, "openai", secret).status_code == 200  # Redis is gone: the store and this replica
+        finished(gw, key["id"], 2)
+        r = post(gw.url, "openai", secret)
+        assert r.status_code == 429 and r.json()["error"]["code"] == "insufficient_quota", r.text
+    finally:
+        gw.stop()
+        srv.stop()
