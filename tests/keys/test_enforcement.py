@@ -166,3 +166,20 @@ def test_a_revoke_in_another_process_takes_effect_within_the_cache_ttl(gw, db):
     row = db.run(lambda s: s.key(key["id"]))
     db.run(lambda s: s.update_key(msgspec.structs.replace(row, revoked=time.time())))  # as the CLI would
     wait_for(lambda: post(gw.url, "openai", secret).status_code == 401, "the revoke is seen")
+
+
+def test_stored_responses_stay_the_keys_across_a_rotation(gw):
+    import openai
+
+    key, old = create(gw, name="responses-owner")
+    first = openai.OpenAI(base_url=gw.url + "/v1", api_key=old, max_retries=0).responses.create(
+        model="via-openai", input="remember me"
+    )
+    new = httpx.post(gw.url + f"/admin/keys/{key['id']}/rotate").json()["secret"]
+    client = openai.OpenAI(base_url=gw.url + "/v1", api_key=new, max_retries=0)
+    assert client.responses.retrieve(first.id).id == first.id  # the key's, not the old secret's
+    follow = client.responses.create(model="via-openai", input="and now?", previous_response_id=first.id)
+    assert "turns=" in follow.output_text
+    _, other = create(gw, name="responses-stranger")
+    with pytest.raises(openai.NotFoundError):
+        openai.OpenAI(base_url=gw.url + "/v1", api_key=other, max_retries=0).responses.retrieve(first.id)

@@ -25,7 +25,7 @@ from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .auth import OWN_KEYS
 from .streaming import encode_events
 from .table import Endpoint, Handler, RouteTable
-from .vkeys_auth import allow_model
+from .vkeys_auth import allow_model, owner_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -53,7 +53,7 @@ def _chat(c: Codec) -> Handler:
         allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
-        canon.origin = Origin(protocol=c.name, owner=owner_id(req.key))
+        canon.origin = Origin(protocol=c.name, owner=owner_id(owner_key(req)))
         if not canon.stream:
             resp = await rt.dispatcher.complete(canon, rec)
             await send_body(send, 200, c.encode_response(resp, canon))

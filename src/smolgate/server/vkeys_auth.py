@@ -95,9 +95,10 @@ class KeyService:
             throttle.failed(addr)
             raise GatewayError(ErrorKind.AUTH, reason or "invalid API key")
         throttle.succeeded(addr)
-        if len(self._known) >= self._capacity and row.id not in self._known:
-            self._known.clear()
-        self._known[row.id] = row
+        self._known.pop(row.id, None)
+        self._known[row.id] = row  # most recently seen last; the least recently seen goes past capacity
+        if len(self._known) > self._capacity:
+            self._known.pop(next(iter(self._known)))
         return row
 
     def pepper(self) -> bytes:
@@ -181,3 +182,12 @@ def allow_model(req: HttpRequest, model: str) -> None:
     allowed = req.models
     if allowed is not None and model not in allowed:
         raise GatewayError(ErrorKind.PERMISSION, f"this API key may not use the model '{model[:200]}'")
+
+
+def owner_key(req: HttpRequest) -> str | None:
+    """What owns the state kept across turns (stored responses, signatures): a virtual key's id — so it
+    survives a rotation of the key's secret — else the key presented (hashed by the callers)."""
+    rec = req.record
+    if rec is not None and rec.key_id is not None and rec.key_id.startswith("vk_"):
+        return rec.key_id
+    return req.key
