@@ -7,6 +7,7 @@ No value is ever formatted into SQL: the only interpolated names are column name
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -228,12 +229,18 @@ _USAGE_TEXT = [
 
 
 def _tame(r: UsageRow) -> UsageRow:
-    """A ledger row's text as stored: at most MAX_TEXT characters, no NUL (the alias is the client's own string)."""
-    fix = {}
+    """A ledger row as stored: text at most MAX_TEXT characters without NUL (the alias is the client's own
+    string), and finite numbers (SQLite stores NaN as NULL, which NOT NULL refuses). A row the database refuses
+    would fail its whole batch on every retry."""
+    fix: dict[str, object] = {}
     for c in _USAGE_TEXT:
         v = getattr(r, c)
         if v is not None and (len(v) > MAX_TEXT or "\x00" in v):
             fix[c] = v[:MAX_TEXT].replace("\x00", "\ufffd")
+    for c in ("cost_usd", "latency_ms", "ttft_ms"):
+        v = getattr(r, c)
+        if v is not None and not math.isfinite(v):
+            fix[c] = None if c == "ttft_ms" else 0.0
     return msgspec.structs.replace(r, **fix) if fix else r
 
 
