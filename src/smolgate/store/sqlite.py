@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .base import Conflict, StoreError
+from .base import Conflict, Rejected, StoreError
 from .schema import MIGRATIONS, SCHEMA_VERSION, ddl
 from .sql import Row, SqlStore
 
@@ -100,8 +100,8 @@ class SqliteStore(SqlStore):
             try:
                 async with self._conn.execute(sql, args) as cur:
                     return cur.rowcount
-            except sqlite3.IntegrityError as exc:  # an update onto another row's unique value
-                raise Conflict(str(exc)) from None
+            except _REFUSED as exc:
+                raise _refused(exc) from None
 
     async def _batch(self, steps: list[tuple[str, list[tuple[object, ...]]]]) -> None:
         async with self._lock:
@@ -112,10 +112,19 @@ class SqliteStore(SqlStore):
                     await db.executemany(sql, rows)
             except BaseException as exc:
                 await db.rollback()
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise Conflict(str(exc)) from None
+                if isinstance(exc, _REFUSED):
+                    raise _refused(exc) from None
                 raise
             await db.commit()
+
+
+_REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
+
+
+def _refused(exc: BaseException) -> Rejected:
+    """A value SQLite will not take (a unique clash: Conflict), as opposed to a database it cannot reach."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return Conflict(text) if "UNIQUE" in text else Rejected(text)
 
 
 def _create_private(path: Path) -> None:
