@@ -69,7 +69,7 @@ class SqliteStore(SqlStore):
             if read_only:
                 await db.execute("PRAGMA query_only = ON")
             else:
-                await db.execute("PRAGMA journal_mode = WAL")
+                await _wal(db)
                 await db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store {self.url_display}: {exc}") from None
@@ -116,6 +116,20 @@ class SqliteStore(SqlStore):
                     raise _refused(exc) from None
                 raise
             await db.commit()
+
+
+async def _wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL (persistent in the file). The switch needs the file to itself, and SQLite answers "locked" at
+    once, without its busy handler, while another process opens it: retry until busy_timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
 
 
 _REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
