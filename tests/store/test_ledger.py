@@ -178,3 +178,21 @@ async def test_a_database_outage_keeps_rows_and_retries(
     await w.stop()
     assert sorted(int(r.request_id[4:]) for r in await store.recent_usage()) == list(range(10))
     assert any("writable again" in r.message for r in caplog.records)
+
+
+async def test_a_row_the_database_refuses_is_set_aside_not_retried_forever(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    w = LedgerWriter(store, LedgerConfig())
+    for i in range(10):
+        w.finished(record(i, status=2**70 if i in (3, 7) else 200))  # out of BIGINT's range: refused
+    w.finished(
+        record(10, usage=Usage(input_tokens=10**30, output_tokens=-5))
+    )  # an upstream's nonsense: tamed
+    with caplog.at_level(logging.ERROR, "smolgate.ledger"):
+        assert await w.flush() is True
+    assert (w.rejected, w.written, len(w.buffer)) == (2, 9, 0)
+    assert len([r for r in caplog.records if "refused the row of request req-3" in r.message]) == 1
+    rows = {r.request_id: r for r in await store.recent_usage()}
+    assert sorted(rows) == sorted(f"req-{i}" for i in (0, 1, 2, 4, 5, 6, 8, 9, 10))
+    assert (rows["req-10"].input_tokens, rows["req-10"].output_tokens) == (2**40, 0)

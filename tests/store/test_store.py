@@ -171,14 +171,18 @@ async def test_hostile_text_is_data(store: Store) -> None:
     assert (await store.audit_log())[0].detail == {"name": EVIL}
 
 
-async def test_text_postgres_cannot_hold_is_tamed_not_fatal(store: Store) -> None:
+async def test_values_a_database_refuses_are_tamed_not_fatal(store: Store) -> None:
     """A client's model name is free text: a NUL (PostgreSQL's TEXT refuses it) or a megabyte of it must neither
-    fail the batch (the writer would retry it forever) nor bloat every rollup row."""
+    fail the batch (the writer would retry it forever) nor bloat every rollup row; nor may a NaN cost."""
     await store.add_usage([usage(T0, alias="a\x00b", request_id="r1"), usage(T0 + 1, alias="x" * 5000)])
     rows = await store.recent_usage()
     assert [r.alias for r in rows] == ["x" * 256, "a\ufffdb"]
+    nan, inf = float("nan"), float("inf")  # e.g. a price computed from a broken table
+    await store.add_usage([usage(T0 + 2, cost_usd=nan, latency_ms=inf, ttft_ms=nan)])
+    odd = (await store.recent_usage(limit=1))[0]
+    assert (odd.cost_usd, odd.latency_ms, odd.ttft_ms) == (0.0, 0.0, None)
     groups = {b.group for b in await store.usage_totals(T0, T0 + 60, by="alias")}
-    assert groups == {"x" * 256, "a\ufffdb"}
+    assert groups == {"x" * 256, "a\ufffdb", "fast"}
     await store.add_key(key("vk_nul", "n\x00ul", "hash-nul"))
     found = await store.key("vk_nul")
     assert found is not None and found.name == "n\ufffdul"

@@ -13,7 +13,11 @@ class StoreError(RuntimeError):
     """The store cannot be opened or used (a one-line message, any password masked), or a row is missing."""
 
 
-class Conflict(StoreError):
+class Rejected(StoreError):
+    """The database refused these values (not a connection problem: retrying the same rows will not help)."""
+
+
+class Conflict(Rejected):
     """A row with that id, key hash or (provider, account name) exists already."""
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 from ..config import LedgerConfig
 from ..telemetry import RequestRecord
-from .base import Store
+from .base import Rejected, Store
 from .records import UsageRow
 
 log = logging.getLogger("smolgate.ledger")
@@ -26,6 +26,13 @@ log = logging.getLogger("smolgate.ledger")
 BATCH = 5_000  # rows per transaction
 PRUNE_EVERY = 3600.0  # seconds between retention passes
 WARN_EVERY = 60.0  # at most one "buffer full" warning a minute
+
+
+class _Partial(Exception):
+    """A connection error after the first `done` rows of a batch were written."""
+
+    def __init__(self, done: int) -> None:
+        self.done = done
 
 
 def zero_cost(rec: RequestRecord) -> float:
@@ -70,9 +77,10 @@ class LedgerWriter:
         self.cost = cost
         self.buffer: deque[UsageRow] = deque()
         self.dropped = 0  # rows lost to a full buffer (a metric)
+        self.rejected = 0  # rows the database refused (a metric)
         self.written = 0
         self.on_written: list[Callable[[list[UsageRow]], None]] = []  # told of each batch now in the store
-        self._warned = -WARN_EVERY
+        self._warned = self._refused_logged = -WARN_EVERY
         self._failing = False
         self._task: asyncio.Task[None] | None = None
         self._next_prune = 0.0
@@ -138,33 +146,65 @@ class LedgerWriter:
                 await self.prune()
 
     async def flush(self) -> bool:
-        """Write one batch; on failure put it back (bounded) for the next tick. True when it was written."""
+        """Write one batch; on failure put the unwritten rows back (bounded) for the next tick. True when the
+        batch is done with (written, or its refused rows set aside)."""
         n = min(len(self.buffer), BATCH)
         batch = [self.buffer.popleft() for _ in range(n)]
+        done = 0
         try:
-            await self.store.add_usage(batch)
-        except Exception as exc:
+            done = await self._write(batch)
+        except _Partial as partial:
+            done, exc = partial.done, partial.__cause__
             if not self._failing:
                 self._failing = True
                 log.error(
                     "usage ledger: cannot write to the store %s (will retry): %s", self.store.url_display, exc
                 )
+            rest = batch[done:]
             room = self.cfg.max_buffer - len(self.buffer)
-            if room < n:  # keep the oldest rows: newer ones are counted as dropped
-                self._drop(n - max(room, 0))
-                batch = batch[: max(room, 0)]
-            self.buffer.extendleft(reversed(batch))
+            if room < len(rest):  # keep the oldest rows: newer ones are counted as dropped
+                self._drop(len(rest) - max(room, 0))
+                rest = rest[: max(room, 0)]
+            self.buffer.extendleft(reversed(rest))
             return False
         if self._failing:
             self._failing = False
             log.warning("usage ledger: the store %s is writable again", self.store.url_display)
-        self.written += n
         for hook in self.on_written:  # (key budgets: this spend is in the store now, no longer pending)
             try:
                 hook(batch)
             except Exception:
                 log.exception("usage ledger: a written-rows hook failed")
         return True
+
+    async def _write(self, batch: list[UsageRow]) -> int:
+        """Write the batch; when the database refuses a value, halve until the refused rows are found and set
+        aside (one bad row must not keep its batch failing forever). Returns how many leading rows are done
+        (written or set aside) — all of them, unless a connection error is raised part-way."""
+        done, pending = 0, [(0, len(batch))]
+        while pending:
+            lo, hi = pending.pop()
+            try:
+                await self.store.add_usage(batch[lo:hi])
+                self.written += hi - lo
+            except Rejected as exc:
+                if hi - lo > 1:
+                    mid = (lo + hi) // 2
+                    pending += [(mid, hi), (lo, mid)]  # the first half next: `done` stays a prefix
+                    continue
+                self.rejected += 1
+                if time.monotonic() - self._refused_logged >= WARN_EVERY:
+                    self._refused_logged = time.monotonic()
+                    log.error(
+                        "usage ledger: the store refused the row of request %s (%d refused so far): %s",
+                        batch[lo].request_id,
+                        self.rejected,
+                        exc,
+                    )
+            except Exception as exc:
+                raise _Partial(done) from exc
+            done = hi
+        return done
 
     async def prune(self) -> int:
         """Delete rows past retention (0 days keeps them). Failures are logged; the next pass retries."""

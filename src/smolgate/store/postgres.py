@@ -13,7 +13,7 @@ from urllib.parse import unquote, urlsplit
 import asyncpg  # type: ignore[import-untyped]  # no stubs, no py.typed
 
 from ..secret import redact_url
-from .base import Conflict, StoreError
+from .base import Conflict, Rejected, StoreError
 from .schema import MIGRATIONS, SCHEMA_VERSION, ddl
 from .sql import Row, SqlStore
 
@@ -73,8 +73,8 @@ class PostgresStore(SqlStore):
     async def _execute(self, sql: str, args: Sequence[object] = ()) -> int:
         try:
             status = await self._p.execute(sql, *args)  # "DELETE 3", "UPDATE 1", "INSERT 0 1"
-        except asyncpg.UniqueViolationError as exc:  # an update onto another row's unique value
-            raise Conflict(exc.detail or str(exc)) from None
+        except _REFUSED as exc:
+            raise _refused(exc) from None
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 
@@ -83,8 +83,17 @@ class PostgresStore(SqlStore):
             async with self._p.acquire() as conn, conn.transaction():
                 for sql, rows in steps:
                     await conn.executemany(sql, rows)
-        except asyncpg.UniqueViolationError as exc:
-            raise Conflict(exc.detail or str(exc)) from None
+        except _REFUSED as exc:
+            raise _refused(exc) from None
+
+
+_REFUSED = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+
+
+def _refused(exc: BaseException) -> Rejected:
+    """A value PostgreSQL will not take (a unique clash: Conflict), as opposed to a database it cannot reach."""
+    text = getattr(exc, "detail", None) or str(exc).splitlines()[0]
+    return Conflict(text) if isinstance(exc, asyncpg.UniqueViolationError) else Rejected(text)
 
 
 def _password(url: str) -> str | None:

@@ -7,6 +7,7 @@ No value is ever formatted into SQL: the only interpolated names are column name
 
 from __future__ import annotations
 
+import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -22,6 +23,8 @@ from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
 
 Row = Sequence[Any]
 MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
+MAX_COUNT = 2**40  # tokens one request may count (an upstream could report anything)
+_USAGE_COUNTS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
 
 _USAGE_COLS = tuple(UsageRow.__struct_fields__)
 _KEY_COLS = tuple(KeyRow.__struct_fields__)
@@ -228,12 +231,22 @@ _USAGE_TEXT = [
 
 
 def _tame(r: UsageRow) -> UsageRow:
-    """A ledger row's text as stored: at most MAX_TEXT characters, no NUL (the alias is the client's own string)."""
-    fix = {}
+    """A ledger row as stored: text at most MAX_TEXT characters without NUL (the alias is the client's own
+    string), and finite numbers (SQLite stores NaN as NULL, which NOT NULL refuses). A row the database refuses
+    would fail its whole batch on every retry."""
+    fix: dict[str, object] = {}
     for c in _USAGE_TEXT:
         v = getattr(r, c)
         if v is not None and (len(v) > MAX_TEXT or "\x00" in v):
             fix[c] = v[:MAX_TEXT].replace("\x00", "\ufffd")
+    for c in _USAGE_COUNTS:  # an upstream reports the tokens: keep rollup sums far from BIGINT's limit
+        v = getattr(r, c)
+        if not 0 <= v <= MAX_COUNT:
+            fix[c] = min(max(v, 0), MAX_COUNT)
+    for c in ("cost_usd", "latency_ms", "ttft_ms"):
+        v = getattr(r, c)
+        if v is not None and not math.isfinite(v):
+            fix[c] = None if c == "ttft_ms" else 0.0
     return msgspec.structs.replace(r, **fix) if fix else r
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from .base import Conflict, StoreError
+from .base import Conflict, Rejected, StoreError
 from .schema import MIGRATIONS, SCHEMA_VERSION, ddl
 from .sql import Row, SqlStore
 
@@ -69,7 +69,7 @@ class SqliteStore(SqlStore):
             if read_only:
                 await db.execute("PRAGMA query_only = ON")
             else:
-                await db.execute("PRAGMA journal_mode = WAL")
+                await _wal(db)
                 await db.execute("PRAGMA synchronous = NORMAL")
         except sqlite3.Error as exc:
             raise StoreError(f"cannot open the SQLite store {self.url_display}: {exc}") from None
@@ -100,8 +100,8 @@ class SqliteStore(SqlStore):
             try:
                 async with self._conn.execute(sql, args) as cur:
                     return cur.rowcount
-            except sqlite3.IntegrityError as exc:  # an update onto another row's unique value
-                raise Conflict(str(exc)) from None
+            except _REFUSED as exc:
+                raise _refused(exc) from None
 
     async def _batch(self, steps: list[tuple[str, list[tuple[object, ...]]]]) -> None:
         async with self._lock:
@@ -112,10 +112,33 @@ class SqliteStore(SqlStore):
                     await db.executemany(sql, rows)
             except BaseException as exc:
                 await db.rollback()
-                if isinstance(exc, sqlite3.IntegrityError):
-                    raise Conflict(str(exc)) from None
+                if isinstance(exc, _REFUSED):
+                    raise _refused(exc) from None
                 raise
             await db.commit()
+
+
+async def _wal(db: aiosqlite.Connection) -> None:
+    """Switch to WAL (persistent in the file). The switch needs the file to itself, and SQLite answers "locked" at
+    once, without its busy handler, while another process opens it: retry until busy_timeout."""
+    deadline = time.monotonic() + BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            await db.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.02)
+
+
+_REFUSED = (sqlite3.IntegrityError, sqlite3.DataError, sqlite3.InterfaceError, OverflowError)
+
+
+def _refused(exc: BaseException) -> Rejected:
+    """A value SQLite will not take (a unique clash: Conflict), as opposed to a database it cannot reach."""
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return Conflict(text) if "UNIQUE" in text else Rejected(text)
 
 
 def _create_private(path: Path) -> None:
