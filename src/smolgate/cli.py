@@ -70,7 +70,12 @@ def _main(
     """smolgate — one API endpoint, any AI model, with a vision-language model built in."""
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, fmt: str = "text") -> None:
+    if fmt == "json":  # one JSON object per line on stderr (observability/logs.py)
+        from .observability.logs import json_handler
+
+        logging.basicConfig(level=level.upper(), handlers=[json_handler(sys.stderr)])
+        return
     logging.basicConfig(
         level=level.upper(),
         format="%(message)s",
@@ -133,9 +138,11 @@ def serve(
     ),
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="the certificate's private key"),
     log_level: str = typer.Option("info", help="|".join(LOG_LEVELS)),
+    log_format: str = typer.Option("text", help="text|json (one JSON object per line, with request ids)"),
 ) -> None:
     """Run the gateway."""
     one_of("--log-level", log_level.lower(), LOG_LEVELS)
+    one_of("--log-format", log_format, ("text", "json"))
     one_of("--dtype", dtype, DTYPES)
     if quant is not None:
         one_of("--quant", quant, get_args(Quant))
@@ -147,7 +154,7 @@ def serve(
     if (ssl_certfile is None) != (ssl_keyfile is None):
         fail("--ssl-certfile and --ssl-keyfile go together")
     require_files(ssl_certfile, ssl_keyfile)
-    _setup_logging(log_level)
+    _setup_logging(log_level, log_format)
     cfg = _load(config) if config is not None else None
     if not (cfg.keys if cfg else []) and not _is_loopback(host):
         fail(
@@ -173,12 +180,10 @@ def serve(
         if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)
 
-    import uvicorn
-
     from .secret import RedactingFilter, Redactor
     from .server.app import Gateway
     from .server.auth import admin_key
-    from .server.serving import uvicorn_config
+    from .server.serving import Server, uvicorn_config
 
     admin = admin_key(cfg)
     redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
@@ -199,7 +204,7 @@ def serve(
         server_config.load()  # reads the certificate now, so a bad one is a clear message
     except (OSError, ValueError) as exc:  # unreadable certificate or key: one line, no trace
         fail(f"cannot serve: {exc}")
-    server = uvicorn.Server(server_config)
+    server = Server(server_config, app)
     server.run(sockets=[sock])
     if not server.started:  # startup failed (logged as one line by the gateway): not a clean exit
         raise typer.Exit(1)

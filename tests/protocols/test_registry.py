@@ -30,7 +30,14 @@ from tests.security.evil_upstream import (
     provider_config,
 )
 
-GATEWAY_OWN = {("GET", "/health"), ("GET", "/healthz"), ("GET", "/admin/accounts")}
+GATEWAY_OWN = {
+    ("GET", "/health"),
+    ("GET", "/healthz"),
+    ("GET", "/ready"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+    ("GET", "/admin/accounts"),
+}
 
 
 def _concrete(route: ClientRoute) -> str:

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
 import time
+from typing import TYPE_CHECKING
 
+from .. import observability
 from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
 from ..pool import ClientLimiter, Pools
@@ -15,6 +18,11 @@ from ..providers.http import HttpProvider
 from ..routing import Route, Router
 from ..store import AuditRow, Store
 from ..telemetry import Observer
+from .drain import Drain
+
+if TYPE_CHECKING:
+    from ..observability.metrics import Metrics
+    from ..observability.traces import Tracer
 
 log = logging.getLogger("smolgate")
 
@@ -37,6 +45,9 @@ class Runtime:
         self.limiter: ClientLimiter | None = None
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
+        self.drain = Drain()  # requests in flight, for graceful shutdown
+        self.metrics: Metrics | None = None  # /metrics (observability.install, in start())
+        self.tracer: Tracer | None = None  # only with observability.traces.endpoint
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -52,6 +63,7 @@ class Runtime:
         if self.cfg.keys:  # client limits share the pools' state: one rpm window across replicas
             self.limiter = ClientLimiter(self.cfg.keys, self.pools)
         self._dispatcher = Dispatcher(self.cfg, self.router, self.providers, self.pools)
+        observability.install(self)
         for p in self.providers.values():
             start = getattr(p, "start", None)
             if start is not None:
@@ -70,6 +82,10 @@ class Runtime:
         )
 
     async def stop(self) -> None:
+        if (
+            self.tracer is not None
+        ):  # export the spans still queued (off the loop: it may wait on the network)
+            await asyncio.to_thread(self.tracer.shutdown)
         for p in self.providers.values():
             await p.aclose()
         if self._dispatcher is not None:

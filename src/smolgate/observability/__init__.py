@@ -1,0 +1,29 @@
+"""Metrics (Prometheus), traces (OpenTelemetry, only imported when configured), logs and the access log: each an
+Observer of finished requests, installed on a Runtime from `Config.observability`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..telemetry import RequestRecord
+from .access import AccessLog
+from .metrics import Metrics, no_cost
+
+if TYPE_CHECKING:
+    from ..server.runtime import Runtime
+
+
+def install(rt: Runtime, cost: Callable[[RequestRecord], float] = no_cost) -> None:
+    """Add the configured observers to `rt` (metrics as `rt.metrics`, the tracer as `rt.tracer`)."""
+    o = rt.cfg.observability
+    if o.metrics:
+        rt.metrics = Metrics(rt, cost)
+        rt.observers.append(rt.metrics)
+    if o.access_log:
+        rt.observers.append(AccessLog())
+    if o.traces.endpoint:
+        from .traces import Tracer  # opentelemetry is imported only now
+
+        rt.tracer = Tracer(o.traces)
+        rt.observers.append(rt.tracer)
