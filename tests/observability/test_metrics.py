@@ -110,7 +110,9 @@ def test_retries_and_fallbacks_show_as_attempts(traffic):
     dead = [(lab, v) for lab, v in m["smolgate_upstream_attempts_total"] if lab["provider"] == "dead"]
     assert sum(v for _, v in dead) == 1
     assert all(lab["outcome"] != "ok" for lab, _ in dead)
-    assert value(m, "smolgate_upstream_attempts_total", provider="up-openai", account="main", outcome="ok") == 4
+    assert (
+        value(m, "smolgate_upstream_attempts_total", provider="up-openai", account="main", outcome="ok") == 4
+    )
 
 
 def test_pool_state_and_queue_are_read_at_scrape_time(traffic):
