@@ -83,7 +83,9 @@ def test_x_request_id_on_success_error_and_stream(keyed):
     oai.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
     with pytest.raises(openai.NotFoundError):
         oai.chat.completions.create(model="nope", messages=[{"role": "user", "content": "hi"}])
-    for _ in oai.chat.completions.create(model="fast", messages=[{"role": "user", "content": "s"}], stream=True):
+    for _ in oai.chat.completions.create(
+        model="fast", messages=[{"role": "user", "content": "s"}], stream=True
+    ):
         pass
     assert [r.status_code for r in seen] == [200, 404, 200]
     assert seen[2].headers["content-type"].startswith("text/event-stream")
