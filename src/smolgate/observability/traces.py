@@ -82,7 +82,12 @@ class Tracer:
         last = len(rec.attempts) - 1
         for i, a in enumerate(rec.attempts):
             self._attempt(a, rec if i == last else None, ctx, operation or "chat")
-        span.end(end_time=start + int(rec.latency_ms * 1e6))
+        # The record's latency is measured on the monotonic clock, attempts on the wall clock: the request
+        # ends no earlier than its last attempt, whatever the two clocks' drift.
+        end = max(
+            [start + int(rec.latency_ms * 1e6)] + [_ns(a.end) for a in rec.attempts if a.end is not None]
+        )
+        span.end(end_time=end)
 
     def _attempt(self, a: AttemptRecord, rec: RequestRecord | None, ctx: Context, operation: str) -> None:
         """One upstream attempt; `rec` for the last one (which produced the answer: it carries the usage)."""
