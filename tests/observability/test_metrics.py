@@ -3,6 +3,8 @@ what the clients were told."""
 
 from __future__ import annotations
 
+import time
+
 import anthropic
 import httpx
 import openai
@@ -22,6 +24,13 @@ def scrape(url: str, **headers: str) -> dict[str, list[tuple[dict[str, str], flo
         for s in family.samples:
             out.setdefault(s.name, []).append((s.labels, s.value))
     return out
+
+
+def settle(url: str, requests: int) -> None:
+    """Wait until `requests` are counted (observers run just after a reply is sent)."""
+    end = time.monotonic() + 10
+    while value(scrape(url), "smolgate_requests_total") < requests and time.monotonic() < end:
+        time.sleep(0.01)
 
 
 def value(m: dict, name: str, **labels: str) -> float:
@@ -55,6 +64,7 @@ def traffic(fakes):
         with pytest.raises(openai.NotFoundError):
             oai.chat.completions.create(model="no-such-model", messages=[{"role": "user", "content": "x"}])
         oai.chat.completions.create(model="flaky", messages=[{"role": "user", "content": "fall back"}])
+        settle(gw.url, 6)
         yield gw, said, msg.usage
 
 
@@ -133,3 +143,16 @@ def test_no_secret_reaches_the_exposition(traffic):
     text = httpx.get(gw.url + "/metrics").text
     for secret in ("sk-up-openai", "sk-up-anthropic", "sk-unused", "sk-dead"):
         assert secret not in text
+
+
+def test_cost_comes_from_the_pricing_callable(fakes):
+    with GatewayServer(obs_config(fakes)) as gw:
+        metrics = gw.app.runtime.metrics
+        assert metrics is not None
+        metrics.cost_of = lambda rec: 0.125 if rec.usage is not None else 0.0  # what pricing.py will plug in
+        oai = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
+        for _ in range(2):
+            oai.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        settle(gw.url, 2)
+        m = scrape(gw.url)
+        assert value(m, "smolgate_cost_usd_total", alias="fast", provider="up-openai", account="main") == 0.25
