@@ -23,7 +23,13 @@ def install(rt: Runtime, cost: Callable[[RequestRecord], float] = no_cost) -> No
     if o.access_log:
         rt.observers.append(AccessLog())
     if o.traces.endpoint:
-        from .traces import Tracer  # opentelemetry is imported only now
+        try:
+            from .traces import Tracer  # opentelemetry is imported only now
+        except ImportError as exc:
+            raise RuntimeError(
+                "observability.traces.endpoint is set but OpenTelemetry is not installed: "
+                "pip install 'smolgate[traces]'"
+            ) from exc
 
         rt.tracer = Tracer(o.traces)
         rt.observers.append(rt.tracer)
