@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
@@ -29,8 +30,6 @@ ACCOUNT_STATES = ("healthy", "cooling", "open", "disabled")
 TOKEN_KINDS = ("input", "cached", "cache_write", "output", "reasoning")
 # The gateway's own operational routes are not traffic: counting every probe and scrape would drown it.
 UNCOUNTED_PATHS = frozenset({"/health", "/healthz", "/ready", "/metrics"})
-
-Target = tuple[str, str, str]  # (alias, provider, account)
 
 
 def no_cost(rec: RequestRecord) -> float:
@@ -81,55 +80,87 @@ class Metrics:
             registry=r,
         )
         r.register(LiveState(rt))
-        self._cache: dict[tuple[object, ...], object] = {}
+        self._series: dict[tuple[str | None, str, str | None, str | None], _Series] = {}
+        self._attempt_children: dict[tuple[str, str | None, str | None], Counter] = {}
 
-    def _child(self, metric: Counter | Histogram, *labels: str) -> object:
-        key = (id(metric), *labels)
-        child = self._cache.get(key)
-        if child is None:
-            child = self._cache[key] = metric.labels(*labels)
-        return child
-
-    def _counter(self, metric: Counter, *labels: str) -> Counter:
-        return self._child(metric, *labels)  # type: ignore[return-value]
-
-    def _histogram(self, metric: Histogram, *labels: str) -> Histogram:
-        return self._child(metric, *labels)  # type: ignore[return-value]
-
-    def target(self, rec: RequestRecord) -> Target:
-        alias = rec.alias if rec.alias is not None and self.rt.router.is_known(rec.alias) else "unknown"
-        last = rec.last
-        if last is None:
-            return alias, "none", "none"
-        return alias, last.provider, last.account or "none"
+    def _new_series(
+        self, proto: str | None, alias: str, provider: str | None, account: str | None
+    ) -> _Series:
+        p, who = proto or "none", (alias, provider or "none", account or "none")
+        return _Series(
+            requests={c: self._requests.labels(p, *who, c) for c in ("2xx", "4xx", "5xx")},
+            errors={},
+            error_labels=(p, *who),
+            latency=self._latency.labels(*who),
+            ttft=self._ttft.labels(*who),
+            tokens=tuple(self._tokens.labels(*who, kind) for kind in TOKEN_KINDS),
+            cost=self._cost.labels(*who),
+        )
 
     def finished(self, rec: RequestRecord) -> None:
         if rec.path in UNCOUNTED_PATHS and not rec.generation:
             return
-        who = self.target(rec)
-        proto = rec.client_protocol or "none"
-        self._counter(self._requests, proto, *who, f"{rec.status // 100}xx").inc()
+        alias = rec.alias if rec.alias is not None and self.rt.router.is_known(rec.alias) else "unknown"
+        last = rec.last
+        provider, account = (last.provider, last.account) if last is not None else (None, None)
+        key = (rec.client_protocol, alias, provider, account)
+        s = self._series.get(key)
+        if s is None:
+            s = self._series[key] = self._new_series(*key)
+        klass = "2xx" if rec.status < 300 else "5xx" if rec.status >= 500 else "4xx"
+        s.requests[klass].inc()
         if rec.error_kind is not None:
-            self._counter(self._errors, proto, *who, rec.error_kind).inc()
+            s.error(self._errors, rec.error_kind).inc()
         for a in rec.attempts:
-            self._counter(self._attempts, a.provider, a.account or "none", a.error_kind or "ok").inc()
+            akey = (a.provider, a.account, a.error_kind)
+            child = self._attempt_children.get(akey)
+            if child is None:
+                child = self._attempt_children[akey] = self._attempts.labels(
+                    a.provider, a.account or "none", a.error_kind or "ok"
+                )
+            child.inc()
         if not rec.generation:
             return
-        self._histogram(self._latency, *who).observe(rec.latency_ms / 1000)
+        s.latency.observe(rec.latency_ms / 1000)
         if rec.ttft_ms is not None:
-            self._histogram(self._ttft, *who).observe(rec.ttft_ms / 1000)
+            s.ttft.observe(rec.ttft_ms / 1000)
         u = rec.usage
         if u is not None:
-            counts = (u.input_tokens, u.cached_tokens, u.cache_creation_tokens, u.output_tokens)
-            for kind, n in zip(TOKEN_KINDS, (*counts, u.reasoning_tokens), strict=True):
+            t = s.tokens
+            for child, n in (
+                (t[0], u.input_tokens),
+                (t[1], u.cached_tokens),
+                (t[2], u.cache_creation_tokens),
+                (t[3], u.output_tokens),
+                (t[4], u.reasoning_tokens),
+            ):
                 if n:
-                    self._counter(self._tokens, *who, kind).inc(n)
+                    child.inc(n)
         cost = self.cost_of(rec)
         if cost:
-            self._counter(self._cost, *who).inc(cost)
+            s.cost.inc(cost)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
+
+
+@dataclass(slots=True)
+class _Series:
+    """The labelled children of one (protocol, alias, provider, account): one dict lookup per request."""
+
+    requests: dict[str, Counter]  # by status class
+    errors: dict[str, Counter]  # by error kind, made on first use
+    error_labels: tuple[str, ...]
+    latency: Histogram
+    ttft: Histogram
+    tokens: tuple[Counter, ...]  # in TOKEN_KINDS order
+    cost: Counter
+
+    def error(self, metric: Counter, kind: str) -> Counter:
+        child = self.errors.get(kind)
+        if child is None:
+            child = self.errors[kind] = metric.labels(*self.error_labels, kind)
+        return child
 
 
 class LiveState(Collector):
