@@ -154,7 +154,9 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
 def test_ctrl_c_stops_cleanly_without_a_traceback(tmp_path, gated):
     srv = Serve(config(tmp_path, gated))
     srv.wait_for(f"smolgate listening on http://127.0.0.1:{srv.port}")
-    assert httpx.get(srv.url + "/health").status_code == 200
+    assert httpx.get(srv.url + "/health", headers={"x-request-id": "hc-1"}).status_code == 200
+    srv.wait_for("GET /health 200")  # the text access line
+    assert any(line.endswith("(hc-1)") and " INFO " in line for line in srv.lines)
     srv.proc.send_signal(signal.SIGINT)
     assert srv.exit_code() == 0
     text = "\n".join(srv.lines)

@@ -16,6 +16,7 @@ import orjson
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("smolgate_request_id", default=None)
 
 LOG_FORMATS = ("text", "json")
+ACCESS_HANDLER = "smolgate-access"  # the access logger's own text handler (cli.py)
 
 
 class RequestIdFilter(logging.Filter):
@@ -56,4 +57,12 @@ def json_handler(stream: Any = None) -> logging.Handler:
     handler = logging.StreamHandler(stream)
     handler.setFormatter(JsonFormatter())
     handler.addFilter(RequestIdFilter())
+    return handler
+
+
+def plain_handler(stream: Any = None) -> logging.Handler:
+    """Text lines for the busy access logger (`[12:00:00] INFO     message`, like the rest of the text log)."""
+    handler = logging.StreamHandler(stream)
+    handler.set_name(ACCESS_HANDLER)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)-8s %(message)s", datefmt="%X"))
     return handler
