@@ -103,13 +103,14 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
             {**chat, "max_tokens": 20, "messages": [{"role": "user", "content": "long"}]},
             "anthropic",
         ),
+        ("/v1/responses", {"model": "slow", "stream": True, "input": "long"}, "responses"),
     ]
     threads = [threading.Thread(target=stream, args=(srv.url, *c, out), daemon=True) for c in calls]
     for t in threads:
         t.start()
-    wait_until(lambda: gated.started.get("short") == 1 and gated.started.get("long") == 2, "3 streams open")
+    wait_until(lambda: gated.started.get("short") == 1 and gated.started.get("long") == 3, "4 streams open")
     srv.proc.send_signal(signal.SIGTERM)
-    srv.wait_for("shutting down: waiting for 3 request(s)")
+    srv.wait_for("shutting down: waiting for 4 request(s)")
     with pytest.raises(httpx.ConnectError):  # no longer accepting
         httpx.get(srv.url + "/health", timeout=5)
     gated.open("short")  # this one completes during the grace period
@@ -132,23 +133,27 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
     assert "event: error" in ant and "shutting down" in ant
     assert "overloaded_error" in ant
 
+    resp = out["responses"].decode()  # the Responses API's `error` then `response.failed`
+    assert "event: error" in resp and "event: response.failed" in resp and "shutting down" in resp
+
     # the log is JSON lines only, each with time/level/logger/message; the access lines carry their fields
     records = [json.loads(line) for line in srv.lines]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r["message"] == f"smolgate listening on http://127.0.0.1:{srv.port}" for r in records)
     access = [r for r in records if r["logger"] == "smolgate.access"]
-    assert len(access) == 3
+    assert len(access) == 4
     assert {r["request_id"] for r in access} == {r["request_id"] for r in access if r["request_id"]}
     assert sorted((r["path"], r["error_kind"] or "") for r in access) == [
         ("/v1/chat/completions", ""),
         ("/v1/chat/completions", "overloaded"),
         ("/v1/messages", "overloaded"),
+        ("/v1/responses", "overloaded"),
     ]
     assert all(r["alias"] == "slow" and r["account"] == "main" and r["provider"] == "up" for r in access)
     assert not any("Traceback" in line for line in srv.lines)
     # the ended streams' upstream connections were closed, not left running
     gated.open("long")
-    wait_until(lambda: gated.disconnects == 2, "the upstream sees both ended streams gone")
+    wait_until(lambda: gated.disconnects == 3, "the upstream sees the ended streams gone")
 
 
 def test_ctrl_c_stops_cleanly_without_a_traceback(tmp_path, gated):
