@@ -17,6 +17,8 @@ from ..providers.base import Provider
 from ..providers.http import HttpProvider
 from ..routing import Route, Router
 from ..store import AuditRow, Store
+from ..store.ledger import LedgerWriter
+from ..store.open import open_store
 from ..telemetry import Observer
 from .drain import Drain
 
@@ -45,6 +47,7 @@ class Runtime:
         self.limiter: ClientLimiter | None = None
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
+        self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
         self.drain = Drain()  # requests in flight, for graceful shutdown
         self.metrics: Metrics | None = None  # /metrics (observability.install, in start())
         self.tracer: Tracer | None = None  # only with observability.traces.endpoint
@@ -57,6 +60,12 @@ class Runtime:
     async def start(self) -> None:
         if self._dispatcher is not None:
             return
+        if self.store is None:
+            self.store = await open_store(self.cfg)
+        if self.cfg.ledger.enabled and self.ledger is None:
+            self.ledger = LedgerWriter(self.store, self.cfg.ledger)
+            self.ledger.start()
+            self.observers.append(self.ledger)
         self.pools = await Pools.create(
             self.cfg.providers, self.cfg.state.reveal() if self.cfg.state else None
         )
@@ -75,16 +84,15 @@ class Runtime:
         gc.freeze()
         names = ", ".join(m.id for m in self.model_infos()) or "none"
         log.info(
-            "smolgate ready: %d providers; models: %s; pool state: %s",
+            "smolgate ready: %d providers; models: %s; pool state: %s; store: %s",
             len(self.providers),
             names,
             self.cfg.state_display,
+            self.store.url_display,
         )
 
     async def stop(self) -> None:
-        if (
-            self.tracer is not None
-        ):  # export the spans still queued (off the loop: it may wait on the network)
+        if self.tracer is not None:  # export the queued spans (off the loop: it may wait on the network)
             await asyncio.to_thread(self.tracer.shutdown)
         for p in self.providers.values():
             await p.aclose()
@@ -92,6 +100,13 @@ class Runtime:
             await self._dispatcher.signatures.store.close()
         if self.pools is not None:
             await self.pools.close()
+        if self.ledger is not None:  # after the providers: requests still finishing have added their rows
+            await self.ledger.stop()
+            self.observers.remove(self.ledger)
+            self.ledger = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
 
     async def audit(
         self,
