@@ -3,12 +3,15 @@ reply carries an x-request-id."""
 
 from __future__ import annotations
 
+import time
+
 import httpx
 import openai
 import pytest
 
 from tests.gateway_server import GatewayServer
 from tests.observability.conftest import obs_config
+from tests.postgres_server import PostgresServer
 
 CLIENT_KEY = "sk-client-probe-0123456789"
 ADMIN_KEY = "adm-probe-0123456789"
@@ -35,7 +38,7 @@ def test_ready_reports_its_checks_and_nothing_sensitive(keyed):
         "started": "ok",
         "shutting_down": False,
         "engine": "none",
-        "store": "none",
+        "store": "ok",  # the default SQLite file (in the test's SMOLGATE_HOME)
         "providers": 3,
     }
 
@@ -47,6 +50,22 @@ def test_ready_is_503_once_shutdown_begins(fakes):
         assert r.status_code == 503
         assert r.json()["checks"]["shutting_down"] is True
         assert httpx.get(gw.url + "/health").status_code == 200  # still alive
+
+
+def test_ready_is_503_while_the_store_is_unreachable(fakes):
+    with PostgresServer() as pg, GatewayServer(obs_config(fakes, f"store: '{pg.create_database()}'\n")) as gw:
+        assert httpx.get(gw.url + "/ready").json()["checks"]["store"] == "ok"
+        pg.halt()  # the database goes away under a running gateway
+        r = httpx.get(gw.url + "/ready")
+        assert r.status_code == 503
+        assert r.json()["checks"]["store"] == "unreachable"
+        assert "postgresql" not in r.text and "127.0.0.1" not in r.text  # no address, no error text
+        assert httpx.get(gw.url + "/health").status_code == 200  # alive all the same
+        pg.resume()
+        wait = time.monotonic() + 30  # the store reconnects on its next use
+        while httpx.get(gw.url + "/ready").status_code != 200 and time.monotonic() < wait:
+            time.sleep(0.1)
+        assert httpx.get(gw.url + "/ready").status_code == 200
 
 
 def test_model_routes_still_need_the_client_key(keyed):
