@@ -1,5 +1,5 @@
-"""An OpenAI Chat fake whose streams wait at a gate: the first chunk goes out at once, the rest only when the
-test opens the gate named by the last user message. Shutdown tests hold streams open exactly as long as they
+"""An OpenAI Chat fake whose answers wait at a gate: a stream's first chunk goes out at once, the rest (or a whole
+answer) only when the test opens the gate named by the last user message. Shutdown tests hold streams open exactly as long as they
 need, without timing."""
 
 from __future__ import annotations
@@ -24,6 +24,19 @@ def _chunk(delta: dict[str, Any], finish: str | None = None) -> bytes:
     return b"data: " + json.dumps(obj).encode() + b"\n\n"
 
 
+def _completion() -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-gated",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "gated-model",
+        "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": "done"}, "finish_reason": "stop"}
+        ],
+        "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
+    }
+
+
 class GatedUpstream(FakeUpstream):
     def __init__(self) -> None:
         super().__init__()
@@ -43,6 +56,10 @@ class GatedUpstream(FakeUpstream):
     async def chat(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
         name = str(body["messages"][-1]["content"])
+        if not body.get("stream"):
+            self.started[name] = self.started.get(name, 0) + 1
+            await self._gate(name).wait()
+            return web.json_response(_completion())
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(_chunk({"role": "assistant", "content": "first "}))

@@ -85,8 +85,12 @@ def config(tmp_path: Path, up: GatedUpstream) -> Path:
     return cfg
 
 
+statuses: dict[str, int] = {}
+
+
 def stream(url: str, path: str, body: dict, name: str, out: dict[str, bytes]) -> None:
     with httpx.stream("POST", url + path, json=body, timeout=60) as r:
+        statuses[name] = r.status_code
         out[name] = r.read()
 
 
@@ -104,13 +108,18 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
             "anthropic",
         ),
         ("/v1/responses", {"model": "slow", "stream": True, "input": "long"}, "responses"),
+        (
+            "/v1/chat/completions",
+            {"model": "slow", "messages": [{"role": "user", "content": "long"}]},
+            "whole",
+        ),
     ]
     threads = [threading.Thread(target=stream, args=(srv.url, *c, out), daemon=True) for c in calls]
     for t in threads:
         t.start()
-    wait_until(lambda: gated.started.get("short") == 1 and gated.started.get("long") == 3, "4 streams open")
+    wait_until(lambda: gated.started.get("short") == 1 and gated.started.get("long") == 4, "5 requests open")
     srv.proc.send_signal(signal.SIGTERM)
-    srv.wait_for("shutting down: waiting for 4 request(s)")
+    srv.wait_for("shutting down: waiting for 5 request(s)")
     with pytest.raises(httpx.ConnectError):  # no longer accepting
         httpx.get(srv.url + "/health", timeout=5)
     gated.open("short")  # this one completes during the grace period
@@ -136,15 +145,20 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
     resp = out["responses"].decode()  # the Responses API's `error` then `response.failed`
     assert "event: error" in resp and "event: response.failed" in resp and "shutting down" in resp
 
+    whole = json.loads(out["whole"])  # not yet answered: a 503 in the protocol's error shape
+    assert whole["error"]["type"] and "shutting down" in whole["error"]["message"]
+    assert statuses["whole"] == 503
+
     # the log is JSON lines only, each with time/level/logger/message; the access lines carry their fields
     records = [json.loads(line) for line in srv.lines]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r["message"] == f"smolgate listening on http://127.0.0.1:{srv.port}" for r in records)
     access = [r for r in records if r["logger"] == "smolgate.access"]
-    assert len(access) == 4
+    assert len(access) == 5
     assert {r["request_id"] for r in access} == {r["request_id"] for r in access if r["request_id"]}
     assert sorted((r["path"], r["error_kind"] or "") for r in access) == [
         ("/v1/chat/completions", ""),
+        ("/v1/chat/completions", "overloaded"),
         ("/v1/chat/completions", "overloaded"),
         ("/v1/messages", "overloaded"),
         ("/v1/responses", "overloaded"),
@@ -154,6 +168,7 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
     # the ended streams' upstream connections were closed, not left running
     gated.open("long")
     wait_until(lambda: gated.disconnects == 3, "the upstream sees the ended streams gone")
+    assert gated.started["long"] == 4  # (nobody retried)
 
 
 def test_ctrl_c_stops_cleanly_without_a_traceback(tmp_path, gated):
