@@ -9,6 +9,8 @@ path carries no tracing code at all; `finished` only hands spans to the batch pr
 
 from __future__ import annotations
 
+import threading
+
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.resources import Resource
@@ -30,6 +32,8 @@ PROVIDER_NAMES = {
     "local": "smolgate.local",
 }
 _propagator = TraceContextTextMapPropagator()
+EXPORT_TIMEOUT = 10.0  # seconds per export, retries included
+FLUSH_TIMEOUT = 3.0  # seconds, at shutdown
 
 
 def _ns(seconds: float) -> int:
@@ -42,8 +46,11 @@ class Tracer:
     def __init__(self, cfg: TracesConfig) -> None:
         self.provider = TracerProvider(resource=Resource.create({"service.name": cfg.service_name}))
         exporter = OTLPSpanExporter(
-            endpoint=cfg.endpoint, headers={k: v.reveal() for k, v in cfg.headers.items()}, timeout=10
+            endpoint=cfg.endpoint,
+            headers={k: v.reveal() for k, v in cfg.headers.items()},
+            timeout=EXPORT_TIMEOUT,
         )
+        self._exporter = exporter
         self.provider.add_span_processor(BatchSpanProcessor(exporter))
         self.tracer = self.provider.get_tracer("smolgate")
 
@@ -121,5 +128,12 @@ class Tracer:
         span.end(end_time=_ns(end))
 
     def shutdown(self) -> None:
-        """Export what is queued (at shutdown; blocks up to the exporter's timeout)."""
+        """Export what is queued, for at most FLUSH_TIMEOUT (a collector that is down must not hold up the
+        process's exit), then stop."""
+        # force_flush's own timeout does not cut an export that is retrying, hence the thread
+        flush = threading.Thread(target=self.provider.force_flush, name="smolgate-trace-flush", daemon=True)
+        flush.start()
+        flush.join(FLUSH_TIMEOUT)
+        if flush.is_alive():  # the collector is down and the export still retrying: end it
+            self._exporter.shutdown()
         self.provider.shutdown()
