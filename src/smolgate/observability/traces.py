@@ -135,5 +135,5 @@ class Tracer:
         flush.start()
         flush.join(FLUSH_TIMEOUT)
         if flush.is_alive():  # the collector is down and the export still retrying: end it
-            self._exporter.shutdown()
+            self._exporter.shutdown()  # type: ignore[no-untyped-call]
         self.provider.shutdown()
