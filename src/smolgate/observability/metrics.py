@@ -29,7 +29,7 @@ TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ACCOUNT_STATES = ("healthy", "cooling", "open", "disabled")
 TOKEN_KINDS = ("input", "cached", "cache_write", "output", "reasoning")
 # The gateway's own operational routes are not traffic: counting every probe and scrape would drown it.
-UNCOUNTED_PATHS = frozenset({"/health", "/healthz", "/ready", "/metrics"})
+UNCOUNTED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/metrics"})
 
 
 def no_cost(rec: RequestRecord) -> float:
