@@ -132,6 +132,9 @@ def test_resource_and_export_headers(traced):
     headers, _ = traced.exports[0]
     assert headers["x-collector-token"] == "tok-secret-123"
     assert headers["content-type"] == "application/x-protobuf"
+    sent = b"".join(req.SerializeToString() for _, req in traced.exports)
+    for secret in (b"sk-up-openai", b"sk-up-anthropic", b"sk-dead", b"tok-secret-123"):
+        assert secret not in sent  # no key in any span (the collector's own token only in its header)
 
 
 def test_an_incoming_traceparent_is_joined(traced):
