@@ -97,6 +97,8 @@ def stream(url: str, path: str, body: dict, name: str, out: dict[str, bytes]) ->
 def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(tmp_path, gated):
     srv = Serve(config(tmp_path, gated), "--log-format", "json")
     srv.wait_for("smolgate listening on")
+    refused = httpx.post(srv.url + "/v1/chat/completions", json={"model": "nope", "messages": []})
+    assert refused.status_code == 404
     out: dict[str, bytes] = {}
     chat = {"model": "slow", "stream": True}
     calls = [
@@ -153,7 +155,10 @@ def test_sigterm_lets_streams_finish_within_grace_and_ends_the_rest_in_protocol(
     records = [json.loads(line) for line in srv.lines]
     assert all({"time", "level", "logger", "message"} <= r.keys() for r in records)
     assert any(r["message"] == f"smolgate listening on http://127.0.0.1:{srv.port}" for r in records)
-    access = [r for r in records if r["logger"] == "smolgate.access"]
+    # a line logged while serving a request carries its id (here: the refusal's reason)
+    rid = refused.headers["x-request-id"]
+    assert any(r["logger"] == "smolgate.server" and r.get("request_id") == rid for r in records)
+    access = [r for r in records if r["logger"] == "smolgate.access" and r["request_id"] != rid]
     assert len(access) == 5
     assert {r["request_id"] for r in access} == {r["request_id"] for r in access if r["request_id"]}
     assert sorted((r["path"], r["error_kind"] or "") for r in access) == [
