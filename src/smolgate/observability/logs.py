@@ -15,7 +15,6 @@ import orjson
 
 request_id: contextvars.ContextVar[str | None] = contextvars.ContextVar("smolgate_request_id", default=None)
 
-LOG_FORMATS = ("text", "json")
 ACCESS_HANDLER = "smolgate-access"  # the access logger's own text handler (cli.py)
 
 
