@@ -30,6 +30,7 @@ from .cli_checks import (
     require_files,
     resolve_default_model,
 )
+from .cli_usage import usage_app
 from .config import (
     Config,
     ConfigError,
@@ -51,6 +52,7 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 app.add_typer(bench_app, name="bench")
+app.add_typer(usage_app, name="usage")
 
 DTYPES = ("bfloat16", "float32")
 

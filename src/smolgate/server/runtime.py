@@ -12,6 +12,7 @@ from .. import observability
 from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
 from ..pool import ClientLimiter, Pools
+from ..pricing import Pricing
 from ..protocols.base import ModelInfo
 from ..providers.base import Provider
 from ..providers.http import HttpProvider
@@ -47,6 +48,7 @@ class Runtime:
         self.limiter: ClientLimiter | None = None
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
+        self.pricing = Pricing(cfg)  # cost per request, for the ledger (and its count of unpriced models)
         self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
         self.drain = Drain()  # requests in flight, for graceful shutdown
         self.metrics: Metrics | None = None  # /metrics (observability.install, in start())
@@ -63,7 +65,10 @@ class Runtime:
         if self.store is None:
             self.store = await open_store(self.cfg)
         if self.cfg.ledger.enabled and self.ledger is None:
-            self.ledger = LedgerWriter(self.store, self.cfg.ledger)
+            self.ledger = LedgerWriter(self.store, self.cfg.ledger, cost=self.pricing.cost_of)
+            asyncio.get_running_loop().run_in_executor(
+                None, self.pricing.warm
+            )  # the price table, off the loop
             self.ledger.start()
             self.observers.append(self.ledger)
         self.pools = await Pools.create(
