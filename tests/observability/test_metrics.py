@@ -145,14 +145,16 @@ def test_no_secret_reaches_the_exposition(traffic):
         assert secret not in text
 
 
-def test_cost_comes_from_the_pricing_callable(fakes):
-    with GatewayServer(obs_config(fakes)) as gw:
-        metrics = gw.app.runtime.metrics
-        assert metrics is not None
-        metrics.cost_of = lambda rec: 0.125 if rec.usage is not None else 0.0  # what pricing.py will plug in
+def test_cost_is_the_ledgers_price_of_the_usage(fakes):
+    prices = "ledger: {prices: {gpt-fake: {input: 3.0, output: 15.0}}}\n"  # USD per million tokens
+    with GatewayServer(obs_config(fakes, prices)) as gw:
         oai = openai.OpenAI(base_url=gw.url + "/v1", api_key="unused", max_retries=0)
-        for _ in range(2):
-            oai.chat.completions.create(model="fast", messages=[{"role": "user", "content": "hi"}])
+        usage = [
+            oai.chat.completions.create(model="fast", messages=[{"role": "user", "content": q}]).usage
+            for q in ("hi", "what is the weather like")
+        ]
         settle(gw.url, 2)
         m = scrape(gw.url)
-        assert value(m, "smolgate_cost_usd_total", alias="fast", provider="up-openai", account="main") == 0.25
+        want = sum(u.prompt_tokens * 3.0 + u.completion_tokens * 15.0 for u in usage) / 1e6
+        got = value(m, "smolgate_cost_usd_total", alias="fast", provider="up-openai", account="main")
+        assert got == pytest.approx(want, rel=1e-9) and got > 0
