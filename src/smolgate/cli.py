@@ -72,21 +72,13 @@ def _main(
     """smolgate — one API endpoint, any AI model, with a vision-language model built in."""
 
 
-def _setup_logging(level: str, fmt: str = "text") -> None:
-    if fmt == "json":  # one JSON object per line on stderr (observability/logs.py)
-        from .observability.logs import json_handler
-
-        logging.basicConfig(level=level.upper(), handlers=[json_handler(sys.stderr)])
-        return
-    from .observability.logs import ACCESS_HANDLER, plain_handler
+def _setup_logging(level: str, fmt: str = "text") -> list[logging.Handler]:
+    """Log to stderr off the event loop (observability/logs.py): text through rich, or JSON lines."""
+    from .observability.logs import setup
 
     rich = RichHandler(console=console, show_path=False, rich_tracebacks=False)
-    # One access line per request: rich's rendering costs ~1 ms a line, a plain handler ~20 µs.
-    rich.addFilter(lambda r: r.name != "smolgate.access")
-    logging.basicConfig(level=level.upper(), format="%(message)s", datefmt="[%X]", handlers=[rich])
-    access = logging.getLogger("smolgate.access")
-    if not any(h.get_name() == ACCESS_HANDLER for h in access.handlers):
-        access.addHandler(plain_handler(sys.stderr))
+    rich.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    return setup(level, fmt, rich, sys.stderr)
 
 
 def embedded_config(
@@ -159,7 +151,7 @@ def serve(
     if (ssl_certfile is None) != (ssl_keyfile is None):
         fail("--ssl-certfile and --ssl-keyfile go together")
     require_files(ssl_certfile, ssl_keyfile)
-    _setup_logging(log_level, log_format)
+    log_writers = _setup_logging(log_level, log_format)
     cfg = _load(config) if config is not None else None
     if not (cfg.keys if cfg else []) and not _is_loopback(host):
         fail(
@@ -192,8 +184,7 @@ def serve(
 
     admin = admin_key(cfg)
     redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
-    handlers = [*logging.getLogger().handlers, *logging.getLogger("smolgate.access").handlers]
-    for handler in handlers:  # uvicorn's loggers propagate to the root's (log_config=None)
+    for handler in log_writers:  # uvicorn's loggers propagate to the root's (log_config=None)
         handler.addFilter(redact)
     try:
         app = Gateway(cfg)  # builds the providers: a header or base_url HTTP cannot carry is refused here

@@ -186,3 +186,37 @@ def test_ctrl_c_stops_cleanly_without_a_traceback(tmp_path, gated):
     assert srv.exit_code() == 0
     text = "\n".join(srv.lines)
     assert "Traceback" not in text and "KeyboardInterrupt" not in text
+
+
+def test_a_stderr_nobody_reads_does_not_stall_the_server(tmp_path, gated):
+    """A line per request into a pipe nobody empties: the pipe fills (64 KiB), the writer thread waits, lines
+    are dropped — and requests keep being answered; the process still exits."""
+    cfg = config(tmp_path, gated)
+    port = closed_port()
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "smolgate.cli", "serve", "-c", str(cfg), "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,  # never read until the end
+        env=env,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_until(lambda: _up(url), "serve answers", 60)
+        with httpx.Client(base_url=url, timeout=30) as client:
+            for i in range(1500):  # ~150 bytes of access line each: far more than a pipe holds
+                assert client.get("/health", headers={"x-request-id": f"fill-{i}"}).status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0
+    assert b"(fill-0)" in err  # the lines that fitted were written
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(url + "/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False
