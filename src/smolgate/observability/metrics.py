@@ -9,6 +9,7 @@ series. The per-request cost is a few dict lookups: labelled children are cached
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -196,6 +197,11 @@ class LiveState(Collector):
                 waiting.add_metric([pool.name], pool.waiting)
             yield from (state, in_flight, waiting)
         yield from self._engines()
+        dropped = CounterMetricFamily(
+            "smolgate_log_lines_dropped", "Log lines dropped because stderr was not read fast enough"
+        )
+        dropped.add_metric([], sum(getattr(h, "dropped", 0) for h in logging.getLogger().handlers))
+        yield dropped
 
     def _engines(self) -> Iterator[Metric]:
         batch = GaugeMetricFamily(
