@@ -11,7 +11,7 @@ import pytest
 from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from smolgate.canonical import (
@@ -943,6 +943,7 @@ def assert_only_gateway_errors(obj, ctx=CTX):
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.integers(0, 50), max_size=6), json_values, st.sampled_from(KEYS), st.booleans())
+@example(path=[0, 20, 0, 0, 0, 0], value="", key="id", insert=False)  # a functionResponse with an empty name
 def test_fuzz_mutated_valid_request(path, value, key, insert):
     obj = mutate(VALID, path, {key: value} if insert else value)
     assert_only_gateway_errors(obj)

@@ -18,7 +18,7 @@ from smolgate.protocols.base import ErrorReply, RequestContext, UpstreamRequest
 from smolgate.protocols.openai_chat import OpenAIChatCodec
 from smolgate.protocols.spec import ClientRoute, KeyPresentation, ProtocolSpec, RouteKind, Upstream
 from smolgate.providers.http import HttpProvider
-from smolgate.server.admin import ROUTES as ADMIN_ROUTES
+from smolgate.server import admin
 from smolgate.server.app import Gateway
 from smolgate.server.routes import ROUTES, build
 from smolgate.server.runtime import Runtime
@@ -31,14 +31,15 @@ from tests.security.evil_upstream import (
     provider_config,
 )
 
-# the gateway's own routes: probes, metrics, and every admin module's routes (server/admin/)
+# the gateway's own routes: probes, metrics, and every admin module's (each under /admin/, behind the admin key)
 GATEWAY_OWN = {
     ("GET", "/health"),
     ("GET", "/healthz"),
     ("GET", "/ready"),
     ("GET", "/readyz"),
     ("GET", "/metrics"),
-} | {(r.method, r.path) for r in ADMIN_ROUTES}
+} | {(r.method, r.path) for r in admin.ROUTES}
+assert all(r.path.startswith("/admin/") for r in admin.ROUTES)
 
 
 def _concrete(route: ClientRoute) -> str:

@@ -11,30 +11,15 @@ from .access import AccessLog
 from .metrics import Metrics
 
 if TYPE_CHECKING:
-    from ..pricing import Pricing
     from ..server.runtime import Runtime
-
-
-def metrics_cost(pricing: Pricing) -> Callable[[RequestRecord], float]:
-    """The ledger's cost of a request, for the metrics: the same prices, without counting the unpriced a
-    second time (`Pricing.cost_of` counts them for the ledger)."""
-
-    def cost(rec: RequestRecord) -> float:
-        a, usage = rec.last, rec.usage
-        if a is None or usage is None or a.upstream_protocol == "local":
-            return 0.0
-        price = pricing.price(a.provider, a.upstream_protocol, a.upstream_model, rec.ts, quiet=True)
-        return price.cost(usage) if price is not None else 0.0
-
-    return cost
 
 
 def install(rt: Runtime, cost: Callable[[RequestRecord], float] | None = None) -> None:
     """Add the configured observers to `rt` (metrics as `rt.metrics`, the tracer as `rt.tracer`); the
-    metrics' cost is the runtime's pricing unless `cost` is given."""
+    metrics' cost is the runtime's `cost_of` (the ledger's and the budgets') unless `cost` is given."""
     o = rt.cfg.observability
     if o.metrics:
-        rt.metrics = Metrics(rt, cost or metrics_cost(rt.pricing))
+        rt.metrics = Metrics(rt, cost or (lambda rec: rt.cost_of(rec)))
         rt.observers.append(rt.metrics)
     if o.access_log:
         rt.observers.append(AccessLog())

@@ -172,6 +172,8 @@ class PartReader:
             if role != "assistant":
                 raise invalid(f"'{p}' is only allowed in 'model' turns", param=p)
             name = fld(fc, "name", str, p, required=True)
+            if not name:  # Gemini matches calls and results by name: an empty one matches nothing
+                raise invalid(f"'{p}.name' must not be empty", param=f"{p}.name")
             args = fld(fc, "args", dict, p)
             cid = fld(fc, "id", str, p) or (
                 f"call_{safe_id(name)}_{turn}_{n_calls}" if self.stable_ids else new_id("call_")
@@ -184,6 +186,8 @@ class PartReader:
             if role != "user":
                 raise invalid(f"'{p}' is only allowed in 'user' turns", param=p)
             name = fld(fr, "name", str, p, required=True)
+            if not name:  # Gemini matches calls and results by name: an empty one matches nothing
+                raise invalid(f"'{p}.name' must not be empty", param=f"{p}.name")
             response = fld(fr, "response", dict, p) or {}
             queue = self.pending.get(name) or []
             cid = fld(fr, "id", str, p)
@@ -381,6 +385,7 @@ KIND_NAMES = {
     ErrorKind.AUTH: "UNAUTHENTICATED",
     ErrorKind.PERMISSION: "PERMISSION_DENIED",
     ErrorKind.RATE_LIMITED: "RESOURCE_EXHAUSTED",
+    ErrorKind.QUOTA: "RESOURCE_EXHAUSTED",  # Gemini's quota-exceeded answer (429)
     ErrorKind.TIMEOUT: "DEADLINE_EXCEEDED",
 }
 

@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from .. import observability
@@ -20,8 +21,11 @@ from ..routing import Route, Router
 from ..store import AuditRow, Store
 from ..store.ledger import LedgerWriter
 from ..store.open import open_store
-from ..telemetry import Observer
+from ..telemetry import Observer, RequestRecord
+from ..vkeys import load_pepper
 from .drain import Drain
+from .vkeys_auth import KeyService
+from .vkeys_budget import Budgets
 
 if TYPE_CHECKING:
     from ..observability.metrics import Metrics
@@ -50,6 +54,9 @@ class Runtime:
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
         self.pricing = Pricing(cfg)  # cost per request, for the ledger (and its count of unpriced models)
         self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
+        self.vkeys: KeyService | None = None  # virtual keys (opened with the store)
+        # USD of a finished request, for the ledger and key budgets alike
+        self.cost_of: Callable[[RequestRecord], float] = self.pricing.cost_of
         self.drain = Drain()  # requests in flight, for graceful shutdown
         self.metrics: Metrics | None = None  # /metrics (observability.install, in start())
         self.tracer: Tracer | None = None  # only with observability.traces.endpoint
@@ -64,11 +71,10 @@ class Runtime:
             return
         if self.store is None:
             self.store = await open_store(self.cfg)
+            # the price table's import takes a while: off the loop, before the first request needs it
+            asyncio.get_running_loop().run_in_executor(None, self.pricing.warm)
         if self.cfg.ledger.enabled and self.ledger is None:
-            self.ledger = LedgerWriter(self.store, self.cfg.ledger, cost=self.pricing.cost_of)
-            asyncio.get_running_loop().run_in_executor(
-                None, self.pricing.warm
-            )  # the price table, off the loop
+            self.ledger = LedgerWriter(self.store, self.cfg.ledger, lambda rec: self.cost_of(rec))
             self.ledger.start()
             self.observers.append(self.ledger)
         self.pools = await Pools.create(
@@ -84,6 +90,7 @@ class Runtime:
                 await start()
             for info in getattr(p, "model_infos", lambda: [])():
                 self.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
+        await self.start_keys(self.store)
         # Everything allocated at start-up lives for the whole process: keep it out of the GC's scans, so
         # collections during traffic stay short (tail latency).
         gc.freeze()
@@ -95,6 +102,19 @@ class Runtime:
             self.cfg.state_display,
             self.store.url_display,
         )
+
+    async def start_keys(self, store: Store) -> None:
+        """Virtual keys, checked against `store`, limited by the shared client limiter, budgets by cost."""
+        if self.limiter is None:
+            self.limiter = ClientLimiter([], self.pools)
+        budgets = Budgets(store, self.limiter.shared)
+        if self.ledger is not None:
+            self.ledger.on_written.append(budgets.written)
+        self.vkeys = KeyService(
+            store, lambda: load_pepper(self.cfg), self.limiter, budgets, lambda rec: self.cost_of(rec)
+        )
+        await self.vkeys.any_keys()
+        self.observers.append(self.vkeys)
 
     async def stop(self) -> None:
         if self.tracer is not None:  # export the queued spans (off the loop: it may wait on the network)
@@ -109,6 +129,9 @@ class Runtime:
             await self.ledger.stop()
             self.observers.remove(self.ledger)
             self.ledger = None
+        if self.vkeys is not None:
+            self.observers.remove(self.vkeys)
+            self.vkeys = None
         if self.store is not None:
             await self.store.close()
             self.store = None

@@ -4,9 +4,9 @@ it makes is written to the audit log (`Runtime.audit`)."""
 
 from __future__ import annotations
 
-from . import accounts, usage
+from . import accounts, keys, usage
 from .common import AdminRoute
 
-ROUTES: list[AdminRoute] = [*accounts.ROUTES, *usage.ROUTES]
+ROUTES: list[AdminRoute] = [*accounts.ROUTES, *keys.ROUTES, *usage.ROUTES]
 
 __all__ = ["ROUTES", "AdminRoute"]
