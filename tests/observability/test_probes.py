@@ -120,3 +120,18 @@ def test_x_request_id_on_success_error_and_stream(keyed):
     # one that is not a tame token is replaced
     r = httpx.get(keyed.url + "/health", headers={"x-request-id": "a b<script>"})
     assert r.headers["x-request-id"].startswith("req_")
+
+
+def test_probes_stay_keyless_once_virtual_keys_close_the_gateway(fakes, tmp_path):
+    with GatewayServer(obs_config(fakes, f"data_dir: {tmp_path}\n")) as gw:  # its own store: its own keys
+        r = httpx.post(gw.url + "/admin/keys", json={"name": "probe-team"})  # loopback: no admin key needed
+        assert r.status_code == 201, r.text
+        secret = r.json()["secret"]
+        body = {"model": "fast", "messages": [{"role": "user", "content": "hi"}]}
+        assert httpx.post(gw.url + "/v1/chat/completions", json=body).status_code == 401
+        for path in ("/health", "/ready"):
+            assert httpx.get(gw.url + path).status_code == 200
+        ok = httpx.post(
+            gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secret}"}
+        )
+        assert ok.status_code == 200
