@@ -74,13 +74,13 @@ def _main(
     """smolgate — one API endpoint, any AI model, with a vision-language model built in."""
 
 
-def _setup_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(message)s",
-        datefmt="[%X]",
-        handlers=[RichHandler(console=console, show_path=False, rich_tracebacks=False)],
-    )
+def _setup_logging(level: str, fmt: str = "text") -> list[logging.Handler]:
+    """Log to stderr off the event loop (observability/logs.py): text through rich, or JSON lines."""
+    from .observability.logs import setup
+
+    rich = RichHandler(console=console, show_path=False, rich_tracebacks=False)
+    rich.setFormatter(logging.Formatter("%(message)s", datefmt="[%X]"))
+    return setup(level, fmt, rich, sys.stderr)
 
 
 def embedded_config(
@@ -137,9 +137,11 @@ def serve(
     ),
     ssl_keyfile: Path | None = typer.Option(None, "--ssl-keyfile", help="the certificate's private key"),
     log_level: str = typer.Option("info", help="|".join(LOG_LEVELS)),
+    log_format: str = typer.Option("text", help="text|json (one JSON object per line, with request ids)"),
 ) -> None:
     """Run the gateway."""
     one_of("--log-level", log_level.lower(), LOG_LEVELS)
+    one_of("--log-format", log_format, ("text", "json"))
     one_of("--dtype", dtype, DTYPES)
     if quant is not None:
         one_of("--quant", quant, get_args(Quant))
@@ -151,7 +153,7 @@ def serve(
     if (ssl_certfile is None) != (ssl_keyfile is None):
         fail("--ssl-certfile and --ssl-keyfile go together")
     require_files(ssl_certfile, ssl_keyfile)
-    _setup_logging(log_level)
+    log_writers = _setup_logging(log_level, log_format)
     cfg = _load(config) if config is not None else None
     if not (cfg.keys if cfg else []) and not _is_loopback(host) and not store_has_keys(cfg or Config()):
         fail(
@@ -177,16 +179,14 @@ def serve(
         if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)
 
-    import uvicorn
-
     from .secret import RedactingFilter, Redactor
     from .server.app import Gateway
     from .server.auth import admin_key
-    from .server.serving import uvicorn_config
+    from .server.serving import Server, uvicorn_config
 
     admin = admin_key(cfg)
     redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
-    for handler in logging.getLogger().handlers:  # uvicorn's loggers propagate here (log_config=None)
+    for handler in log_writers:  # uvicorn's loggers propagate to the root's (log_config=None)
         handler.addFilter(redact)
     try:
         app = Gateway(cfg)  # builds the providers: a header or base_url HTTP cannot carry is refused here
@@ -203,7 +203,7 @@ def serve(
         server_config.load()  # reads the certificate now, so a bad one is a clear message
     except (OSError, ValueError) as exc:  # unreadable certificate or key: one line, no trace
         fail(f"cannot serve: {exc}")
-    server = uvicorn.Server(server_config)
+    server = Server(server_config, app)
     server.run(sockets=[sock])
     if not server.started:  # startup failed (logged as one line by the gateway): not a clean exit
         raise typer.Exit(1)

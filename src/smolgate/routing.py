@@ -105,5 +105,9 @@ class Router:
         """Names known only at run time (the local model's id once it is loaded)."""
         self._known[name] = routes
 
+    def is_known(self, name: str) -> bool:
+        """A configured alias or a run-time name (not a `provider/model` the client made up)."""
+        return name in self._known
+
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id=name) for name in self._aliases]

@@ -48,6 +48,7 @@ class RequestRecord:
     status: int = 200
     error_kind: str | None = None  # set for refusals and for errors inside a stream (status stays 200)
     attempts: list[AttemptRecord] = field(default_factory=list)
+    traceparent: str | None = None  # the client's W3C trace context, when it sent one (traces join it)
 
     # -------------------------------------------------------------- filled by the dispatcher
     def begin_attempt(self, provider: str, account: str | None, model: str, protocol: str) -> None:

@@ -276,3 +276,21 @@ def test_engine_failures_are_internal_and_a_full_queue_is_overloaded(vlm_gateway
     assert "at capacity" in r.json()["error"]["message"]
     monkeypatch.undo()
     assert httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=60, json=body).status_code == 200
+
+
+def test_metrics_show_the_local_engines_batch_and_tokens(vlm_gateway):
+    from prometheus_client.parser import text_string_to_metric_families
+
+    body = {"model": "vlm", "messages": [{"role": "user", "content": "Say hi."}], "max_tokens": 6}
+    r = httpx.post(vlm_gateway.url + "/v1/chat/completions", json=body, timeout=120)
+    assert r.status_code == 200
+    text = httpx.get(vlm_gateway.url + "/metrics", timeout=30).text
+    m = {
+        s.name: s for f in text_string_to_metric_families(text) for s in f.samples if s.labels.get("provider")
+    }
+    assert m["smolgate_engine_generated_tokens_total"].value >= r.json()["usage"]["completion_tokens"] - 1
+    assert m["smolgate_engine_batch_size"].value == 0  # idle again
+    assert m["smolgate_engine_waiting"].value == 0
+    assert "smolgate_engine_tokens_per_second" in m
+    ready = httpx.get(vlm_gateway.url + "/ready", timeout=30).json()
+    assert ready["checks"]["engine"] == "ok"

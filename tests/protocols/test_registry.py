@@ -31,8 +31,14 @@ from tests.security.evil_upstream import (
     provider_config,
 )
 
-# the gateway's own routes: health, and every admin module's (each under /admin/, behind the admin key)
-GATEWAY_OWN = {("GET", "/health"), ("GET", "/healthz")} | {(r.method, r.path) for r in admin.ROUTES}
+# the gateway's own routes: probes, metrics, and every admin module's (each under /admin/, behind the admin key)
+GATEWAY_OWN = {
+    ("GET", "/health"),
+    ("GET", "/healthz"),
+    ("GET", "/ready"),
+    ("GET", "/readyz"),
+    ("GET", "/metrics"),
+} | {(r.method, r.path) for r in admin.ROUTES}
 assert all(r.path.startswith("/admin/") for r in admin.ROUTES)
 
 

@@ -26,6 +26,7 @@ __all__ = [
     "EngineError",
     "EngineInternal",
     "EngineRequest",
+    "EngineStats",
     "EngineUsage",
     "FinishReason",
     "ImagePart",
@@ -47,6 +48,15 @@ class JsonSpec:
     token-level constraint from its own tokenizer."""
 
     schema: Mapping[str, Any] | bool | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class EngineStats:
+    """What the engine is doing now (read by the gateway's metrics at scrape time, not per token)."""
+
+    batch: int  # generations in the current decode batch
+    waiting: int  # admitted requests not yet decoding (queued or being prefilled)
+    generated_tokens: int  # tokens generated since start (monotonic)
 
 
 @dataclass(frozen=True, slots=True)

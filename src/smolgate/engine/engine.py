@@ -39,6 +39,7 @@ from .api import (
     EngineError,
     EngineInternal,
     EngineRequest,
+    EngineStats,
     InputInvalid,
     JsonSpec,
 )
@@ -173,6 +174,9 @@ class Engine:
     def close(self) -> None:
         """Stop the decode thread (requests still running get a RuntimeError)."""
         self.scheduler.close()
+
+    def stats(self) -> EngineStats:
+        return self.scheduler.stats()
 
     def run(self, fn: Callable[[], T]) -> T:
         """Call fn() on the engine's compute thread (where all model work belongs, see scheduler.py) -> its result."""

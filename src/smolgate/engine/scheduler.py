@@ -33,7 +33,7 @@ from typing import TypeVar
 
 import torch
 
-from .api import Busy, ContextTooLong
+from .api import Busy, ContextTooLong, EngineStats
 from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
 from .delivery import Sink, Ticket
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
@@ -154,6 +154,7 @@ class Scheduler:
         self._step_fn = compile_decode_step(model) if self.limits.compile else model.decode_rows
         self._compiled_vision = self.limits.compile and compile_vision(model)
         self.decode_steps = 0  # observable counters
+        self.generated_tokens = 0  # one per row per decode step (metrics)
         self.peak_batch = 0
         self.prefill_passes = 0  # model forwards spent on prompts (a batch of prompts counts once)
 
@@ -266,6 +267,14 @@ class Scheduler:
             self._wake.notify()
         if self._thread is not None and self._thread is not threading.current_thread():
             self._thread.join()
+
+    def stats(self) -> EngineStats:
+        """A snapshot for metrics. Read without the lock: plain ints and lengths, a scrape may be a step stale."""
+        return EngineStats(
+            batch=len(self._rows),
+            waiting=len(self._waiting) + (self._filling is not None),
+            generated_tokens=self.generated_tokens,
+        )
 
     @property
     def busy(self) -> bool:
@@ -463,6 +472,7 @@ class Scheduler:
         if n == 0:
             return
         self.decode_steps += 1
+        self.generated_tokens += n
         self.peak_batch = max(self.peak_batch, n)
         kv_len = max(r.pos for r in self._rows) + 1
         logits = self._step_fn(self._tokens[:n], self._positions[:n], kv_len, self._caches)

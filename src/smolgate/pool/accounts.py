@@ -110,6 +110,11 @@ class AccountPool:
         self._draining = False
         self._releasing: set[asyncio.Task[None]] = set()
 
+    @property
+    def waiting(self) -> int:
+        """Requests queued for a free account (metrics' queue depth)."""
+        return len(self._waiters)
+
     def prefix(self, a: AccountState) -> str:
         return f"smolgate:pool:{self.name}:{a.name}"
 

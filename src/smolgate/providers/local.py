@@ -12,7 +12,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from types import ModuleType
 
 from ..accumulate import collect
@@ -40,6 +40,7 @@ from ..engine.api import (
     ContextTooLong,
     EngineError,
     EngineRequest,
+    EngineStats,
     ImagePart,
     InputInvalid,
     JsonSpec,
@@ -196,6 +197,11 @@ class LocalProvider(Provider):
             return await self.engine.count_tokens(self._request(req, plan_output(req)))
         except EngineError as exc:
             raise _gateway_error(exc) from exc
+
+    def engine_stats(self) -> EngineStats | None:
+        """The engine's batch and token counters for metrics (None while loading, or for an engine without)."""
+        stats: Callable[[], EngineStats] | None = getattr(self.engine, "stats", None)
+        return stats() if stats is not None else None
 
     async def aclose(self) -> None:
         """Stop the engine's decode thread (joined off the loop; generations still running fail)."""

@@ -6,6 +6,8 @@ HTTP-only; protocol knowledge lives in the protocol modules.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import re
 import secrets
@@ -14,6 +16,7 @@ from typing import Any
 from ..config import ClientKey, Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
+from ..observability.logs import request_id as log_request_id
 from ..protocols.base import Codec, ErrorReply
 from ..store import KeyRow
 from ..telemetry import RequestRecord
@@ -31,12 +34,18 @@ from .asgi import (
     with_headers,
 )
 from .auth import Authenticator, presented_key
+from .probes import PROBE_PATHS
 from .routes import ROUTES
 from .runtime import Runtime
 from .table import RouteTable
 
 log = logging.getLogger("smolgate.server")
 
+_MAX_TRACEPARENT = 128
+_SHUTDOWN = "the server is shutting down; retry the request"
+# Probes and /metrics answer without a client key (load balancers and scrapers have none); /metrics takes
+# the admin key instead unless observability.metrics_public.
+_KEYLESS = PROBE_PATHS | {"/metrics"}
 _CLIENT_RID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # a client's own x-request-id, if it is this tame
 
 
@@ -58,6 +67,7 @@ class Gateway:
         self.auth = Authenticator(cfg)
         self.access = Access(cfg)
         self.routes = routes
+        self._metrics_public = cfg.observability.metrics_public
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -74,7 +84,11 @@ class Gateway:
         h = req.headers
         rid = request_id(h)
         rec = req.record = RequestRecord(rid, req.method, req.path)
+        log_request_id.set(rid)  # this request's task only: its log lines carry its id
+        if (tp := h.get("traceparent")) is not None and len(tp) <= _MAX_TRACEPARENT:
+            rec.traceparent = tp
         send = with_headers(send, {"x-request-id": rid})
+        task = self.runtime.drain.track()
         body_read = False
         status, kind = 200, None
         try:
@@ -87,13 +101,13 @@ class Gateway:
                     await send_empty(send, 204, self.access.preflight(h, cors))
                     return
                 send = with_headers(send, cors)
-            if req.path.startswith("/admin/"):
+            if req.path.startswith("/admin/") or (req.path == "/metrics" and not self._metrics_public):
                 self.auth.check_admin(h, req.client)
             if endpoint is None:
                 raise not_found(f"no route for {req.method} {req.path[:200]}")
             client = vkey = None
             req.key = presented_key(endpoint.keys, h, req.query)
-            if not req.path.startswith("/admin/"):
+            if not req.path.startswith("/admin/") and req.path not in _KEYLESS:
                 client, vkey = await self._authenticate(req)
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
@@ -126,6 +140,14 @@ class Gateway:
         except ClientGone:
             status, kind = 499, "client_gone"
             return
+        except asyncio.CancelledError:
+            if not self.runtime.drain.claims(task):
+                raise
+            # The shutdown grace period is over and this request has no answer yet: say so (a 503), rather
+            # than cut the connection. (If the answer had started, sending fails and the connection closes.)
+            status, kind = 503, ErrorKind.OVERLOADED.value
+            with contextlib.suppress(Exception):
+                await self.send_error(send, errors, GatewayError(ErrorKind.OVERLOADED, _SHUTDOWN), rid)
         except Exception:
             status, kind = 500, ErrorKind.INTERNAL.value
             log.exception("internal error handling %s %s (%s)", req.method, req.path[:200], rid)
@@ -133,6 +155,7 @@ class Gateway:
                 send, errors, GatewayError(ErrorKind.INTERNAL, f"internal error ({rid})"), rid
             )
         finally:
+            self.runtime.drain.untrack(task)
             rec.finish(status, kind)
             for observer in self.runtime.observers:
                 try:

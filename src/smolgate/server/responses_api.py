@@ -193,7 +193,7 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     enc = ResponsesStreamEncoder(canon, rid)
 
     async def chunks() -> AsyncIterator[bytes]:
-        async for chunk in encode_events(enc, first, events):
+        async for chunk in encode_events(enc, first, events, rt.drain, record):
             yield chunk
         if keep and enc.final is not None:
             await store.put(

@@ -20,9 +20,11 @@ from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
 from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
 from ..signatures import owner_id
-from . import admin, responses_api
+from ..telemetry import RequestRecord
+from . import admin, probes, responses_api
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .auth import OWN_KEYS
+from .drain import Drain
 from .streaming import encode_events
 from .table import Endpoint, Handler, RouteTable
 from .vkeys_auth import allow_model, owner_key
@@ -60,16 +62,22 @@ def _chat(c: Codec) -> Handler:
             return
         events = rt.dispatcher.stream(canon, rec)
         first = await anext(events)  # errors before the first event become a normal error response
-        await send_stream(send, receive, _encode(c, canon, first, events), c.stream_media_type)
+        chunks = _encode(c, canon, first, events, rt.drain, rec)
+        await send_stream(send, receive, chunks, c.stream_media_type)
 
     return chat
 
 
 async def _encode(
-    c: Codec, canon: Request, first: Event, events: AsyncIterator[Event]
+    c: Codec,
+    canon: Request,
+    first: Event,
+    events: AsyncIterator[Event],
+    drain: Drain,
+    rec: RequestRecord | None,
 ) -> AsyncIterator[bytes]:
     enc = c.stream_encoder(canon)
-    async for chunk in encode_events(enc, first, events):
+    async for chunk in encode_events(enc, first, events, drain, rec):
         yield chunk
     yield enc.close()
 
@@ -230,10 +238,12 @@ def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
     if "/" not in prefixes:
         raise ValueError("no protocol claims the error prefix '/' (the default error shape)")
     own = prefixes["/"]  # the gateway's own routes answer errors in its default shape
-    health = _fixed(b'{"status":"ok"}', "application/json")
     endpoints += [
-        Endpoint("GET", "/health", health, own, OWN_KEYS),
-        Endpoint("GET", "/healthz", health, own, OWN_KEYS),
+        Endpoint("GET", "/health", probes.health, own, OWN_KEYS),
+        Endpoint("GET", "/healthz", probes.health, own, OWN_KEYS),
+        Endpoint("GET", "/ready", probes.ready, own, OWN_KEYS),
+        Endpoint("GET", "/readyz", probes.ready, own, OWN_KEYS),
+        Endpoint("GET", "/metrics", probes.metrics, own, OWN_KEYS),
     ]
     endpoints += [Endpoint(r.method, r.path, r.handler, own, OWN_KEYS) for r in admin.ROUTES]
     return RouteTable(endpoints, prefixes)

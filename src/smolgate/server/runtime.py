@@ -7,7 +7,9 @@ import gc
 import logging
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
+from .. import observability
 from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
 from ..pool import ClientLimiter, Pools
@@ -21,8 +23,13 @@ from ..store.ledger import LedgerWriter
 from ..store.open import open_store
 from ..telemetry import Observer, RequestRecord
 from ..vkeys import load_pepper
+from .drain import Drain
 from .vkeys_auth import KeyService
 from .vkeys_budget import Budgets
+
+if TYPE_CHECKING:
+    from ..observability.metrics import Metrics
+    from ..observability.traces import Tracer
 
 log = logging.getLogger("smolgate")
 
@@ -50,6 +57,9 @@ class Runtime:
         self.vkeys: KeyService | None = None  # virtual keys (opened with the store)
         # USD of a finished request, for the ledger and key budgets alike
         self.cost_of: Callable[[RequestRecord], float] = self.pricing.cost_of
+        self.drain = Drain()  # requests in flight, for graceful shutdown
+        self.metrics: Metrics | None = None  # /metrics (observability.install, in start())
+        self.tracer: Tracer | None = None  # only with observability.traces.endpoint
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -73,6 +83,7 @@ class Runtime:
         if self.cfg.keys:  # client limits share the pools' state: one rpm window across replicas
             self.limiter = ClientLimiter(self.cfg.keys, self.pools)
         self._dispatcher = Dispatcher(self.cfg, self.router, self.providers, self.pools)
+        observability.install(self)
         for p in self.providers.values():
             start = getattr(p, "start", None)
             if start is not None:
@@ -106,6 +117,8 @@ class Runtime:
         self.observers.append(self.vkeys)
 
     async def stop(self) -> None:
+        if self.tracer is not None:  # export the queued spans (off the loop: it may wait on the network)
+            await asyncio.to_thread(self.tracer.shutdown)
         for p in self.providers.values():
             await p.aclose()
         if self._dispatcher is not None:

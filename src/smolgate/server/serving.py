@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import resource
 import socket
+from collections.abc import Iterator
 from typing import Literal
 
 import uvicorn
@@ -15,6 +18,7 @@ from .limits import Limits, protocol_class
 log = logging.getLogger("smolgate")
 
 _FD_RESERVE = 256  # descriptors kept for upstream connections, files, logs
+DRAIN_MARGIN = 3.0  # seconds after the grace period for the ended requests to send their last bytes
 
 
 def raise_fd_limit() -> int:
@@ -88,7 +92,48 @@ def uvicorn_config(
         # uvicorn's own check runs after the headers and also counts in-flight requests: a backstop above the
         # connection cap, which the protocol enforces at accept.
         limit_concurrency=cap + 1,
-        timeout_graceful_shutdown=5,
+        # The drain (Server.shutdown) ends what is left after shutdown_grace; uvicorn's own hard stop only
+        # comes DRAIN_MARGIN later, so those requests can still write their error and close.
+        timeout_graceful_shutdown=app.cfg.shutdown_grace + DRAIN_MARGIN,  # type: ignore[arg-type]
         ssl_certfile=ssl_certfile,
         ssl_keyfile=ssl_keyfile,
     )
+
+
+class Server(uvicorn.Server):
+    """uvicorn's server with the gateway's graceful shutdown.
+
+    On SIGTERM or Ctrl-C it stops accepting and lets the requests in flight finish for `shutdown_grace`
+    seconds; then the drain ends the rest (streams with their protocol's in-stream error, unanswered requests
+    with a 503) and the process exits with status 0. A second Ctrl-C stops at once (uvicorn's force exit).
+    """
+
+    def __init__(self, config: uvicorn.Config, app: Gateway) -> None:
+        super().__init__(config)
+        self.gateway = app
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets)
+        if self.started and self.servers and self.servers[0].sockets:
+            host, port = self.servers[0].sockets[0].getsockname()[:2]
+            shown = f"[{host}]" if ":" in host else host
+            scheme = "https" if self.config.ssl_certfile else "http"
+            log.info("smolgate listening on %s://%s:%d", scheme, shown, port)
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        drain = self.gateway.runtime.drain
+        drain.begin()
+        grace = self.gateway.cfg.shutdown_grace
+        timer = asyncio.get_running_loop().call_later(grace, drain.end)
+        try:
+            await super().shutdown(sockets)
+        finally:
+            timer.cancel()
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        with super().capture_signals():
+            yield
+            # The signal asked for the stop that just completed: uvicorn would raise it again now (a
+            # KeyboardInterrupt traceback for Ctrl-C, death by SIGTERM): the shutdown was clean, exit 0.
+            self._captured_signals.clear()

@@ -1,0 +1,36 @@
+"""Metrics (Prometheus), traces (OpenTelemetry, only imported when configured), logs and the access log: each an
+Observer of finished requests, installed on a Runtime from `Config.observability`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..telemetry import RequestRecord
+from .access import AccessLog
+from .metrics import Metrics
+
+if TYPE_CHECKING:
+    from ..server.runtime import Runtime
+
+
+def install(rt: Runtime, cost: Callable[[RequestRecord], float] | None = None) -> None:
+    """Add the configured observers to `rt` (metrics as `rt.metrics`, the tracer as `rt.tracer`); the
+    metrics' cost is the runtime's `cost_of` (the ledger's and the budgets') unless `cost` is given."""
+    o = rt.cfg.observability
+    if o.metrics:
+        rt.metrics = Metrics(rt, cost or (lambda rec: rt.cost_of(rec)))
+        rt.observers.append(rt.metrics)
+    if o.access_log:
+        rt.observers.append(AccessLog())
+    if o.traces.endpoint:
+        try:
+            from .traces import Tracer  # opentelemetry is imported only now
+        except ImportError as exc:
+            raise RuntimeError(
+                "observability.traces.endpoint is set but OpenTelemetry is not installed: "
+                "pip install 'smolgate[traces]'"
+            ) from exc
+
+        rt.tracer = Tracer(o.traces)
+        rt.observers.append(rt.tracer)
