@@ -181,7 +181,8 @@ def serve(
     from .server.serving import uvicorn_config
 
     admin = admin_key(cfg)
-    redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
+    secret_values = cfg.secret_values() + ([admin.reveal()] if admin else [])
+    redact = RedactingFilter(Redactor(secret_values), secret_values)
     for handler in logging.getLogger().handlers:  # uvicorn's loggers propagate here (log_config=None)
         handler.addFilter(redact)
     try:

@@ -72,7 +72,7 @@ class Pools:
                 h = a.health
                 h.gate(now)  # settle time-based transitions (an expired cooldown reads as healthy)
                 state = h.state if a.cfg.enabled else "disabled"
-                reason = h.reason if a.cfg.enabled else "disabled in the configuration"
+                reason = h.reason if a.cfg.enabled else "disabled by the operator"
                 fresh = a.rl.reset_requests is not None and a.rl.reset_requests > now
                 fresh_t = a.rl.reset_tokens is not None and a.rl.reset_tokens > now
                 out.append(

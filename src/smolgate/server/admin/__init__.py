@@ -4,9 +4,9 @@ it makes is written to the audit log (`Runtime.audit`)."""
 
 from __future__ import annotations
 
-from . import accounts
+from . import accounts, audit, openapi, reload
 from .common import AdminRoute
 
-ROUTES: list[AdminRoute] = [*accounts.ROUTES]
+ROUTES: list[AdminRoute] = [*accounts.ROUTES, *audit.ROUTES, *reload.ROUTES, *openapi.ROUTES]
 
 __all__ = ["ROUTES", "AdminRoute"]
