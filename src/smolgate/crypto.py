@@ -156,11 +156,14 @@ def write_key_file(path: Path, text: str, replace: bool = True) -> None:
 
 def load_keyring(data_path: Path, env: Mapping[str, str] | None = None, create: bool = True) -> Keyring:
     """The master key from `$SMOLGATE_MASTER_KEY`, else the key file in `data_path` (created on first run when
-    `create`), plus `master.key.old` if a rotation left one."""
+    `create`), plus the previous one from `master.key.old` (a rotation in progress) or
+    `$SMOLGATE_MASTER_KEY_OLD`."""
     env = os.environ if env is None else env
     path = key_path(data_path)
     old_path = path.with_name(KEY_FILE + OLD_SUFFIX)
     previous = [read_key_file(old_path)] if old_path.exists() else []
+    if env.get(ENV + "_OLD"):  # a rotation rolling out to replicas configured by environment
+        previous.append(MasterKey.from_text(env[ENV + "_OLD"], f"${ENV}_OLD"))
     if env.get(ENV):
         return Keyring(MasterKey.from_text(env[ENV], f"${ENV}"), previous)
     if not path.exists():
