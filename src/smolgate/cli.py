@@ -56,7 +56,6 @@ console = Console(stderr=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(secrets_app, name="secrets")
-app.command(name="audit")(audit_cmd)
 
 DTYPES = ("bfloat16", "float32")
 
@@ -308,6 +307,9 @@ def pull(repo_id: str = typer.Argument(..., help="e.g. HuggingFaceTB/SmolVLM2-50
         console.print(f"[red]pull failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"[green]ready[/green]: {path}")
+
+
+app.command(name="audit")(audit_cmd)
 
 
 def main() -> None:  # pragma: no cover
