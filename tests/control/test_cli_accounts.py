@@ -175,3 +175,18 @@ def _stored(d: Path) -> tuple[str, bytes]:
     with sqlite3.connect(d / "smolgate.db") as db:
         account_id, blob = db.execute("SELECT id, key_ciphertext FROM accounts").fetchone()
     return account_id, bytes(blob)
+
+
+def test_a_gateway_with_the_wrong_master_key_skips_the_account_with_one_clear_line(
+    setup, monkeypatch, caplog
+):
+    _, _, path = setup
+    _, other = MasterKey.generate()
+    monkeypatch.setenv(ENV, other)
+    with caplog.at_level("ERROR", logger="smolgate"), GatewayServer(load_config(path)) as gw:
+        accounts = httpx.get(gw.url + "/admin/accounts").json()
+        assert "cli-acct" not in {a["account"] for a in accounts["accounts"]}  # not loaded, not guessed
+        assert [a["name"] for a in accounts["stored"]] == ["cli-acct"]  # still stored, untouched
+    lines = [r.getMessage() for r in caplog.records if "cli-acct" in r.getMessage()]
+    assert len(lines) == 1 and "was encrypted with master key" in lines[0]
+    assert not any(r.exc_info for r in caplog.records) and other not in caplog.text

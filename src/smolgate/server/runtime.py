@@ -85,6 +85,11 @@ class Runtime:
         return _pinned.get() or self._gen
 
     @property
+    def current(self) -> Generation:
+        """The generation new requests get (whatever the caller's own request is pinned to)."""
+        return self._gen
+
+    @property
     def cfg(self) -> Config:
         return self.gen.cfg
 

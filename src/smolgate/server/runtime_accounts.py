@@ -91,7 +91,7 @@ class RuntimeAccounts:
 
     async def refresh(self) -> None:
         if self.rt.store is not None:
-            self.sync(self.rt.gen, await self.rt.store.accounts())
+            self.sync(self.rt.current, await self.rt.store.accounts())
 
     def start_refresh(self) -> None:
         if self.rt.store is not None and self._task is None:

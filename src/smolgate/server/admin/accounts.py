@@ -15,7 +15,7 @@ from ...crypto import MasterKeyError
 from ...errors import ErrorKind, GatewayError, invalid, not_found
 from ...pool import AccountStatus
 from ...store import Store
-from ...stored_accounts import AccountInputError, Limits, NewAccount, PublicAccount, add, public
+from ...stored_accounts import NAME, AccountInputError, Limits, NewAccount, PublicAccount, add, public
 from ..asgi import HttpRequest, Receive, Send
 from .common import AdminRoute, reply, source
 
@@ -75,12 +75,14 @@ async def add_account(
 
 async def _target(rt: Runtime, req: HttpRequest, name: str) -> tuple[str, bool]:
     """(provider, stored?) of the account `name` (and `?provider=`): 404 when none, 400 when ambiguous."""
+    if not NAME.fullmatch(name):  # never echo an arbitrary path segment into errors and logs
+        raise not_found("no account of that name")
     want = req.query.get("provider")
     stored = {r.provider for r in await rt.store.accounts() if r.name == name} if rt.store else set()
     config = {p.name for p in rt.cfg.providers for a in p.accounts if a.name == name}
     found = {p for p in stored | config if want in (None, p)}
     if not found:
-        raise not_found(f"no account named '{name}'" + (f" in provider '{want}'" if want else ""))
+        raise not_found(f"no account named '{name}'" + (" in that provider" if want else ""))
     if len(found) > 1:
         raise invalid(f"several providers have an account named '{name}': add ?provider=<name>")
     provider = found.pop()
@@ -95,8 +97,8 @@ async def _set_enabled(rt: Runtime, req: HttpRequest, name: str, enabled: bool, 
             if r.provider == provider and r.name == name:
                 await store.update_account(msgspec.structs.replace(r, enabled=enabled))
         await rt.accounts.refresh()
-    elif rt.pools is not None:
-        rt.pools.get(provider).set_enabled(name, enabled)
+    elif (pools := rt.current.pools) is not None:  # the pools new requests use
+        pools.get(provider).set_enabled(name, enabled)
     action = "account.enable" if enabled else "account.disable"
     await rt.audit(action, f"{provider}/{name}", source(req), stored=stored)
     await reply(send, Changed(provider=provider, name=name, enabled=enabled, stored=stored))
