@@ -6,9 +6,11 @@ smolgate; "added" = via-gateway minus direct, percentile by percentile.
 
     .venv/bin/python bench/gateway.py [--rate 500] [--seconds 5] [--concurrency 64]
     .venv/bin/python bench/gateway.py --compare /tmp/base --rounds 2   # another checkout's gateway, alternating
+    .venv/bin/python bench/gateway.py --control-plane --rounds 3 --transports h1   # ledger + metrics off vs on
 
 Writes bench/results/gateway.json and gateway.png (with --compare: gateway-compare.json and .png, each row
-labelled by the tree it ran from).
+labelled by the tree it ran from; with --control-plane: gateway-control-plane.json and .png, rows labelled
+"off" (no ledger, no metrics, no access log) and "on" (the defaults: SQLite ledger, Prometheus metrics)).
 """
 
 from __future__ import annotations
@@ -47,6 +49,9 @@ ANTHROPIC_BODY = {
     "system": "Be brief.",
     "messages": [{"role": "user", "content": "Say hello to the benchmark."}],
 }
+
+
+CONTROL_PLANE_OFF = "ledger: {enabled: false}\nobservability: {metrics: false, access_log: false}\n"
 
 
 def free_port() -> int:
@@ -131,11 +136,19 @@ def main() -> None:
         help="another checkout (e.g. a git worktree of an older commit): "
         "its gateway runs in alternation with this one, same upstream, same run",
     )
-    ap.add_argument("--rounds", type=int, default=1, help="with --compare: alternations per tree")
+    ap.add_argument(
+        "--control-plane",
+        action="store_true",
+        help="this tree with the ledger, metrics and access log off, then on (the defaults), alternating",
+    )
+    ap.add_argument("--rounds", type=int, default=1, help="with --compare/--control-plane: alternations")
     args = ap.parse_args()
-    trees = [("this", None)]
+    trees: list[tuple[str, str | None, str]] = [("this", None, "")]
     if args.compare:
-        trees = [("base", str(Path(args.compare).resolve() / "src")), ("this", None)] * args.rounds
+        base = str(Path(args.compare).resolve() / "src")
+        trees = [("base", base, ""), ("this", None, "")] * args.rounds
+    elif args.control_plane:
+        trees = [("off", None, CONTROL_PLANE_OFF), ("on", None, "")] * args.rounds
     results = []
     up_port = free_port()
     upstream = subprocess.Popen([PY, str(HERE / "fast_upstream.py"), str(up_port)], preexec_fn=pinned(1))
@@ -144,9 +157,9 @@ def main() -> None:
         with Progress(console=console) as progress:
             transports = args.transports.split(",")
             task = progress.add_task("benchmarking", total=len(transports) * 12 * len(trees))
-            for label, src in trees:
+            for label, src, extra in trees:
                 for transport in transports:
-                    for r in run_transport(args, transport, up_port, progress, task, src):
+                    for r in run_transport(args, transport, up_port, progress, task, src, extra):
                         results.append({**r, "tree": label})
     finally:
         upstream.terminate()
@@ -161,10 +174,14 @@ def run_transport(
     progress: Progress,
     task,  # type: ignore[no-untyped-def]
     src: str | None = None,
+    extra: str = "",
 ) -> list[dict]:
-    """All scenarios through one gateway process whose provider uses `transport` (its code from `src` if set)."""
+    """All scenarios through one gateway process whose provider uses `transport` (its code from `src` if set;
+    `extra`: more config lines)."""
     gw_port = free_port()
+    data = tempfile.mkdtemp(prefix="smolgate-bench-")  # its own store: no rows from an earlier run
     cfg = tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False)
+    cfg.write(f"data_dir: {data}\n{extra}")
     cfg.write(
         f"providers:\n  - name: up\n    protocol: openai\n    base_url: http://127.0.0.1:{up_port}/v1\n"
         f"    accounts: [{{api_key: bench-key}}]\n    transport: {transport}\n"
@@ -232,13 +249,14 @@ def run_transport(
         gateway.terminate()
         gateway.wait(10)
         os.unlink(cfg.name)
+        shutil.rmtree(data, ignore_errors=True)
     return results
 
 
 def report(results: list[dict], args: argparse.Namespace) -> None:
     out_dir = HERE / "results"
     out_dir.mkdir(exist_ok=True)
-    name = "gateway-compare" if args.compare else "gateway"
+    name = "gateway-compare" if args.compare else "gateway-control-plane" if args.control_plane else "gateway"
     (out_dir / f"{name}.json").write_text(json.dumps({"results": results, "args": vars(args)}, indent=2))
     t = Table(
         "tree", "transport", "scenario", "added p50 ms", "added p90 ms", "added p99 ms", "max RPS", "errors"

@@ -19,6 +19,7 @@ from .config import AccountConfig, Config, ProviderConfig
 from .crypto import Keyring, MasterKeyError
 from .secret import Secret
 from .store import AccountRow, Store
+from .store.base import Conflict
 
 log = logging.getLogger("smolgate")
 
@@ -103,7 +104,10 @@ async def add(
         max_concurrency=limits.max_concurrency,
         weight=float(limits.weight),
     )
-    await store.add_account(row)
+    try:
+        await store.add_account(row)
+    except Conflict:  # added by someone else a moment ago (the unique (provider, name) index)
+        raise AccountInputError(f"provider '{provider}' already has an account named '{name}'") from None
     return row
 
 

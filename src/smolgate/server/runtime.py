@@ -27,6 +27,8 @@ from ..providers.base import Provider
 from ..providers.http import HttpProvider
 from ..routing import Route, Router
 from ..store import AuditRow, Store
+from ..store.ledger import LedgerWriter
+from ..store.open import open_store
 from ..telemetry import Observer
 from . import runtime_accounts
 
@@ -72,6 +74,7 @@ class Runtime:
         self._gen = Generation(cfg, Router(cfg), {p.name: build_provider(p) for p in cfg.providers})
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
+        self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
         self.config_path: str | None = None  # the file `reload` re-reads (None: reload is refused)
         self.on_reload: list[Callable[[Config], None]] = []  # e.g. the app's authenticator, rebuilt
         self.accounts = runtime_accounts.RuntimeAccounts(self)
@@ -135,6 +138,12 @@ class Runtime:
             return
         self._started = True
         g = self._gen
+        if self.store is None:
+            self.store = await open_store(g.cfg)
+        if g.cfg.ledger.enabled and self.ledger is None:
+            self.ledger = LedgerWriter(self.store, g.cfg.ledger)
+            self.ledger.start()
+            self.observers.append(self.ledger)
         g.pools = await Pools.create(g.cfg.providers, g.cfg.state.reveal() if g.cfg.state else None)
         await self.accounts.load(g)
         await start_generation(g, list(g.providers.values()))
@@ -143,10 +152,11 @@ class Runtime:
         gc.freeze()
         names = ", ".join(m.id for m in self.model_infos()) or "none"
         log.info(
-            "smolgate ready: %d providers; models: %s; pool state: %s",
+            "smolgate ready: %d providers; models: %s; pool state: %s; store: %s",
             len(g.providers),
             names,
             g.cfg.state_display,
+            self.store.url_display,
         )
         self.accounts.start_refresh()
         if self.reload_on_sighup:
@@ -212,6 +222,13 @@ class Runtime:
             await g.dispatcher.signatures.store.close()
         if g.pools is not None:
             await g.pools.close()
+        if self.ledger is not None:  # after the providers: requests still finishing have added their rows
+            await self.ledger.stop()
+            self.observers.remove(self.ledger)
+            self.ledger = None
+        if self.store is not None:
+            await self.store.close()
+            self.store = None
 
     async def audit(
         self,

@@ -2,7 +2,7 @@
 (their keys encrypted), and the audit log. One interface (`Store`, base.py), two backends: SQLite (default, a file
 in the data dir) and PostgreSQL (`store: postgresql://…`, for several replicas)."""
 
-from .base import Store
+from .base import Conflict, Store, StoreError
 from .records import (
     AccountRow,
     AuditRow,
@@ -11,4 +11,4 @@ from .records import (
     UsageRow,
 )
 
-__all__ = ["AccountRow", "AuditRow", "KeyRow", "Store", "UsageBucket", "UsageRow"]
+__all__ = ["AccountRow", "AuditRow", "Conflict", "KeyRow", "Store", "StoreError", "UsageBucket", "UsageRow"]

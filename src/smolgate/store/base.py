@@ -9,6 +9,14 @@ from typing import Protocol
 from .records import AccountRow, AuditRow, GroupBy, KeyRow, UsageBucket, UsageRow
 
 
+class StoreError(RuntimeError):
+    """The store cannot be opened or used (a one-line message, any password masked), or a row is missing."""
+
+
+class Conflict(StoreError):
+    """A row with that id, key hash or (provider, account name) exists already."""
+
+
 class Store(Protocol):
     url_display: str  # the store's URL with any password masked
 
@@ -52,6 +60,9 @@ class Store(Protocol):
     async def add_account(self, account: AccountRow) -> None: ...
     async def accounts(self) -> list[AccountRow]: ...
     async def update_account(self, account: AccountRow) -> None: ...
+    async def update_accounts(self, accounts: list[AccountRow]) -> None:
+        """Replace several rows in one transaction (master-key rotation re-encrypts every key at once)."""
+
     async def delete_account(self, id: str) -> bool: ...
 
     # ---------------------------------------------------------------- audit log

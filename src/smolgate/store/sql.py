@@ -1,0 +1,285 @@
+"""`SqlStore`: every `Store` method written once, as parameterised SQL both SQLite and PostgreSQL accept.
+
+A backend (sqlite.py, postgres.py) supplies four primitives — `_fetch`, `_execute`, `_batch` (statements in one
+transaction) and `_migrate` — and its dialect; `?` placeholders become `$n` for PostgreSQL (schema.numbered).
+No value is ever formatted into SQL: the only interpolated names are column names from fixed tables here.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from functools import cache
+from typing import Any
+
+import msgspec
+
+from .base import StoreError
+from .records import AccountRow, AuditRow, GroupBy, KeyRow, UsageBucket, UsageRow
+from .rollup import Span, fold
+from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+
+Row = Sequence[Any]
+
+_USAGE_COLS = tuple(UsageRow.__struct_fields__)
+_KEY_COLS = tuple(KeyRow.__struct_fields__)
+_ACCOUNT_COLS = tuple(AccountRow.__struct_fields__)
+_AUDIT_COLS = ("ts", "actor", "action", "target", "source", "detail")
+
+
+def _insert(table: str, cols: Sequence[str]) -> str:
+    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+
+
+def _upsert(table: str) -> str:
+    cols = ("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS)
+    adds = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_SUMS)
+    return f"{_insert(table, cols)} ON CONFLICT (bucket, {', '.join(ROLLUP_DIMS)}) DO UPDATE SET {adds}"
+
+
+_INSERT_USAGE = _insert("usage", _USAGE_COLS)
+_UPSERTS = {step: _upsert(table) for step, table in ROLLUP_TABLES.items()}
+_INSERT_KEY = _insert("keys", _KEY_COLS)
+_INSERT_ACCOUNT = _insert("accounts", _ACCOUNT_COLS)
+_INSERT_AUDIT = _insert("audit", _AUDIT_COLS)
+
+# Sums over rollup rows (PostgreSQL's SUM(bigint) is numeric: cast back so both backends return integers).
+_SUMS = ", ".join(
+    f"CAST(SUM({c}) AS BIGINT)" if c not in ("cost_usd", "latency_ms_sum", "ttft_ms_sum") else f"SUM({c})"
+    for c in ROLLUP_SUMS
+)
+_SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
+# The rollup rows covering a `Span`: whole hours from usage_hour, the ragged minutes from usage_minute.
+_SPAN = (
+    f"(SELECT {_SPAN_COLS} FROM usage_hour WHERE bucket >= ? AND bucket < ?"
+    f" UNION ALL SELECT {_SPAN_COLS} FROM usage_minute"
+    f" WHERE (bucket >= ? AND bucket < ?) OR (bucket >= ? AND bucket < ?)) AS span"
+)
+_GROUP_COLS: dict[GroupBy, tuple[str, ...]] = {
+    "key": ("key_id",),
+    "model": ("upstream_model",),
+    "alias": ("alias",),
+    "account": ("provider", "account"),  # account names repeat across providers: "provider/account"
+    "provider": ("provider",),
+    "status": ("status_class",),
+}
+
+
+class SqlStore(ABC):
+    dialect: Dialect
+    url_display: str
+
+    # ---------------------------------------------------------------- backend primitives
+    @abstractmethod
+    async def _fetch(self, sql: str, args: Sequence[object] = ()) -> list[Row]: ...
+
+    @abstractmethod
+    async def _execute(self, sql: str, args: Sequence[object] = ()) -> int:
+        """Run one statement; the number of rows it changed."""
+
+    @abstractmethod
+    async def _batch(self, steps: list[tuple[str, list[tuple[object, ...]]]]) -> None:
+        """Each (statement, rows) executed for every row, all in one transaction."""
+
+    def _q(self, sql: str) -> str:
+        return _numbered(sql) if self.dialect == "postgres" else sql
+
+    # ---------------------------------------------------------------- usage ledger
+    async def add_usage(self, rows: list[UsageRow]) -> None:
+        if not rows:
+            return
+        raw = [tuple(_db_value(getattr(r, c)) for c in _USAGE_COLS) for r in rows]
+        steps = [(self._q(_INSERT_USAGE), raw)]
+        steps += [(self._q(sql), fold(rows, step)) for step, sql in _UPSERTS.items()]
+        await self._batch(steps)
+
+    async def usage_totals(
+        self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
+    ) -> list[UsageBucket]:
+        span = Span(since, time.time() if until is None else until)
+        cols = _GROUP_COLS[by] if by else ()
+        select = ", ".join((*cols, _SUMS))
+        group = f" GROUP BY {', '.join(cols)}" if cols else ""
+        sql = (
+            f"SELECT {select} FROM {_SPAN}{group} ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC LIMIT ?"
+        )
+        rows = await self._fetch(self._q(sql), [*span.args(), limit])
+        out = [_bucket(_group(by, r[: len(cols)]), None, r[len(cols) :]) for r in rows]
+        if not by:  # SUM over nothing is NULL: the one "all" row reads as zeros
+            return [b for b in out if b.requests] or [UsageBucket(group=None)]
+        return out
+
+    async def usage_series(
+        self, since: float, until: float | None = None, step: int = 3600, key_id: str | None = None
+    ) -> list[UsageBucket]:
+        if step != 60 and (step <= 0 or step % 3600):
+            raise ValueError("step must be 60 or a multiple of 3600 seconds")
+        table = ROLLUP_TABLES[60 if step == 60 else 3600]
+        until = time.time() if until is None else until
+        lo, hi = since // step * step, until
+        where = "bucket >= ? AND bucket < ?" + (" AND key_id = ?" if key_id is not None else "")
+        args: list[object] = [step, step, int(lo), int(-(-hi // 60) * 60)]
+        if key_id is not None:
+            args.append(key_id)
+        sql = f"SELECT (bucket / ?) * ?, {_SUMS} FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
+        rows = await self._fetch(self._q(sql), args)
+        return [_bucket(key_id, float(r[0]), r[1:]) for r in rows]
+
+    async def recent_usage(self, limit: int = 100, key_id: str | None = None) -> list[UsageRow]:
+        cols = ", ".join(_USAGE_COLS)
+        where, args = ("", []) if key_id is None else (" WHERE key_id = ?", [key_id])
+        sql = f"SELECT {cols} FROM usage{where} ORDER BY ts DESC LIMIT ?"
+        rows = await self._fetch(self._q(sql), [*args, limit])
+        return [_usage_row(r) for r in rows]
+
+    async def key_spend(self, key_id: str, since: float) -> float:
+        span = Span(since, time.time() + 60)
+        sql = f"SELECT SUM(cost_usd) FROM {_SPAN} WHERE key_id = ?"
+        rows = await self._fetch(self._q(sql), [*span.args(), key_id])
+        return float(rows[0][0] or 0.0) if rows else 0.0
+
+    async def prune(self, raw_before: float, rollups_before: float) -> int:
+        n = await self._execute(self._q("DELETE FROM usage WHERE ts < ?"), [float(raw_before)])
+        for table in ROLLUP_TABLES.values():
+            await self._execute(self._q(f"DELETE FROM {table} WHERE bucket < ?"), [int(rollups_before)])
+        return n
+
+    # ---------------------------------------------------------------- virtual keys
+    async def add_key(self, key: KeyRow) -> None:
+        await self._batch([(self._q(_INSERT_KEY), [_key_values(key)])])
+
+    async def key_by_hash(self, hash: str) -> KeyRow | None:
+        rows = await self._fetch(self._q(f"SELECT {', '.join(_KEY_COLS)} FROM keys WHERE hash = ?"), [hash])
+        return _key_row(rows[0]) if rows else None
+
+    async def key(self, id_or_name: str) -> KeyRow | None:
+        """By id; else the newest live key with that name (names may repeat once revoked)."""
+        sql = (
+            f"SELECT {', '.join(_KEY_COLS)} FROM keys WHERE id = ? OR name = ?"
+            " ORDER BY CASE WHEN id = ? THEN 0 WHEN revoked IS NULL THEN 1 ELSE 2 END, created DESC LIMIT 1"
+        )
+        rows = await self._fetch(self._q(sql), [id_or_name, id_or_name, id_or_name])
+        return _key_row(rows[0]) if rows else None
+
+    async def keys(self, include_revoked: bool = False) -> list[KeyRow]:
+        where = "" if include_revoked else " WHERE revoked IS NULL"
+        rows = await self._fetch(self._q(f"SELECT {', '.join(_KEY_COLS)} FROM keys{where} ORDER BY created"))
+        return [_key_row(r) for r in rows]
+
+    async def update_key(self, key: KeyRow) -> None:
+        cols = _KEY_COLS[1:]
+        sql = f"UPDATE keys SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        values = _key_values(key)
+        if not await self._execute(self._q(sql), [*values[1:], values[0]]):
+            raise StoreError(f"no key with id {key.id!r}")
+
+    # ---------------------------------------------------------------- provider accounts
+    async def add_account(self, account: AccountRow) -> None:
+        await self._batch([(self._q(_INSERT_ACCOUNT), [_account_values(account)])])
+
+    async def accounts(self) -> list[AccountRow]:
+        rows = await self._fetch(self._q(f"SELECT {', '.join(_ACCOUNT_COLS)} FROM accounts ORDER BY created"))
+        return [_account_row(r) for r in rows]
+
+    async def update_account(self, account: AccountRow) -> None:
+        cols = _ACCOUNT_COLS[1:]
+        sql = f"UPDATE accounts SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        values = _account_values(account)
+        if not await self._execute(self._q(sql), [*values[1:], values[0]]):
+            raise StoreError(f"no account with id {account.id!r}")
+
+    async def update_accounts(self, accounts: list[AccountRow]) -> None:
+        if not accounts:
+            return
+        cols = _ACCOUNT_COLS[1:]
+        sql = f"UPDATE accounts SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        rows = [(*v[1:], v[0]) for v in map(_account_values, accounts)]
+        await self._batch([(self._q(sql), rows)])
+
+    async def delete_account(self, id: str) -> bool:
+        return await self._execute(self._q("DELETE FROM accounts WHERE id = ?"), [id]) > 0
+
+    # ---------------------------------------------------------------- audit log
+    async def audit(self, row: AuditRow) -> None:
+        detail = msgspec.json.encode(row.detail).decode()
+        values = (float(row.ts), row.actor, row.action, row.target, row.source, detail)
+        await self._batch([(self._q(_INSERT_AUDIT), [values])])
+
+    async def audit_log(self, limit: int = 100, since: float | None = None) -> list[AuditRow]:
+        cols = ", ".join(_AUDIT_COLS)
+        where, args = (" WHERE ts >= ?", [float(since)]) if since is not None else ("", [])
+        sql = f"SELECT {cols} FROM audit{where} ORDER BY ts DESC, id DESC LIMIT ?"
+        rows = await self._fetch(self._q(sql), [*args, limit])
+        return [
+            AuditRow(
+                ts=r[0], actor=r[1], action=r[2], target=r[3], source=r[4], detail=msgspec.json.decode(r[5])
+            )
+            for r in rows
+        ]
+
+
+@cache
+def _numbered(sql: str) -> str:
+    return numbered(sql)
+
+
+def _db_value(v: object) -> object:
+    return int(v) if isinstance(v, bool) else v
+
+
+def _usage_row(r: Row) -> UsageRow:
+    d = dict(zip(_USAGE_COLS, r, strict=True))
+    d["stream"], d["local"] = bool(d["stream"]), bool(d["local"])
+    return UsageRow(**d)
+
+
+def _group(by: GroupBy | None, values: Row) -> str | None:
+    if by is None:
+        return None
+    if by == "status":
+        return f"{values[0]}xx"
+    if by == "account":
+        return f"{values[0]}/{values[1]}" if values[0] or values[1] else None
+    return values[0] or None
+
+
+def _bucket(group: str | None, bucket: float | None, sums: Row) -> UsageBucket:
+    v = [x or 0 for x in sums]
+    return UsageBucket(
+        group=group,
+        bucket=bucket,
+        requests=int(v[0]),
+        errors=int(v[1]),
+        input_tokens=int(v[2]),
+        cached_tokens=int(v[3]),
+        cache_write_tokens=int(v[4]),
+        output_tokens=int(v[5]),
+        reasoning_tokens=int(v[6]),
+        cost_usd=float(v[7]),
+        latency_ms_sum=float(v[8]),
+        ttft_ms_sum=float(v[9]),
+        ttft_count=int(v[10]),
+    )
+
+
+def _key_values(k: KeyRow) -> tuple[object, ...]:
+    models = None if k.models is None else msgspec.json.encode(k.models).decode()
+    return tuple(models if c == "models" else getattr(k, c) for c in _KEY_COLS)
+
+
+def _key_row(r: Row) -> KeyRow:
+    d = dict(zip(_KEY_COLS, r, strict=True))
+    if d["models"] is not None:
+        d["models"] = msgspec.json.decode(d["models"])
+    return KeyRow(**d)
+
+
+def _account_values(a: AccountRow) -> tuple[object, ...]:
+    return tuple(_db_value(getattr(a, c)) for c in _ACCOUNT_COLS)
+
+
+def _account_row(r: Row) -> AccountRow:
+    d = dict(zip(_ACCOUNT_COLS, r, strict=True))
+    d["enabled"], d["key_ciphertext"] = bool(d["enabled"]), bytes(d["key_ciphertext"])
+    return AccountRow(**d)
