@@ -33,7 +33,7 @@ def smolgate(
         capture_output=True,
         text=True,
         timeout=120,
-        env={**base, **(env or {})},
+        env={**base, "COLUMNS": "200", **(env or {})},
     )
 
 
