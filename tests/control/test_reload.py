@@ -98,3 +98,13 @@ def test_unchanged_provider_keeps_its_objects(setup):
     assert r.json()["providers_changed"] == []
     assert rt.providers["up"] is provider and rt.pools.get("up") is pool  # health and in-flight kept
     assert ask(gw, "fourth")
+
+
+def test_reloads_are_audited_applied_or_refused(setup):
+    gw, _, path, _ = setup
+    entries = httpx.get(gw.url + "/admin/audit", params={"limit": 100}).json()["entries"]
+    reloads = [e for e in entries if e["action"] == "config.reload"]
+    assert {e["detail"]["ok"] for e in reloads} == {True, False}
+    refused = next(e for e in reloads if not e["detail"]["ok"])
+    assert "no provider named 'nope'" in refused["detail"]["error"] and refused["target"] == str(path)
+    assert all(e["actor"] == "admin-api" and e["source"] == "127.0.0.1" for e in reloads)

@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import msgspec
-
 from ..config import AccountConfig, ProviderBase
 from ..errors import ErrorKind, GatewayError
-from ..secret import Secret, reveal
 from . import health as H
 from . import outcomes, strategies
+from .changes import RunTimeChanges, account_state
 from .state_memory import INF, AccountState
 from .state_redis import SharedState
 
@@ -81,17 +78,7 @@ class Lease:
         return f"Lease({self._pool.name}/{self._acct.name})"
 
 
-def _fp(key: Secret | None) -> str:
-    return hashlib.sha256((reveal(key) or "").encode()).hexdigest()[:12]
-
-
-def _state(c: AccountConfig, index: int, default_name: str) -> AccountState:
-    name = c.name or default_name
-    cfg = c if c.name else msgspec.structs.replace(c, name=name)
-    return AccountState(cfg=cfg, name=name, index=index, key_fp=_fp(c.api_key))
-
-
-class AccountPool:
+class AccountPool(RunTimeChanges):
     def __init__(
         self, provider: ProviderBase, options: PoolOptions | None = None, shared: SharedState | None = None
     ) -> None:
@@ -100,57 +87,13 @@ class AccountPool:
         self.opts = options or PoolOptions()
         self.shared = shared
         cfgs = provider.accounts or [AccountConfig(name=f"{provider.name}#anon")]  # keyless local server
-        self.accounts = [_state(c, i, f"{provider.name}#{i}") for i, c in enumerate(cfgs)]
+        self.accounts = [account_state(c, i, f"{provider.name}#{i}") for i, c in enumerate(cfgs)]
         self._pick = strategies.make(provider.strategy, len(self.accounts))
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = INF
         self._draining = False
         self._releasing: set[asyncio.Task[None]] = set()
-
-    def prefix(self, a: AccountState) -> str:
-        return f"smolgate:pool:{self.name}:{a.name}"
-
-    # ---- run-time changes (accounts added through the admin API / CLI; enable and disable) -------------
-    def find(self, name: str) -> AccountState | None:
-        return next((a for a in self.accounts if a.name == name), None)
-
-    def add(self, cfg: AccountConfig) -> AccountState:
-        """Add an account (its name must be new in this pool); it takes traffic from the next pick on."""
-        if self.accounts and self.accounts[0].name == f"{self.name}#anon":
-            self.accounts = []  # the keyless placeholder gives way to real accounts
-        name = cfg.name or f"{self.name}#{len(self.accounts)}"
-        if self.find(name) is not None:
-            raise ValueError(f"provider '{self.name}' already has an account named '{name}'")
-        a = _state(cfg, max((x.index for x in self.accounts), default=-1) + 1, name)
-        self.accounts = [*self.accounts, a]  # a new list: a loop over the old one elsewhere stays valid
-        self._pick = strategies.make(self.provider.strategy, a.index + 1)
-        self._kick()
-        return a
-
-    def remove(self, name: str) -> bool:
-        """Remove an account. Attempts holding it finish; no new attempt picks it."""
-        a = self.find(name)
-        if a is None:
-            return False
-        self.accounts = [x for x in self.accounts if x is not a]
-        self._kick()  # waiters with nothing usable left fail now instead of at their timeout
-        return True
-
-    def set_enabled(self, name: str, enabled: bool) -> bool:
-        """Enable or disable an account now (not persisted for config accounts: the config file decides at
-        the next start). Enabling also lifts a disable the pool applied after the upstream rejected the
-        key: the operator says it is fixed, and a rejection would disable it again."""
-        a = self.find(name)
-        if a is None:
-            return False
-        a.cfg = msgspec.structs.replace(a.cfg, enabled=enabled)
-        if enabled and a.health.state == H.DISABLED:
-            a.health = H.Health()
-            if self.shared is not None:
-                self.shared.spawn(self.shared.forget(self.prefix(a)))
-        self._kick()
-        return True
 
     # ---- picking -------------------------------------------------------------------------------------
     def _choose(
