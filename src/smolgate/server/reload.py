@@ -7,7 +7,7 @@ the new generation at once; requests in flight (streams) finish on the old one, 
 when the last of them ends (runtime.py). Stored accounts are applied to the new pools.
 
 Not reloaded (they need a restart, and a reload that changes them says so in its result): `state` (the Redis
-URL), `store`, `data_dir`, the listener's `server` limits. Client keys, the admin key, allowed hosts and CORS
+URL), `store`, `data_dir`, `ledger`, `observability`, `shutdown_grace`, the listener's `server` limits. Client keys, the admin key, allowed hosts and CORS
 origins are reloaded.
 """
 
@@ -30,8 +30,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("smolgate")
 
-_LOCKS: dict[int, asyncio.Lock] = {}
-_RESTART_ONLY = ("state", "store", "data_dir")
+# read once at start by what they configure (the shared-state connection, the store, the ledger writer, …)
+_RESTART_ONLY = ("state", "store", "data_dir", "ledger", "observability", "shutdown_grace")
 # server fields the running listener keeps (uvicorn's protocol and its limits are built once)
 _RELOADED_SERVER = {
     "admin_key",
@@ -60,10 +60,9 @@ async def reload(rt: Runtime) -> ReloadResult:
     is refused; the old configuration keeps serving) or ReloadError."""
     if rt.config_path is None:
         raise ReloadError("this gateway was started without --config: there is no file to reload")
-    lock = _LOCKS.setdefault(id(rt), asyncio.Lock())
-    async with lock:
+    async with rt.reload_lock:  # one reload at a time
         cfg = await asyncio.to_thread(load_config, rt.config_path)
-        old = rt.gen
+        old = rt.current  # not the generation this (admin) request is pinned to: a reload may have run since
         assert old.pools is not None
         olds = {p.name: p for p in old.cfg.providers}
         for i, p in enumerate(cfg.providers):

@@ -78,6 +78,7 @@ class Runtime:
         self.config_path: str | None = None  # the file `reload` re-reads (None: reload is refused)
         self.on_reload: list[Callable[[Config], None]] = []  # e.g. the app's authenticator, rebuilt
         self.accounts = runtime_accounts.RuntimeAccounts(self)
+        self.reload_lock = asyncio.Lock()
         self.reload_on_sighup = False  # `smolgate serve --config` (the main thread's loop) sets it
         self._sighup: set[asyncio.Task[None]] = set()
         self._started = False
