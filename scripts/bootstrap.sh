@@ -64,6 +64,7 @@ if [ ! -f "$stamp" ]; then
 fi
 if [ "$want" = test ]; then
   sh scripts/ensure_redis.sh  # real Redis for the pool's shared-state tests (Debian package)
+  sh scripts/ensure_postgres.sh  # real PostgreSQL for the store tests (Debian package)
   bash scripts/ensure_js_frameworks.sh  # the Vercel AI SDK for tests/frameworks/js (npm, pinned by its lock file)
   bash scripts/ensure_agents.sh  # Claude Code, Codex, Gemini CLI, opencode for tests/agents (npm)
 fi

@@ -101,8 +101,8 @@ class PostgresServer:
         cmd = [_bin("postgres"), "-D", str(self.dir / "data")]
         for s in settings:
             cmd += ["-c", s]
-        log = open(self.dir / "postgres.log", "ab")  # noqa: SIM115 - lives as long as the server
-        self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=self.dir, **_as_user())
+        with open(self.dir / "postgres.log", "ab") as log:  # the child keeps its own descriptor
+            self.proc = subprocess.Popen(cmd, stdout=log, stderr=log, cwd=self.dir, **_as_user())
         end = time.monotonic() + 30
         while time.monotonic() < end:
             if self.proc.poll() is not None:

@@ -242,6 +242,7 @@ class Usage(Struct):
     output_tokens: int = 0  # includes reasoning tokens
     cached_tokens: int = 0
     cache_creation_tokens: int = 0
+    cache_creation_1h_tokens: int = 0  # the part written with a 1-hour TTL (Anthropic bills it 2×, not 1.25×)
     reasoning_tokens: int = 0
 
     @property

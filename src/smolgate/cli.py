@@ -33,6 +33,7 @@ from .cli_checks import (
     resolve_default_model,
 )
 from .cli_secrets import secrets_app
+from .cli_usage import usage_app
 from .config import (
     Config,
     ConfigError,
@@ -56,6 +57,7 @@ console = Console(stderr=True)
 app.add_typer(bench_app, name="bench")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(usage_app, name="usage")
 
 DTYPES = ("bfloat16", "float32")
 

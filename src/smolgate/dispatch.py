@@ -17,7 +17,18 @@ from typing import TypeVar
 import msgspec
 
 from . import caching, forced_tools, stops
-from .canonical import Block, Event, Image, MessageDelta, Request, Response, StreamError, ToolResult, Video
+from .canonical import (
+    Block,
+    Event,
+    Image,
+    MessageDelta,
+    MessageStart,
+    Request,
+    Response,
+    StreamError,
+    ToolResult,
+    Video,
+)
 from .config import Config
 from .errors import ErrorKind, GatewayError, context_overflow, overflow_from_message
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
@@ -138,6 +149,8 @@ class Dispatcher:
         attempt, it, first, lease = await self._attempts(req, req_for, call, keep_lease=True, rec=rec)
         if rec is not None:
             rec.first_output()
+            if isinstance(first, MessageStart) and first.usage is not None:
+                rec.usage = first.usage  # prompt-side usage told early (Anthropic): kept if the client leaves
         try:
             yield first
             async for ev in it:

@@ -258,7 +258,7 @@ class AnthropicUpstream(FakeUpstream):
                 "content": content,
                 "stop_reason": p.stop_reason,
                 "stop_sequence": p.stop_sequence,
-                "usage": {**usage, "output_tokens": p.output_tokens},
+                "usage": {**usage, "output_tokens": p.output_tokens + p.reasoning_tokens},
             }
         )
 
@@ -267,9 +267,9 @@ class AnthropicUpstream(FakeUpstream):
         items = _prompt_items(body)
         if not any("cache_control" in b for b in items):
             return {
-                "input_tokens": p.input_tokens,
+                "input_tokens": p.input_tokens - p.cached_tokens,
                 "cache_creation_input_tokens": 0,
-                "cache_read_input_tokens": 0,
+                "cache_read_input_tokens": p.cached_tokens,
             }
         digest, words, read, last = hashlib.sha256(), 0, 0, 0
         marks: list[str] = []
@@ -443,7 +443,7 @@ class AnthropicUpstream(FakeUpstream):
                     {
                         "type": "message_delta",
                         "delta": {"stop_reason": p.stop_reason, "stop_sequence": p.stop_sequence},
-                        "usage": {**usage, "output_tokens": p.output_tokens},
+                        "usage": {**usage, "output_tokens": p.output_tokens + p.reasoning_tokens},
                     },
                 ),
             )

@@ -139,12 +139,15 @@ class GeminiUpstream(FakeUpstream):
     ) -> dict[str, Any]:
         cand: dict[str, Any] = {"content": {"role": "model", "parts": parts}, "index": 0}
         usage: dict[str, Any] = {"promptTokenCount": p.input_tokens}
+        if p.cached_tokens:
+            usage["cachedContentTokenCount"] = p.cached_tokens
         if finish:
             cand["finishReason"] = finish
         if final:
-            usage.update(
-                candidatesTokenCount=p.output_tokens, totalTokenCount=p.input_tokens + p.output_tokens
-            )
+            total = p.input_tokens + p.output_tokens + p.reasoning_tokens
+            usage.update(candidatesTokenCount=p.output_tokens, totalTokenCount=total)
+            if p.reasoning_tokens:
+                usage["thoughtsTokenCount"] = p.reasoning_tokens
         else:
             usage["totalTokenCount"] = p.input_tokens
         return {

@@ -256,10 +256,10 @@ class OpenAIUpstream(FakeUpstream):
         cid, created, model = f"chatcmpl-fake{len(self.requests)}", int(time.time()), body["model"]
         usage = {
             "prompt_tokens": p.input_tokens,
-            "completion_tokens": p.output_tokens,
-            "total_tokens": p.input_tokens + p.output_tokens,
-            "prompt_tokens_details": {"cached_tokens": 0},
-            "completion_tokens_details": {"reasoning_tokens": 0},
+            "completion_tokens": p.output_tokens + p.reasoning_tokens,
+            "total_tokens": p.input_tokens + p.output_tokens + p.reasoning_tokens,
+            "prompt_tokens_details": {"cached_tokens": p.cached_tokens},
+            "completion_tokens_details": {"reasoning_tokens": p.reasoning_tokens},
         }
         calls = [
             {
@@ -389,10 +389,10 @@ class OpenAIUpstream(FakeUpstream):
         rid, created, model = f"resp_fake{len(self.requests)}", int(time.time()), body["model"]
         usage = {
             "input_tokens": p.input_tokens,
-            "input_tokens_details": {"cached_tokens": 0},
-            "output_tokens": p.output_tokens,
-            "output_tokens_details": {"reasoning_tokens": 0},
-            "total_tokens": p.input_tokens + p.output_tokens,
+            "input_tokens_details": {"cached_tokens": p.cached_tokens},
+            "output_tokens": p.output_tokens + p.reasoning_tokens,
+            "output_tokens_details": {"reasoning_tokens": p.reasoning_tokens},
+            "total_tokens": p.input_tokens + p.output_tokens + p.reasoning_tokens,
         }
         status = "incomplete" if p.stop_reason == "max_tokens" else "completed"
 

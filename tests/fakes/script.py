@@ -6,6 +6,8 @@ Each fake parses its own wire format (raw dicts — deliberately independent of 
 Magic words in the last user text drive behaviour:
   FAIL_STATUS_<code>   reply with that HTTP status (429 adds Retry-After: 1)
   FAIL_MIDSTREAM       stream two chunks, then the protocol's in-stream error
+  USAGE_DETAIL         report half the prompt as cache reads and 3 reasoning tokens, each fake in its protocol's
+                       own convention (what the ledger must turn back into the same canonical counts)
   SLOW                 0.25 s between chunks (incremental-streaming and disconnect tests)
   weather (with tools) call the tool that takes a city (else the first) with {"city": "Paris"}
   PARALLEL             (with weather) call it twice in one turn: Paris, then Tokyo
@@ -59,7 +61,9 @@ class Plan:
     stop_reason: str = "end_turn"  # end_turn | max_tokens | stop_sequence | tool_use
     stop_sequence: str | None = None
     input_tokens: int = 0
-    output_tokens: int = 0
+    output_tokens: int = 0  # the visible answer's tokens (reasoning_tokens come on top)
+    cached_tokens: int = 0  # part of input_tokens
+    reasoning_tokens: int = 0
     fail_status: int | None = None
     fail_midstream: bool = False
     delay: float = 0.0
@@ -90,6 +94,8 @@ def plan(view: View) -> Plan:
         p.fail_status = int(m.group(1))
         return p
     p.fail_midstream = "FAIL_MIDSTREAM" in last
+    if "USAGE_DETAIL" in last:
+        p.cached_tokens, p.reasoning_tokens = p.input_tokens // 2, 3
     p.delay = 0.25 if "SLOW" in last else 0.0
     agent = re.search(r"AGENT_WRITE (\S+)", last)
     if agent and view.tool_result is None and view.tool_names:

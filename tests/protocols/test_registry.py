@@ -18,6 +18,7 @@ from smolgate.protocols.base import ErrorReply, RequestContext, UpstreamRequest
 from smolgate.protocols.openai_chat import OpenAIChatCodec
 from smolgate.protocols.spec import ClientRoute, KeyPresentation, ProtocolSpec, RouteKind, Upstream
 from smolgate.providers.http import HttpProvider
+from smolgate.server.admin import ROUTES as ADMIN_ROUTES
 from smolgate.server.app import Gateway
 from smolgate.server.routes import ROUTES, build
 from smolgate.server.runtime import Runtime
@@ -30,7 +31,8 @@ from tests.security.evil_upstream import (
     provider_config,
 )
 
-GATEWAY_OWN = {("GET", "/health"), ("GET", "/healthz"), ("GET", "/admin/accounts")}
+# the gateway's own routes: health, and every admin module's routes (server/admin/)
+GATEWAY_OWN = {("GET", "/health"), ("GET", "/healthz")} | {(r.method, r.path) for r in ADMIN_ROUTES}
 
 
 def _concrete(route: ClientRoute) -> str:

@@ -100,7 +100,9 @@ async def _has(store: Store, request_id: str) -> bool:
     return any(r.request_id == request_id for r in await store.recent_usage(limit=1000))
 
 
-async def test_a_full_buffer_drops_counts_and_warns_once(store: Store, caplog: pytest.LogCaptureFixture) -> None:
+async def test_a_full_buffer_drops_counts_and_warns_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     w = LedgerWriter(store, LedgerConfig(max_buffer=5))
     with caplog.at_level(logging.WARNING, "smolgate.ledger"):
         for i in range(9):

@@ -171,6 +171,19 @@ async def test_hostile_text_is_data(store: Store) -> None:
     assert (await store.audit_log())[0].detail == {"name": EVIL}
 
 
+async def test_text_postgres_cannot_hold_is_tamed_not_fatal(store: Store) -> None:
+    """A client's model name is free text: a NUL (PostgreSQL's TEXT refuses it) or a megabyte of it must neither
+    fail the batch (the writer would retry it forever) nor bloat every rollup row."""
+    await store.add_usage([usage(T0, alias="a\x00b", request_id="r1"), usage(T0 + 1, alias="x" * 5000)])
+    rows = await store.recent_usage()
+    assert [r.alias for r in rows] == ["x" * 256, "a\ufffdb"]
+    groups = {b.group for b in await store.usage_totals(T0, T0 + 60, by="alias")}
+    assert groups == {"x" * 256, "a\ufffdb"}
+    await store.add_key(key("vk_nul", "n\x00ul", "hash-nul"))
+    found = await store.key("vk_nul")
+    assert found is not None and found.name == "n\ufffdul"
+
+
 async def test_keys(store: Store) -> None:
     a = key(
         "vk_a",
@@ -207,6 +220,8 @@ async def test_keys(store: Store) -> None:
     assert await store.key("ci") == rotated
     with pytest.raises(StoreError):
         await store.update_key(key("vk_missing", "x", "hash-m"))
+    with pytest.raises(Conflict):  # rotating onto another key's hash
+        await store.update_key(KeyRow(**{**_fields(b), "hash": "hash-a2"}))
 
 
 async def test_accounts(store: Store) -> None:

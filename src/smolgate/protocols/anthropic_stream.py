@@ -116,6 +116,12 @@ def usage_json(u: Usage | None) -> dict[str, Any]:
         "cache_creation_input_tokens": u.cache_creation_tokens,
         "cache_read_input_tokens": u.cached_tokens,
     }
+    if u.cache_creation_1h_tokens:
+        hour = u.cache_creation_1h_tokens
+        out["cache_creation"] = {
+            "ephemeral_5m_input_tokens": u.cache_creation_tokens - hour,
+            "ephemeral_1h_input_tokens": hour,
+        }
     if u.reasoning_tokens:
         out["output_tokens_details"] = {"thinking_tokens": u.reasoning_tokens}
     return out
@@ -137,11 +143,17 @@ def usage_from_wire(u: w.WireUsage | None, prev: Usage | None = None) -> Usage:
     else:
         inp = base.input_tokens - base.cached_tokens - base.cache_creation_tokens + read + made
     det = u.output_tokens_details
+    hour = (
+        (u.cache_creation.ephemeral_1h_input_tokens or 0)
+        if u.cache_creation
+        else base.cache_creation_1h_tokens
+    )
     return Usage(
         input_tokens=inp,
         output_tokens=_count(u.output_tokens, base.output_tokens),
         cached_tokens=read,
         cache_creation_tokens=made,
+        cache_creation_1h_tokens=min(hour, made),
         reasoning_tokens=(det.thinking_tokens or 0) if det is not None else base.reasoning_tokens,
     )
 

@@ -18,11 +18,19 @@ class OutputDetails(msgspec.Struct):
     thinking_tokens: int | None = None
 
 
+class CacheCreation(msgspec.Struct):
+    """`cache_creation_input_tokens` split by TTL (priced differently)."""
+
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class WireUsage(msgspec.Struct):
     input_tokens: Count = UNSET
     output_tokens: Count = UNSET
     cache_creation_input_tokens: Count = UNSET
     cache_read_input_tokens: Count = UNSET
+    cache_creation: CacheCreation | None = None
     output_tokens_details: OutputDetails | None = None
 
 

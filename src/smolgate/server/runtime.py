@@ -22,6 +22,7 @@ import msgspec
 from ..config import AnyProvider, Config, LocalProviderConfig
 from ..dispatch import Dispatcher
 from ..pool import ClientLimiter, Pools
+from ..pricing import Pricing
 from ..protocols.base import ModelInfo
 from ..providers.base import Provider
 from ..providers.http import HttpProvider
@@ -74,6 +75,7 @@ class Runtime:
         self._gen = Generation(cfg, Router(cfg), {p.name: build_provider(p) for p in cfg.providers})
         self.observers: list[Observer] = []  # told of every finished request (ledger, metrics, access log)
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
+        self.pricing = Pricing(cfg)  # cost per request, for the ledger (and its count of unpriced models)
         self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
         self.config_path: str | None = None  # the file `reload` re-reads (None: reload is refused)
         self.on_reload: list[Callable[[Config], None]] = []  # e.g. the app's authenticator, rebuilt
@@ -142,7 +144,10 @@ class Runtime:
         if self.store is None:
             self.store = await open_store(g.cfg)
         if g.cfg.ledger.enabled and self.ledger is None:
-            self.ledger = LedgerWriter(self.store, g.cfg.ledger)
+            self.ledger = LedgerWriter(self.store, g.cfg.ledger, cost=self.pricing.cost_of)
+            asyncio.get_running_loop().run_in_executor(
+                None, self.pricing.warm
+            )  # the price table, off the loop
             self.ledger.start()
             self.observers.append(self.ledger)
         g.pools = await Pools.create(g.cfg.providers, g.cfg.state.reveal() if g.cfg.state else None)

@@ -71,7 +71,10 @@ class PostgresStore(SqlStore):
         return list(await self._p.fetch(sql, *args))
 
     async def _execute(self, sql: str, args: Sequence[object] = ()) -> int:
-        status = await self._p.execute(sql, *args)  # "DELETE 3", "UPDATE 1", "INSERT 0 1"
+        try:
+            status = await self._p.execute(sql, *args)  # "DELETE 3", "UPDATE 1", "INSERT 0 1"
+        except asyncpg.UniqueViolationError as exc:  # an update onto another row's unique value
+            raise Conflict(exc.detail or str(exc)) from None
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 

@@ -5,11 +5,12 @@ Pure functions, shared by both backends: the SQL differs only in placeholders, t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from .records import UsageRow
-from .schema import ROLLUP_SUMS
+from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES
 
+SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
 RollupKey = tuple[int, str, str, str, str, str, int]  # bucket + ROLLUP_DIMS
 
 
@@ -46,7 +47,8 @@ def fold(rows: Iterable[UsageRow], step: int) -> list[tuple[object, ...]]:
         if r.ttft_ms is not None:
             s[9] += r.ttft_ms
             s[10] += 1
-    return [(*k, *_typed(s)) for k, s in acc.items()]
+    # in key order: concurrent writers (replicas) then lock rollup rows in one order, so they cannot deadlock
+    return [(*k, *_typed(acc[k])) for k in sorted(acc)]
 
 
 def _typed(s: list[float]) -> tuple[object, ...]:
@@ -55,22 +57,43 @@ def _typed(s: list[float]) -> tuple[object, ...]:
 
 
 class Span:
-    """The buckets that cover [since, until), to the minute: whole hours from the hourly rollup and the ragged
-    minutes at either end from the per-minute one, so a 30-day query reads ~720 hourly groups, not 43,200
-    minute ones, and still agrees with the raw rows on minute-aligned bounds. A bucket counts when it starts
-    inside the range."""
+    """The rollup buckets that cover [since, until), to the minute: whole UTC days from the daily rollup, the
+    ragged hours at either end from the hourly one, the ragged minutes from the per-minute one. A 30-day query
+    reads ~30 groups per combination instead of 43,200, and still agrees with the raw rows on minute-aligned
+    bounds. A bucket counts when it starts inside the range."""
 
     def __init__(self, since: float, until: float) -> None:
-        self.lo = math.ceil(since / 60) * 60  # the first minute bucket starting at or after `since`
-        self.hi = max(self.lo, math.ceil(until / 60) * 60)  # buckets starting before `until`
-        h_lo, h_hi = math.ceil(self.lo / 3600) * 3600, self.hi // 3600 * 3600
-        if h_lo < h_hi:
-            self.hours = (h_lo, h_hi)
-            self.minutes = ((self.lo, h_lo), (h_hi, self.hi))
-        else:
-            self.hours = (0, 0)
-            self.minutes = ((self.lo, self.hi), (0, 0))
+        lo = math.ceil(since / 60) * 60  # the first minute bucket starting at or after `since`
+        hi = max(lo, math.ceil(until / 60) * 60)  # buckets starting before `until`
+        self.ranges: dict[int, list[tuple[int, int]]] = {step: [] for step in ROLLUP_TABLES}
+        self._cover(lo, hi, sorted(ROLLUP_TABLES, reverse=True))
 
-    def args(self) -> list[int]:
-        """Parameters for `SPAN_SQL`'s six placeholders."""
-        return [*self.hours, *self.minutes[0], *self.minutes[1]]
+    def _cover(self, lo: int, hi: int, steps: list[int]) -> None:
+        step, finer = steps[0], steps[1:]
+        if not finer:
+            if lo < hi:
+                self.ranges[step].append((lo, hi))
+            return
+        a, b = math.ceil(lo / step) * step, hi // step * step
+        if a < b:
+            self.ranges[step].append((a, b))
+            self._cover(lo, a, finer)
+            self._cover(b, hi, finer)
+        else:
+            self._cover(lo, hi, finer)
+
+    def sql(self, where: str = "", args: Sequence[object] = ()) -> tuple[str, list[object]]:
+        """A FROM-clause subquery over the rollup rows in the span (each table's rows through its index on
+        bucket), with an optional extra condition pushed into each part; and its parameters."""
+        parts, params = [], []
+        for step, ranges in self.ranges.items():
+            if not ranges:
+                continue
+            cond = " OR ".join("(bucket >= ? AND bucket < ?)" for _ in ranges)
+            parts.append(
+                f"SELECT {SPAN_COLS} FROM {ROLLUP_TABLES[step]} WHERE ({cond}){where and ' AND ' + where}"
+            )
+            params += [v for r in ranges for v in r] + list(args)
+        if not parts:  # an empty range: no rows, same columns
+            parts.append(f"SELECT {SPAN_COLS} FROM usage_minute WHERE bucket < 0")
+        return f"({' UNION ALL '.join(parts)}) AS span", params

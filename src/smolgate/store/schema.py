@@ -5,7 +5,7 @@ the column types that differ between SQLite and PostgreSQL. A backend applies th
 yet, in order, in one transaction, holding a lock that makes two replicas starting at once take turns (SQLite:
 `BEGIN IMMEDIATE`; PostgreSQL: a transaction-scoped advisory lock), and records each in `schema_version`.
 
-Rollups (`usage_minute`, `usage_hour`) hold one row per bucket × key × alias × provider × account × upstream
+Rollups (`usage_minute`, `usage_hour`, `usage_day`) hold one row per bucket × key × alias × provider × account × upstream
 model × status class. Missing dimensions are stored as '' (a NULL would defeat the unique index that the upserts
 conflict on) and read back as None.
 """
@@ -40,7 +40,7 @@ ROLLUP_SUMS = (
     "ttft_ms_sum",
     "ttft_count",
 )
-ROLLUP_TABLES = {60: "usage_minute", 3600: "usage_hour"}
+ROLLUP_TABLES = {60: "usage_minute", 3600: "usage_hour", 86400: "usage_day"}  # bucket seconds → table
 
 
 def _rollup(table: str) -> list[str]:
@@ -86,6 +86,8 @@ MIGRATIONS: list[list[str]] = [
             source TEXT, detail TEXT NOT NULL)""",
         "CREATE INDEX audit_ts ON audit (ts)",
     ],
+    # 2: per-day rollups (UTC days), so month-long dashboards read ~30 groups per combination, not ~720
+    _rollup("usage_day"),
 ]
 
 SCHEMA_VERSION = (

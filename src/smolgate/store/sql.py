@@ -21,6 +21,7 @@ from .rollup import Span, fold
 from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
 
 Row = Sequence[Any]
+MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
 
 _USAGE_COLS = tuple(UsageRow.__struct_fields__)
 _KEY_COLS = tuple(KeyRow.__struct_fields__)
@@ -48,13 +49,6 @@ _INSERT_AUDIT = _insert("audit", _AUDIT_COLS)
 _SUMS = ", ".join(
     f"CAST(SUM({c}) AS BIGINT)" if c not in ("cost_usd", "latency_ms_sum", "ttft_ms_sum") else f"SUM({c})"
     for c in ROLLUP_SUMS
-)
-_SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
-# The rollup rows covering a `Span`: whole hours from usage_hour, the ragged minutes from usage_minute.
-_SPAN = (
-    f"(SELECT {_SPAN_COLS} FROM usage_hour WHERE bucket >= ? AND bucket < ?"
-    f" UNION ALL SELECT {_SPAN_COLS} FROM usage_minute"
-    f" WHERE (bucket >= ? AND bucket < ?) OR (bucket >= ? AND bucket < ?)) AS span"
 )
 _GROUP_COLS: dict[GroupBy, tuple[str, ...]] = {
     "key": ("key_id",),
@@ -89,6 +83,7 @@ class SqlStore(ABC):
     async def add_usage(self, rows: list[UsageRow]) -> None:
         if not rows:
             return
+        rows = [_tame(r) for r in rows]
         raw = [tuple(_db_value(getattr(r, c)) for c in _USAGE_COLS) for r in rows]
         steps = [(self._q(_INSERT_USAGE), raw)]
         steps += [(self._q(sql), fold(rows, step)) for step, sql in _UPSERTS.items()]
@@ -97,14 +92,14 @@ class SqlStore(ABC):
     async def usage_totals(
         self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
     ) -> list[UsageBucket]:
-        span = Span(since, time.time() if until is None else until)
+        span, args = Span(since, time.time() if until is None else until).sql()
         cols = _GROUP_COLS[by] if by else ()
         select = ", ".join((*cols, _SUMS))
         group = f" GROUP BY {', '.join(cols)}" if cols else ""
-        sql = (
-            f"SELECT {select} FROM {_SPAN}{group} ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC LIMIT ?"
+        order = f" ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC"  # cost, then requests
+        rows = await self._fetch(
+            self._q(f"SELECT {select} FROM {span}{group}{order} LIMIT ?"), [*args, limit]
         )
-        rows = await self._fetch(self._q(sql), [*span.args(), limit])
         out = [_bucket(_group(by, r[: len(cols)]), None, r[len(cols) :]) for r in rows]
         if not by:  # SUM over nothing is NULL: the one "all" row reads as zeros
             return [b for b in out if b.requests] or [UsageBucket(group=None)]
@@ -115,7 +110,7 @@ class SqlStore(ABC):
     ) -> list[UsageBucket]:
         if step != 60 and (step <= 0 or step % 3600):
             raise ValueError("step must be 60 or a multiple of 3600 seconds")
-        table = ROLLUP_TABLES[60 if step == 60 else 3600]
+        table = ROLLUP_TABLES[60 if step == 60 else 86400 if step % 86400 == 0 else 3600]
         until = time.time() if until is None else until
         lo, hi = since // step * step, until
         where = "bucket >= ? AND bucket < ?" + (" AND key_id = ?" if key_id is not None else "")
@@ -134,9 +129,8 @@ class SqlStore(ABC):
         return [_usage_row(r) for r in rows]
 
     async def key_spend(self, key_id: str, since: float) -> float:
-        span = Span(since, time.time() + 60)
-        sql = f"SELECT SUM(cost_usd) FROM {_SPAN} WHERE key_id = ?"
-        rows = await self._fetch(self._q(sql), [*span.args(), key_id])
+        span, args = Span(since, time.time() + 60).sql("key_id = ?", [key_id])
+        rows = await self._fetch(self._q(f"SELECT SUM(cost_usd) FROM {span}"), args)
         return float(rows[0][0] or 0.0) if rows else 0.0
 
     async def prune(self, raw_before: float, rollups_before: float) -> int:
@@ -203,7 +197,9 @@ class SqlStore(ABC):
     # ---------------------------------------------------------------- audit log
     async def audit(self, row: AuditRow) -> None:
         detail = msgspec.json.encode(row.detail).decode()
-        values = (float(row.ts), row.actor, row.action, row.target, row.source, detail)
+        values = tuple(
+            _db_value(v) for v in (float(row.ts), row.actor, row.action, row.target, row.source, detail)
+        )
         await self._batch([(self._q(_INSERT_AUDIT), [values])])
 
     async def audit_log(self, limit: int = 100, since: float | None = None) -> list[AuditRow]:
@@ -225,7 +221,28 @@ def _numbered(sql: str) -> str:
 
 
 def _db_value(v: object) -> object:
-    return int(v) if isinstance(v, bool) else v
+    """bool → 0/1 (one column type on both backends); text without NUL, which PostgreSQL's TEXT cannot hold (a
+    client's model name could carry one, and must not make a batch fail forever)."""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, str) and "\x00" in v:
+        return v.replace("\x00", "\ufffd")
+    return v
+
+
+_USAGE_TEXT = [
+    c for c, t in zip(_USAGE_COLS, UsageRow.__annotations__.values(), strict=True) if "str" in str(t)
+]
+
+
+def _tame(r: UsageRow) -> UsageRow:
+    """A ledger row's text as stored: at most MAX_TEXT characters, no NUL (the alias is the client's own string)."""
+    fix = {}
+    for c in _USAGE_TEXT:
+        v = getattr(r, c)
+        if v is not None and (len(v) > MAX_TEXT or "\x00" in v):
+            fix[c] = v[:MAX_TEXT].replace("\x00", "\ufffd")
+    return msgspec.structs.replace(r, **fix) if fix else r
 
 
 def _usage_row(r: Row) -> UsageRow:
@@ -265,7 +282,7 @@ def _bucket(group: str | None, bucket: float | None, sums: Row) -> UsageBucket:
 
 def _key_values(k: KeyRow) -> tuple[object, ...]:
     models = None if k.models is None else msgspec.json.encode(k.models).decode()
-    return tuple(models if c == "models" else getattr(k, c) for c in _KEY_COLS)
+    return tuple(models if c == "models" else _db_value(getattr(k, c)) for c in _KEY_COLS)
 
 
 def _key_row(r: Row) -> KeyRow:

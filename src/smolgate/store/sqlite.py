@@ -30,36 +30,57 @@ class SqliteStore(SqlStore):
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)  # ":memory:" or a file path
         self.url_display = f"sqlite:///{self.path.lstrip('/')}"
-        self._db: aiosqlite.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._db: aiosqlite.Connection | None = None  # writes (and reads, for :memory:)
+        self._reader: aiosqlite.Connection | None = None  # reads: WAL lets them run while a batch is written
+        self._lock = asyncio.Lock()  # one write transaction at a time on the writer
 
     async def open(self) -> None:
         if self._db is not None:
             return
         if self.path != ":memory:":
-            _create_private(Path(self.path))
+            try:
+                _create_private(Path(self.path))
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the SQLite store {self.url_display}: {exc.strerror}"
+                ) from None
+        db = await self._connect()
         try:
-            db = await aiosqlite.connect(self.path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot open the SQLite store {self.url_display}: {exc}") from None
-        try:
-            for pragma in (
-                f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}",
-                "PRAGMA journal_mode = WAL",
-                "PRAGMA synchronous = NORMAL",
-                "PRAGMA foreign_keys = ON",
-            ):
-                await db.execute(pragma)
             await _migrate(db)
-        except sqlite3.Error as exc:
+            # A key lookup or budget check must not wait behind a ledger batch: reads get their own connection.
+            self._reader = await self._connect(read_only=True) if self.path != ":memory:" else db
+        except (sqlite3.Error, StoreError) as exc:
             await db.close()
+            if isinstance(exc, StoreError):
+                raise
             raise StoreError(f"cannot open the SQLite store {self.url_display}: {exc}") from None
         self._db = db
 
+    async def _connect(self, read_only: bool = False) -> aiosqlite.Connection:
+        conn = aiosqlite.connect(self.path, isolation_level=None)  # we issue BEGIN/COMMIT ourselves
+        worker = getattr(conn, "_thread", None)
+        if (
+            worker is not None
+        ):  # a store left open must not keep the process alive at exit (commits are atomic)
+            worker.daemon = True
+        try:
+            db = await conn
+            await db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if read_only:
+                await db.execute("PRAGMA query_only = ON")
+            else:
+                await db.execute("PRAGMA journal_mode = WAL")
+                await db.execute("PRAGMA synchronous = NORMAL")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open the SQLite store {self.url_display}: {exc}") from None
+        return db
+
     async def close(self) -> None:
         if self._db is not None:
-            db, self._db = self._db, None
+            db, reader, self._db, self._reader = self._db, self._reader, None, None
             async with self._lock:
+                if reader is not None and reader is not db:
+                    await reader.close()
                 await db.close()
 
     @property
@@ -69,14 +90,18 @@ class SqliteStore(SqlStore):
         return self._db
 
     async def _fetch(self, sql: str, args: Sequence[object] = ()) -> list[Row]:
-        async with self._lock:
-            async with self._conn.execute(sql, args) as cur:
-                return list(await cur.fetchall())
+        if self._reader is None:
+            raise StoreError("the store is not open")
+        async with self._reader.execute(sql, args) as cur:
+            return list(await cur.fetchall())
 
     async def _execute(self, sql: str, args: Sequence[object] = ()) -> int:
         async with self._lock:
-            async with self._conn.execute(sql, args) as cur:
-                return cur.rowcount
+            try:
+                async with self._conn.execute(sql, args) as cur:
+                    return cur.rowcount
+            except sqlite3.IntegrityError as exc:  # an update onto another row's unique value
+                raise Conflict(str(exc)) from None
 
     async def _batch(self, steps: list[tuple[str, list[tuple[object, ...]]]]) -> None:
         async with self._lock:
