@@ -93,6 +93,12 @@ class RuntimeAccounts:
         if self.rt.store is not None:
             self.sync(self.rt.current, await self.rt.store.accounts())
 
+    async def _tick(self) -> None:
+        await self.refresh()
+        pools = self.rt.current.pools
+        if pools is not None:  # with Redis: adopt what other replicas did (e.g. an operator's re-enable)
+            await pools.refresh()
+
     def start_refresh(self) -> None:
         if self.rt.store is not None and self._task is None:
             self._task = asyncio.get_running_loop().create_task(self._refresh_loop())
@@ -109,7 +115,7 @@ class RuntimeAccounts:
         while True:
             await asyncio.sleep(REFRESH)
             try:
-                await self.refresh()
+                await self._tick()
                 failing = False
             except Exception as exc:  # the store is away: keep serving what we have, say so once
                 if not failing:
