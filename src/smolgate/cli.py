@@ -32,6 +32,7 @@ from .cli_checks import (
     require_files,
     resolve_default_model,
 )
+from .cli_keys import keys_app, store_has_keys
 from .cli_secrets import secrets_app
 from .cli_usage import usage_app
 from .config import (
@@ -58,6 +59,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(accounts_app, name="accounts")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(usage_app, name="usage")
+app.add_typer(keys_app, name="keys")
 
 DTYPES = ("bfloat16", "float32")
 
@@ -156,10 +158,10 @@ def serve(
     require_files(ssl_certfile, ssl_keyfile)
     _setup_logging(log_level)
     cfg = _load(config) if config is not None else None
-    if not (cfg.keys if cfg else []) and not _is_loopback(host):
+    if not (cfg.keys if cfg else []) and not _is_loopback(host) and not store_has_keys(cfg or Config()):
         fail(
             f"refusing to bind {host}: no client keys are configured, so the gateway would be open to the "
-            "network. Add `keys:` to the config or bind to 127.0.0.1."
+            "network. Add `keys:` to the config, create a key (`smolgate keys create`) or bind to 127.0.0.1."
         )
     sock = bind_or_exit(host, port)  # before a model loads: a taken port fails now, not after "ready"
     local = cfg is None or any(isinstance(p, LocalProviderConfig) for p in cfg.providers)
@@ -240,7 +242,10 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
         t.add_row(m.name, " → ".join(f"{r.provider}/{r.model}" for r in router.resolve(m.name)))
     console.print(t)
     if not cfg.keys:
-        console.print("[yellow]note[/yellow]: no client keys — `serve` will only bind to loopback")
+        console.print(
+            "[yellow]note[/yellow]: no client keys in the config — unless the store holds virtual keys "
+            "(`smolgate keys create`), `serve` will only bind to loopback"
+        )
 
 
 @app.command()

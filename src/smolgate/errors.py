@@ -20,6 +20,7 @@ class ErrorKind(enum.StrEnum):
     NOT_FOUND = "not_found"  # 404 (unknown model, unknown route)
     TOO_LARGE = "too_large"  # 413
     RATE_LIMITED = "rate_limited"  # 429, carries retry_after
+    QUOTA = "quota"  # a virtual key's budget is spent: each protocol's billing/quota error, never retried
     OVERLOADED = "overloaded"  # 529/503: capacity exhausted upstream
     UPSTREAM = "upstream"  # 502: upstream failed or spoke nonsense
     TIMEOUT = "timeout"  # 504
@@ -45,6 +46,7 @@ DEFAULT_STATUS: dict[ErrorKind, int] = {
     ErrorKind.NOT_FOUND: 404,
     ErrorKind.TOO_LARGE: 413,
     ErrorKind.RATE_LIMITED: 429,
+    ErrorKind.QUOTA: 429,
     ErrorKind.OVERLOADED: 503,
     ErrorKind.UPSTREAM: 502,
     ErrorKind.TIMEOUT: 504,

@@ -18,7 +18,7 @@ from smolgate.protocols.base import ErrorReply, RequestContext, UpstreamRequest
 from smolgate.protocols.openai_chat import OpenAIChatCodec
 from smolgate.protocols.spec import ClientRoute, KeyPresentation, ProtocolSpec, RouteKind, Upstream
 from smolgate.providers.http import HttpProvider
-from smolgate.server.admin import ROUTES as ADMIN_ROUTES
+from smolgate.server import admin
 from smolgate.server.app import Gateway
 from smolgate.server.routes import ROUTES, build
 from smolgate.server.runtime import Runtime
@@ -31,8 +31,9 @@ from tests.security.evil_upstream import (
     provider_config,
 )
 
-# the gateway's own routes: health, and every admin module's routes (server/admin/)
-GATEWAY_OWN = {("GET", "/health"), ("GET", "/healthz")} | {(r.method, r.path) for r in ADMIN_ROUTES}
+# the gateway's own routes: health, and every admin module's (each under /admin/, behind the admin key)
+GATEWAY_OWN = {("GET", "/health"), ("GET", "/healthz")} | {(r.method, r.path) for r in admin.ROUTES}
+assert all(r.path.startswith("/admin/") for r in admin.ROUTES)
 
 
 def _concrete(route: ClientRoute) -> str:

@@ -28,7 +28,7 @@ LITERALS = [
     "hdr-literal-7777",
     "basic-pw-8888",
     "qs-literal-9999",
-    "client-literal-0000",
+    "client-literal-4711",
     "admin-literal-1212",
     "sk-quoted-literal-1313",
 ]
@@ -52,7 +52,7 @@ models:
   - {name: fast, targets: [{provider: up1, model: gpt-4o-mini}]}
 keys:
   - key: ${SG_CLIENT}
-  - {key: client-literal-0000}
+  - {key: client-literal-4711}
 server:
   admin_key: admin-literal-1212
 state: redis://:${SG_REDIS}@127.0.0.1:6379/0

@@ -276,6 +276,23 @@ class SharedState:
         """Drop an account's shared health (an operator re-enabled it): every replica sees it healthy."""
         await self._call(self._r.delete, prefix + ":health")
 
+    async def get_float(self, key: str) -> tuple[bool, float | None]:
+        """(Redis reachable, the counter's value or None when it does not exist)."""
+        got = await self._call(self._r.get, key)
+        return self.up, float(got) if got is not None else None
+
+    async def seed_float(self, key: str, value: float, ttl: int | None) -> None:
+        """Create a counter at `value` unless it exists (another replica may have seeded it first)."""
+        await self._call(self._r.set, key, repr(value), ttl, None, True)  # set(name, value, ex, px, nx)
+
+    async def add_float(self, key: str, amount: float, ttl: int | None) -> None:
+        """INCRBYFLOAT, refreshing the counter's expiry (budget spend per key and period)."""
+        pipe = self._r.pipeline(transaction=True)
+        pipe.incrbyfloat(key, amount)
+        if ttl:
+            pipe.expire(key, ttl)
+        await self._call(pipe.execute)
+
     def record(
         self,
         prefix: str,

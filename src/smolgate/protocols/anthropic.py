@@ -109,6 +109,7 @@ _NO_RETRY = {
     ErrorKind.PERMISSION,
     ErrorKind.NOT_FOUND,
     ErrorKind.TOO_LARGE,
+    ErrorKind.QUOTA,
     ErrorKind.INTERNAL,
 }
 _STATUS_TYPE = {
@@ -474,7 +475,8 @@ class AnthropicCodec(Codec):
         return AnthropicStreamEncoder(req)
 
     def encode_error(self, err: GatewayError) -> ErrorReply:
-        status = 529 if err.kind is ErrorKind.OVERLOADED else err.status
+        # Anthropic's own statuses: 529 when overloaded, 402 billing_error when credit is exhausted
+        status = {ErrorKind.OVERLOADED: 529, ErrorKind.QUOTA: 402}.get(err.kind, err.status)
         typ = _STATUS_TYPE.get(status) or KIND_TO_TYPE.get(err.kind, "api_error")
         rid = new_id("req_")
         message = err.message

@@ -69,6 +69,7 @@ KIND_TO_TYPE = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.TOO_LARGE: "request_too_large",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
+    ErrorKind.QUOTA: "billing_error",
     ErrorKind.OVERLOADED: "overloaded_error",
     ErrorKind.UPSTREAM: "api_error",
     ErrorKind.TIMEOUT: "timeout_error",

@@ -381,6 +381,7 @@ KIND_NAMES = {
     ErrorKind.AUTH: "UNAUTHENTICATED",
     ErrorKind.PERMISSION: "PERMISSION_DENIED",
     ErrorKind.RATE_LIMITED: "RESOURCE_EXHAUSTED",
+    ErrorKind.QUOTA: "RESOURCE_EXHAUSTED",  # Gemini's quota-exceeded answer (429)
     ErrorKind.TIMEOUT: "DEADLINE_EXCEEDED",
 }
 

@@ -26,6 +26,7 @@ ERROR_TYPES: dict[ErrorKind, str] = {
     ErrorKind.NOT_FOUND: "not_found_error",
     ErrorKind.TOO_LARGE: "invalid_request_error",
     ErrorKind.RATE_LIMITED: "rate_limit_error",
+    ErrorKind.QUOTA: "insufficient_quota",  # OpenAI's own 429 when billing is exhausted (type and code)
     ErrorKind.OVERLOADED: "server_error",
     ErrorKind.UPSTREAM: "server_error",
     ErrorKind.TIMEOUT: "timeout_error",
@@ -51,7 +52,7 @@ def error_object(err: GatewayError) -> dict[str, Any]:
         "message": err.message,
         "type": ERROR_TYPES.get(err.kind, "server_error"),
         "param": err.param,
-        "code": err.code or err.kind.value,
+        "code": err.code or ("insufficient_quota" if err.kind is ErrorKind.QUOTA else err.kind.value),
     }
 
 

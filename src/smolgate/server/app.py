@@ -11,11 +11,13 @@ import re
 import secrets
 from typing import Any
 
-from ..config import Config
+from ..config import ClientKey, Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
 from ..protocols.base import Codec, ErrorReply
+from ..store import KeyRow
 from ..telemetry import RequestRecord
+from ..vkeys import is_virtual
 from .access import Access
 from .asgi import (
     ClientGone,
@@ -103,19 +105,18 @@ class Gateway:
                 self.auth.check_admin(h, req.client)
             if endpoint is None:
                 raise not_found(f"no route for {req.method} {req.path[:200]}")
-            client = None
+            client = vkey = None
             req.key = presented_key(endpoint.keys, h, req.query)
-            if not self.auth.open and not req.path.startswith("/admin/"):
-                client = self.auth.check(req.key, req.client)
-                rec.key_id = self.auth.key_id(client)
+            if not req.path.startswith("/admin/"):
+                client, vkey = await self._authenticate(req)
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
             body_read = True
-            release = (
-                await self.runtime.limiter.acquire(client)
-                if client is not None and self.runtime.limiter
-                else None
-            )
+            release = None
+            if vkey is not None and self.runtime.vkeys is not None:
+                release = await self.runtime.vkeys.admit(vkey)
+            elif client is not None and self.runtime.limiter:
+                release = await self.runtime.limiter.acquire(client)
             try:
                 await endpoint.handler(self.runtime, req, params, send, receive)
             finally:
@@ -152,6 +153,24 @@ class Gateway:
                     observer.finished(rec)
                 except Exception:  # an observer's bug must not fail the request it observes
                     log.exception("observer %s failed (%s)", type(observer).__name__, rid)
+
+    async def _authenticate(self, req: HttpRequest) -> tuple[ClientKey | None, KeyRow | None]:
+        """Who is asking: a config-file key, a virtual key (`sg-…`, looked up in the store), or nobody on an
+        open gateway (no config keys and no virtual keys). Sets the record's key id (never the key)."""
+        key, vkeys, rec = req.key, self.runtime.vkeys, req.record
+        if key and vkeys is not None and is_virtual(key) and self.auth.config_client(key) is None:
+            self.auth.not_throttled(req.client)
+            row = await vkeys.authenticate(key, req.client, self.auth.throttle)
+            req.models = frozenset(row.models) if row.models is not None else None
+            if rec is not None:
+                rec.key_id = row.id
+            return None, row
+        if self.auth.open and (vkeys is None or not await vkeys.any_keys()):
+            return None, None
+        client = self.auth.check(key, req.client, required=True)
+        if rec is not None:
+            rec.key_id = self.auth.key_id(client)
+        return client, None
 
     def error_reply(self, path: str | None, exc: GatewayError) -> ErrorReply:
         """An error in the shape of the protocol `path` belongs to (for the HTTP layer's own refusals)."""

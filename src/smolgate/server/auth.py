@@ -71,10 +71,10 @@ class Authenticator:
     def open(self) -> bool:
         return not self._keys
 
-    def check(self, key: str | None, addr: str) -> ClientKey | None:
-        """The client of the key presented (`presented_key`), None on an open gateway; 401 (or 429 while
-        throttled) otherwise."""
-        if not self._keys:
+    def check(self, key: str | None, addr: str, required: bool = False) -> ClientKey | None:
+        """The client of the key presented (`presented_key`), None on an open gateway (unless `required`:
+        virtual keys exist); 401 (or 429 while throttled) otherwise."""
+        if not self._keys and not required:
             return None
         self._not_throttled(addr)
         client = self._client(key) if key else None
@@ -111,6 +111,14 @@ class Authenticator:
             )
         self.throttle.failed(addr)
         raise GatewayError(ErrorKind.AUTH, "missing admin key" if not key else "invalid admin key")
+
+    def config_client(self, key: str) -> ClientKey | None:
+        """The config-file key `key` is, if any (constant time per configured key)."""
+        return self._client(key) if self._keys else None
+
+    def not_throttled(self, addr: str) -> None:
+        """429 while `addr` must wait after failed attempts."""
+        self._not_throttled(addr)
 
     def _client(self, key: str) -> ClientKey | None:
         raw = key.encode()

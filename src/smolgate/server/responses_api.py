@@ -34,6 +34,7 @@ from ..protocols.openai_responses_stream import (
 from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
 from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .streaming import encode_events
+from .vkeys_auth import allow_model, owner_key
 
 if TYPE_CHECKING:
     from .runtime import Runtime
@@ -58,8 +59,9 @@ def store_for(rt: Runtime) -> ResponseStore:
 
 
 def _owner(req: HttpRequest) -> str:
-    """Who may read a stored response: whoever holds the client key that created it (open gateway: all)."""
-    key = req.key
+    """Who may read a stored response: whoever holds the client key that created it — for a virtual key, its
+    current secret (vkeys_auth.owner_key) — and on an open gateway, all."""
+    key = owner_key(req)
     return hashlib.sha256(key.encode()).hexdigest()[:32] if key else ""
 
 
@@ -169,6 +171,7 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
         canon = _merge(history, canon)
     if record is not None:
         record.alias, record.stream = canon.model, canon.stream
+    allow_model(req, canon.model)
     rt.router.check_name(canon.model)
     canon.origin = Origin(
         protocol="openai-responses", owner=owner

@@ -25,6 +25,7 @@ from .asgi import HttpRequest, Receive, Send, send_body, send_stream
 from .auth import OWN_KEYS
 from .streaming import encode_events
 from .table import Endpoint, Handler, RouteTable
+from .vkeys_auth import allow_model, owner_key
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,9 +50,10 @@ def _chat(c: Codec) -> Handler:
         canon = c.decode_request(req.body, RequestContext(params, req.query, req.headers))
         if rec is not None:
             rec.alias, rec.stream = canon.model, canon.stream
+        allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
-        canon.origin = Origin(protocol=c.name, owner=owner_id(req.key))
+        canon.origin = Origin(protocol=c.name, owner=owner_id(owner_key(req)))
         if not canon.stream:
             resp = await rt.dispatcher.complete(canon, rec)
             await send_body(send, 200, c.encode_response(resp, canon))
@@ -77,6 +79,7 @@ def _count_tokens(count: CountTokens) -> Handler:
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
         canon = count.decode(req.body, RequestContext(params, req.query, req.headers))
+        allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         await send_body(send, 200, count.encode(await rt.dispatcher.count_tokens(canon)))
 
@@ -87,7 +90,10 @@ def _list_models(encode: Callable[[list[ModelInfo]], bytes]) -> Handler:
     async def handler(
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
-        await send_body(send, 200, encode(rt.model_infos()))
+        infos = rt.model_infos()
+        if req.models is not None:  # a virtual key limited to some models lists only those
+            infos = [m for m in infos if m.id in req.models]
+        await send_body(send, 200, encode(infos))
 
     return handler
 

@@ -30,8 +30,11 @@ from ..routing import Route, Router
 from ..store import AuditRow, Store
 from ..store.ledger import LedgerWriter
 from ..store.open import open_store
-from ..telemetry import Observer
+from ..telemetry import Observer, RequestRecord
+from ..vkeys import load_pepper
 from . import runtime_accounts
+from .vkeys_auth import KeyService
+from .vkeys_budget import Budgets
 
 log = logging.getLogger("smolgate")
 
@@ -77,6 +80,9 @@ class Runtime:
         self.store: Store | None = None  # keys, ledger, accounts, audit (opened in start())
         self.pricing = Pricing(cfg)  # cost per request, for the ledger (and its count of unpriced models)
         self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
+        self.vkeys: KeyService | None = None  # virtual keys (opened with the store)
+        # USD of a finished request, for the ledger and key budgets alike
+        self.cost_of: Callable[[RequestRecord], float] = self.pricing.cost_of
         self.config_path: str | None = None  # the file `reload` re-reads (None: reload is refused)
         self.on_reload: list[Callable[[Config], None]] = []  # e.g. the app's authenticator, rebuilt
         self.accounts = runtime_accounts.RuntimeAccounts(self)
@@ -143,16 +149,16 @@ class Runtime:
         g = self._gen
         if self.store is None:
             self.store = await open_store(g.cfg)
+            # the price table's import takes a while: off the loop, before the first request needs it
+            asyncio.get_running_loop().run_in_executor(None, self.pricing.warm)
         if g.cfg.ledger.enabled and self.ledger is None:
-            self.ledger = LedgerWriter(self.store, g.cfg.ledger, cost=self.pricing.cost_of)
-            asyncio.get_running_loop().run_in_executor(
-                None, self.pricing.warm
-            )  # the price table, off the loop
+            self.ledger = LedgerWriter(self.store, g.cfg.ledger, lambda rec: self.cost_of(rec))
             self.ledger.start()
             self.observers.append(self.ledger)
         g.pools = await Pools.create(g.cfg.providers, g.cfg.state.reveal() if g.cfg.state else None)
         await self.accounts.load(g)
         await start_generation(g, list(g.providers.values()))
+        await self.start_keys(self.store)
         # Everything allocated at start-up lives for the whole process: keep it out of the GC's scans, so
         # collections during traffic stay short (tail latency).
         gc.freeze()
@@ -200,6 +206,21 @@ class Runtime:
         await self.audit("config.reload", self.config_path, source, actor, ok=True, providers_changed=changed)
         return result
 
+    async def start_keys(self, store: Store) -> None:
+        """Virtual keys, checked against `store`, limited by the shared client limiter, budgets by cost.
+        (They keep the first generation's limiter: its shared state outlives config reloads.)"""
+        g = self._gen
+        if g.limiter is None:
+            g.limiter = ClientLimiter([], g.pools)
+        budgets = Budgets(store, g.limiter.shared)
+        if self.ledger is not None:
+            self.ledger.on_written.append(budgets.written)
+        self.vkeys = KeyService(
+            store, lambda: load_pepper(self.cfg), g.limiter, budgets, lambda rec: self.cost_of(rec)
+        )
+        await self.vkeys.any_keys()
+        self.observers.append(self.vkeys)
+
     async def swap(self, new: Generation, reused: set[str]) -> None:
         """Serve new requests from `new`; close the old generation's providers (except `reused`, shared with
         `new`) once its last pinned request has left."""
@@ -232,6 +253,9 @@ class Runtime:
             await self.ledger.stop()
             self.observers.remove(self.ledger)
             self.ledger = None
+        if self.vkeys is not None:
+            self.observers.remove(self.vkeys)
+            self.vkeys = None
         if self.store is not None:
             await self.store.close()
             self.store = None

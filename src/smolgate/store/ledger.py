@@ -71,6 +71,7 @@ class LedgerWriter:
         self.buffer: deque[UsageRow] = deque()
         self.dropped = 0  # rows lost to a full buffer (a metric)
         self.written = 0
+        self.on_written: list[Callable[[list[UsageRow]], None]] = []  # told of each batch now in the store
         self._warned = -WARN_EVERY
         self._failing = False
         self._task: asyncio.Task[None] | None = None
@@ -158,6 +159,11 @@ class LedgerWriter:
             self._failing = False
             log.warning("usage ledger: the store %s is writable again", self.store.url_display)
         self.written += n
+        for hook in self.on_written:  # (key budgets: this spend is in the store now, no longer pending)
+            try:
+                hook(batch)
+            except Exception:
+                log.exception("usage ledger: a written-rows hook failed")
         return True
 
     async def prune(self) -> int:
