@@ -1,4 +1,4 @@
-"""The `smolgate` command line: serve, check, accounts, chat, pull.
+"""The `smolgate` command line: serve, check, accounts, secrets, audit, chat, pull.
 
 A mistake on the command line or in the config is one line on stderr and exit code 2, never a traceback; options
 are checked before anything slow starts (a model load, a bind).
@@ -21,6 +21,8 @@ from rich.table import Table
 
 from . import __version__
 from .bench_cli import bench_app
+from .cli_accounts import accounts_app
+from .cli_audit import audit_cmd
 from .cli_checks import (
     LOG_LEVELS,
     bind_or_exit,
@@ -31,6 +33,7 @@ from .cli_checks import (
     resolve_default_model,
 )
 from .cli_keys import keys_app, store_has_keys
+from .cli_secrets import secrets_app
 from .cli_usage import usage_app
 from .config import (
     Config,
@@ -53,6 +56,8 @@ app = typer.Typer(
 console = Console(stderr=True)
 
 app.add_typer(bench_app, name="bench")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(secrets_app, name="secrets")
 app.add_typer(usage_app, name="usage")
 app.add_typer(keys_app, name="keys")
 
@@ -185,13 +190,17 @@ def serve(
     from .server.serving import Server, uvicorn_config
 
     admin = admin_key(cfg)
-    redact = RedactingFilter(Redactor(cfg.secret_values() + ([admin.reveal()] if admin else [])))
+    secret_values = cfg.secret_values() + ([admin.reveal()] if admin else [])
+    redact = RedactingFilter(Redactor(secret_values), secret_values)
     for handler in log_writers:  # uvicorn's loggers propagate to the root's (log_config=None)
         handler.addFilter(redact)
     try:
         app = Gateway(cfg)  # builds the providers: a header or base_url HTTP cannot carry is refused here
     except ConfigError as exc:
         fail(f"config error: {exc}")
+    if config is not None:  # SIGHUP and POST /admin/reload re-read this file
+        app.runtime.config_path = str(config)
+        app.runtime.reload_on_sighup = True
     try:
         server_config = uvicorn_config(
             app,
@@ -237,48 +246,6 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
             "[yellow]note[/yellow]: no client keys in the config — unless the store holds virtual keys "
             "(`smolgate keys create`), `serve` will only bind to loopback"
         )
-
-
-@app.command()
-def accounts(
-    url: str = typer.Option("http://127.0.0.1:8000", help="a running smolgate"),
-    admin_key: str | None = typer.Option(
-        None,
-        envvar="SMOLGATE_ADMIN_KEY",
-        help="the server's admin key (needed unless it runs on this machine without one)",
-    ),
-) -> None:
-    """Show each upstream account's health from a running server."""
-    import time
-
-    import httpx
-
-    headers = {"authorization": f"Bearer {admin_key}"} if admin_key else {}
-    try:
-        r = httpx.get(url.rstrip("/") + "/admin/accounts", headers=headers, timeout=10)
-        data = r.json()
-    except (httpx.HTTPError, ValueError) as exc:
-        console.print(f"[red]cannot reach {url}:[/red] {exc}")
-        raise typer.Exit(1) from None
-    if r.status_code != 200:
-        err = data.get("error") if isinstance(data, dict) else None
-        msg = err.get("message") if isinstance(err, dict) else r.reason_phrase
-        console.print(f"[red]{url} refused ({r.status_code}):[/red] {msg}")
-        raise typer.Exit(1)
-    t = Table("provider", "account", "state", "until", "reason", "in flight", "recent errors")
-    for a in data.get("accounts", []):
-        until = a.get("until")
-        left = f"{max(0.0, until - time.time()):.1f}s" if until else "-"
-        t.add_row(
-            str(a.get("provider")),
-            str(a.get("account")),
-            str(a.get("state")),
-            left,
-            str(a.get("reason") or "-"),
-            str(a.get("in_flight", 0)),
-            "; ".join(a.get("recent_errors") or [])[:80],
-        )
-    Console().print(t)
 
 
 @app.command()
@@ -347,6 +314,9 @@ def pull(repo_id: str = typer.Argument(..., help="e.g. HuggingFaceTB/SmolVLM2-50
         console.print(f"[red]pull failed:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from None
     console.print(f"[green]ready[/green]: {path}")
+
+
+app.command(name="audit")(audit_cmd)
 
 
 def main() -> None:  # pragma: no cover

@@ -120,9 +120,10 @@ class Redactor:
 class RedactingFilter(logging.Filter):
     """A logging filter that scrubs secret values from each record's final message."""
 
-    def __init__(self, redactor: Redactor) -> None:
+    def __init__(self, redactor: Redactor, values: Iterable[str] = ()) -> None:
         super().__init__()
         self.redactor = redactor
+        self.values = list(values)  # what `redactor` masks, so `redact_in_logs` can add to it
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.redactor.empty:
@@ -138,3 +139,14 @@ class RedactingFilter(logging.Filter):
             text = logging.Formatter().formatException(record.exc_info)
             record.exc_text = self.redactor(text)
         return True
+
+
+def redact_in_logs(values: Iterable[str]) -> None:
+    """Add secret values (an account added at run time) to every `RedactingFilter` on the root logger's
+    handlers, where `smolgate serve` installs its filter."""
+    new = [v for v in values if v]
+    for handler in logging.getLogger().handlers:
+        for f in handler.filters:
+            if isinstance(f, RedactingFilter):
+                f.values += new
+                f.redactor = Redactor(f.values)

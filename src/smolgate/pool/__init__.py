@@ -13,6 +13,7 @@ waits in a bounded FIFO queue when all are at their caps; raises GatewayError(RA
 the wait times out or nothing is usable at all. Modules:
 
   accounts.py          AccountPool (pick, wait, release) and Lease
+  changes.py           accounts added, removed, enabled, disabled at run time
   outcomes.py          what a status / error / headers does to an account
   health.py            cooldown, circuit breaker, disabled — the state machine
   strategies.py        round_robin, weighted (smooth WRR), least_in_flight, rate_limit_aware

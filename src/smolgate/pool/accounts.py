@@ -10,19 +10,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import hashlib
 import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-import msgspec
-
 from ..config import AccountConfig, ProviderBase
 from ..errors import ErrorKind, GatewayError
-from ..secret import Secret, reveal
 from . import health as H
 from . import outcomes, strategies
+from .changes import RunTimeChanges, account_state
 from .state_memory import INF, AccountState
 from .state_redis import SharedState
 
@@ -81,11 +78,7 @@ class Lease:
         return f"Lease({self._pool.name}/{self._acct.name})"
 
 
-def _fp(key: Secret | None) -> str:
-    return hashlib.sha256((reveal(key) or "").encode()).hexdigest()[:12]
-
-
-class AccountPool:
+class AccountPool(RunTimeChanges):
     def __init__(
         self, provider: ProviderBase, options: PoolOptions | None = None, shared: SharedState | None = None
     ) -> None:
@@ -94,15 +87,7 @@ class AccountPool:
         self.opts = options or PoolOptions()
         self.shared = shared
         cfgs = provider.accounts or [AccountConfig(name=f"{provider.name}#anon")]  # keyless local server
-        self.accounts = [
-            AccountState(
-                cfg=c if c.name else msgspec.structs.replace(c, name=f"{provider.name}#{i}"),
-                name=c.name or f"{provider.name}#{i}",
-                index=i,
-                key_fp=_fp(c.api_key),
-            )
-            for i, c in enumerate(cfgs)
-        ]
+        self.accounts = [account_state(c, i, f"{provider.name}#{i}") for i, c in enumerate(cfgs)]
         self._pick = strategies.make(provider.strategy, len(self.accounts))
         self._waiters: collections.deque[_Waiter] = collections.deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -114,9 +99,6 @@ class AccountPool:
     def waiting(self) -> int:
         """Requests queued for a free account (metrics' queue depth)."""
         return len(self._waiters)
-
-    def prefix(self, a: AccountState) -> str:
-        return f"smolgate:pool:{self.name}:{a.name}"
 
     # ---- picking -------------------------------------------------------------------------------------
     def _choose(

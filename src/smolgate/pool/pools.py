@@ -72,7 +72,7 @@ class Pools:
                 h = a.health
                 h.gate(now)  # settle time-based transitions (an expired cooldown reads as healthy)
                 state = h.state if a.cfg.enabled else "disabled"
-                reason = h.reason if a.cfg.enabled else "disabled in the configuration"
+                reason = h.reason if a.cfg.enabled else "disabled by the operator"
                 fresh = a.rl.reset_requests is not None and a.rl.reset_requests > now
                 fresh_t = a.rl.reset_tokens is not None and a.rl.reset_tokens > now
                 out.append(
@@ -99,6 +99,7 @@ class Pools:
         into this replica's view, so `snapshot()` shows the whole fleet. No-op without shared state."""
         if self.shared is None:
             return
+        await self.shared.drain()  # our own outcomes first: a disable still queued is not a re-enable
         accts = [(pool, a) for pool in self._pools.values() for a in pool.accounts]
         now = time.time()
         res = await self.shared.read([pool.prefix(a) for pool, a in accts], now)
@@ -110,6 +111,10 @@ class Pools:
                 state in ("cooling", "open") and until > max(now, h.until)
             ):
                 h.mirror(state, until, reason or None)
+            elif h.state == "disabled" and state != "disabled":
+                # An operator re-enabled it on another replica (its shared mark is gone): so here too.
+                # (Should the key still be bad, the next attempt disables it again.)
+                h.mirror("healthy", 0.0, None)
             a.in_flight_all = n
 
     async def drain(self) -> None:

@@ -272,6 +272,10 @@ class SharedState:
             for h, n in zip(res[::2], res[1::2], strict=True)
         ]
 
+    async def forget(self, prefix: str) -> None:
+        """Drop an account's shared health (an operator re-enabled it): every replica sees it healthy."""
+        await self._call(self._r.delete, prefix + ":health")
+
     async def get_float(self, key: str) -> tuple[bool, float | None]:
         """(Redis reachable, the counter's value or None when it does not exist)."""
         got = await self._call(self._r.get, key)

@@ -93,7 +93,13 @@ class Scrubber:
         self.name = cfg.name
         values = [a.api_key.reveal() for a in cfg.accounts if a.api_key]
         values += [v.reveal() for v in cfg.headers.values()]
+        self._values = values
         self._redact = Redactor(values)
+
+    def learn(self, value: str) -> None:
+        """Mask one more secret from now on (an account added at run time)."""
+        self._values.append(value)
+        self._redact = Redactor(self._values)
 
     def text(self, text: str, limit: int = _MESSAGE_CHARS) -> str:
         clean = " ".join(_UNSAFE_CHARS.sub(" ", self._redact(text[:_SCAN_CHARS])).split())

@@ -68,6 +68,13 @@ class Gateway:
         self.access = Access(cfg)
         self.routes = routes
         self._metrics_public = cfg.observability.metrics_public
+        self.runtime.on_reload.append(self._reconfigure)
+
+    def _reconfigure(self, cfg: Config) -> None:
+        """A config reload (reload.py): client keys, admin key, hosts and origins from the new config."""
+        self.cfg = cfg
+        self.auth = Authenticator(cfg)
+        self.access = Access(cfg)
 
     @property
     def dispatcher(self) -> Dispatcher:
@@ -78,6 +85,13 @@ class Gateway:
             if scope["type"] == "lifespan":
                 await self._lifespan(receive, send)
             return
+        pin = self.runtime.enter()  # this request is served by the config current now, even across a reload
+        try:
+            await self._http(scope, receive, send)
+        finally:
+            self.runtime.leave(pin)
+
+    async def _http(self, scope: dict[str, Any], receive: Receive, send: Send) -> None:
         req = HttpRequest.from_scope(scope)
         endpoint, params = self.routes.match(req.method, req.path)
         errors = endpoint.errors if endpoint is not None else self.routes.errors_for(req.path)

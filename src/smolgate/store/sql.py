@@ -186,6 +186,14 @@ class SqlStore(ABC):
         if not await self._execute(self._q(sql), [*values[1:], values[0]]):
             raise StoreError(f"no account with id {account.id!r}")
 
+    async def update_accounts(self, accounts: list[AccountRow]) -> None:
+        if not accounts:
+            return
+        cols = _ACCOUNT_COLS[1:]
+        sql = f"UPDATE accounts SET {', '.join(f'{c} = ?' for c in cols)} WHERE id = ?"
+        rows = [(*v[1:], v[0]) for v in map(_account_values, accounts)]
+        await self._batch([(self._q(sql), rows)])
+
     async def delete_account(self, id: str) -> bool:
         return await self._execute(self._q("DELETE FROM accounts WHERE id = ?"), [id]) > 0
 

@@ -4,9 +4,16 @@ it makes is written to the audit log (`Runtime.audit`)."""
 
 from __future__ import annotations
 
-from . import accounts, keys, usage
+from . import accounts, audit, keys, openapi, reload, usage
 from .common import AdminRoute
 
-ROUTES: list[AdminRoute] = [*accounts.ROUTES, *keys.ROUTES, *usage.ROUTES]
+ROUTES: list[AdminRoute] = [
+    *accounts.ROUTES,
+    *keys.ROUTES,
+    *usage.ROUTES,
+    *audit.ROUTES,
+    *reload.ROUTES,
+    *openapi.ROUTES,
+]
 
 __all__ = ["ROUTES", "AdminRoute"]

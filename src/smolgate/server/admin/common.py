@@ -19,6 +19,9 @@ class AdminRoute:
     path: str  # under /admin/; `{name}` is one segment
     handler: Handler
     summary: str  # one line, for the OpenAPI document
+    body: type | None = None  # the JSON body's type (a msgspec Struct), for the OpenAPI document
+    response: type | None = None  # the JSON answer's type
+    query: tuple[str, ...] = ()  # query parameters it reads
 
 
 def json_body(req: HttpRequest) -> dict[str, Any]:

@@ -1,0 +1,72 @@
+"""A stored account's key as a canary: the upstream rejects it and quotes it whole in its error. It must not
+reach the client's error, the logs, the admin API's answers, the audit log or the ledger (the database file)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+
+import httpx
+
+from smolgate.config import parse_config
+from tests.control.upstreams import KeysUpstream
+from tests.gateway_server import GatewayServer
+
+CANARY = "sk-canary-rejected-0123456789abcdef"
+
+
+def test_a_rejected_stored_key_leaks_nowhere(tmp_path, caplog):
+    up = KeysUpstream({"sk-other-0123456789"}, echo=True).start()
+    cfg = parse_config(
+        f"data_dir: {tmp_path}\nledger: {{flush_interval: 0.05}}\n"
+        f"providers:\n  - name: up\n    protocol: openai\n    base_url: {up.url}/v1\n"
+        "models:\n  - name: m\n    targets: [{provider: up, model: gpt-fake}]\n"
+    )
+    seen: list[str] = []
+    try:
+        with caplog.at_level(logging.DEBUG), GatewayServer(cfg) as gw:
+            body = {"provider": "up", "name": "canary", "api_key": CANARY}
+            seen.append(httpx.post(gw.url + "/admin/accounts", json=body).text)
+            r = httpx.post(
+                gw.url + "/v1/chat/completions",
+                json={"model": "m", "messages": [{"role": "user", "content": "hi"}]},
+            )
+            assert r.status_code == 502 and r.json()["error"]["code"] == "auth"
+            assert up.keys_seen() == [CANARY]  # it did go upstream, and came back quoted
+            seen += [r.text, *(httpx.get(gw.url + p).text for p in ("/admin/accounts", "/admin/audit"))]
+            with sqlite3.connect(tmp_path / "smolgate.db") as db:
+                deadline = time.monotonic() + 30
+                while not db.execute("SELECT count(*) FROM usage").fetchone()[0]:
+                    assert time.monotonic() < deadline, "the ledger row never arrived"
+                    time.sleep(0.05)
+                assert db.execute("SELECT account FROM usage").fetchall() == [("canary",)]  # by name
+    finally:
+        up.stop()
+    assert "Incorrect API key provided: ***" in caplog.text  # the upstream's quote, masked in the log
+    files = b"".join(p.read_bytes() for p in tmp_path.iterdir() if p.name.startswith("smolgate.db"))
+    for where, text in [*enumerate(seen), ("logs", caplog.text), ("store", files.decode("latin-1"))]:
+        assert CANARY not in text and CANARY[3:] not in text, where
+
+
+def test_keys_added_at_run_time_join_the_log_redaction_of_serve(caplog):
+    """`smolgate serve` filters every log record through a RedactingFilter on the root handlers; a key added
+    later (runtime_accounts) is added to it."""
+    from smolgate.secret import RedactingFilter, Redactor, redact_in_logs
+
+    handler = logging.StreamHandler()
+    flt = RedactingFilter(Redactor(["sk-config-0123456"]), ["sk-config-0123456"])
+    handler.addFilter(flt)
+    logging.getLogger().addHandler(handler)
+    try:
+        redact_in_logs([CANARY])
+        record = logging.LogRecord(
+            "smolgate", logging.INFO, __file__, 1, "key %s and %s", (CANARY, "x"), None
+        )
+        flt.filter(record)
+        assert record.getMessage() == "key *** and x"
+        record = logging.LogRecord("smolgate", logging.INFO, __file__, 1, "sk-config-0123456", None, None)
+        flt.filter(record)
+        assert record.getMessage() == "***"
+    finally:
+        logging.getLogger().removeHandler(handler)
