@@ -87,7 +87,7 @@ def test_the_quick_start_is_two_commands():
 def test_every_block_is_run_or_says_why_not():
     for kind, body in BLOCKS:
         runs = kind in ("python", "yaml") or (
-            kind == "bash" and body.lstrip().startswith(("curl ", "smolgate usage"))
+            kind == "bash" and body.lstrip().startswith(("curl ", "smolgate usage", "smolgate keys"))
         )
         assert runs or any(phrase in body for phrase in NOT_RUN), f"README block not tested:\n{body}"
     assert _blocks("python") and _blocks("yaml") and _blocks("bash", "curl ")
@@ -117,20 +117,25 @@ def test_curl_examples_run_against_the_quick_start_server(quickstart: str):
 
 
 def test_usage_examples_run_as_written(tmp_path: Path):
-    """`smolgate usage` lines read the data dir's store (created empty on first use); each exits 0 and prints."""
-    blocks = _blocks("bash", "smolgate usage")
+    """`smolgate keys`, `audit` and `usage` lines use the data dir's store (created empty on first use), in the
+    README's order; each exits 0 and prints."""
+    blocks = _blocks("bash", "smolgate keys") + _blocks("bash", "smolgate usage")
     assert blocks
     env = {**os.environ, "SMOLGATE_HOME": str(tmp_path / "home")}
     bin_dir = Path(sys.executable).parent  # `smolgate` as installed next to this interpreter
     env["PATH"] = f"{bin_dir}{os.pathsep}{env['PATH']}"
+    printed: dict[str, str] = {}
     for body in blocks:
         for cmd in filter(None, (line.split("  #")[0].strip() for line in body.splitlines())):
             out = subprocess.run(
                 ["bash", "-c", cmd], capture_output=True, text=True, timeout=120, env=env, cwd=tmp_path
             )
             assert out.returncode == 0, (cmd, out.stdout + out.stderr)
-            assert out.stdout.strip() or ">" in cmd, cmd
+            assert (out.stdout + out.stderr).strip() or ">" in cmd, cmd
+            printed[cmd.split(" --")[0]] = out.stdout
     assert (tmp_path / "usage.csv").read_text().startswith("group,requests,")
+    audit = printed["smolgate audit"]  # the key's whole life, as the audit log saw it
+    assert all(action in audit for action in ("key.create", "key.rotate", "key.revoke")), audit
 
 
 def _env_for(body: str) -> dict[str, str]:
