@@ -27,7 +27,7 @@ async def health(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     await send_body(send, 200, b'{"status":"ok"}')
 
 
-async def _store_check(rt: Runtime) -> str:
+async def store_check(rt: Runtime) -> str:
     store = rt.store
     if store is None:
         return "none"
@@ -39,7 +39,7 @@ async def _store_check(rt: Runtime) -> str:
     return "ok"
 
 
-def _engine_check(rt: Runtime) -> str:
+def engine_check(rt: Runtime) -> str:
     local = [p for p in rt.providers.values() if hasattr(p, "engine_stats")]
     if not local:
         return "none"
@@ -52,8 +52,8 @@ async def ready(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Sen
     checks: dict[str, Any] = {
         "started": "ok" if rt.pools is not None else "starting",
         "shutting_down": rt.drain.stopping,
-        "engine": _engine_check(rt),
-        "store": await _store_check(rt),
+        "engine": engine_check(rt),
+        "store": await store_check(rt),
         "providers": len(rt.providers),
     }
     ok = (
