@@ -47,6 +47,7 @@ class RequestRecord:
     latency_ms: float = 0.0
     status: int = 200
     error_kind: str | None = None  # set for refusals and for errors inside a stream (status stays 200)
+    cost_usd: float | None = None  # priced once when it ends (Runtime.cost), read by every observer
     attempts: list[AttemptRecord] = field(default_factory=list)
     traceparent: str | None = None  # the client's W3C trace context, when it sent one (traces join it)
 

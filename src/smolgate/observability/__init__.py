@@ -19,7 +19,7 @@ def install(rt: Runtime, cost: Callable[[RequestRecord], float] | None = None) -
     metrics' cost is the runtime's `cost_of` (the ledger's and the budgets') unless `cost` is given."""
     o = rt.cfg.observability
     if o.metrics:
-        rt.metrics = Metrics(rt, cost or (lambda rec: rt.cost_of(rec)))
+        rt.metrics = Metrics(rt, cost or rt.cost)
         rt.observers.append(rt.metrics)
     if o.access_log:
         rt.observers.append(AccessLog())

@@ -162,7 +162,7 @@ class Runtime:
             # the price table's import takes a while: off the loop, before the first request needs it
             asyncio.get_running_loop().run_in_executor(None, self.pricing.warm)
         if g.cfg.ledger.enabled and self.ledger is None:
-            self.ledger = LedgerWriter(self.store, g.cfg.ledger, lambda rec: self.cost_of(rec))
+            self.ledger = LedgerWriter(self.store, g.cfg.ledger, self.cost)
             self.ledger.start()
             self.observers.append(self.ledger)
         g.pools = await Pools.create(g.cfg.providers, g.cfg.state.reveal() if g.cfg.state else None)
@@ -226,9 +226,7 @@ class Runtime:
         budgets = Budgets(store, g.limiter.shared)
         if self.ledger is not None:
             self.ledger.on_written.append(budgets.written)
-        self.vkeys = KeyService(
-            store, lambda: load_pepper(self.cfg), g.limiter, budgets, lambda rec: self.cost_of(rec)
-        )
+        self.vkeys = KeyService(store, lambda: load_pepper(self.cfg), g.limiter, budgets, self.cost)
         await self.vkeys.any_keys()
         self.observers.append(self.vkeys)
 
@@ -272,6 +270,12 @@ class Runtime:
         if self.store is not None:
             await self.store.close()
             self.store = None
+
+    def cost(self, rec: RequestRecord) -> float:
+        """A finished request's USD, priced once (`cost_of`) for the ledger, the budgets and the metrics."""
+        if rec.cost_usd is None:
+            rec.cost_usd = self.cost_of(rec)
+        return rec.cost_usd
 
     async def audit(
         self,

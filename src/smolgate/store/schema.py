@@ -88,6 +88,9 @@ MIGRATIONS: list[list[str]] = [
     ],
     # 2: per-day rollups (UTC days), so month-long dashboards read ~30 groups per combination, not ~720
     _rollup("usage_day"),
+    # 3: no index on request_id: nothing queries by it, and its random keys made every ledger insert touch a
+    # random page of a large index (a request is found by time, through usage_ts)
+    ["DROP INDEX IF EXISTS usage_request"],
 ]
 
 SCHEMA_VERSION = (

@@ -87,7 +87,7 @@ class SqlStore(ABC):
         if not rows:
             return
         rows = [_tame(r) for r in rows]
-        raw = [tuple(_db_value(getattr(r, c)) for c in _USAGE_COLS) for r in rows]
+        raw = [_usage_values(r) for r in rows]
         steps = [(self._q(_INSERT_USAGE), raw)]
         steps += [(self._q(sql), fold(rows, step)) for step, sql in _UPSERTS.items()]
         await self._batch(steps)
@@ -236,6 +236,17 @@ def _db_value(v: object) -> object:
 _USAGE_TEXT = [
     c for c, t in zip(_USAGE_COLS, UsageRow.__annotations__.values(), strict=True) if "str" in str(t)
 ]
+
+
+_BOOLS_AT = tuple(i for i, c in enumerate(_USAGE_COLS) if c in ("stream", "local"))
+
+
+def _usage_values(r: UsageRow) -> tuple[object, ...]:
+    """A tamed row's values in column order; bools as 0/1 (one column type on both backends)."""
+    values = list(msgspec.structs.astuple(r))
+    for i in _BOOLS_AT:
+        values[i] = int(values[i])
+    return tuple(values)
 
 
 def _tame(r: UsageRow) -> UsageRow:
