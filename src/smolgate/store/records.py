@@ -11,7 +11,7 @@ Period = Literal["day", "month", "total"]
 GroupBy = Literal["key", "model", "alias", "account", "provider", "status"]
 
 
-class UsageRow(msgspec.Struct, kw_only=True, frozen=True):
+class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     """One finished client request (one ledger row). Times are Unix seconds (UTC)."""
 
     ts: float  # when the request arrived

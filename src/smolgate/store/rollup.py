@@ -19,12 +19,15 @@ def is_error(row: UsageRow) -> bool:
     return row.status >= 400 or row.error_kind is not None
 
 
-def fold(rows: Iterable[UsageRow], step: int) -> list[tuple[object, ...]]:
-    """Aggregate rows into one tuple per (bucket, dims), ready for the rollup upsert: bucket, dims, sums."""
+def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple[object, ...]]]:
+    """Aggregate rows into one tuple per (bucket, dims) for each step (seconds; each a multiple of the first),
+    ready for the rollup upserts: bucket, dims, sums. The finest step is folded from the rows, the coarser ones
+    from it (a batch's rows collapse to a few groups per minute, so every coarser step costs almost nothing)."""
+    first, *coarser = sorted(steps)
     acc: dict[RollupKey, list[float]] = {}
     for r in rows:
-        key: RollupKey = (
-            int(r.ts // step) * step,
+        row_key: RollupKey = (
+            int(r.ts // first) * first,
             r.key_id or "",
             r.alias or "",
             r.provider or "",
@@ -32,9 +35,9 @@ def fold(rows: Iterable[UsageRow], step: int) -> list[tuple[object, ...]]:
             r.upstream_model or "",
             r.status // 100,
         )
-        s = acc.get(key)
+        s = acc.get(row_key)
         if s is None:
-            s = acc[key] = [0.0] * len(ROLLUP_SUMS)
+            s = acc[row_key] = [0.0] * len(ROLLUP_SUMS)
         s[0] += 1
         s[1] += is_error(r)
         s[2] += r.input_tokens
@@ -47,6 +50,22 @@ def fold(rows: Iterable[UsageRow], step: int) -> list[tuple[object, ...]]:
         if r.ttft_ms is not None:
             s[9] += r.ttft_ms
             s[10] += 1
+    out = {first: _rows(acc)}
+    for step in coarser:
+        wide: dict[RollupKey, list[float]] = {}
+        for k, sums in acc.items():
+            key: RollupKey = (k[0] // step * step, k[1], k[2], k[3], k[4], k[5], k[6])
+            w = wide.get(key)
+            if w is None:
+                wide[key] = list(sums)
+            else:
+                for i, v in enumerate(sums):
+                    w[i] += v
+        out[step] = _rows(wide)
+    return out
+
+
+def _rows(acc: dict[RollupKey, list[float]]) -> list[tuple[object, ...]]:
     # in key order: concurrent writers (replicas) then lock rollup rows in one order, so they cannot deadlock
     return [(*k, *_typed(acc[k])) for k in sorted(acc)]
 

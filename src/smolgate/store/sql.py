@@ -89,7 +89,8 @@ class SqlStore(ABC):
         rows = [_tame(r) for r in rows]
         raw = [_usage_values(r) for r in rows]
         steps = [(self._q(_INSERT_USAGE), raw)]
-        steps += [(self._q(sql), fold(rows, step)) for step, sql in _UPSERTS.items()]
+        folded = fold(rows, _UPSERTS)
+        steps += [(self._q(sql), folded[step]) for step, sql in _UPSERTS.items()]
         await self._batch(steps)
 
     async def usage_totals(
