@@ -13,12 +13,7 @@ import httpx
 import pytest
 
 from tests.fakes.openai_upstream import OpenAIUpstream
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from tests.serve_process import free_port, start_serve
 
 
 @pytest.fixture(scope="module")
@@ -30,24 +25,7 @@ def served(tmp_path_factory):
         "    accounts:\n      - {name: main-key, api_key: sk-up}\n      - {name: bad-key, api_key: sk-nope}\n"
         "models:\n  - name: fast\n    targets: [{provider: up, model: gpt-fake}]\n"
     )
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smolgate.cli", "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url + "/health", timeout=1)
-            break
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(proc.stdout.read() if proc.stdout else "serve did not start") from None
-            time.sleep(0.1)
+    proc, url = start_serve(cfg)
     yield url
     proc.terminate()
     proc.wait(10)

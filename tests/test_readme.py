@@ -13,7 +13,6 @@ import os
 import re
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +20,7 @@ import httpx
 import pytest
 
 from tests.fakes.fleet import running_fakes
-from tests.test_cli import free_port
+from tests.serve_process import free_port, start_serve
 
 ROOT = Path(__file__).resolve().parents[1]
 README = (ROOT / "README.md").read_text()
@@ -40,27 +39,10 @@ def _blocks(lang: str, phrase: str = "") -> list[str]:
 
 @contextlib.contextmanager
 def _serve(args: list[str], env: dict[str, str] | None = None) -> Iterator[str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smolgate.cli", "serve", "--port", str(port), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})},
+    proc, url = start_serve(
+        None, *args, env={**os.environ, "HF_HUB_OFFLINE": "1", **(env or {})}, timeout=300
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 300
     try:
-        while True:
-            try:
-                httpx.get(url + "/health", timeout=2)  # any answer (a keyed server says 401): it is up
-                break
-            except httpx.HTTPError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                raise RuntimeError(proc.stdout.read() if proc.stdout else "serve did not start")
-            time.sleep(0.3)
         yield url
     finally:
         proc.terminate()

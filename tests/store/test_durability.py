@@ -6,9 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
-import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -22,6 +20,7 @@ from smolgate.config import parse_config
 from smolgate.store.open import open_store
 from tests.fakes.openai_upstream import OpenAIUpstream
 from tests.gateway_server import GatewayServer
+from tests.serve_process import start_serve
 
 FLUSH = 0.2  # ledger.flush_interval of the served gateways
 MARGIN = 1.0  # seconds past the interval for the flush itself and the commit, on a busy 2-core machine
@@ -83,34 +82,10 @@ def test_sdk_requests_become_rows(upstream: OpenAIUpstream, store_url: str) -> N
     assert (refused.status, refused.alias) == (404, "nope")  # type: ignore[attr-defined]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def serve(cfg_text: str, tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
     cfg = tmp_path / "smolgate.yaml"
     cfg.write_text(cfg_text)
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "smolgate.cli", "serve", "--config", str(cfg), "--port", str(port)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            httpx.get(url + "/health", timeout=1)
-            return proc, url
-        except httpx.HTTPError:
-            if time.monotonic() > deadline or proc.poll() is not None:
-                proc.kill()
-                raise RuntimeError(proc.stdout.read() if proc.stdout else "serve did not start") from None
-            time.sleep(0.1)
+    return start_serve(cfg)
 
 
 def chat(client: httpx.Client, rid: str) -> None:
