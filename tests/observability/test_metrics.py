@@ -158,3 +158,64 @@ def test_cost_is_the_ledgers_price_of_the_usage(fakes):
         want = sum(u.prompt_tokens * 3.0 + u.completion_tokens * 15.0 for u in usage) / 1e6
         got = value(m, "smolgate_cost_usd_total", alias="fast", provider="up-openai", account="main")
         assert got == pytest.approx(want, rel=1e-9) and got > 0
+
+
+def test_running_totals_expose_what_prometheus_clients_own_metrics_would():
+    """The per-request path adds to plain numbers and the exposition is built at scrape time: for the same
+    requests it must say exactly what prometheus-client's Histogram and Counter would (buckets at their bounds,
+    sums, one token/time series per alias/provider/account across client protocols)."""
+    from types import SimpleNamespace
+
+    from prometheus_client import CollectorRegistry, Histogram
+
+    from smolgate.canonical import Usage
+    from smolgate.observability.metrics import LATENCY_BUCKETS, Metrics
+    from smolgate.telemetry import RequestRecord
+
+    router = SimpleNamespace(is_known=lambda name: name == "fast")
+    rt = SimpleNamespace(router=router, pools=None, providers={})
+    m = Metrics(rt, cost=lambda rec: 0.25)  # type: ignore[arg-type]
+    ref = Histogram("ref", "", ["alias"], buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    latencies = [
+        30.0,
+        50.0,
+        70.0,
+        100.0,
+        250.0,
+        999.0,
+        400_000.0,
+    ]  # ms: below, at and between bounds, past all
+    for i, ms in enumerate(latencies):
+        rec = RequestRecord(f"r{i}", "POST", "/v1/chat/completions")
+        rec.generation, rec.alias = True, "fast"
+        rec.client_protocol = "openai" if i % 2 else "anthropic"
+        rec.begin_attempt("up", "a1", "m", "openai")
+        rec.usage = Usage(input_tokens=10, output_tokens=i)
+        rec.finish(200 if i < 6 else 502, None if i < 6 else "upstream")
+        rec.latency_ms = ms
+        m.finished(rec)
+        ref.labels("fast").observe(ms / 1000)
+    exposed = scrape_text(m.exposition().decode())
+    got = {lab["le"]: v for lab, v in exposed["smolgate_request_duration_seconds_bucket"]}
+    assert got == {lab["le"]: v for lab, v in reference_buckets(ref)}
+    assert value(exposed, "smolgate_request_duration_seconds_count") == len(latencies)
+    assert value(exposed, "smolgate_request_duration_seconds_sum") == pytest.approx(sum(latencies) / 1000)
+    assert value(exposed, "smolgate_requests_total", status_class="2xx") == 6
+    assert value(exposed, "smolgate_requests_total", status_class="5xx", client_protocol="anthropic") == 1
+    assert value(exposed, "smolgate_errors_total", kind="upstream") == 1
+    assert value(exposed, "smolgate_tokens_total", kind="output") == sum(range(len(latencies)))
+    assert value(exposed, "smolgate_cost_usd_total") == pytest.approx(0.25 * len(latencies))
+    assert len(exposed["smolgate_cost_usd_total"]) == 1  # one series across the two client protocols
+    assert value(exposed, "smolgate_upstream_attempts_total", outcome="upstream") == 1
+
+
+def scrape_text(text: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    out: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            out.setdefault(s.name, []).append((s.labels, s.value))
+    return out
+
+
+def reference_buckets(h) -> list[tuple[dict[str, str], float]]:  # type: ignore[no-untyped-def]
+    return [(s.labels, s.value) for metric in h.collect() for s in metric.samples if s.name == "ref_bucket"]

@@ -4,19 +4,19 @@ the local engine's live state at scrape time.
 Each Runtime has its own `CollectorRegistry` (several gateways may share a process, as in the tests). Label
 values are configured names only — alias, provider, account name, protocol, error kind — never a key, never
 what a client typed: a model name that is not a known alias counts as "unknown", so clients cannot create
-series. The per-request cost is a few dict lookups: labelled children are cached by their label tuple.
+series. The per-request cost is a dict lookup and a few additions (see `Metrics`).
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from bisect import bisect_left
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..telemetry import RequestRecord
@@ -38,65 +38,20 @@ def no_cost(rec: RequestRecord) -> float:
 
 
 class Metrics:
-    """The Observer behind `/metrics` (and its registry)."""
+    """The Observer behind `/metrics` (and its registry).
+
+    Per request it only adds to plain numbers in one `_Series` per (protocol, alias, provider, account) — no
+    prometheus-client call, whose per-call lock and checks cost several times more — and the `Traffic` collector
+    turns them into counter and histogram families at scrape time. Both run on the event loop: no lock needed."""
 
     def __init__(self, rt: Runtime, cost: Callable[[RequestRecord], float] = no_cost) -> None:
         self.rt = rt
         self.cost_of = cost
         self.registry = CollectorRegistry(auto_describe=False)
-        r = self.registry
-        who = ["alias", "provider", "account"]
-        self._requests = Counter(
-            "smolgate_requests",
-            "Requests answered, by client protocol, alias, provider, account and status class",
-            ["client_protocol", *who, "status_class"],
-            registry=r,
-        )
-        self._errors = Counter(
-            "smolgate_errors",
-            "Requests that failed (or whose stream ended in an error), by error kind",
-            ["client_protocol", *who, "kind"],
-            registry=r,
-        )
-        self._tokens = Counter("smolgate_tokens", "Tokens, by kind", [*who, "kind"], registry=r)
-        self._cost = Counter("smolgate_cost_usd", "Cost of the requests in USD", who, registry=r)
-        self._latency = Histogram(
-            "smolgate_request_duration_seconds",
-            "Time from request to the end of the answer",
-            who,
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self._ttft = Histogram(
-            "smolgate_time_to_first_token_seconds",
-            "Time from request to the first streamed event",
-            who,
-            buckets=TTFT_BUCKETS,
-            registry=r,
-        )
-        self._attempts = Counter(
-            "smolgate_upstream_attempts",
-            "Upstream attempts (retries and fallbacks included), by outcome ('ok' or an error kind)",
-            ["provider", "account", "outcome"],
-            registry=r,
-        )
-        r.register(LiveState(rt))
-        self._series: dict[tuple[str | None, str, str | None, str | None], _Series] = {}
-        self._attempt_children: dict[tuple[str, str | None, str | None], Counter] = {}
-
-    def _new_series(
-        self, proto: str | None, alias: str, provider: str | None, account: str | None
-    ) -> _Series:
-        p, who = proto or "none", (alias, provider or "none", account or "none")
-        return _Series(
-            requests={c: self._requests.labels(p, *who, c) for c in ("2xx", "4xx", "5xx")},
-            errors={},
-            error_labels=(p, *who),
-            latency=self._latency.labels(*who),
-            ttft=self._ttft.labels(*who),
-            tokens=tuple(self._tokens.labels(*who, kind) for kind in TOKEN_KINDS),
-            cost=self._cost.labels(*who),
-        )
+        self.series: dict[tuple[str | None, str, str | None, str | None], _Series] = {}
+        self.attempts: dict[tuple[str, str, str], int] = {}  # (provider, account, outcome) → attempts
+        self.registry.register(Traffic(self))
+        self.registry.register(LiveState(rt))
 
     def finished(self, rec: RequestRecord) -> None:
         if rec.path in UNCOUNTED_PATHS and not rec.generation:
@@ -105,63 +60,148 @@ class Metrics:
         last = rec.last
         provider, account = (last.provider, last.account) if last is not None else (None, None)
         key = (rec.client_protocol, alias, provider, account)
-        s = self._series.get(key)
+        s = self.series.get(key)
         if s is None:
-            s = self._series[key] = self._new_series(*key)
-        klass = "2xx" if rec.status < 300 else "5xx" if rec.status >= 500 else "4xx"
-        s.requests[klass].inc()
+            s = self.series[key] = _Series(
+                rec.client_protocol or "none", alias, provider or "none", account or "none"
+            )
+        s.requests[0 if rec.status < 300 else 2 if rec.status >= 500 else 1] += 1
         if rec.error_kind is not None:
-            s.error(self._errors, rec.error_kind).inc()
+            s.errors[rec.error_kind] = s.errors.get(rec.error_kind, 0) + 1
         for a in rec.attempts:
-            akey = (a.provider, a.account, a.error_kind)
-            child = self._attempt_children.get(akey)
-            if child is None:
-                child = self._attempt_children[akey] = self._attempts.labels(
-                    a.provider, a.account or "none", a.error_kind or "ok"
-                )
-            child.inc()
+            akey = (a.provider, a.account or "none", a.error_kind or "ok")
+            self.attempts[akey] = self.attempts.get(akey, 0) + 1
         if not rec.generation:
             return
-        s.latency.observe(rec.latency_ms / 1000)
+        secs = rec.latency_ms / 1000
+        s.latency[bisect_left(LATENCY_BUCKETS, secs)] += 1  # the first bucket whose bound is >= the value
+        s.latency_sum += secs
         if rec.ttft_ms is not None:
-            s.ttft.observe(rec.ttft_ms / 1000)
+            secs = rec.ttft_ms / 1000
+            s.ttft[bisect_left(TTFT_BUCKETS, secs)] += 1
+            s.ttft_sum += secs
         u = rec.usage
         if u is not None:
             t = s.tokens
-            for child, n in (
-                (t[0], u.input_tokens),
-                (t[1], u.cached_tokens),
-                (t[2], u.cache_creation_tokens),
-                (t[3], u.output_tokens),
-                (t[4], u.reasoning_tokens),
-            ):
-                if n:
-                    child.inc(n)
-        cost = self.cost_of(rec)
-        if cost:
-            s.cost.inc(cost)
+            t[0] += u.input_tokens
+            t[1] += u.cached_tokens
+            t[2] += u.cache_creation_tokens
+            t[3] += u.output_tokens
+            t[4] += u.reasoning_tokens
+        s.cost += self.cost_of(rec)
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
 
 
-@dataclass(slots=True)
 class _Series:
-    """The labelled children of one (protocol, alias, provider, account): one dict lookup per request."""
+    """The running totals of one (protocol, alias, provider, account)."""
 
-    requests: dict[str, Counter]  # by status class
-    errors: dict[str, Counter]  # by error kind, made on first use
-    error_labels: tuple[str, ...]
-    latency: Histogram
-    ttft: Histogram
-    tokens: tuple[Counter, ...]  # in TOKEN_KINDS order
-    cost: Counter
+    __slots__ = (
+        "cost",
+        "errors",
+        "labels",
+        "latency",
+        "latency_sum",
+        "requests",
+        "tokens",
+        "ttft",
+        "ttft_sum",
+    )
 
-    def error(self, metric: Counter, kind: str) -> Counter:
-        child = self.errors.get(kind)
-        if child is None:
-            child = self.errors[kind] = metric.labels(*self.error_labels, kind)
-        return child
+    def __init__(self, protocol: str, alias: str, provider: str, account: str) -> None:
+        self.labels = (protocol, alias, provider, account)
+        self.requests = [0, 0, 0]  # by status class: 2xx (and 1xx/3xx), 4xx, 5xx
+        self.errors: dict[str, int] = {}  # by error kind
+        self.tokens = [0, 0, 0, 0, 0]  # in TOKEN_KINDS order
+        self.cost = 0.0
+        self.latency = [0] * (len(LATENCY_BUCKETS) + 1)  # per bucket (not cumulative); the last is +Inf
+        self.latency_sum = 0.0
+        self.ttft = [0] * (len(TTFT_BUCKETS) + 1)
+        self.ttft_sum = 0.0
+
+    def add(self, other: _Series) -> None:
+        """Fold another series' token, cost and time figures into this one (at scrape time)."""
+        for mine, theirs in (
+            (self.tokens, other.tokens),
+            (self.latency, other.latency),
+            (self.ttft, other.ttft),
+        ):
+            for i, n in enumerate(theirs):
+                mine[i] += n
+        self.cost += other.cost
+        self.latency_sum += other.latency_sum
+        self.ttft_sum += other.ttft_sum
+
+
+def _buckets(bounds: tuple[float, ...], counts: list[int]) -> list[tuple[str, float]]:
+    """Per-bucket counts → Prometheus' cumulative `le` buckets, +Inf last."""
+    out, total = [], 0
+    for le, n in zip((*(str(b) for b in bounds), "+Inf"), counts, strict=True):
+        total += n
+        out.append((le, float(total)))
+    return out
+
+
+class Traffic(Collector):
+    """The request counters and histograms, built from the running totals at scrape time."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.m = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        who = ["alias", "provider", "account"]
+        requests = CounterMetricFamily(
+            "smolgate_requests",
+            "Requests answered, by client protocol, alias, provider, account and status class",
+            labels=["client_protocol", *who, "status_class"],
+        )
+        errors = CounterMetricFamily(
+            "smolgate_errors",
+            "Requests that failed (or whose stream ended in an error), by error kind",
+            labels=["client_protocol", *who, "kind"],
+        )
+        tokens = CounterMetricFamily("smolgate_tokens", "Tokens, by kind", labels=[*who, "kind"])
+        cost = CounterMetricFamily("smolgate_cost_usd", "Cost of the requests in USD", labels=who)
+        latency = HistogramMetricFamily(
+            "smolgate_request_duration_seconds", "Time from request to the end of the answer", labels=who
+        )
+        ttft = HistogramMetricFamily(
+            "smolgate_time_to_first_token_seconds",
+            "Time from request to the first streamed event",
+            labels=who,
+        )
+        per_target: dict[tuple[str, ...], _Series] = {}  # token and time figures across client protocols
+        for s in self.m.series.values():
+            proto, *names = s.labels
+            for klass, n in zip(("2xx", "4xx", "5xx"), s.requests, strict=True):
+                if n:
+                    requests.add_metric([proto, *names, klass], n)
+            for kind, n in s.errors.items():
+                errors.add_metric([proto, *names, kind], n)
+            t = per_target.get(s.labels[1:])
+            if t is None:
+                t = per_target[s.labels[1:]] = _Series("", *names)
+            t.add(s)
+        for target, t in per_target.items():
+            names = list(target)
+            if not any(t.latency):  # no model call answered on this target: no token or time figures
+                continue
+            for kind, n in zip(TOKEN_KINDS, t.tokens, strict=True):
+                if n:
+                    tokens.add_metric([*names, kind], n)
+            cost.add_metric(names, t.cost)
+            latency.add_metric(names, _buckets(LATENCY_BUCKETS, t.latency), t.latency_sum)
+            if any(t.ttft):
+                ttft.add_metric(names, _buckets(TTFT_BUCKETS, t.ttft), t.ttft_sum)
+        attempts = CounterMetricFamily(
+            "smolgate_upstream_attempts",
+            "Upstream attempts (retries and fallbacks included), by outcome ('ok' or an error kind)",
+            labels=["provider", "account", "outcome"],
+        )
+        for (provider, account, outcome), n in self.m.attempts.items():
+            attempts.add_metric([provider, account, outcome], n)
+        yield from (requests, errors, tokens, cost, latency, ttft, attempts)
 
 
 class LiveState(Collector):
