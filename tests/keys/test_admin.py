@@ -52,6 +52,8 @@ def test_names_are_unique_among_active_keys_and_unknown_keys_are_404(gw):
     for path in ("/admin/keys/vk_nope", "/admin/keys/nobody/revoke", "/admin/keys/vk_nope/rotate"):
         method = "GET" if path.count("/") == 3 else "POST"
         assert httpx.request(method, gw.url + path).status_code == 404
+    r = httpx.get(gw.url + "/admin/keys/%0a%1b[31mfake-line")  # control characters are never echoed (logs)
+    assert r.status_code == 404 and "fake-line" not in r.text
     assert httpx.post(gw.url + f"/admin/keys/{key['id']}/revoke").json()["key"]["status"] == "revoked"
     assert create(gw, name="unique-name")[0]["id"] != key["id"]  # the name is free again
     r = httpx.post(gw.url + f"/admin/keys/{key['id']}/rotate")

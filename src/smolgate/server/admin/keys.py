@@ -41,7 +41,9 @@ def _auditor(rt: Runtime, req: HttpRequest) -> manage.Audit:
 async def _key(rt: Runtime, params: dict[str, str]) -> KeyRow:
     row = await manage.find(_store(rt), params["id"])
     if row is None:
-        raise not_found(f"no key '{params['id'][:80]}'")
+        ident = params["id"]
+        shown = ident if len(ident) <= 80 and ident.isprintable() else "(the id in the path)"
+        raise not_found(f"no key '{shown}'")  # never echo control characters into errors and logs
     return row
 
 
