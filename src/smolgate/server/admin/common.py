@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -9,6 +10,7 @@ import msgspec
 import orjson
 
 from ...errors import invalid
+from ...pool import Pools
 from ..asgi import HttpRequest, Send, send_body
 from ..table import Handler
 
@@ -42,3 +44,16 @@ async def reply(send: Send, obj: Any, status: int = 200) -> None:
 def source(req: HttpRequest) -> str:
     """Where an admin call came from, for the audit log."""
     return req.client or "unknown"
+
+
+USABLE_STATES = ("healthy", "half_open")  # states in which an account takes requests
+
+
+def account_counts(pools: Pools | None) -> tuple[Counter[str], Counter[str]]:
+    """Per provider: its accounts, and those usable now (this replica's view)."""
+    total: Counter[str] = Counter()
+    usable: Counter[str] = Counter()
+    for a in pools.snapshot() if pools is not None else []:
+        total[a.provider] += 1
+        usable[a.provider] += a.state in USABLE_STATES
+    return total, usable

@@ -11,7 +11,7 @@ import msgspec
 from ... import __version__
 from ..asgi import HttpRequest, Receive, Send
 from ..probes import engine_check, store_check
-from .common import AdminRoute, reply
+from .common import AdminRoute, account_counts, reply
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -48,13 +48,9 @@ class HealthAnswer(msgspec.Struct, kw_only=True):
 
 
 async def health(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
-    usable: dict[str, int] = {}
-    total: dict[str, int] = {}
-    for a in rt.pools.snapshot() if rt.pools is not None else []:
-        total[a.provider] = total.get(a.provider, 0) + 1
-        usable[a.provider] = usable.get(a.provider, 0) + (a.state in ("healthy", "half_open"))
+    total, usable = account_counts(rt.pools)
     providers = [
-        ProviderView(name=n, protocol=p.protocol, accounts=total.get(n, 0), usable=usable.get(n, 0))
+        ProviderView(name=n, protocol=p.protocol, accounts=total[n], usable=usable[n])
         for n, p in rt.providers.items()
     ]
     led = rt.ledger

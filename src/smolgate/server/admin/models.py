@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import msgspec
 
 from ..asgi import HttpRequest, Receive, Send
-from .common import AdminRoute, reply
+from .common import AdminRoute, account_counts, reply
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -36,11 +36,7 @@ class ModelsAnswer(msgspec.Struct, kw_only=True):
 async def list_models(
     rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
 ) -> None:
-    usable: dict[str, int] = {}
-    total: dict[str, int] = {}
-    for a in rt.pools.snapshot() if rt.pools is not None else []:
-        total[a.provider] = total.get(a.provider, 0) + 1
-        usable[a.provider] = usable.get(a.provider, 0) + (a.state in ("healthy", "half_open"))
+    total, usable = account_counts(rt.pools)
 
     def target(provider: str, model: str) -> TargetView:
         p = rt.providers.get(provider)
@@ -48,8 +44,8 @@ async def list_models(
             provider=provider,
             model=model,
             protocol=p.protocol if p is not None else "unknown",
-            accounts=total.get(provider, 0),
-            usable=usable.get(provider, 0),
+            accounts=total[provider],
+            usable=usable[provider],
         )
 
     views = [
