@@ -184,14 +184,14 @@ def serve(
         if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)
 
-    from .secret import RedactingFilter, Redactor
+    from .secret import RedactingFilter
     from .server.app import Gateway
     from .server.auth import admin_key
     from .server.serving import Server, uvicorn_config
 
     admin = admin_key(cfg)
     secret_values = cfg.secret_values() + ([admin.reveal()] if admin else [])
-    redact = RedactingFilter(Redactor(secret_values), secret_values)
+    redact = RedactingFilter(secret_values)
     for handler in log_writers:  # uvicorn's loggers propagate to the root's (log_config=None)
         handler.addFilter(redact)
     try:

@@ -13,6 +13,7 @@ import base64
 import hmac
 import logging
 import re
+import weakref
 from collections.abc import Iterable
 from typing import NoReturn
 from urllib.parse import quote, urlsplit, urlunsplit
@@ -117,13 +118,24 @@ class Redactor:
         return self._rx is None
 
 
-class RedactingFilter(logging.Filter):
-    """A logging filter that scrubs secret values from each record's final message."""
+_FILTERS: weakref.WeakSet[RedactingFilter] = weakref.WeakSet()
 
-    def __init__(self, redactor: Redactor, values: Iterable[str] = ()) -> None:
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that scrubs secret values from each record's final message. Every live one is known to
+    `redact_in_logs`, wherever it is attached (serve puts it on its log writers, not on the root logger)."""
+
+    def __init__(self, values: Iterable[str] = ()) -> None:
         super().__init__()
-        self.redactor = redactor
-        self.values = list(values)  # what `redactor` masks, so `redact_in_logs` can add to it
+        self.values = [v for v in dict.fromkeys(values) if v]
+        self.redactor = Redactor(self.values)
+        _FILTERS.add(self)
+
+    def add(self, values: Iterable[str]) -> None:
+        new = [v for v in dict.fromkeys(values) if v and v not in self.values]
+        if new:
+            self.values += new
+            self.redactor = Redactor(self.values)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if self.redactor.empty:
@@ -142,11 +154,7 @@ class RedactingFilter(logging.Filter):
 
 
 def redact_in_logs(values: Iterable[str]) -> None:
-    """Add secret values (an account added at run time) to every `RedactingFilter` on the root logger's
-    handlers, where `smolgate serve` installs its filter."""
-    new = [v for v in values if v]
-    for handler in logging.getLogger().handlers:
-        for f in handler.filters:
-            if isinstance(f, RedactingFilter):
-                f.values += new
-                f.redactor = Redactor(f.values)
+    """Add secret values (an account added at run time, a reloaded config's) to every live `RedactingFilter`."""
+    values = list(values)
+    for f in list(_FILTERS):
+        f.add(values)

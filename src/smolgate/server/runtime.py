@@ -29,6 +29,7 @@ from ..protocols.base import ModelInfo
 from ..providers.base import Provider
 from ..providers.http import HttpProvider
 from ..routing import Route, Router
+from ..secret import redact_in_logs
 from ..store import AuditRow, Store
 from ..store.ledger import LedgerWriter
 from ..store.open import open_store
@@ -233,6 +234,7 @@ class Runtime:
     async def swap(self, new: Generation, reused: set[str]) -> None:
         """Serve new requests from `new`; close the old generation's providers (except `reused`, shared with
         `new`) once its last pinned request has left."""
+        redact_in_logs(new.cfg.secret_values())  # the new config's keys are masked in logs from now on
         old, self._gen = self._gen, new
         for cb in self.on_reload:
             cb(new.cfg)
