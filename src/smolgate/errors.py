@@ -97,6 +97,12 @@ class GatewayError(Exception):
         return f"GatewayError({self.kind.value}, {self.message!r}, status={self.status})"
 
 
+def shown(text: str, instead: str) -> str:
+    """Client-chosen text as an error message may quote it: short and printable, else `instead` (a message is
+    also logged: a newline in it must not forge a log line)."""
+    return text if len(text) <= 80 and text.isprintable() else instead
+
+
 def invalid(message: str, param: str | None = None) -> GatewayError:
     return GatewayError(ErrorKind.INVALID_REQUEST, message, param=param)
 

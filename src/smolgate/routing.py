@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import invalid, not_found
+from .errors import invalid, not_found, shown
 from .protocols.base import ModelInfo
 
 MAX_MODEL_NAME = 256
@@ -82,9 +82,9 @@ class Router:
         provider, sep, model = name.partition("/")
         if sep and provider in self._providers and model and len(name) <= MAX_MODEL_NAME:
             return [Route(provider, model)]
-        shown = name if len(name) <= 80 and name.isprintable() else "(the requested name)"
         raise not_found(
-            f"model '{shown}' does not exist; GET /v1/models lists the models this gateway serves"
+            f"model '{shown(name, '(the requested name)')}' does not exist; "
+            "GET /v1/models lists the models this gateway serves"
         )
 
     def _walk(self, alias: str, out: list[Route], seen: set[str]) -> None:

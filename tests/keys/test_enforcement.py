@@ -80,6 +80,23 @@ def test_count_tokens_checks_the_model_too(gw):
     assert r.status_code == 403 and r.json()["error"]["type"] == "permission_error"
 
 
+def test_a_refused_model_name_never_forges_a_log_line(gw, caplog):
+    """The 403 quotes the model only when it is short and printable; the refusal's log line is one line whatever
+    the client sent (in the path or the model name)."""
+    _, secret = create(gw, name="narrow-forge", models=["via-anthropic"])
+    forged = "via-openai\nERROR smolgate: forged line"
+    body = {"model": forged, "messages": [{"role": "user", "content": "hi"}]}
+    with caplog.at_level("INFO", logger="smolgate.server"):
+        r = httpx.post(
+            gw.url + "/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secret}"}
+        )
+        assert r.status_code == 403 and "forged" not in r.text
+        r = httpx.post(gw.url + "/v1/chat/completions%0AERROR%20smolgate:%20forged%20path", json=body)
+        assert r.status_code == 404
+    assert caplog.records and not any(line.startswith("ERROR smolgate") for line in caplog.text.splitlines())
+    assert all("\n" not in rec.getMessage() for rec in caplog.records if rec.name == "smolgate.server")
+
+
 @pytest.mark.parametrize("proto", PROTOCOLS)
 def test_over_rpm_is_429_with_retry_after(gw, proto):
     _, secret = create(gw, name=f"rpm-{proto}", rpm=2)

@@ -7,6 +7,7 @@ never a key, never a body. The path is cut short and stripped of its query (whic
 from __future__ import annotations
 
 import logging
+from typing import overload
 
 from ..telemetry import RequestRecord
 
@@ -15,11 +16,15 @@ log = logging.getLogger("smolgate.access")
 _MAX_PATH = 200
 
 
-def _tame(text: str | None) -> str | None:
+@overload
+def one_line(text: str, limit: int = ...) -> str: ...
+@overload
+def one_line(text: None, limit: int = ...) -> None: ...
+def one_line(text: str | None, limit: int = _MAX_PATH) -> str | None:
     """Client-chosen text (path, model name) as one printable line: a newline must not forge a log line."""
     if text is None:
         return None
-    text = text[:_MAX_PATH]
+    text = text[:limit]
     return text if text.isprintable() else text.encode("unicode_escape").decode("ascii")
 
 
@@ -28,8 +33,8 @@ class AccessLog:
         if not log.isEnabledFor(logging.INFO):
             return
         last = rec.last
-        path = _tame(rec.path)
-        alias = _tame(rec.alias)
+        path = one_line(rec.path)
+        alias = one_line(rec.alias)
         fields = {
             "method": rec.method,
             "path": path,

@@ -16,6 +16,7 @@ from typing import Any
 from ..config import ClientKey, Config
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
+from ..observability.access import one_line
 from ..observability.logs import request_id as log_request_id
 from ..protocols.base import Codec, ErrorReply
 from ..store import KeyRow
@@ -144,10 +145,10 @@ class Gateway:
                 logging.WARNING if exc.status >= 500 else logging.INFO,
                 "%s %s -> %d %s: %s (%s)",
                 req.method,
-                req.path[:200],
+                one_line(req.path),
                 exc.status,
                 exc.kind.value,
-                exc.message[:300],
+                one_line(exc.message, 300),
                 rid,
             )
             await self.send_error(send, errors, exc, rid, close=not body_read and unread_body_is_large(h))

@@ -24,7 +24,7 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, TypeVar
 
-from ..errors import ErrorKind, GatewayError
+from ..errors import ErrorKind, GatewayError, shown
 from ..pool import ClientLimiter
 from ..store import KeyRow, Store
 from ..telemetry import RequestRecord
@@ -181,7 +181,10 @@ def allow_model(req: HttpRequest, model: str) -> None:
     """403 when the request's virtual key may not use `model` (checked right after the body is decoded)."""
     allowed = req.models
     if allowed is not None and model not in allowed:
-        raise GatewayError(ErrorKind.PERMISSION, f"this API key may not use the model '{model[:200]}'")
+        raise GatewayError(
+            ErrorKind.PERMISSION,
+            f"this API key may not use the model '{shown(model, '(the requested name)')}'",
+        )
 
 
 def owner_key(req: HttpRequest) -> str | None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ... import vkeys_manage as manage
-from ...errors import ErrorKind, GatewayError, invalid, not_found
+from ...errors import ErrorKind, GatewayError, invalid, not_found, shown
 from ...store import KeyRow, Store
 from ...vkeys import InvalidKeyField, public
 from ..asgi import HttpRequest, Receive, Send
@@ -41,9 +41,7 @@ def _auditor(rt: Runtime, req: HttpRequest) -> manage.Audit:
 async def _key(rt: Runtime, params: dict[str, str]) -> KeyRow:
     row = await manage.find(_store(rt), params["id"])
     if row is None:
-        ident = params["id"]
-        shown = ident if len(ident) <= 80 and ident.isprintable() else "(the id in the path)"
-        raise not_found(f"no key '{shown}'")  # never echo control characters into errors and logs
+        raise not_found(f"no key '{shown(params['id'], '(the id in the path)')}'")
     return row
 
 
