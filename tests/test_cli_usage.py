@@ -114,3 +114,32 @@ def test_an_unreachable_store_is_one_line_without_its_password(tmp_path: Path):
     assert code == 1
     assert "cannot read the usage ledger" in err and "Traceback" not in err
     assert "hunter2-canary" not in out + err
+
+
+def test_a_clients_model_name_is_shown_as_text_not_markup_or_escapes(tmp_path: Path):
+    """The alias is whatever the client sent: rich markup in it is shown literally (not a crash or a link) and
+    control characters are escaped (not sent to the terminal)."""
+    import asyncio
+    import time
+
+    from smolgate.config import parse_config
+    from smolgate.store.open import open_store
+    from smolgate.store.records import UsageRow
+
+    hostile = "[/x][link=https://evil.example]x\x1b[31mred"
+
+    async def fill() -> None:
+        store = await open_store(parse_config(f"data_dir: {tmp_path}\n"))
+        row = UsageRow(
+            ts=time.time() - 60, request_id="r1", key_id=None, client_protocol="openai", alias=hostile,
+            provider="up", account="a", upstream_model="m", upstream_protocol="openai",
+        )  # fmt: skip
+        await store.add_usage([row])
+        await store.close()
+
+    asyncio.run(fill())
+    cfg = tmp_path / "smolgate.yaml"
+    cfg.write_text(f"data_dir: {tmp_path}\n")
+    code, out, err = usage("--since", "1h", "--by", "alias", "--config", str(cfg))
+    assert code == 0, out + err
+    assert "\x1b" not in out and "[/x][link=https://evil.example]x\\x1b[31mred" in out.replace("\n", "")

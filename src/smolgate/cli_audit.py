@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .cli_checks import fail
 from .cli_store import CONFIG_OPTION, load, with_store
+from .observability.access import one_line
 from .timespec import parse_since
 
 
@@ -32,8 +33,8 @@ def audit_cmd(
             datetime.fromtimestamp(r.ts, UTC).strftime("%Y-%m-%d %H:%M:%S"),
             escape(r.actor),
             escape(r.action),
-            escape(r.target or "-"),
-            escape(r.source or "-"),
-            escape(" ".join(f"{k}={v}" for k, v in r.detail.items())),
+            escape(one_line(r.target or "-", 1000)),
+            escape(one_line(r.source or "-", 1000)),
+            escape(one_line(" ".join(f"{k}={v}" for k, v in r.detail.items()), 1000)),
         )
     Console().print(t)

@@ -15,12 +15,15 @@ from pathlib import Path
 import typer
 from rich import box
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .cli_checks import fail
 from .config import Config, ConfigError, load_config
+from .observability.access import one_line
 from .store import StoreError, UsageBucket
 from .store.records import GroupBy
+from .store.sql import MAX_TEXT
 from .usage_query import GROUPS, derived, parse_group, parse_window
 
 usage_app = typer.Typer(add_completion=False, help="Usage and cost from the ledger.")
@@ -62,7 +65,10 @@ def _ms(v: float | None) -> str:
 
 
 def _label(b: UsageBucket) -> str:
-    return b.group if b.group is not None else "-"  # e.g. requests without a key on an open gateway
+    """A group as a table cell: it may be a client's own model name, so no markup and no control characters."""
+    if b.group is None:
+        return "-"  # e.g. requests without a key on an open gateway
+    return escape(one_line(b.group, MAX_TEXT))
 
 
 def _cells(b: UsageBucket) -> list[str]:
