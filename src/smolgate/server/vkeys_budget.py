@@ -57,7 +57,9 @@ class Budgets:
         self._periods[row.id] = row.period
         sh = self.shared
         if sh is not None and sh.up:
-            sh.spawn(sh.add_float(self._redis_key(row, time.time()), cost, _TTL[row.period]))
+            sh.spawn(
+                sh.add_float(self._redis_key(row, ts), cost, _TTL[row.period])
+            )  # its period, as the ledger
 
     def written(self, rows: list[UsageRow]) -> None:
         """The ledger wrote these rows: their cost is in the store now, no longer pending."""
