@@ -13,6 +13,8 @@ from typing import Protocol
 
 from .canonical import Usage
 
+# The gateway's own operational routes (probes, the metrics scrape): no client key, and not counted as traffic.
+OPERATIONAL_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/metrics"})
 MAX_ATTEMPTS_KEPT = 32  # attempts recorded per request (the retry budget is far smaller; a bound anyway)
 
 

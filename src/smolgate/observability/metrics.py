@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from ..telemetry import RequestRecord
+from ..telemetry import OPERATIONAL_PATHS, RequestRecord
 
 if TYPE_CHECKING:
     from ..server.runtime import Runtime
@@ -29,8 +29,6 @@ LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0,
 TTFT_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 ACCOUNT_STATES = ("healthy", "cooling", "open", "disabled")
 TOKEN_KINDS = ("input", "cached", "cache_write", "output", "reasoning")
-# The gateway's own operational routes are not traffic: counting every probe and scrape would drown it.
-UNCOUNTED_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz", "/metrics"})
 
 
 def no_cost(rec: RequestRecord) -> float:
@@ -54,7 +52,7 @@ class Metrics:
         self.registry.register(LiveState(rt))
 
     def finished(self, rec: RequestRecord) -> None:
-        if rec.path in UNCOUNTED_PATHS and not rec.generation:
+        if rec.path in OPERATIONAL_PATHS and not rec.generation:  # probes and scrapes would drown traffic
             return
         alias = rec.alias if rec.alias is not None and self.rt.router.is_known(rec.alias) else "unknown"
         last = rec.last

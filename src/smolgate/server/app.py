@@ -20,7 +20,7 @@ from ..observability.access import one_line
 from ..observability.logs import request_id as log_request_id
 from ..protocols.base import Codec, ErrorReply
 from ..store import KeyRow
-from ..telemetry import RequestRecord
+from ..telemetry import OPERATIONAL_PATHS, RequestRecord
 from ..vkeys import is_virtual
 from .access import Access
 from .asgi import (
@@ -35,7 +35,6 @@ from .asgi import (
     with_headers,
 )
 from .auth import Authenticator, presented_key
-from .probes import PROBE_PATHS
 from .routes import ROUTES
 from .runtime import Runtime
 from .table import RouteTable
@@ -46,7 +45,6 @@ _MAX_TRACEPARENT = 128
 _SHUTDOWN = "the server is shutting down; retry the request"
 # Probes and /metrics answer without a client key (load balancers and scrapers have none); /metrics takes
 # the admin key instead unless observability.metrics_public.
-_KEYLESS = PROBE_PATHS | {"/metrics"}
 _CLIENT_RID = re.compile(r"[A-Za-z0-9._:\-]{1,128}")  # a client's own x-request-id, if it is this tame
 
 
@@ -122,7 +120,7 @@ class Gateway:
                 raise not_found(f"no route for {req.method} {req.path[:200]}")
             client = vkey = None
             req.key = presented_key(endpoint.keys, h, req.query)
-            if not req.path.startswith("/admin/") and req.path not in _KEYLESS:
+            if not req.path.startswith("/admin/") and req.path not in OPERATIONAL_PATHS:
                 client, vkey = await self._authenticate(req)
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))

@@ -62,6 +62,11 @@ def is_loopback(addr: str) -> bool:
 class Authenticator:
     def __init__(self, cfg: Config) -> None:
         self._keys = [(k.key.reveal().encode(), k) for k in cfg.keys]
+        # how the ledger and logs name each config key: by its name, else a hash prefix (never the key)
+        self._ids = {
+            id(k): "config:" + (k.name or hashlib.sha256(k.key.reveal().encode()).hexdigest()[:12])
+            for k in cfg.keys
+        }
         admin = admin_key(cfg)
         self._admin = admin.reveal().encode() if admin else None
         s = cfg.server
@@ -84,12 +89,9 @@ class Authenticator:
         self.throttle.succeeded(addr)
         return client
 
-    @staticmethod
-    def key_id(client: ClientKey | None) -> str | None:
-        """How the ledger and logs name a config-file key: by its name, else a hash prefix (never the key)."""
-        if client is None:
-            return None
-        return "config:" + (client.name or hashlib.sha256(client.key.reveal().encode()).hexdigest()[:12])
+    def key_id(self, client: ClientKey | None) -> str | None:
+        """The id of a config-file key this authenticator returned (computed once, not per request)."""
+        return self._ids[id(client)] if client is not None else None
 
     def check_admin(self, headers: Mapping[str, str], addr: str) -> None:
         if self._admin is None:

@@ -18,7 +18,6 @@ from .asgi import HttpRequest, Receive, Send, send_body
 if TYPE_CHECKING:
     from .runtime import Runtime
 
-PROBE_PATHS = frozenset({"/health", "/healthz", "/ready", "/readyz"})
 STORE_TIMEOUT = 2.0  # seconds a readiness probe waits for the store
 
 
