@@ -96,6 +96,9 @@ class Price:
         )
 
 
+FREE = Price(Tiered(0.0), Tiered(0.0))  # the local engine and Ollama
+
+
 def _tiered(value: object) -> Tiered | None:
     """A genai-prices price (a Decimal or TieredPrices) as floats."""
     if value is None:
@@ -193,7 +196,7 @@ class Pricing:
         if override is not None:
             return override
         if protocol in FREE_PROTOCOLS:
-            return Price(Tiered(0.0), Tiered(0.0))
+            return FREE
         day = int((time.time() if ts is None else ts) // _DAY)  # the table has dated price changes
         key = (provider, protocol, model, day)
         try:

@@ -90,7 +90,7 @@ class Runtime:
         self.ledger: LedgerWriter | None = None  # the usage ledger's write-behind buffer (cfg.ledger.enabled)
         self.vkeys: KeyService | None = None  # virtual keys (opened with the store)
         # USD of a finished request, for the ledger and key budgets alike
-        self.cost_of: Callable[[RequestRecord], float] = self.pricing.cost_of
+        self.cost_of: Callable[[RequestRecord], float] = lambda rec: self.pricing.cost_of(rec)
         self.drain = Drain()  # requests in flight, for graceful shutdown
         self.metrics: Metrics | None = None  # /metrics (observability.install, in start())
         self.tracer: Tracer | None = None  # only with observability.traces.endpoint
@@ -235,6 +235,8 @@ class Runtime:
         """Serve new requests from `new`; close the old generation's providers (except `reused`, shared with
         `new`) once its last pinned request has left."""
         redact_in_logs(new.cfg.secret_values())  # the new config's keys are masked in logs from now on
+        self.pricing = Pricing(new.cfg)  # its providers' hosts and overrides may have changed
+        asyncio.get_running_loop().run_in_executor(None, self.pricing.warm)
         old, self._gen = self._gen, new
         for cb in self.on_reload:
             cb(new.cfg)
