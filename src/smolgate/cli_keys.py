@@ -6,11 +6,9 @@ everything else goes to stderr or a table. A running gateway sees changes within
 
 from __future__ import annotations
 
-import asyncio
+import functools
 import time
-from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
 
 import typer
 from rich.console import Console
@@ -19,8 +17,9 @@ from rich.table import Column, Table
 
 from . import vkeys_manage as manage
 from .cli_checks import fail, one_of
-from .config import Config, ConfigError, load_config
-from .store import AuditRow, KeyRow, Store
+from .cli_store import CONFIG_OPTION, audit, load, with_store
+from .config import Config
+from .store import KeyRow, Store
 from .vkeys import PERIODS, load_pepper, status
 
 keys_app = typer.Typer(no_args_is_help=True, help="Virtual client keys: create, list, show, revoke, rotate.")
@@ -31,55 +30,17 @@ def _out() -> Console:
     return Console(highlight=False)  # made per command: it reads the terminal's width then
 
 
-T = TypeVar("T")
-
-CONFIG = typer.Option(None, "--config", "-c", help="YAML config (its store); none: the default store")
-
-
-def _config(path: Path | None) -> Config:
-    if path is None:
-        return Config()
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        fail(f"config error: {exc}")
-
-
-def _run(cfg: Config, job: Callable[[Store], Awaitable[T]]) -> T:
-    async def main() -> T:
-        from .store.open import open_store
-
-        try:
-            store = await open_store(cfg)
-        except Exception as exc:  # an unreachable database: one line (open_store masks passwords)
-            fail(f"cannot open the store: {exc}")
-        try:
-            return await job(store)
-        finally:
-            await store.close()
-
-    try:
-        return asyncio.run(main())
-    except ValueError as exc:  # an invalid field (InvalidKeyField), a bad pepper: one line
-        fail(str(exc))
-
-
 def store_has_keys(cfg: Config) -> bool:
     """Whether the config's store holds any virtual key (then `serve` may bind beyond loopback)."""
 
     async def job(store: Store) -> bool:
         return bool(await store.keys(include_revoked=True))
 
-    return _run(cfg, job)
+    return with_store(cfg, job)
 
 
 def _audit(store: Store) -> manage.Audit:
-    async def audit(action: str, target: str, **detail: Any) -> None:
-        await store.audit(
-            AuditRow(ts=time.time(), actor="cli", action=action, target=target, source="local", detail=detail)
-        )
-
-    return audit
+    return functools.partial(audit, store)
 
 
 async def _find(store: Store, ident: str) -> KeyRow:
@@ -127,11 +88,11 @@ def create(
     budget_usd: float | None = typer.Option(None, "--budget-usd", help="spend limit in USD"),
     period: str = typer.Option("total", "--period", help="budget period: day, month or total (UTC)"),
     expires: str | None = typer.Option(None, "--expires", help="lifetime, e.g. 30d, 12h"),
-    config: Path | None = CONFIG,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Create a key; its secret is printed once."""
     one_of("--period", period, PERIODS)
-    cfg = _config(config)
+    cfg = load(config)
     fields = {
         "name": name,
         "models": models,
@@ -146,22 +107,22 @@ def create(
     async def job(store: Store) -> tuple[KeyRow, str]:
         return await manage.create(store, load_pepper(cfg), fields, _audit(store))
 
-    row, secret = _run(cfg, job)
+    row, secret = with_store(cfg, job)
     _secret(row, secret, "created")
 
 
 @keys_app.command("list")
 def list_keys(
     all_: bool = typer.Option(False, "--all", help="include revoked keys"),
-    config: Path | None = CONFIG,
+    config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Every key with its limits, budget, spend this period, expiry and status."""
-    cfg = _config(config)
+    cfg = load(config)
 
     async def job(store: Store) -> list[tuple[KeyRow, float]]:
         return [(r, await manage.spend(store, r)) for r in await store.keys(include_revoked=all_)]
 
-    rows = _run(cfg, job)
+    rows = with_store(cfg, job)
     t = Table(
         Column("id", no_wrap=True),
         "name",
@@ -186,15 +147,15 @@ def list_keys(
 
 
 @keys_app.command()
-def show(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | None = CONFIG) -> None:
+def show(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | None = CONFIG_OPTION) -> None:
     """One key in full (never its secret or hash)."""
-    cfg = _config(config)
+    cfg = load(config)
 
     async def job(store: Store) -> tuple[KeyRow, float]:
         row = await _find(store, ident)
         return row, await manage.spend(store, row)
 
-    row, spent = _run(cfg, job)
+    row, spent = with_store(cfg, job)
     t = Table("field", "value", show_header=False)
     for k, v in (
         ("id", row.id),
@@ -212,24 +173,24 @@ def show(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | Non
 
 
 @keys_app.command()
-def revoke(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | None = CONFIG) -> None:
+def revoke(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | None = CONFIG_OPTION) -> None:
     """Revoke a key: running gateways refuse it within seconds."""
-    cfg = _config(config)
+    cfg = load(config)
 
     async def job(store: Store) -> KeyRow:
         return await manage.revoke(store, await _find(store, ident), _audit(store))
 
-    row = _run(cfg, job)
+    row = with_store(cfg, job)
     err.print(f"[green]revoked[/green] key {row.id} ({escape(row.name)}), prefix {row.prefix}")
 
 
 @keys_app.command()
-def rotate(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | None = CONFIG) -> None:
+def rotate(ident: str = typer.Argument(..., metavar="ID|NAME"), config: Path | None = CONFIG_OPTION) -> None:
     """A new secret for a key (same id, limits and spend); the old secret stops working."""
-    cfg = _config(config)
+    cfg = load(config)
 
     async def job(store: Store) -> tuple[KeyRow, str]:
         return await manage.rotate(store, load_pepper(cfg), await _find(store, ident), _audit(store))
 
-    row, secret = _run(cfg, job)
+    row, secret = with_store(cfg, job)
     _secret(row, secret, "rotated")

@@ -15,7 +15,6 @@ from .cli_checks import fail
 from .config import Config, ConfigError, load_config
 from .crypto import MasterKeyError
 from .store import AuditRow, Store
-from .stored_accounts import AccountInputError
 
 T = TypeVar("T")
 
@@ -44,7 +43,8 @@ def with_store(cfg: Config, work: Callable[[Store], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(run())
-    except (StoreError, MasterKeyError, AccountInputError) as exc:  # messages for people; no key, no trace
+    # messages for people, no key, no trace; ValueError: an invalid field (AccountInputError, InvalidKeyField)
+    except (StoreError, MasterKeyError, ValueError) as exc:
         fail(str(exc))
 
 
