@@ -200,3 +200,18 @@ def test_stored_responses_stay_the_keys_across_a_rotation(gw):
     _, other = create(gw, name="responses-stranger")
     with pytest.raises(openai.NotFoundError):
         openai.OpenAI(base_url=gw.url + "/v1", api_key=other, max_retries=0).responses.retrieve(first.id)
+
+
+def test_a_model_outside_the_keys_list_is_not_found_by_lookup_either(gw):
+    # the listing hides it, so a lookup must not confirm it exists (OpenAI's and Ollama's lookups)
+    _, secret = create(gw, name="narrow-lookup", models=["via-anthropic"])
+    auth = {"authorization": f"Bearer {secret}"}
+    assert httpx.get(gw.url + "/v1/models/via-anthropic", headers=auth).status_code == 200
+    hidden = httpx.get(gw.url + "/v1/models/via-openai", headers=auth)
+    unknown = httpx.get(gw.url + "/v1/models/no-such-model", headers=auth)
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["error"]["message"].replace("via-openai", "X") == unknown.json()["error"][
+        "message"
+    ].replace("no-such-model", "X")
+    shown = httpx.post(gw.url + "/api/show", json={"model": "via-openai"}, headers=auth)
+    assert shown.status_code == 404

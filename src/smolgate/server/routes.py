@@ -19,6 +19,7 @@ from ..errors import invalid, not_found
 from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
 from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
+from ..routing import unknown_model
 from ..signatures import owner_id
 from ..telemetry import RequestRecord
 from . import admin, probes, responses_api
@@ -106,9 +107,12 @@ def _list_models(encode: Callable[[list[ModelInfo]], bytes]) -> Handler:
     return handler
 
 
-def _find(rt: Runtime, model_id: str) -> ModelInfo:
-    """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise."""
+def _find(rt: Runtime, req: HttpRequest, model_id: str) -> ModelInfo:
+    """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise — also for a
+    model the request's virtual key may not use (as the listing hides it, a lookup does not confirm it)."""
     rt.router.check_name(model_id)
+    if req.models is not None and model_id not in req.models:
+        raise unknown_model(model_id)
     for m in rt.model_infos():
         if m.id == model_id:
             return m
@@ -120,7 +124,7 @@ def _get_model(describe: Callable[[ModelInfo], bytes]) -> Handler:
     async def handler(
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
-        await send_body(send, 200, describe(_find(rt, params["id"])))
+        await send_body(send, 200, describe(_find(rt, req, params["id"])))
 
     return handler
 
@@ -136,7 +140,7 @@ def _show_model(describe: Callable[[ModelInfo], bytes]) -> Handler:
         name = body.get("model") or body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str):
             raise invalid("missing required field 'model'", param="model")
-        await send_body(send, 200, describe(_find(rt, name)))
+        await send_body(send, 200, describe(_find(rt, req, name)))
 
     return handler
 
