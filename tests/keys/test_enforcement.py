@@ -215,3 +215,24 @@ def test_a_model_outside_the_keys_list_is_not_found_by_lookup_either(gw):
     ].replace("no-such-model", "X")
     shown = httpx.post(gw.url + "/api/show", json={"model": "via-openai"}, headers=auth)
     assert shown.status_code == 404
+
+
+def test_a_request_in_flight_across_a_rotation_still_counts_toward_the_budget(gw):
+    key, old = create(gw, name="rotated-mid-stream", budget_usd=0.5, period="day")  # two requests' worth
+    path, body, style = RAW["openai"]
+    slow = {
+        **body,
+        "model": "via-anthropic",
+        "stream": True,
+        "messages": [{"role": "user", "content": "SLOW"}],
+    }
+    with httpx.stream("POST", gw.url + path, json=slow, headers=headers(style, old), timeout=30) as r:
+        lines = r.iter_lines()
+        next(lines)  # in flight
+        new = httpx.post(gw.url + f"/admin/keys/{key['id']}/rotate").json()["secret"]
+        for _ in lines:  # the stream ends after the rotation
+            pass
+    finished(gw, key["id"], 1)
+    assert post(gw.url, "openai", new).status_code == 200
+    finished(gw, key["id"], 2)
+    assert post(gw.url, "openai", new).status_code == 429  # the streamed request's cost was counted
