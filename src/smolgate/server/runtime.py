@@ -262,6 +262,7 @@ class Runtime:
             await p.aclose()
         if g.dispatcher is not None:
             await g.dispatcher.signatures.store.close()
+            await g.dispatcher.cache.close()
         if g.pools is not None:
             await g.pools.close()
         if self.ledger is not None:  # after the providers: requests still finishing have added their rows
