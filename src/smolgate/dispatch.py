@@ -263,7 +263,33 @@ class Dispatcher:
             last = GatewayError(
                 ErrorKind.OVERLOADED, "no upstream attempt could be made within the retry budget"
             )
+        if offline is None and (fb := self.offline.route(req.model, last, routes)) is not None:
+            return await self._offline(req, req_for, call, keep_lease, rec, fb, last)
         raise last
+
+    async def _offline(
+        self,
+        req: Request,
+        req_for: dict[str, Request],
+        call: Callable[[Provider, Route, Lease], Awaitable[T]],
+        keep_lease: bool,
+        rec: RequestRecord | None,
+        fb: Route,
+        cause: GatewayError,
+    ) -> T:
+        """Every route failed upstream-side: the local model answers (policies/offline.py), or the upstream's
+        failure stands."""
+        log.warning(
+            "every target of '%s' failed (%s): answering from '%s'", req.model, cause.kind.value, fb.provider
+        )
+        try:
+            result = await self._attempts(req, req_for, call, keep_lease, rec, offline=fb)
+        except GatewayError as exc:
+            log.warning("offline fallback '%s' failed too: %s", fb.provider, exc.kind.value)
+            raise cause from None
+        if rec is not None:
+            rec.served_by = "offline"
+        return result
 
     async def _prepare(self, req: Request, provider: Provider, prepared: dict[str, Request]) -> Request:
         """Fetch remote media for targets that only take inline bytes (through the guarded fetcher).

@@ -13,7 +13,12 @@ import pytest
 from tests.fakes.fleet import running_fakes
 from tests.fakes.harness import FakeUpstream
 
-UPSTREAM_KEYS = {"openai": "sk-up-openai", "anthropic": "sk-up-anthropic", "gemini": "up-gemini", "ollama": None}
+UPSTREAM_KEYS = {
+    "openai": "sk-up-openai",
+    "anthropic": "sk-up-anthropic",
+    "gemini": "up-gemini",
+    "ollama": None,
+}
 
 
 def providers(urls: dict[str, str]) -> str:

@@ -113,13 +113,17 @@ def test_gemini_ollama_and_responses_clients_hit_too(gw, fakes):
     p, before = _prompt(), len(fakes["gemini"].requests)
     cfg = types.GenerateContentConfig(temperature=0)
     texts = [g.models.generate_content(model="gem", contents=p, config=cfg).text for _ in range(2)]
-    streamed = "".join(c.text or "" for c in g.models.generate_content_stream(model="gem", contents=p, config=cfg))
+    streamed = "".join(
+        c.text or "" for c in g.models.generate_content_stream(model="gem", contents=p, config=cfg)
+    )
     assert texts[0] == texts[1] == streamed and len(fakes["gemini"].requests) - before == 1
 
     o = ollama.Client(host=gw.url, headers={"authorization": f"Bearer {KEY_A}"}, timeout=30)
     p, before = _prompt(), len(fakes["ollama"].requests)
     msgs = [{"role": "user", "content": p}]
-    texts = [o.chat(model="llama", messages=msgs, options={"temperature": 0}).message.content for _ in range(2)]
+    texts = [
+        o.chat(model="llama", messages=msgs, options={"temperature": 0}).message.content for _ in range(2)
+    ]
     assert texts[0] == texts[1] and len(fakes["ollama"].requests) - before == 1
 
     p, before = _prompt(), len(fakes["openai"].requests)

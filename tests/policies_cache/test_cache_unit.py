@@ -149,7 +149,9 @@ def test_the_backend_follows_the_config(redis_srv: RedisServer):
     assert isinstance(mem.store, MemoryCacheStore)
     shared = ResponseCache(parse_config(f"state: {redis_srv.url}\ncache: {{enabled: true}}\n"))
     assert isinstance(shared.store, RedisCacheStore)
-    forced = ResponseCache(parse_config(f"state: {redis_srv.url}\ncache: {{enabled: true, backend: memory}}\n"))
+    forced = ResponseCache(
+        parse_config(f"state: {redis_srv.url}\ncache: {{enabled: true, backend: memory}}\n")
+    )
     assert isinstance(forced.store, MemoryCacheStore)
     assert ResponseCache(parse_config("{}\n")).store is None  # off: nothing on the request path
     asyncio.run(shared.close())
