@@ -201,3 +201,23 @@ def test_errors_are_never_cached(gw, fakes):
             json={"model": "nope", "temperature": 0, "messages": [{"role": "user", "content": "x"}]},
         )
         assert r.status_code == 404 and "x-smolgate-cache" not in r.headers
+
+
+def test_replicas_share_the_cache_through_redis(fakes, tmp_path):
+    from tests.pool.conftest import RedisServer
+
+    (tmp_path / "redis").mkdir()
+    srv = RedisServer(tmp_path / "redis").start()
+    cfg = providers({k: f.url for k, f in fakes.items()}) + (
+        "models:\n  - {name: chat, targets: [{provider: up-openai, model: gpt-fake}]}\n"
+        f"state: '{srv.url}'\ncache: {{enabled: true}}\nledger: {{enabled: false}}\n"
+    )
+    try:
+        with GatewayServer(cfg) as a, GatewayServer(cfg) as b:
+            p, before = _prompt(), len(fakes["openai"].requests)
+            text_a, ha, _ = _chat(a, p, temperature=0, stream=True)
+            text_b, hb, _ = _chat(b, p, temperature=0)
+            assert (ha, hb, text_b) == ("miss", "hit", text_a)
+            assert len(fakes["openai"].requests) - before == 1
+    finally:
+        srv.stop()

@@ -24,7 +24,7 @@ from tests.gateway_server import GatewayServer
 from .conftest import UPSTREAM_KEYS, ledger_row, providers
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules by basename
-from checkpoints import make_checkpoint  # noqa: E402
+from checkpoints import make_checkpoint
 
 
 @pytest.fixture(scope="module")
