@@ -53,3 +53,10 @@ def ledger_row(gateway_url: str, rid: str) -> dict[str, Any]:
                 return found[0]
             time.sleep(0.05)
     raise AssertionError(f"no ledger row for {rid}")
+
+
+def served_by_metric(gateway_url: str, alias: str, by: str) -> float:
+    """`smolgate_served_by_policy_total{alias, by}` from /metrics (0 when absent)."""
+    text = httpx.get(gateway_url + "/metrics", timeout=10).text
+    prefix = f'smolgate_served_by_policy_total{{alias="{alias}",by="{by}"}} '
+    return next((float(line[len(prefix) :]) for line in text.splitlines() if line.startswith(prefix)), 0.0)

@@ -17,7 +17,7 @@ from google.genai import types
 from tests.fakes.harness import FakeUpstream
 from tests.gateway_server import GatewayServer
 
-from .conftest import ledger_row, providers
+from .conftest import ledger_row, providers, served_by_metric
 
 KEY_A, KEY_B = "sg-test-key-a", "sg-test-key-b"
 
@@ -75,6 +75,7 @@ def test_a_repeated_deterministic_request_is_answered_from_the_cache(gw, fakes):
     assert miss["served_by"] is None and miss["provider"] == "up-openai" and miss["input_tokens"] > 0
     assert hit["served_by"] == "cache" and hit["cost_usd"] == 0
     assert (hit["input_tokens"], hit["output_tokens"], hit["provider"]) == (0, 0, None)
+    assert served_by_metric(gw.url, "chat", "cache") >= 1
 
 
 def test_a_whole_answer_serves_a_stream_and_a_stream_serves_a_whole_answer(gw, fakes):
@@ -215,9 +216,43 @@ def test_replicas_share_the_cache_through_redis(fakes, tmp_path):
     try:
         with GatewayServer(cfg) as a, GatewayServer(cfg) as b:
             p, before = _prompt(), len(fakes["openai"].requests)
-            text_a, ha, _ = _chat(a, p, temperature=0, stream=True)
-            text_b, hb, _ = _chat(b, p, temperature=0)
+            text_a, ha, _ = _chat(a, p, key="open", temperature=0, stream=True)
+            text_b, hb, _ = _chat(b, p, key="open", temperature=0)
             assert (ha, hb, text_b) == ("miss", "hit", text_a)
             assert len(fakes["openai"].requests) - before == 1
     finally:
         srv.stop()
+
+
+def test_a_cached_tool_call_replays_as_a_streamed_tool_call(gw, fakes):
+    tool = {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+        },
+    }
+    p, before = f"weather {_prompt()}", len(fakes["openai"].requests)
+    c = _oa(gw)
+    msgs = [{"role": "user", "content": p}]
+    whole = c.chat.completions.create(model="chat", messages=msgs, tools=[tool], temperature=0)  # type: ignore[arg-type]
+    call = whole.choices[0].message.tool_calls[0]  # type: ignore[index]
+    args, name = "", None
+    for chunk in c.chat.completions.create(
+        model="chat", messages=msgs, tools=[tool], temperature=0, stream=True
+    ):  # type: ignore[arg-type]
+        for tc in (chunk.choices[0].delta.tool_calls or []) if chunk.choices else []:
+            name = tc.function.name or name  # type: ignore[union-attr]
+            args += tc.function.arguments or ""  # type: ignore[union-attr]
+    assert (name, args) == (call.function.name, call.function.arguments)  # type: ignore[union-attr]
+    assert len(fakes["openai"].requests) - before == 1
+
+    q = _prompt()  # and a Responses client's stream, from a whole answer
+    first = c.responses.create(model="chat", input=q, temperature=0)
+    text = "".join(
+        ev.delta
+        for ev in c.responses.create(model="chat", input=q, temperature=0, stream=True)
+        if ev.type == "response.output_text.delta"
+    )
+    assert text == first.output_text
+    assert len(fakes["openai"].requests) - before == 2

@@ -21,7 +21,7 @@ from google.genai import types
 from tests.fakes.harness import FakeUpstream
 from tests.gateway_server import GatewayServer
 
-from .conftest import UPSTREAM_KEYS, ledger_row, providers
+from .conftest import UPSTREAM_KEYS, ledger_row, providers, served_by_metric
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules by basename
 from checkpoints import make_checkpoint
@@ -98,6 +98,7 @@ def test_answers_continue_while_every_upstream_is_down_then_return_to_it(gw, fak
 
         _, fb, _ = _ask(gw, model="both")  # the alias's fallbacks are tried first, then the local model
         assert fb == "offline"
+        assert served_by_metric(gw.url, "chat", "offline") == 2
 
         c = anthropic.Anthropic(base_url=gw.url, api_key="unused", max_retries=0, timeout=60)
         msgs = [{"role": "user", "content": "hi"}]

@@ -333,4 +333,5 @@ async def close_generation(old: Generation, reused: set[str], new: Generation) -
     if old.dispatcher is not None and new.dispatcher is not None:
         if old.dispatcher.signatures.store is not new.dispatcher.signatures.store:
             await old.dispatcher.signatures.store.close()
+        await old.dispatcher.cache.close()  # (each config has its own: a reload starts the cache afresh)
     log.info("config reload: the previous configuration's last request finished; its providers are closed")
