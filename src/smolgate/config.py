@@ -10,6 +10,7 @@ and `smolgate check`. docs/config.md describes every field (a test keeps it comp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -179,9 +180,15 @@ class ClientKey(Base):
     name: str | None = None
     rpm: int | None = None
     max_concurrency: int | None = None
+    cache: CacheRequests | Literal["off"] | None = None  # this key's response-cache opt-in; None: the alias's
 
     def __post_init__(self) -> None:
         self.key = Secret(self.key)
+
+    @property
+    def ledger_id(self) -> str:
+        """How the ledger, logs and the cache name this key: by its name, else a hash prefix (never the key)."""
+        return "config:" + (self.name or hashlib.sha256(self.key.reveal().encode()).hexdigest()[:12])
 
 
 class RetryConfig(Base):

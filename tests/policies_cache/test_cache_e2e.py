@@ -19,7 +19,7 @@ from tests.gateway_server import GatewayServer
 
 from .conftest import ledger_row, providers, served_by_metric
 
-KEY_A, KEY_B = "sg-test-key-a", "sg-test-key-b"
+KEY_A, KEY_B, KEY_ALL, KEY_OFF = "sg-test-key-a", "sg-test-key-b", "sg-test-key-all", "sg-test-key-off"
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +33,8 @@ def gw(fakes: dict[str, FakeUpstream], tmp_path_factory: pytest.TempPathFactory)
         "  - {name: llama, targets: [{provider: up-ollama, model: llama-fake}]}\n"
         "  - {name: chat-all, targets: [{provider: up-openai, model: gpt-fake}], cache: {requests: all}}\n"
         "  - {name: chat-off, targets: [{provider: up-openai, model: gpt-fake}], cache: {enabled: false}}\n"
-        f"keys: [{{key: {KEY_A}, name: a}}, {{key: {KEY_B}, name: b}}]\n"
+        f"keys: [{{key: {KEY_A}, name: a}}, {{key: {KEY_B}, name: b}}, {{key: {KEY_ALL}, cache: all}},\n"
+        f"       {{key: {KEY_OFF}, name: never, cache: 'off'}}]\n"
         "cache: {enabled: true, ttl: 600}\n"
         f"store: 'sqlite:///{db}'\n"
         "ledger: {flush_interval: 0.05}\n"
@@ -256,3 +257,11 @@ def test_a_cached_tool_call_replays_as_a_streamed_tool_call(gw, fakes):
     )
     assert text == first.output_text
     assert len(fakes["openai"].requests) - before == 2
+
+
+def test_a_config_key_opts_in_or_out(gw, fakes):
+    p = _prompt()
+    heads = [_chat(gw, p, key=KEY_ALL, temperature=0.9)[1] for _ in range(2)]
+    assert heads == ["miss", "hit"]  # every request of this key
+    assert _chat(gw, p, key=KEY_ALL, model="chat-off", temperature=0)[1] is None  # the alias said never
+    assert [_chat(gw, p, key=KEY_OFF, temperature=0)[1] for _ in range(2)] == [None, None]

@@ -6,7 +6,8 @@ the offline fallback (a stand-in: the upstream should answer once it is back) ar
 
 Which requests: an alias's `cache` settings, else the global `cache:`; by default only deterministic requests
 (temperature 0, top_k 1, or a seed: the client asked for the same answer again), `requests: all` opts every
-request in. A client's `x-smolgate-cache: no-cache` skips the lookup (the fresh answer replaces the entry);
+request in. A config key's own `cache: deterministic|all|off` decides for its requests on every alias that does
+not turn the cache off (virtual keys have no such field yet: theirs follow the alias). A client's `x-smolgate-cache: no-cache` skips the lookup (the fresh answer replaces the entry);
 `no-store` skips both.
 
 The key (`cache_key`): a hash of the client key's id and a deterministic msgspec encoding of the request with
@@ -150,17 +151,29 @@ class ResponseCache:
                     if a.enabled
                     else None
                 )
-        if self._default is None and not any(self._by_alias.values()):
+        # a config key's own opt-in: its mode on every alias that does not turn the cache off
+        self._ttl = c.ttl
+        self._by_key = {k.ledger_id: k.cache for k in cfg.keys if k.cache is not None}
+        self._alias_off = {m.name for m in cfg.models if m.cache is not None and not m.cache.enabled}
+        if self._default is None and not any(self._by_alias.values()) and not self._opted_in():
             return  # off everywhere: no store, and the request path costs one dict lookup
         if redis and cfg.state is not None:
             self.store = RedisCacheStore(cfg.state.reveal(), max_value=c.max_bytes // 8)
         else:
             self.store = MemoryCacheStore(c.max_entries, c.max_bytes)
 
-    def _applies(self, req: Request) -> _Policy | None:
+    def _opted_in(self) -> bool:
+        return any(mode != "off" for mode in self._by_key.values())
+
+    def _applies(self, req: Request, key_id: str | None) -> _Policy | None:
         if self.store is None:
             return None
         policy = self._by_alias.get(req.model, self._default)
+        mode = self._by_key.get(key_id) if key_id is not None else None
+        if mode is not None:
+            if mode == "off" or req.model in self._alias_off:
+                return None
+            policy = _Policy(policy.ttl if policy is not None else self._ttl, mode)
         if policy is None or (policy.requests == "deterministic" and not deterministic(req)):
             return None
         return policy
@@ -196,7 +209,7 @@ class ResponseCache:
     async def complete(
         self, inner: Complete, req: Request, rec: RequestRecord | None, control: str | None
     ) -> Response:
-        policy = self._applies(req)
+        policy = self._applies(req, rec.key_id if rec is not None else None)
         if policy is None:
             return await inner(req, rec)
         rec = rec if rec is not None else RequestRecord("", "", "")
@@ -211,7 +224,7 @@ class ResponseCache:
     def stream(
         self, inner: Stream, req: Request, rec: RequestRecord | None, control: str | None
     ) -> AsyncIterator[Event]:
-        policy = self._applies(req)
+        policy = self._applies(req, rec.key_id if rec is not None else None)
         if policy is None:
             return inner(req, rec)
         return self._stream(
