@@ -64,3 +64,23 @@ def test_the_config_accepts_only_local_providers(extra: str):
     base = "providers:\n  - {name: up, protocol: openai, base_url: 'http://h/v1'}\n  - {name: small, protocol: local}\n"
     with pytest.raises(ConfigError, match=r"offline_fallback: '(up|nothere)' is not a local provider"):
         parse_config(base + extra)
+
+
+async def test_our_own_accounts_being_busy_does_not_fall_back():
+    """The pool's own "every account is at its cap" 429 (a real pool, one slot, no time to wait)."""
+    import time
+
+    from smolgate.config import AccountConfig, ProviderConfig
+    from smolgate.pool.accounts import AccountPool
+
+    pool = AccountPool(
+        ProviderConfig(
+            name="up", protocol="openai", base_url="http://h/v1", accounts=[AccountConfig(max_concurrency=1)]
+        )
+    )
+    lease = await pool.acquire()
+    with pytest.raises(GatewayError) as busy:
+        await pool.acquire(deadline=time.monotonic())
+    await lease.release()
+    assert busy.value.kind is ErrorKind.RATE_LIMITED
+    assert OfflineFallback(parse_config(CFG)).route("chat", busy.value, UP) is None

@@ -15,7 +15,7 @@ every field that changes the answer — model alias, system, messages (images by
 tool_choice, response_format, sampling, stop, reasoning, metadata and each protocol's pass-through parameters
 — and without those that only shape the reply (stream, include_usage, the Responses store flag). Per key: one
 key's answers are never served to another key (they may hold what that tenant pasted in its prompt); on an open
-gateway there is one tenant.
+gateway there is one tenant. Requests under a privacy policy (`local`, `redact`) are never cached.
 
 A hit costs nothing: its ledger row has `served_by = 'cache'`, no tokens and cost 0 (the client still sees the
 usage of the original answer in the body).
@@ -167,6 +167,10 @@ class ResponseCache:
 
     def _applies(self, req: Request, key_id: str | None) -> _Policy | None:
         if self.store is None:
+            return None
+        # Never under a privacy policy (policies/privacy.py, merged separately: `Origin.privacy`): its answer
+        # holds what the policy kept from the cloud, and a Redis cache is another machine.
+        if getattr(req.origin, "privacy", None) not in (None, "standard"):
             return None
         policy = self._by_alias.get(req.model, self._default)
         mode = self._by_key.get(key_id) if key_id is not None else None
