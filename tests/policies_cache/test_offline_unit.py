@@ -84,3 +84,27 @@ async def test_our_own_accounts_being_busy_does_not_fall_back():
     await lease.release()
     assert busy.value.kind is ErrorKind.RATE_LIMITED
     assert OfflineFallback(parse_config(CFG)).route("chat", busy.value, UP) is None
+
+
+def test_check_shows_the_offline_fallback(tmp_path):  # type: ignore[no-untyped-def]
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(CFG)
+    out = subprocess.run(
+        [sys.executable, "-m", "smolgate.cli", "check", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**__import__("os").environ, "COLUMNS": "200"},
+    )
+    assert out.returncode == 0, out.stderr
+    rows = {
+        line.split("│")[1].strip(): line.split("│")[2].strip()
+        for line in (out.stdout + out.stderr).splitlines()  # (check prints to stderr)
+        if line.count("│") == 3
+    }
+    assert rows["chat"] == "up/m → offline: small"
+    assert rows["picky"] == "up/m → offline: big"
+    assert rows["strict"] == "up/m" and rows["mixed"] == "up/m → small/default"
