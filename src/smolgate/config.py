@@ -10,6 +10,7 @@ and `smolgate check`. docs/config.md describes every field (a test keeps it comp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -142,12 +143,36 @@ class Target(Base):
     reasoning: bool | Literal["auto"] = "auto"
 
 
+CacheRequests = Literal["deterministic", "all"]
+
+
+class AliasCache(Base):
+    """One alias's response-cache settings; unset fields take the global `cache:` values."""
+
+    enabled: bool = True
+    ttl: float | None = None
+    requests: CacheRequests | None = None
+
+
+class CacheConfig(Base):
+    """The response cache (policies/cache.py): exact match on the canonical request, per client key."""
+
+    enabled: bool = False
+    ttl: float = 300.0  # seconds an answer is served again
+    max_entries: int = 1000  # memory backend; one entry larger than max_bytes/8 is never kept
+    max_bytes: int = 64 << 20
+    requests: CacheRequests = "deterministic"  # deterministic: temperature 0 or a seed; all: every request
+    backend: Literal["auto", "memory", "redis"] = "auto"  # auto: redis when `state:` is set, else memory
+
+
 class ModelAlias(Base):
     name: str
     targets: list[Target]
     fallbacks: list[str] = msgspec.field(default_factory=list)
     # auto: mark prompt-cache breakpoints for Anthropic targets when the client set none (caching.py)
     prompt_caching: Literal["off", "auto"] = "off"
+    cache: AliasCache | None = None  # the response cache for this alias (policies/cache.py); None: global
+    offline_fallback: str | None = None  # a local provider's name, or "off"; None: the global setting
 
 
 class ClientKey(Base):
@@ -155,9 +180,15 @@ class ClientKey(Base):
     name: str | None = None
     rpm: int | None = None
     max_concurrency: int | None = None
+    cache: CacheRequests | Literal["off"] | None = None  # this key's response-cache opt-in; None: the alias's
 
     def __post_init__(self) -> None:
         self.key = Secret(self.key)
+
+    @property
+    def ledger_id(self) -> str:
+        """How the ledger, logs and the cache name this key: by its name, else a hash prefix (never the key)."""
+        return "config:" + (self.name or hashlib.sha256(self.key.reveal().encode()).hexdigest()[:12])
 
 
 class RetryConfig(Base):
@@ -236,6 +267,8 @@ class Config(Base):
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+    offline_fallback: str = "auto"  # a local provider's name, "off", or auto: the first local provider
 
     def __post_init__(self) -> None:
         self.state = as_secret(self.state)
@@ -437,6 +470,16 @@ def _check_references(cfg: Config) -> None:
         for fb in m.fallbacks:
             if fb not in aliases:
                 raise ConfigError(f"models[{i}].fallbacks: no model alias named '{fb}'")
+    local = {p.name for p in cfg.providers if isinstance(p, LocalProviderConfig)}
+    offline = [("offline_fallback", cfg.offline_fallback)]
+    offline += [
+        (f"models[{i}].offline_fallback", m.offline_fallback or "auto") for i, m in enumerate(cfg.models)
+    ]
+    for where, name in offline:
+        if name not in ("auto", "off", *local):
+            raise ConfigError(
+                f"{where}: '{name}' is not a local provider (names: {sorted(local)}), auto or off"
+            )
     for i, p in enumerate(cfg.providers):
         if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")

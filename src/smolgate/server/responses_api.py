@@ -21,6 +21,7 @@ import orjson
 from .. import tool_kinds as tk
 from ..canonical import Origin, Request, Text, link_tool_results
 from ..errors import ErrorKind, GatewayError, invalid
+from ..policies import response_headers
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
 from ..protocols.openai_responses_input import decode, items
@@ -180,15 +181,16 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]
     keep = client.store
+    cache = req.headers.get("x-smolgate-cache")
     if not canon.stream:
-        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon, record), id=rid)
+        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon, record, cache), id=rid)
         full = output_items(resp.content, canon)
         obj = render_response(resp, canon, full)
         if keep:
             await store.put(StoredResponse(rid, owner, {**obj, "output": full}, stored_input))
-        await send_body(send, 200, orjson.dumps(obj), headers=headers)
+        await send_body(send, 200, orjson.dumps(obj), headers={**headers, **(response_headers(record) or {})})
         return
-    events = rt.dispatcher.stream(canon, record)
+    events = rt.dispatcher.stream(canon, record, cache)
     first = await anext(events)  # errors before the first event become a normal error response
     enc = ResponsesStreamEncoder(canon, rid)
 
@@ -201,7 +203,9 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
             )
         yield enc.close()
 
-    await send_stream(send, receive, chunks(), "text/event-stream", headers)
+    await send_stream(
+        send, receive, chunks(), "text/event-stream", {**headers, **(response_headers(record) or {})}
+    )
 
 
 def _include_encrypted(req: HttpRequest) -> bool:

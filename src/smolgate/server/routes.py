@@ -16,6 +16,7 @@ import orjson
 
 from ..canonical import Event, Origin, Request
 from ..errors import invalid, not_found
+from ..policies import response_headers
 from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
 from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
@@ -57,14 +58,15 @@ def _chat(c: Codec) -> Handler:
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
         canon.origin = Origin(protocol=c.name, owner=owner_id(owner_key(req)))
+        cache = req.headers.get("x-smolgate-cache")
         if not canon.stream:
-            resp = await rt.dispatcher.complete(canon, rec)
-            await send_body(send, 200, c.encode_response(resp, canon))
+            resp = await rt.dispatcher.complete(canon, rec, cache)
+            await send_body(send, 200, c.encode_response(resp, canon), headers=response_headers(rec))
             return
-        events = rt.dispatcher.stream(canon, rec)
+        events = rt.dispatcher.stream(canon, rec, cache)
         first = await anext(events)  # errors before the first event become a normal error response
         chunks = _encode(c, canon, first, events, rt.drain, rec)
-        await send_stream(send, receive, chunks, c.stream_media_type)
+        await send_stream(send, receive, chunks, c.stream_media_type, response_headers(rec))
 
     return chat
 

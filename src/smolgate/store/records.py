@@ -36,6 +36,7 @@ class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     stream: bool = False
     local: bool = False
     attempts: int = 1
+    served_by: str | None = None  # "cache" (cost 0) or "offline" (the local fallback); None: the route
 
 
 class UsageBucket(msgspec.Struct, kw_only=True, frozen=True):
