@@ -21,6 +21,7 @@ import msgspec
 import yaml
 
 from .config_errors import explain
+from .policies.detectors import Detectors
 from .protocols import UPSTREAM_PROTOCOLS
 from .secret import Redactor, Secret, as_secret, redact_url
 
@@ -32,6 +33,7 @@ else:
     RemoteProtocol = Literal[UPSTREAM_PROTOCOLS]
 Quant = Literal["none", "int8", "int8-dynamic", "int4"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
+PrivacyPolicy = Literal["standard", "redact", "local"]  # policies/privacy.py
 
 
 class Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -148,6 +150,7 @@ class ModelAlias(Base):
     fallbacks: list[str] = msgspec.field(default_factory=list)
     # auto: mark prompt-cache breakpoints for Anthropic targets when the client set none (caching.py)
     prompt_caching: Literal["off", "auto"] = "off"
+    privacy: PrivacyPolicy = "standard"  # the loosest policy its requests may have (policies/privacy.py)
 
 
 class ClientKey(Base):
@@ -155,6 +158,7 @@ class ClientKey(Base):
     name: str | None = None
     rpm: int | None = None
     max_concurrency: int | None = None
+    privacy: PrivacyPolicy | None = None  # the loosest policy its requests may have
 
     def __post_init__(self) -> None:
         self.key = Secret(self.key)
@@ -224,6 +228,13 @@ class ObservabilityConfig(Base):
     traces: TracesConfig = msgspec.field(default_factory=TracesConfig)
 
 
+class PrivacyConfig(Base):
+    """What `redact` looks for (policies/detectors.py): built-in kinds (None: all) and named regexes."""
+
+    detectors: list[str] | None = None
+    patterns: dict[str, str] = msgspec.field(default_factory=dict)  # NAME → regex; placeholder ⟦NAME_1⟧
+
+
 class Config(Base):
     providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
@@ -235,6 +246,7 @@ class Config(Base):
     data_dir: str | None = None  # None: $SMOLGATE_HOME, else ~/.local/share/smolgate
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
+    privacy: PrivacyConfig = msgspec.field(default_factory=PrivacyConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
 
     def __post_init__(self) -> None:
@@ -437,6 +449,10 @@ def _check_references(cfg: Config) -> None:
         for fb in m.fallbacks:
             if fb not in aliases:
                 raise ConfigError(f"models[{i}].fallbacks: no model alias named '{fb}'")
+    try:
+        Detectors.build(cfg.privacy.detectors, cfg.privacy.patterns)
+    except ValueError as exc:
+        raise ConfigError(f"privacy: {exc}") from None
     for i, p in enumerate(cfg.providers):
         if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")

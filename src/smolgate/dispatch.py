@@ -32,6 +32,7 @@ from .canonical import (
 from .config import Config
 from .errors import ErrorKind, GatewayError, context_overflow, overflow_from_message
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
+from .policies.privacy import Privacy
 from .pool import Lease, Pools
 from .providers.base import Attempt, Provider
 from .reasoning import ReasoningPolicy
@@ -79,6 +80,7 @@ class Dispatcher:
                 if isinstance(t.reasoning, bool)
             }
         )
+        self.privacy = Privacy(cfg)
         self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
         self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
         self.signatures = Signatures(
@@ -89,6 +91,9 @@ class Dispatcher:
     # ------------------------------------------------------------------ public API
 
     async def complete(self, req: Request, rec: RequestRecord | None = None) -> Response:
+        plan = self.privacy.plan(req, rec)
+        req = plan.request
+
         async def call(provider: Provider, route: Route, lease: Lease) -> Response:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
@@ -109,10 +114,12 @@ class Dispatcher:
         resp = await self._attempts(req, req_for, call, rec=rec)
         if rec is not None:
             rec.usage = resp.usage
-        return resp
+        return plan.response(resp)
 
     async def stream(self, req: Request, rec: RequestRecord | None = None) -> AsyncIterator[Event]:
         """Events for the client. Raises GatewayError before the first event; never after it."""
+        plan = self.privacy.plan(req, rec)
+        req = plan.request
         req_for: dict[str, Request] = {}
 
         async def call(
@@ -131,6 +138,7 @@ class Dispatcher:
                 it = stops.apply_to_stream(it, req.stop).__aiter__()
             if forced:
                 it = forced_tools.apply_to_stream(it, req).__aiter__()
+            it = plan.stream(it).__aiter__()
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
@@ -171,7 +179,8 @@ class Dispatcher:
             await lease.release()
 
     async def count_tokens(self, req: Request) -> int:
-        route = self.router.resolve(req.model)[0]
+        req = self.privacy.plan(req).request
+        route = self.privacy.routes(req, self.router.resolve(req.model))[0]
         provider = self.providers[route.provider]
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
@@ -194,7 +203,7 @@ class Dispatcher:
         keep_lease: bool = False,
         rec: RequestRecord | None = None,
     ) -> T:
-        routes = self.router.resolve(req.model)
+        routes = self.privacy.routes(req, self.router.resolve(req.model))
         budget = self.cfg.retry.attempts
         deadline = time.monotonic() + self.cfg.retry.deadline
         tokens = estimate_tokens(req)
