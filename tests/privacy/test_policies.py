@@ -18,8 +18,8 @@ from google import genai
 from google.genai import errors as genai_errors
 from google.genai import types as genai_types
 
-from tests.privacy.conftest import privacy_config
 from tests.gateway_server import GatewayServer
+from tests.privacy.conftest import privacy_config
 
 EMAIL = "jane.doe@example.com"
 LOCAL = {"x-smolgate-privacy": "local"}
