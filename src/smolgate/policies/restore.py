@@ -94,6 +94,8 @@ class Restorer:
                 yield self._with(last, held, final=True)
                 held, last = "", None
             yield ev
+        if last is not None:  # the stream ended inside a possible placeholder
+            yield self._with(last, held, final=True)
 
     def _split(self, s: str, json: bool) -> tuple[str, str]:
         """(restored text to send now, tail held back)."""
