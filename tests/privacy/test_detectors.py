@@ -58,7 +58,7 @@ FOUND = [
         "-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAA\n-----END OPENSSH PRIVATE KEY-----",
     ),
     ("token", "Zx8Kq2LmN9pR4tV7wY1bC3dF6gH0jS5a"),
-    ("token", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"),  # an AWS secret access key's shape
+    ("token", "KpBR4+F1v/ko5DRsqmBwFUFHkvsg/AJn/9ff6GfA"),  # an AWS secret access key's shape (base64)
 ]
 
 
@@ -77,7 +77,9 @@ LEFT_ALONE = [
     "4111 1111 1111 1112 fails Luhn",
     "GB82WEST12345698765433 fails its checksum",
     "commit 3f786850e387550fdab836ed7e6dc881de23001b and uuid 123e4567-e89b-12d3-a456-426614174000",
-    "this_is_a_very_long_function_name_for_tests and SomeVeryLongCamelCaseClassNameHere",
+    "this_is_a_very_long_function_name_for_tests and SomeVeryLongCamelCaseClassName2Here",
+    "HuggingFaceTB/SmolVLM2-500M-Video-Instruct and Qwen/Qwen3-VL-235B-A22B-Instruct-FP8",
+    "serve on 0.0.0.0 or 127.0.0.1 or ::1",
     "std::vector<int> a; ns::x::y; a::b",
     "see https://example/path/to/some_long_file_name_here.py and /usr/local/lib/python3.11/site-packages",
     "000.000.000.0000 and 999.1.1.1 and 1.2.3",

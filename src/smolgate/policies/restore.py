@@ -82,6 +82,9 @@ class Restorer:
         last: TextDelta | ReasoningDelta | ToolArgsDelta | None = None  # the delta whose tail is held
         async for ev in events:
             if isinstance(ev, (TextDelta, ReasoningDelta, ToolArgsDelta)):
+                if last is None and OPEN not in _body(ev):  # the common case: nothing to restore or hold
+                    yield ev
+                    continue
                 if last is not None and (type(ev) is not type(last) or ev.index != last.index):
                     yield self._with(last, held, final=True)
                     held = ""
