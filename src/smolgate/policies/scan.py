@@ -84,9 +84,10 @@ def candidates(text: str) -> Iterator[tuple[str, re.Match[str]]]:
     raw = text.encode("ascii", "replace")  # one byte per character, whatever the text
     p = raw.find(b"@")
     while p >= 0:
-        m = EMAIL.search(text, max(0, p - 65), min(n, p + 260))
-        if m is not None and m.start() <= p < m.end():
-            yield "email", m
+        for m in EMAIL.finditer(text, max(0, p - 65), min(n, p + 260)):
+            if m.start() <= p < m.end():  # the address around this '@' (not a neighbour's)
+                yield "email", m
+                break
         p = raw.find(b"@", p + 1)
     for literal in (b"eyJ", b"-----BEGIN"):
         p = raw.find(literal)
