@@ -104,7 +104,12 @@ def test_several_in_one_text_in_order():
     text = "mail a.b@example.com from 10.0.0.1 re card 4111111111111111"
     assert kinds(text) == [("email", "a.b@example.com"), ("ip", "10.0.0.1"), ("card", "4111111111111111")]
     close = "a@example.com, a@example.com;b@example.org c@example.net"
-    assert [v for _, v in kinds(close)] == ["a@example.com", "a@example.com", "b@example.org", "c@example.net"]
+    assert [v for _, v in kinds(close)] == [
+        "a@example.com",
+        "a@example.com",
+        "b@example.org",
+        "c@example.net",
+    ]
 
 
 def test_operator_patterns_and_a_subset_of_kinds():

@@ -95,6 +95,8 @@ class Privacy:
 
     def policy(self, req: Request) -> PolicyName:
         own = req.origin.privacy if req.origin is not None else None
+        if own is None and not self._alias:  # the common case: no policy anywhere
+            return "standard"
         return strictest(self._alias.get(req.model), own) or "standard"
 
     def plan(self, req: Request, rec: RequestRecord | None = None) -> Plan:
@@ -113,8 +115,6 @@ class Privacy:
 
     def routes(self, req: Request, routes: list[Route]) -> list[Route]:
         """The targets the request's policy lets serve it (403 when `local` leaves none)."""
-        if not self._alias and (req.origin is None or req.origin.privacy is None):
-            return routes  # the common case: no policy anywhere
         if self.policy(req) != "local":
             return routes
         local = [r for r in routes if r.provider in self._local]
