@@ -84,24 +84,20 @@ def candidates(text: str) -> Iterator[tuple[str, re.Match[str]]]:
     raw = text.encode("ascii", "replace")  # one byte per character, whatever the text
     p = raw.find(b"@")
     while p >= 0:
-        for m in EMAIL.finditer(text, max(0, p - 65), min(n, p + 260)):
-            if m.start() <= p < m.end():  # the address around this '@' (not a neighbour's)
-                yield "email", m
+        for email in EMAIL.finditer(text, max(0, p - 65), min(n, p + 260)):
+            if email.start() <= p < email.end():  # the address around this '@' (not a neighbour's)
+                yield "email", email
                 break
         p = raw.find(b"@", p + 1)
     for literal in (b"eyJ", b"-----BEGIN"):
         p = raw.find(literal)
         while p >= 0:
-            m = RUN.match(text, p)
-            if m is not None:
-                yield "secret", m
+            yield from _run_at(text, p)
             p = raw.find(literal, p + 1)
     keyish = raw.translate(_KEYISH)
     p = keyish.find(_RUN20)
     while p >= 0:
-        m = RUN.match(text, p)
-        if m is not None and m.lastgroup is not None:
-            yield ("token" if m.lastgroup == "token" else "secret"), m
+        yield from _run_at(text, p)
         end = keyish.find(b" ", p)
         if end < 0:
             break
@@ -120,6 +116,12 @@ def candidates(text: str) -> Iterator[tuple[str, re.Match[str]]]:
             done = min(n, z.end() + 40)
             for m in IP6.finditer(text, max(0, z.start() - 45), done):
                 yield "ip6", m
+
+
+def _run_at(text: str, p: int) -> Iterator[tuple[str, re.Match[str]]]:
+    m = RUN.match(text, p)
+    if m is not None and m.lastgroup is not None:
+        yield ("token" if m.lastgroup == "token" else "secret"), m
 
 
 def _in(pattern: re.Pattern[str], text: str, start: int, end: int) -> Iterator[tuple[str, re.Match[str]]]:
