@@ -85,6 +85,7 @@ LEFT_ALONE = [
     "000.000.000.0000 and 999.1.1.1 and 1.2.3",
     "user@localhost has no domain; @mention and a@b",
     "call me at 555-2671; room 0 12",
+    "on 05/06/2024 10 people came, 2024-06-05 12 more, 06.05.2024 15",
     "sk-short and AKIA1234",
 ]
 

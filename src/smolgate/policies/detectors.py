@@ -108,9 +108,14 @@ def _card_ok(s: str) -> bool:
     return 13 <= len(d) <= 19 and luhn(d) and len(set(d)) > 1
 
 
+_DATE = re.compile(r"\d{1,4}[-/.]\d{1,2}[-/.]\d{1,4}")
+
+
 def _phone_ok(s: str) -> bool:
     n = len(_digits(s))
-    return 8 <= n <= 15 if s.startswith("+") else 10 <= n <= 12
+    if s.startswith("+"):
+        return 8 <= n <= 15
+    return 10 <= n <= 12 and _DATE.search(s) is None  # "05/06/2024 10" is a date and a number
 
 
 def _ip6_ok(s: str) -> bool:
