@@ -73,6 +73,7 @@ _KEYISH = _table({_DIGITS + _UPPER + _LOWER + "+/_-": b"a"})  # characters of ke
 _NUMERIC = _table({_DIGITS: b"d", " -()/": b"s", ".": b".", _UPPER: b"U"})
 _HEX = _table({_DIGITS + "abcdefABCDEF": b"h", ":": b":"})
 _RUN20 = b"a" * 20
+_LONGEST_RUN = 512  # longer runs of key characters are data (base64 of a file), not a key or a token
 _DIGIT_ZONE = re.compile(rb"d(?:[s.]{0,2}d){3,}")  # four digits or more, a separator or two between
 _IBAN_ANCHOR = re.compile(rb"UUdd")
 _IP6_ANCHOR = re.compile(rb":(?::|h{1,4}:)")  # literal-led: the search skips to each colon at C speed
@@ -89,18 +90,24 @@ def candidates(text: str) -> Iterator[tuple[str, re.Match[str]]]:
                 yield "email", email
                 break
         p = raw.find(b"@", p + 1)
+    covered: list[tuple[int, int]] = []  # JWTs and PEM blocks: the key runs inside them are theirs
     for literal in (b"eyJ", b"-----BEGIN"):
         p = raw.find(literal)
         while p >= 0:
-            yield from _run_at(text, p)
+            for kind, m in _run_at(text, p, n):
+                covered.append(m.span())
+                yield kind, m
             p = raw.find(literal, p + 1)
+    covered.sort()
     keyish = raw.translate(_KEYISH)
     p = keyish.find(_RUN20)
     while p >= 0:
-        yield from _run_at(text, p)
         end = keyish.find(b" ", p)
-        if end < 0:
-            break
+        end = n if end < 0 else end
+        while covered and covered[0][1] <= p:
+            covered.pop(0)
+        if not (covered and covered[0][0] <= p) and end - p <= _LONGEST_RUN:
+            yield from _run_at(text, p, min(n, end + 3))  # the run, and what may follow a token ("==")
         p = keyish.find(_RUN20, end)
     numeric = raw.translate(_NUMERIC)
     for z in _DIGIT_ZONE.finditer(numeric):
@@ -118,8 +125,8 @@ def candidates(text: str) -> Iterator[tuple[str, re.Match[str]]]:
                 yield "ip6", m
 
 
-def _run_at(text: str, p: int) -> Iterator[tuple[str, re.Match[str]]]:
-    m = RUN.match(text, p)
+def _run_at(text: str, p: int, end: int) -> Iterator[tuple[str, re.Match[str]]]:
+    m = RUN.match(text, p, end)
     if m is not None and m.lastgroup is not None:
         yield ("token" if m.lastgroup == "token" else "secret"), m
 
