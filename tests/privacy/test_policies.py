@@ -221,3 +221,20 @@ def test_local_skips_remote_targets_and_fallbacks_serve_it(fakes, local_gateway)
             extra_headers=LOCAL,
         )
     assert _sent(fakes) == ""
+
+
+def test_a_stored_conversation_is_redacted_again_with_the_same_placeholders(fakes, privacy_gateway):
+    """Responses `previous_response_id`: the stored turn holds the real values (the client's), and the next turn
+    sends the whole conversation redacted again, numbered as before (a stable prefix for the upstream)."""
+    _reset(fakes)
+    c = _openai(privacy_gateway.url)
+    first = c.responses.create(model="redact-anthropic", input=f"I am {EMAIL}")
+    assert first.output_text.startswith(f"You said: I am {EMAIL} |")
+    second = c.responses.create(
+        model="redact-anthropic", previous_response_id=first.id, input="write to bob@example.org too"
+    )
+    assert second.output_text.startswith("You said: write to bob@example.org too |")
+    sent = [json.dumps(r.json, ensure_ascii=False) for r in fakes["anthropic"].requests]
+    assert len(sent) == 2 and "example" not in "".join(sent)
+    assert "I am ⟦EMAIL_1⟧" in sent[1] and "You said: I am ⟦EMAIL_1⟧" in sent[1]
+    assert "write to ⟦EMAIL_2⟧ too" in sent[1]
