@@ -126,6 +126,7 @@ def test_operator_patterns_and_a_subset_of_kinds():
     [
         ("{detectors: [email, names]}", "unknown detector 'names'"),
         ("{patterns: {EMAIL: 'x'}}", "not a built-in kind's name"),
+        ("{patterns: {Policy: 'x'}}", "not a built-in kind's name"),
         ("{patterns: {bad-name: 'x'}}", "1-24 letters and digits"),
         ("{patterns: {CASE: '(unclosed'}}", "pattern 'CASE'"),
     ],

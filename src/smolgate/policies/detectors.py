@@ -152,8 +152,8 @@ class Detectors:
             raise ValueError(f"unknown detector '{sorted(unknown)[0]}' (known: {', '.join(BUILTIN)})")
         compiled = []
         for name, pattern in patterns.items():
-            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,23}", name) or name.lower() in BUILTIN:
-                raise ValueError(
+            if not re.fullmatch(r"[A-Za-z][A-Za-z0-9]{0,23}", name) or name.lower() in (*BUILTIN, "policy"):
+                raise ValueError(  # ("policy" is the ledger record's own key)
                     f"pattern name '{name[:40]}': 1-24 letters and digits, not a built-in kind's name"
                 )
             try:
