@@ -22,6 +22,7 @@ import msgspec
 import yaml
 
 from .config_errors import explain
+from .policies.detectors import Detectors
 from .protocols import UPSTREAM_PROTOCOLS
 from .secret import Redactor, Secret, as_secret, redact_url
 
@@ -33,6 +34,7 @@ else:
     RemoteProtocol = Literal[UPSTREAM_PROTOCOLS]
 Quant = Literal["none", "int8", "int8-dynamic", "int4"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
+PrivacyPolicy = Literal["standard", "redact", "local"]  # policies/privacy.py
 
 
 class Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -173,6 +175,7 @@ class ModelAlias(Base):
     prompt_caching: Literal["off", "auto"] = "off"
     cache: AliasCache | None = None  # the response cache for this alias (policies/cache.py); None: global
     offline_fallback: str | None = None  # a local provider's name, or "off"; None: the global setting
+    privacy: PrivacyPolicy = "standard"  # the loosest policy its requests may have (policies/privacy.py)
 
 
 class ClientKey(Base):
@@ -181,6 +184,7 @@ class ClientKey(Base):
     rpm: int | None = None
     max_concurrency: int | None = None
     cache: CacheRequests | Literal["off"] | None = None  # this key's response-cache opt-in; None: the alias's
+    privacy: PrivacyPolicy | None = None  # the loosest policy its requests may have
 
     def __post_init__(self) -> None:
         self.key = Secret(self.key)
@@ -255,6 +259,13 @@ class ObservabilityConfig(Base):
     traces: TracesConfig = msgspec.field(default_factory=TracesConfig)
 
 
+class PrivacyConfig(Base):
+    """What `redact` looks for (policies/detectors.py): built-in kinds (None: all) and named regexes."""
+
+    detectors: list[str] | None = None
+    patterns: dict[str, str] = msgspec.field(default_factory=dict)  # NAME → regex; placeholder ⟦NAME_1⟧
+
+
 class Config(Base):
     providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
@@ -266,6 +277,7 @@ class Config(Base):
     data_dir: str | None = None  # None: $SMOLGATE_HOME, else ~/.local/share/smolgate
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
+    privacy: PrivacyConfig = msgspec.field(default_factory=PrivacyConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     offline_fallback: str = "auto"  # a local provider's name, "off", or auto: the first local provider
@@ -480,6 +492,10 @@ def _check_references(cfg: Config) -> None:
             raise ConfigError(
                 f"{where}: '{name}' is not a local provider (names: {sorted(local)}), auto or off"
             )
+    try:
+        Detectors.build(cfg.privacy.detectors, cfg.privacy.patterns)
+    except ValueError as exc:
+        raise ConfigError(f"privacy: {exc}") from None
     for i, p in enumerate(cfg.providers):
         if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")

@@ -34,6 +34,7 @@ from .errors import ErrorKind, GatewayError, context_overflow, overflow_from_mes
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
 from .policies.cache import ResponseCache
 from .policies.offline import OfflineFallback
+from .policies.privacy import Privacy
 from .pool import Lease, Pools
 from .providers.base import Attempt, Provider
 from .reasoning import ReasoningPolicy
@@ -81,6 +82,7 @@ class Dispatcher:
                 if isinstance(t.reasoning, bool)
             }
         )
+        self.privacy = Privacy(cfg)
         self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
         self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
         self.signatures = Signatures(
@@ -105,6 +107,9 @@ class Dispatcher:
         return self.cache.stream(self._stream, req, rec, cache_control)
 
     async def _complete(self, req: Request, rec: RequestRecord | None = None) -> Response:
+        plan = self.privacy.plan(req, rec)
+        req = plan.request
+
         async def call(provider: Provider, route: Route, lease: Lease) -> Response:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
@@ -125,9 +130,11 @@ class Dispatcher:
         resp = await self._attempts(req, req_for, call, rec=rec)
         if rec is not None:
             rec.usage = resp.usage
-        return resp
+        return plan.response(resp)
 
     async def _stream(self, req: Request, rec: RequestRecord | None = None) -> AsyncIterator[Event]:
+        plan = self.privacy.plan(req, rec)
+        req = plan.request
         req_for: dict[str, Request] = {}
 
         async def call(
@@ -146,6 +153,7 @@ class Dispatcher:
                 it = stops.apply_to_stream(it, req.stop).__aiter__()
             if forced:
                 it = forced_tools.apply_to_stream(it, req).__aiter__()
+            it = plan.stream(it).__aiter__()
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
@@ -186,7 +194,8 @@ class Dispatcher:
             await lease.release()
 
     async def count_tokens(self, req: Request) -> int:
-        route = self.router.resolve(req.model)[0]
+        req = self.privacy.plan(req).request
+        route = self.privacy.routes(req, self.router.resolve(req.model))[0]
         provider = self.providers[route.provider]
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
@@ -210,7 +219,9 @@ class Dispatcher:
         rec: RequestRecord | None = None,
         offline: Route | None = None,
     ) -> T:
-        routes = [offline] if offline is not None else self.router.resolve(req.model)
+        routes = (
+            [offline] if offline is not None else self.privacy.routes(req, self.router.resolve(req.model))
+        )
         budget = self.cfg.retry.attempts
         deadline = time.monotonic() + self.cfg.retry.deadline
         tokens = estimate_tokens(req)

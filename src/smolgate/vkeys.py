@@ -94,6 +94,7 @@ def new_key(
     budget_usd: float | None = None,
     period: str = "total",
     expires: float | None = None,
+    privacy: str | None = None,
 ) -> tuple[KeyRow, str]:
     """A new key's row and its secret (the only time the secret exists outside the client)."""
     _check_name(name)
@@ -110,6 +111,8 @@ def new_key(
         if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
             raise InvalidKeyField("models must be a list of model names")
         models = [m.strip() for m in models]
+    if privacy not in (None, "standard", "redact", "local"):
+        raise InvalidKeyField("privacy must be one of standard, redact, local")
     now = time.time()
     if expires is not None and expires <= now:
         raise InvalidKeyField("expires must be in the future")
@@ -127,6 +130,7 @@ def new_key(
         budget_usd=float(budget_usd) if budget_usd is not None else None,
         period=period,  # checked against PERIODS above
         expires=expires,
+        privacy=privacy,
     )
     return row, secret
 
@@ -205,6 +209,7 @@ def public(row: KeyRow, spend: float | None = None) -> dict[str, Any]:
         "period": row.period,
         "expires": row.expires,
         "revoked": row.revoked,
+        "privacy": row.privacy,
         "status": status(row, time.time()),
     }
     if spend is not None:

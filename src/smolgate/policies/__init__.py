@@ -1,5 +1,5 @@
-"""Request-path policies built on the embedded model and the canonical model: the offline fallback and the
-response cache (issue #19). Each says what it did in the `RequestRecord` (`served_by`, `cache`); the response
+"""Request-path policies built on the embedded model and the canonical model: privacy (local-only, redaction
+with restore), the offline fallback and the response cache (issue #19). Each says what it did in the `RequestRecord` (`served_by`, `cache`); the response
 headers below are read from it."""
 
 from __future__ import annotations

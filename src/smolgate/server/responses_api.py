@@ -22,6 +22,7 @@ from .. import tool_kinds as tk
 from ..canonical import Origin, Request, Text, link_tool_results
 from ..errors import ErrorKind, GatewayError, invalid
 from ..policies import response_headers
+from ..policies.privacy import requested
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
 from ..protocols.openai_responses_input import decode, items
@@ -174,9 +175,9 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
         record.alias, record.stream = canon.model, canon.stream
     allow_model(req, canon.model)
     rt.router.check_name(canon.model)
-    canon.origin = Origin(
-        protocol="openai-responses", owner=owner
-    )  # signed state kept per client (signatures.py)
+    canon.origin = Origin(  # signed state kept per client (signatures.py)
+        "openai-responses", owner, requested(req.privacy, req.headers, canon.metadata)
+    )
     headers = _dropped_tools(rt, canon)
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]

@@ -17,6 +17,7 @@ import orjson
 from ..canonical import Event, Origin, Request
 from ..errors import invalid, not_found
 from ..policies import response_headers
+from ..policies.privacy import requested
 from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
 from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
@@ -57,7 +58,9 @@ def _chat(c: Codec) -> Handler:
         allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
-        canon.origin = Origin(protocol=c.name, owner=owner_id(owner_key(req)))
+        canon.origin = Origin(
+            c.name, owner_id(owner_key(req)), requested(req.privacy, req.headers, canon.metadata)
+        )
         cache = req.headers.get("x-smolgate-cache")
         if not canon.stream:
             resp = await rt.dispatcher.complete(canon, rec, cache)
@@ -90,6 +93,7 @@ def _count_tokens(count: CountTokens) -> Handler:
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
         canon = count.decode(req.body, RequestContext(params, req.query, req.headers))
+        canon.origin = Origin("count_tokens", privacy=requested(req.privacy, req.headers, canon.metadata))
         allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         await send_body(send, 200, count.encode(await rt.dispatcher.count_tokens(canon)))
