@@ -89,7 +89,7 @@ class Dispatcher:
             {p.name: p.protocol for p in cfg.providers},
             SignatureStore(redis_url=cfg.state.reveal() if cfg.state else None),
         )
-        self.cache = ResponseCache(cfg)
+        self.cache = ResponseCache(cfg, self.privacy.policy)
         self.offline = OfflineFallback(cfg)
 
     # ------------------------------------------------------------------ public API

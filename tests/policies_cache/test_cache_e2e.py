@@ -33,6 +33,7 @@ def gw(fakes: dict[str, FakeUpstream], tmp_path_factory: pytest.TempPathFactory)
         "  - {name: llama, targets: [{provider: up-ollama, model: llama-fake}]}\n"
         "  - {name: chat-all, targets: [{provider: up-openai, model: gpt-fake}], cache: {requests: all}}\n"
         "  - {name: chat-off, targets: [{provider: up-openai, model: gpt-fake}], cache: {enabled: false}}\n"
+        "  - {name: chat-private, targets: [{provider: up-openai, model: gpt-fake}], privacy: redact}\n"
         f"keys: [{{key: {KEY_A}, name: a}}, {{key: {KEY_B}, name: b}}, {{key: {KEY_ALL}, cache: all}},\n"
         f"       {{key: {KEY_OFF}, name: never, cache: 'off'}}]\n"
         "cache: {enabled: true, ttl: 600}\n"
@@ -77,6 +78,16 @@ def test_a_repeated_deterministic_request_is_answered_from_the_cache(gw, fakes):
     assert hit["served_by"] == "cache" and hit["cost_usd"] == 0
     assert (hit["input_tokens"], hit["output_tokens"], hit["provider"]) == (0, 0, None)
     assert served_by_metric(gw.url, "chat", "cache") >= 1
+
+
+def test_requests_under_a_privacy_policy_are_never_cached(gw, fakes):
+    # the alias's policy (not only the key's or the request's): its answers hold what the policy kept local
+    p, before = _prompt() + " mail me at ann@example.com", len(fakes["openai"].requests)
+    text1, h1, _ = _chat(gw, p, model="chat-private", temperature=0)
+    text2, h2, _ = _chat(gw, p, model="chat-private", temperature=0)
+    assert h1 is None and h2 is None and "ann@example.com" in text1 and text1 == text2
+    assert len(fakes["openai"].requests) - before == 2
+    assert "ann@example.com" not in str(fakes["openai"].requests[-1])
 
 
 def test_a_whole_answer_serves_a_stream_and_a_stream_serves_a_whole_answer(gw, fakes):

@@ -137,8 +137,10 @@ class _Policy(msgspec.Struct, frozen=True):
 
 
 class ResponseCache:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, privacy: Callable[[Request], str] = lambda req: "standard") -> None:
+        """`privacy`: a request's effective privacy policy (policies/privacy.py `Privacy.policy`)."""
         c: CacheConfig = cfg.cache
+        self._privacy = privacy
         redis = c.backend == "redis" or (c.backend == "auto" and cfg.state is not None)
         self.store: CacheStore | None = None
         self._default = _Policy(c.ttl, c.requests) if c.enabled else None
@@ -168,9 +170,9 @@ class ResponseCache:
     def _applies(self, req: Request, key_id: str | None) -> _Policy | None:
         if self.store is None:
             return None
-        # Never under a privacy policy (policies/privacy.py, merged separately: `Origin.privacy`): its answer
-        # holds what the policy kept from the cloud, and a Redis cache is another machine.
-        if getattr(req.origin, "privacy", None) not in (None, "standard"):
+        # Never under a privacy policy (its key's, its alias's or its own): the answer holds what the policy
+        # kept from the cloud, and a Redis cache is another machine.
+        if self._privacy(req) != "standard":
             return None
         policy = self._by_alias.get(req.model, self._default)
         mode = self._by_key.get(key_id) if key_id is not None else None
