@@ -50,7 +50,9 @@ def test_bf16_only_where_it_is_native(name: str) -> None:
 
 @pytest.mark.parametrize("name", CPUS)
 @pytest.mark.parametrize(("stored", "quant"), [("q4", "int4"), ("q8", "int8"), ("full", "none")])
-def test_quantized_files_run_the_integer_kernels_of_their_precision(name: str, stored: cpu.Stored, quant: str):
+def test_quantized_files_run_the_integer_kernels_of_their_precision(
+    name: str, stored: cpu.Stored, quant: str
+):
     assert cpu.choose(features(name), stored).quant == quant
 
 
@@ -70,7 +72,9 @@ def test_what_is_given_is_kept_and_the_rest_chosen() -> None:
 
 def test_the_printed_line_names_the_cpu_its_features_and_why() -> None:
     line = cpu.choose(features("ice-lake"), "q4").describe(features("ice-lake"))
-    assert line.startswith("CPU ice-lake (AVX2, AVX-512, VNNI; no bf16, no AMX) -> dtype float32, quant int4: ")
+    assert line.startswith(
+        "CPU ice-lake (AVX2, AVX-512, VNNI; no bf16, no AMX) -> dtype float32, quant int4: "
+    )
     assert "no native bf16" in line and "Q4" in line
     amx = cpu.choose(features("sapphire-rapids")).describe(features("sapphire-rapids"))
     assert "(AVX2, AVX-512, VNNI, bf16, AMX)" in amx and "native bf16 (AMX)" in amx
@@ -153,7 +157,12 @@ def test_a_cpu_without_native_bf16_loads_float32(tiny: Path) -> None:
     """This machine's oneDNN capped at plain AVX-512 (as on the issue's CPU): auto loads float32."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX512_CORE"}
     proc = subprocess.run(
-        [sys.executable, "-c", LOAD, str(tiny)], env=env, capture_output=True, text=True, timeout=120, check=False
+        [sys.executable, "-c", LOAD, str(tiny)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = json.loads(proc.stdout.splitlines()[-1])
