@@ -3,13 +3,13 @@
 bf16 is fast only where the CPU multiplies it natively (AVX-512 BF16, AMX): elsewhere oneDNN emulates it and the
 issue-20 machine (plain AVX-512) decoded ~2x faster in float32. So `choose` picks bf16 only with native bf16,
 float32 otherwise, and the integer kernels where the checkpoint's own weights are already that coarse (a Q4 / Q8
-GGUF: int4 / int8 lose nothing the file had not lost, and decode fastest on every x86 CPU measured; README,
+GGUF: int4 / int8 lose nothing the file had not lost, and decode fastest where they have vector code; README,
 "Choosing speed vs accuracy on your CPU"). A full-precision checkpoint is never quantized by default: no
 quantized mode reaches the 0.98 top-1 agreement asked of a default (bench/quant_accuracy.py).
 
 `detect()` reads the features once: /proc/cpuinfo's flags (else torch's cpuinfo probes), less what
-ONEDNN_MAX_CPU_ISA hides from oneDNN (which runs the bf16 and int8 GEMMs), so a capped process defaults as the
-capped CPU would. `choose` is pure: tests feed it any CPU's features.
+ONEDNN_MAX_CPU_ISA hides from oneDNN (which runs the bf16 and int8 GEMMs) and ATEN_CPU_CAPABILITY from ATen (the
+weight-only int kernels), so a capped process defaults as the capped CPU would. `choose` is pure: tests feed it any CPU's features.
 """
 
 from __future__ import annotations
@@ -61,7 +61,7 @@ _NEEDS = {"avx2": 0x7, "avx_vnni": 0xF, "avx512": 0x27, "vnni": 0x67, "bf16": 0x
 class CpuFeatures:
     name: str  # the model name, as /proc/cpuinfo says it
     features: frozenset[str]  # keys of FLAGS this process can use
-    capped: str | None = None  # the ONEDNN_MAX_CPU_ISA that hid some of them
+    capped: str | None = None  # the environment that hid some of them (ONEDNN_MAX_CPU_ISA=...)
 
     @property
     def native_bf16(self) -> bool:
@@ -77,7 +77,7 @@ class CpuFeatures:
         text = ", ".join(have) or "no AVX2"
         text += f"; no {', no '.join(lack)}" if lack and have else ""
         if self.capped:
-            text += f"; ONEDNN_MAX_CPU_ISA={self.capped}"
+            text += f"; {self.capped}"
         return f"{self.name} ({text})"
 
 
@@ -105,15 +105,25 @@ def parse_cpuinfo(text: str) -> tuple[str, frozenset[str]]:
     return name, flags
 
 
-def from_flags(name: str, flags: Iterable[str], onednn_isa: str | None = None) -> CpuFeatures:
-    """Raw CPU flags (cpuinfo names) -> the features oneDNN may use under ONEDNN_MAX_CPU_ISA=onednn_isa."""
+def from_flags(
+    name: str, flags: Iterable[str], onednn_isa: str | None = None, aten: str | None = None
+) -> CpuFeatures:
+    """Raw CPU flags (cpuinfo names) -> the features torch may use under ONEDNN_MAX_CPU_ISA=onednn_isa (oneDNN:
+    the bf16 and int8 GEMMs) and ATEN_CPU_CAPABILITY=aten (ATen's vector code: the int4 / int8 weight-only
+    kernels; `default` is no AVX2, `avx2` no AVX-512)."""
     have = set(flags)
     features = {key for key, needs in FLAGS.items() if all(f in have for f in needs)}
     cap = (onednn_isa or "").strip().upper()
     mask = _ISA_MASKS.get(cap)  # DEFAULT / ALL / unknown names cap nothing
     if mask is not None:
         features = {f for f in features if _NEEDS[f] & mask == _NEEDS[f]}
-    return CpuFeatures(name or platform.processor() or "CPU", frozenset(features), cap if mask else None)
+    aten_cap = (aten or "").strip().lower()
+    dropped = {"default": {"avx2", "avx512"}, "avx2": {"avx512"}}.get(aten_cap, set())
+    capped = ", ".join(
+        [f"ONEDNN_MAX_CPU_ISA={cap}"] * (mask is not None)
+        + [f"ATEN_CPU_CAPABILITY={aten_cap}"] * bool(dropped)
+    )
+    return CpuFeatures(name or platform.processor() or "CPU", frozenset(features - dropped), capped or None)
 
 
 def _torch_flags() -> frozenset[str]:
@@ -148,7 +158,7 @@ def detect() -> CpuFeatures:
         name, flags = parse_cpuinfo(Path("/proc/cpuinfo").read_text())
     except OSError:
         name, flags = "", frozenset()
-    return from_flags(name, flags or _torch_flags(), cap)
+    return from_flags(name, flags or _torch_flags(), cap, os.environ.get("ATEN_CPU_CAPABILITY"))
 
 
 def stored(type_names: Iterable[str]) -> Stored:
@@ -183,14 +193,27 @@ def choose(cpu: CpuFeatures, weights: Stored = "full", dtype: str = "auto", quan
             dtype = "float32"
             reasons.append("no native bf16: bf16 would be emulated (float32 measured ~2x faster there)")
     if quant == "auto":
-        quant = {"q4": "int4", "q8": "int8", "full": "none"}[weights]
-        reasons.append(
-            "full-precision weights: not quantized (accuracy first; --quant int8|int4 for speed)"
-            if weights == "full"
-            else f"the file's weights are {weights.upper()}: the {quant} kernels keep what it has, and decode fastest"
-        )
+        quant, why = _auto_quant(cpu, weights)
+        reasons.append(why)
     if quant not in ("none", "int8", "int8-dynamic", "int4"):
         raise ValueError(f"quant must be one of auto, none, int8, int8-dynamic, int4, not {quant!r}")
     if dtype not in ("float32", "bfloat16", "float16"):
         raise ValueError(f"dtype must be one of auto, float32, bfloat16, not {dtype!r}")
     return Choice(dtype, quant, "; ".join(reasons) or "as configured")  # type: ignore[arg-type]  # checked above
+
+
+def _auto_quant(cpu: CpuFeatures, weights: Stored) -> tuple[Quant, str]:
+    """Measured on the packaged Q4_1 SmolLM2-135M (bench/cpu_dtype.py, CPU time per token on one thread): with
+    AVX-512, int4 decodes 2-4x faster than the dense model in either dtype; capped at AVX2, int4 decodes no faster
+    than int8 and its prefill (bf16 dense GEMMs there) takes twice int8's, so a Q4 file runs int8. Without AVX2
+    the integer kernels have no vector code: full precision."""
+    if weights == "full":
+        return "none", "full-precision weights: not quantized (accuracy first; --quant int8|int4 for speed)"
+    if "avx2" not in cpu.features:
+        return "none", f"{weights.upper()} weights, but no AVX2 for the integer kernels: dequantized"
+    if weights == "q4" and "avx512" in cpu.features:
+        return "int4", "the file's weights are Q4: the int4 kernels keep what it has and decode fastest"
+    why = "the int8 kernels keep what it has and decode fastest"
+    if weights == "q4":
+        why = "without AVX-512 int4 decodes no faster than int8 and prefills slower"
+    return "int8", f"the file's weights are {weights.upper()}: {why}"
