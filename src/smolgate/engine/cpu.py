@@ -20,7 +20,7 @@ import platform
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 Dtype = Literal["float32", "bfloat16", "float16"]  # auto picks one of the first two
 Quant = Literal["none", "int8", "int8-dynamic", "int4"]
@@ -171,6 +171,11 @@ def stored(type_names: Iterable[str]) -> Stored:
     if q4 * 2 >= len(kinds):
         return "q4"
     return "q8" if (q4 + q8) * 2 >= len(kinds) else "full"
+
+
+def stored_gguf(tensors: Iterable[Any]) -> Stored:
+    """`stored` of a GGUFReader's tensors: the layers' matrices (norms are F32 vectors in every file)."""
+    return stored(t.tensor_type.name for t in tensors if t.name.startswith("blk.") and len(t.shape) > 1)
 
 
 def _kind(ggml_type: str) -> Stored:

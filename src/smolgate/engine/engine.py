@@ -166,8 +166,7 @@ class Engine:
             from .gguf_loader import GGUFCheckpoint
 
             gguf = GGUFCheckpoint(path)
-            matrices = [t.tensor_type.name for t in gguf.reader.tensors if t.name.startswith("blk.")]
-            choice = _choose(cpu.stored(matrices), dtype, quant)
+            choice = _choose(cpu.stored_gguf(gguf.reader.tensors), dtype, quant)
             torch_dtype = DTYPES[choice.dtype]
             model = _build(gguf.config, gguf.tensors(torch_dtype), torch_dtype, choice.quant, limits)
             return cls(model, gguf.tokenizer(), path.stem, limits=limits, choice=choice)
