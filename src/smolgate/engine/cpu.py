@@ -1,7 +1,8 @@
 """The CPU the engine runs on, and the compute dtype and quantization it defaults to there.
 
-bf16 is fast only where the CPU multiplies it natively (AVX-512 BF16, AMX): elsewhere oneDNN emulates it and the
-issue-20 machine (plain AVX-512) decoded ~2x faster in float32. So `choose` picks bf16 only with native bf16,
+bf16 is fast only where the CPU multiplies it natively (AVX-512 BF16, AMX): elsewhere oneDNN emulates it, the
+issue-20 machine (plain AVX-512) served ~2x faster in float32, and here a float32 prompt ran 1.3x (AVX-512) to 3.5x
+(AVX2) faster than bf16 with oneDNN capped to those ISAs. So `choose` picks bf16 only with native bf16,
 float32 otherwise, and the integer kernels where the checkpoint's own weights are already that coarse (a Q4 / Q8
 GGUF: int4 / int8 lose nothing the file had not lost, and decode fastest where they have vector code; README,
 "Choosing speed vs accuracy on your CPU"). A full-precision checkpoint is never quantized by default: no
@@ -196,7 +197,9 @@ def choose(cpu: CpuFeatures, weights: Stored = "full", dtype: str = "auto", quan
             reasons.append("native bf16" + (" (AMX)" if "amx" in cpu.features else ""))
         else:
             dtype = "float32"
-            reasons.append("no native bf16: bf16 would be emulated (float32 measured ~2x faster there)")
+            reasons.append(
+                "no native bf16: emulated bf16 prefills 1.3-3.5x slower than float32 (bench/cpu_dtype.py)"
+            )
     if quant == "auto":
         quant, why = _auto_quant(cpu, weights)
         reasons.append(why)
