@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     RemoteProtocol = str
 else:
     RemoteProtocol = Literal[UPSTREAM_PROTOCOLS]
-Quant = Literal["none", "int8", "int8-dynamic", "int4"]
+Quant = Literal["auto", "none", "int8", "int8-dynamic", "int4"]  # auto: engine/cpu.py decides
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
 PrivacyPolicy = Literal["standard", "redact", "local"]  # policies/privacy.py
 
@@ -127,10 +127,11 @@ class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
 
     protocol: Literal["local"] = "local"
     model: str | None = None  # the checkpoint to load (dir, HF repo id or .gguf); None: the packaged default
-    quant: Quant | None = None  # load-time quantization (none: full precision)
-    # Compute dtype: bf16 batches better on CPUs with bf16 units (docs/performance.md); float32 gives
+    # Load-time quantization (none: full precision); auto: the file's own (int4 for a Q4 GGUF, none for bf16)
+    quant: Quant | None = "auto"
+    # Compute dtype; auto: bfloat16 on CPUs with native bf16, else float32 (engine/cpu.py). float32 gives
     # transformers-exact logits.
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False  # torch.compile the decode step at start: slower start, faster small-model tokens
 
 
