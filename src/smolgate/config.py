@@ -140,6 +140,19 @@ class Target(Base):
     # Whether the model reasons (reasoning.py): true sends even effort hints, false never sends reasoning
     # fields, auto sends what the client asked and learns from the upstream's refusal.
     reasoning: bool | Literal["auto"] = "auto"
+    # Whether the model sees images (policies/vision_bridge.py): false sends their descriptions instead, auto
+    # learns it from the upstream's refusal, true always sends images.
+    vision: bool | Literal["auto"] = "auto"
+
+
+class VisionBridgeConfig(Base):
+    """The vision bridge (policies/vision_bridge.py); a field left out inherits (alias → global → default)."""
+
+    model: str | None = None  # a local provider (`local` or `local/<model>`); None: the first one
+    prompt: str | None = None  # what the local model is asked about each image
+    max_images: int | None = None  # images one request may have described (cache hits are free)
+    max_tokens: int | None = None  # the longest description
+    mode: Literal["auto", "off"] | None = None
 
 
 class ModelAlias(Base):
@@ -148,6 +161,7 @@ class ModelAlias(Base):
     fallbacks: list[str] = msgspec.field(default_factory=list)
     # auto: mark prompt-cache breakpoints for Anthropic targets when the client set none (caching.py)
     prompt_caching: Literal["off", "auto"] = "off"
+    vision_bridge: VisionBridgeConfig | None = None  # overrides the global `vision_bridge` for this alias
 
 
 class ClientKey(Base):
@@ -236,6 +250,7 @@ class Config(Base):
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
+    vision_bridge: VisionBridgeConfig = msgspec.field(default_factory=VisionBridgeConfig)
 
     def __post_init__(self) -> None:
         self.state = as_secret(self.state)
@@ -437,6 +452,13 @@ def _check_references(cfg: Config) -> None:
         for fb in m.fallbacks:
             if fb not in aliases:
                 raise ConfigError(f"models[{i}].fallbacks: no model alias named '{fb}'")
+    bridges = [("vision_bridge", cfg.vision_bridge)]
+    bridges += [
+        (f"models[{i}].vision_bridge", m.vision_bridge) for i, m in enumerate(cfg.models) if m.vision_bridge
+    ]
+    for where, vb in bridges:
+        if vb.model and not isinstance(cfg.provider(vb.model.split("/")[0]), LocalProviderConfig):
+            raise ConfigError(f"{where}.model: no local provider named '{vb.model.split('/')[0]}'")
     for i, p in enumerate(cfg.providers):
         if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")

@@ -52,6 +52,9 @@ class RequestRecord:
     cost_usd: float | None = None  # priced once when it ends (Runtime.cost), read by every observer
     attempts: list[AttemptRecord] = field(default_factory=list)
     traceparent: str | None = None  # the client's W3C trace context, when it sent one (traces join it)
+    headers: dict[str, str] = field(default_factory=dict)  # response headers to add (set before it starts)
+    vision_images: int | None = None  # images/videos the vision bridge turned into text for the answer
+    vision_cached: int = 0  # of those, how many came from its cache (no model run)
 
     # -------------------------------------------------------------- filled by the dispatcher
     def begin_attempt(self, provider: str, account: str | None, model: str, protocol: str) -> None:

@@ -101,6 +101,7 @@ class Gateway:
         if (tp := h.get("traceparent")) is not None and len(tp) <= _MAX_TRACEPARENT:
             rec.traceparent = tp
         send = with_headers(send, {"x-request-id": rid})
+        send = with_headers(send, rec.headers)  # what the request's path adds (x-smolgate-vision-bridge)
         task = self.runtime.drain.track()
         body_read = False
         status, kind = 200, None

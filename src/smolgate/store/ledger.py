@@ -65,6 +65,7 @@ def usage_row(rec: RequestRecord, cost: float) -> UsageRow:
         stream=rec.stream,
         local=last is not None and last.upstream_protocol == "local",
         attempts=len(rec.attempts),
+        vision_images=rec.vision_images,
     )
 
 

@@ -36,6 +36,7 @@ class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     stream: bool = False
     local: bool = False
     attempts: int = 1
+    vision_images: int | None = None  # images the vision bridge turned into text (None: it did not run)
 
 
 class UsageBucket(msgspec.Struct, kw_only=True, frozen=True):

@@ -91,6 +91,8 @@ MIGRATIONS: list[list[str]] = [
     # 3: no index on request_id: nothing queries by it, and its random keys made every ledger insert touch a
     # random page of a large index (a request is found by time, through usage_ts)
     ["DROP INDEX IF EXISTS usage_request"],
+    # 4: how many images the vision bridge turned into text for the answer (NULL: it did not run)
+    ["ALTER TABLE usage ADD COLUMN vision_images {big}"],
 ]
 
 SCHEMA_VERSION = (
