@@ -152,7 +152,7 @@ class VisionBridgeConfig(Base):
     prompt: str | None = None  # what the local model is asked about each image
     max_images: int | None = None  # images one request may have described (cache hits are free)
     max_tokens: int | None = None  # the longest description
-    mode: Literal["auto", "off"] | None = None
+    mode: Literal["auto", "off"] | bool | None = None  # a bare `off` is YAML's false: the same
 
 
 class ModelAlias(Base):

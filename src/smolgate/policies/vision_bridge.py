@@ -116,7 +116,7 @@ def _settings(vb: list[VisionBridgeConfig], local: str | None) -> Settings:
         prompt=str(pick("prompt")),
         max_images=int(str(pick("max_images"))),
         max_tokens=int(str(pick("max_tokens"))),
-        on=pick("mode") == "auto",
+        on=pick("mode") in ("auto", True),
     )
 
 
