@@ -158,3 +158,21 @@ def test_a_tool_results_screenshot_is_bridged_too(gateway, fakes):
     assert not has_media(body)
     tool_msg = next(m for m in body["messages"] if m["role"] == "tool")
     assert "here it is" in str(tool_msg["content"]) and "[image 1: " in str(tool_msg["content"])
+
+
+def test_a_video_becomes_text_too(gateway, fakes, headers_seen, tmp_path):
+    from google import genai
+    from test_video import write_video  # tests/engine, on the path (conftest)
+
+    mp4 = write_video(
+        tmp_path / "clip.mp4", n_frames=20, fps=10, width=48, height=32, codec="h264"
+    ).read_bytes()
+    client = genai.Client(api_key="k", http_options={"base_url": gateway.url})
+    r = client.models.generate_content(
+        model="blind",
+        contents=[genai.types.Part.from_bytes(data=mp4, mime_type="video/mp4"), "What happens?"],
+    )
+    body = fakes["openai"].last.json
+    assert not has_media(body) and "[video 1: " in bridged_text(body)
+    assert "[video 1: " in (r.text or "")
+    assert counts(headers_seen[-1]) == (1, 0)
