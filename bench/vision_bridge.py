@@ -110,13 +110,17 @@ def cpu_flags() -> list[str]:
         text = Path("/proc/cpuinfo").read_text()
     except OSError:
         return []
-    flags = next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), [])
+    flags = next(
+        (line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []
+    )
     return sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--shape", action="append", choices=["tiny", "256m", "500m"], help="repeatable; default tiny")
+    ap.add_argument(
+        "--shape", action="append", choices=["tiny", "256m", "500m"], help="repeatable; default tiny"
+    )
     ap.add_argument("--images", type=int, default=5)
     ap.add_argument("--max-tokens", type=int, default=64)
     ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
