@@ -166,7 +166,9 @@ class VisionBridge:
         """Whether `exc` was the target refusing the images `sent` carried: then it is remembered as blind
         (so the next attempt at it goes through the bridge)."""
         key = (route.provider, route.model)
-        if self.declared.get(key) is not None or not refuses_media(exc.message) or not has_media(sent):
+        if self.declared.get(key) is not None or not self.sees(route):  # declared, or known blind already
+            return False
+        if not refuses_media(exc.message) or not has_media(sent):
             return False
         self.blind[key] = None
         self.blind.move_to_end(key)
@@ -196,8 +198,8 @@ class BridgeRun:
     async def shape(self, req: Request, route: Route) -> Request:
         """What to send to `route`: `req` itself, or for a target that cannot see, `req` with its media
         described. Raises GatewayError when the bridge cannot describe them."""
-        if self.bridge.sees(route) or not has_media(req):
-            return req
+        if self.bridge.sees(route) or not has_media(req) or route.provider == self.s.provider:
+            return req  # (a local text model is its own bridge's model: it refuses the image in its own words)
         done = self.shaped.get(id(req))
         if done is not None and done[0] is req:
             return done[1]
