@@ -23,6 +23,7 @@ import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 
@@ -107,15 +108,17 @@ def _replace(req: Request, texts: dict[int, Text]) -> Request:
 
 
 def _settings(vb: list[VisionBridgeConfig], local: str | None) -> Settings:
-    def pick(name: str) -> object:
-        return next(v for v in (*(getattr(c, name) for c in vb), getattr(DEFAULTS, name)) if v is not None)
+    """The first value set in `vb` (alias, then global), else the default; the model's provider name."""
 
-    model = pick("model") if any(c.model for c in vb) else local
+    def pick(name: str) -> Any:
+        return next((v for c in (*vb, DEFAULTS) if (v := getattr(c, name)) is not None), None)
+
+    model = pick("model") or local
     return Settings(
-        provider=str(model).split("/")[0] if model else None,
-        prompt=str(pick("prompt")),
-        max_images=int(str(pick("max_images"))),
-        max_tokens=int(str(pick("max_tokens"))),
+        provider=model.split("/")[0] if model else None,
+        prompt=pick("prompt"),
+        max_images=pick("max_images"),
+        max_tokens=pick("max_tokens"),
         on=pick("mode") in ("auto", True),
     )
 
@@ -141,9 +144,8 @@ class VisionBridge:
         self.declared: dict[tuple[str, str], bool] = {}
         for m in cfg.models:
             for t in m.targets:
-                if isinstance(
-                    t.vision, bool
-                ):  # one `false` wins: a target that cannot see is never sent images
+                # one `false` wins: a target that cannot see is never sent images
+                if isinstance(t.vision, bool):
                     key = (t.provider, t.model)
                     self.declared[key] = self.declared.get(key, True) and t.vision
         self.blind: OrderedDict[tuple[str, str], None] = OrderedDict()  # learned from refusals
@@ -157,9 +159,8 @@ class VisionBridge:
         if key in self.blind:
             self.blind.move_to_end(key)
             return False
-        engine = getattr(
-            self.providers.get(route.provider), "engine", None
-        )  # a local text-only model is blind
+        # a local provider's engine knows whether it sees (a text-only model is blind)
+        engine = getattr(self.providers.get(route.provider), "engine", None)
         return engine is None or bool(engine.supports_images)
 
     def learn(self, exc: GatewayError, route: Route, sent: Request) -> bool:
@@ -191,15 +192,16 @@ class BridgeRun:
         self.bridge, self.s, self.deadline = bridge, settings, deadline
         self.texts: dict[str, str] = {}  # cache key → description
         self.ran: set[str] = set()  # keys the model described for this request
-        self.shaped: dict[
-            int, tuple[Request, Request, int, int]
-        ] = {}  # id(source) → (source, out, n, cached)
+        # id(source) → (source, what was made of it, images, cached)
+        self.shaped: dict[int, tuple[Request, Request, int, int]] = {}
 
     async def shape(self, req: Request, route: Route) -> Request:
         """What to send to `route`: `req` itself, or for a target that cannot see, `req` with its media
         described. Raises GatewayError when the bridge cannot describe them."""
         if self.bridge.sees(route) or not has_media(req) or route.provider == self.s.provider:
-            return req  # (a local text model is its own bridge's model: it refuses the image in its own words)
+            return (
+                req  # (a local text model is its own bridge's model: it refuses the image in its own words)
+            )
         done = self.shaped.get(id(req))
         if done is not None and done[0] is req:
             return done[1]
