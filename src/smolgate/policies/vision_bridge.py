@@ -198,10 +198,9 @@ class BridgeRun:
     async def shape(self, req: Request, route: Route) -> Request:
         """What to send to `route`: `req` itself, or for a target that cannot see, `req` with its media
         described. Raises GatewayError when the bridge cannot describe them."""
+        # (a local text model that is its own bridge's model refuses the image itself, in its own words)
         if self.bridge.sees(route) or not has_media(req) or route.provider == self.s.provider:
-            return (
-                req  # (a local text model is its own bridge's model: it refuses the image in its own words)
-            )
+            return req
         done = self.shaped.get(id(req))
         if done is not None and done[0] is req:
             return done[1]
@@ -241,8 +240,8 @@ class BridgeRun:
         if len(todo) > s.max_images:
             raise GatewayError(
                 ErrorKind.INVALID_REQUEST,
-                f"the request has {len(todo)} images the vision bridge would have to describe for model "
-                f"'{req.model}'; it describes at most {s.max_images} per request (vision_bridge.max_images)",
+                f"the request has {len(todo)} images the vision bridge would have to describe; it describes "
+                f"at most {s.max_images} per request (vision_bridge.max_images)",
             )
         gate = asyncio.Semaphore(PARALLEL)
         numbers = _numbers(media)
