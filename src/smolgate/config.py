@@ -224,6 +224,15 @@ class ObservabilityConfig(Base):
     traces: TracesConfig = msgspec.field(default_factory=TracesConfig)
 
 
+class ConsoleConfig(Base):
+    """The web console at /ui (docs/console.md)."""
+
+    enabled: bool = True  # /ui and its sessions; off: those paths answer 404 (the admin API stays)
+    session_ttl: float = 12 * 3600.0  # seconds a console sign-in lasts
+    recent_requests: int = 500  # requests kept in memory for /admin/requests (this replica's)
+    log_bodies: bool = False  # keep request/response bodies with them (each cut to 64 KiB)
+
+
 class Config(Base):
     providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
@@ -235,6 +244,7 @@ class Config(Base):
     data_dir: str | None = None  # None: $SMOLGATE_HOME, else ~/.local/share/smolgate
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
 
     def __post_init__(self) -> None:

@@ -38,6 +38,7 @@ class HttpRequest:
     key: str | None = None  # the client key presented, where the route's protocol reads it (auth.py)
     record: RequestRecord | None = None  # what this request did, for the ledger, metrics and logs
     models: frozenset[str] | None = None  # the models its virtual key may use; None: any (vkeys_auth.py)
+    tls: bool = False  # it came over HTTPS (the console's cookie is then Secure)
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:
@@ -45,7 +46,9 @@ class HttpRequest:
         qs = scope.get("query_string", b"")
         query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
         client = scope.get("client") or ("", 0)
-        return cls(scope["method"], scope["path"], query, headers, client[0])
+        return cls(
+            scope["method"], scope["path"], query, headers, client[0], tls=scope.get("scheme") == "https"
+        )
 
 
 async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:
