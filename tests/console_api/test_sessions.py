@@ -6,8 +6,8 @@ sign-in and sign-out is audited."""
 from __future__ import annotations
 
 import re
-from contextlib import closing
 import time
+from contextlib import closing
 
 import httpx
 import openai
@@ -105,7 +105,7 @@ def _token(c: httpx.Client) -> str:
 
 
 def test_tampered_expired_and_foreign_cookies_are_refused(gw):
-    c, csrf = signed_in(gw)
+    c, _ = signed_in(gw)
     token = _token(c)
     c.close()
     v, sid, exp, mac = token.split(".")
