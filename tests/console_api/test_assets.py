@@ -6,6 +6,8 @@ from __future__ import annotations
 import httpx
 
 from smolgate.console.assets import MANIFEST
+from smolgate.console.sessions import COOKIE, Signer
+from tests.console_api.conftest import ADMIN
 from tests.gateway_server import GatewayServer
 
 CSP = (
@@ -58,8 +60,12 @@ def test_only_files_of_the_manifest_are_served(gateway):
 
 
 def test_the_console_can_be_turned_off(tmp_path):
-    with GatewayServer(f"data_dir: {tmp_path}\nconsole: {{enabled: false}}\n") as gw:
+    cfg = f"data_dir: {tmp_path}\nconsole: {{enabled: false}}\nserver: {{admin_key: {ADMIN}}}\n"
+    with GatewayServer(cfg) as gw:
         for path in ("/ui", "/ui/", "/ui/assets/index.html", "/ui/api/session"):
             assert httpx.get(gw.url + path).status_code == 404, path
-        assert httpx.post(gw.url + "/ui/api/session", json={"admin_key": ""}).status_code == 404
-        assert httpx.get(gw.url + "/admin/health").status_code == 200  # the admin API is unchanged
+        assert httpx.post(gw.url + "/ui/api/session", json={"admin_key": ADMIN}).status_code == 404
+        # a session cookie (one made before the console was turned off) opens nothing
+        cookie = {"cookie": f"{COOKIE}={Signer(ADMIN.encode(), 60).issue()[0]}"}
+        assert httpx.get(gw.url + "/admin/health", headers=cookie).status_code == 401
+        assert httpx.get(gw.url + "/admin/health", headers={"x-api-key": ADMIN}).status_code == 200

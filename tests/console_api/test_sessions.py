@@ -197,6 +197,9 @@ def test_failed_sign_ins_are_throttled(tmp_path):
 def test_without_an_admin_key_only_loopback_signs_in_with_an_empty_key(tmp_path):
     with GatewayServer(f"data_dir: {tmp_path}\n") as open_gw:
         assert httpx.post(open_gw.url + "/ui/api/session", json={"admin_key": "x"}).status_code == 403
+        proxied = {"x-forwarded-for": "203.0.113.9"}
+        r = httpx.post(open_gw.url + "/ui/api/session", json={"admin_key": ""}, headers=proxied)
+        assert r.status_code == 403 and "admin key" in r.json()["error"]["message"]
         r = httpx.post(open_gw.url + "/ui/api/session", json={"admin_key": ""})
         assert r.status_code == 200, r.text
         # through a proxy (not a direct loopback client) the admin API stays closed, session or not

@@ -165,4 +165,3 @@ def _console(c: httpx.Client, chat: dict[str, object]) -> list[str]:
     seen += [c.get("/admin/requests").text, c.get("/admin/routes").text]
     seen.append(c.post("/admin/routes/m/try", headers=pg).text)
     return seen
-

@@ -1,10 +1,12 @@
 """This replica's recent requests for `GET /admin/requests`: an observer (telemetry.py) keeping a bounded ring of
-`RequestView`s, newest last. Bodies are kept only with `console.log_bodies`, each cut to 64 KiB; the app hands
+finished `RequestRecord`s, newest last, shaped into `RequestView`s only when asked for (a request pays one
+deque append; the records are plain data, done with once `finished` runs). Bodies are kept only with `console.log_bodies`, each cut to 64 KiB; the app hands
 them over through a `BodyTap` (only then is any response byte copied)."""
 
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -139,12 +141,14 @@ class BodyTap:
 
 
 class RecentRequests:
-    """The observer: one `RequestView` per finished request (generations and refusals alike; the gateway's
-    own operational and admin traffic is left out), at most `capacity`, oldest dropped first."""
+    """The observer: one entry per finished request (generations and refusals alike; the gateway's own
+    operational and admin traffic is left out), at most `capacity`, oldest dropped first."""
 
     def __init__(self, capacity: int, cost: Callable[[RequestRecord], float]) -> None:
-        self._cost = cost  # the runtime's: priced once per request, shared with the ledger
-        self._ring: collections.deque[RequestView] = collections.deque(maxlen=max(capacity, 1))
+        self._cost = cost  # the runtime's: priced once per request (memoised on the record), as the ledger
+        self._ring: collections.deque[tuple[RequestRecord, Bodies | None]] = collections.deque(
+            maxlen=max(capacity, 1)
+        )
         self.capacity = capacity
         self._bodies: dict[str, Bodies] = {}  # handed over by the app just before `finished`
 
@@ -155,21 +159,19 @@ class RecentRequests:
         bodies = self._bodies.pop(rec.request_id, None)
         if not self.capacity or rec.path in OPERATIONAL_PATHS or rec.path.startswith(("/admin/", "/ui")):
             return
-        if rec.generation and rec.cost_usd is None:
+        self._ring.append((rec, bodies))
+
+    def latest(self, limit: int) -> list[RequestView]:
+        """Newest first."""
+        return [self._view(rec, b) for rec, b in itertools.islice(reversed(self._ring), limit)]
+
+    def get(self, request_id: str) -> RequestView | None:
+        return next((self._view(r, b) for r, b in reversed(self._ring) if r.request_id == request_id), None)
+
+    def _view(self, rec: RequestRecord, bodies: Bodies | None) -> RequestView:
+        if rec.generation and rec.cost_usd is None:  # priced already when the ledger is on
             try:
                 self._cost(rec)
             except Exception:  # a price lookup must not lose the view (the ledger logs the same failure)
                 log.debug("no cost for %s", rec.request_id)
-        self._ring.append(view(rec, bodies))
-
-    def latest(self, limit: int) -> list[RequestView]:
-        """Newest first."""
-        out: list[RequestView] = []
-        for v in reversed(self._ring):
-            if len(out) >= limit:
-                break
-            out.append(v)
-        return out
-
-    def get(self, request_id: str) -> RequestView | None:
-        return next((v for v in reversed(self._ring) if v.request_id == request_id), None)
+        return view(rec, bodies)

@@ -60,7 +60,7 @@ async def sign_in(
     key = json_body(req).get("admin_key", "")
     if not isinstance(key, str):
         raise invalid("admin_key must be a string", param="admin_key")
-    if not auth.sign_in(key, req.client):
+    if not auth.sign_in(key, req):
         await rt.audit("console.signin", None, source(req), "console", ok=False)
         if not auth.admin_configured():
             raise GatewayError(

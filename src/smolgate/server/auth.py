@@ -69,6 +69,11 @@ _READS = ("GET", "HEAD")
 _SESSION_GONE = "the console session expired or is not valid; sign in again"
 
 
+def direct_loopback(addr: str, headers: Mapping[str, str]) -> bool:
+    """A client on this host talking to us directly (not through a proxy, which would name another client)."""
+    return is_loopback(addr) and not any(h in headers for h in _PROXY_HEADERS)
+
+
 class Authenticator:
     def __init__(self, cfg: Config, revocations: Revocations | None = None) -> None:
         self._keys = [(k.key.reveal().encode(), k) for k in cfg.keys]
@@ -83,6 +88,7 @@ class Authenticator:
         self.throttle = AuthThrottle(s.auth_failures, s.auth_backoff)
         # sessions signed under a key derived from this admin key: a new admin key ends them all
         self.signer = Signer(self._admin, cfg.console.session_ttl)
+        self._sessions = cfg.console.enabled  # off: a cookie opens nothing (not even one issued before)
         self.revocations = revocations or Revocations(lambda: None)
 
     @property
@@ -109,12 +115,13 @@ class Authenticator:
     def admin_configured(self) -> bool:
         return self._admin is not None
 
-    def sign_in(self, key: str, addr: str) -> bool:
+    def sign_in(self, key: str, req: HttpRequest) -> bool:
         """Whether `key` is the admin credential (throttled like a failed admin key). Without an admin key,
         only a direct loopback client may sign in, with an empty key."""
+        addr = req.client
         self._not_throttled(addr)
         if self._admin is None:
-            ok = key == "" and is_loopback(addr)
+            ok = key == "" and direct_loopback(addr, req.headers)
         else:
             ok = hmac.compare_digest(key.encode(), self._admin)
         if ok:
@@ -125,7 +132,7 @@ class Authenticator:
 
     async def session(self, headers: Mapping[str, str]) -> Session | None:
         """The live (signed, unexpired, not signed-out) console session the request's cookie carries."""
-        token = cookie_value(headers)
+        token = cookie_value(headers) if self._sessions else None
         if token is None:
             return None
         s = self.signer.verify(token)
@@ -137,7 +144,7 @@ class Authenticator:
         """A console session with its CSRF header: the playground, an admin caller on client routes. Without
         an admin key only a direct loopback client is one (as on the admin routes)."""
         h = req.headers
-        if self._admin is None and not (is_loopback(req.client) and not any(p in h for p in _PROXY_HEADERS)):
+        if self._admin is None and not direct_loopback(req.client, h):
             return False
         s = await self.session(h)
         return s is not None and Signer.csrf_ok(s, h.get(CSRF_HEADER))
@@ -146,7 +153,12 @@ class Authenticator:
         """An admin route's caller: the admin key, or (with an admin key configured) a console session whose
         state-changing requests carry its CSRF token. 401 / 403 / 429 otherwise."""
         h = req.headers
-        if self._admin is None or "cookie" not in h or presented_key(OWN_KEYS, h, {}) is not None:
+        if (
+            self._admin is None
+            or not self._sessions
+            or "cookie" not in h
+            or presented_key(OWN_KEYS, h, {}) is not None
+        ):
             self.check_admin(h, req.client)
             return
         self._not_throttled(req.client)
@@ -161,7 +173,7 @@ class Authenticator:
 
     def check_admin(self, headers: Mapping[str, str], addr: str) -> None:
         if self._admin is None:
-            if is_loopback(addr) and not any(h in headers for h in _PROXY_HEADERS):
+            if direct_loopback(addr, headers):
                 return
             raise GatewayError(
                 ErrorKind.PERMISSION,
