@@ -112,6 +112,28 @@ def test_only_a_console_session_with_its_csrf_token_can_ask_for_a_capture(gatewa
         assert c.get("/admin/wire/..%2f..").status_code == 404
 
 
+def test_a_capture_is_bounded_to_one_mib_per_part(gateway):
+    c, headers = playground(gateway)
+    big = "é" * 700_000  # 1.4 MB of UTF-8: every part is cut, some in the middle of a character
+    with closing(c):
+        r = c.post(
+            "/v1/chat/completions",
+            json={"model": "via-openai", "messages": [{"role": "user", "content": big}]},
+            headers=headers,
+        )
+        assert r.status_code == 200
+        wire = c.get(f"/admin/wire/{r.headers['x-request-id']}").json()
+    [up] = wire["upstream"]
+    for part in (
+        wire["client_request"]["body"],
+        up["body"],
+        up["response_body"],
+        wire["client_response"]["body"],
+    ):
+        assert part["truncated"] and not part["base64"]  # still text, cut at a character
+        assert 1_048_576 - 4 <= len(part["text"].encode()) <= 1_048_576
+
+
 def test_recent_requests_newest_first_without_bodies_by_default(gateway):
     sdk = openai.OpenAI(base_url=gateway.url + "/v1", api_key="sk-unused", max_retries=0)
     ids = []

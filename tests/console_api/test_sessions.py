@@ -126,6 +126,9 @@ def test_tampered_expired_and_foreign_cookies_are_refused(gw):
         assert httpx.get(gw.url + "/ui/api/session", headers=h).status_code == 401, bad
     h = {"cookie": f"{COOKIE}={token}"}
     assert httpx.get(gw.url + "/admin/health", headers=h).status_code == 200  # the real one still works
+    # among other localhost apps' cookies, malformed ones included, as a browser sends them
+    h = {"cookie": f'prefs={{"a": 1, "b": [2]}}; x=\\"y; {COOKIE}={token}; theme=dark'}
+    assert httpx.get(gw.url + "/admin/health", headers=h).status_code == 200
 
 
 def test_sign_out_revokes_the_session(gw):

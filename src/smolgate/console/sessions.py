@@ -21,7 +21,6 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from http.cookies import CookieError, SimpleCookie
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -43,17 +42,16 @@ class Session:
 
 
 def cookie_value(headers: Mapping[str, str]) -> str | None:
-    """Our cookie's value from the `Cookie` header, if present."""
+    """Our cookie's value from the `Cookie` header, if present. Split by hand: `http.cookies` gives up on the
+    whole header at the first cookie it finds malformed, and a browser sends every other localhost app's too."""
     raw = headers.get("cookie")
     if not raw or COOKIE not in raw:
         return None
-    jar: SimpleCookie = SimpleCookie()
-    try:
-        jar.load(raw)
-    except CookieError:
-        return None
-    morsel = jar.get(COOKIE)
-    return morsel.value if morsel is not None else None
+    for part in raw.split(";"):
+        name, sep, value = part.strip().partition("=")
+        if sep and name == COOKIE:
+            return value.strip().strip('"')
+    return None
 
 
 def _b64(raw: bytes) -> str:
@@ -67,7 +65,7 @@ class Signer:
         self._key = hmac.new(admin_key or _LOCAL_SECRET, _CONTEXT, hashlib.sha256).digest()
         self.ttl = ttl
 
-    def _mac(self, msg: str) -> str:
+    def _mac(self, msg: str) -> str:  # base64url of HMAC-SHA256
         return _b64(hmac.new(self._key, msg.encode(), hashlib.sha256).digest())
 
     def _csrf(self, sid: str) -> str:

@@ -70,12 +70,12 @@ class Body(msgspec.Struct, kw_only=True):
 def _body(raw: bytes, truncated: bool, redact: Callable[[str], str]) -> Body:
     try:
         return Body(text=redact(raw.decode("utf-8")), base64=False, truncated=truncated)
-    except UnicodeDecodeError:  # a cut in the middle of a character is still text
-        if truncated:
+    except UnicodeDecodeError:
+        for cut in (1, 2, 3) if truncated else ():  # the 1 MiB cut may split a character: still text
             try:
-                return Body(text=redact(raw[:-3].decode("utf-8")), base64=False, truncated=True)
+                return Body(text=redact(raw[:-cut].decode("utf-8")), base64=False, truncated=True)
             except UnicodeDecodeError:
-                pass
+                continue
         return Body(text=base64.b64encode(raw).decode(), base64=True, truncated=truncated)
 
 
