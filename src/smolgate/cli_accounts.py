@@ -79,7 +79,9 @@ def _status(url: str, admin_key: str | None) -> None:
             left,
             str(a.get("reason") or "-"),
             str(a.get("in_flight", 0)),
-            "; ".join(a.get("recent_errors") or [])[:80],
+            "; ".join(
+                e.get("message", "") if isinstance(e, dict) else str(e) for e in a.get("recent_errors") or []
+            )[:80],
         )
     Console().print(t)
 

@@ -281,6 +281,15 @@ class PrivacyConfig(Base):
     patterns: dict[str, str] = msgspec.field(default_factory=dict)  # NAME → regex; placeholder ⟦NAME_1⟧
 
 
+class ConsoleConfig(Base):
+    """The web console at /ui (docs/console.md)."""
+
+    enabled: bool = True  # /ui and its sessions; off: those paths answer 404 (the admin API stays)
+    session_ttl: float = 12 * 3600.0  # seconds a console sign-in lasts
+    recent_requests: int = 500  # requests kept in memory for /admin/requests (this replica's)
+    log_bodies: bool = False  # keep request/response bodies with them (each cut to 64 KiB)
+
+
 class Config(Base):
     providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
@@ -293,6 +302,7 @@ class Config(Base):
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
     privacy: PrivacyConfig = msgspec.field(default_factory=PrivacyConfig)
+    console: ConsoleConfig = msgspec.field(default_factory=ConsoleConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     offline_fallback: str = "auto"  # a local provider's name, "off", or auto: the first local provider

@@ -76,10 +76,13 @@ ADMIN = "admin-canary-1b2c3d4e5f6a7b8c"
 def test_no_secret_of_any_kind_reaches_any_output(tmp_path, caplog):
     """Every credential the control plane holds — a config account key and a stored one (both rejected and quoted
     back by the upstream), a stored key that works, the admin key, a virtual key's secret — is absent from client
-    answers (plain, streamed and errors), every admin answer, /metrics, the logs and the store's files."""
+    answers (plain, streamed and errors), every admin answer, /metrics, the logs and the store's files — the
+    console's answers included: sign-in, recent requests with bodies, routes, tries, account tests, and the
+    playground's wire captures of upstream calls whose error bodies quote a rejected key."""
     up = KeysUpstream({UPSTREAM_OK}, echo=True).start()
     cfg = parse_config(
         f"data_dir: {tmp_path}\nledger: {{flush_interval: 0.05}}\nserver: {{admin_key: {ADMIN}}}\n"
+        "console: {log_bodies: true}\n"
         f"providers:\n  - name: up\n    protocol: openai\n    base_url: {up.url}/v1\n"
         f"    accounts: [{{api_key: {CONFIG_ACCOUNT}, name: from-config}}]\n"
         "models:\n  - name: m\n    targets: [{provider: up, model: gpt-fake}]\n"
@@ -129,6 +132,7 @@ def test_no_secret_of_any_kind_reaches_any_output(tmp_path, caplog):
                 r = c.get(path, headers=admin)
                 assert r.status_code == 200, (path, r.text)
                 seen.append(r.text)
+            seen += _console(c, chat)
     finally:
         up.stop()
     assert any('account="works"' in text or "works" in text for text in seen)  # names are there, keys not
@@ -137,3 +141,27 @@ def test_no_secret_of_any_kind_reaches_any_output(tmp_path, caplog):
     for value in (CANARY, UPSTREAM_OK, CONFIG_ACCOUNT, ADMIN, secret):
         for where, text in outputs:
             assert value not in text and value[-12:] not in text, (value[:12], where)
+
+
+def _console(c: httpx.Client, chat: dict[str, object]) -> list[str]:
+    """Every console answer, after the rejected accounts are enabled again so captured upstream calls meet
+    them (their error bodies quote the key)."""
+    r = c.post("/ui/api/session", json={"admin_key": ADMIN})  # the session cookie stays in c's jar
+    assert r.status_code == 200, r.text
+    pg = {"x-smolgate-csrf": r.json()["csrf"], "x-smolgate-wire": "capture"}
+    seen, statuses = [r.text], []
+    for name in ("canary", "from-config", "works"):
+        seen.append(c.post(f"/admin/accounts/{name}/test", headers=pg).text)
+    for stream in (False, True, False, True):
+        for name in ("canary", "from-config"):
+            assert c.post(f"/admin/accounts/{name}/enable", headers=pg).status_code == 200
+        r = c.post("/v1/chat/completions", json={**chat, "stream": stream}, headers=pg)
+        assert r.status_code == 200, r.text
+        rid = r.headers["x-request-id"]
+        wire = c.get(f"/admin/wire/{rid}")
+        statuses += [u["status"] for u in wire.json()["upstream"]]
+        seen += [r.text, wire.text, c.get(f"/admin/requests/{rid}").text]
+    assert 401 in statuses  # a capture did record a rejected key's quoting error body
+    seen += [c.get("/admin/requests").text, c.get("/admin/routes").text]
+    seen.append(c.post("/admin/routes/m/try", headers=pg).text)
+    return seen

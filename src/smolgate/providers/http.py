@@ -40,6 +40,7 @@ import orjson
 
 from ..canonical import Event, MessageStop, Request, Response, StreamError
 from ..config import ConfigError, ProviderConfig
+from ..console.wire import WIRE
 from ..errors import ErrorKind, GatewayError
 from ..protocols import PROTOCOLS
 from ..protocols.spec import ProtocolSpec, Upstream
@@ -100,6 +101,10 @@ class Scrubber:
         """Mask one more secret from now on (an account added at run time)."""
         self._values.append(value)
         self._redact = Redactor(self._values)
+
+    def redact(self, text: str) -> str:
+        """`text` with this provider's known secrets masked (nothing cut or cleaned)."""
+        return self._redact(text)
 
     def text(self, text: str, limit: int = _MESSAGE_CHARS) -> str:
         clean = " ".join(_UNSAFE_CHARS.sub(" ", self._redact(text[:_SCAN_CHARS])).split())
@@ -331,14 +336,14 @@ class HttpProvider(Provider):
         t = self.cfg.timeouts
         try:
             call = self.codec.encode_request(msgspec.structs.replace(req, stream=stream), model)
+            headers, query = self._headers(api_key, call.headers), urlencode(call.query) if call.query else ""
+            wire = WIRE.get()  # the console's playground capture (console/wire.py); None for everyone else
+            sent = wire.sent(self, call.path, query, headers, call.body) if wire is not None else None
             t0 = loop.time()
             async with asyncio.timeout(t.first_byte):
-                resp = await self._transport.post(
-                    call.path,
-                    call.body,
-                    self._headers(api_key, call.headers),
-                    urlencode(call.query) if call.query else "",
-                )
+                resp = await self._transport.post(call.path, call.body, headers, query)
+            if sent is not None:
+                resp = sent.tee(resp)
         except (
             UnsafeRequest
         ) as exc:  # a client-derived value (model name, beta header) that HTTP cannot carry

@@ -14,6 +14,10 @@ import secrets
 from typing import Any
 
 from ..config import ClientKey, Config
+from ..console.assets import SECURITY_HEADERS
+from ..console.recent import BodyTap
+from ..console.sessions import CONSOLE_KEY_ID, CSRF_HEADER
+from ..console.wire import WIRE, WireCapture
 from ..dispatch import Dispatcher
 from ..errors import ErrorKind, GatewayError, not_found
 from ..observability.access import one_line
@@ -63,7 +67,7 @@ class Gateway:
     def __init__(self, cfg: Config, runtime: Runtime | None = None, routes: RouteTable = ROUTES) -> None:
         self.cfg = cfg
         self.runtime = runtime or Runtime(cfg)
-        self.auth = Authenticator(cfg)
+        self.auth = self.runtime.console.auth = Authenticator(cfg, self.runtime.console.revocations)
         self.access = Access(cfg)
         self.routes = routes
         self._metrics_public = cfg.observability.metrics_public
@@ -72,7 +76,7 @@ class Gateway:
     def _reconfigure(self, cfg: Config) -> None:
         """A config reload (reload.py): client keys, admin key, hosts and origins from the new config."""
         self.cfg = cfg
-        self.auth = Authenticator(cfg)
+        self.auth = self.runtime.console.auth = Authenticator(cfg, self.runtime.console.revocations)
         self.access = Access(cfg)
 
     @property
@@ -100,8 +104,15 @@ class Gateway:
         log_request_id.set(rid)  # this request's task only: its log lines carry its id
         if (tp := h.get("traceparent")) is not None and len(tp) <= _MAX_TRACEPARENT:
             rec.traceparent = tp
+        ui = req.path.startswith("/ui")  # the console's pages and session calls: its security headers
         rec.headers["x-request-id"] = rid
+        if ui:
+            rec.headers.update(SECURITY_HEADERS)
         send = with_headers(send, rec.headers)  # read as the answer starts: the path adds its own
+        console = self.runtime.console
+        tap = wire = wire_set = None
+        if self.cfg.console.log_bodies and not ui and not req.path.startswith("/admin/"):
+            send = (tap := BodyTap()).wrap(send)
         task = self.runtime.drain.track()
         body_read = False
         status, kind = 200, None
@@ -116,16 +127,21 @@ class Gateway:
                     return
                 send = with_headers(send, cors)
             if req.path.startswith("/admin/") or (req.path == "/metrics" and not self._metrics_public):
-                self.auth.check_admin(h, req.client)
+                await self.auth.admin(req)
             if endpoint is None:
                 raise not_found(f"no route for {req.method} {req.path[:200]}")
             client = vkey = None
             req.key = presented_key(endpoint.keys, h, req.query)
-            if not req.path.startswith("/admin/") and req.path not in OPERATIONAL_PATHS:
+            if not (ui or req.path.startswith("/admin/")) and req.path not in OPERATIONAL_PATHS:
                 client, vkey = await self._authenticate(req)
             if req.method == "POST":
                 req.body = await read_body(receive, self.cfg.server.max_body_bytes, h.get("content-length"))
             body_read = True
+            if rec.key_id == CONSOLE_KEY_ID and h.get("x-smolgate-wire") == "capture":
+                # the playground's wire view: this request's task only; the transport records its calls
+                wire = WireCapture(rid, req.method, req.path, req.query, h, req.body)
+                send = wire.wrap(send)
+                wire_set = WIRE.set(wire)
             release = None
             if vkey is not None and self.runtime.vkeys is not None:
                 release = await self.runtime.vkeys.admit(vkey)
@@ -170,6 +186,11 @@ class Gateway:
             )
         finally:
             self.runtime.drain.untrack(task)
+            if wire is not None and wire_set is not None:
+                WIRE.reset(wire_set)
+                console.wire.put(wire.result())
+            if tap is not None:
+                console.recent.with_bodies(rid, tap.bodies(req.body))
             rec.finish(status, kind)
             for observer in self.runtime.observers:
                 try:
@@ -181,6 +202,10 @@ class Gateway:
         """Who is asking: a config-file key, a virtual key (`sg-…`, looked up in the store), or nobody on an
         open gateway (no config keys and no virtual keys). Sets the record's key id (never the key)."""
         key, vkeys, rec = req.key, self.runtime.vkeys, req.record
+        if CSRF_HEADER in req.headers and await self.auth.console_caller(req):
+            if rec is not None:  # the playground: a console session is an admin caller here
+                rec.key_id = CONSOLE_KEY_ID
+            return None, None
         if key and vkeys is not None and is_virtual(key) and self.auth.config_client(key) is None:
             self.auth.not_throttled(req.client)
             row = await vkeys.authenticate(key, req.client, self.auth.throttle)

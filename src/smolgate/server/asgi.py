@@ -39,6 +39,7 @@ class HttpRequest:
     record: RequestRecord | None = None  # what this request did, for the ledger, metrics and logs
     models: frozenset[str] | None = None  # the models its virtual key may use; None: any (vkeys_auth.py)
     privacy: str | None = None  # its key's privacy policy (policies/privacy.py)
+    tls: bool = False  # it came over HTTPS (the console's cookie is then Secure)
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:
@@ -46,7 +47,9 @@ class HttpRequest:
         qs = scope.get("query_string", b"")
         query = dict(parse_qsl(qs.decode("latin-1"))) if qs else {}
         client = scope.get("client") or ("", 0)
-        return cls(scope["method"], scope["path"], query, headers, client[0])
+        return cls(
+            scope["method"], scope["path"], query, headers, client[0], tls=scope.get("scheme") == "https"
+        )
 
 
 async def read_body(receive: Receive, limit: int, declared: str | None) -> bytes:

@@ -8,6 +8,10 @@ open — and then `serve` binds to loopback only (see cli.py).
 Admin routes (`/admin/*`) take a separate admin key (`server.admin_key` or `$SMOLGATE_ADMIN_KEY`), never a
 client key. Without an admin key they answer only direct loopback clients (not through a proxy).
 Failed attempts are throttled per client address (throttle.py).
+
+A console session (console/sessions.py; docs/console.md) opens the admin routes in place of the admin key: its
+cookie, plus `x-smolgate-csrf` on every request that changes state. Only requests carrying the cookie are
+looked at for one, so client requests pay nothing for it.
 """
 
 from __future__ import annotations
@@ -18,9 +22,11 @@ import os
 from collections.abc import Mapping
 
 from ..config import ClientKey, Config
+from ..console.sessions import CSRF_HEADER, Revocations, Session, Signer, cookie_value
 from ..errors import ErrorKind, GatewayError
 from ..protocols.spec import KeyPresentation
 from ..secret import Secret
+from .asgi import HttpRequest
 from .throttle import AuthThrottle
 
 _PROXY_HEADERS = ("forwarded", "x-forwarded-for", "x-real-ip")
@@ -58,8 +64,17 @@ def is_loopback(addr: str) -> bool:
         return False
 
 
+_READS = ("GET", "HEAD")
+_SESSION_GONE = "the console session expired or is not valid; sign in again"
+
+
+def direct_loopback(addr: str, headers: Mapping[str, str]) -> bool:
+    """A client on this host talking to us directly (not through a proxy, which would name another client)."""
+    return is_loopback(addr) and not any(h in headers for h in _PROXY_HEADERS)
+
+
 class Authenticator:
-    def __init__(self, cfg: Config) -> None:
+    def __init__(self, cfg: Config, revocations: Revocations | None = None) -> None:
         self._keys = [(k.key.reveal().encode(), k) for k in cfg.keys]
         # how the ledger and logs name each config key: by its name, else a hash prefix (never the key)
         self._ids = {id(k): k.ledger_id for k in cfg.keys}
@@ -67,6 +82,10 @@ class Authenticator:
         self._admin = admin.reveal().encode() if admin else None
         s = cfg.server
         self.throttle = AuthThrottle(s.auth_failures, s.auth_backoff)
+        # sessions signed under a key derived from this admin key: a new admin key ends them all
+        self.signer = Signer(self._admin, cfg.console.session_ttl)
+        self._sessions = cfg.console.enabled  # off: a cookie opens nothing (not even one issued before)
+        self.revocations = revocations or Revocations(lambda: None)
 
     @property
     def open(self) -> bool:
@@ -89,9 +108,68 @@ class Authenticator:
         """The id of a config-file key this authenticator returned (computed once, not per request)."""
         return self._ids[id(client)] if client is not None else None
 
+    def admin_configured(self) -> bool:
+        return self._admin is not None
+
+    def sign_in(self, key: str, req: HttpRequest) -> bool:
+        """Whether `key` is the admin credential (throttled like a failed admin key). Without an admin key,
+        only a direct loopback client may sign in, with an empty key."""
+        addr = req.client
+        self._not_throttled(addr)
+        if self._admin is None:
+            ok = key == "" and direct_loopback(addr, req.headers)
+        else:
+            ok = hmac.compare_digest(key.encode(), self._admin)
+        if ok:
+            self.throttle.succeeded(addr)
+        else:
+            self.throttle.failed(addr)
+        return ok
+
+    async def session(self, headers: Mapping[str, str]) -> Session | None:
+        """The live (signed, unexpired, not signed-out) console session the request's cookie carries."""
+        token = cookie_value(headers) if self._sessions else None
+        if token is None:
+            return None
+        s = self.signer.verify(token)
+        if s is None or await self.revocations.revoked(s):
+            return None
+        return s
+
+    async def console_caller(self, req: HttpRequest) -> bool:
+        """A console session with its CSRF header: the playground, an admin caller on client routes. Without
+        an admin key only a direct loopback client is one (as on the admin routes)."""
+        h = req.headers
+        if self._admin is None and not direct_loopback(req.client, h):
+            return False
+        s = await self.session(h)
+        return s is not None and Signer.csrf_ok(s, h.get(CSRF_HEADER))
+
+    async def admin(self, req: HttpRequest) -> None:
+        """An admin route's caller: the admin key, or (with an admin key configured) a console session whose
+        state-changing requests carry its CSRF token. 401 / 403 / 429 otherwise."""
+        h = req.headers
+        if (
+            self._admin is None
+            or not self._sessions
+            or "cookie" not in h
+            or presented_key(OWN_KEYS, h, {}) is not None
+        ):
+            self.check_admin(h, req.client)
+            return
+        self._not_throttled(req.client)
+        s = await self.session(h)
+        if s is None:
+            self.throttle.failed(req.client)
+            raise GatewayError(ErrorKind.AUTH, _SESSION_GONE if cookie_value(h) else "missing admin key")
+        if req.method not in _READS and not Signer.csrf_ok(s, h.get(CSRF_HEADER)):
+            raise GatewayError(
+                ErrorKind.PERMISSION, f"missing or wrong {CSRF_HEADER} header for this session"
+            )
+
     def check_admin(self, headers: Mapping[str, str], addr: str) -> None:
         if self._admin is None:
-            if is_loopback(addr) and not any(h in headers for h in _PROXY_HEADERS):
+            if direct_loopback(addr, headers):
                 return
             raise GatewayError(
                 ErrorKind.PERMISSION,

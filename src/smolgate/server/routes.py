@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 import orjson
 
 from ..canonical import Event, Origin, Request
+from ..console import endpoints as console
 from ..errors import invalid, not_found
 from ..policies import response_headers
 from ..policies.privacy import requested
@@ -256,6 +257,7 @@ def build(specs: Iterable[ProtocolSpec]) -> RouteTable:
         Endpoint("GET", "/metrics", probes.metrics, own, OWN_KEYS),
     ]
     endpoints += [Endpoint(r.method, r.path, r.handler, own, OWN_KEYS) for r in admin.ROUTES]
+    endpoints += [Endpoint(method, path, h, own, OWN_KEYS) for method, path, h in console.ROUTES]
     return RouteTable(endpoints, prefixes)
 
 

@@ -22,6 +22,7 @@ import msgspec
 
 from .. import observability
 from ..config import AnyProvider, Config, LocalProviderConfig
+from ..console.state import ConsoleState
 from ..dispatch import Dispatcher
 from ..pool import ClientLimiter, Pools
 from ..pricing import Pricing
@@ -97,6 +98,11 @@ class Runtime:
         self.config_path: str | None = None  # the file `reload` re-reads (None: reload is refused)
         self.on_reload: list[Callable[[Config], None]] = []  # e.g. the app's authenticator, rebuilt
         self.accounts = runtime_accounts.RuntimeAccounts(self)
+        # the web console's sign-outs, recent requests and wire captures (console/); shared state: the pools'
+        self.console = ConsoleState(
+            cfg.console, lambda: self._gen.pools.shared if self._gen.pools else None, self.cost
+        )
+        self.observers.append(self.console.recent)
         self.reload_lock = asyncio.Lock()
         self.reload_on_sighup = False  # `smolgate serve --config` (the main thread's loop) sets it
         self._sighup: set[asyncio.Task[None]] = set()

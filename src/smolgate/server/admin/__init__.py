@@ -4,7 +4,7 @@ it makes is written to the audit log (`Runtime.audit`)."""
 
 from __future__ import annotations
 
-from . import accounts, audit, health, keys, models, openapi, reload, usage
+from . import accounts, audit, health, keys, models, openapi, reload, requests, routes_admin, usage
 from .common import AdminRoute
 
 ROUTES: list[AdminRoute] = [
@@ -14,6 +14,8 @@ ROUTES: list[AdminRoute] = [
     *audit.ROUTES,
     *reload.ROUTES,
     *models.ROUTES,
+    *routes_admin.ROUTES,
+    *requests.ROUTES,
     *health.ROUTES,
     *openapi.ROUTES,
 ]

@@ -1,6 +1,9 @@
 """`/admin/accounts`: every provider account's live pool state (with Redis: the whole fleet's view), and the
 accounts added at run time — add (the key stored encrypted, never returned), enable, disable, remove.
 
+Each row carries the live state the console shows (account_live.py), and `POST /admin/accounts/{name}/test`
+sends one short request through that account only (audited: it spends the account's quota).
+
 Names are unique within a provider; when two providers have an account of the same name, `?provider=` says
 which. A config account can be enabled or disabled here (run-time state of this replica) but not removed.
 """
@@ -13,10 +16,10 @@ import msgspec
 
 from ...crypto import MasterKeyError
 from ...errors import ErrorKind, GatewayError, invalid, not_found
-from ...pool import AccountStatus
 from ...store import Store
 from ...stored_accounts import NAME, AccountInputError, Limits, NewAccount, PublicAccount, add, public
 from ..asgi import HttpRequest, Receive, Send
+from .account_live import AccountRow, AccountTest, rows, test_account
 from .common import AdminRoute, reply, source
 
 if TYPE_CHECKING:
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 
 
 class AccountList(msgspec.Struct, kw_only=True):
-    accounts: list[AccountStatus]
+    accounts: list[AccountRow]
     stored: list[PublicAccount]  # the accounts added at run time (their keys are never shown)
 
 
@@ -48,7 +51,7 @@ async def list_accounts(
     if pools is not None:
         await pools.refresh()
     stored = [public(r) for r in await rt.store.accounts()] if rt.store is not None else []
-    await reply(send, AccountList(accounts=pools.snapshot() if pools is not None else [], stored=stored))
+    await reply(send, AccountList(accounts=rows(pools), stored=stored))
 
 
 async def add_account(
@@ -132,6 +135,14 @@ async def remove_account(
     await reply(send, Changed(provider=provider, name=name, stored=True))
 
 
+async def test(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
+    name = params["name"]
+    provider, _ = await _target(rt, req, name)
+    result = await test_account(rt, provider, name)
+    await rt.audit("account.test", f"{provider}/{name}", source(req), ok=result.ok, status=result.status)
+    await reply(send, result)
+
+
 _PROVIDER = ("provider",)
 ROUTES = [
     AdminRoute(
@@ -163,6 +174,14 @@ ROUTES = [
         disable_account,
         "disable an account now (a config account until the next start)",
         response=Changed,
+        query=_PROVIDER,
+    ),
+    AdminRoute(
+        "POST",
+        "/admin/accounts/{name}/test",
+        test,
+        "send one short request through this account only (outside the pool: no slot, no health change)",
+        response=AccountTest,
         query=_PROVIDER,
     ),
     AdminRoute(

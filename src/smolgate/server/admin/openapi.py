@@ -20,8 +20,9 @@ _PARAM = re.compile(r"\{(\w+)\}")
 _REF = "#/components/schemas/{name}"
 _ERRORS = {
     "400": "the request is invalid (the message says which field)",
-    "401": "missing or invalid admin key",
-    "403": "not the admin key, or no admin key configured and the caller is not on loopback",
+    "401": "missing or invalid admin key (or console session)",
+    "403": "not the admin key, no admin key configured and the caller is not on loopback, or a console "
+    "session's state change without its x-smolgate-csrf header",
     "404": "no such resource",
 }
 
@@ -78,9 +79,16 @@ def document(routes: list[AdminRoute]) -> dict[str, Any]:
             "securitySchemes": {
                 "adminBearer": {"type": "http", "scheme": "bearer", "description": "server.admin_key"},
                 "adminHeader": {"type": "apiKey", "in": "header", "name": "x-api-key"},
+                "consoleSession": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "smolgate_session",
+                    "description": "a console sign-in (POST /ui/api/session); state changes also need the "
+                    "x-smolgate-csrf header",
+                },
             },
         },
-        "security": [{"adminBearer": []}, {"adminHeader": []}],
+        "security": [{"adminBearer": []}, {"adminHeader": []}, {"consoleSession": []}],
     }
 
 
