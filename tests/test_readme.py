@@ -140,7 +140,7 @@ def test_config_examples_pass_check(tmp_path: Path):
 
 def test_the_main_config_example_serves_through_its_providers(tmp_path: Path):
     """The README's config, as written but for each remote base_url (pointed at a fake of its protocol)."""
-    (body,) = _blocks("yaml", "providers:")
+    (body,) = _blocks("yaml", "# smolgate.yaml")  # the main example names its file
     env = _env_for(body)
     keys = {
         "openai": env["OPENAI_KEY_A"],
