@@ -54,6 +54,8 @@ class UsageBucket(msgspec.Struct, kw_only=True, frozen=True):
     latency_ms_sum: float = 0.0
     ttft_ms_sum: float = 0.0
     ttft_count: int = 0
+    latency_hist: tuple[int, ...] = ()  # requests per latency bucket (histogram.py); () when none
+    ttft_hist: tuple[int, ...] = ()  # the same for time to first token
 
 
 class KeyRow(msgspec.Struct, kw_only=True, frozen=True):

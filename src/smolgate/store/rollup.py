@@ -7,10 +7,14 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from .histogram import BUCKETS, bucket_of
 from .records import UsageRow
-from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES
+from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES
 
-SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
+SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS, *ROLLUP_HISTS))
+_WIDTH = len(ROLLUP_SUMS) + len(ROLLUP_HISTS)
+_LAT = len(ROLLUP_SUMS)  # where the latency histogram starts in a group's sums; the TTFT one follows it
+_TTFT = _LAT + BUCKETS
 RollupKey = tuple[int, str, str, str, str, str, int]  # bucket + ROLLUP_DIMS
 
 
@@ -21,7 +25,7 @@ def is_error(row: UsageRow) -> bool:
 
 def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple[object, ...]]]:
     """Aggregate rows into one tuple per (bucket, dims) for each step (seconds; each a multiple of the first),
-    ready for the rollup upserts: bucket, dims, sums. The finest step is folded from the rows, the coarser ones
+    ready for the rollup upserts: bucket, dims, sums, histograms. The finest step is folded from the rows, the coarser ones
     from it (a batch's rows collapse to a few groups per minute, so every coarser step costs almost nothing)."""
     first, *coarser = sorted(steps)
     acc: dict[RollupKey, list[float]] = {}
@@ -37,7 +41,7 @@ def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple
         )
         s = acc.get(row_key)
         if s is None:
-            s = acc[row_key] = [0.0] * len(ROLLUP_SUMS)
+            s = acc[row_key] = [0.0] * _WIDTH
         s[0] += 1
         s[1] += is_error(r)
         s[2] += r.input_tokens
@@ -47,9 +51,11 @@ def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple
         s[6] += r.reasoning_tokens
         s[7] += r.cost_usd
         s[8] += r.latency_ms
+        s[_LAT + bucket_of(r.latency_ms)] += 1
         if r.ttft_ms is not None:
             s[9] += r.ttft_ms
             s[10] += 1
+            s[_TTFT + bucket_of(r.ttft_ms)] += 1
     out = {first: _rows(acc)}
     for step in coarser:
         wide: dict[RollupKey, list[float]] = {}
@@ -71,8 +77,9 @@ def _rows(acc: dict[RollupKey, list[float]]) -> list[tuple[object, ...]]:
 
 
 def _typed(s: list[float]) -> tuple[object, ...]:
-    """Integers for the integer columns (asyncpg will not take 3.0 for a BIGINT)."""
-    return (*(int(v) for v in s[:7]), s[7], s[8], s[9], int(s[10]))
+    """Integers for the integer columns (asyncpg will not take 3.0 for a BIGINT); an empty histogram bucket is
+    NULL (schema.py, migration 4)."""
+    return (*(int(v) for v in s[:7]), s[7], s[8], s[9], int(s[10]), *(int(v) or None for v in s[_LAT:]))
 
 
 class Span:

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .histogram import LATENCY_COLS, TTFT_COLS
+
 Dialect = Literal["sqlite", "postgres"]
 
 _TYPES: dict[Dialect, dict[str, str]] = {
@@ -40,6 +42,7 @@ ROLLUP_SUMS = (
     "ttft_ms_sum",
     "ttft_count",
 )
+ROLLUP_HISTS = (*LATENCY_COLS, *TTFT_COLS)  # counts per duration bucket (histogram.py); NULL for none
 ROLLUP_TABLES = {60: "usage_minute", 3600: "usage_hour", 86400: "usage_day"}  # bucket seconds → table
 
 
@@ -91,6 +94,9 @@ MIGRATIONS: list[list[str]] = [
     # 3: no index on request_id: nothing queries by it, and its random keys made every ledger insert touch a
     # random page of a large index (a request is found by time, through usage_ts)
     ["DROP INDEX IF EXISTS usage_request"],
+    # 4: latency and TTFT histograms per rollup row, for percentiles over time (histogram.py). Integer counts,
+    # NULL when zero: most buckets of a row are empty, and PostgreSQL stores a NULL as one bit, a zero as 4 bytes
+    [f"ALTER TABLE {t} ADD COLUMN {c} INTEGER" for t in ROLLUP_TABLES.values() for c in ROLLUP_HISTS],
 ]
 
 SCHEMA_VERSION = (

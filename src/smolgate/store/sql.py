@@ -17,9 +17,10 @@ from typing import Any
 import msgspec
 
 from .base import StoreError
+from .histogram import BUCKETS
 from .records import AccountRow, AuditRow, GroupBy, KeyRow, UsageBucket, UsageRow
 from .rollup import Span, fold
-from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
 
 Row = Sequence[Any]
 MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
@@ -37,8 +38,12 @@ def _insert(table: str, cols: Sequence[str]) -> str:
 
 
 def _upsert(table: str) -> str:
-    cols = ("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS)
-    adds = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_SUMS)
+    cols = ("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS, *ROLLUP_HISTS)
+    adds = ", ".join(
+        [f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_SUMS]
+        # histogram counts are NULL for none: a sum when both are there, else whichever is
+        + [f"{c} = COALESCE({table}.{c} + excluded.{c}, {table}.{c}, excluded.{c})" for c in ROLLUP_HISTS]
+    )
     return f"{_insert(table, cols)} ON CONFLICT (bucket, {', '.join(ROLLUP_DIMS)}) DO UPDATE SET {adds}"
 
 
@@ -48,10 +53,14 @@ _INSERT_KEY = _insert("keys", _KEY_COLS)
 _INSERT_ACCOUNT = _insert("accounts", _ACCOUNT_COLS)
 _INSERT_AUDIT = _insert("audit", _AUDIT_COLS)
 
-# Sums over rollup rows (PostgreSQL's SUM(bigint) is numeric: cast back so both backends return integers).
+# Sums over rollup rows (PostgreSQL's SUM(bigint) is numeric: cast back so both backends return integers;
+# SUM(integer), the histograms', is already a bigint).
 _SUMS = ", ".join(
-    f"CAST(SUM({c}) AS BIGINT)" if c not in ("cost_usd", "latency_ms_sum", "ttft_ms_sum") else f"SUM({c})"
-    for c in ROLLUP_SUMS
+    [
+        f"CAST(SUM({c}) AS BIGINT)" if c not in ("cost_usd", "latency_ms_sum", "ttft_ms_sum") else f"SUM({c})"
+        for c in ROLLUP_SUMS
+    ]
+    + [f"SUM({c})" for c in ROLLUP_HISTS]
 )
 _GROUP_COLS: dict[GroupBy, tuple[str, ...]] = {
     "key": ("key_id",),
@@ -302,7 +311,13 @@ def _bucket(group: str | None, bucket: float | None, sums: Row) -> UsageBucket:
         latency_ms_sum=float(v[8]),
         ttft_ms_sum=float(v[9]),
         ttft_count=int(v[10]),
+        latency_hist=tuple(int(x) for x in v[_LAT:_TTFT]),
+        ttft_hist=tuple(int(x) for x in v[_TTFT:]),
     )
+
+
+_LAT = len(ROLLUP_SUMS)  # the histograms' place in a row of _SUMS
+_TTFT = _LAT + BUCKETS
 
 
 def _key_values(k: KeyRow) -> tuple[object, ...]:

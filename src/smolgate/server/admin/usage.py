@@ -61,7 +61,10 @@ def _count(limit: int) -> Callable[[str], int]:
 
 
 def _bucket(b: UsageBucket) -> dict[str, Any]:
-    return {**msgspec.to_builtins(b), **derived(b)}
+    """The sums and derived figures; the histograms themselves stay out (22 counts each, read as percentiles)."""
+    out = {**msgspec.to_builtins(b), **derived(b)}
+    del out["latency_hist"], out["ttft_hist"]
+    return out
 
 
 def _window(req: HttpRequest) -> tuple[float, float]:
