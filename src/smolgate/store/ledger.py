@@ -4,7 +4,8 @@
 task writes the buffer in batches every `flush_interval` seconds (one transaction per batch: raw rows plus their
 rollups). A database that is down keeps rows in the buffer (still bounded) and is retried each tick, logged once
 per outage. `stop()` writes everything left, so SIGTERM loses nothing; `kill -9` loses at most one interval.
-The same task prunes old rows hourly (retention).
+The same task prunes old rows hourly (retention). A SQLite file is written by a child process (writer_process.py),
+keeping the transaction work off the event loop's core; PostgreSQL (network I/O) and `:memory:` in-process.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from ..config import LedgerConfig
 from ..telemetry import RequestRecord
 from .base import Rejected, Store
 from .records import UsageRow
+from .writer_process import WriterProcess
 
 log = logging.getLogger("smolgate.ledger")
 
@@ -33,6 +36,20 @@ class _Partial(Exception):
 
     def __init__(self, done: int) -> None:
         self.done = done
+
+
+class UsageSink(Protocol):
+    """Where batches go: the store itself, or the SQLite writer process."""
+
+    async def add_usage(self, rows: list[UsageRow]) -> None: ...
+
+
+def usage_sink(store: Store) -> UsageSink:
+    from .sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return WriterProcess(store.path)
+    return store
 
 
 def zero_cost(rec: RequestRecord) -> float:
@@ -73,6 +90,7 @@ class LedgerWriter:
         self, store: Store, cfg: LedgerConfig, cost: Callable[[RequestRecord], float] = zero_cost
     ) -> None:
         self.store = store
+        self.sink = usage_sink(store)
         self.cfg = cfg
         self.cost = cost
         self.buffer: deque[UsageRow] = deque()
@@ -133,9 +151,18 @@ class LedgerWriter:
                 log.error(
                     "usage ledger: %d rows not written at shutdown (store unavailable)", len(self.buffer)
                 )
-                return
+                break
+        if isinstance(self.sink, WriterProcess):
+            await self.sink.close()
 
     async def _run(self) -> None:
+        if isinstance(
+            self.sink, WriterProcess
+        ):  # now, not at the first flush: a process takes a while to start
+            try:
+                await self.sink.start()
+            except OSError as exc:
+                log.error("usage ledger: cannot start the writer process (will retry): %s", exc)
         while not self._stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.flush_interval)
@@ -185,7 +212,7 @@ class LedgerWriter:
         while pending:
             lo, hi = pending.pop()
             try:
-                await self.store.add_usage(batch[lo:hi])
+                await self.sink.add_usage(batch[lo:hi])
                 self.written += hi - lo
             except Rejected as exc:
                 if hi - lo > 1:

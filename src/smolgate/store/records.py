@@ -9,6 +9,7 @@ import msgspec
 
 Period = Literal["day", "month", "total"]
 GroupBy = Literal["key", "model", "alias", "account", "provider", "status"]
+StatusFilter = Literal["ok", "error"] | int  # raw rows: status < 400, ≥ 400, or exactly this code
 
 
 class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):

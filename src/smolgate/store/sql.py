@@ -18,7 +18,7 @@ import msgspec
 
 from .base import StoreError
 from .histogram import BUCKETS
-from .records import AccountRow, AuditRow, GroupBy, KeyRow, UsageBucket, UsageRow
+from .records import AccountRow, AuditRow, GroupBy, KeyRow, StatusFilter, UsageBucket, UsageRow
 from .rollup import Span, fold
 from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
 
@@ -93,14 +93,8 @@ class SqlStore(ABC):
 
     # ---------------------------------------------------------------- usage ledger
     async def add_usage(self, rows: list[UsageRow]) -> None:
-        if not rows:
-            return
-        rows = [_tame(r) for r in rows]
-        raw = [_usage_values(r) for r in rows]
-        steps = [(self._q(_INSERT_USAGE), raw)]
-        folded = fold(rows, _UPSERTS)
-        steps += [(self._q(sql), folded[step]) for step, sql in _UPSERTS.items()]
-        await self._batch(steps)
+        if rows:
+            await self._batch([(self._q(sql), values) for sql, values in usage_steps(rows)])
 
     async def usage_totals(
         self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
@@ -134,10 +128,20 @@ class SqlStore(ABC):
         rows = await self._fetch(self._q(sql), args)
         return [_bucket(key_id, float(r[0]), r[1:]) for r in rows]
 
-    async def recent_usage(self, limit: int = 100, key_id: str | None = None) -> list[UsageRow]:
-        cols = ", ".join(_USAGE_COLS)
-        where, args = ("", []) if key_id is None else (" WHERE key_id = ?", [key_id])
-        sql = f"SELECT {cols} FROM usage{where} ORDER BY ts DESC LIMIT ?"
+    async def recent_usage(
+        self,
+        limit: int = 100,
+        key_id: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        alias: str | None = None,
+        account: str | None = None,
+        status: StatusFilter | None = None,
+    ) -> list[UsageRow]:
+        conds, args = usage_filter(since, until, key_id, alias, account, status)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        sql = f"SELECT {', '.join(_USAGE_COLS)} FROM usage{where} ORDER BY ts DESC LIMIT ?"
         rows = await self._fetch(self._q(sql), [*args, limit])
         return [_usage_row(r) for r in rows]
 
@@ -226,6 +230,53 @@ class SqlStore(ABC):
             )
             for r in rows
         ]
+
+
+def usage_filter(
+    since: float | None,
+    until: float | None,
+    key_id: str | None,
+    alias: str | None,
+    account: str | None,
+    status: StatusFilter | None,
+) -> tuple[list[str], list[object]]:
+    """WHERE conditions (fixed SQL) and their parameters for raw ledger rows. `account` is a name, or
+    "provider/account" as the usage totals label it; `status` "ok" (< 400), "error" (≥ 400) or one code."""
+    conds: list[str] = []
+    args: list[object] = []
+    times = (None if t is None else float(t) for t in (since, until))
+    for cond, value in zip(
+        ("ts >= ?", "ts < ?", "key_id = ?", "alias = ?"), (*times, key_id, alias), strict=True
+    ):
+        if value is not None:
+            conds.append(cond)
+            args.append(value)
+    if account is not None:
+        provider, _, name = account.partition("/")
+        if name:
+            conds.append("(account = ? OR (provider = ? AND account = ?))")
+            args += [account, provider, name]
+        else:
+            conds.append("account = ?")
+            args.append(account)
+    if status == "ok":
+        conds.append("status < 400")
+    elif status == "error":
+        conds.append("status >= 400")
+    elif status is not None:
+        conds.append("status = ?")
+        args.append(int(status))
+    return conds, args
+
+
+def usage_steps(rows: list[UsageRow]) -> list[tuple[str, list[tuple[object, ...]]]]:
+    """A batch's statements (`?` placeholders) and their rows, for one transaction: the tamed raw rows, then the
+    minute/hour/day rollup upserts folded from them. Shared by `add_usage` and the SQLite writer process."""
+    rows = [_tame(r) for r in rows]
+    folded = fold(rows, _UPSERTS)
+    return [(_INSERT_USAGE, [_usage_values(r) for r in rows])] + [
+        (sql, folded[step]) for step, sql in _UPSERTS.items()
+    ]
 
 
 @cache
