@@ -161,7 +161,7 @@ class LedgerWriter:
         ):  # now, not at the first flush: a process takes a while to start
             try:
                 await self.sink.start()
-            except OSError as exc:
+            except Exception as exc:  # (OSError, StoreError) the first flush tries again
                 log.error("usage ledger: cannot start the writer process (will retry): %s", exc)
         while not self._stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):

@@ -77,12 +77,29 @@ class WriterProcess:
             **os.environ,
             "PYTHONPATH": os.pathsep.join(filter(None, (_SRC, os.environ.get("PYTHONPATH")))),
         }
-        self._proc = await asyncio.create_subprocess_exec(
+        proc = self._proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "smolgate.store.writer_process", self.path,
             stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, env=env,
         )  # fmt: skip
         self.started += 1
-        return self._proc
+        await self._answer(proc)  # ready: its signals ignored, its connection open
+        return proc
+
+    async def _answer(self, proc: asyncio.subprocess.Process) -> None:
+        """The child's next reply frame: ok, or Rejected / StoreError; a child gone is killed and a StoreError."""
+        assert proc.stdout is not None
+        try:
+            async with asyncio.timeout(REPLY_TIMEOUT):
+                head = await proc.stdout.readexactly(4)
+                body = await proc.stdout.readexactly(int.from_bytes(head, "big"))
+        except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            await self._kill()
+            raise StoreError(f"the usage writer process stopped: {type(exc).__name__}") from None
+        status, text = _reply(body)
+        if status == "rejected":
+            raise Rejected(text)
+        if status != "ok":
+            raise StoreError(text)
 
     async def add_usage(self, rows: list[UsageRow]) -> None:
         if not rows:
@@ -90,21 +107,15 @@ class WriterProcess:
         data = _encoded(rows)
         async with self._lock:
             proc = await self.start()
-            assert proc.stdin is not None and proc.stdout is not None
+            assert proc.stdin is not None
             try:
                 proc.stdin.write(_frame(data))
                 async with asyncio.timeout(REPLY_TIMEOUT):
                     await proc.stdin.drain()
-                    head = await proc.stdout.readexactly(4)
-                    body = await proc.stdout.readexactly(int.from_bytes(head, "big"))
-            except (OSError, asyncio.IncompleteReadError, TimeoutError) as exc:
+            except (OSError, TimeoutError) as exc:
                 await self._kill()
                 raise StoreError(f"the usage writer process stopped: {type(exc).__name__}") from None
-        status, text = _reply(body)
-        if status == "rejected":
-            raise Rejected(text)
-        if status != "ok":
-            raise StoreError(text)
+            await self._answer(proc)
 
     async def close(self) -> None:
         """Close the child's stdin: it writes what it has and exits."""
@@ -155,9 +166,18 @@ def main(path: str) -> None:
     os.dup2(2, 1)
     inp = sys.stdin.buffer
     decode = msgspec.msgpack.Decoder(list[UsageRow]).decode
-    db = sqlite3.connect(path, isolation_level=None)
-    db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-    db.execute("PRAGMA synchronous = NORMAL")  # durable across a killed process, as the gateway's connection
+    try:
+        db = sqlite3.connect(path, isolation_level=None)
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(
+            "PRAGMA synchronous = NORMAL"
+        )  # durable across a killed process, as the gateway's connection
+    except sqlite3.Error as exc:
+        out.write(_frame(_encode(("error", f"cannot open the SQLite store: {exc}"))))
+        out.flush()
+        return
+    out.write(_frame(_encode(("ok", "ready"))))
+    out.flush()
     while True:
         head = inp.read(4)
         body = inp.read(int.from_bytes(head, "big")) if len(head) == 4 else b""
