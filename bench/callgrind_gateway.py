@@ -79,7 +79,9 @@ def measure(mode: str, n: int, out: Path) -> dict[str, float]:
         f.unlink()
     cmd = ["valgrind", "--tool=callgrind", "--trace-children=yes", f"--callgrind-out-file={prefix}.%p"]
     cmd += ["--dump-instr=no", PY, "-m", "smolgate.cli", "serve", "--config", str(cfg), "--port", str(port)]
-    gw = subprocess.Popen([*cmd, "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    gw = subprocess.Popen(
+        [*cmd, "--log-level", "warning"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     try:
         wait_port(up_port)
         wait_port(port, timeout=600)

@@ -6,7 +6,7 @@ accounts over 4 providers, ~2% errors. Each query then runs `--runs` times (afte
 reported. Target: each ≤ 50 ms. PostgreSQL is a private server started like the tests' (tests/postgres_server.py)
 but with fsync on.
 
-    .venv/bin/python bench/store.py [--rows 1000000] [--runs 9] [--backend sqlite|postgres|both]
+    .venv/bin/python bench/store.py [--rows 1000000] [--runs 9] [--backend sqlite|postgres|both] [--explain]
 
 Writes bench/results/store.json.
 """
@@ -107,10 +107,52 @@ def queries(store: Store, now: float) -> dict[str, Callable[[], Awaitable[object
         "30d by key": lambda: store.usage_totals(month_start, now, by="key"),
         "key spend this month": lambda: store.key_spend(KEYS[0], month_start),
         "100 newest rows": lambda: store.recent_usage(100),
+        **recent_queries(store, now),
     }
 
 
-async def run(name: str, store: Store, n: int, runs: int) -> dict[str, object]:
+RARE_ACCOUNT = f"anthropic/{ACCOUNTS['anthropic'][-1]}"  # the least used (~0.5 % of the rows)
+
+
+def recent_queries(store: Store, now: float) -> dict[str, Callable[[], Awaitable[object]]]:
+    """The console's Usage page: the newest raw rows under each filter it offers (`/admin/usage/recent`)."""
+    day_ago = now - DAY
+    return {
+        "recent: one alias": lambda: store.recent_usage(100, alias=ALIASES[9][0]),
+        "recent: rarest account": lambda: store.recent_usage(100, account=RARE_ACCOUNT),
+        "recent: errors": lambda: store.recent_usage(100, status="error"),
+        "recent: status 502, 24h": lambda: store.recent_usage(100, since=day_ago, status=502),
+        "recent: key + alias + ok, 24h": lambda: store.recent_usage(
+            100, KEYS[3], since=day_ago, alias=ALIASES[3][0], status="ok"
+        ),
+        "recent: 1,000 rows of a day a week ago": lambda: store.recent_usage(
+            1000, since=now - 8 * DAY, until=now - 7 * DAY
+        ),
+        "recent: unknown alias, 24h": lambda: store.recent_usage(100, since=day_ago, alias="nope"),
+        "recent: unknown alias, all time": lambda: store.recent_usage(100, alias="nope"),
+    }
+
+
+async def explain(store: Store, now: float) -> None:
+    """Each recent-rows query's plan, as the backend chooses it (are the indexes used?)."""
+    from smolgate.store.sql import SqlStore, usage_filter
+
+    assert isinstance(store, SqlStore)
+    cases = {
+        "alias": dict(alias="a"), "account": dict(account="p/a"), "errors": dict(status="error"),
+        "24h + status": dict(since=now - DAY, status=502), "key + alias + 24h": dict(key_id="k", alias="a", since=now - DAY),
+    }  # fmt: skip
+    for label, kw in cases.items():
+        conds, args = usage_filter(
+            kw.get("since"), None, kw.get("key_id"), kw.get("alias"), kw.get("account"), kw.get("status")
+        )
+        sql = f"SELECT * FROM usage WHERE {' AND '.join(conds)} ORDER BY ts DESC LIMIT 100"
+        prefix = "EXPLAIN QUERY PLAN " if store.dialect == "sqlite" else "EXPLAIN "
+        plan = await store._fetch(store._q(prefix + sql), args)
+        console.print(f"  [bold]{label}[/]: " + " | ".join(str(r[-1]) for r in plan))
+
+
+async def run(name: str, store: Store, n: int, runs: int, explain_plans: bool = False) -> dict[str, object]:
     await store.open()
     now = time.time()
     t0 = time.perf_counter()
@@ -134,6 +176,8 @@ async def run(name: str, store: Store, n: int, runs: int) -> dict[str, object]:
             samples.append((time.perf_counter() - t) * 1000)
         timings[label] = statistics.median(samples)
     (day,) = await store.usage_totals(now - DAY, now)
+    if explain_plans:
+        await explain(store, now)
     await store.close()
     return {
         "rows": n,
@@ -157,16 +201,21 @@ async def main() -> None:
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=9)
     ap.add_argument("--backend", choices=["sqlite", "postgres", "both"], default="both")
+    ap.add_argument("--explain", action="store_true", help="print the recent-rows queries' plans")
     args = ap.parse_args()
     results: dict[str, object] = {}
     with tempfile.TemporaryDirectory(prefix="smolgate-bench-store-") as tmp:
         if args.backend in ("sqlite", "both"):
-            results["sqlite"] = await run("sqlite", SqliteStore(Path(tmp) / "bench.db"), args.rows, args.runs)
+            results["sqlite"] = await run(
+                "sqlite", SqliteStore(Path(tmp) / "bench.db"), args.rows, args.runs, args.explain
+            )
         if args.backend in ("postgres", "both"):
             pg = await asyncio.to_thread(PostgresServer(durable=True).start)
             try:
                 url = await asyncio.to_thread(pg.create_database)
-                results["postgres"] = await run("postgres", PostgresStore(url), args.rows, args.runs)
+                results["postgres"] = await run(
+                    "postgres", PostgresStore(url), args.rows, args.runs, args.explain
+                )
             finally:
                 await asyncio.to_thread(pg.stop)
     table = Table(f"query (median of {args.runs}, ms; target ≤ {TARGET_MS:g})", *results)

@@ -57,32 +57,33 @@ def zero_cost(rec: RequestRecord) -> float:
 
 
 def usage_row(rec: RequestRecord, cost: float) -> UsageRow:
-    """The ledger row for a finished model call: the last attempt names who answered (or was last tried)."""
+    """The ledger row for a finished model call: the last attempt names who answered (or was last tried).
+    Positional, in UsageRow's field order (a keyword per field costs several times more, on every request)."""
     last, u = rec.last, rec.usage
+    if last is None:
+        provider = account = model = protocol = None
+    else:
+        provider, account, model, protocol = (
+            last.provider,
+            last.account,
+            last.upstream_model,
+            last.upstream_protocol,
+        )
+    if u is None:
+        tokens = (0, 0, 0, 0, 0)
+    else:
+        tokens = (
+            u.input_tokens,
+            u.cached_tokens,
+            u.cache_creation_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+        )
     return UsageRow(
-        ts=rec.ts,
-        request_id=rec.request_id,
-        key_id=rec.key_id,
-        client_protocol=rec.client_protocol or "",
-        alias=rec.alias,
-        provider=last.provider if last else None,
-        account=last.account if last else None,
-        upstream_model=last.upstream_model if last else None,
-        upstream_protocol=last.upstream_protocol if last else None,
-        input_tokens=u.input_tokens if u else 0,
-        cached_tokens=u.cached_tokens if u else 0,
-        cache_write_tokens=u.cache_creation_tokens if u else 0,
-        output_tokens=u.output_tokens if u else 0,
-        reasoning_tokens=u.reasoning_tokens if u else 0,
-        cost_usd=cost,
-        latency_ms=rec.latency_ms,
-        ttft_ms=rec.ttft_ms,
-        status=rec.status,
-        error_kind=rec.error_kind,
-        stream=rec.stream,
-        local=last is not None and last.upstream_protocol == "local",
-        attempts=len(rec.attempts),
-    )
+        rec.ts, rec.request_id, rec.key_id, rec.client_protocol or "", rec.alias, provider, account, model, protocol,
+        *tokens, cost, rec.latency_ms, rec.ttft_ms, rec.status, rec.error_kind, rec.stream, protocol == "local",
+        len(rec.attempts),
+    )  # fmt: skip
 
 
 class LedgerWriter:

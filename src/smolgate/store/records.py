@@ -12,8 +12,9 @@ GroupBy = Literal["key", "model", "alias", "account", "provider", "status"]
 StatusFilter = Literal["ok", "error"] | int  # raw rows: status < 400, ≥ 400, or exactly this code
 
 
-class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
-    """One finished client request (one ledger row). Times are Unix seconds (UTC)."""
+class UsageRow(msgspec.Struct, frozen=True, gc=False):
+    """One finished client request (one ledger row). Times are Unix seconds (UTC). Not keyword-only: the ledger
+    builds one per request positionally, several times cheaper than 22 keywords (ledger.usage_row)."""
 
     ts: float  # when the request arrived
     request_id: str
