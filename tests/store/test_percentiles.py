@@ -54,9 +54,11 @@ async def test_minute_series_of_a_key(filled: Store):
 
 
 async def test_totals_per_key_from_the_daily_rollup(filled: Store):
-    groups = {b.group: b for b in await filled.usage_totals(T0, T0 + 2 * 86400, by="key")}
+    groups = {b.group: b for b in await filled.usage_totals(T0, T0 + 2 * 86400, by="key", percentiles=True)}
     # vk_a: 100, 300, 5000 → [64,128), [256,512), [4096,8192); TTFTs 20 and 700
     assert figures(groups["vk_a"]) == pytest.approx((384.0, 4096 + 4096 * 0.97, 32.0, 512 + 512 * 0.98))
     assert figures(groups["vk_b"]) == pytest.approx((0.5, 0.99, 0.5, 0.99))
-    (empty,) = await filled.usage_totals(T0 - 86400, T0)
+    (empty,) = await filled.usage_totals(T0 - 86400, T0, percentiles=True)
     assert figures(empty) == (None, None, None, None)
+    (plain,) = await filled.usage_totals(T0, T0 + 86400)  # histograms not read: no percentiles, same sums
+    assert figures(plain) == (None, None, None, None) and plain.requests == 4 and plain.latency_hist == ()

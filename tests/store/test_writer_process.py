@@ -40,7 +40,7 @@ async def test_batches_go_through_the_child(sqlite_store: SqliteStore) -> None:
     assert await w.flush() and w.written == 3
     child = await sink.start()
     assert child.pid != os.getpid() and await written(sqlite_store) == {"req-0", "req-1", "req-2"}
-    (total,) = await sqlite_store.usage_totals(0, 2e9)
+    (total,) = await sqlite_store.usage_totals(0, 2e9, percentiles=True)
     assert total.requests == 3 and total.latency_hist[8] == 3  # rollups folded by the child: [128, 256) ms
     await w.stop()
     assert child.returncode == 0  # stdin closed: it wrote what it had and exited

@@ -34,9 +34,15 @@ class Store(Protocol):
         """Insert raw rows and fold them into the per-minute and per-hour rollups, in one transaction."""
 
     async def usage_totals(
-        self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
+        self,
+        since: float,
+        until: float | None = None,
+        by: GroupBy | None = None,
+        limit: int = 100,
+        percentiles: bool = False,
     ) -> list[UsageBucket]:
-        """Totals per group (ordered by cost, then requests, descending), from rollups."""
+        """Totals per group (ordered by cost, then requests, descending), from rollups; with `percentiles`, the
+        latency and TTFT histograms too (read as percentiles by usage_query.derived; slower to sum)."""
 
     async def usage_series(
         self, since: float, until: float | None = None, step: int = 3600, key_id: str | None = None

@@ -86,8 +86,8 @@ async def totals(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     by = _param(req, "by", parse_group, None)
     limit = _param(req, "limit", _count(MAX_GROUPS), 100)
     store = _store(rt)
-    groups = await store.usage_totals(since, until, by, limit) if by is not None else []
-    total = await store.usage_totals(since, until, None, 1)
+    groups = await store.usage_totals(since, until, by, limit, percentiles=True) if by is not None else []
+    total = await store.usage_totals(since, until, None, 1, percentiles=True)
     body: dict[str, Any] = {
         "since": since,
         "until": until,
