@@ -105,6 +105,14 @@ MIGRATIONS: list[list[str]] = [
     # a row are empty: PostgreSQL stores them as NULL (one bit; a zero takes 4 bytes), SQLite as 0 (no payload
     # either way, and its upserts add zeros ~2x faster than they COALESCE NULLs)
     [f"ALTER TABLE {t} ADD COLUMN {c} {{count}}" for t in ROLLUP_TABLES.values() for c in ROLLUP_HISTS],
+    # 5: the console's recent-rows filters (sql.usage_filter). Without these, a rare or unused alias or account
+    # walked usage_ts through every row (~1 s at 1M rows on SQLite); errors get a partial index holding only
+    # their own rows (small, and nothing to update for the successful majority)
+    [
+        "CREATE INDEX usage_alias_ts ON usage (alias, ts)",
+        "CREATE INDEX usage_account_ts ON usage (account, ts)",
+        "CREATE INDEX usage_errors_ts ON usage (ts) WHERE status >= 400",
+    ],
 ]
 
 SCHEMA_VERSION = (

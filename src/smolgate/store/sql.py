@@ -249,8 +249,8 @@ def usage_filter(
     account: str | None,
     status: StatusFilter | None,
 ) -> tuple[list[str], list[object]]:
-    """WHERE conditions (fixed SQL) and their parameters for raw ledger rows. `account` is a name, or
-    "provider/account" as the usage totals label it; `status` "ok" (< 400), "error" (≥ 400) or one code."""
+    """WHERE conditions (fixed SQL) and their parameters for raw ledger rows. `account` is a name (any
+    provider's), or "provider/account" as the usage totals label it; `status` "ok" (< 400), "error" (≥ 400) or one code."""
     conds: list[str] = []
     args: list[object] = []
     times = (None if t is None else float(t) for t in (since, until))
@@ -260,20 +260,17 @@ def usage_filter(
         if value is not None:
             conds.append(cond)
             args.append(value)
-    if account is not None:
+    if account is not None:  # "provider/account" splits at the first "/" (a provider's name has none)
         provider, _, name = account.partition("/")
-        if name:
-            conds.append("(account = ? OR (provider = ? AND account = ?))")
-            args += [account, provider, name]
-        else:
-            conds.append("account = ?")
-            args.append(account)
+        conds.append("account = ? AND provider = ?" if name else "account = ?")
+        args += [name, provider] if name else [account]
     if status == "ok":
         conds.append("status < 400")
     elif status == "error":
         conds.append("status >= 400")
     elif status is not None:
-        conds.append("status = ?")
+        # an error code also states the partial index's condition, so the planners can see it applies
+        conds.append("status = ? AND status >= 400" if int(status) >= 400 else "status = ?")
         args.append(int(status))
     return conds, args
 
