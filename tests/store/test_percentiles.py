@@ -5,9 +5,14 @@ percentile is the rank q·n found in its doubling bucket [lo, 2·lo) and interpo
 
 from __future__ import annotations
 
+import sqlite3
+from pathlib import Path
+
 import pytest
 
 from smolgate.store import Store, UsageRow
+from smolgate.store.schema import MIGRATIONS, SCHEMA_VERSION, ddl
+from smolgate.store.sqlite import SqliteStore
 from smolgate.usage_query import derived
 
 T0 = 1_699_920_000.0  # a UTC day boundary, in the past
@@ -62,3 +67,33 @@ async def test_totals_per_key_from_the_daily_rollup(filled: Store):
     assert figures(empty) == (None, None, None, None)
     (plain,) = await filled.usage_totals(T0, T0 + 86400)  # histograms not read: no percentiles, same sums
     assert figures(plain) == (None, None, None, None) and plain.requests == 4 and plain.latency_hist == ()
+
+
+async def test_rollups_written_before_the_histograms_keep_adding_up(tmp_path: Path) -> None:
+    """A store from before migration 4: its rollup rows get empty histograms, and new rows in the same buckets
+    add to both their sums and their (new) histograms."""
+    path = tmp_path / "old.db"
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute(ddl(SCHEMA_VERSION, "sqlite"))
+    for version, statements in enumerate(MIGRATIONS[:3], 1):
+        for statement in statements:
+            db.execute(ddl(statement, "sqlite"))
+        db.execute("INSERT INTO schema_version VALUES (?, ?)", (version, 0.0))
+    for table, bucket in (("usage_minute", T0), ("usage_hour", T0), ("usage_day", T0)):
+        db.execute(
+            f"INSERT INTO {table} VALUES (?, 'vk_a', 'fast', 'up', 'a', 'm', 2, 5, 0, 0, 0, 0, 0, 0, 0.0, 500.0,"
+            " 0.0, 0)",
+            (int(bucket),),
+        )
+    db.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        await store.add_usage([row(9, T0 + 5, "vk_a", 100.0, None)])
+        (total,) = await store.usage_totals(T0, T0 + 86400, percentiles=True)
+        assert total.requests == 6 and total.latency_ms_sum == 600.0
+        assert sum(total.latency_hist) == 1 and figures(total)[0] == 96.0  # the new row's bucket alone
+        (minute,) = await store.usage_series(T0, T0 + 60, step=60)
+        assert minute.requests == 6 and sum(minute.latency_hist) == 1
+    finally:
+        await store.close()
