@@ -108,7 +108,9 @@ def queries(store: Store, now: float) -> dict[str, Callable[[], Awaitable[object
         "1h series (per minute)": lambda: store.usage_series(now - 3600, now, step=60),
         "30d by key": lambda: store.usage_totals(month_start, now, by="key"),
         "24h by key, with percentiles": lambda: store.usage_totals(day_ago, now, by="key", percentiles=True),
-        "30d by key, with percentiles": lambda: store.usage_totals(month_start, now, by="key", percentiles=True),
+        "30d by key, with percentiles": lambda: store.usage_totals(
+            month_start, now, by="key", percentiles=True
+        ),
         "key spend this month": lambda: store.key_spend(KEYS[0], month_start),
         "100 newest rows": lambda: store.recent_usage(100),
         **recent_queries(store, now),
