@@ -141,7 +141,8 @@ def recent_queries(store: Store, now: float) -> dict[str, Callable[[], Awaitable
 
 async def explain(store: Store, now: float) -> None:
     """Each recent-rows query's plan, as the backend chooses it (are the indexes used?)."""
-    from smolgate.store.sql import SqlStore, usage_filter
+    from smolgate.store.sql import SqlStore
+    from smolgate.store.usage_sql import usage_filter
 
     assert isinstance(store, SqlStore)
     cases = {

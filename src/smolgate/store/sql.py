@@ -7,7 +7,6 @@ No value is ever formatted into SQL: the only interpolated names are column name
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -19,44 +18,20 @@ import msgspec
 from .base import StoreError
 from .histogram import BUCKETS
 from .records import AccountRow, AuditRow, GroupBy, KeyRow, StatusFilter, UsageBucket, UsageRow
-from .rollup import Span, fold
-from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+from .rollup import Span
+from .schema import ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+from .usage_sql import MAX_TEXT as MAX_TEXT  # (the CLI's limit on a filter's value)
+from .usage_sql import USAGE_COLS, insert, usage_filter, usage_steps
 
 Row = Sequence[Any]
-MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
-MAX_COUNT = 2**40  # tokens one request may count (an upstream could report anything)
-_USAGE_COUNTS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
-
-_USAGE_COLS = tuple(UsageRow.__struct_fields__)
 _KEY_COLS = tuple(KeyRow.__struct_fields__)
 _ACCOUNT_COLS = tuple(AccountRow.__struct_fields__)
 _AUDIT_COLS = ("ts", "actor", "action", "target", "source", "detail")
 
 
-def _insert(table: str, cols: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
-
-
-def _upsert(table: str, dialect: Dialect) -> str:
-    cols = ("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS, *ROLLUP_HISTS)
-    adds = [f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_SUMS]
-    if dialect == "sqlite":  # histogram counts: 0 for none
-        adds += [f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_HISTS]
-    else:  # NULL for none: a sum when both are there, else whichever is
-        adds += [
-            f"{c} = COALESCE({table}.{c} + excluded.{c}, {table}.{c}, excluded.{c})" for c in ROLLUP_HISTS
-        ]
-    conflict = f"ON CONFLICT (bucket, {', '.join(ROLLUP_DIMS)})"
-    return f"{_insert(table, cols)} {conflict} DO UPDATE SET {', '.join(adds)}"
-
-
-_INSERT_USAGE = _insert("usage", _USAGE_COLS)
-_UPSERTS: dict[Dialect, dict[int, str]] = {
-    d: {step: _upsert(table, d) for step, table in ROLLUP_TABLES.items()} for d in ("sqlite", "postgres")
-}
-_INSERT_KEY = _insert("keys", _KEY_COLS)
-_INSERT_ACCOUNT = _insert("accounts", _ACCOUNT_COLS)
-_INSERT_AUDIT = _insert("audit", _AUDIT_COLS)
+_INSERT_KEY = insert("keys", _KEY_COLS)
+_INSERT_ACCOUNT = insert("accounts", _ACCOUNT_COLS)
+_INSERT_AUDIT = insert("audit", _AUDIT_COLS)
 
 # Sums over rollup rows (PostgreSQL's SUM(bigint) is numeric: cast back so both backends return integers;
 # SUM(integer), the histograms', is already a bigint).
@@ -150,7 +125,7 @@ class SqlStore(ABC):
     ) -> list[UsageRow]:
         conds, args = usage_filter(since, until, key_id, alias, account, status)
         where = f" WHERE {' AND '.join(conds)}" if conds else ""
-        sql = f"SELECT {', '.join(_USAGE_COLS)} FROM usage{where} ORDER BY ts DESC LIMIT ?"
+        sql = f"SELECT {', '.join(USAGE_COLS)} FROM usage{where} ORDER BY ts DESC LIMIT ?"
         rows = await self._fetch(self._q(sql), [*args, limit])
         return [_usage_row(r) for r in rows]
 
@@ -241,53 +216,6 @@ class SqlStore(ABC):
         ]
 
 
-def usage_filter(
-    since: float | None,
-    until: float | None,
-    key_id: str | None,
-    alias: str | None,
-    account: str | None,
-    status: StatusFilter | None,
-) -> tuple[list[str], list[object]]:
-    """WHERE conditions (fixed SQL) and their parameters for raw ledger rows. `account` is a name (any
-    provider's), or "provider/account" as the usage totals label it; `status` "ok" (< 400), "error" (≥ 400) or one code."""
-    conds: list[str] = []
-    args: list[object] = []
-    times = (None if t is None else float(t) for t in (since, until))
-    for cond, value in zip(
-        ("ts >= ?", "ts < ?", "key_id = ?", "alias = ?"), (*times, key_id, alias), strict=True
-    ):
-        if value is not None:
-            conds.append(cond)
-            args.append(value)
-    if account is not None:  # "provider/account" splits at the first "/" (a provider's name has none)
-        provider, _, name = account.partition("/")
-        conds.append("account = ? AND provider = ?" if name else "account = ?")
-        args += [name, provider] if name else [account]
-    if status == "ok":
-        conds.append("status < 400")
-    elif status == "error":
-        conds.append("status >= 400")
-    elif status is not None:
-        # an error code also states the partial index's condition, so the planners can see it applies
-        conds.append("status = ? AND status >= 400" if int(status) >= 400 else "status = ?")
-        args.append(int(status))
-    return conds, args
-
-
-def usage_steps(
-    rows: list[UsageRow], dialect: Dialect = "sqlite"
-) -> list[tuple[str, list[tuple[object, ...]]]]:
-    """A batch's statements (`?` placeholders) and their rows, for one transaction: the tamed raw rows, then the
-    minute/hour/day rollup upserts folded from them. Shared by `add_usage` and the SQLite writer process."""
-    rows = [_tame(r) for r in rows]
-    upserts = _UPSERTS[dialect]
-    folded = fold(rows, upserts, 0 if dialect == "sqlite" else None)
-    return [(_INSERT_USAGE, [_usage_values(r) for r in rows])] + [
-        (sql, folded[step]) for step, sql in upserts.items()
-    ]
-
-
 @cache
 def _numbered(sql: str) -> str:
     return numbered(sql)
@@ -303,44 +231,8 @@ def _db_value(v: object) -> object:
     return v
 
 
-_USAGE_TEXT = [
-    c for c, t in zip(_USAGE_COLS, UsageRow.__annotations__.values(), strict=True) if "str" in str(t)
-]
-
-
-_BOOLS_AT = tuple(i for i, c in enumerate(_USAGE_COLS) if c in ("stream", "local"))
-
-
-def _usage_values(r: UsageRow) -> tuple[object, ...]:
-    """A tamed row's values in column order; bools as 0/1 (one column type on both backends)."""
-    values = list(msgspec.structs.astuple(r))
-    for i in _BOOLS_AT:
-        values[i] = int(values[i])
-    return tuple(values)
-
-
-def _tame(r: UsageRow) -> UsageRow:
-    """A ledger row as stored: text at most MAX_TEXT characters without NUL (the alias is the client's own
-    string), and finite numbers (SQLite stores NaN as NULL, which NOT NULL refuses). A row the database refuses
-    would fail its whole batch on every retry."""
-    fix: dict[str, object] = {}
-    for c in _USAGE_TEXT:
-        v = getattr(r, c)
-        if v is not None and (len(v) > MAX_TEXT or "\x00" in v):
-            fix[c] = v[:MAX_TEXT].replace("\x00", "\ufffd")
-    for c in _USAGE_COUNTS:  # an upstream reports the tokens: keep rollup sums far from BIGINT's limit
-        v = getattr(r, c)
-        if not 0 <= v <= MAX_COUNT:
-            fix[c] = min(max(v, 0), MAX_COUNT)
-    for c in ("cost_usd", "latency_ms", "ttft_ms"):
-        v = getattr(r, c)
-        if v is not None and not math.isfinite(v):
-            fix[c] = None if c == "ttft_ms" else 0.0
-    return msgspec.structs.replace(r, **fix) if fix else r
-
-
 def _usage_row(r: Row) -> UsageRow:
-    d = dict(zip(_USAGE_COLS, r, strict=True))
+    d = dict(zip(USAGE_COLS, r, strict=True))
     d["stream"], d["local"] = bool(d["stream"]), bool(d["local"])
     return UsageRow(**d)
 

@@ -28,8 +28,8 @@ import msgspec
 
 from .base import Rejected, StoreError
 from .records import UsageRow
-from .sql import _tame, usage_steps
 from .sqlite import _REFUSED, BUSY_TIMEOUT_MS
+from .usage_sql import tame, usage_steps
 
 log = logging.getLogger("smolgate.ledger")
 
@@ -47,7 +47,7 @@ def _encoded(rows: list[UsageRow]) -> bytes:
     except OverflowError:
         pass
     try:
-        return _encode([_tame(r) for r in rows])
+        return _encode([tame(r) for r in rows])
     except OverflowError as exc:
         raise Rejected(str(exc)) from None
 
