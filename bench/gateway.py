@@ -274,7 +274,21 @@ def report(results: list[dict], args: argparse.Namespace) -> None:
             str(r["errors"] + r["max_rps_errors"]),
         )
     console.print(t)
+    if args.control_plane:
+        control_plane_ratios(results)
     plot(results, out_dir / f"{name}.png")
+
+
+def control_plane_ratios(results: list[dict]) -> None:
+    """Per scenario and round: max RPS on ÷ off, and added p50 on − off (rounds alternate off, on)."""
+    t = Table("scenario", "max RPS on ÷ off, per round", "added p50 on − off (ms), per round")
+    for scenario in dict.fromkeys(r["scenario"] for r in results):
+        runs = [r for r in results if r["scenario"] == scenario]
+        pairs = [(off, on) for off, on in zip(runs[::2], runs[1::2], strict=False)]
+        rps = ", ".join(f"{on['max_rps'] / off['max_rps']:.2f}" for off, on in pairs if off["max_rps"])
+        p50 = ", ".join(f"{on['added_ms']['p50'] - off['added_ms']['p50']:+.3f}" for off, on in pairs)
+        t.add_row(scenario, rps, p50)
+    console.print(t)
 
 
 def plot(results: list[dict], path: Path) -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from smolgate.usage_query import parse_duration, parse_group, parse_step, parse_time, parse_window
+from smolgate.store import UsageBucket
+from smolgate.usage_query import derived, parse_duration, parse_group, parse_step, parse_time, parse_window
 
 NOW = 1_800_000_000.0
 
@@ -57,3 +58,19 @@ def test_window_order_groups_and_steps():
     for bad in ("30s", "90m", "5m", "0", "1.5h"):
         with pytest.raises(ValueError, match=r"whole hours|not a positive"):
             parse_step(bad)
+
+
+def test_derived_figures_of_a_bucket():
+    lat = [0] * 22
+    lat[7], lat[9] = 3, 1  # three requests in [64, 128) ms, one in [256, 512)
+    ttft = [0] * 22
+    ttft[5] = 2  # two first tokens in [16, 32) ms
+    b = UsageBucket(group=None, requests=4, errors=1, latency_ms_sum=600.0, ttft_ms_sum=40.0, ttft_count=2,
+                    latency_hist=tuple(lat), ttft_hist=tuple(ttft))  # fmt: skip
+    d = derived(b)
+    assert (d["error_pct"], d["avg_latency_ms"], d["avg_ttft_ms"]) == (25.0, 150.0, 20.0)
+    assert d["latency_p50_ms"] == 64 + 64 * 2 / 3  # rank 2 of the 3 in [64, 128)
+    assert d["latency_p99_ms"] == pytest.approx(256 + 256 * 0.96)  # rank 3.96: 0.96 of the one in [256, 512)
+    assert (d["ttft_p50_ms"], d["ttft_p99_ms"]) == (24.0, pytest.approx(16 + 16 * 0.99))
+    none = derived(UsageBucket(group=None))
+    assert none["avg_latency_ms"] is None and none["latency_p50_ms"] is None and none["ttft_p99_ms"] is None

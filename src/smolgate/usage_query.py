@@ -9,6 +9,7 @@ import time
 from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
+from .store.histogram import percentile
 from .store.records import GroupBy, UsageBucket
 
 GROUPS: tuple[str, ...] = get_args(GroupBy)
@@ -81,9 +82,14 @@ def parse_step(text: str) -> int:
 
 
 def derived(b: UsageBucket) -> dict[str, Any]:
-    """A bucket's sums plus what people read: error %, average latency and time to first token."""
+    """A bucket's sums plus what people read: error %, average and p50/p99 latency and time to first token (the
+    percentiles interpolated within the rollups' histogram buckets: store/histogram.py; None without data)."""
     return {
         "error_pct": 100.0 * b.errors / b.requests if b.requests else 0.0,
         "avg_latency_ms": b.latency_ms_sum / b.requests if b.requests else None,
         "avg_ttft_ms": b.ttft_ms_sum / b.ttft_count if b.ttft_count else None,
+        "latency_p50_ms": percentile(b.latency_hist, 0.5),
+        "latency_p99_ms": percentile(b.latency_hist, 0.99),
+        "ttft_p50_ms": percentile(b.ttft_hist, 0.5),
+        "ttft_p99_ms": percentile(b.ttft_hist, 0.99),
     }

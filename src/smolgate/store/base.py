@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from .records import AccountRow, AuditRow, GroupBy, KeyRow, UsageBucket, UsageRow
+from .records import AccountRow, AuditRow, GroupBy, KeyRow, StatusFilter, UsageBucket, UsageRow
 
 
 class StoreError(RuntimeError):
@@ -34,17 +34,34 @@ class Store(Protocol):
         """Insert raw rows and fold them into the per-minute and per-hour rollups, in one transaction."""
 
     async def usage_totals(
-        self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
+        self,
+        since: float,
+        until: float | None = None,
+        by: GroupBy | None = None,
+        limit: int = 100,
+        percentiles: bool = False,
     ) -> list[UsageBucket]:
-        """Totals per group (ordered by cost, then requests, descending), from rollups."""
+        """Totals per group (ordered by cost, then requests, descending), from rollups; with `percentiles`, the
+        latency and TTFT histograms too (read as percentiles by usage_query.derived; slower to sum)."""
 
     async def usage_series(
         self, since: float, until: float | None = None, step: int = 3600, key_id: str | None = None
     ) -> list[UsageBucket]:
         """A time series in buckets of `step` seconds (60 or a multiple of 3600), from rollups."""
 
-    async def recent_usage(self, limit: int = 100, key_id: str | None = None) -> list[UsageRow]:
-        """The newest raw rows (by the index on ts)."""
+    async def recent_usage(
+        self,
+        limit: int = 100,
+        key_id: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        alias: str | None = None,
+        account: str | None = None,
+        status: StatusFilter | None = None,
+    ) -> list[UsageRow]:
+        """The newest raw rows, newest first, filtered (every filter given must hold): arrival in [since, until),
+        key id, alias, account (a name, or "provider/account"), status ("ok" < 400, "error" ≥ 400, or a code)."""
 
     async def key_spend(self, key_id: str, since: float) -> float:
         """USD spent by a key since `since` (budget checks), from rollups."""

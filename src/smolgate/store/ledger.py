@@ -4,7 +4,8 @@
 task writes the buffer in batches every `flush_interval` seconds (one transaction per batch: raw rows plus their
 rollups). A database that is down keeps rows in the buffer (still bounded) and is retried each tick, logged once
 per outage. `stop()` writes everything left, so SIGTERM loses nothing; `kill -9` loses at most one interval.
-The same task prunes old rows hourly (retention).
+The same task prunes old rows hourly (retention). A SQLite file is written by a child process (writer_process.py),
+keeping the transaction work off the event loop's core; PostgreSQL (network I/O) and `:memory:` in-process.
 """
 
 from __future__ import annotations
@@ -15,11 +16,13 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Protocol
 
 from ..config import LedgerConfig
 from ..telemetry import RequestRecord
 from .base import Rejected, Store
 from .records import UsageRow
+from .writer_process import WriterProcess
 
 log = logging.getLogger("smolgate.ledger")
 
@@ -35,40 +38,52 @@ class _Partial(Exception):
         self.done = done
 
 
+class UsageSink(Protocol):
+    """Where batches go: the store itself, or the SQLite writer process."""
+
+    async def add_usage(self, rows: list[UsageRow]) -> None: ...
+
+
+def usage_sink(store: Store) -> UsageSink:
+    from .sqlite import SqliteStore
+
+    if isinstance(store, SqliteStore) and store.path != ":memory:":
+        return WriterProcess(store.path)
+    return store
+
+
 def zero_cost(rec: RequestRecord) -> float:
     return 0.0
 
 
 def usage_row(rec: RequestRecord, cost: float) -> UsageRow:
-    """The ledger row for a finished model call: the last attempt names who answered (or was last tried)."""
+    """The ledger row for a finished model call: the last attempt names who answered (or was last tried).
+    Positional, in UsageRow's field order (a keyword per field costs several times more, on every request)."""
     last, u = rec.last, rec.usage
+    if last is None:
+        provider = account = model = protocol = None
+    else:
+        provider, account, model, protocol = (
+            last.provider,
+            last.account,
+            last.upstream_model,
+            last.upstream_protocol,
+        )
+    if u is None:
+        tokens = (0, 0, 0, 0, 0)
+    else:
+        tokens = (
+            u.input_tokens,
+            u.cached_tokens,
+            u.cache_creation_tokens,
+            u.output_tokens,
+            u.reasoning_tokens,
+        )
     return UsageRow(
-        ts=rec.ts,
-        request_id=rec.request_id,
-        key_id=rec.key_id,
-        client_protocol=rec.client_protocol or "",
-        alias=rec.alias,
-        provider=last.provider if last else None,
-        account=last.account if last else None,
-        upstream_model=last.upstream_model if last else None,
-        upstream_protocol=last.upstream_protocol if last else None,
-        input_tokens=u.input_tokens if u else 0,
-        cached_tokens=u.cached_tokens if u else 0,
-        cache_write_tokens=u.cache_creation_tokens if u else 0,
-        output_tokens=u.output_tokens if u else 0,
-        reasoning_tokens=u.reasoning_tokens if u else 0,
-        cost_usd=cost,
-        latency_ms=rec.latency_ms,
-        ttft_ms=rec.ttft_ms,
-        status=rec.status,
-        error_kind=rec.error_kind,
-        stream=rec.stream,
-        local=last is not None and last.upstream_protocol == "local",
-        attempts=len(rec.attempts),
-        served_by=rec.served_by,
-        privacy=rec.privacy,
-        vision_images=rec.vision_images,
-    )
+        rec.ts, rec.request_id, rec.key_id, rec.client_protocol or "", rec.alias, provider, account, model, protocol,
+        *tokens, cost, rec.latency_ms, rec.ttft_ms, rec.status, rec.error_kind, rec.stream, protocol == "local",
+        len(rec.attempts), rec.served_by, rec.privacy, rec.vision_images,
+    )  # fmt: skip
 
 
 class LedgerWriter:
@@ -76,6 +91,7 @@ class LedgerWriter:
         self, store: Store, cfg: LedgerConfig, cost: Callable[[RequestRecord], float] = zero_cost
     ) -> None:
         self.store = store
+        self.sink = usage_sink(store)
         self.cfg = cfg
         self.cost = cost
         self.buffer: deque[UsageRow] = deque()
@@ -136,9 +152,18 @@ class LedgerWriter:
                 log.error(
                     "usage ledger: %d rows not written at shutdown (store unavailable)", len(self.buffer)
                 )
-                return
+                break
+        if isinstance(self.sink, WriterProcess):
+            await self.sink.close()
 
     async def _run(self) -> None:
+        if isinstance(
+            self.sink, WriterProcess
+        ):  # now, not at the first flush: a process takes a while to start
+            try:
+                await self.sink.start()
+            except Exception as exc:  # (OSError, StoreError) the first flush tries again
+                log.error("usage ledger: cannot start the writer process (will retry): %s", exc)
         while not self._stopping.is_set():
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._stopping.wait(), self.cfg.flush_interval)
@@ -188,7 +213,7 @@ class LedgerWriter:
         while pending:
             lo, hi = pending.pop()
             try:
-                await self.store.add_usage(batch[lo:hi])
+                await self.sink.add_usage(batch[lo:hi])
                 self.written += hi - lo
             except Rejected as exc:
                 if hi - lo > 1:

@@ -7,10 +7,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from .histogram import BUCKETS, bucket_of
 from .records import UsageRow
-from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES
+from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES
 
 SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
+SPAN_HIST_COLS = ", ".join((SPAN_COLS, *ROLLUP_HISTS))
+_HISTS = len(ROLLUP_HISTS)  # latency buckets, then TTFT buckets
 RollupKey = tuple[int, str, str, str, str, str, int]  # bucket + ROLLUP_DIMS
 
 
@@ -19,12 +22,38 @@ def is_error(row: UsageRow) -> bool:
     return row.status >= 400 or row.error_kind is not None
 
 
-def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple[object, ...]]]:
+class _Group:
+    """One rollup row being folded: the sums, and the non-empty histogram buckets (sparse: a group holds a few
+    requests, and 44 mostly-empty counts per group would cost more than the sums)."""
+
+    __slots__ = ("hist", "sums")
+
+    def __init__(self, sums: list[float], hist: dict[int, int]) -> None:
+        self.sums, self.hist = sums, hist
+
+    def add(self, other: _Group) -> None:
+        self.sums = [a + b for a, b in zip(self.sums, other.sums, strict=True)]
+        h = self.hist
+        for b, n in other.hist.items():
+            h[b] = h.get(b, 0) + n
+
+    def values(self, empty: int | None) -> tuple[object, ...]:
+        """Integers for the integer columns (asyncpg will not take 3.0 for a BIGINT); an empty histogram bucket is
+        `empty` (0 for SQLite, NULL for PostgreSQL: schema.py, migration 4)."""
+        s, hist = self.sums, [empty] * _HISTS
+        for b, n in self.hist.items():
+            hist[b] = n
+        return (*(int(v) for v in s[:7]), s[7], s[8], s[9], int(s[10]), *hist)
+
+
+def fold(
+    rows: Iterable[UsageRow], steps: Iterable[int], empty: int | None = 0
+) -> dict[int, list[tuple[object, ...]]]:
     """Aggregate rows into one tuple per (bucket, dims) for each step (seconds; each a multiple of the first),
-    ready for the rollup upserts: bucket, dims, sums. The finest step is folded from the rows, the coarser ones
-    from it (a batch's rows collapse to a few groups per minute, so every coarser step costs almost nothing)."""
+    ready for the rollup upserts: bucket, dims, sums, histograms. The finest step is folded from the rows, the
+    coarser ones from it (a batch's rows collapse to a few groups per minute, so every coarser step costs little)."""
     first, *coarser = sorted(steps)
-    acc: dict[RollupKey, list[float]] = {}
+    acc: dict[RollupKey, _Group] = {}
     for r in rows:
         row_key: RollupKey = (
             int(r.ts // first) * first,
@@ -35,9 +64,10 @@ def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple
             r.upstream_model or "",
             r.status // 100,
         )
-        s = acc.get(row_key)
-        if s is None:
-            s = acc[row_key] = [0.0] * len(ROLLUP_SUMS)
+        g = acc.get(row_key)
+        if g is None:
+            g = acc[row_key] = _Group([0.0] * len(ROLLUP_SUMS), {})
+        s, h = g.sums, g.hist
         s[0] += 1
         s[1] += is_error(r)
         s[2] += r.input_tokens
@@ -47,32 +77,30 @@ def fold(rows: Iterable[UsageRow], steps: Iterable[int]) -> dict[int, list[tuple
         s[6] += r.reasoning_tokens
         s[7] += r.cost_usd
         s[8] += r.latency_ms
+        b = bucket_of(r.latency_ms)
+        h[b] = h.get(b, 0) + 1
         if r.ttft_ms is not None:
             s[9] += r.ttft_ms
             s[10] += 1
-    out = {first: _rows(acc)}
+            b = BUCKETS + bucket_of(r.ttft_ms)
+            h[b] = h.get(b, 0) + 1
+    out = {first: _rows(acc, empty)}
     for step in coarser:
-        wide: dict[RollupKey, list[float]] = {}
-        for k, sums in acc.items():
+        wide: dict[RollupKey, _Group] = {}
+        for k, g in acc.items():
             key: RollupKey = (k[0] // step * step, k[1], k[2], k[3], k[4], k[5], k[6])
             w = wide.get(key)
             if w is None:
-                wide[key] = list(sums)
+                wide[key] = _Group(g.sums, dict(g.hist))  # (add() replaces the sums list, never changes it)
             else:
-                for i, v in enumerate(sums):
-                    w[i] += v
-        out[step] = _rows(wide)
+                w.add(g)
+        out[step] = _rows(wide, empty)
     return out
 
 
-def _rows(acc: dict[RollupKey, list[float]]) -> list[tuple[object, ...]]:
+def _rows(acc: dict[RollupKey, _Group], empty: int | None) -> list[tuple[object, ...]]:
     # in key order: concurrent writers (replicas) then lock rollup rows in one order, so they cannot deadlock
-    return [(*k, *_typed(acc[k])) for k in sorted(acc)]
-
-
-def _typed(s: list[float]) -> tuple[object, ...]:
-    """Integers for the integer columns (asyncpg will not take 3.0 for a BIGINT)."""
-    return (*(int(v) for v in s[:7]), s[7], s[8], s[9], int(s[10]))
+    return [(*k, *acc[k].values(empty)) for k in sorted(acc)]
 
 
 class Span:
@@ -101,18 +129,22 @@ class Span:
         else:
             self._cover(lo, hi, finer)
 
-    def sql(self, where: str = "", args: Sequence[object] = ()) -> tuple[str, list[object]]:
+    def sql(
+        self, where: str = "", args: Sequence[object] = (), hists: bool = False
+    ) -> tuple[str, list[object]]:
         """A FROM-clause subquery over the rollup rows in the span (each table's rows through its index on
-        bucket), with an optional extra condition pushed into each part; and its parameters."""
+        bucket), with an optional extra condition pushed into each part, and the histograms when asked; and its
+        parameters."""
+        cols = SPAN_HIST_COLS if hists else SPAN_COLS
         parts, params = [], []
         for step, ranges in self.ranges.items():
             if not ranges:
                 continue
             cond = " OR ".join("(bucket >= ? AND bucket < ?)" for _ in ranges)
             parts.append(
-                f"SELECT {SPAN_COLS} FROM {ROLLUP_TABLES[step]} WHERE ({cond}){where and ' AND ' + where}"
+                f"SELECT {cols} FROM {ROLLUP_TABLES[step]} WHERE ({cond}){where and ' AND ' + where}"
             )
             params += [v for r in ranges for v in r] + list(args)
         if not parts:  # an empty range: no rows, same columns
-            parts.append(f"SELECT {SPAN_COLS} FROM usage_minute WHERE bucket < 0")
+            parts.append(f"SELECT {cols} FROM usage_minute WHERE bucket < 0")
         return f"({' UNION ALL '.join(parts)}) AS span", params

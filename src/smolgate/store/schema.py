@@ -14,15 +14,24 @@ from __future__ import annotations
 
 from typing import Literal
 
+from .histogram import LATENCY_COLS, TTFT_COLS
+
 Dialect = Literal["sqlite", "postgres"]
 
 _TYPES: dict[Dialect, dict[str, str]] = {
-    "sqlite": {"real": "REAL", "big": "INTEGER", "blob": "BLOB", "serial": "INTEGER PRIMARY KEY"},
+    "sqlite": {
+        "real": "REAL",
+        "big": "INTEGER",
+        "blob": "BLOB",
+        "serial": "INTEGER PRIMARY KEY",
+        "count": "INTEGER NOT NULL DEFAULT 0",
+    },
     "postgres": {
         "real": "DOUBLE PRECISION",
         "big": "BIGINT",
         "blob": "BYTEA",
         "serial": "BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY",
+        "count": "INTEGER",
     },
 }
 
@@ -40,6 +49,7 @@ ROLLUP_SUMS = (
     "ttft_ms_sum",
     "ttft_count",
 )
+ROLLUP_HISTS = (*LATENCY_COLS, *TTFT_COLS)  # counts per duration bucket (histogram.py); NULL for none
 ROLLUP_TABLES = {60: "usage_minute", 3600: "usage_hour", 86400: "usage_day"}  # bucket seconds → table
 
 
@@ -97,6 +107,18 @@ MIGRATIONS: list[list[str]] = [
     ["ALTER TABLE usage ADD COLUMN privacy TEXT", "ALTER TABLE keys ADD COLUMN privacy TEXT"],
     # 6: how many images the vision bridge turned into text for the answer (NULL: it did not run)
     ["ALTER TABLE usage ADD COLUMN vision_images {big}"],
+    # 7: latency and TTFT histograms per rollup row, for percentiles over time (histogram.py). Most buckets of
+    # a row are empty: PostgreSQL stores them as NULL (one bit; a zero takes 4 bytes), SQLite as 0 (no payload
+    # either way, and its upserts add zeros ~2x faster than they COALESCE NULLs)
+    [f"ALTER TABLE {t} ADD COLUMN {c} {{count}}" for t in ROLLUP_TABLES.values() for c in ROLLUP_HISTS],
+    # 8: the console's recent-rows filters (sql.usage_filter). Without these, a rare or unused alias or account
+    # walked usage_ts through every row (~1 s at 1M rows on SQLite); errors get a partial index holding only
+    # their own rows (small, and nothing to update for the successful majority)
+    [
+        "CREATE INDEX usage_alias_ts ON usage (alias, ts)",
+        "CREATE INDEX usage_account_ts ON usage (account, ts)",
+        "CREATE INDEX usage_errors_ts ON usage (ts) WHERE status >= 400",
+    ],
 ]
 
 SCHEMA_VERSION = (

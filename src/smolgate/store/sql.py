@@ -7,7 +7,6 @@ No value is ever formatted into SQL: the only interpolated names are column name
 
 from __future__ import annotations
 
-import math
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
@@ -17,42 +16,30 @@ from typing import Any
 import msgspec
 
 from .base import StoreError
-from .records import AccountRow, AuditRow, GroupBy, KeyRow, UsageBucket, UsageRow
-from .rollup import Span, fold
-from .schema import ROLLUP_DIMS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+from .histogram import BUCKETS
+from .records import AccountRow, AuditRow, GroupBy, KeyRow, StatusFilter, UsageBucket, UsageRow
+from .rollup import Span
+from .schema import ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+from .usage_sql import MAX_TEXT as MAX_TEXT  # (the CLI's limit on a filter's value)
+from .usage_sql import USAGE_COLS, insert, usage_filter, usage_steps
 
 Row = Sequence[Any]
-MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
-MAX_COUNT = 2**40  # tokens one request may count (an upstream could report anything)
-_USAGE_COUNTS = ("input_tokens", "cached_tokens", "cache_write_tokens", "output_tokens", "reasoning_tokens")
-
-_USAGE_COLS = tuple(UsageRow.__struct_fields__)
 _KEY_COLS = tuple(KeyRow.__struct_fields__)
 _ACCOUNT_COLS = tuple(AccountRow.__struct_fields__)
 _AUDIT_COLS = ("ts", "actor", "action", "target", "source", "detail")
 
 
-def _insert(table: str, cols: Sequence[str]) -> str:
-    return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
+_INSERT_KEY = insert("keys", _KEY_COLS)
+_INSERT_ACCOUNT = insert("accounts", _ACCOUNT_COLS)
+_INSERT_AUDIT = insert("audit", _AUDIT_COLS)
 
-
-def _upsert(table: str) -> str:
-    cols = ("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS)
-    adds = ", ".join(f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_SUMS)
-    return f"{_insert(table, cols)} ON CONFLICT (bucket, {', '.join(ROLLUP_DIMS)}) DO UPDATE SET {adds}"
-
-
-_INSERT_USAGE = _insert("usage", _USAGE_COLS)
-_UPSERTS = {step: _upsert(table) for step, table in ROLLUP_TABLES.items()}
-_INSERT_KEY = _insert("keys", _KEY_COLS)
-_INSERT_ACCOUNT = _insert("accounts", _ACCOUNT_COLS)
-_INSERT_AUDIT = _insert("audit", _AUDIT_COLS)
-
-# Sums over rollup rows (PostgreSQL's SUM(bigint) is numeric: cast back so both backends return integers).
-_SUMS = ", ".join(
+# Sums over rollup rows (PostgreSQL's SUM(bigint) is numeric: cast back so both backends return integers;
+# SUM(integer), the histograms', is already a bigint).
+_PLAIN_SUMS = ", ".join(
     f"CAST(SUM({c}) AS BIGINT)" if c not in ("cost_usd", "latency_ms_sum", "ttft_ms_sum") else f"SUM({c})"
     for c in ROLLUP_SUMS
 )
+_SUMS = ", ".join([_PLAIN_SUMS] + [f"SUM({c})" for c in ROLLUP_HISTS])
 _GROUP_COLS: dict[GroupBy, tuple[str, ...]] = {
     "key": ("key_id",),
     "model": ("upstream_model",),
@@ -84,21 +71,21 @@ class SqlStore(ABC):
 
     # ---------------------------------------------------------------- usage ledger
     async def add_usage(self, rows: list[UsageRow]) -> None:
-        if not rows:
-            return
-        rows = [_tame(r) for r in rows]
-        raw = [_usage_values(r) for r in rows]
-        steps = [(self._q(_INSERT_USAGE), raw)]
-        folded = fold(rows, _UPSERTS)
-        steps += [(self._q(sql), folded[step]) for step, sql in _UPSERTS.items()]
-        await self._batch(steps)
+        if rows:
+            await self._batch([(self._q(sql), values) for sql, values in usage_steps(rows, self.dialect)])
 
     async def usage_totals(
-        self, since: float, until: float | None = None, by: GroupBy | None = None, limit: int = 100
+        self,
+        since: float,
+        until: float | None = None,
+        by: GroupBy | None = None,
+        limit: int = 100,
+        percentiles: bool = False,
     ) -> list[UsageBucket]:
-        span, args = Span(since, time.time() if until is None else until).sql()
+        # the histograms only when asked: 44 more sums per rollup row read (a 30-day view reads ~40k) cost ~3x
+        span, args = Span(since, time.time() if until is None else until).sql(hists=percentiles)
         cols = _GROUP_COLS[by] if by else ()
-        select = ", ".join((*cols, _SUMS))
+        select = ", ".join((*cols, _SUMS if percentiles else _PLAIN_SUMS))
         group = f" GROUP BY {', '.join(cols)}" if cols else ""
         order = f" ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC"  # cost, then requests
         rows = await self._fetch(
@@ -125,10 +112,20 @@ class SqlStore(ABC):
         rows = await self._fetch(self._q(sql), args)
         return [_bucket(key_id, float(r[0]), r[1:]) for r in rows]
 
-    async def recent_usage(self, limit: int = 100, key_id: str | None = None) -> list[UsageRow]:
-        cols = ", ".join(_USAGE_COLS)
-        where, args = ("", []) if key_id is None else (" WHERE key_id = ?", [key_id])
-        sql = f"SELECT {cols} FROM usage{where} ORDER BY ts DESC LIMIT ?"
+    async def recent_usage(
+        self,
+        limit: int = 100,
+        key_id: str | None = None,
+        *,
+        since: float | None = None,
+        until: float | None = None,
+        alias: str | None = None,
+        account: str | None = None,
+        status: StatusFilter | None = None,
+    ) -> list[UsageRow]:
+        conds, args = usage_filter(since, until, key_id, alias, account, status)
+        where = f" WHERE {' AND '.join(conds)}" if conds else ""
+        sql = f"SELECT {', '.join(USAGE_COLS)} FROM usage{where} ORDER BY ts DESC LIMIT ?"
         rows = await self._fetch(self._q(sql), [*args, limit])
         return [_usage_row(r) for r in rows]
 
@@ -234,44 +231,8 @@ def _db_value(v: object) -> object:
     return v
 
 
-_USAGE_TEXT = [
-    c for c, t in zip(_USAGE_COLS, UsageRow.__annotations__.values(), strict=True) if "str" in str(t)
-]
-
-
-_BOOLS_AT = tuple(i for i, c in enumerate(_USAGE_COLS) if c in ("stream", "local"))
-
-
-def _usage_values(r: UsageRow) -> tuple[object, ...]:
-    """A tamed row's values in column order; bools as 0/1 (one column type on both backends)."""
-    values = list(msgspec.structs.astuple(r))
-    for i in _BOOLS_AT:
-        values[i] = int(values[i])
-    return tuple(values)
-
-
-def _tame(r: UsageRow) -> UsageRow:
-    """A ledger row as stored: text at most MAX_TEXT characters without NUL (the alias is the client's own
-    string), and finite numbers (SQLite stores NaN as NULL, which NOT NULL refuses). A row the database refuses
-    would fail its whole batch on every retry."""
-    fix: dict[str, object] = {}
-    for c in _USAGE_TEXT:
-        v = getattr(r, c)
-        if v is not None and (len(v) > MAX_TEXT or "\x00" in v):
-            fix[c] = v[:MAX_TEXT].replace("\x00", "\ufffd")
-    for c in _USAGE_COUNTS:  # an upstream reports the tokens: keep rollup sums far from BIGINT's limit
-        v = getattr(r, c)
-        if not 0 <= v <= MAX_COUNT:
-            fix[c] = min(max(v, 0), MAX_COUNT)
-    for c in ("cost_usd", "latency_ms", "ttft_ms"):
-        v = getattr(r, c)
-        if v is not None and not math.isfinite(v):
-            fix[c] = None if c == "ttft_ms" else 0.0
-    return msgspec.structs.replace(r, **fix) if fix else r
-
-
 def _usage_row(r: Row) -> UsageRow:
-    d = dict(zip(_USAGE_COLS, r, strict=True))
+    d = dict(zip(USAGE_COLS, r, strict=True))
     d["stream"], d["local"] = bool(d["stream"]), bool(d["local"])
     return UsageRow(**d)
 
@@ -302,7 +263,13 @@ def _bucket(group: str | None, bucket: float | None, sums: Row) -> UsageBucket:
         latency_ms_sum=float(v[8]),
         ttft_ms_sum=float(v[9]),
         ttft_count=int(v[10]),
+        latency_hist=tuple(int(x) for x in v[_LAT:_TTFT]),  # () when not read
+        ttft_hist=tuple(int(x) for x in v[_TTFT:]),
     )
+
+
+_LAT = len(ROLLUP_SUMS)  # the histograms' place in a row of _SUMS
+_TTFT = _LAT + BUCKETS
 
 
 def _key_values(k: KeyRow) -> tuple[object, ...]:

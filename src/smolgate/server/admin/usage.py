@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import msgspec
 
 from ...errors import ErrorKind, GatewayError, invalid
 from ...store import Store, UsageBucket
+from ...store.records import StatusFilter
 from ...usage_query import derived, parse_group, parse_step, parse_time
-from ..asgi import HttpRequest, Receive, Send
+from ..asgi import HttpRequest, Receive, Send, send_body
 from .common import AdminRoute, reply
+from .usage_csv import usage_csv
 
 if TYPE_CHECKING:
     from ..runtime import Runtime
@@ -22,6 +24,8 @@ T = TypeVar("T")
 DEFAULT_WINDOW = 86400.0  # since: the last 24 hours
 MAX_GROUPS = 1000
 MAX_RECENT = 1000
+MAX_CSV = 100_000  # rows in one CSV export
+MAX_TEXT = 256  # a filter's value (the ledger keeps at most 256 characters of each text field)
 MAX_BUCKETS = (
     10_000  # a series longer than this is refused (a year of hours fits; a year of minutes does not)
 )
@@ -61,7 +65,10 @@ def _count(limit: int) -> Callable[[str], int]:
 
 
 def _bucket(b: UsageBucket) -> dict[str, Any]:
-    return {**msgspec.to_builtins(b), **derived(b)}
+    """The sums and derived figures; the histograms themselves stay out (22 counts each, read as percentiles)."""
+    out = {**msgspec.to_builtins(b), **derived(b)}
+    del out["latency_hist"], out["ttft_hist"]
+    return out
 
 
 def _window(req: HttpRequest) -> tuple[float, float]:
@@ -74,13 +81,13 @@ def _window(req: HttpRequest) -> tuple[float, float]:
 
 
 async def totals(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
-    _allowed(req, ("since", "until", "by", "limit"))
+    _allowed(req, TOTALS_QUERY)
     since, until = _window(req)
     by = _param(req, "by", parse_group, None)
     limit = _param(req, "limit", _count(MAX_GROUPS), 100)
     store = _store(rt)
-    groups = await store.usage_totals(since, until, by, limit) if by is not None else []
-    total = await store.usage_totals(since, until, None, 1)
+    groups = await store.usage_totals(since, until, by, limit, percentiles=True) if by is not None else []
+    total = await store.usage_totals(since, until, None, 1, percentiles=True)
     body: dict[str, Any] = {
         "since": since,
         "until": until,
@@ -92,7 +99,7 @@ async def totals(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
 
 
 async def series(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
-    _allowed(req, ("since", "until", "step", "key"))
+    _allowed(req, SERIES_QUERY)
     since, until = _window(req)
     step = _param(req, "step", parse_step, 3600)
     if (until - since) / step > MAX_BUCKETS:
@@ -105,17 +112,64 @@ async def series(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     )
 
 
+def _status(text: str) -> StatusFilter:
+    if text in ("ok", "error"):
+        return cast(StatusFilter, text)
+    if text.isdigit() and 100 <= int(text) <= 599:
+        return int(text)
+    raise ValueError("want ok (below 400), error (400 and above), or one HTTP status code")
+
+
+def _text(text: str) -> str:
+    if len(text) > MAX_TEXT:
+        raise ValueError(f"at most {MAX_TEXT} characters")
+    return text
+
+
 async def recent(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive) -> None:
-    _allowed(req, ("limit", "key"))
-    limit = _param(req, "limit", _count(MAX_RECENT), 100)
-    rows = await _store(rt).recent_usage(limit, req.query.get("key") or None)
-    await reply(send, {"rows": rows})
+    _allowed(req, RECENT_QUERY)
+    fmt = req.query.get("format", "json")
+    if fmt not in ("json", "csv"):
+        raise invalid("format: want json or csv", "format")
+    now = time.time()
+    since = _param(req, "since", lambda t: parse_time(t, now), None)
+    until = _param(req, "until", lambda t: parse_time(t, now), None)
+    if since is not None and until is not None and until <= since:
+        raise invalid("until: must be later than since", "until")
+    limit = _param(req, "limit", _count(MAX_CSV if fmt == "csv" else MAX_RECENT), 100)
+    rows = await _store(rt).recent_usage(
+        limit,
+        _param(req, "key", _text, "") or None,
+        since=since,
+        until=until,
+        alias=_param(req, "alias", _text, "") or None,
+        account=_param(req, "account", _text, "") or None,
+        status=_param(req, "status", _status, None),
+    )
+    if fmt == "json":
+        await reply(send, {"rows": rows})
+        return
+    disposition = f'attachment; filename="smolgate-usage-{int(now)}.csv"'
+    await send_body(
+        send, 200, usage_csv(rows), "text/csv; charset=utf-8", {"content-disposition": disposition}
+    )
 
 
+TOTALS_QUERY = ("since", "until", "by", "limit")
+SERIES_QUERY = ("since", "until", "step", "key")
+RECENT_QUERY = ("since", "until", "key", "alias", "account", "status", "limit", "format")
 ROUTES = [
-    AdminRoute("GET", "/admin/usage", totals, "usage and cost totals over a window, optionally per group"),
     AdminRoute(
-        "GET", "/admin/usage/series", series, "usage and cost per time bucket (a key's, or everyone's)"
+        "GET", "/admin/usage", totals, "usage and cost totals over a window, optionally per group",
+        query=TOTALS_QUERY,
     ),
-    AdminRoute("GET", "/admin/usage/recent", recent, "the newest usage rows (one per request)"),
-]
+    AdminRoute(
+        "GET", "/admin/usage/series", series, "usage and cost per time bucket (a key's, or everyone's)",
+        query=SERIES_QUERY,
+    ),
+    AdminRoute(
+        "GET", "/admin/usage/recent", recent,
+        "the newest usage rows (one per request), filtered; format=csv for a spreadsheet",
+        query=RECENT_QUERY,
+    ),
+]  # fmt: skip
