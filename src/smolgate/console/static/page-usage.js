@@ -1,0 +1,81 @@
+// Usage: the ledger's rows filtered by time, key, model, account and status — a table, a chart of the window,
+// and the same filter as a CSV download (the API answers text/csv; the browser saves it).
+import { get, qs } from "./api.js";
+import { lineChart } from "./chart.js";
+import { badge, field, fmtInt, fmtMs, fmtTime, fmtUsd, h, table } from "./dom.js";
+import { Page } from "./page.js";
+import { RANGES, fillBuckets, rangeOf } from "./ranges.js";
+
+class Usage extends Page {
+  title = "Usage";
+
+  async load() {
+    this.busy();
+    const [keys, models] = await Promise.all([get("/admin/keys?include_revoked=true"), get("/admin/models")]);
+    const opt = (v, l) => h("option", { value: v }, l);
+    this.f = {
+      since: h("select", { name: "since" }, RANGES.map((r) => opt(r.id, r.label))),
+      key: h("select", { name: "key" }, opt("", "any key"), keys.keys.map((k) => opt(k.id, `${k.name} (${k.prefix}…)`))),
+      alias: h("select", { name: "alias" }, opt("", "any model"), models.models.map((m) => opt(m.name, m.name))),
+      account: h("input", { name: "account", placeholder: "any account", autocomplete: "off" }),
+      status: h("select", { name: "status" }, opt("", "any status"), opt("ok", "ok"), opt("error", "errors"), ["400", "401", "403", "429", "500", "502", "503", "504"].map((c) => opt(c, c))),
+      limit: h("select", { name: "limit" }, ["100", "500", "1000"].map((n) => opt(n, n + " rows"))),
+    };
+    this.f.since.value = "24h";
+    this.csv = h("a.button", { download: "smolgate-usage.csv", href: "#" }, "Export CSV");
+    const form = h(
+      "form.card.filters",
+      { "aria-label": "Filters" },
+      h("div.form-grid.six", {}, field("Time", this.f.since), field("Key", this.f.key), field("Model", this.f.alias), field("Account", this.f.account), field("Status", this.f.status), field("Rows", this.f.limit)),
+      h("div.row", {}, h("button.primary", { type: "submit" }, "Apply"), this.csv),
+    );
+    form.addEventListener("submit", (ev) => {
+      ev.preventDefault();
+      this.refresh().catch((e) => this.fail(e));
+    });
+    for (const el of Object.values(this.f)) if (el.tagName === "SELECT") el.addEventListener("change", () => this.refresh().catch((e) => this.fail(e)));
+    this.chart = h("section", { "aria-label": "Chart" });
+    this.list = h("section", { "aria-label": "Rows" });
+    this.body.replaceChildren(form, this.chart, this.list);
+    await this.refresh();
+  }
+
+  async refresh() {
+    this.busy();
+    const r = rangeOf(this.f.since.value);
+    const filter = { since: r.since, key: this.f.key.value, alias: this.f.alias.value, account: this.f.account.value.trim(), status: this.f.status.value };
+    this.csv.href = "/admin/usage/recent" + qs({ ...filter, limit: 1000, format: "csv" });
+    const [series, recent] = await Promise.all([
+      get("/admin/usage/series" + qs({ since: r.since, step: r.step, key: filter.key })),
+      get("/admin/usage/recent" + qs({ ...filter, limit: this.f.limit.value })),
+    ]);
+    const buckets = fillBuckets(series);
+    this.chart.replaceChildren(
+      h("div.grid2", {},
+        lineChart({ title: "Requests" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "requests", values: buckets.map((b) => b.requests ?? 0), area: true }, { name: "errors", values: buckets.map((b) => b.errors ?? 0) }], format: fmtInt }),
+        lineChart({ title: "Cost (USD)" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "cost", values: buckets.map((b) => b.cost_usd ?? 0), area: true }], format: fmtUsd }),
+      ),
+    );
+    const rows = recent.rows;
+    this.list.replaceChildren(
+      table("Ledger rows, newest first", [
+        { label: "Time", cell: (u) => fmtTime(u.ts) },
+        { label: "Key", cell: (u) => u.key_id ?? "(open)" },
+        { label: "Protocol", cell: (u) => u.client_protocol },
+        { label: "Model", cell: (u) => u.alias ?? "–" },
+        { label: "Served by", cell: (u) => (u.provider ? `${u.provider}/${u.account ?? "–"}` : "–") },
+        { label: "Status", cell: (u) => badge(String(u.status), u.status < 400 ? "ok" : "bad") },
+        { label: "Tokens in", cell: (u) => fmtInt(u.input_tokens), num: true },
+        { label: "Tokens out", cell: (u) => fmtInt(u.output_tokens), num: true },
+        { label: "Cost", cell: (u) => fmtUsd(u.cost_usd), num: true },
+        { label: "Latency", cell: (u) => fmtMs(u.latency_ms), num: true },
+        { label: "TTFT", cell: (u) => fmtMs(u.ttft_ms), num: true },
+        { label: "Attempts", cell: (u) => fmtInt(u.attempts), num: true },
+      ], rows, { empty: "No requests match.", rowProps: (u) => ({ "data-request-id": u.request_id }) }),
+    );
+    const cost = rows.reduce((a, u) => a + (u.cost_usd || 0), 0);
+    this.done(`${rows.length} row${rows.length === 1 ? "" : "s"} · ${fmtUsd(cost)} in these rows.`);
+  }
+}
+
+customElements.define("sg-usage", Usage);
