@@ -29,9 +29,10 @@ function timeLabel(ts, span) {
  * lineChart({title, times: [unix s], series: [{name, values: [number|null], area?}], format: v => string})
  * Gaps (null) break the line. The SVG carries a text summary for screen readers.
  */
-export function lineChart({ title, times, series, format = String, height = 180 }) {
-  const W = 600, H = height, L = 56, R = 10, T = 12, B = 24;
+export function lineChart({ title, times, series, format = String, height = 170 }) {
+  const W = 440, H = height, L = 58, R = 8, T = 10, B = 22;
   const all = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined && isFinite(v));
+  const empty = all.length === 0;
   const { top, step } = niceScale(Math.max(0, ...all));
   const t0 = times[0] ?? 0, t1 = times[times.length - 1] ?? 1;
   const x = (t) => L + ((t - t0) / (t1 - t0 || 1)) * (W - L - R);
@@ -39,7 +40,7 @@ export function lineChart({ title, times, series, format = String, height = 180 
   const latest = series.map((sr) => `${sr.name} ${format(lastValue(sr.values))}`).join(", ");
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart", role: "img", "aria-label": `${title}: latest ${latest}` });
   svg.append(s("title", {}, title));
-  for (let v = 0; v <= top + 1e-9; v += step) {
+  for (let v = 0; v <= top + 1e-9 && !(empty && v > 0); v += step) {
     svg.append(s("line", { x1: L, x2: W - R, y1: y(v), y2: y(v), class: "grid" }));
     svg.append(s("text", { x: L - 6, y: y(v) + 4, class: "axis", "text-anchor": "end" }, format(v)));
   }
@@ -47,8 +48,10 @@ export function lineChart({ title, times, series, format = String, height = 180 
   for (let i = 0; i < nLabels; i++) {
     const t = times[Math.round((i * (times.length - 1)) / Math.max(1, nLabels - 1))];
     if (t === undefined) continue;
-    svg.append(s("text", { x: x(t), y: H - 6, class: "axis", "text-anchor": "middle" }, timeLabel(t, t1 - t0)));
+    const anchor = i === 0 ? "start" : i === nLabels - 1 ? "end" : "middle";
+    svg.append(s("text", { x: x(t), y: H - 5, class: "axis", "text-anchor": anchor }, timeLabel(t, t1 - t0)));
   }
+  if (empty) svg.append(s("text", { x: (L + W - R) / 2, y: H / 2, class: "axis", "text-anchor": "middle" }, "no data in this range"));
   series.forEach((sr, i) => {
     const segments = [];
     let cur = [];
@@ -98,20 +101,21 @@ function legendOf(series) {
   return ul;
 }
 
-/** barChart({title, items: [{label, value}], format}) — horizontal bars, largest first, labels as text. */
+/** barChart({title, items: [{label, value, note?}], format}) — one bar per item, its label above it (whole, as
+ * text), the value and note after it. */
 export function barChart({ title, items, format = String }) {
-  const rowH = 26, W = 600, L = 170, R = 90;
-  const H = Math.max(1, items.length) * rowH + 8;
+  const rowH = 34, W = 440, R = 120;
+  const H = Math.max(1, items.length) * rowH + 4;
   const max = Math.max(0, ...items.map((i) => i.value));
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart bars", role: "img", "aria-label": title + ": " + items.map((i) => `${i.label} ${format(i.value)}`).join(", ") });
   svg.append(s("title", {}, title));
   items.forEach((it, k) => {
-    const yy = 4 + k * rowH;
-    const w = max > 0 ? ((W - L - R) * it.value) / max : 0;
-    const label = it.label.length > 24 ? it.label.slice(0, 23) + "…" : it.label;
-    svg.append(s("text", { x: L - 8, y: yy + 17, class: "axis label", "text-anchor": "end" }, label));
-    svg.append(s("rect", { x: L, y: yy + 4, width: Math.max(1, w).toFixed(1), height: rowH - 8, rx: 3, class: "bar" }));
-    svg.append(s("text", { x: L + w + 6, y: yy + 17, class: "axis" }, format(it.value)));
+    const yy = k * rowH;
+    const w = max > 0 ? ((W - R) * it.value) / max : 0;
+    const label = it.label.length > 60 ? it.label.slice(0, 59) + "…" : it.label;
+    svg.append(s("text", { x: 0, y: yy + 13, class: "axis label" }, label));
+    svg.append(s("rect", { x: 0, y: yy + 17, width: Math.max(2, w).toFixed(1), height: 12, rx: 3, class: "bar" }));
+    svg.append(s("text", { x: Math.max(2, w) + 6, y: yy + 28, class: "axis" }, format(it.value) + (it.note ? " · " + it.note : "")));
   });
   if (!items.length) svg.append(s("text", { x: W / 2, y: 20, class: "axis", "text-anchor": "middle" }, "no data in this range"));
   const wrap = document.createElement("figure");

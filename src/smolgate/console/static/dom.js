@@ -67,6 +67,8 @@ export function fmtUsd(n) {
   if (n === 0) return "$0";
   return "$" + (Math.abs(n) < 0.01 ? n.toPrecision(2) : n.toFixed(n < 100 ? 4 : 2));
 }
+/** Axis labels: short, as many digits as the value needs. */
+export const fmtUsdAxis = (n) => (n === 0 ? "$0" : "$" + Number(n.toPrecision(2)));
 export const fmtMs = (n) => (n === null || n === undefined ? "–" : n < 1000 ? Math.round(n) + " ms" : (n / 1000).toFixed(2) + " s");
 export const fmtPct = (n) => (n === null || n === undefined ? "–" : n.toFixed(n < 10 ? 1 : 0) + "%");
 export function fmtTime(ts) {

@@ -1,7 +1,7 @@
 // Accounts: every provider account's live pool state (refreshed every few seconds), add one (its key goes to
 // encrypted storage and is cleared from the form at once), enable/disable, test with one request, remove.
 import { del, get, post, qs, seg } from "./api.js";
-import { badge, field, fmtAgo, fmtInt, fmtTime, h, table } from "./dom.js";
+import { badge, field, fmtAgo, fmtInt, fmtTime, fmtUsd, h, table } from "./dom.js";
 import { Page, actionButton, toast } from "./page.js";
 
 const REFRESH_MS = 3000;
@@ -29,9 +29,10 @@ class Accounts extends Page {
   }
 
   async refresh() {
-    const data = await get("/admin/accounts");
+    const [data, usage] = await Promise.all([get("/admin/accounts"), get("/admin/usage?since=24h&by=account&limit=1000")]);
+    const spent = new Map(usage.groups.map((g) => [g.group, g]));
     const stored = new Map(data.stored.map((s) => [s.provider + "\u0000" + s.name, s]));
-    const rows = data.accounts.map((a) => ({ ...a, storedRow: stored.get(a.provider + "\u0000" + a.account) }));
+    const rows = data.accounts.map((a) => ({ ...a, storedRow: stored.get(a.provider + "\u0000" + a.account), usage: spent.get(`${a.provider}/${a.account}`) }));
     const focused = document.activeElement?.dataset?.key; // keep keyboard focus across the refresh
     this.list.replaceChildren(
       table("Provider accounts", [
@@ -42,6 +43,7 @@ class Accounts extends Page {
         { label: "Used rpm / tpm", cell: (a) => usedCell(a) },
         { label: "Upstream headroom", cell: (a) => headroom(a) },
         { label: "Recent errors", cell: (a) => errorsCell(a.recent_errors) },
+        { label: "Last 24 h", cell: (a) => (a.usage ? `${fmtInt(a.usage.requests)} req · ${fmtUsd(a.usage.cost_usd)}` : "–") },
         { label: "Actions", cell: (a) => this.rowActions(a) },
       ], rows, { empty: "No provider accounts: add one below, or in the config file.", rowProps: (a) => ({ "data-account": a.account, "data-state": a.state }) }),
     );
@@ -120,7 +122,8 @@ function stateCell(a) {
 
 function usedCell(a) {
   const part = (used, limit) => (used === null || used === undefined ? "–" : fmtInt(used) + (limit ? " / " + fmtInt(limit) : ""));
-  return part(a.rpm_used) + " · " + part(a.tpm_used);
+  if (a.rpm_used === null && a.tpm_used === null) return "–";
+  return part(a.rpm_used) + " rpm · " + part(a.tpm_used) + " tpm";
 }
 
 function headroom(a) {

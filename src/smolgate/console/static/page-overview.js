@@ -1,7 +1,7 @@
 // Overview: the ledger's rollups over a chosen range — totals, charts over time, and the top keys/models/accounts.
 import { get, qs } from "./api.js";
 import { barChart, lineChart } from "./chart.js";
-import { field, fmtInt, fmtMs, fmtPct, fmtUsd, h } from "./dom.js";
+import { field, fmtInt, fmtMs, fmtPct, fmtUsd, fmtUsdAxis, h } from "./dom.js";
 import { Page } from "./page.js";
 import { fillBuckets, rangeOf, rangeSelect } from "./ranges.js";
 
@@ -40,11 +40,15 @@ class Overview extends Page {
       ["Latency p50 / p99", latencyPair(t, buckets, "latency")],
       ["TTFT p50 / p99", latencyPair(t, buckets, "ttft")],
     ];
-    const bars = (title, answer, label) =>
+    // Ranked by cost; by requests while nothing in the range has a price (local models, unpriced aliases).
+    const byCost = (t.cost_usd || 0) > 0;
+    const bars = (what, answer, label) =>
       barChart({
-        title,
-        items: answer.groups.map((g) => ({ label: label(g.group), value: g.cost_usd || 0, requests: g.requests })),
-        format: fmtUsd,
+        title: `Top ${what} by ${byCost ? "cost" : "requests"}`,
+        items: answer.groups
+          .map((g) => ({ label: label(g.group), value: byCost ? g.cost_usd || 0 : g.requests, note: byCost ? fmtInt(g.requests) + " req" : fmtUsd(g.cost_usd) }))
+          .sort((a, b) => b.value - a.value),
+        format: byCost ? fmtUsd : (v) => fmtInt(v) + " req",
       });
     const hasPct = buckets.some((b) => b.latency_p50_ms !== undefined);
     this.body.replaceChildren(
@@ -54,7 +58,7 @@ class Overview extends Page {
         { "aria-label": "Charts" },
         lineChart({ title: "Requests and errors", times, series: [{ name: "requests", values: zero((b) => b.requests), area: true }, { name: "errors", values: zero((b) => b.errors) }], format: fmtInt }),
         lineChart({ title: "Tokens (in, out)", times, series: [{ name: "input", values: zero((b) => b.input_tokens), area: true }, { name: "output", values: zero((b) => b.output_tokens) }], format: compact }),
-        lineChart({ title: "Cost (USD)", times, series: [{ name: "cost", values: zero((b) => b.cost_usd), area: true }], format: fmtUsd }),
+        lineChart({ title: "Cost (USD)", times, series: [{ name: "cost", values: zero((b) => b.cost_usd), area: true }], format: fmtUsdAxis }),
         lineChart({ title: "Error rate (%)", times, series: [{ name: "errors %", values: col((b) => b.error_pct) }], format: (v) => fmtPct(v) }),
         hasPct
           ? lineChart({ title: "Latency (p50, p99)", times, series: [{ name: "p50", values: col((b) => b.latency_p50_ms) }, { name: "p99", values: col((b) => b.latency_p99_ms) }], format: fmtMs })
@@ -66,9 +70,9 @@ class Overview extends Page {
       h(
         "section.grid3",
         { "aria-label": "Top spenders" },
-        bars("Top keys by cost", keys, (g) => g ?? "(no key)"),
-        bars("Top models by cost", models, (g) => g ?? "(none)"),
-        bars("Top accounts by cost", accounts, (g) => g ?? "(none)"),
+        bars("keys", keys, (g) => g ?? "(no key)"),
+        bars("models", models, (g) => g ?? "(none)"),
+        bars("accounts", accounts, (g) => g ?? "(none)"),
       ),
     );
     this.done(`${r.label}: ${fmtInt(t.requests)} requests.`);

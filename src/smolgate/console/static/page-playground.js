@@ -244,7 +244,9 @@ class Playground extends Page {
 
 function metricsLine(s, rid, proto) {
   const ttft = s.tFirst !== null ? s.tFirst - s.t0 : null;
-  const gen = s.tFirst !== null ? (s.tEnd - s.tFirst) / 1000 : null;
+  // Streamed: tokens over the time since the first one; else (or when all came at once) over the whole answer.
+  const streamed = s.chunks > 1 && s.tEnd - s.tFirst > 0;
+  const gen = s.tFirst === null ? null : (streamed ? s.tEnd - s.tFirst : s.tEnd - s.t0) / 1000;
   const tps = s.output && gen > 0 ? (s.output / gen).toFixed(1) : null;
   const parts = [`TTFT ${fmtMs(ttft)}`, `total ${fmtMs(s.tEnd - s.t0)}`, `tokens ${fmtInt(s.input)} in / ${fmtInt(s.output)} out`, `${tps ?? "–"} tokens/s`, PROTOCOLS[proto].label];
   return [h("span.ttft", {}, parts[0]), ...parts.slice(1).map((p) => h("span", {}, " · " + p)), rid ? h("span.muted", {}, " · request ", h("code.rid", {}, rid)) : null].filter(Boolean);

@@ -2,7 +2,7 @@
 // and the same filter as a CSV download (the API answers text/csv; the browser saves it).
 import { get, qs } from "./api.js";
 import { lineChart } from "./chart.js";
-import { badge, field, fmtInt, fmtMs, fmtTime, fmtUsd, h, table } from "./dom.js";
+import { badge, field, fmtInt, fmtMs, fmtTime, fmtUsd, fmtUsdAxis, h, table } from "./dom.js";
 import { Page } from "./page.js";
 import { RANGES, fillBuckets, rangeOf } from "./ranges.js";
 
@@ -53,7 +53,7 @@ class Usage extends Page {
     this.chart.replaceChildren(
       h("div.grid2", {},
         lineChart({ title: "Requests" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "requests", values: buckets.map((b) => b.requests ?? 0), area: true }, { name: "errors", values: buckets.map((b) => b.errors ?? 0) }], format: fmtInt }),
-        lineChart({ title: "Cost (USD)" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "cost", values: buckets.map((b) => b.cost_usd ?? 0), area: true }], format: fmtUsd }),
+        lineChart({ title: "Cost (USD)" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "cost", values: buckets.map((b) => b.cost_usd ?? 0), area: true }], format: fmtUsdAxis }),
       ),
     );
     const rows = recent.rows;
