@@ -1,6 +1,6 @@
 // Usage: the ledger's rows filtered by time, key, model, account and status — a table, a chart of the window,
 // and the same filter as a CSV download (the API answers text/csv; the browser saves it).
-import { get, qs } from "./api.js";
+import { ApiError, get, qs } from "./api.js";
 import { lineChart } from "./chart.js";
 import { badge, field, fmtInt, fmtMs, fmtTime, fmtUsd, fmtUsdAxis, h, table } from "./dom.js";
 import { Page } from "./page.js";
@@ -44,10 +44,9 @@ class Usage extends Page {
     this.busy();
     const r = rangeOf(this.f.since.value);
     const filter = { since: r.since, key: this.f.key.value, alias: this.f.alias.value, account: this.f.account.value.trim(), status: this.f.status.value };
-    this.csv.href = "/admin/usage/recent" + qs({ ...filter, limit: 1000, format: "csv" });
     const [series, recent] = await Promise.all([
       get("/admin/usage/series" + qs({ since: r.since, step: r.step, key: filter.key })),
-      get("/admin/usage/recent" + qs({ ...filter, limit: this.f.limit.value })),
+      this.recent(filter, Date.now() / 1000 - r.secs),
     ]);
     const buckets = fillBuckets(series);
     this.chart.replaceChildren(
@@ -56,7 +55,7 @@ class Usage extends Page {
         lineChart({ title: "Cost (USD)" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "cost", values: buckets.map((b) => b.cost_usd ?? 0), area: true }], format: fmtUsdAxis }),
       ),
     );
-    const rows = recent.rows;
+    const rows = recent;
     this.list.replaceChildren(
       table("Ledger rows, newest first", [
         { label: "Time", cell: (u) => fmtTime(u.ts) },
@@ -77,5 +76,51 @@ class Usage extends Page {
     this.done(`${rows.length} row${rows.length === 1 ? "" : "s"} · ${fmtUsd(cost)} in these rows.`);
   }
 }
+
+// A gateway whose /admin/usage/recent takes only `limit` and `key` (before the console's filters) gets the newest
+// rows filtered here, and a CSV built from them; otherwise the API filters and writes the CSV.
+function matches(u, f, since) {
+  if (u.ts < since) return false;
+  if (f.alias && u.alias !== f.alias) return false;
+  if (f.account && u.account !== f.account && `${u.provider}/${u.account}` !== f.account) return false;
+  if (f.status === "ok") return u.status < 400;
+  if (f.status === "error") return u.status >= 400;
+  return !f.status || String(u.status) === f.status;
+}
+
+const CSV_COLUMNS = ["ts", "request_id", "key_id", "client_protocol", "alias", "provider", "account", "upstream_model", "status", "input_tokens", "output_tokens", "cost_usd", "latency_ms", "ttft_ms", "attempts"];
+
+function csvOf(rows) {
+  const cell = (v) => {
+    const t = v === null || v === undefined ? "" : String(v);
+    const safe = /^[=+\-@\t\r]/.test(t) ? "'" + t : t; // no formulas when a spreadsheet opens it
+    return /[",\n\r]/.test(safe) ? '"' + safe.replaceAll('"', '""') + '"' : safe;
+  };
+  return [CSV_COLUMNS.join(","), ...rows.map((u) => CSV_COLUMNS.map((c) => cell(u[c])).join(","))].join("\r\n") + "\r\n";
+}
+
+Usage.prototype.recent = async function (filter, since) {
+  const limit = this.f.limit.value;
+  if (this.serverFilters !== false) {
+    try {
+      const data = await get("/admin/usage/recent" + qs({ ...filter, limit }));
+      this.serverFilters = true;
+      this.setCsv("/admin/usage/recent" + qs({ ...filter, limit: 1000, format: "csv" }));
+      return data.rows;
+    } catch (exc) {
+      if (!(exc instanceof ApiError) || exc.status !== 400 || !/unknown query parameter/.test(exc.message)) throw exc;
+      this.serverFilters = false;
+    }
+  }
+  const data = await get("/admin/usage/recent" + qs({ key: filter.key, limit: 1000 }));
+  const rows = data.rows.filter((u) => matches(u, filter, since)).slice(0, Number(limit));
+  this.setCsv(URL.createObjectURL(new Blob([csvOf(rows)], { type: "text/csv" })));
+  return rows;
+};
+
+Usage.prototype.setCsv = function (href) {
+  if (this.csv.href.startsWith("blob:")) URL.revokeObjectURL(this.csv.href);
+  this.csv.href = href;
+};
 
 customElements.define("sg-usage", Usage);

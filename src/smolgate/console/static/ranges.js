@@ -1,9 +1,9 @@
 // Time ranges the charts offer, each with a step the rollups hold (1 minute, or whole hours).
 export const RANGES = [
-  { id: "1h", label: "Last hour", since: "1h", step: "1m" },
-  { id: "24h", label: "Last 24 hours", since: "24h", step: "1h" },
-  { id: "7d", label: "Last 7 days", since: "7d", step: "6h" },
-  { id: "30d", label: "Last 30 days", since: "30d", step: "24h" },
+  { id: "1h", label: "Last hour", since: "1h", step: "1m", secs: 3600 },
+  { id: "24h", label: "Last 24 hours", since: "24h", step: "1h", secs: 86400 },
+  { id: "7d", label: "Last 7 days", since: "7d", step: "6h", secs: 7 * 86400 },
+  { id: "30d", label: "Last 30 days", since: "30d", step: "24h", secs: 30 * 86400 },
 ];
 
 export function rangeSelect(current, onChange) {

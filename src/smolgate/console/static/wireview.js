@@ -12,10 +12,13 @@ function pretty(body) {
   }
 }
 
+// A captured body: {text, base64, truncated} (base64: binary bytes, as base64 text), or a plain string.
 function bodyOf(part, key = "body") {
-  const b64 = part[key + "_base64"] || part[key + "_is_base64"] || part.base64;
-  const text = pretty(part[key]);
-  return b64 ? "(binary, base64)\n" + text : text;
+  const b = part[key];
+  if (b === null || b === undefined) return "";
+  if (typeof b === "string") return pretty(b);
+  const notes = [b.base64 ? "(binary, base64)" : null, b.truncated ? "(cut at 1 MiB)" : null].filter(Boolean);
+  return (notes.length ? notes.join(" ") + "\n" : "") + (b.base64 ? b.text : pretty(b.text));
 }
 
 function headers(hs) {
