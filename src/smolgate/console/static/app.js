@@ -27,7 +27,10 @@ function pageName() {
 
 async function show() {
   let name = pageName();
-  if (!signedIn && name !== "signin") signedIn = await resume();
+  if (!signedIn && name !== "signin") {
+    import(PAGES[name].module).catch(() => {}); // fetched while the session is checked (errors surface below)
+    signedIn = await resume();
+  }
   if (!signedIn) name = "signin";
   else if (name === "signin") name = "overview";
   if (location.hash !== "#/" + name && !(name !== "signin" && location.hash.startsWith("#/" + name))) {

@@ -33,6 +33,7 @@ export class Page extends HTMLElement {
   }
 
   done(text = "") {
+    performance.mark("sg-ready:" + this.localName); // bench/console.py reads when the page's data was shown
     this.statusLine.className = "status";
     this.statusLine.textContent = text;
     this.removeAttribute("aria-busy");
