@@ -85,25 +85,38 @@ def main() -> None:
     chromium = shutil.which("chromium")
     if chromium is None:
         sys.exit("Debian's chromium is missing: sh scripts/ensure_chromium.sh")
-    with tempfile.TemporaryDirectory(prefix="smolgate-bench-console-") as tmp, running_fakes(UPSTREAM_KEYS) as fakes:
+    with (
+        tempfile.TemporaryDirectory(prefix="smolgate-bench-console-") as tmp,
+        running_fakes(UPSTREAM_KEYS) as fakes,
+    ):
         db = Path(tmp) / "smolgate.db"
         insert_s = asyncio.run(fill(db, args.rows))
         console.print(f"{args.rows:,} ledger rows in {insert_s:.1f} s")
         urls = {**{k: f.url for k, f in fakes.items()}, "openai-responses": fakes["openai"].url}
         cfg = Path(tmp) / "smolgate.yaml"
         cfg.write_text(
-            matrix_config(urls, f"server: {{admin_key: {ADMIN_KEY}}}\ndata_dir: {tmp}\nstore: sqlite:///{db}\n")
+            matrix_config(
+                urls, f"server: {{admin_key: {ADMIN_KEY}}}\ndata_dir: {tmp}\nstore: sqlite:///{db}\n"
+            )
         )
         proc, url = start_serve(cfg, timeout=120)
         try:
             admin = {"authorization": f"Bearer {ADMIN_KEY}"}
             secrets = [  # keys with budgets: the Keys page shows each one's spend
-                httpx.post(f"{url}/admin/keys", json={"name": f"team-{i}", "budget_usd": 100, "period": "month"}, headers=admin).json()["secret"]
+                httpx.post(
+                    f"{url}/admin/keys",
+                    json={"name": f"team-{i}", "budget_usd": 100, "period": "month"},
+                    headers=admin,
+                ).json()["secret"]
                 for i in range(50)
             ]
             for i in range(200):  # the Requests page's ring
                 body = {"model": "via-openai", "messages": [{"role": "user", "content": f"hi {i}"}]}
-                httpx.post(f"{url}/v1/chat/completions", json=body, headers={"authorization": f"Bearer {secrets[i % 50]}"}).raise_for_status()
+                httpx.post(
+                    f"{url}/v1/chat/completions",
+                    json=body,
+                    headers={"authorization": f"Bearer {secrets[i % 50]}"},
+                ).raise_for_status()
             results = run_pages(url, chromium, args.runs)
         finally:
             proc.terminate()
@@ -141,15 +154,24 @@ def run_pages(url: str, chromium: str, runs: int) -> dict[str, dict[str, Any]]:
 
 
 def report(results: dict[str, dict[str, Any]], args: argparse.Namespace) -> None:
-    table = Table(f"page (median of {args.runs}, ms; target ≤ {TARGET_MS:g})", "load event", "data shown", "slowest data call")
+    table = Table(
+        f"page (median of {args.runs}, ms; target ≤ {TARGET_MS:g})",
+        "load event",
+        "data shown",
+        "slowest data call",
+    )
     for name, r in results.items():
         slow = max(r["calls_ms"].items(), key=lambda kv: kv[1], default=("–", 0.0))
         colour = "green" if r["ready_ms"] <= TARGET_MS else "red"
-        table.add_row(name, f"{r['load_ms']:.0f}", f"[{colour}]{r['ready_ms']:.0f}[/]", f"{slow[1]:.0f} {slow[0]}")
+        table.add_row(
+            name, f"{r['load_ms']:.0f}", f"[{colour}]{r['ready_ms']:.0f}[/]", f"{slow[1]:.0f} {slow[0]}"
+        )
     console.print(table)
     out = HERE / "results" / "console.json"
     out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"cpu": cpu_model(), "rows": args.rows, "runs": args.runs, "pages": results}, indent=2))
+    out.write_text(
+        json.dumps({"cpu": cpu_model(), "rows": args.rows, "runs": args.runs, "pages": results}, indent=2)
+    )
     console.print(f"wrote {out}")
 
 

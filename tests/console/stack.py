@@ -20,7 +20,9 @@ from tests.fakes.fault_upstream import FaultUpstream
 from tests.fakes.openai_upstream import _err
 from tests.serve_process import start_serve
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "engine"))  # tests/engine modules import by basename
+sys.path.insert(
+    0, str(Path(__file__).resolve().parents[1] / "engine")
+)  # tests/engine modules import by basename
 from checkpoints import make_checkpoint
 
 ADMIN_KEY = "adm-console-test-key-0123456789"

@@ -103,7 +103,9 @@ def test_the_request_shows_in_usage_and_requests_with_its_cost(page: Page, stack
     key_filter = page.get_by_label("Key")
     key_filter.select_option(key_filter.locator("option", has_text="team-a").get_attribute("value"))
     row = page.locator(f'sg-usage tr[data-request-id="{rid}"]')
-    for _ in range(60):  # the ledger writes in batches (flush_interval 0.2 s): apply the filter until it is there
+    for _ in range(
+        60
+    ):  # the ledger writes in batches (flush_interval 0.2 s): apply the filter until it is there
         if row.count():
             break
         page.get_by_role("button", name="Apply").click()
@@ -146,7 +148,9 @@ def test_an_account_cools_down_after_a_429_and_recovers(page: Page, stack: Stack
     expect(row).to_have_attribute("data-state", "healthy")
     stack.openai.set_mode(OPENAI_KEY, "429_wait")
     with pytest.raises(openai.APIStatusError) as caught:
-        sdk(stack, state["secret"]).chat.completions.create(model="gpt", messages=[{"role": "user", "content": "hi"}])
+        sdk(stack, state["secret"]).chat.completions.create(
+            model="gpt", messages=[{"role": "user", "content": "hi"}]
+        )
     assert caught.value.status_code in (429, 503)
     stack.openai.set_mode(OPENAI_KEY, "ok")
     page.get_by_role("button", name="Refresh").click()
