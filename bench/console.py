@@ -81,6 +81,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--runs", type=int, default=7)
+    ap.add_argument(
+        "--screenshots", type=Path, help="also save each page as DIR/<page>.png (the README's come from here)"
+    )
     args = ap.parse_args()
     chromium = shutil.which("chromium")
     if chromium is None:
@@ -117,7 +120,7 @@ def main() -> None:
                     json=body,
                     headers={"authorization": f"Bearer {secrets[i % 50]}"},
                 ).raise_for_status()
-            results = run_pages(url, chromium, args.runs)
+            results = run_pages(url, chromium, args.runs, args.screenshots)
         finally:
             proc.terminate()
             try:
@@ -127,7 +130,7 @@ def main() -> None:
     report(results, args)
 
 
-def run_pages(url: str, chromium: str, runs: int) -> dict[str, dict[str, Any]]:
+def run_pages(url: str, chromium: str, runs: int, shots: Path | None) -> dict[str, dict[str, Any]]:
     out: dict[str, dict[str, Any]] = {}
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=chromium, headless=True)
@@ -149,6 +152,10 @@ def run_pages(url: str, chromium: str, runs: int) -> dict[str, dict[str, Any]]:
                 "calls_ms": {k: round(statistics.median(v), 1) for k, v in calls.items()},
             }
             console.print(f"  {name}: shown in {out[name]['ready_ms']} ms")
+            if shots is not None:
+                shots.mkdir(parents=True, exist_ok=True)
+                page.wait_for_timeout(300)  # the charts' last paint
+                page.screenshot(path=str(shots / f"{name}.png"))
         browser.close()
     return out
 

@@ -29,7 +29,7 @@ class Accounts extends Page {
   }
 
   async refresh() {
-    const [data, usage] = await Promise.all([get("/admin/accounts"), get("/admin/usage?since=24h&by=account&limit=1000")]);
+    const [data, usage] = await Promise.all([get("/admin/accounts"), this.usage()]);
     const spent = new Map(usage.groups.map((g) => [g.group, g]));
     const stored = new Map(data.stored.map((s) => [s.provider + "\u0000" + s.name, s]));
     const rows = data.accounts.map((a) => ({ ...a, storedRow: stored.get(a.provider + "\u0000" + a.account), usage: spent.get(`${a.provider}/${a.account}`) }));
@@ -49,6 +49,15 @@ class Accounts extends Page {
     );
     if (focused) this.list.querySelector(`[data-key="${CSS.escape(focused)}"]`)?.focus();
     this.done(`${rows.length} account${rows.length === 1 ? "" : "s"} · updated ${new Date().toLocaleTimeString()}`);
+  }
+
+  // The day's usage per account changes slowly: asked for every 30 s, not on every 3 s state refresh.
+  async usage() {
+    if (!this.usageAt || Date.now() - this.usageAt > 30_000) {
+      this.usageAnswer = await get("/admin/usage?since=24h&by=account&limit=1000");
+      this.usageAt = Date.now();
+    }
+    return this.usageAnswer;
   }
 
   rowActions(a) {
