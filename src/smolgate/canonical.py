@@ -139,6 +139,7 @@ class Origin(Struct):
 
     protocol: str
     owner: str = ""
+    privacy: str | None = None  # the policy its key and the request itself ask for (policies/privacy.py)
 
 
 # ---------------------------------------------------------------- extras: settings with no canonical field

@@ -234,12 +234,17 @@ def check(config: Path = typer.Option(..., "--config", "-c")) -> None:
             base_url = redact_url(p.base_url, query=True) or "-"  # it may hold user:password@ or ?key=
         t.add_row(p.name, p.protocol, base_url, str(len(p.accounts)), p.strategy)
     console.print(t)
+    from .errors import ErrorKind, GatewayError
+    from .policies.offline import OfflineFallback
     from .routing import Router
 
-    router = Router(cfg)
+    router, offline, down = Router(cfg), OfflineFallback(cfg), GatewayError(ErrorKind.UPSTREAM, "")
     t = Table("model", "tries in order")
     for m in cfg.models:
-        t.add_row(m.name, " → ".join(f"{r.provider}/{r.model}" for r in router.resolve(m.name)))
+        routes = router.resolve(m.name)
+        fb = offline.route(m.name, down, routes)  # when every route failed upstream-side
+        tail = f" → offline: {fb.provider}" if fb is not None else ""
+        t.add_row(m.name, " → ".join(f"{r.provider}/{r.model}" for r in routes) + tail)
     console.print(t)
     if not cfg.keys:
         console.print(

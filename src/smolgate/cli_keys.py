@@ -88,6 +88,9 @@ def create(
     budget_usd: float | None = typer.Option(None, "--budget-usd", help="spend limit in USD"),
     period: str = typer.Option("total", "--period", help="budget period: day, month or total (UTC)"),
     expires: str | None = typer.Option(None, "--expires", help="lifetime, e.g. 30d, 12h"),
+    privacy: str | None = typer.Option(
+        None, "--privacy", help="its requests' loosest policy: redact or local"
+    ),
     config: Path | None = CONFIG_OPTION,
 ) -> None:
     """Create a key; its secret is printed once."""
@@ -102,6 +105,7 @@ def create(
         "budget_usd": budget_usd,
         "period": period,
         "expires": expires,
+        "privacy": privacy,
     }
 
     async def job(store: Store) -> tuple[KeyRow, str]:

@@ -10,6 +10,7 @@ and `smolgate check`. docs/config.md describes every field (a test keeps it comp
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ import msgspec
 import yaml
 
 from .config_errors import explain
+from .policies.detectors import Detectors
 from .protocols import UPSTREAM_PROTOCOLS
 from .secret import Redactor, Secret, as_secret, redact_url
 
@@ -32,6 +34,7 @@ else:
     RemoteProtocol = Literal[UPSTREAM_PROTOCOLS]
 Quant = Literal["none", "int8", "int8-dynamic", "int4"]
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
+PrivacyPolicy = Literal["standard", "redact", "local"]  # policies/privacy.py
 
 
 class Base(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -142,12 +145,37 @@ class Target(Base):
     reasoning: bool | Literal["auto"] = "auto"
 
 
+CacheRequests = Literal["deterministic", "all"]
+
+
+class AliasCache(Base):
+    """One alias's response-cache settings; unset fields take the global `cache:` values."""
+
+    enabled: bool = True
+    ttl: float | None = None
+    requests: CacheRequests | None = None
+
+
+class CacheConfig(Base):
+    """The response cache (policies/cache.py): exact match on the canonical request, per client key."""
+
+    enabled: bool = False
+    ttl: float = 300.0  # seconds an answer is served again
+    max_entries: int = 1000  # memory backend; one entry larger than max_bytes/8 is never kept
+    max_bytes: int = 64 << 20
+    requests: CacheRequests = "deterministic"  # deterministic: temperature 0 or a seed; all: every request
+    backend: Literal["auto", "memory", "redis"] = "auto"  # auto: redis when `state:` is set, else memory
+
+
 class ModelAlias(Base):
     name: str
     targets: list[Target]
     fallbacks: list[str] = msgspec.field(default_factory=list)
     # auto: mark prompt-cache breakpoints for Anthropic targets when the client set none (caching.py)
     prompt_caching: Literal["off", "auto"] = "off"
+    cache: AliasCache | None = None  # the response cache for this alias (policies/cache.py); None: global
+    offline_fallback: str | None = None  # a local provider's name, or "off"; None: the global setting
+    privacy: PrivacyPolicy = "standard"  # the loosest policy its requests may have (policies/privacy.py)
 
 
 class ClientKey(Base):
@@ -155,9 +183,16 @@ class ClientKey(Base):
     name: str | None = None
     rpm: int | None = None
     max_concurrency: int | None = None
+    cache: CacheRequests | Literal["off"] | None = None  # this key's response-cache opt-in; None: the alias's
+    privacy: PrivacyPolicy | None = None  # the loosest policy its requests may have
 
     def __post_init__(self) -> None:
         self.key = Secret(self.key)
+
+    @property
+    def ledger_id(self) -> str:
+        """How the ledger, logs and the cache name this key: by its name, else a hash prefix (never the key)."""
+        return "config:" + (self.name or hashlib.sha256(self.key.reveal().encode()).hexdigest()[:12])
 
 
 class RetryConfig(Base):
@@ -224,6 +259,13 @@ class ObservabilityConfig(Base):
     traces: TracesConfig = msgspec.field(default_factory=TracesConfig)
 
 
+class PrivacyConfig(Base):
+    """What `redact` looks for (policies/detectors.py): built-in kinds (None: all) and named regexes."""
+
+    detectors: list[str] | None = None
+    patterns: dict[str, str] = msgspec.field(default_factory=dict)  # NAME → regex; placeholder ⟦NAME_1⟧
+
+
 class Config(Base):
     providers: list[AnyProvider] = msgspec.field(default_factory=list)
     models: list[ModelAlias] = msgspec.field(default_factory=list)
@@ -235,7 +277,10 @@ class Config(Base):
     data_dir: str | None = None  # None: $SMOLGATE_HOME, else ~/.local/share/smolgate
     ledger: LedgerConfig = msgspec.field(default_factory=LedgerConfig)
     observability: ObservabilityConfig = msgspec.field(default_factory=ObservabilityConfig)
+    privacy: PrivacyConfig = msgspec.field(default_factory=PrivacyConfig)
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
+    cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
+    offline_fallback: str = "auto"  # a local provider's name, "off", or auto: the first local provider
 
     def __post_init__(self) -> None:
         self.state = as_secret(self.state)
@@ -437,6 +482,20 @@ def _check_references(cfg: Config) -> None:
         for fb in m.fallbacks:
             if fb not in aliases:
                 raise ConfigError(f"models[{i}].fallbacks: no model alias named '{fb}'")
+    local = {p.name for p in cfg.providers if isinstance(p, LocalProviderConfig)}
+    offline = [("offline_fallback", cfg.offline_fallback)]
+    offline += [
+        (f"models[{i}].offline_fallback", m.offline_fallback or "auto") for i, m in enumerate(cfg.models)
+    ]
+    for where, name in offline:
+        if name not in ("auto", "off", *local):
+            raise ConfigError(
+                f"{where}: '{name}' is not a local provider (names: {sorted(local)}), auto or off"
+            )
+    try:
+        Detectors.build(cfg.privacy.detectors, cfg.privacy.patterns)
+    except ValueError as exc:
+        raise ConfigError(f"privacy: {exc}") from None
     for i, p in enumerate(cfg.providers):
         if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")

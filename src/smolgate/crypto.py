@@ -120,17 +120,27 @@ def key_path(data_path: Path) -> Path:
     return data_path / KEY_FILE
 
 
-def read_key_file(path: Path) -> MasterKey:
-    """A key file's key; refused (MasterKeyError) when group or others may read or write it."""
+def read_private_file(path: Path, what: str) -> str:
+    """A secret file's text; refused (MasterKeyError) when group or others may read or write it."""
     try:
         st = path.stat()
         if st.st_mode & 0o077:
             raise MasterKeyError(
-                f"refusing to use the master key file {path}: its permissions are "
+                f"refusing to use the {what} file {path}: its permissions are "
                 f"{stat.filemode(st.st_mode)}; other users could read it. Run: chmod 600 {path}"
             )
-        text = path.read_text()
+        return path.read_text()
+    except FileNotFoundError:
+        raise
     except OSError as exc:
+        raise MasterKeyError(f"cannot read the {what} file {path}: {exc.strerror}") from None
+
+
+def read_key_file(path: Path) -> MasterKey:
+    """A key file's key; refused (MasterKeyError) when group or others may read or write it."""
+    try:
+        text = read_private_file(path, "master key")
+    except FileNotFoundError as exc:
         raise MasterKeyError(f"cannot read the master key file {path}: {exc.strerror}") from None
     return MasterKey.from_text(text, str(path))
 

@@ -32,6 +32,9 @@ from .canonical import (
 from .config import Config
 from .errors import ErrorKind, GatewayError, context_overflow, overflow_from_message
 from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
+from .policies.cache import ResponseCache
+from .policies.offline import OfflineFallback
+from .policies.privacy import Privacy
 from .pool import Lease, Pools
 from .providers.base import Attempt, Provider
 from .reasoning import ReasoningPolicy
@@ -79,16 +82,34 @@ class Dispatcher:
                 if isinstance(t.reasoning, bool)
             }
         )
+        self.privacy = Privacy(cfg)
         self._auto_cache = {m.name for m in cfg.models if m.prompt_caching == "auto"}
         self._anthropic = {p.name for p in cfg.providers if p.protocol == "anthropic"}
         self.signatures = Signatures(
             {p.name: p.protocol for p in cfg.providers},
             SignatureStore(redis_url=cfg.state.reveal() if cfg.state else None),
         )
+        self.cache = ResponseCache(cfg, self.privacy.policy)
+        self.offline = OfflineFallback(cfg)
 
     # ------------------------------------------------------------------ public API
 
-    async def complete(self, req: Request, rec: RequestRecord | None = None) -> Response:
+    async def complete(
+        self, req: Request, rec: RequestRecord | None = None, cache_control: str | None = None
+    ) -> Response:
+        """The answer; `cache_control`: the client's x-smolgate-cache header (policies/cache.py)."""
+        return await self.cache.complete(self._complete, req, rec, cache_control)
+
+    def stream(
+        self, req: Request, rec: RequestRecord | None = None, cache_control: str | None = None
+    ) -> AsyncIterator[Event]:
+        """Events for the client. Raises GatewayError before the first event; never after it."""
+        return self.cache.stream(self._stream, req, rec, cache_control)
+
+    async def _complete(self, req: Request, rec: RequestRecord | None = None) -> Response:
+        plan = self.privacy.plan(req, rec)
+        req = plan.request
+
         async def call(provider: Provider, route: Route, lease: Lease) -> Response:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
@@ -109,10 +130,11 @@ class Dispatcher:
         resp = await self._attempts(req, req_for, call, rec=rec)
         if rec is not None:
             rec.usage = resp.usage
-        return resp
+        return plan.response(resp)
 
-    async def stream(self, req: Request, rec: RequestRecord | None = None) -> AsyncIterator[Event]:
-        """Events for the client. Raises GatewayError before the first event; never after it."""
+    async def _stream(self, req: Request, rec: RequestRecord | None = None) -> AsyncIterator[Event]:
+        plan = self.privacy.plan(req, rec)
+        req = plan.request
         req_for: dict[str, Request] = {}
 
         async def call(
@@ -131,6 +153,7 @@ class Dispatcher:
                 it = stops.apply_to_stream(it, req.stop).__aiter__()
             if forced:
                 it = forced_tools.apply_to_stream(it, req).__aiter__()
+            it = plan.stream(it).__aiter__()
             try:
                 first = await it.__anext__()
             except StopAsyncIteration:
@@ -171,7 +194,8 @@ class Dispatcher:
             await lease.release()
 
     async def count_tokens(self, req: Request) -> int:
-        route = self.router.resolve(req.model)[0]
+        req = self.privacy.plan(req).request
+        route = self.privacy.routes(req, self.router.resolve(req.model))[0]
         provider = self.providers[route.provider]
         exact = await provider.count_tokens(req, route.model, None)
         return exact if exact is not None else estimate_tokens(req)
@@ -193,8 +217,11 @@ class Dispatcher:
         call: Callable[[Provider, Route, Lease], Awaitable[T]],
         keep_lease: bool = False,
         rec: RequestRecord | None = None,
+        offline: Route | None = None,
     ) -> T:
-        routes = self.router.resolve(req.model)
+        routes = (
+            [offline] if offline is not None else self.privacy.routes(req, self.router.resolve(req.model))
+        )
         budget = self.cfg.retry.attempts
         deadline = time.monotonic() + self.cfg.retry.deadline
         tokens = estimate_tokens(req)
@@ -247,7 +274,33 @@ class Dispatcher:
             last = GatewayError(
                 ErrorKind.OVERLOADED, "no upstream attempt could be made within the retry budget"
             )
+        if offline is None and (fb := self.offline.route(req.model, last, routes)) is not None:
+            return await self._offline(req, req_for, call, keep_lease, rec, fb, last)
         raise last
+
+    async def _offline(
+        self,
+        req: Request,
+        req_for: dict[str, Request],
+        call: Callable[[Provider, Route, Lease], Awaitable[T]],
+        keep_lease: bool,
+        rec: RequestRecord | None,
+        fb: Route,
+        cause: GatewayError,
+    ) -> T:
+        """Every route failed upstream-side: the local model answers (policies/offline.py), or the upstream's
+        failure stands."""
+        log.warning(
+            "every target of '%s' failed (%s): answering from '%s'", req.model, cause.kind.value, fb.provider
+        )
+        try:
+            result = await self._attempts(req, req_for, call, keep_lease, rec, offline=fb)
+        except GatewayError as exc:
+            log.warning("offline fallback '%s' failed too: %s", fb.provider, exc.kind.value)
+            raise cause from None
+        if rec is not None:
+            rec.served_by = "offline"
+        return result
 
     async def _prepare(self, req: Request, provider: Provider, prepared: dict[str, Request]) -> Request:
         """Fetch remote media for targets that only take inline bytes (through the guarded fetcher).

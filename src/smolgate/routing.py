@@ -17,7 +17,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 
 from .config import Config
-from .errors import invalid, not_found, shown
+from .errors import GatewayError, invalid, not_found, shown
 from .protocols.base import ModelInfo
 
 MAX_MODEL_NAME = 256
@@ -82,10 +82,7 @@ class Router:
         provider, sep, model = name.partition("/")
         if sep and provider in self._providers and model and len(name) <= MAX_MODEL_NAME:
             return [Route(provider, model)]
-        raise not_found(
-            f"model '{shown(name, '(the requested name)')}' does not exist; "
-            "GET /v1/models lists the models this gateway serves"
-        )
+        raise unknown_model(name)
 
     def _walk(self, alias: str, out: list[Route], seen: set[str]) -> None:
         if alias in seen:  # fallback cycles are legal in config; each alias is visited once
@@ -111,3 +108,11 @@ class Router:
 
     def models(self) -> list[ModelInfo]:
         return [ModelInfo(id=name) for name in self._aliases]
+
+
+def unknown_model(name: str) -> GatewayError:
+    """The 404 for a model name this gateway does not serve (or does not serve to this key)."""
+    return not_found(
+        f"model '{shown(name, '(the requested name)')}' does not exist; "
+        "GET /v1/models lists the models this gateway serves"
+    )

@@ -52,6 +52,11 @@ class RequestRecord:
     cost_usd: float | None = None  # priced once when it ends (Runtime.cost), read by every observer
     attempts: list[AttemptRecord] = field(default_factory=list)
     traceparent: str | None = None  # the client's W3C trace context, when it sent one (traces join it)
+    served_by: str | None = None  # "cache" or "offline" when no upstream answered (policies/)
+    cache: str | None = None  # the response cache's verdict: "hit", "miss", "bypass"; None: not consulted
+    privacy: str | None = (
+        None  # what its privacy policy did, JSON: {"policy": "redact", "email": 2}; never values
+    )
 
     # -------------------------------------------------------------- filled by the dispatcher
     def begin_attempt(self, provider: str, account: str | None, model: str, protocol: str) -> None:

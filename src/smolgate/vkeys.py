@@ -27,6 +27,7 @@ from typing import Any
 import msgspec
 
 from .config import Config
+from .crypto import MasterKeyError, read_private_file, write_key_file
 from .store.records import KeyRow, Period
 
 SECRET_PREFIX = "sg-"
@@ -65,23 +66,18 @@ def load_pepper(cfg: Config) -> bytes:
     path = cfg.data_path / PEPPER_FILE
     with contextlib.suppress(FileNotFoundError):
         return _read_pepper(path)
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    # Written to a private temp file, then linked into place: link() fails if another process won the race,
-    # so every process ends up reading the one pepper that was written in full.
-    tmp = path.with_name(f".{PEPPER_FILE}.{os.getpid()}.{secrets.token_hex(4)}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(secrets.token_hex(32) + "\n")
-        with contextlib.suppress(FileExistsError):
-            os.link(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    # Without replace, link() fails if another process won the race: every process reads the one pepper
+    # that was written in full.
+    with contextlib.suppress(FileExistsError):
+        write_key_file(path, secrets.token_hex(32), replace=False)
     return _read_pepper(path)
 
 
 def _read_pepper(path: Path) -> bytes:
-    value = path.read_text().strip()
+    try:
+        value = read_private_file(path, "key pepper").strip()
+    except MasterKeyError as exc:
+        raise ValueError(str(exc)) from None
     if len(value) < 16:
         raise ValueError(f"the key pepper file {path} is empty or too short")
     return value.encode()
@@ -98,6 +94,7 @@ def new_key(
     budget_usd: float | None = None,
     period: str = "total",
     expires: float | None = None,
+    privacy: str | None = None,
 ) -> tuple[KeyRow, str]:
     """A new key's row and its secret (the only time the secret exists outside the client)."""
     _check_name(name)
@@ -114,6 +111,8 @@ def new_key(
         if not isinstance(models, list) or not all(isinstance(m, str) and m.strip() for m in models):
             raise InvalidKeyField("models must be a list of model names")
         models = [m.strip() for m in models]
+    if privacy not in (None, "standard", "redact", "local"):
+        raise InvalidKeyField("privacy must be one of standard, redact, local")
     now = time.time()
     if expires is not None and expires <= now:
         raise InvalidKeyField("expires must be in the future")
@@ -131,6 +130,7 @@ def new_key(
         budget_usd=float(budget_usd) if budget_usd is not None else None,
         period=period,  # checked against PERIODS above
         expires=expires,
+        privacy=privacy,
     )
     return row, secret
 
@@ -209,6 +209,7 @@ def public(row: KeyRow, spend: float | None = None) -> dict[str, Any]:
         "period": row.period,
         "expires": row.expires,
         "revoked": row.revoked,
+        "privacy": row.privacy,
         "status": status(row, time.time()),
     }
     if spend is not None:

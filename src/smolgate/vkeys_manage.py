@@ -17,7 +17,7 @@ from .store import KeyRow, Store
 from .vkeys import InvalidKeyField, new_key, parse_duration, period_bounds, rotated
 
 Audit = Callable[..., Awaitable[None]]  # audit(action, target, **detail)
-FIELDS = ("name", "models", "rpm", "tpm", "max_concurrency", "budget_usd", "period", "expires")
+FIELDS = ("name", "models", "rpm", "tpm", "max_concurrency", "budget_usd", "period", "expires", "privacy")
 
 
 def expiry(value: object, now: float) -> float | None:
@@ -60,6 +60,7 @@ async def create(store: Store, pepper: bytes, fields: dict[str, Any], audit: Aud
         budget_usd=fields.get("budget_usd"),
         period=fields.get("period") or "total",
         expires=expiry(fields.get("expires"), time.time()),
+        privacy=fields.get("privacy"),
     )
     if any(k.name == row.name for k in await store.keys()):
         raise InvalidKeyField(f"an active key named '{row.name}' exists already")

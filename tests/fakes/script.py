@@ -9,6 +9,7 @@ Magic words in the last user text drive behaviour:
   USAGE_DETAIL         report half the prompt as cache reads and 3 reasoning tokens, each fake in its protocol's
                        own convention (what the ledger must turn back into the same canonical counts)
   SLOW                 0.25 s between chunks (incremental-streaming and disconnect tests)
+  CHAR_CHUNKS          stream the answer 3 characters per chunk (placeholders split across chunks)
   weather (with tools) call the tool that takes a city (else the first) with {"city": "Paris"}
   PARALLEL             (with weather) call it twice in one turn: Paris, then Tokyo
   AGENT_WRITE <path>   (with tools) act like a coding agent's model: call the client's own file-writing tool
@@ -144,6 +145,9 @@ def plan(view: View) -> Plan:
     if view.max_tokens is not None and len(words) > view.max_tokens:
         words, p.stop_reason, p.stop_sequence = words[: view.max_tokens], "max_tokens", None
     p.chunks = [w + (" " if i < len(words) - 1 else "") for i, w in enumerate(words)]
+    if "CHAR_CHUNKS" in last:
+        text = "".join(p.chunks)
+        p.chunks = [text[i : i + 3] for i in range(0, len(text), 3)]
     p.output_tokens = len(words)
     return p
 

@@ -200,3 +200,39 @@ def test_stored_responses_stay_the_keys_across_a_rotation(gw):
     _, other = create(gw, name="responses-stranger")
     with pytest.raises(openai.NotFoundError):
         openai.OpenAI(base_url=gw.url + "/v1", api_key=other, max_retries=0).responses.retrieve(first.id)
+
+
+def test_a_model_outside_the_keys_list_is_not_found_by_lookup_either(gw):
+    # the listing hides it, so a lookup must not confirm it exists (OpenAI's and Ollama's lookups)
+    _, secret = create(gw, name="narrow-lookup", models=["via-anthropic"])
+    auth = {"authorization": f"Bearer {secret}"}
+    assert httpx.get(gw.url + "/v1/models/via-anthropic", headers=auth).status_code == 200
+    hidden = httpx.get(gw.url + "/v1/models/via-openai", headers=auth)
+    unknown = httpx.get(gw.url + "/v1/models/no-such-model", headers=auth)
+    assert hidden.status_code == unknown.status_code == 404
+    assert hidden.json()["error"]["message"].replace("via-openai", "X") == unknown.json()["error"][
+        "message"
+    ].replace("no-such-model", "X")
+    shown = httpx.post(gw.url + "/api/show", json={"model": "via-openai"}, headers=auth)
+    assert shown.status_code == 404
+
+
+def test_a_request_in_flight_across_a_rotation_still_counts_toward_the_budget(gw):
+    key, old = create(gw, name="rotated-mid-stream", budget_usd=0.5, period="day")  # two requests' worth
+    path, body, style = RAW["openai"]
+    slow = {
+        **body,
+        "model": "via-anthropic",
+        "stream": True,
+        "messages": [{"role": "user", "content": "SLOW"}],
+    }
+    with httpx.stream("POST", gw.url + path, json=slow, headers=headers(style, old), timeout=30) as r:
+        lines = r.iter_lines()
+        next(lines)  # in flight
+        new = httpx.post(gw.url + f"/admin/keys/{key['id']}/rotate").json()["secret"]
+        for _ in lines:  # the stream ends after the rotation
+            pass
+    finished(gw, key["id"], 1)
+    assert post(gw.url, "openai", new).status_code == 200
+    finished(gw, key["id"], 2)
+    assert post(gw.url, "openai", new).status_code == 429  # the streamed request's cost was counted

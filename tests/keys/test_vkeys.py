@@ -46,6 +46,16 @@ def test_the_pepper_file_is_created_once_private_and_shared(tmp_path, monkeypatc
     assert list(path.parent.iterdir()) == [path]  # no temp file left behind
 
 
+def test_a_pepper_file_others_can_read_is_refused(tmp_path, monkeypatch):
+    # like the master key file: a pepper readable by other users is a leaked pepper
+    monkeypatch.delenv("SMOLGATE_KEY_PEPPER", raising=False)
+    cfg = Config(data_dir=str(tmp_path))
+    load_pepper(cfg)
+    (tmp_path / "key_pepper").chmod(0o644)
+    with pytest.raises(ValueError, match="chmod 600"):
+        load_pepper(cfg)
+
+
 def test_the_pepper_from_the_environment_wins_and_must_be_long(tmp_path, monkeypatch):
     monkeypatch.setenv("SMOLGATE_KEY_PEPPER", "a-shared-pepper-for-all-replicas")
     assert load_pepper(Config(data_dir=str(tmp_path))) == b"a-shared-pepper-for-all-replicas"

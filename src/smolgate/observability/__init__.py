@@ -3,10 +3,8 @@ Observer of finished requests, installed on a Runtime from `Config.observability
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from ..telemetry import RequestRecord
 from .access import AccessLog
 from .metrics import Metrics
 
@@ -14,12 +12,12 @@ if TYPE_CHECKING:
     from ..server.runtime import Runtime
 
 
-def install(rt: Runtime, cost: Callable[[RequestRecord], float] | None = None) -> None:
+def install(rt: Runtime) -> None:
     """Add the configured observers to `rt` (metrics as `rt.metrics`, the tracer as `rt.tracer`); the
-    metrics' cost is the runtime's `cost_of` (the ledger's and the budgets') unless `cost` is given."""
+    metrics' cost is the runtime's (the ledger's and the budgets')."""
     o = rt.cfg.observability
     if o.metrics:
-        rt.metrics = Metrics(rt, cost or rt.cost)
+        rt.metrics = Metrics(rt, rt.cost)
         rt.observers.append(rt.metrics)
     if o.access_log:
         rt.observers.append(AccessLog())

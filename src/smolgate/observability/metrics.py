@@ -48,6 +48,7 @@ class Metrics:
         self.registry = CollectorRegistry(auto_describe=False)
         self.series: dict[tuple[str | None, str, str | None, str | None], _Series] = {}
         self.attempts: dict[tuple[str, str, str], int] = {}  # (provider, account, outcome) → attempts
+        self.served: dict[tuple[str, str], int] = {}  # (alias, "cache" | "offline") → answers (policies/)
         self.registry.register(Traffic(self))
         self.registry.register(LiveState(rt))
 
@@ -69,6 +70,8 @@ class Metrics:
         for a in rec.attempts:
             akey = (a.provider, a.account or "none", a.error_kind or "ok")
             self.attempts[akey] = self.attempts.get(akey, 0) + 1
+        if rec.served_by is not None:
+            self.served[alias, rec.served_by] = self.served.get((alias, rec.served_by), 0) + 1
         if not rec.generation:
             return
         secs = rec.latency_ms / 1000
@@ -199,7 +202,14 @@ class Traffic(Collector):
         )
         for (provider, account, outcome), n in self.m.attempts.items():
             attempts.add_metric([provider, account, outcome], n)
-        yield from (requests, errors, tokens, cost, latency, ttft, attempts)
+        served = CounterMetricFamily(
+            "smolgate_served_by_policy",
+            "Answers no upstream gave: from the response cache or the offline fallback, by alias",
+            labels=["alias", "by"],
+        )
+        for (alias, by), n in self.m.served.items():
+            served.add_metric([alias, by], n)
+        yield from (requests, errors, tokens, cost, latency, ttft, attempts, served)
 
 
 class LiveState(Collector):

@@ -192,6 +192,10 @@ class SharedState:
         )
         self._wake = asyncio.Event()
         self._busy = False
+        # Writes queued and writes done with (sent, dropped or lost): `drain` waits for a count, not for an
+        # empty outbox, which under steady traffic may never come.
+        self._queued = 0
+        self._settled = 0
 
     async def start(self) -> SharedState:
         try:
@@ -251,8 +255,7 @@ class SharedState:
         if wait:
             await self._call(self._r.zrem, key, slot)
         elif self.up:
-            self._outbox.append((None, [key, slot], None))
-            self._wake.set()
+            self._enqueue((None, [key, slot], None))
 
     async def read(self, prefixes: list[str], now: float) -> list[tuple[str, float, str, str, int]] | None:
         """Each account's shared (state, until, reason, key fingerprint, in-flight across replicas)."""
@@ -317,7 +320,7 @@ class SharedState:
         def s(v: object) -> str:
             return "" if v is None else str(v)
 
-        self._outbox.append(
+        self._enqueue(
             (
                 [prefix],
                 [
@@ -339,6 +342,12 @@ class SharedState:
                 on_result,
             )
         )
+
+    def _enqueue(self, item: tuple[list[str] | None, list[EncodableT], _OnResult | None]) -> None:
+        if len(self._outbox) == self._outbox.maxlen:
+            self._settled += 1  # the oldest falls out (bounded under a Redis stall)
+        self._outbox.append(item)
+        self._queued += 1
         self._wake.set()
 
     async def _writer(self) -> None:
@@ -357,12 +366,15 @@ class SharedState:
                 try:
                     results = await pipe.execute()
                 except _DOWN as exc:
+                    self._settled += len(batch)
                     self._down(exc)
                     break
                 for (_, _, cb), res in zip(batch, results, strict=True):
                     if cb is not None:
                         cb((res[0], float(res[1]), res[2]))
+                self._settled += len(batch)
             if not self.up:
+                self._settled += len(self._outbox)
                 self._outbox.clear()  # stale by the time Redis returns; local state already has them
             self._busy = False
 
@@ -427,12 +439,10 @@ class SharedState:
         return t
 
     async def drain(self) -> None:
-        """Wait until queued outcomes have landed — used by tests and close()."""
-        end = time.monotonic() + 2.0
-        while (self._outbox or self._wake.is_set()) and self.up and time.monotonic() < end:
-            await asyncio.sleep(0.002)
-        await asyncio.sleep(0)  # let the writer run the callbacks of its last batch
-        while self._busy and time.monotonic() < end:
+        """Wait until the writes queued before this call have landed (at most 2 s): a barrier, so that a
+        reader sees its own replica's outcomes first, however busy the outbox stays meanwhile."""
+        target, end = self._queued, time.monotonic() + 2.0
+        while self._settled < target and self.up and time.monotonic() < end:
             await asyncio.sleep(0.002)
 
     async def close(self) -> None:

@@ -184,12 +184,14 @@ class Gateway:
             self.auth.not_throttled(req.client)
             row = await vkeys.authenticate(key, req.client, self.auth.throttle)
             req.models = frozenset(row.models) if row.models is not None else None
+            req.privacy = row.privacy
             if rec is not None:
                 rec.key_id = row.id
             return None, row
         if self.auth.open and (vkeys is None or not await vkeys.any_keys()):
             return None, None
         client = self.auth.check(key, req.client, required=True)
+        req.privacy = client.privacy if client is not None else None
         if rec is not None:
             rec.key_id = self.auth.key_id(client)
         return client, None

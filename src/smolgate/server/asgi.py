@@ -38,6 +38,7 @@ class HttpRequest:
     key: str | None = None  # the client key presented, where the route's protocol reads it (auth.py)
     record: RequestRecord | None = None  # what this request did, for the ledger, metrics and logs
     models: frozenset[str] | None = None  # the models its virtual key may use; None: any (vkeys_auth.py)
+    privacy: str | None = None  # its key's privacy policy (policies/privacy.py)
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:

@@ -12,7 +12,6 @@ Failed attempts are throttled per client address (throttle.py).
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import os
@@ -63,10 +62,7 @@ class Authenticator:
     def __init__(self, cfg: Config) -> None:
         self._keys = [(k.key.reveal().encode(), k) for k in cfg.keys]
         # how the ledger and logs name each config key: by its name, else a hash prefix (never the key)
-        self._ids = {
-            id(k): "config:" + (k.name or hashlib.sha256(k.key.reveal().encode()).hexdigest()[:12])
-            for k in cfg.keys
-        }
+        self._ids = {id(k): k.ledger_id for k in cfg.keys}
         admin = admin_key(cfg)
         self._admin = admin.reveal().encode() if admin else None
         s = cfg.server

@@ -31,10 +31,6 @@ class Drain:
         if task is not None:
             self._tasks.discard(task)
 
-    @property
-    def in_flight(self) -> int:
-        return len(self._tasks)
-
     def begin(self) -> None:
         self.stopping = True
         if self._tasks:

@@ -21,6 +21,8 @@ import orjson
 from .. import tool_kinds as tk
 from ..canonical import Origin, Request, Text, link_tool_results
 from ..errors import ErrorKind, GatewayError, invalid
+from ..policies import response_headers
+from ..policies.privacy import requested
 from ..protocols.common import check, field, loads_body
 from ..protocols.openai_responses import render_response
 from ..protocols.openai_responses_input import decode, items
@@ -173,22 +175,23 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
         record.alias, record.stream = canon.model, canon.stream
     allow_model(req, canon.model)
     rt.router.check_name(canon.model)
-    canon.origin = Origin(
-        protocol="openai-responses", owner=owner
-    )  # signed state kept per client (signatures.py)
+    canon.origin = Origin(  # signed state kept per client (signatures.py)
+        "openai-responses", owner, requested(req.privacy, req.headers, canon.metadata)
+    )
     headers = _dropped_tools(rt, canon)
     rid = mint_id("resp_")
     stored_input = history + [_with_id(i) for i in own_items]
     keep = client.store
+    cache = req.headers.get("x-smolgate-cache")
     if not canon.stream:
-        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon, record), id=rid)
+        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon, record, cache), id=rid)
         full = output_items(resp.content, canon)
         obj = render_response(resp, canon, full)
         if keep:
             await store.put(StoredResponse(rid, owner, {**obj, "output": full}, stored_input))
-        await send_body(send, 200, orjson.dumps(obj), headers=headers)
+        await send_body(send, 200, orjson.dumps(obj), headers={**headers, **(response_headers(record) or {})})
         return
-    events = rt.dispatcher.stream(canon, record)
+    events = rt.dispatcher.stream(canon, record, cache)
     first = await anext(events)  # errors before the first event become a normal error response
     enc = ResponsesStreamEncoder(canon, rid)
 
@@ -201,7 +204,9 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
             )
         yield enc.close()
 
-    await send_stream(send, receive, chunks(), "text/event-stream", headers)
+    await send_stream(
+        send, receive, chunks(), "text/event-stream", {**headers, **(response_headers(record) or {})}
+    )
 
 
 def _include_encrypted(req: HttpRequest) -> bool:

@@ -16,9 +16,12 @@ import orjson
 
 from ..canonical import Event, Origin, Request
 from ..errors import invalid, not_found
+from ..policies import response_headers
+from ..policies.privacy import requested
 from ..protocols import PROTOCOLS
 from ..protocols.base import Codec, ModelInfo, RequestContext
 from ..protocols.spec import ClientRoute, CountTokens, KeyPresentation, ProtocolSpec, RouteKind
+from ..routing import unknown_model
 from ..signatures import owner_id
 from ..telemetry import RequestRecord
 from . import admin, probes, responses_api
@@ -55,15 +58,18 @@ def _chat(c: Codec) -> Handler:
         allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         # who asks, for state kept across turns (signatures.py): the protocol and a hash of the client key
-        canon.origin = Origin(protocol=c.name, owner=owner_id(owner_key(req)))
+        canon.origin = Origin(
+            c.name, owner_id(owner_key(req)), requested(req.privacy, req.headers, canon.metadata)
+        )
+        cache = req.headers.get("x-smolgate-cache")
         if not canon.stream:
-            resp = await rt.dispatcher.complete(canon, rec)
-            await send_body(send, 200, c.encode_response(resp, canon))
+            resp = await rt.dispatcher.complete(canon, rec, cache)
+            await send_body(send, 200, c.encode_response(resp, canon), headers=response_headers(rec))
             return
-        events = rt.dispatcher.stream(canon, rec)
+        events = rt.dispatcher.stream(canon, rec, cache)
         first = await anext(events)  # errors before the first event become a normal error response
         chunks = _encode(c, canon, first, events, rt.drain, rec)
-        await send_stream(send, receive, chunks, c.stream_media_type)
+        await send_stream(send, receive, chunks, c.stream_media_type, response_headers(rec))
 
     return chat
 
@@ -87,6 +93,7 @@ def _count_tokens(count: CountTokens) -> Handler:
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
         canon = count.decode(req.body, RequestContext(params, req.query, req.headers))
+        canon.origin = Origin("count_tokens", privacy=requested(req.privacy, req.headers, canon.metadata))
         allow_model(req, canon.model)
         rt.router.check_name(canon.model)
         await send_body(send, 200, count.encode(await rt.dispatcher.count_tokens(canon)))
@@ -106,9 +113,12 @@ def _list_models(encode: Callable[[list[ModelInfo]], bytes]) -> Handler:
     return handler
 
 
-def _find(rt: Runtime, model_id: str) -> ModelInfo:
-    """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise."""
+def _find(rt: Runtime, req: HttpRequest, model_id: str) -> ModelInfo:
+    """A listed model, or a routable name (`provider/model`) described minimally; 404 otherwise — also for a
+    model the request's virtual key may not use (as the listing hides it, a lookup does not confirm it)."""
     rt.router.check_name(model_id)
+    if req.models is not None and model_id not in req.models:
+        raise unknown_model(model_id)
     for m in rt.model_infos():
         if m.id == model_id:
             return m
@@ -120,7 +130,7 @@ def _get_model(describe: Callable[[ModelInfo], bytes]) -> Handler:
     async def handler(
         rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
     ) -> None:
-        await send_body(send, 200, describe(_find(rt, params["id"])))
+        await send_body(send, 200, describe(_find(rt, req, params["id"])))
 
     return handler
 
@@ -136,7 +146,7 @@ def _show_model(describe: Callable[[ModelInfo], bytes]) -> Handler:
         name = body.get("model") or body.get("name") if isinstance(body, dict) else None
         if not isinstance(name, str):
             raise invalid("missing required field 'model'", param="model")
-        await send_body(send, 200, describe(_find(rt, name)))
+        await send_body(send, 200, describe(_find(rt, req, name)))
 
     return handler
 

@@ -262,6 +262,7 @@ class Runtime:
             await p.aclose()
         if g.dispatcher is not None:
             await g.dispatcher.signatures.store.close()
+            await g.dispatcher.cache.close()
         if g.pools is not None:
             await g.pools.close()
         if self.ledger is not None:  # after the providers: requests still finishing have added their rows
@@ -332,4 +333,5 @@ async def close_generation(old: Generation, reused: set[str], new: Generation) -
     if old.dispatcher is not None and new.dispatcher is not None:
         if old.dispatcher.signatures.store is not new.dispatcher.signatures.store:
             await old.dispatcher.signatures.store.close()
+        await old.dispatcher.cache.close()  # (each config has its own: a reload starts the cache afresh)
     log.info("config reload: the previous configuration's last request finished; its providers are closed")

@@ -159,9 +159,9 @@ class KeyService:
         self._any = True
 
     def forget(self, row: KeyRow) -> None:
-        """A key revoked or rotated here: its old secret stops working now, not in `ttl` seconds."""
+        """A key revoked or rotated here: its old secret stops working now, not in `ttl` seconds. (Its row
+        stays known: requests already in flight still count their tokens and cost when they finish.)"""
         self._cache.pop(row.hash, None)
-        self._known.pop(row.id, None)
 
     # ---------------------------------------------------------------- Observer: count what it used
     def finished(self, rec: RequestRecord) -> None:

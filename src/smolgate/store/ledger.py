@@ -65,6 +65,8 @@ def usage_row(rec: RequestRecord, cost: float) -> UsageRow:
         stream=rec.stream,
         local=last is not None and last.upstream_protocol == "local",
         attempts=len(rec.attempts),
+        served_by=rec.served_by,
+        privacy=rec.privacy,
     )
 
 

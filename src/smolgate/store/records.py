@@ -36,6 +36,8 @@ class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     stream: bool = False
     local: bool = False
     attempts: int = 1
+    served_by: str | None = None  # "cache" (cost 0) or "offline" (the local fallback); None: the route
+    privacy: str | None = None  # JSON: the policy and the values it replaced per kind (never the values)
 
 
 class UsageBucket(msgspec.Struct, kw_only=True, frozen=True):
@@ -72,6 +74,7 @@ class KeyRow(msgspec.Struct, kw_only=True, frozen=True):
     period: Period = "total"
     expires: float | None = None
     revoked: float | None = None
+    privacy: str | None = None  # the loosest privacy policy its requests may have; None: standard
 
 
 class AccountRow(msgspec.Struct, kw_only=True, frozen=True):

@@ -91,6 +91,10 @@ MIGRATIONS: list[list[str]] = [
     # 3: no index on request_id: nothing queries by it, and its random keys made every ledger insert touch a
     # random page of a large index (a request is found by time, through usage_ts)
     ["DROP INDEX IF EXISTS usage_request"],
+    # 4: who answered when no upstream did: 'cache' or 'offline' (NULL otherwise: no cost for most rows)
+    ["ALTER TABLE usage ADD COLUMN served_by TEXT"],
+    # 5: privacy policies (policies/privacy.py): what a request's policy did; a virtual key's policy
+    ["ALTER TABLE usage ADD COLUMN privacy TEXT", "ALTER TABLE keys ADD COLUMN privacy TEXT"],
 ]
 
 SCHEMA_VERSION = (
