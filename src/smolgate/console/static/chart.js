@@ -27,10 +27,10 @@ function timeLabel(ts, span) {
 
 /**
  * lineChart({title, times: [unix s], series: [{name, values: [number|null], area?}], format: v => string})
- * Gaps (null) break the line. The SVG carries a text summary for screen readers.
+ * Gaps (null) break the line. `width`: the viewBox width — about the box's pixel width, so text keeps its size. The SVG carries a text summary for screen readers.
  */
-export function lineChart({ title, times, series, format = String, height = 170 }) {
-  const W = 440, H = height, L = 58, R = 8, T = 10, B = 22;
+export function lineChart({ title, times, series, format = String, height = 170, width = 440 }) {
+  const W = width, H = height, L = 58, R = 8, T = 10, B = 22;
   const all = series.flatMap((x) => x.values).filter((v) => v !== null && v !== undefined && isFinite(v));
   const empty = all.length === 0;
   const { top, step } = niceScale(Math.max(0, ...all));
@@ -104,7 +104,7 @@ function legendOf(series) {
 /** barChart({title, items: [{label, value, note?}], format}) — one bar per item, its label above it (whole, as
  * text), the value and note after it. */
 export function barChart({ title, items, format = String }) {
-  const rowH = 34, W = 440, R = 120;
+  const rowH = 34, W = 440, R = 180;
   const H = Math.max(1, items.length) * rowH + 4;
   const max = Math.max(0, ...items.map((i) => i.value));
   const svg = s("svg", { viewBox: `0 0 ${W} ${H}`, class: "chart bars", role: "img", "aria-label": title + ": " + items.map((i) => `${i.label} ${format(i.value)}`).join(", ") });

@@ -33,8 +33,8 @@ class Overview extends Page {
     const col = (f) => buckets.map((b) => (b.empty ? null : f(b)));
     const zero = (f) => buckets.map((b) => (b.empty ? 0 : f(b)));
     const tiles = [
-      ["Requests", fmtInt(t.requests)],
-      ["Tokens in / out", fmtInt(t.input_tokens) + " / " + fmtInt(t.output_tokens)],
+      ["Requests", t.requests >= 1e6 ? compact(t.requests) : fmtInt(t.requests)],
+      ["Tokens in / out", compact(t.input_tokens) + " / " + compact(t.output_tokens)],
       ["Cost", fmtUsd(t.cost_usd)],
       ["Error rate", fmtPct(t.error_pct)],
       ["Latency p50 / p99", latencyPair(t, buckets, "latency")],
@@ -96,6 +96,7 @@ function latencyPair(total, buckets, kind) {
 }
 
 function compact(n) {
+  if (n >= 1e9) return (n / 1e9).toFixed(1) + "B";
   if (n >= 1e6) return (n / 1e6).toFixed(1) + "M";
   if (n >= 1e3) return (n / 1e3).toFixed(1) + "k";
   return String(Math.round(n));

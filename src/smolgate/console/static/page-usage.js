@@ -13,6 +13,7 @@ class Usage extends Page {
     this.busy();
     const [keys, models] = await Promise.all([get("/admin/keys?include_revoked=true"), get("/admin/models")]);
     const opt = (v, l) => h("option", { value: v }, l);
+    this.keyNames = new Map(keys.keys.map((k) => [k.id, k.name]));
     this.f = {
       since: h("select", { name: "since" }, RANGES.map((r) => opt(r.id, r.label))),
       key: h("select", { name: "key" }, opt("", "any key"), keys.keys.map((k) => opt(k.id, `${k.name} (${k.prefix}…)`))),
@@ -51,15 +52,15 @@ class Usage extends Page {
     const buckets = fillBuckets(series);
     this.chart.replaceChildren(
       h("div.grid2", {},
-        lineChart({ title: "Requests" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "requests", values: buckets.map((b) => b.requests ?? 0), area: true }, { name: "errors", values: buckets.map((b) => b.errors ?? 0) }], format: fmtInt }),
-        lineChart({ title: "Cost (USD)" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "cost", values: buckets.map((b) => b.cost_usd ?? 0), area: true }], format: fmtUsdAxis }),
+        lineChart({ title: "Requests" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "requests", values: buckets.map((b) => b.requests ?? 0), area: true }, { name: "errors", values: buckets.map((b) => b.errors ?? 0) }], format: fmtInt, width: 640 }),
+        lineChart({ title: "Cost (USD)" + (filter.key ? " (this key)" : ""), times: buckets.map((b) => b.bucket), series: [{ name: "cost", values: buckets.map((b) => b.cost_usd ?? 0), area: true }], format: fmtUsdAxis, width: 640 }),
       ),
     );
     const rows = recent;
     this.list.replaceChildren(
       table("Ledger rows, newest first", [
         { label: "Time", cell: (u) => fmtTime(u.ts) },
-        { label: "Key", cell: (u) => u.key_id ?? "(open)" },
+        { label: "Key", cell: (u) => (u.key_id === null ? "(open)" : this.keyNames.get(u.key_id) ?? u.key_id) },
         { label: "Protocol", cell: (u) => u.client_protocol },
         { label: "Model", cell: (u) => u.alias ?? "–" },
         { label: "Served by", cell: (u) => (u.provider ? `${u.provider}/${u.account ?? "–"}` : "–") },
