@@ -52,6 +52,10 @@ def page(browser: Browser, stack: Stack) -> Iterator[Page]:
 
 def shot(page: Page, name: str) -> None:
     SHOTS.mkdir(parents=True, exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky header stays at the top of a full-page shot
+    page.evaluate(
+        "document.getElementById('toast').textContent = ''"
+    )  # a passing notice would cover the page
     page.screenshot(path=str(SHOTS / f"{name}.png"), full_page=True)
 
 

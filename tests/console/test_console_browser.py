@@ -228,14 +228,14 @@ def test_the_wire_view_shows_the_upstream_request_in_another_protocol(page: Page
     expect(answer).to_contain_text("convert me")  # the fake echoes the prompt
     page.get_by_role("tab", name="Wire").click()
     wire = page.locator(".wire")
-    expect(wire.locator(".client-request summary")).to_contain_text("/v1/chat/completions")
+    expect(wire.locator(".client-request > summary")).to_contain_text("/v1/chat/completions")
     up = wire.locator(".upstream-request")
-    expect(up.locator("summary")).to_contain_text("/v1/messages")
+    expect(up.locator("> summary")).to_contain_text("/v1/messages")
     expect(up.locator("pre.body")).to_contain_text('"max_tokens"')
     expect(up.locator("pre.body")).to_contain_text('"messages"')
     assert ANTHROPIC_KEY not in page.content()  # credentials are redacted in the capture
     assert stack.anthropic.requests and stack.anthropic.last.path == "/v1/messages"
-    wire.locator(".upstream-response summary").click()
+    wire.locator(".upstream-response > summary").click()
     expect(wire.locator(".upstream-response pre.body")).to_contain_text("message_start")
     shot(page, "playground-wire")
 

@@ -27,24 +27,28 @@ function headers(hs) {
   return entries.map(([k, v]) => `${k}: ${v}`).join("\n");
 }
 
-function block(title, lines, body, open = false, cls = "") {
+// One exchange: its first line as the summary, then headers (folded when they are a browser's dozen) and body.
+function block(title, hs, body, open = false, cls = "", foldHeaders = false) {
+  const lines = headers(hs);
+  const count = lines ? lines.split("\n").length : 0;
+  const head = !lines ? null : foldHeaders ? h("details.headers", {}, h("summary", {}, `headers (${count})`), h("pre.headers", {}, lines)) : h("pre.headers", {}, lines);
   return h("details.wire-part" + (cls ? "." + cls : ""), { open },
     h("summary", {}, title),
-    lines ? h("pre.headers", {}, lines) : null,
+    head,
     h("pre.body", { tabindex: "0" }, body || "(empty)"));
 }
 
 /** Render a wire capture: {client_request, upstream: [...], client_response}. */
 export function wireView(w) {
   const cr = w.client_request || {};
-  const out = [h("h3", {}, "Client → smolgate"), block(`${cr.method || ""} ${cr.path || ""}`, headers(cr.headers), bodyOf(cr), true, "client-request")];
+  const out = [h("h3", {}, "Client → smolgate"), block(`${cr.method || ""} ${cr.path || ""}`, cr.headers, bodyOf(cr), true, "client-request", true)];
   (w.upstream || []).forEach((u, i) => {
     out.push(h("h3", {}, `smolgate → upstream${(w.upstream.length > 1) ? ` (attempt ${i + 1})` : ""}`));
-    out.push(block(`${u.method || "POST"} ${u.url || ""}`, headers(u.headers), bodyOf(u), true, "upstream-request"));
-    out.push(block(`upstream answered ${u.status ?? "–"}${u.latency_ms ? " in " + fmtMs(u.latency_ms) : ""}`, headers(u.response_headers), bodyOf(u, "response_body"), false, "upstream-response"));
+    out.push(block(`${u.method || "POST"} ${u.url || ""}`, u.headers, bodyOf(u), true, "upstream-request"));
+    out.push(block(`upstream answered ${u.status ?? "–"}${u.latency_ms ? " in " + fmtMs(u.latency_ms) : ""}`, u.response_headers, bodyOf(u, "response_body"), false, "upstream-response", true));
   });
   const resp = w.client_response || {};
   out.push(h("h3", {}, "smolgate → client"));
-  out.push(block(`answered ${resp.status ?? "–"}`, headers(resp.headers), bodyOf(resp), false, "client-response"));
+  out.push(block(`answered ${resp.status ?? "–"}`, resp.headers, bodyOf(resp), false, "client-response", true));
   return h("div.wire", {}, out);
 }
