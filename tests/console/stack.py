@@ -27,9 +27,10 @@ from checkpoints import make_checkpoint
 
 ADMIN_KEY = "adm-console-test-key-0123456789"
 OPENAI_KEY = "sk-up-console-main"
+EXTRA_KEY = "sk-up-console-added-in-the-ui"  # an account added through the Accounts page
 ANTHROPIC_KEY = "sk-ant-up-console"
 PRICE_IN, PRICE_OUT = 1000.0, 2000.0  # USD per million tokens of the fake model: every request costs cents
-COOLDOWN_S = 4  # the Retry-After of the fake's 429: long enough to see, short enough to wait out
+COOLDOWN_S = 6  # the Retry-After of the fake's 429: long enough to see, short enough to wait out
 
 
 class CoolingUpstream(FaultUpstream):
@@ -86,7 +87,7 @@ models:
 @contextlib.contextmanager
 def running_stack(tmp: Path) -> Iterator[Stack]:
     vlm, _ = make_checkpoint("smolvlm2-256m", tmp / "tiny-smolvlm2")
-    openai = CoolingUpstream({OPENAI_KEY: "ok"})
+    openai = CoolingUpstream({OPENAI_KEY: "ok", EXTRA_KEY: "ok"})
     anthropic = AnthropicUpstream(api_key=ANTHROPIC_KEY)
     openai.start()
     anthropic.start()

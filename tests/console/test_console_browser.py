@@ -18,7 +18,7 @@ from PIL import Image
 from playwright.sync_api import Locator, Page, expect
 
 from tests.console.conftest import open_page, shot, sign_in
-from tests.console.stack import ADMIN_KEY, ANTHROPIC_KEY, OPENAI_KEY, PRICE_IN, PRICE_OUT, Stack
+from tests.console.stack import ADMIN_KEY, ANTHROPIC_KEY, EXTRA_KEY, OPENAI_KEY, PRICE_IN, PRICE_OUT, Stack
 
 WAIT_MS = 30_000  # the most any one condition may take to show (generous: 2 shared cores)
 ADMIN = {"authorization": f"Bearer {ADMIN_KEY}"}
@@ -160,6 +160,31 @@ def test_an_account_cools_down_after_a_429_and_recovers(page: Page, stack: Stack
     # the page refreshes on its own: the cooldown ends without anyone clicking
     expect(row).to_have_attribute("data-state", "healthy", timeout=WAIT_MS)
     shot(page, "accounts")
+
+
+def test_add_an_account_test_it_and_try_a_route(page: Page, stack: Stack) -> None:
+    open_page(page, "accounts")
+    page.get_by_label("Provider").select_option("openai-up")
+    page.get_by_label("Name").fill("added")
+    page.get_by_label("API key").fill(EXTRA_KEY)
+    page.get_by_role("button", name="Add account").click()
+    row = page.locator('tr[data-account="added"]')
+    expect(row).to_contain_text("(added here)")
+    expect(page.get_by_label("API key")).to_have_value("")  # the key left with the request and is gone
+    assert EXTRA_KEY not in page.content()
+    row.get_by_role("button", name="Test added").click()
+    expect(page.locator("#toast")).to_contain_text("added: OK")
+    sent = [{k.lower(): v for k, v in r.headers.items()}.get("authorization") for r in stack.openai.requests]
+    assert f"Bearer {EXTRA_KEY}" in sent  # the test request went out with the stored, decrypted key
+
+    open_page(page, "routes")
+    route = page.locator('tr[data-alias="claude"]')
+    expect(route).to_contain_text("claude-up → claude-fake")
+    expect(route).to_contain_text("claude-up/claude-main")  # the account that would serve next
+    route.get_by_role("button", name="Try the route claude").click()
+    expect(route.locator(".try-result")).to_contain_text("ok")
+    page.get_by_role("button", name="Reload config").click()
+    expect(page.locator("#toast")).to_contain_text("Config reloaded")
 
 
 def test_revoking_the_key_makes_the_sdk_get_401(page: Page, stack: Stack) -> None:
