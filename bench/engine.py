@@ -388,7 +388,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="small workload (1-tile image, few tokens): < ~3 min on 256m"
     )
     p.add_argument("--quant", default="none,int8,int8-dynamic,int4", help="engine quant modes (Engine.load)")
-    p.add_argument("--engine-dtype", default="bfloat16", choices=("bfloat16", "float32"))
+    p.add_argument(
+        "--engine-dtype",
+        default="bfloat16",
+        help="engine dtypes, comma-separated (bfloat16,float32): quant rows of the second are named ...@fp32",
+    )
     p.add_argument(
         "--engine-compile",
         default="off",
@@ -477,18 +481,23 @@ def bench_engine_command(argv: list[str] | None = None) -> dict[str, Any]:
     plan: list[tuple[dict[str, Any], dict[str, Any] | None]] = []  # (row, spec or None = not run)
     engine_rows: list[str] = []
     compiles = {"off": [False], "on": [True], "both": [False, True]}[args.engine_compile]
-    for quant, compiled in [(q, c) for q in args.quant.split(",") if q for c in compiles]:
-        name = f"engine-{dshort[args.engine_dtype]}" if quant == "none" else f"engine-{quant}"
+    dtypes = [d for d in args.engine_dtype.split(",") if d]
+    if not dtypes or any(d not in dshort for d in dtypes):
+        raise SystemExit(f"--engine-dtype: a comma-separated list of {', '.join(dshort)}")
+    runs = [(d, q, c) for d in dtypes for q in args.quant.split(",") if q for c in compiles]
+    for dtype, quant, compiled in runs:
+        name = f"engine-{dshort[dtype]}" if quant == "none" else f"engine-{quant}"
+        name += f"@{dshort[dtype]}" if quant != "none" and dtype != dtypes[0] else ""
         name += "+compile" if compiled else ""
         engine_rows.append(name)
-        row = {"name": name, "kind": "engine", "dtype": args.engine_dtype, "quant": quant}
+        row = {"name": name, "kind": "engine", "dtype": dtype, "quant": quant}
         if quant != "none" and not quant_ok:
             plan.append((na_row(name, "engine", "Engine.load has no quant parameter yet", quant=quant), None))
         else:
             spec = {
                 **common,
                 "system": "engine",
-                "dtype": args.engine_dtype,
+                "dtype": dtype,
                 "quant": quant,
                 "compile": compiled,
             }

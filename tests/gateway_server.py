@@ -29,7 +29,7 @@ class GatewayServer:
 
     def start(self) -> GatewayServer:
         self._thread.start()
-        deadline = time.monotonic() + 60
+        deadline = time.monotonic() + 180  # a local model loads first: slow when the machine is shared
         while not self._server.started:
             if time.monotonic() > deadline or not self._thread.is_alive():
                 raise RuntimeError("gateway did not start")

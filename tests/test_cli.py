@@ -140,8 +140,8 @@ def test_version():
 @pytest.mark.parametrize(
     ("args", "expected"),
     [
-        (["serve", "--quant", "int3"], "--quant 'int3' is not one of none, int8, int8-dynamic, int4"),
-        (["serve", "--dtype", "fp16"], "--dtype 'fp16' is not one of bfloat16, float32"),
+        (["serve", "--quant", "int3"], "--quant 'int3' is not one of auto, none, int8, int8-dynamic, int4"),
+        (["serve", "--dtype", "fp16"], "--dtype 'fp16' is not one of auto, bfloat16, float32"),
         (
             ["serve", "--log-level", "verbose"],
             "--log-level 'verbose' is not one of debug, info, warning, error",

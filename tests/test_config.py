@@ -205,7 +205,9 @@ def test_a_wrong_value_lists_the_valid_ones_and_the_nearest():
     msg = _error("providers:\n  - {name: o, protocol: openai, base_url: http://h, strategy: round-robin}\n")
     assert "did you mean `round_robin`?" in msg
     msg = _error("providers:\n  - name: l\n    protocol: local\n    dtype: fp16\n")
-    assert msg.startswith("<config>:4: providers[0].dtype:") and "valid values: float32, bfloat16" in msg
+    assert (
+        msg.startswith("<config>:4: providers[0].dtype:") and "valid values: auto, float32, bfloat16" in msg
+    )
 
 
 def test_a_pasted_key_as_a_field_name_is_not_echoed():

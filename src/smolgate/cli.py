@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import cast, get_args
+from typing import Literal, cast, get_args
 
 import typer
 from rich.console import Console
@@ -61,7 +61,7 @@ app.add_typer(secrets_app, name="secrets")
 app.add_typer(usage_app, name="usage")
 app.add_typer(keys_app, name="keys")
 
-DTYPES = ("bfloat16", "float32")
+DTYPES = ("auto", "bfloat16", "float32")
 
 
 def _version(value: bool) -> None:
@@ -89,7 +89,7 @@ def _setup_logging(level: str, fmt: str = "text") -> list[logging.Handler]:
 
 
 def embedded_config(
-    model: str | None, quant: Quant | None = None, compile: bool = False, dtype: str = "bfloat16"
+    model: str | None, quant: Quant | None = "auto", compile: bool = False, dtype: str = "auto"
 ) -> Config:
     """No config file: serve the local engine under its own name, `local/<id>` and `default`."""
     provider = LocalProviderConfig(
@@ -97,7 +97,7 @@ def embedded_config(
         model=model,
         quant=quant,
         compile=compile,
-        dtype="float32" if dtype == "float32" else "bfloat16",
+        dtype=cast('Literal["auto", "float32", "bfloat16"]', dtype),
     )
     return Config(
         providers=[provider],
@@ -129,8 +129,8 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="bind address"),
     port: int = typer.Option(8000, help="bind port"),
     model: str | None = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
-    quant: str | None = typer.Option(None, help="local engine quantization: none|int8|int8-dynamic|int4"),
-    dtype: str = typer.Option("bfloat16", help="local engine compute dtype: bfloat16|float32"),
+    quant: str = typer.Option("auto", help="local engine quantization: auto|none|int8|int8-dynamic|int4"),
+    dtype: str = typer.Option("auto", help="local engine compute dtype: auto|bfloat16|float32"),
     compile: bool = typer.Option(
         False,
         "--compile",
@@ -148,9 +148,8 @@ def serve(
     one_of("--log-level", log_level.lower(), LOG_LEVELS)
     one_of("--log-format", log_format, ("text", "json"))
     one_of("--dtype", dtype, DTYPES)
-    if quant is not None:
-        one_of("--quant", quant, get_args(Quant))
-    if config is not None and (model or quant or compile or dtype != "bfloat16"):
+    one_of("--quant", quant, get_args(Quant))
+    if config is not None and (model or quant != "auto" or compile or dtype != "auto"):
         fail(
             "--model, --quant, --dtype and --compile are for the embedded engine; with --config set them on "
             "the `protocol: local` provider"
@@ -179,7 +178,7 @@ def serve(
             + (" — or pass --config with remote providers" if cfg is None else "")
         )
     if cfg is None:
-        cfg = embedded_config(resolve_default_model(model), cast("Quant | None", quant), compile, dtype)
+        cfg = embedded_config(resolve_default_model(model), cast("Quant", quant), compile, dtype)
     for p in cfg.providers:  # each local model is checked (and the default fetched) before anything loads
         if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     RemoteProtocol = str
 else:
     RemoteProtocol = Literal[UPSTREAM_PROTOCOLS]
-Quant = Literal["none", "int8", "int8-dynamic", "int4"]
+Quant = Literal["auto", "none", "int8", "int8-dynamic", "int4"]  # auto: engine/cpu.py decides
 Strategy = Literal["round_robin", "weighted", "least_in_flight", "rate_limit_aware"]
 PrivacyPolicy = Literal["standard", "redact", "local"]  # policies/privacy.py
 
@@ -127,10 +127,11 @@ class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
 
     protocol: Literal["local"] = "local"
     model: str | None = None  # the checkpoint to load (dir, HF repo id or .gguf); None: the packaged default
-    quant: Quant | None = None  # load-time quantization (none: full precision)
-    # Compute dtype: bf16 batches better on CPUs with bf16 units (docs/performance.md); float32 gives
+    # Load-time quantization (none: full precision); auto: the file's own (int4 for a Q4 GGUF, none for bf16)
+    quant: Quant | None = "auto"
+    # Compute dtype; auto: bfloat16 on CPUs with native bf16, else float32 (engine/cpu.py). float32 gives
     # transformers-exact logits.
-    dtype: Literal["float32", "bfloat16"] = "bfloat16"
+    dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False  # torch.compile the decode step at start: slower start, faster small-model tokens
 
 
@@ -143,6 +144,19 @@ class Target(Base):
     # Whether the model reasons (reasoning.py): true sends even effort hints, false never sends reasoning
     # fields, auto sends what the client asked and learns from the upstream's refusal.
     reasoning: bool | Literal["auto"] = "auto"
+    # Whether the model sees images (policies/vision_bridge.py): false sends their descriptions instead, auto
+    # learns it from the upstream's refusal, true always sends images.
+    vision: bool | Literal["auto"] = "auto"
+
+
+class VisionBridgeConfig(Base):
+    """The vision bridge (policies/vision_bridge.py); a field left out inherits (alias → global → default)."""
+
+    model: str | None = None  # a local provider (`local` or `local/<model>`); None: the first one
+    prompt: str | None = None  # what the local model is asked about each image
+    max_images: int | None = None  # images one request may have described (cache hits are free)
+    max_tokens: int | None = None  # the longest description
+    mode: Literal["auto", "off"] | bool | None = None  # a bare `off` is YAML's false: the same
 
 
 CacheRequests = Literal["deterministic", "all"]
@@ -176,6 +190,7 @@ class ModelAlias(Base):
     cache: AliasCache | None = None  # the response cache for this alias (policies/cache.py); None: global
     offline_fallback: str | None = None  # a local provider's name, or "off"; None: the global setting
     privacy: PrivacyPolicy = "standard"  # the loosest policy its requests may have (policies/privacy.py)
+    vision_bridge: VisionBridgeConfig | None = None  # overrides the global `vision_bridge` for this alias
 
 
 class ClientKey(Base):
@@ -281,6 +296,7 @@ class Config(Base):
     shutdown_grace: float = 30.0  # seconds in-flight requests get to finish on SIGTERM / Ctrl-C
     cache: CacheConfig = msgspec.field(default_factory=CacheConfig)
     offline_fallback: str = "auto"  # a local provider's name, "off", or auto: the first local provider
+    vision_bridge: VisionBridgeConfig = msgspec.field(default_factory=VisionBridgeConfig)
 
     def __post_init__(self) -> None:
         self.state = as_secret(self.state)
@@ -496,6 +512,13 @@ def _check_references(cfg: Config) -> None:
         Detectors.build(cfg.privacy.detectors, cfg.privacy.patterns)
     except ValueError as exc:
         raise ConfigError(f"privacy: {exc}") from None
+    bridges = [("vision_bridge", cfg.vision_bridge)]
+    bridges += [
+        (f"models[{i}].vision_bridge", m.vision_bridge) for i, m in enumerate(cfg.models) if m.vision_bridge
+    ]
+    for where, vb in bridges:
+        if vb.model and not isinstance(cfg.provider(vb.model.split("/")[0]), LocalProviderConfig):
+            raise ConfigError(f"{where}.model: no local provider named '{vb.model.split('/')[0]}'")
     for i, p in enumerate(cfg.providers):
         if isinstance(p, ProviderConfig) and not p.base_url:
             raise ConfigError(f"providers[{i}].base_url: required for protocol '{p.protocol}'")

@@ -35,6 +35,7 @@ from .fetch import MAX_PARALLEL, MediaBudget, fetch_media, new_session
 from .policies.cache import ResponseCache
 from .policies.offline import OfflineFallback
 from .policies.privacy import Privacy
+from .policies.vision_bridge import VisionBridge
 from .pool import Lease, Pools
 from .providers.base import Attempt, Provider
 from .reasoning import ReasoningPolicy
@@ -91,6 +92,7 @@ class Dispatcher:
         )
         self.cache = ResponseCache(cfg, self.privacy.policy)
         self.offline = OfflineFallback(cfg)
+        self.vision = VisionBridge(cfg, providers, lambda r, p: self._prepare(r, p, {}))
 
     # ------------------------------------------------------------------ public API
 
@@ -110,12 +112,12 @@ class Dispatcher:
         plan = self.privacy.plan(req, rec)
         req = plan.request
 
-        async def call(provider: Provider, route: Route, lease: Lease) -> Response:
+        async def call(provider: Provider, route: Route, lease: Lease, sent: Request) -> Response:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
             resp, status, headers = await self._send(
                 lambda r: provider.complete(forced_tools.constrain(r) if forced else r, route.model, key),
-                req_for[route.provider],
+                sent,
                 route,
             )
             lease.record(status=status, headers=headers, tokens=resp.usage.total_tokens)
@@ -138,13 +140,13 @@ class Dispatcher:
         req_for: dict[str, Request] = {}
 
         async def call(
-            provider: Provider, route: Route, lease: Lease
+            provider: Provider, route: Route, lease: Lease, sent: Request
         ) -> tuple[Attempt, AsyncIterator[Event], Event, Lease]:
             key = reveal(lease.account.api_key)
             forced = forced_tools.applies(req, provider.supports_tool_choice)
             attempt = await self._send(
                 lambda r: provider.open(forced_tools.constrain(r) if forced else r, route.model, key),
-                req_for[route.provider],
+                sent,
                 route,
             )
             lease.record(status=attempt.status, headers=attempt.headers)
@@ -214,7 +216,7 @@ class Dispatcher:
         self,
         req: Request,
         req_for: dict[str, Request],
-        call: Callable[[Provider, Route, Lease], Awaitable[T]],
+        call: Callable[[Provider, Route, Lease, Request], Awaitable[T]],
         keep_lease: bool = False,
         rec: RequestRecord | None = None,
         offline: Route | None = None,
@@ -226,6 +228,7 @@ class Dispatcher:
         deadline = time.monotonic() + self.cfg.retry.deadline
         tokens = estimate_tokens(req)
         last: GatewayError | None = None
+        bridge = self.vision.begin(req, deadline)
         for route in routes:
             provider = self.providers[route.provider]
             pool = self.pools.get(route.provider)
@@ -233,6 +236,11 @@ class Dispatcher:
                 req_for[route.provider] = await self._prepare(req, provider, req_for)
             tried: set[str] = set()
             while budget > 0 and time.monotonic() < deadline:
+                try:  # images for a target that cannot see become text, before an account is leased
+                    sent = await bridge.shape(req_for[route.provider], route)
+                except GatewayError as exc:  # never sent without them: a target that can see may follow
+                    last = exc
+                    break
                 try:
                     lease = await pool.acquire(tokens=tokens, exclude=frozenset(tried), deadline=deadline)
                 except GatewayError as exc:  # nothing usable here: next target
@@ -242,8 +250,9 @@ class Dispatcher:
                 name = lease.account.name
                 if rec is not None:
                     rec.begin_attempt(route.provider, name, route.model, provider.protocol)
+                bridge.note(rec, sent)
                 try:
-                    result = await call(provider, route, lease)
+                    result = await call(provider, route, lease, sent)
                 except GatewayError as exc:
                     if rec is not None:
                         rec.end_attempt(exc.upstream_status, exc.kind.value)
@@ -252,6 +261,9 @@ class Dispatcher:
                     else:
                         lease.record(error=exc.kind)
                     await lease.release()
+                    if self.vision.learn(exc, route, sent):  # it refused images: again, through the bridge
+                        last = exc
+                        continue
                     if not exc.retryable:
                         raise
                     log.warning(
@@ -282,7 +294,7 @@ class Dispatcher:
         self,
         req: Request,
         req_for: dict[str, Request],
-        call: Callable[[Provider, Route, Lease], Awaitable[T]],
+        call: Callable[[Provider, Route, Lease, Request], Awaitable[T]],
         keep_lease: bool,
         rec: RequestRecord | None,
         fb: Route,

@@ -117,7 +117,9 @@ class SignatureStore:
         max_value: int = 1 << 20,
         redis_url: str | None = None,
         timeout: float = 0.5,
+        label: str = "signature store",  # how its warnings name it (the vision bridge's cache is one too)
     ) -> None:
+        self.label = label
         self.max_entries, self.max_bytes, self.ttl, self.max_value = max_entries, max_bytes, ttl, max_value
         self._mem: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self.bytes = 0
@@ -199,7 +201,8 @@ class SignatureStore:
         except Exception as exc:  # any Redis failure degrades to memory, never to the client
             if time.monotonic() >= self._down_until:
                 log.warning(
-                    "signature store: redis unreachable (%s); using this replica's memory for 5 s",
+                    "%s: redis unreachable (%s); using this replica's memory for 5 s",
+                    self.label,
                     type(exc).__name__,
                 )
             self._down_until = time.monotonic() + 5.0

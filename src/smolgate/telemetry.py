@@ -57,6 +57,9 @@ class RequestRecord:
     privacy: str | None = (
         None  # what its privacy policy did, JSON: {"policy": "redact", "email": 2}; never values
     )
+    headers: dict[str, str] = field(default_factory=dict)  # response headers to add (set before it starts)
+    vision_images: int | None = None  # images/videos the vision bridge turned into text for the answer
+    vision_cached: int = 0  # of those, how many came from its cache (no model run)
 
     # -------------------------------------------------------------- filled by the dispatcher
     def begin_attempt(self, provider: str, account: str | None, model: str, protocol: str) -> None:

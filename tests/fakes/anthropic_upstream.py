@@ -24,6 +24,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import vision_rules
 from .harness import FakeUpstream
 from .script import Plan, View, join_results, plan
 from .structured import forced_tool, response_schema
@@ -229,6 +230,8 @@ class AnthropicUpstream(FakeUpstream):
         if err is not None:
             return err
         assert body is not None
+        if vision_rules.refuses(body):
+            return self._error(*vision_rules.ANTHROPIC)
         p = plan(build_view(body))
         if p.fail_status is not None:
             headers = {"retry-after": "1"} if p.fail_status == 429 else None

@@ -16,6 +16,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import vision_rules
 from .harness import FakeUpstream
 from .script import Plan, View, join_results, plan
 from .structured import forced_tool, response_schema
@@ -191,6 +192,9 @@ class GeminiUpstream(FakeUpstream):
         )
         if unsigned is not None:
             return web.json_response(error_body(400, unsigned), status=400)
+        if vision_rules.refuses({**body, "model": model}):
+            status, message = vision_rules.gemini(model)
+            return web.json_response(error_body(status, message), status=status)
         p = plan(view_of(inner if isinstance(inner, dict) else body))
         if method == "countTokens":
             return web.json_response({"totalTokens": p.input_tokens})

@@ -18,6 +18,7 @@ from typing import Any
 
 from aiohttp import web
 
+from . import vision_rules
 from .harness import FakeUpstream
 from .script import Plan, View, join_results, plan
 from .structured import call_envelope, response_schema
@@ -125,6 +126,9 @@ class OllamaUpstream(FakeUpstream):
         think, name = body.get("think"), str(body["model"])
         if think not in (None, False) and "think" not in name and "reason" not in name:
             return web.json_response({"error": f'"{name}" does not support thinking'}, status=400)
+        if vision_rules.refuses(body):
+            status, message = vision_rules.OLLAMA
+            return web.json_response({"error": message}, status=status)
         p = plan(view_of_chat(body) if chat else view_of_generate(body))
         if p.tool_call is not None and call_envelope(body.get("format")) is not None:
             name, args = p.tool_call  # constrained decoding writes the call into the content

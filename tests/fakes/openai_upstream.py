@@ -13,7 +13,7 @@ from typing import Any
 
 from aiohttp import web
 
-from . import responses_rules
+from . import responses_rules, vision_rules
 from .harness import FakeUpstream
 from .script import Plan, View, join_results, plan
 from .structured import forced_tool, response_schema
@@ -250,6 +250,8 @@ class OpenAIUpstream(FakeUpstream):
             return _err(400, "Missing required parameter: 'messages'.")
         if (refused := chat_refusal(body)) is not None:
             return refused
+        if vision_rules.refuses(body):
+            return _err(*vision_rules.OPENAI)
         p = plan(chat_view(body))
         if p.fail_status:
             return _fail(p)
@@ -383,6 +385,8 @@ class OpenAIUpstream(FakeUpstream):
             return _err(400, "Previous response not found.")
         if (refused := responses_rules.refusal(body) or responses_rules.reasoning_refusal(body)) is not None:
             return _err(400, refused)
+        if vision_rules.refuses(body):
+            return _err(*vision_rules.OPENAI)
         p = plan(responses_view(body))
         if p.fail_status:
             return _fail(p)

@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol, TypeAlias
 
+from .cpu import Choice
 from .messages import ChatMessage, ImagePart, Part, Role, TextPart, VideoPart
 
 __all__ = [
@@ -149,6 +150,9 @@ class LocalEngine(Protocol):
 
     @property
     def supports_video(self) -> bool: ...
+
+    @property
+    def choice(self) -> Choice: ...  # the dtype and quantization it runs with, and why (cpu.py)
 
     async def submit(self, req: EngineRequest) -> AsyncIterator[Chunk]: ...
 

@@ -22,6 +22,7 @@ tune_process()  # before torch's first import; LocalProvider.start has usually d
 import asyncio
 import importlib.util
 import json
+import logging
 import threading
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -31,8 +32,8 @@ from typing import TYPE_CHECKING, TypeVar
 
 import torch
 
+from . import cpu, load, malloc
 from . import generate as gen
-from . import load, malloc
 from .api import (
     Chunk,
     ContextTooLong,
@@ -78,6 +79,7 @@ __all__ = [
 ]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 PACKAGED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -119,8 +121,11 @@ class Engine:
         model_id: str,
         processor: SmolVLMProcessor | None = None,
         limits: Limits | None = None,
+        choice: cpu.Choice | None = None,
     ) -> None:
         self.model, self.tokenizer, self.model_id, self.processor = model, tokenizer, model_id, processor
+        # the dtype and quantization it was loaded with, and why (cpu.py)
+        self.choice = choice or cpu.Choice(_dtype_name(model.dtype), "none", "as built")
         cfg = model.cfg
         self.supports_images = processor is not None
         # SmolVLM v1 (Idefics3) was not trained on video and its reference processor has no video path.
@@ -136,21 +141,24 @@ class Engine:
     ) -> Engine:
         """Checkpoint dir | HF repo id | .gguf path. Raises ModelNotFound (a FileNotFoundError) with a clear message.
 
-        quant: None/"none" | "int8" | "int8-dynamic" | "int4" (see quant.py), applied layer by layer while loading
-        (quant.build_quantized_model), so peak memory never holds the full-precision model.
+        dtype: "float32" | "bfloat16" | "auto" (bf16 where the CPU has native bf16, else float32: cpu.py).
+        quant: None/"none" | "int8" | "int8-dynamic" | "int4" (see quant.py) | "auto" (the file's own precision:
+        int4 for a Q4 GGUF, int8 for Q8, none for full-precision weights), applied layer by layer while loading
+        (quant.build_quantized_model), so peak memory never holds the full-precision model. The choice is logged
+        and kept as `engine.choice`.
         limits: batching bounds (slots, KV-token budget, queue length, prefill chunk) and whether to compile the
         decode step (then compiled here, before the first request); see scheduler.Limits."""
-        if dtype not in DTYPES:
-            raise ValueError(f"dtype must be one of {sorted(DTYPES)}, not {dtype!r}")
-        if quant not in (None, "none", "int8", "int8-dynamic", "int4"):
-            raise ValueError(f"quant must be one of none, int8, int8-dynamic, int4, not {quant!r}")
+        if dtype not in (*DTYPES, "auto"):
+            raise ValueError(f"dtype must be auto or one of {sorted(DTYPES)}, not {dtype!r}")
+        if quant not in (None, "auto", "none", "int8", "int8-dynamic", "int4"):
+            raise ValueError(f"quant must be one of auto, none, int8, int8-dynamic, int4, not {quant!r}")
         with malloc.loading():
-            engine = _in_passing_thread(lambda: cls._load(source, DTYPES[dtype], quant, limits))
+            engine = _in_passing_thread(lambda: cls._load(source, dtype, quant or "none", limits))
         engine.scheduler.warm_up()
         return engine
 
     @classmethod
-    def _load(cls, source: str, torch_dtype: torch.dtype, quant: str | None, limits: Limits | None) -> Engine:
+    def _load(cls, source: str, dtype: str, quant: str, limits: Limits | None) -> Engine:
         path = resolve_source(source)
         if path.is_file():
             if path.suffix != ".gguf":
@@ -158,18 +166,22 @@ class Engine:
             from .gguf_loader import GGUFCheckpoint
 
             gguf = GGUFCheckpoint(path)
-            model = _build(gguf.config, gguf.tensors(torch_dtype), torch_dtype, quant, limits)
-            return cls(model, gguf.tokenizer(), path.stem, limits=limits)
+            choice = _choose(cpu.stored_gguf(gguf.reader.tensors), dtype, quant)
+            torch_dtype = DTYPES[choice.dtype]
+            model = _build(gguf.config, gguf.tensors(torch_dtype), torch_dtype, choice.quant, limits)
+            return cls(model, gguf.tokenizer(), path.stem, limits=limits, choice=choice)
         ckpt = SafetensorsCheckpoint(path)
+        choice = _choose("full", dtype, quant)
+        torch_dtype = DTYPES[choice.dtype]
         cfg = ModelConfig.from_hf_config(read_json(path, "config.json"), ckpt.shapes())
-        model = _build(cfg, ckpt.tensors(torch_dtype), torch_dtype, quant, limits)
+        model = _build(cfg, ckpt.tensors(torch_dtype), torch_dtype, choice.quant, limits)
         model_id = source if not Path(source).expanduser().exists() else path.name
         if not cfg.is_vlm:
-            return cls(model, Tokenizer.from_dir(path), model_id, limits=limits)
+            return cls(model, Tokenizer.from_dir(path), model_id, limits=limits, choice=choice)
         from .processor import SmolVLMProcessor
 
         processor = SmolVLMProcessor.from_pretrained(path)
-        return cls(model, processor.tokenizer, model_id, processor, limits)
+        return cls(model, processor.tokenizer, model_id, processor, limits, choice)
 
     def close(self) -> None:
         """Stop the decode thread (requests still running get a RuntimeError)."""
@@ -360,15 +372,27 @@ def _in_passing_thread(fn: Callable[[], T]) -> T:
         return pool.submit(fn).result()  # leaving the block joins the thread
 
 
+def _choose(stored: cpu.Stored, dtype: str, quant: str) -> cpu.Choice:
+    """Resolve "auto" for this CPU and checkpoint, and say what was chosen (once per load, before the weights)."""
+    here = cpu.detect()
+    choice = cpu.choose(here, stored, dtype, quant)
+    log.info("%s", choice.describe(here))
+    return choice
+
+
+def _dtype_name(dtype: torch.dtype) -> cpu.Dtype:
+    return next((name for name, d in DTYPES.items() if d == dtype), "float32")  # type: ignore[misc]
+
+
 def _build(
     cfg: ModelConfig,
     tensors: Iterable[tuple[str, torch.Tensor]],
     dtype: torch.dtype,
-    quant: str | None,
+    quant: cpu.Quant,
     limits: Limits | None,
 ) -> SmolVLM:
     del dtype  # the tensors arrive cast to it
-    mode: QuantMode | None = quant  # type: ignore[assignment]  # validated in load
+    mode: QuantMode = quant
     return load.build(cfg, tensors, mode, compiling=limits is not None and limits.compile)
 
 

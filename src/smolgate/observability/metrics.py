@@ -49,6 +49,7 @@ class Metrics:
         self.series: dict[tuple[str | None, str, str | None, str | None], _Series] = {}
         self.attempts: dict[tuple[str, str, str], int] = {}  # (provider, account, outcome) → attempts
         self.served: dict[tuple[str, str], int] = {}  # (alias, "cache" | "offline") → answers (policies/)
+        self.bridged: dict[str, list[int]] = {}  # alias → [described by the model, from the cache]
         self.registry.register(Traffic(self))
         self.registry.register(LiveState(rt))
 
@@ -74,6 +75,10 @@ class Metrics:
             self.served[alias, rec.served_by] = self.served.get((alias, rec.served_by), 0) + 1
         if not rec.generation:
             return
+        if rec.vision_images:
+            b = self.bridged.setdefault(alias, [0, 0])
+            b[0] += rec.vision_images - rec.vision_cached
+            b[1] += rec.vision_cached
         secs = rec.latency_ms / 1000
         s.latency[bisect_left(LATENCY_BUCKETS, secs)] += 1  # the first bucket whose bound is >= the value
         s.latency_sum += secs
@@ -209,7 +214,15 @@ class Traffic(Collector):
         )
         for (alias, by), n in self.m.served.items():
             served.add_metric([alias, by], n)
-        yield from (requests, errors, tokens, cost, latency, ttft, attempts, served)
+        bridged = CounterMetricFamily(
+            "smolgate_vision_bridge_images",
+            "Images the vision bridge turned into text, by alias and source ('model' ran, or 'cache')",
+            labels=["alias", "source"],
+        )
+        for alias, (ran, cached) in self.m.bridged.items():
+            bridged.add_metric([alias, "model"], ran)
+            bridged.add_metric([alias, "cache"], cached)
+        yield from (requests, errors, tokens, cost, latency, ttft, attempts, served, bridged)
 
 
 class LiveState(Collector):

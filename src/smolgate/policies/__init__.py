@@ -1,6 +1,6 @@
-"""Request-path policies built on the embedded model and the canonical model: privacy (local-only, redaction
-with restore), the offline fallback and the response cache (issue #19). Each says what it did in the `RequestRecord` (`served_by`, `cache`); the response
-headers below are read from it."""
+"""Request-path policies built on the embedded model and the canonical model (issue #19): privacy (local-only,
+redaction with restore), the vision bridge, the offline fallback and the response cache. Each says what it did
+in the `RequestRecord` (`served_by`, `cache`, `vision_images`); the response headers below are read from it."""
 
 from __future__ import annotations
 

@@ -117,7 +117,7 @@ class LocalProvider(Provider):
         engine = _engine_module()
         source = resolve_model(self.cfg.model)
         t0 = time.monotonic()
-        quant = None if self.cfg.quant in (None, "none") else self.cfg.quant
+        quant = self.cfg.quant or "none"  # auto / dtype auto: resolved for this CPU and file (engine/cpu.py)
         limits = engine.Limits(compile=self.cfg.compile)
         if self.cfg.compile:
             log.info(
@@ -132,8 +132,8 @@ class LocalProvider(Provider):
             "local model %s ready in %.1fs (%s, quant: %s, compiled: %s, images: %s, video: %s)",
             loaded.model_id,
             time.monotonic() - t0,
-            self.cfg.dtype,
-            quant or "none",
+            loaded.choice.dtype,
+            loaded.choice.quant,
             self.cfg.compile,
             loaded.supports_images,
             loaded.supports_video,

@@ -17,7 +17,7 @@ from ..config import Config
 from ..errors import ErrorKind, GatewayError
 
 LOOPBACK_NAMES = ("localhost", "127.0.0.1", "[::1]")
-_EXPOSE = "retry-after, x-request-id, request-id, x-should-retry"
+_EXPOSE = "retry-after, x-request-id, request-id, x-should-retry, x-smolgate-vision-bridge"
 
 
 def _norm_host(entry: str) -> str:

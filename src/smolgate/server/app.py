@@ -100,7 +100,8 @@ class Gateway:
         log_request_id.set(rid)  # this request's task only: its log lines carry its id
         if (tp := h.get("traceparent")) is not None and len(tp) <= _MAX_TRACEPARENT:
             rec.traceparent = tp
-        send = with_headers(send, {"x-request-id": rid})
+        rec.headers["x-request-id"] = rid
+        send = with_headers(send, rec.headers)  # read as the answer starts: the path adds its own
         task = self.runtime.drain.track()
         body_read = False
         status, kind = 200, None

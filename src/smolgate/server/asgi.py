@@ -77,11 +77,11 @@ def unread_body_is_large(headers: dict[str, str]) -> bool:
 
 
 def with_headers(send: Send, extra: dict[str, str]) -> Send:
-    """`send` that adds `extra` to the response's headers (CORS)."""
-    raw = [(k.encode(), v.encode("latin-1")) for k, v in extra.items()]
+    """`send` that adds `extra` to the response's headers (CORS; `RequestRecord.headers`, read when it starts)."""
 
     async def wrapped(msg: dict[str, Any]) -> None:
-        if msg["type"] == "http.response.start":
+        if msg["type"] == "http.response.start" and extra:
+            raw = [(k.encode(), v.encode("latin-1")) for k, v in extra.items()]
             msg = {**msg, "headers": [*msg.get("headers", ()), *raw]}
         await send(msg)
 

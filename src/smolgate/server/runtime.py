@@ -263,6 +263,7 @@ class Runtime:
         if g.dispatcher is not None:
             await g.dispatcher.signatures.store.close()
             await g.dispatcher.cache.close()
+            await g.dispatcher.vision.close()
         if g.pools is not None:
             await g.pools.close()
         if self.ledger is not None:  # after the providers: requests still finishing have added their rows
@@ -330,6 +331,8 @@ async def close_generation(old: Generation, reused: set[str], new: Generation) -
                 await p.aclose()
             except Exception:  # one provider's failure to close must not keep the others open
                 log.exception("closing provider %s after a reload", name)
+    if old.dispatcher is not None:
+        await old.dispatcher.vision.close()
     if old.dispatcher is not None and new.dispatcher is not None:
         if old.dispatcher.signatures.store is not new.dispatcher.signatures.store:
             await old.dispatcher.signatures.store.close()

@@ -67,6 +67,7 @@ def usage_row(rec: RequestRecord, cost: float) -> UsageRow:
         attempts=len(rec.attempts),
         served_by=rec.served_by,
         privacy=rec.privacy,
+        vision_images=rec.vision_images,
     )
 
 

@@ -38,6 +38,7 @@ class UsageRow(msgspec.Struct, kw_only=True, frozen=True, gc=False):
     attempts: int = 1
     served_by: str | None = None  # "cache" (cost 0) or "offline" (the local fallback); None: the route
     privacy: str | None = None  # JSON: the policy and the values it replaced per kind (never the values)
+    vision_images: int | None = None  # images the vision bridge turned into text (None: it did not run)
 
 
 class UsageBucket(msgspec.Struct, kw_only=True, frozen=True):

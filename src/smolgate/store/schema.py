@@ -95,6 +95,8 @@ MIGRATIONS: list[list[str]] = [
     ["ALTER TABLE usage ADD COLUMN served_by TEXT"],
     # 5: privacy policies (policies/privacy.py): what a request's policy did; a virtual key's policy
     ["ALTER TABLE usage ADD COLUMN privacy TEXT", "ALTER TABLE keys ADD COLUMN privacy TEXT"],
+    # 6: how many images the vision bridge turned into text for the answer (NULL: it did not run)
+    ["ALTER TABLE usage ADD COLUMN vision_images {big}"],
 ]
 
 SCHEMA_VERSION = (
