@@ -65,6 +65,7 @@ fi
 if [ "$want" = test ]; then
   sh scripts/ensure_redis.sh  # real Redis for the pool's shared-state tests (Debian package)
   sh scripts/ensure_postgres.sh  # real PostgreSQL for the store tests (Debian package)
+  sh scripts/ensure_chromium.sh  # the browser the console tests drive through Playwright (Debian package)
   bash scripts/ensure_js_frameworks.sh  # the Vercel AI SDK for tests/frameworks/js (npm, pinned by its lock file)
   bash scripts/ensure_agents.sh  # Claude Code, Codex, Gemini CLI, opencode for tests/agents (npm)
 fi
