@@ -138,3 +138,16 @@ def test_accounts_show_cooldowns_recent_errors_and_announced_headroom(tmp_path):
     rl = ok["ratelimit"]
     assert 0 < rl["requests_remaining"] < 50 and rl["tokens_remaining"] is None
     assert now < rl["reset"] <= now + 61
+
+
+def test_the_next_account_of_a_pool_with_several_is_shown_and_looking_does_not_move_it(keyed):
+    # (a deep copy of the live accounts raised: the route list answered 500 once a pool had two accounts)
+    gw, _ = keyed
+    seen = []
+    for _ in range(3):
+        r = httpx.get(gw.url + "/admin/routes", headers=ADMIN_H)
+        assert r.status_code == 200, r.text
+        (route,) = r.json()["routes"]
+        seen.append(route["next_account"])
+    assert seen[0] == seen[1] == seen[2] and seen[0]["provider"] == "up"
+    assert seen[0]["account"] in ("good", "bad")

@@ -68,7 +68,12 @@ def peek(pool: AccountPool) -> str | None:
     if len(cands) <= 1:
         return cands[0].name if cands else None
     pick = copy.deepcopy(pool._pick)  # the strategy's own state is private to the pool; a copy is ours
-    return pick(copy.deepcopy(cands), now).name
+    saved = [a.swrr for a in cands]  # the weighted strategy's per-account credit, put back after the look
+    try:
+        return pick(cands, now).name
+    finally:
+        for a, credit in zip(cands, saved, strict=True):
+            a.swrr = credit
 
 
 def _next(rt: Runtime, alias: str) -> NextAccount | None:
