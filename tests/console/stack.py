@@ -62,6 +62,7 @@ ledger:
     gpt-fake: {{input: {PRICE_IN}, output: {PRICE_OUT}}}
 console: {{log_bodies: true}}
 retry: {{attempts: 1}}
+offline_fallback: "off"  # the upstream's 429 reaches the client (the cooldown test); no small-model stand-in
 providers:
   - name: openai-up
     protocol: openai
