@@ -16,12 +16,13 @@ import collections
 import contextvars
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlencode
 
 import msgspec
 
 if TYPE_CHECKING:
+    from ..providers.base import UpstreamResponse
     from ..providers.http import HttpProvider
     from ..server.asgi import Send
 
@@ -125,21 +126,6 @@ class Wire(msgspec.Struct, kw_only=True):
     client_response: ClientResponse
 
 
-class _Response(Protocol):
-    """What the transport answers with (providers/http.py `UpstreamResponse`)."""
-
-    status: int
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    async def read_chunk(self) -> bytes: ...
-
-    def release(self) -> None: ...
-
-    def close(self) -> None: ...
-
-
 class UpstreamCall:
     """One upstream request as sent, and what came back (filled as the transport reads it)."""
 
@@ -151,7 +137,7 @@ class UpstreamCall:
         self.response_headers: dict[str, str] = {}
         self.response = _Buffer()
 
-    def tee(self, resp: _Response) -> _Response:
+    def tee(self, resp: UpstreamResponse) -> UpstreamResponse:
         self.status = resp.status
         self.response_headers = redact_headers(resp.headers.items())
         return _Tee(resp, self.response)
@@ -171,7 +157,7 @@ class UpstreamCall:
 class _Tee:
     """The transport's response, with every byte read also copied into the capture."""
 
-    def __init__(self, resp: _Response, buf: _Buffer) -> None:
+    def __init__(self, resp: UpstreamResponse, buf: _Buffer) -> None:
         self._r, self._buf = resp, buf
         self.status = resp.status
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import AsyncIterator, Mapping
+from typing import Protocol
 
 from ..canonical import Event, Request, Response
 
@@ -52,3 +53,18 @@ class Provider(abc.ABC):
 
     async def aclose(self) -> None:
         return None
+
+
+class UpstreamResponse(Protocol):
+    """What both transports answer with (h1.H1Response, aio.AiohttpResponse)."""
+
+    status: int
+
+    @property
+    def headers(self) -> Mapping[str, str]: ...
+
+    async def read_chunk(self) -> bytes: ...
+
+    def release(self) -> None: ...
+
+    def close(self) -> None: ...

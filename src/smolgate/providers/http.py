@@ -46,7 +46,7 @@ from ..protocols import PROTOCOLS
 from ..protocols.spec import ProtocolSpec, Upstream
 from ..secret import Redactor
 from .aio import AiohttpTransport
-from .base import Attempt, Provider
+from .base import Attempt, Provider, UpstreamResponse
 from .h1 import H1Error, H1LimitError, H1Pool
 from .urls import UnsafeRequest, check_headers, check_target
 
@@ -133,21 +133,6 @@ class Scrubber:
             self.text(ev.message, _LOG_CHARS),
         )
         return msgspec.structs.replace(ev, message=self.text(ev.message))
-
-
-class UpstreamResponse(Protocol):
-    """What both transports answer with (h1.H1Response, aio.AiohttpResponse)."""
-
-    status: int
-
-    @property
-    def headers(self) -> Mapping[str, str]: ...
-
-    async def read_chunk(self) -> bytes: ...
-
-    def release(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class Transport(Protocol):
