@@ -261,7 +261,7 @@ class Scheduler:
                 self._waiting.remove(req)
                 req.emit(req.dec.end("cancelled"))
         budget = self.limits.step_tokens
-        left = max(budget - len(self._rows), budget // 2)  # decode rows first, yet prefill always moves
+        left = max(budget - len(self._rows), budget // 2, 1)  # decode rows first, yet prefill always moves
         while left > 0:
             share = left // 2 if self._filling is not None else left
             if used := self._prefill_group(share):

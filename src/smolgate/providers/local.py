@@ -118,7 +118,7 @@ class LocalProvider(Provider):
         source = resolve_model(self.cfg.model)
         t0 = time.monotonic()
         quant = None if self.cfg.quant in (None, "none") else self.cfg.quant
-        limits = engine.Limits(compile=self.cfg.compile)
+        limits = engine.Limits(compile=self.cfg.compile, step_tokens=self.cfg.step_tokens)
         if self.cfg.compile:
             log.info(
                 "local model: the decode step is compiled after loading "
