@@ -142,6 +142,26 @@ def test_a_newcomer_waits_at_most_one_chunk_with_a_full_budget_of_decoding_rows(
     assert sched.stats().batch == 6 and sched.decode_steps == runners[0].step  # every iteration decoded
 
 
+def test_a_long_prefill_keeps_moving_under_a_stream_of_newcomers(engine: Engine) -> None:
+    """Newcomers overtake a long prompt but leave it part of every step's budget: it is never starved."""
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(step_tokens=BUDGET))
+    long = Recorder(sched)
+    submit(sched, prompt(LONG, 30), long, max_tokens=1)
+    step(sched, long)
+    steps = 0
+    while not long.items:
+        newcomers = [Recorder(sched) for _ in range(2)]  # 2 x 8 positions: most of each step's budget
+        for i, rec in enumerate(newcomers):
+            submit(sched, prompt(8, 100 + 2 * steps + i), rec, max_tokens=1)
+        passes = sched.prefill_passes
+        step(sched, long, *newcomers)
+        steps += 1
+        assert all(r.finish() is not None for r in newcomers)  # both answered in this very iteration
+        assert sched.prefill_passes == passes + 2  # their forward and a chunk of the long prompt
+        assert steps < LONG  # it finishes
+    assert long.finish() == "length"
+
+
 class CancelAt(threading.Event):
     """A cancel Event that turns set once `armed` is."""
 

@@ -246,8 +246,9 @@ class Scheduler(Joining):
         The budget (Limits.step_tokens) goes first to the decode step (one position per running row), then to
         new prompts that fit it whole (several join in one padded forward, ahead of a long prompt mid-prefill:
         a 20-token question waits for at most one chunk, not a whole 8k prompt), then to the next chunk of the
-        prompt being prefilled. While one is, newcomers get at most half, so the long prompt keeps moving under a
-        stream of short ones; it is the only one prefilled in chunks (FIFO), a vision-encoder pass is one step.
+        prompt being prefilled. While one is, newcomers leave it a quarter of the budget, so it keeps moving under
+        a stream of short ones. It is the only one prefilled in chunks: a prompt longer than 3/4 of the budget
+        waits for it (FIFO); a vision-encoder pass is a step's prefill.
         """
         with self._lock:
             job = self._jobs.popleft() if self._jobs else None
@@ -263,8 +264,9 @@ class Scheduler(Joining):
                 req.emit(req.dec.end("cancelled"))
         budget = self.limits.step_tokens
         left = max(budget - len(self._rows), budget // 2, 1)  # decode rows first, yet prefill always moves
+        kept = left // 4  # for a prompt mid-prefill, however many newcomers overtake it
         while left > 0:
-            share = left // 2 if self._filling is not None else left
+            share = left - kept if self._filling is not None else left
             if used := self._prefill_group(share):
                 left -= used
                 continue
