@@ -16,6 +16,7 @@ its own; see engine_worker.py for how each figure is measured. Rows:
                                             (bench/engine_llama.py); the packaged file itself for smollm2-135m
 Writes bench/results/engine-<shape>[-quick].json and .png, and prints a table and the issue-5 target ratios.
 Runs vary by ±30% on this machine: compare ratios inside one run; run when `uptime` load is < 1.5.
+`--fairness`: a mode of its own, the model under load through the HTTP server (bench/engine_fairness.py).
 """
 
 from __future__ import annotations
@@ -645,4 +646,9 @@ def versions() -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    bench_engine_command()
+    if "--fairness" in sys.argv[1:]:  # a mode of its own: the model under load, through the HTTP server
+        import engine_fairness
+
+        engine_fairness.main(sys.argv[1:])
+    else:
+        bench_engine_command()

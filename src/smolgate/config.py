@@ -15,7 +15,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Annotated, Literal
 from urllib.parse import parse_qsl, urlsplit
 
 import msgspec
@@ -133,6 +133,9 @@ class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
     # transformers-exact logits.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
     compile: bool = False  # torch.compile the decode step at start: slower start, faster small-model tokens
+    # work per engine step, in prompt positions (engine scheduler.Limits.step_tokens): how long a long prompt's
+    # chunk may hold everyone else's next token
+    step_tokens: Annotated[int, msgspec.Meta(ge=1)] = 256
 
 
 AnyProvider = ProviderConfig | LocalProviderConfig

@@ -134,7 +134,8 @@ def test_a_failure_inside_the_engine_is_internal_not_the_clients_fault(
     def broken(*_: object, **__: object) -> torch.Tensor:
         raise ValueError("shape mismatch deep inside")
 
-    monkeypatch.setattr(engine.model, "forward", broken)
+    # the text decoder: a short prompt is prefilled by it directly (with others), a long one through model.forward
+    monkeypatch.setattr(engine.model.text, "forward", broken)
 
     async def main() -> list[Chunk]:
         return await drain(await engine.submit(EngineRequest(MESSAGES, max_tokens=4)))

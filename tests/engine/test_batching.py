@@ -93,7 +93,7 @@ def test_batched_greedy_equals_unbatched_with_joins_cancels_and_stops(engine: En
     refs = {k: reference(engine, ids[k], **spec) for k, spec in specs.items()}
     assert refs["d"].finish_reason == "stop_sequence" and refs["c"].finish_reason == "stop"
 
-    sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=8))
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(step_tokens=8))
     cancel_e = threading.Event()
     streams = {
         k: submit(sched, ids[k], **{"sampler": Sampler(), **specs[k]}, cancel=cancel_e if k == "e" else None)
@@ -127,7 +127,7 @@ def test_a_burst_of_short_prompts_is_prefilled_in_one_pass_and_joins_the_batch(e
     refs = [reference(engine, ids[i], **specs[i]) for i in range(4)]
     ref_first = reference(engine, first, max_tokens=20)
 
-    sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=64))
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(step_tokens=64))
     lead = submit(sched, first, sampler=Sampler(), max_tokens=20)
     run(sched, steps=3)  # decoding alone by now
     assert sched.prefill_passes == 1
@@ -147,7 +147,7 @@ def test_a_long_prompt_is_prefilled_in_equal_chunks(engine: Engine, monkeypatch:
     time where weight-only layers only go dense from `dense_from` rows); the result is the unchunked one."""
     ids = prompt(20, 50)
     ref = reference(engine, ids, max_tokens=6)
-    sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=8))
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(step_tokens=8))
     widths: list[int] = []
     forward = engine.model.forward
 

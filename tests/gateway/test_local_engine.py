@@ -266,7 +266,7 @@ def test_engine_failures_are_internal_and_a_full_queue_is_overloaded(vlm_gateway
     def broken(*_: object, **__: object) -> None:
         raise ValueError("shape mismatch deep inside")
 
-    monkeypatch.setattr(engine.model, "forward", broken)
+    monkeypatch.setattr(engine.model.text, "forward", broken)  # the text decoder: every prefill path runs it
     r = httpx.post(vlm_gateway.url + "/v1/chat/completions", timeout=60, json=body)
     assert r.status_code == 500 and r.json()["error"]["message"] == "the local engine failed", r.text
     monkeypatch.undo()

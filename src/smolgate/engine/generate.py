@@ -17,7 +17,8 @@ from .tokenizer import StreamingDetokenizer, Tokenizer
 
 FinishReason = Literal["stop", "length", "stop_sequence", "cancelled"]
 CACHE_GRANULARITY = 256  # KV cache grows in these steps so its shape rarely changes
-PREFILL_CHUNK = 512  # prompt positions per prefill forward
+PREFILL_CHUNK = 512  # prompt positions per prefill forward of a lone sequence
+STEP_TOKENS = 256  # scheduler.Limits.step_tokens: work per scheduler iteration, in prompt positions
 
 
 @dataclass(slots=True)

@@ -86,6 +86,11 @@ class KVCache:
         self.k[dst, :, :length] = self.k[src, :, :length]
         self.v[dst, :, :length] = self.v[src, :, :length]
 
+    def copy_row_from(self, other: KVCache, src: int, dst: int, length: int) -> None:
+        """Copy the first `length` positions of `other`'s row src into row dst (a prompt prefilled on its own)."""
+        self.k[dst, :, :length] = other.k[src, :, :length]
+        self.v[dst, :, :length] = other.v[src, :, :length]
+
     def resized(self, rows: int, max_len: int, keep_rows: int) -> KVCache:
         """A new cache of [rows, max_len] holding this one's first keep_rows rows (all positions that fit)."""
         new = KVCache(rows, self.k.shape[1], max_len, self.k.shape[3], self.k.dtype)

@@ -2,8 +2,10 @@
 
 Each cache row holds one sequence. Decoding sequences sit in rows 0..n-1, so a decode step is one batched forward
 over contiguous views ([:n], no gather); a departure moves the last row into the hole (one copy of that row's
-filled positions) instead of leaving gaps. A joining request is prefilled into row n, one chunk per scheduler
-iteration, interleaved with the decode steps of the others, and joins the batch with its first token.
+filled positions) instead of leaving gaps. Every iteration has a token budget (Limits.step_tokens, see `step`):
+the decode step first, then new prompts that fit it whole (prefilled together straight into the next rows), then
+one chunk of a long prompt, prefilled on a one-row cache of its own and copied into its row when it joins. So a
+long prompt holds nobody's next token for more than one chunk, and short ones overtake it.
 
 Admission is memory-bounded: at most `max_slots` rows, and rows x cache length (rounded up to 256) within
 `kv_tokens`; a request is admitted FIFO once its reservation (prompt + max_tokens) fits, others wait in the
@@ -26,22 +28,27 @@ import atexit
 import threading
 import weakref
 from collections import deque
-from collections.abc import Callable, Generator, Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import TypeVar
 
 import torch
 
-from .api import Busy, ContextTooLong, EngineStats
+from .api import EngineStats
+from .budget import attention_scale
 from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
 from .delivery import Sink, Ticket
-from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
+from .generate import CACHE_GRANULARITY, STEP_TOKENS, Decoding
+from .joining import Joining
 from .kvcache import KVCache
 from .model.smolvlm import SmolVLM
 from .quant import QuantLinear, warm_up_dense
+from .requests import Generation, QueueFull, TooLongForCache
 from .sampling import Constraint, Sampler, TokenPicker, argmax_rows
 from .tokenizer import Tokenizer
+
+__all__ = ["Limits", "QueueFull", "Scheduler", "TooLongForCache"]
 
 T = TypeVar("T")
 DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budget is given
@@ -51,88 +58,22 @@ DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budge
 GROW_STEP = 512
 
 
-class QueueFull(Busy):
-    """Every slot is busy and the wait queue is at its bound: retry later."""
-
-    def __init__(self, message: str) -> None:
-        super().__init__(message, retry_after=1.0)
-
-
-class TooLongForCache(ContextTooLong):
-    """A request's prompt + max_tokens alone exceeds the KV-cache token budget."""
-
-    def __init__(self, prompt_tokens: int, budget: int, max_tokens: int) -> None:
-        message = f"prompt ({prompt_tokens}) + max_tokens ({max_tokens}) exceeds the KV cache budget of {budget} tokens"
-        super().__init__(prompt_tokens, budget, max_tokens, message=message)
-
-
 @dataclass(frozen=True, slots=True)
 class Limits:
     max_slots: int = 8  # sequences decoded together (batch rows)
     kv_tokens: int | None = None  # cache positions over all rows; None: DEFAULT_KV_BYTES worth for this model
     max_queue: int = 64  # requests waiting for a slot; one more raises QueueFull
-    prefill_chunk: int = PREFILL_CHUNK  # prompt positions per prefill step (decode steps run in between)
+    # Work per scheduler iteration, in prompt positions: each decoding row's next token counts one, prompt chunks
+    # the rest (weighted by the context they attend to: budget.py). It bounds how long a running stream waits
+    # between tokens and a new short prompt waits for a long one's chunk; a larger one prefills long prompts in
+    # fewer, more efficient passes.
+    step_tokens: int = STEP_TOKENS
     # torch.compile the batched decode step (compiled.py). Off by default: faster steps cost a long warm-up at
     # start on CPU (figures: docs/performance.md).
     compile: bool = False
 
 
-class _Request:
-    """One submitted generation as the decode thread sees it."""
-
-    __slots__ = (
-        "abandoned",
-        "cancel",
-        "dec",
-        "embedding",
-        "embeds",
-        "filled",
-        "input_ids",
-        "picker",
-        "pixels",
-        "pos",
-        "reserve",
-        "sink",
-        "ticket",
-    )
-
-    def __init__(
-        self,
-        input_ids: torch.Tensor,
-        pixels: torch.Tensor | None,
-        dec: Decoding,
-        cancel: threading.Event | None,
-        sink: Sink,
-    ) -> None:
-        self.input_ids, self.pixels, self.dec, self.picker, self.cancel = (
-            input_ids,
-            pixels,
-            dec,
-            dec.picker,
-            cancel,
-        )
-        # the prompt embedding, pass by pass, until `embeds` holds it
-        self.embedding: Generator[None, None, torch.Tensor] | None = None
-        self.embeds: torch.Tensor | None = None  # [1, T, hidden] once embedded
-        self.reserve = dec.prompt_len + dec.max_tokens  # cache positions it may need
-        self.filled = 0  # prompt positions prefilled so far
-        self.pos = 0  # next cache position to write (= tokens in the cache) once decoding
-        self.sink = sink
-        self.ticket = Ticket()  # the caller's handle: abandoning it cancels the request
-
-    @property
-    def cancelled(self) -> bool:
-        return self.ticket.abandoned or (self.cancel is not None and self.cancel.is_set())
-
-    def emit(self, item: GenerationChunk | BaseException) -> None:
-        """Hand an item to the caller; a sink that fails (its event loop closed) abandons the request."""
-        try:
-            self.sink(item)
-        except Exception:  # nobody is left to tell
-            self.ticket.abandon()
-
-
-class Scheduler:
+class Scheduler(Joining):
     def __init__(self, model: SmolVLM, tokenizer: Tokenizer, limits: Limits | None = None) -> None:
         self.model, self.tokenizer, self.limits = model, tokenizer, limits or Limits()
         text = model.cfg.text
@@ -140,13 +81,13 @@ class Scheduler:
         self.kv_tokens = self.limits.kv_tokens or max(4096, DEFAULT_KV_BYTES // per_token)
         self._lock = threading.Lock()
         self._wake = threading.Condition(self._lock)
-        self._waiting: deque[_Request] = deque()
+        self._waiting: deque[Generation] = deque()
         self._closed = False
         self._thread: threading.Thread | None = None
         self._jobs: deque[tuple[Callable[[], object], Future[object]]] = deque()  # `run` calls, FIFO
         # decode-thread state: rows[i] owns cache row i; `filling` is being prefilled into row len(rows)
-        self._rows: list[_Request] = []
-        self._filling: _Request | None = None
+        self._rows: list[Generation] = []
+        self._filling: Generation | None = None
         self._caches: list[KVCache] = []
         slots = self.limits.max_slots
         self._tokens = torch.zeros(slots, 1, dtype=torch.long)  # next input token per row, updated in place
@@ -157,6 +98,7 @@ class Scheduler:
         self.generated_tokens = 0  # one per row per decode step (metrics)
         self.peak_batch = 0
         self.prefill_passes = 0  # model forwards spent on prompts (a batch of prompts counts once)
+        self._attention_scale = attention_scale(model.cfg.text)  # prompt chunk costs (budget.py)
 
     # -- caller side (any thread) -------------------------------------------------------------------------------
 
@@ -198,7 +140,7 @@ class Scheduler:
         if max_tokens == 0:  # nothing to compute: answer without queueing
             sink(dec.end("length"))
             return Ticket()
-        req = _Request(input_ids, pixel_values, dec, cancel, sink)
+        req = Generation(input_ids, pixel_values, dec, cancel, sink)
         if open_ended:
             req.reserve = prompt_len + min(max_tokens, GROW_STEP)
         if self._cap_for(req.reserve) > self.kv_tokens:
@@ -298,9 +240,16 @@ class Scheduler:
 
     @torch.inference_mode()
     def step(self) -> None:
-        """One iteration: one `run` job, settle the queue (cancellations, admission), up to `prefill_chunk` prompt
-        positions of prefill (several short prompts join in one iteration; or one vision-encoder pass), one
-        decode step."""
+        """One iteration: one `run` job, settle the queue (cancellations), prefill within the step's token budget,
+        one decode step.
+
+        The budget (Limits.step_tokens) goes first to the decode step (one position per running row), then to
+        new prompts that fit it whole (several join in one padded forward, ahead of a long prompt mid-prefill:
+        a 20-token question waits for at most one chunk, not a whole 8k prompt), then to the next chunk of the
+        prompt being prefilled. While one is, newcomers leave it a quarter of the budget, so it keeps moving under
+        a stream of short ones. It is the only one prefilled in chunks: a prompt longer than 3/4 of the budget
+        waits for it (FIFO); a vision-encoder pass is a step's prefill.
+        """
         with self._lock:
             job = self._jobs.popleft() if self._jobs else None
         if job is not None:
@@ -313,148 +262,24 @@ class Scheduler:
             for req in [r for r in self._waiting if r.cancelled]:
                 self._waiting.remove(req)
                 req.emit(req.dec.end("cancelled"))
-        # A token budget per iteration, as vLLM's max_num_batched_tokens: decode steps of the running rows never
-        # wait for more than one chunk of prefill, and a burst of short prompts joins in one iteration instead
-        # of one per decode step (8 x 32-token prompts: the batch is full after 1 step, not 8).
-        budget = self.limits.prefill_chunk
-        while budget > 0:
-            if self._filling is None and (used := self._prefill_group(budget)):
-                budget -= used
+        budget = self.limits.step_tokens
+        left = max(budget - len(self._rows), budget // 2, 1)  # decode rows first, yet prefill always moves
+        kept = left // 4  # for a prompt mid-prefill, however many newcomers overtake it
+        while left > 0:
+            share = left - kept if self._filling is not None else left
+            if used := self._prefill_group(share):
+                left -= used
                 continue
-            with self._lock:
-                if self._filling is None and self._waiting and self._fits([self._waiting[0]]):
-                    self._filling = self._waiting.popleft()
-                    self._make_room([self._filling])
-            if self._filling is None:
+            if self._filling is None and not self._start_filling():
                 break
-            budget -= self._prefill_chunk(self._filling, budget)
+            assert self._filling is not None
+            left -= self._prefill_chunk(self._filling, left)
+            if self._filling is not None:
+                break  # it had its chunk; newcomers may take what is left
         if self._rows:
             self._decode()
 
-    def _cap_for(self, length: int) -> int:
-        return -(-length // CACHE_GRANULARITY) * CACHE_GRANULARITY
-
-    def _fits(self, joining: list[_Request]) -> bool:
-        rows = len(self._rows) + len(joining)
-        cap = self._cap_for(max(r.reserve for r in [*joining, *self._rows]))
-        return rows <= self.limits.max_slots and rows * cap <= self.kv_tokens
-
-    def _make_room(self, joining: list[_Request]) -> None:
-        """Grow the cache (rows, then length) to hold the decoding rows and the `joining` ones; rows double to
-        amortise copies."""
-        resident = [*self._rows, *joining]
-        if self._filling is not None and self._filling not in joining:
-            resident.append(self._filling)  # growing while a prompt is half prefilled into row len(rows)
-        rows, cap = len(resident), self._cap_for(max(r.reserve for r in resident))
-        have_rows, have_cap = (self._caches[0].rows, self._caches[0].max_len) if self._caches else (0, 0)
-        if rows <= have_rows and cap <= have_cap:
-            return
-        # cap is what the residents need now (it may shrink after a long request left): rows x cap stays in budget
-        wanted = have_rows if rows <= have_rows else min(2 * have_rows, self.limits.max_slots)
-        rows = max(rows, min(wanted, self.kv_tokens // cap))  # never beyond the budget
-        keep = len(self._rows) + (1 if self._filling is not None and self._filling.filled else 0)
-        if not self._caches:
-            self._caches = self.model.text.new_caches(rows, cap)
-        else:
-            self._caches = [c.resized(rows, cap, keep_rows=keep) for c in self._caches]
-        self.model.text.ensure_rope(cap)
-
-    def _prefill_group(self, budget: int) -> int:
-        """Prefill the next waiting text prompts together when two or more fit in `budget` as one padded batch
-        -> the budget used. They then join the decoding rows in order.
-
-        A burst of short prompts costs one forward instead of one each: a forward of a few dozen positions is
-        bound by per-op cost, not by its width (figures: docs/performance.md). Right padding
-        changes nothing for the real positions under the causal mask, and the padded cache positions are
-        overwritten by each row's own next tokens before any query can see them.
-        """
-        with self._lock:
-            group: list[_Request] = []
-            for req in self._waiting:  # in order: a prompt that cannot join ends the group
-                width = max(r.dec.prompt_len for r in [*group, req])
-                if (
-                    req.pixels is not None
-                    or (len(group) + 1) * width > budget
-                    or not self._fits([*group, req])
-                ):
-                    break
-                group.append(req)
-            if len(group) < 2:
-                return 0  # a lone prompt takes the chunked path
-            for _ in group:
-                self._waiting.popleft()
-            self._make_room(group)
-        lengths = [r.dec.prompt_len for r in group]
-        first, used = len(self._rows), len(group) * max(lengths)  # padded positions count against the budget
-        ids = torch.zeros(len(group), max(lengths), dtype=torch.long)
-        for j, req in enumerate(group):
-            ids[j, : lengths[j]] = req.input_ids[0]
-        try:
-            self.prefill_passes += 1
-            hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
-            logits = self.model.lm_head(hidden[torch.arange(len(group)), torch.tensor(lengths) - 1])
-        except Exception as exc:  # the error goes to each caller's iterator
-            for req in group:
-                req.emit(exc)
-            return used
-        for j, req in enumerate(group):
-            req.filled = req.pos = lengths[j]
-            if req.cancelled:
-                req.emit(req.dec.end("cancelled"))
-                continue
-            token = self._advance(req, logits[j], None)
-            if token < 0:
-                continue
-            if (row := len(self._rows)) != first + j:  # an earlier member finished at once: close the gap
-                for c in self._caches:
-                    c.move_row(first + j, row, req.pos)
-            self._join(req, token)
-        return used
-
-    def _prefill_chunk(self, req: _Request, budget: int) -> int:
-        """Prefill the joining request's next chunk if `budget` positions cover it -> the budget used (all of it
-        for a vision-encoder pass or a chunk that must wait, which ends the iteration's prefill; at least 1 so the
-        caller's loop ends)."""
-        row = len(self._rows)
-        if req.cancelled:
-            self._filling = None
-            req.emit(req.dec.end("cancelled"))
-            return 1
-        # equal chunks (600 positions: 300 + 300, not 512 + 88): a short last chunk would cost as much as a long
-        # one where weight-only layers switch to dense GEMMs only from QuantLinear.dense_from rows (int4: 32-128)
-        total, start = req.dec.prompt_len, req.filled
-        pieces = -(-total // self.limits.prefill_chunk)  # ceiling divisions
-        chunk = min(-(-total // pieces), total - start)
-        try:
-            if req.embeds is None:
-                if req.embedding is None:
-                    req.embedding = self.model.embed_passes(req.input_ids, req.pixels)
-                try:
-                    next(req.embedding)
-                    return budget  # one vision-encoder pass per iteration: decode steps run in between
-                except StopIteration as embedded:
-                    req.embeds, req.embedding, req.pixels = embedded.value, None, None
-            assert req.embeds is not None
-            if chunk > budget:
-                return budget  # what is left of this iteration's budget: the next one takes a whole chunk
-            self.prefill_passes += 1
-            logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
-        except Exception as exc:  # the error goes to its caller's iterator
-            self._filling = None
-            req.emit(exc)
-            return 1
-        req.filled = min(start + chunk, req.dec.prompt_len)
-        used = req.filled - start
-        if req.filled < req.dec.prompt_len:
-            return used
-        self._filling, req.embeds = None, req.embeds[:, :0]  # the prompt lives in the cache now
-        req.pos = req.dec.prompt_len
-        token = self._advance(req, logits[0], None)
-        if token >= 0:
-            self._join(req, token)
-        return used
-
-    def _join(self, req: _Request, token: int) -> None:
+    def _join(self, req: Generation, token: int) -> None:
         """A prefilled request becomes the next decoding row (its cache row is len(rows)), `token` its next input."""
         row = len(self._rows)
         self._tokens[row, 0] = token
@@ -512,7 +337,7 @@ class Scheduler:
         if grown:
             self._make_room([])
 
-    def _advance(self, req: _Request, logits: torch.Tensor, greedy: int | None) -> int:
+    def _advance(self, req: Generation, logits: torch.Tensor, greedy: int | None) -> int:
         """Pick the row's token (unless the batched argmax already did), record it and hand any settled text to
         the caller -> the token, or -1 once the request has finished (or failed: a faulty constraint fails its
         own request only)."""
@@ -528,7 +353,7 @@ class Scheduler:
         return -1 if req.dec.finish is not None else token
 
     def _release(self, i: int) -> None:
-        """Free row i: the last decoding row moves into it, and a prefilling request follows down by one."""
+        """Free row i: the last decoding row moves into it."""
         last = len(self._rows) - 1
         if i != last:
             moved = self._rows[last]
@@ -538,14 +363,12 @@ class Scheduler:
             self._tokens[i] = self._tokens[last]
             self._positions[i] = self._positions[last]
         self._rows.pop()
-        if self._filling is not None and self._filling.filled:
-            for c in self._caches:
-                c.move_row(last + 1, last, self._filling.filled)
 
     def _fail_all(self, exc: BaseException) -> None:
         with self._lock:
             resident = [*self._rows, *([self._filling] if self._filling else []), *self._waiting]
-            self._rows, self._filling = [], None
+            self._rows = []
+            self._drop_filling()
             self._waiting.clear()
             jobs = [done for _, done in self._jobs]
             self._jobs.clear()

@@ -118,7 +118,7 @@ class LocalProvider(Provider):
         source = resolve_model(self.cfg.model)
         t0 = time.monotonic()
         quant = self.cfg.quant or "none"  # auto / dtype auto: resolved for this CPU and file (engine/cpu.py)
-        limits = engine.Limits(compile=self.cfg.compile)
+        limits = engine.Limits(compile=self.cfg.compile, step_tokens=self.cfg.step_tokens)
         if self.cfg.compile:
             log.info(
                 "local model: the decode step is compiled after loading "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl
 
 from ..errors import ErrorKind, GatewayError
@@ -23,8 +23,11 @@ Receive = Callable[[], Awaitable[dict[str, Any]]]
 DRAIN_BYTES = 1024 * 1024
 
 
+T = TypeVar("T")
+
+
 class ClientGone(Exception):
-    """The client disconnected while we were reading its request: nobody to answer."""
+    """The client disconnected (while we read its request, or waited for its answer): nobody to answer."""
 
 
 @dataclass(slots=True)
@@ -115,6 +118,36 @@ async def send_body(
         {"type": "http.response.start", "status": status, "headers": _raw_headers(content_type, headers)}
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
+    """`await work`, unless the client disconnects first: then `work` is cancelled and ClientGone raised.
+
+    For the wait before an answer starts (a whole completion, or a stream's first event): a local model's long
+    prefill sends nothing for a while, and without this a client that gave up went unnoticed until then.
+    The work runs inline (its context stays ours); a small watcher task cancels us, as in `send_stream`.
+    """
+    me = asyncio.current_task()
+    gone = False
+
+    async def watch() -> None:
+        nonlocal gone
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        gone = True
+        if me is not None:
+            me.cancel()
+
+    watcher = asyncio.ensure_future(watch())
+    try:
+        return await work
+    except asyncio.CancelledError:
+        if not gone or me is None:
+            raise  # cancelled from outside (shutdown): propagate
+        me.uncancel()
+        raise ClientGone from None
+    finally:
+        watcher.cancel()
 
 
 async def send_stream(

@@ -34,7 +34,7 @@ from ..protocols.openai_responses_stream import (
     output_items,
 )
 from ..responses_store import MemoryResponseStore, ResponseStore, StoredResponse, check_id
-from .asgi import HttpRequest, Receive, Send, send_body, send_stream
+from .asgi import HttpRequest, Receive, Send, send_body, send_stream, unless_gone
 from .streaming import encode_events
 from .vkeys_auth import allow_model, owner_key
 
@@ -184,7 +184,9 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
     keep = client.store
     cache = req.headers.get("x-smolgate-cache")
     if not canon.stream:
-        resp = msgspec.structs.replace(await rt.dispatcher.complete(canon, record, cache), id=rid)
+        resp = msgspec.structs.replace(
+            await unless_gone(receive, rt.dispatcher.complete(canon, record, cache)), id=rid
+        )
         full = output_items(resp.content, canon)
         obj = render_response(resp, canon, full)
         if keep:
@@ -192,7 +194,7 @@ async def create(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Se
         await send_body(send, 200, orjson.dumps(obj), headers={**headers, **(response_headers(record) or {})})
         return
     events = rt.dispatcher.stream(canon, record, cache)
-    first = await anext(events)  # errors before the first event become a normal error response
+    first = await unless_gone(receive, anext(events))  # errors before it: a plain error response
     enc = ResponsesStreamEncoder(canon, rid)
 
     async def chunks() -> AsyncIterator[bytes]:

@@ -26,7 +26,7 @@ from ..routing import unknown_model
 from ..signatures import owner_id
 from ..telemetry import RequestRecord
 from . import admin, probes, responses_api
-from .asgi import HttpRequest, Receive, Send, send_body, send_stream
+from .asgi import HttpRequest, Receive, Send, send_body, send_stream, unless_gone
 from .auth import OWN_KEYS
 from .drain import Drain
 from .streaming import encode_events
@@ -64,11 +64,11 @@ def _chat(c: Codec) -> Handler:
         )
         cache = req.headers.get("x-smolgate-cache")
         if not canon.stream:
-            resp = await rt.dispatcher.complete(canon, rec, cache)
+            resp = await unless_gone(receive, rt.dispatcher.complete(canon, rec, cache))
             await send_body(send, 200, c.encode_response(resp, canon), headers=response_headers(rec))
             return
         events = rt.dispatcher.stream(canon, rec, cache)
-        first = await anext(events)  # errors before the first event become a normal error response
+        first = await unless_gone(receive, anext(events))  # errors before it: a plain error response
         chunks = _encode(c, canon, first, events, rt.drain, rec)
         await send_stream(send, receive, chunks, c.stream_media_type, response_headers(rec))
 
