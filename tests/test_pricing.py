@@ -5,6 +5,7 @@ same figure from genai-prices' own calculator."""
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -51,8 +52,9 @@ def decode(protocol: str, body: dict) -> Usage:
     return codec(protocol).decode_response(orjson.dumps(body)).usage
 
 
-def table(model: str, provider: str, **usage: int) -> float:
-    return float(calc_price(TableUsage(**usage), model, provider_id=provider).total_price)
+def table(model: str, provider: str, when: datetime | None = None, **usage: int) -> float:
+    calc = calc_price(TableUsage(**usage), model, provider_id=provider, genai_request_timestamp=when)
+    return float(calc.total_price)
 
 
 def test_openai_cached_input_is_discounted(pricing: Pricing):
@@ -206,6 +208,20 @@ def test_a_host_the_table_knows_prices_its_own_models(pricing: Pricing):
         table("deepseek-chat", "deepseek", input_tokens=1_000_000, output_tokens=1_000_000)
     )
     assert cost > 0
+
+
+def test_a_time_of_day_price_follows_the_requests_own_time(pricing: Pricing):
+    # DeepSeek's off-peak hours (16:30-00:30 UTC) are half price: a request is priced at the time it arrived
+    u = Usage(input_tokens=1_000_000, output_tokens=1_000_000)
+    costs = []
+    for hour in (10, 18):
+        when = datetime(2026, 12, 7, hour, 5, tzinfo=UTC)
+        rec = record("deepseek", "openai", "deepseek-chat", u)
+        rec.ts = when.timestamp()
+        costs.append(pricing.cost_of(rec))
+        expected = table("deepseek-chat", "deepseek", when, input_tokens=1_000_000, output_tokens=1_000_000)
+        assert costs[-1] == pytest.approx(expected)
+    assert costs[1] < costs[0]
 
 
 def test_unknown_models_cost_nothing_logged_once_and_counted(caplog: pytest.LogCaptureFixture):

@@ -8,7 +8,7 @@ own reasoning price where the table has one). A model with tiered prices (Gemini
 bills every token at the tier the prompt's size reaches, as the providers do. Cache writes kept an hour
 (Anthropic's 1-hour TTL) have their own price.
 
-The table lookup (model matching, conditional prices) runs once per (provider, model, day); the per-request
+The table lookup (model matching, conditional prices) runs once per (provider, model, quarter hour); the per-request
 arithmetic is a handful of float operations, so the ledger can price every request.
 """
 
@@ -39,7 +39,9 @@ TABLE_PROVIDER = {
     "gemini": "google",
 }
 _PER = 1_000_000  # prices are per million tokens
-_DAY = 86400
+# Prices are looked up per quarter hour: the table has dated price changes and time-of-day prices (DeepSeek's
+# off-peak half price from 16:30 to 00:30 UTC), whose bounds fall on quarter hours.
+_SLOT = 900
 
 
 @dataclass(frozen=True, slots=True)
@@ -146,7 +148,7 @@ def table_price(model: str, provider_id: str | None, api_url: str | None, when: 
 
 
 class Pricing:
-    """`cost_of(record)` for the ledger; prices cached per (provider, model, UTC day)."""
+    """`cost_of(record)` for the ledger; prices cached per (provider, model, quarter hour)."""
 
     def __init__(self, cfg: Config) -> None:
         self._overrides = {m: Price.from_override(o) for m, o in cfg.ledger.prices.items()}
@@ -197,16 +199,16 @@ class Pricing:
             return override
         if protocol in FREE_PROTOCOLS:
             return FREE
-        day = int((time.time() if ts is None else ts) // _DAY)  # the table has dated price changes
-        key = (provider, protocol, model, day)
+        slot = int((time.time() if ts is None else ts) // _SLOT)
+        key = (provider, protocol, model, slot)
         try:
             return self._cache[key]
         except KeyError:
             pass
-        if len(self._cache) > 10_000:  # a bound: model names come from config and routes, but days pass
+        if len(self._cache) > 10_000:  # a bound: model names come from config and routes, but time passes
             self._cache.clear()
         ref = model.removeprefix("models/")  # Gemini's resource name → the table's model name
-        price = table_price(ref, TABLE_PROVIDER.get(protocol), self._urls.get(provider), _utc(day))
+        price = table_price(ref, TABLE_PROVIDER.get(protocol), self._urls.get(provider), _utc(slot))
         if price is None and model not in self.unknown_models:
             self.unknown_models.add(model)
             if not quiet:
@@ -215,5 +217,5 @@ class Pricing:
         return price
 
 
-def _utc(day: int) -> datetime:
-    return datetime.fromtimestamp(day * _DAY + _DAY / 2, UTC)
+def _utc(slot: int) -> datetime:
+    return datetime.fromtimestamp(slot * _SLOT, UTC)
