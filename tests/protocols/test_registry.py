@@ -12,6 +12,7 @@ import orjson
 import pytest
 
 from smolgate.config import parse_config
+from smolgate.console import endpoints as console
 from smolgate.errors import GatewayError
 from smolgate.protocols import PROTOCOLS, UPSTREAM_PROTOCOLS, codec
 from smolgate.protocols.base import ErrorReply, RequestContext, UpstreamRequest
@@ -32,13 +33,17 @@ from tests.security.evil_upstream import (
 )
 
 # the gateway's own routes: probes, metrics, and every admin module's (each under /admin/, behind the admin key)
-GATEWAY_OWN = {
-    ("GET", "/health"),
-    ("GET", "/healthz"),
-    ("GET", "/ready"),
-    ("GET", "/readyz"),
-    ("GET", "/metrics"),
-} | {(r.method, r.path) for r in admin.ROUTES}
+GATEWAY_OWN = (
+    {
+        ("GET", "/health"),
+        ("GET", "/healthz"),
+        ("GET", "/ready"),
+        ("GET", "/readyz"),
+        ("GET", "/metrics"),
+    }
+    | {(r.method, r.path) for r in admin.ROUTES}
+    | {(method, path) for method, path, _ in console.ROUTES}
+)
 assert all(r.path.startswith("/admin/") for r in admin.ROUTES)
 
 

@@ -160,6 +160,10 @@ def _write(db: sqlite3.Connection, rows: list[UsageRow]) -> tuple[str, str]:
 
 
 def main(path: str) -> None:
+    # Only stdin, stdout and stderr are ours. uvloop's spawn keeps descriptors its loop duplicated without
+    # close-on-exec, such as the gateway's listening socket: held here, the port would keep accepting
+    # connections nobody answers after the gateway stopped listening (a reset instead of a refusal).
+    os.closerange(3, os.sysconf("SC_OPEN_MAX"))
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "wb")  # the replies; anything else printed goes to stderr
