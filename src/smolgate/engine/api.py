@@ -74,6 +74,7 @@ class EngineRequest:
     stop: Sequence[str] = ()
     strict_length: bool = False
     constraint: JsonSpec | None = None
+    adapter: str | None = None  # a loaded LoRA adapter's name (Engine.load_adapter); None: the base model
 
 
 @dataclass(frozen=True, slots=True)

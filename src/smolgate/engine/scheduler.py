@@ -28,6 +28,7 @@ import weakref
 from collections import deque
 from collections.abc import Callable, Generator, Iterable, Sequence
 from concurrent.futures import Future
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -38,6 +39,7 @@ from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_visi
 from .delivery import Sink, Ticket
 from .generate import CACHE_GRANULARITY, PREFILL_CHUNK, Decoding, GenerationChunk
 from .kvcache import KVCache
+from .lora.attach import Adapters
 from .model.smolvlm import SmolVLM
 from .quant import QuantLinear, warm_up_dense
 from .sampling import Constraint, Sampler, TokenPicker, argmax_rows
@@ -82,6 +84,7 @@ class _Request:
 
     __slots__ = (
         "abandoned",
+        "adapter",
         "cancel",
         "dec",
         "embedding",
@@ -103,7 +106,9 @@ class _Request:
         dec: Decoding,
         cancel: threading.Event | None,
         sink: Sink,
+        adapter: int = -1,
     ) -> None:
+        self.adapter = adapter  # LoRA slot (lora/attach.py), -1: the base model
         self.input_ids, self.pixels, self.dec, self.picker, self.cancel = (
             input_ids,
             pixels,
@@ -152,6 +157,7 @@ class Scheduler:
         self._tokens = torch.zeros(slots, 1, dtype=torch.long)  # next input token per row, updated in place
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
         self._step_fn = compile_decode_step(model) if self.limits.compile else model.decode_rows
+        self.adapters: Adapters | None = None  # LoRA adapters, set by the engine when it serves any
         self._compiled_vision = self.limits.compile and compile_vision(model)
         self.decode_steps = 0  # observable counters
         self.generated_tokens = 0  # one per row per decode step (metrics)
@@ -173,6 +179,7 @@ class Scheduler:
         cancel: threading.Event | None = None,
         open_ended: bool = False,
         sink: Sink,
+        adapter: int = -1,
     ) -> Ticket:
         """Queue one generation whose chunks go to `sink`. Raises QueueFull / TooLongForCache before queueing.
 
@@ -198,7 +205,7 @@ class Scheduler:
         if max_tokens == 0:  # nothing to compute: answer without queueing
             sink(dec.end("length"))
             return Ticket()
-        req = _Request(input_ids, pixel_values, dec, cancel, sink)
+        req = _Request(input_ids, pixel_values, dec, cancel, sink, adapter)
         if open_ended:
             req.reserve = prompt_len + min(max_tokens, GROW_STEP)
         if self._cap_for(req.reserve) > self.kv_tokens:
@@ -391,7 +398,8 @@ class Scheduler:
             ids[j, : lengths[j]] = req.input_ids[0]
         try:
             self.prefill_passes += 1
-            hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
+            with self._lora([r.adapter for r in group]):
+                hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
             logits = self.model.lm_head(hidden[torch.arange(len(group)), torch.tensor(lengths) - 1])
         except Exception as exc:  # the error goes to each caller's iterator
             for req in group:
@@ -430,7 +438,8 @@ class Scheduler:
                 if req.embedding is None:
                     req.embedding = self.model.embed_passes(req.input_ids, req.pixels)
                 try:
-                    next(req.embedding)
+                    with self._lora(req.adapter):  # a vision adapter changes the features
+                        next(req.embedding)
                     return budget  # one vision-encoder pass per iteration: decode steps run in between
                 except StopIteration as embedded:
                     req.embeds, req.embedding, req.pixels = embedded.value, None, None
@@ -438,7 +447,8 @@ class Scheduler:
             if chunk > budget:
                 return budget  # what is left of this iteration's budget: the next one takes a whole chunk
             self.prefill_passes += 1
-            logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
+            with self._lora(req.adapter):
+                logits = self.model(req.embeds[:, start : start + chunk], start, row=row, caches=self._caches)
         except Exception as exc:  # the error goes to its caller's iterator
             self._filling = None
             req.emit(exc)
@@ -453,6 +463,10 @@ class Scheduler:
         if token >= 0:
             self._join(req, token)
         return used
+
+    def _lora(self, selection: int | list[int]) -> AbstractContextManager[None]:
+        """The LoRA adapters rows use in the pass inside (lora/attach.py)."""
+        return nullcontext() if self.adapters is None else self.adapters.rows(selection)
 
     def _join(self, req: _Request, token: int) -> None:
         """A prefilled request becomes the next decoding row (its cache row is len(rows)), `token` its next input."""
@@ -475,7 +489,11 @@ class Scheduler:
         self.generated_tokens += n
         self.peak_batch = max(self.peak_batch, n)
         kv_len = max(r.pos for r in self._rows) + 1
-        logits = self._step_fn(self._tokens[:n], self._positions[:n], kv_len, self._caches)
+        adapters = [r.adapter for r in self._rows]
+        # a LoRA row takes the eager step: the compiled graph is the base model's
+        step = self._step_fn if max(adapters) < 0 else self.model.decode_rows
+        with self._lora(adapters):
+            logits = step(self._tokens[:n], self._positions[:n], kv_len, self._caches)
         rows = self._rows
         argmax = argmax_rows(logits).tolist() if any(r.picker.plain_greedy for r in rows) else []
         done: list[int] = []

@@ -13,10 +13,12 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import torch
 from torch import nn
 
+from ..api import InputInvalid
 from ..kernels.fuse import FusedGateUp, FusedQKV, FusedVisionQKV
 from ..model.smolvlm import SmolVLM, checkpoint_to_module_name
 from ..vision_cache import FeatureCache
@@ -94,16 +96,14 @@ class Adapters:
         self.state = AdapterRows()
         self.slots: dict[str, int] = {}
         self._layers: dict[int, list[str]] = {}  # slot -> wrapped layer paths it touches
-        # slot -> a load-unique id, for adapters that change image features (vision encoder / connector); unique
-        # per load so a reused slot never meets the features its previous adapter cached
-        self._vision: dict[int, int] = {}
+        self._vision: set[int] = set()  # slots of adapters that change image features (encoder / connector)
         self._loads = 0
         self._lock = threading.Lock()
         model.feature_cache = SaltedFeatureCache(model.feature_cache.max_bytes, self._feature_salt)
 
     def _feature_salt(self) -> bytes:
         sel = self.state.selection
-        return b"" if not isinstance(sel, int) or sel not in self._vision else b"@%d" % self._vision[sel]
+        return b"" if not isinstance(sel, int) or sel not in self._vision else b"@%d" % sel
 
     def _wrapped(self, path: str) -> LoraLinear:
         parent_path, _, leaf = path.rpartition(".")
@@ -125,7 +125,9 @@ class Adapters:
         with self._lock:
             if name in self.slots:
                 self._unload(name)
-            slot = next(i for i in range(len(self.slots) + 1) if i not in self._layers)
+            # slots are never reused: a row still decoding with an unloaded adapter never meets another's weights
+            self._loads += 1
+            slot = self._loads
             for path, parts in stacked.items():
                 a = torch.cat([w.a for _, w in parts])  # [sum r, in]
                 b = torch.zeros(parts[0][0].width, a.shape[0])  # block-diagonal [out, sum r]
@@ -137,14 +139,13 @@ class Adapters:
                 self._wrapped(path).set_adapter(slot, a.to(dtype), b.to(dtype))
             self._layers[slot] = list(stacked)
             self.slots[name] = slot
-            self._loads += 1
             if any(not p.startswith(("text.", "lm_head")) for p in stacked):
-                self._vision[slot] = self._loads
+                self._vision.add(slot)
         return slot
 
     def _unload(self, name: str) -> None:
         slot = self.slots.pop(name)
-        self._vision.pop(slot, None)
+        self._vision.discard(slot)
         for path in self._layers.pop(slot):
             layer = self.model.get_submodule(path)
             assert isinstance(layer, LoraLinear)
@@ -172,3 +173,24 @@ class Adapters:
             yield
         finally:
             self.state.selection = previous
+
+
+class _HasAdapters(Protocol):
+    model: SmolVLM
+    adapters: Adapters | None
+
+
+def serving(scheduler: _HasAdapters) -> Adapters:
+    """The scheduler's adapters, created on first use (a model without adapters keeps its plain layers)."""
+    if scheduler.adapters is None:
+        scheduler.adapters = Adapters(scheduler.model)
+    return scheduler.adapters
+
+
+def slot_of(scheduler: _HasAdapters, name: str | None) -> int:
+    """The slot a request naming adapter `name` uses (-1: the base model); InputInvalid if none is loaded so."""
+    if name is None:
+        return -1
+    if scheduler.adapters is None or name not in scheduler.adapters.slots:
+        raise InputInvalid(f"no LoRA adapter named {name!r} is loaded", param="model")
+    return scheduler.adapters.slots[name]
