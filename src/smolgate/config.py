@@ -122,6 +122,9 @@ class ProviderConfig(ProviderBase, kw_only=True, tag="remote"):
 RemoteProviderConfig = ProviderConfig
 
 
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
     """The embedded engine (providers/local.py); needs the `engine` extra."""
 
@@ -132,6 +135,15 @@ class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
     # transformers-exact logits.
     dtype: Literal["float32", "bfloat16"] = "bfloat16"
     compile: bool = False  # torch.compile the decode step at start: slower start, faster small-model tokens
+    # LoRA adapters in the PEFT format, name -> directory; clients pick one as `<provider>/<model>+<name>`
+    adapters: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.adapters:
+            if not ADAPTER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"adapter name {name!r}: letters, digits, . _ - only (it becomes part of a model name)"
+                )
 
 
 AnyProvider = ProviderConfig | LocalProviderConfig
@@ -143,6 +155,7 @@ class Target(Base):
     # Whether the model reasons (reasoning.py): true sends even effort hints, false never sends reasoning
     # fields, auto sends what the client asked and learns from the upstream's refusal.
     reasoning: bool | Literal["auto"] = "auto"
+    adapter: str | None = None  # a LoRA adapter of the local provider `provider` (its `adapters:`)
 
 
 CacheRequests = Literal["deterministic", "all"]
