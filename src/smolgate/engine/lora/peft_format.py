@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,7 +101,7 @@ def read_adapter(directory: str | Path) -> dict[str, LoraWeights]:
 
 def write_adapter(
     directory: str | Path,
-    weights: dict[str, tuple[torch.Tensor, torch.Tensor]],
+    weights: Mapping[str, tuple[torch.Tensor, torch.Tensor]],
     *,
     r: int,
     alpha: float,
