@@ -65,8 +65,7 @@ def test_tune_learns_the_colour_task(tuned: tuple[Path, Path, Any, float]) -> No
 
 
 def test_peft_loads_the_adapter_and_agrees(tuned: tuple[Path, Path, Any, float]) -> None:
-    from peft import PeftModel
-    from test_lora_parity import ref_logits
+    from test_lora_parity import peft_logits
 
     base, out, ref, _ = tuned
     config = json.loads((out / "adapter_config.json").read_text())
@@ -78,8 +77,7 @@ def test_peft_loads_the_adapter_and_agrees(tuned: tuple[Path, Path, Any, float])
     assert adapters is not None
     with torch.inference_mode(), adapters.rows(adapters.slot("colours")):
         ours = engine.model(engine.model.embed(ids, pixels), 0, last_only=False)[0]
-    peft_model = PeftModel.from_pretrained(ref, str(out))
-    theirs = ref_logits(peft_model, ids, pixels)
+    theirs = peft_logits(ref, out, ids, pixels)
     assert (ours - theirs).abs().max().item() <= 1e-4
 
 
@@ -104,3 +102,26 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(
     assert CliRunner().invoke(app, [*args, "--epochs", "2"]).exit_code == 0
     second = torch.load(tmp_path / "out" / "checkpoint" / "state.pt", weights_only=False)
     assert second["step"] == 4 and second["losses"][:2] == first["losses"]
+
+
+def test_vision_lora_reaches_the_encoder_and_connector(
+    tmp_path: Path, tuned: tuple[Path, Path, Any, float]
+) -> None:
+    from safetensors.torch import load_file
+    from test_lora_parity import peft_logits
+
+    base, _, ref, _ = tuned
+    write_dataset(tmp_path / "small.jsonl", per_colour=1, seed=4)
+    out = tmp_path / "vision"
+    args = ["tune", str(base), str(tmp_path / "small.jsonl"), "--out", str(out), "--vision", "--epochs", "1"]
+    assert CliRunner().invoke(app, [*args, "--lr", "1e-2"]).exit_code == 0
+    names = load_file(str(out / "adapter_model.safetensors"))
+    assert any(".vision_model.encoder." in n for n in names) and any(".connector." in n for n in names)
+    engine = Engine.load(str(base))
+    engine.load_adapter("v", out)
+    ids, pixels = engine._prepare([ChatMessage("user", [ImagePart(samples(1, 6)[0][0]), TextPart(QUESTION)])])
+    adapters = engine.scheduler.adapters
+    assert adapters is not None
+    with torch.inference_mode(), adapters.rows(adapters.slot("v")):
+        ours = engine.model(engine.model.embed(ids, pixels), 0, last_only=False)[0]
+    assert (ours - peft_logits(ref, out, ids, pixels)).abs().max().item() <= 1e-4
