@@ -4,7 +4,7 @@ it makes is written to the audit log (`Runtime.audit`)."""
 
 from __future__ import annotations
 
-from . import accounts, audit, health, keys, models, openapi, reload, usage
+from . import accounts, adapters, audit, health, keys, models, openapi, reload, usage
 from .common import AdminRoute
 
 ROUTES: list[AdminRoute] = [
@@ -13,6 +13,7 @@ ROUTES: list[AdminRoute] = [
     *usage.ROUTES,
     *audit.ROUTES,
     *reload.ROUTES,
+    *adapters.ROUTES,
     *models.ROUTES,
     *health.ROUTES,
     *openapi.ROUTES,
