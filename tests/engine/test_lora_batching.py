@@ -58,7 +58,7 @@ def test_mixed_adapter_batch_equals_each_alone(engine: Engine) -> None:
         (ids, pixels), slot = prepared[i]
         return submit(sched, ids, pixel_values=pixels, sampler=Sampler(), max_tokens=10, adapter=slot)
 
-    sched = Scheduler(engine.model, engine.tokenizer, Limits(prefill_chunk=64))
+    sched = Scheduler(engine.model, engine.tokenizer, Limits(step_tokens=64))
     sched.adapters = adapters
     alone: list[gen.GenerationResult] = []
     for i in range(len(CASES)):
