@@ -34,6 +34,7 @@ from .cli_checks import (
 )
 from .cli_keys import keys_app, store_has_keys
 from .cli_secrets import secrets_app
+from .cli_tune import tune_cmd
 from .cli_usage import usage_app
 from .config import (
     Config,
@@ -321,6 +322,7 @@ def pull(repo_id: str = typer.Argument(..., help="e.g. HuggingFaceTB/SmolVLM2-50
 
 
 app.command(name="audit")(audit_cmd)
+app.command(name="tune")(tune_cmd)
 
 
 def main() -> None:  # pragma: no cover

@@ -122,6 +122,9 @@ class ProviderConfig(ProviderBase, kw_only=True, tag="remote"):
 RemoteProviderConfig = ProviderConfig
 
 
+ADAPTER_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
 class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
     """The embedded engine (providers/local.py); needs the `engine` extra."""
 
@@ -136,6 +139,15 @@ class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
     # work per engine step, in prompt positions (engine scheduler.Limits.step_tokens): how long a long prompt's
     # chunk may hold everyone else's next token
     step_tokens: Annotated[int, msgspec.Meta(ge=1)] = 256
+    # LoRA adapters in the PEFT format, name -> directory; clients pick one as `<provider>/<model>+<name>`
+    adapters: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for name in self.adapters:
+            if not ADAPTER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"adapter name {name!r}: letters, digits, . _ - only (it becomes part of a model name)"
+                )
 
 
 AnyProvider = ProviderConfig | LocalProviderConfig
@@ -150,6 +162,7 @@ class Target(Base):
     # Whether the model sees images (policies/vision_bridge.py): false sends their descriptions instead, auto
     # learns it from the upstream's refusal, true always sends images.
     vision: bool | Literal["auto"] = "auto"
+    adapter: str | None = None  # a LoRA adapter of the local provider `provider` (its `adapters:`)
 
 
 class VisionBridgeConfig(Base):

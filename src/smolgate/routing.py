@@ -92,7 +92,7 @@ class Router:
         if m is None:  # (parse_config refuses unknown fallbacks; a Config built in code may not)
             return
         for t in m.targets:
-            r = Route(t.provider, t.model)
+            r = Route(t.provider, f"{t.model}+{t.adapter}" if t.adapter else t.model)
             if r not in out:
                 out.append(r)
         for fb in m.fallbacks:

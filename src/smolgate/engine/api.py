@@ -75,6 +75,7 @@ class EngineRequest:
     stop: Sequence[str] = ()
     strict_length: bool = False
     constraint: JsonSpec | None = None
+    adapter: str | None = None  # a loaded LoRA adapter's name (Engine.load_adapter); None: the base model
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,5 +158,9 @@ class LocalEngine(Protocol):
     async def submit(self, req: EngineRequest) -> AsyncIterator[Chunk]: ...
 
     async def count_tokens(self, req: EngineRequest) -> int: ...
+
+    def load_adapter(self, name: str, path: str) -> None: ...
+
+    def unload_adapter(self, name: str) -> None: ...
 
     def close(self) -> None: ...

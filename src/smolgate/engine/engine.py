@@ -47,6 +47,7 @@ from .api import (
 from .config import ModelConfig
 from .delivery import AsyncChunks, ChunkStream, Sink, Ticket
 from .image import load_image
+from .lora import attach as lora
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM
 from .quant import QuantMode
@@ -99,6 +100,7 @@ class GenerationParams:
     # raise ContextTooLong when prompt + max_tokens exceeds the context, instead of generating what fits (the
     # gateway sets it: a client that names max_tokens is told, as the hosted APIs tell it)
     strict_length: bool = False
+    adapter: str | None = None  # a loaded LoRA adapter's name (load_adapter); None: the base model
 
     def validate(self) -> None:
         """Raise InputInvalid for values no sampler can honour."""
@@ -190,6 +192,16 @@ class Engine:
     def stats(self) -> EngineStats:
         return self.scheduler.stats()
 
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Serve the PEFT adapter in directory `path` as `name` (engine/lora/), replacing one of that name."""
+        adapters = lora.serving(self.scheduler)
+        self.run(lambda: adapters.load(name, path))  # between two decode steps
+
+    def unload_adapter(self, name: str) -> None:
+        """Stop serving adapter `name` (KeyError if not loaded); rows still using it go on with the base model."""
+        adapters = lora.serving(self.scheduler)
+        self.run(lambda: adapters.unload(name))
+
     def run(self, fn: Callable[[], T]) -> T:
         """Call fn() on the engine's compute thread (where all model work belongs, see scheduler.py) -> its result."""
         return self.scheduler.run(fn)
@@ -259,6 +271,7 @@ class Engine:
             stop=tuple(req.stop),
             constraint=constraint,
             strict_length=req.strict_length,
+            adapter=req.adapter,
         )
 
     # -- generation --------------------------------------------------------------------------------------------
@@ -302,6 +315,7 @@ class Engine:
             cancel=cancel,
             open_ended=params.max_tokens is None,
             sink=sink,
+            adapter=lora.slot_of(self.scheduler, params.adapter),
         )
 
     async def submit(self, req: EngineRequest) -> AsyncIterator[Chunk]:

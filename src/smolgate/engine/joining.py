@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
+from contextlib import AbstractContextManager, nullcontext
 from typing import TYPE_CHECKING
 
 import torch
@@ -18,6 +19,7 @@ import torch
 from .budget import chunk_size, prefill_cost
 from .generate import CACHE_GRANULARITY
 from .kvcache import KVCache
+from .lora.attach import Adapters
 from .model.smolvlm import SmolVLM
 from .requests import Generation
 
@@ -36,9 +38,14 @@ class Joining:
     _filling: Generation | None
     _caches: list[KVCache]
     _attention_scale: float
+    adapters: Adapters | None = None  # LoRA adapters, set by the engine when it serves any
 
     def _advance(self, req: Generation, logits: torch.Tensor, greedy: int | None) -> int:
         raise NotImplementedError  # Scheduler's
+
+    def _lora(self, selection: int | list[int]) -> AbstractContextManager[None]:
+        """The LoRA adapters rows use in the pass inside (lora/attach.py)."""
+        return nullcontext() if self.adapters is None else self.adapters.rows(selection)
 
     def _join(self, req: Generation, token: int) -> None:
         raise NotImplementedError  # Scheduler's
@@ -101,7 +108,8 @@ class Joining:
             ids[j, : lengths[j]] = req.input_ids[0]
         try:
             self.prefill_passes += 1
-            hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
+            with self._lora([r.adapter for r in group]):
+                hidden = self.model.text(self.model.text.embed_tokens(ids), 0, row=first, caches=self._caches)
             logits = self.model.lm_head(hidden[torch.arange(len(group)), torch.tensor(lengths) - 1])
         except Exception as exc:  # the error goes to each caller's iterator
             for req in group:
@@ -147,13 +155,15 @@ class Joining:
                 if req.embedding is None:
                     req.embedding = self.model.embed_passes(req.input_ids, req.pixels)
                 try:
-                    next(req.embedding)
+                    with self._lora(req.adapter):  # a vision adapter changes the features
+                        next(req.embedding)
                     return budget  # one vision-encoder pass per iteration: decode steps run in between
                 except StopIteration as embedded:
                     req.embeds, req.embedding, req.pixels = embedded.value, None, None
             assert req.embeds is not None and req.caches is not None
             self.prefill_passes += 1
-            logits = self.model(req.embeds[:, start : start + chunk], start, row=0, caches=req.caches)
+            with self._lora(req.adapter):
+                logits = self.model(req.embeds[:, start : start + chunk], start, row=0, caches=req.caches)
         except Exception as exc:  # the error goes to its caller's iterator
             self._drop_filling()
             req.emit(exc)

@@ -33,6 +33,7 @@ class Generation:
 
     __slots__ = (
         "abandoned",
+        "adapter",
         "caches",
         "cancel",
         "dec",
@@ -55,7 +56,9 @@ class Generation:
         dec: Decoding,
         cancel: threading.Event | None,
         sink: Sink,
+        adapter: int = -1,
     ) -> None:
+        self.adapter = adapter  # LoRA slot (lora/attach.py), -1: the base model
         self.input_ids, self.pixels, self.dec, self.picker, self.cancel = (
             input_ids,
             pixels,

@@ -115,6 +115,7 @@ class Scheduler(Joining):
         cancel: threading.Event | None = None,
         open_ended: bool = False,
         sink: Sink,
+        adapter: int = -1,
     ) -> Ticket:
         """Queue one generation whose chunks go to `sink`. Raises QueueFull / TooLongForCache before queueing.
 
@@ -140,7 +141,7 @@ class Scheduler(Joining):
         if max_tokens == 0:  # nothing to compute: answer without queueing
             sink(dec.end("length"))
             return Ticket()
-        req = Generation(input_ids, pixel_values, dec, cancel, sink)
+        req = Generation(input_ids, pixel_values, dec, cancel, sink, adapter)
         if open_ended:
             req.reserve = prompt_len + min(max_tokens, GROW_STEP)
         if self._cap_for(req.reserve) > self.kv_tokens:
@@ -300,7 +301,11 @@ class Scheduler(Joining):
         self.generated_tokens += n
         self.peak_batch = max(self.peak_batch, n)
         kv_len = max(r.pos for r in self._rows) + 1
-        logits = self._step_fn(self._tokens[:n], self._positions[:n], kv_len, self._caches)
+        adapters = [r.adapter for r in self._rows]
+        # a LoRA row takes the eager step: the compiled graph is the base model's
+        step = self._step_fn if max(adapters) < 0 else self.model.decode_rows
+        with self._lora(adapters):
+            logits = step(self._tokens[:n], self._positions[:n], kv_len, self._caches)
         rows = self._rows
         argmax = argmax_rows(logits).tolist() if any(r.picker.plain_greedy for r in rows) else []
         done: list[int] = []

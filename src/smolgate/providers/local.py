@@ -52,6 +52,7 @@ from ..engine.api import (
 from ..errors import ErrorKind, GatewayError, context_overflow, invalid
 from ..protocols.base import ModelInfo
 from ..protocols.common import new_id
+from ..routing import unknown_model
 from .base import Attempt, Provider
 from .local_tools import OutputPlan, OutputReader, history_text, plan_output
 
@@ -107,6 +108,7 @@ class LocalProvider(Provider):
         self.engine: LocalEngine | None = None
         self.cancelled = 0  # generations stopped because their client went away (observable in tests)
         self.active = 0  # generations in progress
+        self.adapters: dict[str, str] = {}  # LoRA adapters being served: name -> directory
         self._counter_lock = threading.Lock()
 
     def count(self, name: str, delta: int) -> None:
@@ -127,6 +129,8 @@ class LocalProvider(Provider):
         loaded: LocalEngine = await asyncio.to_thread(
             lambda: engine.Engine.load(source, quant=quant, dtype=self.cfg.dtype, limits=limits)
         )
+        for name, path in self.cfg.adapters.items():
+            await self.load_adapter(name, path, engine=loaded)
         self.engine = loaded
         log.info(
             "local model %s ready in %.1fs (%s, quant: %s, compiled: %s, images: %s, video: %s)",
@@ -144,16 +148,41 @@ class LocalProvider(Provider):
             return []
         return [
             ModelInfo(
-                id=f"{self.name}/{self.engine.model_id}",
+                id=f"{self.name}/{self.engine.model_id}{suffix}",
                 owned_by="smolgate-local",
                 context_length=self.engine.context_length,
                 supports_images=self.engine.supports_images,
             )
+            for suffix in ["", *(f"+{name}" for name in self.adapters)]
         ]
+
+    # ------------------------------------------------------------------ LoRA adapters
+
+    async def load_adapter(self, name: str, path: str, *, engine: LocalEngine | None = None) -> None:
+        """Serve the PEFT adapter in `path` as `<provider>/<model>+<name>` (replacing one of that name)."""
+        await asyncio.to_thread((engine or self._engine()).load_adapter, name, path)
+        self.adapters[name] = path
+        log.info("local model: LoRA adapter %s loaded", name)
+
+    async def unload_adapter(self, name: str) -> None:
+        if name not in self.adapters:
+            raise unknown_model(f"{self.name}/+{name}")
+        await asyncio.to_thread(self._engine().unload_adapter, name)
+        del self.adapters[name]
+        log.info("local model: LoRA adapter %s unloaded", name)
+
+    def _adapter(self, model: str) -> str | None:
+        """The adapter a target model `base+adapter` names (None: the base model); a 404 for one not loaded."""
+        _, plus, name = model.rpartition("+")
+        if not plus:
+            return None
+        if name not in self.adapters:
+            raise unknown_model(f"{self.name}/{model}")
+        return name
 
     # ------------------------------------------------------------------ canonical → engine
 
-    def _request(self, req: Request, plan: OutputPlan) -> EngineRequest:
+    def _request(self, req: Request, plan: OutputPlan, model: str = "") -> EngineRequest:
         # No max_tokens from the client: generate up to the end of the context, as llama.cpp, Ollama and vLLM
         # do (a fixed cap cut agents' long edits short). One the client names must fit, or the client is told.
         return EngineRequest(
@@ -166,6 +195,7 @@ class LocalProvider(Provider):
             seed=req.seed,
             stop=() if plan.constrained else tuple(req.stop),  # a stop string must not cut JSON short
             constraint=JsonSpec(plan.schema) if plan.constrained else None,
+            adapter=self._adapter(model),
         )
 
     def _engine(self) -> LocalEngine:
@@ -179,7 +209,7 @@ class LocalProvider(Provider):
         engine = self._engine()
         plan = plan_output(req)
         try:  # prompt errors (too long, an image for a text model, a full queue) raise before any event
-            chunks = await engine.submit(self._request(req, plan))
+            chunks = await engine.submit(self._request(req, plan, model))
         except EngineError as exc:
             raise _gateway_error(exc) from exc
         return LocalAttempt(self, plan, chunks, engine.model_id)
@@ -194,7 +224,7 @@ class LocalProvider(Provider):
         if self.engine is None:
             return None
         try:
-            return await self.engine.count_tokens(self._request(req, plan_output(req)))
+            return await self.engine.count_tokens(self._request(req, plan_output(req), model))
         except EngineError as exc:
             raise _gateway_error(exc) from exc
 

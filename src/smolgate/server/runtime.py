@@ -327,7 +327,8 @@ async def start_generation(g: Generation, starting: list[Provider]) -> None:
             await start()
     for p in g.providers.values():
         for info in getattr(p, "model_infos", lambda: [])():
-            g.router.add(info.id.split("/", 1)[-1], [Route(p.name, "default")])
+            name = info.id.split("/", 1)[-1]  # `base+adapter` keeps its adapter (a LoRA on the local model)
+            g.router.add(name, [Route(p.name, name if "+" in name else "default")])
 
 
 async def close_generation(old: Generation, reused: set[str], new: Generation) -> None:

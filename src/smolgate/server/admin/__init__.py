@@ -4,7 +4,19 @@ it makes is written to the audit log (`Runtime.audit`)."""
 
 from __future__ import annotations
 
-from . import accounts, audit, health, keys, models, openapi, reload, requests, routes_admin, usage
+from . import (
+    accounts,
+    adapters,
+    audit,
+    health,
+    keys,
+    models,
+    openapi,
+    reload,
+    requests,
+    routes_admin,
+    usage,
+)
 from .common import AdminRoute
 
 ROUTES: list[AdminRoute] = [
@@ -13,6 +25,7 @@ ROUTES: list[AdminRoute] = [
     *usage.ROUTES,
     *audit.ROUTES,
     *reload.ROUTES,
+    *adapters.ROUTES,
     *models.ROUTES,
     *routes_admin.ROUTES,
     *requests.ROUTES,
