@@ -87,8 +87,12 @@ def test_percentiles_per_hour_and_over_the_window(admin: httpx.Client):
     assert (total["latency_p50_ms"], total["latency_p99_ms"]) == (256.0, pytest.approx(512 + 512 * 0.96))
     assert (total["ttft_p50_ms"], total["ttft_p99_ms"]) == (32.0, pytest.approx(32 + 32 * 0.98))
     assert "latency_hist" not in total  # the raw counts stay in the store
-    local = admin.get("/admin/usage", params={"since": SINCE, "by": "key"}).json()["groups"][2]
+    by_key = {"since": SINCE, "by": "key"}
+    local = admin.get("/admin/usage", params={**by_key, "percentiles": "all"}).json()["groups"][2]
     assert local["group"] is None and local["ttft_p50_ms"] is None and local["latency_p50_ms"] == 768.0
+    plain = admin.get("/admin/usage", params=by_key).json()  # groups' percentiles only when asked
+    assert plain["groups"][2]["latency_p50_ms"] is None and plain["total"]["latency_p50_ms"] == 256.0
+    assert admin.get("/admin/usage", params={**by_key, "percentiles": "some"}).status_code == 400
     empty = admin.get("/admin/usage", params={"since": "2020-01-01", "until": "2020-01-02"}).json()["total"]
     assert empty["latency_p50_ms"] is None and empty["ttft_p99_ms"] is None
 
