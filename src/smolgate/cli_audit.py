@@ -13,7 +13,7 @@ from rich.table import Table
 from .cli_checks import fail
 from .cli_store import CONFIG_OPTION, load, with_store
 from .observability.access import one_line
-from .timespec import parse_since
+from .timespec import parse_time
 
 
 def audit_cmd(
@@ -23,7 +23,7 @@ def audit_cmd(
 ) -> None:
     """Show who changed what, when, from where."""
     try:
-        ts = parse_since(since) if since else None
+        ts = parse_time(since) if since else None
     except ValueError as exc:
         fail(f"--since: {exc}")
     rows = with_store(load(config), lambda store: store.audit_log(limit, ts))

@@ -4,56 +4,16 @@ as-is (it quotes only what it was given, cut short)."""
 
 from __future__ import annotations
 
-import re
 import time
-from datetime import UTC, datetime
 from typing import Any, cast, get_args
 
 from .store.histogram import percentile
 from .store.records import GroupBy, UsageBucket
+from .timespec import parse_duration, parse_time
+from .timespec import shown as _shown
 
 GROUPS: tuple[str, ...] = get_args(GroupBy)
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)([smhdw])")
-_SHOWN = 40  # at most this much of a bad value goes back into a message
-
-
-def _shown(text: str) -> str:
-    return repr(text[:_SHOWN] + ("…" if len(text) > _SHOWN else ""))
-
-
-def parse_duration(text: str) -> float:
-    """`15m`, `24h`, `7d`, `2w`, `90s` → seconds."""
-    m = _DURATION.fullmatch(text.strip().lower())
-    if m is None:
-        raise ValueError(
-            f"{_shown(text)} is not a duration: use a number and a unit, like 15m, 24h, 7d or 30d"
-        )
-    seconds = float(m.group(1)) * _UNITS[m.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"{_shown(text)} is not a positive duration")
-    return seconds
-
-
-def parse_time(text: str, now: float | None = None) -> float:
-    """A point in time as Unix seconds: a duration ago (`24h`), Unix seconds, or an ISO 8601 date or time
-    (UTC unless it says otherwise)."""
-    now = time.time() if now is None else now
-    t = text.strip()
-    if _DURATION.fullmatch(t.lower()):
-        return now - parse_duration(t)
-    try:
-        return float(t) if re.fullmatch(r"\d{1,12}(\.\d+)?", t) else _iso(t)
-    except ValueError:
-        raise ValueError(
-            f"{_shown(text)} is not a time: use a duration ago (24h, 7d), Unix seconds, or ISO 8601 "
-            "(2026-12-01 or 2026-12-01T08:00:00Z)"
-        ) from None
-
-
-def _iso(t: str) -> float:
-    dt = datetime.fromisoformat(t)
-    return (dt if dt.tzinfo is not None else dt.replace(tzinfo=UTC)).timestamp()
+__all__ = ["GROUPS", "derived", "parse_duration", "parse_group", "parse_step", "parse_time", "parse_window"]
 
 
 def parse_window(since: str, until: str | None, now: float | None = None) -> tuple[float, float]:

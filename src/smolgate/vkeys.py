@@ -26,6 +26,7 @@ from typing import Any
 
 import msgspec
 
+from . import timespec
 from .config import Config
 from .crypto import MasterKeyError, read_private_file, write_key_file
 from .store.records import KeyRow, Period
@@ -36,8 +37,6 @@ PEPPER_ENV = "SMOLGATE_KEY_PEPPER"
 PEPPER_FILE = "key_pepper"
 PERIODS: tuple[Period, ...] = ("day", "month", "total")
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:@+\- ]{0,63}")
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 
 
 class InvalidKeyField(ValueError):
@@ -154,16 +153,10 @@ def _check_name(name: object) -> None:
 
 def parse_duration(text: str) -> float:
     """Seconds in "30d", "12h", "90m", "1w", "45s" (or a sum: "1d12h")."""
-    pos, total = 0, 0.0
-    text = text.strip().lower()
-    for m in _DURATION.finditer(text):
-        if m.start() != pos:
-            break
-        total += float(m[1]) * _UNIT[m[2]]
-        pos = m.end()
-    if pos != len(text) or not text or total <= 0:
-        raise InvalidKeyField(f"not a duration: {text[:40]!r} (use e.g. 30d, 12h, 90m)")
-    return total
+    try:
+        return timespec.parse_duration(text)
+    except ValueError as exc:
+        raise InvalidKeyField(str(exc)) from None
 
 
 def period_bounds(period: Period, now: float) -> tuple[float, float | None]:

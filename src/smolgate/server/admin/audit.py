@@ -8,7 +8,7 @@ import msgspec
 
 from ...errors import invalid
 from ...store import AuditRow
-from ...timespec import parse_since
+from ...timespec import parse_time
 from ..asgi import HttpRequest, Receive, Send
 from .common import AdminRoute, reply
 
@@ -38,7 +38,7 @@ async def audit_log(
     since = None
     if "since" in req.query:
         try:
-            since = parse_since(req.query["since"])
+            since = parse_time(req.query["since"])
         except ValueError as exc:
             raise invalid(str(exc), param="since") from None
     rows = await rt.store.audit_log(limit, since) if rt.store is not None else []
