@@ -120,6 +120,26 @@ async def send_body(
     await send({"type": "http.response.body", "body": body})
 
 
+class _DisconnectWatch:
+    """Cancels the task that made it when the client disconnects: only a small task waits for
+    `http.disconnect` (an ASGI server silently drops writes after one, so nothing else would notice)."""
+
+    def __init__(self, receive: Receive) -> None:
+        self.me = asyncio.current_task()
+        self.gone = False
+        self._task = asyncio.ensure_future(self._watch(receive))
+
+    async def _watch(self, receive: Receive) -> None:
+        while (await receive())["type"] != "http.disconnect":
+            pass
+        self.gone = True
+        if self.me is not None:
+            self.me.cancel()
+
+    def stop(self) -> None:
+        self._task.cancel()
+
+
 async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
     """`await work`, unless the client disconnects first: then `work` is cancelled and ClientGone raised.
 
@@ -127,27 +147,16 @@ async def unless_gone(receive: Receive, work: Awaitable[T]) -> T:
     prefill sends nothing for a while, and without this a client that gave up went unnoticed until then.
     The work runs inline (its context stays ours); a small watcher task cancels us, as in `send_stream`.
     """
-    me = asyncio.current_task()
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        if me is not None:
-            me.cancel()
-
-    watcher = asyncio.ensure_future(watch())
+    watch = _DisconnectWatch(receive)
     try:
         return await work
     except asyncio.CancelledError:
-        if not gone or me is None:
+        if not watch.gone or watch.me is None:
             raise  # cancelled from outside (shutdown): propagate
-        me.uncancel()
+        watch.me.uncancel()
         raise ClientGone from None
     finally:
-        watcher.cancel()
+        watch.stop()
 
 
 async def send_stream(
@@ -166,18 +175,7 @@ async def send_stream(
     hdrs = _raw_headers(content_type, headers)
     hdrs.append((b"cache-control", b"no-cache"))
     hdrs.append((b"x-accel-buffering", b"no"))
-    me = asyncio.current_task()
-    gone = False
-
-    async def watch() -> None:
-        nonlocal gone
-        while (await receive())["type"] != "http.disconnect":
-            pass
-        gone = True
-        if me is not None:
-            me.cancel()
-
-    watcher = asyncio.ensure_future(watch())
+    watch = _DisconnectWatch(receive)
     try:
         await send({"type": "http.response.start", "status": 200, "headers": hdrs})
         async for chunk in chunks:
@@ -185,13 +183,13 @@ async def send_stream(
                 await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b""})
     except asyncio.CancelledError:
-        if not gone:
+        if not watch.gone:
             raise  # cancelled from outside (shutdown): propagate
     finally:
-        watcher.cancel()
+        watch.stop()
         aclose = getattr(chunks, "aclose", None)
         if aclose is not None:
             await aclose()
-    if gone and me is not None:
-        me.uncancel()
-    return not gone
+    if watch.gone and watch.me is not None:
+        watch.me.uncancel()
+    return not watch.gone
