@@ -10,6 +10,8 @@ from collections.abc import Callable
 import pytest
 
 from smolgate.store import Store, UsageRow
+from smolgate.store.schema import DIM_TABLES, DIMENSIONS, MIGRATIONS, ddl
+from smolgate.store.sql import SqlStore
 
 T0 = 1_699_920_000.0  # a day boundary (UTC), in the past
 SPAN = 3 * 86400
@@ -139,3 +141,25 @@ async def test_key_spend_agrees_with_raw_rows(loaded: tuple[Store, list[UsageRow
     for since in (T0, T0 + 86400 + 17 * 60, T0 + 2 * 86400 + 3600):
         spent = sum(r.cost_usd for r in rows if r.key_id == "vk_a" and r.ts >= since)
         assert await store.key_spend("vk_a", since) == pytest.approx(spent)
+
+
+async def test_migration_9_fills_the_dimension_rollups_as_the_writers_fold_them(
+    loaded: tuple[Store, list[UsageRow]],
+) -> None:
+    """A store that held rows before the per-dimension rollups existed gets them from its combination rollups
+    (schema.DIMENSIONS in SQL); they must equal what the writers fold in Python (rollup.dim_values)."""
+    store, _ = loaded
+    assert isinstance(store, SqlStore)
+    for table in DIM_TABLES.values():
+        folded = await _table(store, table)
+        assert {r[1] for r in folded} == set(DIMENSIONS)
+        await store._execute(f"DELETE FROM {table}")
+        for statement in MIGRATIONS[8]:
+            if statement.startswith(f"INSERT INTO {table} "):
+                await store._execute(ddl(statement, store.dialect))
+        assert await _table(store, table) == folded
+
+
+async def _table(store: SqlStore, table: str) -> list[tuple[object, ...]]:
+    rows = await store._fetch(f"SELECT * FROM {table}")
+    return sorted(tuple(round(v, 6) if isinstance(v, float) else v for v in r) for r in rows)

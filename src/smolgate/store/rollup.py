@@ -5,14 +5,13 @@ Pure functions, shared by both backends: the SQL differs only in placeholders, t
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from .histogram import BUCKETS, bucket_of
 from .records import UsageRow
-from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES
+from .schema import DIM_TABLES, DIMENSIONS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES
 
-SPAN_COLS = ", ".join(("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS))
-SPAN_HIST_COLS = ", ".join((SPAN_COLS, *ROLLUP_HISTS))
 _HISTS = len(ROLLUP_HISTS)  # latency buckets, then TTFT buckets
 RollupKey = tuple[int, str, str, str, str, str, int]  # bucket + ROLLUP_DIMS
 
@@ -46,13 +45,26 @@ class _Group:
         return (*(int(v) for v in s[:7]), s[7], s[8], s[9], int(s[10]), *hist)
 
 
-def fold(
-    rows: Iterable[UsageRow], steps: Iterable[int], empty: int | None = 0
-) -> dict[int, list[tuple[object, ...]]]:
-    """Aggregate rows into one tuple per (bucket, dims) for each step (seconds; each a multiple of the first),
-    ready for the rollup upserts: bucket, dims, sums, histograms. The finest step is folded from the rows, the
-    coarser ones from it (a batch's rows collapse to a few groups per minute, so every coarser step costs little)."""
-    first, *coarser = sorted(steps)
+def dim_values(k: RollupKey) -> tuple[tuple[str, str], ...]:
+    """A combination's value in each dimension, as schema.DIMENSIONS computes it in SQL."""
+    _, key_id, alias, provider, account, model, status = k
+    return (
+        ("all", ""),
+        ("key", key_id),
+        ("model", model),
+        ("alias", alias),
+        ("account", f"{provider}/{account}" if provider or account else ""),
+        ("provider", provider),
+        ("status", f"{status}xx"),
+    )
+
+
+def fold(rows: Iterable[UsageRow], empty: int | None = 0) -> dict[str, list[tuple[object, ...]]]:
+    """Aggregate rows into one tuple per bucket and combination (ROLLUP_TABLES) or dimension value (DIM_TABLES),
+    by table, ready for the rollup upserts: bucket, dims (or dim and value), sums, histograms. The minutes are
+    folded from the rows, everything coarser from them (a batch's rows collapse to a few groups per minute, so every
+    coarser table costs little)."""
+    first = min(ROLLUP_TABLES)
     acc: dict[RollupKey, _Group] = {}
     for r in rows:
         row_key: RollupKey = (
@@ -84,21 +96,41 @@ def fold(
             s[10] += 1
             b = BUCKETS + bucket_of(r.ttft_ms)
             h[b] = h.get(b, 0) + 1
-    out = {first: _rows(acc, empty)}
-    for step in coarser:
-        wide: dict[RollupKey, _Group] = {}
-        for k, g in acc.items():
-            key: RollupKey = (k[0] // step * step, k[1], k[2], k[3], k[4], k[5], k[6])
+    # each level from the one before it: minutes → hours → days, hours → dimensions by hour → by day
+    hours = _coarser(acc, 3600, _same)
+    hour_dims = _coarser(hours, 3600, dim_values)
+    levels: dict[str, Mapping[Any, _Group]] = {
+        ROLLUP_TABLES[60]: acc,
+        ROLLUP_TABLES[3600]: hours,
+        ROLLUP_TABLES[86400]: _coarser(hours, 86400, _same),
+        DIM_TABLES[3600]: hour_dims,
+        DIM_TABLES[86400]: _coarser(hour_dims, 86400, _same),
+    }
+    return {table: _rows(groups, empty) for table, groups in levels.items()}
+
+
+def _same(k: tuple[Any, ...]) -> tuple[tuple[Any, ...]]:
+    return (k[1:],)
+
+
+def _coarser(
+    acc: Mapping[Any, _Group], step: int, keys: Callable[[Any], Iterable[tuple[object, ...]]]
+) -> dict[tuple[object, ...], _Group]:
+    """The groups of `acc` summed into `step`-second buckets, under each of the keys `keys` gives a group."""
+    wide: dict[tuple[object, ...], _Group] = {}
+    for k, g in acc.items():
+        bucket = k[0] // step * step
+        for rest in keys(k):
+            key = (bucket, *rest)
             w = wide.get(key)
             if w is None:
                 wide[key] = _Group(g.sums, dict(g.hist))  # (add() replaces the sums list, never changes it)
             else:
                 w.add(g)
-        out[step] = _rows(wide, empty)
-    return out
+    return wide
 
 
-def _rows(acc: dict[RollupKey, _Group], empty: int | None) -> list[tuple[object, ...]]:
+def _rows(acc: Mapping[Any, _Group], empty: int | None) -> list[tuple[object, ...]]:
     # in key order: concurrent writers (replicas) then lock rollup rows in one order, so they cannot deadlock
     return [(*k, *acc[k].values(empty)) for k in sorted(acc)]
 
@@ -106,7 +138,7 @@ def _rows(acc: dict[RollupKey, _Group], empty: int | None) -> list[tuple[object,
 class Span:
     """The rollup buckets that cover [since, until), to the minute: whole UTC days from the daily rollup, the
     ragged hours at either end from the hourly one, the ragged minutes from the per-minute one. A 30-day query
-    reads ~30 groups per combination instead of 43,200, and still agrees with the raw rows on minute-aligned
+    reads ~30 rows per dimension value instead of 43,200, and still agrees with the raw rows on minute-aligned
     bounds. A bucket counts when it starts inside the range."""
 
     def __init__(self, since: float, until: float) -> None:
@@ -129,22 +161,33 @@ class Span:
         else:
             self._cover(lo, hi, finer)
 
-    def sql(
-        self, where: str = "", args: Sequence[object] = (), hists: bool = False
-    ) -> tuple[str, list[object]]:
-        """A FROM-clause subquery over the rollup rows in the span (each table's rows through its index on
-        bucket), with an optional extra condition pushed into each part, and the histograms when asked; and its
-        parameters."""
-        cols = SPAN_HIST_COLS if hists else SPAN_COLS
+    def sql(self, dim: str, value: str | None = None, hists: bool = False) -> tuple[str, list[object]]:
+        """A FROM-clause subquery `span (bucket, grp, sums…[, histograms…])`: the rollup rows in the span, each
+        with its value in dimension `dim` (schema.DIMENSIONS) as `grp`, only those equal to `value` when given,
+        the histograms when asked; and its parameters. Hours and days come from the per-dimension rollups, the
+        ragged minutes from the combinations, all through an index on the bucket."""
+        sums = ", ".join((*ROLLUP_SUMS, *ROLLUP_HISTS) if hists else ROLLUP_SUMS)
         parts, params = [], []
         for step, ranges in self.ranges.items():
             if not ranges:
                 continue
             cond = " OR ".join("(bucket >= ? AND bucket < ?)" for _ in ranges)
-            parts.append(
-                f"SELECT {cols} FROM {ROLLUP_TABLES[step]} WHERE ({cond}){where and ' AND ' + where}"
-            )
-            params += [v for r in ranges for v in r] + list(args)
+            bounds = [v for r in ranges for v in r]
+            if step in DIM_TABLES:
+                match = "" if value is None else " AND value = ?"
+                parts.append(
+                    f"SELECT bucket, value AS grp, {sums} FROM {DIM_TABLES[step]} WHERE dim = ? AND ({cond}){match}"
+                )
+                params += [dim, *bounds]
+            else:
+                expr = DIMENSIONS[dim]
+                match = "" if value is None else f" AND {expr} = ?"
+                parts.append(
+                    f"SELECT bucket, {expr} AS grp, {sums} FROM {ROLLUP_TABLES[step]} WHERE ({cond}){match}"
+                )
+                params += bounds
+            if value is not None:
+                params.append(value)
         if not parts:  # an empty range: no rows, same columns
-            parts.append(f"SELECT {cols} FROM usage_minute WHERE bucket < 0")
+            parts.append(f"SELECT bucket, '' AS grp, {sums} FROM usage_minute WHERE bucket < 0")
         return f"({' UNION ALL '.join(parts)}) AS span", params

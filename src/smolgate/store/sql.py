@@ -19,7 +19,7 @@ from .base import StoreError
 from .histogram import BUCKETS
 from .records import AccountRow, AuditRow, GroupBy, KeyRow, StatusFilter, UsageBucket, UsageRow
 from .rollup import Span
-from .schema import ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
+from .schema import DIM_TABLES, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect, numbered
 from .usage_sql import MAX_TEXT as MAX_TEXT  # (the CLI's limit on a filter's value)
 from .usage_sql import USAGE_COLS, insert, usage_filter, usage_steps
 
@@ -40,14 +40,6 @@ _PLAIN_SUMS = ", ".join(
     for c in ROLLUP_SUMS
 )
 _SUMS = ", ".join([_PLAIN_SUMS] + [f"SUM({c})" for c in ROLLUP_HISTS])
-_GROUP_COLS: dict[GroupBy, tuple[str, ...]] = {
-    "key": ("key_id",),
-    "model": ("upstream_model",),
-    "alias": ("alias",),
-    "account": ("provider", "account"),  # account names repeat across providers: "provider/account"
-    "provider": ("provider",),
-    "status": ("status_class",),
-}
 
 
 class SqlStore(ABC):
@@ -82,16 +74,13 @@ class SqlStore(ABC):
         limit: int = 100,
         percentiles: bool = False,
     ) -> list[UsageBucket]:
-        # the histograms only when asked: 44 more sums per rollup row read (a 30-day view reads ~40k) cost ~3x
-        span, args = Span(since, time.time() if until is None else until).sql(hists=percentiles)
-        cols = _GROUP_COLS[by] if by else ()
-        select = ", ".join((*cols, _SUMS if percentiles else _PLAIN_SUMS))
-        group = f" GROUP BY {', '.join(cols)}" if cols else ""
-        order = f" ORDER BY {len(cols) + 8} DESC, {len(cols) + 1} DESC"  # cost, then requests
-        rows = await self._fetch(
-            self._q(f"SELECT {select} FROM {span}{group}{order} LIMIT ?"), [*args, limit]
-        )
-        out = [_bucket(_group(by, r[: len(cols)]), None, r[len(cols) :]) for r in rows]
+        # the histograms only when asked: 44 more sums per rollup row read cost ~3x
+        span, args = Span(since, time.time() if until is None else until).sql(by or "all", hists=percentiles)
+        sums = _SUMS if percentiles else _PLAIN_SUMS
+        # cost, then requests; the group last (ties in a stable order on both backends)
+        sql = f"SELECT grp, {sums} FROM {span} GROUP BY grp ORDER BY 9 DESC, 2 DESC, 1 LIMIT ?"
+        rows = await self._fetch(self._q(sql), [*args, limit])
+        out = [_bucket(str(r[0]) or None if by else None, None, r[1:]) for r in rows]
         if not by:  # SUM over nothing is NULL: the one "all" row reads as zeros
             return [b for b in out if b.requests] or [UsageBucket(group=None)]
         return out
@@ -101,11 +90,18 @@ class SqlStore(ABC):
     ) -> list[UsageBucket]:
         if step != 60 and (step <= 0 or step % 3600):
             raise ValueError("step must be 60 or a multiple of 3600 seconds")
-        table = ROLLUP_TABLES[60 if step == 60 else 86400 if step % 86400 == 0 else 3600]
         until = time.time() if until is None else until
         lo, hi = since // step * step, until
-        where = "bucket >= ? AND bucket < ?" + (" AND key_id = ?" if key_id is not None else "")
         args: list[object] = [step, step, int(lo), int(-(-hi // 60) * 60)]
+        if step == 60:  # the combinations, for one hour or so
+            where = "bucket >= ? AND bucket < ?" + (" AND key_id = ?" if key_id is not None else "")
+            table = ROLLUP_TABLES[60]
+        else:  # one dimension: everything, or the key's
+            where = "bucket >= ? AND bucket < ? AND dim = ?" + (
+                " AND value = ?" if key_id is not None else ""
+            )
+            table = DIM_TABLES[86400 if step % 86400 == 0 else 3600]
+            args.append("all" if key_id is None else "key")
         if key_id is not None:
             args.append(key_id)
         sql = f"SELECT (bucket / ?) * ?, {_SUMS} FROM {table} WHERE {where} GROUP BY 1 ORDER BY 1"
@@ -130,13 +126,13 @@ class SqlStore(ABC):
         return [_usage_row(r) for r in rows]
 
     async def key_spend(self, key_id: str, since: float) -> float:
-        span, args = Span(since, time.time() + 60).sql("key_id = ?", [key_id])
+        span, args = Span(since, time.time() + 60).sql("key", key_id)
         rows = await self._fetch(self._q(f"SELECT SUM(cost_usd) FROM {span}"), args)
         return float(rows[0][0] or 0.0) if rows else 0.0
 
     async def prune(self, raw_before: float, rollups_before: float) -> int:
         n = await self._execute(self._q("DELETE FROM usage WHERE ts < ?"), [float(raw_before)])
-        for table in ROLLUP_TABLES.values():
+        for table in (*ROLLUP_TABLES.values(), *DIM_TABLES.values()):
             await self._execute(self._q(f"DELETE FROM {table} WHERE bucket < ?"), [int(rollups_before)])
         return n
 
@@ -235,16 +231,6 @@ def _usage_row(r: Row) -> UsageRow:
     d = dict(zip(USAGE_COLS, r, strict=True))
     d["stream"], d["local"] = bool(d["stream"]), bool(d["local"])
     return UsageRow(**d)
-
-
-def _group(by: GroupBy | None, values: Row) -> str | None:
-    if by is None:
-        return None
-    if by == "status":
-        return f"{values[0]}xx"
-    if by == "account":
-        return f"{values[0]}/{values[1]}" if values[0] or values[1] else None
-    return values[0] or None
 
 
 def _bucket(group: str | None, bucket: float | None, sums: Row) -> UsageBucket:

@@ -10,7 +10,7 @@ import msgspec
 
 from .records import StatusFilter, UsageRow
 from .rollup import fold
-from .schema import ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect
+from .schema import DIM_TABLES, ROLLUP_DIMS, ROLLUP_HISTS, ROLLUP_SUMS, ROLLUP_TABLES, Dialect
 
 MAX_TEXT = 256  # characters kept of each ledger text field (a client's model name can be anything)
 MAX_COUNT = 2**40  # tokens one request may count (an upstream could report anything)
@@ -23,8 +23,8 @@ def insert(table: str, cols: Sequence[str]) -> str:
     return f"INSERT INTO {table} ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
 
 
-def _upsert(table: str, dialect: Dialect) -> str:
-    cols = ("bucket", *ROLLUP_DIMS, *ROLLUP_SUMS, *ROLLUP_HISTS)
+def _upsert(table: str, dims: Sequence[str], dialect: Dialect) -> str:
+    cols = ("bucket", *dims, *ROLLUP_SUMS, *ROLLUP_HISTS)
     adds = [f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_SUMS]
     if dialect == "sqlite":  # histogram counts: 0 for none
         adds += [f"{c} = {table}.{c} + excluded.{c}" for c in ROLLUP_HISTS]
@@ -32,13 +32,17 @@ def _upsert(table: str, dialect: Dialect) -> str:
         adds += [
             f"{c} = COALESCE({table}.{c} + excluded.{c}, {table}.{c}, excluded.{c})" for c in ROLLUP_HISTS
         ]
-    conflict = f"ON CONFLICT (bucket, {', '.join(ROLLUP_DIMS)})"
+    conflict = f"ON CONFLICT ({', '.join(('bucket', *dims))})"
     return f"{insert(table, cols)} {conflict} DO UPDATE SET {', '.join(adds)}"
 
 
 INSERT_USAGE = insert("usage", USAGE_COLS)
-UPSERTS: dict[Dialect, dict[int, str]] = {
-    d: {step: _upsert(table, d) for step, table in ROLLUP_TABLES.items()} for d in ("sqlite", "postgres")
+UPSERTS: dict[Dialect, dict[str, str]] = {  # by table
+    d: {
+        **{table: _upsert(table, ROLLUP_DIMS, d) for table in ROLLUP_TABLES.values()},
+        **{table: _upsert(table, ("dim", "value"), d) for table in DIM_TABLES.values()},
+    }
+    for d in ("sqlite", "postgres")
 }
 
 
@@ -80,12 +84,12 @@ def usage_steps(
     rows: list[UsageRow], dialect: Dialect = "sqlite"
 ) -> list[tuple[str, list[tuple[object, ...]]]]:
     """A batch's statements (`?` placeholders) and their rows, for one transaction: the tamed raw rows, then the
-    minute/hour/day rollup upserts folded from them. Shared by `add_usage` and the SQLite writer process."""
+    rollup upserts folded from them (combinations by minute/hour/day, dimensions by hour/day). Shared by `add_usage` and the SQLite writer process."""
     rows = [tame(r) for r in rows]
     upserts = UPSERTS[dialect]
-    folded = fold(rows, upserts, 0 if dialect == "sqlite" else None)
+    folded = fold(rows, 0 if dialect == "sqlite" else None)
     return [(INSERT_USAGE, [_usage_values(r) for r in rows])] + [
-        (sql, folded[step]) for step, sql in upserts.items()
+        (sql, folded[table]) for table, sql in upserts.items()
     ]
 
 
