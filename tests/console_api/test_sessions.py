@@ -82,6 +82,11 @@ def test_the_session_answers_itself_and_opens_the_admin_api(gw):
         r = c.post("/admin/keys", json={"name": "from-console"}, headers={"x-smolgate-csrf": csrf})
         assert r.status_code == 201, r.text
         assert c.delete("/admin/accounts/nobody").status_code == 403  # refused before it is looked up
+    r = httpx.post(gw.url + "/admin/keys", json={"name": "from-the-api"}, headers={"x-api-key": ADMIN})
+    assert r.status_code == 201, r.text
+    # the audit log tells a change made in the console from one made with the admin key
+    actors = {e["detail"]["name"]: e["actor"] for e in audit(gw) if e["action"] == "key.create"}
+    assert (actors["from-console"], actors["from-the-api"]) == ("console", "admin-api")
 
 
 def test_without_a_session_every_admin_route_and_the_session_call_answer_401(gw):

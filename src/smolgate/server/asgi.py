@@ -43,6 +43,9 @@ class HttpRequest:
     models: frozenset[str] | None = None  # the models its virtual key may use; None: any (vkeys_auth.py)
     privacy: str | None = None  # its key's privacy policy (policies/privacy.py)
     tls: bool = False  # it came over HTTPS (the console's cookie is then Secure)
+    actor: str = (
+        "admin-api"  # who an admin call is, for the audit log: "console" when a session made it (auth.py)
+    )
 
     @classmethod
     def from_scope(cls, scope: dict[str, Any]) -> HttpRequest:

@@ -166,6 +166,7 @@ class Authenticator:
             raise GatewayError(
                 ErrorKind.PERMISSION, f"missing or wrong {CSRF_HEADER} header for this session"
             )
+        req.actor = "console"
 
     def check_admin(self, headers: Mapping[str, str], addr: str) -> None:
         if self._admin is None:

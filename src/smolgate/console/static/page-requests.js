@@ -14,7 +14,8 @@ class Requests extends Page {
 
   async load() {
     this.busy();
-    const data = await get("/admin/requests" + qs({ limit: 200 }));
+    const [data, keys] = await Promise.all([get("/admin/requests" + qs({ limit: 200 })), get("/admin/keys?include_revoked=true")]);
+    const keyNames = new Map(keys.keys.map((k) => [k.id, k.name]));
     this.detail = this.detail || h("section.card.detail", { "aria-label": "Request detail", hidden: true });
     const servedBy = (r) => {
       const a = r.attempts?.[r.attempts.length - 1];
@@ -25,7 +26,7 @@ class Requests extends Page {
         { label: "Time", cell: (r) => fmtTime(r.ts) },
         { label: "Request", cell: (r) => h("div", {}, h("code", {}, `${r.method} ${r.path}`), h("div.muted", {}, r.client_protocol, r.stream ? " · stream" : "")) },
         { label: "Model", cell: (r) => r.alias ?? "–" },
-        { label: "Key", cell: (r) => r.key_id ?? "(open)" },
+        { label: "Key", cell: (r) => (r.key_id == null ? "(open)" : keyNames.get(r.key_id) ?? r.key_id) },
         { label: "Status", cell: (r) => badge(String(r.status), r.status < 400 ? "ok" : "bad") },
         { label: "Latency", cell: (r) => fmtMs(r.latency_ms), num: true },
         { label: "TTFT", cell: (r) => fmtMs(r.ttft_ms), num: true },

@@ -72,7 +72,7 @@ async def add_account(
     except MasterKeyError as exc:
         raise GatewayError(ErrorKind.INTERNAL, f"cannot encrypt the key: {exc}") from None
     await rt.accounts.refresh()  # into this replica's pool now; others pick it up from the store
-    await rt.audit("account.add", f"{row.provider}/{row.name}", source(req), id=row.id)
+    await rt.audit("account.add", f"{row.provider}/{row.name}", source(req), req.actor, id=row.id)
     await reply(send, public(row), 201)
 
 
@@ -103,7 +103,7 @@ async def _set_enabled(rt: Runtime, req: HttpRequest, name: str, enabled: bool, 
     elif (pools := rt.current.pools) is not None:  # the pools new requests use
         pools.get(provider).set_enabled(name, enabled)
     action = "account.enable" if enabled else "account.disable"
-    await rt.audit(action, f"{provider}/{name}", source(req), stored=stored)
+    await rt.audit(action, f"{provider}/{name}", source(req), req.actor, stored=stored)
     await reply(send, Changed(provider=provider, name=name, enabled=enabled, stored=stored))
 
 
@@ -131,7 +131,7 @@ async def remove_account(
         if r.provider == provider and r.name == name:
             await store.delete_account(r.id)
     await rt.accounts.refresh()
-    await rt.audit("account.remove", f"{provider}/{name}", source(req))
+    await rt.audit("account.remove", f"{provider}/{name}", source(req), req.actor)
     await reply(send, Changed(provider=provider, name=name, stored=True))
 
 
@@ -139,7 +139,9 @@ async def test(rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send
     name = params["name"]
     provider, _ = await _target(rt, req, name)
     result = await test_account(rt, provider, name)
-    await rt.audit("account.test", f"{provider}/{name}", source(req), ok=result.ok, status=result.status)
+    await rt.audit(
+        "account.test", f"{provider}/{name}", source(req), req.actor, ok=result.ok, status=result.status
+    )
     await reply(send, result)
 
 

@@ -87,7 +87,7 @@ async def load_adapter(
     rt.current.router.add(
         bare, [Route(provider.name, bare)]
     )  # `<model>+<name>` without the provider works too
-    await rt.audit("adapter.load", f"{provider.name}/{body.name}", source(req), path=str(path))
+    await rt.audit("adapter.load", f"{provider.name}/{body.name}", source(req), req.actor, path=str(path))
     await reply(send, info, 201)
 
 
@@ -100,7 +100,7 @@ async def unload_adapter(
         raise not_found("no adapter of that name is loaded")
     info = _info(provider, name)
     await provider.unload_adapter(name)
-    await rt.audit("adapter.unload", f"{provider.name}/{name}", source(req))
+    await rt.audit("adapter.unload", f"{provider.name}/{name}", source(req), req.actor)
     await reply(send, info)
 
 

@@ -33,7 +33,7 @@ def _pepper(rt: Runtime) -> bytes:
 
 def _auditor(rt: Runtime, req: HttpRequest) -> manage.Audit:
     async def audit(action: str, target: str, **detail: Any) -> None:
-        await rt.audit(action, target, source(req), "admin-api", **detail)
+        await rt.audit(action, target, source(req), req.actor, **detail)
 
     return audit
 

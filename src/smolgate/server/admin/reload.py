@@ -20,7 +20,7 @@ async def reload_config(
     rt: Runtime, req: HttpRequest, params: dict[str, str], send: Send, receive: Receive
 ) -> None:
     try:
-        result = await rt.reload("admin-api", source(req))
+        result = await rt.reload(req.actor, source(req))
     except (ConfigError, ReloadError) as exc:  # its message names file, line and field, never a credential
         raise invalid(f"config reload refused, the running config stays: {exc}") from None
     await reply(send, result)

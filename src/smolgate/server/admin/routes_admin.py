@@ -143,7 +143,7 @@ async def try_route(
             account=rec.last.account if rec.last else None,
             text="".join(b.text for b in resp.content if isinstance(b, Text))[:2000],
         )
-    await rt.audit("route.try", alias, source(req), ok=result.ok, status=result.status)
+    await rt.audit("route.try", alias, source(req), req.actor, ok=result.ok, status=result.status)
     await reply(send, result)
 
 
