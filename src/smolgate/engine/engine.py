@@ -50,7 +50,7 @@ from .image import load_image
 from .lora import attach as lora
 from .messages import ChatMessage, ImagePart, Part, TextPart, VideoPart
 from .model.smolvlm import SmolVLM
-from .quant import QuantMode
+from .quant import QuantMode, Weight
 from .sampling import Constraint, Sampler
 from .scheduler import Limits, Scheduler
 from .tokenizer import Tokenizer
@@ -170,7 +170,10 @@ class Engine:
             gguf = GGUFCheckpoint(path)
             choice = _choose(cpu.stored_gguf(gguf.reader.tensors), dtype, quant)
             torch_dtype = DTYPES[choice.dtype]
-            model = _build(gguf.config, gguf.tensors(torch_dtype), torch_dtype, choice.quant, limits)
+            tensors = gguf.tensors(
+                torch_dtype, int4_codes=choice.quant == "int4"
+            )  # Q4 codes kept as they are
+            model = _build(gguf.config, tensors, torch_dtype, choice.quant, limits)
             return cls(model, gguf.tokenizer(), path.stem, limits=limits, choice=choice)
         ckpt = SafetensorsCheckpoint(path)
         choice = _choose("full", dtype, quant)
@@ -400,7 +403,7 @@ def _dtype_name(dtype: torch.dtype) -> cpu.Dtype:
 
 def _build(
     cfg: ModelConfig,
-    tensors: Iterable[tuple[str, torch.Tensor]],
+    tensors: Iterable[tuple[str, Weight]],
     dtype: torch.dtype,
     quant: cpu.Quant,
     limits: Limits | None,

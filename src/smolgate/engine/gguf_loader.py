@@ -20,6 +20,8 @@ from tokenizers import AddedToken, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from .config import ModelConfig, TextConfig
+from .gguf_blocks import NATIVE_INT4, q4_codes
+from .quant import Int4Codes, Weight
 from .tokenizer import Tokenizer
 
 _LAYER_NAMES = {
@@ -93,22 +95,35 @@ class GGUFCheckpoint:
         )
         return ModelConfig("llama", text, extra={"name": f("general.name")})
 
-    def tensors(self, dtype: torch.dtype) -> Iterator[tuple[str, torch.Tensor]]:
-        """Dequantise one tensor at a time (to fp32, as gguf does), un-permute q/k, cast to `dtype`."""
+    def tensors(self, dtype: torch.dtype, *, int4_codes: bool = False) -> Iterator[tuple[str, Weight]]:
+        """Dequantise one tensor at a time (to fp32, as gguf does), un-permute q/k, cast to `dtype`. With
+        `int4_codes`, Q4_0 / Q4_1 tensors come as their own codes instead (gguf_blocks.py), for int4 layers."""
         text = self.config.text
         for t in self.reader.tensors:
             name = hf_tensor_name(t.name)
             if name is None:
+                continue
+            heads = (
+                text.num_heads
+                if name.endswith("q_proj.weight")
+                else text.num_kv_heads
+                if name.endswith("k_proj.weight")
+                else None
+            )
+            if int4_codes and t.tensor_type in NATIVE_INT4:
+                c = q4_codes(t.data, t.tensor_type, dtype)
+                if heads is not None:  # rows (output channels) move with their codes and group scales
+                    rows = [unpermute_rows(x, heads) for x in (c.codes, c.scale, c.zero)]
+                    c = Int4Codes(rows[0], rows[1], rows[2], dtype)
+                yield name, c
                 continue
             if t.tensor_type in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
                 array = np.array(t.data, dtype=np.float32)  # a writable copy out of the mmap
             else:
                 array = dequantize(t.data, t.tensor_type)
             w = torch.from_numpy(np.ascontiguousarray(array))
-            if name.endswith("q_proj.weight"):
-                w = unpermute_rows(w, text.num_heads)
-            elif name.endswith("k_proj.weight"):
-                w = unpermute_rows(w, text.num_kv_heads)
+            if heads is not None:
+                w = unpermute_rows(w, heads)
             yield name, w.to(dtype)
 
     def tokenizer(self) -> Tokenizer:

@@ -142,6 +142,36 @@ class PackedInt4:
 Packed = PackedInt8 | PackedInt4
 
 
+@dataclass(frozen=True, slots=True)
+class Int4Codes:
+    """A weight that arrives already quantized in int4 groups along K (a Q4 GGUF tensor: gguf_blocks.py), so an
+    int4 layer takes its codes as they are instead of re-quantizing floats: w = (q - 8) * scale + zero."""
+
+    codes: torch.Tensor  # uint8 [N, K], 0..15
+    scale: torch.Tensor  # float32 [N, K / group]
+    zero: torch.Tensor  # float32 [N, K / group]
+    dtype: torch.dtype  # the model's, for dense()
+
+    @property
+    def group_size(self) -> int:
+        return self.codes.shape[1] // self.scale.shape[1]
+
+    def packed(self) -> PackedInt4:
+        """The int4 kernel's layout (for shapes int4_supported takes)."""
+        weight = torch._convert_weight_to_int4pack_for_cpu(self.codes.to(torch.int32), 2)
+        sz = torch.stack([self.scale, self.zero], dim=-1).transpose(0, 1).contiguous().to(COMPUTE_DTYPE)
+        return PackedInt4(weight, sz, self.group_size)
+
+    def dense(self) -> torch.Tensor:
+        """The weights the codes stand for, [N, K] in the model's dtype."""
+        n, k = self.codes.shape
+        g = self.codes.view(n, -1, self.group_size).float().sub_(8)
+        return g.mul_(self.scale[..., None]).add_(self.zero[..., None]).view(n, k).to(self.dtype)
+
+
+Weight = torch.Tensor | Int4Codes  # what a checkpoint stream yields for a Linear weight
+
+
 def int4_supported(out_features: int, in_features: int, group_size: int = GROUP_SIZE) -> bool:
     """Whether the CPU int4 kernel (and our unpacking for the dense path) takes this shape on this CPU."""
     return (
@@ -473,7 +503,7 @@ def quantize_model(
 
 
 def quantizing_stream(
-    model: SmolVLM, tensors: Iterable[tuple[str, torch.Tensor]], *, group_size: int = GROUP_SIZE
+    model: SmolVLM, tensors: Iterable[tuple[str, Weight]], *, group_size: int = GROUP_SIZE
 ) -> Iterator[tuple[str, torch.Tensor]]:
     """Quantize checkpoint tensors bound for QuantLinear weights as they arrive; pass every other tensor on.
 
@@ -489,6 +519,17 @@ def quantizing_stream(
     for name, tensor in tensors:
         ours = checkpoint_to_module_name(name)
         layer_name = ours.removesuffix(".weight") if ours is not None else None
+        if isinstance(tensor, Int4Codes):
+            layer = layers.get(layer_name or "")
+            if (
+                isinstance(layer, QuantLinear)
+                and layer.group_size == tensor.group_size
+                and int4_supported(tensor.codes.shape[0], tensor.codes.shape[1], tensor.group_size)
+            ):
+                layer.set_packed(tensor.packed())  # the file's own codes: nothing re-quantized
+                pending.discard(str(layer_name))
+                continue
+            tensor = tensor.dense()
         if tied_head and layer_name == "text.embed_tokens":
             head = layers["lm_head"]
             assert isinstance(head, QuantLinear)
@@ -516,7 +557,7 @@ def _mode_of(layer: QuantLinear) -> QuantMode:
 
 def load_quantized(
     model: SmolVLM,
-    tensors: Iterable[tuple[str, torch.Tensor]],
+    tensors: Iterable[tuple[str, Weight]],
     mode: QuantMode,
     *,
     group_size: int = GROUP_SIZE,
@@ -531,7 +572,7 @@ def load_quantized(
 
 def build_quantized_model(
     cfg: ModelConfig,
-    tensors: Iterable[tuple[str, torch.Tensor]],
+    tensors: Iterable[tuple[str, Weight]],
     mode: QuantMode,
     *,
     group_size: int = GROUP_SIZE,
