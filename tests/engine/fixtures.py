@@ -83,13 +83,11 @@ def _reader(path: Path) -> Any:
 
 @contextlib.contextmanager
 def shared_gguf_parsing() -> Iterator[None]:
-    """GGUF loading (ours and transformers') minus repeated parsing: every GGUFReader of a file comes from
-    `gguf_reader` (transformers alone builds three, for the config, the weights and the tokenizer), and gguf's
+    """transformers' GGUF loading minus repeated parsing: every GGUFReader of a file comes from `gguf_reader`
+    (it builds three, for the config, the weights and the tokenizer; ours reads the file itself), and gguf's
     tensor-name map from a cache (transformers builds it once per module, ~400 times for SmolLM2: 6 s). Both are
     pure, so the values loaded are the same."""
     import gguf
-
-    from smolgate.engine import gguf_loader
 
     real_reader, real_map = gguf.GGUFReader, gguf.get_tensor_name_map
 
@@ -98,7 +96,6 @@ def shared_gguf_parsing() -> Iterator[None]:
 
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gguf, "GGUFReader", reader)
-        patch.setattr(gguf_loader, "GGUFReader", reader)  # bound at its import
         patch.setattr(gguf, "get_tensor_name_map", functools.lru_cache(maxsize=None)(real_map))
         yield
 

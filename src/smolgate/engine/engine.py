@@ -168,7 +168,7 @@ class Engine:
             from .gguf_loader import GGUFCheckpoint
 
             gguf = GGUFCheckpoint(path)
-            choice = _choose(cpu.stored_gguf(gguf.reader.tensors), dtype, quant)
+            choice = _choose(cpu.stored_gguf(gguf.file.tensors), dtype, quant)
             torch_dtype = DTYPES[choice.dtype]
             tensors = gguf.tensors(
                 torch_dtype, int4_codes=choice.quant == "int4"

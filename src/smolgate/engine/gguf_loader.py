@@ -14,13 +14,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from gguf import GGMLQuantizationType, GGUFReader
+from gguf import GGMLQuantizationType
 from gguf.quants import dequantize
 from tokenizers import AddedToken, decoders, models, pre_tokenizers
 from tokenizers import Tokenizer as HFTokenizer
 
 from .config import ModelConfig, TextConfig
 from .gguf_blocks import NATIVE_INT4, q4_codes
+from .gguf_file import GGUFFile
 from .quant import Int4Codes, Weight
 from .tokenizer import Tokenizer
 
@@ -63,19 +64,18 @@ def unpermute_rows(w: torch.Tensor, n_heads: int) -> torch.Tensor:
 class GGUFCheckpoint:
     def __init__(self, path: Path) -> None:
         self.path = path
-        self.reader = GGUFReader(path)
+        self.file = GGUFFile(path)
         arch = self._field("general.architecture")
         if arch != "llama":
             raise ValueError(f"{path.name}: GGUF architecture {arch!r} is not supported (only llama)")
         self.config = self._config()
 
     def _field(self, key: str, default: Any = None) -> Any:
-        field = self.reader.fields.get(key)
-        return field.contents() if field is not None else default
+        return self.file.fields.get(key, default)
 
     def _config(self) -> ModelConfig:
         f = self._field
-        names = {t.name for t in self.reader.tensors}
+        names = {t.name for t in self.file.tensors}
         heads = int(f("llama.attention.head_count"))
         hidden = int(f("llama.embedding_length"))
         if "rope_freqs.weight" in names or f("llama.rope.scaling.type", "none") not in ("none", "linear"):
@@ -99,7 +99,7 @@ class GGUFCheckpoint:
         """Dequantise one tensor at a time (to fp32, as gguf does), un-permute q/k, cast to `dtype`. With
         `int4_codes`, Q4_0 / Q4_1 tensors come as their own codes instead (gguf_blocks.py), for int4 layers."""
         text = self.config.text
-        for t in self.reader.tensors:
+        for t in self.file.tensors:
             name = hf_tensor_name(t.name)
             if name is None:
                 continue

@@ -533,8 +533,15 @@ def quantizing_stream(
         if tied_head and layer_name == "text.embed_tokens":
             head = layers["lm_head"]
             assert isinstance(head, QuantLinear)
-            head.set_packed(quantize_linear_weight(tensor, _mode_of(head)))
+            packed = quantize_linear_weight(tensor, _mode_of(head))
+            head.set_packed(packed)
             pending.discard("lm_head")
+            embed = layers.get(layer_name)
+            if isinstance(embed, QuantEmbedding) and isinstance(packed, PackedInt8):
+                embed.set_packed(packed, tensor.dtype)  # the same int8 rows: quantized once, stored once
+                pending.discard(layer_name)
+                del tensor
+                continue
         if layer_name in layers:
             layer = layers[layer_name]
             if isinstance(layer, QuantEmbedding):
