@@ -122,6 +122,7 @@ def test_the_request_shows_in_usage_and_requests_with_its_cost(page: Page, stack
     row = request_row(page, rid)
     expect(row).to_contain_text(usd(cost))
     expect(row).to_contain_text("openai-up/main")
+    expect(row).to_contain_text("team-a")  # the key's name, not its id
     row.get_by_role("button", name="Details").click()
     detail = page.locator("sg-requests section.detail")
     expect(detail).to_contain_text("gpt-fake")
