@@ -23,6 +23,7 @@ at load. Figures: docs/performance.md, "Quantization".
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,6 +39,8 @@ _SHIFT = torch.tensor([0, 4], dtype=torch.uint8)  # low nibble, high nibble
 _compiled: dict[tuple[str, int, int, int], Callable[..., torch.Tensor]] = {}  # (kind, *shape)
 _broken = False  # set when inductor failed once: eager from then on
 _probed: dict[str, Int4Layout | None] = {}  # "layout": int4_layout()
+_aside = threading.local()  # `active` on the thread compile_aside started
+_warming = threading.Event()  # set while that thread compiles: other threads dequantize eagerly meanwhile
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +178,8 @@ def _run(
         return eager(*args)
     if (fn := _compiled.get(key)) is not None:
         return fn(*args)
+    if _warming.is_set() and not getattr(_aside, "active", False):
+        return eager(*args)  # the warm-up thread compiles this shape: the same values, no second compile
     compile_: Any = torch.compile  # isolate_recompiles is missing from torch's typing stubs
     # one shape each: no shared recompile limit; the vector width pinned (inductor.py)
     fn = compile_(graph, dynamic=False, isolate_recompiles=True, options=inductor.options())
@@ -188,6 +193,26 @@ def _run(
         return eager(*args)
     _compiled[key] = fn
     return out
+
+
+def compile_aside(warm: Callable[[], object]) -> threading.Thread:
+    """Run `warm` (dequantizing each of a model's shapes once, which compiles them) on a thread of its own, so a
+    server answers while inductor works: until it is done, other threads dequantize eagerly (the same values)."""
+    _warming.set()
+
+    def run() -> None:
+        _aside.active = True
+        try:
+            with torch.inference_mode():
+                warm()
+        except Exception:  # the eager path stays; a bug here must not end the server
+            log.exception("compiling the dense paths' dequantizing failed; they stay eager")
+        finally:
+            _warming.clear()
+
+    thread = threading.Thread(target=run, name="smolgate-compile", daemon=True)
+    thread.start()
+    return thread
 
 
 def compiled() -> bool:

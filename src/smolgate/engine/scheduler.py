@@ -35,6 +35,7 @@ from typing import TypeVar
 
 import torch
 
+from . import dequant
 from .api import EngineStats
 from .budget import attention_scale
 from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
@@ -94,6 +95,7 @@ class Scheduler(Joining):
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
         self._step_fn = compile_decode_step(model) if self.limits.compile else model.decode_rows
         self._compiled_vision = self.limits.compile and compile_vision(model)
+        self.warming: threading.Thread | None = None  # compiling the dense paths' unpacking (warm_up)
         self.decode_steps = 0  # observable counters
         self.generated_tokens = 0  # one per row per decode step (metrics)
         self.peak_batch = 0
@@ -180,11 +182,14 @@ class Scheduler(Joining):
         return done.result()  # type: ignore[return-value]
 
     def warm_up(self) -> None:
-        """Prepare, now, on the decode thread, instead of in the first requests: compile the int4 dense path's
-        unpacking (quant.warm_up_dense), measure the bf16 vision encoder's GEMM shapes (rowsplit.py), and with
+        """Prepare, instead of in the first requests: compile the int4 dense path's unpacking (quant.warm_up_dense;
+        on a thread of its own unless the decode step is compiled too), and on the decode thread measure the bf16 vision encoder's GEMM shapes (rowsplit.py), and with
         Limits.compile compile the decode step and an int8-dynamic model's vision encoder."""
         if any(isinstance(m, QuantLinear) and m.group_size for m in self.model.modules()):
-            self.run(lambda: warm_up_dense(self.model))
+            if self.limits.compile:  # the decode step's compile below must not overlap another
+                self.run(lambda: warm_up_dense(self.model))
+            else:  # on a thread of its own: the first requests meanwhile prefill with the eager unpacking
+                self.warming = dequant.compile_aside(lambda: warm_up_dense(self.model))
         if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
             self.run(vision.warm_up)
         if self.limits.compile:
