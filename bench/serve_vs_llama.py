@@ -7,7 +7,8 @@ and prompt, as this machine has 2 cores. Each round streams one chat completion 
 `max_tokens` 128, a prompt that asks for a long answer), reading the SSE stream as a client does:
 
   ttft_s        request sent -> first content chunk
-  decode_tok_s  (completion tokens - 1) / (last chunk - first chunk), tokens from the final usage
+  decode_tok_s  (completion tokens - 1) / (last chunk - first chunk), tokens from the final usage (or, where a
+                server sends none, its content chunks: one token each)
   total_s       request sent -> stream closed
 
 Medians over `--rounds` (after one warm-up request each); the ratio is smolgate ÷ llama.cpp, in one run.
@@ -70,7 +71,7 @@ def stream_once(url: str, model: str) -> dict[str, float]:
     }
     t0 = time.perf_counter()
     first = last = None
-    tokens = 0
+    tokens = chunks = 0
     with httpx.stream("POST", url + "/v1/chat/completions", json=body, timeout=600) as r:
         r.raise_for_status()
         for line in r.iter_lines():
@@ -81,10 +82,12 @@ def stream_once(url: str, model: str) -> dict[str, float]:
                 tokens = event["usage"]["completion_tokens"]
             for choice in event.get("choices") or []:
                 if (choice.get("delta") or {}).get("content"):
+                    chunks += 1
                     now = time.perf_counter()
                     first = first or now
                     last = now
     end = time.perf_counter()
+    tokens = tokens or chunks  # a server without stream usage: one token per chunk, as both stream
     if first is None or last is None or tokens < 2:
         raise RuntimeError(f"{url}: no streamed answer")
     return {
