@@ -17,6 +17,8 @@ its own; see engine_worker.py for how each figure is measured. Rows:
 Writes bench/results/engine-<shape>[-quick].json and .png, and prints a table and the issue-5 target ratios.
 Runs vary by ±30% on this machine: compare ratios inside one run; run when `uptime` load is < 1.5.
 `--fairness`: a mode of its own, the model under load through the HTTP server (bench/engine_fairness.py).
+`--http`: a mode of its own, the default `smolgate serve` against llama.cpp's server on the packaged GGUF, both
+streamed through HTTP (bench/serve_vs_llama.py).
 """
 
 from __future__ import annotations
@@ -650,5 +652,9 @@ if __name__ == "__main__":
         import engine_fairness
 
         engine_fairness.main(sys.argv[1:])
+    elif "--http" in sys.argv[1:]:  # a mode of its own: smolgate serve vs llama.cpp's server, through HTTP
+        import serve_vs_llama
+
+        serve_vs_llama.main([a for a in sys.argv[1:] if a != "--http"])
     else:
         bench_engine_command()

@@ -13,7 +13,7 @@ and prompt, as this machine has 2 cores. Each round streams one chat completion 
 
 Medians over `--rounds` (after one warm-up request each); the ratio is smolgate ÷ llama.cpp, in one run.
 
-    .venv/bin/python bench/serve_vs_llama.py [--rounds 7]
+    .venv/bin/python bench/serve_vs_llama.py [--rounds 7]      (or: smolgate bench engine --http [--rounds 7])
 
 Writes bench/results/serve_vs_llama.json.
 """
@@ -98,10 +98,10 @@ def stream_once(url: str, model: str) -> dict[str, float]:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     gguf = packaged_gguf_path()
     llama_py = llama_python()
     ports = free_port(), free_port()
