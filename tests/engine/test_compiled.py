@@ -196,3 +196,28 @@ def test_bf16_compiled_decode_compiles_only_at_load(tmp_path_factory: pytest.Tem
     assert alone.completion_tokens == 6 and all(r.completion_tokens == 6 for r in results)
     assert compiled_graphs() == serving
     compiled.close()
+
+
+def test_background_compile_serves_at_once_then_switches_to_the_compiled_step(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """compile="background": the engine answers before anything is compiled (eager step), compiles the decode step
+    on a thread of its own meanwhile, then decodes with it: the same tokens, and no request pays for a compile."""
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-background"))
+    engine = Engine.load(str(path), limits=Limits(compile="background"))
+    warming = engine.scheduler.warming
+    assert warming is not None and not engine.scheduler.compiled_step
+    messages = [ChatMessage("user", [TextPart("Tell me a story. " * 12)])]
+    params = GenerationParams(max_tokens=24)
+    first = engine.generate(messages, params)  # served by the eager step, most likely while it compiles
+    assert first.completion_tokens == 24 or first.finish_reason == "stop"
+    assert_answer_is_decisive(engine, messages, first.token_ids)  # (a fused norm sums in another order)
+    warming.join(300)
+    assert not warming.is_alive() and engine.scheduler.compiled_step
+    assert engine.scheduler._step_fn is not engine.model.decode_rows
+    serving = compiled_graphs()
+    assert engine.generate(messages, params).token_ids == first.token_ids
+    streams = [engine.stream(messages, params) for _ in range(2)]  # batched rows, through the adopted buffers
+    assert [gen.collect(s).token_ids for s in streams] == [first.token_ids] * 2
+    assert compiled_graphs() == serving
+    engine.close()

@@ -410,7 +410,7 @@ def _build(
 ) -> SmolVLM:
     del dtype  # the tensors arrive cast to it
     mode: QuantMode = quant
-    return load.build(cfg, tensors, mode, compiling=limits is not None and limits.compile)
+    return load.build(cfg, tensors, mode, compiling=limits is not None and limits.compile is True)
 
 
 def packaged_gguf_path() -> Path:

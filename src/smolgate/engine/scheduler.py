@@ -25,20 +25,22 @@ slower, even with the other pool idle (figures: docs/performance.md).
 from __future__ import annotations
 
 import atexit
+import logging
 import threading
+import time
 import weakref
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import torch
 
 from . import dequant
 from .api import EngineStats
 from .budget import attention_scale
-from .compiled import compile_decode_step, compile_vision, warm_up, warm_up_vision
+from .compiled import WARM_CACHE_LEN, compile_decode_step, compile_vision, warm_up, warm_up_vision
 from .delivery import Sink, Ticket
 from .generate import CACHE_GRANULARITY, STEP_TOKENS, Decoding
 from .joining import Joining
@@ -52,6 +54,7 @@ from .tokenizer import Tokenizer
 __all__ = ["Limits", "QueueFull", "Scheduler", "TooLongForCache"]
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 DEFAULT_KV_BYTES = 2 << 30  # cache memory the batch may use when no token budget is given
 # An open-ended request (no max_tokens from the client: it may run to the end of the context) reserves its output
 # positions this many at a time. Reserving the whole context up front would let a 2.2B model's 2 GiB budget hold
@@ -70,8 +73,9 @@ class Limits:
     # fewer, more efficient passes.
     step_tokens: int = STEP_TOKENS
     # torch.compile the batched decode step (compiled.py). Off by default: faster steps cost a long warm-up at
-    # start on CPU (figures: docs/performance.md).
-    compile: bool = False
+    # start on CPU (figures: docs/performance.md). "background": serve eager at once, compile on a thread of its
+    # own and switch to the compiled step once it is ready.
+    compile: bool | Literal["background"] = False
 
 
 class Scheduler(Joining):
@@ -93,8 +97,9 @@ class Scheduler(Joining):
         slots = self.limits.max_slots
         self._tokens = torch.zeros(slots, 1, dtype=torch.long)  # next input token per row, updated in place
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
-        self._step_fn = compile_decode_step(model) if self.limits.compile else model.decode_rows
-        self._compiled_vision = self.limits.compile and compile_vision(model)
+        self._step_fn = compile_decode_step(model) if self.limits.compile is True else model.decode_rows
+        self._compiled_vision = self.limits.compile is True and compile_vision(model)
+        self.compiled_step = self.limits.compile is True  # the decode step in use is the compiled one
         self.warming: threading.Thread | None = None  # compiling the dense paths' unpacking (warm_up)
         self.decode_steps = 0  # observable counters
         self.generated_tokens = 0  # one per row per decode step (metrics)
@@ -183,9 +188,16 @@ class Scheduler(Joining):
 
     def warm_up(self) -> None:
         """Prepare, instead of in the first requests: compile the int4 dense path's unpacking (quant.warm_up_dense;
-        on a thread of its own unless the decode step is compiled too), and on the decode thread measure the bf16 vision encoder's GEMM shapes (rowsplit.py), and with
-        Limits.compile compile the decode step and an int8-dynamic model's vision encoder."""
-        if any(isinstance(m, QuantLinear) and m.group_size for m in self.model.modules()):
+        on a thread of its own unless the decode step is compiled too), measure the bf16 vision encoder's GEMM
+        shapes (rowsplit.py), and with Limits.compile compile the decode step and an int8-dynamic model's vision
+        encoder (with compile="background" all of it on that thread, while serving)."""
+        int4 = any(isinstance(m, QuantLinear) and m.group_size for m in self.model.modules())
+        if self.limits.compile == "background":  # one thread compiles everything, one thing at a time
+            # input buffers for the compiled step, made here outside inference mode like the scheduler's own
+            buffers = torch.zeros_like(self._tokens), torch.zeros_like(self._positions)
+            self.warming = dequant.compile_aside(lambda: self._compile_aside(int4, *buffers))
+            return
+        if int4:
             if self.limits.compile:  # the decode step's compile below must not overlap another
                 self.run(lambda: warm_up_dense(self.model))
             else:  # on a thread of its own: the first requests meanwhile prefill with the eager unpacking
@@ -196,6 +208,30 @@ class Scheduler(Joining):
             self.run(lambda: warm_up(self._step_fn, self.model, self._tokens, self._positions))
         if self._compiled_vision:
             self.run(lambda: warm_up_vision(self.model))
+
+    def _compile_aside(self, int4: bool, tokens: torch.Tensor, positions: torch.Tensor) -> None:
+        """compile="background", on the warm-up thread: the int4 unpacking, then the decode step, traced on input
+        buffers of its own (serving keeps using the scheduler's meanwhile), which the decode thread adopts with the
+        compiled step between two steps."""
+        if int4:
+            warm_up_dense(self.model)
+        if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
+            self.run(vision.warm_up)
+        t0, text = time.monotonic(), self.model.cfg.text
+        self.run(lambda: self.model.text.ensure_rope(max(text.max_position_embeddings, WARM_CACHE_LEN)))
+        step = compile_decode_step(self.model)
+        warm_up(step, self.model, tokens, positions)
+
+        def adopt() -> None:
+            tokens.copy_(self._tokens)
+            positions.copy_(self._positions)
+            self._tokens, self._positions, self._step_fn = tokens, positions, step
+            self.compiled_step = True
+
+        self.run(adopt)
+        log.info(
+            "local model: the compiled decode step is in use (compiled in %.0f s)", time.monotonic() - t0
+        )
 
     def start(self) -> None:
         """Run `step` in a background daemon thread (idempotent)."""

@@ -121,11 +121,13 @@ class LocalProvider(Provider):
         t0 = time.monotonic()
         quant = self.cfg.quant or "none"  # auto / dtype auto: resolved for this CPU and file (engine/cpu.py)
         limits = engine.Limits(compile=self.cfg.compile, step_tokens=self.cfg.step_tokens)
-        if self.cfg.compile:
+        if self.cfg.compile is True:
             log.info(
                 "local model: the decode step is compiled after loading "
                 "(from under a minute to several minutes on a CPU; see docs/performance.md)"
             )
+        elif self.cfg.compile == "background":
+            log.info("local model: the decode step compiles in the background; answers start at once")
         loaded: LocalEngine = await asyncio.to_thread(
             lambda: engine.Engine.load(source, quant=quant, dtype=self.cfg.dtype, limits=limits)
         )
