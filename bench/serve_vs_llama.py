@@ -73,6 +73,16 @@ def read_log(proc: subprocess.Popen[str]) -> _Log:
     return log
 
 
+def llama_server_python() -> Path:
+    """The llama venv's python (engine_llama.py builds it) with the server's own dependencies added if missing."""
+    py = llama_python()
+    probe = [str(py), "-c", "import llama_cpp.server.app"]
+    if subprocess.run(probe, capture_output=True, check=False).returncode != 0:
+        extras = ["fastapi", "uvicorn", "sse-starlette", "starlette-context", "pydantic-settings"]
+        subprocess.run([str(py), "-m", "pip", "install", "-q", *extras], check=True)
+    return py
+
+
 def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 300) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -135,7 +145,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = ap.parse_args(argv)
     gguf = packaged_gguf_path()
-    llama_py = llama_python()
+    llama_py = llama_server_python()
     ports = free_port(), free_port()
     urls = {"smolgate": f"http://127.0.0.1:{ports[0]}", "llama.cpp": f"http://127.0.0.1:{ports[1]}"}
     models = {"smolgate": "default", "llama.cpp": gguf.name}
