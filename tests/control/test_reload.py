@@ -60,6 +60,10 @@ def test_stream_in_flight_survives_a_reload_and_the_new_alias_answers(setup):
     assert r.status_code == 200, r.text
     assert r.json()["providers_changed"] == ["up"]
     assert rt.providers["up"] is not old_provider
+    # the reload request itself was pinned to the old config until just after its answer was sent
+    deadline = time.monotonic() + 10
+    while old_gen.users > 1 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert old_gen.users == 1 and old_gen.retired is not None  # the stream holds the old config open
     assert ask(gw, "second")  # the new alias answers while the old stream is still running
     rest = list(it)
