@@ -214,7 +214,7 @@ def test_background_compile_serves_at_once_then_switches_to_the_compiled_step(
     assert_answer_is_decisive(engine, messages, first.token_ids)  # (a fused norm sums in another order)
     warming.join(300)
     assert not warming.is_alive() and engine.scheduler.compiled_step
-    assert engine.scheduler._step_fn is not engine.model.decode_rows
+    assert engine.scheduler._step_fn != engine.model.decode_rows
     serving = compiled_graphs()
     assert engine.generate(messages, params).token_ids == first.token_ids
     streams = [engine.stream(messages, params) for _ in range(2)]  # batched rows, through the adopted buffers

@@ -136,7 +136,7 @@ def test_an_int4_engine_compiles_its_shapes_aside_at_load_and_answers_meanwhile(
     assert first.prompt_tokens >= dense_from and first.completion_tokens > 0
     warming.join(120)
     want = {("int4", b - a, m.in_features // 2, m.group_size) for m in int4 for a, b in m.dense_slices()}
-    assert set(fresh_cache) == want and not dequant._warming.is_set()
+    assert set(fresh_cache) == want and not dequant.warming()
     loaded = dict(fresh_cache)
     again = engine.generate(ask, GenerationParams(max_tokens=4))
     assert again.token_ids == first.token_ids  # the compiled unpacking gives the eager one's exact values

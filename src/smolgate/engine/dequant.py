@@ -39,8 +39,12 @@ _SHIFT = torch.tensor([0, 4], dtype=torch.uint8)  # low nibble, high nibble
 _compiled: dict[tuple[str, int, int, int], Callable[..., torch.Tensor]] = {}  # (kind, *shape)
 _broken = False  # set when inductor failed once: eager from then on
 _probed: dict[str, Int4Layout | None] = {}  # "layout": int4_layout()
-_aside = threading.local()  # `active` on the thread compile_aside started
-_warming = threading.Event()  # set while that thread compiles: other threads dequantize eagerly meanwhile
+_aside = threading.local()  # `active` on the threads compile_aside starts
+_one_at_a_time = (
+    threading.Lock()
+)  # those threads (one per engine loaded) compile in turn: dynamo is one at a time
+_warming_lock = threading.Lock()
+_warming_count = 0  # such threads started and not done: meanwhile other threads dequantize eagerly
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +182,7 @@ def _run(
         return eager(*args)
     if (fn := _compiled.get(key)) is not None:
         return fn(*args)
-    if _warming.is_set() and not getattr(_aside, "active", False):
+    if _warming_count and not getattr(_aside, "active", False):
         return eager(*args)  # the warm-up thread compiles this shape: the same values, no second compile
     compile_: Any = torch.compile  # isolate_recompiles is missing from torch's typing stubs
     # one shape each: no shared recompile limit; the vector width pinned (inductor.py)
@@ -198,21 +202,30 @@ def _run(
 def compile_aside(warm: Callable[[], object]) -> threading.Thread:
     """Run `warm` (dequantizing each of a model's shapes once, which compiles them) on a thread of its own, so a
     server answers while inductor works: until it is done, other threads dequantize eagerly (the same values)."""
-    _warming.set()
+    global _warming_count
+    with _warming_lock:
+        _warming_count += 1
 
     def run() -> None:
+        global _warming_count
         _aside.active = True
         try:
-            with torch.inference_mode():
+            with _one_at_a_time, torch.inference_mode():
                 warm()
         except Exception:  # the eager path stays; a bug here must not end the server
             log.exception("compiling the dense paths' dequantizing failed; they stay eager")
         finally:
-            _warming.clear()
+            with _warming_lock:
+                _warming_count -= 1
 
     thread = threading.Thread(target=run, name="smolgate-compile", daemon=True)
     thread.start()
     return thread
+
+
+def warming() -> bool:
+    """Whether a compile_aside thread is still at work."""
+    return _warming_count > 0
 
 
 def compiled() -> bool:

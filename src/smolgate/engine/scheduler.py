@@ -99,7 +99,6 @@ class Scheduler(Joining):
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
         self._step_fn = compile_decode_step(model) if self.limits.compile is True else model.decode_rows
         self._compiled_vision = self.limits.compile is True and compile_vision(model)
-        self.compiled_step = self.limits.compile is True  # the decode step in use is the compiled one
         self.warming: threading.Thread | None = None  # compiling the dense paths' unpacking (warm_up)
         self.decode_steps = 0  # observable counters
         self.generated_tokens = 0  # one per row per decode step (metrics)
@@ -226,12 +225,16 @@ class Scheduler(Joining):
             tokens.copy_(self._tokens)
             positions.copy_(self._positions)
             self._tokens, self._positions, self._step_fn = tokens, positions, step
-            self.compiled_step = True
 
         self.run(adopt)
         log.info(
             "local model: the compiled decode step is in use (compiled in %.0f s)", time.monotonic() - t0
         )
+
+    @property
+    def compiled_step(self) -> bool:
+        """Whether the decode step in use is the compiled one (a bound method compares equal, never identical)."""
+        return self._step_fn != self.model.decode_rows
 
     def start(self) -> None:
         """Run `step` in a background daemon thread (idempotent)."""
