@@ -195,16 +195,16 @@ def _quantize_int8(w: torch.Tensor) -> PackedInt8:
 
 def _quantize_int4(w: torch.Tensor, group_size: int) -> PackedInt4:
     n, k = w.shape
-    packed, sz = [], []
+    chunks = []
     for r in range(0, n, _CHUNK_ROWS):  # _CHUNK_ROWS % 64 == 0, so chunks pack independently
         g = w[r : r + _CHUNK_ROWS].float().view(-1, k // group_size, group_size)
         lo, hi = g.amin(dim=-1, keepdim=True), g.amax(dim=-1, keepdim=True)
         scale = ((hi - lo) / 15).clamp(min=1e-12)
-        q = (g - lo).div_(scale).round_().clamp_(0, 15).to(torch.int32).view(-1, k)
-        packed.append(torch._convert_weight_to_int4pack_for_cpu(q, 2))
-        sz.append(torch.cat([scale, lo + 8 * scale], dim=-1))  # [rows, K/g, 2]; zero is the value at q = 8
-    scales_zeros = torch.cat(sz).transpose(0, 1).contiguous().to(COMPUTE_DTYPE)
-    return PackedInt4(torch.cat(packed), scales_zeros, group_size)
+        q = (g - lo).div_(scale).round_().clamp_(0, 15).to(torch.uint8).view(-1, k)
+        # zero is the value at q = 8
+        chunks.append(Int4Codes(q, scale[..., 0], (lo + 8 * scale)[..., 0], COMPUTE_DTYPE).packed())
+    scales_zeros = torch.cat([c.scales_zeros for c in chunks], dim=1)
+    return PackedInt4(torch.cat([c.weight for c in chunks]), scales_zeros, group_size)
 
 
 def quantize_linear_weight(weight: torch.Tensor, mode: QuantMode, *, group_size: int = GROUP_SIZE) -> Packed:
