@@ -3,6 +3,7 @@ the same tensors; and files that are not whole GGUFs are one clear error naming 
 
 from __future__ import annotations
 
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -42,5 +43,32 @@ def test_broken_files_are_one_clear_error(tmp_path: Path, cut: object, expected:
     bad = tmp_path / "broken.gguf"
     bad.write_bytes(cut(data))  # type: ignore[operator]
     with pytest.raises(GGUFError, match=r"broken\.gguf") as err:
+        GGUFFile(bad)
+    assert expected in str(err.value)
+
+
+def _header(n_tensors: int, n_fields: int) -> bytes:
+    return b"GGUF" + struct.pack("<IQQ", 3, n_tensors, n_fields)
+
+
+def _string(s: str) -> bytes:
+    return struct.pack("<Q", len(s)) + s.encode()
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        # metadata nested deeper than Python recurses: arrays of arrays of ...
+        (_header(0, 1) + _string("k") + struct.pack("<I", 9) + struct.pack("<IQ", 9, 1) * 100_000, "not a readable"),
+        # dimensions whose product wraps around in 64 bits
+        (_header(1, 0) + _string("t") + struct.pack("<I", 2) + struct.pack("<QQ", 2**62, 8) + struct.pack("<IQ", 0, 0),
+         "runs past the end of the file"),
+    ],
+    ids=["nested-arrays", "huge-dims"],
+)  # fmt: skip
+def test_hostile_metadata_is_one_clear_error(tmp_path: Path, body: bytes, expected: str) -> None:
+    bad = tmp_path / "hostile.gguf"
+    bad.write_bytes(body)
+    with pytest.raises(GGUFError, match=r"hostile\.gguf") as err:
         GGUFFile(bad)
     assert expected in str(err.value)

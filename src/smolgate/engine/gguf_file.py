@@ -9,6 +9,7 @@ data from the next multiple of `general.alignment` (32 by default).
 
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 from dataclasses import dataclass
@@ -64,7 +65,13 @@ class GGUFFile:
         self._at = 0
         try:
             self.fields, self.tensors = self._parse()
-        except (struct.error, UnicodeDecodeError, ValueError, KeyError) as exc:
+        except (
+            struct.error,
+            UnicodeDecodeError,
+            ValueError,
+            KeyError,
+            RecursionError,
+        ) as exc:  # (arrays of arrays)
             if isinstance(exc, GGUFError):
                 raise
             raise GGUFError(f"{self.path.name}: not a readable GGUF file ({exc})") from None
@@ -90,7 +97,7 @@ class GGUFFile:
 
     def _tensor(self, name: str, dims: tuple[int, ...], kind: GGMLQuantizationType, at: int) -> GGUFTensor:
         block, size = GGML_QUANT_SIZES[kind]
-        count = int(np.prod(dims))
+        count = math.prod(dims)  # exact: a hostile file's dims must not wrap around in int64
         if dims[0] % block:
             raise GGUFError(f"{self.path.name}: tensor {name}'s rows are not whole {kind.name} blocks")
         nbytes = count // block * size
