@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import datetime
 import ipaddress
-import resource
 import socket
 import subprocess
 import sys
@@ -55,9 +54,14 @@ def _self_signed(dir: Path) -> tuple[Path, Path]:
     return certfile, keyfile
 
 
-def _low_fd_limit() -> None:  # the child starts with a small soft limit, as many distributions set it
-    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
-    resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))
+# The child starts with a small soft limit, as many distributions set it. A launcher sets it and execs, rather than
+# Popen's preexec_fn, which can deadlock in a forked child of a process with threads (it hung a CI run).
+_LOW_FD_LIMIT = (
+    "import os, resource, sys\n"
+    "soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)\n"
+    "resource.setrlimit(resource.RLIMIT_NOFILE, (min(soft, 512), hard))\n"
+    "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+)
 
 
 def test_serve_speaks_tls_and_raises_the_descriptor_limit(tmp_path):
@@ -72,6 +76,8 @@ def test_serve_speaks_tls_and_raises_the_descriptor_limit(tmp_path):
     proc = subprocess.Popen(
         [
             sys.executable,
+            "-c",
+            _LOW_FD_LIMIT,
             "-m",
             "smolgate.cli",
             "serve",
@@ -87,7 +93,6 @@ def test_serve_speaks_tls_and_raises_the_descriptor_limit(tmp_path):
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        preexec_fn=_low_fd_limit,  # set before exec, nothing else runs
     )
     try:
         deadline = time.monotonic() + 60
