@@ -1,9 +1,11 @@
-"""Opt-in `torch.compile` of the batched decode step (`Limits.compile`, `compile: true` in a local route).
+"""`torch.compile` of the batched decode step (`Limits.compile`; `compile:` on a local route, "background" by
+default there).
 
 Inductor fuses each layer's norms, RoPE, residual adds and SiLU into a few C++ loops, leaving the projections to
 the same kernels as eager (they are external calls in the graph). On small models, whose step is dominated by
-per-op cost, that is worth a lot. The price is warm-up (tens of seconds to minutes: docs/performance.md), which is
-why it is off by default.
+per-op cost, that is worth a lot. What is compiled is one decoder layer (`run_decode_layer`): every layer has the
+same code, so one graph per shape serves all of them, and compiling takes seconds where the whole step's 30-layer
+graph took minutes (docs/performance.md, "Compiled decode step"); embedding, final norm and lm_head stay eager.
 
 Serving meets three shapes that dynamic shapes cannot merge (PyTorch specializes sizes 0 and 1): one row in a
 one-row cache, one row in a bigger cache, and several rows; with more slots than a weight-only layer's `dense_from`
@@ -22,18 +24,16 @@ Each model's graphs are its own (`isolate_recompiles`): by default dynamo counts
 every model in the process, and past 8 (`recompile_limit`) it silently runs eager - a third compiled model, at
 3-5 decode graphs each, would have decoded uncompiled.
 
-The decode step's guards on the model itself are skipped: a loaded model is never changed (the kernel swaps
-happen while loading; no hook added, no attribute set later), and the step is always called on that one model, so checking its ~300 weights'
-shapes and dtypes and its ~5,000 module facts (types, empty hook dicts, config constants such as head counts) on
-every step buys nothing but guard time. The guards that keep a graph to the calls it is valid for stay: every
-guard on the inputs (tokens, positions, cache length, the caches' tensors) and on the model's non-weight tensors
-(the RoPE tables and their dtype). The encoder's one layer graph skips only the weight guards: it is called with
-each layer in turn, and the module facts are what tell one layer's structure from another's.
-Figures: docs/performance.md, "Compiled decode step".
+A layer graph's guards on the layer's weights are skipped: a loaded model is never changed (the kernel swaps
+happen while loading), so checking ~10 weights' shapes and dtypes on every call buys nothing but guard time. Its
+module facts (types, hook dicts, constants such as a quantized layer's group size) stay: they are what tell one
+layer's structure from another's (a Q4_K_M file mixes int4 and int8 layers). Every guard on the inputs (the
+activations, positions, cache length, the cache's tensors) stays too: they pick the graph.
 """
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -42,7 +42,7 @@ import torch.fx.experimental._config
 
 from . import inductor
 from .kernels.gemv import FEW_ROWS, GemvLinear
-from .model import vision
+from .model import text, vision
 from .model.smolvlm import SmolVLM
 from .quant import QuantLinear
 
@@ -51,8 +51,9 @@ WARM_CACHE_LEN = 64  # positions of the scratch caches used to trace (any length
 
 
 def compile_decode_step(model: SmolVLM) -> StepFn:
-    """`model.decode_rows`, compiled with dynamic batch size, positions and cache length."""
-    return _compile(model.decode_rows, dynamic=True, guard_filter=_skip_model_guards)
+    """`model.decode_rows` with each decoder layer compiled (dynamic batch size, positions and cache length)."""
+    layer = _compile(text.run_decode_layer, dynamic=True, guard_filter=_skip_weight_guards)
+    return functools.partial(model.decode_rows, run_layer=layer)
 
 
 def compile_vision(model: SmolVLM) -> bool:
@@ -97,23 +98,6 @@ def _compile(
     return compile_(fn, dynamic=dynamic, options=options, isolate_recompiles=True)
 
 
-# guard kinds that state a fact about a module object, not about a tensor: fixed once the model is loaded
-_MODULE_FACTS = frozenset(
-    {
-        "CONSTANT_MATCH",
-        "EQUALS_MATCH",
-        "TYPE_MATCH",
-        "EMPTY_NN_MODULE_HOOKS_DICT",
-        "NOT_PRESENT_IN_GENERIC_DICT",
-    }
-)
-
-
-def _skip_model_guards(entries: list[Any]) -> list[bool]:
-    """Keep every guard but those on the (immutable) loaded model: its weights and its module facts."""
-    return [not (_weight_guard(e) or _module_fact(e)) for e in entries]
-
-
 def _skip_weight_guards(entries: list[Any]) -> list[bool]:
     """Keep every guard but those on module parameters and buffers."""
     return [not _weight_guard(e) for e in entries]
@@ -125,13 +109,9 @@ def _weight_guard(e: Any) -> bool:
     )
 
 
-def _module_fact(e: Any) -> bool:
-    return e.guard_type in _MODULE_FACTS and bool(e.orig_guard.source.is_unspecialized_nn_module())
-
-
 @torch.inference_mode()
 def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch.Tensor) -> None:
-    """Trace and compile the three decode-step graphs serving meets, on scratch caches, on the decode thread.
+    """Trace and compile the decode-layer graphs serving meets, on scratch caches, on the decode thread.
 
     tokens [slots, 1] / positions [slots] are the scheduler's own input buffers: guards check the very tensors
     serving passes (made outside inference mode, unlike the caches), so a graph traced on look-alikes could miss.
@@ -142,9 +122,10 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
         shapes = [(1, 1)] + ([(1, wide), (2, wide)] if wide > 1 else [])
         # weight-only layers branch on the row count (their kernel below `dense_from`, dense GEMMs from there on),
         # so batches that can reach a threshold need the graph past it too
-        dense = {m.dense_from for m in model.modules() if isinstance(m, QuantLinear) and m.weight_only}
+        layers = list(model.text.layers.modules())
+        dense = {m.dense_from for m in layers if isinstance(m, QuantLinear) and m.weight_only}
         # and so do bf16 projections (W @ x^T up to FEW_ROWS rows, F.linear past it: kernels/gemv.py)
-        if model.dtype == torch.bfloat16 and any(type(m) is GemvLinear for m in model.modules()):
+        if model.dtype == torch.bfloat16 and any(type(m) is GemvLinear for m in layers):
             dense.add(FEW_ROWS + 1)
         shapes += [(t, t + 1) for t in sorted(dense) if 2 < t <= tokens.shape[0]]
         for rows, cache_rows in shapes:

@@ -16,7 +16,7 @@ from ..config import ModelConfig
 from ..kvcache import KVCache
 from ..vision_cache import FeatureCache, tile_key
 from .connector import Connector
-from .text import TextModel
+from .text import DecodeLayerRunner, TextModel, run_decode_layer
 from .vision import VisionModel
 
 # checkpoint prefix -> our module prefix; first match wins (the VLM prefixes must precede plain Llama's "model.").
@@ -166,10 +166,16 @@ class SmolVLM(nn.Module):
         return self.lm_head(h)
 
     def decode_rows(
-        self, tokens: torch.Tensor, positions: torch.Tensor, kv_len: int, caches: list[KVCache]
+        self,
+        tokens: torch.Tensor,
+        positions: torch.Tensor,
+        kv_len: int,
+        caches: list[KVCache],
+        run_layer: DecodeLayerRunner = run_decode_layer,
     ) -> torch.Tensor:
-        """tokens [n, 1] for cache rows 0..n-1 at their own positions [n] -> logits [n, V] (the batched step)."""
-        h = self.text.decode_rows(self.text.embed_tokens(tokens), positions, kv_len, caches)
+        """tokens [n, 1] for cache rows 0..n-1 at their own positions [n] -> logits [n, V] (the batched step;
+        `run_layer` runs each decoder layer: TextModel.decode_rows)."""
+        h = self.text.decode_rows(self.text.embed_tokens(tokens), positions, kv_len, caches, run_layer)
         return self.lm_head(h[:, 0])
 
 

@@ -6,6 +6,7 @@ state dict loads after stripping that prefix.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import cast
 
 import torch
@@ -75,9 +76,16 @@ class Attention(nn.Module):
         k, v = cache.write(at, k, v)  # -> every key / value the queries attend to
         # Causal only when queries start at key 0; decode (t == 1) sees every cached key; else an explicit mask.
         causal = mask is None and t > 1
-        out = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv != self.n_heads
-        )
+        if t == 1 and q.dtype != torch.float32:
+            # one query per row: torch's bf16 CPU attention costs ~4x its float32 per cached key, more than the
+            # upcast of the keys and values (docs/performance.md, "Decode attention")
+            out = F.scaled_dot_product_attention(
+                q.float(), k.float(), v.float(), attn_mask=mask, enable_gqa=self.n_kv != self.n_heads
+            ).to(q.dtype)
+        else:
+            out = F.scaled_dot_product_attention(
+                q, k, v, attn_mask=mask, is_causal=causal, enable_gqa=self.n_kv != self.n_heads
+            )
         return self.o_proj(out.transpose(1, 2).reshape(b, t, -1))
 
 
@@ -116,6 +124,26 @@ class DecoderLayer(nn.Module):
     ) -> torch.Tensor:
         x = x + self.self_attn(self.input_layernorm(x), cos, sin, cache, at, mask)
         return x + self.mlp(self.post_attention_layernorm(x))
+
+
+def run_decode_layer(
+    layer: DecoderLayer,
+    x: torch.Tensor,
+    cos: torch.Tensor,
+    sin: torch.Tensor,
+    cache: KVCache,
+    positions: torch.Tensor,
+    kv_len: int,
+    mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """One layer of a batched decode step: the unit compiled.py compiles (one graph serves every layer)."""
+    return layer(x, cos, sin, cache, Span(positions=positions, kv_len=kv_len), mask)
+
+
+DecodeLayerRunner = Callable[
+    [DecoderLayer, torch.Tensor, torch.Tensor, torch.Tensor, KVCache, torch.Tensor, int, torch.Tensor | None],
+    torch.Tensor,
+]
 
 
 class TextModel(nn.Module):
@@ -174,12 +202,18 @@ class TextModel(nn.Module):
         return self.norm(x)
 
     def decode_rows(
-        self, x: torch.Tensor, positions: torch.Tensor, kv_len: int, caches: list[KVCache]
+        self,
+        x: torch.Tensor,
+        positions: torch.Tensor,
+        kv_len: int,
+        caches: list[KVCache],
+        run_layer: DecodeLayerRunner = run_decode_layer,
     ) -> torch.Tensor:
         """x [n, 1, hidden]: one token per cache row 0..n-1, row i at positions[i] (< kv_len) -> hidden [n, 1, hidden].
 
         Rows sit at different positions, so RoPE is gathered per row and a mask hides each row's keys beyond its
-        own position (the padding up to kv_len holds other sequences' stale keys, or zeros).
+        own position (the padding up to kv_len holds other sequences' stale keys, or zeros). `run_layer` runs
+        each layer (compiled.py passes the compiled one).
         """
         n = x.shape[0]
         cos = self._cos[positions].view(n, 1, 1, -1)  # [n, 1 (heads), 1 (T), hd]
@@ -187,7 +221,6 @@ class TextModel(nn.Module):
         mask = None
         if n > 1:  # a single row is its own longest sequence: every key up to kv_len is its own
             mask = (self._key_idx[:kv_len] <= positions[:, None]).view(n, 1, 1, kv_len)
-        at = Span(positions=positions, kv_len=kv_len)
         for layer, cache in zip(self._decoder_layers(), caches, strict=True):
-            x = layer(x, cos, sin, cache, at, mask)
+            x = run_layer(layer, x, cos, sin, cache, positions, kv_len, mask)
         return self.norm(x)
