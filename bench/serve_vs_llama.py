@@ -11,9 +11,12 @@ and prompt, as this machine has 2 cores. Each round streams one chat completion 
                 server sends none, its content chunks: one token each)
   total_s       request sent -> stream closed
 
-Medians over `--rounds` (after one warm-up request each); the ratio is smolgate ÷ llama.cpp, in one run.
+Medians over `--rounds` (after one warm-up request each); the ratio is smolgate ÷ llama.cpp, in one run. smolgate
+compiles its decode step in the background by default: rounds start once the compiled step is in use (the
+server's steady state; `compile_s` records how long the switch took). `--compile off` measures the eager step.
 
-    .venv/bin/python bench/serve_vs_llama.py [--rounds 7]      (or: smolgate bench engine --http [--rounds 7])
+    .venv/bin/python bench/serve_vs_llama.py [--rounds 7] [--compile off]
+    (or: smolgate bench engine --http [--rounds 7])
 
 Writes bench/results/serve_vs_llama.json.
 """
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -47,16 +51,10 @@ PROMPT = "Write a long, detailed story about a lighthouse keeper who finds a mes
 MAX_TOKENS = 128
 
 
-BACKGROUND_CONFIG = """providers:
-  - {name: local, protocol: local, compile: background}
-models:
-  - {name: default, targets: [{provider: local, model: default}]}
-"""
-
-
 class _Log:
     def __init__(self) -> None:
         self.compiled = threading.Event()
+        self.compile_s = float("nan")
 
 
 def read_log(proc: subprocess.Popen[str]) -> _Log:
@@ -67,6 +65,8 @@ def read_log(proc: subprocess.Popen[str]) -> _Log:
         assert proc.stderr is not None
         for line in proc.stderr:
             if "compiled decode step is in use" in line:
+                if m := re.search(r"compiled in (\d+) s", line):
+                    log.compile_s = float(m.group(1))
                 log.compiled.set()
 
     threading.Thread(target=run, daemon=True).start()
@@ -139,9 +139,10 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument(
-        "--compile-background",
-        action="store_true",
-        help="smolgate's local provider with `compile: background`; rounds start once its compiled step is in use",
+        "--compile",
+        choices=("background", "off"),
+        default="background",
+        help="smolgate's `--compile` (default background: rounds start once its compiled step is in use)",
     )
     args = ap.parse_args(argv)
     gguf = packaged_gguf_path()
@@ -150,7 +151,7 @@ def main(argv: list[str] | None = None) -> None:
     urls = {"smolgate": f"http://127.0.0.1:{ports[0]}", "llama.cpp": f"http://127.0.0.1:{ports[1]}"}
     models = {"smolgate": "default", "llama.cpp": gguf.name}
     with tempfile.TemporaryDirectory(prefix="smolgate-bench-") as home:
-        env = {**os.environ, "SMOLGATE_HOME": home}
+        env = {**os.environ, "SMOLGATE_HOME": home, "COLUMNS": "400"}  # one log record a line
         serve = [
             sys.executable,
             "-m",
@@ -160,11 +161,9 @@ def main(argv: list[str] | None = None) -> None:
             str(ports[0]),
             "--log-level",
             "info",
+            "--compile",
+            args.compile,
         ]
-        if args.compile_background:
-            config = Path(home) / "smolgate.yaml"
-            config.write_text(BACKGROUND_CONFIG)
-            serve += ["--config", str(config)]
         procs = {
             "smolgate": subprocess.Popen(serve, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True),
             "llama.cpp": subprocess.Popen(
@@ -181,7 +180,7 @@ def main(argv: list[str] | None = None) -> None:
             for name in procs:
                 wait_ready(urls[name], procs[name])
                 stream_once(urls[name], models[name])  # warm-up
-            if args.compile_background:
+            if args.compile == "background":
                 print("waiting for smolgate's compiled decode step ...")
                 if not log.compiled.wait(900):
                     raise RuntimeError("the compiled decode step was not in use after 900 s")
@@ -201,7 +200,8 @@ def main(argv: list[str] | None = None) -> None:
     summary: dict[str, Any] = {
         "cpu_flags": cpu_flags(),
         "load_average": os.getloadavg()[0],
-        "smolgate_compile": "background" if args.compile_background else False,
+        "smolgate_compile": args.compile,
+        "compile_s": log.compile_s,
         "runs": runs,
     }
     for metric in ("ttft_s", "decode_tok_s", "total_s"):
@@ -210,7 +210,7 @@ def main(argv: list[str] | None = None) -> None:
         summary[f"{metric}_ratio"] = med["smolgate"] / med["llama.cpp"]
         print(f"{metric}: smolgate {med['smolgate']:.3f}, llama.cpp {med['llama.cpp']:.3f}, "
               f"ratio {summary[f'{metric}_ratio']:.2f}")  # fmt: skip
-    out = HERE / "results" / f"serve_vs_llama{'-compiled' if args.compile_background else ''}.json"
+    out = HERE / "results" / f"serve_vs_llama{'-eager' if args.compile == 'off' else ''}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(summary, indent=2))
     print(f"wrote {out}")

@@ -142,6 +142,7 @@ def test_version():
     [
         (["serve", "--quant", "int3"], "--quant 'int3' is not one of auto, none, int8, int8-dynamic, int4"),
         (["serve", "--dtype", "fp16"], "--dtype 'fp16' is not one of auto, bfloat16, float32"),
+        (["serve", "--compile", "yes"], "--compile 'yes' is not one of background, start, off"),
         (
             ["serve", "--log-level", "verbose"],
             "--log-level 'verbose' is not one of debug, info, warning, error",

@@ -89,8 +89,15 @@ def _setup_logging(level: str, fmt: str = "text") -> list[logging.Handler]:
     return setup(level, fmt, rich, sys.stderr)
 
 
+# --compile's values -> the local provider's `compile:`
+COMPILE_MODES: dict[str, bool | Literal["background"]] = {"background": "background", "start": True, "off": False}
+
+
 def embedded_config(
-    model: str | None, quant: Quant | None = "auto", compile: bool = False, dtype: str = "auto"
+    model: str | None,
+    quant: Quant | None = "auto",
+    compile: bool | Literal["background"] = "background",
+    dtype: str = "auto",
 ) -> Config:
     """No config file: serve the local engine under its own name, `local/<id>` and `default`."""
     provider = LocalProviderConfig(
@@ -132,11 +139,11 @@ def serve(
     model: str | None = typer.Option(None, help="local model: dir, HF repo id or .gguf (embedded mode)"),
     quant: str = typer.Option("auto", help="local engine quantization: auto|none|int8|int8-dynamic|int4"),
     dtype: str = typer.Option("auto", help="local engine compute dtype: auto|bfloat16|float32"),
-    compile: bool = typer.Option(
-        False,
+    compile: str = typer.Option(
+        "background",
         "--compile",
-        help="local engine: torch.compile the decode step at start "
-        "(slower start, faster tokens on small models)",
+        help="local engine: torch.compile the decode step, background (serve at once, switch when compiled) | "
+        "start (before ready) | off",
     ),
     ssl_certfile: Path | None = typer.Option(
         None, "--ssl-certfile", help="serve HTTPS with this certificate"
@@ -150,7 +157,8 @@ def serve(
     one_of("--log-format", log_format, ("text", "json"))
     one_of("--dtype", dtype, DTYPES)
     one_of("--quant", quant, get_args(Quant))
-    if config is not None and (model or quant != "auto" or compile or dtype != "auto"):
+    one_of("--compile", compile, tuple(COMPILE_MODES))
+    if config is not None and (model or quant != "auto" or compile != "background" or dtype != "auto"):
         fail(
             "--model, --quant, --dtype and --compile are for the embedded engine; with --config set them on "
             "the `protocol: local` provider"
@@ -179,7 +187,7 @@ def serve(
             + (" — or pass --config with remote providers" if cfg is None else "")
         )
     if cfg is None:
-        cfg = embedded_config(resolve_default_model(model), cast("Quant", quant), compile, dtype)
+        cfg = embedded_config(resolve_default_model(model), cast("Quant", quant), COMPILE_MODES[compile], dtype)
     for p in cfg.providers:  # each local model is checked (and the default fetched) before anything loads
         if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)

@@ -135,9 +135,10 @@ class LocalProviderConfig(ProviderBase, kw_only=True, tag="local"):
     # Compute dtype; auto: bfloat16 on CPUs with native bf16, else float32 (engine/cpu.py). float32 gives
     # transformers-exact logits.
     dtype: Literal["auto", "float32", "bfloat16"] = "auto"
-    # torch.compile the decode step at start: slower start, faster small-model tokens; "background": serve at
-    # once with the eager step and switch to the compiled one when it is ready
-    compile: bool | Literal["background"] = False
+    # torch.compile the decode step (engine/compiled.py). "background": serve at once with the eager step and
+    # switch to the compiled one when it is ready (seconds to a minute, on one core); true: compile before the
+    # model reports ready; false: eager only
+    compile: bool | Literal["background"] = "background"
     # work per engine step, in prompt positions (engine scheduler.Limits.step_tokens): how long a long prompt's
     # chunk may hold everyone else's next token
     step_tokens: Annotated[int, msgspec.Meta(ge=1)] = 256

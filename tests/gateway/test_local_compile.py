@@ -1,4 +1,5 @@
-"""`compile: true` on a local route: the route's engine compiles its decode step at start and answers as eager."""
+"""`compile:` on a local route: true compiles the decode step at start, false keeps it eager, and the default
+compiles it in the background; compiled, the route answers as eager."""
 
 from __future__ import annotations
 
@@ -14,13 +15,17 @@ def test_compiled_local_route_answers_like_the_eager_one(tmp_path):
     path, _ = make_checkpoint("smollm2-text", tmp_path / "tiny-smollm2")
     cfg = (
         f"providers:\n  - name: eager\n    protocol: local\n    model: {path}\n    dtype: float32\n"
+        "    compile: false\n"
         f"  - name: fast\n    protocol: local\n    model: {path}\n    dtype: float32\n    compile: true\n"
+        f"  - name: usual\n    protocol: local\n    model: {path}\n    dtype: float32\n"
         "models:\n  - name: a\n    targets: [{provider: eager, model: default}]\n"
         "  - name: b\n    targets: [{provider: fast, model: default}]\n"
     )
     with GatewayServer(cfg) as gw:
         engines = {name: p.engine for name, p in gw.app.dispatcher.providers.items()}
-        assert engines["fast"].scheduler.limits.compile and not engines["eager"].scheduler.limits.compile
+        assert engines["fast"].scheduler.compiled_step and not engines["eager"].scheduler.compiled_step
+        assert engines["usual"].scheduler.limits.compile == "background"  # the default
+        assert engines["usual"].scheduler.warming is not None
         answers = []
         for model in ("a", "b"):
             r = httpx.post(
