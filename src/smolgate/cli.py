@@ -90,7 +90,11 @@ def _setup_logging(level: str, fmt: str = "text") -> list[logging.Handler]:
 
 
 # --compile's values -> the local provider's `compile:`
-COMPILE_MODES: dict[str, bool | Literal["background"]] = {"background": "background", "start": True, "off": False}
+COMPILE_MODES: dict[str, bool | Literal["background"]] = {
+    "background": "background",
+    "start": True,
+    "off": False,
+}
 
 
 def embedded_config(
@@ -187,7 +191,9 @@ def serve(
             + (" — or pass --config with remote providers" if cfg is None else "")
         )
     if cfg is None:
-        cfg = embedded_config(resolve_default_model(model), cast("Quant", quant), COMPILE_MODES[compile], dtype)
+        cfg = embedded_config(
+            resolve_default_model(model), cast("Quant", quant), COMPILE_MODES[compile], dtype
+        )
     for p in cfg.providers:  # each local model is checked (and the default fetched) before anything loads
         if isinstance(p, LocalProviderConfig):
             p.model = resolve_default_model(p.model)
