@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 
 import pytest
 import torch
@@ -172,6 +174,35 @@ def test_kv_cache_update_writes_in_place() -> None:
     assert keys.shape == (1, 2, 4, 4) and keys[0, 0, 3, 0] == 3 and values[0, 1, 2, 0] == 2
     with pytest.raises(IndexError):
         cache.update(7, k, v)
+
+
+def _resident_bytes() -> int:
+    return int(Path("/proc/self/statm").read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def test_a_big_kv_cache_starts_zero_and_grows_keeping_its_rows() -> None:
+    # big caches are mapped fresh from the kernel instead of written with zeros: they must still read as zeros
+    # (masked keys enter q·k, garbage could be NaN), hold what is written across a resize, and take memory only
+    # where written (in pages of up to 2 MB: huge pages)
+    from smolgate.engine.kvcache import FRESH_MEMORY_BYTES
+
+    cache = KVCache(batch=2, kv_heads=3, max_len=4096, head_dim=64, dtype=torch.bfloat16)
+    assert cache.k.numel() * 2 >= FRESH_MEMORY_BYTES and not cache.k.any() and not cache.v.any()
+    k = torch.randn(2, 3, 100, 64, dtype=torch.bfloat16)
+    cache.update(0, k, -k)
+    before = _resident_bytes()
+    grown = cache.resized(rows=4, max_len=65536, keep_rows=2)  # 2 x 100 MB
+    grown.update_rows(
+        torch.tensor([5000, 7000, 1, 8191]), k[[0, 1, 0, 1], :, :1], k[[0, 1, 0, 1], :, :1], 8192
+    )
+    assert _resident_bytes() - before < 100 << 20  # written with zeros, all 200 MB would be resident
+    assert torch.equal(grown.k[:2, :, :100], k) and torch.equal(grown.v[:2, :, :100], -k)
+    assert torch.equal(grown.k[3, :, 8191], k[1, :, 0]) and torch.equal(grown.k[0, :, 5000], k[0, :, 0])
+    assert (
+        not grown.k[:2, :, 100:5000].any()
+        and not grown.k[2:, :, 2:8191].any()
+        and not grown.v[2:, :, 8192:].any()
+    )
 
 
 class CancelAfter(threading.Event):

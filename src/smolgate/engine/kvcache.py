@@ -10,9 +10,13 @@ never allocates cache memory. Two write paths:
 
 from __future__ import annotations
 
+import math
+import mmap
 from dataclasses import dataclass
 
 import torch
+
+FRESH_MEMORY_BYTES = 1 << 20  # buffers from this size are mapped from the kernel (see `zeroed`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,8 +38,8 @@ class KVCache:
 
     def __init__(self, batch: int, kv_heads: int, max_len: int, head_dim: int, dtype: torch.dtype) -> None:
         # zeros, not empty: masked-out keys still enter q·k before the mask, and NaN garbage would poison softmax
-        self.k = torch.zeros(batch, kv_heads, max_len, head_dim, dtype=dtype)
-        self.v = torch.zeros(batch, kv_heads, max_len, head_dim, dtype=dtype)
+        self.k = zeroed((batch, kv_heads, max_len, head_dim), dtype)
+        self.v = zeroed((batch, kv_heads, max_len, head_dim), dtype)
         self._rows = torch.arange(batch)  # row index for the batched scatter, built once
 
     @property
@@ -103,3 +107,17 @@ class KVCache:
     def bytes_per_token(kv_heads: int, head_dim: int, layers: int, dtype: torch.dtype) -> int:
         """Cache bytes one position of one row costs across all layers (keys and values)."""
         return 2 * kv_heads * head_dim * layers * torch.empty(0, dtype=dtype).element_size()
+
+
+def zeroed(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """A tensor of zeros; a big one on fresh anonymous memory, which the kernel hands out as zero pages: nothing is
+    written up front, and only the positions a step writes ever take memory. torch.zeros wrote every byte: growing
+    the batch's caches for an 8k-token prompt joining it (330 MB for SmolLM2-135M) held every stream for ~0.45 s,
+    against ~0.03 s this way (docs/performance.md, "Fair under load"). The mapping lives as long as the tensor."""
+    nbytes = math.prod(shape) * dtype.itemsize
+    if nbytes < FRESH_MEMORY_BYTES:
+        return torch.zeros(shape, dtype=dtype)
+    buffer = mmap.mmap(-1, nbytes)
+    if hasattr(mmap, "MADV_HUGEPAGE"):  # Linux: huge pages, fewer TLB misses when attention reads the keys
+        buffer.madvise(mmap.MADV_HUGEPAGE)
+    return torch.frombuffer(buffer, dtype=dtype).view(shape)
