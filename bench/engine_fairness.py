@@ -72,8 +72,10 @@ def server(model: str, dtype: str, step_tokens: int, log: Path) -> Any:
         "models:\n  - name: m\n    targets: [{provider: local, model: default}]\n"
     )
     cmd = [sys.executable, "-m", "smolgate.cli", "serve", "--config", str(cfg), "--port", str(port)]
+    offset = log.stat().st_size if log.exists() else 0
+    env = {**os.environ, "COLUMNS": "400"}  # one log record a line
     with log.open("ab") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 600
@@ -85,6 +87,11 @@ def server(model: str, dtype: str, step_tokens: int, log: Path) -> Any:
                     break
             if time.monotonic() > deadline:
                 raise RuntimeError("smolgate serve did not load its model in 600 s")
+            time.sleep(0.5)
+        # the decode step compiles in the background (the default): measure the steady state, after the switch
+        while b"compiled decode step is in use" not in log.read_bytes()[offset:]:
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError(f"the compiled decode step was not in use in 600 s; see {log}")
             time.sleep(0.5)
         yield url
     finally:
