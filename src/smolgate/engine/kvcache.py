@@ -111,9 +111,10 @@ class KVCache:
 
 def zeroed(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """A tensor of zeros; a big one on fresh anonymous memory, which the kernel hands out as zero pages: nothing is
-    written up front, and only the positions a step writes ever take memory. torch.zeros wrote every byte: growing
-    the batch's caches for an 8k-token prompt joining it (330 MB for SmolLM2-135M) held every stream for ~0.45 s,
-    against ~0.03 s this way (docs/performance.md, "Fair under load"). The mapping lives as long as the tensor."""
+    written up front, and memory is taken only where steps write (in pages of up to 2 MB). torch.zeros wrote every
+    byte: growing the batch's caches for an 8k-token prompt joining it (330 MB for SmolLM2-135M) held every stream
+    for ~0.45 s, against ~0.03 s this way (docs/performance.md, "Fair under load"). The mapping lives as long as
+    the tensor."""
     nbytes = math.prod(shape) * dtype.itemsize
     if nbytes < FRESH_MEMORY_BYTES:
         return torch.zeros(shape, dtype=dtype)
