@@ -14,6 +14,7 @@ Tokenizer and processor files come from tests/engine/fixtures.py (SmolLM2 vocabu
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -122,7 +123,13 @@ def build_reference(variant: str, seed: int = 0) -> torch.nn.Module:
         SmolVLMForConditionalGeneration,
     )
 
+    from smolgate.engine import dequant
+
     spec = VARIANTS[variant]
+    # a compile in another thread (a live engine's background one) saves and restores torch's global random
+    # state: it would rewind it in the middle of this seeded build
+    while dequant.warming():
+        time.sleep(0.05)
     torch.manual_seed(seed)
     if variant == "smollm2-text":
         model: Any = LlamaForCausalLM(LlamaConfig(**_text_config(spec["text"]), **GENERATION_CONFIG))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 
@@ -219,3 +220,18 @@ def test_background_compile_serves_at_once_then_switches_to_the_compiled_step(
     assert [gen.collect(s).token_ids for s in streams] == [first.token_ids] * 2
     assert compiled_graphs() == serving
     engine.close()
+
+
+def test_closing_an_engine_stops_its_background_compile(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A closed engine leaves no compile behind: it would hold a core for nothing, and each torch.compile saves
+    and restores torch's global random state under the process's other threads (a seeded model built meanwhile
+    came out different)."""
+    path, _ = make_checkpoint("smollm2-text", tmp_path_factory.mktemp("compiled-closed"))
+    engine = Engine.load(str(path), limits=Limits(compile="background"))
+    warming = engine.scheduler.warming
+    assert warming is not None
+    engine.close()
+    assert not warming.is_alive()
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

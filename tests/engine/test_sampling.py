@@ -96,6 +96,18 @@ def test_seeded_sampling_is_reproducible_and_follows_the_distribution() -> None:
     assert torch.allclose(counts, torch.tensor([0.6, 0.3, 0.1]), atol=0.04)
 
 
+def test_unseeded_sampling_does_not_follow_torchs_global_random_state() -> None:
+    # user code may seed torch's generator, and every torch.compile (the engine's background one too) saves and
+    # restores it: unseeded requests drawing their seed from it could repeat each other
+    seeds = set()
+    for _ in range(4):
+        torch.manual_seed(0)
+        generator = Sampler(temperature=1.0).generator
+        assert generator is not None
+        seeds.add(generator.initial_seed())
+    assert len(seeds) == 4
+
+
 def test_filters_compose_in_the_sampler() -> None:
     x = logits_of([0.45, 0.3, 0.15, 0.1])
     none = torch.zeros(4, dtype=torch.bool)

@@ -110,8 +110,15 @@ def _weight_guard(e: Any) -> bool:
 
 
 @torch.inference_mode()
-def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch.Tensor) -> None:
-    """Trace and compile the decode-layer graphs serving meets, on scratch caches, on the decode thread.
+def warm_up(
+    step: StepFn,
+    model: SmolVLM,
+    tokens: torch.Tensor,
+    positions: torch.Tensor,
+    stop: Callable[[], bool] = lambda: False,
+) -> None:
+    """Trace and compile the decode-layer graphs serving meets, on scratch caches; `stop()` true between two
+    graphs ends it early (the engine closed).
 
     tokens [slots, 1] / positions [slots] are the scheduler's own input buffers: guards check the very tensors
     serving passes (made outside inference mode, unlike the caches), so a graph traced on look-alikes could miss.
@@ -129,6 +136,8 @@ def warm_up(step: StepFn, model: SmolVLM, tokens: torch.Tensor, positions: torch
             dense.add(FEW_ROWS + 1)
         shapes += [(t, t + 1) for t in sorted(dense) if 2 < t <= tokens.shape[0]]
         for rows, cache_rows in shapes:
+            if stop():
+                break
             caches = model.text.new_caches(cache_rows, WARM_CACHE_LEN)
             positions[:rows] = torch.arange(5, 5 + rows)
             step(tokens[:rows], positions[:rows], 5 + rows, caches)

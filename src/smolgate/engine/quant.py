@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import fnmatch
 import functools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -370,9 +370,10 @@ class QuantLinear(nn.Module):
         return f"in_features={self.in_features}, out_features={self.out_features}, {kind}"
 
 
-def warm_up_dense(model: nn.Module) -> int:
+def warm_up_dense(model: nn.Module, stop: Callable[[], bool] = lambda: False) -> int:
     """Compile the int4 unpack for each slice shape the model's dense path meets (dequant.py), so no request
-    waits on a compile -> how many shapes (0 without int4 layers, or where inductor cannot run)."""
+    waits on a compile -> how many shapes (0 without int4 layers, or where inductor cannot run); `stop()` true
+    between two shapes ends it early (the engine closed)."""
     slices = {
         (end - start, m.in_features, m.group_size): (m, start, end)
         for m in model.modules()
@@ -382,6 +383,8 @@ def warm_up_dense(model: nn.Module) -> int:
     for m, start, end in slices.values():
         if not dequant.compiled():  # a compile failed: the eager path has nothing to prepare
             return 0
+        if stop():
+            break
         m._unpack_t(start, end)
     return len(slices) if dequant.compiled() else 0
 

@@ -7,6 +7,7 @@ in the context (for the repetition penalty), kept up to date by the caller in O(
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable
 from functools import partial
 from typing import Protocol
@@ -99,7 +100,9 @@ class Sampler:
             if top_p < 1.0:
                 self.filters.append(partial(top_p_filter, p=top_p))
             self.generator = torch.Generator()
-            self.generator.manual_seed(seed if seed is not None else int(torch.randint(0, 2**62, ()).item()))
+            # unseeded: from the OS, not torch's global generator, which user code may seed and which every
+            # torch.compile (the engine's background one too) saves and restores: two requests could repeat
+            self.generator.manual_seed(seed if seed is not None else secrets.randbits(62))
         self.penalty = repetition_penalty if repetition_penalty != 1.0 else None
 
     @property

@@ -200,7 +200,7 @@ class Scheduler(Joining):
             if self.limits.compile:  # the decode step's compile below must not overlap another
                 self.run(lambda: warm_up_dense(self.model))
             else:  # on a thread of its own: the first requests meanwhile prefill with the eager unpacking
-                self.warming = dequant.compile_aside(lambda: warm_up_dense(self.model))
+                self.warming = dequant.compile_aside(lambda: warm_up_dense(self.model, self._is_closed))
         if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
             self.run(vision.warm_up)
         if self.limits.compile:
@@ -213,23 +213,33 @@ class Scheduler(Joining):
         buffers of its own (serving keeps using the scheduler's meanwhile), which the decode thread adopts with the
         compiled step between two steps."""
         if int4:
-            warm_up_dense(self.model)
-        if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
-            self.run(vision.warm_up)
-        t0, text = time.monotonic(), self.model.cfg.text
-        self.run(lambda: self.model.text.ensure_rope(max(text.max_position_embeddings, WARM_CACHE_LEN)))
-        step = compile_decode_step(self.model)
-        warm_up(step, self.model, tokens, positions)
+            warm_up_dense(self.model, self._is_closed)
+        try:
+            if (vision := self.model.vision) is not None and self.model.dtype == torch.bfloat16:
+                self.run(vision.warm_up)
+            t0, text = time.monotonic(), self.model.cfg.text
+            self.run(lambda: self.model.text.ensure_rope(max(text.max_position_embeddings, WARM_CACHE_LEN)))
+            step = compile_decode_step(self.model)
+            warm_up(step, self.model, tokens, positions, self._is_closed)
 
-        def adopt() -> None:
-            tokens.copy_(self._tokens)
-            positions.copy_(self._positions)
-            self._tokens, self._positions, self._step_fn = tokens, positions, step
+            def adopt() -> None:
+                tokens.copy_(self._tokens)
+                positions.copy_(self._positions)
+                self._tokens, self._positions, self._step_fn = tokens, positions, step
 
-        self.run(adopt)
-        log.info(
-            "local model: the compiled decode step is in use (compiled in %.0f s)", time.monotonic() - t0
-        )
+            if not self._closed:
+                self.run(adopt)
+        except RuntimeError:
+            if self._closed:  # closed meanwhile: `run` refused, nothing left to switch to
+                return
+            raise
+        if not self._closed:
+            log.info(
+                "local model: the compiled decode step is in use (compiled in %.0f s)", time.monotonic() - t0
+            )
+
+    def _is_closed(self) -> bool:
+        return self._closed
 
     @property
     def compiled_step(self) -> bool:
@@ -248,12 +258,15 @@ class Scheduler(Joining):
                 atexit.register(_close_at_exit, weakref.ref(self))
 
     def close(self) -> None:
-        """Stop the decode thread; unfinished requests get a RuntimeError."""
+        """Stop the decode thread, and a background compile at its next graph; unfinished requests get a
+        RuntimeError. A compile left running would hold a core for nothing, and every torch.compile saves and
+        restores torch's global random state, which would rewind it under the process's other threads."""
         with self._lock:
             self._closed = True
             self._wake.notify()
-        if self._thread is not None and self._thread is not threading.current_thread():
-            self._thread.join()
+        for thread in (self._thread, self.warming):
+            if thread is not None and thread is not threading.current_thread():
+                thread.join()
 
     def stats(self) -> EngineStats:
         """A snapshot for metrics. Read without the lock: plain ints and lengths, a scrape may be a step stale."""
