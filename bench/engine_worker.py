@@ -210,6 +210,10 @@ class EngineSystem:
                 compile=True
             )  # compiled inside load: counted in load_s, not in any timing
         self.engine = Engine.load(spec["source"], **kwargs)
+        # int4 unpacking compiles on a thread of its own (eager meanwhile): time the steady state, as a server
+        # that has been up a minute runs
+        if (warming := self.engine.scheduler.warming) is not None:
+            warming.join()
         self.prompts = prompts
         # Fixed-length generation: no EOS (random weights may emit it any time); same as min_new_tokens.
         self.engine.tokenizer.eos_token_ids = ()
