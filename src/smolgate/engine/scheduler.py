@@ -72,9 +72,9 @@ class Limits:
     # between tokens and a new short prompt waits for a long one's chunk; a larger one prefills long prompts in
     # fewer, more efficient passes.
     step_tokens: int = STEP_TOKENS
-    # torch.compile the batched decode step (compiled.py). Off by default: faster steps cost a long warm-up at
-    # start on CPU (figures: docs/performance.md). "background": serve eager at once, compile on a thread of its
-    # own and switch to the compiled step once it is ready.
+    # torch.compile the batched decode step (compiled.py): True before the first request, "background" on a thread
+    # of its own while the eager step serves (switching once it is ready; the gateway's default). Off here, for
+    # callers of the Python API who do not want a compile thread.
     compile: bool | Literal["background"] = False
 
 
@@ -99,7 +99,7 @@ class Scheduler(Joining):
         self._positions = torch.zeros(slots, dtype=torch.long)  # its position per row
         self._step_fn = compile_decode_step(model) if self.limits.compile is True else model.decode_rows
         self._compiled_vision = self.limits.compile is True and compile_vision(model)
-        self.warming: threading.Thread | None = None  # compiling the dense paths' unpacking (warm_up)
+        self.warming: threading.Thread | None = None  # compiling in the background (warm_up): joined at close
         self.decode_steps = 0  # observable counters
         self.generated_tokens = 0  # one per row per decode step (metrics)
         self.peak_batch = 0

@@ -124,7 +124,7 @@ class LocalProvider(Provider):
         if self.cfg.compile is True:
             log.info(
                 "local model: the decode step is compiled after loading "
-                "(from under a minute to several minutes on a CPU; see docs/performance.md)"
+                "(seconds to a minute on a CPU; see docs/performance.md)"
             )
         elif self.cfg.compile == "background":
             log.info("local model: the decode step compiles in the background; answers start at once")
