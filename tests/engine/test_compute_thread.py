@@ -12,6 +12,7 @@ import asyncio
 import io
 import os
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -19,6 +20,7 @@ import torch
 from checkpoints import make_checkpoint
 from PIL import Image
 
+from smolgate.engine import compute
 from smolgate.engine.api import EngineRequest
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
 
@@ -120,3 +122,42 @@ def test_run_executes_on_the_compute_thread_and_raises_there_errors_here(tmp_pat
     engine.close()
     with pytest.raises(RuntimeError, match="closed"):
         engine.run(lambda: 1)
+
+
+def test_two_models_share_the_compute_thread_and_each_closes_alone(tmp_path):
+    """Two engines in one process (a gateway serving two local models) step on one compute thread: a second
+    decode thread would bring a second OpenMP pool, which slowed the first model's decode ~2.3x while idle
+    (docs/performance.md). Closing one ends its requests only; the thread ends with the last model."""
+    torch.set_num_threads(2)
+    text, _ = make_checkpoint("smollm2-text", tmp_path / "text")
+    vlm, _ = make_checkpoint("smolvlm2-256m", tmp_path / "vlm")
+    question = [ChatMessage("user", [TextPart("Say something about the sea, please.")])]
+    first = Engine.load(str(text))
+    first.generate(question, GenerationParams(max_tokens=3))  # the compute thread and its pool now exist
+    before = os_threads()
+    second = Engine.load(str(vlm))
+    image = [ChatMessage("user", [ImagePart(png((300, 200))), TextPart("What is it?")])]
+    assert second.generate(image, GenerationParams(max_tokens=4)).completion_tokens > 0
+    assert first.run(threading.get_ident) == second.run(threading.get_ident)
+    assert os_threads() <= before, "the second model started a thread (and an OpenMP pool) of its own"
+
+    # both at once, interleaved on the one thread: each answer is what it is alone
+    alone = [e.generate(question, GenerationParams(max_tokens=8)).token_ids for e in (first, second)]
+    with ThreadPoolExecutor(2) as pool:
+        together = list(pool.map(lambda e: e.generate(question, GenerationParams(max_tokens=8)).token_ids,
+                                 (first, second)))  # fmt: skip
+    assert together == alone
+
+    second.close()
+    assert first.generate(question, GenerationParams(max_tokens=3)).completion_tokens > 0
+    with pytest.raises(RuntimeError, match="closed"):
+        second.run(lambda: 1)
+    first.close()
+    assert not any(m in compute._members for m in (first.scheduler, second.scheduler))
+    if not compute._members:  # no other test's engine left open in this process: the thread ends too
+        deadline = time.monotonic() + 5
+        while (
+            any(t.name == compute.THREAD_NAME for t in threading.enumerate()) and time.monotonic() < deadline
+        ):
+            time.sleep(0.01)
+        assert not any(t.name == compute.THREAD_NAME for t in threading.enumerate()), "the thread outlived us"

@@ -19,7 +19,8 @@ called on the decode thread: `Engine.submit` hands them straight to an event loo
 All model compute runs on that one thread: prompt embedding and the vision encoder too (one encoder pass per
 iteration, decode steps in between), and `run` brings any other model work there. With torch's OpenMP, every
 thread that ever ran a parallel op keeps its own worker pool, and while two pools exist every parallel op is
-slower, even with the other pool idle (figures: docs/performance.md).
+slower, even with the other pool idle (figures: docs/performance.md). So the decode thread is the process's one
+compute thread (compute.py), shared by every model loaded: their schedulers step on it in turn.
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from typing import Literal, TypeVar
 
 import torch
 
-from . import dequant
+from . import compute, dequant
 from .api import EngineStats
 from .budget import attention_scale
 from .compiled import WARM_CACHE_LEN, compile_decode_step, compile_vision, warm_up, warm_up_vision
@@ -84,11 +85,11 @@ class Scheduler(Joining):
         text = model.cfg.text
         per_token = KVCache.bytes_per_token(text.num_kv_heads, text.head_dim, text.num_layers, model.dtype)
         self.kv_tokens = self.limits.kv_tokens or max(4096, DEFAULT_KV_BYTES // per_token)
-        self._lock = threading.Lock()
-        self._wake = threading.Condition(self._lock)
+        self._lock = compute.LOCK  # shared with the compute thread (and the process's other schedulers)
+        self._wake = compute.WAKE
         self._waiting: deque[Generation] = deque()
         self._closed = False
-        self._thread: threading.Thread | None = None
+        self._started = False
         self._jobs: deque[tuple[Callable[[], object], Future[object]]] = deque()  # `run` calls, FIFO
         # decode-thread state: rows[i] owns cache row i; `filling` is being prefilled into row len(rows)
         self._rows: list[Generation] = []
@@ -174,7 +175,7 @@ class Scheduler(Joining):
     def run(self, fn: Callable[[], T]) -> T:
         """Call fn() on the decode thread between steps (under inference_mode) and return its result or raise its
         exception; called on the decode thread itself, it runs at once."""
-        if threading.current_thread() is self._thread:
+        if compute.on_compute_thread():
             return fn()
         self.start()
         done: Future[object] = Future()
@@ -247,26 +248,27 @@ class Scheduler(Joining):
         return self._step_fn != self.model.decode_rows
 
     def start(self) -> None:
-        """Run `step` in a background daemon thread (idempotent)."""
+        """Have the compute thread step this scheduler in the background (idempotent)."""
         with self._lock:
-            if self._thread is None and not self._closed:
-                self._thread = threading.Thread(target=self._loop, name="smolgate-decode", daemon=True)
-                self._thread.start()
-                # Join the thread before interpreter teardown: a daemon thread killed there while inside torch
-                # dies with "terminate called without an active exception" (seen in the engine bench).
-                # A weak reference, so an exit hook never keeps a dropped engine (and its model) alive.
-                atexit.register(_close_at_exit, weakref.ref(self))
+            if self._started or self._closed:
+                return
+            self._started = True
+        compute.join(self)
+        # Close before interpreter teardown: a daemon thread killed there while inside torch dies with "terminate
+        # called without an active exception" (seen in the engine bench). A weak reference, so an exit hook never
+        # keeps a dropped engine (and its model) alive.
+        atexit.register(_close_at_exit, weakref.ref(self))
 
     def close(self) -> None:
-        """Stop the decode thread, and a background compile at its next graph; unfinished requests get a
+        """Stop stepping this scheduler, and a background compile at its next graph; unfinished requests get a
         RuntimeError. A compile left running would hold a core for nothing, and every torch.compile saves and
         restores torch's global random state, which would rewind it under the process's other threads."""
         with self._lock:
             self._closed = True
-            self._wake.notify()
-        for thread in (self._thread, self.warming):
-            if thread is not None and thread is not threading.current_thread():
-                thread.join()
+            self._wake.notify_all()
+        compute.leave(self)
+        if self.warming is not None and self.warming is not threading.current_thread():
+            self.warming.join()
 
     def stats(self) -> EngineStats:
         """A snapshot for metrics. Read without the lock: plain ints and lengths, a scrape may be a step stale."""
@@ -282,18 +284,18 @@ class Scheduler(Joining):
 
     # -- decode thread ------------------------------------------------------------------------------------------
 
-    def _loop(self) -> None:
-        while True:
-            with self._lock:
-                while not self._closed and not self.busy:
-                    self._caches = []  # idle: hand the cache memory back
-                    self._wake.wait()
-                if self._closed:
-                    break
-            try:
-                self.step()
-            except Exception as exc:  # a failed forward fails its requests, not the engine
-                self._fail_all(exc)
+    # compute.Member: called by the compute thread
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def idle(self) -> None:
+        self._caches = []  # nothing running: hand the cache memory back
+
+    def fail(self, exc: BaseException) -> None:
+        self._fail_all(exc)
+
+    def finish(self) -> None:
         self._fail_all(RuntimeError("the engine was closed"))
 
     @torch.inference_mode()
