@@ -18,6 +18,7 @@ from smolgate.engine import generate as gen
 from smolgate.engine.api import InputInvalid
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
 from smolgate.engine.lora.attach import serving
+from smolgate.engine.lora.layer import LoraLinear
 from smolgate.engine.sampling import Sampler
 from smolgate.engine.scheduler import Limits, Scheduler
 
@@ -102,3 +103,32 @@ def test_load_and_unload_by_name_through_the_engine(engine: Engine, tmp_path: Pa
     with pytest.raises(InputInvalid):
         engine.generate(messages("Hi!"), params)
     assert engine.generate(messages("Hi!"), GenerationParams(max_tokens=6)).token_ids != with_text.token_ids
+
+
+def test_unloading_an_adapter_in_use_lets_its_requests_finish_with_it(engine: Engine, tmp_path: Path) -> None:
+    """A response never changes model halfway: requests admitted before the unload finish with the adapter,
+    new ones are refused, and its weights go when the last of its requests ends."""
+    _, ref = make_checkpoint("smolvlm2-256m", tmp_path / "ref")
+    engine.load_adapter(
+        "brief", make_adapter(ref, tmp_path / "brief", 3, target_modules=TEXT, r=4, lora_alpha=8)
+    )
+    question = messages("Tell me a long story, please.")
+    params = GenerationParams(max_tokens=24, adapter="brief")
+    whole = engine.generate(question, params).token_ids
+    assert engine.generate(question, GenerationParams(max_tokens=24)).token_ids != whole  # the adapter acts
+    adapters = serving(engine.scheduler)
+    slot = adapters.slot("brief")
+
+    stream = iter(engine.stream(question, params))
+    first = next(stream)  # decoding with the adapter now
+    engine.unload_adapter("brief")
+    with pytest.raises(InputInvalid):
+        engine.generate(question, params)
+    assert slot in adapters.retired  # kept while its request runs
+    rest = list(stream)
+    assert [t for chunk in (first, *rest) for t in chunk.token_ids] == whole
+    engine.run(
+        lambda: None
+    )  # one more scheduler step (it frees before it runs the job): no request uses it now
+    assert slot not in adapters.retired
+    assert not any(slot in m.a for m in engine.model.modules() if isinstance(m, LoraLinear))

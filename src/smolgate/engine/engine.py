@@ -201,7 +201,8 @@ class Engine:
         self.run(lambda: adapters.load(name, path))  # between two decode steps
 
     def unload_adapter(self, name: str) -> None:
-        """Stop serving adapter `name` (KeyError if not loaded); rows still using it go on with the base model."""
+        """Stop serving adapter `name` to new requests (KeyError if not loaded); requests admitted before finish
+        with it, and its weights are freed when the last one ends."""
         adapters = lora.serving(self.scheduler)
         self.run(lambda: adapters.unload(name))
 

@@ -310,6 +310,12 @@ class Scheduler(Joining):
         a stream of short ones. It is the only one prefilled in chunks: a prompt longer than 3/4 of the budget
         waits for it (FIFO); a vision-encoder pass is a step's prefill.
         """
+        if self.adapters is not None and self.adapters.retired:  # an unloaded adapter's last request ended?
+            with self._lock:
+                in_use = {r.adapter for r in (*self._waiting, *self._rows)}
+            if self._filling is not None:
+                in_use.add(self._filling.adapter)
+            self.adapters.release_unused(in_use)
         with self._lock:
             job = self._jobs.popleft() if self._jobs else None
         if job is not None:

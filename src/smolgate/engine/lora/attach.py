@@ -9,7 +9,7 @@ q/k/v or gate/up (kernels/fuse.py) the adapter lands on an output slice of the f
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -97,6 +97,8 @@ class Adapters:
         self.slots: dict[str, int] = {}
         self._layers: dict[int, list[str]] = {}  # slot -> wrapped layer paths it touches
         self._vision: set[int] = set()  # slots of adapters that change image features (encoder / connector)
+        # unloaded, but requests admitted before may still use them: slot -> layer paths, freed once none does
+        self.retired: dict[int, list[str]] = {}
         self._loads = 0
         self._lock = threading.Lock()
         model.feature_cache = SaltedFeatureCache(model.feature_cache.max_bytes, self._feature_salt)
@@ -145,16 +147,24 @@ class Adapters:
 
     def _unload(self, name: str) -> None:
         slot = self.slots.pop(name)
-        self._vision.discard(slot)
-        for path in self._layers.pop(slot):
-            layer = self.model.get_submodule(path)
-            assert isinstance(layer, LoraLinear)
-            layer.drop_adapter(slot)
+        self.retired[slot] = self._layers.pop(slot)
 
     def unload(self, name: str) -> None:
-        """Stop serving `name` (KeyError if it is not loaded); its layers keep their wrappers (other adapters)."""
+        """Stop serving `name` (KeyError if it is not loaded) to new requests. Requests admitted before finish
+        with it (a response does not change model halfway); its weights go when the last of them ends
+        (`release_unused`). Its layers keep their wrappers (other adapters)."""
         with self._lock:
             self._unload(name)
+
+    def release_unused(self, in_use: Collection[int]) -> None:
+        """Free the weights of unloaded adapters that no request uses any more (the scheduler, between steps)."""
+        with self._lock:
+            for slot in [s for s in self.retired if s not in in_use]:
+                self._vision.discard(slot)
+                for path in self.retired.pop(slot):
+                    layer = self.model.get_submodule(path)
+                    assert isinstance(layer, LoraLinear)
+                    layer.drop_adapter(slot)
 
     def slot(self, name: str | None) -> int:
         """An adapter's slot; -1 for None (the base model)."""
