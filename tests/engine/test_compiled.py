@@ -235,3 +235,27 @@ def test_closing_an_engine_stops_its_background_compile(
     engine.close()
     assert not warming.is_alive()
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+def test_base_rows_keep_the_compiled_graphs_with_an_adapter_loaded(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Loading a LoRA adapter leaves the model's plain layers in place outside passes with adapter rows
+    (lora/attach.py), so the base model's requests go on through the graphs compiled at load: no request waits
+    for a recompile, and the adapter's own rows (eager) still get the adapter."""
+    from test_lora_parity import TEXT, make_adapter
+
+    tmp = tmp_path_factory.mktemp("compiled-lora")
+    path, ref = make_checkpoint("smollm2-text", tmp / "base")
+    engine = Engine.load(str(path), limits=Limits(compile=True))
+    question = [ChatMessage("user", [TextPart("Say something about the sea, please.")])]
+    params = GenerationParams(max_tokens=12)
+    base = engine.generate(question, params).token_ids
+    engine.load_adapter("a", make_adapter(ref, tmp / "a", 1, target_modules=TEXT, r=4, lora_alpha=8))
+    graphs = compiled_graphs()
+    assert engine.generate(question, params).token_ids == base
+    streams = [engine.stream(question, params) for _ in range(2)]  # two base rows in one batch
+    assert [gen.collect(s).token_ids for s in streams] == [base, base]
+    assert engine.scheduler.compiled_step and compiled_graphs() == graphs
+    assert engine.generate(question, GenerationParams(max_tokens=12, adapter="a")).token_ids != base
+    engine.close()

@@ -18,7 +18,6 @@ from smolgate.engine import generate as gen
 from smolgate.engine.api import InputInvalid
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
 from smolgate.engine.lora.attach import serving
-from smolgate.engine.lora.layer import LoraLinear
 from smolgate.engine.sampling import Sampler
 from smolgate.engine.scheduler import Limits, Scheduler
 
@@ -131,4 +130,4 @@ def test_unloading_an_adapter_in_use_lets_its_requests_finish_with_it(engine: En
         lambda: None
     )  # one more scheduler step (it frees before it runs the job): no request uses it now
     assert slot not in adapters.retired
-    assert not any(slot in m.a for m in engine.model.modules() if isinstance(m, LoraLinear))
+    assert not any(slot in w.a for w in adapters.wrappers())

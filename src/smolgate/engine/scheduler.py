@@ -367,7 +367,8 @@ class Scheduler(Joining):
         self.peak_batch = max(self.peak_batch, n)
         kv_len = max(r.pos for r in self._rows) + 1
         adapters = [r.adapter for r in self._rows]
-        # a LoRA row takes the eager step: the compiled graph is the base model's
+        # a LoRA row takes the eager step: the compiled graphs are the base model's, which base-only batches keep
+        # using with adapters loaded (their wrappers enter the model only for passes with adapter rows)
         step = self._step_fn if max(adapters) < 0 else self.model.decode_rows
         with self._lora(adapters):
             logits = step(self._tokens[:n], self._positions[:n], kv_len, self._caches)

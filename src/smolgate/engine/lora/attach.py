@@ -99,6 +99,11 @@ class Adapters:
         self._vision: set[int] = set()  # slots of adapters that change image features (encoder / connector)
         # unloaded, but requests admitted before may still use them: slot -> layer paths, freed once none does
         self.retired: dict[int, list[str]] = {}
+        # layer path -> (parent, attribute, its LoraLinear): in the model only during passes with adapter rows
+        # (`rows`), so that passes without any keep the plain modules, and the compiled decode step's graphs
+        # (traced on them) serve the base model's rows with adapters loaded, without a recompile
+        self._wrappers: dict[str, tuple[nn.Module, str, LoraLinear]] = {}
+        self._installed = False
         self._loads = 0
         self._lock = threading.Lock()
         model.feature_cache = SaltedFeatureCache(model.feature_cache.max_bytes, self._feature_salt)
@@ -108,13 +113,20 @@ class Adapters:
         return b"" if not isinstance(sel, int) or sel not in self._vision else b"@%d" % sel
 
     def _wrapped(self, path: str) -> LoraLinear:
-        parent_path, _, leaf = path.rpartition(".")
-        parent = self.model.get_submodule(parent_path) if parent_path else self.model
-        layer = getattr(parent, leaf)
-        if not isinstance(layer, LoraLinear):
-            layer = LoraLinear(layer, self.state)
-            setattr(parent, leaf, layer)
-        return layer
+        if (found := self._wrappers.get(path)) is None:
+            parent_path, _, leaf = path.rpartition(".")
+            parent = self.model.get_submodule(parent_path) if parent_path else self.model
+            found = self._wrappers[path] = (parent, leaf, LoraLinear(getattr(parent, leaf), self.state))
+        return found[2]
+
+    def _install(self, on: bool) -> None:
+        """Put the wrappers in the model (on) or the plain layers back, by dict entry: cheap per pass."""
+        for parent, leaf, wrapper in self._wrappers.values():
+            parent._modules[leaf] = wrapper if on else wrapper.base
+        self._installed = on
+
+    def wrappers(self) -> list[LoraLinear]:
+        return [w for _, _, w in self._wrappers.values()]
 
     def load(self, name: str, directory: str | Path) -> int:
         """Read a PEFT adapter and serve it as `name` (replacing one of that name) -> its slot."""
@@ -152,7 +164,7 @@ class Adapters:
     def unload(self, name: str) -> None:
         """Stop serving `name` (KeyError if it is not loaded) to new requests. Requests admitted before finish
         with it (a response does not change model halfway); its weights go when the last of them ends
-        (`release_unused`). Its layers keep their wrappers (other adapters)."""
+        (`release_unused`). Its layers keep their wrappers (for other adapters)."""
         with self._lock:
             self._unload(name)
 
@@ -162,9 +174,7 @@ class Adapters:
             for slot in [s for s in self.retired if s not in in_use]:
                 self._vision.discard(slot)
                 for path in self.retired.pop(slot):
-                    layer = self.model.get_submodule(path)
-                    assert isinstance(layer, LoraLinear)
-                    layer.drop_adapter(slot)
+                    self._wrapped(path).drop_adapter(slot)
 
     def slot(self, name: str | None) -> int:
         """An adapter's slot; -1 for None (the base model)."""
@@ -176,12 +186,19 @@ class Adapters:
 
     @contextmanager
     def rows(self, selection: Selection) -> Iterator[None]:
-        """Run the passes inside with `selection` (see layer.Selection); -1 alone means the base model."""
+        """Run the passes inside with `selection` (see layer.Selection); -1 alone, or -1 for every row, means the
+        base model: then the model keeps its plain layers."""
         previous = self.state.selection
-        self.state.selection = None if selection == -1 else selection
+        plain = selection is None or selection == -1 or (isinstance(selection, list) and max(selection) < 0)
+        self.state.selection = None if plain else selection
+        install = not plain and not self._installed
+        if install:
+            self._install(True)
         try:
             yield
         finally:
+            if install:
+                self._install(False)
             self.state.selection = previous
 
 
