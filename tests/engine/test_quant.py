@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import logging
 import weakref
 from collections.abc import Iterator
 from dataclasses import replace
@@ -255,8 +256,12 @@ def test_dense_path_in_slices_of_output_channels(
     torch.testing.assert_close(below, ref[:-1], rtol=0, atol=tol)
 
 
-@pytest.mark.skipif(not quant.onednn_int8_available(), reason="no oneDNN int8 GEMM in this torch build / CPU")
-def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch() -> None:
+@pytest.mark.skipif(not quant.onednn_int8_works(), reason="no oneDNN int8 GEMM in this torch build / CPU")
+def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # on a CPU where oneDNN has only its reference loops the engine would not use it: check its values anyway
+    monkeypatch.setattr(quant, "onednn_int8_available", lambda: True)
     torch.manual_seed(3)
     w, x = torch.randn(384, 256) * 0.05, torch.randn(8, 256, dtype=torch.bfloat16)
     wide = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256, dynamic=True)
@@ -314,3 +319,28 @@ def test_streamed_bf16_checkpoint_gives_bf16_lookups() -> None:
     loaded = quant.load_quantized(skeleton, checkpoint_tensors(model, []), "int8")
     assert loaded.dtype == torch.bfloat16
     assert loaded.text.embed_tokens(torch.tensor([[3, 4]])).dtype == torch.bfloat16
+
+
+def test_int8_dynamic_runs_weight_only_where_onednn_has_no_kernel_for_the_cpu(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where oneDNN falls back to its reference loops (hundreds of times slower: an AMD EPYC with AVX-512 VNNI
+    under torch 2.13), int8-dynamic layers run the weight-only kernel instead, and the log says why."""
+    if not quant.onednn_int8_works():
+        pytest.skip(
+            "no oneDNN int8 GEMM in this torch build / CPU: the weight-only path is the only one anyway"
+        )
+    torch.manual_seed(4)
+    w, x = torch.randn(384, 256) * 0.05, torch.randn(3, 256, dtype=torch.bfloat16)
+    plain = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256)
+    for ratio, on_onednn in ((3.0, True), (450.0, False)):
+        quant.onednn_int8_available.cache_clear()
+        monkeypatch.setattr(quant, "_onednn_vs_weight_only", lambda r=ratio: r)
+        with caplog.at_level(logging.WARNING, logger="smolgate.engine.quant"):
+            layer = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256, dynamic=True)
+        assert (layer._onednn is not None) == on_onednn
+        assert ("no int8 GEMM kernel for this CPU" in caplog.text) == (not on_onednn)
+        if not on_onednn:
+            with torch.no_grad():
+                assert torch.equal(layer(x), plain(x))  # the weight-only kernel, the same values
+    quant.onednn_int8_available.cache_clear()  # the next caller measures this CPU again
