@@ -161,3 +161,52 @@ def test_two_models_share_the_compute_thread_and_each_closes_alone(tmp_path):
         ):
             time.sleep(0.01)
         assert not any(t.name == compute.THREAD_NAME for t in threading.enumerate()), "the thread outlived us"
+
+
+class _Member:
+    """A stand-in scheduler for the compute thread (compute.Member): `work` steps to do; `boom` makes each step
+    raise, and failing its requests raise too (a sink whose event loop has closed)."""
+
+    def __init__(self, boom: bool) -> None:
+        self.boom, self.work, self.steps, self.shut = boom, 0, 0, False
+
+    @property
+    def busy(self) -> bool:
+        return self.work > 0
+
+    @property
+    def closed(self) -> bool:
+        return self.shut
+
+    def idle(self) -> None:
+        pass
+
+    def step(self) -> None:
+        self.work -= 1
+        self.steps += 1
+        if self.boom:
+            raise RuntimeError("the forward failed")
+
+    def fail(self, exc: BaseException) -> None:
+        raise RuntimeError("its event loop is closed")
+
+    def finish(self) -> None:
+        raise RuntimeError("its event loop is closed")
+
+
+def test_a_model_whose_requests_cannot_be_failed_does_not_stop_the_others() -> None:
+    bad, good = _Member(boom=True), _Member(boom=False)
+    for m in (bad, good):
+        compute.join(m)
+    with compute.LOCK:
+        bad.work = good.work = 3
+        compute.WAKE.notify_all()
+    deadline = time.monotonic() + 10
+    while (good.steps < 3 or bad.steps < 3) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert (bad.steps, good.steps) == (3, 3)
+    for m in (bad, good):
+        with compute.LOCK:
+            m.shut = True
+        compute.leave(m)  # returns: the thread finished both, the raising one included
+    assert not any(m in compute._members for m in (bad, good))

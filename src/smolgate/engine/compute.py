@@ -14,8 +14,13 @@ closed its engines keeps no thread (nor its OpenMP team).
 
 from __future__ import annotations
 
+import functools
+import logging
 import threading
+from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger(__name__)
 
 LOCK = threading.Lock()  # the schedulers' own lock too: one wake-up condition for all of them
 WAKE = threading.Condition(LOCK)
@@ -94,11 +99,20 @@ def _loop() -> None:
                 _members.remove(m)
         for m in ready:
             if m in done:
-                m.finish()
+                _guarded(m.finish)
                 with LOCK:
                     _stopped.pop(id(m)).set()
                 continue
             try:
                 m.step()
             except Exception as exc:  # a failed forward fails that model's requests, not the thread
-                m.fail(exc)
+                _guarded(functools.partial(m.fail, exc))
+
+
+def _guarded(fn: Callable[[], None]) -> None:
+    """Failing requests calls their sinks; one that raises (its event loop closed) must not end the thread that
+    every other model steps on."""
+    try:
+        fn()
+    except Exception:
+        log.exception("local model: failing the requests of a closed or failed step raised")
