@@ -14,7 +14,7 @@ from torch._dynamo.utils import counters
 
 from smolgate.engine import compiled as compiled_mod
 from smolgate.engine import generate as gen
-from smolgate.engine import quant
+from smolgate.engine import onednn, quant
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, TextPart
 from smolgate.engine.kernels.gemv import FEW_ROWS
 from smolgate.engine.scheduler import Limits
@@ -142,7 +142,7 @@ def test_compiled_int8_dynamic_keeps_the_onednn_op(w8a8: tuple[Engine, Engine, G
     # inductor cannot lower oneDNN's int8 GEMM on a weight that is not a frozen constant: quant wraps it in an
     # opaque custom op while compiling
     eager, compiled, _, _ = w8a8
-    if quant.onednn_int8_available():
+    if onednn.onednn_int8_available():
         assert compiled.model.lm_head._onednn is not None  # the vocabulary-wide output layer runs W8A8
     # the narrow layers run the weight-only kernel on bf16 activations, and inductor's fused norms sum in another
     # order than eager: where that moves an activation across a bf16 (or int8) rounding boundary, the logits move

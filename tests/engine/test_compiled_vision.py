@@ -12,7 +12,7 @@ from PIL import Image
 from test_compiled import compiled_graphs
 from test_vision_fused import cos_min, fuse_vision_qkv
 
-from smolgate.engine import quant
+from smolgate.engine import onednn, quant
 from smolgate.engine.compiled import compile_vision, warm_up_vision
 from smolgate.engine.config import VisionConfig
 from smolgate.engine.engine import ChatMessage, Engine, GenerationParams, ImagePart, TextPart
@@ -50,7 +50,7 @@ def test_compiled_w8a8_encoder_gives_the_eager_features_and_compiles_only_at_war
     for i in range(3):
         assert cos_min(compiled[i][valid[i]], eager[i][valid[i]]) >= 0.999
     torch.testing.assert_close(compiled_full, compiled[:2], rtol=0, atol=0)  # tiles run one by one either way
-    if quant.onednn_int8_available():
+    if onednn.onednn_int8_available():
         assert encoder.encoder.layers[0].mlp.fc1._onednn is not None
 
 

@@ -23,7 +23,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from smolgate.engine import quant
+from smolgate.engine import onednn, quant
 from smolgate.engine.config import ModelConfig, TextConfig, VisionConfig
 from smolgate.engine.model.smolvlm import SmolVLM
 
@@ -256,7 +256,7 @@ def test_dense_path_in_slices_of_output_channels(
     torch.testing.assert_close(below, ref[:-1], rtol=0, atol=tol)
 
 
-@pytest.mark.skipif(not quant.onednn_int8_works(), reason="no oneDNN int8 GEMM in this torch build / CPU")
+@pytest.mark.skipif(not onednn.onednn_int8_works(), reason="no oneDNN int8 GEMM in this torch build / CPU")
 def test_int8_on_onednn_matches_weight_only_and_rows_do_not_depend_on_the_batch(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -326,7 +326,7 @@ def test_int8_dynamic_runs_weight_only_where_onednn_has_no_kernel_for_the_cpu(
 ) -> None:
     """Where oneDNN falls back to its reference loops (hundreds of times slower: an AMD EPYC with AVX-512 VNNI
     under torch 2.13), int8-dynamic layers run the weight-only kernel instead, and the log says why."""
-    if not quant.onednn_int8_works():
+    if not onednn.onednn_int8_works():
         pytest.skip(
             "no oneDNN int8 GEMM in this torch build / CPU: the weight-only path is the only one anyway"
         )
@@ -334,13 +334,13 @@ def test_int8_dynamic_runs_weight_only_where_onednn_has_no_kernel_for_the_cpu(
     w, x = torch.randn(384, 256) * 0.05, torch.randn(3, 256, dtype=torch.bfloat16)
     plain = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256)
     for ratio, on_onednn in ((3.0, True), (450.0, False)):
-        quant.onednn_int8_available.cache_clear()
-        monkeypatch.setattr(quant, "_onednn_vs_weight_only", lambda r=ratio: r)
-        with caplog.at_level(logging.WARNING, logger="smolgate.engine.quant"):
+        onednn.onednn_int8_available.cache_clear()
+        monkeypatch.setattr(onednn, "_onednn_vs_weight_only", lambda r=ratio: r)
+        with caplog.at_level(logging.WARNING, logger="smolgate.engine.onednn"):
             layer = quant.QuantLinear(quant.quantize_linear_weight(w, "int8"), None, 256, dynamic=True)
         assert (layer._onednn is not None) == on_onednn
         assert ("no int8 GEMM kernel for this CPU" in caplog.text) == (not on_onednn)
         if not on_onednn:
             with torch.no_grad():
                 assert torch.equal(layer(x), plain(x))  # the weight-only kernel, the same values
-    quant.onednn_int8_available.cache_clear()  # the next caller measures this CPU again
+    onednn.onednn_int8_available.cache_clear()  # the next caller measures this CPU again
